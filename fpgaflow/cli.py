@@ -1,0 +1,59 @@
+"""The ``fpgaflow`` command: one subcommand per module in ``fpgaflow.commands``.
+
+Each command module registers its arguments and a ``run(args) -> int``; the modules
+import nothing heavy at import time so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from fpgaflow import __version__
+
+# name -> one-line help; the module fpgaflow.commands.<name> implements it.
+COMMANDS: dict[str, str] = {}
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one clear line, exit status 2.
+
+    ``FPGAFLOW_DEBUG=1`` shows the traceback instead."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fpgaflow",
+        description="Machine learning from the laptop to the FPGA beside the detector.",
+    )
+    parser.add_argument("--version", action="version", version=f"fpgaflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"fpgaflow.commands.{name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as exc:  # includes ProjectError, ManifestError
+        if os.environ.get("FPGAFLOW_DEBUG"):
+            raise
+        print(f"fpgaflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

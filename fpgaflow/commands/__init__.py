@@ -1,0 +1,1 @@
+"""Subcommands of the ``fpgaflow`` CLI, one module each."""

@@ -1,0 +1,99 @@
+"""Firmware projects: a folder under ``firmware_projects/`` holding a project file.
+
+The project file is what hls4ml and conifer users already write: hls4ml's YAML keys
+(``KerasJson``/``KerasH5``/``KerasModel``, ``OutputDir``, ``HLSConfig``...) for a
+network, conifer's configuration keys with ``XGBoostModel``/``SklearnModel``/
+``ConiferModel`` for a BDT.  Relative paths resolve against the project file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NETWORK_KEYS = ("KerasJson", "KerasH5", "KerasModel")
+BDT_KEYS = ("XGBoostModel", "SklearnModel", "ConiferModel")
+PROJECT_FILE_NAMES = ("project.yml", "project.yaml", "config.yml", "config.yaml")
+
+
+class ProjectError(ValueError):
+    """A project that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class Project:
+    kind: str  # "network" or "bdt"
+    file: Path
+    config: dict[str, Any]
+
+    @property
+    def root(self) -> Path:
+        return self.file.parent
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("ProjectName") or self.root.name)
+
+    @property
+    def build_dir(self) -> Path:
+        """``OutputDir`` if the project file names one, else ``build/`` beside it."""
+        out = self.config.get("OutputDir")
+        return self.resolve(out) if out else self.root / "build"
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        p = Path(os.path.expanduser(str(path)))
+        return p if p.is_absolute() else (self.root / p)
+
+    def existing(self, key: str) -> Path:
+        """The file named by ``key``, which must exist."""
+        value = self.config.get(key)
+        if not value:
+            raise ProjectError(f"{self.file}: key '{key}' is missing")
+        path = self.resolve(value)
+        if not path.exists():
+            raise ProjectError(f"{self.file}: {key} names {value!r}, but {path} does not exist")
+        return path
+
+
+def find_project_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for name in PROJECT_FILE_NAMES:
+            if (p / name).is_file():
+                return p / name
+        ymls = sorted(p.glob("*.yml")) + sorted(p.glob("*.yaml"))
+        if len(ymls) == 1:
+            return ymls[0]
+        raise ProjectError(
+            f"{p}: no project file found (looked for {', '.join(PROJECT_FILE_NAMES)}"
+            + (f"; several candidates: {', '.join(y.name for y in ymls)}" if ymls else "")
+            + ")"
+        )
+    if not p.is_file():
+        raise ProjectError(f"{p}: no such project file or folder")
+    return p
+
+
+def load_project(path: str | os.PathLike) -> Project:
+    """Read a project file (or the project file in a folder) and tell its kind."""
+    import yaml
+
+    file = find_project_file(path).resolve()
+    try:
+        config = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{file}: not valid YAML ({exc})") from None
+    if not isinstance(config, dict):
+        raise ProjectError(f"{file}: expected a mapping of configuration keys at the top level")
+    net = [k for k in NETWORK_KEYS if k in config]
+    bdt = [k for k in BDT_KEYS if k in config]
+    if net and bdt:
+        raise ProjectError(f"{file}: names both a network ({', '.join(net)}) and a BDT ({', '.join(bdt)})")
+    if not net and not bdt:
+        raise ProjectError(
+            f"{file}: names no model; a network project needs one of {', '.join(NETWORK_KEYS)}, "
+            f"a BDT project one of {', '.join(BDT_KEYS)}"
+        )
+    return Project("network" if net else "bdt", file, config)

@@ -1,0 +1,43 @@
+"""The layering rules of DESIGN.md, checked on the installed code."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("tensorflow", "keras", "qkeras", "hls4ml", "conifer")
+
+
+def _imported_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return {m.split(".")[0] for m in out.stdout.split()}
+
+
+def test_runtime_imports_no_front_end():
+    mods = _imported_after("import sim, sim.fixed, sim.manifest, node; import fpgaflow.cli")
+    assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_sim_and_node_sources_never_import_the_front_end():
+    offenders = []
+    for package in ("sim", "node"):
+        for path in (ROOT / package).rglob("*.py"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                words = line.strip().split()
+                if len(words) >= 2 and words[0] in ("import", "from"):
+                    top = words[1].split(".")[0]
+                    if top in HEAVY + ("fpgaflow",):
+                        offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_cli_help_is_fast_and_lists_commands():
+    mods = _imported_after("from fpgaflow.cli import build_parser; build_parser().format_help()")
+    assert not mods & set(HEAVY)
+    out = subprocess.run([sys.executable, "-m", "fpgaflow.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0
+    from fpgaflow.cli import COMMANDS
+
+    for command in COMMANDS:
+        assert command in out.stdout

@@ -14,7 +14,11 @@ import sys
 from fpgaflow import __version__
 
 # name -> one-line help; the module fpgaflow.commands.<name> implements it.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "synth": "convert a network or BDT project into an HLS firmware project, its manifest and reports",
+    "emulate": "run the bit-exact emulator of a firmware project on input data",
+    "verify": "compare the emulator with the firmware's C simulation and the float model",
+}
 
 
 class UserError(Exception):

@@ -1,0 +1,56 @@
+"""``fpgaflow emulate PROJECT --input X --output Y``: the firmware's outputs, bit-exact,
+computed by the NumPy emulator from the project's manifest (no compiler, no vendor tool)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+CHUNK = 65_536
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("project", help="project folder/file, or a manifest folder (build/emulator)")
+    p.add_argument("--input", required=True, help="inputs: .npy, .npz or .h5 (one row per sample)")
+    p.add_argument("--dataset", help="array name inside an .npz/.h5 input")
+    p.add_argument("--output", required=True, help="outputs: .npy (values), .npz or .h5 (values and raw)")
+
+
+def manifest_dir(target: str) -> Path:
+    """A manifest folder given directly, or the one a synthesized project exported."""
+    from fpgaflow.project import ProjectError, load_project
+    from sim.manifest import MANIFEST_FILE
+
+    p = Path(target)
+    if (p / MANIFEST_FILE).is_file():
+        return p
+    if p.name == MANIFEST_FILE:
+        return p.parent
+    project = load_project(p)
+    emulator = project.build_dir / "emulator"
+    if not (emulator / MANIFEST_FILE).is_file():
+        raise ProjectError(f"{emulator}: no manifest; run `fpgaflow synth {target}` first")
+    return emulator
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import sim
+    from fpgaflow.arrays import read_array, write_arrays
+    from fpgaflow.progress import Progress
+
+    model = sim.load(manifest_dir(args.project))
+    x = read_array(args.input, args.dataset)
+    progress = Progress(len(x), "emulate")
+    raws, values = [], []
+    for start in range(0, len(x), CHUNK):
+        pred = model.predict(x[start : start + CHUNK])
+        raws.append(pred.raw)
+        values.append(pred.values)
+        progress.update(len(pred.raw))
+    if not raws:
+        raise ValueError(f"{args.input}: no samples")
+    write_arrays(args.output, values=np.concatenate(values), raw=np.concatenate(raws))
+    print(f"emulate: {len(x)} samples -> {args.output} (firmware {model.id})")
+    return 0

@@ -1,0 +1,30 @@
+"""``fpgaflow synth PROJECT``: a network (hls4ml) or BDT (conifer) firmware project."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("project", help="project folder or project file (hls4ml YAML, or conifer keys for a BDT)")
+    p.add_argument(
+        "--vendor",
+        action="store_true",
+        help="also run vendor C synthesis where vivado_hls/vitis_hls is on PATH",
+    )
+    p.add_argument(
+        "--open-synth",
+        action="store_true",
+        help="BDT/VHDL: open-source synthesis with GHDL + yosys for resource counts",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from fpgaflow.project import load_project
+
+    project = load_project(args.project)
+    if project.kind == "network":
+        from fpgaflow.network.synth import synth
+    else:
+        from fpgaflow.bdt.synth import synth
+    return synth(project, args)

@@ -1,0 +1,186 @@
+"""The ``Data:`` block of a project file: which files, which columns, which policies.
+
+Kept apart from hls4ml's keys so that the project file stays a valid hls4ml
+configuration.  Every mistake is reported with the project file and the key.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NON_FINITE_POLICIES = ("error", "drop", "zero")
+SCALING_KINDS = ("standard", "minmax", "none")
+DEFAULT_CHUNK = 100_000
+
+
+class DataError(ValueError):
+    """Data that cannot be used; the message names the file, the column and what exists."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature column.  ``length`` fixes the width of a jagged or 2-D column:
+    longer entries are truncated, shorter ones padded with ``pad``; ``mask`` adds
+    one 0/1 column per slot telling real values from padding."""
+
+    name: str
+    length: int | None = None
+    pad: float = 0.0
+    mask: bool = False
+
+
+@dataclass
+class DataConfig:
+    files: list[Path]
+    features: list[FeatureSpec]
+    labels: list[str] = field(default_factory=list)
+    classes: list[str] | None = None
+    tree: str | None = None
+    chunk_size: int = DEFAULT_CHUNK
+    max_entries: int | None = None
+    non_finite: str | float = "error"
+    scaling: str | dict[str, list[float]] = "standard"
+    generator: Path | None = None
+    where: str = "Data"  # for messages: "<project file>: Data"
+
+    @classmethod
+    def from_mapping(cls, block: Any, root: Path, where: str = "Data") -> DataConfig:
+        """Parse a ``Data:`` mapping; relative paths resolve against ``root``."""
+        if not isinstance(block, dict):
+            raise DataError(f"{where}: expected a mapping with File, Features, Labels...")
+        known = {
+            "File", "Files", "Tree", "Features", "Labels", "Classes", "ChunkSize", "MaxEntries",
+            "NonFinite", "Scaling", "Generator", "Pad", "Mask",
+        }  # fmt: skip
+        unknown = sorted(set(block) - known)
+        if unknown:
+            raise DataError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        files = block.get("Files", block.get("File"))
+        if not files:
+            raise DataError(f"{where}: key 'File' (or 'Files') is missing")
+        if isinstance(files, str):
+            files = [files]
+        generator = block.get("Generator")
+        gen_path = _resolve(root, generator) if generator else None
+        if gen_path is not None and not gen_path.is_file():
+            raise DataError(f"{where}.Generator: {gen_path} does not exist")
+        default_pad = _number(block.get("Pad", 0.0), f"{where}.Pad")
+        default_mask = bool(block.get("Mask", False))
+        features = _features(block.get("Features"), default_pad, default_mask, f"{where}.Features")
+        labels = block.get("Labels", [])
+        labels = [labels] if isinstance(labels, str) else list(labels or [])
+        if not all(isinstance(x, str) for x in labels):
+            raise DataError(f"{where}.Labels: expected a column name or a list of column names")
+        classes = block.get("Classes")
+        if classes is not None and (not isinstance(classes, list) or not classes):
+            raise DataError(f"{where}.Classes: expected a list of class names")
+        non_finite = block.get("NonFinite", "error")
+        if isinstance(non_finite, str):
+            if non_finite not in NON_FINITE_POLICIES:
+                raise DataError(
+                    f"{where}.NonFinite: {non_finite!r} is not a policy; use one of "
+                    f"{', '.join(NON_FINITE_POLICIES)} or a number to put in their place"
+                )
+        else:
+            non_finite = _number(non_finite, f"{where}.NonFinite")
+        scaling = block.get("Scaling", "standard")
+        if isinstance(scaling, str):
+            if scaling not in SCALING_KINDS:
+                raise DataError(
+                    f"{where}.Scaling: {scaling!r} is unknown; use {', '.join(SCALING_KINDS)} "
+                    "or {Offset: [...], Scale: [...]} for fixed scaling"
+                )
+        elif isinstance(scaling, dict):
+            if set(scaling) != {"Offset", "Scale"}:
+                raise DataError(f"{where}.Scaling: fixed scaling needs exactly the keys Offset and Scale")
+        else:
+            raise DataError(f"{where}.Scaling: expected a name or a mapping with Offset and Scale")
+        chunk = int(block.get("ChunkSize", DEFAULT_CHUNK))
+        if chunk < 1:
+            raise DataError(f"{where}.ChunkSize: must be positive, got {chunk}")
+        max_entries = block.get("MaxEntries")
+        return cls(
+            files=[_resolve(root, f) for f in files],
+            features=features,
+            labels=labels,
+            classes=[str(c) for c in classes] if classes else None,
+            tree=block.get("Tree"),
+            chunk_size=chunk,
+            max_entries=int(max_entries) if max_entries is not None else None,
+            non_finite=non_finite,
+            scaling=scaling,
+            generator=gen_path,
+            where=where,
+        )
+
+    @classmethod
+    def from_project(cls, project: Any) -> DataConfig:
+        """The ``Data:`` block of a loaded ``Project``."""
+        if "Data" not in project.config:
+            raise DataError(f"{project.file}: no 'Data:' block (which files and columns to train on)")
+        return cls.from_mapping(project.config["Data"], project.root, f"{project.file}: Data")
+
+    def expand_files(self) -> list[Path]:
+        """The files, with glob patterns expanded; each must exist."""
+        out: list[Path] = []
+        for f in self.files:
+            if any(ch in str(f) for ch in "*?["):
+                matches = sorted(Path(m) for m in glob.glob(str(f)))
+                if not matches:
+                    raise DataError(f"{self.where}.File: pattern {f} matches no file")
+                out.extend(matches)
+            elif not f.is_file():
+                hint = f" (run its Generator {self.generator.name} to make it)" if self.generator else ""
+                raise DataError(f"{self.where}.File: {f} does not exist{hint}")
+            else:
+                out.append(f)
+        return out
+
+
+def _resolve(root: Path, value: Any) -> Path:
+    p = Path(os.path.expanduser(str(value)))
+    return p if p.is_absolute() else root / p
+
+
+def _number(value: Any, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: expected a number, got {value!r}") from None
+
+
+def _features(value: Any, pad: float, mask: bool, where: str) -> list[FeatureSpec]:
+    if value is None:
+        raise DataError(f"{where}: missing (the columns to feed the network)")
+    if isinstance(value, (str, dict)):
+        value = [value]
+    specs: list[FeatureSpec] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            specs.append(FeatureSpec(item, pad=pad, mask=False))
+        elif isinstance(item, dict):
+            extra = set(item) - {"Name", "Length", "Pad", "Mask"}
+            if "Name" not in item or extra:
+                raise DataError(f"{where}[{i}]: expected {{Name, Length, Pad, Mask}}, got {sorted(item)}")
+            length = item.get("Length")
+            if length is not None and (not isinstance(length, int) or length < 1):
+                raise DataError(f"{where}[{i}].Length: expected a positive integer, got {length!r}")
+            specs.append(
+                FeatureSpec(
+                    str(item["Name"]),
+                    length,
+                    _number(item.get("Pad", pad), f"{where}[{i}].Pad"),
+                    bool(item.get("Mask", mask)),
+                )
+            )
+        else:
+            raise DataError(f"{where}[{i}]: expected a column name or a mapping, got {item!r}")
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"{where}: column(s) named more than once: {', '.join(dupes)}")
+    return specs

@@ -1,0 +1,124 @@
+"""Per-feature scaling, ``x' = (x - offset) / scale``, fitted once on the training
+data and saved beside the model.  The same parameters go into the firmware manifest
+(``preprocessing`` block) so the emulator, the board and the node scale exactly as
+training did."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpgaflow.data.config import DataError
+
+SCALING_FORMAT = "fpgaflow-scaling"
+
+
+@dataclass
+class Scaling:
+    kind: str  # standard, minmax, fixed or none
+    features: list[str]
+    offset: np.ndarray  # float64, one per feature
+    scale: np.ndarray  # float64, one per feature, never 0
+    fill_non_finite: float | None = None  # the NonFinite replacement value, applied before scaling
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[-1] != len(self.offset):
+            raise DataError(f"scaling expects {len(self.offset)} features, got {x.shape[-1]}")
+        if self.fill_non_finite is not None:
+            x = np.where(np.isfinite(x), x, self.fill_non_finite)
+        return (x - self.offset) / self.scale
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": SCALING_FORMAT,
+            "kind": self.kind,
+            "formula": "(x - offset) / scale",
+            "features": self.features,
+            "offset": self.offset.tolist(),
+            "scale": self.scale.tolist(),
+            "fill_non_finite": self.fill_non_finite,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Scaling:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"{path}: scaling file not found (written by `fpgaflow train`)") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != SCALING_FORMAT:
+            raise DataError(f"{path}: not an fpgaflow scaling file (field 'format' is not {SCALING_FORMAT!r})")
+        try:
+            offset = np.asarray(data["offset"], dtype=np.float64)
+            scale = np.asarray(data["scale"], dtype=np.float64)
+            features = [str(f) for f in data["features"]]
+        except KeyError as exc:
+            raise DataError(f"{path}: missing field {exc}") from None
+        if not (len(offset) == len(scale) == len(features)) or np.any(scale == 0) or not np.isfinite(scale).all():
+            raise DataError(f"{path}: offset, scale and features must have equal lengths, scale finite and non-zero")
+        return cls(str(data.get("kind", "fixed")), features, offset, scale, data.get("fill_non_finite"))
+
+    def manifest_block(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The manifest's top-level ``preprocessing`` entry and its arrays (see
+        ``sim.preprocessing``)."""
+        meta = {
+            "kind": "affine",
+            "formula": "(x - offset) / scale",
+            "source": self.kind,
+            "features": self.features,
+            "offset": "preprocessing_offset",
+            "scale": "preprocessing_scale",
+        }
+        if self.fill_non_finite is not None:
+            meta["fill_non_finite"] = float(self.fill_non_finite)
+        return meta, {"preprocessing_offset": self.offset.copy(), "preprocessing_scale": self.scale.copy()}
+
+
+def fit_scaling(
+    how: str | dict[str, Any], x: np.ndarray, features: list[str], fill_non_finite: float | None = None
+) -> Scaling:
+    """Fit ``standard`` (mean 0, std 1), ``minmax`` (to [-1, 1]) or ``none``, or check
+    fixed ``{Offset, Scale}`` lists against the features."""
+    n = len(features)
+    if isinstance(how, dict):
+        offset = _per_feature(how["Offset"], n, "Offset", features)
+        scale = _per_feature(how["Scale"], n, "Scale", features)
+        if np.any(scale == 0):
+            zeros = [f for f, s in zip(features, scale, strict=True) if s == 0]
+            raise DataError(f"Data.Scaling.Scale: zero for {', '.join(zeros)}")
+        return Scaling("fixed", features, offset, scale, fill_non_finite)
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) == 0:
+        raise DataError("cannot fit scaling on an empty dataset")
+    if how == "none":
+        return Scaling("none", features, np.zeros(n), np.ones(n), fill_non_finite)
+    if how == "standard":
+        offset, scale = x.mean(axis=0), x.std(axis=0)
+    elif how == "minmax":
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        offset, scale = (hi + lo) / 2, (hi - lo) / 2
+    else:
+        raise DataError(f"unknown scaling {how!r}")
+    scale = np.where(scale > 0, scale, 1.0)  # a constant feature is left as it is, shifted to 0
+    return Scaling(how, features, offset, scale, fill_non_finite)
+
+
+def _per_feature(value: Any, n: int, key: str, features: list[str]) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise DataError(f"Data.Scaling.{key}: {arr.size} values for {n} features ({', '.join(features)})")
+    return arr

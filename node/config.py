@@ -1,0 +1,226 @@
+"""``node.toml``: the daemon's configuration, read with ``tomllib`` and checked key by key
+(an unknown or mistyped key is an error naming it, never silently ignored)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class Input:
+    endpoint: str = "tcp://127.0.0.1:5555"
+    type: str = "pull"  # "pull", or "sub" where a source publishes
+    bind: bool = True
+    hwm: int = 1000  # messages, not bytes: 1000 x 16 KB queues ~16 MB per peer
+
+
+@dataclass
+class NodeSection:
+    name: str = "node"
+    id: int = 0
+    workers: int = 1  # builder processes; worker k uses input/publish ports + k
+    sources: list[int] = field(default_factory=lambda: [0])
+    status_file: str = "node-status.json"
+    status_interval_s: float = 1.0
+    log_level: str = "info"
+    drain_max: int = 256  # messages taken from one socket per poll
+
+
+@dataclass
+class Fragment:
+    n_inputs: int | None = None  # default: from the manifest
+    n_outputs: int | None = None
+    raw_bytes: int | None = None
+
+
+@dataclass
+class BuilderSection:
+    window: int = 8192  # events in flight (rounded up to a power of two)
+    timeout_s: float = 1.0
+    max_event_jump: int = 1 << 24
+
+
+@dataclass
+class FallbackSection:
+    manifest: str = ""  # manifest folder (build/emulator of a synthesized project)
+    validate_every: int = 100  # 0: no validation sample
+    batch: int = 256
+    max_delay_ms: float = 2.0
+
+
+@dataclass
+class OffloadSection:
+    boards: list[str] = field(default_factory=list)
+    max_in_flight: int = 4
+    batch: int = 256
+    timeout_ms: float = 500.0
+    retry_s: float = 2.0
+
+
+@dataclass
+class SinkSection:
+    directory: str = "node-output"
+    format: str = "hdf5"
+    max_events_per_file: int = 1_000_000
+    max_seconds_per_file: float = 300.0
+    late: bool = True
+    publish: str = ""  # PUB endpoint for downstream consumers; empty: none
+
+
+@dataclass
+class MetricsSection:
+    port: int = 0  # Prometheus HTTP port; 0: off
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class SecuritySection:
+    allow_remote: bool = False  # bind only to loopback unless this is true
+    max_message_bytes: int = 4 << 20
+    curve_secret_key: str = ""  # the node's NAME.key_secret: enables CURVE on the inputs
+    curve_clients: str = ""  # folder of allowed clients' public NAME.key files
+
+
+@dataclass
+class Config:
+    node: NodeSection = field(default_factory=NodeSection)
+    inputs: list[Input] = field(default_factory=lambda: [Input()])
+    fragment: Fragment = field(default_factory=Fragment)
+    builder: BuilderSection = field(default_factory=BuilderSection)
+    fallback: FallbackSection = field(default_factory=FallbackSection)
+    offload: OffloadSection = field(default_factory=OffloadSection)
+    sink: SinkSection = field(default_factory=SinkSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
+    path: Path = Path(".")  # the folder relative paths resolve against
+
+    def resolve(self, p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.path / q
+
+
+SECTIONS = {
+    "node": NodeSection,
+    "fragment": Fragment,
+    "builder": BuilderSection,
+    "fallback": FallbackSection,
+    "offload": OffloadSection,
+    "sink": SinkSection,
+    "metrics": MetricsSection,
+    "security": SecuritySection,
+}
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table")
+    defaults = cls()
+    known = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown key; known keys are {', '.join(known)}")
+        default = getattr(defaults, key)
+        want = int if default is None else type(default)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
+            raise ConfigError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def parse(data: dict[str, Any], where: str = "node.toml", base: Path = Path(".")) -> Config:
+    cfg = Config(path=base)
+    for key, value in data.items():
+        if key == "input":
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{where}: [[input]] must be an array of tables")
+            cfg.inputs = [_section(Input, v, f"{where}: input[{i}]") for i, v in enumerate(value)]
+        elif key in SECTIONS:
+            setattr(cfg, key, _section(SECTIONS[key], value, f"{where}: {key}"))
+        else:
+            raise ConfigError(f"{where}: unknown section [{key}]; known: input, {', '.join(SECTIONS)}")
+    check(cfg, where)
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse(data, str(path), path.resolve().parent)
+
+
+def check(cfg: Config, where: str) -> None:
+    n = cfg.node
+    if not n.sources or len(set(n.sources)) != len(n.sources) or not all(0 <= s < 65536 for s in n.sources):
+        raise ConfigError(f"{where}: node.sources must be distinct ids in 0..65535, got {n.sources}")
+    if len(n.sources) > 64:
+        raise ConfigError(f"{where}: node.sources: at most 64 sources per node, got {len(n.sources)}")
+    if n.workers < 1:
+        raise ConfigError(f"{where}: node.workers must be >= 1")
+    for i, inp in enumerate(cfg.inputs):
+        if inp.type not in ("pull", "sub"):
+            raise ConfigError(f"{where}: input[{i}].type must be 'pull' or 'sub', got {inp.type!r}")
+        if inp.bind:
+            check_bind(inp.endpoint, cfg.security.allow_remote, f"{where}: input[{i}].endpoint")
+    if cfg.sink.publish:
+        check_bind(cfg.sink.publish, cfg.security.allow_remote, f"{where}: sink.publish")
+    if cfg.sink.format not in ("hdf5", "root"):
+        raise ConfigError(f"{where}: sink.format must be 'hdf5' or 'root', got {cfg.sink.format!r}")
+    if cfg.metrics.port and not cfg.security.allow_remote and not _loopback(cfg.metrics.host):
+        raise ConfigError(f"{where}: metrics.host {cfg.metrics.host!r} is not loopback; set security.allow_remote")
+    if bool(cfg.security.curve_secret_key) != bool(cfg.security.curve_clients):
+        raise ConfigError(f"{where}: security.curve_secret_key and security.curve_clients go together")
+    if cfg.fragment.raw_bytes not in (None, 1, 2, 4, 8):
+        raise ConfigError(f"{where}: fragment.raw_bytes must be 1, 2, 4 or 8")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(endpoint: str, allow_remote: bool, what: str) -> None:
+    """Binding beyond loopback must be asked for explicitly."""
+    m = re.match(r"^(tcp|ipc|inproc)://(.*)$", endpoint)
+    if not m:
+        raise ConfigError(f"{what}: {endpoint!r} is not a ZeroMQ endpoint (tcp://host:port, ipc://path)")
+    if m.group(1) != "tcp" or allow_remote:
+        return
+    host = m.group(2).rsplit(":", 1)[0].strip("[]")
+    if not _loopback(host):
+        raise ConfigError(f"{what}: {endpoint!r} binds beyond loopback; set security.allow_remote = true to allow it")
+
+
+def worker_endpoint(endpoint: str, worker: int) -> str:
+    """Worker k of a multi-worker node uses the configured tcp port + k (ipc: path suffix -k)."""
+    if worker == 0:
+        return endpoint
+    m = re.match(r"^(tcp://.*:)(\d+)$", endpoint)
+    if m:
+        return f"{m.group(1)}{int(m.group(2)) + worker}"
+    return f"{endpoint}-{worker}"

@@ -1,0 +1,469 @@
+"""The node daemon: receive, build, fallback and sinks in one thread per process.
+
+``Node`` is one builder worker: it polls its input sockets, drains each ready socket in
+a batch of non-blocking receives, validates the drain (as one array when the messages
+are alike), builds events, runs the fallback stage and writes/publishes what leaves.
+``Supervisor`` runs several workers as processes (fragments routed by event number, see
+``node.source``) under one status file and one Prometheus endpoint.
+
+Run it with ``fpgaflow node --config node.toml`` or ``python -m node.daemon node.toml``;
+embed it with ``Node(config).run()`` (returns the final counters) or ``start()`` /
+``stop()`` for a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from node import config as config_mod
+from node import metrics as metrics_mod
+from node import protocol
+from node.builder import Builder
+from node.fallback import Fallback
+from node.metrics import Log, Metrics
+from node.sinks import Publisher, RotatingFiles, late_records
+
+EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the timeout
+
+
+def _fragment_layout(cfg: config_mod.Config, emulator: Any) -> tuple[int, int, int]:
+    f = cfg.fragment
+    n_in, n_out, raw = f.n_inputs, f.n_outputs, f.raw_bytes
+    if emulator is not None:
+        e_in, e_out = int(np.prod(emulator.input_shape)), int(np.prod(emulator.output_shape))
+        for name, given, want in (("n_inputs", n_in, e_in), ("n_outputs", n_out, e_out)):
+            if given is not None and given != want:
+                raise config_mod.ConfigError(f"fragment.{name} = {given}, but the manifest's firmware has {want}")
+        n_in, n_out = e_in, e_out
+        need = max(
+            protocol.raw_bytes_for(emulator.input_type.width, emulator.input_type.signed),
+            protocol.raw_bytes_for(emulator.output_type.width, emulator.output_type.signed),
+        )
+        if raw is not None and raw < need:
+            raise config_mod.ConfigError(f"fragment.raw_bytes = {raw} cannot hold the firmware's types ({need} needed)")
+        raw = raw or need
+    if n_in is None or n_out is None:
+        raise config_mod.ConfigError("fragment.n_inputs and fragment.n_outputs are needed without fallback.manifest")
+    return n_in, n_out, raw or 4
+
+
+class Node:
+    """One builder worker (the whole node when ``node.workers`` is 1)."""
+
+    def __init__(
+        self,
+        cfg: config_mod.Config,
+        worker: int = 0,
+        *,
+        status_file: str | Path | None = None,
+        serve_metrics: bool = True,
+        context: zmq.Context | None = None,
+    ):
+        self.cfg, self.worker = cfg, worker
+        self.log = Log(f"{cfg.node.name}/{worker}", cfg.node.log_level)
+        self.metrics = Metrics()
+        self.context = context or zmq.Context()
+        self._own_context = context is None
+        self._stop = False
+        self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
+
+        self.emulator = None
+        manifest = bytes(8)
+        if cfg.fallback.manifest:
+            import sim
+
+            self.emulator = sim.load(cfg.resolve(cfg.fallback.manifest))
+            manifest = protocol.manifest_bytes(self.emulator.id)
+        self.n_inputs, self.n_outputs, self.raw_bytes = _fragment_layout(cfg, self.emulator)
+        self.limits = protocol.Limits(
+            max_message_bytes=cfg.security.max_message_bytes,
+            n_inputs=self.n_inputs,
+            n_outputs=self.n_outputs,
+            raw_bytes=self.raw_bytes,
+            manifest=manifest if self.emulator is not None else None,
+        )
+        self.sources = list(cfg.node.sources)
+        self.source_ids = np.array(self.sources, np.uint16)
+        self.source_index = np.full(65536, -1, np.int64)
+        self.source_index[self.source_ids] = np.arange(len(self.sources))
+        self.last_seq = np.full(65536, -1, np.int64)
+
+        b = cfg.builder
+        self.builder = Builder(
+            len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
+            window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
+        )  # fmt: skip
+        self.boards = None
+        if cfg.offload.boards:
+            from node.offload import Boards
+
+            o = cfg.offload
+            self.boards = Boards(
+                o.boards, n_inputs=self.n_inputs, n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
+                manifest=manifest, max_in_flight=o.max_in_flight, batch=o.batch, timeout_s=o.timeout_ms / 1e3,
+                retry_s=o.retry_s, context=self.context, node_id=cfg.node.id,
+            )  # fmt: skip
+        fb = cfg.fallback
+        self.fallback = Fallback(
+            self.emulator, validate_every=fb.validate_every, batch=fb.batch, max_delay_s=fb.max_delay_ms / 1e3,
+            boards=self.boards, on_mismatch=self._mismatch,
+        )  # fmt: skip
+        s = cfg.sink
+        attrs = {
+            "node": cfg.node.name, "worker": worker, "sources": self.sources, "protocol_version": protocol.VERSION,
+            "manifest": self.emulator.id if self.emulator is not None else "",
+        }  # fmt: skip
+        directory = cfg.resolve(s.directory)
+        self.events_sink = RotatingFiles(
+            directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
+            max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+        )  # fmt: skip
+        self.late_sink = (
+            RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
+                          max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs)
+            if s.late else None
+        )  # fmt: skip
+        self.publisher = None
+        if s.publish:
+            self.publisher = Publisher(config_mod.worker_endpoint(s.publish, worker), self.context, cfg.node.id)
+        self.auth = None
+        self.inputs = self._open_inputs()
+        self.prometheus = None
+        if serve_metrics and cfg.metrics.port:
+            self.prometheus = metrics_mod.serve_prometheus(self.snapshot, cfg.metrics.host, cfg.metrics.port)
+
+    # ------------------------------------------------------------------ sockets
+    def _open_inputs(self) -> list[zmq.Socket]:
+        sec = self.cfg.security
+        if sec.curve_secret_key:
+            from node.security import start_authenticator
+
+            self.auth = start_authenticator(self.context, self.cfg.resolve(sec.curve_clients))
+        socks = []
+        for inp in self.cfg.inputs:
+            sock = self.context.socket(zmq.PULL if inp.type == "pull" else zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, inp.hwm)
+            sock.setsockopt(zmq.MAXMSGSIZE, sec.max_message_bytes)
+            sock.setsockopt(zmq.LINGER, 0)
+            if inp.type == "sub":
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            if sec.curve_secret_key:
+                from node.security import server_curve
+
+                server_curve(sock, self.cfg.resolve(sec.curve_secret_key))
+            endpoint = config_mod.worker_endpoint(inp.endpoint, self.worker)
+            try:
+                (sock.bind if inp.bind else sock.connect)(endpoint)
+            except zmq.ZMQError as exc:
+                verb = "bind" if inp.bind else "connect"
+                raise config_mod.ConfigError(f"input {endpoint}: cannot {verb} ({exc})") from None
+            socks.append(sock)
+        return socks
+
+    # ------------------------------------------------------------------- intake
+    def _ingest(self, msgs: list[bytes]) -> None:
+        c = self.metrics.c
+        c["received_messages"] += len(msgs)
+        length = len(msgs[0])
+        alike = all(len(m) == length for m in msgs)
+        c["received_bytes"] += length * len(msgs) if alike else sum(map(len, msgs))
+        if alike:
+            try:
+                fast = protocol.decode_same_length(msgs, self.limits)
+            except protocol.ProtocolError:
+                fast = None  # the slow path below finds and counts the bad ones
+            if fast is not None:
+                hd, frags = fast
+                sidx = self.source_index[hd["source"]]
+                if (sidx >= 0).all():
+                    self._sequences(hd["source"], hd["sequence"])
+                    c["received_fragments"] += frags.size
+                    self.builder.add(np.repeat(sidx, frags.shape[1]), frags.reshape(-1))
+                    return
+        good_idx, good = [], []
+        for m in msgs:
+            try:
+                h, frags = protocol.decode(m, self.limits)
+                if h.type != protocol.FRAGMENTS:
+                    raise protocol.ProtocolError("unexpected-type", f"byte 5: message type {h.type} on an input")
+                if self.source_index[h.source] < 0:
+                    raise protocol.ProtocolError(
+                        "unknown-source", f"bytes 6-7 (source) are {h.source}, not one of {self.sources}"
+                    )
+            except protocol.ProtocolError as exc:
+                self._malformed(m, exc)
+                continue
+            self._sequences(np.array([h.source]), np.array([h.sequence], np.uint64))
+            good_idx.append(np.full(len(frags), self.source_index[h.source]))
+            good.append(frags)
+        if good:
+            frags = np.concatenate(good)
+            c["received_fragments"] += len(frags)
+            self.builder.add(np.concatenate(good_idx), frags)
+
+    def _malformed(self, msg: bytes, exc: protocol.ProtocolError) -> None:
+        source = "unknown"
+        if len(msg) >= 8 and msg[:4] == protocol.MAGIC:
+            sid = int.from_bytes(msg[6:8], "little")
+            if self.source_index[sid] >= 0:
+                source = str(sid)
+        self.metrics.c["malformed_messages"] += 1
+        self.metrics.malformed[(source, exc.reason)] += 1
+        self.log.limited(f"malformed/{source}/{exc.reason}", "warning", "malformed", source=source,
+                         reason=exc.reason, detail=str(exc), bytes=len(msg))  # fmt: skip
+
+    def _sequences(self, sources: np.ndarray, seqs: np.ndarray) -> None:
+        """Count messages missing per source (gaps in its sequence numbers)."""
+        seqs = seqs.astype(np.int64)
+        for sid in np.unique(sources):
+            q = seqs[sources == sid] if len(sources) > 1 else seqs
+            prev = self.last_seq[sid]
+            d = np.diff(np.concatenate(([prev], q))) if prev >= 0 else np.diff(q)
+            gaps = int((d[d > 1] - 1).sum())
+            backwards = int((d <= 0).sum())
+            if gaps:
+                self.metrics.seq_gaps[str(int(sid))] += gaps
+                self.log.limited(f"gap/{sid}", "warning", "sequence-gap", source=int(sid), missing=gaps)
+            if backwards:
+                self.metrics.c["sequence_resets"] += backwards
+            self.last_seq[sid] = q[-1]
+
+    def _mismatch(self, event: int, source_index: int) -> None:
+        self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event=event, source=self.sources[source_index])
+
+    # ------------------------------------------------------------------- output
+    def _out(self, events: np.ndarray) -> None:
+        now = time.time_ns()
+        events["built_ns"] = now
+        first = events["first_ns"].astype(np.int64)
+        self.metrics.observe_latency(np.maximum(now - first, 0) / 1e9)
+        c = self.metrics.c
+        c["events_out"] += len(events)
+        status = events["status"]
+        c["events_complete"] += int(((status & protocol.COMPLETE) != 0).sum())
+        c["events_incomplete"] += int(((status & protocol.COMPLETE) == 0).sum())
+        self.events_sink.write(events)
+        if self.publisher is not None:
+            self.publisher.publish(events)
+
+    def _late(self) -> None:
+        for late in self.builder.take_late():
+            self.metrics.c["late_fragments"] += len(late.fragments)
+            self.log.limited("late", "info", "late-fragments", count=len(late.fragments),
+                             first_event=int(late.fragments["event"][0]))  # fmt: skip
+            if self.late_sink is not None:
+                self.late_sink.write(late_records(self.source_ids, late))
+
+    def _advance(self, now_ns: int, force: bool = False) -> None:
+        self._late()
+        for events in self.builder.take():
+            self.fallback.submit(events)
+        for events in self.fallback.step(now_ns, force=force):
+            self._out(events)
+        self.events_sink.tick()
+        if self.late_sink is not None:
+            self.late_sink.tick()
+
+    # ----------------------------------------------------------------- the loop
+    def snapshot(self) -> dict[str, Any]:
+        m = self.metrics
+        for k, v in vars(self.builder.counts).items():
+            m.c[f"builder_{k}"] = v
+        for k, v in vars(self.fallback.counts).items():
+            m.c[f"fallback_{k}"] = v
+        if self.boards is not None:
+            for k, v in vars(self.boards.counts).items():
+                m.c[f"offload_{k}"] = v
+            m.g["offload_in_flight"] = self.boards.in_flight()
+        m.c["events_written"] = self.events_sink.written + self.events_sink.records_in_file
+        m.c["late_written"] = (self.late_sink.written + self.late_sink.records_in_file) if self.late_sink else 0
+        m.g["events_in_flight"] = self.builder.n_open
+        m.g["events_pending_fallback"] = sum(len(p.events) for p in self.fallback.pending)
+        return m.snapshot()
+
+    def stop(self, *_: Any) -> None:
+        """Stop intake; ``run`` then drains, flushes, closes and returns (signal-safe)."""
+        self._stop = True
+
+    def run(self) -> dict[str, Any]:
+        """Serve until ``stop``; returns the final counters."""
+        endpoints = [config_mod.worker_endpoint(i.endpoint, self.worker) for i in self.cfg.inputs]
+        self.log("info", "started", inputs=endpoints, sources=self.sources, n_inputs=self.n_inputs,
+                 n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
+                 manifest=self.emulator.id if self.emulator is not None else None)  # fmt: skip
+        poller = zmq.Poller()
+        for s in self.inputs:
+            poller.register(s, zmq.POLLIN)
+        if self.boards is not None:
+            for b in self.boards.boards:
+                poller.register(b.socket, zmq.POLLIN)
+        drain_max = self.cfg.node.drain_max
+        next_expire = next_status = 0
+        status_every = int(self.cfg.node.status_interval_s * 1e9)
+        try:
+            while not self._stop:
+                busy = not self.fallback.idle()
+                ready = dict(poller.poll(1 if busy else 20))
+                for sock in self.inputs:
+                    if sock in ready:
+                        msgs = []
+                        try:
+                            for _ in range(drain_max):
+                                msgs.append(sock.recv(zmq.NOBLOCK))
+                        except zmq.Again:
+                            pass
+                        if msgs:
+                            self._ingest(msgs)
+                now = time.monotonic_ns()
+                if now >= next_expire:
+                    self.builder.expire(now)
+                    next_expire = now + EXPIRE_EVERY_NS
+                self._advance(now)
+                if now >= next_status:
+                    metrics_mod.write_status(self.status_file, self.snapshot())
+                    next_status = now + status_every
+        except zmq.ContextTerminated:
+            pass
+        return self._shutdown()
+
+    def _shutdown(self) -> dict[str, Any]:
+        for s in self.inputs:
+            s.close(linger=0)
+        self.log("info", "stopping", in_flight=self.builder.n_open)
+        self.builder.drain()
+        deadline = time.monotonic() + (self.cfg.offload.timeout_ms / 1e3 if self.boards else 0) + 5
+        self._advance(time.monotonic_ns(), force=True)
+        while not self.fallback.idle() and time.monotonic() < deadline:
+            time.sleep(0.001)
+            self._advance(time.monotonic_ns(), force=True)
+        self.events_sink.close()
+        if self.late_sink is not None:
+            self.late_sink.close()
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.boards is not None:
+            self.boards.close()
+        if self.auth is not None:
+            self.auth.stop()
+        if self.prometheus is not None:
+            server, _thread = self.prometheus
+            server.shutdown()
+        snap = self.snapshot()
+        snap["final"] = True
+        metrics_mod.write_status(self.status_file, snap)
+        self.log("info", "stopped", **{k: snap["counters"].get(k, 0) for k in (
+            "received_fragments", "events_out", "events_complete", "events_incomplete", "late_fragments",
+            "malformed_messages", "fallback_cpu_fragments", "fallback_mismatches")})  # fmt: skip
+        if self._own_context:
+            self.context.destroy(linger=0)
+        return snap
+
+
+class Supervisor:
+    """Several builder workers as processes, one status file and one metrics endpoint."""
+
+    def __init__(self, cfg: config_mod.Config, config_path: Path):
+        self.cfg, self.config_path = cfg, config_path
+        self.status_file = cfg.resolve(cfg.node.status_file)
+        self.log = Log(cfg.node.name, cfg.node.log_level)
+        self._stop = False
+        self.procs: list[subprocess.Popen] = []
+        self.latest: dict[str, Any] = metrics_mod.merge([])
+
+    def worker_status(self, k: int) -> Path:
+        return self.status_file.with_name(f"{self.status_file.name}.w{k}")
+
+    def _collect(self) -> dict[str, Any]:
+        snaps = []
+        for k in range(self.cfg.node.workers):
+            try:
+                snaps.append(metrics_mod.read_status(self.worker_status(k)))
+            except (OSError, ValueError):
+                continue
+        self.latest = metrics_mod.merge(snaps)
+        self.latest["final"] = bool(snaps) and all(s.get("final") for s in snaps) and len(snaps) == len(self.procs)
+        return self.latest
+
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def run(self) -> dict[str, Any]:
+        for k in range(self.cfg.node.workers):
+            self.worker_status(k).unlink(missing_ok=True)
+            cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k)]
+            self.procs.append(subprocess.Popen(cmd))
+        self.log("info", "supervisor-started", workers=len(self.procs), pids=[p.pid for p in self.procs])
+        prom = None
+        if self.cfg.metrics.port:
+            prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)
+        while not self._stop and all(p.poll() is None for p in self.procs):
+            time.sleep(min(0.2, self.cfg.node.status_interval_s))
+            metrics_mod.write_status(self.status_file, self._collect())
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = [p.wait() for p in self.procs]
+        snap = self._collect()
+        snap["exit_codes"] = codes
+        metrics_mod.write_status(self.status_file, snap)
+        if prom is not None:
+            prom[0].shutdown()
+        self.log("info", "supervisor-stopped", exit_codes=codes)
+        return snap
+
+
+def serve(config_path: str | Path, worker: int | None = None) -> int:
+    """Run the node from a configuration file until SIGTERM/SIGINT; exit status."""
+    config_path = Path(config_path)
+    cfg = config_mod.load(config_path)
+    if worker is None and cfg.node.workers > 1:
+        runner: Node | Supervisor = Supervisor(cfg, config_path.resolve())
+    elif worker is None:
+        runner = Node(cfg)
+    else:
+        sup = Supervisor(cfg, config_path)
+        runner = Node(cfg, worker, status_file=sup.worker_status(worker), serve_metrics=False)
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    snap = runner.run()
+    return 0 if all(c == 0 for c in snap.get("exit_codes", [0])) else 1
+
+
+def start(config_path: str | Path, *, stderr=None) -> subprocess.Popen:
+    """The daemon as a subprocess (for demos and tests); stop it with ``stop``."""
+    return subprocess.Popen([sys.executable, "-m", "node.daemon", str(config_path)], stderr=stderr)
+
+
+def stop(proc: subprocess.Popen, config_path: str | Path, timeout: float = 60.0) -> dict[str, Any]:
+    """SIGTERM, wait for the drain, and return the final counters from the status file."""
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout)
+    cfg = config_mod.load(config_path)
+    snap = metrics_mod.read_status(cfg.resolve(cfg.node.status_file))
+    snap["exit_code"] = code
+    return snap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m node.daemon", description="the fpgaflow node daemon")
+    ap.add_argument("config", help="node.toml")
+    ap.add_argument("--worker", type=int, help="run only builder worker K (the supervisor starts these)")
+    args = ap.parse_args(argv)
+    try:
+        return serve(args.config, args.worker)
+    except (config_mod.ConfigError, ValueError, RuntimeError) as exc:
+        print(f"node: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

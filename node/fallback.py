@@ -1,0 +1,214 @@
+"""Results for built events: the CPU fallback (the firmware emulator), offload to boards,
+and the bit-for-bit comparison of FPGA and CPU results.
+
+Split/merge: each built event breaks into sub-tasks, one per fragment that needs a
+result (FPGA result missing or flagged; every fragment of an event in the validation
+sample; in offload mode every fragment without a result goes to a board first).  Tasks
+from many events are merged into one emulator call (the per-call NumPy overhead is paid
+once per batch, not per event), the results are attached back to their events, and an
+event leaves only when all its tasks are done.  A partial batch runs after ``max_delay``
+so batching never buys throughput with latency.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from node import protocol
+
+
+@dataclass
+class FallbackCounts:
+    cpu_fragments: int = 0  # fragments computed by the emulator
+    cpu_batches: int = 0
+    fallback_events: int = 0  # events with a CPU result for a missing or suspect FPGA result
+    validated_events: int = 0
+    compared_fragments: int = 0
+    mismatches: int = 0  # fragments where FPGA and CPU raw results differ
+    mismatch_events: int = 0
+    no_emulator: int = 0  # fragments that needed the CPU, but no manifest is configured
+
+
+@dataclass
+class _Pending:
+    """Built events waiting for results, and their open tasks."""
+
+    events: np.ndarray
+    rows: np.ndarray  # task -> row in events
+    srcs: np.ndarray  # task -> source index
+    cpu: np.ndarray  # task needs the CPU (bool)
+    board: np.ndarray  # task waits for a board (bool; in flight or not yet sent)
+    sent: np.ndarray  # task sent to a board (bool)
+    since_ns: int = field(default_factory=time.monotonic_ns)
+
+    @property
+    def open(self) -> bool:
+        return bool(self.cpu.any() or self.board.any())
+
+
+class Fallback:
+    """The results stage between the builder and the sinks (one per builder worker)."""
+
+    def __init__(
+        self,
+        emulator: Any | None,
+        *,
+        validate_every: int = 100,
+        batch: int = 256,
+        max_delay_s: float = 0.002,
+        boards: Any | None = None,
+        on_mismatch=None,
+    ):
+        self.emulator = emulator
+        self.validate_every = validate_every
+        self.batch = batch
+        self.max_delay_ns = int(max_delay_s * 1e9)
+        self.boards = boards  # node.offload.Boards or None
+        self.on_mismatch = on_mismatch or (lambda event, source: None)
+        self.pending: list[_Pending] = []
+        self.ready: list[np.ndarray] = []
+        self.counts = FallbackCounts()
+        if emulator is not None:
+            self.input_shape = tuple(emulator.input_shape)
+
+    # ------------------------------------------------------------------ intake
+    def submit(self, events: np.ndarray) -> None:
+        """Decide which fragments of these built events need a result computed."""
+        n_src = events.dtype["flags"].shape[0]
+        bits = np.left_shift(np.uint64(1), np.arange(n_src, dtype=np.uint64))
+        arrived = (events["missing"][:, None] & bits) == 0
+        flags = events["flags"]
+        has_result = (flags & protocol.RESULT_VALID) != 0
+        suspect = (flags & protocol.SUSPECT) != 0
+        sampled = np.zeros(len(events), bool)
+        if self.validate_every and (self.emulator is not None):
+            sampled = events["event"] % np.uint64(self.validate_every) == 0
+        need_board = arrived & ~has_result if self.boards is not None else np.zeros_like(arrived)
+        need_cpu = (arrived & ~(has_result & ~suspect) & ~need_board) | (arrived & sampled[:, None])
+        if sampled.any():
+            events["status"][sampled] |= protocol.VALIDATED
+            self.counts.validated_events += int(sampled.sum())
+        task = need_cpu | need_board
+        if not task.any():
+            self.ready.append(events)
+            return
+        if self.emulator is None:
+            # no manifest: nothing can compute; count, and let the events go as they are
+            self.counts.no_emulator += int((need_cpu & ~need_board).sum())
+            need_cpu[:] = False
+            task = need_board
+            if not task.any():
+                self.ready.append(events)
+                return
+        rows, srcs = np.nonzero(task)
+        self.pending.append(
+            _Pending(events, rows, srcs, need_cpu[rows, srcs], need_board[rows, srcs], np.zeros(len(rows), bool))
+        )
+
+    # -------------------------------------------------------------------- work
+    def step(self, now_ns: int | None = None, force: bool = False) -> list[np.ndarray]:
+        """Offload, run the CPU where due, and return the events whose results are all in."""
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        if self.boards is not None and self.pending:
+            self._offload(now_ns)
+        if self.pending:
+            n_cpu = sum(int(p.cpu.sum()) for p in self.pending)
+            oldest = min(p.since_ns for p in self.pending if p.cpu.any()) if n_cpu else now_ns
+            if n_cpu and (force or n_cpu >= self.batch or now_ns - oldest >= self.max_delay_ns):
+                self._run_cpu()
+            self._release()
+        ready, self.ready = self.ready, []
+        return ready
+
+    def idle(self) -> bool:
+        return not self.pending and not self.ready
+
+    def _run_cpu(self) -> None:
+        """One emulator call over the CPU tasks of all pending events (split/merge)."""
+        parts = [(p, np.flatnonzero(p.cpu)) for p in self.pending if p.cpu.any()]
+        x = np.concatenate([p.events["inputs"][p.rows[t], p.srcs[t]] for p, t in parts]).astype(np.int64)
+        pred = self.emulator.predict_raw(x.reshape((len(x),) + self.input_shape))
+        raw = np.asarray(pred.raw).reshape(len(x), -1)
+        self.counts.cpu_batches += 1
+        self.counts.cpu_fragments += len(x)
+        start = 0
+        for p, t in parts:
+            r = raw[start : start + len(t)]
+            start += len(t)
+            rows, srcs = p.rows[t], p.srcs[t]
+            p.events["cpu"][rows, srcs] = r
+            p.events["cpu_valid"][rows, srcs] = 1
+            p.cpu[t] = False
+
+    def _offload(self, now_ns: int) -> None:
+        boards = self.boards
+        for batch_id, events_sent, result in boards.replies():
+            self._attach_board(batch_id, events_sent, result)
+        for batch_id in boards.expired(now_ns):
+            self._board_failed(batch_id)
+        # send unsent board tasks, oldest first, while boards have room
+        for p in self.pending:
+            todo = np.flatnonzero(p.board & ~p.sent)
+            while len(todo):
+                chunk = todo[: boards.batch]
+                x = p.events["inputs"][p.rows[chunk], p.srcs[chunk]]
+                batch_id = boards.send(p.events["event"][p.rows[chunk]], x, (p, chunk), now_ns)
+                if batch_id is None:
+                    # no board can take it: after max_delay the CPU does the work
+                    if now_ns - p.since_ns >= self.max_delay_ns and not boards.any_alive():
+                        p.board[todo] = False
+                        p.cpu[todo] = True
+                    return
+                p.sent[chunk] = True
+                todo = todo[len(chunk) :]
+
+    def _attach_board(self, tag: Any, events_sent: np.ndarray, result: np.ndarray) -> None:
+        p, chunk = tag
+        rows, srcs = p.rows[chunk], p.srcs[chunk]
+        if not np.array_equal(p.events["event"][rows], events_sent):
+            self._board_failed(tag)  # a board answering for other events: do not trust it
+            return
+        p.events["fpga"][rows, srcs] = result.reshape(len(chunk), -1)
+        p.events["flags"][rows, srcs] |= protocol.RESULT_VALID
+        p.events["status"][np.unique(rows)] |= protocol.OFFLOADED
+        p.board[chunk] = False
+
+    def _board_failed(self, tag: Any) -> None:
+        p, chunk = tag
+        still = chunk[p.board[chunk]]
+        p.board[still] = False
+        p.cpu[still] = True
+
+    def _release(self) -> None:
+        keep = []
+        for p in self.pending:
+            if p.open:
+                keep.append(p)
+            else:
+                self._finish(p.events)
+                self.ready.append(p.events)
+        self.pending = keep
+
+    def _finish(self, ev: np.ndarray) -> None:
+        """Compare FPGA and CPU where both exist; flag the events the CPU stood in for."""
+        flags, cpu_valid = ev["flags"], ev["cpu_valid"] != 0
+        trusted = ((flags & protocol.RESULT_VALID) != 0) & ((flags & protocol.SUSPECT) == 0)
+        fallback = (cpu_valid & ~trusted).any(axis=1)
+        ev["status"][fallback] |= protocol.FALLBACK
+        self.counts.fallback_events += int(fallback.sum())
+        both = cpu_valid & trusted
+        if not both.any():
+            return
+        self.counts.compared_fragments += int(both.sum())
+        differ = both & (ev["fpga"] != ev["cpu"]).any(axis=2)
+        if differ.any():
+            self.counts.mismatches += int(differ.sum())
+            bad = differ.any(axis=1)
+            self.counts.mismatch_events += int(bad.sum())
+            ev["status"][bad] |= protocol.MISMATCH
+            for row, src in zip(*np.nonzero(differ), strict=True):
+                self.on_mismatch(int(ev["event"][row]), int(src))

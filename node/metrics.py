@@ -1,0 +1,167 @@
+"""The node's counters, its latency histogram, structured logs, the status file and the
+Prometheus endpoint.
+
+The hot loop only adds to plain integers and one NumPy histogram per drain; Prometheus
+reads a snapshot when it scrapes (a custom collector), so metrics cost nothing per
+fragment.  Worker processes write their snapshots to status files; the supervisor sums
+them (``merge``) into one set of metrics for the whole node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# end-to-end latency (board timestamp -> event out), seconds
+LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Log:
+    """One JSON object per line on stderr; repeated keys are rate-limited (one line per
+    ``interval`` seconds with the number suppressed in between)."""
+
+    LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+    def __init__(self, name: str, level: str = "info", interval: float = 1.0, stream=None):
+        if level not in self.LEVELS:
+            raise ValueError(f"node.log_level must be one of {list(self.LEVELS)}, got {level!r}")
+        self.name, self.level, self.interval = name, self.LEVELS[level], interval
+        self.stream = stream or sys.stderr
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = defaultdict(int)
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        if self.LEVELS[level] < self.level:
+            return
+        line = {"ts": round(time.time(), 6), "level": level, "node": self.name, "event": event, **fields}
+        self.stream.write(json.dumps(line, default=str) + "\n")
+        self.stream.flush()
+
+    def limited(self, key: str, level: str, event: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self.interval:
+            self._suppressed[key] += 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        self(level, event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+
+
+class Metrics:
+    """Everything the node counts, as plain numbers (one instance per worker)."""
+
+    def __init__(self) -> None:
+        self.c: dict[str, int] = defaultdict(int)  # monotonic counters
+        self.g: dict[str, float] = {}  # gauges
+        self.malformed: dict[tuple[str, str], int] = defaultdict(int)  # (source, reason)
+        self.seq_gaps: dict[str, int] = defaultdict(int)  # source -> messages missing
+        self.latency = np.zeros(len(LATENCY_BUCKETS) + 1, np.int64)  # per bucket (+Inf last)
+        self.latency_sum = 0.0
+        self.started = time.time()
+
+    def observe_latency(self, seconds: np.ndarray) -> None:
+        if len(seconds):
+            idx = np.searchsorted(LATENCY_BUCKETS, seconds, side="left")
+            self.latency += np.bincount(idx, minlength=len(self.latency))
+            self.latency_sum += float(seconds.sum())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "time": time.time(),
+            "started": self.started,
+            "counters": dict(self.c),
+            "gauges": dict(self.g),
+            "malformed": {f"{s}/{r}": n for (s, r), n in self.malformed.items()},
+            "sequence_gaps": dict(self.seq_gaps),
+            "latency": {"buckets": list(LATENCY_BUCKETS), "counts": self.latency.tolist(), "sum": self.latency_sum},
+        }
+
+
+def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """One node-wide snapshot from the workers' snapshots (sums; gauges add up too)."""
+    out: dict[str, Any] = {
+        "time": time.time(),
+        "started": min((s["started"] for s in snapshots), default=time.time()),
+        "counters": defaultdict(int),
+        "gauges": defaultdict(float),
+        "malformed": defaultdict(int),
+        "sequence_gaps": defaultdict(int),
+        "latency": {"buckets": list(LATENCY_BUCKETS), "counts": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0},
+    }
+    for s in snapshots:
+        for key in ("counters", "gauges", "malformed", "sequence_gaps"):
+            for k, v in s.get(key, {}).items():
+                out[key][k] += v
+        lat = s.get("latency")
+        if lat:
+            out["latency"]["counts"] = [a + b for a, b in zip(out["latency"]["counts"], lat["counts"], strict=True)]
+            out["latency"]["sum"] += lat["sum"]
+    for key in ("counters", "gauges", "malformed", "sequence_gaps"):
+        out[key] = dict(out[key])
+    out["workers"] = len(snapshots)
+    return out
+
+
+def latency_quantile(snapshot: dict[str, Any], q: float) -> float | None:
+    """Upper bucket bound holding the q-quantile of the latency histogram (None: no data)."""
+    counts = np.array(snapshot["latency"]["counts"])
+    total = counts.sum()
+    if not total:
+        return None
+    i = int(np.searchsorted(np.cumsum(counts), q * total))
+    bounds = list(snapshot["latency"]["buckets"]) + [float("inf")]
+    return bounds[min(i, len(bounds) - 1)]
+
+
+def write_status(path: str | Path, snapshot: dict[str, Any]) -> None:
+    """Atomically replace the status file (readers never see half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_status(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def serve_prometheus(get_snapshot, host: str, port: int) -> Any:
+    """Serve ``get_snapshot()`` as Prometheus metrics over HTTP (prometheus-client)."""
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    except ImportError:
+        raise RuntimeError("metrics.port needs prometheus-client: pip install 'fpgaflow[node]'") from None
+
+    class Collector:
+        def collect(self):
+            s = get_snapshot()
+            for name, value in sorted(s["counters"].items()):
+                yield CounterMetricFamily(f"fpgaflow_node_{name}", f"node counter {name}", value=value)
+            for name, value in sorted(s["gauges"].items()):
+                yield GaugeMetricFamily(f"fpgaflow_node_{name}", f"node gauge {name}", value=value)
+            m = CounterMetricFamily("fpgaflow_node_malformed", "malformed messages", labels=["source", "reason"])
+            for key, value in sorted(s["malformed"].items()):
+                m.add_metric(key.split("/", 1), value)
+            yield m
+            g = CounterMetricFamily("fpgaflow_node_sequence_gaps", "messages missing per source", labels=["source"])
+            for key, value in sorted(s["sequence_gaps"].items()):
+                g.add_metric([key], value)
+            yield g
+            lat = s["latency"]
+            cum = np.cumsum(lat["counts"]).tolist()
+            buckets = [(str(b), c) for b, c in zip(lat["buckets"], cum[:-1], strict=True)] + [("+Inf", cum[-1])]
+            yield HistogramMetricFamily(
+                "fpgaflow_node_latency_seconds", "fragment sent -> event out", buckets=buckets, sum_value=lat["sum"]
+            )
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    return start_http_server(port, addr=host, registry=registry)

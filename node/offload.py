@@ -1,0 +1,193 @@
+"""Offload: the node sends batches of inputs to boards and merges the answers back.
+
+One DEALER socket per board (connected to the board's ROUTER), so the node knows which
+board holds which batch, bounds the batches in flight per board, and notices a board
+that stops answering: a batch not answered within ``timeout`` goes to the CPU fallback
+and the board is left alone for ``retry`` seconds before it is tried again.
+
+The board's side is ``answer``: a request (OFFLOAD_REQUEST, inputs only) in, a reply
+(OFFLOAD_REPLY, results only, same sequence number and event numbers) out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from node import protocol
+
+
+@dataclass
+class BoardCounts:
+    batches_sent: int = 0
+    fragments_sent: int = 0
+    batches_answered: int = 0
+    timeouts: int = 0
+    stale_replies: int = 0  # answers after their batch went to the CPU, or unknown
+    bad_replies: int = 0
+
+
+@dataclass
+class _Board:
+    endpoint: str
+    socket: zmq.Socket
+    in_flight: dict[int, tuple[Any, int, np.ndarray]] = field(default_factory=dict)  # seq -> (tag, deadline, events)
+    dead_until_ns: int = 0
+
+
+class Boards:
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        n_inputs: int,
+        n_outputs: int,
+        raw_bytes: int,
+        manifest: bytes,
+        max_in_flight: int = 4,
+        batch: int = 256,
+        timeout_s: float = 0.5,
+        retry_s: float = 2.0,
+        context: zmq.Context | None = None,
+        node_id: int = 0,
+    ):
+        self.context = context or zmq.Context.instance()
+        self.n_inputs, self.n_outputs, self.raw_bytes = n_inputs, n_outputs, raw_bytes
+        self.manifest = manifest
+        self.max_in_flight, self.batch = max_in_flight, batch
+        self.timeout_ns, self.retry_ns = int(timeout_s * 1e9), int(retry_s * 1e9)
+        self.node_id = node_id
+        self.sequence = 0
+        self.counts = BoardCounts()
+        self.boards: list[_Board] = []
+        for ep in endpoints:
+            s = self.context.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
+            s.connect(ep)
+            self.boards.append(_Board(ep, s))
+        self.limits = protocol.Limits(n_outputs=n_outputs, raw_bytes=raw_bytes)
+
+    def any_alive(self, now_ns: int | None = None) -> bool:
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        return any(b.dead_until_ns <= now_ns for b in self.boards)
+
+    def send(self, events: np.ndarray, inputs: np.ndarray, tag: Any, now_ns: int) -> int | None:
+        """Send one batch to the least busy live board; None when none has room."""
+        live = [b for b in self.boards if b.dead_until_ns <= now_ns and len(b.in_flight) < self.max_in_flight]
+        if not live:
+            return None
+        board = min(live, key=lambda b: len(b.in_flight))
+        frags = np.zeros(len(events), protocol.fragment_dtype(self.n_inputs, 0, self.raw_bytes))
+        frags["event"] = events
+        frags["inputs"] = inputs
+        seq = self.sequence
+        self.sequence += 1
+        msg = protocol.encode(
+            protocol.OFFLOAD_REQUEST, self.node_id, seq, frags, n_inputs=self.n_inputs, n_outputs=0,
+            raw_bytes=self.raw_bytes, manifest=self.manifest, sent_ns=time.time_ns(),
+        )  # fmt: skip
+        try:
+            board.socket.send(msg, zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        board.in_flight[seq] = (tag, now_ns + self.timeout_ns, np.array(events))
+        self.counts.batches_sent += 1
+        self.counts.fragments_sent += len(events)
+        return seq
+
+    def replies(self) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+        """Answers that arrived: (tag, event numbers, results) per batch."""
+        out = []
+        for board in self.boards:
+            while True:
+                try:
+                    msg = board.socket.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    h, frags = protocol.decode(msg, self.limits)
+                except protocol.ProtocolError:
+                    self.counts.bad_replies += 1
+                    continue
+                entry = board.in_flight.pop(h.sequence, None) if h.type == protocol.OFFLOAD_REPLY else None
+                if entry is None:
+                    self.counts.stale_replies += 1
+                    continue
+                tag, _, events = entry
+                if (
+                    len(frags) != len(events)
+                    or h.n_outputs != self.n_outputs
+                    or not (frags["flags"] & protocol.RESULT_VALID).all()
+                ):
+                    self.counts.bad_replies += 1
+                    board.in_flight[h.sequence] = (tag, 0, events)  # expires at once: CPU takes over
+                    continue
+                self.counts.batches_answered += 1
+                out.append((tag, frags["event"].copy(), frags["result"].copy()))
+        return out
+
+    def expired(self, now_ns: int) -> list[Any]:
+        """Tags of batches past their deadline; their boards count as dead for a while."""
+        out = []
+        for board in self.boards:
+            late = [seq for seq, (_, deadline, _) in board.in_flight.items() if deadline < now_ns]
+            if late:
+                board.dead_until_ns = now_ns + self.retry_ns
+            for seq in late:
+                out.append(board.in_flight.pop(seq)[0])
+                self.counts.timeouts += 1
+        return out
+
+    def in_flight(self) -> int:
+        return sum(len(b.in_flight) for b in self.boards)
+
+    def close(self) -> None:
+        for b in self.boards:
+            b.socket.close(linger=0)
+
+
+def answer(request: bytes, emulator: Any, board_id: int = 0) -> bytes:
+    """A board's reply to an offload request: its emulator (or firmware) results."""
+    h, frags = protocol.decode(request)
+    if h.type != protocol.OFFLOAD_REQUEST:
+        raise protocol.ProtocolError("bad-type", f"expected an offload request, got message type {h.type}")
+    x = frags["inputs"].astype(np.int64).reshape((len(frags),) + tuple(emulator.input_shape))
+    raw = np.asarray(emulator.predict_raw(x).raw).reshape(len(frags), -1)
+    out = np.zeros(len(frags), protocol.fragment_dtype(0, raw.shape[1], h.raw_bytes))
+    out["event"] = frags["event"]
+    out["timestamp_ns"] = time.time_ns()
+    out["flags"] = protocol.RESULT_VALID
+    out["result"] = raw
+    return protocol.encode(
+        protocol.OFFLOAD_REPLY, board_id, h.sequence, out, n_inputs=0, n_outputs=raw.shape[1],
+        raw_bytes=h.raw_bytes, manifest=h.manifest, sent_ns=time.time_ns(),
+    )  # fmt: skip
+
+
+def serve_board(endpoint: str, emulator: Any, *, board_id: int = 0, answer_limit: int | None = None,
+                context: zmq.Context | None = None) -> None:  # fmt: skip
+    """A board on a ROUTER socket answering offload requests (a stand-in for tests and
+    demos); after ``answer_limit`` answers it goes silent, like a hung board."""
+    context = context or zmq.Context.instance()
+    sock = context.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    answered = 0
+    try:
+        while answer_limit is None or answered < answer_limit:
+            identity, request = sock.recv_multipart()
+            try:
+                reply = answer(request, emulator, board_id)
+            except protocol.ProtocolError:
+                continue
+            sock.send_multipart([identity, reply])
+            answered += 1
+        while True:  # hung: keep reading, never answer
+            sock.recv_multipart()
+    finally:
+        sock.close()

@@ -1,0 +1,341 @@
+"""The node's wire format, version 1: a fixed 48-byte little-endian header, then a packed
+array of fixed-size records (fragments, or built events).  Never pickle.
+
+One message carries many fragments of one source, because the per-message cost in
+Python (a ``recv``, a header check) is what limits a builder; the records are decoded
+as one NumPy structured array, and a drain of many equally long messages is validated
+as a single array.  ``docs/protocol.md`` is the reference; this module is the code.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+MAGIC = b"FFND"
+VERSION = 1
+
+# message types
+FRAGMENTS = 1  # source -> node: fragments with inputs and (maybe) the FPGA result
+OFFLOAD_REQUEST = 2  # node -> board: fragments with inputs, no result
+OFFLOAD_REPLY = 3  # board -> node: fragments with the result, no inputs
+EVENTS = 4  # node -> downstream: built events
+TYPES = {FRAGMENTS: "fragments", OFFLOAD_REQUEST: "offload-request", OFFLOAD_REPLY: "offload-reply", EVENTS: "events"}
+
+# fragment flags (bits of the record's ``flags``)
+RESULT_VALID = 1 << 0  # the FPGA result field holds the FPGA's answer
+OVERFLOW = 1 << 1  # the FPGA saw an overflow: the result is suspect
+ERROR = 1 << 2  # the FPGA reported an error: the result is suspect
+KNOWN_FLAGS = RESULT_VALID | OVERFLOW | ERROR
+SUSPECT = OVERFLOW | ERROR
+
+# built-event status bits (``status`` of an event record)
+COMPLETE = 1 << 0  # every expected source arrived
+TIMED_OUT = 1 << 1  # left incomplete after the build timeout
+EVICTED = 1 << 2  # left incomplete because the in-flight window moved past it
+DRAINED = 1 << 3  # left incomplete at shutdown
+FALLBACK = 1 << 4  # the CPU computed a result for at least one fragment
+MISMATCH = 1 << 5  # FPGA and CPU raw results differ for at least one fragment
+VALIDATED = 1 << 6  # chosen for the validation sample: CPU ran on every fragment
+OFFLOADED = 1 << 7  # a board computed a result for at least one fragment
+
+RAW_BYTES = (1, 2, 4, 8)
+MAX_SOURCES = 64  # a built event's ``missing`` field is a 64-bit mask of source indices
+
+HEADER = struct.Struct("<4sBBHQQ8sIHHBxHI")
+HEADER_SIZE = HEADER.size  # 48
+HEADER_DTYPE = np.dtype(
+    [
+        ("magic", "S4"),
+        ("version", "u1"),
+        ("type", "u1"),
+        ("source", "<u2"),
+        ("sequence", "<u8"),
+        ("sent_ns", "<u8"),
+        ("manifest", "S8"),
+        ("n_records", "<u4"),
+        ("n_inputs", "<u2"),
+        ("n_outputs", "<u2"),
+        ("raw_bytes", "u1"),
+        ("reserved", "u1"),
+        ("n_sources", "<u2"),
+        ("payload_bytes", "<u4"),
+    ]
+)
+assert HEADER_DTYPE.itemsize == HEADER_SIZE
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be used; ``reason`` is a short label for counting, the
+    message says which field at which byte offset is wrong."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Header:
+    type: int
+    source: int
+    sequence: int
+    sent_ns: int
+    manifest: bytes
+    n_records: int
+    n_inputs: int
+    n_outputs: int
+    raw_bytes: int
+    n_sources: int
+    payload_bytes: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a receiver accepts; anything else is malformed."""
+
+    max_message_bytes: int = 16 << 20
+    n_inputs: int | None = None  # None: any
+    n_outputs: int | None = None
+    raw_bytes: int | None = None
+    manifest: bytes | None = None  # None: any; else the 8-byte manifest id (or zeros: none)
+
+
+@lru_cache(maxsize=64)
+def fragment_dtype(n_inputs: int, n_outputs: int, raw_bytes: int) -> np.dtype:
+    """One fragment: event number, board timestamp, flags, inputs and result as raw
+    little-endian signed integers of ``raw_bytes`` bytes."""
+    raw = f"<i{raw_bytes}"
+    fields = [("event", "<u8"), ("timestamp_ns", "<u8"), ("flags", "<u4"), ("reserved", "<u4")]
+    fields.append(("inputs", raw, (n_inputs,)))
+    fields.append(("result", raw, (n_outputs,)))
+    return np.dtype(fields)
+
+
+@lru_cache(maxsize=64)
+def event_dtype(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int) -> np.dtype:
+    """One built event: its number, status, missing sources, timings and, per source,
+    flags, inputs, the FPGA result and the CPU result."""
+    raw = f"<i{raw_bytes}"
+    s = (n_sources,)
+    return np.dtype(
+        [
+            ("event", "<u8"),
+            ("status", "<u4"),
+            ("reserved", "<u4"),
+            ("missing", "<u8"),
+            ("first_ns", "<u8"),  # earliest board timestamp of its fragments
+            ("built_ns", "<u8"),  # when the node let it go
+            ("flags", "<u4", s),
+            ("cpu_valid", "u1", s),
+            ("inputs", raw, s + (n_inputs,)),
+            ("fpga", raw, s + (n_outputs,)),
+            ("cpu", raw, s + (n_outputs,)),
+        ]
+    )
+
+
+def manifest_bytes(manifest_id: str | bytes | None) -> bytes:
+    """The 8-byte form of a manifest id (16 hex digits); zeros mean 'no manifest'."""
+    if manifest_id is None or manifest_id in ("", b""):
+        return bytes(8)
+    if isinstance(manifest_id, bytes):
+        if len(manifest_id) != 8:
+            raise ValueError(f"manifest id must be 8 bytes, got {len(manifest_id)}")
+        return manifest_id
+    try:
+        b = bytes.fromhex(manifest_id)
+    except ValueError:
+        raise ValueError(f"manifest id {manifest_id!r} is not 16 hex digits") from None
+    if len(b) != 8:
+        raise ValueError(f"manifest id {manifest_id!r} is not 16 hex digits")
+    return b
+
+
+def raw_bytes_for(width: int, signed: bool) -> int:
+    """Smallest wire integer that holds raw values of a fixed-point type."""
+    bits = width + (0 if signed else 1)
+    for n in RAW_BYTES:
+        if bits <= 8 * n:
+            return n
+    raise ValueError(f"a {width}-bit {'signed' if signed else 'unsigned'} type does not fit a 64-bit raw integer")
+
+
+# ----------------------------------------------------------------------------- encode
+def encode(
+    type_: int,
+    source: int,
+    sequence: int,
+    records: np.ndarray,
+    *,
+    n_inputs: int,
+    n_outputs: int,
+    raw_bytes: int,
+    manifest: bytes = bytes(8),
+    n_sources: int = 0,
+    sent_ns: int = 0,
+) -> bytes:
+    """A message: the header, then ``records`` (a structured array of the right dtype)."""
+    payload = np.ascontiguousarray(records).tobytes()
+    header = HEADER.pack(
+        MAGIC, VERSION, type_, source, sequence, sent_ns, manifest, len(records),
+        n_inputs, n_outputs, raw_bytes, n_sources, len(payload),
+    )  # fmt: skip
+    return header + payload
+
+
+def make_fragments(
+    events: np.ndarray,
+    inputs: np.ndarray,
+    result: np.ndarray | None = None,
+    flags: np.ndarray | int | None = None,
+    timestamp_ns: np.ndarray | int = 0,
+    raw_bytes: int = 4,
+) -> np.ndarray:
+    """Fragments as a structured array (vectorised; one row per event).
+
+    ``flags`` defaults to RESULT_VALID where a result is given, else 0."""
+    events = np.asarray(events, dtype=np.uint64).reshape(-1)
+    inputs = np.asarray(inputs).reshape(len(events), -1)
+    n_out = 0 if result is None else np.asarray(result).reshape(len(events), -1).shape[1]
+    frags = np.zeros(len(events), fragment_dtype(inputs.shape[1], n_out, raw_bytes))
+    frags["event"] = events
+    frags["timestamp_ns"] = timestamp_ns
+    frags["inputs"] = inputs
+    if result is not None:
+        frags["result"] = np.asarray(result).reshape(len(events), -1)
+    frags["flags"] = (RESULT_VALID if result is not None else 0) if flags is None else flags
+    return frags
+
+
+def encode_fragments(
+    source: int, sequence: int, fragments: np.ndarray, manifest: bytes = bytes(8), type_: int = FRAGMENTS
+) -> bytes:
+    """A FRAGMENTS (or offload) message from a fragment array made by ``make_fragments``."""
+    raw = fragments.dtype["inputs"].base.itemsize
+    return encode(
+        type_, source, sequence, fragments,
+        n_inputs=fragments.dtype["inputs"].shape[0] if fragments.dtype["inputs"].shape else 1,
+        n_outputs=fragments.dtype["result"].shape[0] if fragments.dtype["result"].shape else 1,
+        raw_bytes=raw, manifest=manifest, sent_ns=0,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- decode
+def decode_header(buf: bytes | memoryview, limits: Limits = Limits()) -> Header:
+    """The validated header of one message; raises ProtocolError naming the field."""
+    n = len(buf)
+    if n > limits.max_message_bytes:
+        raise ProtocolError("oversize", f"{n} bytes exceed the maximum {limits.max_message_bytes}")
+    if n < HEADER_SIZE:
+        raise ProtocolError("truncated", f"{n} bytes, shorter than the {HEADER_SIZE}-byte header")
+    (magic, version, type_, source, seq, sent, manifest, n_rec, n_in, n_out, raw, n_src, payload) = (
+        HEADER.unpack_from(buf)
+    )
+    if magic != MAGIC:
+        raise ProtocolError("bad-magic", f"bytes 0-3 are {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        raise ProtocolError("bad-version", f"byte 4 (version) is {version}, this node speaks {VERSION}")
+    if type_ not in TYPES:
+        raise ProtocolError("bad-type", f"byte 5 (message type) is {type_}, expected one of {sorted(TYPES)}")
+    if raw not in RAW_BYTES:
+        raise ProtocolError("bad-descriptor", f"byte 40 (raw_bytes) is {raw}, expected one of {RAW_BYTES}")
+    if buf[41] != 0:
+        raise ProtocolError("bad-descriptor", f"byte 41 (reserved) is {buf[41]}, expected 0")
+    if n_rec == 0:
+        raise ProtocolError("bad-descriptor", "bytes 32-35 (n_records) are 0: an empty message")
+    itemsize = _itemsize(type_, n_src, n_in, n_out, raw)
+    if payload != n_rec * itemsize:
+        raise ProtocolError(
+            "length-mismatch",
+            f"bytes 44-47 (payload_bytes) say {payload}, "
+            f"but {n_rec} records of {itemsize} bytes need {n_rec * itemsize}",
+        )
+    if n != HEADER_SIZE + payload:
+        raise ProtocolError(
+            "length-mismatch" if n > HEADER_SIZE + payload else "truncated",
+            f"message is {n} bytes, header + payload_bytes say {HEADER_SIZE + payload}",
+        )
+    for field, want, got, where in (
+        ("n_inputs", limits.n_inputs, n_in, "36-37"),
+        ("n_outputs", limits.n_outputs, n_out, "38-39"),
+        ("raw_bytes", limits.raw_bytes, raw, "40"),
+    ):
+        if want is not None and type_ == FRAGMENTS and got != want:
+            raise ProtocolError("bad-descriptor", f"byte {where} ({field}) is {got}, this node expects {want}")
+    if limits.manifest is not None and manifest != limits.manifest and type_ in (FRAGMENTS, OFFLOAD_REPLY):
+        raise ProtocolError(
+            "wrong-manifest", f"bytes 24-31 (manifest id) are {manifest.hex()}, the node runs {limits.manifest.hex()}"
+        )
+    return Header(type_, source, seq, sent, manifest, n_rec, n_in, n_out, raw, n_src, payload)
+
+
+def _itemsize(type_: int, n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int) -> int:
+    if type_ == EVENTS:
+        if not 1 <= n_sources <= MAX_SOURCES:
+            raise ProtocolError("bad-descriptor", f"bytes 42-43 (n_sources) is {n_sources}, expected 1..{MAX_SOURCES}")
+        return event_dtype(n_sources, n_inputs, n_outputs, raw_bytes).itemsize
+    return fragment_dtype(n_inputs, n_outputs, raw_bytes).itemsize
+
+
+def decode(buf: bytes | memoryview, limits: Limits = Limits()) -> tuple[Header, np.ndarray]:
+    """Header and records of one message (the records are a read-only view of ``buf``).
+
+    Fragment flags outside the known bits make the message malformed."""
+    h = decode_header(buf, limits)
+    if h.type == EVENTS:
+        dtype = event_dtype(h.n_sources, h.n_inputs, h.n_outputs, h.raw_bytes)
+    else:
+        dtype = fragment_dtype(h.n_inputs, h.n_outputs, h.raw_bytes)
+    records = np.frombuffer(buf, dtype, h.n_records, HEADER_SIZE)
+    if h.type != EVENTS:
+        check_flags(records)
+    return h, records
+
+
+def check_flags(fragments: np.ndarray, first_offset: int = HEADER_SIZE) -> None:
+    bad = np.flatnonzero(fragments["flags"] & ~np.uint32(KNOWN_FLAGS))
+    if len(bad):
+        i = int(bad[0])
+        offset = first_offset + i * fragments.dtype.itemsize + 16
+        raise ProtocolError(
+            "bad-flags", f"fragment {i} (byte {offset}) has unknown flag bits {int(fragments['flags'][i]):#x}"
+        )
+
+
+def decode_same_length(bufs: list[bytes], limits: Limits = Limits()) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fast path for a drain of equally long messages: headers and fragments of all of
+    them as two arrays (``fragments`` has shape (n_messages, n_records)).
+
+    Returns None when they are not all valid FRAGMENTS messages of one layout; the
+    caller then decodes them one by one to find and count the bad ones."""
+    n = len(bufs[0])
+    h = decode_header(bufs[0], limits)  # raises for the first; the rest must match it
+    if h.type != FRAGMENTS:
+        return None
+    dtype = np.dtype([("h", HEADER_DTYPE), ("f", fragment_dtype(h.n_inputs, h.n_outputs, h.raw_bytes), (h.n_records,))])
+    if dtype.itemsize != n:
+        return None
+    msgs = np.frombuffer(b"".join(bufs), dtype)
+    hd = msgs["h"]
+    first = hd[0]
+    same = (
+        (hd["magic"] == MAGIC).all()
+        and (hd["version"] == VERSION).all()
+        and (hd["type"] == FRAGMENTS).all()
+        and (hd["n_records"] == first["n_records"]).all()
+        and (hd["n_inputs"] == first["n_inputs"]).all()
+        and (hd["n_outputs"] == first["n_outputs"]).all()
+        and (hd["raw_bytes"] == first["raw_bytes"]).all()
+        and (hd["reserved"] == 0).all()
+        and (hd["payload_bytes"] == first["payload_bytes"]).all()
+        and (limits.manifest is None or (hd["manifest"] == limits.manifest).all())
+    )
+    if not same:
+        return None
+    frags = msgs["f"]
+    if (frags["flags"] & ~np.uint32(KNOWN_FLAGS)).any():
+        return None
+    return hd, frags

@@ -1,0 +1,83 @@
+"""ZeroMQ CURVE encryption and client authentication for the node's sockets.
+
+Keys are ZeroMQ certificate files (``zmq.auth.create_certificates``): ``NAME.key``
+holds the public key, ``NAME.key_secret`` both.  The node (server) loads its secret
+certificate and a folder of allowed client public certificates; a client without an
+allowed key is refused by the ZAP handler before a single message reaches the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """A client's key pair and the server public key it expects to talk to."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+    @classmethod
+    def from_files(cls, client_secret_file: str | Path, server_public_file: str | Path) -> CurveKeys:
+        public, secret = load_certificate(client_secret_file)
+        server_public, _ = load_certificate(server_public_file)
+        if secret is None:
+            raise ValueError(f"{client_secret_file}: no secret key in this certificate (use NAME.key_secret)")
+        return cls(public, secret, server_public)
+
+
+def keygen(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """Write ``NAME.key`` (public, give it to peers) and ``NAME.key_secret`` (keep it)."""
+    import zmq.auth
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(directory), name)
+    Path(secret).chmod(0o600)
+    return Path(public), Path(secret)
+
+
+def load_certificate(path: str | Path) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such key file (create one with `fpgaflow node keygen`)")
+    try:
+        return zmq.auth.load_certificate(str(path))
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a ZeroMQ certificate ({exc})") from None
+
+
+def client_curve(sock: zmq.Socket, keys: CurveKeys) -> None:
+    sock.curve_publickey = keys.public
+    sock.curve_secretkey = keys.secret
+    sock.curve_serverkey = keys.server_public
+
+
+def server_curve(sock: zmq.Socket, server_secret_file: str | Path) -> None:
+    public, secret = load_certificate(server_secret_file)
+    if secret is None:
+        raise ValueError(f"{server_secret_file}: no secret key in this certificate (use NAME.key_secret)")
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+    sock.curve_server = True
+
+
+def start_authenticator(context: zmq.Context, clients_dir: str | Path):
+    """Allow only clients whose public certificates are in ``clients_dir`` (ZAP handler
+    thread; it works only while connections are set up, never per message)."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    clients_dir = Path(clients_dir)
+    if not clients_dir.is_dir():
+        raise ValueError(f"{clients_dir}: no such folder of allowed client keys")
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve(domain="*", location=str(clients_dir))
+    return auth

@@ -1,0 +1,199 @@
+"""Where built events (and late fragments) go: rotating files and a PUB socket.
+
+Files are written under a temporary name (``*.tmp``), flushed, closed and only then
+renamed to their final name, so a file with a final name is always complete: a crash
+leaves at most one ``.tmp`` file behind, never a corrupt ``.h5``/``.root``.
+
+HDF5 (h5py) is the default: a built event is a record with fixed-size N-d arrays
+(sources x inputs), which HDF5 stores natively as chunked, appendable datasets that
+NumPy, pandas and ROOT's own ``TFile``-free tools read directly; appending a drain costs
+one write per column.  ROOT (uproot) is offered for analyses that live in ROOT.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from node import protocol
+
+FORMATS = {"hdf5": ".h5", "root": ".root"}
+
+
+def columns(records: np.ndarray) -> dict[str, np.ndarray]:
+    """A structured array as one contiguous array per field (reserved fields left out)."""
+    return {name: np.ascontiguousarray(records[name]) for name in records.dtype.names if name != "reserved"}
+
+
+class _HDF5Writer:
+    def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
+        try:
+            import h5py
+        except ImportError:
+            raise RuntimeError("the HDF5 sink needs h5py: pip install 'fpgaflow[node]'") from None
+        self.file = h5py.File(path, "w")
+        self.group = self.file.create_group(tree)
+        for k, v in attrs.items():
+            self.group.attrs[k] = v
+
+    def write(self, cols: dict[str, np.ndarray]) -> None:
+        for name, a in cols.items():
+            if name not in self.group:
+                rows = max(1, min(4096, (1 << 20) // max(1, a[:1].nbytes)))  # ~1 MB chunks
+                self.group.create_dataset(name, data=a, maxshape=(None,) + a.shape[1:], chunks=(rows,) + a.shape[1:])
+            else:
+                d = self.group[name]
+                n = d.shape[0]
+                d.resize(n + len(a), axis=0)
+                d[n:] = a
+
+    def close(self) -> None:
+        self.file.flush()
+        self.file.close()
+
+
+class _ROOTWriter:
+    def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
+        try:
+            import uproot
+        except ImportError:
+            raise RuntimeError("the ROOT sink needs uproot: pip install uproot") from None
+        self.file = uproot.recreate(path)
+        self.tree_name = tree
+        self.tree = None
+        self.file[f"{tree}_info"] = str(attrs)
+
+    def write(self, cols: dict[str, np.ndarray]) -> None:
+        if self.tree is None:
+            self.tree = self.file.mktree(self.tree_name, {k: np.dtype((a.dtype, a.shape[1:])) for k, a in cols.items()})
+        self.tree.extend(cols)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class RotatingFiles:
+    """Append structured records to files that rotate by size and age; atomic renames."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        prefix: str,
+        *,
+        fmt: str = "hdf5",
+        tree: str = "events",
+        max_records: int = 1_000_000,
+        max_seconds: float = 300.0,
+        attrs: dict[str, Any] | None = None,
+    ):
+        if fmt not in FORMATS:
+            raise ValueError(f"sink.format: {fmt!r} is not one of {sorted(FORMATS)}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.prefix, self.fmt, self.tree = prefix, fmt, tree
+        self.max_records, self.max_seconds = max_records, max_seconds
+        self.attrs = attrs or {}
+        self.index = 0
+        self.writer = None
+        self.records_in_file = 0
+        self.opened = 0.0
+        self.written = 0  # records in closed (renamed) files
+        self.files: list[Path] = []
+
+    def _open(self) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
+        self.tmp = self.final.with_name(self.final.name + ".tmp")
+        self.index += 1
+        cls = _HDF5Writer if self.fmt == "hdf5" else _ROOTWriter
+        self.writer = cls(self.tmp, self.tree, self.attrs)
+        self.records_in_file = 0
+        self.opened = time.monotonic()
+
+    def write(self, records: np.ndarray) -> None:
+        if len(records) == 0:
+            return
+        if self.writer is None:
+            self._open()
+        self.writer.write(columns(records))
+        self.records_in_file += len(records)
+        if self.records_in_file >= self.max_records:
+            self.rotate()
+
+    def tick(self) -> None:
+        """Close a file that has been open long enough (called from the daemon's loop)."""
+        if self.writer is not None and time.monotonic() - self.opened >= self.max_seconds:
+            self.rotate()
+
+    def rotate(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.writer = None
+        os.replace(self.tmp, self.final)
+        self.files.append(self.final)
+        self.written += self.records_in_file
+        self.records_in_file = 0
+
+    close = rotate
+
+
+class Publisher:
+    """Built events on a PUB socket for downstream consumers (EVENTS messages)."""
+
+    def __init__(self, endpoint: str, context: zmq.Context, node_id: int, hwm: int = 1000):
+        self.socket = context.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.SNDHWM, hwm)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.bind(endpoint)
+        self.node_id = node_id
+        self.sequence = 0
+
+    def publish(self, events: np.ndarray) -> None:
+        d = events.dtype
+        msg = protocol.encode(
+            protocol.EVENTS, self.node_id, self.sequence, events,
+            n_inputs=d["inputs"].shape[1], n_outputs=d["fpga"].shape[1], raw_bytes=d["inputs"].base.itemsize,
+            n_sources=d["flags"].shape[0], sent_ns=time.time_ns(),
+        )  # fmt: skip
+        self.sequence += 1
+        try:
+            self.socket.send(msg, zmq.NOBLOCK)
+        except zmq.Again:  # PUB never blocks; a slow subscriber loses messages by design
+            pass
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def late_records(source_ids: np.ndarray, late) -> np.ndarray:
+    """Late fragments as records with their source id and arrival time, for the late sink."""
+    f = late.fragments
+    dtype = np.dtype([("source", "<u2"), ("received_ns", "<u8")] + [(n, f.dtype.fields[n][0]) for n in f.dtype.names])
+    out = np.zeros(len(f), dtype)
+    out["source"] = source_ids[late.source_index]
+    out["received_ns"] = late.received_ns
+    for n in f.dtype.names:
+        out[n] = f[n]
+    return out
+
+
+def read_events(path: str | Path, tree: str = "events") -> dict[str, np.ndarray]:
+    """Every column of one sink file (HDF5 or ROOT), for tests, demos and analyses."""
+    path = Path(path)
+    if path.suffix == ".root":
+        import uproot
+
+        with uproot.open(path) as f:
+            return {k: np.asarray(v) for k, v in f[tree].arrays(library="np").items()}
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if tree not in f:
+            return {}
+        return {k: f[tree][k][()] for k in f[tree]}

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "synth": "convert a network or BDT project into an HLS firmware project, its manifest and reports",
     "emulate": "run the bit-exact emulator of a firmware project on input data",
     "verify": "compare the emulator with the firmware's C simulation and the float model",
+    "node": "run the node daemon: receive FPGA streams over ZeroMQ, build events, CPU fallback (status, keygen)",
 }
 
 

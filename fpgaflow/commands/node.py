@@ -1,0 +1,85 @@
+"""``fpgaflow node --config node.toml``: run the node daemon (until SIGTERM/SIGINT);
+``fpgaflow node status``: its counters; ``fpgaflow node keygen NAME``: CURVE keys.
+
+Imports only ``node`` (NumPy, pyzmq), never the heavy front end."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", choices=["run", "status", "keygen"], default="run",
+                   help="run (default), status, or keygen")  # fmt: skip
+    p.add_argument("name", nargs="?", help="keygen: the key's name (writes NAME.key and NAME.key_secret)")
+    p.add_argument("--config", default="node.toml", help="the node's TOML configuration (default: node.toml)")
+    p.add_argument("--dir", default="keys", help="keygen: folder for the key files (default: keys)")
+    p.add_argument("--json", action="store_true", help="status: print the raw status as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "keygen":
+        return _keygen(args)
+    if args.action == "status":
+        return _status(args)
+    from node.daemon import serve
+
+    try:
+        return serve(args.config)
+    except RuntimeError as exc:  # a missing optional package (h5py, prometheus-client)
+        raise ValueError(str(exc)) from None
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from node.security import keygen
+
+    if not args.name:
+        raise ValueError("keygen needs a NAME, e.g. `fpgaflow node keygen node`")
+    public, secret = keygen(args.dir, args.name)
+    print(f"keygen: public key {public} (give it to peers), secret key {secret} (keep it)")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from node import config, metrics
+
+    cfg = config.load(args.config)
+    path = cfg.resolve(cfg.node.status_file)
+    if not path.is_file():
+        raise ValueError(f"{path}: no status file; is the node running with {args.config}?")
+    snap = metrics.read_status(path)
+    if args.json:
+        print(json.dumps(snap, indent=1, sort_keys=True))
+        return 0
+    c, g = snap.get("counters", {}), snap.get("gauges", {})
+    age = time.time() - snap.get("time", 0)
+    uptime = max(snap.get("time", 0) - snap.get("started", 0), 1e-9)
+    state = "stopped" if snap.get("final") else ("running" if age < 10 * cfg.node.status_interval_s + 5 else "stale")
+    p50, p99 = metrics.latency_quantile(snap, 0.5), metrics.latency_quantile(snap, 0.99)
+    workers = snap.get("workers", 1)
+    print(f"node {cfg.node.name}: {state} (status {age:.1f} s old, up {uptime:.0f} s, {workers} worker(s))")
+    rows = [
+        ("received fragments", c.get("received_fragments", 0)),
+        ("  rate (avg, /s)", round(c.get("received_fragments", 0) / uptime)),
+        ("malformed messages", c.get("malformed_messages", 0)),
+        ("events out", c.get("events_out", 0)),
+        ("  complete", c.get("events_complete", 0)),
+        ("  incomplete", c.get("events_incomplete", 0)),
+        ("  in flight", int(g.get("events_in_flight", 0))),
+        ("duplicates", c.get("builder_duplicates", 0)),
+        ("late fragments", c.get("late_fragments", 0)),
+        ("fallback events", c.get("fallback_fallback_events", 0)),
+        ("validated events", c.get("fallback_validated_events", 0)),
+        ("FPGA/CPU mismatches", c.get("fallback_mismatches", 0)),
+        ("latency p50 / p99 (s, bucket bound)", f"{p50} / {p99}"),
+    ]
+    for name, value in rows:
+        print(f"  {name:<38} {value}")
+    for key, n in sorted(snap.get("malformed", {}).items()):
+        print(f"  malformed {key:<28} {n}")
+    for key, n in sorted(snap.get("sequence_gaps", {}).items()):
+        print(f"  messages missing from source {key:<9} {n}")
+    return 0

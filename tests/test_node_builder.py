@@ -1,0 +1,110 @@
+"""Event building rules on the builder itself (the daemon tests run the same code over
+real sockets): completeness, order, duplicates, timeout, late fragments, the window."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from node import protocol as p
+from node.builder import Builder, missing_sources
+
+
+def frags(events, source, n_in=3, n_out=1):
+    events = np.asarray(events)
+    x = (events[:, None] * 10 + source) + np.zeros((1, n_in), int)
+    return np.full(len(events), source), p.make_fragments(events, x, events[:, None] + 1000 * source)
+
+
+def built(b: Builder) -> np.ndarray:
+    out = b.take()
+    return np.concatenate(out) if out else np.zeros(0, b.event_dtype)
+
+
+def test_complete_events_carry_every_source_data():
+    b = Builder(3, 3, 1, 4)
+    for s in range(3):
+        b.add(*frags(range(10), s))
+    ev = built(b)
+    assert sorted(ev["event"]) == list(range(10))
+    assert (ev["status"] == p.COMPLETE).all() and (ev["missing"] == 0).all()
+    e7 = ev[ev["event"] == 7][0]
+    assert e7["inputs"][:, 0].tolist() == [70, 71, 72] and e7["fpga"][:, 0].tolist() == [7, 1007, 2007]
+
+
+def test_out_of_order_and_interleaved_sources_in_one_drain():
+    b = Builder(4, 3, 1, 4)
+    rng = np.random.default_rng(1)
+    parts = [frags(range(200), s) for s in range(4)]
+    src = np.concatenate([x[0] for x in parts])
+    fr = np.concatenate([x[1] for x in parts])
+    order = rng.permutation(len(fr))
+    for chunk in np.array_split(order, 7):
+        b.add(src[chunk], fr[chunk])
+    ev = built(b)
+    assert sorted(ev["event"]) == list(range(200)) and (ev["status"] == p.COMPLETE).all()
+    assert b.counts.fragments == 800 and b.n_open == 0
+
+
+def test_duplicates_are_counted_and_the_first_copy_kept():
+    b = Builder(2, 3, 1, 4)
+    s0, f0 = frags([1, 2], 0)
+    dup = f0.copy()
+    dup["inputs"] = -1
+    b.add(np.array([0, 0, 0]), np.concatenate([f0[:1], dup[:1], f0[1:]]))  # duplicate inside one drain
+    b.add(s0[:1], dup[:1])  # and in a later drain
+    b.add(*frags([1, 2], 1))
+    ev = built(b)
+    assert b.counts.duplicates == 2 and len(ev) == 2
+    assert (ev["inputs"][:, 0] >= 0).all()
+
+
+def test_silent_source_times_out_with_its_id_missing():
+    b = Builder(3, 3, 1, 4, timeout_s=1.0)
+    b.add(*frags([5], 0), now_ns=0)
+    b.add(*frags([5], 2), now_ns=0)
+    b.expire(now_ns=500_000_000)
+    assert not b.take()
+    b.expire(now_ns=1_500_000_000)
+    (ev,) = b.take()
+    assert ev["status"][0] == p.TIMED_OUT
+    assert missing_sources(int(ev["missing"][0]), [10, 11, 12]) == [11]
+
+
+def test_late_fragments_go_to_the_late_list_not_into_events():
+    b = Builder(2, 3, 1, 4, timeout_s=0.1)
+    b.add(*frags([1], 0), now_ns=0)
+    b.expire(now_ns=10**9)
+    b.take()
+    b.add(*frags([1], 1))  # its event already left
+    assert b.counts.late == 1 and not b.take()
+    (late,) = b.take_late()
+    assert late.fragments["event"].tolist() == [1] and late.source_index.tolist() == [1]
+
+
+def test_window_bound_evicts_oldest_events_incomplete_and_nothing_is_dropped():
+    b = Builder(2, 3, 1, 4, window=16)
+    b.add(*frags(range(16), 0))
+    assert b.n_open == 16
+    b.add(*frags([20], 0))  # the window moves to 5..20: events 0..4 leave
+    ev = built(b)
+    assert sorted(ev["event"]) == [0, 1, 2, 3, 4] and (ev["status"] == p.EVICTED).all()
+    assert b.n_open == 12
+    b.add(*frags([2, 6], 1))  # 2 is older than the window: late; 6 completes
+    assert b.counts.late == 1 and built(b)["event"].tolist() == [6]
+
+
+def test_an_absurd_event_number_does_not_flush_the_window():
+    b = Builder(2, 3, 1, 4, window=64, max_event_jump=1000)
+    b.add(*frags([1, 2], 0))
+    b.add(*frags([1 << 60], 1))
+    assert b.counts.jumps == 1 and b.n_open == 2
+    b.add(*frags([1, 2], 1))
+    assert len(built(b)) == 2
+
+
+def test_drain_lets_open_events_go():
+    b = Builder(2, 3, 1, 4)
+    b.add(*frags([1, 2, 3], 0))
+    b.drain()
+    ev = built(b)
+    assert len(ev) == 3 and (ev["status"] == p.DRAINED).all() and (ev["missing"] == 2).all()

@@ -1,0 +1,344 @@
+"""The daemon as a real process on loopback sockets: building, timeouts, late data,
+garbage, shutdown mid-stream, CURVE, back pressure, several workers, SUB inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read_sink, wait_for, write_config
+
+from node import protocol as p
+from node.builder import missing_sources
+from node.source import Source
+
+N_IN, N_OUT = 8, 2
+
+
+def inputs_for(events, source):
+    events = np.asarray(events, dtype=np.int64)
+    return (events[:, None] * 7 + source + np.arange(N_IN)) % 1000
+
+
+def results_for(events, source):
+    events = np.asarray(events, dtype=np.int64)
+    return np.stack([events % 997, np.full(len(events), -source)], axis=1)
+
+
+def send(src: Source, events) -> None:
+    src.send(events, inputs_for(events, src.source_id), results_for(events, src.source_id))
+
+
+def arrived_fragments(ev: dict[str, np.ndarray], n_sources: int) -> int:
+    bits = (ev["missing"][:, None] >> np.arange(n_sources, dtype=np.uint64)) & np.uint64(1)
+    return int((bits == 0).sum())
+
+
+def test_complete_out_of_order_duplicate_silent_and_late(tmp_path):
+    port, pub = free_port(), free_port()
+    cfg = basic_config(tmp_path, port, builder={"timeout_s": 1.0}, sink={"publish": f"tcp://127.0.0.1:{pub}"})
+    d = Daemon(cfg)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{pub}")
+    try:
+        time.sleep(0.3)  # SUB joins late by design; give it a moment before events flow
+        rng = np.random.default_rng(0)
+        sources = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT, batch=7) for s in range(4)]
+        full = np.arange(300)
+        for src in sources[:3]:
+            send(src, rng.permutation(full))  # out of order within each source
+        send(sources[1], full[:20])  # 20 duplicates
+        send(sources[3], rng.permutation(full[:200]))  # source 3 falls silent after event 199
+        d.wait_counter("events_out", 300, timeout=60)  # 200 complete at once, 100 after the timeout
+        send(sources[3], full[250:260])  # late: their events already left incomplete
+        d.wait_counter("late_fragments", 10)
+        for s in sources:
+            s.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["events_complete"] == 200 and c["events_incomplete"] == 100
+    assert c["builder_duplicates"] == 20 and c["late_fragments"] == 10 and c["builder_timed_out"] == 100
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(300))
+    complete = (ev["status"] & p.COMPLETE) != 0
+    assert set(ev["event"][complete].tolist()) == set(range(200))
+    for row in np.flatnonzero(~complete):
+        assert ev["status"][row] & p.TIMED_OUT
+        assert missing_sources(int(ev["missing"][row]), [0, 1, 2, 3]) == [3]
+    # every source's data sits in its place in the built event
+    for s in range(4):
+        rows = complete
+        np.testing.assert_array_equal(ev["inputs"][rows, s], inputs_for(ev["event"][rows], s))
+        np.testing.assert_array_equal(ev["fpga"][rows, s], results_for(ev["event"][rows], s))
+    late = read_sink(tmp_path / "out", "late-*.h5", "late")
+    assert sorted(late["event"].tolist()) == list(range(250, 260)) and (late["source"] == 3).all()
+    np.testing.assert_array_equal(late["inputs"], inputs_for(late["event"], 3))
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    # downstream consumers got the same events over PUB
+    published = []
+    while sub.poll(100):
+        h, recs = p.decode(sub.recv())
+        assert h.type == p.EVENTS and h.n_sources == 4
+        published += recs["event"].tolist()
+    sub.close(linger=0)
+    assert sorted(published) == list(range(300))
+    # structured logs: one JSON object per line, with the late fragments reported
+    assert any(line["event"] == "late-fragments" for line in d.log_lines())
+
+
+# Garbage: single-byte mutations of valid messages for "garbage" events B+i (i < 16), whose
+# low two bytes are (i, 0); good events have low bytes (>= 0x10, >= 1), so no single-byte
+# mutation can turn a garbage fragment into a good one.  The window (2**18) is wider than
+# the largest accepted jump (2**17), so no accepted mutation can make good events late.
+def good_events(base: int, n: int = 200) -> np.ndarray:
+    j = np.arange(n)
+    return base + 0x100 * (1 + j // 200) + 0x10 + j % 200
+
+
+mutation = st.one_of(
+    st.tuples(st.just("byte"), st.integers(0, 10_000), st.integers(0, 255)),
+    st.tuples(st.just("cut"), st.integers(0, 10_000), st.just(0)),
+    st.tuples(st.just("junk"), st.integers(0, 300), st.integers(0, 255)),
+)
+
+
+def test_malformed_bytes_never_crash_and_good_events_all_arrive(tmp_path):
+    port = free_port()
+    cfg = basic_config(tmp_path, port, builder={"window": 1 << 18, "max_event_jump": 1 << 17, "timeout_s": 0.5})
+    d = Daemon(cfg)
+    ctx = zmq.Context.instance()
+    raw = ctx.socket(zmq.PUSH)
+    raw.connect(f"tcp://127.0.0.1:{port}")
+    sources = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT, batch=16) for s in range(4)]
+    state = {"k": 0, "sent": 0, "good": []}
+
+    @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(mutation, min_size=1, max_size=40), st.lists(st.binary(max_size=200), max_size=5))
+    def one_round(mutations, junk):
+        state["k"] += 1
+        base = state["k"] << 16
+        templates = [
+            p.encode_fragments(s, 0, p.make_fragments(base + np.arange(16), inputs_for(np.arange(16), s),
+                                                      results_for(np.arange(16), s)))
+            for s in range(4)
+        ]  # fmt: skip
+        garbage = list(junk)
+        for i, (kind, pos, value) in enumerate(mutations):
+            b = bytearray(templates[i % 4])
+            if kind == "byte":
+                b[pos % len(b)] = value
+            elif kind == "cut":
+                b = b[: pos % len(b)]
+            else:
+                b[pos % len(b) : pos % len(b)] = bytes([value]) * (1 + pos % 7)
+            garbage.append(bytes(b))
+        for g in garbage:
+            raw.send(g)
+        events = good_events(base)
+        for src in sources:
+            send(src, events)
+        state["sent"] += len(garbage) + sum(-(-len(events) // 16) for _ in sources)
+        state["good"].append(events)
+        d.wait_counter("received_messages", state["sent"], timeout=60)
+        assert d.proc.poll() is None, "the node died"
+
+    try:
+        one_round()
+        raw.close(linger=1000)
+        for s in sources:
+            s.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["counters"]["malformed_messages"] > 0
+    assert all(reason for key in status["malformed"] for reason in key.split("/"))
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    complete = ev["event"][(ev["status"] & p.COMPLETE) != 0]
+    good = np.concatenate(state["good"])
+    missing = np.setdiff1d(good, complete)
+    assert len(missing) == 0, f"good events lost or incomplete: {missing[:10]}"
+    rows = np.isin(ev["event"], good)
+    assert rows.sum() == len(good)  # each good event exactly once
+    for s in range(4):
+        np.testing.assert_array_equal(ev["inputs"][rows, s], inputs_for(ev["event"][rows], s))
+
+
+SENDER = """
+import sys, time, numpy as np
+from node.source import Source
+port, source = int(sys.argv[1]), int(sys.argv[2])
+src = Source(source, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2, batch=4)
+e = 0
+while True:
+    ev = np.arange(e, e + 64)
+    src.send(ev, np.ones((64, 8)), np.zeros((64, 2)))
+    e += 64
+    time.sleep(0.001)
+"""
+
+
+def test_sigterm_mid_stream_accounts_for_every_fragment(tmp_path):
+    port = free_port()
+    cfg = basic_config(tmp_path, port, builder={"timeout_s": 5.0})
+    d = Daemon(cfg)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    senders = [subprocess.Popen([sys.executable, "-c", SENDER, str(port), str(s)], env=env) for s in range(3)]
+    try:
+        d.wait_counter("received_fragments", 3000, timeout=60)  # source 3 never sends: all events open
+        status = d.stop()  # SIGTERM while the senders are still pushing
+    finally:
+        for s in senders:
+            s.kill()
+            s.wait()
+        d.kill()
+    c = status["counters"]
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    late = read_sink(tmp_path / "out", "late-*.h5", "late")
+    in_files = arrived_fragments(ev, 4) + (len(late["event"]) if late else 0)
+    assert c["received_fragments"] > 0
+    assert c["received_fragments"] == in_files + c["builder_duplicates"] + c["builder_jumps"]
+    assert c["events_out"] == c["events_written"] == len(ev["event"])
+    assert (ev["status"] & (p.DRAINED | p.TIMED_OUT | p.EVICTED | p.COMPLETE)).all()
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_unauthenticated_client_is_refused_under_curve(tmp_path):
+    from node.security import CurveKeys, keygen
+
+    keys = tmp_path / "keys"
+    keygen(keys, "node")
+    keygen(keys / "clients", "board")
+    keygen(tmp_path / "intruder", "intruder")
+    port = free_port()
+    cfg = basic_config(
+        tmp_path, port, sources=[0],
+        security={"curve_secret_key": "keys/node.key_secret", "curve_clients": "keys/clients"},
+    )  # fmt: skip
+    d = Daemon(cfg)
+    ep = f"tcp://127.0.0.1:{port}"
+    try:
+        board_keys = CurveKeys.from_files(keys / "clients/board.key_secret", keys / "node.key")
+        intruder_keys = CurveKeys.from_files(tmp_path / "intruder/intruder.key_secret", keys / "node.key")
+        good = Source(0, ep, n_inputs=N_IN, n_outputs=N_OUT, curve=board_keys)
+        bad = Source(0, ep, n_inputs=N_IN, n_outputs=N_OUT, curve=intruder_keys)
+        plain = zmq.Context.instance().socket(zmq.PUSH)
+        plain.connect(ep)
+        send(bad, np.arange(1000, 1100))
+        plain.send(p.encode_fragments(0, 0, p.make_fragments([2000], inputs_for([0], 0), results_for([0], 0))))
+        send(good, np.arange(100))
+        d.wait_counter("events_out", 100)
+        time.sleep(1.0)  # give the refused ones every chance to show up
+        for s in (good, bad):
+            s.close(linger_ms=0)
+        plain.close(linger=0)
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["counters"]["received_fragments"] == 100
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(100))
+
+
+def test_fast_sender_is_held_back_and_nothing_is_lost(tmp_path):
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        {
+            "node": {"sources": [0], "status_interval_s": 0.2},
+            "fragment": {"n_inputs": 256, "n_outputs": 1, "raw_bytes": 4},
+            "sink": {"directory": "out"},
+        },
+        [{"endpoint": f"tcp://127.0.0.1:{port}", "hwm": 10}],
+    )
+    d = Daemon(cfg)
+    n = 30_000  # 30 MB of 1 KB fragments: far more than the socket buffers hold
+    src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=256, n_outputs=1, batch=1, sndhwm=10)
+    errors = []
+
+    def push():
+        try:
+            for start in range(0, n, 500):
+                ev = np.arange(start, start + 500)
+                src.send(ev, np.ones((500, 256)), np.zeros((500, 1)))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    os.kill(d.proc.pid, signal.SIGSTOP)  # the node stalls: the sender is infinitely faster
+    try:
+        t = threading.Thread(target=push, daemon=True)
+        t.start()
+        t.join(3.0)
+        held = src.sent_messages
+        assert t.is_alive() and held < n, f"sender was not held back ({held} of {n} sent)"
+        os.kill(d.proc.pid, signal.SIGCONT)
+        t.join(120)
+        assert not t.is_alive() and not errors
+        d.wait_counter("events_out", n, timeout=120)
+        src.close()
+        status = d.stop()
+    finally:
+        if d.proc.poll() is None:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        d.kill()
+    c = status["counters"]
+    assert c["received_fragments"] == n and c["events_complete"] == n
+    assert status["sequence_gaps"] == {}
+
+
+def test_several_workers_share_one_status(tmp_path):
+    base = free_ports(2)
+    cfg = basic_config(tmp_path, base, node={"workers": 2})
+    d = Daemon(cfg)
+    try:
+        endpoints = [f"tcp://127.0.0.1:{base}", f"tcp://127.0.0.1:{base + 1}"]
+        sources = [Source(s, endpoints, n_inputs=N_IN, n_outputs=N_OUT) for s in range(4)]
+        for src in sources:
+            send(src, np.arange(1000))
+        wait_for(lambda: (d.status().get("workers") == 2 and d.counter("events_complete") >= 1000), 60,
+                 "both workers to report 1000 events")  # fmt: skip
+        for s in sources:
+            s.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["counters"]["events_complete"] == 1000 and status["exit_codes"] == [0, 0]
+    per_worker = [read_sink(tmp_path / "out", f"node-w{k}-*.h5", "events")["event"] for k in range(2)]
+    assert all(len(w) > 0 for w in per_worker)
+    assert sorted(np.concatenate(per_worker).tolist()) == list(range(1000))
+    assert all((w % 2 == k).all() for k, w in enumerate(per_worker))  # routed by event number
+
+
+def test_sub_input_from_a_publishing_source(tmp_path):
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        {"node": {"sources": [5], "status_interval_s": 0.2}, "fragment": {"n_inputs": N_IN, "n_outputs": N_OUT},
+         "sink": {"directory": "out"}},
+        [{"endpoint": f"tcp://127.0.0.1:{port}", "type": "sub", "bind": False}],
+    )  # fmt: skip
+    src = Source(5, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT, socket_type=zmq.PUB, bind=True)
+    d = Daemon(cfg)
+    try:
+        time.sleep(0.5)  # PUB/SUB: the subscription must reach the publisher first
+        send(src, np.arange(50))
+        d.wait_counter("events_complete", 50)
+        send(src, np.arange(60, 70))  # a gap in events is fine; a gap in messages is counted
+        src.sequence[0] += 3  # as if three messages were lost on the way
+        send(src, np.arange(70, 80))
+        d.wait_counter("events_complete", 70)
+        src.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["sequence_gaps"] == {"5": 3}

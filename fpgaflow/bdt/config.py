@@ -1,0 +1,121 @@
+"""The BDT project file: conifer's own configuration keys, checked and turned into the
+configuration conifer takes, plus the fixed-point types the emulator needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fpgaflow.project import Project, ProjectError
+from sim.fixed import FixedType
+
+BACKENDS = ("xilinxhls", "vhdl")
+DEFAULT_PRECISION = "ap_fixed<18,8>"  # conifer's own default for both backends
+PRECISION_KEYS = ("InputPrecision", "ThresholdPrecision", "ScorePrecision", "WeightPrecision")
+KNOWN_KEYS = {
+    "Backend",
+    "ProjectName",
+    "OutputDir",
+    "XilinxPart",
+    "ClockPeriod",
+    "Precision",
+    "Unroll",
+    "XGBoostModel",
+    "SklearnModel",
+    "ConiferModel",
+    *PRECISION_KEYS,
+}
+
+
+@dataclass
+class BDTConfig:
+    """A BDT project's settings; ``conifer`` is the dict handed to conifer's backends."""
+
+    project: Project
+    backend: str
+    project_name: str
+    types: dict[str, FixedType]  # input, threshold, score, weight
+    unroll: bool
+    conifer: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def hls_dir(self) -> Path:
+        return self.project.build_dir / "hls"
+
+    @property
+    def emulator_dir(self) -> Path:
+        return self.project.build_dir / "emulator"
+
+
+def _precision(project: Project, key: str, text: Any) -> FixedType:
+    if not isinstance(text, str) or not text.strip().startswith(("ap_fixed", "ap_ufixed", "ap_int", "ap_uint")):
+        raise ProjectError(
+            f"{project.file}: {key} is {text!r}; firmware needs an HLS fixed-point type such as ap_fixed<18,8> "
+            "(float precision only runs in conifer's software backends)"
+        )
+    try:
+        return FixedType.parse(text)
+    except ValueError as exc:
+        raise ProjectError(f"{project.file}: {key}: {exc}") from None
+
+
+def read_config(project: Project) -> BDTConfig:
+    """Check the conifer keys of a BDT project and resolve the precisions as conifer does
+    (each falls back on ``Precision``; weight and threshold on the input precision)."""
+    cfg = project.config
+    backend = str(cfg.get("Backend", "xilinxhls")).lower()
+    if backend not in BACKENDS:
+        raise ProjectError(f"{project.file}: Backend {cfg.get('Backend')!r} is not supported; use one of {BACKENDS}")
+    unknown = sorted(set(cfg) - KNOWN_KEYS)
+    warnings = [f"{project.file}: unknown key(s) ignored: {', '.join(unknown)}"] if unknown else []
+    default = cfg.get("Precision", DEFAULT_PRECISION)
+    given = {k: cfg.get(k) for k in PRECISION_KEYS}
+    texts = {"InputPrecision": given["InputPrecision"] or default}
+    texts["ThresholdPrecision"] = given["ThresholdPrecision"] or texts["InputPrecision"]
+    texts["WeightPrecision"] = given["WeightPrecision"] or texts["ThresholdPrecision"]
+    texts["ScorePrecision"] = given["ScorePrecision"] or default
+    types = {
+        "input": _precision(project, "InputPrecision", texts["InputPrecision"]),
+        "threshold": _precision(project, "ThresholdPrecision", texts["ThresholdPrecision"]),
+        "weight": _precision(project, "WeightPrecision", texts["WeightPrecision"]),
+        "score": _precision(project, "ScorePrecision", texts["ScorePrecision"]),
+    }
+    if backend == "vhdl":
+        _check_vhdl(project, texts, types)
+    if types["weight"].to_raw(1.0) != round(1 / types["weight"].lsb):
+        warnings.append(
+            f"{project.file}: WeightPrecision {texts['WeightPrecision']} cannot hold 1.0, the one-hot weight conifer "
+            "multiplies every input by: the firmware compares a garbled input "
+            "(set WeightPrecision to e.g. ap_fixed<4,3>)"
+        )
+    unroll = bool(cfg.get("Unroll", True))
+    name = str(cfg.get("ProjectName") or project.root.name).replace("-", "_")
+    conifer_cfg: dict[str, Any] = {
+        "Backend": backend,
+        "ProjectName": name,
+        "OutputDir": str(project.build_dir / "hls"),
+        "XilinxPart": str(cfg.get("XilinxPart", "xcvu9p-flgb2104-2L-e")),
+        "InputPrecision": texts["InputPrecision"],
+        "ThresholdPrecision": texts["ThresholdPrecision"],
+        "WeightPrecision": texts["WeightPrecision"],
+        "ScorePrecision": texts["ScorePrecision"],
+    }
+    if backend == "xilinxhls":
+        conifer_cfg.update({"ClockPeriod": cfg.get("ClockPeriod", 5), "Unroll": unroll})
+    return BDTConfig(project, backend, name, types, unroll, conifer_cfg, warnings)
+
+
+def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedType]) -> None:
+    """conifer's VHDL backend uses the input precision for thresholds and scores, signed,
+    wrapping, at most 32 bits: refuse settings it would silently ignore."""
+    differ = [k for k in ("ThresholdPrecision", "ScorePrecision") if types[k[:-9].lower()] != types["input"]]
+    if differ:
+        raise ProjectError(
+            f"{project.file}: the vhdl backend uses InputPrecision ({texts['InputPrecision']}) for thresholds and "
+            f"scores too, but {', '.join(f'{k} is {texts[k]}' for k in differ)}; use one Precision"
+        )
+    t = types["input"]
+    if not t.signed or t.integer or t.width > 32:
+        raise ProjectError(f"{project.file}: the vhdl backend needs a signed ap_fixed of at most 32 bits, got {t}")

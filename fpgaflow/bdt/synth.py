@@ -1,0 +1,89 @@
+"""``fpgaflow synth`` for a BDT project: model -> conifer project, manifest, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from fpgaflow.bdt.config import read_config
+from fpgaflow.bdt.export import export_manifest, firmware_types, reduction
+from fpgaflow.bdt.float_check import check_conversion
+from fpgaflow.bdt.inputs import probe_inputs
+from fpgaflow.bdt.load import load_model
+from fpgaflow.bdt.precision import check_precision
+from fpgaflow.bdt.project_writer import write_project
+from fpgaflow.bdt.report import conifer_estimates, write_report
+from fpgaflow.bdt.trees import n_outputs
+from fpgaflow.project import Project
+
+PROBE_SAMPLES = 2_000
+
+
+def _say(msg: str) -> None:
+    print(f"synth: {msg}", file=sys.stderr, flush=True)
+
+
+def synth(project: Project, args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    cfg = read_config(project)
+    source = load_model(project)
+    ens = source.ensemble
+    if ens["n_features"] < 1 or not ens["trees"]:
+        raise ValueError(f"{source.path}: the model has no trees or no features")
+    shape = f"{ens['n_trees']} trees x {n_outputs(ens)} output(s), depth {ens['max_depth']}"
+    _say(f"{source.library} {source.estimator}: {shape}")
+    warnings = list(cfg.warnings)
+    probes = probe_inputs(ens, cfg.types["input"], PROBE_SAMPLES, seed=1)
+    float_check = check_conversion(source, probes)
+    if float_check["agree"] != float_check["samples"]:
+        raise ValueError(
+            f"{source.path}: the converted model disagrees with {source.reference_name} on "
+            f"{float_check['samples'] - float_check['agree']} of {float_check['samples']} probe inputs "
+            f"(max difference {float_check['max_abs_diff']:.3g}); this model cannot be converted faithfully"
+        )
+    precision = check_precision(ens, cfg.types)
+    warnings += precision["warnings"]
+    for w in warnings:
+        print(f"fpgaflow synth: warning: {w}", file=sys.stderr)
+    _say(f"writing conifer {cfg.backend} project to {cfg.hls_dir}")
+    model = write_project(ens, cfg)
+    manifest_id = export_manifest(model, source, cfg, cfg.emulator_dir)
+    report: dict[str, Any] = {
+        "project": cfg.project_name,
+        "project_file": str(project.file),
+        "backend": cfg.backend,
+        "manifest_id": manifest_id,
+        "model": {
+            "file": str(source.path),
+            "sha256": source.sha256,
+            "library": source.library,
+            "estimator": source.estimator,
+            "n_trees": int(ens["n_trees"]),
+            "n_outputs": n_outputs(ens),
+            "n_features": int(ens["n_features"]),
+            "max_depth": int(ens["max_depth"]),
+            "n_nodes": int(sum(len(t["feature"]) for ts in ens["trees"] for t in ts)),
+        },
+        "types": {k: (str(v) if v is not None else "unused") for k, v in firmware_types(cfg).items()},
+        "splitting_convention": ens["splitting_convention"],
+        "reduction": {"order": reduction(cfg), "init_predict": "see manifest"},
+        "precision": precision,
+        "float_check": float_check,
+        "conifer_estimates": conifer_estimates(model),
+        "warnings": warnings,
+    }
+    report["reduction"]["init_predict"] = {"balanced": "after", "pairwise": "last", "sequential": "first"}[
+        report["reduction"]["order"]
+    ]
+    if getattr(args, "open_synth", False):
+        from fpgaflow.bdt.open_synth import open_synthesis
+
+        report["open_synth"] = open_synthesis(cfg, log=_say)
+    if getattr(args, "vendor", False):
+        report["vendor"] = "not run: conifer's vendor build needs vivado_hls/vitis_hls or vivado on PATH"
+    write_report(project.build_dir, report)
+    _say(f"manifest {manifest_id} in {cfg.emulator_dir}; report in {project.build_dir / 'report.md'}")
+    _say(f"done in {time.monotonic() - start:.1f} s")
+    return 0

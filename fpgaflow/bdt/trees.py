@@ -1,0 +1,88 @@
+"""conifer's ensemble dictionary (what its converters produce and its backends take),
+built and checked on our side: compact trees, the true depth, a float evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+LEAF = -2  # conifer's (and sklearn's) feature index of a leaf
+NO_CHILD = -1
+
+
+def make_tree(feature, threshold, value, left, right, n_features: int) -> dict[str, list]:
+    """One conifer tree dict, reachable nodes only, renumbered breadth-first.
+
+    Unreachable nodes (xgboost keeps pruned ones) must go: conifer's HLS code decides
+    leaf activity from ``parent[]`` and would let a stray leaf win."""
+    feature, left, right = (np.asarray(a, dtype=np.int64) for a in (feature, left, right))
+    threshold, value = np.asarray(threshold, dtype=np.float64), np.asarray(value, dtype=np.float64)
+    order, i = [0], 0
+    while i < len(order):
+        node = order[i]
+        i += 1
+        if left[node] != NO_CHILD:
+            order += [int(left[node]), int(right[node])]
+    new = {old: k for k, old in enumerate(order)}
+    leaf = [left[o] == NO_CHILD for o in order]
+    feat = [LEAF if lf else int(feature[o]) for o, lf in zip(order, leaf, strict=False)]
+    return {
+        "feature": feat,
+        "threshold": [LEAF * 1.0 if lf else float(threshold[o]) for o, lf in zip(order, leaf, strict=False)],
+        "value": [float(value[o]) if lf else 0.0 for o, lf in zip(order, leaf, strict=False)],  # only leaves score
+        "children_left": [NO_CHILD if lf else new[int(left[o])] for o, lf in zip(order, leaf, strict=False)],
+        "children_right": [NO_CHILD if lf else new[int(right[o])] for o, lf in zip(order, leaf, strict=False)],
+        "weight": [[0] * n_features if f < 0 else [int(j == f) for j in range(n_features)] for f in feat],
+    }
+
+
+def tree_depth(tree: dict[str, list]) -> int:
+    depth = {0: 0}
+    for node, (lc, rc) in enumerate(zip(tree["children_left"], tree["children_right"], strict=False)):
+        if lc != NO_CHILD:
+            depth[lc] = depth[rc] = depth[node] + 1
+    return max(depth.values())
+
+
+def make_ensemble(
+    trees: list[list[dict]], n_features: int, n_classes: int, init_predict: list[float], library: str, split: str
+) -> dict[str, Any]:
+    """``trees[i][k]``: tree i of output k.  ``n_classes`` follows conifer: 2 means one output."""
+    return {
+        "max_depth": max((tree_depth(t) for ts in trees for t in ts), default=0),
+        "n_trees": len(trees),
+        "n_classes": n_classes,
+        "n_features": n_features,
+        "trees": trees,
+        "init_predict": [float(v) for v in init_predict],
+        "norm": 1,
+        "library": library,
+        "splitting_convention": split,
+        "feature_map": {f"f{i}": i for i in range(n_features)},
+    }
+
+
+def n_outputs(ensemble: dict[str, Any]) -> int:
+    return 1 if ensemble["n_classes"] == 2 else int(ensemble["n_classes"])
+
+
+def float_decision_function(ensemble: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The ensemble in float64 (what conifer's python backend computes), shape (n, outputs);
+    vectorised over samples so that ``verify`` can check conversions on 10,000 inputs."""
+    x = np.asarray(x, dtype=np.float64)
+    less_equal = ensemble["splitting_convention"] == "<="
+    out = np.tile(np.asarray(ensemble["init_predict"], dtype=np.float64), (len(x), 1))
+    rows = np.arange(len(x))
+    for trees in ensemble["trees"]:
+        for k, t in enumerate(trees):
+            feat, thr = np.asarray(t["feature"]), np.asarray(t["threshold"])
+            left, right = np.asarray(t["children_left"]), np.asarray(t["children_right"])
+            node = np.zeros(len(x), dtype=np.int64)
+            for _ in range(tree_depth(t)):
+                inner = left[node] != NO_CHILD
+                xv = x[rows, np.maximum(feat[node], 0)]
+                go_left = xv <= thr[node] if less_equal else xv < thr[node]
+                node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+            out[:, k] += np.asarray(t["value"])[node]
+    return out * ensemble["norm"]

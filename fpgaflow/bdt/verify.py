@@ -1,0 +1,144 @@
+"""``fpgaflow verify`` for a BDT project: the emulator against conifer's compiled C++
+(10,000 inputs by default) and, with ``--rtl``, against GHDL running the VHDL; plus how
+closely the firmware follows the float model.  Exit status 1 unless 100% bit-exact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from fpgaflow.bdt.config import BDTConfig, read_config
+from fpgaflow.bdt.inputs import probe_inputs
+from fpgaflow.bdt.load import SourceModel, load_model
+from fpgaflow.bdt.trees import n_outputs
+from fpgaflow.project import Project, ProjectError
+
+RTL_SAMPLES = 1_000
+
+
+def _say(msg: str) -> None:
+    print(f"verify: {msg}", file=sys.stderr, flush=True)
+
+
+def inputs(args: argparse.Namespace, source: SourceModel, cfg: BDTConfig) -> np.ndarray:
+    n_features = int(source.ensemble["n_features"])
+    if args.input:
+        from fpgaflow.arrays import read_array
+
+        x = read_array(args.input, args.dataset)
+        if x.ndim != 2 or x.shape[1] != n_features:
+            raise ValueError(f"{args.input}: inputs have shape {x.shape}; the model takes {n_features} features")
+        if np.isnan(x).any():
+            raise ValueError(f"{args.input}: {int(np.isnan(x).any(axis=1).sum())} samples contain NaN")
+        return x
+    return probe_inputs(source.ensemble, cfg.types["input"], args.samples, args.seed)
+
+
+def compare(name: str, emulated: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    bad = np.any(emulated != reference, axis=1)
+    result = {"oracle": name, "samples": int(len(bad)), "bit_exact": int(len(bad) - bad.sum())}
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        result["first_mismatch"] = {"sample": i, "emulator": emulated[i].tolist(), "oracle": reference[i].tolist()}
+    return result
+
+
+def float_agreement(source: SourceModel, values: np.ndarray, x: np.ndarray) -> dict[str, Any]:
+    ref = source.reference(x)
+    diff = np.abs(values - ref)
+    out = {"reference": source.reference_name, "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+    if source.library != "conifer" and "Regressor" not in source.estimator and not source.estimator.startswith(
+        ("reg:", "count:")
+    ):
+        decide = (lambda s: s.argmax(axis=1)) if ref.shape[1] > 1 else (lambda s: (s[:, 0] > _cut(source)))
+        out["same_decision"] = float(np.mean(decide(values) == decide(ref)))
+    return out
+
+
+def _cut(source: SourceModel) -> float:
+    """Decision threshold on the summed score: 0 for margins, 0.5 for forest probabilities."""
+    return 0.5 if "Forest" in source.estimator or "Trees" in source.estimator else 0.0
+
+
+def verify(project: Project, args: argparse.Namespace) -> int:
+    import sim
+    from fpgaflow.bdt.export import firmware_types
+    from fpgaflow.bdt.oracle import CppOracle
+
+    cfg = read_config(project)
+    emulator_dir = cfg.emulator_dir
+    if not (emulator_dir / "manifest.json").is_file():
+        raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.root}` first")
+    emulator = sim.load(emulator_dir)
+    source = load_model(project)
+    if emulator.meta["source"]["sha256"] != source.sha256:
+        raise ProjectError(f"{source.path} changed since `fpgaflow synth`; run it again")
+    x = inputs(args, source, cfg)
+    _say(f"{len(x)} inputs; emulator {emulator.id}")
+    start = time.monotonic()
+    pred = emulator.predict(x)
+    t_emu = time.monotonic() - start
+    types = firmware_types(cfg)
+    oracle_types = {k: (v if v is not None else cfg.types[k]) for k, v in types.items()}
+    _say("conifer cpp backend (compiled once per model, cached in build/cpp)")
+    oracle = CppOracle(source.ensemble, oracle_types, project.build_dir / "cpp", name=f"{cfg.project_name}_cpp")
+    start = time.monotonic()
+    ref = oracle.predict_raw(x)
+    t_cpp = time.monotonic() - start
+    result: dict[str, Any] = {"project": cfg.project_name, "manifest_id": emulator.id, "checks": []}
+    check = compare("conifer cpp", pred.raw, ref)
+    check.update({"emulator_s": round(t_emu, 3), "oracle_s": round(t_cpp, 3)})
+    if emulator.order != "sequential" and not emulator._wraps():
+        check["note"] = "score type saturates: conifer's cpp backend sums sequentially, the firmware in its own order"
+    result["checks"].append(check)
+    if args.rtl:
+        result["checks"].append(_rtl(cfg, emulator, x[:RTL_SAMPLES], pred.raw[:RTL_SAMPLES]))
+    result["float_model"] = float_agreement(source, pred.values, x)
+    ok = all(c["bit_exact"] == c["samples"] for c in result["checks"])
+    result["ok"] = ok
+    _print(result, args.json)
+    return 0 if ok else 1
+
+
+def _rtl(cfg: BDTConfig, emulator: Any, x: np.ndarray, emulated: np.ndarray) -> dict[str, Any]:
+    from fpgaflow.bdt.rtl import simulate
+
+    if cfg.backend != "vhdl":
+        raise ProjectError(
+            f"{cfg.project.file}: --rtl simulates conifer's VHDL with GHDL, but Backend is {cfg.backend} "
+            "(HLS C++ needs a vendor tool to become RTL); use Backend: vhdl"
+        )
+    _say(f"GHDL simulation of the VHDL on {len(x)} inputs")
+    start = time.monotonic()
+    x_raw = emulator.input_type.to_raw(x.astype(np.float64))
+    y = simulate(cfg.hls_dir, x_raw, emulator.n_outputs)
+    check = compare("GHDL RTL (conifer vhdl)", emulated, y)
+    check["oracle_s"] = round(time.monotonic() - start, 1)
+    return check
+
+
+def _print(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    for c in result["checks"]:
+        status = "OK" if c["bit_exact"] == c["samples"] else "MISMATCH"
+        print(f"{c['oracle']}: {c['bit_exact']}/{c['samples']} bit-exact  {status}")
+        if "first_mismatch" in c:
+            print(f"  first mismatch: {c['first_mismatch']}")
+        if "note" in c:
+            print(f"  note: {c['note']}")
+    f = result["float_model"]
+    line = f"float model ({f['reference']}): max |diff| {f['max_abs_diff']:.4g}, mean {f['mean_abs_diff']:.4g}"
+    if "same_decision" in f:
+        line += f", same decision on {100 * f['same_decision']:.2f}%"
+    print(line)
+    print("verify: " + ("PASS (100% bit-exact)" if result["ok"] else "FAIL"))
+
+
+__all__ = ["verify", "n_outputs"]

@@ -1,0 +1,257 @@
+"""Bit-exact emulator of conifer's BDT firmware, vectorised over samples and trees.
+
+The manifest (exported by ``fpgaflow synth``) holds the trees as arrays — feature,
+threshold and leaf value as raw fixed-point integers, children — together with the
+types and the way the firmware combines tree scores.  The emulator reproduces:
+
+- the input port: floats cast into ``input`` type (the ``double`` constructor);
+- the node comparison: conifer multiplies the input by a one-hot weight held in the
+  ``weight`` type and accumulates it in the input type before comparing it, exactly
+  (ap_fixed compares values, not bits), with the threshold using ``<`` (xgboost) or
+  ``<=`` (sklearn);
+- the leaf score, already quantised into the ``score`` type;
+- the sum over trees in the firmware's order, each partial sum cast into the ``sum``
+  type (``balanced``: the HLS ``reduce`` template, left half = largest power of two
+  below N, then ``init_predict`` added; ``pairwise``: the VHDL ``AddReduce``, adjacent
+  pairs with zero padding, ``init_predict`` as the last operand; ``sequential``:
+  ``init_predict`` first, then tree by tree as conifer's C++ and rolled HLS code do);
+- the final multiplication by the normalisation.
+
+With a wrapping sum type every order gives the same bits (modular arithmetic), and
+the emulator takes that shortcut; with saturation it follows the order literally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.emulator import Prediction
+from sim.fixed import Fixed, FixedType
+from sim.manifest import Manifest, ManifestError
+
+ORDERS = ("balanced", "pairwise", "sequential")
+SPLITS = ("<", "<=")
+CHUNK = 16_384  # samples per block: keeps the (samples x trees) work arrays in cache-sized pieces
+
+
+def _floorlog2(x: int) -> int:
+    return 0 if x < 2 else 1 + _floorlog2(x // 2)
+
+
+def balanced_split(n: int) -> int:
+    """Size of the left half in conifer's HLS ``reduce<T, N>``: the largest power of two below N."""
+    return 1 << _floorlog2(n - 1)
+
+
+class BDT:
+    """Emulator of one BDT firmware (an :class:`sim.emulator.Emulator`)."""
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+        self.id: str = manifest.id
+        meta = manifest.meta
+        f = manifest.field
+        self.input_type = FixedType.parse(f("types", "input"))
+        self.threshold_type = FixedType.parse(f("types", "threshold"))
+        self.score_type = FixedType.parse(f("types", "score"))
+        weight = f("types", "weight")  # None: no one-hot weight multiply (the VHDL backend)
+        self.weight_type = FixedType.parse(weight) if weight is not None else None
+        self.sum_type = FixedType.parse(f("types", "sum"))
+        self.output_type = self.sum_type
+        self.n_features = int(f("n_features"))
+        self.n_outputs = int(f("n_outputs"))
+        self.n_trees = int(f("n_trees"))
+        self.splitting = f("splitting_convention")
+        if self.splitting not in SPLITS:
+            raise ManifestError(f"{manifest.path}: splitting_convention {self.splitting!r} is not one of {SPLITS}")
+        self.order = f("reduction", "order")
+        if self.order not in ORDERS:
+            raise ManifestError(f"{manifest.path}: reduction.order {self.order!r} is not one of {ORDERS}")
+        self.normalise = bool(f("reduction", "normalise"))
+        self.input_shape = (self.n_features,)
+        self.output_shape = (self.n_outputs,)
+        self.meta: dict[str, Any] = meta
+        self._load_trees(manifest)
+
+    # ------------------------------------------------------------------ loading
+    def _load_trees(self, m: Manifest) -> None:
+        feature = m.array("feature")
+        threshold = m.array("threshold_raw").astype(np.int64)
+        value = m.array("value_raw").astype(np.int64)
+        left = m.array("children_left")
+        right = m.array("children_right")
+        n_nodes = m.array("n_nodes")
+        shape = (self.n_trees, self.n_outputs)
+        for name, a in (("feature", feature), ("threshold_raw", threshold), ("value_raw", value)):
+            if a.shape[:2] != shape:
+                raise ManifestError(f"{m.path}: array '{name}' has shape {a.shape}, expected {shape} + (nodes,)")
+        self.init_raw = m.array("init_predict_raw").astype(np.int64).reshape(self.n_outputs)
+        self.norm_raw = int(m.array("norm_raw").reshape(()))
+        # Compare in a common number of fractional bits: ap_fixed compares values.
+        self.compare_frac = max(self.input_type.frac_bits, self.threshold_type.frac_bits)
+        if max(self.input_type.width, self.threshold_type.width) + self.compare_frac > 60:
+            raise ManifestError(f"{m.path}: input/threshold types too wide for the emulator's 64-bit comparisons")
+        thr = threshold << (self.compare_frac - self.threshold_type.frac_bits)
+
+        # Flatten every (tree, output) into one node table.  Children of a node are
+        # stored next to each other, so the next node is ``left[node] + (not go_left)``;
+        # a leaf points to itself and always "goes left", so walking past it is harmless.
+        feats, thrs, lefts, vals, roots = [], [], [], [], []
+        offset = 0
+        self.max_depth = 0
+        sentinel = np.iinfo(np.int64).max
+        for t in range(self.n_trees):
+            for c in range(self.n_outputs):
+                n = int(n_nodes[t, c])
+                fe, lc, rc = feature[t, c, :n], left[t, c, :n], right[t, c, :n]
+                order = self._pair_children(fe, lc, rc, m, t, c)
+                pos = np.empty(n, dtype=np.int64)
+                pos[order] = np.arange(n)
+                leaf = lc[order] < 0
+                # conifer's padding (VHDL, rolled HLS) gives leaves children but keeps feature -2:
+                # such a node "compares true", so it always goes left, as the firmware does
+                always_left = fe[order] < 0
+                new_left = np.where(leaf, np.arange(n), pos[np.where(leaf, 0, lc[order])]) + offset
+                feats.append(np.where(always_left, 0, fe[order]))
+                thrs.append(np.where(always_left, sentinel, thr[t, c, :n][order]))
+                lefts.append(new_left)
+                vals.append(value[t, c, :n][order])
+                roots.append(offset + pos[0])
+                offset += n
+        self._feature = np.concatenate(feats).astype(np.intp)
+        self._threshold = np.concatenate(thrs).astype(np.int64)
+        self._left = np.concatenate(lefts).astype(np.intp)
+        self._value = np.concatenate(vals).astype(np.int64)
+        self._roots = np.asarray(roots, dtype=np.intp)
+        if self._feature.size and self._feature.max() >= self.n_features:
+            raise ManifestError(f"{m.path}: a node uses feature {self._feature.max()} of {self.n_features}")
+        # conifer's one-hot weight 1.0 as the firmware holds it (not 1.0 if the weight type cannot hold it)
+        w = self.weight_type
+        exact = w is None or float(w.quantize(1.0)) == 1.0  # then x * 1 cast back is x itself
+        self._weight_one = None if exact else Fixed(np.asarray(w.to_raw(1.0)), w)
+
+    def _pair_children(self, fe: np.ndarray, lc: np.ndarray, rc: np.ndarray, m: Manifest, t: int, c: int) -> np.ndarray:
+        """Breadth-first node order with each node's children adjacent (left, right)."""
+        n = len(fe)
+        order = [0]
+        depth = {0: 0}
+        seen = np.zeros(n, dtype=bool)
+        seen[0] = True
+        i = 0
+        while i < len(order):
+            node = order[i]
+            i += 1
+            if lc[node] < 0:
+                continue
+            for child in (lc[node], rc[node]):
+                if not 0 <= child < n or seen[child]:
+                    raise ManifestError(f"{m.path}: tree {t} output {c}: node {node} has a bad child {child}")
+                seen[child] = True
+                depth[int(child)] = depth[node] + 1
+                order.append(int(child))
+        self.max_depth = max(self.max_depth, max(depth.values()))
+        if len(order) != n:
+            raise ManifestError(f"{m.path}: tree {t} output {c}: {n - len(order)} nodes are unreachable")
+        return np.asarray(order, dtype=np.int64)
+
+    # --------------------------------------------------------------- prediction
+    def predict(self, x: np.ndarray) -> Prediction:
+        x = self._check(np.asarray(x), "inputs")
+        return self.predict_raw(self.input_type.to_raw(x.astype(np.float64)))
+
+    def predict_raw(self, x_raw: np.ndarray) -> Prediction:
+        x_raw = self._check(np.asarray(x_raw), "raw inputs")
+        if x_raw.dtype.kind not in "iu":
+            raise ValueError(f"raw inputs must be integers of {self.input_type}, got dtype {x_raw.dtype}")
+        t = self.input_type
+        if x_raw.size and (x_raw.min() < t.min_raw or x_raw.max() > t.max_raw):
+            raise ValueError(f"raw inputs outside the range of {t} ({t.min_raw}..{t.max_raw})")
+        out = np.empty((len(x_raw), self.n_outputs), dtype=np.int64)
+        for start in range(0, len(x_raw), CHUNK):
+            out[start : start + CHUNK] = self._scores(x_raw[start : start + CHUNK].astype(np.int64))
+        return Prediction(out, self.sum_type.from_raw(out))
+
+    def _check(self, x: np.ndarray, what: str) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(
+                f"{what} have shape {x.shape}; this BDT ({self.id}) takes {self.n_features} features per "
+                f"sample, i.e. an array of shape (n_samples, {self.n_features})"
+            )
+        return x
+
+    def leaf_values(self, x_raw: np.ndarray) -> np.ndarray:
+        """Raw score of every tree: shape (samples, trees, outputs)."""
+        n = len(x_raw)
+        node_in = x_raw
+        if self._weight_one is not None:  # accumulation (input type) += x * weight, as the C++ does
+            node_in = (Fixed(x_raw, self.input_type) * self._weight_one).cast(self.input_type).raw
+        xa = (node_in.astype(np.int64) << (self.compare_frac - self.input_type.frac_bits)).ravel()
+        base = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
+        nodes = np.broadcast_to(self._roots, (n, len(self._roots))).copy()
+        less_equal = self.splitting == "<="
+        for _ in range(self.max_depth):
+            xv = xa[base + self._feature[nodes]]
+            thr = self._threshold[nodes]
+            go_right = (xv > thr) if less_equal else (xv >= thr)
+            nodes = self._left[nodes] + go_right
+        return self._value[nodes].reshape(n, self.n_trees, self.n_outputs)
+
+    def _scores(self, x_raw: np.ndarray) -> np.ndarray:
+        leaves = self.leaf_values(x_raw)
+        total = self._reduce(leaves)
+        if self.normalise:
+            norm = Fixed(np.asarray(self.norm_raw), self.score_type)
+            total = (Fixed(total, self.sum_type) * norm).cast(self.sum_type).raw
+        return np.asarray(total, dtype=np.int64)
+
+    # ---------------------------------------------------------------- reduction
+    def _wraps(self) -> bool:
+        s = self.sum_type
+        fits = s.width + (self.n_trees + 1).bit_length() < 62  # the plain int64 sum cannot overflow
+        return s.overflow == "AP_WRAP" and s.sat_bits == 0 and s.frac_bits == self.score_type.frac_bits and fits
+
+    def _reduce(self, leaves: np.ndarray) -> np.ndarray:
+        """Sum of tree scores and init_predict in the firmware's order, shape (samples, outputs)."""
+        init = np.broadcast_to(self.init_raw, leaves.shape[:1] + self.init_raw.shape)
+        if self._wraps():
+            # modular arithmetic: every order gives these bits
+            return _wrap(leaves.sum(axis=1) + init, self.sum_type)
+        add = self._add
+        if self.order == "sequential":
+            acc = init
+            for t in range(leaves.shape[1]):
+                acc = add(acc, leaves[:, t])
+            return acc
+        if self.order == "balanced":
+            return add(init, self._balanced(leaves))
+        operands = np.concatenate([leaves, init[:, None, :]], axis=1)
+        return self._pairwise(operands)
+
+    def _add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (Fixed(a, self.sum_type) + Fixed(b, self.sum_type)).cast(self.sum_type).raw
+
+    def _balanced(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[1]
+        if n == 1:
+            return x[:, 0]
+        if n == 2:
+            return self._add(x[:, 0], x[:, 1])
+        left = balanced_split(n)
+        return self._add(self._balanced(x[:, :left]), self._balanced(x[:, left:]))
+
+    def _pairwise(self, x: np.ndarray) -> np.ndarray:
+        while x.shape[1] > 1:
+            if x.shape[1] % 2:
+                x = np.concatenate([x, np.zeros_like(x[:, :1])], axis=1)
+            x = self._add(x[:, 0::2], x[:, 1::2])
+        return x[:, 0]
+
+
+def _wrap(raw: np.ndarray, t: FixedType) -> np.ndarray:
+    """Keep the low W bits (two's complement): what a wrapping adder chain leaves."""
+    u = raw & ((1 << t.width) - 1)
+    if t.signed:
+        u = np.where(u >= (1 << (t.width - 1)), u - (1 << t.width), u)
+    return u

@@ -1,0 +1,60 @@
+"""Activation layers (Keras activations, QActivation quantizers, advanced activations)."""
+
+from __future__ import annotations
+
+from fpgaflow.network.exporters import exporter
+from fpgaflow.network.types import layer_type
+
+TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "softsign", "elu", "selu")
+NAMES = {
+    "linear",
+    "relu",
+    "relu6",
+    "relu1",
+    "leaky_relu",
+    "thresholded_relu",
+    "hard_sigmoid",
+    "hard_tanh",
+    "binary_tanh",
+    "ternary_tanh",
+    *TABLE_ACTIVATIONS,
+}
+
+
+def _activation_name(layer) -> str:
+    name = str(layer.get_attr("activation")).lower()
+    if name not in NAMES:
+        raise ValueError(
+            f"layer {layer.name!r} ({layer.class_name}): activation {name!r} is not supported "
+            f"(supported: {', '.join(sorted(NAMES))}, softmax)"
+        )
+    return name
+
+
+@exporter(
+    "Activation",
+    "ParametrizedActivation",
+    "HardActivation",
+    "TernaryTanh",
+    keras=("Activation", "QActivation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU"),
+)
+def export_activation(layer, ctx) -> dict:
+    from sim.fixed import FixedType
+
+    name = _activation_name(layer)
+    spec: dict = {"kind": "activation", "activation": name}
+    if name in TABLE_ACTIVATIONS:
+        spec["table_size"] = int(layer.get_attr("table_size"))
+        spec["table_type"] = layer_type(layer, "table_t")
+    if layer.class_name == "ParametrizedActivation" or (
+        name in ("leaky_relu", "thresholded_relu", "elu") and layer.get_attr("param_t") is not None
+    ):
+        param_type = layer_type(layer, "param_t")
+        value = float(str(layer.get_attr("activ_param", 1.0)))  # printed into the C++ call
+        spec.update(param_type=param_type, param_raw=int(FixedType.parse(param_type).to_raw(value)))
+    if layer.class_name == "HardActivation":
+        for key in ("slope", "shift"):
+            t = layer_type(layer, f"{key}_t")
+            value = float(str(layer.get_attr(key)))
+            spec.update({f"{key}_type": t, f"{key}_raw": int(FixedType.parse(t).to_raw(value))})
+    return spec

@@ -1,0 +1,50 @@
+"""Softmax in every implementation; table sizes and types as the config struct has them."""
+
+from __future__ import annotations
+
+from fpgaflow.network.exporters import config_constants, exporter
+from fpgaflow.network.types import layer_type
+
+IMPLEMENTATIONS = ("latency", "stable", "legacy", "argmax")
+
+
+@exporter("Softmax", keras=("Softmax",))
+def export_softmax(layer, ctx) -> dict:
+    from sim.fixed import FixedType
+
+    impl = str(layer.get_attr("implementation", "stable")).lower()
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"layer {layer.name!r} (Softmax): implementation {impl!r} is not supported "
+            f"(supported: {', '.join(IMPLEMENTATIONS)})"
+        )
+    if layer.get_attr("skip", False):
+        raise ValueError(f"layer {layer.name!r} (Softmax): 'Skip: true' (softmax removed) is not supported")
+    consts = config_constants(layer)
+    spec: dict = {
+        "kind": "softmax",
+        "implementation": impl,
+        "n_outer": int(consts.get("n_outer", 1)),
+        "n_slice": int(consts.get("n_slice", layer.get_attr("n_in"))),
+        "n_inner": int(consts.get("n_inner", 1)),
+    }
+    if impl == "argmax":
+        return spec
+    spec["exp_table_size"] = int(consts["exp_table_size"])
+    spec["inv_table_size"] = int(consts["inv_table_size"])
+    if impl == "legacy":
+        spec["table_type"] = layer_type(layer, "table_t")
+        return spec
+    spec["exp_scale"] = float(consts.get("exp_scale", "1.0").rstrip("f"))
+    for key in ("exp_table", "inv_table", "accum", "inv_inp"):
+        spec[f"{key}_type"] = layer_type(layer, f"{key}_t")
+    if impl == "stable":
+        text = consts["inp_norm_t"]
+        named = {t.name: t for t in layer.types.values()}
+        if text in named:
+            from fpgaflow.network.types import ap_type
+
+            spec["inp_norm_type"] = ap_type(named[text].precision, f"layer {layer.name!r} inp_norm_t")
+        else:
+            spec["inp_norm_type"] = str(FixedType.parse(text))
+    return spec

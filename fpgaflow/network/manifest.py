@@ -1,0 +1,71 @@
+"""Export hls4ml's model graph (after its optimizer passes) as the firmware manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fpgaflow.network.exporters import EXPORTERS, ExportContext, load_all
+from fpgaflow.network.types import UnsupportedType, result_type
+from fpgaflow.project import ProjectError
+
+
+def graph_layers(hls_model: Any) -> list[Any]:
+    return list(hls_model.get_layers())
+
+
+def manifest_content(hls_model: Any, settings: Any, source_sha256: str) -> tuple[dict, dict]:
+    """The manifest's metadata and arrays for a converted hls4ml model."""
+    import hls4ml
+
+    load_all()
+    ctx = ExportContext(io_type=settings.io_type)
+    producer: dict[str, str] = {}
+    layers: list[dict] = []
+    for layer in graph_layers(hls_model):
+        fn = EXPORTERS.get(layer.class_name)
+        if fn is None:
+            raise ProjectError(
+                f"layer {layer.name!r}: hls4ml layer class {layer.class_name} is not supported by the emulator "
+                f"(supported: {', '.join(sorted(EXPORTERS))})"
+            )
+        try:
+            spec = fn(layer, ctx)
+            spec = {
+                "name": layer.name,
+                "kind": spec.pop("kind"),
+                "class_name": layer.class_name,
+                "inputs": [producer[v] for v in layer.inputs] if layer.class_name != "Input" else [],
+                "output_shape": [int(d) for d in layer.get_output_variable().shape],
+                "result_type": result_type(layer),
+                **spec,
+            }
+        except (UnsupportedType, KeyError) as exc:
+            raise ProjectError(f"layer {layer.name!r} ({layer.class_name}): {exc}") from None
+        for out in layer.outputs:
+            producer[out] = layer.name
+        layers.append(spec)
+    outputs = [producer[v] for v in hls_model.outputs]
+    if len(outputs) != 1:
+        raise ProjectError(f"networks with {len(outputs)} outputs are not supported (outputs: {outputs})")
+    meta = {
+        "kind": "network",
+        "name": settings.project_name,
+        "backend": settings.backend,
+        "io_type": settings.io_type,
+        "part": hls_model.config.get_config_value("Part"),
+        "clock_period": hls_model.config.get_config_value("ClockPeriod"),
+        "hls4ml_version": hls4ml.__version__,
+        "source_sha256": source_sha256,
+        "input": layers[0]["name"],
+        "output": outputs[0],
+        "layers": layers,
+    }
+    return meta, ctx.arrays
+
+
+def export_manifest(hls_model: Any, settings: Any, source_sha256: str, directory: Path) -> str:
+    from sim.manifest import write_manifest
+
+    meta, arrays = manifest_content(hls_model, settings, source_sha256)
+    return write_manifest(directory, meta, arrays)

@@ -1,0 +1,57 @@
+"""``fpgaflow synth`` for a network: hls4ml project, firmware manifest, reports."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from typing import Any
+
+from fpgaflow.project import Project
+
+VENDOR_TOOLS = {"Vivado": "vivado_hls", "Vitis": "vitis_hls"}
+
+
+def _say(msg: str) -> None:
+    print(f"synth: {msg}", file=sys.stderr, flush=True)
+
+
+def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
+    """Vendor C synthesis where asked for and possible; otherwise say why not."""
+    tool = VENDOR_TOOLS[backend]
+    if not requested:
+        return {"ran": False, "reason": "not requested (pass --vendor to run C synthesis)"}
+    if shutil.which(tool) is None:
+        return {"ran": False, "reason": f"--vendor given but {tool} is not on PATH"}
+    _say(f"running {tool} C synthesis (this takes minutes)")
+    try:
+        results = hls_model.build(csim=False, synth=True, cosim=False, export=False)
+    except Exception as exc:  # report the failure, keep the estimate
+        return {"ran": False, "reason": f"{tool} failed: {type(exc).__name__}: {exc}"}
+    return {"ran": True, "tool": tool, "results": results}
+
+
+def synth(project: Project, args: argparse.Namespace | None = None) -> int:
+    from fpgaflow.network.config import model_files, read_settings
+    from fpgaflow.network.convert import convert
+    from fpgaflow.network.manifest import manifest_content
+    from fpgaflow.network.model import load_keras_model, source_sha256
+    from fpgaflow.network.report import build_report, write_report
+    from sim.manifest import read_manifest, write_manifest
+
+    settings = read_settings(project)
+    files = model_files(project)
+    build = project.build_dir
+    _say(f"loading {', '.join(str(f) for f in files)}")
+    model = load_keras_model(project)
+    _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
+    hls_model = convert(model, settings, build / "hls")
+    meta, arrays = manifest_content(hls_model, settings, source_sha256(files))
+    _say(f"writing the HLS project to {build / 'hls'}")
+    hls_model.write()
+    manifest_id = write_manifest(build / "emulator", meta, arrays)
+    meta = read_manifest(build / "emulator").meta
+    vendor = run_vendor(hls_model, settings.backend, bool(getattr(args, "vendor", False)))
+    write_report(build_report(meta, arrays, vendor), build)
+    print(f"synth: {project.name}: {len(meta['layers'])} layers -> {build} (manifest {manifest_id})")
+    return 0

@@ -1,0 +1,177 @@
+"""``fpgaflow verify`` for a network: the emulator against hls4ml's C simulation
+(the firmware sources compiled with g++) and against the float Keras model."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpgaflow.project import Project, ProjectError
+
+
+def _say(msg: str) -> None:
+    print(f"verify: {msg}", file=sys.stderr, flush=True)
+
+
+def random_inputs(input_type: Any, shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
+    """Inputs across the input type's whole range: exact grid values (uniform raw),
+    off-grid floats reaching 25% beyond both ends (the port's rounding and
+    saturation), and rows at the edges (all min, all max, zero, alternating)."""
+    rng = np.random.default_rng(seed)
+    t = input_type
+    raw = rng.integers(t.min_raw, t.max_raw, size=(n, *shape), endpoint=True)
+    x = t.from_raw(raw)
+    n_off = n // 5
+    lo, hi = t.min_value, t.max_value
+    span = hi - lo
+    x[:n_off] = rng.uniform(lo - 0.25 * span, hi + 0.25 * span, size=(n_off, *shape))
+    edges = [
+        np.full(shape, lo),
+        np.full(shape, hi),
+        np.zeros(shape),
+        np.where(np.indices(shape).sum(axis=0) % 2 == 0, lo, hi),
+    ]
+    for i, row in enumerate(edges[: max(0, n - n_off)]):
+        x[n_off + i] = row
+    return x
+
+
+def raw_of(values: np.ndarray, t: Any) -> np.ndarray:
+    """Raw integers of csim's double outputs (exact: every value is on the type's grid)."""
+    return np.round(np.ldexp(np.asarray(values, dtype=np.float64), t.frac_bits)).astype(np.int64)
+
+
+def first_divergence(net: Any, ours: dict, theirs: dict) -> dict | None:
+    for layer in net.layers:
+        if layer.name not in theirs or layer.name not in ours:
+            continue
+        got = ours[layer.name].raw.reshape(len(ours[layer.name].raw), -1)
+        expected = raw_of(theirs[layer.name], layer.result_type).reshape(got.shape)
+        bad = np.argwhere(got != expected)
+        if len(bad):
+            s, i = (int(v) for v in bad[0])
+            return {
+                "layer": layer.name,
+                "kind": layer.spec["kind"],
+                "sample": s,
+                "index": i,
+                "expected_raw": int(expected[s, i]),
+                "got_raw": int(got[s, i]),
+                "type": str(layer.result_type),
+                "mismatching_samples": int(len(np.unique(bad[:, 0]))),
+            }
+    return None
+
+
+def compare(net: Any, x: np.ndarray, csim_y: np.ndarray, csim_trace: dict, keras_y: np.ndarray | None) -> dict:
+    ours = net.trace(x)
+    out = ours[net.output_name]
+    n = len(x)
+    expected = raw_of(csim_y, net.output_type).reshape(out.raw.shape)
+    same = (expected == out.raw).reshape(n, -1)
+    result: dict[str, Any] = {
+        "samples": n,
+        "outputs_compared": int(same.size),
+        "bit_exact_fraction": float(same.mean()),
+        "bit_exact_samples": int(same.all(axis=1).sum()),
+        "first_divergence": None if same.all() else first_divergence(net, ours, csim_trace),
+    }
+    if not same.all() and result["first_divergence"] is None:
+        s, i = (int(v) for v in np.argwhere(~same)[0])
+        result["first_divergence"] = {
+            "layer": net.output_name,
+            "sample": s,
+            "index": i,
+            "expected_raw": int(expected.reshape(n, -1)[s, i]),
+            "got_raw": int(out.raw.reshape(n, -1)[s, i]),
+        }
+    if keras_y is not None:
+        k = np.asarray(keras_y, dtype=np.float64).reshape(n, -1)
+        v = out.values.reshape(n, -1)
+        result["float_model"] = {
+            "max_abs_diff": float(np.max(np.abs(k - v))) if k.size else 0.0,
+            "argmax_agreement": float(np.mean(k.argmax(axis=1) == v.argmax(axis=1))) if k.shape[1] > 1 else None,
+        }
+    return result
+
+
+def csim_model(model: Any, settings: Any, workdir: Path) -> Any:
+    """A copy of the project with every layer traced; ``trace()`` compiles it with g++."""
+    from fpgaflow.network.convert import convert
+
+    return convert(model, settings, workdir, trace=True)
+
+
+def csim_trace(hls_model: Any, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """hls4ml's C simulation with per-layer outputs (compiles first: 10-20 s).
+
+    Double inputs make the bridge run in double, so outputs come back exactly."""
+    with contextlib.redirect_stdout(sys.stderr):
+        y, trace = hls_model.trace(np.ascontiguousarray(x, dtype=np.float64))
+    return np.asarray(y), trace
+
+
+def verify(project: Project, args: argparse.Namespace) -> int:
+    import sim
+    from fpgaflow.arrays import read_array
+    from fpgaflow.network.config import read_settings
+    from fpgaflow.network.manifest import manifest_content
+    from fpgaflow.network.model import load_keras_model
+    from sim.manifest import MANIFEST_FILE
+
+    settings = read_settings(project)
+    emulator_dir = project.build_dir / "emulator"
+    if not (emulator_dir / MANIFEST_FILE).is_file():
+        raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
+    net = sim.load(emulator_dir)
+    if args.input:
+        x = np.asarray(read_array(args.input, args.dataset), dtype=np.float64)
+    else:
+        x = random_inputs(net.input_type, net.input_shape, int(args.samples), int(args.seed))
+    x = net._input_raw(x)
+    model = load_keras_model(project)
+    with tempfile.TemporaryDirectory(prefix="fpgaflow-csim-") as tmp:
+        hls_model = csim_model(model, settings, Path(tmp) / "hls")
+        meta, _ = manifest_content(hls_model, settings, net.manifest.meta.get("source_sha256", ""))
+        stale = [a["name"] for a, b in zip(meta["layers"], net.manifest.meta["layers"], strict=False) if a != b]
+        if stale or len(meta["layers"]) != len(net.manifest.meta["layers"]):
+            raise ProjectError(
+                f"{emulator_dir}: the manifest does not match the project any more "
+                f"(layers differ: {', '.join(stale) or 'layer count'}); re-run `fpgaflow synth`"
+            )
+        t0 = time.monotonic()
+        _say(f"compiling the C simulation and running {len(x)} samples")
+        csim_y, trace = csim_trace(hls_model, x)
+        _say(f"C simulation done in {time.monotonic() - t0:.1f} s")
+    with contextlib.redirect_stdout(sys.stderr):
+        keras_y = model.predict(x, verbose=0, batch_size=4096)
+    result = {"project": str(project.file), "manifest_id": net.id, **compare(net, x, csim_y, trace, keras_y)}
+    ok = result["bit_exact_fraction"] == 1.0
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(
+            f"verify: {result['bit_exact_fraction'] * 100:.4f}% of {result['outputs_compared']} outputs bit-exact "
+            f"({result['bit_exact_samples']}/{result['samples']} samples) against hls4ml C simulation"
+        )
+        if result["first_divergence"]:
+            d = result["first_divergence"]
+            print(
+                f"verify: first divergence at layer {d['layer']!r}, sample {d['sample']}, element {d['index']}: "
+                f"expected raw {d['expected_raw']}, got {d['got_raw']}"
+            )
+        if "float_model" in result:
+            f = result["float_model"]
+            agree = (
+                f" , argmax agreement {f['argmax_agreement'] * 100:.2f}%" if f["argmax_agreement"] is not None else ""
+            )
+            print(f"verify: float Keras model: max |diff| {f['max_abs_diff']:.4g}{agree}")
+    return 0 if ok else 1

@@ -1,0 +1,94 @@
+"""The network emulator: runs a network manifest layer by layer on raw integers.
+
+``Network(manifest)`` builds one object per manifest layer through the layer
+registry (``sim.network.registry``) and evaluates them in the manifest's order (the
+order of hls4ml's graph after its optimizer passes), each on the whole batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.emulator import Prediction
+from sim.fixed import Fixed, FixedType
+from sim.manifest import Manifest, ManifestError
+from sim.network.registry import Layer, layer_class
+
+__all__ = ["Network"]
+
+
+class Network:
+    """Bit-exact emulator of one hls4ml firmware (satisfies ``sim.emulator.Emulator``)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.id = manifest.id
+        specs = manifest.field("layers")
+        if not specs:
+            raise ManifestError(f"{manifest.path}: network manifest lists no layers")
+        self.layers: list[Layer] = []
+        for i, spec in enumerate(specs):
+            for key in ("name", "kind", "inputs", "output_shape", "result_type"):
+                if key not in spec:
+                    raise ManifestError(f"{manifest.path}: layer {i} ({spec.get('name', '?')}) has no field {key!r}")
+            arrays = {short: manifest.array(full) for short, full in spec.get("arrays", {}).items()}
+            self.layers.append(layer_class(spec["kind"], spec["name"])(spec, arrays))
+        first = self.layers[0]
+        if first.spec["kind"] != "input":
+            raise ManifestError(f"{manifest.path}: the first layer must be the input, got {first.spec['kind']!r}")
+        self.input_name = first.name
+        self.output_name = manifest.field("output") if "output" in manifest.meta else self.layers[-1].name
+        by_name = {layer.name: layer for layer in self.layers}
+        if self.output_name not in by_name:
+            raise ManifestError(f"{manifest.path}: output layer {self.output_name!r} is not among the layers")
+        self.input_shape = tuple(first.output_shape)
+        self.input_type: FixedType = first.result_type
+        self.output_shape = tuple(by_name[self.output_name].output_shape)
+        self.output_type: FixedType = by_name[self.output_name].result_type
+
+    # ---------------------------------------------------------------- running
+    def _input_raw(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape[1:] != self.input_shape:
+            if x.shape == self.input_shape:
+                x = x[None]
+            elif x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(self.input_shape)):
+                x = x.reshape((len(x), *self.input_shape))
+            else:
+                raise ValueError(
+                    f"input of shape {x.shape} does not match the network input {self.input_shape} (per sample)"
+                )
+        return x
+
+    def _run(self, x_raw: np.ndarray, keep: bool) -> dict[str, Fixed]:
+        x_raw = self._input_raw(x_raw)
+        values: dict[str, Fixed] = {}
+        current = Fixed(np.asarray(x_raw, dtype=np.int64), self.input_type)
+        for layer in self.layers:
+            inputs = [values[name] for name in layer.spec["inputs"]] if layer.spec["inputs"] else [current]
+            values[layer.name] = layer.forward(*inputs)
+            if not keep:
+                used_later = {n for later in self.layers for n in later.spec["inputs"]}
+                for name in list(values):
+                    if name != layer.name and name not in used_later:
+                        del values[name]
+        return values
+
+    def predict_raw(self, x_raw: np.ndarray) -> Prediction:
+        out = self._run(x_raw, keep=False)[self.output_name]
+        return Prediction(out.raw, out.values)
+
+    def predict(self, x: np.ndarray) -> Prediction:
+        x = self._input_raw(np.asarray(x, dtype=np.float64))
+        return self.predict_raw(self.input_type.to_raw(x))
+
+    def trace(self, x: np.ndarray) -> dict[str, Prediction]:
+        """Every layer's output (raw and values), keyed by hls4ml's layer name."""
+        x = self._input_raw(np.asarray(x, dtype=np.float64))
+        outs = self._run(self.input_type.to_raw(x), keep=True)
+        return {name: Prediction(f.raw, f.values) for name, f in outs.items()}
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [dict(layer.spec) for layer in self.layers]

@@ -1,0 +1,205 @@
+"""Element-wise activations of ``nnet_activation.h``, lookup tables included.
+
+Lookup tables are rebuilt here exactly as the firmware's ``init_*_table`` functions
+build them: the table input ``in_val`` computed in double and stored in a ``float``,
+the function evaluated with the C library's single-precision ``expf`` (emulated as
+the correctly rounded float32 of the double result) and the mixed float/double
+arithmetic of the header, then the float cast into ``table_t``.  Indexing follows the
+header too: ``index = (int)(x * table_size / 16) + 8 * table_size / 16`` (C
+truncation towards zero, then clipping to the table).
+
+Manifest entry: ``activation`` (linear, relu, relu6..., leaky_relu, thresholded_relu,
+elu, selu, sigmoid, tanh, softplus, softsign, hard_sigmoid, hard_tanh, binary_tanh,
+ternary_tanh), ``table_size`` and ``table_type`` for table activations, ``param`` and
+``param_type`` for leaky_relu/thresholded_relu/elu, ``slope``/``slope_type`` and
+``shift``/``shift_type`` for the hard activations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.fixed import Fixed, FixedType
+from sim.manifest import ManifestError
+from sim.network.registry import Layer, register
+
+INT32 = FixedType.parse("ap_int<32>")
+F32 = np.float32
+
+
+def expf(x: np.ndarray) -> np.ndarray:
+    """glibc's ``expf``: the float32 rounding of the exact exponential of a float."""
+    return np.exp(np.asarray(x, dtype=F32).astype(np.float64)).astype(F32)
+
+
+def symmetric_inputs(n: int, half_range: float) -> np.ndarray:
+    """``float in_val = 2 * R * (ii - float(N) / 2.0) / float(N)`` for ii in 0..N-1."""
+    ii = np.arange(n, dtype=np.float64)
+    return (2 * half_range * (ii - float(n) / 2.0) / float(n)).astype(F32)
+
+
+def negative_inputs(n: int) -> np.ndarray:
+    """``float in_val = -8.0 * ii / float(N)`` (elu, selu)."""
+    return (-8.0 * np.arange(n, dtype=np.float64) / float(n)).astype(F32)
+
+
+def table_values(kind: str, n: int) -> np.ndarray:
+    """Float (as the header's float) entries of a lookup table, before the table_t cast."""
+    with np.errstate(over="ignore", divide="ignore"):
+        if kind == "sigmoid":
+            x = symmetric_inputs(n, 8.0)
+            e = expf(-x)
+            return (1.0 / (F32(1) + e).astype(np.float64)).astype(F32)
+        if kind == "tanh":
+            x = symmetric_inputs(n, 4.0)
+            return np.tanh(x.astype(np.float64)).astype(F32)
+        if kind == "softplus":
+            x = symmetric_inputs(n, 8.0)
+            return np.log(expf(x).astype(np.float64) + 1.0).astype(F32)
+        if kind == "softsign":
+            x = symmetric_inputs(n, 8.0).astype(np.float64)
+            return (x / (np.abs(x) + 1.0)).astype(F32)
+        if kind == "elu":
+            return (expf(negative_inputs(n)).astype(np.float64) - 1.0).astype(F32)
+        if kind == "selu":
+            e = expf(negative_inputs(n)).astype(np.float64) - 1.0
+            return (1.0507009873554804934193349852946 * (1.6732632423543772848170429916717 * e)).astype(F32)
+    raise ManifestError(f"no lookup table for activation {kind!r}")
+
+
+def trunc_div(raw: np.ndarray, x_type: FixedType, num: int, den: int) -> np.ndarray:
+    """``(int)(x * num / den)`` for a fixed-point ``x``: exact, truncated towards zero."""
+    scaled = raw.astype(np.int64) * num
+    d = den << x_type.frac_bits
+    q = np.abs(scaled) // abs(d)
+    return np.where((scaled < 0) != (d < 0), -q, q)
+
+
+TABLE_RANGES = {"sigmoid": 16, "softplus": 16, "softsign": 16, "tanh": 8}
+
+
+@register("activation")
+class Activation(Layer):
+    def __init__(self, spec, arrays):
+        super().__init__(spec, arrays)
+        self.activation = self.param("activation")
+        if self.activation not in _FORWARD:
+            raise ManifestError(
+                f"layer {self.name!r}: activation {self.activation!r} is not emulated "
+                f"(supported: {', '.join(sorted(_FORWARD))})"
+            )
+        if self.activation in TABLE_RANGES or self.activation in ("elu", "selu"):
+            self.table_size = int(self.param("table_size"))
+            self.table_type = self.type_of("table_type")
+            self.table = self.table_type.to_raw(table_values(self.activation, self.table_size).astype(np.float64))
+
+    def forward(self, x: Fixed) -> Fixed:
+        raw = _FORWARD[self.activation](self, x)
+        return Fixed(np.asarray(raw).astype(np.int64).reshape(x.raw.shape), self.result_type)
+
+    # ------------------------------------------------------------------ kinds
+    def _cast(self, raw: np.ndarray, t: FixedType) -> np.ndarray:
+        return self.result_type.cast(raw, t)
+
+    def _linear(self, x: Fixed) -> np.ndarray:
+        return self._cast(x.raw, x.type)
+
+    def _relu(self, x: Fixed) -> np.ndarray:
+        return np.where(x.raw > 0, self._cast(x.raw, x.type), 0)
+
+    def _relu_max(self, x: Fixed, limit: int) -> np.ndarray:
+        lim_raw = limit << x.type.frac_bits
+        res = self._cast(x.raw, x.type)
+        top = self.result_type.cast(np.asarray(limit), INT32)
+        return np.where(x.raw < 0, 0, np.where(x.raw > lim_raw, top, res))
+
+    def _table(self, x: Fixed) -> np.ndarray:
+        r, n = TABLE_RANGES[self.activation], self.table_size
+        index = trunc_div(x.raw, x.type, n, r) + (r // 2) * n // r
+        index = np.clip(index, 0, n - 1)
+        return self._cast(self.table[index], self.table_type)
+
+    def _elu(self, x: Fixed) -> np.ndarray:
+        n = self.table_size
+        index = np.minimum(trunc_div(x.raw, x.type, n, -8), n - 1)
+        index = np.maximum(index, 0)  # only reached for x < 0, where it is >= 0 anyway
+        table = self.table[index]
+        alpha_type = FixedType.parse(self.spec.get("param_type", "ap_uint<1>"))
+        alpha = int(self.spec.get("param_raw", 1))
+        prod = self.result_type.cast(table * alpha, self.table_type.mul_type(alpha_type))
+        return np.where(x.raw >= 0, self._cast(x.raw, x.type), prod)
+
+    def _selu(self, x: Fixed) -> np.ndarray:
+        n = self.table_size
+        index = np.clip(trunc_div(x.raw, x.type, n, -8), 0, n - 1)
+        neg = self._cast(self.table[index], self.table_type)
+        lam_t = FixedType.parse("ap_ufixed<16,1>")
+        lam = int(lam_t.to_raw(1.0507009873554805))
+        pos = self.result_type.cast(x.raw.astype(np.int64) * lam, x.type.mul_type(lam_t))
+        return np.where(x.raw >= 0, pos, neg)
+
+    def _param(self) -> tuple[int, FixedType]:
+        return int(self.param("param_raw")), self.type_of("param_type")
+
+    def _leaky_relu(self, x: Fixed) -> np.ndarray:
+        alpha, alpha_t = self._param()
+        neg = self.result_type.cast(x.raw.astype(np.int64) * alpha, x.type.mul_type(alpha_t))
+        return np.where(x.raw > 0, self._cast(x.raw, x.type), neg)
+
+    def _thresholded_relu(self, x: Fixed) -> np.ndarray:
+        theta, theta_t = self._param()
+        above = Fixed(x.raw, x.type) - Fixed(np.asarray(theta), theta_t)
+        return np.where(above.raw > 0, self._cast(x.raw, x.type), 0)
+
+    def _hard(self, x: Fixed) -> Fixed:
+        """``slope * x + shift`` clipped to [0, 1], in the full-precision ``auto`` type."""
+        slope = Fixed(np.asarray(int(self.param("slope_raw"))), self.type_of("slope_type"))
+        shift = Fixed(np.asarray(int(self.param("shift_raw"))), self.type_of("shift_type"))
+        y = slope * x + shift
+        one = 1 << y.type.frac_bits
+        return Fixed(np.clip(y.raw, 0, one), y.type)
+
+    def _hard_sigmoid(self, x: Fixed) -> np.ndarray:
+        y = self._hard(x)
+        return self._cast(y.raw, y.type)
+
+    def _hard_tanh(self, x: Fixed) -> np.ndarray:
+        y = self._hard(x)
+        two = Fixed(np.asarray(2), INT32)
+        one = Fixed(np.asarray(1), INT32)
+        z = two * y - one
+        return self._cast(z.raw, z.type)
+
+    def _binary_tanh(self, x: Fixed) -> np.ndarray:
+        cache_t = FixedType.parse("ap_int<2>")
+        cache = np.where(x.raw >= 0, 1, -1)
+        if self.result_type == FixedType.parse("ap_uint<1>"):
+            return np.where(cache > 0, self.result_type.cast(cache, cache_t), 0)
+        return self.result_type.cast(cache, cache_t)
+
+    def _ternary_tanh(self, x: Fixed) -> np.ndarray:
+        # datareg = 2 * data (stored back in data_T, wrapping), compared with +-1
+        two = x.type.cast(x.raw.astype(np.int64) * 2, FixedType(x.type.width + 1, x.type.int_bits + 1, x.type.signed))
+        one = 1 << x.type.frac_bits if x.type.frac_bits >= 0 else 1
+        cache = np.where(two > one, 1, np.where(two > -one, 0, -1))
+        return self.result_type.cast(self.result_type.to_raw(cache.astype(np.float64)), self.result_type)
+
+
+_FORWARD = {
+    "linear": Activation._linear,
+    "relu": Activation._relu,
+    "relu6": lambda self, x: self._relu_max(x, 6),
+    "relu1": lambda self, x: self._relu_max(x, 1),
+    "sigmoid": Activation._table,
+    "tanh": Activation._table,
+    "softplus": Activation._table,
+    "softsign": Activation._table,
+    "elu": Activation._elu,
+    "selu": Activation._selu,
+    "leaky_relu": Activation._leaky_relu,
+    "thresholded_relu": Activation._thresholded_relu,
+    "hard_sigmoid": Activation._hard_sigmoid,
+    "hard_tanh": Activation._hard_tanh,
+    "binary_tanh": Activation._binary_tanh,
+    "ternary_tanh": Activation._ternary_tanh,
+}

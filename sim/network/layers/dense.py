@@ -1,0 +1,44 @@
+"""Dense (and QDense): ``nnet::dense`` with the Latency or Resource kernel, any reuse factor.
+
+Manifest entry: ``weight_type``, ``bias_type``, ``accum_type``, ``strategy``,
+``reuse_factor``; arrays ``weight`` (n_in, n_out) and ``bias`` (n_out,) as raw
+integers of their types, exactly as in the firmware's weight headers.  The strategy
+and reuse factor change only the order of additions, which matters only for a
+saturating accumulator (see ``sim.network.mac``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.fixed import Fixed
+from sim.network.mac import Accumulator
+from sim.network.registry import Layer, register
+
+
+@register("dense")
+class Dense(Layer):
+    def __init__(self, spec, arrays):
+        super().__init__(spec, arrays)
+        self.weight, self.bias = arrays["weight"], arrays["bias"]
+        self.accum_type = self.type_of("accum_type")
+        self._mac: dict = {}
+
+    def accumulator(self, x_type) -> Accumulator:
+        if x_type not in self._mac:
+            self._mac[x_type] = Accumulator(
+                self.name,
+                x_type,
+                self.weight,
+                self.type_of("weight_type"),
+                self.bias,
+                self.type_of("bias_type"),
+                self.accum_type,
+                self.spec.get("strategy", "latency"),
+            )
+        return self._mac[x_type]
+
+    def forward(self, x: Fixed) -> Fixed:
+        flat = x.raw.reshape(len(x.raw), -1)
+        acc = self.accumulator(x.type)(flat)
+        res = self.result_type.cast(acc, self.accum_type)
+        return Fixed(np.asarray(res).reshape((len(res), *self.output_shape)), self.result_type)

@@ -1,0 +1,118 @@
+"""Multiply-accumulate as hls4ml's dense kernels compute it (``nnet_dense_latency.h``,
+``nnet_dense_resource.h``; conv layers reuse it on im2col patches).
+
+What the firmware does, per output ``j``::
+
+    acc = (accum_t) bias[j]
+    for i in 0..n_in-1:  acc = (accum_t)(acc + (accum_t)(x[i] * w[i][j]))
+    res[j] = (res_T) acc
+
+Each product is cast to ``accum_t`` and every partial sum is cast back to ``accum_t``.
+With a wrapping accumulator (``AP_WRAP``, no saturation bits) those casts are
+arithmetic modulo 2**W, so the order of the sums does not matter and, when the cast
+of a product loses no fraction bits, the whole thing is one exact integer matrix
+product followed by one wrap (the *fast path*).  Otherwise products are cast one by
+one; a saturating accumulator is summed in the firmware's exact order.
+
+Exactness of the matrix product: float64 BLAS is used only when
+``max|x_raw| * max_j sum_i |w_raw[i, j]| < 2**53`` (every partial sum of every order
+is then an exact integer); else int64 arithmetic, which is exact modulo 2**64 and so
+exact after the final wrap to W <= 64 bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.fixed import FixedType
+from sim.manifest import ManifestError
+
+_FLOAT_EXACT = 2**53
+_CHUNK_ELEMENTS = 1 << 22  # products held at once on the slow paths
+
+
+def wrap(raw: np.ndarray, t: FixedType) -> np.ndarray:
+    """Keep the low W bits of int64 values as type ``t`` (two's complement)."""
+    if t.width >= 64:
+        return raw
+    u = raw & np.int64((1 << t.width) - 1)
+    if t.signed:
+        half = np.int64(1 << (t.width - 1))
+        u = np.where(u >= half, u - np.int64(1 << t.width), u)
+    return u
+
+
+def is_wrapping(t: FixedType) -> bool:
+    return t.overflow == "AP_WRAP" and t.sat_bits == 0
+
+
+def max_abs_raw(t: FixedType) -> int:
+    return max(abs(t.min_raw), abs(t.max_raw))
+
+
+def exact_matmul(x: np.ndarray, w: np.ndarray, x_type: FixedType) -> np.ndarray:
+    """``x @ w`` on raw integers, exact (modulo 2**64 on the int64 path)."""
+    bound = max_abs_raw(x_type) * int(np.abs(w).sum(axis=0).max(initial=0))
+    if bound < _FLOAT_EXACT:
+        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    return x.astype(np.int64) @ w.astype(np.int64)
+
+
+class Accumulator:
+    """One dense multiply-accumulate: ``x (n, n_in) -> acc (n, n_out)`` in ``accum_t``.
+
+    ``order`` is the sequence of input indices the firmware adds, needed only for a
+    saturating accumulator (Latency strategy: 0..n_in-1)."""
+
+    def __init__(
+        self,
+        layer: str,
+        x_type: FixedType,
+        weight: np.ndarray,
+        weight_type: FixedType,
+        bias: np.ndarray,
+        bias_type: FixedType,
+        accum_type: FixedType,
+        strategy: str,
+    ) -> None:
+        if weight.ndim != 2 or bias.shape != (weight.shape[1],):
+            raise ManifestError(f"layer {layer!r}: weight {weight.shape} and bias {bias.shape} do not match")
+        self.layer, self.x_type, self.accum = layer, x_type, accum_type
+        self.weight = weight.astype(np.int64)
+        self.product_type = x_type.mul_type(weight_type)
+        self.bias = accum_type.cast(bias.astype(np.int64), bias_type).astype(np.int64)
+        self.wrapping = is_wrapping(accum_type)
+        self.shift = accum_type.frac_bits - self.product_type.frac_bits
+        self.fast = self.wrapping and self.shift >= 0
+        if self.product_type.width > 62 and not self.fast:
+            raise ManifestError(
+                f"layer {layer!r}: products of {self.product_type.width} bits with accumulator {accum_type} "
+                "are beyond this emulator's exact slow path (62 bits)"
+            )
+        if not self.wrapping and strategy != "latency":
+            raise ManifestError(
+                f"layer {layer!r}: a saturating accumulator ({accum_type}) with the {strategy} strategy "
+                "is not emulated (the summation order differs); use AP_WRAP for accum or the Latency strategy"
+            )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.fast:
+            s = exact_matmul(x, self.weight, self.x_type)
+            if self.shift:
+                s = s << np.int64(self.shift)
+            return wrap(s + self.bias, self.accum)
+        n_in, n_out = self.weight.shape
+        step = max(1, _CHUNK_ELEMENTS // max(1, n_in * n_out))
+        out = [self._slow(x[i : i + step]) for i in range(0, len(x), step)]
+        return np.concatenate(out) if out else np.zeros((0, n_out), dtype=np.int64)
+
+    def _slow(self, x: np.ndarray) -> np.ndarray:
+        products = x.astype(np.int64)[:, :, None] * self.weight[None, :, :]
+        mult = self.accum.cast(products, self.product_type).astype(np.int64)
+        if self.wrapping:
+            return wrap(mult.sum(axis=1) + self.bias, self.accum)
+        acc = np.broadcast_to(self.bias, (len(x), self.weight.shape[1])).copy()
+        add_type = self.accum.add_type(self.accum)
+        for i in range(self.weight.shape[0]):
+            acc = self.accum.cast(acc + mult[:, i, :], add_type).astype(np.int64)
+        return acc

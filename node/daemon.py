@@ -238,7 +238,8 @@ class Node:
             self.last_seq[sid] = q[-1]
 
     def _mismatch(self, event: int, source_index: int) -> None:
-        self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event=event, source=self.sources[source_index])
+        self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event_number=event,
+                         source=self.sources[source_index])  # fmt: skip
 
     # ------------------------------------------------------------------- output
     def _out(self, events: np.ndarray) -> None:
@@ -333,6 +334,11 @@ class Node:
                     next_status = now + status_every
         except zmq.ContextTerminated:
             pass
+        except BaseException as exc:
+            # a bug: still drain and close the files (nothing received is lost), then fail loudly
+            self.log("error", "crashed", error=repr(exc))
+            self._shutdown()
+            raise
         return self._shutdown()
 
     def _shutdown(self) -> dict[str, Any]:

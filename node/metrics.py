@@ -37,21 +37,23 @@ class Log:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = defaultdict(int)
 
-    def __call__(self, level: str, event: str, **fields: Any) -> None:
+    def __call__(self, level: str, what: str, **fields: Any) -> None:
+        """One line: ``what`` happened (its ``event`` key), with ``fields``."""
         if self.LEVELS[level] < self.level:
             return
-        line = {"ts": round(time.time(), 6), "level": level, "node": self.name, "event": event, **fields}
+        line = {"ts": round(time.time(), 6), "level": level, "node": self.name, "event": what}
+        line.update({("event_number" if k == "event" else k): v for k, v in fields.items()})
         self.stream.write(json.dumps(line, default=str) + "\n")
         self.stream.flush()
 
-    def limited(self, key: str, level: str, event: str, **fields: Any) -> None:
+    def limited(self, key: str, level: str, what: str, **fields: Any) -> None:
         now = time.monotonic()
         if now - self._last.get(key, -1e9) < self.interval:
             self._suppressed[key] += 1
             return
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)
-        self(level, event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+        self(level, what, **fields, **({"suppressed": suppressed} if suppressed else {}))
 
 
 class Metrics:

@@ -1,0 +1,188 @@
+"""The CPU fallback and offload on a real firmware manifest (``fpgaflow synth`` of a tiny
+BDT project, run once per session): results bit-exact with the emulator, split/merge
+batching across events, FPGA/CPU mismatches caught, and a board that stops answering."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from node_helpers import ROOT, Daemon, free_port, read_sink, write_config
+
+import sim
+from node import protocol as p
+from node.fallback import Fallback
+from node.source import Source
+
+BDT_MODEL = """
+import numpy as np, xgboost as xgb
+rng = np.random.default_rng(0)
+x = rng.normal(size=(400, 4))
+y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(int)
+m = xgb.XGBClassifier(n_estimators=6, max_depth=3, n_jobs=1)
+m.fit(x, y)
+m.get_booster().save_model("model.json")
+"""
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory) -> Path:
+    """A real firmware manifest: a tiny xgboost model through ``fpgaflow synth``."""
+    d = tmp_path_factory.mktemp("bdt_project")
+    subprocess.run([sys.executable, "-c", BDT_MODEL], cwd=d, check=True)
+    (d / "project.yml").write_text("ProjectName: tiny\nXGBoostModel: model.json\nInputPrecision: ap_fixed<16,6>\n")
+    out = subprocess.run([sys.executable, "-m", "fpgaflow.cli", "synth", str(d)], cwd=ROOT, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return d / "build" / "emulator"
+
+
+def raw_inputs(emu, events: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(events[0] if len(events) else 0)
+    x = rng.normal(size=(len(events), int(np.prod(emu.input_shape))))
+    return emu.input_type.to_raw(x)
+
+
+def fallback_config(tmp: Path, port: int, manifest: Path, **extra) -> Path:
+    sections = {
+        "node": {"sources": [0, 1], "status_interval_s": 0.2},
+        "fallback": {"manifest": str(manifest), "validate_every": 10, "max_delay_ms": 2.0},
+        "builder": {"timeout_s": 2.0},
+        "sink": {"directory": "out"},
+    }
+    for k, v in extra.items():
+        sections.setdefault(k, {}).update(v)
+    return write_config(tmp, sections, [{"endpoint": f"tcp://127.0.0.1:{port}"}])
+
+
+def test_fallback_fills_missing_and_flagged_results_and_catches_bit_flips(tmp_path, manifest):
+    emu = sim.load(manifest)
+    port = free_port()
+    d = Daemon(fallback_config(tmp_path, port, manifest))
+    n = 400
+    events = np.arange(n)
+    x = {s: raw_inputs(emu, events + 1000 * s) for s in (0, 1)}
+    truth = {s: emu.predict_raw(x[s]).raw.reshape(n, -1) for s in (0, 1)}
+    fpga = {s: truth[s].copy() for s in (0, 1)}
+    flags = {s: np.full(n, p.RESULT_VALID, np.uint32) for s in (0, 1)}
+    flags[0][events % 7 == 3] = 0  # the FPGA gave no result
+    flags[1][events % 11 == 5] |= p.OVERFLOW  # the FPGA flagged its result
+    fpga[1][events % 11 == 5] = 12345  # ... and it is garbage
+    flipped = np.array([20, 160, 390])  # validation-sample events (multiples of 10) with a bit flip
+    fpga[0][flipped, 0] ^= 1 << 3
+    try:
+        sources = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x[s].shape[1], n_outputs=fpga[s].shape[1],
+                          raw_bytes=4, manifest_id=emu.id) for s in (0, 1)]  # fmt: skip
+        for s, src in enumerate(sources):
+            src.send(events, x[s], fpga[s], flags[s])
+        stranger = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=4, n_outputs=1, manifest_id="00" * 8)
+        stranger.send([9999], x[0][:1], truth[0][:1])  # other firmware: refused
+        d.wait_counter("events_out", n)
+        d.wait_counter("malformed_messages", 1)
+        for src in [*sources, stranger]:
+            src.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["events_complete"] == n and status["malformed"] == {"0/wrong-manifest": 1}
+    assert c["fallback_mismatches"] == 3 and c["fallback_mismatch_events"] == 3
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    order = np.argsort(ev["event"])
+    ev = {k: v[order] for k, v in ev.items()}
+    assert ev["event"].tolist() == events.tolist()
+    # every fragment the CPU computed is bit-identical to the emulator
+    for s in (0, 1):
+        done = ev["cpu_valid"][:, s] != 0
+        np.testing.assert_array_equal(ev["cpu"][done, s], truth[s][done])
+        np.testing.assert_array_equal(ev["inputs"][:, s], x[s])
+    needed = (flags[0] == 0) | ((flags[1] & p.OVERFLOW) != 0)
+    sampled = events % 10 == 0
+    assert ((ev["status"] & p.FALLBACK) != 0).tolist() == needed.tolist()
+    assert ((ev["status"] & p.VALIDATED) != 0).tolist() == sampled.tolist()
+    assert (ev["cpu_valid"][needed | sampled].any(axis=1)).all()
+    assert not ev["cpu_valid"][~(needed | sampled)].any()
+    assert np.flatnonzero(ev["status"] & p.MISMATCH).tolist() == flipped.tolist()
+    logged = [line["event"] for line in d.log_lines() if line["event"] == "fpga-cpu-mismatch"]
+    assert logged, "the mismatch was not logged"
+    assert c["fallback_cpu_batches"] < c["fallback_cpu_fragments"]  # batched, not one call per fragment
+
+
+def test_split_merge_runs_one_batch_across_events(manifest):
+    emu = sim.load(manifest)
+    n_in, n_out = int(np.prod(emu.input_shape)), int(np.prod(emu.output_shape))
+    fb = Fallback(emu, validate_every=0, batch=10_000, max_delay_s=60)
+    batches, truth = [], []
+    for k in range(5):
+        ev = np.zeros(20, p.event_dtype(3, n_in, n_out, 4))
+        ev["event"] = np.arange(20) + 100 * k
+        ev["inputs"] = raw_inputs(emu, ev["event"] + 7).reshape(20, 1, n_in)
+        ev["flags"] = p.RESULT_VALID
+        ev["flags"][::3, 1] = 0  # these fragments need the CPU
+        ev["missing"][5] = 0b100  # source 2 missing: nothing to compute there
+        ev["flags"][5, 2] = 0
+        batches.append(ev)
+        truth.append(emu.predict_raw(ev["inputs"][:, 1]).raw.reshape(20, -1))
+        fb.submit(ev)
+    assert fb.step() == [] and fb.counts.cpu_batches == 0  # waits for a full batch or the timer
+    out = fb.step(force=True)
+    assert fb.counts.cpu_batches == 1 and fb.counts.cpu_fragments == 5 * 7
+    assert len(out) == 5
+    for ev, t in zip(out, truth, strict=True):
+        rows = np.arange(20)[::3]
+        np.testing.assert_array_equal(ev["cpu"][rows, 1], t[rows])
+        assert (ev["status"][rows] & p.FALLBACK).all()
+        assert ev["cpu_valid"].sum() == 7
+
+
+BOARD = """
+import sys, sim
+from node.offload import serve_board
+serve_board(sys.argv[1], sim.load(sys.argv[2]), board_id=9, answer_limit=int(sys.argv[3]))
+"""
+
+
+def test_offload_with_a_board_that_stops_answering(tmp_path, manifest):
+    emu = sim.load(manifest)
+    port, board_port = free_port(), free_port()
+    board_ep = f"tcp://127.0.0.1:{board_port}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    board = subprocess.Popen([sys.executable, "-c", BOARD, board_ep, str(manifest), "5"], env=env)
+    cfg = fallback_config(
+        tmp_path, port, manifest,
+        fallback={"validate_every": 0},
+        offload={"boards": [board_ep], "batch": 16, "max_in_flight": 2, "timeout_ms": 300.0, "retry_s": 60.0},
+    )  # fmt: skip
+    d = Daemon(cfg)
+    n = 600
+    events = np.arange(n)
+    x = {s: raw_inputs(emu, events + 1000 * s) for s in (0, 1)}
+    try:
+        for s in (0, 1):  # fragments without an FPGA result: the node offloads them
+            src = Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x[s].shape[1], n_outputs=1, manifest_id=emu.id)
+            src.send(events, x[s], np.zeros((n, 1)), np.zeros(n, np.uint32))
+            src.close()
+        d.wait_counter("events_out", n, timeout=90)
+        status = d.stop()
+    finally:
+        d.kill()
+        board.kill()
+        board.wait()
+    c = status["counters"]
+    assert c["offload_batches_answered"] == 5 and c["offload_timeouts"] >= 1
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert sorted(ev["event"].tolist()) == events.tolist() and (ev["status"] & p.COMPLETE).all()
+    offloaded = (ev["status"] & p.OFFLOADED) != 0
+    fallback = (ev["status"] & p.FALLBACK) != 0
+    assert offloaded.any() and fallback.any() and (offloaded | fallback).all()
+    for s in (0, 1):
+        want = emu.predict_raw(x[s][ev["event"]]).raw.reshape(len(ev["event"]), -1)
+        board_rows = (ev["flags"][:, s] & p.RESULT_VALID) != 0
+        np.testing.assert_array_equal(ev["fpga"][board_rows, s], want[board_rows])  # the board's answers
+        cpu_rows = ev["cpu_valid"][:, s] != 0
+        np.testing.assert_array_equal(ev["cpu"][cpu_rows, s], want[cpu_rows])  # the fallback's
+        assert (board_rows | cpu_rows).all()  # every fragment got a result from one or the other

@@ -15,6 +15,7 @@ from fpgaflow import __version__
 
 # name -> one-line help; the module fpgaflow.commands.<name> implements it.
 COMMANDS: dict[str, str] = {
+    "train": "quantization-aware training (QKeras) of a network project on its ROOT/HDF5/NPZ data",
     "synth": "convert a network or BDT project into an HLS firmware project, its manifest and reports",
     "emulate": "run the bit-exact emulator of a firmware project on input data",
     "verify": "compare the emulator with the firmware's C simulation and the float model",

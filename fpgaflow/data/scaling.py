@@ -122,3 +122,33 @@ def _per_feature(value: Any, n: int, key: str, features: list[str]) -> np.ndarra
     if arr.shape != (n,):
         raise DataError(f"Data.Scaling.{key}: {arr.size} values for {n} features ({', '.join(features)})")
     return arr
+
+
+DEFAULT_SCALING_FILE = "scaling.json"
+
+
+def scaling_file(project: Any) -> Path | None:
+    """Where a project keeps its input scaling: the top-level ``Preprocessing`` key,
+    else ``scaling.json`` beside the project file for a project with a ``Data``
+    block (what ``fpgaflow train`` writes); None for a project without either."""
+    if project.config.get("Preprocessing"):
+        return project.resolve(project.config["Preprocessing"])
+    if "Data" in project.config:
+        return project.root / DEFAULT_SCALING_FILE
+    return None
+
+
+def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """The manifest ``preprocessing`` block and arrays for a project, for ``synth``'s
+    manifest export; None when the project's inputs go to the firmware unscaled.
+    A ``Preprocessing`` key naming a missing file is an error; a trained project's
+    default ``scaling.json`` that does not exist yet means untrained, also an error."""
+    path = scaling_file(project)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise DataError(
+            f"{project.file}: the input scaling {path} does not exist; run `fpgaflow train {project.root}` "
+            "(or name an existing scaling file with the Preprocessing key)"
+        )
+    return Scaling.load(path).manifest_block()

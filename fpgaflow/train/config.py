@@ -1,0 +1,193 @@
+"""The ``Training:`` block of a project file: the model declaration and the knobs of
+quantization-aware training, validated with errors naming the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACTIVATIONS = ("relu", "linear", "softmax", "sigmoid", "tanh")
+
+
+class TrainingError(ValueError):
+    """A training configuration that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One dense layer: its weights/biases quantized to ``bits`` with ``integer_bits``
+    (QKeras ``quantized_bits(bits, integer_bits, alpha=1)``, i.e. ap_fixed<bits,
+    integer_bits + 1>), followed by its activation; a relu is quantized too
+    (``quantized_relu(activation_bits, activation_integer_bits)``)."""
+
+    name: str
+    units: int
+    activation: str = "relu"
+    bits: int = 6
+    integer_bits: int = 0
+    activation_bits: int | None = None
+    activation_integer_bits: int = 0
+    activation_name: str | None = None
+
+    @property
+    def activation_layer_name(self) -> str:
+        return self.activation_name or f"{self.name}_{self.activation}"
+
+
+@dataclass
+class PruningSpec:
+    """Magnitude pruning to ``sparsity`` (fraction of zero weights), ramped up from
+    ``begin`` to ``end`` (fractions of the training steps) every ``frequency`` steps."""
+
+    sparsity: float
+    begin: float = 0.0
+    end: float = 0.7
+    frequency: int = 10
+
+
+@dataclass
+class TrainingConfig:
+    layers: list[LayerSpec] | None = None  # declared model ...
+    build_model: Path | None = None  # ... or a Python file with build_model(n_features, n_classes, **options)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    early_stopping: dict[str, Any] | None = None  # {"patience": int, "monitor": str}
+    validation_split: float = 0.2
+    class_weights: str | dict[str, float] | None = None  # "balanced", or per class name/index
+    pruning: PruningSpec | None = None
+    seed: int = 0
+    history: str = "training_history.json"
+    verbose: int | None = None
+    where: str = "Training"
+
+    @classmethod
+    def from_mapping(cls, block: Any, root: Path, where: str = "Training") -> TrainingConfig:
+        if not isinstance(block, dict):
+            raise TrainingError(f"{where}: expected a mapping with Model (or BuildModel), Epochs, BatchSize...")
+        known = {
+            "Model", "BuildModel", "ModelOptions", "Epochs", "BatchSize", "LearningRate", "EarlyStopping",
+            "ValidationSplit", "ClassWeights", "Pruning", "Seed", "History", "Verbose",
+        }  # fmt: skip
+        unknown = sorted(set(block) - known)
+        if unknown:
+            raise TrainingError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        if ("Model" in block) == ("BuildModel" in block):
+            raise TrainingError(f"{where}: give exactly one of Model (declared layers) or BuildModel (a Python file)")
+        cfg = cls(where=where)
+        if "Model" in block:
+            cfg.layers = _layers(block["Model"], f"{where}.Model")
+        else:
+            path = Path(str(block["BuildModel"]))
+            cfg.build_model = path if path.is_absolute() else root / path
+            if not cfg.build_model.is_file():
+                raise TrainingError(f"{where}.BuildModel: {cfg.build_model} does not exist")
+        options = block.get("ModelOptions", {}) or {}
+        if not isinstance(options, dict):
+            raise TrainingError(f"{where}.ModelOptions: expected a mapping of keyword arguments for build_model")
+        cfg.model_options = options
+        cfg.epochs = _int(block, "Epochs", cfg.epochs, where, minimum=1)
+        cfg.batch_size = _int(block, "BatchSize", cfg.batch_size, where, minimum=1)
+        cfg.learning_rate = _float(block, "LearningRate", cfg.learning_rate, where)
+        cfg.validation_split = _float(block, "ValidationSplit", cfg.validation_split, where)
+        if not 0 <= cfg.validation_split < 1:
+            raise TrainingError(f"{where}.ValidationSplit: must be in [0, 1), got {cfg.validation_split}")
+        cfg.seed = _int(block, "Seed", cfg.seed, where, minimum=0)
+        cfg.history = str(block.get("History", cfg.history))
+        cfg.verbose = block.get("Verbose")
+        stop = block.get("EarlyStopping")
+        if stop:
+            stop = {} if stop is True else stop
+            if not isinstance(stop, dict) or set(stop) - {"Patience", "Monitor", "MinDelta"}:
+                raise TrainingError(f"{where}.EarlyStopping: expected true or {{Patience, Monitor, MinDelta}}")
+            cfg.early_stopping = {
+                "patience": int(stop.get("Patience", 5)),
+                "monitor": str(stop.get("Monitor", "val_loss")),
+                "min_delta": float(stop.get("MinDelta", 0.0)),
+            }
+        weights = block.get("ClassWeights")
+        if weights is not None and weights != "balanced" and not isinstance(weights, dict):
+            raise TrainingError(f"{where}.ClassWeights: expected 'balanced' or a mapping class -> weight")
+        cfg.class_weights = weights
+        pruning = block.get("Pruning")
+        if pruning:
+            if not isinstance(pruning, dict) or "Sparsity" not in pruning:
+                raise TrainingError(f"{where}.Pruning: expected {{Sparsity: 0.5, Begin: 0.0, End: 0.7, Frequency: 10}}")
+            extra = set(pruning) - {"Sparsity", "Begin", "End", "Frequency"}
+            if extra:
+                raise TrainingError(f"{where}.Pruning: unknown key(s) {', '.join(sorted(extra))}")
+            spec = PruningSpec(
+                float(pruning["Sparsity"]),
+                float(pruning.get("Begin", 0.0)),
+                float(pruning.get("End", 0.7)),
+                int(pruning.get("Frequency", 10)),
+            )
+            if not 0 < spec.sparsity < 1 or not 0 <= spec.begin < spec.end <= 1:
+                raise TrainingError(f"{where}.Pruning: need 0 < Sparsity < 1 and 0 <= Begin < End <= 1")
+            cfg.pruning = spec
+        return cfg
+
+    @classmethod
+    def from_project(cls, project: Any) -> TrainingConfig:
+        if "Training" not in project.config:
+            raise TrainingError(f"{project.file}: no 'Training:' block (the model and how to train it)")
+        return cls.from_mapping(project.config["Training"], project.root, f"{project.file}: Training")
+
+
+def _layers(model: Any, where: str) -> list[LayerSpec]:
+    if not isinstance(model, dict) or not isinstance(model.get("Layers"), list) or not model["Layers"]:
+        raise TrainingError(f"{where}: expected {{Layers: [{{Name, Units, Activation, Bits}}, ...]}}")
+    extra = set(model) - {"Layers", "Bits", "IntegerBits", "ActivationBits", "ActivationIntegerBits"}
+    if extra:
+        raise TrainingError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    defaults = {k: model[k] for k in ("Bits", "IntegerBits", "ActivationBits", "ActivationIntegerBits") if k in model}
+    keys = {"Name", "Units", "Activation", "ActivationName", *defaults, "Bits", "IntegerBits"}
+    keys |= {"ActivationBits", "ActivationIntegerBits"}
+    specs = []
+    for i, raw in enumerate(model["Layers"]):
+        at = f"{where}.Layers[{i}]"
+        if not isinstance(raw, dict) or "Units" not in raw:
+            raise TrainingError(f"{at}: expected a mapping with at least Units")
+        if set(raw) - keys:
+            raise TrainingError(f"{at}: unknown key(s) {', '.join(sorted(set(raw) - keys))}; known: {sorted(keys)}")
+        item = {**defaults, **raw}
+        activation = str(item.get("Activation", "relu")).lower()
+        if activation not in ACTIVATIONS:
+            raise TrainingError(f"{at}.Activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        spec = LayerSpec(
+            name=str(item.get("Name", f"fc{i + 1}")),
+            units=_int(item, "Units", 0, at, minimum=1),
+            activation=activation,
+            bits=_int(item, "Bits", 6, at, minimum=2),
+            integer_bits=_int(item, "IntegerBits", 0, at, minimum=0),
+            activation_bits=_int(item, "ActivationBits", 0, at, minimum=1) if "ActivationBits" in item else None,
+            activation_integer_bits=_int(item, "ActivationIntegerBits", 0, at, minimum=0),
+            activation_name=str(item["ActivationName"]) if "ActivationName" in item else None,
+        )
+        if spec.integer_bits >= spec.bits:
+            raise TrainingError(f"{at}: IntegerBits ({spec.integer_bits}) must be below Bits ({spec.bits})")
+        specs.append(spec)
+    names = [s.name for s in specs] + [s.activation_layer_name for s in specs if s.activation != "linear"]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TrainingError(f"{where}.Layers: layer name(s) used twice: {', '.join(dupes)}")
+    return specs
+
+
+def _int(block: dict, key: str, default: int, where: str, minimum: int | None = None) -> int:
+    value = block.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TrainingError(f"{where}.{key}: expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise TrainingError(f"{where}.{key}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(block: dict, key: str, default: float, where: str) -> float:
+    value = block.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TrainingError(f"{where}.{key}: expected a number, got {value!r}") from None

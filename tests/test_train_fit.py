@@ -1,0 +1,143 @@
+"""``fpgaflow train`` end to end on small data: QKeras QAT writes a loadable model with
+the declared quantizers, the scaling and the history; seeds reproduce runs; pruning
+reaches its sparsity; ``build_model`` files and KerasJson+KerasH5 projects work."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fpgaflow.cli import main
+from fpgaflow.data import Scaling
+from fpgaflow.project import load_project
+from fpgaflow.train.fit import train_project
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+N, F, K = 1500, 4, 3
+
+
+def _blobs(path: Path, seed: int = 0) -> None:
+    """Three well separated classes, features on very different scales (so scaling matters)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, N)
+    centres = np.array([[0, 0, 0, 0], [3, 0, 3, 0], [0, 3, 0, 3]], float)
+    x = (centres[y] + rng.normal(size=(N, F))) * [1, 100, 0.01, 1] + [0, 500, 0, -7]
+    np.savez(path, X=x, y=y)
+
+
+def _project(root: Path, **training) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _blobs(root / "blobs.npz")
+    cfg = {
+        "KerasH5": "model/m.h5",
+        "OutputDir": "build",
+        "Data": {"File": "blobs.npz", "Features": "X", "Labels": "y", "Classes": ["a", "b", "c"]},
+        "Training": {
+            "Model": {"Bits": 8, "IntegerBits": 1, "Layers": [{"Units": 16}, {"Units": K, "Activation": "softmax"}]},
+            "Epochs": 3,
+            "BatchSize": 64,
+            "LearningRate": 0.01,
+            "Seed": 3,
+            "Verbose": 0,
+            **training,
+        },
+    }
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    return root
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    from qkeras.utils import load_qmodel
+
+    return load_qmodel(str(path), compile=False).get_weights()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = _project(tmp_path_factory.mktemp("train") / "p")
+    assert main(["train", str(root)]) == 0
+    return root
+
+
+def test_train_writes_model_scaling_and_history(trained, capsys):
+    from qkeras.utils import load_qmodel
+
+    model = load_qmodel(str(trained / "model/m.h5"), compile=False)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "QDense", "QActivation", "QDense", "Activation"]
+    q = model.layers[1].get_quantizers()[0]
+    assert (q.bits, q.integer) == (8, 1)
+    scaling = Scaling.load(trained / "scaling.json")
+    assert scaling.kind == "standard" and scaling.features == [f"X[{i}]" for i in range(F)]
+    history = json.loads((trained / "training_history.json").read_text())
+    assert history["epochs_run"] == 3 and len(history["history"]["val_loss"]) == 3
+    assert history["classes"] == ["a", "b", "c"]
+    # the saved model with the saved scaling classifies the (easy) data well
+    with np.load(trained / "blobs.npz") as d:
+        pred = model.predict(scaling.apply(d["X"]).astype(np.float32), verbose=0).argmax(axis=1)
+        assert (pred == d["y"]).mean() > 0.9
+    assert history["validation_accuracy"] > 0.9
+
+
+def test_same_seed_same_weights_other_seed_other_weights(trained, tmp_path):
+    first = _weights(trained / "model/m.h5")
+    again = _project(tmp_path / "again")
+    train_project(load_project(again))
+    assert all(np.array_equal(a, b) for a, b in zip(first, _weights(again / "model/m.h5"), strict=True))
+    other = _project(tmp_path / "other", Seed=4)
+    train_project(load_project(other))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, _weights(other / "model/m.h5"), strict=True))
+
+
+def test_pruning_reaches_target_sparsity_and_early_stopping_waits_for_it(tmp_path):
+    root = _project(tmp_path / "p", Pruning={"Sparsity": 0.6, "Begin": 0.0, "End": 0.5, "Frequency": 5},
+                    EarlyStopping={"Patience": 1}, Epochs=4)  # fmt: skip
+    result = train_project(load_project(root))
+    kernels = [w for w in _weights(root / "model/m.h5") if w.ndim == 2]
+    zeros = sum((k == 0).sum() for k in kernels) / sum(k.size for k in kernels)
+    assert zeros == pytest.approx(0.6, abs=0.02) and result.sparsity == pytest.approx(zeros)
+
+
+def test_build_model_file_and_json_plus_weights_outputs(tmp_path):
+    root = _project(tmp_path / "p")
+    (root / "arch.py").write_text(
+        "import tensorflow as tf\n"
+        "from qkeras import QDense, quantized_bits\n"
+        "def build_model(n_features, n_classes, width=8):\n"
+        "    x = inp = tf.keras.Input((n_features,))\n"
+        "    x = QDense(width, kernel_quantizer=quantized_bits(4, 0, alpha=1), name='hidden')(x)\n"
+        "    x = tf.keras.layers.Activation('relu')(x)\n"
+        "    out = tf.keras.layers.Activation('softmax')(tf.keras.layers.Dense(n_classes)(x))\n"
+        "    return tf.keras.Model(inp, out)\n"
+    )
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    cfg["Training"].pop("Model")
+    cfg["Training"].update(BuildModel="arch.py", ModelOptions={"width": 5}, Epochs=1)
+    cfg.update(KerasJson="model/m.json", KerasH5="model/w.h5")
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    train_project(load_project(root))
+    arch = json.loads((root / "model/m.json").read_text())
+    hidden = [layer for layer in arch["config"]["layers"] if layer["config"]["name"] == "hidden"][0]
+    assert hidden["class_name"] == "QDense" and hidden["config"]["units"] == 5
+    assert (root / "model/w.h5").is_file()
+
+
+def test_train_errors_are_one_clear_line(tmp_path, capsys):
+    root = _project(tmp_path / "p")
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    cfg["Data"]["Features"] = "Z"
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "blobs.npz: no array named 'Z'; it holds: X, y" in err and "Traceback" not in err
+    cfg["Data"]["Features"] = "X"
+    cfg["Training"]["Model"]["Layers"][-1]["Units"] = 4
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root)]) == 2
+    assert "the last layer has 4 units but the data has 3 classes" in capsys.readouterr().err

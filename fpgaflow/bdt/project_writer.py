@@ -31,15 +31,45 @@ def conifer_model(ensemble: dict[str, Any], config: dict[str, Any], workdir: Pat
     prepare_conifer_environment()
     import conifer
 
-    if config.get("Backend") == "vhdl":
-        from conifer.backends.vhdl import set_simulator
+    vhdl = config.get("Backend") == "vhdl"
+    if vhdl:
+        from conifer.backends.vhdl import set_simulator, writer
 
         set_simulator("ghdl")  # skip the probe for Xilinx's xsim
     with working_directory(workdir):
-        model = conifer.model.make_model(copy.deepcopy(ensemble), dict(config))
-        for helper in Path(".").glob(".fp_converter_*"):  # the VHDL backend's compiled converter
-            shutil.rmtree(helper, ignore_errors=True)
-    return model
+        if not vhdl:
+            return conifer.model.make_model(copy.deepcopy(ensemble), dict(config))
+        compiled = writer.FixedPointConverter
+        writer.FixedPointConverter = RawConverter
+        try:
+            return conifer.model.make_model(copy.deepcopy(ensemble), dict(config))
+        finally:
+            writer.FixedPointConverter = compiled
+
+
+class RawConverter:
+    """Stands in for conifer's ``FixedPointConverter`` in the VHDL backend: the same
+    ``ap_fixed`` double constructor (``T(x).V``), from ``sim.fixed`` (proven against the
+    g++-compiled headers) instead of a pybind11 module compiled per model (~20 s)."""
+
+    def __init__(self, type_string: str):
+        from sim.fixed import FixedType
+
+        self.type = FixedType.parse(type_string)
+        self.type_string = type_string
+        self.width = self.type.width
+        self.integer_bits = self.type.int_bits
+        self.fractional_bits = self.type.frac_bits
+        self.signed = self.type.signed
+
+    def to_int(self, x: float) -> int:
+        return int(self.type.to_raw(float(x)))
+
+    def to_double(self, x: float) -> float:
+        return float(self.type.quantize(float(x)))
+
+    def from_int(self, x: int) -> float:
+        return float(self.type.from_raw(int(x)))
 
 
 def write_project(ensemble: dict[str, Any], cfg: BDTConfig) -> Any:

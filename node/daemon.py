@@ -138,8 +138,10 @@ class Node:
         self.auth = None
         self.inputs = self._open_inputs()
         self.prometheus = None
+        self.published = self.snapshot()
         if serve_metrics and cfg.metrics.port:
-            self.prometheus = metrics_mod.serve_prometheus(self.snapshot, cfg.metrics.host, cfg.metrics.port)
+            # the HTTP thread reads the snapshot the loop last published, never live state
+            self.prometheus = metrics_mod.serve_prometheus(lambda: self.published, cfg.metrics.host, cfg.metrics.port)
 
     # ------------------------------------------------------------------ sockets
     def _open_inputs(self) -> list[zmq.Socket]:
@@ -330,7 +332,8 @@ class Node:
                     next_expire = now + EXPIRE_EVERY_NS
                 self._advance(now)
                 if now >= next_status:
-                    metrics_mod.write_status(self.status_file, self.snapshot())
+                    self.published = self.snapshot()
+                    metrics_mod.write_status(self.status_file, self.published)
                     next_status = now + status_every
         except zmq.ContextTerminated:
             pass

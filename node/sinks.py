@@ -116,14 +116,16 @@ class RotatingFiles:
         self.opened = time.monotonic()
 
     def write(self, records: np.ndarray) -> None:
-        if len(records) == 0:
-            return
-        if self.writer is None:
-            self._open()
-        self.writer.write(columns(records))
-        self.records_in_file += len(records)
-        if self.records_in_file >= self.max_records:
-            self.rotate()
+        """Append records, splitting them across files at ``max_records``."""
+        while len(records):
+            if self.writer is None:
+                self._open()
+            part = records[: self.max_records - self.records_in_file]
+            self.writer.write(columns(part))
+            self.records_in_file += len(part)
+            records = records[len(part) :]
+            if self.records_in_file >= self.max_records:
+                self.rotate()
 
     def tick(self) -> None:
         """Close a file that has been open long enough (called from the daemon's loop)."""

@@ -1,0 +1,144 @@
+"""Operating the node: the CLI (run, status, keygen), configuration errors, Prometheus
+metrics over HTTP, rotating sink files (HDF5 and ROOT), and the embedding API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+from node_helpers import ROOT, Daemon, basic_config, free_port, read_sink, wait_for
+
+from node import config
+from node.daemon import Node
+from node.source import Source
+
+FPGAFLOW = [sys.executable, "-m", "fpgaflow.cli"]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([*FPGAFLOW, *args], cwd=cwd, capture_output=True, text=True, env=ENV)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[node]\nsorces = [1]\n", "node.sorces: unknown key"),
+        ("[node]\nworkers = 'two'\n", "node.workers: expected int"),
+        ("[nod]\n", "unknown section [nod]"),
+        ('[[input]]\nendpoint = "tcp://0.0.0.0:5555"\n', "binds beyond loopback"),
+        ('[[input]]\nendpoint = "tcp://127.0.0.1:1"\ntype = "req"\n', "input[0].type must be 'pull' or 'sub'"),
+        ("[sink]\nformat = 'csv'\n", "sink.format must be 'hdf5' or 'root'"),
+        ("[node]\nsources = [1, 1]\n", "node.sources must be distinct"),
+        ("[node\n", "not valid TOML"),
+    ],
+)
+def test_configuration_errors_name_the_key(tmp_path, text, message):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config.load(path)
+    out = cli("node", "--config", str(path))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_remote_bind_allowed_when_asked(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('[security]\nallow_remote = true\n[[input]]\nendpoint = "tcp://0.0.0.0:5555"\n')
+    assert config.load(path).inputs[0].endpoint == "tcp://0.0.0.0:5555"
+
+
+def test_keygen_writes_a_key_pair(tmp_path):
+    out = cli("node", "keygen", "board7", "--dir", str(tmp_path / "keys"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "keys/board7.key").is_file()
+    secret = tmp_path / "keys/board7.key_secret"
+    assert "secret-key" in secret.read_text() and oct(secret.stat().st_mode & 0o777) == "0o600"
+
+
+def test_cli_run_status_metrics_and_rotating_root_files(tmp_path):
+    port, metrics_port = free_port(), free_port()
+    cfg = basic_config(
+        tmp_path, port, sources=[0, 1],
+        metrics={"port": metrics_port}, sink={"format": "root", "max_events_per_file": 100},
+    )  # fmt: skip
+    log = open(tmp_path / "node.log", "w")
+    proc = subprocess.Popen([*FPGAFLOW, "node", "--config", str(cfg)], cwd=tmp_path, stderr=log, env=ENV)
+    try:
+        wait_for(lambda: (tmp_path / "node-status.json").exists(), 60, "the node to start")
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2) for s in (0, 1)]
+        for s in srcs:
+            s.send(np.arange(250), np.ones((250, 8)), np.zeros((250, 2)))
+            s.close()
+
+        def scrape():
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+                return r.read().decode()
+
+        wait_for(lambda: "fpgaflow_node_events_complete_total 250.0" in scrape(), 60, "metrics to show 250 events")
+        text = scrape()
+        assert "fpgaflow_node_latency_seconds_bucket" in text and "fpgaflow_node_received_fragments_total 500.0" in text
+        d = Daemon.__new__(Daemon)
+        d.status_file = tmp_path / "node-status.json"
+        d.wait_counter("events_complete", 250)
+        out = cli("node", "status", "--config", str(cfg))
+        assert out.returncode == 0 and "running" in out.stdout
+        assert "complete" in out.stdout and "250" in out.stdout
+        proc.terminate()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    out = cli("node", "status", "--config", str(cfg))
+    assert "stopped" in out.stdout
+    files = sorted((tmp_path / "out").glob("node-w0-*.root"))
+    assert len(files) == 3  # 100 + 100 + 50 events
+    ev = read_sink(tmp_path / "out", "node-w0-*.root", "events")
+    assert sorted(ev["event"].tolist()) == list(range(250)) and ev["inputs"].shape == (250, 2, 8)
+
+
+def test_node_embedded_in_a_thread_returns_its_final_counters(tmp_path):
+    port = free_port()
+    cfg = config.load(basic_config(tmp_path, port, sources=[3]))
+    node = Node(cfg)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(node.run()))
+    t.start()
+    try:
+        src = Source(3, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2)
+        src.send(np.arange(40), np.ones((40, 8)), np.zeros((40, 2)))
+        src.close()
+        wait_for(lambda: node.metrics.c["events_out"] >= 40, 30, "40 events")
+    finally:
+        node.stop()
+        t.join(30)
+    assert result["final"] and result["counters"]["events_complete"] == 40
+
+
+def test_daemon_subprocess_helpers(tmp_path):
+    from node.daemon import start, stop
+
+    port = free_port()
+    cfg = basic_config(tmp_path, port, sources=[0])
+    proc = start(cfg)
+    try:
+        wait_for(lambda: (tmp_path / "node-status.json").exists(), 60, "the node to start")
+        src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2)
+        src.send(np.arange(10), np.ones((10, 8)), np.zeros((10, 2)))
+        src.close()
+        d = Daemon.__new__(Daemon)
+        d.status_file = tmp_path / "node-status.json"
+        d.wait_counter("events_out", 10)
+        snap = stop(proc, cfg)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert snap["exit_code"] == 0 and snap["counters"]["events_complete"] == 10

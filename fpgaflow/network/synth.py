@@ -32,6 +32,7 @@ def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
 
 
 def synth(project: Project, args: argparse.Namespace | None = None) -> int:
+    from fpgaflow.data.scaling import project_preprocessing
     from fpgaflow.network.config import model_files, read_settings
     from fpgaflow.network.convert import convert
     from fpgaflow.network.manifest import manifest_content
@@ -47,6 +48,10 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
     hls_model = convert(model, settings, build / "hls")
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))
+    preprocessing = project_preprocessing(project)  # the input scaling training fitted, if any
+    if preprocessing is not None:
+        meta["preprocessing"], extra = preprocessing
+        arrays = {**arrays, **extra}
     _say(f"writing the HLS project to {build / 'hls'}")
     hls_model.write()
     manifest_id = write_manifest(build / "emulator", meta, arrays)

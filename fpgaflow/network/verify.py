@@ -133,7 +133,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     net = sim.load(emulator_dir)
     if args.input:
-        x = np.asarray(read_array(args.input, args.dataset), dtype=np.float64)
+        x = net.preprocess(read_array(args.input, args.dataset))  # raw features, as `emulate` takes them
     else:
         x = random_inputs(net.input_type, net.input_shape, int(args.samples), int(args.seed))
     x = net._input_raw(x)

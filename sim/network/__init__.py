@@ -15,6 +15,7 @@ from sim.emulator import Prediction
 from sim.fixed import Fixed, FixedType
 from sim.manifest import Manifest, ManifestError
 from sim.network.registry import Layer, layer_class
+from sim.preprocessing import apply_preprocessing
 
 __all__ = ["Network"]
 
@@ -80,12 +81,18 @@ class Network:
         out = self._run(x_raw, keep=False)[self.output_name]
         return Prediction(out.raw, out.values)
 
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        """Raw features scaled as in training (the manifest's ``preprocessing``; identity without one)."""
+        return apply_preprocessing(self.manifest, x)
+
     def predict(self, x: np.ndarray) -> Prediction:
-        x = self._input_raw(np.asarray(x, dtype=np.float64))
+        """Outputs for raw features: preprocessed, then cast into the input type as the port does."""
+        x = self._input_raw(self.preprocess(x))
         return self.predict_raw(self.input_type.to_raw(x))
 
     def trace(self, x: np.ndarray) -> dict[str, Prediction]:
-        """Every layer's output (raw and values), keyed by hls4ml's layer name."""
+        """Every layer's output (raw and values), keyed by hls4ml's layer name, for
+        inputs as the firmware's port takes them (already preprocessed: see ``preprocess``)."""
         x = self._input_raw(np.asarray(x, dtype=np.float64))
         outs = self._run(self.input_type.to_raw(x), keep=True)
         return {name: Prediction(f.raw, f.values) for name, f in outs.items()}

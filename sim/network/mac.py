@@ -74,9 +74,13 @@ class Accumulator:
         bias_type: FixedType,
         accum_type: FixedType,
         strategy: str,
+        product: str = "mult",
     ) -> None:
         if weight.ndim != 2 or bias.shape != (weight.shape[1],):
             raise ManifestError(f"layer {layer!r}: weight {weight.shape} and bias {bias.shape} do not match")
+        self.data_binary = product == "data_binary"
+        if self.data_binary:
+            x_type = FixedType.parse("ap_int<2>")
         self.layer, self.x_type, self.accum = layer, x_type, accum_type
         self.weight = weight.astype(np.int64)
         self.product_type = x_type.mul_type(weight_type)
@@ -96,6 +100,8 @@ class Accumulator:
             )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.data_binary:  # ap_uint<1> data: 0 stands for -1 (the kernel returns -w)
+            x = np.where(x == 0, -1, 1)
         if self.fast:
             s = exact_matmul(x, self.weight, self.x_type)
             if self.shift:

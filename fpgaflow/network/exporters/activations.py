@@ -21,8 +21,12 @@ NAMES = {
 }
 
 
+ALIASES = {"leakyrelu": "leaky_relu", "thresholdedrelu": "thresholded_relu", "hardsigmoid": "hard_sigmoid"}
+
+
 def _activation_name(layer) -> str:
     name = str(layer.get_attr("activation")).lower()
+    name = ALIASES.get(name, name)
     if name not in NAMES:
         raise ValueError(
             f"layer {layer.name!r} ({layer.class_name}): activation {name!r} is not supported "

@@ -8,6 +8,21 @@ from fpgaflow.network.exporters import exporter, written_raw
 from fpgaflow.network.types import layer_type
 
 SUPPORTED_STRATEGIES = ("latency", "resource", "resource_unrolled")
+PRODUCTS = ("mult", "weight_binary", "weight_ternary", "data_binary")
+
+
+def product_kind(layer) -> str:
+    """The ``nnet::product::...`` the config struct selects (binary/ternary specialisations)."""
+    import re
+
+    m = re.search(r"product::(\w+)<", layer.get_attr("config_cpp") or "")
+    kind = m.group(1) if m else "mult"
+    if kind not in PRODUCTS:
+        raise ValueError(
+            f"layer {layer.name!r} ({layer.class_name}): product {kind!r} is not emulated "
+            f"(supported: {', '.join(PRODUCTS)})"
+        )
+    return kind
 
 
 def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> dict:
@@ -21,6 +36,9 @@ def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> 
     w_type = layer_type(layer, "weight_t")
     b_type = layer_type(layer, "bias_t")
     w = written_raw(w_var, w_type)
+    product = product_kind(layer)
+    if product == "weight_binary":  # ap_uint<1> weights: 0 means -1 (the kernel returns -a), 1 means +1
+        w, w_type = np.where(w == 0, -1, 1), "ap_int<2>"
     if layer.get_attr("_weights_transposed", False) and weight_axes is not None:
         w = np.transpose(w, weight_axes)  # back from the Resource kernel's layout
     ctx.add_array(layer, "weight", w, spec)
@@ -30,6 +48,7 @@ def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> 
         bias_type=b_type,
         accum_type=layer_type(layer, "accum_t"),
         strategy=strategy,
+        product=product,
         reuse_factor=int(layer.get_attr("reuse_factor", 1)),
     )
     return spec

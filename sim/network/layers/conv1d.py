@@ -40,6 +40,7 @@ class Conv1D(Layer):
                 self.type_of("bias_type"),
                 self.accum_type,
                 self.spec.get("strategy", "latency"),
+                self.spec.get("product", "mult"),
             )
         n = len(x.raw)
         data = x.raw.reshape(n, -1, self.n_chan)

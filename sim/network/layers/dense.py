@@ -34,6 +34,7 @@ class Dense(Layer):
                 self.type_of("bias_type"),
                 self.accum_type,
                 self.spec.get("strategy", "latency"),
+                self.spec.get("product", "mult"),
             )
         return self._mac[x_type]
 

@@ -1,0 +1,154 @@
+"""Bit-exactness of every emulated layer and mode against hls4ml's C simulation, on
+small purpose-built models (one compile each, several layers per model; every layer's
+output is compared through hls4ml's trace).
+
+The models chain a Dense layer with large weights before each activation so that its
+input spans the whole lookup-table range (and beyond, for the clipping)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from network_oracle import save_keras, synth_and_build, write_project
+
+pytestmark = pytest.mark.oracle
+
+N_SAMPLES = 3000
+
+
+def _dense(keras, units, name, scale, rng, n_in):
+    layer = keras.layers.Dense(units, name=name)
+    w = rng.normal(0, scale / np.sqrt(n_in), size=(n_in, units))
+    b = rng.normal(0, 0.5, size=units)
+    return layer, [w, b]
+
+
+def _build(keras, n_in, blocks, seed):
+    """Sequential model: [Dense -> block] for each block; returns model after setting weights."""
+    rng = np.random.default_rng(seed)
+    inp = keras.Input(shape=(n_in,), name="x")
+    h, width, weights = inp, n_in, []
+    for i, (units, block, scale) in enumerate(blocks):
+        dense, wb = _dense(keras, units, f"fc{i}", scale, rng, width)
+        h = dense(h)
+        weights.append((dense, wb))
+        if block is not None:
+            h = block(h)
+        width = units
+    model = keras.Model(inp, h)
+    for layer, wb in weights:
+        layer.set_weights([a.astype(np.float32) for a in wb])
+    return model
+
+
+def _synth(tmp_path_factory, model, name, hls_config, io_type="io_parallel"):
+    folder = tmp_path_factory.mktemp(name)
+    files = save_keras(model, folder / "src", name)
+    config = {
+        "KerasJson": f"{name}.json",
+        "KerasH5": f"{name}_weights.h5",
+        "Backend": "Vivado",
+        "IOType": io_type,
+        "HLSConfig": hls_config,
+    }
+    return synth_and_build(write_project(folder / "project", config, files))
+
+
+def _assert_exact(oracle, n=N_SAMPLES, seed=0):
+    result = oracle.compare(oracle.random_inputs(n, seed=seed))
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0
+    return result
+
+
+def test_table_and_elementwise_activations(tmp_path_factory):
+    import tensorflow as tf
+
+    k = tf.keras
+    blocks = [
+        (8, k.layers.Activation("sigmoid", name="sigmoid"), 12.0),
+        (8, k.layers.Activation("tanh", name="tanh"), 6.0),
+        (8, k.layers.Activation("softplus", name="softplus"), 12.0),
+        (8, k.layers.Activation("softsign", name="softsign"), 12.0),
+        (8, k.layers.Activation("elu", name="elu"), 12.0),
+        (8, k.layers.Activation("selu", name="selu"), 8.0),
+        (8, k.layers.LeakyReLU(alpha=0.3, name="leaky"), 6.0),
+        (8, k.layers.ELU(alpha=0.7, name="elu_alpha"), 6.0),
+        (8, k.layers.Activation("hard_sigmoid", name="hard_sigmoid"), 6.0),
+        (8, k.layers.ThresholdedReLU(theta=0.4, name="thresholded"), 4.0),
+        (8, lambda h: k.layers.BatchNormalization(name="bn")(k.layers.Activation("relu", name="relu")(h)), 4.0),
+        (4, k.layers.Activation("linear", name="linear"), 2.0),
+    ]
+    model = _build(k, 6, blocks, seed=11)
+    bn = model.get_layer("bn")
+    rng = np.random.default_rng(3)
+    bn.set_weights([rng.uniform(0.5, 2, 8), rng.normal(0, 1, 8), rng.normal(0, 1, 8), rng.uniform(0.5, 2, 8)])
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {
+            # non-default table sizes/types and rounding/saturating results
+            "tanh": {"TableSize": 512, "Precision": {"table": "ap_fixed<12,2,AP_RND,AP_SAT>"}},
+            "sigmoid": {"Precision": {"result": "ap_ufixed<10,1,AP_RND_CONV,AP_SAT>"}},
+            "softsign": {"TableSize": 2048},
+            "selu": {"Precision": {"result": "ap_fixed<12,4,AP_RND,AP_SAT>"}},
+        },
+    }
+    oracle = _synth(tmp_path_factory, model, "activations", hls_config)
+    kinds = {layer.spec.get("activation") for layer in oracle.net.layers}
+    assert {"sigmoid", "tanh", "softplus", "softsign", "elu", "selu", "leaky_relu", "hard_sigmoid"} <= kinds
+    assert "batchnorm" in {layer.spec["kind"] for layer in oracle.net.layers}  # standalone, not folded
+    _assert_exact(oracle)
+
+
+def test_every_softmax_implementation(tmp_path_factory):
+    import tensorflow as tf
+
+    k = tf.keras
+    impls = ["stable", "latency", "legacy", "argmax"]
+    blocks = [(6, k.layers.Activation("softmax", name=f"softmax_{impl}"), 8.0) for impl in impls]
+    model = _build(k, 5, blocks, seed=5)
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {f"softmax_{impl}": {"Implementation": impl} for impl in impls},
+    }
+    hls_config["LayerName"]["softmax_latency"].update(
+        {"Precision": {"exp_table": "ap_fixed<18,10,AP_RND,AP_SAT>", "inv_table": "ap_fixed<18,6,AP_RND,AP_SAT>"}}
+    )
+    hls_config["LayerName"]["softmax_stable"].update({"TableSize": 512})
+    oracle = _synth(tmp_path_factory, model, "softmax", hls_config)
+    found = [layer.spec.get("implementation") for layer in oracle.net.layers if layer.spec["kind"] == "softmax"]
+    assert found == impls
+    _assert_exact(oracle)
+
+
+def test_strategies_reuse_factors_and_accumulators(tmp_path_factory):
+    import tensorflow as tf
+
+    k = tf.keras
+    blocks = [
+        (12, None, 4.0),  # Resource, RF <= n_in
+        (8, None, 4.0),  # Resource, RF > n_in with RF % n_in == 0
+        (6, None, 4.0),  # Resource, RF > n_in otherwise
+        (6, None, 4.0),  # Latency, RF 2
+        (6, None, 4.0),  # Latency, lossy accumulator (fewer fraction bits than the products)
+        (5, None, 4.0),  # Latency, saturating narrow accumulator: summed in firmware order
+        (5, k.layers.Activation("relu", name="out_relu"), 2.0),
+    ]
+    model = _build(k, 16, blocks, seed=7)
+    names = {
+        "fc0": {"Strategy": "Resource", "ReuseFactor": 4},
+        "fc1": {"Strategy": "Resource", "ReuseFactor": 24},
+        "fc2": {"Strategy": "Resource", "ReuseFactor": 16},
+        "fc3": {"Strategy": "Latency", "ReuseFactor": 2},
+        "fc4": {"Precision": {"accum": "ap_fixed<20,8>", "result": "ap_fixed<14,6,AP_RND,AP_SAT>"}},
+        "fc5": {"Precision": {"accum": "ap_fixed<14,4,AP_RND,AP_SAT>", "result": "ap_fixed<10,3,AP_RND_ZERO,AP_SAT>"}},
+    }
+    for i in range(4):  # chained Dense layers: bound the inferred result widths
+        names[f"fc{i}"]["Precision"] = {"result": "ap_fixed<18,8>"}
+    hls_config = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}, "LayerName": names}
+    oracle = _synth(tmp_path_factory, model, "strategies", hls_config)
+    by_name = {layer.name: layer.spec for layer in oracle.net.layers}
+    assert by_name["fc0"]["strategy"] == "resource" and by_name["fc0"]["reuse_factor"] == 4
+    assert by_name["fc1"]["reuse_factor"] > 16 and by_name["fc2"]["reuse_factor"] > 12
+    assert by_name["fc5"]["accum_type"] == "ap_fixed<14,4,AP_RND,AP_SAT>"
+    _assert_exact(oracle)

@@ -152,3 +152,67 @@ def test_strategies_reuse_factors_and_accumulators(tmp_path_factory):
     assert by_name["fc1"]["reuse_factor"] > 16 and by_name["fc2"]["reuse_factor"] > 12
     assert by_name["fc5"]["accum_type"] == "ap_fixed<14,4,AP_RND,AP_SAT>"
     _assert_exact(oracle)
+
+
+def test_qkeras_layers_and_quantizers(tmp_path_factory):
+    """QConv1D, QBatchNormalization, QDense with quantized_bits / binary / ternary
+    weights, QActivation with quantized_relu and quantized_bits."""
+    import tensorflow as tf
+    from qkeras import QActivation, QBatchNormalization, QConv1D, QDense
+    from qkeras.quantizers import binary, quantized_bits, ternary
+
+    k = tf.keras
+    inp = k.Input(shape=(12, 3), name="x")
+    h = QConv1D(
+        4,
+        3,
+        strides=2,
+        padding="valid",
+        name="qconv",
+        kernel_quantizer=quantized_bits(6, 0, alpha=1),
+        bias_quantizer=quantized_bits(6, 0, alpha=1),
+    )(inp)
+    h = QActivation("quantized_relu(6,2)", name="qrelu0")(h)
+    h = QBatchNormalization(name="qbn")(h)
+    h = k.layers.Flatten(name="flat")(h)
+    h = QDense(
+        10, name="qd_bits", kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1)
+    )(h)
+    h = QActivation("quantized_bits(8,3,alpha=1)", name="qbits")(h)
+    h = QDense(8, name="qd_binary", kernel_quantizer=binary(alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))(h)
+    h = QActivation("quantized_relu(8,3)", name="qrelu1")(h)
+    h = QDense(6, name="qd_ternary", kernel_quantizer=ternary(alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))(h)
+    h = k.layers.Activation("softmax", name="out")(h)
+    model = k.Model(inp, h)
+    rng = np.random.default_rng(17)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            new = [rng.normal(0, 0.6, w.shape) for w in ws]
+            if layer.name == "qbn":  # gamma, beta, mean, variance
+                new = [rng.uniform(0.5, 1.5, 4), rng.normal(0, 0.3, 4), rng.normal(0, 0.3, 4), rng.uniform(0.5, 2, 4)]
+            layer.set_weights([w.astype(np.float32) for w in new])
+    oracle = _synth(tmp_path_factory, model, "qkeras", {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1}})
+    products = {layer.name: layer.spec.get("product") for layer in oracle.net.layers}
+    assert products.get("qd_binary") == "weight_binary", products
+    _assert_exact(oracle)
+
+
+def test_dense_model_io_stream(tmp_path_factory):
+    import tensorflow as tf
+
+    k = tf.keras
+    blocks = [
+        (10, k.layers.Activation("relu", name="relu0"), 4.0),
+        (8, k.layers.Activation("sigmoid", name="sigmoid"), 8.0),
+        (6, k.layers.Activation("tanh", name="tanh"), 6.0),
+        (5, k.layers.Activation("softmax", name="softmax"), 4.0),
+    ]
+    model = _build(k, 8, blocks, seed=23)
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {"fc1": {"Strategy": "Resource", "ReuseFactor": 2}},
+    }
+    oracle = _synth(tmp_path_factory, model, "stream", hls_config, io_type="io_stream")
+    assert oracle.net.manifest.meta["io_type"] == "io_stream"
+    _assert_exact(oracle)

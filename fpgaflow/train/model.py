@@ -10,7 +10,7 @@ from typing import Any
 
 from fpgaflow.train.config import LayerSpec, TrainingConfig, TrainingError
 
-INPUT_NAME = "input"
+INPUT_NAME = "inputs"  # hls4ml reserves "input"
 
 
 def build_declared_model(layers: list[LayerSpec], n_features: int) -> Any:

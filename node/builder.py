@@ -91,22 +91,26 @@ class Builder:
 
     # ------------------------------------------------------------------ intake
     def add(self, source_index: np.ndarray, frags: np.ndarray, now_ns: int | None = None) -> None:
-        """Place a drain of fragments (any sources, any events, any order)."""
-        if len(frags) == 0:
+        """Place a drain of fragments (any sources, any events, any order).
+
+        ``frags`` may be 2-d (messages x fragments, a view of the receive buffer) and
+        ``source_index`` gives each fragment's source index, flattened.  The bulky
+        payload is copied once, straight into the slots, unless some fragments must be
+        set aside (late, duplicate, jump), which is the rare path."""
+        if frags.size == 0:
             return
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        ev = frags["event"]
+        ev = frags["event"].reshape(-1)
+        keep = None  # None: every fragment goes in
         if self.high is None:
             self.high = int(ev[0])
-        limit = min(self.high + self.max_event_jump, int(U64_MAX))
-        jump = ev > np.uint64(limit)
+        jump = ev > np.uint64(min(self.high + self.max_event_jump, int(U64_MAX)))
         if jump.any():
             self.counts.jumps += int(jump.sum())
             keep = ~jump
-            ev, frags, source_index = ev[keep], frags[keep], source_index[keep]
-            if len(ev) == 0:
+            if not keep.any():
                 return
-        new_high = max(self.high, int(ev.max()))
+        new_high = max(self.high, int((ev if keep is None else ev[keep]).max()))
         low = max(0, new_high - self.capacity + 1)
         if new_high > self.high:
             self.high = new_high
@@ -116,34 +120,42 @@ class Builder:
         cur = self.slot_event[slot]
         st = self.state[slot]
         late = (ev < np.uint64(low)) | ((cur == ev) & (st == DONE))
+        if keep is not None:
+            late &= keep
         if late.any():
             self.counts.late += int(late.sum())
-            self.late.append(Late(source_index[late], frags[late].copy()))
-            live = ~late
-            ev, frags, source_index, slot, cur, st = (
-                ev[live], frags[live], source_index[live], slot[live], cur[live], st[live]
-            )  # fmt: skip
-            if len(ev) == 0:
-                return
+            self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
+            keep = ~late if keep is None else keep & ~late
         claim = (st == EMPTY) | (cur != ev)
+        if keep is not None:
+            claim &= keep
         if claim.any():
             self._claim(slot[claim], ev[claim], now_ns)
         key = slot * self.n_sources + source_index
         order = np.arange(len(key))
-        self._owner[key[::-1]] = order[::-1]
+        live = order if keep is None else order[keep]
+        self._owner[key[live[::-1]]] = live[::-1]
         dup = self.arrived_flat[key] | (self._owner[key] != order)
+        if keep is not None:
+            dup &= keep
         if dup.any():
             self.counts.duplicates += int(dup.sum())
-            ok = ~dup
-            frags, source_index, slot, key = frags[ok], source_index[ok], slot[ok], key[ok]
-        self.counts.fragments += len(key)
+            keep = ~dup if keep is None else keep & ~dup
+        if keep is None:
+            rows, slot_at, src_at, data = None, slot.reshape(frags.shape), source_index.reshape(frags.shape), frags
+        else:
+            rows = np.flatnonzero(keep)
+            slot_at, src_at, data = slot[rows], source_index[rows], _rows(frags, rows)
+            key = key[rows]
+        self.counts.fragments += key.size
         self.arrived_flat[key] = True
-        self.flags[slot, source_index] = frags["flags"]
-        self.timestamp[slot, source_index] = frags["timestamp_ns"]
-        self.inputs[slot, source_index] = frags["inputs"]
-        self.fpga[slot, source_index] = frags["result"]
-        self.n_arrived[slot] = self.arrived[slot].sum(axis=1)
-        done = slot[self.n_arrived[slot] == self.n_sources]
+        self.flags[slot_at, src_at] = data["flags"]
+        self.timestamp[slot_at, src_at] = data["timestamp_ns"]
+        self.inputs[slot_at, src_at] = data["inputs"]
+        self.fpga[slot_at, src_at] = data["result"]
+        touched = slot if rows is None else slot[rows]
+        self.n_arrived[touched] = self.arrived[touched].sum(axis=1)
+        done = touched[self.n_arrived[touched] == self.n_sources]
         if len(done):
             done = np.unique(done)
             self.counts.complete += len(done)
@@ -157,9 +169,7 @@ class Builder:
         self.arrived[slots] = False
         self.n_arrived[slots] = 0
         self.opened_ns[slots] = now_ns
-        self.flags[slots] = 0
-        self.inputs[slots] = 0
-        self.fpga[slots] = 0
+        self.flags[slots] = 0  # inputs/results of missing sources are zeroed on the way out
 
     # ----------------------------------------------------------------- leaving
     def _evict_below(self, low: int) -> None:
@@ -187,7 +197,10 @@ class Builder:
 
     def _emit(self, slots: np.ndarray, status: int) -> None:
         arrived = self.arrived[slots]
-        rec = np.zeros(len(slots), self.event_dtype)
+        rec = np.empty(len(slots), self.event_dtype)
+        rec["reserved"] = 0
+        rec["cpu_valid"] = 0
+        rec["cpu"] = 0
         rec["event"] = self.slot_event[slots]
         rec["status"] = status
         rec["missing"] = ((~arrived) * self._bits).sum(axis=1, dtype=np.uint64)
@@ -196,6 +209,9 @@ class Builder:
         rec["flags"] = self.flags[slots]
         rec["inputs"] = self.inputs[slots]
         rec["fpga"] = self.fpga[slots]
+        if not arrived.all():
+            rec["inputs"][~arrived] = 0
+            rec["fpga"][~arrived] = 0
         self.state[slots] = DONE
         self.n_open -= len(slots)
         self.out.append(rec)
@@ -208,6 +224,13 @@ class Builder:
     def take_late(self) -> list[Late]:
         late, self.late = self.late, []
         return late
+
+
+def _rows(frags: np.ndarray, flat_index: np.ndarray) -> np.ndarray:
+    """Fragments at flat positions of a 1-d or 2-d fragment array (a copy)."""
+    if frags.ndim == 1:
+        return frags[flat_index]
+    return frags[np.unravel_index(flat_index, frags.shape)]
 
 
 def missing_sources(missing: int, sources: list[int]) -> list[int]:

@@ -77,6 +77,7 @@ class SinkSection:
     format: str = "hdf5"
     max_events_per_file: int = 1_000_000
     max_seconds_per_file: float = 300.0
+    write_files: bool = True  # false: publish only (no event or late files)
     late: bool = True
     publish: str = ""  # PUB endpoint for downstream consumers; empty: none
 

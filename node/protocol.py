@@ -305,20 +305,23 @@ def check_flags(fragments: np.ndarray, first_offset: int = HEADER_SIZE) -> None:
         )
 
 
-def decode_same_length(bufs: list[bytes], limits: Limits = Limits()) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fast path for a drain of equally long messages: headers and fragments of all of
-    them as two arrays (``fragments`` has shape (n_messages, n_records)).
+def decode_same_length(
+    buf: bytes | memoryview | np.ndarray, n_messages: int, length: int, limits: Limits = Limits()
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fast path for a drain of ``n_messages`` equally long messages laid end to end in
+    ``buf``: headers and fragments of all of them as two arrays, views of ``buf``
+    (``fragments`` has shape (n_messages, n_records)).
 
     Returns None when they are not all valid FRAGMENTS messages of one layout; the
     caller then decodes them one by one to find and count the bad ones."""
-    n = len(bufs[0])
-    h = decode_header(bufs[0], limits)  # raises for the first; the rest must match it
+    mv = memoryview(buf).cast("B")
+    h = decode_header(mv[:length], limits)  # raises for the first; the rest must match it
     if h.type != FRAGMENTS:
         return None
     dtype = np.dtype([("h", HEADER_DTYPE), ("f", fragment_dtype(h.n_inputs, h.n_outputs, h.raw_bytes), (h.n_records,))])
-    if dtype.itemsize != n:
+    if dtype.itemsize != length:
         return None
-    msgs = np.frombuffer(b"".join(bufs), dtype)
+    msgs = np.frombuffer(mv, dtype, n_messages)
     hd = msgs["h"]
     first = hd[0]
     same = (

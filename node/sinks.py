@@ -31,26 +31,28 @@ def columns(records: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class _HDF5Writer:
+    """One compound dataset per file (a table of records, written in one call per flush)."""
+
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
         try:
             import h5py
         except ImportError:
             raise RuntimeError("the HDF5 sink needs h5py: pip install 'fpgaflow[node]'") from None
         self.file = h5py.File(path, "w")
-        self.group = self.file.create_group(tree)
-        for k, v in attrs.items():
-            self.group.attrs[k] = v
+        self.name, self.attrs = tree, attrs
+        self.dataset = None
 
-    def write(self, cols: dict[str, np.ndarray]) -> None:
-        for name, a in cols.items():
-            if name not in self.group:
-                rows = max(1, min(4096, (1 << 20) // max(1, a[:1].nbytes)))  # ~1 MB chunks
-                self.group.create_dataset(name, data=a, maxshape=(None,) + a.shape[1:], chunks=(rows,) + a.shape[1:])
-            else:
-                d = self.group[name]
-                n = d.shape[0]
-                d.resize(n + len(a), axis=0)
-                d[n:] = a
+    def write(self, parts: list[np.ndarray]) -> None:
+        if self.dataset is None:
+            rows = max(1, min(8192, (1 << 22) // parts[0].dtype.itemsize))  # ~4 MB chunks
+            self.dataset = self.file.create_dataset(self.name, (0,), parts[0].dtype, maxshape=(None,), chunks=(rows,))
+            for k, v in self.attrs.items():
+                self.dataset.attrs[k] = v
+        n = self.dataset.shape[0]
+        self.dataset.resize(n + sum(len(p) for p in parts), axis=0)
+        for p in parts:  # one write per part: no concatenated copy
+            self.dataset[n : n + len(p)] = p
+            n += len(p)
 
     def close(self) -> None:
         self.file.flush()
@@ -58,6 +60,8 @@ class _HDF5Writer:
 
 
 class _ROOTWriter:
+    """A TTree with one branch per field (fixed-size arrays stay arrays)."""
+
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
         try:
             import uproot
@@ -68,7 +72,8 @@ class _ROOTWriter:
         self.tree = None
         self.file[f"{tree}_info"] = str(attrs)
 
-    def write(self, cols: dict[str, np.ndarray]) -> None:
+    def write(self, parts: list[np.ndarray]) -> None:
+        cols = columns(np.concatenate(parts))
         if self.tree is None:
             self.tree = self.file.mktree(self.tree_name, {k: np.dtype((a.dtype, a.shape[1:])) for k, a in cols.items()})
         self.tree.extend(cols)
@@ -78,7 +83,10 @@ class _ROOTWriter:
 
 
 class RotatingFiles:
-    """Append structured records to files that rotate by size and age; atomic renames."""
+    """Append structured records to files that rotate by size and age; atomic renames.
+
+    Records are gathered in memory and written ``flush_records`` at a time (or after
+    ``flush_s``), because each write to a file costs far more than a drain of events."""
 
     def __init__(
         self,
@@ -89,6 +97,8 @@ class RotatingFiles:
         tree: str = "events",
         max_records: int = 1_000_000,
         max_seconds: float = 300.0,
+        flush_records: int = 8192,
+        flush_s: float = 0.5,
         attrs: dict[str, Any] | None = None,
     ):
         if fmt not in FORMATS:
@@ -97,6 +107,7 @@ class RotatingFiles:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix, self.fmt, self.tree = prefix, fmt, tree
         self.max_records, self.max_seconds = max_records, max_seconds
+        self.flush_records, self.flush_s = flush_records, flush_s
         self.attrs = attrs or {}
         self.index = 0
         self.writer = None
@@ -104,6 +115,14 @@ class RotatingFiles:
         self.opened = 0.0
         self.written = 0  # records in closed (renamed) files
         self.files: list[Path] = []
+        self.pending: list[np.ndarray] = []
+        self.pending_records = 0
+        self.pending_since = 0.0
+
+    @property
+    def accepted(self) -> int:
+        """Records handed to this sink so far (in files, open or closed, or about to be)."""
+        return self.written + self.records_in_file + self.pending_records
 
     def _open(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -116,23 +135,46 @@ class RotatingFiles:
         self.opened = time.monotonic()
 
     def write(self, records: np.ndarray) -> None:
-        """Append records, splitting them across files at ``max_records``."""
-        while len(records):
+        if len(records) == 0:
+            return
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(records)
+        self.pending_records += len(records)
+        if self.pending_records >= self.flush_records:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the gathered records, splitting them across files at ``max_records``."""
+        if not self.pending:
+            return
+        pending, self.pending, self.pending_records = self.pending, [], 0
+        while pending:
             if self.writer is None:
                 self._open()
-            part = records[: self.max_records - self.records_in_file]
-            self.writer.write(columns(part))
-            self.records_in_file += len(part)
-            records = records[len(part) :]
+            room = self.max_records - self.records_in_file
+            parts, n = [], 0
+            while pending and n < room:
+                p = pending.pop(0)
+                if n + len(p) > room:  # split at the file boundary
+                    p, rest = p[: room - n], p[room - n :]
+                    pending.insert(0, rest)
+                parts.append(p)
+                n += len(p)
+            self.writer.write(parts)
+            self.records_in_file += n
             if self.records_in_file >= self.max_records:
-                self.rotate()
+                self._close_file()
 
     def tick(self) -> None:
-        """Close a file that has been open long enough (called from the daemon's loop)."""
-        if self.writer is not None and time.monotonic() - self.opened >= self.max_seconds:
-            self.rotate()
+        """Flush and rotate on time (called from the daemon's loop)."""
+        now = time.monotonic()
+        if self.pending and now - self.pending_since >= self.flush_s:
+            self.flush()
+        if self.writer is not None and now - self.opened >= self.max_seconds:
+            self._close_file()
 
-    def rotate(self) -> None:
+    def _close_file(self) -> None:
         if self.writer is None:
             return
         self.writer.close()
@@ -142,7 +184,9 @@ class RotatingFiles:
         self.written += self.records_in_file
         self.records_in_file = 0
 
-    close = rotate
+    def close(self) -> None:
+        self.flush()
+        self._close_file()
 
 
 class Publisher:
@@ -198,4 +242,5 @@ def read_events(path: str | Path, tree: str = "events") -> dict[str, np.ndarray]
     with h5py.File(path, "r") as f:
         if tree not in f:
             return {}
-        return {k: f[tree][k][()] for k in f[tree]}
+        records = f[tree][()]
+    return {name: records[name] for name in records.dtype.names if name != "reserved"}

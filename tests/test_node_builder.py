@@ -108,3 +108,17 @@ def test_drain_lets_open_events_go():
     b.drain()
     ev = built(b)
     assert len(ev) == 3 and (ev["status"] == p.DRAINED).all() and (ev["missing"] == 2).all()
+
+
+def test_a_drain_of_messages_as_a_2d_view_builds_the_same_events():
+    b = Builder(2, 3, 1, 4)
+    f0, f1 = frags(range(8), 0)[1], frags(range(8), 1)[1]
+    two_d = np.stack([f0[:4], f1[:4], f0[4:], f1[4:]])  # 4 messages x 4 fragments
+    src = np.repeat([0, 1, 0, 1], 4)
+    b.add(src, two_d)
+    ev = built(b)
+    assert sorted(ev["event"]) == list(range(8)) and (ev["status"] == p.COMPLETE).all()
+    e5 = ev[ev["event"] == 5][0]
+    assert e5["inputs"][:, 0].tolist() == [50, 51]
+    b.add(src[:8], two_d[:2])  # now every fragment is late: the rare path on a 2-d drain
+    assert b.counts.late == 8 and sorted(b.take_late()[0].fragments["event"].tolist()) == sorted([0, 1, 2, 3] * 2)

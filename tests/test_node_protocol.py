@@ -94,11 +94,11 @@ def test_limits_oversize_layout_and_manifest():
 
 def test_same_length_drain_decodes_as_one_array_and_refuses_a_bad_one():
     msgs = [_message(source=s, first_event=10 * s)[1] for s in range(4)]
-    hd, frags = p.decode_same_length(msgs)
+    hd, frags = p.decode_same_length(b"".join(msgs), 4, len(msgs[0]))
     assert hd["source"].tolist() == [0, 1, 2, 3] and frags.shape == (4, 5)
     assert frags["event"][2, 0] == 20
     msgs[2] = _mutate(msgs[2], 4, b"\x07")
-    assert p.decode_same_length(msgs) is None  # the caller falls back to one by one
+    assert p.decode_same_length(b"".join(msgs), 4, len(msgs[0])) is None  # the caller decodes one by one
 
 
 def test_manifest_ids_and_raw_widths():

@@ -1,0 +1,438 @@
+"""Node benchmarks (run on demand, not a test): built events/s against raw pyzmq PUSH/PULL
+of the same messages in the same run, end-to-end latency at half the maximum rate, and
+the CPU fallback's inference rate on the jet tagger's manifest.
+
+    .venv/bin/python bench/bench_node.py                 # prints a table
+    .venv/bin/python bench/bench_node.py --write-docs    # and rewrites '## Node' in docs/benchmarks.md
+
+Senders are separate processes with pre-encoded messages (4 sources x 1 KB fragments);
+the node is the real daemon (``python -m node.daemon``) writing HDF5 files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+N_SOURCES = 4
+N_INPUTS, N_OUTPUTS = 248, 2  # 24-byte fragment header + 250 x int32 = 1 KB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def encoded_messages(source: int, n_events: int, batch: int, routes: int = 1) -> list[list[bytes]]:
+    from node import protocol
+
+    events = np.arange(n_events)
+    frags = protocol.make_fragments(events, np.zeros((n_events, N_INPUTS)) + source, np.zeros((n_events, N_OUTPUTS)))
+    out: list[list[bytes]] = [[] for _ in range(routes)]
+    for k in range(routes):
+        part = frags[events % routes == k]
+        for i, start in enumerate(range(0, len(part), batch)):
+            out[k].append(protocol.encode_fragments(source, i, part[start : start + batch]))
+    return out
+
+
+def sender(endpoints: list[str], source: int, n_events: int, batch: int, go, ready) -> None:
+    import zmq
+
+    msgs = encoded_messages(source, n_events, batch, len(endpoints))
+    ctx = zmq.Context()
+    socks = []
+    for ep in endpoints:
+        s = ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.SNDHWM, 1000)
+        s.connect(ep)
+        socks.append(s)
+    ready.put(source)
+    go.wait()
+    # interleave the routes so that every worker gets work from the start
+    for i in range(max(len(m) for m in msgs)):
+        for s, m in zip(socks, msgs, strict=True):
+            if i < len(m):
+                s.send(m[i], copy=False)
+    for s in socks:
+        s.close(linger=-1)
+    ctx.term()
+
+
+def raw_receiver(endpoint: str, n_messages: int, result, ready) -> None:
+    """The baseline: a Python PULL loop that only counts (poll + drain, as the node)."""
+    import zmq
+
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.PULL)
+    s.setsockopt(zmq.RCVHWM, 1000)
+    s.bind(endpoint)
+    ready.put("raw")
+    got, first = 0, None
+    poller = zmq.Poller()
+    poller.register(s, zmq.POLLIN)
+    while got < n_messages:
+        if not poller.poll(1000):
+            continue
+        try:
+            for _ in range(256):
+                s.recv(zmq.NOBLOCK)
+                got += 1
+        except zmq.Again:
+            pass
+        if first is None:
+            first = time.time()
+    result.put((first, time.time()))
+    s.close(linger=0)
+    ctx.term()
+
+
+def start_senders(endpoints, n_events, batch):
+    ctx = mp.get_context("fork")
+    go, ready = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=sender, args=(endpoints, s, n_events, batch, go, ready)) for s in range(N_SOURCES)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    time.sleep(0.5)  # let the connections settle
+    return go, procs
+
+
+def bench_raw(n_events: int, batch: int) -> float:
+    """Fragments/s through raw pyzmq PUSH/PULL."""
+    ctx = mp.get_context("fork")
+    ep = f"tcp://127.0.0.1:{free_port()}"
+    result, ready = ctx.Queue(), ctx.Queue()
+    n_messages = N_SOURCES * -(-n_events // batch)
+    recv = ctx.Process(target=raw_receiver, args=(ep, n_messages, result, ready))
+    recv.start()
+    ready.get(timeout=60)
+    go, procs = start_senders([ep], n_events, batch)
+    go.set()
+    first, last = result.get(timeout=600)
+    for p in procs + [recv]:
+        p.join()
+    return N_SOURCES * n_events / (last - first)
+
+
+def write_config(directory: Path, port: int, workers: int = 1, publish: str = "", files: bool = True) -> Path:
+    text = f"""
+[node]
+sources = [0, 1, 2, 3]
+workers = {workers}
+status_interval_s = 0.5
+log_level = "warning"
+[fragment]
+n_inputs = {N_INPUTS}
+n_outputs = {N_OUTPUTS}
+raw_bytes = 4
+[builder]
+window = 16384
+timeout_s = 5.0
+[sink]
+directory = "out"
+write_files = {"true" if files else "false"}
+publish = "{publish}"
+[[input]]
+endpoint = "tcp://127.0.0.1:{port}"
+hwm = 1000
+"""
+    path = directory / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def read_status(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def start_node(cfg: Path) -> subprocess.Popen:
+    status = cfg.parent / "node-status.json"
+    status.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "node.daemon", str(cfg)], cwd=cfg.parent)
+    deadline = time.time() + 60
+    while read_status(status) is None:
+        if time.time() > deadline or proc.poll() is not None:
+            raise RuntimeError("the node did not start")
+        time.sleep(0.05)
+    return proc
+
+
+def stop_node(proc: subprocess.Popen, cfg: Path) -> dict:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(300)
+    return read_status(cfg.parent / "node-status.json")
+
+
+def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True) -> dict:
+    """Built events/s through the daemon (first message in -> last event out)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port() if workers == 1 else _free_run(workers)
+        cfg = write_config(Path(tmp), port, workers, files=files)
+        node = start_node(cfg)
+        endpoints = [f"tcp://127.0.0.1:{port + k}" for k in range(workers)]
+        go, procs = start_senders(endpoints, n_events, batch)
+        go.set()
+        status_file = cfg.parent / "node-status.json"
+        deadline = time.time() + 600
+        while True:
+            s = read_status(status_file)
+            if s and s["counters"].get("events_complete", 0) >= n_events:
+                break
+            if time.time() > deadline:
+                raise RuntimeError(f"node did not build all events: {s and s['counters']}")
+            time.sleep(0.05)
+        for p in procs:
+            p.join()
+        final = stop_node(node, cfg)
+    if workers == 1:
+        g = final["gauges"]
+        seconds = g["last_event_out_time"] - g["first_message_time"]
+    else:  # merged gauges add up; use each worker's own file instead
+        seconds = _span_of_workers(final, status_file, workers)
+    return {"events_per_s": n_events / seconds, "counters": final["counters"]}
+
+
+def _free_run(n: int) -> int:
+    while True:
+        base = free_port()
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+
+
+def _span_of_workers(final, status_file: Path, workers: int) -> float:
+    snaps = [read_status(status_file.with_name(f"{status_file.name}.w{k}")) for k in range(workers)]
+    first = min(s["gauges"]["first_message_time"] for s in snaps)
+    last = max(s["gauges"]["last_event_out_time"] for s in snaps)
+    return last - first
+
+
+def paced_sender(endpoint: str, source: int, rate: float, seconds: float, batch: int, go) -> None:
+    """Fragments stamped at send time, ``rate`` fragments/s in messages of ``batch``."""
+    import zmq
+
+    from node.source import Source
+
+    src = Source(source, endpoint, n_inputs=N_INPUTS, n_outputs=N_OUTPUTS, batch=batch, context=zmq.Context())
+    x, r = np.zeros((batch, N_INPUTS)), np.zeros((batch, N_OUTPUTS))
+    go.wait()
+    t0 = time.time()
+    n = 0
+    while time.time() - t0 < seconds:
+        due = t0 + n / rate
+        now = time.time()
+        if due > now:
+            time.sleep(due - now)
+        src.send(np.arange(n, n + batch), x, r)
+        n += batch
+    src.close()
+
+
+def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0) -> dict:
+    """p50/p99 of (event out) - (earliest fragment stamped by its source), from the PUB stream."""
+    import zmq
+
+    from node import protocol
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port, pub = free_port(), free_port()
+        cfg = write_config(Path(tmp), port, publish=f"tcp://127.0.0.1:{pub}")
+        node = start_node(cfg)
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.RCVHWM, 0)
+        sub.connect(f"tcp://127.0.0.1:{pub}")
+        time.sleep(0.5)
+        mpx = mp.get_context("fork")
+        go = mpx.Event()
+        ep = f"tcp://127.0.0.1:{port}"
+        procs = [mpx.Process(target=paced_sender, args=(ep, s, events_per_s, seconds, batch, go))
+                 for s in range(N_SOURCES)]  # fmt: skip
+        for p in procs:
+            p.start()
+        time.sleep(1.0)
+        go.set()
+        lat = []
+        deadline = time.time() + seconds + 10
+        while time.time() < deadline:
+            if not sub.poll(500):
+                if all(not p.is_alive() for p in procs):
+                    break
+                continue
+            _, ev = protocol.decode(sub.recv())
+            done = (ev["status"] & protocol.COMPLETE) != 0
+            lat.append((ev["built_ns"][done].astype(np.int64) - ev["first_ns"][done].astype(np.int64)) / 1e6)
+        for p in procs:
+            p.join()
+        stop_node(node, cfg)
+        sub.close(linger=0)
+        ctx.term()
+    lat = np.concatenate(lat) if lat else np.zeros(0)
+    warm = lat[len(lat) // 10 :]  # drop the first tenth: connection set-up
+    return {
+        "events": int(len(lat)),
+        "p50_ms": float(np.percentile(warm, 50)),
+        "p99_ms": float(np.percentile(warm, 99)),
+        "max_ms": float(warm.max()),
+    }
+
+
+def bench_fallback(manifest: Path, n_events: int = 20000, chunk: int = 256) -> dict:
+    """Events/s through the fallback stage (every event needs the CPU), one source each."""
+    import sim
+    from node import protocol
+    from node.fallback import Fallback
+
+    emu = sim.load(manifest)
+    n_in, n_out = int(np.prod(emu.input_shape)), int(np.prod(emu.output_shape))
+    raw_bytes = max(protocol.raw_bytes_for(emu.input_type.width, emu.input_type.signed),
+                    protocol.raw_bytes_for(emu.output_type.width, emu.output_type.signed))  # fmt: skip
+    x = emu.input_type.to_raw(np.random.default_rng(0).normal(size=(n_events, n_in)))
+    fb = Fallback(emu, validate_every=0, batch=chunk, max_delay_s=0.002)
+    t0 = time.perf_counter()
+    done = 0
+    for start in range(0, n_events, chunk):
+        ev = np.zeros(min(chunk, n_events - start), protocol.event_dtype(1, n_in, n_out, raw_bytes))
+        ev["event"] = np.arange(start, start + len(ev))
+        ev["inputs"][:, 0] = x[start : start + len(ev)]
+        fb.submit(ev)
+        done += sum(len(e) for e in fb.step())
+    while not fb.idle():
+        done += sum(len(e) for e in fb.step(force=True))
+    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    emu.predict_raw(x.reshape((n_events,) + tuple(emu.input_shape)))
+    raw_seconds = time.perf_counter() - t1
+    return {"manifest": emu.id, "events_per_s": done / seconds, "emulator_per_s": n_events / raw_seconds,
+            "batch": chunk}  # fmt: skip
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import zmq
+
+    return (f"{cpu}, {os.cpu_count()} cores (shared with other work), Linux {platform.release()}, "
+            f"Python {platform.python_version()}, pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}")  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000, help="events per throughput run")
+    ap.add_argument("--batches", default="1,16", help="fragments per message to try")
+    ap.add_argument("--workers", default="1,2", help="builder workers to try")
+    ap.add_argument("--manifest", default=str(ROOT / "firmware_projects/jet_tagger/build/emulator"))
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    best = {}
+    for batch in [int(b) for b in args.batches.split(",")]:
+        raw = bench_raw(args.events, batch) / N_SOURCES
+        print(f"raw pyzmq PUSH/PULL, {batch} fragment(s)/message: {raw:,.0f} events/s", flush=True)
+        runs = [(int(w), True) for w in args.workers.split(",")] + [(1, False)]
+        for workers, files in runs:
+            r = bench_node(args.events, batch, workers, files)
+            ratio = r["events_per_s"] / raw
+            c = r["counters"]
+            lost = N_SOURCES * args.events - c["received_fragments"]
+            sink = "HDF5 files" if files else "no files"
+            print(f"  node, {workers} worker(s), {sink}: {r['events_per_s']:,.0f} events/s = {ratio:.2f} x raw "
+                  f"(complete {c['events_complete']}, incomplete {c['events_incomplete']}, lost {lost})", flush=True)
+            rows.append((batch, workers, sink, raw, r["events_per_s"], ratio))
+            if workers == 1 and files:
+                best[batch] = r["events_per_s"]
+    batch_lat = max(best, key=best.get)
+    lat = bench_latency(best[batch_lat] / 2, batch_lat)
+    print(f"latency at {best[batch_lat] / 2:,.0f} events/s ({batch_lat}/message): p50 {lat['p50_ms']:.2f} ms, "
+          f"p99 {lat['p99_ms']:.2f} ms (max {lat['max_ms']:.1f} ms, {lat['events']} events)", flush=True)  # fmt: skip
+    fb = None
+    if Path(args.manifest, "manifest.json").is_file():
+        fb = bench_fallback(Path(args.manifest))
+        print(f"fallback ({fb['manifest']}): {fb['events_per_s']:,.0f} events/s through the stage, "
+              f"emulator alone {fb['emulator_per_s']:,.0f}/s", flush=True)  # fmt: skip
+    else:
+        print(f"fallback: no manifest at {args.manifest} (run `fpgaflow synth` on the jet tagger)")
+    if args.write_docs:
+        write_docs(rows, lat, best[batch_lat] / 2, batch_lat, fb, args)
+    return 0
+
+
+def write_docs(rows, lat, lat_rate, lat_batch, fb, args) -> None:
+    lines = [
+        "## Node",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `bench/bench_node.py "
+        f"--events {args.events}` on {machine()}.",
+        "",
+        f"Built events/s for {N_SOURCES} sources x 1 KB fragments (sender processes with pre-encoded messages, "
+        "the daemon writing HDF5 files), against raw pyzmq PUSH/PULL of the same messages into a Python "
+        "poll-and-drain loop that only counts them, measured in the same run:",
+        "",
+        "| fragments/message | workers | sink | raw PUSH/PULL events/s | node events/s | ratio |",
+        "|---:|---:|---|---:|---:|---:|",
+    ]
+    for batch, workers, sink, raw, node, ratio in rows:
+        lines.append(f"| {batch} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} |")
+    lines += [
+        "",
+        f"End-to-end latency (earliest fragment stamped by its source -> event published by the node), "
+        f"{N_SOURCES} paced sources at {lat_rate:,.0f} events/s (half the one-worker maximum), "
+        f"{lat_batch} fragments/message: p50 **{lat['p50_ms']:.2f} ms**, p99 **{lat['p99_ms']:.2f} ms** "
+        f"(max {lat['max_ms']:.1f} ms over {lat['events']:,} events).",
+        "",
+    ]
+    if fb:
+        lines.append(
+            f"CPU fallback on the jet tagger (manifest `{fb['manifest']}`), every event needing the CPU, "
+            f"{fb['batch']} events per emulator batch: **{fb['events_per_s']:,.0f} events/s** through the "
+            f"fallback stage (the emulator alone on one big batch: {fb['emulator_per_s']:,.0f} inferences/s)."
+        )
+    else:
+        lines.append("CPU fallback on the jet tagger: not measured (no synthesized jet tagger manifest at the time).")
+    lines.append("")
+    section = "\n".join(lines)
+    path = ROOT / "docs/benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if re.search(r"^## Node$", text, flags=re.M):
+        text = re.sub(r"^## Node\n.*?(?=^## |\Z)", section + "\n", text, flags=re.M | re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+    print(f"wrote the '## Node' section of {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

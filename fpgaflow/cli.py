@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "emulate": "run the bit-exact emulator of a firmware project on input data",
     "verify": "compare the emulator with the firmware's C simulation and the float model",
     "node": "run the node daemon: receive FPGA streams over ZeroMQ, build events, CPU fallback (status, keygen)",
+    "board": "an FPGA board stand-in: the project's firmware (emulator) streaming fragments to a node, with faults",
+    "demo": "the main job: build and verify the example projects, stream through boards and a node, account for all",
 }
 
 

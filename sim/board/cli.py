@@ -1,0 +1,79 @@
+"""The board stand-in's command line, shared by ``fpgaflow board`` and
+``python -m sim.board`` (the latter for node machines without the front end)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", type=int, default=0, help="this board's source id (0..65535)")
+    p.add_argument("--node", action="append", default=[], metavar="ENDPOINT",
+                   help="a node's input (tcp://127.0.0.1:5555); repeat for several nodes: event e goes to the "
+                        "(e mod n)-th")  # fmt: skip
+    p.add_argument("--rate", type=float, default=0.0, help="events per second (default 0: as fast as it can)")
+    p.add_argument("--start-at", type=float, help="wall-clock start (Unix seconds), so several boards trigger together")
+    p.add_argument("--events", type=int, help="events to send, then exit (default: until SIGTERM)")
+    p.add_argument("--first-event", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16, help="fragments per message (default 16)")
+    p.add_argument("--input", help="detector data from a .npy/.npz file (event e reads row e mod rows)")
+    p.add_argument("--dataset", help="array name inside an .npz input")
+    p.add_argument("--pool", type=int, default=4096, help="generated readout: distinct detector samples (default 4096)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run the emulator on every event instead of once per distinct sample")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sndhwm", type=int, default=1000,
+                   help="messages queued per node before the board blocks (back pressure; default 1000)")  # fmt: skip
+    p.add_argument("--layout", help="pad fragments to a node's layout N_INPUTS,N_OUTPUTS,RAW_BYTES")
+    p.add_argument("--ack", action="append", default=[], metavar="ENDPOINT",
+                   help="a node's built-event PUB endpoint: keep fragments until acknowledged there and send "
+                        "them again after the node reconnects (nothing lost across a node restart)")  # fmt: skip
+    p.add_argument("--offload", metavar="ENDPOINT", help="bind a ROUTER here and answer offload requests instead")
+    p.add_argument("--status", default="", help="write counters and injected faults here (JSON, + .faults.npz)")
+    f = p.add_argument_group("fault injection (fractions of fragments, each counted in the status)")
+    f.add_argument("--drop", type=float, default=0.0, help="never send")
+    f.add_argument("--delay", type=float, default=0.0, help="send --delay-ms late")
+    f.add_argument("--delay-ms", type=float, default=50.0)
+    f.add_argument("--duplicate", type=float, default=0.0, help="send twice")
+    f.add_argument("--bitflip", type=float, default=0.0, help="flip one result bit silently")
+    f.add_argument("--error", type=float, default=0.0, help="corrupt the result and set the ERROR flag")
+    f.add_argument("--stop-after", type=int, help="die after this many events")
+    f.add_argument("--offload-delay-ms", type=float, default=0.0, help="answer offload requests this late")
+    f.add_argument("--offload-silent-after", type=int, help="stop answering offload requests after this many")
+    f.add_argument("--fault-seed", type=int, default=0)
+
+
+def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
+    """A ``BoardConfig`` from parsed arguments (NumPy is imported only here, not at --help)."""
+    from sim.board.faults import Faults
+    from sim.board.runtime import BoardConfig
+
+    if not 0 <= args.source < 65536:
+        raise ValueError(f"--source {args.source} is not a source id in 0..65535")
+    if args.rate < 0:
+        raise ValueError(f"--rate {args.rate} must not be negative")
+    if args.batch < 1:
+        raise ValueError(f"--batch {args.batch} must be at least 1")
+    if args.events is not None and args.events < 0:
+        raise ValueError(f"--events {args.events} must not be negative")
+    layout = None
+    if args.layout:
+        try:
+            n_in, n_out, raw = (int(v) for v in args.layout.split(","))
+        except ValueError:
+            raise ValueError(f"--layout {args.layout!r}: expected N_INPUTS,N_OUTPUTS,RAW_BYTES") from None
+        layout = (n_in, n_out, raw)
+    if not args.offload and not args.node:
+        raise ValueError("give --node ENDPOINT (streaming) or --offload ENDPOINT (answer offload requests)")
+    faults = Faults(
+        drop=args.drop, delay=args.delay, delay_ms=args.delay_ms, duplicate=args.duplicate, bitflip=args.bitflip,
+        error=args.error, stop_after=args.stop_after, offload_delay_ms=args.offload_delay_ms,
+        offload_silent_after=args.offload_silent_after, seed=args.fault_seed,
+    )  # fmt: skip
+    return BoardConfig(
+        manifest=manifest, source_id=args.source, nodes=list(args.node), rate=args.rate, start_at=args.start_at,
+        events=args.events, first_event=args.first_event, batch=args.batch, pool=args.pool, cache=not args.no_cache,
+        input_file=args.input, dataset=args.dataset, seed=args.seed, layout=layout, acks=list(args.ack),
+        offload=args.offload or "", status_file=args.status, faults=faults, sndhwm=args.sndhwm,
+    )  # fmt: skip

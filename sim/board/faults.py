@@ -1,0 +1,121 @@
+"""Fault injection for the board stand-in: what a real board next to the detector can
+do wrong, chosen per fragment from a seeded generator so a run is reproducible, and
+every injected fault counted and logged by event number so the demo and the tests can
+check that the node detected (or at least accounted for) each one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from sim.fixed import FixedType
+
+# per-fragment faults, in the order they are decided
+KINDS = ("drop", "delay", "duplicate", "bitflip", "error")
+
+
+@dataclass
+class Faults:
+    """Fractions are per fragment (0..1); they exclude one another except ``duplicate``."""
+
+    drop: float = 0.0  # never sent: the node builds the event incomplete (missing source)
+    delay: float = 0.0  # held back ``delay_ms`` before sending
+    delay_ms: float = 50.0
+    duplicate: float = 0.0  # sent twice: the node counts and drops the copy
+    bitflip: float = 0.0  # one result bit flipped, flags untouched (a radiation upset)
+    error: float = 0.0  # result corrupted and the ERROR flag set: the node must fall back
+    stop_after: int | None = None  # the board dies after this many events
+    offload_delay_ms: float = 0.0  # offload: answer each request this late
+    offload_silent_after: int | None = None  # offload: stop answering after this many requests
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("drop", "delay", "duplicate", "bitflip", "error"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"fault fraction {name} = {v} is not between 0 and 1")
+        if self.drop + self.delay + self.bitflip + self.error > 1.0:
+            raise ValueError("fault fractions drop + delay + bitflip + error exceed 1")
+        for name in ("delay_ms", "offload_delay_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("stop_after", "offload_silent_after"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must not be negative")
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, k) for k in KINDS)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FaultPlan:
+    """The faults chosen for one block of fragments (boolean masks over the block)."""
+
+    drop: np.ndarray
+    delay: np.ndarray
+    duplicate: np.ndarray
+    bitflip: np.ndarray
+    error: np.ndarray
+
+
+@dataclass
+class FaultLog:
+    """Event numbers of every injected fault, by kind (kept for the report)."""
+
+    events: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    def add(self, kind: str, events: np.ndarray) -> None:
+        if len(events):
+            self.events[kind].append(np.asarray(events, np.uint64).copy())
+
+    def counts(self) -> dict[str, int]:
+        return {k: int(sum(len(a) for a in v)) for k, v in self.events.items()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: (np.concatenate(v) if v else np.zeros(0, np.uint64)) for k, v in self.events.items()}
+
+
+class Injector:
+    def __init__(self, faults: Faults, source_id: int, output_type: FixedType):
+        self.faults = faults
+        self.rng = np.random.default_rng([faults.seed, source_id, 0xFA])
+        self.output_type = output_type
+        self.log = FaultLog()
+
+    def plan(self, n: int) -> FaultPlan:
+        f = self.faults
+        u = self.rng.random(n)
+        edges = np.cumsum([f.drop, f.delay, f.bitflip, f.error])
+        drop = u < edges[0]
+        delay = (u >= edges[0]) & (u < edges[1])
+        bitflip = (u >= edges[1]) & (u < edges[2])
+        error = (u >= edges[2]) & (u < edges[3])
+        duplicate = (self.rng.random(n) < f.duplicate) & ~drop if f.duplicate else np.zeros(n, bool)
+        return FaultPlan(drop, delay, duplicate, bitflip, error)
+
+    def corrupt(self, result: np.ndarray, rows: np.ndarray) -> None:
+        """Flip one random bit of one random output of each row (in place, within the
+        output type's width, so the value stays a valid raw integer of that type)."""
+        if not len(rows):
+            return
+        n_out = result.shape[1]
+        col = self.rng.integers(0, n_out, len(rows))
+        bit = self.rng.integers(0, self.output_type.width, len(rows)).astype(np.int64)
+        result[rows, col] = flip_bit(result[rows, col].astype(np.int64), bit, self.output_type)
+
+
+def flip_bit(raw: np.ndarray, bit: np.ndarray, t: FixedType) -> np.ndarray:
+    """``raw`` with ``bit`` flipped, read back as a raw integer of type ``t``."""
+    w = t.width
+    mask = np.int64((1 << w) - 1) if w < 64 else np.int64(-1)
+    u = (raw & mask) ^ np.left_shift(np.int64(1), bit)
+    if t.signed and w < 64:
+        sign = (u >> (w - 1)) & 1
+        u = u - (sign << w)
+    return u

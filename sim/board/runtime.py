@@ -1,0 +1,347 @@
+"""The board stand-in: one process behaving like an FPGA board running a project's
+firmware next to the detector.
+
+Streaming: the readout hands it events at a configured rate; it computes the firmware's
+answer (the emulator) and pushes fragments in the node's wire format with its source
+id, routed by event number when there are several nodes (``node.source``).  Offload:
+it binds a ROUTER socket and answers the node's offload requests instead.  Faults
+(``sim.board.faults``) are injected on the way out, and every one is counted.
+
+The board reports its counters in a status file (JSON, written atomically every half
+second and at exit, so a killed board leaves its last word) and its injected faults by
+event number in ``<status>.faults.npz``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from node import protocol
+from node.source import Source
+from sim.board.faults import Faults, Injector
+from sim.board.readout import Readout
+from sim.board.replay import Acks, Reconnects, ReplayRing
+
+STATUS_EVERY_S = 0.5
+
+
+@dataclass
+class BoardConfig:
+    manifest: str  # the firmware: a manifest folder (build/emulator of a synthesized project)
+    source_id: int = 0
+    nodes: list[str] = field(default_factory=list)  # PUSH endpoints (event e -> nodes[e % len])
+    rate: float = 0.0  # events per second; 0: as fast as it can
+    start_at: float | None = None  # wall-clock start (time.time()), so several boards trigger together
+    events: int | None = None  # events to send; None: until stopped
+    first_event: int = 0
+    batch: int = 16  # fragments per message
+    block: int = 1024  # events generated per step (upper bound)
+    pool: int = 4096
+    cache: bool = True
+    input_file: str | None = None
+    dataset: str | None = None
+    seed: int = 0
+    layout: tuple[int, int, int] | None = None  # pad to a node's (n_inputs, n_outputs, raw_bytes)
+    acks: list[str] = field(default_factory=list)  # the nodes' built-event PUB endpoints
+    replay_capacity: int = 1 << 17
+    ack_wait_s: float = 10.0  # after the last event: how long to wait for the nodes' acknowledgements
+    offload: str = ""  # ROUTER endpoint to bind: answer offload requests instead of streaming
+    status_file: str = ""
+    faults: Faults = field(default_factory=Faults)
+    sndhwm: int = 1000
+
+
+class Board:
+    def __init__(self, cfg: BoardConfig):
+        import sim
+
+        self.cfg = cfg
+        self.emulator = sim.load(cfg.manifest)
+        self.n_inputs = int(np.prod(self.emulator.input_shape))
+        self.n_outputs = int(np.prod(self.emulator.output_shape))
+        it, ot = self.emulator.input_type, self.emulator.output_type
+        self.raw_bytes = max(protocol.raw_bytes_for(it.width, it.signed), protocol.raw_bytes_for(ot.width, ot.signed))
+        if cfg.layout is not None:
+            n_in, n_out, raw = cfg.layout
+            if n_in < self.n_inputs or n_out < self.n_outputs or raw < self.raw_bytes:
+                raise ValueError(
+                    f"layout {cfg.layout} cannot hold this firmware's fragments "
+                    f"({self.n_inputs} inputs, {self.n_outputs} outputs, {self.raw_bytes}-byte raw integers)"
+                )
+            self.wire = (n_in, n_out, raw)
+        else:
+            self.wire = (self.n_inputs, self.n_outputs, self.raw_bytes)
+        self.injector = Injector(cfg.faults, cfg.source_id, ot)
+        self.counts: dict[str, Any] = {
+            "generated": 0, "sent_fragments": 0, "sent_messages": 0, "replayed_fragments": 0,
+            "reconnects": 0, "offload_requests": 0, "offload_answered": 0, "offload_ignored": 0,
+            "offload_fragments": 0, "bad_requests": 0,
+        }  # fmt: skip
+        self.state = "starting"
+        self._stop = False
+        self._next_status = 0.0
+        self.started = time.time()
+        self.context = zmq.Context()
+
+    # -------------------------------------------------------------- reporting
+    def stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def status(self) -> dict[str, Any]:
+        c = dict(self.counts)
+        c["faults"] = self.injector.log.counts()
+        c["faults"]["stopped"] = int(self.state == "stopped-by-fault")
+        return {
+            "source": self.cfg.source_id, "manifest": self.emulator.id, "state": self.state,
+            "mode": "offload" if self.cfg.offload else "stream", "pid": os.getpid(),
+            "started": self.started, "time": time.time(), "counters": c,
+            "fault_settings": self.cfg.faults.as_dict(),
+        }  # fmt: skip
+
+    def write_status(self, final: bool = False) -> None:
+        if not self.cfg.status_file:
+            return
+        path = Path(self.cfg.status_file)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=1))
+        os.replace(tmp, path)
+        if final:
+            ftmp = path.with_name(path.name + ".faults.tmp.npz")
+            np.savez(ftmp, **self.injector.log.arrays())
+            os.replace(ftmp, path.with_name(path.name + ".faults.npz"))
+
+    def _tick_status(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_status:
+            self.write_status()
+            self._next_status = now + STATUS_EVERY_S
+
+    # -------------------------------------------------------------- streaming
+    def _fragments(self, events: np.ndarray, x: np.ndarray, result: np.ndarray) -> np.ndarray:
+        n_in, n_out, raw = self.wire
+        frags = np.zeros(len(events), protocol.fragment_dtype(n_in, n_out, raw))
+        frags["event"] = events
+        frags["timestamp_ns"] = time.time_ns()
+        frags["flags"] = protocol.RESULT_VALID
+        frags["inputs"][:, : self.n_inputs] = x
+        frags["result"][:, : self.n_outputs] = result
+        return frags
+
+    def stream(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if not cfg.nodes:
+            raise ValueError("a streaming board needs at least one node endpoint (--node)")
+        readout = Readout(
+            self.emulator, cfg.manifest, source_id=cfg.source_id, seed=cfg.seed, pool=cfg.pool,
+            input_file=cfg.input_file, dataset=cfg.dataset, cache=cfg.cache,
+        )  # fmt: skip
+        n_in, n_out, raw = self.wire
+        source = Source(
+            cfg.source_id, cfg.nodes, n_inputs=n_in, n_outputs=n_out, raw_bytes=raw,
+            manifest_id=self.emulator.id, batch=cfg.batch, sndhwm=cfg.sndhwm, context=self.context,
+        )  # fmt: skip
+        ring = ReplayRing(protocol.fragment_dtype(n_in, n_out, raw), cfg.replay_capacity) if cfg.acks else None
+        acks = Acks(cfg.acks, self.context) if cfg.acks else None
+        watch = [Reconnects(s) for s in source.sockets] if cfg.acks else []
+        delayed: list[tuple[float, int, np.ndarray]] = []  # (due, tiebreak, fragments)
+        faults, inj = cfg.faults, self.injector
+        first = cfg.first_event
+        end = first + cfg.events if cfg.events is not None else None
+        if faults.stop_after is not None:
+            end = first + faults.stop_after if end is None else min(end, first + faults.stop_after)
+        next_event = first
+        if cfg.start_at is not None:
+            self.state = "waiting"
+            self.write_status()
+            while time.time() < cfg.start_at and not self._stop:
+                time.sleep(min(0.01, max(cfg.start_at - time.time(), 0.0)))
+        t0 = time.monotonic()
+        done_at: float | None = None
+        self.state = "running"
+
+        def send(frags: np.ndarray) -> None:
+            source.send_fragments(frags)
+            if ring is not None:
+                ring.sent(frags)
+
+        while not self._stop:
+            now = time.monotonic()
+            if end is None or next_event < end:
+                due = next_event + cfg.block if cfg.rate <= 0 else first + int((now - t0) * cfg.rate) + 1
+                if end is not None:
+                    due = min(due, end)
+                n = min(due - next_event, cfg.block)
+                if n > 0:
+                    events = np.arange(next_event, next_event + n, dtype=np.uint64)
+                    x, result = readout.block(events)
+                    frags = self._fragments(events, x, result)
+                    plan = inj.plan(n) if faults.any else None
+                    if plan is not None:
+                        frags = self._inject(frags, plan, delayed, now)
+                    send(frags)
+                    if plan is not None and plan.duplicate.any():
+                        send(frags[plan.duplicate[~(plan.drop | plan.delay)]])
+                    next_event += n
+                    self.counts["generated"] += n
+            while delayed and delayed[0][0] <= now:
+                send(heapq.heappop(delayed)[2])
+            if acks is not None:
+                for ev in acks.poll():
+                    ring.ack(ev)
+                for k, w in enumerate(watch):
+                    if w.came_back():
+                        again = ring.unacked(k, len(source.sockets))
+                        self.counts["reconnects"] += 1
+                        if len(again):
+                            source._send_route(k, again)
+                            ring.replayed += len(again)
+            self.counts["sent_fragments"] = source.sent_fragments
+            self.counts["sent_messages"] = source.sent_messages
+            if ring is not None:
+                self.counts["replayed_fragments"] = ring.replayed
+                self.counts["unacked"] = ring.pending
+                self.counts["replay_overwritten"] = ring.overwritten
+            self._tick_status()
+            if end is not None and next_event >= end and not delayed:
+                done_at = done_at or time.monotonic()
+                if ring is None or ring.pending == 0 or time.monotonic() - done_at > cfg.ack_wait_s:
+                    break
+                time.sleep(0.005)  # keep answering reconnects until the nodes acknowledged everything
+            elif cfg.rate > 0 and (end is None or next_event < end):
+                wait = (next_event - first) / cfg.rate - (time.monotonic() - t0)
+                time.sleep(min(max(wait, 0.0), 0.005))
+            elif delayed:
+                time.sleep(min(max(delayed[0][0] - time.monotonic(), 0.0), 0.005))
+        if faults.stop_after is not None and next_event >= first + faults.stop_after:
+            self.state = "stopped-by-fault"
+            source.close(linger_ms=0)  # a dead board: whatever is queued dies with it
+        else:
+            self.state = "finished" if not self._stop else "stopped"
+            source.close()
+        for w in watch:
+            w.close()
+        if acks is not None:
+            acks.close()
+        self.counts["sent_fragments"] = source.sent_fragments
+        self.counts["sent_messages"] = source.sent_messages
+        return self._finish()
+
+    def _inject(self, frags: np.ndarray, plan, delayed: list, now: float) -> np.ndarray:
+        inj, ev = self.injector, frags["event"]
+        log = inj.log
+        log.add("drop", ev[plan.drop])
+        log.add("delay", ev[plan.delay])
+        log.add("duplicate", ev[plan.duplicate & ~(plan.drop | plan.delay)])
+        log.add("bitflip", ev[plan.bitflip])
+        log.add("error", ev[plan.error])
+        result = frags["result"][:, : self.n_outputs].astype(np.int64)
+        corrupt = np.flatnonzero(plan.bitflip | plan.error)
+        inj.corrupt(result, corrupt)
+        frags["result"][:, : self.n_outputs] = result
+        frags["flags"][plan.error] |= protocol.ERROR
+        if plan.delay.any():
+            due = now + self.cfg.faults.delay_ms / 1e3
+            heapq.heappush(delayed, (due, int(ev[plan.delay][0]), frags[plan.delay].copy()))
+        return frags[~(plan.drop | plan.delay)]
+
+    # ---------------------------------------------------------------- offload
+    def serve_offload(self) -> dict[str, Any]:
+        """Answer the node's offload requests (DEALER -> this ROUTER) until stopped."""
+        cfg, faults = self.cfg, self.cfg.faults
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(cfg.offload)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        late: list[tuple[float, int, list[bytes]]] = []
+        self.state = "running"
+        c = self.counts
+        try:
+            while not self._stop:
+                timeout = 50 if not late else max(0, min(50, int((late[0][0] - time.monotonic()) * 1e3)))
+                if poller.poll(timeout):
+                    while True:
+                        try:
+                            identity, request = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        except ValueError:
+                            c["bad_requests"] += 1
+                            continue
+                        c["offload_requests"] += 1
+                        if faults.offload_silent_after is not None and c["offload_answered"] + len(late) >= (
+                            faults.offload_silent_after
+                        ):
+                            c["offload_ignored"] += 1
+                            continue
+                        try:
+                            reply = self.answer(request)
+                        except protocol.ProtocolError:
+                            c["bad_requests"] += 1
+                            continue
+                        due = time.monotonic() + faults.offload_delay_ms / 1e3
+                        heapq.heappush(late, (due, c["offload_requests"], [identity, reply]))
+                now = time.monotonic()
+                while late and late[0][0] <= now:
+                    sock.send_multipart(heapq.heappop(late)[2])
+                    c["offload_answered"] += 1
+                self._tick_status()
+        finally:
+            sock.close(linger=0)
+        self.state = "stopped"
+        return self._finish()
+
+    def answer(self, request: bytes) -> bytes:
+        """The reply to one offload request: the firmware's result for each fragment."""
+        h, frags = protocol.decode(request)
+        if h.type != protocol.OFFLOAD_REQUEST:
+            raise protocol.ProtocolError("bad-type", f"expected an offload request, got message type {h.type}")
+        if h.n_inputs < self.n_inputs:
+            raise protocol.ProtocolError("bad-descriptor", f"{h.n_inputs} inputs, the firmware takes {self.n_inputs}")
+        x = frags["inputs"].astype(np.int64).reshape(len(frags), -1)[:, : self.n_inputs]
+        shape = (len(frags),) + tuple(self.emulator.input_shape)
+        raw = np.asarray(self.emulator.predict_raw(x.reshape(shape)).raw, np.int64).reshape(len(frags), -1)
+        self.counts["offload_fragments"] += len(frags)
+        n_out = self.wire[1]
+        out = np.zeros(len(frags), protocol.fragment_dtype(0, n_out, h.raw_bytes))
+        out["event"] = frags["event"]
+        out["timestamp_ns"] = time.time_ns()
+        out["flags"] = protocol.RESULT_VALID
+        out["result"][:, : self.n_outputs] = raw
+        return protocol.encode(
+            protocol.OFFLOAD_REPLY, self.cfg.source_id, h.sequence, out, n_inputs=0, n_outputs=n_out,
+            raw_bytes=h.raw_bytes, manifest=h.manifest, sent_ns=time.time_ns(),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ common
+    def _finish(self) -> dict[str, Any]:
+        self.write_status(final=True)
+        self.context.destroy(linger=0)
+        return self.status()
+
+    def run(self) -> dict[str, Any]:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        return self.serve_offload() if self.cfg.offload else self.stream()
+
+
+def main(cfg: BoardConfig) -> int:
+    """Run a board until it has sent its events or is stopped; exit status."""
+    try:
+        board = Board(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"board {cfg.source_id}: error: {exc}", file=sys.stderr)
+        return 2
+    board.run()
+    return 0

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "synth": "convert a network or BDT project into an HLS firmware project, its manifest and reports",
     "emulate": "run the bit-exact emulator of a firmware project on input data",
     "verify": "compare the emulator with the firmware's C simulation and the float model",
+    "profile": "precision profile of a network: ranges vs types, overflows, suggested types, ROC, report.md",
     "node": "run the node daemon: receive FPGA streams over ZeroMQ, build events, CPU fallback (status, keygen)",
     "board": "an FPGA board stand-in: the project's firmware (emulator) streaming fragments to a node, with faults",
     "demo": "the main job: build and verify the example projects, stream through boards and a node, account for all",

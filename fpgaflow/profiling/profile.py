@@ -1,0 +1,227 @@
+"""Profile a synthesized network project on data: the numbers, the plots, the report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpgaflow.profiling.ranges import Range, observe, suggest_type
+from fpgaflow.profiling.roc import per_class
+from fpgaflow.project import Project, ProjectError
+
+
+@dataclass
+class ProfileInputs:
+    features: np.ndarray  # raw features, as `emulate` takes them
+    labels: np.ndarray | None
+    classes: list[str]
+    source: str
+
+
+def _say(msg: str) -> None:
+    print(f"profile: {msg}", file=sys.stderr, flush=True)
+
+
+def _labels(values: np.ndarray, where: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim == 2 and values.shape[1] > 1:
+        return values.argmax(axis=1).astype(np.int64)
+    values = values.reshape(len(values))
+    if np.any(values != np.round(values)) or np.any(values < 0):
+        raise ProjectError(f"{where}: labels must be class indices 0, 1, ... or one-hot rows")
+    return values.astype(np.int64)
+
+
+def read_inputs(
+    project: Project, path: str | None, dataset: str | None, labels: str | None, samples: int
+) -> ProfileInputs:
+    """Raw features (and labels) from ``path``: read with the project's ``Data:`` columns
+    unless ``dataset`` names an array; without ``path``, the validation entries of the
+    project's own training data (same seed and split as ``fpgaflow train``)."""
+    from fpgaflow.arrays import read_array
+
+    has_data = "Data" in project.config
+    classes = _class_names(project)
+    if path is None or (dataset is None and has_data):
+        from fpgaflow.data import DataConfig, read_dataset
+
+        if not has_data:
+            raise ProjectError(f"{project.file}: no Data: block, so give the inputs with --input")
+        cfg = DataConfig.from_project(project)
+        ds = read_dataset(cfg, files=[Path(path)] if path else None, need_labels=bool(cfg.labels))
+        x, y = ds.features.astype(np.float64), ds.labels
+        if path is None and "Training" in project.config:
+            from fpgaflow.train.config import TrainingConfig
+            from fpgaflow.train.fit import split
+
+            t = TrainingConfig.from_project(project)
+            _, val = split(len(x), t.validation_split, t.seed)
+            if len(val):
+                x, y = x[val], (y[val] if y is not None else None)
+        source = path or ", ".join(str(f) for f in ds.files) + " (validation entries)"
+        classes = ds.classes or classes
+    else:
+        x = np.asarray(read_array(path, dataset), dtype=np.float64)
+        y = None
+        if labels is not None:
+            lab_path, lab_name = (labels, None) if Path(labels).is_file() else (path, labels)
+            y = _labels(read_array(lab_path, lab_name), f"{lab_path}:{lab_name or ''}")
+            if len(y) != len(x):
+                raise ProjectError(f"{labels}: {len(y)} labels for {len(x)} input rows")
+        source = f"{path}" + (f":{dataset}" if dataset else "")
+    if samples and len(x) > samples:
+        x, y = x[:samples], (y[:samples] if y is not None else None)
+    if not len(x):
+        raise ProjectError(f"{source}: no samples")
+    return ProfileInputs(x, y, classes, source)
+
+
+def _class_names(project: Project) -> list[str]:
+    data = project.config.get("Data")
+    if isinstance(data, dict) and isinstance(data.get("Classes"), list):
+        return [str(c) for c in data["Classes"]]
+    return []
+
+
+def keras_outputs(model: Any, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Float outputs of the Keras layers that the firmware layers are named after."""
+    import tensorflow as tf
+
+    by_name = {layer.name: layer for layer in model.layers}
+    wanted = [n for n in names if n in by_name]
+    if not wanted:
+        return {}
+    probe = tf.keras.Model(model.inputs, [by_name[n].output for n in wanted])
+    outs = probe.predict(x.astype(np.float32), batch_size=4096, verbose=0)
+    outs = outs if isinstance(outs, list) else [outs]
+    return dict(zip(wanted, (np.asarray(o, dtype=np.float64) for o in outs), strict=True))
+
+
+def weight_ranges(model: Any, net: Any) -> list[Range]:
+    """Float weights and biases of the Keras model against the firmware's weight/bias types."""
+    by_name = {layer.name: layer for layer in model.layers}
+    out = []
+    for layer in net.layers:
+        keras_layer = by_name.get(layer.name)
+        if keras_layer is None:
+            continue
+        weights = keras_layer.get_weights()
+        for what, i in (("weight", 0), ("bias", 1)):
+            key = f"{what}_type"
+            if key in layer.spec and i < len(weights):
+                out.append(observe(layer.name, what, layer.spec[key], weights[i]))
+    return out
+
+
+def profile_project(
+    project: Project,
+    input_path: str | None = None,
+    dataset: str | None = None,
+    labels: str | None = None,
+    output: str | None = None,
+    samples: int = 20_000,
+) -> dict[str, Any]:
+    import sim
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.profiling.plots import ranges_plot, roc_plot
+    from fpgaflow.profiling.report import write_report
+    from sim.manifest import MANIFEST_FILE
+    from sim.network.overflow import count_overflows
+
+    emulator = project.build_dir / "emulator"
+    if not (emulator / MANIFEST_FILE).is_file():
+        raise ProjectError(f"{emulator}: no manifest; run `fpgaflow synth {project.root}` first")
+    net = sim.load(emulator)
+    if net.manifest.kind != "network":
+        raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
+    inputs = read_inputs(project, input_path, dataset, labels, samples)
+    x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives
+    _say(f"{len(x)} samples: counting overflows layer by layer in the emulator")
+    counts = count_overflows(net, x)
+    firmware = net.predict_raw(net.input_type.to_raw(x)).values.reshape(len(x), -1)
+    _say("running the float model")
+    model = load_keras_model(project)
+    float_out = model.predict(x.astype(np.float32), batch_size=4096, verbose=0).reshape(len(x), -1)
+    activations = keras_outputs(model, [layer.name for layer in net.layers], x)
+
+    layers, output_ranges = [], []
+    for c in counts:
+        t = sim.fixed.FixedType.parse(c.result_type)
+        fl = activations.get(c.name)
+        if c.kind == "input":
+            fl = x
+        low = min(c.low, float(fl.min())) if fl is not None else c.low
+        high = max(c.high, float(fl.max())) if fl is not None else c.high
+        suggestion = str(suggest_type(t, low, high)) if not c.note else "-"
+        if suggestion == str(t):
+            suggestion = "keep"
+        layers.append(
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "type": c.result_type,
+                "type_low": t.min_value,
+                "type_high": t.max_value,
+                "values": c.values,
+                "overflow": c.overflow,
+                "underflow": c.underflow,
+                "low": c.low,
+                "high": c.high,
+                "float_low": float(fl.min()) if fl is not None else None,
+                "float_high": float(fl.max()) if fl is not None else None,
+                "suggestion": suggestion,
+                "note": c.note,
+            }
+        )
+        if fl is not None:
+            output_ranges.append(observe(c.name, "output", c.result_type, fl))
+    weights = weight_ranges(model, net)
+    out_dir = Path(output) if output else project.build_dir / "profile"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overflowing = {row["name"] for row in layers if row["overflow"]}
+    plots = {"ranges": str(ranges_plot(weights, output_ranges, overflowing, out_dir / "ranges.png"))}
+    result: dict[str, Any] = {
+        "project": project.name,
+        "manifest_id": net.id,
+        "input": inputs.source,
+        "samples": int(len(x)),
+        "preprocessing": net.manifest.meta.get("preprocessing") is not None,
+        "layers": layers,
+        "weights": [
+            {
+                "layer": w.layer,
+                "what": w.what,
+                "type": w.type,
+                "type_low": w.type_low,
+                "type_high": w.type_high,
+                "low": w.low,
+                "high": w.high,
+                "fits": w.fits,
+            }
+            for w in weights
+        ],  # fmt: skip
+        "accuracy": None,
+        "auc": {},
+        "plots": plots,
+    }
+    if inputs.labels is not None:
+        y = inputs.labels
+        pick = (lambda p: (p[:, 0] > 0.5).astype(int)) if firmware.shape[1] == 1 else (lambda p: p.argmax(axis=1))
+        result["accuracy"] = {
+            "float": float((pick(float_out) == y).mean()),
+            "firmware": float((pick(firmware) == y).mean()),
+            "argmax_agreement": float((pick(float_out) == pick(firmware)).mean()),
+        }
+        roc_float = per_class(float_out, y, inputs.classes)
+        roc_fw = per_class(firmware, y, inputs.classes)
+        result["auc"] = {k: {"float": roc_float[k]["auc"], "firmware": v["auc"]} for k, v in roc_fw.items()}
+        plots["roc"] = str(roc_plot(roc_float, roc_fw, out_dir / "roc.png"))
+    report = write_report(result, out_dir)
+    result["report"] = str(report)
+    (out_dir / "report.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result

@@ -14,10 +14,13 @@ import numpy as np
 from sim.emulator import Prediction
 from sim.fixed import Fixed, FixedType
 from sim.manifest import Manifest, ManifestError
+from sim.network.casts import from_float
 from sim.network.registry import Layer, layer_class
 from sim.preprocessing import apply_preprocessing
 
 __all__ = ["Network"]
+
+CHUNK = 4096  # samples per pass through the layers
 
 
 class Network:
@@ -40,6 +43,13 @@ class Network:
         if first.spec["kind"] != "input":
             raise ManifestError(f"{manifest.path}: the first layer must be the input, got {first.spec['kind']!r}")
         self.input_name = first.name
+        last_use: dict[str, str] = {}
+        for layer in self.layers:
+            for name in layer.spec["inputs"]:
+                last_use[name] = layer.name
+        self._free_after: dict[str, list[str]] = {}
+        for name, user in last_use.items():
+            self._free_after.setdefault(user, []).append(name)
         self.output_name = manifest.field("output") if "output" in manifest.meta else self.layers[-1].name
         by_name = {layer.name: layer for layer in self.layers}
         if self.output_name not in by_name:
@@ -71,15 +81,16 @@ class Network:
             inputs = [values[name] for name in layer.spec["inputs"]] if layer.spec["inputs"] else [current]
             values[layer.name] = layer.forward(*inputs)
             if not keep:
-                used_later = {n for later in self.layers for n in later.spec["inputs"]}
-                for name in list(values):
-                    if name != layer.name and name not in used_later:
-                        del values[name]
+                for name in self._free_after.get(layer.name, ()):
+                    del values[name]
         return values
 
     def predict_raw(self, x_raw: np.ndarray) -> Prediction:
-        out = self._run(x_raw, keep=False)[self.output_name]
-        return Prediction(out.raw, out.values)
+        x_raw = self._input_raw(np.asarray(x_raw))
+        # chunks keep every intermediate array small (cache-resident, no page faults)
+        outs = [self._run(x_raw[i : i + CHUNK], keep=False)[self.output_name].raw for i in range(0, len(x_raw), CHUNK)]
+        raw = np.concatenate(outs) if outs else np.zeros((0, *self.output_shape), dtype=np.int64)
+        return Prediction(raw, self.output_type.from_raw(raw))
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """Raw features scaled as in training (the manifest's ``preprocessing``; identity without one)."""
@@ -88,13 +99,13 @@ class Network:
     def predict(self, x: np.ndarray) -> Prediction:
         """Outputs for raw features: preprocessed, then cast into the input type as the port does."""
         x = self._input_raw(self.preprocess(x))
-        return self.predict_raw(self.input_type.to_raw(x))
+        return self.predict_raw(from_float(x, self.input_type))
 
     def trace(self, x: np.ndarray) -> dict[str, Prediction]:
         """Every layer's output (raw and values), keyed by hls4ml's layer name, for
         inputs as the firmware's port takes them (already preprocessed: see ``preprocess``)."""
         x = self._input_raw(np.asarray(x, dtype=np.float64))
-        outs = self._run(self.input_type.to_raw(x), keep=True)
+        outs = self._run(from_float(x, self.input_type), keep=True)
         return {name: Prediction(f.raw, f.values) for name, f in outs.items()}
 
     def describe(self) -> list[dict[str, Any]]:

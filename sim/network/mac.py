@@ -35,10 +35,10 @@ def wrap(raw: np.ndarray, t: FixedType) -> np.ndarray:
     """Keep the low W bits of int64 values as type ``t`` (two's complement)."""
     if t.width >= 64:
         return raw
-    u = raw & np.int64((1 << t.width) - 1)
-    if t.signed:
-        half = np.int64(1 << (t.width - 1))
-        u = np.where(u >= half, u - np.int64(1 << t.width), u)
+    half = np.int64(1 << (t.width - 1)) if t.signed else np.int64(0)
+    u = raw + half
+    u &= np.int64((1 << t.width) - 1)
+    u -= half
     return u
 
 
@@ -50,12 +50,19 @@ def max_abs_raw(t: FixedType) -> int:
     return max(abs(t.min_raw), abs(t.max_raw))
 
 
-def exact_matmul(x: np.ndarray, w: np.ndarray, x_type: FixedType) -> np.ndarray:
-    """``x @ w`` on raw integers, exact (modulo 2**64 on the int64 path)."""
-    bound = max_abs_raw(x_type) * int(np.abs(w).sum(axis=0).max(initial=0))
-    if bound < _FLOAT_EXACT:
-        return (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
-    return x.astype(np.int64) @ w.astype(np.int64)
+class ExactMatmul:
+    """``x @ w`` on raw integers, exact: float64 BLAS when the bound allows it, else
+    int64 (exact modulo 2**64, enough for a final wrap to W <= 64 bits)."""
+
+    def __init__(self, w: np.ndarray, x_type: FixedType) -> None:
+        bound = max_abs_raw(x_type) * int(np.abs(w).sum(axis=0).max(initial=0))
+        self.use_float = bound < _FLOAT_EXACT
+        self.w = w.astype(np.float64) if self.use_float else w.astype(np.int64)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.use_float:
+            return (x.astype(np.float64) @ self.w).astype(np.int64)
+        return x.astype(np.int64) @ self.w
 
 
 class Accumulator:
@@ -88,6 +95,11 @@ class Accumulator:
         self.wrapping = is_wrapping(accum_type)
         self.shift = accum_type.frac_bits - self.product_type.frac_bits
         self.fast = self.wrapping and self.shift >= 0
+        self.matmul = ExactMatmul(self.weight, x_type) if self.fast else None
+        # no wrap needed when no sum can leave the accumulator's range
+        bound = max_abs_raw(x_type) * int(np.abs(self.weight).sum(axis=0).max(initial=0))
+        bound = (bound << max(self.shift, 0)) + int(np.abs(self.bias).max(initial=0))
+        self.never_wraps = bound <= accum_type.max_raw and -bound >= accum_type.min_raw
         if self.product_type.width > 62 and not self.fast:
             raise ManifestError(
                 f"layer {layer!r}: products of {self.product_type.width} bits with accumulator {accum_type} "
@@ -103,10 +115,10 @@ class Accumulator:
         if self.data_binary:  # ap_uint<1> data: 0 stands for -1 (the kernel returns -w)
             x = np.where(x == 0, -1, 1)
         if self.fast:
-            s = exact_matmul(x, self.weight, self.x_type)
+            s = self.matmul(x)
             if self.shift:
                 s = s << np.int64(self.shift)
-            return wrap(s + self.bias, self.accum)
+            return s + self.bias if self.never_wraps else wrap(s + self.bias, self.accum)
         n_in, n_out = self.weight.shape
         step = max(1, _CHUNK_ELEMENTS // max(1, n_in * n_out))
         out = [self._slow(x[i : i + step]) for i in range(0, len(x), step)]

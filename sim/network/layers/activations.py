@@ -21,6 +21,7 @@ import numpy as np
 
 from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
+from sim.network.casts import cast
 from sim.network.registry import Layer, register
 
 INT32 = FixedType.parse("ap_int<32>")
@@ -99,7 +100,7 @@ class Activation(Layer):
 
     # ------------------------------------------------------------------ kinds
     def _cast(self, raw: np.ndarray, t: FixedType) -> np.ndarray:
-        return self.result_type.cast(raw, t)
+        return cast(raw, t, self.result_type)
 
     def _linear(self, x: Fixed) -> np.ndarray:
         return self._cast(x.raw, x.type)

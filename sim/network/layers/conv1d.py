@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.fixed import Fixed
+from sim.network.casts import cast
 from sim.network.mac import Accumulator
 from sim.network.registry import Layer, register
 
@@ -50,5 +51,5 @@ class Conv1D(Layer):
         taps = starts[:, None] + np.arange(self.filt_width)[None, :]  # (out_width, filt_width)
         patches = padded[:, taps, :].reshape(n * self.out_width, self.filt_width * self.n_chan)
         acc = self._mac[x.type](patches)
-        res = self.result_type.cast(acc, self.accum_type)
+        res = cast(acc, self.accum_type, self.result_type)
         return Fixed(np.asarray(res).reshape((n, *self.output_shape)), self.result_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sim.fixed import Fixed
+from sim.network.casts import cast
 from sim.network.registry import Layer, register
 
 
@@ -11,7 +12,7 @@ class Input(Layer):
     """The input port: the network casts float inputs into ``result_type`` before this."""
 
     def forward(self, x: Fixed) -> Fixed:
-        return x.cast(self.result_type)
+        return Fixed(cast(x.raw, x.type, self.result_type), self.result_type)
 
 
 @register("reshape", "flatten")
@@ -19,5 +20,5 @@ class Reshape(Layer):
     """Same values in a new shape (hls4ml passes the array through, in C order)."""
 
     def forward(self, x: Fixed) -> Fixed:
-        out = x.cast(self.result_type)
-        return Fixed(out.raw.reshape((len(out.raw), *self.output_shape)), out.type)
+        raw = cast(x.raw, x.type, self.result_type)
+        return Fixed(raw.reshape((len(raw), *self.output_shape)), self.result_type)

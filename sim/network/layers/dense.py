@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.fixed import Fixed
+from sim.network.casts import cast
 from sim.network.mac import Accumulator
 from sim.network.registry import Layer, register
 
@@ -41,5 +42,5 @@ class Dense(Layer):
     def forward(self, x: Fixed) -> Fixed:
         flat = x.raw.reshape(len(x.raw), -1)
         acc = self.accumulator(x.type)(flat)
-        res = self.result_type.cast(acc, self.accum_type)
+        res = cast(acc, self.accum_type, self.result_type)
         return Fixed(np.asarray(res).reshape((len(res), *self.output_shape)), self.result_type)

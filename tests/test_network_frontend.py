@@ -1,0 +1,173 @@
+"""The network front end without a compiler: project files, model formats, errors
+that name the culprit, the manifest and report contents, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from network_oracle import MODELS, save_keras, write_project
+
+JET = {"KerasJson": "KERAS_3layer.json", "KerasH5": "KERAS_3layer_weights.h5", "IOType": "io_parallel"}
+JET_FILES = {
+    "KERAS_3layer.json": MODELS / "KERAS_3layer.json",
+    "KERAS_3layer_weights.h5": MODELS / "KERAS_3layer_weights.h5",
+}
+
+
+def _synth(config_file):
+    import argparse
+
+    from fpgaflow.network.synth import synth
+    from fpgaflow.project import load_project
+
+    project = load_project(config_file)
+    assert synth(project, argparse.Namespace(vendor=False)) == 0
+    return project
+
+
+def _cli(*argv) -> int:
+    from fpgaflow.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def jet_project(tmp_path_factory):
+    return _synth(write_project(tmp_path_factory.mktemp("jet"), dict(JET), JET_FILES))
+
+
+def test_manifest_describes_the_firmware(jet_project):
+    from sim.fixed import FixedType
+    from sim.manifest import read_manifest
+
+    m = read_manifest(jet_project.build_dir / "emulator")
+    assert m.kind == "network" and len(m.meta["source_sha256"]) == 64
+    layers = m.meta["layers"]
+    assert [spec["kind"] for spec in layers] == ["input"] + ["dense", "activation"] * 3 + ["dense", "softmax"]
+    for spec in layers:
+        for key, value in spec.items():
+            if key.endswith("_type"):
+                FixedType.parse(value)  # every precision is a parseable ap_ type
+    fc1 = layers[1]
+    weight = m.array(fc1["arrays"]["weight"])
+    assert weight.shape == (16, 64) and weight.dtype == np.int64
+    # the HLS weights header holds the same values
+    header = (jet_project.build_dir / "hls" / "firmware" / "weights" / "w2.h").read_text()
+    body = header.split("= {")[-1].split("}")[0]
+    written = np.array([float(v) for v in body.split(",")])
+    assert np.array_equal(FixedType.parse(fc1["weight_type"]).to_raw(written), weight.ravel())
+
+
+def test_report_states_estimates_and_vendor_skip(jet_project):
+    report = json.loads((jet_project.build_dir / "report.json").read_text())
+    assert "analytic model" in report["estimation_method"]
+    fc1 = next(r for r in report["layers"] if r["name"] == "fc1_relu")
+    assert fc1["multiplications"] > 0 and fc1["dsp"] > 0 and fc1["latency_cycles"] > 0
+    assert fc1["input_shape"] == [16] and fc1["output_shape"] == [64]
+    assert set(fc1["types"]) >= {"weight_type", "bias_type", "accum_type", "result_type"}
+    assert report["vendor"]["ran"] is False and "--vendor" in report["vendor"]["reason"]
+    assert "Skipped" in (jet_project.build_dir / "report.md").read_text()
+
+
+def test_cli_synth_and_emulate(tmp_path):
+    import sim
+
+    config = write_project(tmp_path / "p", dict(JET), JET_FILES)
+    assert _cli("synth", config) == 0
+    x = np.random.default_rng(0).uniform(-40, 40, size=(300, 16))
+    np.save(tmp_path / "x.npy", x)
+    assert _cli("emulate", config, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npz") == 0
+    with np.load(tmp_path / "y.npz") as out:
+        expected = sim.load(tmp_path / "p" / "build" / "emulator").predict(x)
+        assert np.array_equal(out["raw"], expected.raw)
+
+
+def test_model_formats_give_the_same_firmware(tmp_path):
+    """JSON + weights, a full .h5 and a SavedModel of one model: same manifest layers and arrays."""
+    import tensorflow as tf
+
+    from sim.manifest import read_manifest
+
+    model = tf.keras.models.model_from_json((MODELS / "KERAS_3layer.json").read_text())
+    model.load_weights(str(MODELS / "KERAS_3layer_weights.h5"))
+    src = tmp_path / "src"
+    files = save_keras(model, src, "m")
+    model.save(str(src / "full.h5"))
+    model.save(str(src / "saved"), save_format="tf")
+    variants = {
+        "json": ({"KerasJson": "m.json", "KerasH5": "m_weights.h5"}, files),
+        "h5": ({"KerasH5": str(src / "full.h5")}, {}),
+        "savedmodel": ({"KerasModel": str(src / "saved")}, {}),
+    }
+    manifests = {}
+    for name, (keys, extra) in variants.items():
+        project = _synth(write_project(tmp_path / name, {**keys, "IOType": "io_parallel"}, extra))
+        manifests[name] = read_manifest(project.build_dir / "emulator")
+    ref = manifests["json"]
+    for m in manifests.values():
+        assert m.meta["layers"] == ref.meta["layers"]
+        assert all(np.array_equal(m.arrays[k], ref.arrays[k]) for k in ref.arrays)
+
+
+def test_unsupported_layer_is_named(tmp_path):
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    inp = tf.keras.Input((8, 8, 1))
+    h = tf.keras.layers.Conv2D(2, 3, name="my_conv2d")(inp)
+    h = tf.keras.layers.Flatten()(h)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2)(h))
+    files = save_keras(model, tmp_path / "src", "c2d")
+    config = write_project(tmp_path / "p", {"KerasJson": "c2d.json", "KerasH5": "c2d_weights.h5"}, files)
+    with pytest.raises(ProjectError, match=r"layer 'my_conv2d' of type Conv2D is not supported \(supported: .*Dense"):
+        _synth(config)
+
+
+def test_config_naming_a_missing_layer_is_an_error(tmp_path):
+    from fpgaflow.project import ProjectError
+
+    cfg = {**JET, "HLSConfig": {"LayerName": {"fc9": {"ReuseFactor": 2}}}}
+    with pytest.raises(ProjectError, match=r"LayerName names layer 'fc9', which the model does not have"):
+        _synth(write_project(tmp_path, cfg, JET_FILES))
+
+
+def test_missing_model_file_names_the_path(tmp_path):
+    config = write_project(tmp_path, dict(JET), {"KERAS_3layer.json": MODELS / "KERAS_3layer.json"})
+    from fpgaflow.project import ProjectError
+
+    with pytest.raises(ProjectError, match=r"KerasH5 names 'KERAS_3layer_weights.h5', but .*KERAS_3layer_weights.h5"):
+        _synth(config)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("Backend", "Quartus", "Backend 'Quartus' is not supported"), ("IOType", "io_serial", "IOType 'io_serial'")],
+)
+def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, key, value, message):
+    config = write_project(tmp_path, {**JET, key: value}, JET_FILES)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_user_precision_overlays_hls4ml_defaults(tmp_path):
+    from sim.manifest import read_manifest
+
+    cfg = {
+        **JET,
+        "HLSConfig": {
+            "Model": {"Precision": "ap_fixed<18,8>"},
+            "LayerName": {
+                "fc1_relu": {"Precision": {"weight": "ap_fixed<8,2>"}, "ReuseFactor": 4, "Strategy": "Resource"}
+            },
+        },
+    }
+    project = _synth(write_project(tmp_path, cfg, JET_FILES))
+    layers = {s["name"]: s for s in read_manifest(project.build_dir / "emulator").meta["layers"]}
+    assert layers["fc1_relu"]["weight_type"] == "ap_fixed<8,2>"
+    assert layers["fc1_relu"]["bias_type"] == "ap_fixed<18,8>"  # the rest of the layer keeps the default
+    assert layers["fc1_relu"]["strategy"] == "resource" and layers["fc1_relu"]["reuse_factor"] == 4
+    assert (project.build_dir / "hls" / "firmware" / "myproject.cpp").is_file()

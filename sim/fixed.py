@@ -23,7 +23,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 MAX_WIDTH = 64
-"""Widest type accepted: raw values must fit a 64-bit NumPy integer."""
+"""Widest declared type (``parse``, ``to_raw``): raw values must fit a 64-bit NumPy integer."""
+
+MAX_INTERMEDIATE_WIDTH = 1024
+"""Widest full-precision result of ``Fixed`` arithmetic (ap_int's AP_INT_MAX_W); such
+results are carried as Python integers and can be cast back into declared types."""
 
 _FAST_BITS = 62
 """Below this magnitude (2**62) int64 shifts, masks and sums cannot overflow."""
@@ -39,6 +43,11 @@ QUANTIZATION_MODES = (
 )
 OVERFLOW_MODES = ("AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM", "AP_WRAP_SM")
 
+_UNSIGNED_WRAP_SM = (
+    "AP_WRAP_SM needs a signed type; ap_fixed.h refuses ap_ufixed with sign-magnitude wrap "
+    "(its constructors print 'cannot support AP_WRAP_SM' and exit)"
+)
+
 RawArray = np.ndarray
 """int64 array, or object array of Python ints for wide intermediates."""
 
@@ -50,9 +59,7 @@ def _mode_name(token: str, valid: tuple[str, ...], what: str, text: str) -> str:
     if not name.startswith("AP_"):
         name = "AP_" + name
     if name not in valid:
-        raise ValueError(
-            f"{text}: unknown {what} mode {token.strip()!r}; expected one of {', '.join(valid)}"
-        )
+        raise ValueError(f"{text}: unknown {what} mode {token.strip()!r}; expected one of {', '.join(valid)}")
     return name
 
 
@@ -80,8 +87,8 @@ class FixedType:
     integer: bool = False
 
     def __post_init__(self) -> None:
-        if not 1 <= self.width <= MAX_WIDTH:
-            raise ValueError(f"{self}: width {self.width} outside the supported 1..{MAX_WIDTH}")
+        if not 1 <= self.width <= MAX_INTERMEDIATE_WIDTH:
+            raise ValueError(f"{self}: width {self.width} outside the supported 1..{MAX_INTERMEDIATE_WIDTH}")
         if self.quantization not in QUANTIZATION_MODES:
             raise ValueError(f"{self}: unknown quantization mode {self.quantization!r}")
         if self.overflow not in OVERFLOW_MODES:
@@ -90,6 +97,8 @@ class FixedType:
             raise ValueError(f"{self}: saturation bits N={self.sat_bits} must be within 0..W")
         if self.integer and self.int_bits != self.width:
             raise ValueError(f"{self}: an integer type has I == W")
+        if self.overflow == "AP_WRAP_SM" and not self.signed:
+            raise ValueError(f"{self}: {_UNSIGNED_WRAP_SM}")
 
     # ------------------------------------------------------------------ parsing
     @classmethod
@@ -129,6 +138,8 @@ class FixedType:
         nsat = _int_param(params[4], "saturation bits N", text) if len(params) > 4 else 0
         if not 0 <= nsat <= width:
             raise ValueError(f"{text}: saturation bits N={nsat} must be within 0..{width}")
+        if over == "AP_WRAP_SM" and not signed:
+            raise ValueError(f"{text}: {_UNSIGNED_WRAP_SM}")
         return cls(width, int_bits, signed, quant, over, nsat)
 
     def __str__(self) -> str:
@@ -154,7 +165,7 @@ class FixedType:
 
     @property
     def lsb(self) -> float:
-        return float(2.0 ** -self.frac_bits)
+        return float(2.0**-self.frac_bits)
 
     @property
     def min_value(self) -> float:
@@ -175,7 +186,15 @@ class FixedType:
 
     def to_raw(self, x: np.ndarray | float) -> np.ndarray:
         """Raw two's-complement integers of ``x`` (floats) cast into this type."""
+        self._check_declared("to_raw")
         return _export(self, _from_double(np.asarray(x, dtype=np.float64), self))
+
+    def _check_declared(self, what: str) -> None:
+        if self.width > MAX_WIDTH:
+            raise ValueError(
+                f"{self}: {what} supports widths 1..{MAX_WIDTH}; wider types exist only as "
+                "full-precision intermediates of Fixed arithmetic (cast them into a declared type)"
+            )
 
     def from_raw(self, raw: np.ndarray | int) -> np.ndarray:
         """Values of raw integers of this type (rounded to float64 beyond 53 bits)."""
@@ -195,10 +214,13 @@ class FixedType:
 
     def add_type(self, other: FixedType) -> FixedType:
         """Full-precision sum type (ap_fixed's ``plus`` RType); also used for minus."""
-        i = max(
-            self.int_bits + (other.signed and not self.signed),
-            other.int_bits + (self.signed and not other.signed),
-        ) + 1
+        i = (
+            max(
+                self.int_bits + (other.signed and not self.signed),
+                other.int_bits + (self.signed and not other.signed),
+            )
+            + 1
+        )
         f = max(self.frac_bits, other.frac_bits)
         return FixedType(i + f, i, self.signed or other.signed)
 
@@ -460,6 +482,7 @@ class Fixed:
     @classmethod
     def from_float(cls, x: np.ndarray | float, t: TypeLike) -> Fixed:
         t = as_type(t)
+        t._check_declared("from_float")
         return cls(_narrow(t, _from_double(np.asarray(x, dtype=np.float64), t)), t)
 
     @property

@@ -119,5 +119,6 @@ def margins(booster: Any, x: np.ndarray) -> np.ndarray:
     """xgboost's own raw scores (float32 inputs, as xgboost compares), shape (n, outputs)."""
     import xgboost as xgb
 
-    out = booster.predict(xgb.DMatrix(np.asarray(x, dtype=np.float32)), output_margin=True)
+    matrix = xgb.DMatrix(np.asarray(x, dtype=np.float32), feature_names=booster.feature_names)
+    out = booster.predict(matrix, output_margin=True)
     return np.asarray(out, dtype=np.float64).reshape(len(x), -1)

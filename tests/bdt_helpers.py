@@ -1,0 +1,74 @@
+"""Small BDTs of every supported kind, trained on the spot, and project folders for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 6
+
+
+def data(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, N_FEATURES)).astype(np.float32) * 1.5
+    score = x[:, 0] + x[:, 1] * x[:, 2] - 0.5 * x[:, 3] ** 2
+    return x, score
+
+
+def xgb_binary(n_trees: int = 100, depth: int = 4):
+    import xgboost as xgb
+
+    x, s = data()
+    return xgb.XGBClassifier(n_estimators=n_trees, max_depth=depth, random_state=0).fit(x, s > 0).get_booster()
+
+
+def xgb_multiclass(n_trees: int = 20, depth: int = 3):
+    import xgboost as xgb
+
+    x, s = data()
+    y = np.digitize(s, [-1.0, 0.5])
+    return xgb.XGBClassifier(n_estimators=n_trees, max_depth=depth, random_state=0).fit(x, y).get_booster()
+
+
+def xgb_regressor(objective: str = "reg:squarederror", n_trees: int = 20, depth: int = 3):
+    import xgboost as xgb
+
+    x, s = data()
+    y = np.exp(0.3 * s).clip(0, 50) if objective in ("count:poisson", "reg:gamma") else s
+    return xgb.XGBRegressor(n_estimators=n_trees, max_depth=depth, objective=objective, random_state=0).fit(x, y)
+
+
+def sklearn_model(name: str, n_trees: int = 20, depth: int = 3, n_classes: int = 2):
+    from sklearn import ensemble
+
+    x, s = data(2000)
+    y = np.digitize(s, [-1.0, 0.5]) if n_classes == 3 else (s > 0).astype(int)
+    est = getattr(ensemble, name)
+    kwargs = {"max_depth": depth, "random_state": 0}
+    if name.startswith("HistGradientBoosting"):
+        kwargs.update(max_iter=n_trees)
+    else:
+        kwargs.update(n_estimators=n_trees)
+    return est(**kwargs).fit(x, s if "Regressor" in name else y)
+
+
+def save_model(model, folder: Path) -> tuple[str, str]:
+    """Save as users do; returns (project key, file name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if type(model).__module__.startswith("xgboost"):
+        booster = model if hasattr(model, "save_raw") and not hasattr(model, "get_booster") else model.get_booster()
+        booster.save_model(str(folder / "model.json"))
+        return "XGBoostModel", "model.json"
+    import joblib
+
+    joblib.dump(model, folder / "model.joblib")
+    return "SklearnModel", "model.joblib"
+
+
+def make_project(folder: Path, model, backend: str = "xilinxhls", precision: str = "ap_fixed<18,8>", **keys) -> Path:
+    key, name = save_model(model, folder)
+    lines = [f"{key}: {name}", f"Backend: {backend}", f"Precision: {precision}"]
+    lines += [f"{k}: {v}" for k, v in keys.items()]
+    (folder / "project.yml").write_text("\n".join(lines) + "\n")
+    return folder

@@ -1,0 +1,94 @@
+"""Our converters against the libraries themselves: the converted ensemble, evaluated in
+float, must give xgboost's / scikit-learn's own scores on inputs that sit exactly on the
+thresholds (where conifer 1.11's xgboost converter goes wrong with xgboost >= 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from bdt_helpers import make_project, sklearn_model, xgb_binary, xgb_multiclass, xgb_regressor
+
+from fpgaflow.bdt.float_check import check_conversion
+from fpgaflow.bdt.inputs import probe_inputs
+from fpgaflow.bdt.load import load_model
+from fpgaflow.project import load_project
+from sim.fixed import FixedType
+
+XGBOOST = {
+    "binary": lambda: xgb_binary(30, 4),
+    "multiclass": lambda: xgb_multiclass(10, 3),
+    "squarederror": lambda: xgb_regressor("reg:squarederror"),
+    "poisson": lambda: xgb_regressor("count:poisson"),
+    "gamma": lambda: xgb_regressor("reg:gamma"),
+    "absoluteerror": lambda: xgb_regressor("reg:absoluteerror"),
+}
+SKLEARN = {
+    "GradientBoostingClassifier": {},
+    "GradientBoostingClassifier-3": {"n_classes": 3},
+    "GradientBoostingRegressor": {},
+    "RandomForestClassifier": {"depth": 6},
+    "RandomForestClassifier-3": {"n_classes": 3, "depth": None},
+    "RandomForestRegressor": {"depth": None, "n_trees": 5},
+    "ExtraTreesRegressor": {},
+    "HistGradientBoostingClassifier": {},
+    "HistGradientBoostingRegressor": {},
+}
+
+
+def _check(tmp_path, model) -> dict:
+    project = load_project(make_project(tmp_path, model))
+    source = load_model(project)
+    x = probe_inputs(source.ensemble, FixedType.parse("ap_fixed<18,8>"), 3000, seed=3)
+    return check_conversion(source, x)
+
+
+@pytest.mark.parametrize("kind", XGBOOST)
+def test_xgboost_conversion_matches_xgboost(tmp_path, kind):
+    result = _check(tmp_path, XGBOOST[kind]())
+    assert result["agree"] == result["samples"], result
+
+
+@pytest.mark.parametrize("name", SKLEARN)
+def test_sklearn_conversion_matches_sklearn(tmp_path, name):
+    options = dict(SKLEARN[name])
+    result = _check(tmp_path, sklearn_model(name.split("-")[0], **options))
+    assert result["agree"] == result["samples"], result
+
+
+def test_probe_inputs_hit_thresholds_and_leave_the_range(tmp_path):
+    project = load_project(make_project(tmp_path, xgb_binary(10, 3)))
+    ens = load_model(project).ensemble
+    t = FixedType.parse("ap_fixed<18,8>")
+    x = probe_inputs(ens, t, 2000, seed=0)
+    thresholds = {
+        (f, thr)
+        for trees in ens["trees"]
+        for tr in trees
+        for f, thr in zip(tr["feature"], tr["threshold"], strict=True)
+        if f >= 0
+    }
+    on_float = sum((f, float(v)) in thresholds for f in range(x.shape[1]) for v in x[:, f])
+    quantised = {(f, float(t.quantize(thr))) for f, thr in thresholds}
+    on_fixed = sum((f, float(v)) in quantised for f in range(x.shape[1]) for v in x[:, f])
+    outside = np.sum((x < t.min_value) | (x > t.max_value))
+    assert on_float > 100 and on_fixed > 100 and outside > 100
+
+
+def test_synth_refuses_a_model_it_cannot_convert_faithfully(tmp_path, monkeypatch):
+    """If the float conversion ever disagrees with the library, synth stops (no silent firmware)."""
+    from fpgaflow.bdt import load as load_module
+    from fpgaflow.bdt.synth import synth
+
+    project = load_project(make_project(tmp_path, xgb_binary(5, 2)))
+    original = load_module.load_model
+
+    def broken(p):
+        source = original(p)
+        source.ensemble["init_predict"] = [source.ensemble["init_predict"][0] + 0.25]
+        return source
+
+    monkeypatch.setattr("fpgaflow.bdt.synth.load_model", broken)
+    with pytest.raises(ValueError, match="disagrees with xgboost"):
+        synth(project, argparse.Namespace(open_synth=False, vendor=False))

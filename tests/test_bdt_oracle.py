@@ -1,0 +1,111 @@
+"""The emulator against the real firmware references, bit for bit: conifer's compiled
+``cpp`` backend on 10,000 inputs per model (on thresholds, one LSB off, outside the
+input type's range), the HLS firmware's own C++ where a saturating sum makes the order
+matter, and GHDL running conifer's VHDL."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from bdt_helpers import make_project, sklearn_model, xgb_binary, xgb_multiclass
+
+import sim
+from fpgaflow.bdt.config import read_config
+from fpgaflow.bdt.export import firmware_types
+from fpgaflow.bdt.inputs import probe_inputs
+from fpgaflow.bdt.load import load_model
+from fpgaflow.bdt.synth import synth
+from fpgaflow.project import load_project
+
+pytestmark = pytest.mark.oracle
+N_INPUTS = 10_000
+
+MODELS = {
+    "xgboost-binary-100x4": lambda: xgb_binary(100, 4),
+    "xgboost-multiclass": lambda: xgb_multiclass(20, 3),
+    "sklearn-GradientBoostingClassifier": lambda: sklearn_model("GradientBoostingClassifier", 30, 3),
+    "sklearn-GradientBoostingRegressor": lambda: sklearn_model("GradientBoostingRegressor", 30, 3),
+    "sklearn-RandomForestClassifier-3": lambda: sklearn_model("RandomForestClassifier", 20, 5, n_classes=3),
+    "sklearn-RandomForestRegressor": lambda: sklearn_model("RandomForestRegressor", 20, 4),
+}
+NO_SYNTH_OPTIONS = argparse.Namespace(open_synth=False, vendor=False)
+
+
+def _synthesized(folder, model, **keys):
+    project = load_project(make_project(folder, model, **keys))
+    assert synth(project, NO_SYNTH_OPTIONS) == 0
+    return project, read_config(project), load_model(project), sim.load(project.build_dir / "emulator")
+
+
+def _cpp(project, cfg, source):
+    from fpgaflow.bdt.oracle import CppOracle
+
+    types = {k: (v if v is not None else cfg.types[k]) for k, v in firmware_types(cfg).items()}
+    return CppOracle(source.ensemble, types, project.build_dir / "cpp")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bit_exact_against_conifer_cpp(tmp_path, name):
+    project, cfg, source, emulator = _synthesized(tmp_path, MODELS[name]())
+    x = probe_inputs(source.ensemble, cfg.types["input"], N_INPUTS, seed=7)
+    outside = (x < cfg.types["input"].min_value) | (x > cfg.types["input"].max_value)
+    assert outside.any(axis=1).sum() > N_INPUTS // 4
+    emulated = emulator.predict(x)
+    reference = _cpp(project, cfg, source).predict_raw(x)
+    assert emulated.raw.shape == reference.shape
+    mismatches = np.flatnonzero(np.any(emulated.raw != reference, axis=1))
+    assert mismatches.size == 0, f"{mismatches.size} mismatches, first at {x[mismatches[0]]}"
+
+
+def test_saturating_sum_follows_the_hls_firmware_order(tmp_path):
+    """ap_fixed<10,3,AP_RND,AP_SAT> saturates: the sum's order decides the bits.  The
+    oracle is conifer's HLS firmware compiled by g++ (its balanced ``reduce``)."""
+    from fpgaflow.bdt.oracle import HlsOracle
+
+    project, cfg, source, emulator = _synthesized(
+        tmp_path, xgb_binary(12, 3), precision="ap_fixed<10,3,AP_RND,AP_SAT>"
+    )
+    assert emulator.order == "balanced" and not emulator._wraps()
+    x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=11)
+    firmware = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"], project.build_dir / "csim")
+    assert np.array_equal(emulator.predict(x).raw, firmware.predict_raw(x))
+
+
+def test_rolled_hls_sums_sequentially_like_conifer_cpp(tmp_path):
+    project, cfg, source, emulator = _synthesized(
+        tmp_path, xgb_binary(12, 3), precision="ap_fixed<10,3,AP_RND,AP_SAT>", Unroll="false"
+    )
+    assert emulator.order == "sequential"
+    x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=12)
+    assert np.array_equal(emulator.predict(x).raw, _cpp(project, cfg, source).predict_raw(x))
+
+
+@pytest.mark.parametrize(
+    "name, model",
+    [
+        ("xgboost-multiclass", lambda: xgb_multiclass(10, 3)),
+        ("sklearn-RandomForestClassifier", lambda: sklearn_model("RandomForestClassifier", 10, 4)),
+    ],
+)
+def test_bit_exact_against_ghdl_rtl(tmp_path, name, model):
+    from fpgaflow.bdt.rtl import simulate
+
+    project, cfg, source, emulator = _synthesized(tmp_path, model(), backend="vhdl", precision="ap_fixed<16,6>")
+    x = probe_inputs(source.ensemble, cfg.types["input"], 500, seed=5)
+    x_raw = emulator.input_type.to_raw(x.astype(np.float64))
+    rtl = simulate(cfg.hls_dir, x_raw, emulator.n_outputs)
+    assert np.array_equal(emulator.predict(x).raw, rtl)
+
+
+@pytest.mark.slow
+def test_100_trees_depth_4_rtl_and_cpp_at_full_size(tmp_path):
+    from fpgaflow.bdt.rtl import simulate
+
+    project, cfg, source, emulator = _synthesized(tmp_path, xgb_binary(100, 4), backend="vhdl")
+    x = probe_inputs(source.ensemble, cfg.types["input"], N_INPUTS, seed=9)
+    emulated = emulator.predict(x).raw
+    assert np.array_equal(emulated, _cpp(project, cfg, source).predict_raw(x))
+    rtl = simulate(cfg.hls_dir, emulator.input_type.to_raw(x[:2000].astype(np.float64)), 1)
+    assert np.array_equal(emulated[:2000], rtl)

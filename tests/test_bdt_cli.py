@@ -1,0 +1,131 @@
+"""The BDT path through the ``fpgaflow`` command, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bdt_helpers import make_project, sklearn_model, xgb_binary
+
+import sim
+from fpgaflow.bdt.trees import make_ensemble, make_tree
+from fpgaflow.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "firmware_projects" / "bdt_tau"
+
+
+@pytest.fixture(scope="module")
+def tau(tmp_path_factory) -> Path:
+    """The example project, copied, synthesized once."""
+    folder = tmp_path_factory.mktemp("bdt_tau")
+    for name in ("project.yml", "model.json"):
+        shutil.copy(EXAMPLE / name, folder / name)
+    assert main(["synth", str(folder)]) == 0
+    return folder
+
+
+@pytest.mark.oracle
+def test_example_project_synthesizes_and_verifies_with_rtl(tau, capsys):
+    report = json.loads((tau / "build" / "report.json").read_text())
+    assert report["backend"] == "vhdl" and report["float_check"]["agree"] == report["float_check"]["samples"]
+    assert {"latency", "lut", "ff"} <= set(report["conifer_estimates"])
+    assert (tau / "build" / "hls" / "firmware" / "BDTTop.vhd").is_file()
+    capsys.readouterr()
+    assert main(["verify", str(tau), "--rtl", "--samples", "2000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [c["bit_exact"] for c in result["checks"]] == [2000, 1000]
+
+
+def test_emulate_writes_the_manifest_outputs(tau, tmp_path):
+    x = np.random.default_rng(0).uniform(0, 100, size=(300, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["emulate", str(tau), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npz")]) == 0
+    with np.load(tmp_path / "y.npz") as out:
+        expected = sim.load(tau / "build" / "emulator").predict(x)
+        assert np.array_equal(out["raw"], expected.raw) and out["values"].shape == (300, 1)
+
+
+def test_wrong_feature_count_is_named(tau, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((10, 4), dtype=np.float32))
+    assert main(["verify", str(tau), "--input", str(tmp_path / "x.npy")]) == 2
+    assert "shape (10, 4)" in capsys.readouterr().err
+    emulator = sim.load(tau / "build" / "emulator")
+    with pytest.raises(ValueError, match="takes 6 features"):
+        emulator.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="outside the range"):
+        emulator.predict_raw(np.full((2, 6), 1 << 20))
+
+
+def test_unsupported_estimator_is_named(tmp_path, capsys):
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    joblib.dump(LogisticRegression().fit(x, x[:, 0] > 0), tmp_path / "model.joblib")
+    (tmp_path / "project.yml").write_text("SklearnModel: model.joblib\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "LogisticRegression is not supported" in err and "GradientBoostingClassifier" in err
+
+
+def test_collapsing_thresholds_are_counted(tmp_path, capsys):
+    """Three thresholds 0.1, 0.2, 0.3 on one feature; ap_fixed<8,7> (LSB 0.5) holds one of them."""
+    tree = make_tree([0, 0, -2, 0, -2, -2, -2], [0.2, 0.1, 0, 0.3, 0, 0, 0], [0, 0, 1, 0, 2, 3, 4],
+                     [1, 2, -1, 5, -1, -1, -1], [3, 4, -1, 6, -1, -1, -1], 2)
+    ensemble = make_ensemble([[tree]], 2, 2, [0.0], "conifer", "<=")
+    (tmp_path / "model.json").write_text(json.dumps(ensemble))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\nPrecision: ap_fixed<8,7>\n")
+    assert main(["synth", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "collapses 2 of 3 distinct thresholds" in err and "f0: 2" in err
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert report["precision"]["collapsed_thresholds"] == 2
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ("Precision: float\n", "HLS fixed-point type"),
+        ("Backend: cpp\n", "Backend 'cpp' is not supported"),
+        ("Backend: vhdl\nScorePrecision: ap_fixed<12,4>\n", "ScorePrecision is ap_fixed<12,4>"),
+        ("Precision: ap_fixed<18,8\n", "ap_fixed<18,8"),
+    ],
+)
+def test_bad_configuration_is_named(tmp_path, capsys, keys, message):
+    make_project(tmp_path, xgb_binary(3, 2))
+    (tmp_path / "project.yml").write_text("XGBoostModel: model.json\n" + keys)
+    assert main(["synth", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_an_xgboost_model(tmp_path, capsys):
+    (tmp_path / "model.json").write_text('{"hello": 1}')
+    (tmp_path / "project.yml").write_text("XGBoostModel: model.json\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    assert "not an xgboost model file" in capsys.readouterr().err
+
+
+def test_open_synthesis_of_a_tiny_vhdl_bdt(tmp_path):
+    """GHDL --synth + yosys synth_xilinx on 3 trees of depth 2 (the full-size run is slow)."""
+    make_project(tmp_path, sklearn_model("GradientBoostingRegressor", 3, 2), backend="vhdl", precision="ap_fixed<12,5>")
+    assert main(["synth", str(tmp_path), "--open-synth"]) == 0
+    o = json.loads((tmp_path / "build" / "report.json").read_text())["open_synth"]
+    assert o["lut"] > 0 and o["ff"] > 0 and o["carry"] > 0 and o["z_padding_fixed"] >= 0
+    assert "GHDL + yosys" in (tmp_path / "build" / "report.md").read_text()
+
+
+def test_open_synthesis_needs_the_vhdl_backend(tmp_path, capsys):
+    make_project(tmp_path, xgb_binary(3, 2))
+    assert main(["synth", str(tmp_path), "--open-synth"]) == 2
+    assert "Backend: vhdl" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_open_synthesis_of_the_example_project(tau):
+    assert main(["synth", str(tau), "--open-synth"]) == 0
+    o = json.loads((tau / "build" / "report.json").read_text())["open_synth"]
+    assert o["lut"] > 100 and o["ff"] > 100

@@ -1,0 +1,177 @@
+"""Bit-exactness of Conv2D/QConv2D, pooling (max, average, global; 1-d and 2-d),
+zero padding, Flatten and merges inside conv pipelines, against hls4ml's C
+simulation, in io_parallel and io_stream, Latency and Resource strategies.
+
+One compile per model (module-scoped fixtures); every layer's output is compared
+through hls4ml's trace, not only the network output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from network_oracle import save_keras, synth_and_build, write_project
+
+pytestmark = pytest.mark.oracle
+
+N_SAMPLES = 10_000
+
+
+def synth(tmp_path_factory, model, name: str, hls_config: dict, io_type: str):
+    folder = tmp_path_factory.mktemp(name)
+    files = save_keras(model, folder / "src", name)
+    config = {
+        "KerasJson": f"{name}.json",
+        "KerasH5": f"{name}_weights.h5",
+        "Backend": "Vivado",
+        "IOType": io_type,
+        "HLSConfig": hls_config,
+    }
+    return synth_and_build(write_project(folder / "project", config, files))
+
+
+def randomize_weights(model, seed: int, scale: float = 0.5) -> None:
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            layer.set_weights([rng.normal(0, scale, w.shape).astype(np.float32) for w in ws])
+
+
+def assert_every_layer_exact(oracle, n: int = N_SAMPLES, seed: int = 0) -> dict:
+    """The network output and every traced layer bit-identical to the C simulation."""
+    from fpgaflow.network.verify import csim_trace, first_divergence, raw_of
+
+    x = oracle.net._input_raw(oracle.random_inputs(n, seed=seed))
+    csim_y, csim_layers = csim_trace(oracle.hls_model, x)
+    ours = oracle.net.trace(x)
+    assert first_divergence(oracle.net, ours, csim_layers) is None, first_divergence(oracle.net, ours, csim_layers)
+    out = ours[oracle.net.output_name].raw
+    expected = raw_of(csim_y, oracle.net.output_type).reshape(out.shape)
+    np.testing.assert_array_equal(out, expected)
+    compared = [layer.name for layer in oracle.net.layers if layer.name in csim_layers]
+    return {"compared_layers": compared, "outputs": out}
+
+
+def kinds(oracle) -> dict[str, str]:
+    return {layer.name: layer.spec["kind"] for layer in oracle.net.layers}
+
+
+# ---------------------------------------------------------------- io_parallel
+@pytest.fixture(scope="module")
+def conv2d_parallel(tmp_path_factory):
+    """Conv2D (same, Latency) -> relu -> MaxPooling2D -> QConv2D (valid, strided,
+    Resource) -> AveragePooling2D (same, narrow saturating accumulator) -> Flatten,
+    a 1x1 (pointwise) Conv2D, GlobalAverage/GlobalMax pooling, concatenations, Dense."""
+    import tensorflow as tf
+    from qkeras import QConv2D
+    from qkeras.quantizers import quantized_bits
+
+    k = tf.keras
+    inp = k.Input(shape=(8, 8, 2), name="x")
+    c1 = k.layers.Conv2D(3, 3, padding="same", name="c1")(inp)
+    r1 = k.layers.Activation("relu", name="r1")(c1)
+    p1 = k.layers.MaxPooling2D(2, name="p1")(r1)
+    c2 = QConv2D(
+        4,
+        (2, 3),
+        strides=(1, 2),
+        name="c2",
+        kernel_quantizer=quantized_bits(6, 0, alpha=1),
+        bias_quantizer=quantized_bits(6, 0, alpha=1),
+    )(p1)
+    p2 = k.layers.AveragePooling2D(2, padding="same", name="p2")(c2)
+    f2 = k.layers.Flatten(name="f2")(p2)
+    pw = k.layers.Conv2D(2, 1, name="pw")(p1)
+    p3 = k.layers.MaxPooling2D((3, 2), strides=(1, 2), padding="same", name="p3")(pw)
+    f3 = k.layers.Flatten(name="f3")(p3)
+    g1 = k.layers.GlobalAveragePooling2D(name="g1")(r1)
+    g2 = k.layers.GlobalMaxPooling2D(name="g2")(c1)
+    h = k.layers.Concatenate(name="cat1")([f2, g1])
+    h = k.layers.Concatenate(name="cat2")([h, g2])
+    h = k.layers.Concatenate(name="cat3")([h, f3])
+    out = k.layers.Dense(5, name="out")(h)
+    model = k.Model(inp, out)
+    randomize_weights(model, seed=3)
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {
+            "c1": {"Precision": {"result": "ap_fixed<16,6,AP_RND,AP_SAT>"}},
+            "c2": {"Strategy": "Resource", "ReuseFactor": 6, "Precision": {"result": "ap_fixed<18,8>"}},
+            "p2": {"Precision": {"accum": "ap_fixed<14,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
+            "pw": {"Strategy": "Resource", "ReuseFactor": 3},
+            "g1": {"Precision": {"result": "ap_fixed<12,4,AP_RND_CONV,AP_SAT>"}},
+            "out": {"Strategy": "Resource", "ReuseFactor": 7},
+        },
+    }
+    return synth(tmp_path_factory, model, "conv2d_parallel", hls_config, "io_parallel")
+
+
+def test_conv2d_pipeline_io_parallel(conv2d_parallel):
+    found = kinds(conv2d_parallel)
+    assert found["c1"] == "conv2d" and found["pw"] == "conv2d"
+    assert found["p1"] == "pooling2d" and found["g1"] == "global_pooling2d"
+    spec = {layer.name: layer.spec for layer in conv2d_parallel.net.layers}
+    assert spec["c2"]["strategy"] == "resource" and spec["c2"]["reuse_factor"] == 6
+    assert spec["p2"]["pool_op"] == "average" and spec["p2"]["pad_bottom"] + spec["p2"]["pad_right"] > 0
+    assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"]
+    result = assert_every_layer_exact(conv2d_parallel)
+    assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} <= set(result["compared_layers"])
+    assert len(np.unique(result["outputs"][:, 0])) > 100  # the inputs exercise the network
+
+
+# ---------------------------------------------------------------- io_stream
+@pytest.fixture(scope="module")
+def conv2d_stream(tmp_path_factory):
+    """The same kinds of layers through hls4ml's stream kernels: zero padding inserted
+    before the padded convolutions, line-buffer pooling, clones for reused outputs."""
+    import tensorflow as tf
+
+    k = tf.keras
+    inp = k.Input(shape=(8, 8, 2), name="x")
+    c1 = k.layers.Conv2D(3, 3, padding="same", name="c1")(inp)
+    r1 = k.layers.Activation("relu", name="r1")(c1)
+    p1 = k.layers.MaxPooling2D(2, name="p1")(r1)
+    c2 = k.layers.Conv2D(4, (3, 3), padding="same", name="c2")(p1)
+    p2 = k.layers.AveragePooling2D(2, name="p2")(c2)
+    f2 = k.layers.Flatten(name="f2")(p2)
+    c3 = k.layers.Conv2D(2, (2, 3), strides=(2, 1), name="c3")(p1)
+    g1 = k.layers.GlobalAveragePooling2D(name="g1")(c2)
+    g2 = k.layers.GlobalMaxPooling2D(name="g2")(c3)
+    h = k.layers.Concatenate(name="cat1")([f2, g1])
+    h = k.layers.Concatenate(name="cat2")([h, g2])
+    out = k.layers.Dense(5, name="out")(h)
+    model = k.Model(inp, out)
+    randomize_weights(model, seed=4)
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {
+            "c2": {"Strategy": "Resource", "ReuseFactor": 4, "Precision": {"result": "ap_fixed<18,8>"}},
+            "p2": {"Precision": {"accum": "ap_fixed<14,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
+            "c3": {"Strategy": "Resource", "ReuseFactor": 2, "Precision": {"result": "ap_fixed<16,7,AP_RND,AP_SAT>"}},
+            "g1": {"Precision": {"accum": "ap_fixed<20,9,AP_RND,AP_SAT>", "result": "ap_fixed<12,4,AP_RND,AP_SAT>"}},
+        },
+    }
+    return synth(tmp_path_factory, model, "conv2d_stream", hls_config, "io_stream")
+
+
+def test_conv2d_pipeline_io_stream(conv2d_stream):
+    found = kinds(conv2d_stream)
+    assert "zeropad2d" in found.values() and "clone" in found.values()
+    spec = {layer.name: layer.spec for layer in conv2d_stream.net.layers}
+    assert spec["p2"]["stream"] and spec["c1"]["pad_left"] == 0  # padding moved into the zeropad layer
+    result = assert_every_layer_exact(conv2d_stream)
+    assert {"c1", "p1", "c2", "p2", "c3", "g1", "g2", "out"} <= set(result["compared_layers"])
+
+
+def test_stream_pooling_with_padding_is_refused(tmp_path_factory):
+    """hls4ml's stream pooling asserts 'valid' padding: the export says so by name."""
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    k = tf.keras
+    inp = k.Input(shape=(5, 5, 1), name="x")
+    out = k.layers.MaxPooling2D(2, padding="same", name="bad_pool")(inp)
+    model = k.Model(inp, out)
+    with pytest.raises((ProjectError, ValueError), match="bad_pool.*io_stream pooling"):
+        synth(tmp_path_factory, model, "bad_pool", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_stream")

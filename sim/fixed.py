@@ -201,6 +201,8 @@ class FixedType:
         raw = np.asarray(raw)
         if raw.dtype == object:
             raw = raw.astype(np.float64)
+        if -1022 <= -self.frac_bits <= 1023:  # a power of two: the product is the exact value
+            return np.multiply(raw, 2.0**-self.frac_bits, dtype=np.float64)
         return np.ldexp(raw.astype(np.float64), -self.frac_bits)
 
     def cast(self, raw: RawArray, src: FixedType) -> RawArray:
@@ -419,10 +421,174 @@ def _wrap(raw: RawArray, width: int, signed: bool) -> RawArray:
 
 
 def _from_double(x: np.ndarray, dst: FixedType) -> RawArray:
+    """``dst_t(double)`` for every element: the float64 fast path where it applies, the
+    literal port of the header's constructors for everything else."""
+    if np.isnan(x).any():
+        nan = int(np.isnan(x).sum())
+        raise ValueError(f"{dst}: cannot represent NaN ({nan} of {x.size} values are NaN)")
+    if _fast_double_ok(dst):
+        return _fast_from_double(x.reshape(-1), dst).reshape(x.shape)
+    return _from_double_exact(x, dst)
+
+
+# ------------------------------------------------------------- float64 fast path
+# For W <= 62 the cast of a double is computed on float64 arrays, exactly: scaling by
+# 2**F is exact for normal results, floor/trunc/fmod are exact, the rounding bit and
+# the bits below it come from exact comparisons (``y - floor(y) >= 0.5`` is exact for
+# every double; ``y != floor(y) + 0.5`` is exact wherever y has a fraction), and the
+# saturation bounds are compared as powers of two.  Elements it cannot take exactly
+# (subnormal inputs, which the header reads with the hidden bit set, and scalings that
+# underflow) go through the literal port.  Chunks keep the temporaries in cache.
+_CHUNK = 1 << 14
+_TINY = float(np.finfo(np.float64).tiny)  # 2**-1022, smallest normal double
+_HUGE = 2.0**1000
+"""Stands in for infinities and scalings beyond float64: a multiple of 2**W for every
+supported W, and beyond every range, which is how the header treats them."""
+
+
+def _fast_double_ok(dst: FixedType) -> bool:
+    if dst.width > _FAST_BITS:
+        return False
+    if dst.integer:
+        return True
+    if dst.overflow == "AP_WRAP_SM" or (dst.overflow == "AP_WRAP" and dst.sat_bits):
+        return False
+    return -1022 <= dst.frac_bits <= 1023
+
+
+class _Scratch:
+    """Work buffers reused by every chunk (no allocation or page faults per chunk)."""
+
+    def __init__(self, n: int) -> None:
+        self.y, self.t, self.d = np.empty(n), np.empty(n), np.empty(n)
+        self.m1, self.m2 = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+
+    def views(self, n: int) -> tuple[np.ndarray, ...]:
+        return self.y[:n], self.t[:n], self.d[:n], self.m1[:n], self.m2[:n]
+
+
+def _fast_from_double(x: np.ndarray, dst: FixedType) -> np.ndarray:
+    out = np.empty(x.size, dtype=np.int64)
+    scratch = _Scratch(min(_CHUNK, x.size))
+    slow = []
+    with np.errstate(over="ignore", invalid="ignore"):  # infinities are handled, not errors
+        for start in range(0, x.size, _CHUNK):
+            stop = min(start + _CHUNK, x.size)
+            if dst.integer:
+                _int_chunk(x[start:stop], dst, out[start:stop])
+            else:
+                bad = _fixed_chunk(x[start:stop], dst, out[start:stop], scratch)
+                if bad is not None:
+                    slow.append(bad + start)
+    if slow:
+        idx = np.concatenate(slow)
+        out[idx] = _narrow(dst, _from_double_exact(x[idx], dst))
+    return out
+
+
+def _fixed_chunk(x: np.ndarray, dst: FixedType, out: np.ndarray, scratch: _Scratch) -> np.ndarray | None:
+    """Cast one chunk into ``out``; return the indices the fast path cannot take."""
+    y, t, d, m1, m2 = scratch.views(x.size)
+    scale = 2.0**dst.frac_bits
+    np.multiply(x, scale, out=y)
+    # subnormal x  <=>  |y| < tiny * scale; a subnormal or zero y from a nonzero x underflowed
+    np.abs(y, out=t)
+    bad = None
+    if t.min() < _TINY * max(scale, 1.0):
+        small = (t < _TINY * max(scale, 1.0)) & (x != 0)
+        if small.any():
+            bad = np.flatnonzero(small)
+            y[bad] = 0.0
+    wrap = dst.overflow == "AP_WRAP"
+    if wrap:
+        np.clip(y, -_HUGE, _HUGE, out=y)
+    _quantize_scaled(y, dst.quantization, t, d, m1, m2)
+    _overflow_scaled(t, dst, out, wrap)
+    return bad
+
+
+def _quantize_scaled(y: np.ndarray, mode: str, t: np.ndarray, d: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> None:
+    """The rounded integer (as float64, into ``t``) of a scaled double, per quantization mode."""
+    if mode == "AP_TRN_ZERO":  # a double is a signed source: towards zero
+        np.trunc(y, out=t)
+        return
+    if mode == "AP_RND_CONV":  # ties to even: exactly IEEE round-to-nearest
+        np.rint(y, out=t)
+        return
+    np.floor(y, out=t)
+    if mode == "AP_TRN":
+        return
+    np.subtract(y, t, out=d)  # exact for every double; nan for infinities, which then never round
+    qb = np.greater_equal(d, 0.5, out=m1)
+    if mode == "AP_RND":
+        np.add(t, qb, out=t)
+        return
+    # bits below the rounding bit: y is neither on the grid nor exactly half-way
+    rest = np.not_equal(d, 0.0, out=m2)
+    np.add(t, 0.5, out=d)
+    rest &= y != d
+    if mode == "AP_RND_ZERO":
+        rest |= y < 0
+    elif mode == "AP_RND_INF":
+        rest |= y >= 0
+    qb &= rest  # AP_RND_MIN_INF: rounding bit and something below it
+    np.add(t, qb, out=t)
+
+
+def _overflow_scaled(q: np.ndarray, dst: FixedType, out: np.ndarray, wrap: bool) -> None:
+    """Write the W-bit result of rounded values ``q`` (float64) into ``out``."""
+    W, S, O = dst.width, dst.signed, dst.overflow
+    hi = 2.0 ** (W - S)  # first value above max_raw
+    lo = -(2.0 ** (W - 1)) if S else 0.0
+    if wrap:
+        _wrap_float_into(q, W, S, out)
+        return
+    if O == "AP_SAT_ZERO":
+        q[(q >= hi) | (q < lo)] = 0.0
+        out[...] = q
+        return
+    sym = O == "AP_SAT_SYM" and S  # the most negative value becomes -max
+    if W <= 53:  # every bound is an exact double
+        np.clip(q, lo + sym, hi - 1.0, out=out, casting="unsafe")
+        return
+    over = q >= hi
+    under = (q <= lo) if sym else (q < lo)
+    np.clip(q, lo, np.nextafter(hi, 0.0), out=out, casting="unsafe")
+    out[over] = dst.max_raw
+    out[under] = dst.min_raw + sym
+
+
+def _wrap_float_into(q: np.ndarray, W: int, S: bool, out: np.ndarray) -> None:
+    """``q mod 2**W`` (finite float64 integers) as W-bit two's complement."""
+    if not q.size:
+        return
+    lo, hi = q.min(), q.max()
+    if lo >= (-(2.0 ** (W - 1)) if S else 0.0) and hi < 2.0 ** (W - S):
+        out[...] = q  # nothing wraps
+        return
+    if max(-lo, hi) >= 2.0**62:
+        q = np.fmod(q, 2.0**W)  # exact
+    out[...] = q
+    mask = (1 << W) - 1
+    if S:
+        half = 1 << (W - 1)
+        out += half
+        out &= mask
+        out -= half
+    else:
+        out &= mask
+
+
+def _int_chunk(x: np.ndarray, dst: FixedType, out: np.ndarray) -> None:
+    """``ap_int_base(double)``: truncate towards zero, wrap; a negative double above
+    -0.5 gives +1 (the header shifts its magnitude out to -1, then negates)."""
+    t = np.trunc(np.clip(x, -_HUGE, _HUGE))
+    t[(x < 0) & (x > -0.5)] = 1.0
+    _wrap_float_into(t, dst.width, dst.signed, out)
+
+
+def _from_double_exact(x: np.ndarray, dst: FixedType) -> RawArray:
     """Port of the ``double`` constructors of ``ap_fixed_base`` and ``ap_int_base``."""
-    nan = np.isnan(x)
-    if np.any(nan):
-        raise ValueError(f"{dst}: cannot represent NaN ({int(nan.sum())} of {x.size} values are NaN)")
     shape = x.shape
     x = x.reshape(-1)
     bits = x.view(np.int64)

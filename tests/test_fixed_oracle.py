@@ -318,6 +318,37 @@ def test_doubles_into_every_mode(oracle):
     _report("double -> type", cases, len(ids), failures)
 
 
+def test_long_arrays_across_chunk_boundaries(oracle):
+    """The fast path works in chunks and sends subnormals to the literal port: long
+    arrays with subnormals scattered through them must still agree everywhere."""
+    combos, by_kind, binary = oracle
+    picks = {}
+    for cid in by_kind["double"]:
+        t = combos[cid].dst
+        if t is None:
+            continue
+        key = "int" if t.integer else (t.overflow, t.width > 53)
+        picks.setdefault(key, cid)
+    records, inputs = [], []
+    for cid in picks.values():
+        t = combos[cid].dst
+        rng = np.random.default_rng(cid)
+        x = np.concatenate([double_cases(t, rng, [], DOUBLES_PER_COMBO) for _ in range(120)])
+        x[rng.integers(0, x.size, 300)] = rng.choice([5e-324, -5e-324, 1e-310, -1e-310], 300)
+        inputs.append(x)
+        records.append((cid, [format(int(b), "x") for b in x.view(np.uint64)]))
+    answers = ap_oracle.run(binary, records)
+    failures, cases = [], 0
+    for (cid, _), x, got in zip(records, inputs, answers, strict=True):
+        t = combos[cid].dst
+        ours = _bits(t.to_raw(x), t.width)
+        theirs = [parse_bits(g) for g in got]
+        cases += len(x)
+        failures += [(str(t), k, float(x[k])) for k, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
+    assert len(picks) >= 8
+    _report("long arrays (double -> type)", cases, len(picks), failures)
+
+
 def test_unsigned_sign_magnitude_wrap_is_refused_like_the_header(oracle):
     combos, _, binary = oracle
     cid = combos.index(Combo("double", None, cpp=REFUSED))

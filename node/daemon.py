@@ -204,7 +204,7 @@ class Node:
         if "first_message_time" not in self.metrics.g:
             self.metrics.g["first_message_time"] = time.time()
         length = ends[0]
-        if ends[-1] == length * n and all(e == length * (i + 1) for i, e in enumerate(ends)):
+        if length and ends[-1] == length * n and ends == list(range(length, length * n + 1, length)):
             try:
                 fast = protocol.decode_same_length(self._buf_view[: ends[-1]], n, length, self.limits)
             except protocol.ProtocolError:
@@ -232,7 +232,7 @@ class Node:
             except protocol.ProtocolError as exc:
                 self._malformed(m, exc)
                 continue
-            self._sequences(np.array([h.source]), np.array([h.sequence], np.uint64))
+            self._sequences(np.array([h.source]), np.array([h.sequence], np.int64))
             good_idx.append(np.full(len(frags), self.source_index[h.source]))
             good.append(frags)
         if good:
@@ -252,20 +252,33 @@ class Node:
                          reason=exc.reason, detail=str(exc), bytes=len(msg))  # fmt: skip
 
     def _sequences(self, sources: np.ndarray, seqs: np.ndarray) -> None:
-        """Count messages missing per source (gaps in its sequence numbers)."""
+        """Count messages missing per source (gaps in its sequence numbers), vectorised
+        over a drain: each message is compared with the previous one of its source."""
+        sources = sources.astype(np.intp)
         seqs = seqs.astype(np.int64)
-        for sid in np.unique(sources):
-            q = seqs[sources == sid] if len(sources) > 1 else seqs
-            prev = self.last_seq[sid]
-            d = np.diff(np.concatenate(([prev], q))) if prev >= 0 else np.diff(q)
-            gaps = int((d[d > 1] - 1).sum())
-            backwards = int((d <= 0).sum())
-            if gaps:
-                self.metrics.seq_gaps[str(int(sid))] += gaps
-                self.log.limited(f"gap/{sid}", "warning", "sequence-gap", source=int(sid), missing=gaps)
-            if backwards:
-                self.metrics.c["sequence_resets"] += backwards
-            self.last_seq[sid] = q[-1]
+        if len(sources) > 1:
+            order = np.argsort(sources, kind="stable")
+            sources, seqs = sources[order], seqs[order]
+        first = np.ones(len(sources), bool)
+        first[1:] = sources[1:] != sources[:-1]
+        prev = np.empty_like(seqs)
+        prev[1:] = seqs[:-1]
+        prev[first] = self.last_seq[sources[first]]
+        d = seqs - prev
+        known = prev >= 0  # a source's first message ever has nothing to follow
+        gap = known & (d > 1)
+        if gap.any():
+            missing = np.bincount(sources[gap], weights=d[gap] - 1)
+            for sid in np.flatnonzero(missing):
+                n = int(missing[sid])
+                self.metrics.seq_gaps[str(int(sid))] += n
+                self.log.limited(f"gap/{sid}", "warning", "sequence-gap", source=int(sid), missing=n)
+        backwards = known & (d <= 0)
+        if backwards.any():
+            self.metrics.c["sequence_resets"] += int(backwards.sum())
+        last = np.ones(len(sources), bool)
+        last[:-1] = sources[1:] != sources[:-1]
+        self.last_seq[sources[last]] = seqs[last]
 
     def _mismatch(self, event: int, source_index: int) -> None:
         self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event_number=event,

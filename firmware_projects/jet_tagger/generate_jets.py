@@ -151,6 +151,16 @@ def _tau(zp: np.ndarray, eta: np.ndarray, phi: np.ndarray, n_axes: int) -> tuple
     return (zp * d.min(axis=2)).sum(axis=1) / R0, d.argmin(axis=2), d.min(axis=2)
 
 
+def _e2(zp: np.ndarray, eta: np.ndarray, phi: np.ndarray, block: int = 200) -> np.ndarray:
+    """Energy correlation e2 (beta = 1), in blocks of jets: the pair matrices are large."""
+    out = np.empty(len(zp))
+    for s in range(0, len(zp), block):
+        e, p, z = eta[s : s + block], phi[s : s + block], zp[s : s + block]
+        pairs = np.hypot(e[:, :, None] - e[:, None, :], p[:, :, None] - p[:, None, :])
+        out[s : s + block] = 0.5 * (z[:, :, None] * z[:, None, :] * pairs).sum(axis=(1, 2)) / R0
+    return out
+
+
 def _mass(zp: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray) -> np.ndarray:
     p = zp * pt[:, None]
     e, px, py, pz = p * np.cosh(eta), p * np.cos(phi), p * np.sin(phi), p * np.sinh(eta)
@@ -178,8 +188,7 @@ def jets_chunk(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     sub_z = np.stack([(zp * (axis3 == k)).sum(1) for k in range(3)], axis=1)
     # trimming: keep the cores (dR < 0.15) of subjets carrying more than 5% of the jet pT
     keep = (np.take_along_axis(sub_z, axis3, axis=1) > 0.05) & (dist3 < 0.15)
-    pairs = np.hypot(eta[:, :, None] - eta[:, None, :], phi[:, :, None] - phi[:, None, :])
-    e2 = 0.5 * (zp[:, :, None] * zp[:, None, :] * pairs).sum(axis=(1, 2)) / R0
+    e2 = _e2(zp, eta, phi)
     feats = {
         "j_mass": _mass(zp, eta, phi, jet_pt),
         "j_mass_groomed": _mass(zp * keep, eta, phi, jet_pt),

@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ack", action="append", default=[], metavar="ENDPOINT",
                    help="a node's built-event PUB endpoint: keep fragments until acknowledged there and send "
                         "them again after the node reconnects (nothing lost across a node restart)")  # fmt: skip
+    p.add_argument("--ack-index", type=int, help="this board's index in the node's sources list (exact acks)")
     p.add_argument("--offload", metavar="ENDPOINT", help="bind a ROUTER here and answer offload requests instead")
     p.add_argument("--status", default="", help="write counters and injected faults here (JSON, + .faults.npz)")
     f = p.add_argument_group("fault injection (fractions of fragments, each counted in the status)")
@@ -75,5 +76,6 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         manifest=manifest, source_id=args.source, nodes=list(args.node), rate=args.rate, start_at=args.start_at,
         events=args.events, first_event=args.first_event, batch=args.batch, pool=args.pool, cache=not args.no_cache,
         input_file=args.input, dataset=args.dataset, seed=args.seed, layout=layout, acks=list(args.ack),
-        offload=args.offload or "", status_file=args.status, faults=faults, sndhwm=args.sndhwm,
+        ack_index=args.ack_index, offload=args.offload or "", status_file=args.status, faults=faults,
+        sndhwm=args.sndhwm,
     )  # fmt: skip

@@ -28,10 +28,10 @@ import numpy as np
 import zmq
 
 from node import protocol
-from node.source import Source
 from sim.board.faults import Faults, Injector
 from sim.board.readout import Readout
 from sim.board.replay import Acks, Reconnects, ReplayRing
+from sim.board.sender import Sender
 
 STATUS_EVERY_S = 0.5
 
@@ -54,6 +54,7 @@ class BoardConfig:
     seed: int = 0
     layout: tuple[int, int, int] | None = None  # pad to a node's (n_inputs, n_outputs, raw_bytes)
     acks: list[str] = field(default_factory=list)  # the nodes' built-event PUB endpoints
+    ack_index: int | None = None  # this board's index in the nodes' source lists
     replay_capacity: int = 1 << 17
     ack_wait_s: float = 10.0  # after the last event: how long to wait for the nodes' acknowledgements
     offload: str = ""  # ROUTER endpoint to bind: answer offload requests instead of streaming
@@ -147,12 +148,13 @@ class Board:
             input_file=cfg.input_file, dataset=cfg.dataset, cache=cfg.cache,
         )  # fmt: skip
         n_in, n_out, raw = self.wire
-        source = Source(
+        ring = ReplayRing(protocol.fragment_dtype(n_in, n_out, raw), cfg.replay_capacity) if cfg.acks else None
+        source = Sender(
             cfg.source_id, cfg.nodes, n_inputs=n_in, n_outputs=n_out, raw_bytes=raw,
             manifest_id=self.emulator.id, batch=cfg.batch, sndhwm=cfg.sndhwm, context=self.context,
+            on_sent=ring.sent if ring is not None else None,
         )  # fmt: skip
-        ring = ReplayRing(protocol.fragment_dtype(n_in, n_out, raw), cfg.replay_capacity) if cfg.acks else None
-        acks = Acks(cfg.acks, self.context) if cfg.acks else None
+        acks = Acks(cfg.acks, self.context, cfg.ack_index) if cfg.acks else None
         watch = [Reconnects(s) for s in source.sockets] if cfg.acks else []
         delayed: list[tuple[float, int, np.ndarray]] = []  # (due, tiebreak, fragments)
         faults, inj = cfg.faults, self.injector
@@ -170,11 +172,7 @@ class Board:
         done_at: float | None = None
         self.state = "running"
 
-        def send(frags: np.ndarray) -> None:
-            source.send_fragments(frags)
-            if ring is not None:
-                ring.sent(frags)
-
+        send = source.send
         while not self._stop:
             now = time.monotonic()
             if end is None or next_event < end:
@@ -204,16 +202,18 @@ class Board:
                         again = ring.unacked(k, len(source.sockets))
                         self.counts["reconnects"] += 1
                         if len(again):
-                            source._send_route(k, again)
+                            source.send_route(k, again)
                             ring.replayed += len(again)
+            source.flush()
             self.counts["sent_fragments"] = source.sent_fragments
             self.counts["sent_messages"] = source.sent_messages
+            self.counts["queued_messages"] = source.queued
             if ring is not None:
                 self.counts["replayed_fragments"] = ring.replayed
                 self.counts["unacked"] = ring.pending
                 self.counts["replay_overwritten"] = ring.overwritten
             self._tick_status()
-            if end is not None and next_event >= end and not delayed:
+            if end is not None and next_event >= end and not delayed and not source.queued:
                 done_at = done_at or time.monotonic()
                 if ring is None or ring.pending == 0 or time.monotonic() - done_at > cfg.ack_wait_s:
                     break
@@ -223,6 +223,8 @@ class Board:
                 time.sleep(min(max(wait, 0.0), 0.005))
             elif delayed:
                 time.sleep(min(max(delayed[0][0] - time.monotonic(), 0.0), 0.005))
+            elif source.queued:
+                time.sleep(0.001)  # a node is away or slow: its queue waits
         if faults.stop_after is not None and next_event >= first + faults.stop_after:
             self.state = "stopped-by-fault"
             source.close(linger_ms=0)  # a dead board: whatever is queued dies with it

@@ -1,0 +1,168 @@
+"""Every benchmark of the project in one run, and the summary table of docs/benchmarks.md.
+
+Runs each ``bench/bench_*.py`` (fixed-point core vs fxpmath/apytypes, network emulator
+vs hls4ml's C simulation, BDT emulator vs conifer's cpp backend, node vs raw ZeroMQ,
+end-to-end events/s and latency of the demo setup) as its own process, with its flag to
+rewrite its own section of docs/benchmarks.md, then rewrites the ``## Summary`` section
+at the top: one row per ratio the scripts report, the machine and the date.
+
+    .venv/bin/python bench/run_all.py                 # all of them (several minutes)
+    .venv/bin/python bench/run_all.py --only node e2e # some of them
+    .venv/bin/python bench/run_all.py --summary-only  # re-read nothing, just list the scripts
+
+A script that fails is reported in the table (with its exit status) and the others still
+run; the exit status is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Summary"
+WRITE_FLAGS = ("--write-docs", "--write")  # whichever the script's --help offers
+
+
+def scripts(only: list[str]) -> list[Path]:
+    found = sorted(p for p in (ROOT / "bench").glob("bench_*.py"))
+    if only:
+        found = [p for p in found if any(p.stem == f"bench_{o}" or p.stem == o for o in only)]
+    return found
+
+
+def write_flag(script: Path) -> str | None:
+    r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    for flag in WRITE_FLAGS:
+        if re.search(rf"(^|\s){re.escape(flag)}(\s|$|,)", r.stdout):
+            return flag
+    return None
+
+
+def run(script: Path) -> dict[str, Any]:
+    flag = write_flag(script)
+    cmd = [sys.executable, str(script)] + ([flag] if flag else [])
+    print(f"run_all: {script.name} ...", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    seconds = time.monotonic() - t0
+    print(f"run_all: {script.name}: exit {r.returncode} after {seconds:.0f} s", file=sys.stderr, flush=True)
+    return {"script": script.name, "exit": r.returncode, "seconds": seconds, "stdout": r.stdout,
+            "stderr": r.stderr[-2000:], "wrote_section": flag is not None}  # fmt: skip
+
+
+def _json(text: str) -> Any:
+    """The last JSON document a script printed (its summary), or None."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    while start >= 0:
+        try:
+            return json.loads(text[start:])
+        except ValueError:
+            nxt = [i for i in (text.find("\n{", start + 1), text.find("\n[", start + 1)) if i >= 0]
+            start = min(nxt) + 1 if nxt else -1
+    return None
+
+
+def ratios(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, ratio) rows from a script's output: JSON keys naming a ratio ("x_vs_y",
+    "ratio"), or "= R x raw" lines in text output."""
+    rows: list[tuple[str, str]] = []
+    data = _json(result["stdout"])
+
+    def walk(obj: Any, label: str) -> None:
+        if isinstance(obj, dict):
+            name = str(obj.get("model") or obj.get("name") or obj.get("case") or label)
+            for k, v in obj.items():
+                if isinstance(v, int | float) and not isinstance(v, bool) and ("_vs_" in k or "ratio" in k):
+                    rows.append((f"{name}: {k.replace('_', ' ')}", f"{v:.2f}"))
+                elif isinstance(v, dict | list):
+                    walk(v, f"{name} {k}".strip())
+        elif isinstance(obj, list):
+            for item in obj:
+                walk(item, label)
+
+    if data is not None:
+        walk(data, "")
+    for line in result["stdout"].splitlines():
+        m = re.search(r"^\s*(.+?):\s*([\d,]+) events/s = ([\d.]+) x raw", line)
+        if m:
+            rows.append((f"{m.group(1).strip()} vs raw pyzmq PUSH/PULL", m.group(3)))
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        SECTION,
+        "",
+        f"`bench/run_all.py`, {now}, on {machine()}. Every ratio below is measured within one script's run "
+        "(both sides on the same machine, same inputs); the sections that follow give the absolute numbers.",
+        "",
+        "| benchmark | measurement | ratio | run time |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        rows = ratios(r) if r["exit"] == 0 else []
+        if r["exit"] != 0:
+            lines.append(f"| `{r['script']}` | FAILED (exit {r['exit']}) | - | {r['seconds']:.0f} s |")
+        elif not rows:
+            lines.append(f"| `{r['script']}` | (no ratio reported; see its section) | - | {r['seconds']:.0f} s |")
+        for what, value in rows:
+            lines.append(f"| `{r['script']}` | {what} | {value} | {r['seconds']:.0f} s |")
+    section = "\n".join(lines) + "\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(section + "\n", text)
+    else:  # right under the title, above the per-benchmark sections
+        m = re.search(r"^## ", text, re.M)
+        text = text[: m.start()] + section + "\n" + text[m.start() :] if m else text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", default=[], help="run only these (e.g. node e2e, or bench_bdt)")
+    p.add_argument("--summary-only", action="store_true", help="list the scripts that would run, and stop")
+    args = p.parse_args()
+    todo = scripts(args.only)
+    if not todo:
+        print("run_all: no benchmark scripts matched", file=sys.stderr)
+        return 2
+    if args.summary_only:
+        print("\n".join(s.name for s in todo))
+        return 0
+    results = [run(s) for s in todo]
+    write_summary(results)
+    for r in results:
+        if r["exit"]:
+            print(f"run_all: {r['script']} failed: {r['stderr']}", file=sys.stderr)
+    print(json.dumps([{k: v for k, v in r.items() if k not in ("stdout", "stderr")} for r in results], indent=1))
+    return 1 if any(r["exit"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The board stand-in's parts without processes: bit flips, the fault plan, the readout,
+the replay ring, the offload answer, and clear errors for bad settings."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from e2e_helpers import make_bdt_project, synth
+
+import sim
+from node import protocol as p
+from sim.board.cli import add_arguments, config_from_args
+from sim.board.faults import Faults, Injector, flip_bit
+from sim.board.readout import Readout
+from sim.board.replay import ReplayRing
+from sim.board.runtime import Board, BoardConfig
+from sim.fixed import FixedType
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return synth(make_bdt_project(tmp_path_factory.mktemp("board_bdt")))
+
+
+@pytest.mark.parametrize("text", ["ap_fixed<18,8>", "ap_ufixed<8,3>", "ap_fixed<5,1>", "ap_int<12>"])
+def test_flip_bit_changes_exactly_one_bit_and_stays_in_range(text):
+    t = FixedType.parse(text)
+    rng = np.random.default_rng(1)
+    raw = rng.integers(t.min_raw, t.max_raw + 1, 5000)
+    bit = rng.integers(0, t.width, 5000)
+    out = flip_bit(raw, bit, t)
+    assert (out >= t.min_raw).all() and (out <= t.max_raw).all()
+    mask = (1 << t.width) - 1
+    diff = (out & mask) ^ (raw & mask)
+    assert (diff == (1 << bit)).all()
+
+
+def test_fault_plan_fractions_are_exclusive_and_roughly_right():
+    inj = Injector(
+        Faults(drop=0.1, delay=0.05, bitflip=0.2, error=0.1, duplicate=0.3, seed=3), 7, FixedType.parse("ap_fixed<8,3>")
+    )
+    plan = inj.plan(100_000)
+    kinds = np.stack([plan.drop, plan.delay, plan.bitflip, plan.error])
+    assert (kinds.sum(axis=0) <= 1).all()
+    for got, want in zip(kinds.mean(axis=1), (0.1, 0.05, 0.2, 0.1), strict=True):
+        assert abs(got - want) < 0.01
+    assert not (plan.duplicate & plan.drop).any() and abs(plan.duplicate.mean() - 0.3 * 0.9) < 0.01
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [({"drop": 1.5}, "drop"), ({"drop": 0.6, "error": 0.6}, "exceed"), ({"delay_ms": -1}, "delay_ms"),
+     ({"stop_after": -2}, "stop_after")],
+)  # fmt: skip
+def test_bad_fault_settings_are_named(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        Faults(**kwargs)
+
+
+def test_readout_is_deterministic_per_event_and_source(manifest):
+    emu = sim.load(manifest)
+    a = Readout(emu, manifest, source_id=2, seed=5, pool=300)
+    b = Readout(emu, manifest, source_id=2, seed=5, pool=300, cache=False)
+    other = Readout(emu, manifest, source_id=3, seed=5, pool=300)
+    events = np.arange(1000, 3000, dtype=np.uint64)
+    xa, ya = a.block(events)
+    xb, yb = b.block(events[::-1])
+    assert np.array_equal(xa, xb[::-1]) and np.array_equal(ya, yb[::-1])  # cached == computed per event
+    assert np.array_equal(ya, np.asarray(emu.predict_raw(xa).raw).reshape(len(xa), -1))
+    assert not np.array_equal(xa, other.inputs(events))
+    assert len(np.unique(a.sample_index(events))) > 250  # consecutive events spread over the pool
+
+
+def test_readout_from_a_file(tmp_path, manifest):
+    emu = sim.load(manifest)
+    x = np.random.default_rng(0).normal(size=(10, 6))
+    np.save(tmp_path / "x.npy", x)
+    r = Readout(emu, manifest, input_file=tmp_path / "x.npy")
+    assert np.array_equal(r.inputs(np.array([3, 13], np.uint64)), emu.input_type.to_raw(x[[3, 3]]))
+    np.save(tmp_path / "bad.npy", x[:, :4])
+    with pytest.raises(ValueError, match="6 inputs"):
+        Readout(emu, manifest, input_file=tmp_path / "bad.npy")
+
+
+def test_replay_ring_keeps_unacknowledged_fragments_in_event_order():
+    ring = ReplayRing(p.fragment_dtype(2, 1, 4), capacity=64)
+    frags = p.make_fragments(np.arange(40), np.zeros((40, 2)), np.zeros((40, 1)))
+    ring.sent(frags[::-1])
+    ring.ack(np.arange(0, 40, 2))
+    left = ring.unacked()
+    assert left["event"].tolist() == list(range(1, 40, 2)) and ring.acked == 20
+    assert ring.unacked(route=1, n_routes=2)["event"].tolist() == list(range(1, 40, 2))
+    assert len(ring.unacked(route=0, n_routes=2)) == 0
+    ring.sent(p.make_fragments(np.arange(64, 80), np.zeros((16, 2)), np.zeros((16, 1))))  # slots of 0..15
+    assert ring.overwritten == 8  # the odd events 1..15 were still unacknowledged
+
+
+def test_offload_answer_is_the_firmware_result(manifest):
+    emu = sim.load(manifest)
+    board = Board(BoardConfig(manifest=str(manifest), source_id=9, offload="tcp://127.0.0.1:1"))
+    x = emu.input_type.to_raw(np.random.default_rng(2).normal(size=(50, 6)))
+    frags = np.zeros(50, p.fragment_dtype(6, 0, 4))
+    frags["event"] = np.arange(100, 150)
+    frags["inputs"] = x
+    req = p.encode(p.OFFLOAD_REQUEST, 0, 77, frags, n_inputs=6, n_outputs=0, raw_bytes=4)
+    h, reply = p.decode(board.answer(req))
+    assert h.type == p.OFFLOAD_REPLY and h.sequence == 77 and h.source == 9
+    assert reply["event"].tolist() == list(range(100, 150)) and (reply["flags"] == p.RESULT_VALID).all()
+    assert np.array_equal(reply["result"], np.asarray(emu.predict_raw(x).raw).reshape(50, -1))
+    with pytest.raises(p.ProtocolError):
+        board.answer(p.encode(p.FRAGMENTS, 0, 1, frags, n_inputs=6, n_outputs=0, raw_bytes=4))
+    board.context.destroy(linger=0)
+
+
+def test_layout_padding_too_small_is_refused(manifest):
+    with pytest.raises(ValueError, match="cannot hold"):
+        Board(BoardConfig(manifest=str(manifest), layout=(4, 1, 4), nodes=["tcp://127.0.0.1:1"]))
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [(["--node", "tcp://127.0.0.1:1", "--source", "70000"], "source"), ([], "--node"),
+     (["--node", "x", "--layout", "3,2"], "layout"), (["--node", "x", "--rate", "-1"], "rate")],
+)  # fmt: skip
+def test_command_line_errors_name_the_option(argv, word):
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    with pytest.raises(ValueError, match=word):
+        config_from_args(ap.parse_args(argv), "m")

@@ -1,0 +1,53 @@
+"""``fpgaflow demo`` as a user runs it (a small project and a short stream): firmware
+synthesized and verified, boards and a node streaming with faults, every event
+accounted for, the summary, the JSON and the plot; a second run reuses the firmware."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from e2e_helpers import env, make_bdt_project
+from node_helpers import ROOT
+
+
+def demo(project, out, *extra):
+    cmd = [sys.executable, "-m", "fpgaflow.cli", "demo", "--project", str(project), "--out", str(out),
+           "--events", "6000", "--rate", "3000", "--json", *extra]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env(), timeout=600)
+
+
+def test_demo_end_to_end_then_reuses_the_firmware(tmp_path):
+    project = make_bdt_project(tmp_path / "tiny_tau")
+    first = demo(project, tmp_path / "out")
+    assert first.returncode == 0, first.stderr[-3000:]
+    s = json.loads(first.stdout)
+    for key in ("generated", "built_complete", "built_incomplete", "fallback", "faults_injected", "faults_detected",
+                "lost"):  # fmt: skip
+        assert key in s, key
+    assert s["generated"] == 6000 and s["lost"] == 0 and s["built_twice"] == 0
+    assert s["built_complete"] + s["built_incomplete"] == s["generated"]
+    assert s["faults_injected"] > 0 and s["faults_detected"] > 0 and s["fallback"] > 0
+    assert s["faults_by_kind"]["drop"]["detected"] == s["faults_by_kind"]["drop"]["injected"]
+    assert s["fallback_wrong"] == 0 and s["ok"] and not s["problems"]
+    fw = s["firmware"][0]
+    assert fw["verified"] and not fw["reused"] and fw["kind"] == "bdt"
+    assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["generated"] == 6000
+    assert "synthesizing" in first.stderr and "stage 3/3" in first.stderr
+
+    second = demo(project, tmp_path / "out", "--no-faults")
+    assert second.returncode == 0, second.stderr[-3000:]
+    s2 = json.loads(second.stdout)
+    assert s2["firmware"][0]["reused"] and s2["firmware"][0]["manifest_id"] == fw["manifest_id"]
+    assert s2["faults_injected"] == 0 and s2["built_complete"] == 6000 and s2["lost"] == 0
+
+
+def test_demo_fails_clearly_on_a_broken_project(tmp_path):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "project.yml").write_text("XGBoostModel: missing.json\n")
+    r = demo(bad, tmp_path / "out")
+    assert r.returncode != 0
+    assert "missing.json" in r.stderr or "missing.json" in r.stdout

@@ -1,0 +1,235 @@
+"""End to end, real processes on loopback: board stand-ins (``python -m sim.board``)
+running a real firmware manifest stream into the node daemon; every generated event is
+accounted for, every injected fault found where it should be, a dead board and a
+restarted node lose nothing, and offload survives a dead board."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from e2e_helpers import BoardProc, by_event, make_bdt_project, missing_bit, synth, wait_started
+from node_helpers import Daemon, free_port, read_sink, wait_for, write_config
+
+import sim
+from node import protocol as p
+from node.source import Source
+from sim.board.readout import Readout
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory):
+    return synth(make_bdt_project(tmp_path_factory.mktemp("e2e_bdt")))
+
+
+def node_config(tmp, port, manifest, sources, *, timeout_s=1.0, validate_every=10, **extra):
+    sections = {
+        "node": {"sources": list(sources), "status_interval_s": 0.2},
+        "builder": {"timeout_s": timeout_s, "window": 65536},
+        "fallback": {"manifest": str(manifest), "validate_every": validate_every},
+        "sink": {"directory": "out"},
+    }
+    for k, v in extra.items():
+        sections.setdefault(k, {}).update(v)
+    return write_config(tmp, sections, [{"endpoint": f"tcp://127.0.0.1:{port}"}])
+
+
+def test_every_event_accounted_and_every_fault_found(tmp_path, manifest):
+    """Four boards, each with its own fault; the node's output checked event by event."""
+    n, port, every = 12_000, free_port(), 10
+    node = Daemon(node_config(tmp_path, port, manifest, [1, 2, 3, 4], validate_every=every, timeout_s=3.0))
+    ep = f"tcp://127.0.0.1:{port}"
+    start = repr(time.time() + 4)  # one trigger for all boards, however long each takes to start
+    common = ["--node", ep, "--events", str(n), "--rate", "6000", "--pool", "512", "--start-at", start]
+    faults = {
+        1: ["--drop", "0.01"],
+        2: ["--delay", "0.005", "--delay-ms", "6000"],  # longer than the 3 s build timeout: late
+        3: ["--duplicate", "0.01"],
+        4: ["--bitflip", "0.02", "--error", "0.01"],
+    }
+    try:
+        boards = [BoardProc(tmp_path, manifest, s, *common, "--fault-seed", str(s), *f) for s, f in faults.items()]
+        wait_started(boards)
+        reports = [b.wait() for b in boards]
+        node.wait_counter("events_out", n, timeout=60)
+    finally:
+        for b in boards:
+            b.kill()
+        status = node.stop()
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    events = ev["event"].astype(np.int64)
+    assert len(np.unique(events)) == len(events), "an event was built twice"
+    assert sorted(events.tolist()) == list(range(n)), "generated events missing from the output"
+    complete = (ev["status"] & p.COMPLETE) != 0
+    assert complete.sum() + (~complete).sum() == n
+    assert all(r["counters"]["generated"] == n for r in reports)
+    row = by_event(ev)
+    f = {b.source: b.faults() for b in boards}
+
+    # drop: the event left incomplete with exactly that source missing
+    dropped = np.array([row[int(e)] for e in f[1]["drop"]])
+    assert len(dropped) > 50 and missing_bit(ev, 0)[dropped].all()
+    # delay beyond the timeout: incomplete, and the fragment went to the late sink
+    delayed = np.array([row[int(e)] for e in f[2]["delay"]])
+    assert len(delayed) > 20 and missing_bit(ev, 1)[delayed].all()
+    late = read_sink(tmp_path / "out", "late-*.h5", "late")
+    late_keys = set(zip(late["event"].tolist(), late["source"].tolist(), strict=True))
+    assert {(int(e), 2) for e in f[2]["delay"]} <= late_keys
+    # duplicates: each copy either dropped by the builder or (event already gone) late
+    late_dups = sum((int(e), 3) in late_keys for e in f[3]["duplicate"])
+    assert status["counters"]["builder_duplicates"] + late_dups == len(f[3]["duplicate"]) > 50
+    # incomplete events are exactly those explained by a drop or a delay
+    explained = set(f[1]["drop"].tolist()) | set(f[2]["delay"].tolist())
+    assert set(events[~complete].tolist()) == explained
+
+    # silent bit flips: every one in the validation sample is caught as a mismatch
+    flips = f[4]["bitflip"].astype(np.int64)
+    covered = flips[flips % every == 0]
+    assert len(covered) >= 5
+    for e in covered:
+        r = row[int(e)]
+        assert ev["status"][r] & p.MISMATCH and ev["status"][r] & p.VALIDATED, e
+    assert status["counters"]["fallback_mismatches"] == len(covered)
+    # flagged errors: all to the fallback, whose result is the firmware's true answer
+    errors = np.array([row[int(e)] for e in f[4]["error"]])
+    assert len(errors) > 50
+    assert (ev["status"][errors] & p.FALLBACK != 0).all() and (ev["cpu_valid"][errors, 3] == 1).all()
+    emu = sim.load(manifest)
+    readout = Readout(emu, manifest, source_id=4, seed=0, pool=512)
+    truth_in, truth_out = readout.block(ev["event"][errors].astype(np.uint64))
+    n_out = int(np.prod(emu.output_shape))
+    assert np.array_equal(ev["inputs"][errors, 3].astype(np.int64), truth_in)
+    assert np.array_equal(ev["cpu"][errors, 3, :n_out].astype(np.int64), truth_out)
+    assert (ev["fpga"][errors, 3, :n_out] != truth_out).any(axis=1).all()  # the board's answer was corrupt
+    # and nothing that was not faulty fell back or mismatched
+    fell_back = set(events[(ev["status"] & p.FALLBACK) != 0].tolist())
+    assert fell_back == set(f[4]["error"].tolist())
+
+
+def test_board_killed_mid_run(tmp_path, manifest):
+    """Its events come out incomplete with it missing; the node keeps running."""
+    n, port = 24_000, free_port()
+    node = Daemon(node_config(tmp_path, port, manifest, [1, 2, 3], timeout_s=2.0))
+    start = repr(time.time() + 4)
+    common = ["--node", f"tcp://127.0.0.1:{port}", "--events", str(n), "--rate", "4000", "--pool", "256",
+              "--start-at", start]  # fmt: skip
+    boards = [BoardProc(tmp_path, manifest, s, *common) for s in (1, 2, 3)]
+    try:
+        wait_started(boards)
+        node.wait_counter("events_out", 2000, timeout=60)
+        boards[1].kill()
+        for b in (boards[0], boards[2]):
+            b.wait()
+        node.wait_counter("events_out", n, timeout=60)
+        assert node.proc.poll() is None, "the node died with the board"
+    finally:
+        for b in boards:
+            b.kill()
+        node.stop()
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    events = ev["event"].astype(np.int64)
+    assert sorted(events.tolist()) == list(range(n))
+    gone = missing_bit(ev, 1)
+    assert not missing_bit(ev, 0).any() and not missing_bit(ev, 2).any()
+    first_gone = int(events[gone].min())
+    assert 2000 <= first_gone < n - 4000
+    assert (gone == (events >= first_gone)).all(), "after the kill every event misses the dead board, before none"
+    assert ((ev["status"][gone] & p.COMPLETE) == 0).all() and (ev["status"][gone] & p.TIMED_OUT != 0).all()
+
+
+def test_node_restarted_mid_run_loses_nothing(tmp_path, manifest):
+    """Boards keep pushing while the node is stopped (SIGTERM) and started again; they
+    keep every fragment until the node's built-event publisher acknowledges it and send
+    the unacknowledged ones again when their socket reconnects."""
+    n, port, pub = 30_000, free_port(), free_port()
+    cfg = node_config(tmp_path, port, manifest, [1, 2], timeout_s=1.0,
+                      sink={"publish": f"tcp://127.0.0.1:{pub}"})  # fmt: skip
+    node = Daemon(cfg)
+    boards = []
+    try:
+        for i, s in enumerate((1, 2)):
+            boards.append(BoardProc(tmp_path, manifest, s, "--node", f"tcp://127.0.0.1:{port}", "--events", str(n),
+                                    "--rate", "4000", "--pool", "256", "--ack", f"tcp://127.0.0.1:{pub}",
+                                    "--ack-index", str(i)))  # fmt: skip
+        wait_started(boards)
+        node.wait_counter("events_out", 8000, timeout=60)
+        first = node.stop()
+        for f in (tmp_path / "out").glob("*.h5"):
+            f.rename(f.with_name("first-" + f.name))
+        wait_for(lambda: boards[0].counter("generated") > first["counters"]["events_out"] + 4000, 60, "boards pushing")
+        node = Daemon(cfg)
+        reports = [b.wait(timeout=120) for b in boards]
+        node.wait_counter("events_out", 1, timeout=30)
+    finally:
+        for b in boards:
+            b.kill()
+        second = node.stop()
+    parts = [read_sink(tmp_path / "out", pat, "events") for pat in ("first-node-w0*.h5", "node-w0*.h5")]
+    ev = {k: np.concatenate([q[k] for q in parts if q]) for k in parts[0]}
+    late = [read_sink(tmp_path / "out", pat, "late") for pat in ("first-late-*.h5", "late-*.h5")]
+    late = [q for q in late if q]
+    # every fragment of every generated event reached an event record or, when it came
+    # after its event had left, the late sink (at least once; nothing silently dropped)
+    n_late = 0
+    for i in range(2):
+        in_events = ev["event"][~missing_bit(ev, i)].astype(np.int64)
+        in_late = [q["event"][q["source"] == i + 1].astype(np.int64) for q in late]
+        n_late += len(np.setdiff1d(np.concatenate([np.zeros(0, np.int64), *in_late]), in_events))
+        have = np.unique(np.concatenate([in_events, *in_late]))
+        assert np.array_equal(have, np.arange(n)), f"source {i + 1}: {n - len(have)} fragments lost"
+    assert all(r["counters"]["reconnects"] >= 1 for r in reports)
+    assert all(r["counters"]["replay_overwritten"] == 0 for r in reports)
+    twice = len(ev["event"]) - len(np.unique(ev["event"]))
+    print(
+        f"restart: {sum(r['counters']['replayed_fragments'] for r in reports)} fragments replayed, "
+        f"{twice} events built by both node instances, {n_late} fragments only in the late sink, "
+        f"{second['counters']['builder_duplicates']} copies dropped, "
+        f"{sum(r['counters']['unacked'] for r in reports)} never acknowledged (acks published before a board's "
+        "subscription reconnected)"
+    )
+
+
+def test_offload_with_one_board_dead(tmp_path, manifest):
+    """The node offloads to two boards; one is killed: its batches time out, the CPU
+    fallback takes over, and every event still gets the firmware's result."""
+    port, n = free_port(), 3000
+    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
+    node = None
+    boards = [BoardProc(tmp_path, manifest, 10 + k, "--offload", ep) for k, ep in enumerate(eps)]
+    try:
+        wait_started(boards)
+        node = Daemon(node_config(tmp_path, port, manifest, [0, 1], validate_every=0, offload={
+            "boards": eps, "batch": 32, "max_in_flight": 2, "timeout_ms": 300.0, "retry_s": 60.0}))  # fmt: skip
+        emu = sim.load(manifest)
+        x = emu.input_type.to_raw(np.random.default_rng(3).normal(size=(n, int(np.prod(emu.input_shape)))))
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id)
+                for s in (0, 1)]  # fmt: skip
+        half = n // 2
+
+        def send(lo, hi):  # fragments without an FPGA result: the node offloads them
+            for s in srcs:
+                s.send(np.arange(lo, hi), x[lo:hi], np.zeros((hi - lo, 1)), np.zeros(hi - lo, np.uint32))
+
+        send(0, half)
+        node.wait_counter("events_out", half, timeout=60)
+        boards[1].kill()
+        send(half, n)
+        node.wait_counter("events_out", n, timeout=60)
+        for s in srcs:
+            s.close()
+    finally:
+        for b in boards:
+            b.kill()
+        status = node.stop() if node is not None else None
+    c = status["counters"]
+    assert c["offload_batches_answered"] > 0 and c["offload_timeouts"] >= 1
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(n))
+    want = np.asarray(emu.predict_raw(x).raw).reshape(n, -1)[ev["event"].astype(np.int64)]
+    board_ok = (ev["flags"] & p.RESULT_VALID) != 0
+    cpu_ok = ev["cpu_valid"] == 1
+    assert (board_ok | cpu_ok).all(), "an event without a result"
+    result = np.where(board_ok[..., None], ev["fpga"], ev["cpu"])
+    assert np.array_equal(result[:, 0], want) and np.array_equal(result[:, 1], want)
+    assert ((ev["status"] & p.FALLBACK) != 0).any() and ((ev["status"] & p.OFFLOADED) != 0).any()

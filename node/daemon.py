@@ -296,10 +296,10 @@ class Node:
         c["events_complete"] += int(((status & protocol.COMPLETE) != 0).sum())
         c["events_incomplete"] += int(((status & protocol.COMPLETE) == 0).sum())
         self.metrics.g["last_event_out_time"] = time.time()
-        if self.events_sink is not None:
-            self.events_sink.write(events)
         if self.publisher is not None:
             self.publisher.publish(events)
+        if self.events_sink is not None:
+            self.events_sink.write(events)
 
     def _late(self) -> None:
         for late in self.builder.take_late():

@@ -99,8 +99,9 @@ class _ROOTWriter:
 class RotatingFiles:
     """Append structured records to files that rotate by size and age; atomic renames.
 
-    Records are gathered in memory and written ``flush_records`` at a time (or after
-    ``flush_s``), because each write to a file costs far more than a drain of events."""
+    Records are gathered in memory and written ``flush_bytes`` at a time (or after
+    ``flush_s``): one write to a file costs about a millisecond whatever its size, and a
+    much larger write would stall the daemon's loop (and every event's latency)."""
 
     def __init__(
         self,
@@ -111,7 +112,7 @@ class RotatingFiles:
         tree: str = "events",
         max_records: int = 1_000_000,
         max_seconds: float = 300.0,
-        flush_records: int = 8192,
+        flush_bytes: int = 1 << 20,
         flush_s: float = 0.5,
         attrs: dict[str, Any] | None = None,
     ):
@@ -121,7 +122,7 @@ class RotatingFiles:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix, self.fmt, self.tree = prefix, fmt, tree
         self.max_records, self.max_seconds = max_records, max_seconds
-        self.flush_records, self.flush_s = flush_records, flush_s
+        self.flush_bytes, self.flush_s = flush_bytes, flush_s
         self.attrs = attrs or {}
         self.index = 0
         self.writer = None
@@ -131,6 +132,7 @@ class RotatingFiles:
         self.files: list[Path] = []
         self.pending: list[np.ndarray] = []
         self.pending_records = 0
+        self.pending_bytes = 0
         self.pending_since = 0.0
 
     @property
@@ -155,14 +157,15 @@ class RotatingFiles:
             self.pending_since = time.monotonic()
         self.pending.append(records)
         self.pending_records += len(records)
-        if self.pending_records >= self.flush_records:
+        self.pending_bytes += records.nbytes
+        if self.pending_bytes >= self.flush_bytes:
             self.flush()
 
     def flush(self) -> None:
         """Write the gathered records, splitting them across files at ``max_records``."""
         if not self.pending:
             return
-        pending, self.pending, self.pending_records = self.pending, [], 0
+        pending, self.pending, self.pending_records, self.pending_bytes = self.pending, [], 0, 0
         while pending:
             if self.writer is None:
                 self._open()

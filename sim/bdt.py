@@ -33,7 +33,7 @@ from sim.manifest import Manifest, ManifestError
 
 ORDERS = ("balanced", "pairwise", "sequential")
 SPLITS = ("<", "<=")
-CHUNK = 8_192  # samples per block: keeps the (samples x trees) work arrays in cache-sized pieces
+CHUNK = 16_384  # samples per block: keeps the (trees x samples) work arrays cache-sized
 
 
 def _floorlog2(x: int) -> int:
@@ -133,6 +133,7 @@ class BDT:
         self._roots = np.asarray(roots, dtype=np.intp)
         if self._feature.size and self._feature.max() >= self.n_features:
             raise ManifestError(f"{m.path}: a node uses feature {self._feature.max()} of {self.n_features}")
+        self._bitvectors = _Bitvectors.build(self) if self.max_depth > 0 else None
         # conifer's one-hot weight 1.0 as the firmware holds it (not 1.0 if the weight type cannot hold it)
         w = self.weight_type
         exact = w is None or float(w.quantize(1.0)) == 1.0  # then x * 1 cast back is x itself
@@ -190,11 +191,7 @@ class BDT:
     def leaf_values(self, x_raw: np.ndarray) -> np.ndarray:
         """Raw score of every tree: shape (samples, trees, outputs)."""
         n = len(x_raw)
-        node_in = x_raw
-        if self._weight_one is not None:  # accumulation (input type) += x * weight, as the C++ does
-            node_in = (Fixed(x_raw, self.input_type) * self._weight_one).cast(self.input_type).raw
-        xa = (np.asarray(node_in, dtype=np.int64) << (self.compare_frac - self.input_type.frac_bits)).ravel()
-        xa = xa.astype(self._threshold.dtype)
+        xa = self._node_inputs(x_raw).ravel()
         base = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
         nodes = np.broadcast_to(self._roots, (n, len(self._roots))).copy()
         right_if_equal = self.splitting == "<"  # x < t goes left, so x == t goes right
@@ -208,8 +205,19 @@ class BDT:
             nodes += (xv >= thr) if right_if_equal else (xv > thr)
         return np.take(self._value, nodes).reshape(n, self.n_trees, self.n_outputs)
 
+    def _node_inputs(self, x_raw: np.ndarray) -> np.ndarray:
+        """What each node compares: the input, through conifer's weight, in compare units."""
+        node_in = x_raw
+        if self._weight_one is not None:  # accumulation (input type) += x * weight, as the C++ does
+            node_in = (Fixed(x_raw, self.input_type) * self._weight_one).cast(self.input_type).raw
+        xa = np.asarray(node_in, dtype=np.int64) << (self.compare_frac - self.input_type.frac_bits)
+        return xa.astype(self._threshold.dtype)
+
     def _scores(self, x_raw: np.ndarray) -> np.ndarray:
-        leaves = self.leaf_values(x_raw)
+        if self._bitvectors is not None:
+            leaves = self._bitvectors.leaf_values(self._node_inputs(x_raw))
+        else:
+            leaves = self.leaf_values(x_raw)
         total = self._reduce(leaves)
         if self.normalise:
             norm = Fixed(np.asarray(self.norm_raw), self.score_type)
@@ -295,3 +303,86 @@ def input_raw(x: np.ndarray, t: FixedType) -> np.ndarray:
     if t.overflow == "AP_SAT":
         return np.clip(raw, t.min_raw, t.max_raw)
     return _wrap(raw, t)
+
+
+class _Bitvectors:
+    """Leaf finding without walking (the QuickScorer idea): each tree keeps a bitvector
+    of its still-possible leaves, numbered left to right; every node whose comparison
+    sends the sample right clears the leaves of its left subtree; the exit leaf is the
+    lowest bit left.  One vectorised compare per node over all samples instead of one
+    gather chain per sample and level: same leaves as the walk, several times faster."""
+
+    MAX_LEAVES = 64
+
+    def __init__(self, bdt: BDT, nodes: list[tuple[int, int, int, int]], leaves: np.ndarray, width: int):
+        self.bdt = bdt
+        self.dtype = {8: np.uint8, 16: np.uint16, 64: np.uint64}[width]
+        self.all_ones = np.iinfo(self.dtype).max
+        nodes.sort(key=lambda n: (n[1], n[2]))  # equal (feature, threshold) share one compare
+        self.tree = np.asarray([n[0] for n in nodes], dtype=np.intp)
+        self.feature = [n[1] for n in nodes]
+        self.threshold = [n[2] for n in nodes]
+        self.keep = [self.dtype(n[3]) for n in nodes]  # leaves under the left child
+        self.leaves = leaves  # (trees, max leaves) raw scores
+        if width <= 16:
+            low = np.zeros(1 << width, dtype=np.uint8)  # small enough to stay in cache
+            v = np.arange(1, 1 << width)
+            low[1:] = np.log2(v & -v).astype(np.uint8)
+            self.lowest = low
+
+    @classmethod
+    def build(cls, bdt: BDT) -> _Bitvectors | None:
+        left, feature, thr = bdt._left, bdt._feature, bdt._threshold
+        sentinel = np.iinfo(thr.dtype).max
+        nodes: list[tuple[int, int, int, int]] = []
+        values: list[list[int]] = []
+        for k, root in enumerate(bdt._roots):
+            tree_leaves: list[int] = []
+
+            def visit(node: int, k: int = k, tree_leaves: list[int] = tree_leaves) -> int:
+                """In-order leaf numbering; returns the mask of leaves under ``node``."""
+                if left[node] == node:
+                    tree_leaves.append(int(bdt._value[node]))
+                    return 1 << (len(tree_leaves) - 1)
+                under_left = visit(int(left[node]), k, tree_leaves)
+                under_right = visit(int(left[node]) + 1, k, tree_leaves)
+                if thr[node] != sentinel:  # padding nodes always go left: nothing to clear
+                    nodes.append((k, int(feature[node]), int(thr[node]), under_left))
+                return under_left | under_right
+
+            visit(int(root))
+            if len(tree_leaves) > cls.MAX_LEAVES:
+                return None
+            values.append(tree_leaves)
+        widest = max(len(v) for v in values)
+        width = 8 if widest <= 8 else 16 if widest <= 16 else 64
+        table = np.zeros((len(values), widest), dtype=np.int64)
+        for k, v in enumerate(values):
+            table[k, : len(v)] = v
+        return cls(bdt, nodes, table, width)
+
+    def leaf_values(self, xa: np.ndarray) -> np.ndarray:
+        """Raw score of every tree for inputs in compare units: (samples, trees, outputs)."""
+        n = len(xa)
+        columns = np.ascontiguousarray(xa.T)
+        bits = np.full((len(self.leaves), n), self.all_ones, dtype=self.dtype)
+        right_if_equal = self.bdt.splitting == "<"
+        last = None
+        go_right = None
+        for k, f, t, keep in zip(self.tree, self.feature, self.threshold, self.keep, strict=True):
+            if (f, t) != last:
+                go_right = (columns[f] >= t) if right_if_equal else (columns[f] > t)
+                last = (f, t)
+            # the left subtree's leaves, where the sample went right
+            clear = np.multiply(go_right.view(np.uint8), keep, dtype=self.dtype)
+            np.invert(clear, out=clear)
+            bits[k] &= clear
+        if self.dtype == np.uint64:
+            low = bits & (~bits + np.uint64(1))
+            leaf = (np.frexp(low.astype(np.float64))[1] - 1).astype(np.intp)
+        else:
+            leaf = self.lowest[bits]
+        width = self.leaves.shape[1]
+        flat = (np.arange(len(self.leaves), dtype=np.intp) * width)[:, None] + leaf
+        scores = np.take(self.leaves.ravel(), flat)  # (trees, samples)
+        return scores.T.reshape(n, self.bdt.n_trees, self.bdt.n_outputs)

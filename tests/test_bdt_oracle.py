@@ -29,6 +29,8 @@ MODELS = {
     "sklearn-GradientBoostingRegressor": lambda: sklearn_model("GradientBoostingRegressor", 30, 3),
     "sklearn-RandomForestClassifier-3": lambda: sklearn_model("RandomForestClassifier", 20, 5, n_classes=3),
     "sklearn-RandomForestRegressor": lambda: sklearn_model("RandomForestRegressor", 20, 4),
+    # unlimited depth: more than 64 leaves per tree, so the emulator walks the trees instead
+    "sklearn-RandomForestRegressor-deep": lambda: sklearn_model("RandomForestRegressor", 5, None),
 }
 NO_SYNTH_OPTIONS = argparse.Namespace(open_synth=False, vendor=False)
 
@@ -53,6 +55,7 @@ def test_bit_exact_against_conifer_cpp(tmp_path, name):
     outside = (x < cfg.types["input"].min_value) | (x > cfg.types["input"].max_value)
     assert outside.any(axis=1).sum() > N_INPUTS // 4
     emulated = emulator.predict(x)
+    assert (emulator._bitvectors is None) == name.endswith("-deep")
     reference = _cpp(project, cfg, source).predict_raw(x)
     assert emulated.raw.shape == reference.shape
     mismatches = np.flatnonzero(np.any(emulated.raw != reference, axis=1))
@@ -65,17 +68,20 @@ def test_saturating_sum_follows_the_hls_firmware_order(tmp_path):
     from fpgaflow.bdt.oracle import HlsOracle
 
     project, cfg, source, emulator = _synthesized(
-        tmp_path, xgb_binary(12, 3), precision="ap_fixed<10,3,AP_RND,AP_SAT>"
+        tmp_path, xgb_binary(8, 2), precision="ap_fixed<8,2,AP_RND,AP_SAT>"
     )
     assert emulator.order == "balanced" and not emulator._wraps()
     x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=11)
-    firmware = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"], project.build_dir / "csim")
-    assert np.array_equal(emulator.predict(x).raw, firmware.predict_raw(x))
+    firmware = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"])
+    emulated, reference = emulator.predict(x).raw, firmware.predict_raw(x)
+    assert np.array_equal(emulated, reference)
+    saturated = np.isin(reference, [cfg.types["score"].min_raw, cfg.types["score"].max_raw])
+    assert saturated.sum() > 100  # the test exercises saturation
 
 
 def test_rolled_hls_sums_sequentially_like_conifer_cpp(tmp_path):
     project, cfg, source, emulator = _synthesized(
-        tmp_path, xgb_binary(12, 3), precision="ap_fixed<10,3,AP_RND,AP_SAT>", Unroll="false"
+        tmp_path, xgb_binary(8, 2), precision="ap_fixed<8,2,AP_RND,AP_SAT>", Unroll="false"
     )
     assert emulator.order == "sequential"
     x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=12)

@@ -148,14 +148,17 @@ class CppOracle:
 
 class HlsOracle:
     """conifer's HLS firmware compiled by g++ (its ``xilinxhls`` bridge): the firmware's
-    own C++, including its balanced sum; built per model in ``directory``."""
+    own C++, including its balanced sum; built per model (minutes for 100 trees), cached
+like the cpp bridge."""
 
-    def __init__(self, ensemble: dict[str, Any], config: dict[str, Any], score_type: FixedType, directory: Path):
+    def __init__(self, ensemble: dict[str, Any], config: dict[str, Any], score_type: FixedType):
         prepare_conifer_environment()
         self.score_type = score_type
-        config = {**config, "Backend": "xilinxhls", "ProjectName": "csim", "OutputDir": str(directory)}
+        config = {k: v for k, v in config.items() if k != "OutputDir"}
+        config.update(Backend="xilinxhls", ProjectName="csim")
         key = _digest(_conifer_sources(), config, ensemble)
-        directory = Path(directory)
+        directory = cache_root() / "conifer-hls" / key
+        config["OutputDir"] = str(directory)
         with _locked(directory):
             lib = _cached_build(directory, key)
             if lib is None:

@@ -102,7 +102,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     if order_matters:
         # a saturating sum depends on the order: conifer's C++ adds tree by tree, the firmware does not
         _say("score type saturates: checking the HLS firmware's own C++ (compiled by g++) instead")
-        hls = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"], project.build_dir / "csim")
+        hls = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"])
         check = compare("conifer xilinxhls C simulation", pred.raw, hls.predict_raw(x))
         cpp = compare("conifer cpp", pred.raw, ref)
         check["note"] = (

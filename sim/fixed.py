@@ -5,14 +5,18 @@ cast reproduces what Xilinx's ``ap_fixed.h`` computes bit for bit.  The casting
 rules are a vectorised port of ``ap_fixed_base::operator=`` and of the ``double``
 constructors in the HLS_arbitrary_Precision_Types headers (the ones hls4ml ships),
 including their corner cases (the ``lD`` bit of AP_WRAP_SM, AP_SAT_SYM turning the
-most negative value into ``-max``, unsigned AP_WRAP_SM saturating, ``ap_int`` from a
-``double`` truncating towards zero).  ``tests/test_fixed_oracle.py`` proves it against
-those headers compiled with g++.
+most negative value into ``-max``, infinities read as 2**1024, ``ap_int`` from a
+``double`` truncating towards zero but giving +1 just below zero); ``ap_ufixed`` with
+AP_WRAP_SM, which the header refuses at run time, is refused here too.
+``tests/test_fixed_oracle.py`` proves it against those headers compiled with g++, and
+``docs/fixed_point.md`` lists the header behaviour it reproduces.
 
 Raw integers are ``int64`` arrays while every intermediate provably fits in 62 bits
-and Python-integer object arrays beyond that, so results are exact for any width the
-parser accepts (``MAX_WIDTH``); ``to_raw`` hands out ``int64`` (``uint64`` for
-unsigned 64-bit types).
+and Python-integer object arrays beyond that, so results are exact for every width:
+declared types have 1..``MAX_WIDTH`` (64) bits and ``to_raw`` hands out ``int64``
+(``uint64`` for unsigned 64-bit types); full-precision results of ``Fixed`` arithmetic
+may be wider (up to ``MAX_INTERMEDIATE_WIDTH``) and are cast back into declared types.
+Doubles into types of up to 62 bits take an exact float64 fast path.
 """
 
 from __future__ import annotations

@@ -206,11 +206,11 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True) 
         for p in procs:
             p.join()
         final = stop_node(node, cfg)
-    if workers == 1:
-        g = final["gauges"]
-        seconds = g["last_event_out_time"] - g["first_message_time"]
-    else:  # merged gauges add up; use each worker's own file instead
-        seconds = _span_of_workers(final, status_file, workers)
+        if workers == 1:
+            g = final["gauges"]
+            seconds = g["last_event_out_time"] - g["first_message_time"]
+        else:  # merged gauges add up; use each worker's own file instead
+            seconds = _span_of_workers(status_file, workers)
     return {"events_per_s": n_events / seconds, "counters": final["counters"]}
 
 
@@ -226,7 +226,7 @@ def _free_run(n: int) -> int:
             continue
 
 
-def _span_of_workers(final, status_file: Path, workers: int) -> float:
+def _span_of_workers(status_file: Path, workers: int) -> float:
     snaps = [read_status(status_file.with_name(f"{status_file.name}.w{k}")) for k in range(workers)]
     first = min(s["gauges"]["first_message_time"] for s in snaps)
     last = max(s["gauges"]["last_event_out_time"] for s in snaps)

@@ -76,6 +76,7 @@ def bench(n: int, tmp: Path) -> dict:
         "cpp_samples_per_s": n / t_cpp,
         "emulator_vs_cpp": t_cpp / t_emu,
         "bit_exact_fraction": exact,
+        "load_average": os.getloadavg()[0],
     }
 
 
@@ -96,7 +97,8 @@ def write_section(r: dict, path: Path) -> None:
         f"NumPy {np.__version__}. One run each on the same inputs (on thresholds, one LSB off, outside and across "
         "the input type's range). The emulator time includes loading the manifest and casting float inputs; "
         "conifer's time is its `decision_function` (one C++ call per sample) after a g++ compile listed apart. "
-        "The ratio is measured in the same run.",
+        f"The ratio is measured in the same run; 1-minute load average {r.get('load_average', float('nan')):.1f} "
+        "(other jobs shared the cores with both sides).",
         "",
         "| model | precision | samples | emulator (samples/s) | conifer cpp (samples/s) | cpp compile (s) "
         "| emulator / cpp | bit-exact vs cpp |",

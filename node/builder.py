@@ -69,7 +69,6 @@ class Builder:
         self.timeout_ns = int(timeout_s * 1e9)
         self.max_event_jump = max_event_jump
         self.event_dtype = protocol.event_dtype(n_sources, n_inputs, n_outputs, raw_bytes)
-        raw = np.dtype(f"<i{raw_bytes}")
         c, s = capacity, n_sources
         self.slot_event = np.zeros(c, np.uint64)
         self.state = np.zeros(c, np.uint8)
@@ -78,9 +77,9 @@ class Builder:
         self.n_arrived = np.zeros(c, np.int16)
         self.opened_ns = np.zeros(c, np.int64)  # monotonic clock: for the timeout
         self.timestamp = np.zeros((c, s), np.uint64)  # board clock: for the latency
-        self.flags = np.zeros((c, s), np.uint32)
-        self.inputs = np.zeros((c, s, n_inputs), raw)
-        self.fpga = np.zeros((c, s, n_outputs), raw)
+        # the slots are built-event records already: an event leaves with one row copy
+        self.ring = np.zeros(c, self.event_dtype)
+        self.flags, self.inputs, self.fpga = self.ring["flags"], self.ring["inputs"], self.ring["fpga"]
         self._owner = np.zeros(c * s, np.int64)  # scratch for in-drain duplicates
         self._bits = np.left_shift(np.uint64(1), np.arange(s, dtype=np.uint64))
         self.high: int | None = None  # highest event number accepted
@@ -165,6 +164,7 @@ class Builder:
         slots, first = np.unique(slots, return_index=True)
         self.n_open += len(slots)
         self.slot_event[slots] = events[first]
+        self.ring["event"][slots] = events[first]
         self.state[slots] = OPEN
         self.arrived[slots] = False
         self.n_arrived[slots] = 0
@@ -197,18 +197,11 @@ class Builder:
 
     def _emit(self, slots: np.ndarray, status: int) -> None:
         arrived = self.arrived[slots]
-        rec = np.empty(len(slots), self.event_dtype)
-        rec["reserved"] = 0
-        rec["cpu_valid"] = 0
-        rec["cpu"] = 0
-        rec["event"] = self.slot_event[slots]
+        rec = self.ring.take(slots, axis=0)  # event, flags, inputs, fpga; cpu fields stay 0
         rec["status"] = status
         rec["missing"] = ((~arrived) * self._bits).sum(axis=1, dtype=np.uint64)
         rec["first_ns"] = np.where(arrived, self.timestamp[slots], U64_MAX).min(axis=1)
         rec["built_ns"] = time.time_ns()
-        rec["flags"] = self.flags[slots]
-        rec["inputs"] = self.inputs[slots]
-        rec["fpga"] = self.fpga[slots]
         if not arrived.all():
             rec["inputs"][~arrived] = 0
             rec["fpga"][~arrived] = 0

@@ -22,14 +22,14 @@ def plot(paths: list[dict[str, Any]], out: Path) -> Path:
         if not len(built):
             continue
         t = (built.astype(np.int64) - t0) / 1e9
-        width = max(0.25, float(t.max()) / 100)
+        width = max(0.5, float(t.max()) / 60)
         edges = np.arange(0.0, float(t.max()) + width, width)
         counts, _ = np.histogram(t, edges)
         ax_rate.step(edges[:-1], counts / width, where="post", label=f"{p['path']} ({len(p['sources'])} boards)")
     ax_rate.set_xlabel("time since the first built event (s)")
     ax_rate.set_ylabel("built events / s")
     ax_rate.set_title("event building rate per node")
-    ax_rate.legend(loc="lower center")
+    ax_rate.legend(loc="upper right")
     lat = np.concatenate([p["_latency"] for p in paths if len(p["_latency"])] or [np.zeros(0)])
     lat = lat[lat > 0]
     if len(lat):

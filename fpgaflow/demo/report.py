@@ -28,7 +28,9 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
         f"  fallback runs (events)    {s['fallback']:>12,}   (CPU result for a missing/flagged FPGA result; "
         f"{s['fallback_wrong']} differ from the firmware)",
         f"  validation sample         {s['validated']:>12,}",
-        f"  faults injected/detected  {s['faults_injected']:>6,} / {s['faults_detected']:<6,}",
+        f"  faults injected           {s['faults_injected']:>12,}   (detectable {s['faults_detectable']:,}, "
+        f"detected {s['faults_detected']:,})",
+        "    kind                    injected / detected",
     ]
     for kind, k in s["faults_by_kind"].items():
         lines.append(f"    {kind:<24}{k['injected']:>6,} / {k['detected']:<6,}")

@@ -56,7 +56,7 @@ def progress(paths: list[stream.TriggerPath], events: int, t_start: float, last:
 
 def run_demo(args: Any) -> int:
     t_all = time.monotonic()
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     if out.exists():
         for sub in ("paths", "demo.png", "summary.json"):
             target = out / sub
@@ -118,6 +118,10 @@ def run_demo(args: Any) -> int:
                 time.sleep(0.2)
         say(progress(paths, per_path, t_stream, last))
         nodes = {p.name: stream.stop_node(p) for p in paths}
+    except RuntimeError as exc:  # a node or board that could not start or died: say which, leave nothing behind
+        stream.kill_all(paths)
+        say(f"error: {exc}")
+        return 1
     except BaseException:
         stream.kill_all(paths)
         raise
@@ -135,6 +139,12 @@ def run_demo(args: Any) -> int:
             say(f"node {p.name} exited with {nodes[p.name]['exit_code']}")
     seconds["total"] = round(time.monotonic() - t_all, 1)
     summary = total(results, fw_info, seconds)
+    summary["boards_failed"] = {
+        str(s): f"exit {proc.returncode}: {stream.tail(p.dir / f'board-{s}.log', 3)}"
+        for p in paths
+        for s, proc in p.board_procs.items()
+        if proc.returncode
+    }
     return finish(summary, out, args, results)
 
 
@@ -142,6 +152,7 @@ def finish(summary: dict[str, Any], out: Path, args: Any, results: list[dict[str
     from fpgaflow.demo.report import print_summary
 
     bad = problems(summary)
+    bad += [f"board {s} failed ({why})" for s, why in summary.get("boards_failed", {}).items()]
     if not summary["firmware"] or not any(f["verified"] for f in summary["firmware"]):
         bad.append("no firmware project could be synthesized and verified")
     summary["ok"] = not bad

@@ -195,6 +195,11 @@ def total(paths: list[dict[str, Any]], firmware: list[dict[str, Any]], seconds: 
         "validated": add("validated"),
         "faults_injected": sum(injected.values()),
         "faults_detected": sum(detected.values()),
+        # what the node can see at all: not the bit flips outside the validation sample,
+        # nor the errors whose fragment came after its event had left
+        "faults_detectable": sum(injected.values())
+        - _note(paths, "bitflip_silent_outside_sample")
+        - _note(paths, "error_late"),
         "faults_by_kind": {k: {"injected": injected[k], "detected": detected.get(k, 0)} for k in injected},
         "bitflips_outside_validation_sample": _note(paths, "bitflip_silent_outside_sample"),
         "delays_absorbed": _note(paths, "delay_absorbed"),

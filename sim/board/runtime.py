@@ -169,6 +169,8 @@ class Board:
             while time.time() < cfg.start_at and not self._stop:
                 time.sleep(min(0.01, max(cfg.start_at - time.time(), 0.0)))
         t0 = time.monotonic()
+        if cfg.start_at is not None:  # a board that started late catches up with the shared trigger
+            t0 -= max(time.time() - cfg.start_at, 0.0)
         done_at: float | None = None
         self.state = "running"
 

@@ -86,9 +86,20 @@ def conv2d_parallel(tmp_path_factory):
     f3 = k.layers.Flatten(name="f3")(p3)
     g1 = k.layers.GlobalAveragePooling2D(name="g1")(r1)
     g2 = k.layers.GlobalMaxPooling2D(name="g2")(c1)
+    # the 1-d family on the same features: (16, 3) sequence
+    seq = k.layers.Reshape((16, 3), name="seq")(p1)
+    zp1 = k.layers.ZeroPadding1D((1, 2), name="zp1")(seq)
+    mp1 = k.layers.MaxPooling1D(3, strides=2, padding="same", name="mp1")(zp1)
+    ap1 = k.layers.AveragePooling1D(4, strides=3, padding="same", name="ap1")(seq)
+    gm1 = k.layers.GlobalMaxPooling1D(name="gm1")(mp1)
+    ga1 = k.layers.GlobalAveragePooling1D(name="ga1")(ap1)
+    add1 = k.layers.Add(name="add1")([gm1, ga1])
+    fa1 = k.layers.Flatten(name="fa1")(ap1)
     h = k.layers.Concatenate(name="cat1")([f2, g1])
     h = k.layers.Concatenate(name="cat2")([h, g2])
     h = k.layers.Concatenate(name="cat3")([h, f3])
+    h = k.layers.Concatenate(name="cat4")([h, add1])
+    h = k.layers.Concatenate(name="cat5")([h, fa1])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=3)
@@ -101,6 +112,8 @@ def conv2d_parallel(tmp_path_factory):
             "pw": {"Strategy": "Resource", "ReuseFactor": 3},
             "g1": {"Precision": {"result": "ap_fixed<12,4,AP_RND_CONV,AP_SAT>"}},
             "out": {"Strategy": "Resource", "ReuseFactor": 7},
+            "ap1": {"Precision": {"accum": "ap_fixed<15,6,AP_RND,AP_SAT>", "result": "ap_fixed<11,5,AP_RND,AP_SAT>"}},
+            "ga1": {"Precision": {"result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
         },
     }
     return synth(tmp_path_factory, model, "conv2d_parallel", hls_config, "io_parallel")
@@ -115,7 +128,8 @@ def test_conv2d_pipeline_io_parallel(conv2d_parallel):
     assert spec["p2"]["pool_op"] == "average" and spec["p2"]["pad_bottom"] + spec["p2"]["pad_right"] > 0
     assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"]
     result = assert_every_layer_exact(conv2d_parallel)
-    assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} <= set(result["compared_layers"])
+    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1"}
+    assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} | layers_1d <= set(result["compared_layers"])
     assert len(np.unique(result["outputs"][:, 0])) > 100  # the inputs exercise the network
 
 
@@ -137,8 +151,19 @@ def conv2d_stream(tmp_path_factory):
     c3 = k.layers.Conv2D(2, (2, 3), strides=(2, 1), name="c3")(p1)
     g1 = k.layers.GlobalAveragePooling2D(name="g1")(c2)
     g2 = k.layers.GlobalMaxPooling2D(name="g2")(c3)
+    # the 1-d family: Conv1D (zero padding inserted), pooling, merges, on a (16, 3) sequence
+    seq = k.layers.Reshape((16, 3), name="seq")(p1)
+    c1d = k.layers.Conv1D(2, 3, padding="same", name="c1d")(seq)
+    mp1 = k.layers.MaxPooling1D(2, name="mp1")(c1d)
+    ap1 = k.layers.AveragePooling1D(2, name="ap1")(mp1)
+    gm1 = k.layers.GlobalMaxPooling1D(name="gm1")(ap1)
+    ga1 = k.layers.GlobalAveragePooling1D(name="ga1")(c1d)
+    mul1 = k.layers.Multiply(name="mul1")([gm1, ga1])
+    max1 = k.layers.Maximum(name="max1")([gm1, ga1])
     h = k.layers.Concatenate(name="cat1")([f2, g1])
     h = k.layers.Concatenate(name="cat2")([h, g2])
+    h = k.layers.Concatenate(name="cat3")([h, mul1])
+    h = k.layers.Concatenate(name="cat4")([h, max1])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=4)
@@ -149,6 +174,10 @@ def conv2d_stream(tmp_path_factory):
             "p2": {"Precision": {"accum": "ap_fixed<14,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
             "c3": {"Strategy": "Resource", "ReuseFactor": 2, "Precision": {"result": "ap_fixed<16,7,AP_RND,AP_SAT>"}},
             "g1": {"Precision": {"accum": "ap_fixed<20,9,AP_RND,AP_SAT>", "result": "ap_fixed<12,4,AP_RND,AP_SAT>"}},
+            "c1d": {"Strategy": "Resource", "ReuseFactor": 3, "Precision": {"result": "ap_fixed<14,6,AP_RND,AP_SAT>"}},
+            "ap1": {"Precision": {"accum": "ap_fixed<13,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
+            "ga1": {"Precision": {"accum": "ap_fixed<18,8>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
+            "mul1": {"Precision": {"result": "ap_fixed<12,5,AP_RND,AP_SAT>"}},
         },
     }
     return synth(tmp_path_factory, model, "conv2d_stream", hls_config, "io_stream")
@@ -156,11 +185,12 @@ def conv2d_stream(tmp_path_factory):
 
 def test_conv2d_pipeline_io_stream(conv2d_stream):
     found = kinds(conv2d_stream)
-    assert "zeropad2d" in found.values() and "clone" in found.values()
+    assert {"zeropad2d", "zeropad1d", "clone"} <= set(found.values())
     spec = {layer.name: layer.spec for layer in conv2d_stream.net.layers}
     assert spec["p2"]["stream"] and spec["c1"]["pad_left"] == 0  # padding moved into the zeropad layer
     result = assert_every_layer_exact(conv2d_stream)
-    assert {"c1", "p1", "c2", "p2", "c3", "g1", "g2", "out"} <= set(result["compared_layers"])
+    layers_1d = {"c1d", "mp1", "ap1", "gm1", "ga1", "mul1", "max1"}
+    assert {"c1", "p1", "c2", "p2", "c3", "g1", "g2", "out"} | layers_1d <= set(result["compared_layers"])
 
 
 def test_stream_pooling_with_padding_is_refused(tmp_path_factory):

@@ -1,6 +1,5 @@
 """Two-input merges (Add, Subtract, Multiply, Average, Maximum, Minimum,
-Concatenate) and the Clone layers hls4ml inserts in io_stream where an output
-feeds several layers."""
+Concatenate)."""
 
 from __future__ import annotations
 
@@ -23,8 +22,3 @@ def export_merge(layer, ctx) -> dict:
 @exporter("Concatenate", keras=("Concatenate",))
 def export_concatenate(layer, ctx) -> dict:
     return {"kind": "concatenate", "axis": int(layer.get_attr("axis"))}
-
-
-@exporter("Clone")
-def export_clone(layer, ctx) -> dict:
-    return {"kind": "clone"}

@@ -1,5 +1,5 @@
 """Two-input merges (``nnet_merge.h``, ``nnet_merge_stream.h``: the same arithmetic in
-both io types) and io_stream's Clone.
+both io types).
 
 * add / subtract / multiply: the exact result in ap_fixed's ``plus`` / ``minus`` /
   ``mult`` type, cast to ``res_T``;
@@ -12,8 +12,7 @@ both io types) and io_stream's Clone.
   -1 the last axis, else the first; ``concatenate3d``: 3/-1, 2/-2, else the first).
 
 The result types themselves are hls4ml's inferred ones, read from the manifest.
-Manifest entry: ``merge``: ``op``; ``concatenate``: ``axis`` (as Keras gave it);
-``clone``: nothing (every copy is the input)."""
+Manifest entry: ``merge``: ``op``; ``concatenate``: ``axis`` (as Keras gave it)."""
 
 from __future__ import annotations
 
@@ -102,12 +101,3 @@ class Concatenate(Layer):
                 f"{self.output_shape}"
             )
         return Fixed(res, self.result_type)
-
-
-@register("clone")
-class Clone(Layer):
-    """``nnet::clone_stream``: copies of the input stream (in io_stream only)."""
-
-    def forward(self, x: Fixed) -> Fixed:
-        res = np.asarray(cast(x.raw, x.type, self.result_type)).astype(np.int64)
-        return Fixed(res.reshape((len(res), *self.output_shape)), self.result_type)

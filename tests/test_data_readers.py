@@ -124,11 +124,12 @@ def test_hdf5_datasets_in_groups_with_one_hot_and_per_class_labels(tmp_path):
     y = RNG.integers(0, 3, N)
     onehot = np.eye(3)[y]
     with h5py.File(tmp_path / "d.h5", "w") as f:
-        f.create_dataset("jets/features", data=x)
+        f.create_dataset("jets/features", data=x)  # also found as "/jets/features"
         f.create_dataset("jets/onehot", data=onehot)
         for i, name in enumerate(["j_g", "j_q", "j_t"]):
             f.create_dataset(name, data=onehot[:, i])
-    ds = read_dataset(_cfg(tmp_path, File="d.h5", Features="jets/features", Labels="jets/onehot", ChunkSize=64))
+    ds = read_dataset(_cfg(tmp_path, File="d.h5", Features="/jets/features", Labels="jets/onehot", ChunkSize=64))
+    np.testing.assert_allclose(ds.features, x.astype(np.float32))
     np.testing.assert_array_equal(ds.labels, y)
     ds = read_dataset(_cfg(tmp_path, File="d.h5", Features="jets/features", Labels=["j_g", "j_q", "j_t"]))
     np.testing.assert_array_equal(ds.labels, y)

@@ -141,3 +141,30 @@ def test_train_errors_are_one_clear_line(tmp_path, capsys):
     (root / "project.yml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(root)]) == 2
     assert "the last layer has 4 units but the data has 3 classes" in capsys.readouterr().err
+
+
+def test_build_model_failures_name_the_file_and_call(tmp_path):
+    root = _project(tmp_path / "p")
+    (root / "arch.py").write_text("def build_model(n_features, n_classes):\n    raise RuntimeError('no GPU here')\n")
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    cfg["Training"].pop("Model")
+    cfg["Training"].update(BuildModel="arch.py", ModelOptions={"width": 5})
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=r"arch\.py: build_model\(4, 3, width=5\) failed: TypeError"):
+        train_project(load_project(root))
+
+
+def test_binary_classifier_with_one_sigmoid_output(tmp_path):
+    root = _project(tmp_path / "p", Epochs=2)
+    with np.load(root / "blobs.npz") as d:
+        np.savez(root / "blobs.npz", X=d["X"], y=(d["y"] == 1).astype(int))
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    cfg["Data"]["Classes"] = ["background", "signal"]
+    cfg["Training"]["Model"]["Layers"][-1] = {"Units": 1, "Activation": "sigmoid"}
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    result = train_project(load_project(root))
+    assert result.val_accuracy > 0.9
+    assert len(result.history["loss"]) == 2
+    from qkeras.utils import load_qmodel
+
+    assert load_qmodel(str(root / "model/m.h5"), compile=False).output_shape == (None, 1)

@@ -29,6 +29,7 @@ class Hdf5Source:
         return list(self._names)
 
     def num_entries(self, names: list[str]) -> int:
+        names = [n.lstrip("/") for n in names]
         check_names(self.path, names, self._names, "dataset")
         lengths = {n: (self._file[n].shape or (1,))[0] for n in names}
         if len(set(lengths.values())) > 1:
@@ -40,7 +41,7 @@ class Hdf5Source:
 
         out: dict[str, Any] = {}
         for n in names:
-            ds = self._file[n]
+            ds = self._file[n.lstrip("/")]
             data = ds[start:stop]
             if h5py.check_vlen_dtype(ds.dtype) is not None:
                 import awkward as ak

@@ -66,9 +66,18 @@ def build_model(cfg: TrainingConfig, n_features: int, n_classes: int) -> Any:
     params = inspect.signature(fn).parameters
     if "seed" in params and "seed" not in kwargs:
         kwargs["seed"] = cfg.seed
-    model = fn(n_features, n_classes, **kwargs)
+    try:
+        model = fn(n_features, n_classes, **kwargs)
+    except Exception as exc:  # the user's code: say where, not our stack
+        args = ", ".join([str(n_features), str(n_classes)] + [f"{k}={v!r}" for k, v in kwargs.items()])
+        raise TrainingError(f"{cfg.build_model}: build_model({args}) failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, tf.keras.Model):
         raise TrainingError(f"{cfg.build_model}: build_model returned {type(model).__name__}, not a Keras model")
+    outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if outputs not in (n_classes, 1 if n_classes == 2 else n_classes):
+        raise TrainingError(
+            f"{cfg.build_model}: the model has {outputs} outputs per sample but the data has {n_classes} classes"
+        )
     if tuple(model.input_shape[1:]) != (n_features,):
         raise TrainingError(
             f"{cfg.build_model}: the model takes inputs of shape {model.input_shape[1:]}, the data has {n_features} "

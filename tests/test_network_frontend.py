@@ -116,13 +116,12 @@ def test_unsupported_layer_is_named(tmp_path):
 
     from fpgaflow.project import ProjectError
 
-    inp = tf.keras.Input((8, 8, 1))
-    h = tf.keras.layers.Conv2D(2, 3, name="my_conv2d")(inp)
-    h = tf.keras.layers.Flatten()(h)
+    inp = tf.keras.Input((8, 3))
+    h = tf.keras.layers.LSTM(4, name="my_lstm")(inp)
     model = tf.keras.Model(inp, tf.keras.layers.Dense(2)(h))
-    files = save_keras(model, tmp_path / "src", "c2d")
-    config = write_project(tmp_path / "p", {"KerasJson": "c2d.json", "KerasH5": "c2d_weights.h5"}, files)
-    with pytest.raises(ProjectError, match=r"layer 'my_conv2d' of type Conv2D is not supported \(supported: .*Dense"):
+    files = save_keras(model, tmp_path / "src", "rnn")
+    config = write_project(tmp_path / "p", {"KerasJson": "rnn.json", "KerasH5": "rnn_weights.h5"}, files)
+    with pytest.raises(ProjectError, match=r"layer 'my_lstm' of type LSTM is not supported \(supported: .*Dense"):
         _synth(config)
 
 
@@ -171,3 +170,40 @@ def test_user_precision_overlays_hls4ml_defaults(tmp_path):
     assert layers["fc1_relu"]["bias_type"] == "ap_fixed<18,8>"  # the rest of the layer keeps the default
     assert layers["fc1_relu"]["strategy"] == "resource" and layers["fc1_relu"]["reuse_factor"] == 4
     assert (project.build_dir / "hls" / "firmware" / "myproject.cpp").is_file()
+
+
+def test_verify_reports_the_first_diverging_layer(jet_project):
+    """``compare`` on a doctored oracle trace: one element changed in fc2_relu (and so
+    in the output) must be reported at that layer, sample and element, with both raws."""
+    import sim
+    from fpgaflow.network.verify import compare, random_inputs
+
+    net = sim.load(jet_project.build_dir / "emulator")
+    x = random_inputs(net.input_type, net.input_shape, 50, seed=4)
+    theirs = {name: p.values.copy() for name, p in net.trace(x).items()}
+    fc2_type = next(layer.result_type for layer in net.layers if layer.name == "fc2_relu")
+    theirs["fc2_relu"][7, 3] += fc2_type.lsb
+    y = theirs[net.output_name].copy()
+    y[7, 1] += net.output_type.lsb
+    result = compare(net, x, y, theirs, None)
+    assert result["bit_exact_fraction"] == 1 - 1 / y.size
+    d = result["first_divergence"]
+    assert (d["layer"], d["sample"], d["index"]) == ("fc2_relu", 7, 3)
+    assert d["expected_raw"] == d["got_raw"] + 1
+
+
+def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
+    """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
+    uninitialised by the next layer): synth must refuse, naming the layer."""
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    from fpgaflow.project import ProjectError
+
+    inp = tf.keras.Input((4,))
+    h = QActivation("ternary(alpha=1)", name="my_ternary")(tf.keras.layers.Dense(4)(inp))
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2)(h))
+    files = save_keras(model, tmp_path / "src", "t")
+    config = write_project(tmp_path / "p", {"KerasJson": "t.json", "KerasH5": "t_weights.h5"}, files)
+    with pytest.raises((ProjectError, ValueError), match=r"'my_ternary' \(TernaryTanh.*generates no call"):
+        _synth(config)

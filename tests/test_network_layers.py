@@ -216,3 +216,56 @@ def test_dense_model_io_stream(tmp_path_factory):
     oracle = _synth(tmp_path_factory, model, "stream", hls_config, io_type="io_stream")
     assert oracle.net.manifest.meta["io_type"] == "io_stream"
     _assert_exact(oracle)
+
+
+def test_conv1d_modes_vitis_and_verify_cli(tmp_path_factory, capsys):
+    """Conv1D with 'same' padding and strides, Resource strategy, a pointwise conv, a
+    softmax over the channel axis of a 2-D tensor, QKeras binary and quantized_tanh
+    activations (a ternary QActivation gets no function call from hls4ml 1.3.0: see
+    test_network_frontend); Vitis backend; checked end to end by ``fpgaflow verify --json``."""
+    import json
+
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    from fpgaflow.cli import main
+
+    k = tf.keras
+    inp = k.Input(shape=(11, 3), name="x")
+    h = k.layers.Conv1D(4, 3, strides=2, padding="same", name="conv_same")(inp)
+    h = k.layers.Activation("relu", name="relu_a")(h)
+    h = k.layers.Conv1D(3, 1, name="conv_pw")(h)
+    h = k.layers.Activation("softmax", name="softmax_2d")(h)
+    h = k.layers.Conv1D(4, 2, padding="valid", name="conv_res")(h)
+    h = k.layers.Flatten(name="flat")(h)
+    h = k.layers.Dense(8, name="d0")(h)
+    h = QActivation("quantized_tanh(6)", name="qtanh")(h)
+    h = k.layers.Dense(8, name="d1")(h)
+    h = QActivation("binary(alpha=1)", name="qbinary")(h)
+    h = k.layers.Dense(3, name="d2")(h)
+    model = k.Model(inp, h)
+    rng = np.random.default_rng(29)
+    for layer in model.layers:
+        if layer.get_weights():
+            layer.set_weights([rng.normal(0, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    folder = tmp_path_factory.mktemp("conv")
+    files = save_keras(model, folder / "src", "conv")
+    config = {
+        "KerasJson": "conv.json",
+        "KerasH5": "conv_weights.h5",
+        "Backend": "Vitis",
+        "IOType": "io_parallel",
+        "HLSConfig": {
+            "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+            "LayerName": {"conv_res": {"Strategy": "Resource", "ReuseFactor": 2}},
+        },
+    }
+    project = write_project(folder / "project", config, files)
+    assert main(["synth", str(project)]) == 0
+    capsys.readouterr()
+    status = main(["verify", str(project), "--samples", "3000", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0 and result["samples"] == 3000
+    assert 0.0 <= result["float_model"]["argmax_agreement"] <= 1.0
+    assert status == 0

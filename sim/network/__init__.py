@@ -2,11 +2,15 @@
 
 ``Network(manifest)`` builds one object per manifest layer through the layer
 registry (``sim.network.registry``) and evaluates them in the manifest's order (the
-order of hls4ml's graph after its optimizer passes), each on the whole batch.
+order of hls4ml's graph after its optimizer passes), each on a chunk of the batch
+(chunks run in a few threads: NumPy and BLAS release the GIL).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,22 @@ from sim.preprocessing import apply_preprocessing
 
 __all__ = ["Network"]
 
-CHUNK = 4096  # samples per pass through the layers
+CHUNK = 4096  # samples per pass through the layers: intermediates stay cache-sized
+THREADS = max(1, min(4, os.cpu_count() or 1))  # NumPy and BLAS release the GIL
+_pool: ThreadPoolExecutor | None = None
+
+
+def _chunked(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
+    """``fn`` over chunks of ``x`` (in threads when there are several), concatenated."""
+    global _pool
+    parts = [x[i : i + CHUNK] for i in range(0, len(x), CHUNK)]
+    if not parts:
+        return np.zeros((0, *empty_shape), dtype=np.int64)
+    if len(parts) == 1 or THREADS == 1:
+        return np.concatenate([fn(p) for p in parts])
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sim-network")
+    return np.concatenate(list(_pool.map(fn, parts)))
 
 
 class Network:
@@ -87,9 +106,7 @@ class Network:
 
     def predict_raw(self, x_raw: np.ndarray) -> Prediction:
         x_raw = self._input_raw(np.asarray(x_raw))
-        # chunks keep every intermediate array small (cache-resident, no page faults)
-        outs = [self._run(x_raw[i : i + CHUNK], keep=False)[self.output_name].raw for i in range(0, len(x_raw), CHUNK)]
-        raw = np.concatenate(outs) if outs else np.zeros((0, *self.output_shape), dtype=np.int64)
+        raw = _chunked(x_raw, lambda part: self._run(part, keep=False)[self.output_name].raw, self.output_shape)
         return Prediction(raw, self.output_type.from_raw(raw))
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
@@ -99,7 +116,12 @@ class Network:
     def predict(self, x: np.ndarray) -> Prediction:
         """Outputs for raw features: preprocessed, then cast into the input type as the port does."""
         x = self._input_raw(self.preprocess(x))
-        return self.predict_raw(from_float(x, self.input_type))
+        raw = _chunked(
+            x,
+            lambda part: self._run(from_float(part, self.input_type), keep=False)[self.output_name].raw,
+            self.output_shape,
+        )
+        return Prediction(raw, self.output_type.from_raw(raw))
 
     def trace(self, x: np.ndarray) -> dict[str, Prediction]:
         """Every layer's output (raw and values), keyed by hls4ml's layer name, for

@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.fixed import FixedType
 
-_FAST_MODES_Q = ("AP_TRN", "AP_RND")
+_FAST_MODES_Q = ("AP_TRN", "AP_RND", "AP_RND_CONV", "AP_RND_ZERO", "AP_RND_INF", "AP_RND_MIN_INF", "AP_TRN_ZERO")
 _FAST_MODES_O = ("AP_WRAP", "AP_SAT")
 _LIMIT = 62
 
@@ -42,6 +42,40 @@ def _overflow(q: np.ndarray, dst: FixedType) -> np.ndarray:
     return q
 
 
+def _quantize(raw: np.ndarray, sh: int, mode: str, src_signed: bool) -> np.ndarray:
+    """Drop ``sh`` fraction bits with ap_fixed's quantization ``mode``.
+
+    Every mode is ``floor((raw + c) / 2**sh)`` for an offset ``c`` in [0, 2**sh]
+    chosen so that exact halves go the mode's way (``half = 2**(sh-1)``, ``neg`` the
+    source's sign, ``odd`` the parity of the truncated value): RND ``half``,
+    RND_MIN_INF ``half - 1``, RND_INF ``half - neg``, RND_ZERO ``half - 1 + neg``,
+    RND_CONV ``half - 1 + odd``, TRN_ZERO ``neg * (2**sh - 1)``, TRN 0."""
+    half = np.int64(1 << (sh - 1))
+    shift = np.int64(sh)
+    if mode == "AP_TRN" or (mode == "AP_TRN_ZERO" and not src_signed):
+        return raw >> shift
+    if mode == "AP_RND":
+        q = raw + half
+    elif mode == "AP_RND_MIN_INF":
+        q = raw + (half - 1)
+    elif mode == "AP_RND_INF":
+        q = raw + half
+        q -= raw < 0
+    elif mode == "AP_RND_ZERO":
+        q = raw + (half - 1)
+        q += raw < 0
+    elif mode == "AP_RND_CONV":
+        q = (raw >> shift) & 1
+        q += raw
+        q += half - 1
+    else:  # AP_TRN_ZERO on a signed source: towards zero
+        q = (raw < 0).astype(np.int64)
+        q *= np.int64((1 << sh) - 1)
+        q += raw
+    q >>= shift
+    return q
+
+
 def _in_range(src: FixedType, dst: FixedType, sh: int) -> bool:
     """Every value of ``src`` (after the shift/rounding) fits ``dst``: no overflow step."""
     lo, hi = src.min_raw, src.max_raw
@@ -61,8 +95,7 @@ def cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.int64)
     sh = src.frac_bits - dst.frac_bits
     if sh > 0:
-        q = raw + np.int64(1 << (sh - 1)) if dst.quantization == "AP_RND" else raw.copy()
-        q >>= np.int64(sh)
+        q = _quantize(raw, sh, dst.quantization, src.signed)
     elif sh < 0:
         q = raw << np.int64(-sh)
     else:
@@ -73,7 +106,11 @@ def cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
 
 
 def from_float(x: np.ndarray, dst: FixedType) -> np.ndarray:
-    """``dst(double)``: the input port's cast, as ``FixedType.to_raw``; int64 out."""
+    """``dst(double)``: the input port's cast, as ``FixedType.to_raw``; int64 out.
+
+    AP_TRN/AP_RND: ``floor(x * 2**F)`` (+ 0.5), exact in float64 below 2**51.  Other
+    rounding modes take the integer path when ``x`` lies on a grid 3 bits finer (then
+    the dropped bits are exact), else the general port."""
     x = np.asarray(x, dtype=np.float64)
     if not _fast_ok(FixedType(2, 1), dst) or dst.frac_bits > 900:
         return np.asarray(dst.to_raw(x)).astype(np.int64)
@@ -81,6 +118,15 @@ def from_float(x: np.ndarray, dst: FixedType) -> np.ndarray:
     limit = 2.0**51  # v + 0.5 and floor are exact below this
     if not np.all(np.abs(v) < limit):  # NaN, inf or huge: the general path
         return np.asarray(dst.to_raw(x)).astype(np.int64)
+    if dst.quantization == "AP_TRN":
+        return _overflow(np.floor(v).astype(np.int64), dst)
     if dst.quantization == "AP_RND":
-        v = v + 0.5
-    return _overflow(np.floor(v).astype(np.int64), dst)
+        return _overflow(np.floor(v + 0.5).astype(np.int64), dst)
+    # other rounding modes: one more fraction bit is not enough in general; use
+    # 2 extra bits scaled exactly, then the integer quantization above
+    if not np.all(np.abs(v) < 2.0**48):
+        return np.asarray(dst.to_raw(x)).astype(np.int64)
+    fine = np.ldexp(x, dst.frac_bits + 3)
+    if not np.array_equal(fine, np.floor(fine)):  # not exactly on the finer grid: general path
+        return np.asarray(dst.to_raw(x)).astype(np.int64)
+    return _overflow(_quantize(fine.astype(np.int64), 3, dst.quantization, True), dst)

@@ -14,10 +14,11 @@ of a product loses no fraction bits, the whole thing is one exact integer matrix
 product followed by one wrap (the *fast path*).  Otherwise products are cast one by
 one; a saturating accumulator is summed in the firmware's exact order.
 
-Exactness of the matrix product: float64 BLAS is used only when
-``max|x_raw| * max_j sum_i |w_raw[i, j]| < 2**53`` (every partial sum of every order
-is then an exact integer); else int64 arithmetic, which is exact modulo 2**64 and so
-exact after the final wrap to W <= 64 bits.
+Exactness of the matrix product: with ``B = max|x_raw| * max_j sum_i |w_raw[i, j]|``
+(from the input type and the actual weights), float32 BLAS is used when B < 2**24 and
+float64 when B < 2**53 (every partial sum of every order is then an exact integer);
+else int64 arithmetic, which is exact modulo 2**64 and so exact after the final wrap
+to W <= 64 bits.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sim.fixed import FixedType
 from sim.manifest import ManifestError
 
 _FLOAT_EXACT = 2**53
+_FLOAT32_EXACT = 2**24
 _CHUNK_ELEMENTS = 1 << 22  # products held at once on the slow paths
 
 
@@ -51,18 +53,18 @@ def max_abs_raw(t: FixedType) -> int:
 
 
 class ExactMatmul:
-    """``x @ w`` on raw integers, exact: float64 BLAS when the bound allows it, else
-    int64 (exact modulo 2**64, enough for a final wrap to W <= 64 bits)."""
+    """``x @ w`` on raw integers, exact: float32 BLAS when every partial sum stays below
+    2**24, float64 below 2**53 (integers that size are exact, so every order and every
+    fused multiply-add is exact), else int64 (exact modulo 2**64, enough for a final
+    wrap to W <= 64 bits)."""
 
     def __init__(self, w: np.ndarray, x_type: FixedType) -> None:
         bound = max_abs_raw(x_type) * int(np.abs(w).sum(axis=0).max(initial=0))
-        self.use_float = bound < _FLOAT_EXACT
-        self.w = w.astype(np.float64) if self.use_float else w.astype(np.int64)
+        self.dtype = np.float32 if bound < _FLOAT32_EXACT else np.float64 if bound < _FLOAT_EXACT else np.int64
+        self.w = w.astype(self.dtype)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.use_float:
-            return (x.astype(np.float64) @ self.w).astype(np.int64)
-        return x.astype(np.int64) @ self.w
+        return (x.astype(self.dtype) @ self.w).astype(np.int64)
 
 
 class Accumulator:

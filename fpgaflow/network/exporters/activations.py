@@ -24,6 +24,12 @@ NAMES = {
 ALIASES = {"leakyrelu": "leaky_relu", "thresholdedrelu": "thresholded_relu", "hardsigmoid": "hard_sigmoid"}
 
 
+def _hls4ml_version() -> str:
+    import hls4ml
+
+    return hls4ml.__version__
+
+
 def _activation_name(layer) -> str:
     name = str(layer.get_attr("activation")).lower()
     name = ALIASES.get(name, name)
@@ -46,6 +52,11 @@ def export_activation(layer, ctx) -> dict:
     from sim.fixed import FixedType
 
     name = _activation_name(layer)
+    if not layer.get_attr("function_cpp"):
+        raise ValueError(
+            f"layer {layer.name!r} ({layer.class_name}, {name}): hls4ml {_hls4ml_version()} generates no call for "
+            "this layer, so the firmware would read an uninitialised array; not supported"
+        )
     spec: dict = {"kind": "activation", "activation": name}
     if name in TABLE_ACTIVATIONS:
         spec["table_size"] = int(layer.get_attr("table_size"))

@@ -60,7 +60,7 @@ def export_dense(layer, ctx) -> dict:
     return _mac_fields(layer, ctx, spec, (1, 0))
 
 
-@exporter("Conv1D", keras=("Conv1D", "QConv1D"))
+@exporter("Conv1D", "PointwiseConv1D", keras=("Conv1D", "QConv1D"))
 def export_conv1d(layer, ctx) -> dict:
     spec = {"kind": "conv1d"}
     for key in ("in_width", "n_chan", "filt_width", "n_filt", "stride_width", "pad_left", "pad_right", "out_width"):

@@ -106,7 +106,8 @@ class Activation(Layer):
         return self._cast(x.raw, x.type)
 
     def _relu(self, x: Fixed) -> np.ndarray:
-        return np.where(x.raw > 0, self._cast(x.raw, x.type), 0)
+        # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode
+        return self._cast(np.maximum(x.raw, 0), x.type)
 
     def _relu_max(self, x: Fixed, limit: int) -> np.ndarray:
         lim_raw = limit << x.type.frac_bits

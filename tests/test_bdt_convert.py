@@ -40,7 +40,7 @@ SKLEARN = {
 def _check(tmp_path, model) -> dict:
     project = load_project(make_project(tmp_path, model))
     source = load_model(project)
-    x = probe_inputs(source.ensemble, FixedType.parse("ap_fixed<18,8>"), 3000, seed=3)
+    x = probe_inputs(source.ensemble, FixedType.parse("ap_fixed<18,9>"), 3000, seed=3)
     return check_conversion(source, x)
 
 
@@ -60,7 +60,7 @@ def test_sklearn_conversion_matches_sklearn(tmp_path, name):
 def test_probe_inputs_hit_thresholds_and_leave_the_range(tmp_path):
     project = load_project(make_project(tmp_path, xgb_binary(10, 3)))
     ens = load_model(project).ensemble
-    t = FixedType.parse("ap_fixed<18,8>")
+    t = FixedType.parse("ap_fixed<18,9>")
     x = probe_inputs(ens, t, 2000, seed=0)
     thresholds = {
         (f, thr)
@@ -92,3 +92,25 @@ def test_synth_refuses_a_model_it_cannot_convert_faithfully(tmp_path, monkeypatc
     monkeypatch.setattr("fpgaflow.bdt.synth.load_model", broken)
     with pytest.raises(ValueError, match="disagrees with xgboost"):
         synth(project, argparse.Namespace(open_synth=False, vendor=False))
+
+
+def test_ubj_and_conifer_json_models_load(tmp_path):
+    """xgboost's binary UBJ format, and a model saved by conifer itself (ConiferModel)."""
+    import conifer
+
+    booster = xgb_binary(5, 3)
+    booster.save_model(str(tmp_path / "model.ubj"))
+    (tmp_path / "project.yml").write_text("XGBoostModel: model.ubj\n")
+    source = load_model(load_project(tmp_path))
+    assert source.ensemble["n_trees"] == 5
+    x = probe_inputs(source.ensemble, FixedType.parse("ap_fixed<18,9>"), 500, seed=1)
+    assert check_conversion(source, x)["agree"] == 500
+
+    gbc = sklearn_model("GradientBoostingClassifier", 4, 2)
+    config = {"Backend": "py", "OutputDir": str(tmp_path), "ProjectName": "c"}
+    theirs = conifer.converters.convert_from_sklearn(gbc, config)
+    theirs.save(str(tmp_path / "conifer_model.json"))
+    (tmp_path / "project.yml").write_text("ConiferModel: conifer_model.json\n")
+    mine = load_model(load_project(tmp_path))
+    assert mine.ensemble["n_trees"] == 4 and mine.ensemble["splitting_convention"] == "<="
+    assert np.allclose(mine.float_scores(x), gbc.decision_function(x).reshape(-1, 1))

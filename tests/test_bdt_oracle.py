@@ -79,6 +79,7 @@ def test_saturating_sum_follows_the_hls_firmware_order(tmp_path):
     assert saturated.sum() > 100  # the test exercises saturation
 
 
+@pytest.mark.slow
 def test_rolled_hls_sums_sequentially_like_conifer_cpp(tmp_path):
     project, cfg, source, emulator = _synthesized(
         tmp_path, xgb_binary(8, 2), precision="ap_fixed<8,2,AP_RND,AP_SAT>", Unroll="false"

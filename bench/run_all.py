@@ -82,10 +82,11 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, str]]:
 
     def walk(obj: Any, label: str) -> None:
         if isinstance(obj, dict):
-            name = str(obj.get("model") or obj.get("name") or obj.get("case") or label)
+            name = str(obj.get("model") or obj.get("type") or obj.get("name") or obj.get("case") or label)
             for k, v in obj.items():
                 if isinstance(v, int | float) and not isinstance(v, bool) and ("_vs_" in k or "ratio" in k):
-                    rows.append((f"{name}: {k.replace('_', ' ')}", f"{v:.2f}"))
+                    what = k.replace("_", " ")
+                    rows.append((f"{name}: {what}" if name else what, f"{v:.2f}"))
                 elif isinstance(v, dict | list):
                     walk(v, f"{name} {k}".strip())
         elif isinstance(obj, list):
@@ -124,6 +125,17 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
         "| benchmark | measurement | ratio | run time |",
         "|---|---|---|---|",
     ]
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    ran = {r["script"] for r in results}
+    old = re.search(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+    kept = []  # rows of scripts not run this time stay, marked with their earlier date
+    if old:
+        when = re.search(r"`bench/run_all.py[^`]*`, ([^,]+),", old.group(0))
+        for line in old.group(0).splitlines():
+            m = re.match(r"^\| `(bench_\w+\.py)` \|", line)
+            if m and m.group(1) not in ran:
+                kept.append(line if "(earlier run" in line or not when else line.replace(
+                    f"| `{m.group(1)}` |", f"| `{m.group(1)}` (earlier run, {when.group(1)}) |", 1))  # fmt: skip
     for r in results:
         rows = ratios(r) if r["exit"] == 0 else []
         if r["exit"] != 0:
@@ -132,8 +144,8 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
             lines.append(f"| `{r['script']}` | (no ratio reported; see its section) | - | {r['seconds']:.0f} s |")
         for what, value in rows:
             lines.append(f"| `{r['script']}` | {what} | {value} | {r['seconds']:.0f} s |")
+    lines += kept
     section = "\n".join(lines) + "\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(section + "\n", text)

@@ -57,6 +57,7 @@ class BuilderSection:
 @dataclass
 class FallbackSection:
     manifest: str = ""  # manifest folder (build/emulator of a synthesized project)
+    source_manifests: list[str] = field(default_factory=list)  # one per node.sources entry: a firmware per source
     validate_every: int = 100  # 0: no validation sample
     batch: int = 256
     max_delay_ms: float = 2.0
@@ -177,6 +178,12 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: node.sources must be distinct ids in 0..65535, got {n.sources}")
     if len(n.sources) > 64:
         raise ConfigError(f"{where}: node.sources: at most 64 sources per node, got {len(n.sources)}")
+    sm = cfg.fallback.source_manifests
+    if sm and (len(sm) != len(n.sources) or not all(isinstance(m, str) and m for m in sm)):
+        raise ConfigError(f"{where}: fallback.source_manifests must name one manifest per node.sources entry "
+                          f"({len(n.sources)}), got {sm}")  # fmt: skip
+    if sm and (cfg.fallback.manifest or cfg.offload.boards):
+        raise ConfigError(f"{where}: fallback.source_manifests replaces fallback.manifest and excludes offload")
     if n.workers < 1:
         raise ConfigError(f"{where}: node.workers must be >= 1")
     for i, inp in enumerate(cfg.inputs):

@@ -84,13 +84,18 @@ class Node:
 
             self.emulator = sim.load(cfg.resolve(cfg.fallback.manifest))
             manifest = protocol.manifest_bytes(self.emulator.id)
+        elif cfg.fallback.source_manifests:  # boards of different firmwares, padded to one layout
+            import sim
+            from sim.per_source import PerSource
+
+            self.emulator = PerSource([sim.load(cfg.resolve(m)) for m in cfg.fallback.source_manifests])
         self.n_inputs, self.n_outputs, self.raw_bytes = _fragment_layout(cfg, self.emulator)
         self.limits = protocol.Limits(
             max_message_bytes=cfg.security.max_message_bytes,
             n_inputs=self.n_inputs,
             n_outputs=self.n_outputs,
             raw_bytes=self.raw_bytes,
-            manifest=manifest if self.emulator is not None else None,
+            manifest=manifest if self.emulator is not None and self.emulator.id else None,
         )
         self.sources = list(cfg.node.sources)
         self.source_ids = np.array(self.sources, np.uint16)

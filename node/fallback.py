@@ -131,7 +131,10 @@ class Fallback:
         """One emulator call over the CPU tasks of all pending events (split/merge)."""
         parts = [(p, np.flatnonzero(p.cpu)) for p in self.pending if p.cpu.any()]
         x = np.concatenate([p.events["inputs"][p.rows[t], p.srcs[t]] for p, t in parts]).astype(np.int64)
-        pred = self.emulator.predict_raw(x.reshape((len(x),) + self.input_shape))
+        if hasattr(self.emulator, "predict_raw_sources"):  # a firmware per source (sim.per_source)
+            pred = self.emulator.predict_raw_sources(x, np.concatenate([p.srcs[t] for p, t in parts]))
+        else:
+            pred = self.emulator.predict_raw(x.reshape((len(x),) + self.input_shape))
         raw = np.asarray(pred.raw).reshape(len(x), -1)
         self.counts.cpu_batches += 1
         self.counts.cpu_fragments += len(x)

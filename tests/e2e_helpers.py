@@ -29,11 +29,12 @@ def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def make_bdt_project(d: Path) -> Path:
+def make_bdt_project(d: Path, n_features: int = 6, precision: str = "ap_fixed<16,6>") -> Path:
     """A tiny xgboost BDT project folder (not yet synthesized)."""
     d.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", BDT_MODEL], cwd=d, check=True)
-    (d / "project.yml").write_text("ProjectName: tiny_tau\nXGBoostModel: model.json\nInputPrecision: ap_fixed<16,6>\n")
+    code = BDT_MODEL.replace("size=(600, 6)", f"size=(600, {n_features})").replace("- x[:, 4]", "- x[:, 3]")
+    subprocess.run([sys.executable, "-c", code], cwd=d, check=True)
+    (d / "project.yml").write_text(f"ProjectName: {d.name}\nXGBoostModel: model.json\nInputPrecision: {precision}\n")
     return d
 
 

@@ -233,3 +233,100 @@ def test_offload_with_one_board_dead(tmp_path, manifest):
     result = np.where(board_ok[..., None], ev["fpga"], ev["cpu"])
     assert np.array_equal(result[:, 0], want) and np.array_equal(result[:, 1], want)
     assert ((ev["status"] & p.FALLBACK) != 0).any() and ((ev["status"] & p.OFFLOADED) != 0).any()
+
+
+def test_two_nodes_get_events_routed_by_number(tmp_path, manifest):
+    """Two boards, two nodes: event e goes to node e mod 2 from every board, so each
+    node builds complete events, and together they build every event once."""
+    n = 4000
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    ports = [free_port(), free_port()]
+    nodes = []
+    for d, port in zip(dirs, ports, strict=True):
+        d.mkdir()
+        nodes.append(Daemon(node_config(d, port, manifest, [1, 2], timeout_s=3.0)))
+    eps = [a for port in ports for a in ("--node", f"tcp://127.0.0.1:{port}")]
+    start = repr(time.time() + 3)
+    boards = [BoardProc(tmp_path, manifest, s, *eps, "--events", str(n), "--rate", "4000", "--start-at", start)
+              for s in (1, 2)]  # fmt: skip
+    try:
+        for b in boards:
+            b.wait()
+        for node in nodes:
+            node.wait_counter("events_out", n // 2, timeout=60)
+    finally:
+        for b in boards:
+            b.kill()
+        status = [node.stop() for node in nodes]
+    built = []
+    for k, d in enumerate(dirs):
+        ev = read_sink(d / "out", "node-w0*.h5", "events")
+        assert (ev["event"] % 2 == k).all(), f"node {k} got events of the other node"
+        assert (ev["status"] & p.COMPLETE).all()
+        built.append(ev["event"])
+    assert sorted(np.concatenate(built).tolist()) == list(range(n))
+    assert all(s["counters"].get("late_fragments", 0) == 0 for s in status)
+
+
+def test_offload_answered_too_slowly_falls_back(tmp_path, manifest):
+    """A board answering later than the node's offload timeout: its answers are stale,
+    the CPU computed every result, and they are the firmware's."""
+    port, ep, n = free_port(), f"tcp://127.0.0.1:{free_port()}", 200
+    board = BoardProc(tmp_path, manifest, 10, "--offload", ep, "--offload-delay-ms", "800")
+    node = None
+    try:
+        wait_started([board])
+        node = Daemon(node_config(tmp_path, port, manifest, [0], validate_every=0, offload={
+            "boards": [ep], "batch": 50, "max_in_flight": 4, "timeout_ms": 200.0, "retry_s": 0.1}))  # fmt: skip
+        emu = sim.load(manifest)
+        x = emu.input_type.to_raw(np.random.default_rng(4).normal(size=(n, int(np.prod(emu.input_shape)))))
+        with Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id) as src:
+            src.send(np.arange(n), x, np.zeros((n, 1)), np.zeros(n, np.uint32))
+        node.wait_counter("events_out", n, timeout=60)
+        wait_for(lambda: board.counter("offload_answered") >= 1, 30, "the slow board to answer (too late)")
+    finally:
+        board.terminate()
+        status = node.stop() if node is not None else None
+    c = status["counters"]
+    assert c["offload_timeouts"] >= 1 and c.get("offload_batches_answered", 0) == 0
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(n))
+    assert (ev["cpu_valid"][:, 0] == 1).all()
+    want = np.asarray(emu.predict_raw(x).raw).reshape(n, -1)[ev["event"].astype(np.int64)]
+    assert np.array_equal(ev["cpu"][:, 0], want)
+
+
+def test_one_node_fed_by_boards_of_different_firmware(tmp_path, manifest):
+    """Two firmwares (6 and 4 inputs, different precisions) behind one node: boards pad
+    to the node's layout, and the fallback runs each source's own firmware."""
+    other = synth(make_bdt_project(tmp_path / "other", n_features=4, precision="ap_fixed<12,4>"))
+    emus = [sim.load(manifest), sim.load(other)]
+    n, port, every = 3000, free_port(), 10
+    cfg = node_config(tmp_path, port, manifest, [1, 2], validate_every=every, timeout_s=3.0)
+    text = cfg.read_text().replace(f'manifest = "{manifest}"', f'source_manifests = ["{manifest}", "{other}"]')
+    cfg.write_text(text)
+    node = Daemon(cfg)
+    start = repr(time.time() + 3)
+    common = ["--node", f"tcp://127.0.0.1:{port}", "--events", str(n), "--rate", "3000", "--start-at", start,
+              "--layout", "6,1,4", "--pool", "256", "--error", "0.02"]  # fmt: skip
+    boards = [BoardProc(tmp_path, m, s, *common, "--fault-seed", str(s)) for s, m in ((1, manifest), (2, other))]
+    try:
+        for b in boards:
+            b.wait()
+        node.wait_counter("events_out", n, timeout=60)
+    finally:
+        for b in boards:
+            b.kill()
+        status = node.stop()
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(n)) and (ev["status"] & p.COMPLETE).all()
+    c = status["counters"]
+    assert c.get("malformed_messages", 0) == 0 and c.get("fallback_mismatches", 0) == 0
+    for i, (b, emu) in enumerate(zip(boards, emus, strict=True)):
+        errors = np.isin(ev["event"], b.faults()["error"])
+        cpu = ev["cpu_valid"][:, i] == 1
+        assert errors.sum() > 20 and cpu[errors].all() and (cpu == (errors | (ev["event"] % every == 0))).all()
+        n_in = int(np.prod(emu.input_shape))
+        assert (ev["inputs"][:, i, n_in:] == 0).all()  # the padding
+        want = np.asarray(emu.predict_raw(ev["inputs"][cpu, i, :n_in].astype(np.int64)).raw).reshape(-1, 1)
+        assert np.array_equal(ev["cpu"][cpu, i, :1], want)

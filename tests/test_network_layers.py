@@ -130,11 +130,15 @@ def test_strategies_reuse_factors_and_accumulators(tmp_path_factory):
         (8, None, 4.0),  # Resource, RF > n_in with RF % n_in == 0
         (6, None, 4.0),  # Resource, RF > n_in otherwise
         (6, None, 4.0),  # Latency, RF 2
-        (6, None, 4.0),  # Latency, lossy accumulator (fewer fraction bits than the products)
+        (6, k.layers.BatchNormalization(name="bn_folded"), 4.0),  # lossy accumulator; BatchNorm after a Dense
         (5, None, 4.0),  # Latency, saturating narrow accumulator: summed in firmware order
         (5, k.layers.Activation("relu", name="out_relu"), 2.0),
     ]
     model = _build(k, 16, blocks, seed=7)
+    rng = np.random.default_rng(8)
+    model.get_layer("bn_folded").set_weights(
+        [rng.uniform(0.5, 2, 6), rng.normal(0, 1, 6), rng.normal(0, 1, 6), rng.uniform(0.5, 2, 6)]
+    )
     names = {
         "fc0": {"Strategy": "Resource", "ReuseFactor": 4},
         "fc1": {"Strategy": "Resource", "ReuseFactor": 24},
@@ -151,6 +155,8 @@ def test_strategies_reuse_factors_and_accumulators(tmp_path_factory):
     assert by_name["fc0"]["strategy"] == "resource" and by_name["fc0"]["reuse_factor"] == 4
     assert by_name["fc1"]["reuse_factor"] > 16 and by_name["fc2"]["reuse_factor"] > 12
     assert by_name["fc5"]["accum_type"] == "ap_fixed<14,4,AP_RND,AP_SAT>"
+    # BatchNorm after a Dense: folded into its weights where hls4ml's optimizer does so, else standalone
+    assert by_name.get("bn_folded", {"kind": "batchnorm"})["kind"] == "batchnorm"
     _assert_exact(oracle)
 
 

@@ -129,3 +129,20 @@ def test_open_synthesis_of_the_example_project(tau):
     assert main(["synth", str(tau), "--open-synth"]) == 0
     o = json.loads((tau / "build" / "report.json").read_text())["open_synth"]
     assert o["lut"] > 100 and o["ff"] > 100
+
+
+def test_verify_exits_1_when_not_bit_exact(tau, monkeypatch, capsys):
+    """A firmware reference that differs in one sample must fail verify (exit status 1)."""
+    from fpgaflow.bdt import oracle
+
+    real = oracle.CppOracle.predict_raw
+
+    def off_by_one(self, x):
+        raw = real(self, x)
+        raw[17, 0] += 1
+        return raw
+
+    monkeypatch.setattr(oracle.CppOracle, "predict_raw", off_by_one)
+    assert main(["verify", str(tau), "--samples", "500"]) == 1
+    out = capsys.readouterr().out
+    assert "499/500 bit-exact" in out and "'sample': 17" in out and "FAIL" in out

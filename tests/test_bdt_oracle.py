@@ -116,3 +116,14 @@ def test_100_trees_depth_4_rtl_and_cpp_at_full_size(tmp_path):
     assert np.array_equal(emulated, _cpp(project, cfg, source).predict_raw(x))
     rtl = simulate(cfg.hls_dir, emulator.input_type.to_raw(x[:2000].astype(np.float64)), 1)
     assert np.array_equal(emulated[:2000], rtl)
+
+
+@pytest.mark.slow
+def test_weight_type_that_cannot_hold_one_is_emulated_as_the_firmware_garbles_it(tmp_path):
+    """WeightPrecision ap_fixed<8,1> turns conifer's one-hot weight 1.0 into -1.0."""
+    project, cfg, source, emulator = _synthesized(
+        tmp_path, xgb_multiclass(10, 3), precision="ap_fixed<16,6>", WeightPrecision="ap_fixed<8,1>"
+    )
+    assert emulator._weight_one is not None
+    x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=13)
+    assert np.array_equal(emulator.predict(x).raw, _cpp(project, cfg, source).predict_raw(x))

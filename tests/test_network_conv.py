@@ -100,13 +100,16 @@ def conv2d_parallel(tmp_path_factory):
     h = k.layers.Concatenate(name="cat3")([h, f3])
     h = k.layers.Concatenate(name="cat4")([h, add1])
     h = k.layers.Concatenate(name="cat5")([h, fa1])
+    zp2 = k.layers.ZeroPadding2D(((1, 0), (0, 2)), name="zp2")(p1)
+    c4 = k.layers.Conv2D(2, 2, strides=2, name="c4")(zp2)
+    h = k.layers.Concatenate(name="cat6")([h, k.layers.Flatten(name="f4")(c4)])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=3)
     hls_config = {
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
         "LayerName": {
-            "c1": {"Precision": {"result": "ap_fixed<16,6,AP_RND,AP_SAT>"}},
+            "c1": {"ParallelizationFactor": 16, "Precision": {"result": "ap_fixed<16,6,AP_RND,AP_SAT>"}},
             "c2": {"Strategy": "Resource", "ReuseFactor": 6, "Precision": {"result": "ap_fixed<18,8>"}},
             "p2": {"Precision": {"accum": "ap_fixed<14,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
             "pw": {"Strategy": "Resource", "ReuseFactor": 3},
@@ -125,10 +128,11 @@ def test_conv2d_pipeline_io_parallel(conv2d_parallel):
     assert found["p1"] == "pooling2d" and found["g1"] == "global_pooling2d"
     spec = {layer.name: layer.spec for layer in conv2d_parallel.net.layers}
     assert spec["c2"]["strategy"] == "resource" and spec["c2"]["reuse_factor"] == 6
+    assert spec["c1"]["parallelization_factor"] == 16
     assert spec["p2"]["pool_op"] == "average" and spec["p2"]["pad_bottom"] + spec["p2"]["pad_right"] > 0
-    assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"]
+    assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"] and found["zp2"] == "zeropad2d"
     result = assert_every_layer_exact(conv2d_parallel)
-    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1"}
+    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1", "zp2", "c4"}
     assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} | layers_1d <= set(result["compared_layers"])
     assert len(np.unique(result["outputs"][:, 0])) > 100  # the inputs exercise the network
 

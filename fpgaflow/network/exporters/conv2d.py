@@ -40,4 +40,5 @@ def export_conv2d(layer, ctx) -> dict:
         if int(layer.get_attr(key, 1)) != 1:
             raise ValueError(f"layer {layer.name!r} ({layer.class_name}): dilation is not supported (supported: 1)")
     spec = {"kind": "conv2d", **{key: int(layer.get_attr(key)) for key in GEOMETRY}}
+    spec["parallelization_factor"] = int(layer.get_attr("parallelization_factor", 1))  # pixels per step
     return _mac_fields(layer, ctx, spec, (1, 2, 3, 0))  # (F,H,W,C) -> (H,W,C,F)

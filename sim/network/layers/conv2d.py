@@ -18,6 +18,7 @@ Dense fields; arrays ``weight`` (filt_height, filt_width, n_chan, n_filt) and
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
@@ -45,8 +46,9 @@ class Conv2D(Layer):
         self.in_height, self.in_width = int(self.param("in_height")), int(self.param("in_width"))
         self.pads = tuple(int(self.param(k)) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
         self.out_height, self.out_width = int(self.param("out_height")), int(self.param("out_width"))
-        self.rows = patch_indices(self.out_height, int(self.param("stride_height")), self.filt_height)
-        self.cols = patch_indices(self.out_width, int(self.param("stride_width")), self.filt_width)
+        self.strides = (int(self.param("stride_height")), int(self.param("stride_width")))
+        self.rows = patch_indices(self.out_height, self.strides[0], self.filt_height)
+        self.cols = patch_indices(self.out_width, self.strides[1], self.filt_width)
         if self.rows.max() >= self.in_height + self.pads[0] + self.pads[1] or self.cols.max() >= (
             self.in_width + self.pads[2] + self.pads[3]
         ):
@@ -75,8 +77,9 @@ class Conv2D(Layer):
         top, bottom, left, right = self.pads
         if any(self.pads):
             data = np.pad(data, ((0, 0), (top, bottom), (left, right), (0, 0)))
-        win = data[:, self.rows[:, None, :, None], self.cols[None, :, None, :], :]  # (n, oh, ow, fh, fw, c)
-        return win.reshape(n * self.out_height * self.out_width, -1)
+        win = sliding_window_view(data, (self.filt_height, self.filt_width), axis=(1, 2))  # (n, y, x, c, fh, fw)
+        win = win[:, :: self.strides[0], :: self.strides[1]][:, : self.out_height, : self.out_width]
+        return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(n * self.out_height * self.out_width, -1)
 
     def forward(self, x: Fixed) -> Fixed:
         n = len(x.raw)

@@ -99,22 +99,22 @@ class Pooling(_Pooling):
         super().__init__(spec, arrays)
         if self.two_d:
             self.pool = (int(self.param("pool_height")), int(self.param("pool_width")))
-            strides = (int(self.param("stride_height")), int(self.param("stride_width")))
+            self.strides = (int(self.param("stride_height")), int(self.param("stride_width")))
             self.pads = tuple(int(self.param(k)) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right"))
             out = (int(self.param("out_height")), int(self.param("out_width")))
         else:
             self.pool = (1, int(self.param("pool_width")))
-            strides = (1, int(self.param("stride_width")))
+            self.strides = (1, int(self.param("stride_width")))
             self.pads = (0, 0, int(self.param("pad_left")), int(self.param("pad_right")))
             out = (1, int(self.param("out_width")))
         self.count_pad = bool(spec.get("count_pad", False))
-        if self.stream and (any(self.pads) or self.pool != strides):
+        if self.stream and (any(self.pads) or self.pool != self.strides):
             raise ManifestError(
                 f"layer {self.name!r}: io_stream pooling needs no padding and strides equal to the pool size "
                 "(as nnet_pooling_stream.h asserts)"
             )
-        self.rows = patch_indices(out[0], strides[0], self.pool[0])
-        self.cols = patch_indices(out[1], strides[1], self.pool[1])
+        self.rows = patch_indices(out[0], self.strides[0], self.pool[0])
+        self.cols = patch_indices(out[1], self.strides[1], self.pool[1])
         top, bottom, left, right = self.pads
         inside = np.pad(np.ones((self.in_height, self.in_width), dtype=np.int64), ((top, bottom), (left, right)))
         if self.rows.max() >= inside.shape[0] or self.cols.max() >= inside.shape[1]:
@@ -127,7 +127,8 @@ class Pooling(_Pooling):
     def _window(self, padded: np.ndarray, k: int) -> np.ndarray:
         """Element ``k`` (row-major in the pool window) of every window: (n, out_h, out_w, c)."""
         kk, ll = divmod(k, self.pool[1])
-        return padded[:, self.rows[:, kk][:, None], self.cols[:, ll][None, :], :]
+        (sh, sw), (oh, ow) = self.strides, (len(self.rows), len(self.cols))
+        return padded[:, kk : kk + (oh - 1) * sh + 1 : sh, ll : ll + (ow - 1) * sw + 1 : sw, :]
 
     def forward(self, x: Fixed) -> Fixed:
         data = self._image(x)

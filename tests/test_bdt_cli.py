@@ -146,3 +146,11 @@ def test_verify_exits_1_when_not_bit_exact(tau, monkeypatch, capsys):
     assert main(["verify", str(tau), "--samples", "500"]) == 1
     out = capsys.readouterr().out
     assert "499/500 bit-exact" in out and "'sample': 17" in out and "FAIL" in out
+
+
+def test_vendor_build_is_skipped_with_a_reason_without_vendor_tools(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no Xilinx tools here; g++ is not needed by synth
+    make_project(tmp_path, xgb_binary(3, 2))
+    assert main(["synth", str(tmp_path), "--vendor"]) == 0
+    vendor = json.loads((tmp_path / "build" / "report.json").read_text())["vendor"]
+    assert vendor["run"] is False and "vitis_hls" in vendor["reason"]

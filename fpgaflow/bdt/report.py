@@ -63,6 +63,11 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| GHDL + yosys `synth_xilinx` ({o['family']}) | - | {counts} |")
     elif o:
         lines.append(f"| open synthesis | {o.get('error', 'not run')} | | | | |")
+    v = r.get("vendor")
+    if v and v.get("run"):
+        rep = v.get("report") or {}
+        cells = " | ".join(str(rep.get(k, "-")) for k in ("latency", "lut", "ff")) + f" | - | {rep.get('dsp', '-')}"
+        lines.append(f"| vendor ({v['tool']}) | {cells} |")
     if r.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- {w}" for w in r["warnings"]]]
     return "\n".join(lines) + "\n"

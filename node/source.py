@@ -61,7 +61,14 @@ class Source:
         self.sent_messages = 0
 
     def fragments(self, events, inputs, result=None, flags=None) -> np.ndarray:
-        """Fragments stamped with the current time (ns), ready for ``send_fragments``."""
+        """Fragments stamped with the current time (ns), ready for ``send_fragments``.
+
+        Without ``result`` the result field is zeros and the flags default to 0 (no FPGA
+        result: the node computes one, or offloads it)."""
+        events = np.asarray(events, dtype=np.uint64).reshape(-1)
+        if result is None:
+            result = np.zeros((len(events), self.n_outputs), np.int64)
+            flags = 0 if flags is None else flags
         return protocol.make_fragments(events, inputs, result, flags, time.time_ns(), self.raw_bytes)
 
     def send(self, events, inputs, result=None, flags=None) -> None:

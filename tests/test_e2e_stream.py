@@ -150,7 +150,7 @@ def test_node_restarted_mid_run_loses_nothing(tmp_path, manifest):
     try:
         for i, s in enumerate((1, 2)):
             boards.append(BoardProc(tmp_path, manifest, s, "--node", f"tcp://127.0.0.1:{port}", "--events", str(n),
-                                    "--rate", "4000", "--pool", "256", "--ack", f"tcp://127.0.0.1:{pub}",
+                                    "--rate", "4000", "--pool", "256", "--queue", "20000", "--ack", f"tcp://127.0.0.1:{pub}",
                                     "--ack-index", str(i)))  # fmt: skip
         wait_started(boards)
         node.wait_counter("events_out", 8000, timeout=60)

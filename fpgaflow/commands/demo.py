@@ -1,5 +1,5 @@
 """``fpgaflow demo``: the main job. Synthesize and verify the example projects, stream
-events from four board stand-ins through nodes on loopback with injected faults, and
+events from four board stand-ins through a node on loopback with injected faults, and
 account for every event; exit status 1 if anything is lost or fails verification."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--events", type=int, default=300_000,
-                   help="events to stream, shared out over the nodes (default 300,000)")  # fmt: skip
+    p.add_argument("--events", type=int, default=200_000,
+                   help="events to stream (default 200,000)")  # fmt: skip
     p.add_argument("--rate", type=float, default=5_000.0,
-                   help="trigger rate per node in events/s: each of its boards sends one fragment per event "
+                   help="trigger rate in events/s: each board sends one fragment per event "
                         "(default 5,000)")  # fmt: skip
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

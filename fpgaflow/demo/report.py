@@ -44,11 +44,11 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
     lines += [
         f"  late fragments            {s['late_fragments']:>12,}",
         f"  LOST                      {s['lost']:>12,}",
-        f"  built events/s (all nodes){'-' if rate is None else f'{rate:>12,.0f}'}",
+        f"  built events/s            {'-' if rate is None else f'{rate:>12,.0f}'}",
         f"  latency p50 / p99 / max   {_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])}",
         f"  time: firmware {s['seconds'].get('firmware', 0)} s, streaming {s['seconds'].get('stream', '-')} s, "
         f"total {s['seconds'].get('total', '-')} s",
-        f"  outputs: {out}/summary.json, {out}/demo.png, events in {out}/paths/*/events/",
+        f"  outputs: {out}/summary.json, {out}/demo.png, built events in {out}/node/events/",
     ]
     lines.append("  RESULT: OK" if s["ok"] else "  RESULT: FAILED — " + "; ".join(s["problems"]))
     print("\n".join(lines))

@@ -27,17 +27,14 @@ def say(msg: str) -> None:
 
 
 def plan_paths(fws: list[firmware_mod.Firmware], out: Path, faults: bool) -> list[stream.TriggerPath]:
-    """Four boards shared out over the firmware projects, one node per project."""
-    per = [N_BOARDS // len(fws) + (1 if k < N_BOARDS % len(fws) else 0) for k in range(len(fws))]
-    paths, source = [], 1
-    for fw, n in zip(fws, per, strict=True):
-        boards = []
-        for j in range(n):
-            role = (LINK_FAULTS if j % 2 == 0 else LOGIC_FAULTS) if faults else {}
-            boards.append(stream.BoardPlan(source, dict(role, **{"fault-seed": source})))
-            source += 1
-        paths.append(stream.TriggerPath(fw.name, fw.manifest_dir, boards, out / "paths" / fw.name))
-    return paths
+    """Four boards, the firmware projects dealt out in turn, all feeding one node."""
+    boards, seen = [], {}
+    for k in range(N_BOARDS):
+        fw = fws[k % len(fws)]
+        j = seen[fw.name] = seen.get(fw.name, -1) + 1
+        role = (LINK_FAULTS if j % 2 == 0 else LOGIC_FAULTS) if faults else {}
+        boards.append(stream.BoardPlan(k + 1, fw.manifest_dir, fw.name, dict(role, **{"fault-seed": k + 1})))
+    return [stream.TriggerPath("node", boards, out / "node")]
 
 
 def progress(paths: list[stream.TriggerPath], events: int, t_start: float, last: dict[str, tuple[float, int]]) -> str:
@@ -58,7 +55,7 @@ def run_demo(args: Any) -> int:
     t_all = time.monotonic()
     out = Path(args.out).resolve()
     if out.exists():
-        for sub in ("paths", "demo.png", "summary.json"):
+        for sub in ("node", "paths", "demo.png", "summary.json"):  # a previous run's outputs
             target = out / sub
             if target.is_dir():
                 shutil.rmtree(target)
@@ -82,11 +79,15 @@ def run_demo(args: Any) -> int:
 
     paths = plan_paths(ready, out, args.faults)
     per_path = -(-args.events // len(paths))
-    say(f"stage 2/3: {N_BOARDS} boards -> {len(paths)} node(s) on loopback, {per_path:,} events per node at "
-        f"{args.rate:,.0f} events/s{', with injected faults' if args.faults else ', no faults'}")  # fmt: skip
     import sim
 
-    emulators = {p.name: sim.load(p.manifest_dir) for p in paths}
+    emulators = {p.name: [sim.load(b.manifest_dir) for b in p.boards] for p in paths}
+    for p in paths:
+        p.layout = stream.padded_layout(emulators[p.name]) if p.mixed else None
+        who = ", ".join(f"board {b.source} runs {b.project}" for b in p.boards)
+        say(f"stage 2/3: {who} -> one node on loopback; {per_path:,} events at {args.rate:,.0f} events/s"
+            f"{', with injected faults' if args.faults else ', no faults'}"
+            f"{f'; fragments padded to {p.layout[0]} inputs, {p.layout[1]} outputs' if p.layout else ''}")  # fmt: skip
     t0 = time.monotonic()
     try:
         for p in paths:

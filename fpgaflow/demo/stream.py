@@ -1,15 +1,16 @@
-"""The demo's second stage: boards and nodes on loopback, real processes.
+"""The demo's second stage: boards and a node on loopback, real processes.
 
-A *path* is one firmware project: a node (``python -m node.daemon``) whose CPU fallback
-runs that project's manifest, fed by the boards (``python -m sim.board``) that run the
-same firmware.  A node builds events of one fragment layout with one fallback manifest,
-so a network and a BDT each get their own node; the boards of all paths share one
-trigger (same event numbers, same rate, same start time).
+A *trigger path* is a node (``python -m node.daemon``) and the boards
+(``python -m sim.board``) that feed it, all triggered together (same event numbers,
+same rate, same start time).  Boards may run different firmware (a network and a BDT):
+they then pad their fragments to one layout and the node's CPU fallback runs each
+source's own manifest (``fallback.source_manifests``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -24,6 +25,8 @@ from typing import Any
 @dataclass
 class BoardPlan:
     source: int
+    manifest_dir: Path  # the firmware this board runs
+    project: str = ""
     faults: dict[str, Any] = field(default_factory=dict)  # sim.board.cli option -> value
 
 
@@ -32,9 +35,9 @@ class TriggerPath:
     """One node and its boards."""
 
     name: str
-    manifest_dir: Path
     boards: list[BoardPlan]
     dir: Path
+    layout: tuple[int, int, int] | None = None  # the padded fragment layout when the firmwares differ
     port: int = 0
     node: subprocess.Popen | None = None
     board_procs: dict[int, subprocess.Popen] = field(default_factory=dict)
@@ -52,6 +55,20 @@ class TriggerPath:
     def sources(self) -> list[int]:
         return [b.source for b in self.boards]
 
+    @property
+    def mixed(self) -> bool:
+        return len({b.manifest_dir.resolve() for b in self.boards}) > 1
+
+
+def padded_layout(emulators: list[Any]) -> tuple[int, int, int]:
+    """The fragment layout that holds every firmware's fragments (as the node computes it)."""
+    from node.protocol import raw_bytes_for
+
+    n_in = max(int(math.prod(e.input_shape)) for e in emulators)
+    n_out = max(int(math.prod(e.output_shape)) for e in emulators)
+    raw = max(raw_bytes_for(t.width, t.signed) for e in emulators for t in (e.input_type, e.output_type))
+    return n_in, n_out, raw
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -62,6 +79,10 @@ def free_port() -> int:
 def write_node_config(path: TriggerPath) -> Path:
     path.dir.mkdir(parents=True, exist_ok=True)
     path.port = path.port or free_port()
+    if path.mixed:
+        fallback = "source_manifests = [" + ", ".join(f'"{b.manifest_dir.resolve()}"' for b in path.boards) + "]"
+    else:
+        fallback = f'manifest = "{path.boards[0].manifest_dir.resolve()}"'
     text = f"""# written by fpgaflow demo: the node of path {path.name}
 [node]
 name = "{path.name}"
@@ -74,7 +95,7 @@ window = 65536
 timeout_s = {path.timeout_s}
 
 [fallback]
-manifest = "{path.manifest_dir.resolve()}"
+{fallback}
 validate_every = {path.validate_every}
 
 [sink]
@@ -119,11 +140,13 @@ def start_boards(path: TriggerPath, *, events: int, rate: float, start_at: float
         status = path.board_status(b.source)
         status.unlink(missing_ok=True)
         cmd = [
-            sys.executable, "-m", "sim.board", "--manifest", str(path.manifest_dir), "--source", str(b.source),
+            sys.executable, "-m", "sim.board", "--manifest", str(b.manifest_dir), "--source", str(b.source),
             "--node", f"tcp://127.0.0.1:{path.port}", "--events", str(events), "--rate", str(rate),
             "--start-at", repr(start_at), "--pool", str(pool), "--seed", str(seed), "--status", str(status),
-            "--sndhwm", "100",
+            "--sndhwm", "100", "--queue", "100",
         ]  # fmt: skip
+        if path.layout is not None:
+            cmd += ["--layout", ",".join(map(str, path.layout))]
         for option, value in b.faults.items():
             cmd += [f"--{option}", str(value)]
         log = open(path.dir / f"board-{b.source}.log", "wb")

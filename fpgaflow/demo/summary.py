@@ -58,7 +58,7 @@ def account_path(
     node: dict[str, Any],
     generated: int,
     validate_every: int,
-    emulator: Any,
+    emulators: list[Any],
 ) -> dict[str, Any]:
     """The summary of one node and its boards."""
     ev = read_events(events_dir)
@@ -109,6 +109,7 @@ def account_path(
                 hit = arrived & ((status[r] & protocol.FALLBACK) != 0) & (ev["cpu_valid"][r, i] != 0)
                 notes["error_arrived"] = notes.get("error_arrived", 0) + int(arrived.sum())
                 notes["error_late"] = notes.get("error_late", 0) + int((~arrived).sum())
+                emulator = emulators[i] if emulators else None
                 if hit.any() and emulator is not None:
                     rr = r[hit]
                     n_in, n_out = int(np.prod(emulator.input_shape)), int(np.prod(emulator.output_shape))

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="run the emulator on every event instead of once per distinct sample")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--queue", type=int, default=1000,
+                   help="messages the board itself buffers while a node is slow or away, before it blocks "
+                        "(default 1000)")  # fmt: skip
     p.add_argument("--sndhwm", type=int, default=1000,
                    help="messages queued per node before the board blocks (back pressure; default 1000)")  # fmt: skip
     p.add_argument("--layout", help="pad fragments to a node's layout N_INPUTS,N_OUTPUTS,RAW_BYTES")
@@ -54,6 +57,8 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         raise ValueError(f"--source {args.source} is not a source id in 0..65535")
     if args.rate < 0:
         raise ValueError(f"--rate {args.rate} must not be negative")
+    if args.queue < 0:
+        raise ValueError(f"--queue {args.queue} must not be negative")
     if args.batch < 1:
         raise ValueError(f"--batch {args.batch} must be at least 1")
     if args.events is not None and args.events < 0:
@@ -77,5 +82,5 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         events=args.events, first_event=args.first_event, batch=args.batch, pool=args.pool, cache=not args.no_cache,
         input_file=args.input, dataset=args.dataset, seed=args.seed, layout=layout, acks=list(args.ack),
         ack_index=args.ack_index, offload=args.offload or "", status_file=args.status, faults=faults,
-        sndhwm=args.sndhwm,
+        sndhwm=args.sndhwm, max_queued=args.queue,
     )  # fmt: skip

@@ -61,6 +61,7 @@ class BoardConfig:
     status_file: str = ""
     faults: Faults = field(default_factory=Faults)
     sndhwm: int = 1000
+    max_queued: int = 1000  # messages waiting in the board per node before it blocks (its buffer)
 
 
 class Board:
@@ -151,7 +152,8 @@ class Board:
         ring = ReplayRing(protocol.fragment_dtype(n_in, n_out, raw), cfg.replay_capacity) if cfg.acks else None
         source = Sender(
             cfg.source_id, cfg.nodes, n_inputs=n_in, n_outputs=n_out, raw_bytes=raw,
-            manifest_id=self.emulator.id, batch=cfg.batch, sndhwm=cfg.sndhwm, context=self.context,
+            manifest_id=self.emulator.id, batch=cfg.batch, sndhwm=cfg.sndhwm, max_queued=cfg.max_queued,
+            context=self.context,
             on_sent=ring.sent if ring is not None else None,
         )  # fmt: skip
         acks = Acks(cfg.acks, self.context, cfg.ack_index) if cfg.acks else None

@@ -4,8 +4,9 @@ ever blocking the readout while a node is away.
 ZeroMQ's PUSH blocks once a peer's queue is full, and while a node is down its socket
 has no peer at all, so ``send`` would stall the board (``node.source.Source`` does
 exactly that, which is right for a simple sender).  A board keeps triggering: messages
-that cannot go now wait in a sender-side queue per node (bounded; past the bound the
-board blocks, i.e. back pressure) and leave, in order, as soon as the node takes them.
+that cannot go now wait in a sender-side queue per node (the board's buffer, bounded;
+past the bound the board blocks, i.e. back pressure) and leave, in order, as soon as
+the node takes them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Sender:
         manifest_id: str,
         batch: int = 16,
         sndhwm: int = 1000,
-        max_queued: int = 20_000,
+        max_queued: int = 1000,
         context: zmq.Context,
         on_sent: Callable[[np.ndarray], None] | None = None,
     ):

@@ -68,7 +68,6 @@ def seed_everything(seed: int) -> None:
 def _prunable(model: Any, spec: Any, steps: int) -> Any:
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
-    from qkeras import QDense
 
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0,
@@ -79,9 +78,13 @@ def _prunable(model: Any, spec: Any, steps: int) -> Any:
     )
 
     def wrap(layer: Any) -> Any:
-        if isinstance(layer, (QDense, tf.keras.layers.Dense)):
+        """Layers with a kernel (Dense, Conv and their QKeras versions) are pruned."""
+        if getattr(layer, "kernel", None) is None:
+            return layer
+        try:
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-        return layer
+        except ValueError:  # a layer tfmot cannot prune stays dense
+            return layer
 
     return tf.keras.models.clone_model(model, clone_function=wrap)
 

@@ -190,8 +190,15 @@ class BDT:
 
     def leaf_values(self, x_raw: np.ndarray) -> np.ndarray:
         """Raw score of every tree: shape (samples, trees, outputs)."""
-        n = len(x_raw)
-        xa = self._node_inputs(x_raw).ravel()
+        xa = self._node_inputs(x_raw)
+        if self._bitvectors is not None:
+            return self._bitvectors.leaf_values(xa)
+        return self._walk(xa)
+
+    def _walk(self, xa: np.ndarray) -> np.ndarray:
+        """Leaves by walking every tree level by level (for trees of more than 64 leaves)."""
+        n = len(xa)
+        xa = xa.ravel()
         base = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
         nodes = np.broadcast_to(self._roots, (n, len(self._roots))).copy()
         right_if_equal = self.splitting == "<"  # x < t goes left, so x == t goes right
@@ -214,10 +221,7 @@ class BDT:
         return xa.astype(self._threshold.dtype)
 
     def _scores(self, x_raw: np.ndarray) -> np.ndarray:
-        if self._bitvectors is not None:
-            leaves = self._bitvectors.leaf_values(self._node_inputs(x_raw))
-        else:
-            leaves = self.leaf_values(x_raw)
+        leaves = self.leaf_values(x_raw)
         total = self._reduce(leaves)
         if self.normalise:
             norm = Fixed(np.asarray(self.norm_raw), self.score_type)
@@ -225,7 +229,9 @@ class BDT:
         return np.asarray(total, dtype=np.int64)
 
     # ---------------------------------------------------------------- reduction
-    def _wraps(self) -> bool:
+    @property
+    def sum_wraps(self) -> bool:
+        """True when every partial sum wraps: then the order of the sum cannot matter."""
         s = self.sum_type
         fits = s.width + (self.n_trees + 1).bit_length() < 62  # the plain int64 sum cannot overflow
         return s.overflow == "AP_WRAP" and s.sat_bits == 0 and s.frac_bits == self.score_type.frac_bits and fits
@@ -233,7 +239,7 @@ class BDT:
     def _reduce(self, leaves: np.ndarray) -> np.ndarray:
         """Sum of tree scores and init_predict in the firmware's order, shape (samples, outputs)."""
         init = np.broadcast_to(self.init_raw, leaves.shape[:1] + self.init_raw.shape)
-        if self._wraps():
+        if self.sum_wraps:
             # modular arithmetic: every order gives these bits
             return _wrap(leaves.sum(axis=1) + init, self.sum_type)
         add = self._add

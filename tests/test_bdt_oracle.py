@@ -70,7 +70,7 @@ def test_saturating_sum_follows_the_hls_firmware_order(tmp_path):
     project, cfg, source, emulator = _synthesized(
         tmp_path, xgb_binary(8, 2), precision="ap_fixed<8,2,AP_RND,AP_SAT>"
     )
-    assert emulator.order == "balanced" and not emulator._wraps()
+    assert emulator.order == "balanced" and not emulator.sum_wraps
     x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=11)
     firmware = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"])
     emulated, reference = emulator.predict(x).raw, firmware.predict_raw(x)

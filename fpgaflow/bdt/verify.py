@@ -98,7 +98,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     ref = oracle.predict_raw(x)
     t_cpp = time.monotonic() - start
     result: dict[str, Any] = {"project": cfg.project_name, "manifest_id": emulator.id, "checks": []}
-    order_matters = emulator.order != "sequential" and not emulator._wraps()
+    order_matters = emulator.order != "sequential" and not emulator.sum_wraps
     if order_matters:
         # a saturating sum depends on the order: conifer's C++ adds tree by tree, the firmware does not
         _say("score type saturates: checking the HLS firmware's own C++ (compiled by g++) instead")

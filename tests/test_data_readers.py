@@ -185,6 +185,8 @@ def test_bad_labels_and_config_keys(tmp_path):
         read_dataset(_cfg(tmp_path, File="d.npz", Features="X", Labels="oh"))
     with pytest.raises(DataError, match=r"unknown key\(s\) Feature;"):
         _cfg(tmp_path, File="d.npz", Feature="X")
+    with pytest.raises(DataError, match=r"ChunkSize: expected a positive whole number, got '1e5'"):
+        _cfg(tmp_path, File="d.npz", Features="X", ChunkSize="1e5")
     with pytest.raises(DataError, match=r"NonFinite: 'ignore' is not a policy"):
         _cfg(tmp_path, File="d.npz", Features="X", NonFinite="ignore")
     with pytest.raises(DataError, match=r"File: .*missing\.npz does not exist"):

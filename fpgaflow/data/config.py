@@ -99,10 +99,9 @@ class DataConfig:
                 raise DataError(f"{where}.Scaling: fixed scaling needs exactly the keys Offset and Scale")
         else:
             raise DataError(f"{where}.Scaling: expected a name or a mapping with Offset and Scale")
-        chunk = int(block.get("ChunkSize", DEFAULT_CHUNK))
-        if chunk < 1:
-            raise DataError(f"{where}.ChunkSize: must be positive, got {chunk}")
+        chunk = _count(block.get("ChunkSize", DEFAULT_CHUNK), f"{where}.ChunkSize")
         max_entries = block.get("MaxEntries")
+        max_entries = _count(max_entries, f"{where}.MaxEntries") if max_entries is not None else None
         return cls(
             files=[_resolve(root, f) for f in files],
             features=features,
@@ -110,7 +109,7 @@ class DataConfig:
             classes=[str(c) for c in classes] if classes else None,
             tree=block.get("Tree"),
             chunk_size=chunk,
-            max_entries=int(max_entries) if max_entries is not None else None,
+            max_entries=max_entries,
             non_finite=non_finite,
             scaling=scaling,
             generator=gen_path,
@@ -151,6 +150,12 @@ def _number(value: Any, where: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise DataError(f"{where}: expected a number, got {value!r}") from None
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{where}: expected a positive whole number, got {value!r}")
+    return value
 
 
 def _features(value: Any, pad: float, mask: bool, where: str) -> list[FeatureSpec]:

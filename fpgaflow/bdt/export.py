@@ -18,6 +18,8 @@ from fpgaflow.bdt.load import SourceModel
 from sim.fixed import FixedType
 from sim.manifest import write_manifest
 
+INIT_PREDICT_POSITION = {"balanced": "after", "pairwise": "last", "sequential": "first"}
+
 
 def reduction(cfg: BDTConfig) -> str:
     if cfg.backend == "vhdl":
@@ -110,7 +112,7 @@ def export_manifest(model: Any, source: SourceModel, cfg: BDTConfig, directory: 
         "types": {k: (str(v) if v is not None else None) for k, v in types.items()},
         "reduction": {
             "order": order,
-            "init_predict": {"balanced": "after", "pairwise": "last", "sequential": "first"}[order],
+            "init_predict": INIT_PREDICT_POSITION[order],
             "normalise": normalise,
         },
         "init_predict": [float(v) for v in model.init_predict][: int(arrays["n_nodes"].shape[1])],

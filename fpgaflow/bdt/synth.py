@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from fpgaflow.bdt.config import read_config
-from fpgaflow.bdt.export import export_manifest, firmware_types, reduction
+from fpgaflow.bdt.export import INIT_PREDICT_POSITION, export_manifest, firmware_types, reduction
 from fpgaflow.bdt.float_check import check_conversion
 from fpgaflow.bdt.inputs import probe_inputs
 from fpgaflow.bdt.load import load_model
@@ -86,15 +86,12 @@ def synth(project: Project, args: argparse.Namespace) -> int:
         },
         "types": {k: (str(v) if v is not None else "unused") for k, v in firmware_types(cfg).items()},
         "splitting_convention": ens["splitting_convention"],
-        "reduction": {"order": reduction(cfg), "init_predict": "see manifest"},
+        "reduction": {"order": reduction(cfg), "init_predict": INIT_PREDICT_POSITION[reduction(cfg)]},
         "precision": precision,
         "float_check": float_check,
         "conifer_estimates": conifer_estimates(model),
         "warnings": warnings,
     }
-    report["reduction"]["init_predict"] = {"balanced": "after", "pairwise": "last", "sequential": "first"}[
-        report["reduction"]["order"]
-    ]
     if getattr(args, "open_synth", False):
         from fpgaflow.bdt.open_synth import open_synthesis
 

@@ -88,6 +88,11 @@ def count_overflows(net: Any, x: np.ndarray) -> list[LayerCounts]:
             out.append(_input_counts(net, x))
             continue
         real = trace[layer.name].raw
+        if layer.result_type.integer or layer.result_type.width <= 2:
+            # binary/ternary results: the layer's arithmetic depends on the type itself
+            out.append(LayerCounts(layer.name, layer.spec["kind"], str(layer.result_type), int(real.size), 0, 0,
+                                   0.0, 0.0, note="not counted (integer or 1-2 bit result)"))  # fmt: skip
+            continue
         inputs = [Fixed(trace[n].raw, types[n]) for n in layer.spec["inputs"]]
         try:
             same_frac = _shadow_layer(net, layer, 0).forward(*inputs)

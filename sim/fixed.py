@@ -481,6 +481,11 @@ def _to_integer(raw: RawArray, src: FixedType, dst: FixedType) -> RawArray:
     reg_bits = max(i2, 1)
     if raw.dtype == object or not _fits_fast(w2 + max(0, i2 - w2) + 1, reg_bits + 1, dst.width + 1):
         raw = _to_object(raw)
+    if raw.dtype == np.int64 and 0 < i2 <= w2:
+        k = w2 - i2  # towards zero: negative values get 2**k - 1 added before the shift
+        ret = raw + ((raw >> 63) & ((1 << k) - 1)) if s2 and k else raw.copy()
+        ret >>= k
+        return _wrap(_wrap(ret, reg_bits, s2), dst.width, dst.signed)
     if 0 < i2 <= w2:
         ret = raw >> (w2 - i2)
     elif i2 > w2:
@@ -496,6 +501,13 @@ def _to_integer(raw: RawArray, src: FixedType, dst: FixedType) -> RawArray:
 
 
 def _wrap(raw: RawArray, width: int, signed: bool) -> RawArray:
+    if raw.dtype == np.int64 and width < 64:
+        lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        if not raw.size or (lo <= raw.min() and raw.max() <= hi):
+            return raw
+        if signed:
+            return ((raw + (1 << (width - 1))) & ((1 << width) - 1)) - (1 << (width - 1))
+        return raw & ((1 << width) - 1)
     u = raw & ((1 << width) - 1)
     if signed:
         u = np.where(u >= (1 << (width - 1)), u - (1 << width), u)

@@ -154,3 +154,21 @@ def test_vendor_build_is_skipped_with_a_reason_without_vendor_tools(tmp_path, mo
     assert main(["synth", str(tmp_path), "--vendor"]) == 0
     vendor = json.loads((tmp_path / "build" / "report.json").read_text())["vendor"]
     assert vendor["run"] is False and "vitis_hls" in vendor["reason"]
+
+
+@pytest.mark.oracle
+def test_verify_checks_the_hls_firmware_where_conifer_cpp_cannot(tmp_path, capsys):
+    """Mixed input/threshold precisions and a saturating sum: verify falls back on the HLS
+    firmware's own C++ (same model and types as tests/test_bdt_oracle.py: one cached build)."""
+    make_project(
+        tmp_path,
+        xgb_binary(8, 2),
+        precision="ap_fixed<8,2,AP_RND,AP_SAT>",
+        InputPrecision="ap_fixed<10,4,AP_RND,AP_SAT>",
+        ThresholdPrecision="ap_fixed<14,4>",
+    )
+    assert main(["synth", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path), "--samples", "1000", "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)["checks"][0]
+    assert check["oracle"] == "conifer xilinxhls C simulation" and check["bit_exact"] == 1000

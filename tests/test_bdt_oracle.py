@@ -62,15 +62,22 @@ def test_bit_exact_against_conifer_cpp(tmp_path, name):
     assert mismatches.size == 0, f"{mismatches.size} mismatches, first at {x[mismatches[0]]}"
 
 
-def test_saturating_sum_follows_the_hls_firmware_order(tmp_path):
-    """ap_fixed<10,3,AP_RND,AP_SAT> saturates: the sum's order decides the bits.  The
-    oracle is conifer's HLS firmware compiled by g++ (its balanced ``reduce``)."""
+def test_saturating_sum_and_mixed_precisions_follow_the_hls_firmware(tmp_path):
+    """A saturating score type makes the sum's order decide the bits, and inputs with
+    fewer fractional bits than the thresholds need an exact mixed comparison; conifer's
+    cpp backend can stand for neither.  The oracle is conifer's HLS firmware compiled by
+    g++ (its balanced ``reduce``, ``input_t`` against ``threshold_t``)."""
     from fpgaflow.bdt.oracle import HlsOracle
 
     project, cfg, source, emulator = _synthesized(
-        tmp_path, xgb_binary(8, 2), precision="ap_fixed<8,2,AP_RND,AP_SAT>"
+        tmp_path,
+        xgb_binary(8, 2),
+        precision="ap_fixed<8,2,AP_RND,AP_SAT>",
+        InputPrecision="ap_fixed<10,4,AP_RND,AP_SAT>",
+        ThresholdPrecision="ap_fixed<14,4>",
     )
     assert emulator.order == "balanced" and not emulator.sum_wraps
+    assert emulator.input_type.frac_bits < emulator.threshold_type.frac_bits
     x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=11)
     firmware = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"])
     emulated, reference = emulator.predict(x).raw, firmware.predict_raw(x)

@@ -59,10 +59,12 @@ def float_agreement(source: SourceModel, values: np.ndarray, x: np.ndarray, inpu
     ref = source.reference(x)
     diff = np.abs(values - ref)
     out.update(max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()))
-    if source.library != "conifer" and "Regressor" not in source.estimator and not source.estimator.startswith(
-        ("reg:", "count:")
+    if (
+        source.library != "conifer"
+        and "Regressor" not in source.estimator
+        and not source.estimator.startswith(("reg:", "count:"))
     ):
-        decide = (lambda s: s.argmax(axis=1)) if ref.shape[1] > 1 else (lambda s: (s[:, 0] > _cut(source)))
+        decide = (lambda s: s.argmax(axis=1)) if ref.shape[1] > 1 else (lambda s: s[:, 0] > _cut(source))
         out["same_decision"] = float(np.mean(decide(values) == decide(ref)))
     return out
 
@@ -74,8 +76,6 @@ def _cut(source: SourceModel) -> float:
 
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
-    from fpgaflow.bdt.export import firmware_types
-    from fpgaflow.bdt.oracle import CppOracle, HlsOracle
 
     cfg = read_config(project)
     emulator_dir = cfg.emulator_dir
@@ -90,29 +90,8 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     start = time.monotonic()
     pred = emulator.predict(x)
     t_emu = time.monotonic() - start
-    types = firmware_types(cfg)
-    oracle_types = {k: (v if v is not None else cfg.types[k]) for k, v in types.items()}
-    _say("conifer cpp backend (its g++ build is cached per precision under ~/.cache/fpgaflow)")
-    oracle = CppOracle(source.ensemble, oracle_types, project.build_dir / "cpp")
-    start = time.monotonic()
-    ref = oracle.predict_raw(x)
-    t_cpp = time.monotonic() - start
     result: dict[str, Any] = {"project": cfg.project_name, "manifest_id": emulator.id, "checks": []}
-    order_matters = emulator.order != "sequential" and not emulator.sum_wraps
-    if order_matters:
-        # a saturating sum depends on the order: conifer's C++ adds tree by tree, the firmware does not
-        _say("score type saturates: checking the HLS firmware's own C++ (compiled by g++) instead")
-        hls = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"])
-        check = compare("conifer xilinxhls C simulation", pred.raw, hls.predict_raw(x))
-        cpp = compare("conifer cpp", pred.raw, ref)
-        check["note"] = (
-            f"conifer cpp (sequential sum) agrees on {cpp['bit_exact']}/{cpp['samples']}; "
-            "the firmware sums in a balanced tree"
-        )
-    else:
-        check = compare("conifer cpp", pred.raw, ref)
-    check.update({"emulator_s": round(t_emu, 3), "oracle_s": round(t_cpp, 3)})
-    result["checks"].append(check)
+    result["checks"].append(_firmware_check(cfg, source, emulator, x, pred.raw, t_emu))
     if args.rtl:
         result["checks"].append(_rtl(cfg, emulator, x[:RTL_SAMPLES], pred.raw[:RTL_SAMPLES]))
     result["float_model"] = float_agreement(source, pred.values, x, emulator.input_type)
@@ -120,6 +99,49 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     result["ok"] = ok
     _print(result, args.json)
     return 0 if ok else 1
+
+
+def _firmware_check(
+    cfg: BDTConfig, source: SourceModel, emulator: Any, x: np.ndarray, emulated: np.ndarray, t_emu: float
+) -> dict[str, Any]:
+    """The emulator against conifer's cpp backend; against the HLS firmware's own C++ where
+    the cpp backend cannot stand for it: a saturating sum (conifer's C++ adds tree by tree,
+    the unrolled firmware in a balanced tree) or input and threshold types that differ
+    (conifer's cpp backend casts inputs to the threshold type)."""
+    from fpgaflow.bdt.export import firmware_types
+    from fpgaflow.bdt.oracle import CppOracle, HlsOracle
+
+    types = {k: (v if v is not None else cfg.types[k]) for k, v in firmware_types(cfg).items()}
+    order_matters = emulator.order != "sequential" and not emulator.sum_wraps
+    cpp_possible = types["input"] == types["threshold"]
+    cpp = None
+    if cpp_possible:
+        _say("conifer cpp backend (its g++ build is cached per precision under ~/.cache/fpgaflow)")
+        start = time.monotonic()
+        cpp = compare(
+            "conifer cpp", emulated, CppOracle(source.ensemble, types, cfg.project.build_dir / "cpp").predict_raw(x)
+        )
+        cpp["oracle_s"] = round(time.monotonic() - start, 3)
+    if cpp is not None and not order_matters:
+        cpp["emulator_s"] = round(t_emu, 3)
+        return cpp
+    if cfg.backend != "xilinxhls":
+        raise ProjectError(f"{cfg.project.file}: no C++ reference for this vhdl firmware; use --rtl")
+    why = "the score type saturates" if order_matters else "InputPrecision differs from ThresholdPrecision"
+    _say(f"{why}: checking the HLS firmware's own C++ (compiled by g++; minutes for 100 trees, then cached)")
+    start = time.monotonic()
+    check = compare(
+        "conifer xilinxhls C simulation",
+        emulated,
+        HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"]).predict_raw(x),
+    )
+    check.update(emulator_s=round(t_emu, 3), oracle_s=round(time.monotonic() - start, 3))
+    if cpp is not None:
+        check["note"] = (
+            f"conifer cpp (sequential sum) agrees on {cpp['bit_exact']}/{cpp['samples']}; "
+            "the firmware sums in a balanced tree"
+        )
+    return check
 
 
 def _rtl(cfg: BDTConfig, emulator: Any, x: np.ndarray, emulated: np.ndarray) -> dict[str, Any]:

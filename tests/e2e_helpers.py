@@ -34,7 +34,8 @@ def make_bdt_project(d: Path, n_features: int = 6, precision: str = "ap_fixed<16
     d.mkdir(parents=True, exist_ok=True)
     code = BDT_MODEL.replace("size=(600, 6)", f"size=(600, {n_features})").replace("- x[:, 4]", "- x[:, 3]")
     subprocess.run([sys.executable, "-c", code], cwd=d, check=True)
-    (d / "project.yml").write_text(f"ProjectName: {d.name}\nXGBoostModel: model.json\nInputPrecision: {precision}\n")
+    name = d.name.replace("-", "_")
+    (d / "project.yml").write_text(f"ProjectName: {name}\nXGBoostModel: model.json\nInputPrecision: {precision}\n")
     return d
 
 
@@ -43,6 +44,23 @@ def synth(project: Path) -> Path:
                          capture_output=True, text=True, env=env())  # fmt: skip
     assert out.returncode == 0, out.stderr
     return project / "build" / "emulator"
+
+
+def shared_manifest(tmp_path_factory, name: str, **project) -> Path:
+    """A synthesized tiny BDT, built once per test run even across xdist workers
+    (a file lock in the run's common temporary folder)."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    project_dir = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = project_dir / "build" / "emulator"
+        if not (manifest / "manifest.json").is_file():
+            synth(make_bdt_project(project_dir, **project))
+    return manifest
 
 
 class BoardProc:

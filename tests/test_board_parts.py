@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 import pytest
-from e2e_helpers import make_bdt_project, synth
+from e2e_helpers import shared_manifest
 
 import sim
 from node import protocol as p
@@ -19,9 +19,9 @@ from sim.board.runtime import Board, BoardConfig
 from sim.fixed import FixedType
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def manifest(tmp_path_factory):
-    return synth(make_bdt_project(tmp_path_factory.mktemp("board_bdt")))
+    return shared_manifest(tmp_path_factory, "tiny_tau")
 
 
 @pytest.mark.parametrize("text", ["ap_fixed<18,8>", "ap_ufixed<8,3>", "ap_fixed<5,1>", "ap_int<12>"])

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from e2e_helpers import BoardProc, by_event, make_bdt_project, missing_bit, synth, wait_started
+from e2e_helpers import BoardProc, by_event, missing_bit, shared_manifest, wait_started
 from node_helpers import Daemon, free_port, read_sink, wait_for, write_config
 
 import sim
@@ -20,7 +20,7 @@ from sim.board.readout import Readout
 
 @pytest.fixture(scope="session")
 def manifest(tmp_path_factory):
-    return synth(make_bdt_project(tmp_path_factory.mktemp("e2e_bdt")))
+    return shared_manifest(tmp_path_factory, "tiny_tau")
 
 
 def node_config(tmp, port, manifest, sources, *, timeout_s=1.0, validate_every=10, **extra):
@@ -296,10 +296,10 @@ def test_offload_answered_too_slowly_falls_back(tmp_path, manifest):
     assert np.array_equal(ev["cpu"][:, 0], want)
 
 
-def test_one_node_fed_by_boards_of_different_firmware(tmp_path, manifest):
+def test_one_node_fed_by_boards_of_different_firmware(tmp_path, tmp_path_factory, manifest):
     """Two firmwares (6 and 4 inputs, different precisions) behind one node: boards pad
     to the node's layout, and the fallback runs each source's own firmware."""
-    other = synth(make_bdt_project(tmp_path / "other", n_features=4, precision="ap_fixed<12,4>"))
+    other = shared_manifest(tmp_path_factory, "other_tau", n_features=4, precision="ap_fixed<12,4>")
     emus = [sim.load(manifest), sim.load(other)]
     n, port, every = 3000, free_port(), 10
     cfg = node_config(tmp_path, port, manifest, [1, 2], validate_every=every, timeout_s=3.0)

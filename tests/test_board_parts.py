@@ -4,10 +4,12 @@ the replay ring, the offload answer, and clear errors for bad settings."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
 from e2e_helpers import shared_manifest
+from node_helpers import free_port
 
 import sim
 from node import protocol as p
@@ -129,3 +131,18 @@ def test_command_line_errors_name_the_option(argv, word):
     add_arguments(ap)
     with pytest.raises(ValueError, match=word):
         config_from_args(ap.parse_args(argv), "m")
+
+
+def test_stop_after_n_events_is_a_counted_fault(tmp_path, manifest):
+    """The board dies after N events: it says so in its status, and its fault log holds
+    every event it generated (nothing after N)."""
+    status = tmp_path / "board.json"
+    cfg = BoardConfig(manifest=str(manifest), source_id=5, nodes=[f"tcp://127.0.0.1:{free_port()}"], events=1000,
+                      status_file=str(status), faults=Faults(stop_after=300, bitflip=0.1, seed=1))  # fmt: skip
+    final = Board(cfg).stream()
+    assert final["state"] == "stopped-by-fault" and final["counters"]["generated"] == 300
+    assert final["counters"]["faults"]["stopped"] == 1
+    assert json.loads(status.read_text())["state"] == "stopped-by-fault"
+    with np.load(tmp_path / "board.json.faults.npz") as f:
+        flips = f["bitflip"]
+    assert 10 < len(flips) < 60 and flips.max() < 300

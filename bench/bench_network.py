@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "tests" / "data" / "models"
 SECTION = "## Network emulator"
+THREADS_NOTE = "up to 4 threads over chunks of 4,096 samples (sim.network.THREADS, CHUNK)"
 
 
 def _project(tmp: Path, name: str) -> Path:
@@ -116,13 +117,16 @@ def write_section(results: list[dict], path: Path) -> None:
                 break
     except OSError:
         pass
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
         SECTION,
         "",
-        f"`bench/bench_network.py`, {now}, {cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
+        f"`bench/bench_network.py`, {now}, {cpu}, {os.cpu_count()} cores shared with other jobs "
+        f"(load average {load} at the end of the run), Python {platform.python_version()}, "
         "NumPy " + np.__version__ + ". Same inputs for all three (random over the input type's range, edges included); "
         "times are the best of 3 runs for the emulator and Keras, one run for the C simulation "
-        "(its g++ compile time listed apart). Ratios are measured in the same run.",
+        "(its g++ compile time listed apart). Ratios are measured in the same run. The emulator uses "
+        f"{THREADS_NOTE}; Keras its own thread pool.",
         "",
         "| model | samples | emulator (samples/s) | hls4ml csim `predict` (samples/s) | csim compile (s) "
         "| Keras float (samples/s) | emulator / csim | emulator / Keras | bit-exact vs csim |",

@@ -86,8 +86,9 @@ def _in_range(src: FixedType, dst: FixedType, sh: int) -> bool:
     return dst.min_raw <= lo and hi <= dst.max_raw
 
 
-def cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
-    """``dst x = (src) raw``, as ``FixedType.cast``; int64 out."""
+def cast(raw: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = False) -> np.ndarray:
+    """``dst x = (src) raw``, as ``FixedType.cast``; int64 out.  ``scratch``: ``raw``
+    is a temporary int64 array the cast may overwrite."""
     if src == dst:
         return np.asarray(raw, dtype=np.int64)
     if not _fast_ok(src, dst):
@@ -95,11 +96,15 @@ def cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.int64)
     sh = src.frac_bits - dst.frac_bits
     if sh > 0:
-        q = _quantize(raw, sh, dst.quantization, src.signed)
+        if scratch and dst.quantization == "AP_TRN":
+            raw >>= np.int64(sh)
+            q = raw
+        else:
+            q = _quantize(raw, sh, dst.quantization, src.signed)
     elif sh < 0:
         q = raw << np.int64(-sh)
     else:
-        q = raw.copy()
+        q = raw if scratch else raw.copy()
     if _in_range(src, dst, sh):
         return q
     return _overflow(q, dst)

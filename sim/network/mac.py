@@ -14,11 +14,8 @@ of a product loses no fraction bits, the whole thing is one exact integer matrix
 product followed by one wrap (the *fast path*).  Otherwise products are cast one by
 one; a saturating accumulator is summed in the firmware's exact order.
 
-Exactness of the matrix product: with ``B = max|x_raw| * max_j sum_i |w_raw[i, j]|``
-(from the input type and the actual weights), float32 BLAS is used when B < 2**24 and
-float64 when B < 2**53 (every partial sum of every order is then an exact integer);
-else int64 arithmetic, which is exact modulo 2**64 and so exact after the final wrap
-to W <= 64 bits.
+Exactness of the matrix product: see ``ExactAffine`` (the float32/float64/int64
+choice is proven per layer from the input type and the actual weights and bias).
 """
 
 from __future__ import annotations
@@ -52,19 +49,36 @@ def max_abs_raw(t: FixedType) -> int:
     return max(abs(t.min_raw), abs(t.max_raw))
 
 
-class ExactMatmul:
-    """``x @ w`` on raw integers, exact: float32 BLAS when every partial sum stays below
-    2**24, float64 below 2**53 (integers that size are exact, so every order and every
-    fused multiply-add is exact), else int64 (exact modulo 2**64, enough for a final
-    wrap to W <= 64 bits)."""
+class ExactAffine:
+    """``(x @ w) * 2**shift + bias`` on raw integers, exact.
 
-    def __init__(self, w: np.ndarray, x_type: FixedType) -> None:
+    With ``B = (max|x_raw| * max_j sum_i |w_raw[i, j]|) * 2**shift + max|bias|``: float32
+    BLAS when B < 2**24, float64 when B < 2**53 (every partial sum of every order,
+    and every fused multiply-add, is then an integer the float holds exactly), else
+    int64 (exact modulo 2**64, enough for a final wrap to W <= 64 bits)."""
+
+    def __init__(self, w: np.ndarray, x_type: FixedType, shift: int, bias: np.ndarray) -> None:
         bound = max_abs_raw(x_type) * int(np.abs(w).sum(axis=0).max(initial=0))
-        self.dtype = np.float32 if bound < _FLOAT32_EXACT else np.float64 if bound < _FLOAT_EXACT else np.int64
-        self.w = w.astype(self.dtype)
+        self.bound = (bound << shift) + int(np.abs(bias).max(initial=0))
+        if self.bound < _FLOAT32_EXACT:
+            self.dtype = np.float32
+        elif self.bound < _FLOAT_EXACT:
+            self.dtype = np.float64
+        else:
+            self.dtype = np.int64
+        scale = 1 << shift
+        if self.dtype == np.int64:
+            self.w, self.shift = w.astype(np.int64), shift
+        else:  # the shift folds into the weights: scaling by a power of two is exact
+            self.w, self.shift = (w * scale).astype(self.dtype), 0
+        self.bias = bias.astype(self.dtype)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return (x.astype(self.dtype) @ self.w).astype(np.int64)
+        y = x.astype(self.dtype) @ self.w
+        if self.shift:
+            y <<= np.int64(self.shift)
+        y += self.bias
+        return y if self.dtype == np.int64 else y.astype(np.int64)
 
 
 class Accumulator:
@@ -97,11 +111,10 @@ class Accumulator:
         self.wrapping = is_wrapping(accum_type)
         self.shift = accum_type.frac_bits - self.product_type.frac_bits
         self.fast = self.wrapping and self.shift >= 0
-        self.matmul = ExactMatmul(self.weight, x_type) if self.fast else None
+        self.affine = ExactAffine(self.weight, x_type, self.shift, self.bias) if self.fast else None
         # no wrap needed when no sum can leave the accumulator's range
-        bound = max_abs_raw(x_type) * int(np.abs(self.weight).sum(axis=0).max(initial=0))
-        bound = (bound << max(self.shift, 0)) + int(np.abs(self.bias).max(initial=0))
-        self.never_wraps = bound <= accum_type.max_raw and -bound >= accum_type.min_raw
+        bound = self.affine.bound if self.fast else None
+        self.never_wraps = bound is not None and bound <= accum_type.max_raw and -bound >= accum_type.min_raw
         if self.product_type.width > 62 and not self.fast:
             raise ManifestError(
                 f"layer {layer!r}: products of {self.product_type.width} bits with accumulator {accum_type} "
@@ -117,10 +130,8 @@ class Accumulator:
         if self.data_binary:  # ap_uint<1> data: 0 stands for -1 (the kernel returns -w)
             x = np.where(x == 0, -1, 1)
         if self.fast:
-            s = self.matmul(x)
-            if self.shift:
-                s = s << np.int64(self.shift)
-            return s + self.bias if self.never_wraps else wrap(s + self.bias, self.accum)
+            acc = self.affine(x)
+            return acc if self.never_wraps else wrap(acc, self.accum)
         n_in, n_out = self.weight.shape
         step = max(1, _CHUNK_ELEMENTS // max(1, n_in * n_out))
         out = [self._slow(x[i : i + step]) for i in range(0, len(x), step)]

@@ -107,7 +107,7 @@ class Activation(Layer):
 
     def _relu(self, x: Fixed) -> np.ndarray:
         # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode
-        return self._cast(np.maximum(x.raw, 0), x.type)
+        return cast(np.maximum(x.raw, 0), x.type, self.result_type, scratch=True)
 
     def _relu_max(self, x: Fixed, limit: int) -> np.ndarray:
         lim_raw = limit << x.type.frac_bits

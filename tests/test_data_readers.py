@@ -209,3 +209,31 @@ def test_generator_runs_when_the_data_file_is_missing(tmp_path):
     assert generate_missing(cfg) is False  # only when missing
     assert read_dataset(cfg).features.shape == (10, 2)
     assert sys.executable  # the generator ran under this interpreter
+
+
+@pytest.mark.parametrize("suffix", [".root", ".h5"])
+def test_reading_streams_in_chunks_of_at_most_chunk_size(tmp_path, monkeypatch, suffix):
+    """Only ChunkSize entries of the selected columns are asked of the file at a time."""
+    import fpgaflow.data.hdf5 as hdf5_mod
+    import fpgaflow.data.root as root_mod
+
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".root":
+        _root_file(path)
+        cls = root_mod.RootSource
+    else:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("mass", data=RNG.normal(size=N))
+            f.create_dataset("label", data=np.zeros(N, int))
+        cls = hdf5_mod.Hdf5Source
+    sizes: list[int] = []
+    original = cls.read
+
+    def spy(self, names, start, stop):
+        sizes.append(stop - start)
+        return original(self, names, start, stop)
+
+    monkeypatch.setattr(cls, "read", spy)
+    ds = read_dataset(_cfg(tmp_path, File=path.name, Features=["mass"], Labels="label", ChunkSize=128))
+    assert len(ds.features) == N and sum(sizes) == N
+    assert max(sizes) == 128 and len(sizes) == -(-N // 128)

@@ -32,13 +32,13 @@ def _width(t: str | None) -> int:
 
 
 def _mac_estimate(spec: dict, arrays: dict, in_type: str) -> dict[str, Any]:
+    """Any layer with a weight matrix and an accumulator (dense, conv...): the weight's
+    last axis is the outputs, the rest one output's inputs; the same MAC repeats over
+    the output's other positions (pixels)."""
     weight = arrays[spec["arrays"]["weight"]]
-    pixels = 1
-    if spec["kind"] == "conv1d":
-        pixels = spec["out_width"]
-        n_in = spec["filt_width"] * spec["n_chan"]
-    else:
-        n_in = spec["n_in"]
+    n_out = weight.shape[-1]
+    n_in = weight.size // max(1, n_out)
+    pixels = max(1, math.prod(spec["output_shape"]) // max(1, n_out))
     nonzero = int((weight != 0).sum())
     rf = max(1, int(spec.get("reuse_factor", 1)))
     mults = math.ceil(nonzero / rf)
@@ -66,7 +66,7 @@ def _mac_estimate(spec: dict, arrays: dict, in_type: str) -> dict[str, Any]:
 def layer_estimate(spec: dict, arrays: dict, in_type: str | None) -> dict[str, Any]:
     size = int(math.prod(spec["output_shape"]))
     kind = spec["kind"]
-    if kind in ("dense", "conv1d"):
+    if "weight" in spec.get("arrays", {}) and "accum_type" in spec:
         return _mac_estimate(spec, arrays, in_type or spec["result_type"])
     base = {"multiplications": 0, "multipliers": 0, "dsp": 0, "bram18": 0, "ii_cycles": 1}
     out_w = _width(spec["result_type"])

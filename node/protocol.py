@@ -178,12 +178,33 @@ def encode(
     sent_ns: int = 0,
 ) -> bytes:
     """A message: the header, then ``records`` (a structured array of the right dtype)."""
-    payload = np.ascontiguousarray(records).tobytes()
-    header = HEADER.pack(
-        MAGIC, VERSION, type_, source, sequence, sent_ns, manifest, len(records),
-        n_inputs, n_outputs, raw_bytes, n_sources, len(payload),
+    return encode_buffer(type_, source, sequence, records, n_inputs=n_inputs, n_outputs=n_outputs,
+                         raw_bytes=raw_bytes, manifest=manifest, n_sources=n_sources, sent_ns=sent_ns).tobytes()
+
+
+def encode_buffer(
+    type_: int,
+    source: int,
+    sequence: int,
+    records: np.ndarray,
+    *,
+    n_inputs: int,
+    n_outputs: int,
+    raw_bytes: int,
+    manifest: bytes = bytes(8),
+    n_sources: int = 0,
+    sent_ns: int = 0,
+) -> np.ndarray:
+    """``encode`` into a fresh NumPy byte buffer with one copy of the records: send it
+    with ``socket.send(buf, copy=False)`` and large messages are never copied again."""
+    records = np.ascontiguousarray(records)
+    buf = np.empty(HEADER_SIZE + records.nbytes, np.uint8)
+    HEADER.pack_into(
+        buf, 0, MAGIC, VERSION, type_, source, sequence, sent_ns, manifest, len(records),
+        n_inputs, n_outputs, raw_bytes, n_sources, records.nbytes,
     )  # fmt: skip
-    return header + payload
+    buf[HEADER_SIZE:] = records.reshape(-1).view(np.uint8)
+    return buf
 
 
 def make_fragments(

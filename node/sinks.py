@@ -242,14 +242,14 @@ class Publisher:
 
     def publish(self, events: np.ndarray) -> None:
         d = events.dtype
-        msg = protocol.encode(
+        msg = protocol.encode_buffer(
             protocol.EVENTS, self.node_id, self.sequence, events,
             n_inputs=d["inputs"].shape[1], n_outputs=d["fpga"].shape[1], raw_bytes=d["inputs"].base.itemsize,
             n_sources=d["flags"].shape[0], sent_ns=time.time_ns(),
         )  # fmt: skip
         self.sequence += 1
         try:
-            self.socket.send(msg, zmq.NOBLOCK)
+            self.socket.send(msg, zmq.NOBLOCK, copy=msg.nbytes < 65536)
         except zmq.Again:  # PUB never blocks; a slow subscriber loses messages by design
             pass
 

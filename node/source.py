@@ -90,12 +90,12 @@ class Source:
         sock = self.sockets[k]
         for start in range(0, len(frags), self.batch):
             chunk = frags[start : start + self.batch]
-            msg = protocol.encode(
+            msg = protocol.encode_buffer(
                 protocol.FRAGMENTS, self.source_id, self.sequence[k], chunk,
                 n_inputs=self.n_inputs, n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
                 manifest=self.manifest, sent_ns=time.time_ns(),
             )  # fmt: skip
-            sock.send(msg, copy=len(msg) < 65536)
+            sock.send(msg, copy=msg.nbytes < 65536)
             self.sequence[k] += 1
             self.sent_messages += 1
             self.sent_fragments += len(chunk)

@@ -3,6 +3,7 @@ configuration conifer takes, plus the fixed-point types the emulator needs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,10 @@ def read_config(project: Project) -> BDTConfig:
             "(set WeightPrecision to e.g. ap_fixed<4,3>)"
         )
     unroll = bool(cfg.get("Unroll", True))
-    name = str(cfg.get("ProjectName") or project.root.name).replace("-", "_")
+    # conifer names C++ functions and VHDL files after the project: keep it an identifier
+    name = re.sub(r"\W", "_", str(cfg.get("ProjectName") or project.root.name))
+    if not name or name[0].isdigit():
+        name = "bdt_" + name
     conifer_cfg: dict[str, Any] = {
         "Backend": backend,
         "ProjectName": name,

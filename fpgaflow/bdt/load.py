@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.bdt import sklearn_converter, xgboost_converter
-from fpgaflow.bdt.trees import float_decision_function
+from fpgaflow.bdt.trees import float_decision_function, tree_depth
 from fpgaflow.bdt.xgboost_converter import ConversionError
 from fpgaflow.project import Project, ProjectError
 
@@ -91,11 +91,8 @@ def _conifer(key: str, path: Path) -> SourceModel:
     ensemble.setdefault("splitting_convention", "<=")
     if ensemble["splitting_convention"] not in ("<", "<="):
         raise ConversionError(f"{path}: splitting_convention {ensemble['splitting_convention']!r} is not < or <=")
-    from fpgaflow.bdt.trees import tree_depth
-
     ensemble["max_depth"] = max((tree_depth(t) for ts in ensemble["trees"] for t in ts), default=0)
-    model = SourceModel(
+    return SourceModel(
         key, path, _sha256(path), "conifer", str(js.get("library", "conifer")), ensemble,
         lambda x: float_decision_function(ensemble, x), "the conifer model in double precision", False,
     )
-    return model

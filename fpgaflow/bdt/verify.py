@@ -15,7 +15,6 @@ import numpy as np
 from fpgaflow.bdt.config import BDTConfig, read_config
 from fpgaflow.bdt.inputs import probe_inputs
 from fpgaflow.bdt.load import SourceModel, load_model
-from fpgaflow.bdt.trees import n_outputs
 from fpgaflow.project import Project, ProjectError
 
 RTL_SAMPLES = 1_000
@@ -181,5 +180,3 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     print(line)
     print("verify: " + ("PASS (100% bit-exact)" if result["ok"] else "FAIL"))
 
-
-__all__ = ["verify", "n_outputs"]

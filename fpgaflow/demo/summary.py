@@ -129,7 +129,8 @@ def account_path(
     first_ns = ev.get("first_ns", np.zeros(0, np.uint64)).astype(np.int64)
     built_ns = ev.get("built_ns", np.zeros(0, np.uint64)).astype(np.int64)
     latency = (built_ns - first_ns) / 1e9 if len(first_ns) else np.zeros(0)
-    span = (built_ns.max() - built_ns.min()) / 1e9 if len(built_ns) > 1 else 0.0
+    # from the first fragment's board timestamp to the last event out: the stream as the node saw it
+    span = (built_ns.max() - first_ns.min()) / 1e9 if len(built_ns) > 1 else 0.0
     sent = sum(int(b.get("counters", {}).get("sent_fragments", 0)) for b in boards.values())
     return {
         "path": name,
@@ -153,10 +154,12 @@ def account_path(
         "late_fragments": int(c.get("late_fragments", 0)),
         "duplicates": int(c.get("builder_duplicates", 0)),
         "malformed": int(c.get("malformed_messages", 0)),
+        "seconds": round(span, 3),
         "events_per_s": round(len(numbers) / span, 1) if span > 0 else None,
         "latency_s": quantiles(latency),
         "_latency": latency,
         "_built_ns": built_ns,
+        "_first_ns": first_ns,
     }
 
 
@@ -184,7 +187,8 @@ def total(paths: list[dict[str, Any]], firmware: list[dict[str, Any]], seconds: 
     reasons = add_kinds("incomplete_reasons")
     latency = np.concatenate([p["_latency"] for p in paths]) if paths else np.zeros(0)
     built_ns = np.concatenate([p["_built_ns"] for p in paths]) if paths else np.zeros(0, np.int64)
-    span = (built_ns.max() - built_ns.min()) / 1e9 if len(built_ns) > 1 else 0.0
+    first_ns = np.concatenate([p["_first_ns"] for p in paths]) if paths else np.zeros(0, np.int64)
+    span = (built_ns.max() - first_ns.min()) / 1e9 if len(built_ns) > 1 else 0.0
     summary = {
         "generated": add("generated"),
         "built_complete": add("built_complete"),
@@ -208,7 +212,9 @@ def total(paths: list[dict[str, Any]], firmware: list[dict[str, Any]], seconds: 
         "lost": add("lost"),
         "late_fragments": add("late_fragments"),
         "malformed": add("malformed"),
+        "stream_seconds": round(span, 3),
         "events_per_s": round(len(built_ns) / span, 1) if span > 0 else None,
+        "complete_per_s": round(add("built_complete") / span, 1) if span > 0 else None,
         "latency_s": quantiles(latency),
         "firmware": firmware,
         "seconds": seconds,

@@ -1,0 +1,97 @@
+"""The BDT emulator's own guards: manifests it must refuse, inputs it must refuse, and
+its direct float->raw input cast against sim.fixed's port of the ap_fixed constructor
+(itself proven against the g++-compiled headers in tests/test_fixed_oracle.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sim
+from sim.bdt import input_raw
+from sim.fixed import FixedType
+from sim.manifest import ManifestError, write_manifest
+
+
+def _manifest(tmp_path, **changes):
+    """One tree: x0 < 0.5 ? 1.0 : 2.0, in ap_fixed<8,4>."""
+    t = FixedType.parse("ap_fixed<8,4>")
+    arrays = {
+        "feature": np.array([[[0, -2, -2]]], dtype=np.int32),
+        "children_left": np.array([[[1, -1, -1]]], dtype=np.int32),
+        "children_right": np.array([[[2, -1, -1]]], dtype=np.int32),
+        "threshold_raw": np.array([[[8, 0, 0]]]),
+        "value_raw": np.array([[[0, 16, 32]]]),
+        "n_nodes": np.array([[3]], dtype=np.int32),
+        "init_predict_raw": np.array([0]),
+        "norm_raw": np.array(16),
+    }
+    meta = {
+        "kind": "bdt",
+        "n_features": 2,
+        "n_outputs": 1,
+        "n_trees": 1,
+        "splitting_convention": "<",
+        "types": {k: str(t) for k in ("input", "threshold", "score", "weight", "sum")},
+        "reduction": {"order": "balanced", "normalise": True},
+        "source": {"sha256": "-"},
+    }
+    for key, value in changes.items():
+        (arrays if key in arrays else meta)[key] = value
+    write_manifest(tmp_path, meta, arrays)
+    return tmp_path
+
+
+def test_a_small_tree_and_its_split(tmp_path):
+    bdt = sim.load(_manifest(tmp_path))
+    out = bdt.predict(np.array([[0.4375, 9.0], [0.5, -9.0]]))
+    assert out.values[:, 0].tolist() == [1.0, 2.0]  # x == threshold goes right for "<"
+
+
+def test_malformed_trees_are_refused(tmp_path):
+    with pytest.raises(ManifestError, match="tree 0 output 0: node 0 has a bad child 1"):
+        sim.load(_manifest(tmp_path / "a", children_right=np.array([[[1, -1, -1]]], dtype=np.int32)))
+    four = {
+        "feature": np.array([[[0, -2, -2, -2]]], dtype=np.int32),
+        "children_left": np.array([[[1, -1, -1, -1]]], dtype=np.int32),
+        "children_right": np.array([[[2, -1, -1, -1]]], dtype=np.int32),
+        "threshold_raw": np.zeros((1, 1, 4), dtype=np.int64),
+        "value_raw": np.zeros((1, 1, 4), dtype=np.int64),
+        "n_nodes": np.array([[4]], dtype=np.int32),
+    }
+    with pytest.raises(ManifestError, match="tree 0 output 0: 1 nodes are unreachable"):
+        sim.load(_manifest(tmp_path / "b", **four))
+
+
+def test_unknown_split_and_order_are_refused(tmp_path):
+    with pytest.raises(ManifestError, match="splitting_convention '>'"):
+        sim.load(_manifest(tmp_path / "a", splitting_convention=">"))
+    with pytest.raises(ManifestError, match="reduction.order 'random'"):
+        sim.load(_manifest(tmp_path / "b", reduction={"order": "random", "normalise": True}))
+
+
+def test_bad_inputs_are_named(tmp_path):
+    bdt = sim.load(_manifest(tmp_path))
+    with pytest.raises(ValueError, match="takes 2 features"):
+        bdt.predict(np.zeros(2))
+    with pytest.raises(ValueError, match="NaN"):
+        bdt.predict(np.array([[np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="must be integers"):
+        bdt.predict_raw(np.zeros((1, 2)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ap_fixed<18,8>", "ap_fixed<10,3,AP_RND,AP_SAT>", "ap_ufixed<12,4,AP_RND>", "ap_ufixed<8,3,AP_TRN,AP_SAT>",
+     "ap_fixed<32,16,AP_RND>", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", "ap_fixed<8,10>"],
+)
+def test_direct_input_cast_equals_the_constructor_port(text):
+    t = FixedType.parse(text)
+    rng = np.random.default_rng(0)
+    lsb = t.lsb
+    x = np.concatenate([
+        rng.normal(size=20_000) * 4 * max(abs(t.max_value), 1),
+        np.arange(-3000, 3000) * lsb / 2,  # exact ties
+        np.array([t.max_value, t.min_value, t.max_value + lsb / 2, t.min_value - lsb / 2, 0.0, -0.0, 1e-300, -1e-300]),
+    ])
+    assert np.array_equal(input_raw(x, t), t.to_raw(x))

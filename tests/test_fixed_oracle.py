@@ -28,6 +28,7 @@ pytestmark = pytest.mark.oracle
 
 N_DOUBLE_FREE = 70  # double -> type combinations beyond the mode grid
 N_CAST_FREE = 30
+N_CAST_NARROW = 60  # realistic hls4ml widths, where the int64 fast paths run
 N_ARITH = 72
 DOUBLES_PER_COMBO = 180
 RAWS_PER_COMBO = 150
@@ -153,6 +154,20 @@ free_types = st.builds(
     st.sampled_from(("0", "0", "1", "many")),
 )
 int_types = st.builds(lambda w, s: FixedType(w, w, s, integer=True), st.integers(1, 64), st.booleans())
+
+
+@st.composite
+def narrow_types(draw, max_width: int, modes: bool) -> FixedType:
+    """What hls4ml designs use: W up to 32-40 bits, I within a few bits of 0..W."""
+    w = draw(st.sampled_from(range(1, max_width + 1)))
+    i = draw(st.sampled_from(range(-4, w + 5)))
+    s = draw(st.booleans())
+    if not modes:
+        return FixedType(w, i, s)
+    q, o = draw(st.sampled_from(QUANTIZATION_MODES)), draw(st.sampled_from(OVERFLOW_MODES))
+    return _make((w, i, 0), q, o, s, "0")
+
+
 source_types = st.builds(
     lambda w, i, s: FixedType(w, i, s),
     st.integers(1, 64),
@@ -176,6 +191,9 @@ def _combos() -> tuple[list[Combo], dict[str, list[int]]]:
     dsts += _collect(free_types, N_CAST_FREE, 6) + _collect(int_types, 16, 7)
     casts = [Combo("cast", d, a=s) for s, d in zip(srcs, dsts, strict=True)]
     casts.append(Combo("cast", FixedType.parse(FAR_ROUNDING[1]), a=FixedType.parse(FAR_ROUNDING[0])))
+    narrow_pairs = st.tuples(narrow_types(40, False), st.one_of(narrow_types(32, True), int_types))
+    narrow = _collect(narrow_pairs, N_CAST_NARROW, 10)
+    casts += [Combo("cast", d, a=s) for s, d in narrow]
     arith = [
         Combo("arith", d, a=a, b=b)
         for a, b, d in _collect(st.tuples(source_types, source_types, free_types), N_ARITH, 8)

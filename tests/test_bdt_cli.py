@@ -172,3 +172,11 @@ def test_verify_checks_the_hls_firmware_where_conifer_cpp_cannot(tmp_path, capsy
     assert main(["verify", str(tmp_path), "--samples", "1000", "--json"]) == 0
     check = json.loads(capsys.readouterr().out)["checks"][0]
     assert check["oracle"] == "conifer xilinxhls C simulation" and check["bit_exact"] == 1000
+
+
+def test_a_conifer_model_splitting_on_a_missing_feature(tmp_path, capsys):
+    tree = make_tree([3, -2, -2], [0.5, 0, 0], [0, 1, 2], [1, -1, -1], [2, -1, -1], 2)
+    (tmp_path / "model.json").write_text(json.dumps(make_ensemble([[tree]], 2, 2, [0.0], "conifer", "<=")))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    assert "tree 0 output 0 node 0 splits on feature 3; the model has 2 features" in capsys.readouterr().err

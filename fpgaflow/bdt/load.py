@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.bdt import sklearn_converter, xgboost_converter
-from fpgaflow.bdt.trees import float_decision_function, tree_depth
+from fpgaflow.bdt.trees import float_decision_function, tree_depth, validate
 from fpgaflow.bdt.xgboost_converter import ConversionError
 from fpgaflow.project import Project, ProjectError
 
@@ -46,7 +46,9 @@ def load_model(project: Project) -> SourceModel:
     for key, loader in (("XGBoostModel", _xgboost), ("SklearnModel", _sklearn), ("ConiferModel", _conifer)):
         if key in project.config:
             path = project.existing(key)
-            return loader(key, path)
+            source = loader(key, path)
+            validate(source.ensemble, str(path))
+            return source
     raise ProjectError(f"{project.file}: names no BDT model (XGBoostModel, SklearnModel or ConiferModel)")
 
 

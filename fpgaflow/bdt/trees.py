@@ -86,3 +86,27 @@ def float_decision_function(ensemble: dict[str, Any], x: np.ndarray) -> np.ndarr
                 node = np.where(inner, np.where(go_left, left[node], right[node]), node)
             out[:, k] += np.asarray(t["value"])[node]
     return out * ensemble["norm"]
+
+
+def validate(ensemble: dict[str, Any], where: str) -> None:
+    """Refuse an ensemble conifer would write into broken firmware, naming the tree and node."""
+    n_features, outputs = int(ensemble["n_features"]), n_outputs(ensemble)
+    if len(ensemble["trees"]) != int(ensemble["n_trees"]):
+        raise ValueError(f"{where}: n_trees is {ensemble['n_trees']} but {len(ensemble['trees'])} are given")
+    if len(ensemble["init_predict"]) < outputs:
+        raise ValueError(f"{where}: init_predict has {len(ensemble['init_predict'])} values for {outputs} outputs")
+    for i, trees in enumerate(ensemble["trees"]):
+        if len(trees) != outputs:
+            raise ValueError(f"{where}: tree {i} has {len(trees)} output trees, expected {outputs}")
+        for k, t in enumerate(trees):
+            n = len(t["feature"])
+            for node, (f, lc, rc) in enumerate(zip(t["feature"], t["children_left"], t["children_right"], strict=True)):
+                if lc == NO_CHILD:
+                    continue
+                if not 0 <= f < n_features:
+                    raise ValueError(
+                        f"{where}: tree {i} output {k} node {node} splits on feature {f}; "
+                        f"the model has {n_features} features"
+                    )
+                if not (0 < lc < n and 0 < rc < n):
+                    raise ValueError(f"{where}: tree {i} output {k} node {node} has children {lc}, {rc} of {n} nodes")

@@ -145,6 +145,8 @@ def build(combos: list[Combo], units: int = 8, jobs: int | None = None, debug: b
         tmp = workdir / "ap_oracle.tmp"
         subprocess.run(["g++", "-o", str(tmp), *[s + ".o" for s in sources]], cwd=workdir, check=True)
         tmp.rename(binary)
+        for name in sources:
+            (workdir / f"{name}.o").unlink()
     return binary
 
 

@@ -34,7 +34,11 @@ def inputs(args: argparse.Namespace, source: SourceModel, cfg: BDTConfig) -> np.
             raise ValueError(f"{args.input}: inputs have shape {x.shape}; the model takes {n_features} features")
         if np.isnan(x).any():
             raise ValueError(f"{args.input}: {int(np.isnan(x).any(axis=1).sum())} samples contain NaN")
+        if not len(x):
+            raise ValueError(f"{args.input}: no samples")
         return x
+    if args.samples < 1:
+        raise ValueError(f"--samples must be at least 1, got {args.samples}")
     return probe_inputs(source.ensemble, cfg.types["input"], args.samples, args.seed)
 
 

@@ -50,3 +50,21 @@ def test_malformed_types_name_the_culprit(text, words):
         FixedType.parse(text)
     for w in words:
         assert w in str(info.value)
+
+
+def test_wide_intermediates_exist_but_only_declared_widths_convert_floats():
+    from sim.fixed import Fixed
+
+    t = FixedType.parse("ap_fixed<64,10>")
+    a = Fixed.from_float([1.5, -2.25], t)
+    product = a * a
+    assert (product.type.width, product.type.int_bits) == (128, 20)
+    assert product.cast("ap_fixed<16,6>").values.tolist() == [2.25, 5.0625]
+    with pytest.raises(ValueError, match="to_raw supports widths 1..64"):
+        product.type.to_raw([1.0])
+
+
+def test_raw_values_must_be_integers():
+    t = FixedType.parse("ap_fixed<8,3>")
+    with pytest.raises(ValueError, match="raw values must be integers, got an array of float64"):
+        t.cast([1.5, 2.0], FixedType.parse("ap_fixed<8,4>"))

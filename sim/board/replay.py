@@ -8,14 +8,14 @@ since the node publishes an event only after writing it to its sink.  When the b
 socket to a node reconnects after a disconnect, it sends again every fragment for that
 node not yet acknowledged.  Delivery is at least once: an event the old node wrote but
 whose acknowledgement was lost may be built again by the new node (counted by the
-demo and the tests as built twice across the restart, never as lost).  Only fragments
-handed to ZeroMQ before the loss was seen are sent again: later ones wait in the
-socket's queue for the new connection anyway.
+demo and the tests as built twice across the restart, never as lost), and a fragment
+that ZeroMQ delivered from its queue after the reconnect arrives twice (the builder
+drops the copy, or writes it to the late sink when its event already left).  Sending
+only what was handed to ZeroMQ before the loss was seen lost fragments here: whether a
+queued message survives a disconnect is ZeroMQ's business, so the board does not guess.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import zmq
@@ -33,7 +33,6 @@ class ReplayRing:
         self.mask = np.uint64(capacity - 1)
         self.frags = np.zeros(capacity, fragment_dtype)
         self.state = np.zeros(capacity, np.uint8)
-        self.sent_ns = np.zeros(capacity, np.int64)  # monotonic: when ZeroMQ took it
         self.overwritten = 0  # unacknowledged fragments pushed out by newer ones (ring too small)
         self.acked = 0
         self.replayed = 0
@@ -44,7 +43,6 @@ class ReplayRing:
         self.overwritten += int(over.sum())
         self.frags[slot] = frags
         self.state[slot] = UNACKED
-        self.sent_ns[slot] = time.monotonic_ns()
 
     def ack(self, events: np.ndarray) -> None:
         events = np.asarray(events, np.uint64)
@@ -53,13 +51,9 @@ class ReplayRing:
         self.acked += int(hit.sum())
         self.state[slot[hit]] = EMPTY
 
-    def unacked(self, route: int | None = None, n_routes: int = 1, sent_before_ns: int | None = None) -> np.ndarray:
-        """Unacknowledged fragments (for one node route; handed to ZeroMQ before a time),
-        oldest event first."""
-        keep = self.state == UNACKED
-        if sent_before_ns is not None:
-            keep &= self.sent_ns <= sent_before_ns
-        idx = np.flatnonzero(keep)
+    def unacked(self, route: int | None = None, n_routes: int = 1) -> np.ndarray:
+        """Unacknowledged fragments (for one node route), oldest event first."""
+        idx = np.flatnonzero(self.state == UNACKED)
         frags = self.frags[idx]
         if route is not None and n_routes > 1:
             frags = frags[frags["event"] % np.uint64(n_routes) == np.uint64(route)]
@@ -120,8 +114,6 @@ class Reconnects:
     def __init__(self, socket: zmq.Socket):
         self.monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.lost = False
-        self.lost_ns = 0  # monotonic time the loss was seen: later messages are in the new connection's queue
-        self.lost_ns_seen = 0  # lost_ns of the last loss that came back
         self.connections = 0
 
     def came_back(self) -> bool:
@@ -132,12 +124,12 @@ class Reconnects:
             except zmq.Again:
                 break
             event = int.from_bytes(frames[0][:2], "little")
-            if event == zmq.EVENT_DISCONNECTED and not self.lost:
-                self.lost, self.lost_ns = True, time.monotonic_ns()
+            if event == zmq.EVENT_DISCONNECTED:
+                self.lost = True
             elif event == zmq.EVENT_CONNECTED:
                 self.connections += 1
                 if self.lost:
-                    back, self.lost, self.lost_ns_seen = True, False, self.lost_ns
+                    back, self.lost = True, False
         return back
 
     def close(self) -> None:

@@ -92,6 +92,7 @@ class Board:
         }  # fmt: skip
         self.state = "starting"
         self._stop = False
+        self.sender: Sender | None = None
         self._next_status = 0.0
         self.started = time.time()
         self.context = zmq.Context()
@@ -99,6 +100,8 @@ class Board:
     # -------------------------------------------------------------- reporting
     def stop(self, *_: Any) -> None:
         self._stop = True
+        if self.sender is not None:
+            self.sender.stopping = True
 
     def status(self) -> dict[str, Any]:
         c = dict(self.counts)
@@ -156,6 +159,7 @@ class Board:
             context=self.context,
             on_sent=ring.sent if ring is not None else None,
         )  # fmt: skip
+        self.sender = source
         acks = Acks(cfg.acks, self.context, cfg.ack_index) if cfg.acks else None
         watch = [Reconnects(s) for s in source.sockets] if cfg.acks else []
         delayed: list[tuple[float, int, np.ndarray]] = []  # (due, tiebreak, fragments)

@@ -55,6 +55,7 @@ class Sender:
         self.sent_fragments = 0
         self.sent_messages = 0
         self.blocked_s = 0.0  # time the readout waited because a queue was full
+        self.stopping = False  # set from a signal handler: stop waiting for a node
 
     @property
     def queued(self) -> int:
@@ -99,7 +100,10 @@ class Sender:
                     if self.queued <= self.max_queued:
                         break
                     t = time.monotonic()
-                    sock.send(msg, copy=len(msg) < 65536)  # back pressure: the readout waits
+                    while not sock.poll(100, zmq.POLLOUT):  # back pressure: the readout waits
+                        if self.stopping:
+                            return
+                    sock.send(msg, copy=len(msg) < 65536)
                     self.blocked_s += time.monotonic() - t
                 q.popleft()
                 self.sent_messages += 1

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "tests" / "data" / "models"
 SECTION = "## Network emulator"
+REPEATS = 5
 THREADS_NOTE = "up to 4 threads over chunks of 4,096 samples (sim.network.THREADS, CHUNK)"
 
 
@@ -86,14 +87,17 @@ def bench_model(name: str, n: int, tmp: Path) -> dict:
         hls_model.compile()
     compile_s = time.perf_counter() - t0
 
-    emu_s = _best(lambda: net.predict(x), 3)
     ours = net.predict(x)
     t0 = time.perf_counter()
     y_csim = np.asarray(hls_model.predict(np.ascontiguousarray(x)))
     csim_s = time.perf_counter() - t0
     exact = float(np.mean(np.ldexp(y_csim.reshape(ours.raw.shape), net.output_type.frac_bits) == ours.raw))
     model.predict(x32[:1000], verbose=0, batch_size=1024)  # warm-up (graph tracing)
-    keras_s = _best(lambda: model.predict(x32, verbose=0, batch_size=4096), 3)
+    # alternate the two so that both see the same machine load; keep the best of each
+    emu_s = keras_s = float("inf")
+    for _ in range(REPEATS):
+        emu_s = min(emu_s, _best(lambda: net.predict(x), 1))
+        keras_s = min(keras_s, _best(lambda: model.predict(x32, verbose=0, batch_size=4096), 1))
     return {
         "model": name,
         "samples": n,
@@ -124,7 +128,7 @@ def write_section(results: list[dict], path: Path) -> None:
         f"`bench/bench_network.py`, {now}, {cpu}, {os.cpu_count()} cores shared with other jobs "
         f"(load average {load} at the end of the run), Python {platform.python_version()}, "
         "NumPy " + np.__version__ + ". Same inputs for all three (random over the input type's range, edges included); "
-        "times are the best of 3 runs for the emulator and Keras, one run for the C simulation "
+        f"times are the best of {REPEATS} alternating runs for the emulator and Keras, one run for the C simulation "
         "(its g++ compile time listed apart). Ratios are measured in the same run. The emulator uses "
         f"{THREADS_NOTE}; Keras its own thread pool.",
         "",

@@ -275,3 +275,27 @@ def test_conv1d_modes_vitis_and_verify_cli(tmp_path_factory, capsys):
     assert result["bit_exact_fraction"] == 1.0 and result["samples"] == 3000
     assert 0.0 <= result["float_model"]["argmax_agreement"] <= 1.0
     assert status == 0
+
+
+def test_resource_kernels_with_saturating_accumulators(tmp_path_factory):
+    """A saturating accumulator makes the order of additions visible: the
+    dense_resource kernels (RF <= n_in; RF > n_in, which hls4ml's valid reuse factors
+    make a multiple of n_in) add each output's products in their own order."""
+    import tensorflow as tf
+
+    k = tf.keras
+    blocks = [(12, None, 6.0), (8, None, 6.0), (6, None, 6.0), (4, None, 3.0)]
+    model = _build(k, 16, blocks, seed=31)
+    sat = {"accum": "ap_fixed<12,3,AP_TRN,AP_SAT>", "result": "ap_fixed<12,3,AP_RND,AP_SAT>"}
+    names = {
+        "fc0": {"Strategy": "Resource", "ReuseFactor": 4, "Precision": dict(sat)},
+        "fc1": {"Strategy": "Resource", "ReuseFactor": 24, "Precision": dict(sat)},
+        "fc2": {"Strategy": "Resource", "ReuseFactor": 16, "Precision": dict(sat)},
+        "fc3": {"Strategy": "Resource", "ReuseFactor": 3, "Precision": dict(sat)},
+    }
+    hls_config = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}, "LayerName": names}
+    oracle = _synth(tmp_path_factory, model, "resource_sat", hls_config)
+    specs = {layer.name: layer.spec for layer in oracle.net.layers}
+    rfs = [(specs[f"fc{i}"]["reuse_factor"], specs[f"fc{i}"]["n_in"]) for i in range(3)]
+    assert rfs == [(4, 16), (24, 12), (16, 8)], rfs
+    _assert_exact(oracle)

@@ -81,11 +81,73 @@ class ExactAffine:
         return y if self.dtype == np.int64 else y.astype(np.int64)
 
 
+def resource_order(n_in: int, n_out: int, rf: int) -> np.ndarray:
+    """Per output, the input indices in the order ``dense_resource`` adds them.
+
+    Replays the index arithmetic of the three Resource kernels
+    (``rf_leq_nin``, ``rf_gt_nin_rem0``, ``rf_gt_nin``) on the transposed weights
+    (``w_index = out * n_in + in``) and checks that each kernel pairs input, weight
+    and output consistently (``in == w % n_in``, ``out == w // n_in``).  Returns an
+    (n_out, n_in) array: row ``o`` lists the inputs in addition order."""
+    total = n_in * n_out
+    steps: list[tuple[int, int, int]] = []  # (out, in, w) in execution order
+    block = -(-total // rf)
+    if rf <= n_in:
+        multscale = -(-total // min(n_in, rf)) // n_out
+        for ir in range(rf):
+            w, i, o, step = ir, ir, 0, 0
+            for _ in range(block):
+                steps.append((o, i, w))
+                w += rf
+                i += rf
+                if i >= n_in:
+                    i = ir
+                if step + 1 >= multscale:
+                    step, o = 0, o + 1
+                else:
+                    step += 1
+    elif rf % n_in == 0:
+        outscale = rf // n_in
+        outidx, outstep = [], 0
+        for ir in range(rf):
+            outidx.append(outstep)
+            if (ir + 1) % n_in == 0:
+                outstep += 1
+        i = 0
+        for ir in range(rf):
+            w, o = ir, outidx[ir]
+            for _ in range(block):
+                steps.append((o, i, w))
+                w += rf
+                if w >= total:
+                    break
+                o += outscale
+            i = 0 if i + 1 >= n_in else i + 1
+    else:
+        for ir in range(rf):
+            for im in range(block):
+                w = ir + rf * im
+                if w < total:
+                    steps.append((w // min(n_in, rf), w % n_in, w))
+    order: list[list[int]] = [[] for _ in range(n_out)]
+    for o, i, w in steps:
+        if w >= total or (o, i) != (w // n_in, w % n_in):
+            raise ManifestError(
+                f"reuse factor {rf} with n_in={n_in}, n_out={n_out}: the Resource kernel does not pair inputs "
+                "and weights as a matrix product; not emulated"
+            )
+        order[o].append(i)
+    if any(sorted(row) != list(range(n_in)) for row in order):
+        raise ManifestError(f"reuse factor {rf} with n_in={n_in}, n_out={n_out}: incomplete Resource schedule")
+    return np.array(order, dtype=np.int64).reshape(n_out, n_in)
+
+
 class Accumulator:
     """One dense multiply-accumulate: ``x (n, n_in) -> acc (n, n_out)`` in ``accum_t``.
 
-    ``order`` is the sequence of input indices the firmware adds, needed only for a
-    saturating accumulator (Latency strategy: 0..n_in-1)."""
+    ``order`` holds, per output, the input indices in the order the firmware adds
+    them (Latency: 0..n_in-1; Resource: ``resource_order``); it matters only for a
+    saturating accumulator."""
 
     def __init__(
         self,
@@ -98,6 +160,8 @@ class Accumulator:
         accum_type: FixedType,
         strategy: str,
         product: str = "mult",
+        reuse_factor: int = 1,
+        kernel: str = "dense",
     ) -> None:
         if weight.ndim != 2 or bias.shape != (weight.shape[1],):
             raise ManifestError(f"layer {layer!r}: weight {weight.shape} and bias {bias.shape} do not match")
@@ -120,10 +184,18 @@ class Accumulator:
                 f"layer {layer!r}: products of {self.product_type.width} bits with accumulator {accum_type} "
                 "are beyond this emulator's exact slow path (62 bits)"
             )
-        if not self.wrapping and strategy != "latency":
+        n_in, n_out = self.weight.shape
+        # the order in which each output's products are added: matters only when saturating
+        self.order = np.tile(np.arange(n_in), (n_out, 1))
+        if strategy == "resource" and kernel == "dense":
+            try:
+                self.order = resource_order(n_in, n_out, max(1, int(reuse_factor)))
+            except ManifestError as exc:
+                raise ManifestError(f"layer {layer!r}: {exc}") from None
+        if not self.wrapping and strategy != "latency" and (strategy, kernel) != ("resource", "dense"):
             raise ManifestError(
                 f"layer {layer!r}: a saturating accumulator ({accum_type}) with the {strategy} strategy "
-                "is not emulated (the summation order differs); use AP_WRAP for accum or the Latency strategy"
+                "is not emulated (its summation order is generated code); use AP_WRAP for accum"
             )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -144,6 +216,7 @@ class Accumulator:
             return wrap(mult.sum(axis=1) + self.bias, self.accum)
         acc = np.broadcast_to(self.bias, (len(x), self.weight.shape[1])).copy()
         add_type = self.accum.add_type(self.accum)
-        for i in range(self.weight.shape[0]):
-            acc = self.accum.cast(acc + mult[:, i, :], add_type).astype(np.int64)
+        outputs = np.arange(self.weight.shape[1])
+        for k in range(self.weight.shape[0]):  # k-th addition of every output, in firmware order
+            acc = self.accum.cast(acc + mult[:, self.order[:, k], outputs], add_type).astype(np.int64)
         return acc

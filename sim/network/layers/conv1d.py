@@ -42,6 +42,8 @@ class Conv1D(Layer):
                 self.accum_type,
                 self.spec.get("strategy", "latency"),
                 self.spec.get("product", "mult"),
+                int(self.spec.get("reuse_factor", 1)),
+                "conv",
             )
         n = len(x.raw)
         data = x.raw.reshape(n, -1, self.n_chan)

@@ -36,6 +36,7 @@ class Dense(Layer):
                 self.accum_type,
                 self.spec.get("strategy", "latency"),
                 self.spec.get("product", "mult"),
+                int(self.spec.get("reuse_factor", 1)),
             )
         return self._mac[x_type]
 

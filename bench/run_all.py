@@ -8,7 +8,8 @@ at the top: one row per ratio the scripts report, the machine and the date.
 
     .venv/bin/python bench/run_all.py                 # all of them (several minutes)
     .venv/bin/python bench/run_all.py --only node e2e # some of them
-    .venv/bin/python bench/run_all.py --summary-only  # re-read nothing, just list the scripts
+    .venv/bin/python bench/run_all.py --list          # just list the scripts
+    .venv/bin/python bench/run_all.py --keep-sections # rewrite only the summary
 
 A script that fails is reported in the table (with its exit status) and the others still
 run; the exit status is 1 if any failed.
@@ -49,8 +50,8 @@ def write_flag(script: Path) -> str | None:
     return None
 
 
-def run(script: Path) -> dict[str, Any]:
-    flag = write_flag(script)
+def run(script: Path, write_sections: bool = True) -> dict[str, Any]:
+    flag = write_flag(script) if write_sections else None
     cmd = [sys.executable, str(script)] + ([flag] if flag else [])
     print(f"run_all: {script.name} ...", file=sys.stderr, flush=True)
     t0 = time.monotonic()
@@ -158,16 +159,18 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", default=[], help="run only these (e.g. node e2e, or bench_bdt)")
-    p.add_argument("--summary-only", action="store_true", help="list the scripts that would run, and stop")
+    p.add_argument("--list", action="store_true", help="list the scripts that would run, and stop")
+    p.add_argument("--keep-sections", action="store_true",
+                   help="rewrite only the summary, not each script's own section")  # fmt: skip
     args = p.parse_args()
     todo = scripts(args.only)
     if not todo:
         print("run_all: no benchmark scripts matched", file=sys.stderr)
         return 2
-    if args.summary_only:
+    if args.list:
         print("\n".join(s.name for s in todo))
         return 0
-    results = [run(s) for s in todo]
+    results = [run(s, not args.keep_sections) for s in todo]
     write_summary(results)
     for r in results:
         if r["exit"]:

@@ -16,13 +16,13 @@ pytestmark = pytest.mark.oracle
 N_SAMPLES = 10_000
 
 
-def synth(tmp_path_factory, model, name: str, hls_config: dict, io_type: str):
+def synth(tmp_path_factory, model, name: str, hls_config: dict, io_type: str, backend: str = "Vivado"):
     folder = tmp_path_factory.mktemp(name)
     files = save_keras(model, folder / "src", name)
     config = {
         "KerasJson": f"{name}.json",
         "KerasH5": f"{name}_weights.h5",
-        "Backend": "Vivado",
+        "Backend": backend,
         "IOType": io_type,
         "HLSConfig": hls_config,
     }
@@ -209,3 +209,68 @@ def test_stream_pooling_with_padding_is_refused(tmp_path_factory):
     model = k.Model(inp, out)
     with pytest.raises((ProjectError, ValueError), match="bad_pool.*io_stream pooling"):
         synth(tmp_path_factory, model, "bad_pool", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_stream")
+
+
+# ------------------------------------------------- a typical physicist's CNN
+def physics_cnn():
+    """Conv2D -> BatchNorm (folded into the conv) -> relu -> MaxPooling2D ->
+    QConv2DBatchnorm -> quantized_relu -> BatchNorm (standalone) -> Flatten -> QDense
+    -> softmax, on a 10x10 one-channel image."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2DBatchnorm, QDense
+    from qkeras.quantizers import quantized_bits
+
+    k = tf.keras
+    inp = k.Input(shape=(10, 10, 1), name="x")
+    h = k.layers.Conv2D(4, 3, use_bias=False, name="c1")(inp)
+    h = k.layers.BatchNormalization(name="bn1")(h)
+    h = k.layers.Activation("relu", name="r1")(h)
+    h = k.layers.MaxPooling2D(2, name="mp")(h)
+    h = QConv2DBatchnorm(
+        4,
+        3,
+        padding="same",
+        name="qcbn",
+        kernel_quantizer=quantized_bits(8, 0, alpha=1),
+        bias_quantizer=quantized_bits(8, 3, alpha=1),
+    )(h)
+    h = QActivation("quantized_relu(8,3)", name="qr")(h)
+    h = k.layers.BatchNormalization(name="bn2")(h)
+    h = k.layers.Flatten(name="fl")(h)
+    h = QDense(
+        10, name="d", kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1)
+    )(h)
+    h = k.layers.Activation("softmax", name="sm")(h)
+    model = k.Model(inp, h)
+    randomize_weights(model, seed=5)
+    for layer in model.layers:  # positive variances and scales
+        names = [v.name for v in layer.weights]
+        if any("variance" in n for n in names):
+            ws = layer.get_weights()
+            fixed = [
+                np.abs(w) + 0.5 if ("variance" in n or "gamma" in n) else w for w, n in zip(ws, names, strict=True)
+            ]
+            layer.set_weights([w.astype(np.float32) for w in fixed])
+    return model
+
+
+PHYSICS_CONFIG = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Resource"}}
+
+
+def test_physics_cnn_resource_io_parallel(tmp_path_factory):
+    """Resource strategy everywhere; hls4ml 1.3.0 transposes QConv2DBatchnorm's kernel
+    twice for Resource, and the emulator must read it as the firmware does."""
+    oracle = synth(tmp_path_factory, physics_cnn(), "physics_cnn", PHYSICS_CONFIG, "io_parallel")
+    found = kinds(oracle)
+    assert found["qcbn"] == "conv2d" and found["bn2"] == "batchnorm" and "bn1" not in found  # bn1 folded
+    result = assert_every_layer_exact(oracle)
+    assert {"c1", "mp", "qcbn", "bn2", "d", "sm"} <= set(result["compared_layers"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["Vivado", "Vitis"])
+def test_physics_cnn_resource_io_stream(tmp_path_factory, backend):
+    name = f"physics_cnn_stream_{backend.lower()}"
+    oracle = synth(tmp_path_factory, physics_cnn(), name, PHYSICS_CONFIG, "io_stream", backend=backend)
+    assert oracle.net.manifest.meta["backend"] == backend
+    assert_every_layer_exact(oracle)

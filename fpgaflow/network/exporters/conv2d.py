@@ -33,7 +33,7 @@ def check_channels_last(layer) -> None:
         )
 
 
-@exporter("Conv2D", "PointwiseConv2D", keras=("Conv2D", "QConv2D"))
+@exporter("Conv2D", "PointwiseConv2D", "Conv2DBatchnorm", keras=("Conv2D", "QConv2D", "QConv2DBatchnorm"))
 def export_conv2d(layer, ctx) -> dict:
     check_channels_last(layer)
     for key in ("dilation_height", "dilation_width"):
@@ -41,4 +41,20 @@ def export_conv2d(layer, ctx) -> dict:
             raise ValueError(f"layer {layer.name!r} ({layer.class_name}): dilation is not supported (supported: 1)")
     spec = {"kind": "conv2d", **{key: int(layer.get_attr(key)) for key in GEOMETRY}}
     spec["parallelization_factor"] = int(layer.get_attr("parallelization_factor", 1))  # pixels per step
-    return _mac_fields(layer, ctx, spec, (1, 2, 3, 0))  # (F,H,W,C) -> (H,W,C,F)
+    spec = _mac_fields(layer, ctx, spec, (1, 2, 3, 0))  # (F,H,W,C) -> (H,W,C,F)
+    if layer.get_attr("_weights_transposed", False):
+        _as_resource_kernel_reads(spec, ctx)
+    return spec
+
+
+def _as_resource_kernel_reads(spec: dict, ctx) -> None:
+    """The Resource kernel reads the flat weight array as (F,H,W,C) whatever shape hls4ml
+    gave it.  hls4ml 1.3.0's QConv2DBatchnorm transposes its folded kernel for the
+    Resource strategy and the resource pass transposes it once more, so the firmware
+    holds a (C,F,H,W) array read as (F,H,W,C): take the weights as the firmware reads them."""
+    import numpy as np
+
+    key = spec["arrays"]["weight"]
+    held = np.transpose(ctx.arrays[key], (3, 0, 1, 2))  # the array as hls4ml holds it
+    f, fh, fw, c = spec["n_filt"], spec["filt_height"], spec["filt_width"], spec["n_chan"]
+    ctx.arrays[key] = np.ascontiguousarray(held.reshape(f, fh, fw, c).transpose(1, 2, 3, 0))

@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from sim.board.cli import config_from_args
     from sim.board.runtime import Board
 
-    cfg = config_from_args(args, str(manifest_dir(args.project)))
+    cfg = config_from_args(args, "")  # the arguments first: their errors name the option
+    cfg.manifest = str(manifest_dir(args.project))
     board = Board(cfg)
     status = board.run()
     c = status["counters"]

@@ -103,6 +103,9 @@ def conv2d_parallel(tmp_path_factory):
     zp2 = k.layers.ZeroPadding2D(((1, 0), (0, 2)), name="zp2")(p1)
     c4 = k.layers.Conv2D(2, 2, strides=2, name="c4")(zp2)
     h = k.layers.Concatenate(name="cat6")([h, k.layers.Flatten(name="f4")(c4)])
+    # max pooling with padding on an unsigned type: the firmware pads with 2**(W-1)
+    mpu = k.layers.MaxPooling2D(3, strides=2, padding="same", name="mpu")(r1)
+    h = k.layers.Concatenate(name="cat7")([h, k.layers.Flatten(name="f5")(mpu)])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=3)
@@ -110,6 +113,7 @@ def conv2d_parallel(tmp_path_factory):
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
         "LayerName": {
             "c1": {"ParallelizationFactor": 16, "Precision": {"result": "ap_fixed<16,6,AP_RND,AP_SAT>"}},
+            "r1": {"Precision": {"result": "ap_ufixed<8,4,AP_RND,AP_SAT>"}},
             "c2": {"Strategy": "Resource", "ReuseFactor": 6, "Precision": {"result": "ap_fixed<18,8>"}},
             "p2": {"Precision": {"accum": "ap_fixed<14,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
             "pw": {"Strategy": "Resource", "ReuseFactor": 3},
@@ -132,9 +136,11 @@ def test_conv2d_pipeline_io_parallel(conv2d_parallel):
     assert spec["p2"]["pool_op"] == "average" and spec["p2"]["pad_bottom"] + spec["p2"]["pad_right"] > 0
     assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"] and found["zp2"] == "zeropad2d"
     result = assert_every_layer_exact(conv2d_parallel)
-    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1", "zp2", "c4"}
+    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1", "zp2", "c4", "mpu"}
     assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} | layers_1d <= set(result["compared_layers"])
     assert len(np.unique(result["outputs"][:, 0])) > 100  # the inputs exercise the network
+    mpu = conv2d_parallel.net.trace(conv2d_parallel.random_inputs(200, seed=1))["mpu"].values
+    assert (mpu[:, -1, :, :] == 8.0).any()  # windows over the padding do show the pad value
 
 
 # ---------------------------------------------------------------- io_stream

@@ -9,14 +9,11 @@ TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "softsign", "elu", "selu")
 NAMES = {
     "linear",
     "relu",
-    "relu6",
-    "relu1",
     "leaky_relu",
     "thresholded_relu",
     "hard_sigmoid",
     "hard_tanh",
     "binary_tanh",
-    "ternary_tanh",
     *TABLE_ACTIVATIONS,
 }
 
@@ -51,12 +48,12 @@ def _activation_name(layer) -> str:
 def export_activation(layer, ctx) -> dict:
     from sim.fixed import FixedType
 
-    name = _activation_name(layer)
     if not layer.get_attr("function_cpp"):
         raise ValueError(
-            f"layer {layer.name!r} ({layer.class_name}, {name}): hls4ml {_hls4ml_version()} generates no call for "
-            "this layer, so the firmware would read an uninitialised array; not supported"
+            f"layer {layer.name!r} ({layer.class_name}, {layer.get_attr('activation')}): hls4ml {_hls4ml_version()} "
+            "generates no call for this layer, so the firmware would read an uninitialised array; not supported"
         )
+    name = _activation_name(layer)
     spec: dict = {"kind": "activation", "activation": name}
     if name in TABLE_ACTIVATIONS:
         spec["table_size"] = int(layer.get_attr("table_size"))

@@ -8,11 +8,11 @@ arithmetic of the header, then the float cast into ``table_t``.  Indexing follow
 header too: ``index = (int)(x * table_size / 16) + 8 * table_size / 16`` (C
 truncation towards zero, then clipping to the table).
 
-Manifest entry: ``activation`` (linear, relu, relu6..., leaky_relu, thresholded_relu,
-elu, selu, sigmoid, tanh, softplus, softsign, hard_sigmoid, hard_tanh, binary_tanh,
-ternary_tanh), ``table_size`` and ``table_type`` for table activations, ``param`` and
-``param_type`` for leaky_relu/thresholded_relu/elu, ``slope``/``slope_type`` and
-``shift``/``shift_type`` for the hard activations.
+Manifest entry: ``activation`` (linear, relu, leaky_relu, thresholded_relu, elu,
+selu, sigmoid, tanh, softplus, softsign, hard_sigmoid, hard_tanh, binary_tanh);
+``table_size`` and ``table_type`` for table activations; ``param_raw`` and
+``param_type`` for leaky_relu/thresholded_relu/elu; ``slope_raw``/``slope_type`` and
+``shift_raw``/``shift_type`` for the hard activations.
 """
 
 from __future__ import annotations
@@ -109,12 +109,6 @@ class Activation(Layer):
         # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode
         return cast(np.maximum(x.raw, 0), x.type, self.result_type, scratch=True)
 
-    def _relu_max(self, x: Fixed, limit: int) -> np.ndarray:
-        lim_raw = limit << x.type.frac_bits
-        res = self._cast(x.raw, x.type)
-        top = self.result_type.cast(np.asarray(limit), INT32)
-        return np.where(x.raw < 0, 0, np.where(x.raw > lim_raw, top, res))
-
     def _table(self, x: Fixed) -> np.ndarray:
         r, n = TABLE_RANGES[self.activation], self.table_size
         index = trunc_div(x.raw, x.type, n, r) + (r // 2) * n // r
@@ -179,19 +173,10 @@ class Activation(Layer):
             return np.where(cache > 0, self.result_type.cast(cache, cache_t), 0)
         return self.result_type.cast(cache, cache_t)
 
-    def _ternary_tanh(self, x: Fixed) -> np.ndarray:
-        # datareg = 2 * data (stored back in data_T, wrapping), compared with +-1
-        two = x.type.cast(x.raw.astype(np.int64) * 2, FixedType(x.type.width + 1, x.type.int_bits + 1, x.type.signed))
-        one = 1 << x.type.frac_bits if x.type.frac_bits >= 0 else 1
-        cache = np.where(two > one, 1, np.where(two > -one, 0, -1))
-        return self.result_type.cast(self.result_type.to_raw(cache.astype(np.float64)), self.result_type)
-
 
 _FORWARD = {
     "linear": Activation._linear,
     "relu": Activation._relu,
-    "relu6": lambda self, x: self._relu_max(x, 6),
-    "relu1": lambda self, x: self._relu_max(x, 1),
     "sigmoid": Activation._table,
     "tanh": Activation._table,
     "softplus": Activation._table,
@@ -203,5 +188,4 @@ _FORWARD = {
     "hard_sigmoid": Activation._hard_sigmoid,
     "hard_tanh": Activation._hard_tanh,
     "binary_tanh": Activation._binary_tanh,
-    "ternary_tanh": Activation._ternary_tanh,
 }

@@ -1,5 +1,5 @@
 """``fpgaflow demo``: synthesize and verify the example projects, stream events from four
-board stand-ins through nodes on loopback with injected faults, account for every
+board stand-ins through a node on loopback with injected faults, account for every
 event, and write the summary and a plot under the output folder."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fpgaflow.demo import stream
 from fpgaflow.demo.summary import account_path, problems, read_faults, total
 
 N_BOARDS = 4
-# faults per board role within a path: the first board has a flaky link, the second
+# faults per board role, per project: its first board has a flaky link, its second
 # flaky logic (never both on one event's every fragment, so no event can vanish whole)
 LINK_FAULTS = {"drop": 0.0005, "delay": 0.0005, "delay-ms": 5000, "duplicate": 0.001}
 LOGIC_FAULTS = {"bitflip": 0.003, "error": 0.002}

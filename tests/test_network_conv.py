@@ -280,3 +280,17 @@ def test_physics_cnn_resource_io_stream(tmp_path_factory, backend):
     oracle = synth(tmp_path_factory, physics_cnn(), name, PHYSICS_CONFIG, "io_stream", backend=backend)
     assert oracle.net.manifest.meta["backend"] == backend
     assert_every_layer_exact(oracle)
+
+
+def test_dilated_convolution_is_refused(tmp_path_factory):
+    """hls4ml ignores dilation_rate (its firmware would be a plain convolution): synth
+    refuses it by layer name before converting."""
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    k = tf.keras
+    inp = k.Input(shape=(9, 9, 1), name="x")
+    out = k.layers.Conv2D(2, 3, dilation_rate=2, name="dilated")(inp)
+    with pytest.raises(ProjectError, match=r"'dilated' of type Conv2D: dilation_rate \(2, 2\)"):
+        synth(tmp_path_factory, k.Model(inp, out), "dilated", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_parallel")

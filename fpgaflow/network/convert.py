@@ -11,7 +11,7 @@ from fpgaflow.project import ProjectError
 
 def check_supported(model: Any, where: str) -> None:
     """Every Keras layer must be one the emulator covers: name the first one that is not."""
-    from fpgaflow.network.exporters import KERAS_CLASSES, load_all
+    from fpgaflow.network.exporters import KERAS_CHECKS, KERAS_CLASSES, load_all
 
     load_all()
     for layer in model.layers:
@@ -21,6 +21,10 @@ def check_supported(model: Any, where: str) -> None:
                 f"{where}: layer {layer.name!r} of type {cls} is not supported "
                 f"(supported: {', '.join(sorted(KERAS_CLASSES))})"
             )
+        for check in KERAS_CHECKS.get(cls, ()):
+            why = check(layer)
+            if why:
+                raise ProjectError(f"{where}: layer {layer.name!r} of type {cls}: {why}")
 
 
 def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> dict[str, Any]:

@@ -26,6 +26,8 @@ Exporter = Callable[[Any, "ExportContext"], dict]
 
 EXPORTERS: dict[str, Exporter] = {}
 KERAS_CLASSES: set[str] = set()
+KerasCheck = Callable[[Any], "str | None"]
+KERAS_CHECKS: dict[str, list[KerasCheck]] = {}
 _loaded = False
 
 
@@ -34,6 +36,18 @@ def exporter(*hls_classes: str, keras: tuple[str, ...] = ()) -> Callable[[Export
         for name in hls_classes:
             EXPORTERS[name] = fn
         KERAS_CLASSES.update(keras)
+        return fn
+
+    return deco
+
+
+def keras_check(*keras_classes: str) -> Callable[[KerasCheck], KerasCheck]:
+    """A check on a Keras layer before conversion, for options hls4ml would silently
+    ignore (e.g. dilation): it returns why the layer is refused, or None."""
+
+    def deco(fn: KerasCheck) -> KerasCheck:
+        for name in keras_classes:
+            KERAS_CHECKS.setdefault(name, []).append(fn)
         return fn
 
     return deco

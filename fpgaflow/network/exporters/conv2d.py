@@ -3,7 +3,7 @@ MAC fields shared with Dense."""
 
 from __future__ import annotations
 
-from fpgaflow.network.exporters import exporter
+from fpgaflow.network.exporters import exporter, keras_check
 from fpgaflow.network.exporters.dense import _mac_fields
 
 GEOMETRY = (
@@ -31,6 +31,16 @@ def check_channels_last(layer) -> None:
             f"layer {layer.name!r} ({layer.class_name}): data_format {fmt!r} is not supported "
             "(supported: channels_last)"
         )
+
+
+@keras_check("Conv1D", "QConv1D", "Conv2D", "QConv2D", "QConv2DBatchnorm")
+def no_dilation(layer) -> str | None:
+    """hls4ml 1.3.0 ignores ``dilation_rate``: its firmware would be a plain convolution."""
+    rate = layer.get_config().get("dilation_rate", 1)
+    rates = rate if isinstance(rate, (list, tuple)) else (rate,)
+    if any(int(r) != 1 for r in rates):
+        return f"dilation_rate {tuple(rates)} is not supported (hls4ml ignores it; supported: 1)"
+    return None
 
 
 @exporter("Conv2D", "PointwiseConv2D", "Conv2DBatchnorm", keras=("Conv2D", "QConv2D", "QConv2DBatchnorm"))

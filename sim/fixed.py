@@ -186,6 +186,11 @@ class FixedType:
     # ------------------------------------------------------------- conversions
     def quantize(self, x: np.ndarray | float) -> np.ndarray:
         """Float values exactly as this type holds them (float64; exact up to 53 bits)."""
+        self._check_declared("quantize")
+        x = np.asarray(x, dtype=np.float64)
+        if _fast_double_ok(self) and -1022 <= -self.frac_bits:  # the lsb is a normal double
+            _refuse_nan(x, self)
+            return _fast_from_double(x.reshape(-1), self, values=True).reshape(x.shape)
         return self.from_raw(self.to_raw(x))
 
     def to_raw(self, x: np.ndarray | float) -> np.ndarray:
@@ -514,12 +519,16 @@ def _wrap(raw: RawArray, width: int, signed: bool) -> RawArray:
     return u
 
 
-def _from_double(x: np.ndarray, dst: FixedType) -> RawArray:
-    """``dst_t(double)`` for every element: the float64 fast path where it applies, the
-    literal port of the header's constructors for everything else."""
+def _refuse_nan(x: np.ndarray, dst: FixedType) -> None:
     if np.isnan(x).any():
         nan = int(np.isnan(x).sum())
         raise ValueError(f"{dst}: cannot represent NaN ({nan} of {x.size} values are NaN)")
+
+
+def _from_double(x: np.ndarray, dst: FixedType) -> RawArray:
+    """``dst_t(double)`` for every element: the float64 fast path where it applies, the
+    literal port of the header's constructors for everything else."""
+    _refuse_nan(x, dst)
     if _fast_double_ok(dst):
         return _fast_from_double(x.reshape(-1), dst).reshape(x.shape)
     return _from_double_exact(x, dst)
@@ -561,22 +570,30 @@ class _Scratch:
         return self.y[:n], self.t[:n], self.d[:n], self.m1[:n], self.m2[:n]
 
 
-def _fast_from_double(x: np.ndarray, dst: FixedType) -> np.ndarray:
-    out = np.empty(x.size, dtype=np.int64)
+def _fast_from_double(x: np.ndarray, dst: FixedType, values: bool = False) -> np.ndarray:
+    """Raw int64 results, or with ``values`` the float64 values they stand for (computed
+    chunk by chunk through a cached int64 buffer, so ``quantize`` costs one output)."""
+    out = np.empty(x.size, dtype=np.float64 if values else np.int64)
     scratch = _Scratch(min(_CHUNK, x.size))
+    raw_buf = np.empty(min(_CHUNK, x.size), dtype=np.int64) if values else None
+    lsb = dst.lsb
     slow = []
     with np.errstate(over="ignore", invalid="ignore"):  # infinities are handled, not errors
         for start in range(0, x.size, _CHUNK):
             stop = min(start + _CHUNK, x.size)
+            raw = raw_buf[: stop - start] if values else out[start:stop]
             if dst.integer:
-                _int_chunk(x[start:stop], dst, out[start:stop])
+                _int_chunk(x[start:stop], dst, raw)
             else:
-                bad = _fixed_chunk(x[start:stop], dst, out[start:stop], scratch)
+                bad = _fixed_chunk(x[start:stop], dst, raw, scratch)
                 if bad is not None:
                     slow.append(bad + start)
+            if values:
+                np.multiply(raw, lsb, out=out[start:stop])
     if slow:
         idx = np.concatenate(slow)
-        out[idx] = _narrow(dst, _from_double_exact(x[idx], dst))
+        exact = _narrow(dst, _from_double_exact(x[idx], dst))
+        out[idx] = dst.from_raw(exact) if values else exact
     return out
 
 

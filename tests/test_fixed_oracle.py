@@ -302,6 +302,13 @@ def _bits(raw, width: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------- tests
+def _quantize_failures(t: FixedType, x: np.ndarray, theirs: list[int]) -> list:
+    """``quantize`` (its own fast path) against the values of the header's bits."""
+    values = t.from_raw(np.array([_wrap_int(v, t.width, t.signed) for v in theirs], dtype=object))
+    ours = t.quantize(x)
+    return [(str(t), "quantize", float(x[k])) for k in np.flatnonzero(ours != values)]
+
+
 def _extras(n: int) -> list:
     floats = st.floats(allow_nan=False, width=64)
     return _collect(st.lists(floats, min_size=6, max_size=6), n, 9)
@@ -332,6 +339,7 @@ def test_doubles_into_every_mode(oracle):
         cases += len(x)
         modes[(t.quantization, t.overflow, t.signed, min(t.sat_bits, 2))] += 1
         failures += [(str(t), float(v), hex(a), hex(b)) for v, a, b in zip(x, ours, theirs, strict=True) if a != b]
+        failures += _quantize_failures(t, x, theirs)
     assert len({m[:3] for m in modes}) == len(QUANTIZATION_MODES) * (len(OVERFLOW_MODES) * 2 - 1)
     _report("double -> type", cases, len(ids), failures)
 
@@ -363,6 +371,7 @@ def test_long_arrays_across_chunk_boundaries(oracle):
         theirs = [parse_bits(g) for g in got]
         cases += len(x)
         failures += [(str(t), k, float(x[k])) for k, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
+        failures += _quantize_failures(t, x, theirs)
     assert len(picks) >= 8
     _report("long arrays (double -> type)", cases, len(picks), failures)
 

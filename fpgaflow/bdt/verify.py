@@ -88,6 +88,11 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     source = load_model(project)
     if emulator.meta["source"]["sha256"] != source.sha256:
         raise ProjectError(f"{source.path} changed since `fpgaflow synth`; run it again")
+    from fpgaflow.bdt.export import firmware_types
+
+    configured = {k: (str(v) if v is not None else None) for k, v in firmware_types(cfg).items()}
+    if emulator.meta["types"] != configured or emulator.meta["backend"] != cfg.backend:
+        raise ProjectError(f"{project.file} changed since `fpgaflow synth` (backend or precisions); run it again")
     x = inputs(args, source, cfg)
     _say(f"{len(x)} inputs; emulator {emulator.id}")
     start = time.monotonic()

@@ -180,3 +180,12 @@ def test_a_conifer_model_splitting_on_a_missing_feature(tmp_path, capsys):
     (tmp_path / "project.yml").write_text("ConiferModel: model.json\n")
     assert main(["synth", str(tmp_path)]) == 2
     assert "tree 0 output 0 node 0 splits on feature 3; the model has 2 features" in capsys.readouterr().err
+
+
+def test_verify_refuses_a_project_changed_since_synth(tmp_path, capsys):
+    make_project(tmp_path, xgb_binary(3, 2))
+    assert main(["synth", str(tmp_path)]) == 0
+    text = (tmp_path / "project.yml").read_text().replace("ap_fixed<18,9>", "ap_fixed<20,9>")
+    (tmp_path / "project.yml").write_text(text)
+    assert main(["verify", str(tmp_path), "--samples", "10"]) == 2
+    assert "changed since `fpgaflow synth`" in capsys.readouterr().err

@@ -442,6 +442,14 @@ def write_docs(rows, lat, lat_rate, lat_batch, fb, args) -> None:
         "Events per CPU-second divide by the CPU time the receiving process itself used (the node: "
         "all its workers; raw: the receiving loop): on a machine whose cores the senders and other "
         "work share, that is the rate a receiver would sustain with a core of its own.",
+        "",
+        "Where the node's time goes (cProfile of the daemon): per message it costs what the raw loop "
+        "costs (one `recv_into` into a reused buffer; a drain of alike messages is validated as one "
+        "array), but every fragment is copied twice more, into its event's slot and out with its event "
+        "(one row copy), and with files once more into a 1 MB HDF5 chunk written with `H5Dwrite_chunk`. "
+        "On this machine, with its memory bandwidth shared (a 4 MB memcpy ran at 0.4-5 GB/s during "
+        "these runs), those copies are what separates the node from the raw loop; the aim of 0.8 is not "
+        "reached here. A second worker does not help on 2 shared cores (it competes with the 4 senders).",
     ]
     lines += [
         "",

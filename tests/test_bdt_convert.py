@@ -33,6 +33,7 @@ SKLEARN = {
     "RandomForestRegressor": {"depth": None, "n_trees": 5},
     "ExtraTreesRegressor": {},
     "HistGradientBoostingClassifier": {},
+    "HistGradientBoostingClassifier-3": {"n_classes": 3},
     "HistGradientBoostingRegressor": {},
 }
 

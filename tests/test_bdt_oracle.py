@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 import pytest
-from bdt_helpers import make_project, sklearn_model, xgb_binary, xgb_multiclass
+from bdt_helpers import make_project, sklearn_model, xgb_binary, xgb_multiclass, xgb_regressor
 
 import sim
 from fpgaflow.bdt.config import read_config
@@ -25,7 +25,9 @@ N_INPUTS = 10_000
 MODELS = {
     "xgboost-binary-100x4": lambda: xgb_binary(100, 4),
     "xgboost-multiclass": lambda: xgb_multiclass(20, 3),
+    "xgboost-poisson-regressor": lambda: xgb_regressor("count:poisson", 20, 3),
     "sklearn-GradientBoostingClassifier": lambda: sklearn_model("GradientBoostingClassifier", 30, 3),
+    "sklearn-HistGradientBoostingClassifier-3": lambda: sklearn_model("HistGradientBoostingClassifier", 10, 3, 3),
     "sklearn-GradientBoostingRegressor": lambda: sklearn_model("GradientBoostingRegressor", 30, 3),
     "sklearn-RandomForestClassifier-3": lambda: sklearn_model("RandomForestClassifier", 20, 5, n_classes=3),
     "sklearn-RandomForestRegressor": lambda: sklearn_model("RandomForestRegressor", 20, 4),

@@ -83,7 +83,7 @@ def _hist_gradient_boosting(est: Any, n_features: int, where: str) -> dict[str, 
             row.append(make_tree(nodes["feature_idx"], nodes["num_threshold"], nodes["value"], left, right, n_features))
         trees.append(row)
     baseline = np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1)
-    n_classes = int(getattr(est, "n_classes_", 1)) if hasattr(est, "classes_") else 1
+    n_classes = len(est.classes_) if hasattr(est, "classes_") else 1
     return make_ensemble(trees, n_features, n_classes, list(baseline), "sklearn", "<=")
 
 

@@ -294,3 +294,31 @@ def test_dilated_convolution_is_refused(tmp_path_factory):
     out = k.layers.Conv2D(2, 3, dilation_rate=2, name="dilated")(inp)
     with pytest.raises(ProjectError, match=r"'dilated' of type Conv2D: dilation_rate \(2, 2\)"):
         synth(tmp_path_factory, k.Model(inp, out), "dilated", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_parallel")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_conv_and_pool_geometries(tmp_path_factory, io_type):
+    """Odd image sizes: strided 'same' convolutions with asymmetric padding, 1xN and
+    4x2 kernels with unequal strides, non-square pools."""
+    import tensorflow as tf
+
+    k = tf.keras
+    inp = k.Input(shape=(9, 9, 2), name="x")
+    branches = [
+        k.layers.Conv2D(3, 3, strides=2, padding="same", name="cs")(inp),
+        k.layers.MaxPooling2D(3, name="mp3")(inp),
+        k.layers.AveragePooling2D((2, 3), name="ap23")(inp),
+        k.layers.Conv2D(2, (1, 3), strides=(1, 2), padding="same", name="c13")(inp),
+        k.layers.Conv2D(2, (4, 2), strides=(3, 2), padding="same", name="c42")(inp),
+    ]
+    flat = [k.layers.Flatten(name=f"f{i}")(b) for i, b in enumerate(branches)]
+    h = flat[0]
+    for i, f in enumerate(flat[1:]):
+        h = k.layers.Concatenate(name=f"j{i}")([h, f])
+    model = k.Model(inp, h)
+    randomize_weights(model, seed=7)
+    config = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}}
+    oracle = synth(tmp_path_factory, model, f"geometries_{io_type}", config, io_type)
+    result = assert_every_layer_exact(oracle)
+    assert {"cs", "mp3", "ap23", "c13", "c42"} <= set(result["compared_layers"])

@@ -37,7 +37,7 @@ class NodeSection:
     status_file: str = "node-status.json"
     status_interval_s: float = 1.0
     log_level: str = "info"
-    drain_max: int = 256  # messages taken from one socket per poll
+    drain_max: int = 1024  # messages taken from one socket per poll
 
 
 @dataclass

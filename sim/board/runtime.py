@@ -227,7 +227,9 @@ class Board:
                     break
                 time.sleep(0.005)  # keep answering reconnects until the nodes acknowledged everything
             elif cfg.rate > 0 and (end is None or next_event < end):
-                wait = (next_event - first) / cfg.rate - (time.monotonic() - t0)
+                # wait until a full message of events is due (at most 5 ms): one fragment per
+                # message would cost the node a receive per fragment
+                wait = (next_event - first + cfg.batch) / cfg.rate - (time.monotonic() - t0)
                 time.sleep(min(max(wait, 0.0), 0.005))
             elif delayed:
                 time.sleep(min(max(delayed[0][0] - time.monotonic(), 0.0), 0.005))

@@ -106,6 +106,10 @@ def conv2d_parallel(tmp_path_factory):
     # max pooling with padding on an unsigned type: the firmware pads with 2**(W-1)
     mpu = k.layers.MaxPooling2D(3, strides=2, padding="same", name="mpu")(r1)
     h = k.layers.Concatenate(name="cat7")([h, k.layers.Flatten(name="f5")(mpu)])
+    # depthwise and separable (hls4ml: depthwise + pointwise) convolutions
+    dw = k.layers.Activation("relu", name="rdw")(k.layers.DepthwiseConv2D(3, padding="same", name="dw")(p1))
+    sep = k.layers.Activation("relu", name="rsep")(k.layers.SeparableConv2D(2, (2, 3), name="sep")(dw))
+    h = k.layers.Concatenate(name="cat8")([h, k.layers.Flatten(name="f6")(sep)])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=3)
@@ -136,7 +140,7 @@ def test_conv2d_pipeline_io_parallel(conv2d_parallel):
     assert spec["p2"]["pool_op"] == "average" and spec["p2"]["pad_bottom"] + spec["p2"]["pad_right"] > 0
     assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"] and found["zp2"] == "zeropad2d"
     result = assert_every_layer_exact(conv2d_parallel)
-    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1", "zp2", "c4", "mpu"}
+    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1", "zp2", "c4", "mpu", "dw", "sep_depthwise", "sep_pointwise"}
     assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} | layers_1d <= set(result["compared_layers"])
     assert len(np.unique(result["outputs"][:, 0])) > 100  # the inputs exercise the network
     mpu = conv2d_parallel.net.trace(conv2d_parallel.random_inputs(200, seed=1))["mpu"].values
@@ -174,6 +178,9 @@ def conv2d_stream(tmp_path_factory):
     h = k.layers.Concatenate(name="cat2")([h, g2])
     h = k.layers.Concatenate(name="cat3")([h, mul1])
     h = k.layers.Concatenate(name="cat4")([h, max1])
+    dw = k.layers.Activation("relu", name="rdw")(k.layers.DepthwiseConv2D(3, padding="same", name="dw")(p1))
+    sep = k.layers.Activation("relu", name="rsep")(k.layers.SeparableConv2D(2, (2, 3), name="sep")(dw))
+    h = k.layers.Concatenate(name="cat5")([h, k.layers.Flatten(name="f6")(sep)])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=4)
@@ -188,6 +195,8 @@ def conv2d_stream(tmp_path_factory):
             "ap1": {"Precision": {"accum": "ap_fixed<13,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
             "ga1": {"Precision": {"accum": "ap_fixed<18,8>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
             "mul1": {"Precision": {"result": "ap_fixed<12,5,AP_RND,AP_SAT>"}},
+            "dw": {"Strategy": "Resource", "ReuseFactor": 3},
+            "sep": {"Strategy": "Resource", "ReuseFactor": 6},
         },
     }
     return synth(tmp_path_factory, model, "conv2d_stream", hls_config, "io_stream")
@@ -199,7 +208,7 @@ def test_conv2d_pipeline_io_stream(conv2d_stream):
     spec = {layer.name: layer.spec for layer in conv2d_stream.net.layers}
     assert spec["p2"]["stream"] and spec["c1"]["pad_left"] == 0  # padding moved into the zeropad layer
     result = assert_every_layer_exact(conv2d_stream)
-    layers_1d = {"c1d", "mp1", "ap1", "gm1", "ga1", "mul1", "max1"}
+    layers_1d = {"c1d", "mp1", "ap1", "gm1", "ga1", "mul1", "max1", "dw", "sep_depthwise", "sep_pointwise"}
     assert {"c1", "p1", "c2", "p2", "c3", "g1", "g2", "out"} | layers_1d <= set(result["compared_layers"])
 
 
@@ -280,6 +289,20 @@ def test_physics_cnn_resource_io_stream(tmp_path_factory, backend):
     oracle = synth(tmp_path_factory, physics_cnn(), name, PHYSICS_CONFIG, "io_stream", backend=backend)
     assert oracle.net.manifest.meta["backend"] == backend
     assert_every_layer_exact(oracle)
+
+
+def test_depthwise_resource_io_parallel_is_refused(tmp_path_factory):
+    """hls4ml's io_parallel depthwise kernel asserts against the Resource strategy."""
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    k = tf.keras
+    inp = k.Input(shape=(5, 5, 2), name="x")
+    out = k.layers.DepthwiseConv2D(3, name="dw_res")(inp)
+    config = {"Model": {"Precision": "ap_fixed<16,6>", "Strategy": "Resource"}}
+    with pytest.raises((ProjectError, ValueError), match="'dw_res' .*resource strategy is not supported"):
+        synth(tmp_path_factory, k.Model(inp, out), "dw_res", config, "io_parallel")
 
 
 def test_dilated_convolution_is_refused(tmp_path_factory):

@@ -68,3 +68,36 @@ def _as_resource_kernel_reads(spec: dict, ctx) -> None:
     held = np.transpose(ctx.arrays[key], (3, 0, 1, 2))  # the array as hls4ml holds it
     f, fh, fw, c = spec["n_filt"], spec["filt_height"], spec["filt_width"], spec["n_chan"]
     ctx.arrays[key] = np.ascontiguousarray(held.reshape(f, fh, fw, c).transpose(1, 2, 3, 0))
+
+
+@exporter("DepthwiseConv2D", keras=("DepthwiseConv2D", "SeparableConv2D"))
+def export_depthwise_conv2d(layer, ctx) -> dict:
+    """A depthwise convolution is the conv2d kernel with a block-diagonal weight: output
+    channel c sees only input channel c.  The firmware's product kernel
+    (``nnet_depthwise_product.h``) casts each product to ``accum_t`` and adds the taps
+    in order into ``acc[c]``, exactly what the dense MAC does with zeros elsewhere
+    (adding a zero product changes no accumulator, saturating or not).  hls4ml splits a
+    SeparableConv2D into this and a pointwise Conv2D."""
+    import numpy as np
+
+    check_channels_last(layer)
+    if int(layer.get_attr("depth_multiplier", 1)) != 1:
+        raise ValueError(
+            f"layer {layer.name!r} ({layer.class_name}): depth_multiplier "
+            f"{layer.get_attr('depth_multiplier')} is not supported (hls4ml supports 1)"
+        )
+    strategy = str(layer.get_attr("strategy", "latency")).lower()
+    if ctx.io_type == "io_parallel" and strategy != "latency":
+        raise ValueError(
+            f"layer {layer.name!r} ({layer.class_name}): the {strategy} strategy is not supported in io_parallel "
+            "(hls4ml's depthwise_conv_2d_cl asserts against it; use Latency, or io_stream)"
+        )
+    spec = {"kind": "conv2d", **{key: int(layer.get_attr(key)) for key in GEOMETRY}}
+    spec["parallelization_factor"] = int(layer.get_attr("parallelization_factor", 1))
+    spec = _mac_fields(layer, ctx, spec, None)  # keep the array as the firmware holds it
+    key = spec["arrays"]["weight"]
+    fh, fw, c = spec["filt_height"], spec["filt_width"], spec["n_chan"]
+    taps = ctx.arrays[key].reshape(fh, fw, c)  # the kernel reads it flat, (H, W, C) order
+    ctx.arrays[key] = np.ascontiguousarray(taps[..., None] * np.eye(c, dtype=np.int64))  # (H, W, C, C)
+    spec["depthwise"] = True
+    return spec

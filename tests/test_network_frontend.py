@@ -207,3 +207,21 @@ def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     config = write_project(tmp_path / "p", {"KerasJson": "t.json", "KerasH5": "t_weights.h5"}, files)
     with pytest.raises((ProjectError, ValueError), match=r"'my_ternary' \(TernaryTanh.*generates no call"):
         _synth(config)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_emulator_threads_survive_fork(jet_project):
+    """predict runs chunks in a thread pool; a forked child (a node worker, a board
+    stand-in) must get a working pool, not the parent's dead one."""
+    import os
+
+    import sim
+
+    net = sim.load(jet_project.build_dir / "emulator")
+    x = np.random.default_rng(1).uniform(-40, 40, size=(20_000, 16))
+    expected = net.predict(x).raw  # the parent's pool now exists
+    pid = os.fork()
+    if pid == 0:  # child: same answer, no hang
+        os._exit(0 if np.array_equal(net.predict(x).raw, expected) else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

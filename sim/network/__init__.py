@@ -29,6 +29,16 @@ THREADS = max(1, min(4, os.cpu_count() or 1))  # NumPy and BLAS release the GIL
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    """A forked child inherits the pool object but not its threads: start afresh."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _chunked(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
     """``fn`` over chunks of ``x`` (in threads when there are several), concatenated."""
     global _pool

@@ -93,16 +93,12 @@ class Softmax(Layer):
             self.inv_table_type = self.type_of("inv_table_type")
             self.accum_type = self.type_of("accum_type")
             self.inv_inp_type = self.type_of("inv_inp_type")
-            scale = F32(self.spec.get("exp_scale", 1.0))
-            if impl == "stable":
-                self.inp_norm_type = self.type_of("inp_norm_type")
-                x = -(value_of_index(self.inp_norm_type, self.exp_size) * scale)
-                self.exp_table_raw = None
-            else:
-                self.inp_norm_type = None
-                x = None  # the latency table is addressed by the input type: built on first use
+            # the latency implementation's exp table is addressed by the input type: built on first use
             self._exp_tables: dict[FixedType, np.ndarray] = {}
-            if x is not None:
+            if impl == "stable":
+                # addressed by x_max - x in inp_norm_t, holding exp(-value): init_exp_table(..., negative=true)
+                self.inp_norm_type = self.type_of("inp_norm_type")
+                x = -(value_of_index(self.inp_norm_type, self.exp_size) * F32(self.spec.get("exp_scale", 1.0)))
                 self._stable_exp = self.exp_table_type.to_raw(expf(x).astype(np.float64))
             inv_x = value_of_index(self.inv_inp_type, self.inv_size)
             self.inv_table = self.inv_table_type.to_raw((F32(1) / inv_x).astype(np.float64))

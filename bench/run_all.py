@@ -96,10 +96,14 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, str]]:
 
     if data is not None:
         walk(data, "")
+    context = ""
     for line in result["stdout"].splitlines():
+        c = re.search(r"raw pyzmq PUSH/PULL, (\d+) fragment", line)
+        if c:
+            context = f"{c.group(1)} fragment(s)/message, "
         m = re.search(r"^\s*(.+?):\s*([\d,]+) events/s = ([\d.]+) x raw", line)
         if m:
-            rows.append((f"{m.group(1).strip()} vs raw pyzmq PUSH/PULL", m.group(3)))
+            rows.append((f"{context}{m.group(1).strip()} vs raw pyzmq PUSH/PULL", m.group(3)))
     return rows
 
 
@@ -133,9 +137,9 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
     if old:
         when = re.search(r"`bench/run_all.py[^`]*`, ([^,]+),", old.group(0))
         for line in old.group(0).splitlines():
-            m = re.match(r"^\| `(bench_\w+\.py)` \|", line)
+            m = re.match(r"^\| `(bench_\w+\.py)`( \(earlier run[^)]*\))? \|", line)
             if m and m.group(1) not in ran:
-                kept.append(line if "(earlier run" in line or not when else line.replace(
+                kept.append(line if m.group(2) or not when else line.replace(
                     f"| `{m.group(1)}` |", f"| `{m.group(1)}` (earlier run, {when.group(1)}) |", 1))  # fmt: skip
     for r in results:
         rows = ratios(r) if r["exit"] == 0 else []

@@ -299,3 +299,38 @@ def test_resource_kernels_with_saturating_accumulators(tmp_path_factory):
     rfs = [(specs[f"fc{i}"]["reuse_factor"], specs[f"fc{i}"]["n_in"]) for i in range(3)]
     assert rfs == [(4, 16), (24, 12), (16, 8)], rfs
     _assert_exact(oracle)
+
+
+def test_power_of_two_weights_and_alpha_scales(tmp_path_factory):
+    """QKeras po2 weights (``weight_exponential`` shift products) and quantizers with
+    ``alpha='auto'`` / ``'auto_po2'`` (hls4ml's ApplyAlpha layers, po2 scales included)."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+    from qkeras.quantizers import quantized_bits, quantized_po2
+
+    k = tf.keras
+    inp = k.Input((8,), name="x")
+    h = QDense(
+        6,
+        name="q_po2alpha",
+        kernel_quantizer=quantized_bits(6, 0, alpha="auto_po2"),
+        bias_quantizer=quantized_bits(6, 0, alpha=1),
+    )(inp)
+    h = QActivation("quantized_relu(6,2)", name="r0")(h)
+    h = QDense(
+        6,
+        name="q_auto",
+        kernel_quantizer=quantized_bits(8, 1, alpha="auto"),
+        bias_quantizer=quantized_bits(8, 3, alpha=1),
+    )(h)
+    h = QActivation("quantized_relu(8,3)", name="r1")(h)
+    h = QDense(4, name="q_po2", kernel_quantizer=quantized_po2(4), bias_quantizer=quantized_bits(8, 3, alpha=1))(h)
+    model = k.Model(inp, h)
+    rng = np.random.default_rng(41)
+    for layer in model.layers:
+        if layer.get_weights():
+            layer.set_weights([rng.normal(0, 0.8, w.shape).astype(np.float32) for w in layer.get_weights()])
+    oracle = _synth(tmp_path_factory, model, "po2", {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1}})
+    classes = [layer.spec["class_name"] for layer in oracle.net.layers]
+    assert classes.count("ApplyAlpha") == 2, classes
+    _assert_exact(oracle)

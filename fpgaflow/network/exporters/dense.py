@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from fpgaflow.network.exporters import exporter, written_raw
-from fpgaflow.network.types import layer_type
+from fpgaflow.network.types import ap_type, layer_type
 
 SUPPORTED_STRATEGIES = ("latency", "resource", "resource_unrolled")
-PRODUCTS = ("mult", "weight_binary", "weight_ternary", "data_binary")
+PRODUCTS = ("mult", "weight_binary", "weight_ternary", "data_binary", "weight_exponential")
 
 
 def product_kind(layer) -> str:
@@ -25,6 +25,40 @@ def product_kind(layer) -> str:
     return kind
 
 
+def exponent_weights(layer, var, x_type_text: str) -> tuple[np.ndarray, str]:
+    """Power-of-two weights (QKeras po2 / ``alpha='auto_po2'``) as ordinary fixed-point
+    weights, when that is exact.
+
+    The firmware's ``product::weight_exponential`` casts ``x`` into
+    ``r_T = ap_fixed<2(We+Wx), We+Wx>``, shifts it by the exponent (right for negative
+    exponents, bits below r_T's LSB dropped; left within r_T's width) and negates for
+    sign 0.  That equals the exact ``x * (+-2**e)`` when no bit is dropped and nothing
+    overflows r_T for any ``x`` of the input type: checked here, else refused.  The
+    exponents and signs are those hls4ml writes (``int(log2|y|)``, sign ``y >= 0``)."""
+    from sim.fixed import FixedType
+
+    y = np.asarray(var.data, dtype=np.float64)
+    if np.any(y == 0) or not np.all(np.isfinite(y)):
+        raise ValueError(f"layer {layer.name!r}: power-of-two weights contain 0 or non-finite values")
+    exps = (np.log2(np.abs(y)) / np.log2(2.0)).astype("int")
+    signs = np.where(y < 0, -1, 1)
+    we = int(var.type.precision.width)
+    x_type = FixedType.parse(x_type_text)
+    wr, fr = 2 * (we + x_type.width), we + x_type.width
+    worst = max(abs(x_type.min_raw), abs(x_type.max_raw)) << max(0, fr - x_type.frac_bits + int(exps.max()))
+    lossless = fr - x_type.frac_bits + int(exps.min()) >= 0  # the net shift from x's raw to r_T's never drops bits
+    if not lossless or worst >= (1 << (wr - 1)):
+        raise ValueError(
+            f"layer {layer.name!r}: power-of-two weights with exponents {int(exps.min())}..{int(exps.max())} "
+            f"on input {x_type} would lose bits or overflow in the firmware's shift product; not emulated"
+        )
+    e_min = int(exps.min())
+    frac = max(0, -e_min)
+    raw = signs * (np.ones_like(exps, dtype=np.int64) << (exps + frac).astype(np.int64))
+    width = int(np.abs(raw).max()).bit_length() + 1
+    return raw.astype(np.int64), str(FixedType(width, width - frac))
+
+
 def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> dict:
     strategy = str(layer.get_attr("strategy", "latency")).lower()
     if strategy not in SUPPORTED_STRATEGIES:
@@ -33,10 +67,15 @@ def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> 
             f"(supported: {', '.join(SUPPORTED_STRATEGIES)})"
         )
     w_var, b_var = layer.weights["weight"], layer.weights["bias"]
-    w_type = layer_type(layer, "weight_t")
     b_type = layer_type(layer, "bias_t")
-    w = written_raw(w_var, w_type)
     product = product_kind(layer)
+    if product == "weight_exponential":
+        in_type = ap_type(layer.get_input_variable().type.precision, f"layer {layer.name!r} input")
+        w, w_type = exponent_weights(layer, w_var, in_type)
+        product = "mult"
+    else:
+        w_type = layer_type(layer, "weight_t")
+        w = written_raw(w_var, w_type)
     if product == "weight_binary":  # ap_uint<1> weights: 0 means -1 (the kernel returns -a), 1 means +1
         w, w_type = np.where(w == 0, -1, 1), "ap_int<2>"
     if layer.get_attr("_weights_transposed", False) and weight_axes is not None:

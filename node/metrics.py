@@ -166,4 +166,7 @@ def serve_prometheus(get_snapshot, host: str, port: int) -> Any:
 
     registry = CollectorRegistry()
     registry.register(Collector())
-    return start_http_server(port, addr=host, registry=registry)
+    try:
+        return start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise RuntimeError(f"metrics.port {port}: cannot serve metrics on {host} ({exc})") from None

@@ -334,3 +334,36 @@ def test_power_of_two_weights_and_alpha_scales(tmp_path_factory):
     classes = [layer.spec["class_name"] for layer in oracle.net.layers]
     assert classes.count("ApplyAlpha") == 2, classes
     _assert_exact(oracle)
+
+
+def test_batchnorm_merged_with_binary_and_ternary_tanh(tmp_path_factory):
+    """BatchNormalization followed by a binary/ternary QActivation: hls4ml merges them
+    into threshold layers (BatchNormalizationQuantizedTanh); the Dense after the binary
+    one multiplies 1-bit data (``data_binary``)."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+    from qkeras.quantizers import quantized_bits
+
+    k = tf.keras
+    q = {"kernel_quantizer": quantized_bits(6, 0, alpha=1), "bias_quantizer": quantized_bits(6, 0, alpha=1)}
+    inp = k.Input((10,), name="x")
+    h = k.layers.BatchNormalization(name="bn0")(QDense(8, name="q0", **q)(inp))
+    h = QActivation("binary(alpha=1)", name="binary")(h)
+    h = k.layers.BatchNormalization(name="bn1")(QDense(8, name="q1", **q)(h))
+    h = QActivation("ternary(alpha=1)", name="ternary")(h)
+    model = k.Model(inp, k.layers.Dense(3, name="out")(h))
+    rng = np.random.default_rng(43)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if layer.name.startswith("bn"):
+            n = ws[0].shape[0]
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n), rng.uniform(0.5, 2, n)]
+            )
+        elif ws:
+            layer.set_weights([rng.normal(0, 0.8, w.shape).astype(np.float32) for w in ws])
+    oracle = _synth(tmp_path_factory, model, "bnq", {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1}})
+    modes = [layer.spec.get("mode") for layer in oracle.net.layers if layer.spec["kind"] == "bn_quantized_tanh"]
+    assert modes == ["binary", "ternary"]
+    assert {layer.spec.get("product") for layer in oracle.net.layers} >= {"data_binary"}
+    _assert_exact(oracle)

@@ -27,17 +27,29 @@ m = xgb.XGBClassifier(n_estimators=6, max_depth=3, n_jobs=1)
 m.fit(x, y)
 m.get_booster().save_model("model.json")
 """
+PROJECT = "ProjectName: tiny\nXGBoostModel: model.json\nInputPrecision: ap_fixed<16,6>\n"
 
 
 @pytest.fixture(scope="session")
 def manifest(tmp_path_factory) -> Path:
-    """A real firmware manifest: a tiny xgboost model through ``fpgaflow synth``."""
-    d = tmp_path_factory.mktemp("bdt_project")
-    subprocess.run([sys.executable, "-c", BDT_MODEL], cwd=d, check=True)
-    (d / "project.yml").write_text("ProjectName: tiny\nXGBoostModel: model.json\nInputPrecision: ap_fixed<16,6>\n")
-    out = subprocess.run([sys.executable, "-m", "fpgaflow.cli", "synth", str(d)], cwd=ROOT, capture_output=True,
-                         text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    """A real firmware manifest: a tiny xgboost model through ``fpgaflow synth``, built
+    once per run even across xdist workers (a file lock in the run's shared folder)."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    d = root / "node-bdt-project"
+    with open(root / "node-bdt-project.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (d / "build" / "emulator" / "manifest.json").is_file():
+            d.mkdir(exist_ok=True)
+            subprocess.run([sys.executable, "-c", BDT_MODEL], cwd=d, check=True)
+            (d / "project.yml").write_text(PROJECT)
+            cmd = [sys.executable, "-m", "fpgaflow.cli", "synth", str(d)]
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+            assert out.returncode == 0, out.stderr
     return d / "build" / "emulator"
 
 

@@ -10,6 +10,7 @@ as a single array.  ``docs/protocol.md`` is the reference; this module is the co
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -235,12 +236,10 @@ def encode_fragments(
     source: int, sequence: int, fragments: np.ndarray, manifest: bytes = bytes(8), type_: int = FRAGMENTS
 ) -> bytes:
     """A FRAGMENTS (or offload) message from a fragment array made by ``make_fragments``."""
-    raw = fragments.dtype["inputs"].base.itemsize
+    d = fragments.dtype
     return encode(
-        type_, source, sequence, fragments,
-        n_inputs=fragments.dtype["inputs"].shape[0] if fragments.dtype["inputs"].shape else 1,
-        n_outputs=fragments.dtype["result"].shape[0] if fragments.dtype["result"].shape else 1,
-        raw_bytes=raw, manifest=manifest, sent_ns=0,
+        type_, source, sequence, fragments, n_inputs=d["inputs"].shape[0], n_outputs=d["result"].shape[0],
+        raw_bytes=d["inputs"].base.itemsize, manifest=manifest, sent_ns=time.time_ns(),
     )  # fmt: skip
 
 

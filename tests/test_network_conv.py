@@ -106,10 +106,12 @@ def conv2d_parallel(tmp_path_factory):
     # max pooling with padding on an unsigned type: the firmware pads with 2**(W-1)
     mpu = k.layers.MaxPooling2D(3, strides=2, padding="same", name="mpu")(r1)
     h = k.layers.Concatenate(name="cat7")([h, k.layers.Flatten(name="f5")(mpu)])
-    # depthwise and separable (hls4ml: depthwise + pointwise) convolutions
-    dw = k.layers.Activation("relu", name="rdw")(k.layers.DepthwiseConv2D(3, padding="same", name="dw")(p1))
-    sep = k.layers.Activation("relu", name="rsep")(k.layers.SeparableConv2D(2, (2, 3), name="sep")(dw))
-    h = k.layers.Concatenate(name="cat8")([h, k.layers.Flatten(name="f6")(sep)])
+    # 1-d depthwise and separable (hls4ml: depthwise + pointwise) convolutions; the 2-d ones
+    # cannot share an io_parallel model with them (hls4ml 1.3.0's nnet_sepconv1d_latency.h
+    # and nnet_sepconv2d_latency.h have the same include guard), see the geometries test
+    dw1 = k.layers.Activation("relu", name="rdw1")(k.layers.DepthwiseConv1D(3, padding="same", name="dw1")(seq))
+    sep1 = k.layers.Activation("relu", name="rsep1")(k.layers.SeparableConv1D(2, 3, strides=2, name="sep1")(dw1))
+    h = k.layers.Concatenate(name="cat8")([h, k.layers.Flatten(name="f7")(sep1)])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=3)
@@ -140,7 +142,19 @@ def test_conv2d_pipeline_io_parallel(conv2d_parallel):
     assert spec["p2"]["pool_op"] == "average" and spec["p2"]["pad_bottom"] + spec["p2"]["pad_right"] > 0
     assert spec["c1"]["pad_top"] == 1 and not spec["p1"]["stream"] and found["zp2"] == "zeropad2d"
     result = assert_every_layer_exact(conv2d_parallel)
-    layers_1d = {"zp1", "mp1", "ap1", "gm1", "ga1", "add1", "zp2", "c4", "mpu", "dw", "sep_depthwise", "sep_pointwise"}
+    layers_1d = {
+        "zp1",
+        "mp1",
+        "ap1",
+        "gm1",
+        "ga1",
+        "add1",
+        "zp2",
+        "c4",
+        "mpu",
+        "dw1",
+        "sep1_depthwise",
+    }
     assert {"c1", "p1", "c2", "p2", "pw", "p3", "g1", "g2", "cat3", "out"} | layers_1d <= set(result["compared_layers"])
     assert len(np.unique(result["outputs"][:, 0])) > 100  # the inputs exercise the network
     mpu = conv2d_parallel.net.trace(conv2d_parallel.random_inputs(200, seed=1))["mpu"].values
@@ -181,6 +195,10 @@ def conv2d_stream(tmp_path_factory):
     dw = k.layers.Activation("relu", name="rdw")(k.layers.DepthwiseConv2D(3, padding="same", name="dw")(p1))
     sep = k.layers.Activation("relu", name="rsep")(k.layers.SeparableConv2D(2, (2, 3), name="sep")(dw))
     h = k.layers.Concatenate(name="cat5")([h, k.layers.Flatten(name="f6")(sep)])
+    # 'valid': hls4ml 1.3.0 mis-wires two padded convolutions reading one cloned stream
+    dw1 = k.layers.Activation("relu", name="rdw1")(k.layers.DepthwiseConv1D(3, name="dw1")(seq))
+    sep1 = k.layers.Activation("relu", name="rsep1")(k.layers.SeparableConv1D(2, 3, name="sep1")(dw1))
+    h = k.layers.Concatenate(name="cat6")([h, k.layers.Flatten(name="f7")(sep1)])
     out = k.layers.Dense(5, name="out")(h)
     model = k.Model(inp, out)
     randomize_weights(model, seed=4)
@@ -197,6 +215,7 @@ def conv2d_stream(tmp_path_factory):
             "mul1": {"Precision": {"result": "ap_fixed<12,5,AP_RND,AP_SAT>"}},
             "dw": {"Strategy": "Resource", "ReuseFactor": 3},
             "sep": {"Strategy": "Resource", "ReuseFactor": 6},
+            "dw1": {"Strategy": "Resource", "ReuseFactor": 3},
         },
     }
     return synth(tmp_path_factory, model, "conv2d_stream", hls_config, "io_stream")
@@ -208,7 +227,7 @@ def test_conv2d_pipeline_io_stream(conv2d_stream):
     spec = {layer.name: layer.spec for layer in conv2d_stream.net.layers}
     assert spec["p2"]["stream"] and spec["c1"]["pad_left"] == 0  # padding moved into the zeropad layer
     result = assert_every_layer_exact(conv2d_stream)
-    layers_1d = {"c1d", "mp1", "ap1", "gm1", "ga1", "mul1", "max1", "dw", "sep_depthwise", "sep_pointwise"}
+    layers_1d = {"c1d", "mp1", "ap1", "gm1", "ga1", "mul1", "max1", "dw", "sep_depthwise", "sep_pointwise", "dw1"}
     assert {"c1", "p1", "c2", "p2", "c3", "g1", "g2", "out"} | layers_1d <= set(result["compared_layers"])
 
 
@@ -334,6 +353,8 @@ def test_conv_and_pool_geometries(tmp_path_factory, io_type):
         k.layers.AveragePooling2D((2, 3), name="ap23")(inp),
         k.layers.Conv2D(2, (1, 3), strides=(1, 2), padding="same", name="c13")(inp),
         k.layers.Conv2D(2, (4, 2), strides=(3, 2), padding="same", name="c42")(inp),
+        k.layers.DepthwiseConv2D(3, strides=2, name="dw")(inp),
+        k.layers.SeparableConv2D(3, (2, 3), name="sep")(inp),
     ]
     flat = [k.layers.Flatten(name=f"f{i}")(b) for i, b in enumerate(branches)]
     h = flat[0]
@@ -344,4 +365,20 @@ def test_conv_and_pool_geometries(tmp_path_factory, io_type):
     config = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}}
     oracle = synth(tmp_path_factory, model, f"geometries_{io_type}", config, io_type)
     result = assert_every_layer_exact(oracle)
-    assert {"cs", "mp3", "ap23", "c13", "c42"} <= set(result["compared_layers"])
+    assert {"cs", "mp3", "ap23", "c13", "c42", "dw", "sep_depthwise", "sep_pointwise"} <= set(result["compared_layers"])
+
+
+def test_miswired_stream_graph_is_refused(tmp_path_factory):
+    """hls4ml 1.3.0 mis-wires two padded convolutions reading one cloned stream (the
+    second zero padding reads the first one's output); synth names the layer."""
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    k = tf.keras
+    inp = k.Input(shape=(16, 3), name="x")
+    a = k.layers.Conv1D(2, 3, padding="same", name="ca")(inp)
+    b = k.layers.Conv1D(2, 3, padding="same", name="cb")(inp)
+    out = k.layers.Concatenate(name="cat")([a, b])
+    with pytest.raises((ProjectError, ValueError), match="hls4ml wired it to an input of shape"):
+        synth(tmp_path_factory, k.Model(inp, out), "miswired", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_stream")

@@ -382,3 +382,25 @@ def test_miswired_stream_graph_is_refused(tmp_path_factory):
     out = k.layers.Concatenate(name="cat")([a, b])
     with pytest.raises((ProjectError, ValueError), match="hls4ml wired it to an input of shape"):
         synth(tmp_path_factory, k.Model(inp, out), "miswired", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_stream")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_qconv2d_ternary_and_binary_weights(tmp_path_factory, io_type):
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D
+    from qkeras.quantizers import binary, quantized_bits, ternary
+
+    k = tf.keras
+    inp = k.Input(shape=(6, 6, 2), name="x")
+    bias = quantized_bits(8, 3, alpha=1)
+    h = QConv2D(3, 3, padding="same", name="qt", kernel_quantizer=ternary(alpha=1), bias_quantizer=bias)(inp)
+    h = QActivation("quantized_relu(6,3)", name="r")(h)
+    h = QConv2D(2, 2, name="qb", kernel_quantizer=binary(alpha=1), bias_quantizer=bias)(h)
+    model = k.Model(inp, k.layers.Flatten(name="f")(h))
+    randomize_weights(model, seed=3)
+    config = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}}
+    oracle = synth(tmp_path_factory, model, f"qconv_{io_type}", config, io_type)
+    products = {layer.name: layer.spec.get("product") for layer in oracle.net.layers}
+    assert products["qb"] == "weight_binary", products
+    assert_every_layer_exact(oracle)

@@ -205,6 +205,8 @@ def conv2d_stream(tmp_path_factory):
     hls_config = {
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
         "LayerName": {
+            "c1": {"ConvImplementation": "Encoded"},
+            "p1": {"ConvImplementation": "Encoded"},
             "c2": {"Strategy": "Resource", "ReuseFactor": 4, "Precision": {"result": "ap_fixed<18,8>"}},
             "p2": {"Precision": {"accum": "ap_fixed<14,5,AP_RND,AP_SAT>", "result": "ap_fixed<10,4,AP_RND,AP_SAT>"}},
             "c3": {"Strategy": "Resource", "ReuseFactor": 2, "Precision": {"result": "ap_fixed<16,7,AP_RND,AP_SAT>"}},
@@ -226,6 +228,8 @@ def test_conv2d_pipeline_io_stream(conv2d_stream):
     assert {"zeropad2d", "zeropad1d", "clone"} <= set(found.values())
     spec = {layer.name: layer.spec for layer in conv2d_stream.net.layers}
     assert spec["p2"]["stream"] and spec["c1"]["pad_left"] == 0  # padding moved into the zeropad layer
+    assert spec["c1"]["implementation"] == spec["p1"]["implementation"] == "encoded"
+    assert spec["c2"]["implementation"] == "linebuffer"
     result = assert_every_layer_exact(conv2d_stream)
     layers_1d = {"c1d", "mp1", "ap1", "gm1", "ga1", "mul1", "max1", "dw", "sep_depthwise", "sep_pointwise", "dw1"}
     assert {"c1", "p1", "c2", "p2", "c3", "g1", "g2", "out"} | layers_1d <= set(result["compared_layers"])

@@ -65,6 +65,7 @@ def export_conv2d(layer, ctx) -> dict:
     spec = {"kind": "conv2d", **{key: int(layer.get_attr(key)) for key in GEOMETRY}}
     check_input_shape(layer, (spec["in_height"], spec["in_width"], spec["n_chan"]))
     spec["parallelization_factor"] = int(layer.get_attr("parallelization_factor", 1))  # pixels per step
+    spec["implementation"] = str(layer.get_attr("implementation", "linebuffer")).lower()  # io_stream window
     spec = _mac_fields(layer, ctx, spec, (1, 2, 3, 0))  # (F,H,W,C) -> (H,W,C,F)
     if layer.get_attr("_weights_transposed", False):
         _as_resource_kernel_reads(spec, ctx)

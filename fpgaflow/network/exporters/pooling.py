@@ -32,6 +32,7 @@ def _common(layer, ctx, kind: str) -> dict:
         "pool_op": op,
         "accum_type": layer_type(layer, "accum_t"),
         "stream": ctx.io_type == "io_stream",
+        "implementation": str(layer.get_attr("implementation", "linebuffer")).lower(),  # same arithmetic
     }
 
 

@@ -31,6 +31,8 @@ Manifest entry (``pooling1d``, ``pooling2d``): ``pool_op`` (``max``/``average``)
 
 from __future__ import annotations
 
+from functools import reduce
+
 import numpy as np
 
 from sim.fixed import Fixed, FixedType
@@ -142,10 +144,10 @@ class Pooling(_Pooling):
         if self.stream:
             items = [cast(item, x.type, acc_t) for item in items]
             if self.op == "max":
-                return self._finish(np.maximum.reduce(items))
+                return self._finish(reduce(np.maximum, items))
             return self._finish(trunc_div(tree_sum(items, acc_t), len(items)))
         if self.op == "max":
-            return self._finish(cast(np.maximum.reduce(items), x.type, acc_t))
+            return self._finish(cast(reduce(np.maximum, items), x.type, acc_t))
         acc = np.zeros_like(items[0])
         for item in items:
             acc = add_cast(acc, acc_t, item, x.type, acc_t)

@@ -25,7 +25,8 @@ from sim.preprocessing import apply_preprocessing
 __all__ = ["Network"]
 
 CHUNK = 4096  # samples per pass through the layers: intermediates stay cache-sized
-THREADS = max(1, min(4, os.cpu_count() or 1))  # NumPy and BLAS release the GIL
+# NumPy and BLAS release the GIL; BLAS itself already uses the cores for the products
+THREADS = max(1, min(4, (os.cpu_count() or 1) // 2))
 _pool: ThreadPoolExecutor | None = None
 
 

@@ -32,13 +32,17 @@ def _fast_ok(src: FixedType, dst: FixedType) -> bool:
 
 
 def _overflow(q: np.ndarray, dst: FixedType) -> np.ndarray:
-    """Clip (AP_SAT) or keep the low W bits (AP_WRAP); ``q`` is a scratch array."""
+    """Clip (AP_SAT) or keep the low W bits (AP_WRAP); ``q`` is a scratch array.
+
+    The signed wrap is a sign extension from bit W-1: shift left then arithmetic
+    right by 64-W, in place."""
     if dst.overflow == "AP_SAT":
         return np.clip(q, dst.min_raw, dst.max_raw, out=q)
-    half = np.int64(1 << (dst.width - 1)) if dst.signed else np.int64(0)
-    q += half
+    if dst.signed:
+        q <<= np.int64(64 - dst.width)
+        q >>= np.int64(64 - dst.width)
+        return q
     q &= np.int64((1 << dst.width) - 1)
-    q -= half
     return q
 
 

@@ -31,14 +31,15 @@ _CHUNK_ELEMENTS = 1 << 22  # products held at once on the slow paths
 
 
 def wrap(raw: np.ndarray, t: FixedType) -> np.ndarray:
-    """Keep the low W bits of int64 values as type ``t`` (two's complement)."""
+    """Keep the low W bits of int64 values as type ``t`` (two's complement); in place."""
     if t.width >= 64:
         return raw
-    half = np.int64(1 << (t.width - 1)) if t.signed else np.int64(0)
-    u = raw + half
-    u &= np.int64((1 << t.width) - 1)
-    u -= half
-    return u
+    if t.signed:
+        raw <<= np.int64(64 - t.width)  # sign extension from bit W-1
+        raw >>= np.int64(64 - t.width)
+        return raw
+    raw &= np.int64((1 << t.width) - 1)
+    return raw
 
 
 def is_wrapping(t: FixedType) -> bool:

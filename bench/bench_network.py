@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "tests" / "data" / "models"
 SECTION = "## Network emulator"
 REPEATS = 5
-THREADS_NOTE = "up to 4 threads over chunks of 4,096 samples (sim.network.THREADS, CHUNK)"
+THREADS_NOTE = (
+    "chunks of 4,096 samples on half the cores, at most 4 threads (sim.network.CHUNK, THREADS), BLAS its own threads"
+)
 
 
 def _project(tmp: Path, name: str) -> Path:

@@ -225,3 +225,26 @@ def test_emulator_threads_survive_fork(jet_project):
         os._exit(0 if np.array_equal(net.predict(x).raw, expected) else 3)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.oracle
+def test_verify_exits_1_and_names_the_layer_when_the_firmware_differs(tmp_path, capsys):
+    """A manifest whose fc2 weights no longer match the firmware: ``fpgaflow verify``
+    (real csim) must exit 1 and report fc2_relu as the first diverging layer."""
+    from sim.manifest import read_manifest, write_manifest
+
+    config = write_project(tmp_path / "p", dict(JET), JET_FILES)
+    _synth(config)
+    emulator = tmp_path / "p" / "build" / "emulator"
+    m = read_manifest(emulator)
+    key = next(s for s in m.meta["layers"] if s["name"] == "fc2_relu")["arrays"]["weight"]
+    arrays = dict(m.arrays)
+    arrays[key] = arrays[key].copy()
+    arrays[key] += 1  # one LSB on every weight
+    write_manifest(emulator, {k: v for k, v in m.meta.items() if k not in ("id", "format", "format_version")}, arrays)
+    capsys.readouterr()
+    status = _cli("verify", config, "--samples", "500", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert status == 1
+    assert result["bit_exact_fraction"] < 1.0
+    assert result["first_divergence"]["layer"] == "fc2_relu"

@@ -248,3 +248,16 @@ def test_verify_exits_1_and_names_the_layer_when_the_firmware_differs(tmp_path, 
     assert status == 1
     assert result["bit_exact_fraction"] < 1.0
     assert result["first_divergence"]["layer"] == "fc2_relu"
+
+
+def test_two_input_network_is_refused(tmp_path):
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    a, b = tf.keras.Input((4,), name="a"), tf.keras.Input((4,), name="b")
+    model = tf.keras.Model([a, b], tf.keras.layers.Dense(2)(tf.keras.layers.Add()([a, b])))
+    files = save_keras(model, tmp_path / "src", "two")
+    config = write_project(tmp_path / "p", {"KerasJson": "two.json", "KerasH5": "two_weights.h5"}, files)
+    with pytest.raises(ProjectError, match="networks with 2 inputs are not supported"):
+        _synth(config)

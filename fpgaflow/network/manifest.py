@@ -45,6 +45,9 @@ def manifest_content(hls_model: Any, settings: Any, source_sha256: str) -> tuple
         for out in layer.outputs:
             producer[out] = layer.name
         layers.append(spec)
+    n_inputs = sum(1 for spec in layers if not spec["inputs"])
+    if n_inputs != 1:
+        raise ProjectError(f"networks with {n_inputs} inputs are not supported (the emulator takes one input array)")
     outputs = [producer[v] for v in hls_model.outputs]
     if len(outputs) != 1:
         raise ProjectError(f"networks with {len(outputs)} outputs are not supported (outputs: {outputs})")

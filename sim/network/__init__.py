@@ -72,6 +72,9 @@ class Network:
         first = self.layers[0]
         if first.spec["kind"] != "input":
             raise ManifestError(f"{manifest.path}: the first layer must be the input, got {first.spec['kind']!r}")
+        n_inputs = sum(1 for layer in self.layers if not layer.spec["inputs"])
+        if n_inputs != 1:
+            raise ManifestError(f"{manifest.path}: networks with {n_inputs} inputs are not supported (one input)")
         self.input_name = first.name
         last_use: dict[str, str] = {}
         for layer in self.layers:

@@ -13,17 +13,15 @@ agree bit for bit.  Writes the ``## BDT emulator`` section of docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from benchdoc import machine, now_utc, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -81,19 +79,11 @@ def bench(n: int, tmp: Path) -> dict:
 
 
 def write_section(r: dict, path: Path) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    now = now_utc()
     lines = [
         SECTION,
         "",
-        f"`bench/bench_bdt.py`, {now}, {cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
+        f"`bench/bench_bdt.py`, {now}, {machine()} (shared), "
         f"NumPy {np.__version__}. One run each on the same inputs (on thresholds, one LSB off, outside and across "
         "the input type's range). The emulator time includes loading the manifest and casting float inputs; "
         "conifer's time is its `decision_function` (one C++ call per sample) after a g++ compile listed apart. "
@@ -107,11 +97,7 @@ def write_section(r: dict, path: Path) -> None:
         f"| {r['cpp_samples_per_s']:,.0f} | {r['cpp_compile_s']:.1f} | {r['emulator_vs_cpp']:.1f}x "
         f"| {r['bit_exact_fraction'] * 100:.2f}% |",
     ]
-    section = "\n".join(lines) + "\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(SECTION, "\n".join(lines), path)
 
 
 def main() -> int:

@@ -16,15 +16,14 @@ docs/benchmarks.md.  The firmware is reused when up to date (the demo's stamp).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchdoc import machine, now_utc, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## End to end"
@@ -63,24 +62,12 @@ def bench(rates: list[float], seconds: float) -> dict:
     return {"projects": projects, "boards": 4, "seconds": seconds, "load_average": os.getloadavg()[0], "runs": runs}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared), Python {platform.python_version()}"
-
-
 def write_section(r: dict, path: Path) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = now_utc()
     lines = [
         SECTION,
         "",
-        f"`bench/bench_e2e.py --seconds {r['seconds']:g}`, {now}, {machine()}, load average "
+        f"`bench/bench_e2e.py --seconds {r['seconds']:g}`, {now}, {machine()} (shared), load average "
         f"{r['load_average']:.1f} when it ended. The demo's chain without faults: {r['boards']} board stand-ins "
         f"({', '.join(r['projects'])}) -> one node on loopback, HDF5 sink, 1-in-100 validation; latency is board "
         "timestamp -> event out of the node. Boards, node and benchmark share the machine's cores; on a busy "
@@ -96,11 +83,7 @@ def write_section(r: dict, path: Path) -> None:
             f"| {x['complete_vs_offered'] or 0:.2f} | {x['incomplete']:,} | {x['lost']} "
             f"| {x['latency_p50_ms']:.1f} ms | {x['latency_p99_ms']:.1f} ms |"
         )
-    section = "\n".join(lines) + "\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(SECTION, "\n".join(lines), path)
 
 
 def main() -> int:

@@ -17,11 +17,8 @@ The last line printed is a JSON summary (read by bench/run_all.py).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import re
-import subprocess
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from benchdoc import DOC, machine, now_utc, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.fixed import FixedType  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Fixed-point core"
 PEER_BUDGET_S = 30.0
 
@@ -149,22 +146,6 @@ def bench_case(case: Case, n: int, repeat: int) -> dict:
     return row
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-    except (OSError, subprocess.CalledProcessError, AttributeError):
-        pass
-    import os
-
-    load = os.getloadavg()[0]
-    return (
-        f"{model}, {os.cpu_count()} cores (shared; load average {load:.1f} at the start), "
-        f"Linux {platform.release()}, Python {platform.python_version()}"
-    )
-
-
 def versions() -> str:
     import apytypes
     import fxpmath
@@ -176,7 +157,8 @@ def section(rows: list[dict], when: str) -> str:
     lines = [
         SECTION,
         "",
-        f"`bench/bench_fixed.py`, {when}, on {machine()}; {versions()}.",
+        f"`bench/bench_fixed.py`, {when}, on {machine()} (shared; load average {os.getloadavg()[0]:.1f} "
+        f"when written); {versions()}.",
         "",
         "Quantize float64 values into each type (float64 in, the values the type holds out): "
         "`FixedType.quantize` vs `fxpmath.Fxp(...).get_val()` vs apytypes "
@@ -217,13 +199,6 @@ def section(rows: list[dict], when: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = DOC) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--values", type=int, default=10_000_000, help="values per type (default 10,000,000)")
@@ -232,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         "--write", action=argparse.BooleanOptionalAction, default=True, help="rewrite its section of docs/benchmarks.md"
     )
     args = p.parse_args(argv)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = now_utc()
     print(f"bench_fixed: {args.values:,} values per type; {machine()}; {versions()}; {when}", flush=True)
     rows = [bench_case(c, args.values, args.repeat) for c in CASES]
     if args.write:
-        write_section(section(rows, when))
+        replace_section(SECTION, section(rows, when))
         print(f"bench_fixed: wrote '{SECTION}' in {DOC.relative_to(ROOT)}", flush=True)
     print(json.dumps(rows))
     return 0

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -26,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchdoc import machine, now_utc, replace_section
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,21 +112,13 @@ def bench_model(name: str, n: int, tmp: Path) -> dict:
 
 
 def write_section(results: list[dict], path: Path) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    now = now_utc()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
         SECTION,
         "",
-        f"`bench/bench_network.py`, {now}, {cpu}, {os.cpu_count()} cores shared with other jobs "
-        f"(load average {load} at the end of the run), Python {platform.python_version()}, "
+        f"`bench/bench_network.py`, {now}, {machine()}, cores shared with other jobs "
+        f"(load average {load} at the end of the run), "
         "NumPy " + np.__version__ + ". Same inputs for all three (random over the input type's range, edges included); "
         f"times are the best of {REPEATS} alternating runs for the emulator and Keras, one run for the C simulation "
         "(its g++ compile time listed apart). Ratios are measured in the same run. The emulator uses "
@@ -151,11 +141,7 @@ def write_section(results: list[dict], path: Path) -> None:
         "'Prescott' kernels), followed by integer casts; Keras runs the float model in TensorFlow's own "
         "AVX kernels and thread pool. The C simulation's time is per-sample ap_fixed arithmetic.",
     ]
-    section = "\n".join(lines) + "\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(SECTION, "\n".join(lines), path)
 
 
 def main() -> int:

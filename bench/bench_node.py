@@ -15,8 +15,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
-import re
 import signal
 import socket
 import subprocess
@@ -26,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchdoc import DOC, machine, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -355,19 +354,10 @@ def bench_fallback(manifest: Path, n_events: int = 20000, chunk: int = 256) -> d
             "batch": chunk}  # fmt: skip
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_and_zmq() -> str:
     import zmq
 
-    return (f"{cpu}, {os.cpu_count()} cores (shared with other work), Linux {platform.release()}, "
-            f"Python {platform.python_version()}, pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}")  # fmt: skip
+    return f"{machine()} (shared), pyzmq {zmq.__version__} / libzmq {zmq.zmq_version()}"
 
 
 def main() -> int:
@@ -423,7 +413,8 @@ def write_docs(rows, lat, lat_rate, lat_batch, fb, args) -> None:
         "## Node",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `bench/bench_node.py "
-        f"--events {args.events} --repeat {args.repeat}` (best of {args.repeat} for every figure) on {machine()}; "
+        f"--events {args.events} --repeat {args.repeat}` (best of {args.repeat} for every figure) "
+        f"on {machine_and_zmq()}; "
         f"load average during the run {os.getloadavg()[0]:.1f}.",
         "",
         f"Built events/s for {N_SOURCES} sources x 1 KB fragments (sender processes with pre-encoded messages, "
@@ -468,15 +459,8 @@ def write_docs(rows, lat, lat_rate, lat_batch, fb, args) -> None:
     else:
         lines.append("CPU fallback on the jet tagger: not measured (no synthesized jet tagger manifest at the time).")
     lines.append("")
-    section = "\n".join(lines)
-    path = ROOT / "docs/benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if re.search(r"^## Node$", text, flags=re.M):
-        text = re.sub(r"^## Node\n.*?(?=^## |\Z)", section + "\n", text, flags=re.M | re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-    print(f"wrote the '## Node' section of {path}")
+    replace_section("## Node", "\n".join(lines))
+    print(f"wrote the '## Node' section of {DOC}")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ run; the exit status is 1 if any failed.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchdoc import DOC, machine, now_utc, read_section, replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Summary"
 WRITE_FLAGS = ("--write-docs", "--write")  # whichever the script's --help offers
 
@@ -107,20 +106,8 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
-
-
 def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = now_utc()
     lines = [
         SECTION,
         "",
@@ -130,13 +117,12 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
         "| benchmark | measurement | ratio | run time |",
         "|---|---|---|---|",
     ]
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     ran = {r["script"] for r in results}
-    old = re.search(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+    old = read_section(SECTION, path)
     kept = []  # rows of scripts not run this time stay, marked with their earlier date
     if old:
-        when = re.search(r"`bench/run_all.py[^`]*`, ([^,]+),", old.group(0))
-        for line in old.group(0).splitlines():
+        when = re.search(r"`bench/run_all.py[^`]*`, ([^,]+),", old)
+        for line in old.splitlines():
             m = re.match(r"^\| `(bench_\w+\.py)`( \(earlier run[^)]*\))? \|", line)
             if m and m.group(1) not in ran:
                 kept.append(line if m.group(2) or not when else line.replace(
@@ -150,14 +136,7 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
         for what, value in rows:
             lines.append(f"| `{r['script']}` | {what} | {value} | {r['seconds']:.0f} s |")
     lines += kept
-    section = "\n".join(lines) + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(section + "\n", text)
-    else:  # right under the title, above the per-benchmark sections
-        m = re.search(r"^## ", text, re.M)
-        text = text[: m.start()] + section + "\n" + text[m.start() :] if m else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(SECTION, "\n".join(lines), path, first=True)  # right under the title
 
 
 def main() -> int:

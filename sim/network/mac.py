@@ -221,3 +221,31 @@ class Accumulator:
         for k in range(self.weight.shape[0]):  # k-th addition of every output, in firmware order
             acc = self.accum.cast(acc + mult[:, self.order[:, k], outputs], add_type).astype(np.int64)
         return acc
+
+
+class AccumulatorPerInputType:
+    """Mixin of the weighted layers (Dense, Conv1D, Conv2D): one ``Accumulator`` per
+    input type, built from the layer's manifest entry (``weight``, ``bias`` and
+    ``accum_type`` set by the layer).  ``mac_kernel`` and ``mac_reuse`` say how the
+    firmware orders the additions for that layer family."""
+
+    mac_kernel = "dense"
+    mac_reuse = True  # False: additions in Latency order whatever the reuse factor
+
+    def accumulator(self, x_type: FixedType) -> Accumulator:
+        cache = self.__dict__.setdefault("_accumulators", {})
+        if x_type not in cache:
+            cache[x_type] = Accumulator(
+                self.name,
+                x_type,
+                self.weight,
+                self.type_of("weight_type"),
+                self.bias,
+                self.type_of("bias_type"),
+                self.accum_type,
+                self.spec.get("strategy", "latency"),
+                self.spec.get("product", "mult"),
+                int(self.spec.get("reuse_factor", 1)) if self.mac_reuse else 1,
+                self.mac_kernel,
+            )
+        return cache[x_type]

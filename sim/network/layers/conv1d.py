@@ -13,12 +13,14 @@ import numpy as np
 
 from sim.fixed import Fixed
 from sim.network.casts import cast
-from sim.network.mac import Accumulator
+from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
 
 @register("conv1d")
-class Conv1D(Layer):
+class Conv1D(AccumulatorPerInputType, Layer):
+    mac_kernel = "conv"
+
     def __init__(self, spec, arrays):
         super().__init__(spec, arrays)
         self.filt_width, self.n_chan, self.n_filt = arrays["weight"].shape
@@ -28,23 +30,8 @@ class Conv1D(Layer):
         self.stride = int(self.param("stride_width"))
         self.pad_left, self.pad_right = int(self.param("pad_left")), int(self.param("pad_right"))
         self.out_width = int(self.param("out_width"))
-        self._mac: dict = {}
 
     def forward(self, x: Fixed) -> Fixed:
-        if x.type not in self._mac:
-            self._mac[x.type] = Accumulator(
-                self.name,
-                x.type,
-                self.weight,
-                self.type_of("weight_type"),
-                self.bias,
-                self.type_of("bias_type"),
-                self.accum_type,
-                self.spec.get("strategy", "latency"),
-                self.spec.get("product", "mult"),
-                int(self.spec.get("reuse_factor", 1)),
-                "conv",
-            )
         n = len(x.raw)
         data = x.raw.reshape(n, -1, self.n_chan)
         padded = np.zeros((n, data.shape[1] + self.pad_left + self.pad_right, self.n_chan), dtype=np.int64)
@@ -52,6 +39,6 @@ class Conv1D(Layer):
         starts = np.arange(self.out_width) * self.stride
         taps = starts[:, None] + np.arange(self.filt_width)[None, :]  # (out_width, filt_width)
         patches = padded[:, taps, :].reshape(n * self.out_width, self.filt_width * self.n_chan)
-        acc = self._mac[x.type](patches)
+        acc = self.accumulator(x.type)(patches)
         res = cast(acc, self.accum_type, self.result_type)
         return Fixed(np.asarray(res).reshape((n, *self.output_shape)), self.result_type)

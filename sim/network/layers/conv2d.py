@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sim.fixed import Fixed, FixedType
+from sim.fixed import Fixed
 from sim.manifest import ManifestError
 from sim.network.casts import cast
-from sim.network.mac import Accumulator
+from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
 
@@ -33,7 +33,9 @@ def patch_indices(out_size: int, stride: int, filt: int) -> np.ndarray:
 
 
 @register("conv2d")
-class Conv2D(Layer):
+class Conv2D(AccumulatorPerInputType, Layer):
+    mac_reuse = False  # a saturating accumulator with a Resource conv2d is refused at export
+
     def __init__(self, spec, arrays):
         super().__init__(spec, arrays)
         w = arrays["weight"]
@@ -53,22 +55,6 @@ class Conv2D(Layer):
             self.in_width + self.pads[2] + self.pads[3]
         ):
             raise ManifestError(f"layer {self.name!r} (conv2d): output size does not fit the padded input")
-        self._mac: dict[FixedType, Accumulator] = {}
-
-    def accumulator(self, x_type: FixedType) -> Accumulator:
-        if x_type not in self._mac:
-            self._mac[x_type] = Accumulator(
-                self.name,
-                x_type,
-                self.weight,
-                self.type_of("weight_type"),
-                self.bias,
-                self.type_of("bias_type"),
-                self.accum_type,
-                self.spec.get("strategy", "latency"),
-                self.spec.get("product", "mult"),
-            )
-        return self._mac[x_type]
 
     def patches(self, raw: np.ndarray) -> np.ndarray:
         """im2col: (n * out_height * out_width, filt_height * filt_width * n_chan)."""

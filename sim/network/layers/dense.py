@@ -12,33 +12,16 @@ import numpy as np
 
 from sim.fixed import Fixed
 from sim.network.casts import cast
-from sim.network.mac import Accumulator
+from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
 
 @register("dense")
-class Dense(Layer):
+class Dense(AccumulatorPerInputType, Layer):
     def __init__(self, spec, arrays):
         super().__init__(spec, arrays)
         self.weight, self.bias = arrays["weight"], arrays["bias"]
         self.accum_type = self.type_of("accum_type")
-        self._mac: dict = {}
-
-    def accumulator(self, x_type) -> Accumulator:
-        if x_type not in self._mac:
-            self._mac[x_type] = Accumulator(
-                self.name,
-                x_type,
-                self.weight,
-                self.type_of("weight_type"),
-                self.bias,
-                self.type_of("bias_type"),
-                self.accum_type,
-                self.spec.get("strategy", "latency"),
-                self.spec.get("product", "mult"),
-                int(self.spec.get("reuse_factor", 1)),
-            )
-        return self._mac[x_type]
 
     def forward(self, x: Fixed) -> Fixed:
         flat = x.raw.reshape(len(x.raw), -1)

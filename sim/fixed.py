@@ -305,7 +305,7 @@ def _fast_cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
     if sh <= 0:
         q = raw << -sh
     else:
-        q = _round_shift(raw, sh, dst.quantization, src.signed)
+        q = round_shift(raw, sh, dst.quantization, src.signed)
     W, S, O = dst.width, dst.signed, dst.overflow
     if O == "AP_WRAP":
         if q.size and dst.min_raw <= q.min() and q.max() <= dst.max_raw:
@@ -325,8 +325,9 @@ def _fast_cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
     return np.clip(q, low, dst.max_raw, out=q)
 
 
-def _round_shift(raw: np.ndarray, sh: int, mode: str, signed_src: bool) -> np.ndarray:
-    """``raw * 2**-sh`` rounded per quantization mode (new array), 0 < sh <= 62."""
+def round_shift(raw: np.ndarray, sh: int, mode: str, signed_src: bool) -> np.ndarray:
+    """``raw * 2**-sh`` rounded per quantization mode (new array), 0 < sh <= 62, for
+    int64 ``raw`` below 2**62: every mode is a bias (which decides ties), then a shift."""
     half = 1 << (sh - 1)
     if mode == "AP_TRN" or (mode == "AP_TRN_ZERO" and not signed_src):
         return raw >> sh

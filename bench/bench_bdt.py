@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchdoc import machine, now_utc, replace_section
+from benchdoc import DOC, machine, now_utc, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,7 +109,7 @@ def main() -> int:
         result = bench(args.samples, Path(tmp))
     print(json.dumps(result, indent=1))
     if args.write:
-        write_section(result, ROOT / "docs" / "benchmarks.md")
+        write_section(result, DOC)
     return 0
 
 

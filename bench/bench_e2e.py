@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchdoc import machine, now_utc, replace_section
+from benchdoc import DOC, machine, now_utc, replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## End to end"
@@ -95,7 +95,7 @@ def main() -> int:
     result = bench([float(r) for r in args.rates.split(",")], args.seconds)
     print(json.dumps(result, indent=1))
     if args.write:
-        write_section(result, ROOT / "docs" / "benchmarks.md")
+        write_section(result, DOC)
     return 0
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchdoc import machine, now_utc, replace_section
+from benchdoc import DOC, machine, now_utc, replace_section
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def main() -> int:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=1))
     if args.write:
-        write_section(results, ROOT / "docs" / "benchmarks.md")
+        write_section(results, DOC)
     return 0
 
 

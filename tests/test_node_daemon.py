@@ -44,7 +44,7 @@ def arrived_fragments(ev: dict[str, np.ndarray], n_sources: int) -> int:
 
 def test_complete_out_of_order_duplicate_silent_and_late(tmp_path):
     port, pub = free_port(), free_port()
-    cfg = basic_config(tmp_path, port, builder={"timeout_s": 1.0}, sink={"publish": f"tcp://127.0.0.1:{pub}"})
+    cfg = basic_config(tmp_path, port, builder={"timeout_s": 2.0}, sink={"publish": f"tcp://127.0.0.1:{pub}"})
     d = Daemon(cfg)
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -57,6 +57,9 @@ def test_complete_out_of_order_duplicate_silent_and_late(tmp_path):
         for src in sources[:3]:
             send(src, rng.permutation(full))  # out of order within each source
         send(sources[1], full[:20])  # 20 duplicates
+        # sockets of different sources are not ordered with each other: let the duplicates land
+        # before source 3 can complete events 0..19 (a duplicate after its event left is late)
+        d.wait_counter("builder_duplicates", 20)
         send(sources[3], rng.permutation(full[:200]))  # source 3 falls silent after event 199
         d.wait_counter("events_out", 300, timeout=60)  # 200 complete at once, 100 after the timeout
         send(sources[3], full[250:260])  # late: their events already left incomplete

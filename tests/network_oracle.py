@@ -33,7 +33,25 @@ class Oracle:
 
         x = self.net._input_raw(np.asarray(x, dtype=np.float64))
         y, trace = csim_trace(self.hls_model, x)
-        return compare(self.net, x, y, trace, None)
+        result = compare(self.net, x, y, trace, None)
+        result["predict_bit_exact"] = self.predict_agrees(x, y)
+        return result
+
+    def predict_agrees(self, x: np.ndarray, csim_y: np.ndarray) -> dict[str, bool]:
+        """``predict`` (chunked, threaded, the float64 domain) against csim's outputs, on
+        each BLAS the emulator can use (``compare`` checks ``trace``, one chunk)."""
+        from fpgaflow.network.verify import raw_of
+        from sim.network import blas
+
+        expected = raw_of(csim_y, self.net.output_type).reshape(len(x), *self.net.output_shape)
+        before, agrees = blas.backend(), {}
+        try:
+            for name in ("scipy", "numpy"):
+                blas.use(name)
+                agrees[name] = bool(np.array_equal(self.net.predict(x).raw, expected))
+        finally:
+            blas.use(before)
+        return agrees
 
     def random_inputs(self, n: int, seed: int = 0) -> np.ndarray:
         from fpgaflow.network.verify import random_inputs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sim.fixed import QUANTIZATION_MODES, FixedType
-from sim.network.casts import cast, from_float
+from sim.network.casts import cast, cast_float, float_cast_ok, from_float
 
 OVERFLOWS = ("AP_WRAP", "AP_SAT", "AP_SAT_SYM", "AP_SAT_ZERO")
 SOURCES = ["ap_fixed<20,8>", "ap_ufixed<12,4>", "ap_fixed<37,17>", "ap_fixed<6,1>", "ap_fixed<16,16>"]
@@ -40,3 +40,38 @@ def test_from_float_matches_fixed(q):
         ]
     )
     assert np.array_equal(from_float(x, dst), dst.to_raw(x).astype(np.int64))
+
+
+FLOAT_SOURCES = ["ap_fixed<20,8>", "ap_ufixed<12,4>", "ap_fixed<37,17>", "ap_fixed<52,20>", "ap_ufixed<52,30>"]
+
+
+@pytest.mark.parametrize(("q", "o"), list(itertools.product(QUANTIZATION_MODES, ("AP_WRAP", "AP_SAT"))))
+def test_float_domain_cast_matches_fixed(q, o):
+    """``cast_float`` (raw integers held in float64) against ``sim.fixed`` wherever it
+    claims exactness, right and left shifts, wrapping and not; elsewhere it declines."""
+    rng = np.random.default_rng(len(q) * 11 + len(o))
+    taken = 0
+    for src_text in FLOAT_SOURCES:
+        src = FixedType.parse(src_text)
+        raw = rng.integers(src.min_raw, src.max_raw, size=4000, endpoint=True)
+        raw[:6] = [src.min_raw, src.max_raw, 0, 1, src.min_raw + 1, src.max_raw - 1]
+        for dst_text in (
+            "ap_fixed<8,3,{q},{o}>",
+            "ap_ufixed<7,2,{q},{o}>",
+            "ap_fixed<24,10,{q},{o}>",
+            "ap_fixed<16,14,{q},{o}>",
+            "ap_fixed<40,30,{q},{o}>",
+            "ap_fixed<52,21,{q},{o}>",
+        ):
+            dst = FixedType.parse(dst_text.format(q=q, o=o))
+            if not float_cast_ok(src, dst):
+                continue
+            taken += 1
+            expected = dst.cast(raw, src).astype(np.int64)
+            y = raw.astype(np.float64)
+            got = cast_float(y.copy(), src, dst, scratch=True)
+            assert got.dtype == np.float64
+            assert np.array_equal(got.astype(np.int64), expected), (src, dst)
+            assert np.array_equal(cast_float(y, src, dst).astype(np.int64), expected), (src, dst)
+            assert np.array_equal(y, raw.astype(np.float64)), "the input was overwritten without scratch"
+    assert taken >= (6 if q in ("AP_RND_ZERO", "AP_RND_INF") else 20)  # those two: left shifts only

@@ -48,6 +48,7 @@ def assert_every_layer_exact(oracle, n: int = N_SAMPLES, seed: int = 0) -> dict:
     out = ours[oracle.net.output_name].raw
     expected = raw_of(csim_y, oracle.net.output_type).reshape(out.shape)
     np.testing.assert_array_equal(out, expected)
+    assert oracle.predict_agrees(x, csim_y) == {"scipy": True, "numpy": True}
     compared = [layer.name for layer in oracle.net.layers if layer.name in csim_layers]
     return {"compared_layers": compared, "outputs": out}
 

@@ -58,6 +58,7 @@ def _assert_exact(oracle, n=N_SAMPLES, seed=0):
     result = oracle.compare(oracle.random_inputs(n, seed=seed))
     assert result["first_divergence"] is None, result["first_divergence"]
     assert result["bit_exact_fraction"] == 1.0
+    assert result["predict_bit_exact"] == {"scipy": True, "numpy": True}
     return result
 
 

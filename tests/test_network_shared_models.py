@@ -32,6 +32,7 @@ def test_keras_model_bit_exact(tmp_path_factory, name):
     assert result["first_divergence"] is None, result["first_divergence"]
     assert result["bit_exact_fraction"] == 1.0
     assert result["samples"] == N_SAMPLES
+    assert result["predict_bit_exact"] == {"scipy": True, "numpy": True}
 
 
 def test_qkeras_model_with_its_yaml_config_bit_exact(tmp_path_factory):
@@ -52,3 +53,4 @@ def test_qkeras_model_with_its_yaml_config_bit_exact(tmp_path_factory):
     result = oracle.compare(oracle.random_inputs(N_SAMPLES, seed=2))
     assert result["first_divergence"] is None, result["first_divergence"]
     assert result["bit_exact_fraction"] == 1.0
+    assert result["predict_bit_exact"] == {"scipy": True, "numpy": True}

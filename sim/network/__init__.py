@@ -3,14 +3,11 @@
 ``Network(manifest)`` builds one object per manifest layer through the layer
 registry (``sim.network.registry``) and evaluates them in the manifest's order (the
 order of hls4ml's graph after its optimizer passes), each on a chunk of the batch
-(chunks run in a few threads: NumPy and BLAS release the GIL).
+(``sim.network.parallel``).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,39 +15,16 @@ import numpy as np
 from sim.emulator import Prediction
 from sim.fixed import Fixed, FixedType
 from sim.manifest import Manifest, ManifestError
-from sim.network.casts import from_float
+from sim.network.casts import as_int, from_float
+from sim.network.parallel import chunked
 from sim.network.registry import Layer, layer_class
 from sim.preprocessing import apply_preprocessing
 
 __all__ = ["Network"]
 
-CHUNK = 4096  # samples per pass through the layers: intermediates stay cache-sized
-# NumPy and BLAS release the GIL; BLAS itself already uses the cores for the products
-THREADS = max(1, min(4, (os.cpu_count() or 1) // 2))
-_pool: ThreadPoolExecutor | None = None
 
-
-def _forget_pool() -> None:
-    """A forked child inherits the pool object but not its threads: start afresh."""
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _chunked(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty_shape: tuple[int, ...]) -> np.ndarray:
-    """``fn`` over chunks of ``x`` (in threads when there are several), concatenated."""
-    global _pool
-    parts = [x[i : i + CHUNK] for i in range(0, len(x), CHUNK)]
-    if not parts:
-        return np.zeros((0, *empty_shape), dtype=np.int64)
-    if len(parts) == 1 or THREADS == 1:
-        return np.concatenate([fn(p) for p in parts])
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="sim-network")
-    return np.concatenate(list(_pool.map(fn, parts)))
+def _int64(f: Fixed) -> Fixed:
+    return f if f.raw.dtype == np.int64 else Fixed(as_int(f.raw), f.type)
 
 
 class Network:
@@ -112,15 +86,21 @@ class Network:
         current = Fixed(np.asarray(x_raw, dtype=np.int64), self.input_type)
         for layer in self.layers:
             inputs = [values[name] for name in layer.spec["inputs"]] if layer.spec["inputs"] else [current]
+            if not layer.float_input:
+                inputs = [_int64(f) for f in inputs]
             values[layer.name] = layer.forward(*inputs)
             if not keep:
                 for name in self._free_after.get(layer.name, ()):
                     del values[name]
-        return values
+        # raws leave the emulator as int64 whatever domain they were computed in
+        return {name: _int64(f) for name, f in values.items()} if keep else values
+
+    def _output_raw(self, x_raw: np.ndarray) -> np.ndarray:
+        return as_int(self._run(x_raw, keep=False)[self.output_name].raw)
 
     def predict_raw(self, x_raw: np.ndarray) -> Prediction:
         x_raw = self._input_raw(np.asarray(x_raw))
-        raw = _chunked(x_raw, lambda part: self._run(part, keep=False)[self.output_name].raw, self.output_shape)
+        raw = chunked(x_raw, self._output_raw, self.output_shape)
         return Prediction(raw, self.output_type.from_raw(raw))
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
@@ -130,9 +110,9 @@ class Network:
     def predict(self, x: np.ndarray) -> Prediction:
         """Outputs for raw features: preprocessed, then cast into the input type as the port does."""
         x = self._input_raw(self.preprocess(x))
-        raw = _chunked(
+        raw = chunked(
             x,
-            lambda part: self._run(from_float(part, self.input_type), keep=False)[self.output_name].raw,
+            lambda part: self._output_raw(from_float(part, self.input_type)),
             self.output_shape,
         )
         return Prediction(raw, self.output_type.from_raw(raw))

@@ -83,3 +83,78 @@ def from_float(x: np.ndarray, dst: FixedType) -> np.ndarray:
     """``dst(double)``: the input port's cast, as ``FixedType.to_raw`` (which has its own
     exact float64 fast path); int64 out."""
     return np.asarray(dst.to_raw(np.asarray(x, dtype=np.float64))).astype(np.int64, copy=False)
+
+
+# ------------------------------------------------------------ the float64 domain
+# Between the matrix products of a dense chain the raw integers stay in float64
+# (``exact_in_float``): NumPy's int64 right shift is not vectorised (about 5x slower
+# than a float64 multiply), and the products come out of BLAS as floats anyway.  Every
+# step below is exact for integers below 2**52: scaling by a power of two only moves the
+# exponent, floor/ceil/rint of such a value are exact, and the +-0.5 of the rounding
+# modes stays within the 53-bit significand because the value's lowest bit is 2**-sh
+# with sh >= 1.
+_FLOAT_BITS = 52
+_FLOAT_ROUND = {
+    "AP_TRN": np.floor,
+    "AP_TRN_ZERO": np.trunc,
+    "AP_RND_CONV": np.rint,  # IEEE round half to even
+}
+
+
+def exact_in_float(t: FixedType) -> bool:
+    """Raw integers of ``t`` are held exactly, with room for the casts' temporaries."""
+    return t.width <= _FLOAT_BITS and not t.integer
+
+
+def float_cast_ok(src: FixedType, dst: FixedType) -> bool:
+    """``cast_float`` computes ``(dst) src`` exactly (else: the int64 path)."""
+    sh = src.frac_bits - dst.frac_bits
+    return (
+        exact_in_float(src)
+        and exact_in_float(dst)
+        and (sh <= 0 or dst.quantization in (*_FLOAT_ROUND, "AP_RND", "AP_RND_MIN_INF"))
+        and dst.overflow in _FAST_MODES_O
+        and dst.sat_bits == 0
+        and (sh >= 0 or src.width - sh <= _FLOAT_BITS)
+    )
+
+
+def cast_float(y: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = False) -> np.ndarray:
+    """``cast`` on raw integers held in float64 (``float_cast_ok(src, dst)`` must hold);
+    float64 out.  ``scratch``: ``y`` is a temporary the cast may overwrite."""
+    if src == dst:
+        return y
+    sh = src.frac_bits - dst.frac_bits
+    q = y if scratch else np.empty_like(y)
+    if sh:
+        np.multiply(y, 2.0**-sh, out=q)
+    elif not scratch:
+        q[...] = y
+    if sh > 0:
+        mode = dst.quantization
+        if mode == "AP_RND":  # ties up
+            q += 0.5
+            np.floor(q, out=q)
+        elif mode == "AP_RND_MIN_INF":  # ties down
+            q -= 0.5
+            np.ceil(q, out=q)
+        else:
+            _FLOAT_ROUND[mode](q, out=q)
+    if _in_range(src, dst, sh):
+        return q
+    if dst.overflow == "AP_SAT":
+        np.minimum(q, float(dst.max_raw), out=q)
+        return np.maximum(q, float(dst.min_raw), out=q)
+    if q.size and dst.min_raw <= q.min() and q.max() <= dst.max_raw:
+        return q  # nothing wrapped: the common case, two reductions instead of four passes
+    k = q - float(dst.min_raw)
+    k *= 2.0**-dst.width
+    np.floor(k, out=k)
+    k *= 2.0**dst.width
+    q -= k
+    return q
+
+
+def as_int(raw: np.ndarray) -> np.ndarray:
+    """Raw integers as int64 (from the float64 domain or already int64)."""
+    return raw.astype(np.int64, copy=False)

@@ -24,6 +24,7 @@ import numpy as np
 
 from sim.fixed import FixedType
 from sim.manifest import ManifestError
+from sim.network.blas import matmul
 
 _FLOAT_EXACT = 2**53
 _FLOAT32_EXACT = 2**24
@@ -75,11 +76,21 @@ class ExactAffine:
         self.bias = bias.astype(self.dtype)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = x.astype(self.dtype) @ self.w
+        if self.dtype == np.int64:
+            y = x.astype(np.int64, copy=False) @ self.w
+        else:
+            y = matmul(x.astype(self.dtype, copy=False), self.w)
         if self.shift:
             y <<= np.int64(self.shift)
         y += self.bias
         return y if self.dtype == np.int64 else y.astype(np.int64)
+
+    def in_float(self, x: np.ndarray) -> np.ndarray:
+        """The same sums as float64 (``dtype`` must be a float): for the float64 domain
+        of ``sim.network.casts``, which saves the conversion to int64 and back."""
+        y = matmul(x.astype(self.dtype, copy=False), self.w)
+        y += self.bias
+        return y.astype(np.float64, copy=False)
 
 
 def resource_order(n_in: int, n_out: int, rf: int) -> np.ndarray:
@@ -199,7 +210,17 @@ class Accumulator:
                 "is not emulated (its summation order is generated code); use AP_WRAP for accum"
             )
 
+    @property
+    def float_out(self) -> bool:
+        """The sums can stay in the float64 domain: exact in a float BLAS, never wrapped."""
+        return self.fast and self.never_wraps and self.affine.dtype != np.int64 and not self.data_binary
+
+    def in_float(self, x: np.ndarray) -> np.ndarray:
+        """``self(x)`` as float64 (``float_out`` must hold); ``x`` raw, int64 or float64."""
+        return self.affine.in_float(x)
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.int64, copy=False)
         if self.data_binary:  # ap_uint<1> data: 0 stands for -1 (the kernel returns -w)
             x = np.where(x == 0, -1, 1)
         if self.fast:

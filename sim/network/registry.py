@@ -33,7 +33,12 @@ from sim.manifest import ManifestError
 
 
 class Layer:
-    """Base class: keeps the manifest entry and the parsed result type."""
+    """Base class: keeps the manifest entry and the parsed result type.
+
+    ``float_input``: the layer takes inputs whose raw integers are held in float64
+    (the float64 domain of ``sim.network.casts``); others get int64 raws."""
+
+    float_input = False
 
     def __init__(self, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.spec = spec

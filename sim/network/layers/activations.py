@@ -21,7 +21,7 @@ import numpy as np
 
 from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
-from sim.network.casts import cast
+from sim.network.casts import as_int, cast, cast_float, float_cast_ok
 from sim.network.registry import Layer, register
 
 INT32 = FixedType.parse("ap_int<32>")
@@ -94,19 +94,35 @@ class Activation(Layer):
             self.table_type = self.type_of("table_type")
             self.table = self.table_type.to_raw(table_values(self.activation, self.table_size).astype(np.float64))
 
+    @property
+    def float_input(self) -> bool:
+        """linear and relu take raw integers in the float64 domain (``sim.network.casts``)."""
+        return self.activation in ("linear", "relu")
+
     def forward(self, x: Fixed) -> Fixed:
         raw = _FORWARD[self.activation](self, x)
-        return Fixed(np.asarray(raw).astype(np.int64).reshape(x.raw.shape), self.result_type)
+        raw = np.asarray(raw)
+        if raw.dtype != np.float64:
+            raw = raw.astype(np.int64, copy=False)
+        return Fixed(raw.reshape(x.raw.shape), self.result_type)
 
     # ------------------------------------------------------------------ kinds
     def _cast(self, raw: np.ndarray, t: FixedType) -> np.ndarray:
         return cast(raw, t, self.result_type)
 
     def _linear(self, x: Fixed) -> np.ndarray:
+        if x.raw.dtype == np.float64:
+            if float_cast_ok(x.type, self.result_type):
+                return cast_float(x.raw, x.type, self.result_type)
+            return self._cast(as_int(x.raw), x.type)
         return self._cast(x.raw, x.type)
 
     def _relu(self, x: Fixed) -> np.ndarray:
         # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode
+        if x.raw.dtype == np.float64:
+            if float_cast_ok(x.type, self.result_type):
+                return cast_float(np.maximum(x.raw, 0.0), x.type, self.result_type, scratch=True)
+            return cast(np.maximum(as_int(x.raw), 0), x.type, self.result_type, scratch=True)
         return cast(np.maximum(x.raw, 0), x.type, self.result_type, scratch=True)
 
     def _table(self, x: Fixed) -> np.ndarray:

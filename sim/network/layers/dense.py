@@ -4,14 +4,15 @@ Manifest entry: ``weight_type``, ``bias_type``, ``accum_type``, ``strategy``,
 ``reuse_factor``; arrays ``weight`` (n_in, n_out) and ``bias`` (n_out,) as raw
 integers of their types, exactly as in the firmware's weight headers.  The strategy
 and reuse factor change only the order of additions, which matters only for a
-saturating accumulator (see ``sim.network.mac``)."""
+saturating accumulator (see ``sim.network.mac``).  Where the sums are exact in a
+float BLAS the output stays in the float64 domain (``sim.network.casts``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from sim.fixed import Fixed
-from sim.network.casts import cast
+from sim.network.casts import cast, cast_float, float_cast_ok
 from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
@@ -23,8 +24,13 @@ class Dense(AccumulatorPerInputType, Layer):
         self.weight, self.bias = arrays["weight"], arrays["bias"]
         self.accum_type = self.type_of("accum_type")
 
+    float_input = True
+
     def forward(self, x: Fixed) -> Fixed:
         flat = x.raw.reshape(len(x.raw), -1)
-        acc = self.accumulator(x.type)(flat)
-        res = cast(acc, self.accum_type, self.result_type)
+        mac = self.accumulator(x.type)
+        if mac.float_out and float_cast_ok(self.accum_type, self.result_type):
+            res = cast_float(mac.in_float(flat), self.accum_type, self.result_type, scratch=True)
+        else:
+            res = cast(mac(flat), self.accum_type, self.result_type, scratch=True)
         return Fixed(np.asarray(res).reshape((len(res), *self.output_shape)), self.result_type)

@@ -43,7 +43,7 @@ setup_python() {
     local py; py=$(find_python)
     log "creating $VENV with $py and installing fpgaflow with its pinned front end (a few minutes the first time)"
     "$py" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[frontend,node,test,bench]"
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[frontend,node,speed,test,bench]"
     echo "$want" > "$stamp"
 }
 

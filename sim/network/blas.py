@@ -7,8 +7,9 @@ integers.  Only the speed differs, and it differs a lot: NumPy 1.26's bundled
 OpenBLAS (0.3.23) does not know CPUs released since (on this project's Xeon it falls
 back to its generic 'Prescott' kernels), while SciPy's newer OpenBLAS picks AVX-512
 kernels and runs these products about 3x faster.  So where SciPy is installed (the
-front end brings it; the runtime does not need it) its ``dgemm``/``sgemm`` are used,
-else NumPy's ``@``.  ``SIM_BLAS=numpy`` in the environment forces NumPy's.
+``speed`` extra; the front end brings it too; the runtime does not need it) its
+``dgemm``/``sgemm`` are used, else NumPy's ``@``.  ``SIM_BLAS=numpy`` in the
+environment forces NumPy's.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ NumPy's ufuncs and BLAS release the GIL, so chunks run in parallel threads.  But
 OpenBLAS starts its own threads for each matrix product, and two chunk threads each
 driving a multi-threaded BLAS oversubscribe the cores (measured on 2 cores: 465k
 samples/s, against 700k with BLAS held to one thread per chunk).  Where
-``threadpoolctl`` is installed (it is in the ``node`` extra; the runtime does not need
-it) BLAS is held to one thread while the chunks run and every core gets a chunk
-thread; without it, half the cores get chunk threads and BLAS keeps its own.
+``threadpoolctl`` is installed (the ``speed`` extra; the runtime does not need it)
+BLAS is held to one thread while the chunks run and every core gets a chunk thread;
+without it, half the cores get chunk threads and BLAS keeps its own.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 from sim.fixed import FixedType
 from sim.manifest import ManifestError
 from sim.network.blas import matmul
+from sim.network.casts import cast, cast_float, float_cast_ok
 
 _FLOAT_EXACT = 2**53
 _FLOAT32_EXACT = 2**24
@@ -252,6 +253,15 @@ class AccumulatorPerInputType:
 
     mac_kernel = "dense"
     mac_reuse = True  # False: additions in Latency order whatever the reuse factor
+    float_input = True  # rows of raw integers in float64 or int64 alike (sim.network.casts)
+
+    def mac_result(self, x_type: FixedType, rows: np.ndarray) -> np.ndarray:
+        """``(res_T) acc`` for every row of inputs: in the float64 domain when the
+        sums are exact there and the cast can follow them, else as int64."""
+        mac = self.accumulator(x_type)
+        if mac.float_out and float_cast_ok(self.accum_type, self.result_type):
+            return cast_float(mac.in_float(rows), self.accum_type, self.result_type, scratch=True)
+        return cast(mac(rows), self.accum_type, self.result_type, scratch=True)
 
     def accumulator(self, x_type: FixedType) -> Accumulator:
         cache = self.__dict__.setdefault("_accumulators", {})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from sim.fixed import Fixed
-from sim.network.casts import cast
 from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
@@ -34,11 +33,10 @@ class Conv1D(AccumulatorPerInputType, Layer):
     def forward(self, x: Fixed) -> Fixed:
         n = len(x.raw)
         data = x.raw.reshape(n, -1, self.n_chan)
-        padded = np.zeros((n, data.shape[1] + self.pad_left + self.pad_right, self.n_chan), dtype=np.int64)
+        padded = np.zeros((n, data.shape[1] + self.pad_left + self.pad_right, self.n_chan), dtype=data.dtype)
         padded[:, self.pad_left : self.pad_left + data.shape[1]] = data
         starts = np.arange(self.out_width) * self.stride
         taps = starts[:, None] + np.arange(self.filt_width)[None, :]  # (out_width, filt_width)
         patches = padded[:, taps, :].reshape(n * self.out_width, self.filt_width * self.n_chan)
-        acc = self.accumulator(x.type)(patches)
-        res = cast(acc, self.accum_type, self.result_type)
-        return Fixed(np.asarray(res).reshape((n, *self.output_shape)), self.result_type)
+        res = self.mac_result(x.type, patches)
+        return Fixed(res.reshape((n, *self.output_shape)), self.result_type)

@@ -22,7 +22,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from sim.fixed import Fixed
 from sim.manifest import ManifestError
-from sim.network.casts import cast
 from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
@@ -69,6 +68,5 @@ class Conv2D(AccumulatorPerInputType, Layer):
 
     def forward(self, x: Fixed) -> Fixed:
         n = len(x.raw)
-        acc = self.accumulator(x.type)(self.patches(np.asarray(x.raw, dtype=np.int64)))
-        res = cast(acc, self.accum_type, self.result_type)
-        return Fixed(np.asarray(res).reshape((n, *self.output_shape)), self.result_type)
+        res = self.mac_result(x.type, self.patches(x.raw))
+        return Fixed(res.reshape((n, *self.output_shape)), self.result_type)

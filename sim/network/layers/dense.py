@@ -9,10 +9,7 @@ float BLAS the output stays in the float64 domain (``sim.network.casts``)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from sim.fixed import Fixed
-from sim.network.casts import cast, cast_float, float_cast_ok
 from sim.network.mac import AccumulatorPerInputType
 from sim.network.registry import Layer, register
 
@@ -24,13 +21,6 @@ class Dense(AccumulatorPerInputType, Layer):
         self.weight, self.bias = arrays["weight"], arrays["bias"]
         self.accum_type = self.type_of("accum_type")
 
-    float_input = True
-
     def forward(self, x: Fixed) -> Fixed:
-        flat = x.raw.reshape(len(x.raw), -1)
-        mac = self.accumulator(x.type)
-        if mac.float_out and float_cast_ok(self.accum_type, self.result_type):
-            res = cast_float(mac.in_float(flat), self.accum_type, self.result_type, scratch=True)
-        else:
-            res = cast(mac(flat), self.accum_type, self.result_type, scratch=True)
-        return Fixed(np.asarray(res).reshape((len(res), *self.output_shape)), self.result_type)
+        res = self.mac_result(x.type, x.raw.reshape(len(x.raw), -1))
+        return Fixed(res.reshape((len(res), *self.output_shape)), self.result_type)

@@ -30,20 +30,24 @@ def columns(records: np.ndarray) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(records[name]) for name in records.dtype.names if name != "reserved"}
 
 
+def _import_h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise RuntimeError("the HDF5 sink needs h5py: pip install 'fpgaflow[node]'") from None
+    return h5py
+
+
 class _HDF5Writer:
     """One compound dataset per file (a table of records), written a whole chunk at a
     time with HDF5's direct chunk write: no type conversion, no data-sieve copies (4x
     faster than ``dataset[a:b] = records`` here)."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
-        try:
-            import h5py
-        except ImportError:
-            raise RuntimeError("the HDF5 sink needs h5py: pip install 'fpgaflow[node]'") from None
-        self.file = h5py.File(path, "w")
+        self.file = _import_h5py().File(path, "w")
         self.name, self.attrs = tree, attrs
         self.dataset = None
-        self.rows = 0  # records in the dataset, the buffered ones included
+        self.rows = 0  # records written to the dataset (not those still in the chunk buffer)
 
     def _create(self, dtype: np.dtype) -> None:
         self.chunk = np.zeros(max(1, (1 << 20) // dtype.itemsize), dtype)  # ~1 MB chunks
@@ -59,41 +63,36 @@ class _HDF5Writer:
             self._create(parts[0].dtype)
         size = len(self.chunk)
         for p in parts:
+            direct = p.dtype == self.chunk.dtype and p.flags.c_contiguous
             while len(p):
+                if direct and self.fill == 0 and len(p) >= size:
+                    # a whole chunk of built events as they are: no copy into the chunk buffer
+                    self._write_chunk(p[:size], size)
+                    p = p[size:]
+                    continue
                 n = min(size - self.fill, len(p))
                 self.chunk[self.fill : self.fill + n] = p[:n]
                 self.fill += n
                 p = p[n:]
                 if self.fill == size:
-                    self._write_chunk()
+                    self._write_chunk(self.chunk, size)
+                    self.fill = 0
 
-    def _write_chunk(self) -> None:
+    def _write_chunk(self, block: np.ndarray, n: int) -> None:
+        """Append ``n`` records as the next chunk (``block`` is one chunk long; past ``n``
+        it is padding outside the dataset's extent)."""
         start = self.rows
-        self.rows += self.fill
-        self.dataset.resize(self.rows, axis=0)
-        self.chunk[self.fill :] = np.zeros(1, self.chunk.dtype)  # a partial last chunk is padded
-        self.dataset.id.write_direct_chunk((start,), self.chunk)
-        self.fill = 0
+        self.rows += n
+        self.dataset.id.set_extent((self.rows,))  # the low-level call: h5py's resize costs 0.1 ms more
+        self.dataset.id.write_direct_chunk((start,), block)
 
     def close(self) -> None:
         if self.dataset is not None and self.fill:
-            self._write_chunk()
+            self.chunk[self.fill :] = np.zeros(1, self.chunk.dtype)  # a partial last chunk is padded
+            self._write_chunk(self.chunk, self.fill)
+            self.fill = 0
         self.file.flush()
         self.file.close()
-
-
-def _coalesce(parts: list[np.ndarray], target_bytes: int = 8 << 20) -> list[np.ndarray]:
-    """Join consecutive small arrays into pieces of about ``target_bytes``."""
-    out, group, size = [], [], 0
-    for p in parts:
-        group.append(p)
-        size += p.nbytes
-        if size >= target_bytes:
-            out.append(group[0] if len(group) == 1 else np.concatenate(group))
-            group, size = [], 0
-    if group:
-        out.append(group[0] if len(group) == 1 else np.concatenate(group))
-    return out
 
 
 class _ROOTWriter:
@@ -141,6 +140,8 @@ class RotatingFiles:
     ):
         if fmt not in FORMATS:
             raise ValueError(f"sink.format: {fmt!r} is not one of {sorted(FORMATS)}")
+        if fmt == "hdf5":
+            _import_h5py()  # now, not at the first write: importing it mid-stream stalls the loop ~60 ms
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix, self.fmt, self.tree = prefix, fmt, tree

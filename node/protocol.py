@@ -196,16 +196,46 @@ def encode_buffer(
     n_sources: int = 0,
     sent_ns: int = 0,
 ) -> np.ndarray:
-    """``encode`` into a fresh NumPy byte buffer with one copy of the records: send it
-    with ``socket.send(buf, copy=False)`` and large messages are never copied again."""
-    records = np.ascontiguousarray(records)
-    buf = np.empty(HEADER_SIZE + records.nbytes, np.uint8)
+    """``encode`` into a NumPy byte buffer: send it with ``socket.send(buf, copy=False)``
+    and large messages are never copied again.  Records made by ``records_with_room``
+    already sit behind room for the header, and are not copied at all (the returned
+    buffer shares their memory); others are copied once into a fresh buffer."""
+    buf = _room_before(records)
+    if buf is None:
+        records = np.ascontiguousarray(records)
+        buf = np.empty(HEADER_SIZE + records.nbytes, np.uint8)
+        buf[HEADER_SIZE:] = records.reshape(-1).view(np.uint8)
     HEADER.pack_into(
         buf, 0, MAGIC, VERSION, type_, source, sequence, sent_ns, manifest, len(records),
         n_inputs, n_outputs, raw_bytes, n_sources, records.nbytes,
     )  # fmt: skip
-    buf[HEADER_SIZE:] = records.reshape(-1).view(np.uint8)
     return buf
+
+
+def records_with_room(n: int, dtype: np.dtype) -> np.ndarray:
+    """``n`` uninitialised records laid out behind ``HEADER_SIZE`` spare bytes, so that
+    ``encode_buffer`` can put a message header in front of them without copying them
+    (the node's built events: published without one more copy of every event)."""
+    buf = np.empty(HEADER_SIZE + n * dtype.itemsize, np.uint8)
+    return buf[HEADER_SIZE:].view(dtype)
+
+
+def _room_before(records: np.ndarray) -> np.ndarray | None:
+    """The byte buffer a ``records_with_room`` array lives in, if ``records`` is all of one."""
+    owner = records.base
+    while isinstance(owner, np.ndarray) and owner.base is not None and isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if (
+        not isinstance(owner, np.ndarray)
+        or owner.dtype != np.uint8
+        or owner.ndim != 1
+        or not owner.flags.writeable
+        or not records.flags.c_contiguous
+        or owner.nbytes != HEADER_SIZE + records.nbytes
+        or records.ctypes.data != owner.ctypes.data + HEADER_SIZE
+    ):
+        return None
+    return owner
 
 
 def make_fragments(

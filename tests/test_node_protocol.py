@@ -149,3 +149,20 @@ def test_mutated_messages_are_refused_or_decode_consistently(data):
     # accepted: then the header and the records agree with the bytes
     assert p.HEADER_SIZE + h.n_records * frags.dtype.itemsize == len(msg)
     assert (frags["flags"] & ~np.uint32(p.KNOWN_FLAGS) == 0).all()
+
+
+def test_events_with_header_room_are_encoded_in_place_and_slices_are_copied():
+    dtype = p.event_dtype(2, 3, 1, 4)
+    ev = p.records_with_room(6, dtype)
+    ev[...] = np.zeros(1, dtype)
+    ev["event"] = np.arange(6) + 40
+    ev["inputs"] = np.arange(6)[:, None, None]
+    kw = dict(n_inputs=3, n_outputs=1, raw_bytes=4, n_sources=2)
+    whole = p.encode_buffer(p.EVENTS, 1, 9, ev, **kw)
+    assert np.shares_memory(whole, ev)  # the header went into the room in front
+    part = p.encode_buffer(p.EVENTS, 1, 10, ev[2:], **kw)
+    assert not np.shares_memory(part, ev)  # no room in front of a slice: copied, ev untouched
+    for msg, seq, want in ((whole, 9, ev), (part, 10, ev[2:])):
+        h, got = p.decode(msg.tobytes())
+        assert (h.type, h.sequence, h.n_records) == (p.EVENTS, seq, len(want))
+        np.testing.assert_array_equal(got, want)

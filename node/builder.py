@@ -104,13 +104,16 @@ class Builder:
         keep = None  # None: every fragment goes in
         if self.high is None:
             self.high = int(ev[0])
-        jump = ev > np.uint64(min(self.high + self.max_event_jump, int(U64_MAX)))
-        if jump.any():
+        limit = min(self.high + self.max_event_jump, int(U64_MAX))
+        ev_max = int(ev.max())
+        if ev_max > limit:
+            jump = ev > np.uint64(limit)
             self.counts.jumps += int(jump.sum())
             keep = ~jump
             if not keep.any():
                 return
-        new_high = max(self.high, int((ev if keep is None else ev[keep]).max()))
+            ev_max = int(ev[keep].max())
+        new_high = max(self.high, ev_max)
         low = max(0, new_high - self.capacity + 1)
         if new_high > self.high:
             self.high = new_high

@@ -198,3 +198,16 @@ def test_offload_with_a_board_that_stops_answering(tmp_path, manifest):
         cpu_rows = ev["cpu_valid"][:, s] != 0
         np.testing.assert_array_equal(ev["cpu"][cpu_rows, s], want[cpu_rows])  # the fallback's
         assert (board_rows | cpu_rows).all()  # every fragment got a result from one or the other
+
+
+def test_without_a_manifest_events_pass_untouched_and_the_fragments_that_needed_the_cpu_are_counted():
+    fb = Fallback(None, validate_every=1)  # no emulator: nothing is validated either
+    ev = np.zeros(3, p.event_dtype(2, 4, 1, 4))
+    ev["event"] = [0, 1, 2]
+    ev["flags"] = [[p.RESULT_VALID, 0], [p.RESULT_VALID | p.OVERFLOW, p.RESULT_VALID], [0, p.ERROR]]
+    ev["missing"] = [0, 0, 0b10]  # event 2: source 1 never came, so it needs nothing
+    before = ev.copy()
+    out = fb.step(force=True) if fb.submit(ev) is None else None
+    assert len(out) == 1 and out[0] is ev and fb.idle()
+    np.testing.assert_array_equal(ev, before)
+    assert fb.counts.no_emulator == 3 and fb.counts.cpu_fragments == 0

@@ -166,3 +166,25 @@ def test_events_with_header_room_are_encoded_in_place_and_slices_are_copied():
         h, got = p.decode(msg.tobytes())
         assert (h.type, h.sequence, h.n_records) == (p.EVENTS, seq, len(want))
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "offset, byte, fast",
+    [(0, b"X", False), (4, b"\x02", False), (5, b"\x03", False), (32, b"\x04", False), (36, b"\x09", False),
+     (38, b"\x09", False), (40, b"\x02", False), (41, b"\x01", False), (44, b"\x01", False),
+     (6, b"\x09", True), (8, b"\x63", True), (16, b"\x01", True), (42, b"\x05", True)],
+)  # fmt: skip
+def test_same_length_drain_takes_the_fast_path_only_when_each_header_matches_the_first(offset, byte, fast):
+    """Source, sequence, sent_ns and n_sources may differ within a drain; any other header
+    byte of a later message that differs from the first's sends the drain down the slow path."""
+    msgs = [_message(source=s, first_event=10 * s)[1] for s in range(3)]
+    msgs[2] = _mutate(msgs[2], offset, byte)
+    got = p.decode_same_length(b"".join(msgs), 3, len(msgs[0]))
+    assert (got is not None) == fast
+
+
+def test_same_length_drain_compares_manifests_only_when_the_node_has_one():
+    msgs = [_message(source=s)[1] for s in range(2)]
+    msgs[1] = _mutate(msgs[1], 24, b"\x01")
+    assert p.decode_same_length(b"".join(msgs), 2, len(msgs[0])) is not None
+    assert p.decode_same_length(b"".join(msgs), 2, len(msgs[0]), p.Limits(manifest=bytes(8))) is None

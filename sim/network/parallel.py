@@ -1,12 +1,14 @@
 """Running a network over a big batch: chunks of samples on a few threads.
 
-NumPy's ufuncs and BLAS release the GIL, so chunks run in parallel threads.  But
-OpenBLAS starts its own threads for each matrix product, and two chunk threads each
-driving a multi-threaded BLAS oversubscribe the cores (measured on 2 cores: 465k
-samples/s, against 700k with BLAS held to one thread per chunk).  Where
-``threadpoolctl`` is installed (the ``speed`` extra; the runtime does not need it)
-BLAS is held to one thread while the chunks run and every core gets a chunk thread;
-without it, half the cores get chunk threads and BLAS keeps its own.
+NumPy's ufuncs and ``sim.network.blas`` release the GIL, so chunks run in parallel
+threads.  But OpenBLAS starts its own threads for each big matrix product, and chunk
+threads each driving a multi-threaded BLAS oversubscribe the cores (measured on 2
+cores: 465k samples/s, against 700k with BLAS held to one thread per chunk), while
+its idle threads spin for a while after each product, taking CPU from whatever else
+runs (the node's receive loop).  Where ``threadpoolctl`` is installed (the ``speed``
+extra; the runtime does not need it) BLAS is held to one thread while the emulator
+runs and every core gets a chunk thread; without it, half the cores get chunk
+threads and BLAS keeps its own.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ def chunked(x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], empty_shape: 
     if not parts:
         return np.zeros((0, *empty_shape), dtype=np.int64)
     n_threads = threads()
-    if len(parts) == 1 or n_threads == 1:
-        return np.concatenate([fn(p) for p in parts])
-    if _pool is None or _pool._max_workers != n_threads:
-        _pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="sim-network")
     with _one_blas_thread():
+        if len(parts) == 1 or n_threads == 1:
+            return np.concatenate([fn(p) for p in parts])
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="sim-network")
         return np.concatenate(list(_pool.map(fn, parts)))

@@ -120,26 +120,25 @@ class Softmax(Layer):
         res = np.moveaxis(res, -1, 2).reshape((n, *self.output_shape))
         return Fixed(res.astype(np.int64), self.result_type)
 
-    def _normalise(self, exp_res: list[np.ndarray]) -> np.ndarray:
-        total = tree_sum(exp_res, self.accum_type)
+    def _normalise(self, exp_res: np.ndarray) -> np.ndarray:
+        """``exp_res`` (rows, n_slice) in ``accum_t``: sum, invert, multiply, all columns at once."""
+        total = tree_sum([exp_res[:, i] for i in range(exp_res.shape[1])], self.accum_type)
         exp_sum = self.inv_inp_type.cast(total, self.accum_type)
         inv = self.inv_table[top_bits_index(exp_sum, self.inv_inp_type, self.inv_size)]
         prod_t = self.accum_type.mul_type(self.inv_table_type)
-        return np.stack([self.result_type.cast(e * inv, prod_t) for e in exp_res], axis=1)
+        return self.result_type.cast(exp_res * inv[:, None], prod_t)
 
     def _latency(self, data: np.ndarray, t: FixedType) -> np.ndarray:
         table = self._latency_exp_table(t)
         idx = top_bits_index(data, t, self.exp_size)
-        exp_res = self.accum_type.cast(table[idx], self.exp_table_type)
-        return self._normalise([exp_res[:, i] for i in range(data.shape[1])])
+        return self._normalise(self.accum_type.cast(table[idx], self.exp_table_type))
 
     def _stable(self, data: np.ndarray, t: FixedType) -> np.ndarray:
         x_max = data.max(axis=1, keepdims=True)
         diff_t = t.sub_type(t)
         d = self.inp_norm_type.cast(x_max - data, diff_t)
         idx = top_bits_index(d, self.inp_norm_type, self.exp_size)
-        exp_res = self.accum_type.cast(self._stable_exp[idx], self.exp_table_type)
-        return self._normalise([exp_res[:, i] for i in range(data.shape[1])])
+        return self._normalise(self.accum_type.cast(self._stable_exp[idx], self.exp_table_type))
 
     def _legacy(self, data: np.ndarray, t: FixedType) -> np.ndarray:
         tt, n_slice = self.table_type, data.shape[1]

@@ -31,9 +31,17 @@ sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "tests" / "data" / "models"
 SECTION = "## Network emulator"
 REPEATS = 5
-THREADS_NOTE = (
-    "chunks of 4,096 samples on half the cores, at most 4 threads (sim.network.CHUNK, THREADS), BLAS its own threads"
-)
+
+
+def threads_note() -> str:
+    """How the emulator ran: its chunking, threads and BLAS (sim.network.parallel/blas)."""
+    from sim.network import blas, parallel
+
+    held = "held to one thread (threadpoolctl)" if parallel._controller() else "with its own threads"
+    return (
+        f"chunks of {parallel.CHUNK:,} samples on {parallel.threads()} thread(s), "
+        f"its matrix products on {blas.backend()}'s BLAS {held}"
+    )
 
 
 def _project(tmp: Path, name: str) -> Path:
@@ -122,7 +130,7 @@ def write_section(results: list[dict], path: Path) -> None:
         "NumPy " + np.__version__ + ". Same inputs for all three (random over the input type's range, edges included); "
         f"times are the best of {REPEATS} alternating runs for the emulator and Keras, one run for the C simulation "
         "(its g++ compile time listed apart). Ratios are measured in the same run. The emulator uses "
-        f"{THREADS_NOTE}; Keras its own thread pool.",
+        f"{threads_note()}; Keras its own thread pool.",
         "",
         "| model | samples | emulator (samples/s) | hls4ml csim `predict` (samples/s) | csim compile (s) "
         "| Keras float (samples/s) | emulator / csim | emulator / Keras | bit-exact vs csim |",
@@ -136,10 +144,13 @@ def write_section(results: list[dict], path: Path) -> None:
         )
     lines += [
         "",
-        "Where the time goes: the emulator's matrix products run in NumPy's OpenBLAS (float32 or float64, "
-        "chosen per layer so that every partial sum is exact; on this VM OpenBLAS selects its generic "
-        "'Prescott' kernels), followed by integer casts; Keras runs the float model in TensorFlow's own "
-        "AVX kernels and thread pool. The C simulation's time is per-sample ap_fixed arithmetic.",
+        "Where the time goes: the emulator's matrix products (float32 or float64, chosen per layer so that "
+        "every partial sum is exact) run in SciPy's OpenBLAS when installed (NumPy 1.26's bundled OpenBLAS "
+        "selects its generic 'Prescott' kernels on this CPU, about 3x slower), called without the GIL so that "
+        "the chunk threads overlap; between them the raw integers stay in float64 (casts as exact float "
+        "scaling, floor and wrap), which NumPy vectorises where its int64 right shift is not. Keras runs the "
+        "float model in TensorFlow's own AVX kernels and thread pool. The C simulation's time is per-sample "
+        "ap_fixed arithmetic.",
     ]
     replace_section(SECTION, "\n".join(lines), path)
 

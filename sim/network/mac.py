@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.fixed import FixedType
+from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
 from sim.network.blas import matmul
 from sim.network.casts import cast, cast_float, float_cast_ok
@@ -255,13 +255,22 @@ class AccumulatorPerInputType:
     mac_reuse = True  # False: additions in Latency order whatever the reuse factor
     float_input = True  # rows of raw integers in float64 or int64 alike (sim.network.casts)
 
+    def _in_float(self, x_type: FixedType) -> bool:
+        return self.accumulator(x_type).float_out and float_cast_ok(self.accum_type, self.result_type)
+
+    def mac_input(self, x: Fixed) -> np.ndarray:
+        """The raw inputs in the dtype the products take them in: converted before a
+        convolution's im2col multiplies their number by the kernel size, not after."""
+        if self._in_float(x.type):
+            return x.raw.astype(self.accumulator(x.type).affine.dtype, copy=False)
+        return x.raw.astype(np.int64, copy=False)
+
     def mac_result(self, x_type: FixedType, rows: np.ndarray) -> np.ndarray:
         """``(res_T) acc`` for every row of inputs: in the float64 domain when the
         sums are exact there and the cast can follow them, else as int64."""
-        mac = self.accumulator(x_type)
-        if mac.float_out and float_cast_ok(self.accum_type, self.result_type):
-            return cast_float(mac.in_float(rows), self.accum_type, self.result_type, scratch=True)
-        return cast(mac(rows), self.accum_type, self.result_type, scratch=True)
+        if self._in_float(x_type):
+            return cast_float(self.accumulator(x_type).in_float(rows), self.accum_type, self.result_type, scratch=True)
+        return cast(self.accumulator(x_type)(rows), self.accum_type, self.result_type, scratch=True)
 
     def accumulator(self, x_type: FixedType) -> Accumulator:
         cache = self.__dict__.setdefault("_accumulators", {})

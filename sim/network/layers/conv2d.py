@@ -68,5 +68,5 @@ class Conv2D(AccumulatorPerInputType, Layer):
 
     def forward(self, x: Fixed) -> Fixed:
         n = len(x.raw)
-        res = self.mac_result(x.type, self.patches(x.raw))
+        res = self.mac_result(x.type, self.patches(self.mac_input(x)))
         return Fixed(res.reshape((n, *self.output_shape)), self.result_type)

@@ -158,3 +158,12 @@ def cast_float(y: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = Fa
 def as_int(raw: np.ndarray) -> np.ndarray:
     """Raw integers as int64 (from the float64 domain or already int64)."""
     return raw.astype(np.int64, copy=False)
+
+
+def cast_either(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
+    """``cast`` for raws in either domain: float64 stays float64 where exact, else int64."""
+    if raw.dtype == np.float64:
+        if float_cast_ok(src, dst):
+            return cast_float(raw, src, dst)
+        raw = as_int(raw)
+    return cast(raw, src, dst)

@@ -21,7 +21,7 @@ import numpy as np
 
 from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
-from sim.network.casts import as_int, cast, cast_float, float_cast_ok
+from sim.network.casts import as_int, cast, cast_either, cast_float, float_cast_ok
 from sim.network.registry import Layer, register
 
 INT32 = FixedType.parse("ap_int<32>")
@@ -111,11 +111,7 @@ class Activation(Layer):
         return cast(raw, t, self.result_type)
 
     def _linear(self, x: Fixed) -> np.ndarray:
-        if x.raw.dtype == np.float64:
-            if float_cast_ok(x.type, self.result_type):
-                return cast_float(x.raw, x.type, self.result_type)
-            return self._cast(as_int(x.raw), x.type)
-        return self._cast(x.raw, x.type)
+        return cast_either(x.raw, x.type, self.result_type)
 
     def _relu(self, x: Fixed) -> np.ndarray:
         # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sim.fixed import Fixed
-from sim.network.casts import cast
+from sim.network.casts import cast, cast_either
 from sim.network.registry import Layer, register
 
 
@@ -19,6 +19,8 @@ class Input(Layer):
 class Reshape(Layer):
     """Same values in a new shape (hls4ml passes the array through, in C order)."""
 
+    float_input = True
+
     def forward(self, x: Fixed) -> Fixed:
-        raw = cast(x.raw, x.type, self.result_type)
+        raw = cast_either(x.raw, x.type, self.result_type)
         return Fixed(raw.reshape((len(raw), *self.output_shape)), self.result_type)

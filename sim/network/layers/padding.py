@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.fixed import Fixed
-from sim.network.casts import cast
+from sim.network.casts import cast_either
 from sim.network.registry import Layer, register
 
 
@@ -24,7 +24,9 @@ class ZeroPadding(Layer):
         else:
             self.pad = ((0, 0), width, (0, 0))
 
+    float_input = True
+
     def forward(self, x: Fixed) -> Fixed:
-        raw = cast(x.raw, x.type, self.result_type)
+        raw = cast_either(x.raw, x.type, self.result_type)
         in_shape = [o - before - after for o, (before, after) in zip(self.output_shape, self.pad[1:], strict=True)]
         return Fixed(np.pad(raw.reshape(len(raw), *in_shape), self.pad), self.result_type)

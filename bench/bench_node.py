@@ -330,41 +330,44 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
         cfg = write_config(Path(tmp), port, publish=f"tcp://127.0.0.1:{pub}", files=files)
         write_mb_s = file_write_rate(Path(tmp)) if files else None
         node = start_node(cfg)
-        ctx = zmq.Context()
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.setsockopt(zmq.RCVHWM, 0)
-        sub.connect(f"tcp://127.0.0.1:{pub}")
-        time.sleep(0.5)
-        mpx = mp.get_context("fork")
-        go = mpx.Event()
-        ep = f"tcp://127.0.0.1:{port}"
-        procs = [mpx.Process(target=paced_sender, args=(ep, s, events_per_s, seconds, batch, go))
-                 for s in range(N_SOURCES)]  # fmt: skip
-        for p in procs:
-            p.start()
-        time.sleep(1.0)
-        cpu0 = cpu_seconds(node.pid)
-        go.set()
-        t0 = time.time()
-        lat, built = [], []
-        deadline = time.time() + seconds + 10
-        while time.time() < deadline:
-            if not sub.poll(500):
-                if all(not p.is_alive() for p in procs):
-                    break
-                continue
-            _, ev = protocol.decode(sub.recv())
-            done = (ev["status"] & protocol.COMPLETE) != 0
-            lat.append((ev["built_ns"][done].astype(np.int64) - ev["first_ns"][done].astype(np.int64)) / 1e6)
-            built.append(ev["built_ns"][done].astype(np.int64))
-        node_cpu = cpu_seconds(node.pid) - cpu0
-        wall = time.time() - t0
-        for p in procs:
-            p.join()
-        stop_node(node, cfg)
-        sub.close(linger=0)
-        ctx.term()
+        procs: list = []
+        try:
+            ctx = zmq.Context()
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.setsockopt(zmq.RCVHWM, 0)
+            sub.connect(f"tcp://127.0.0.1:{pub}")
+            time.sleep(0.5)
+            mpx = mp.get_context("fork")
+            go = mpx.Event()
+            ep = f"tcp://127.0.0.1:{port}"
+            procs = [mpx.Process(target=paced_sender, args=(ep, s, events_per_s, seconds, batch, go))
+                     for s in range(N_SOURCES)]  # fmt: skip
+            for p in procs:
+                p.start()
+            time.sleep(1.0)
+            cpu0 = cpu_seconds(node.pid)
+            go.set()
+            t0 = time.time()
+            lat, built = [], []
+            deadline = time.time() + seconds + 10
+            while time.time() < deadline:
+                if not sub.poll(500):
+                    if all(not p.is_alive() for p in procs):
+                        break
+                    continue
+                _, ev = protocol.decode(sub.recv())
+                done = (ev["status"] & protocol.COMPLETE) != 0
+                lat.append((ev["built_ns"][done].astype(np.int64) - ev["first_ns"][done].astype(np.int64)) / 1e6)
+                built.append(ev["built_ns"][done].astype(np.int64))
+            node_cpu = cpu_seconds(node.pid) - cpu0
+            wall = time.time() - t0
+        finally:  # stop everything even if the subscriber fails
+            for p in procs:
+                p.join(60)
+            stop_node(node, cfg)
+            sub.close(linger=0)
+            ctx.term()
     lat = np.concatenate(lat) if lat else np.zeros(0)
     built = (np.concatenate(built) / 1e9 - t0) if lat.size else np.zeros(0)
     warm = lat[len(lat) // 10 :]  # drop the first tenth: connection set-up

@@ -140,7 +140,8 @@ class Node:
         )  # fmt: skip
         self.publisher = None
         if s.publish:
-            self.publisher = Publisher(config_mod.worker_endpoint(s.publish, worker), self.context, cfg.node.id)
+            self.publisher = Publisher(config_mod.worker_endpoint(s.publish, worker), self.context, cfg.node.id,
+                                       max_message_bytes=cfg.security.max_message_bytes)  # fmt: skip
         self.auth = None
         # one receive buffer, reused by every drain: no allocation per message
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)

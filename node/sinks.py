@@ -231,17 +231,29 @@ class RotatingFiles:
 
 
 class Publisher:
-    """Built events on a PUB socket for downstream consumers (EVENTS messages)."""
+    """Built events on a PUB socket for downstream consumers (EVENTS messages of at most
+    ``max_message_bytes``, so a subscriber with the same limit as the node reads them all)."""
 
-    def __init__(self, endpoint: str, context: zmq.Context, node_id: int, hwm: int = 1000):
+    def __init__(
+        self, endpoint: str, context: zmq.Context, node_id: int, hwm: int = 1000, max_message_bytes: int = 4 << 20
+    ):
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.bind(endpoint)
         self.node_id = node_id
         self.sequence = 0
+        self.max_message_bytes = max_message_bytes
 
     def publish(self, events: np.ndarray) -> None:
+        per_message = max(1, (self.max_message_bytes - protocol.HEADER_SIZE) // events.dtype.itemsize)
+        if len(events) <= per_message:
+            self._send(events)  # the usual case: sent as it is, no copy
+            return
+        for start in range(0, len(events), per_message):  # a backlog drained at once: pieces (copied)
+            self._send(events[start : start + per_message])
+
+    def _send(self, events: np.ndarray) -> None:
         d = events.dtype
         msg = protocol.encode_buffer(
             protocol.EVENTS, self.node_id, self.sequence, events,

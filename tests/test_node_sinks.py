@@ -56,3 +56,35 @@ def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(
     want = np.concatenate(sent)
     for field in ("event", "inputs", "status"):
         np.testing.assert_array_equal(np.concatenate([g[field] for g in got]), want[field])
+
+
+def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same_limit_accepts():
+    import time
+
+    import zmq
+
+    from node.sinks import Publisher
+
+    ctx = zmq.Context()
+    try:
+        dtype = p.event_dtype(2, 300, 2, 4)
+        limit = p.HEADER_SIZE + 3 * dtype.itemsize + 5  # room for 3 events per message
+        pub = Publisher("inproc://events", ctx, node_id=4, max_message_bytes=limit)
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect("inproc://events")
+        time.sleep(0.2)  # the subscription reaches the publisher
+        ev = p.records_with_room(8, dtype)
+        ev[...] = np.zeros(1, dtype)
+        ev["event"] = np.arange(8) + 100
+        pub.publish(ev)
+        pub.publish(ev[:2])
+        got = []
+        while sub.poll(1000):
+            h, recs = p.decode(sub.recv(), p.Limits(max_message_bytes=limit))
+            got.append((h.sequence, recs["event"].tolist()))
+        assert got == [(0, [100, 101, 102]), (1, [103, 104, 105]), (2, [106, 107]), (3, [100, 101])]
+        pub.close()
+        sub.close(linger=0)
+    finally:
+        ctx.term()

@@ -39,3 +39,31 @@ def test_products_are_exact_on_every_backend(backend, dtype, restore_backend):
 def test_unknown_backend_is_refused(restore_backend):
     with pytest.raises(ValueError, match="unknown BLAS 'mkl'"):
         blas.use("mkl")
+
+
+def test_blas_limit_held_across_concurrent_calls_and_restored():
+    """The one-thread limit is process-wide: overlapping emulator calls from several
+    user threads keep it until the last one ends, then the original counts return."""
+    import threading
+    import time
+
+    from sim.network import parallel
+
+    controller = parallel._controller()
+    assert controller, "threadpoolctl is part of the test install (the speed extra)"
+    counts = lambda: [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"]  # noqa: E731
+    before = counts()
+    seen: list[list[int]] = []
+
+    def call(delay: float) -> None:
+        with parallel._one_blas_thread():
+            time.sleep(delay)
+            seen.append(counts())
+
+    threads = [threading.Thread(target=call, args=(0.02 * (i + 1),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen and all(c == [1] * len(before) for c in seen), seen
+    assert counts() == before

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 from sim.network import blas
 
 CHUNK = 4096  # samples per pass through the layers: intermediates stay cache-sized
-CORES = os.cpu_count() or 1
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _pool: ThreadPoolExecutor | None = None
 _blas: Any = None  # threadpoolctl.ThreadpoolController, found once; False: not installed
 
@@ -47,14 +48,32 @@ def threads() -> int:
     return max(1, min(4, CORES if _controller() else CORES // 2))
 
 
+_held = 0  # emulator calls running (several user threads may predict at once)
+_held_lock = threading.Lock()
+_limiter: Any = None
+
+
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
+    """BLAS held to one thread from the first concurrent call's start to the last one's
+    end (the limit is process-wide: nested holders must not restore it early)."""
+    global _held, _limiter
     controller = _controller()
     if not controller:
         yield
         return
-    with controller.limit(limits=1, user_api="blas"):
+    with _held_lock:
+        if _held == 0:
+            _limiter = controller.limit(limits=1, user_api="blas")
+        _held += 1
+    try:
         yield
+    finally:
+        with _held_lock:
+            _held -= 1
+            if _held == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
 
 
 def _forget_pool() -> None:

@@ -16,7 +16,7 @@ from sim.emulator import Prediction
 from sim.fixed import Fixed, FixedType
 from sim.manifest import Manifest, ManifestError
 from sim.network.casts import as_int, from_float
-from sim.network.parallel import chunked
+from sim.network.parallel import chunked, prepare
 from sim.network.registry import Layer, layer_class
 from sim.preprocessing import apply_preprocessing
 
@@ -65,6 +65,7 @@ class Network:
         self.input_type: FixedType = first.result_type
         self.output_shape = tuple(by_name[self.output_name].output_shape)
         self.output_type: FixedType = by_name[self.output_name].result_type
+        prepare()
 
     # ---------------------------------------------------------------- running
     def _input_raw(self, x: np.ndarray) -> np.ndarray:

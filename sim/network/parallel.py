@@ -43,6 +43,12 @@ def _controller() -> Any:
     return _blas
 
 
+def prepare() -> None:
+    """Load the BLAS and the thread controller now (~0.15 s, mostly importing SciPy),
+    so that the first prediction (the node's first fallback batch) does not pay it."""
+    _controller()
+
+
 def threads() -> int:
     """Chunk threads: every core with BLAS held to one thread, else half of them (at most 4)."""
     return max(1, min(4, CORES if _controller() else CORES // 2))

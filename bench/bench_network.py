@@ -1,7 +1,7 @@
 """Network emulator throughput against hls4ml's C simulation and Keras, in one run.
 
 The 3-layer jet tagger (16->64->32->32->5; qkeras_3layer with its YAML config, and
-KERAS_3layer) on 100,000 inputs: the emulator's ``predict`` (NumPy, no compile),
+KERAS_3layer), and the convolutional KERAS_conv1d_small, on 100,000 inputs: the emulator's ``predict`` (NumPy, no compile),
 hls4ml's ``predict`` on the compiled C simulation (compile time reported apart), and
 Keras ``predict`` on the float model.  Checks on the way that emulator and csim agree
 bit for bit.  Writes the ``## Network emulator`` section of docs/benchmarks.md
@@ -158,7 +158,7 @@ def write_section(results: list[dict], path: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=100_000)
-    p.add_argument("--models", nargs="+", default=["qkeras_3layer", "KERAS_3layer"])
+    p.add_argument("--models", nargs="+", default=["qkeras_3layer", "KERAS_3layer", "KERAS_conv1d_small"])
     p.add_argument("--write", action="store_true", help="rewrite the network section of docs/benchmarks.md")
     args = p.parse_args()
     results = []

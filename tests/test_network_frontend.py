@@ -125,6 +125,50 @@ def test_unsupported_layer_is_named(tmp_path):
         _synth(config)
 
 
+def test_layer_class_unknown_to_keras_is_named(tmp_path):
+    """A model JSON with a layer class neither Keras nor QKeras defines (the public
+    example-models hold GarNet and hls4ml FixedPointQuantizer models): Keras's own
+    error is "'str' object is not callable"; ours names the layers and the class."""
+    import tensorflow as tf
+
+    from fpgaflow.project import ProjectError
+
+    inp = tf.keras.Input((16,), name="x")
+    h = tf.keras.layers.Activation("linear", name="inp_q")(inp)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(5, name="fc")(h))
+    config = json.loads(model.to_json())
+    for layer in config["config"]["layers"]:
+        if layer["name"] == "inp_q":
+            layer.update(class_name="FixedPointQuantizer", module="hls4ml.utils.fixed_point_quantizer")
+    (tmp_path / "proxy.json").write_text(json.dumps(config))
+    project = write_project(tmp_path, {"KerasJson": "proxy.json"})
+    with pytest.raises(
+        ProjectError,
+        match=r"layer 'inp_q' is of class FixedPointQuantizer \(module hls4ml.utils.fixed_point_quantizer\), "
+        "which neither Keras nor QKeras defines",
+    ):
+        _synth(project)
+
+
+def test_lossy_power_of_two_weights_with_saturating_accumulator_are_refused(tmp_path):
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+    from qkeras.quantizers import quantized_po2
+
+    from fpgaflow.project import ProjectError
+
+    inp = tf.keras.Input((8,), name="x")
+    h = QActivation("quantized_relu(2)", name="r")(inp)
+    model = tf.keras.Model(inp, QDense(2, name="q_po2", kernel_quantizer=quantized_po2(4, 1))(h))
+    model.get_layer("q_po2").set_weights([np.full((8, 2), 2.0**-7, np.float32), np.zeros(2, np.float32)])
+    files = save_keras(model, tmp_path / "src", "po2")
+    sat = {"LayerName": {"q_po2": {"Precision": {"accum": "ap_fixed<16,6,AP_TRN,AP_SAT>"}}}}
+    project = {"KerasJson": "po2.json", "KerasH5": "po2_weights.h5", "HLSConfig": sat}
+    config = write_project(tmp_path / "p", project, files)
+    with pytest.raises((ProjectError, ValueError), match=r"'q_po2': power-of-two weights whose shift drops bits"):
+        _synth(config)
+
+
 def test_config_naming_a_missing_layer_is_an_error(tmp_path):
     from fpgaflow.project import ProjectError
 

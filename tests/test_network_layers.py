@@ -337,6 +337,41 @@ def test_power_of_two_weights_and_alpha_scales(tmp_path_factory):
     _assert_exact(oracle)
 
 
+def test_power_of_two_weights_whose_shift_drops_bits(tmp_path_factory):
+    """po2 weights small enough that ``weight_exponential``'s right shift drops bits below
+    its product type's LSB (``floor``, then the sign), as in the public
+    qkeras_mnist_dense example (quantized_po2(4) on quantized_relu(2) inputs): a QConv1D,
+    a Resource QDense (transposed weights) and a Latency QDense."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QDense
+    from qkeras.quantizers import quantized_bits, quantized_po2
+
+    k = tf.keras
+    inp = k.Input((12, 3), name="x")
+    h = QActivation("quantized_relu(2)", name="r_in")(inp)
+    h = QConv1D(4, 3, name="q_conv", kernel_quantizer=quantized_po2(4, 1), bias_quantizer=quantized_bits(4, 0))(h)
+    h = QActivation("quantized_relu(3)", name="r0")(h)
+    h = k.layers.Flatten(name="flat")(h)
+    h = QDense(8, name="q_res", kernel_quantizer=quantized_po2(4, 1), bias_quantizer=quantized_bits(4, 0))(h)
+    h = QActivation("quantized_relu(3,1)", name="r1")(h)
+    h = QDense(4, name="q_lat", kernel_quantizer=quantized_po2(5, 1), bias_quantizer=quantized_bits(4, 0))(h)
+    model = k.Model(inp, h)
+    rng = np.random.default_rng(43)
+    for layer in model.layers:
+        if layer.get_weights():
+            kernel, bias = layer.get_weights()
+            layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), rng.normal(0, 0.3, bias.shape)])
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {"q_res": {"Strategy": "Resource", "ReuseFactor": 4}},
+    }
+    oracle = _synth(tmp_path_factory, model, "po2_lossy", hls_config)
+    specs = {layer.name: layer.spec for layer in oracle.net.layers}
+    for name in ("q_conv", "q_res", "q_lat"):  # the lossy shift path is the one under test
+        assert "weight_shift" in specs[name]["arrays"], name
+    _assert_exact(oracle, n=2000)
+
+
 def test_batchnorm_merged_with_binary_and_ternary_tanh(tmp_path_factory):
     """BatchNormalization followed by a binary/ternary QActivation: hls4ml merges them
     into threshold layers (BatchNormalizationQuantizedTanh); the Dense after the binary

@@ -41,7 +41,49 @@ def load_keras_model(project: Project) -> Any:
         raise
     except Exception as exc:  # Keras raises many types; name the file, not the stack
         files = ", ".join(str(p) for p in _named_files(project))
+        unknown = _unknown_layers(project, objects)
+        if unknown:  # Keras's own error for these is e.g. "'str' object is not callable"
+            raise ProjectError(
+                f"{project.file}: cannot load the model from {files}: "
+                + "; ".join(f"{_layers(n)} of class {cls}{src}" for cls, src, n in unknown)
+                + ", which neither Keras nor QKeras defines (fpgaflow reads Keras and QKeras models)"
+            ) from None
         raise ProjectError(f"{project.file}: cannot load the model from {files}: {type(exc).__name__}: {exc}") from None
+
+
+def _layers(names: list[str]) -> str:
+    return f"layer {names[0]!r} is" if len(names) == 1 else f"layers {', '.join(map(repr, names))} are"
+
+
+def _unknown_layers(project: Project, objects: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """(class, " (module ...)", layer names) of the layers in a model JSON (``KerasJson``, or
+    the config inside a full ``KerasH5``) whose class Keras and QKeras do not know."""
+    import json
+
+    import tensorflow as tf
+
+    try:
+        if "KerasJson" in project.config:
+            config = json.loads(project.existing("KerasJson").read_text())
+        elif "KerasH5" in project.config:
+            import h5py
+
+            with h5py.File(project.existing("KerasH5"), "r") as f:
+                text = f.attrs.get("model_config")
+            config = json.loads(text.decode() if isinstance(text, bytes) else text)
+        else:
+            return []
+        layers = config["config"]["layers"]
+    except Exception:  # not a model config we can read: keep Keras's own error
+        return []
+    unknown: dict[tuple[str, str], list[str]] = {}
+    for layer in layers:
+        cls = layer.get("class_name", "")
+        if not hasattr(tf.keras.layers, cls) and cls not in objects:
+            module = layer.get("module") or ""
+            src = f" (module {module})" if module and not module.startswith("keras") else ""
+            unknown.setdefault((cls, src), []).append(layer.get("name") or layer.get("config", {}).get("name", "?"))
+    return [(cls, src, names) for (cls, src), names in unknown.items()]
 
 
 def _named_files(project: Project) -> list[Path]:

@@ -175,9 +175,13 @@ class Accumulator:
         product: str = "mult",
         reuse_factor: int = 1,
         kernel: str = "dense",
+        weight_shift: np.ndarray | None = None,
     ) -> None:
         if weight.ndim != 2 or bias.shape != (weight.shape[1],):
             raise ManifestError(f"layer {layer!r}: weight {weight.shape} and bias {bias.shape} do not match")
+        self.input_shifts: tuple[int, ...] = ()
+        if weight_shift is not None and np.any(weight_shift):
+            weight, self.input_shifts = shifted_inputs_weight(layer, weight, weight_shift, accum_type)
         self.data_binary = product == "data_binary"
         if self.data_binary:
             x_type = FixedType.parse("ap_int<2>")
@@ -200,7 +204,7 @@ class Accumulator:
         n_in, n_out = self.weight.shape
         # the order in which each output's products are added: matters only when saturating
         self.order = np.tile(np.arange(n_in), (n_out, 1))
-        if strategy == "resource" and kernel == "dense":
+        if strategy == "resource" and kernel == "dense" and not self.input_shifts:
             try:
                 self.order = resource_order(n_in, n_out, max(1, int(reuse_factor)))
             except ManifestError as exc:
@@ -218,10 +222,14 @@ class Accumulator:
 
     def in_float(self, x: np.ndarray) -> np.ndarray:
         """``self(x)`` as float64 (``float_out`` must hold); ``x`` raw, int64 or float64."""
+        if self.input_shifts:  # floor(x / 2**d) is exact on integers held in a float
+            x = np.concatenate([np.floor(x * 2.0**-d) for d in self.input_shifts], axis=1)
         return self.affine.in_float(x)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(np.int64, copy=False)
+        if self.input_shifts:
+            x = np.concatenate([x >> d for d in self.input_shifts], axis=1)
         if self.data_binary:  # ap_uint<1> data: 0 stands for -1 (the kernel returns -w)
             x = np.where(x == 0, -1, 1)
         if self.fast:
@@ -245,6 +253,25 @@ class Accumulator:
         return acc
 
 
+def shifted_inputs_weight(
+    layer: str, weight: np.ndarray, weight_shift: np.ndarray, accum_type: FixedType
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Products that shift their input right before multiplying (hls4ml's power-of-two
+    weights where the shift drops bits: ``w * (x_raw >> d)``, ``d`` per weight) as one
+    matrix product over the inputs shifted by each distinct ``d``: the weight stacked
+    once per shift, zero where that weight has another shift (a zero product adds
+    nothing to a wrapping accumulator)."""
+    if weight_shift.shape != weight.shape or np.any(weight_shift < 0):
+        raise ManifestError(f"layer {layer!r}: weight_shift {weight_shift.shape} does not match weight {weight.shape}")
+    if not is_wrapping(accum_type):
+        raise ManifestError(
+            f"layer {layer!r}: power-of-two weights that drop bits with a saturating accumulator ({accum_type}) "
+            "are not emulated; use AP_WRAP for accum"
+        )
+    shifts = tuple(int(d) for d in np.unique(weight_shift))
+    return np.concatenate([np.where(weight_shift == d, weight, 0) for d in shifts], axis=0), shifts
+
+
 class AccumulatorPerInputType:
     """Mixin of the weighted layers (Dense, Conv1D, Conv2D): one ``Accumulator`` per
     input type, built from the layer's manifest entry (``weight``, ``bias`` and
@@ -254,6 +281,10 @@ class AccumulatorPerInputType:
     mac_kernel = "dense"
     mac_reuse = True  # False: additions in Latency order whatever the reuse factor
     float_input = True  # rows of raw integers in float64 or int64 alike (sim.network.casts)
+
+    def __init__(self, spec, arrays) -> None:
+        super().__init__(spec, arrays)
+        self.weight_shift = arrays.get("weight_shift")  # lossy power-of-two products, see Accumulator
 
     def _in_float(self, x_type: FixedType) -> bool:
         return self.accumulator(x_type).float_out and float_cast_ok(self.accum_type, self.result_type)
@@ -287,5 +318,6 @@ class AccumulatorPerInputType:
                 self.spec.get("product", "mult"),
                 int(self.spec.get("reuse_factor", 1)) if self.mac_reuse else 1,
                 self.mac_kernel,
+                None if self.weight_shift is None else self.weight_shift.reshape(self.weight.shape),
             )
         return cache[x_type]

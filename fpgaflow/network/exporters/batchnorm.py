@@ -20,7 +20,7 @@ def export_batchnorm(layer, ctx) -> dict:
     for key in ("scale", "bias"):
         if key == "scale" and product == "weight_exponential":
             in_type = ap_type(layer.get_input_variable().type.precision, f"layer {layer.name!r} input")
-            raw, t = exponent_weights(layer, layer.weights[key], in_type)
+            raw, t, _ = exponent_weights(layer, layer.weights[key], in_type)
         else:
             t = layer_type(layer, f"{key}_t")
             raw = written_raw(layer.weights[key], t)

@@ -25,16 +25,24 @@ def product_kind(layer) -> str:
     return kind
 
 
-def exponent_weights(layer, var, x_type_text: str) -> tuple[np.ndarray, str]:
+def exponent_weights(
+    layer, var, x_type_text: str, allow_shift: bool = False
+) -> tuple[np.ndarray, str, np.ndarray | None]:
     """Power-of-two weights (QKeras po2 / ``alpha='auto_po2'``) as ordinary fixed-point
-    weights, when that is exact.
+    weights, plus, where the firmware drops bits, the right shift of the input each
+    product makes.
 
     The firmware's ``product::weight_exponential`` casts ``x`` into
     ``r_T = ap_fixed<2(We+Wx), We+Wx>``, shifts it by the exponent (right for negative
-    exponents, bits below r_T's LSB dropped; left within r_T's width) and negates for
-    sign 0.  That equals the exact ``x * (+-2**e)`` when no bit is dropped and nothing
-    overflows r_T for any ``x`` of the input type: checked here, else refused.  The
-    exponents and signs are those hls4ml writes (``int(log2|y|)``, sign ``y >= 0``)."""
+    exponents: the bits below r_T's LSB are dropped, a floor; left within r_T's width)
+    and negates for sign 0.  In r_T's LSBs the product is ``s * floor(x_raw * 2**c)``
+    with ``c = e + frac(r_T) - frac(x)``, i.e. ``(s * 2**max(c, 0)) * (x_raw >> max(-c, 0))``.
+    When no product drops a bit this is the exact ``x * (+-2**e)`` and the weights are
+    returned as they are; otherwise (``allow_shift``) the weights ``s * 2**max(c, 0)``
+    in units of ``2**-(frac(r_T) - frac(x))`` and the shifts ``max(-c, 0)`` (the
+    emulator's MAC shifts its inputs per weight).  An r_T overflow, or an input with
+    more fraction bits than r_T, is refused.  The exponents and signs are those
+    hls4ml writes (``int(log2|y|)``, sign ``y >= 0``)."""
     from sim.fixed import FixedType
 
     y = np.asarray(var.data, dtype=np.float64)
@@ -45,18 +53,25 @@ def exponent_weights(layer, var, x_type_text: str) -> tuple[np.ndarray, str]:
     we = int(var.type.precision.width)
     x_type = FixedType.parse(x_type_text)
     wr, fr = 2 * (we + x_type.width), we + x_type.width
-    worst = max(abs(x_type.min_raw), abs(x_type.max_raw)) << max(0, fr - x_type.frac_bits + int(exps.max()))
-    lossless = fr - x_type.frac_bits + int(exps.min()) >= 0  # the net shift from x's raw to r_T's never drops bits
-    if not lossless or worst >= (1 << (wr - 1)):
+    c = (fr - x_type.frac_bits + exps).astype(np.int64)
+    worst = max(abs(x_type.min_raw), abs(x_type.max_raw)) << max(0, int(c.max()))
+    lossless = int(c.min()) >= 0  # the net shift from x's raw to r_T's never drops bits
+    if (not lossless and not allow_shift) or worst >= (1 << (wr - 1)) or fr < x_type.frac_bits:
         raise ValueError(
             f"layer {layer.name!r}: power-of-two weights with exponents {int(exps.min())}..{int(exps.max())} "
-            f"on input {x_type} would lose bits or overflow in the firmware's shift product; not emulated"
+            f"on input {x_type} would {'overflow' if lossless or allow_shift else 'lose bits or overflow'} "
+            "in the firmware's shift product; not emulated"
         )
-    e_min = int(exps.min())
-    frac = max(0, -e_min)
-    raw = signs * (np.ones_like(exps, dtype=np.int64) << (exps + frac).astype(np.int64))
+    if lossless:
+        e_min = int(exps.min())
+        frac = max(0, -e_min)
+        raw = signs * (np.ones_like(exps, dtype=np.int64) << (exps + frac).astype(np.int64))
+        width = int(np.abs(raw).max()).bit_length() + 1
+        return raw.astype(np.int64), str(FixedType(width, width - frac)), None
+    raw = signs * (np.ones_like(c) << np.maximum(c, 0))
+    frac = fr - x_type.frac_bits
     width = int(np.abs(raw).max()).bit_length() + 1
-    return raw.astype(np.int64), str(FixedType(width, width - frac))
+    return raw.astype(np.int64), str(FixedType(width, width - frac)), np.maximum(-c, 0)
 
 
 def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> dict:
@@ -68,10 +83,10 @@ def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> 
         )
     w_var, b_var = layer.weights["weight"], layer.weights["bias"]
     b_type = layer_type(layer, "bias_t")
-    product = product_kind(layer)
+    product, shift = product_kind(layer), None
     if product == "weight_exponential":
         in_type = ap_type(layer.get_input_variable().type.precision, f"layer {layer.name!r} input")
-        w, w_type = exponent_weights(layer, w_var, in_type)
+        w, w_type, shift = exponent_weights(layer, w_var, in_type, allow_shift=True)
         product = "mult"
     else:
         w_type = layer_type(layer, "weight_t")
@@ -80,7 +95,19 @@ def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> 
         w, w_type = np.where(w == 0, -1, 1), "ap_int<2>"
     if layer.get_attr("_weights_transposed", False) and weight_axes is not None:
         w = np.transpose(w, weight_axes)  # back from the Resource kernel's layout
+        shift = None if shift is None else np.transpose(shift, weight_axes)
     ctx.add_array(layer, "weight", w, spec)
+    if shift is not None:  # lossy power-of-two products: the input's right shift per weight
+        from sim.fixed import FixedType
+        from sim.network.mac import is_wrapping
+
+        accum = layer_type(layer, "accum_t")
+        if not is_wrapping(FixedType.parse(accum)):
+            raise ValueError(
+                f"layer {layer.name!r}: power-of-two weights whose shift drops bits with a saturating "
+                f"accumulator ({accum}) are not emulated; use AP_WRAP for accum"
+            )
+        ctx.add_array(layer, "weight_shift", shift, spec)
     ctx.add_array(layer, "bias", written_raw(b_var, b_type).reshape(-1), spec)
     spec.update(
         weight_type=w_type,

@@ -533,18 +533,23 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "header in front, which PUB sends as it is and the HDF5 sink writes a whole 1 MB chunk at a time "
         "straight from (only the unaligned ends of a block are copied into the chunk buffer). What remains "
         f"with files is the write itself: {event_kb:.1f} KB per event into the page cache. On this VM "
-        "(Firecracker, memory backed by the host on first use) new file pages cost from 0.3 to 5 ms per MB "
-        "depending on the host's memory state"
+        "(a Firecracker guest) 1 MB writes into a new file cost from 0.3 to 4.5 ms per MB of CPU time from "
+        "one minute to the next (the same writes into pages just freed cost 0.3)"
         + (f" (the probes of this run: {min(probes):,.0f}-{max(probes):,.0f} MB/s)" if probes else "")
-        + f": at 400 MB/s a node writing files cannot build more than ~{400 / event_kb * 1024 / 1000:,.0f}k "
-        "events/s whatever it does in Python, and the raw loop at 16 fragments/message receives more than "
-        "that. A second worker does not help on 2 shared cores (it competes with the 4 senders).",
+        + (f": at the slowest of them the writes alone would cap the node at "
+           f"{min(probes) / event_kb * 1024:,.0f} events/s" if probes else "")
+        + ". Without files the node's remaining costs beyond the raw loop are the two copies (into the ring "
+        "and out of it) and the per-drain bookkeeping. A second worker does not help on 2 shared cores (it "
+        "competes with the 4 senders).",
     ]
     lines += [
         "",
         f"End-to-end latency (earliest fragment stamped by its source -> event published by the node), "
         f"{N_SOURCES} paced sources at {lat_rate:,.0f} events/s (half the median one-worker rate with files, "
-        f"the PUB socket on as well), {lat_batch} fragments/message, the first tenth of the events left out:",
+        f"the PUB socket on as well), {lat_batch} fragments/message, the first tenth of the events left out. "
+        "Each sender writes event numbers, the send time (the fragments' stamp) and the header's sequence "
+        "into one pre-encoded message before each send, as a board would; the subscriber reads the events' "
+        "own `first_ns` and `built_ns` (one clock: the same machine):",
         "",
         "| sink | p50 (ms) | p99 (ms) | max (ms) | events | built events/s | node CPU "
         "| p99 in each second of the run (ms) | file write (MB/s) |",
@@ -560,14 +565,19 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     lines += [
         "",
         "Why the latency is what it is (measured with per-iteration timestamps in the daemon and send logs in "
-        "the senders): the senders keep their schedule and the sources' fragments of an event leave within a "
-        "few ms of each other, so the latency is time the fragments wait in the node's receive queue. That "
-        "queue grows when the node is busier than the rate allows for a while, and then shrinks only at the "
-        "rate of the node's spare capacity: at this rate the node needs most of a core (the column above), "
-        "most of it for the file writes, so a backlog of 100 ms takes seconds to go, and a p99 over the "
-        "whole run reflects it. Start-up used to cause such a backlog (h5py imported and the 67 MB ring "
-        "faulted in during the first second of data: fixed, both now happen at start); slow page-cache "
-        "writes on this VM still do. Without files the same rate leaves the node enough headroom.",
+        "the senders): the senders keep their schedule and the fragments of one event leave their sources "
+        "within a few ms of each other, and the latency counted from an event's last fragment is within a "
+        "few ms of the one counted from its first, so the time is spent waiting in the node's receive queue. "
+        "That queue grows whenever the node gets less CPU than the rate needs, and then shrinks only at the "
+        "rate of the node's spare capacity. Before this version the node started each run with such a backlog "
+        "(h5py imported at the first flush, the 67 MB ring and the output buffers faulted in, one more copy of "
+        "every event to publish it, during the first second of data) and, with ~10% to spare at this rate, "
+        "worked it off over seconds: in one run p99 per second 690, 710, 470, 340 ms; in another the backlog "
+        "was gone after 2 s and p99 was 17 ms from then on (p50 6 ms). "
+        "Those causes are gone; what is left shows in the columns above: the node needs the CPU share listed, "
+        "and when the machine cannot give it that (the senders, the subscriber and other work on 2 cores; "
+        "page-cache writes at the slow end of their range) the per-second p99 climbs for as long as that "
+        "lasts. Built events/s below the offered rate means the node did not keep up during the run.",
         "",
     ]
     if fb:

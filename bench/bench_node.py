@@ -441,6 +441,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs each (for a noisy, shared machine)")
     ap.add_argument("--manifest", default=str(ROOT / "firmware_projects/jet_tagger/build/emulator"))
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--note", default="", help="what else ran on the machine, for the docs line")
     args = ap.parse_args()
     rows = []
     best = {}
@@ -503,7 +504,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         f"--events {args.events} --repeat {args.repeat}` (best of {args.repeat} for every figure) "
         f"on {machine_and_zmq()}; "
         f"load average at the end of the run {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)"
-        f"{cpu_pressure()}.",
+        f"{cpu_pressure()}" + (f"; {args.note}" if args.note else "") + ".",
         "",
         f"Built events/s for {N_SOURCES} sources x 1 KB fragments (sender processes with pre-encoded messages, "
         "the daemon writing HDF5 files), against raw pyzmq PUSH/PULL of the same messages into a Python "
@@ -533,11 +534,10 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "header in front, which PUB sends as it is and the HDF5 sink writes a whole 1 MB chunk at a time "
         "straight from (only the unaligned ends of a block are copied into the chunk buffer). What remains "
         f"with files is the write itself: {event_kb:.1f} KB per event into the page cache. On this VM "
-        "(a Firecracker guest) 1 MB writes into a new file cost from 0.3 to 4.5 ms per MB of CPU time from "
-        "one minute to the next (the same writes into pages just freed cost 0.3)"
-        + (f" (the probes of this run: {min(probes):,.0f}-{max(probes):,.0f} MB/s)" if probes else "")
-        + (f": at the slowest of them the writes alone would cap the node at "
-           f"{min(probes) / event_kb * 1024:,.0f} events/s" if probes else "")
+        "(a Firecracker guest) 1 MB writes into a new file cost from 0.3 to 4.5 ms of CPU time per MB from "
+        "one minute to the next; into pages just freed, 0.3 ms"
+        + (f". The probes of this run saw {min(probes):,.0f}-{max(probes):,.0f} MB/s: at the slowest, the "
+           f"writes alone would cap the node near {min(probes) / event_kb * 1.024:,.0f}k events/s" if probes else "")
         + ". Without files the node's remaining costs beyond the raw loop are the two copies (into the ring "
         "and out of it) and the per-drain bookkeeping. A second worker does not help on 2 shared cores (it "
         "competes with the 4 senders).",
@@ -570,8 +570,8 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "few ms of the one counted from its first, so the time is spent waiting in the node's receive queue. "
         "That queue grows whenever the node gets less CPU than the rate needs, and then shrinks only at the "
         "rate of the node's spare capacity. Before this version the node started each run with such a backlog "
-        "(h5py imported at the first flush, the 67 MB ring and the output buffers faulted in, one more copy of "
-        "every event to publish it, during the first second of data) and, with ~10% to spare at this rate, "
+        "(h5py imported at the first flush and the 67 MB ring faulted in during the first second of data, "
+        "one more copy of every event to publish it) and, with ~10% to spare at this rate, "
         "worked it off over seconds: in one run p99 per second 690, 710, 470, 340 ms; in another the backlog "
         "was gone after 2 s and p99 was 17 ms from then on (p50 6 ms). "
         "Those causes are gone; what is left shows in the columns above: the node needs the CPU share listed, "

@@ -60,6 +60,7 @@ class Builder:
         window: int = 8192,
         timeout_s: float = 1.0,
         max_event_jump: int = 1 << 24,
+        max_block_bytes: int = 4 << 20,
     ):
         if not 1 <= n_sources <= protocol.MAX_SOURCES:
             raise ValueError(f"sources: {n_sources} sources, expected 1..{protocol.MAX_SOURCES}")
@@ -69,6 +70,9 @@ class Builder:
         self.timeout_ns = int(timeout_s * 1e9)
         self.max_event_jump = max_event_jump
         self.event_dtype = protocol.event_dtype(n_sources, n_inputs, n_outputs, raw_bytes)
+        # events leave in blocks of at most this many, so that one EVENTS message of at most
+        # max_block_bytes carries a block as it is (a bigger one would be cut and copied)
+        self.max_block = max(1, (max_block_bytes - protocol.HEADER_SIZE) // self.event_dtype.itemsize)
         c, s = capacity, n_sources
         self.slot_event = np.zeros(c, np.uint64)
         self.state = np.zeros(c, np.uint8)
@@ -200,6 +204,10 @@ class Builder:
             self._emit(slots, protocol.DRAINED)
 
     def _emit(self, slots: np.ndarray, status: int) -> None:
+        for start in range(0, len(slots), self.max_block):  # blocks a message can carry whole
+            self._emit_block(slots[start : start + self.max_block], status)
+
+    def _emit_block(self, slots: np.ndarray, status: int) -> None:
         arrived = self.arrived[slots]
         # event, flags, inputs, fpga (cpu fields stay 0), behind room for a message header:
         # the publisher then sends these records as they are

@@ -122,3 +122,15 @@ def test_a_drain_of_messages_as_a_2d_view_builds_the_same_events():
     assert e5["inputs"][:, 0].tolist() == [50, 51]
     b.add(src[:8], two_d[:2])  # now every fragment is late: the rare path on a 2-d drain
     assert b.counts.late == 8 and sorted(b.take_late()[0].fragments["event"].tolist()) == sorted([0, 1, 2, 3] * 2)
+
+
+def test_events_leave_in_blocks_one_message_can_carry_and_none_is_lost():
+    dtype = p.event_dtype(2, 3, 1, 4)
+    b = Builder(2, 3, 1, 4, window=1024, max_block_bytes=p.HEADER_SIZE + 7 * dtype.itemsize)
+    b.add(*frags(range(50), 0))
+    b.add(*frags(range(50), 1))  # all 50 complete in one drain
+    blocks = b.take()
+    assert [len(x) for x in blocks] == [7] * 7 + [1]
+    assert sorted(np.concatenate(blocks)["event"]) == list(range(50))
+    assert all(p.encode_buffer(p.EVENTS, 0, 0, x, n_inputs=3, n_outputs=1, raw_bytes=4, n_sources=2).nbytes
+               <= p.HEADER_SIZE + 7 * dtype.itemsize for x in blocks)  # fmt: skip

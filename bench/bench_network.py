@@ -1,11 +1,12 @@
 """Network emulator throughput against hls4ml's C simulation and Keras, in one run.
 
 The 3-layer jet tagger (16->64->32->32->5; qkeras_3layer with its YAML config, and
-KERAS_3layer), and the convolutional KERAS_conv1d_small, on 100,000 inputs: the emulator's ``predict`` (NumPy, no compile),
-hls4ml's ``predict`` on the compiled C simulation (compile time reported apart), and
-Keras ``predict`` on the float model.  Checks on the way that emulator and csim agree
-bit for bit.  Writes the ``## Network emulator`` section of docs/benchmarks.md
-(``--write``); prints a JSON summary.
+KERAS_3layer), and the convolutional KERAS_conv1d_small, on 100,000 inputs: the
+emulator's ``predict`` (NumPy, no compile), hls4ml's ``predict`` on the compiled C
+simulation (compile time reported apart), and Keras ``predict`` on the float model.
+Checks on the way that emulator and csim agree bit for bit.  Writes the
+``## Network emulator`` section of docs/benchmarks.md (``--write``); prints a JSON
+summary.
 
     .venv/bin/python bench/bench_network.py [--samples 100000] [--write]
 """

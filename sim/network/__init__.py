@@ -8,6 +8,7 @@ order of hls4ml's graph after its optimizer passes), each on a chunk of the batc
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from sim.emulator import Prediction
 from sim.fixed import Fixed, FixedType
 from sim.manifest import Manifest, ManifestError
 from sim.network.casts import as_int, from_float
+from sim.network.mac import AccumulatorPerInputType
 from sim.network.parallel import chunked, prepare
 from sim.network.registry import Layer, layer_class
 from sim.preprocessing import apply_preprocessing
@@ -65,6 +67,20 @@ class Network:
         self.input_type: FixedType = first.result_type
         self.output_shape = tuple(by_name[self.output_name].output_shape)
         self.output_type: FixedType = by_name[self.output_name].result_type
+        # predict only: a layer that takes scratch (relu) may overwrite its input where that
+        # is a weighted layer's output (a fresh array, never a view of another value) that
+        # nothing else reads and that is not the network's output
+        readers = Counter(name for layer in self.layers for name in layer.spec["inputs"])
+        fresh = {layer.name for layer in self.layers if isinstance(layer, AccumulatorPerInputType)}
+        self._scratch_input = {
+            layer.name
+            for layer in self.layers
+            if getattr(layer, "takes_scratch", False)
+            and len(layer.spec["inputs"]) == 1
+            and layer.spec["inputs"][0] in fresh
+            and readers[layer.spec["inputs"][0]] == 1
+            and layer.spec["inputs"][0] != self.output_name
+        }
         prepare()
 
     # ---------------------------------------------------------------- running
@@ -89,7 +105,10 @@ class Network:
             inputs = [values[name] for name in layer.spec["inputs"]] if layer.spec["inputs"] else [current]
             if not layer.float_input:
                 inputs = [_int64(f) for f in inputs]
-            values[layer.name] = layer.forward(*inputs)
+            if not keep and layer.name in self._scratch_input:
+                values[layer.name] = layer.forward(*inputs, scratch=True)
+            else:
+                values[layer.name] = layer.forward(*inputs)
             if not keep:
                 for name in self._free_after.get(layer.name, ()):
                     del values[name]

@@ -145,12 +145,23 @@ def cast_float(y: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = Fa
     if dst.overflow == "AP_SAT":
         np.minimum(q, float(dst.max_raw), out=q)
         return np.maximum(q, float(dst.min_raw), out=q)
-    if q.size and dst.min_raw <= q.min() and q.max() <= dst.max_raw:
+    lo, hi = (q.min(), q.max()) if q.size else (0.0, 0.0)
+    if dst.min_raw <= lo and hi <= dst.max_raw:
         return q  # nothing wrapped: the common case, two reductions instead of four passes
-    k = q - float(dst.min_raw)
-    k *= 2.0**-dst.width
-    np.floor(k, out=k)
-    k *= 2.0**dst.width
+    if max(-lo, hi) < 2.0**50:
+        # k = 2**W * floor((q - min_raw) / 2**W) is the multiple of 2**W nearest to
+        # q + c (c below: never a tie, q + c exact), rounded by adding and removing
+        # M = 1.5 * 2**(52+W), whose ulp is 2**W: four passes instead of five
+        c = 0.5 - float(dst.min_raw) - 2.0 ** (dst.width - 1)
+        magic = 1.5 * 2.0 ** (52 + dst.width)
+        k = q + c
+        k += magic
+        k -= magic
+    else:
+        k = q - float(dst.min_raw)
+        k *= 2.0**-dst.width
+        np.floor(k, out=k)
+        k *= 2.0**dst.width
     q -= k
     return q
 

@@ -99,8 +99,13 @@ class Activation(Layer):
         """linear and relu take raw integers in the float64 domain (``sim.network.casts``)."""
         return self.activation in ("linear", "relu")
 
-    def forward(self, x: Fixed) -> Fixed:
-        raw = _FORWARD[self.activation](self, x)
+    takes_scratch = True  # forward(x, scratch=True): relu may overwrite x (sim.network.Network decides)
+
+    def forward(self, x: Fixed, scratch: bool = False) -> Fixed:
+        if self.activation == "relu":
+            raw = self._relu(x, scratch)
+        else:
+            raw = _FORWARD[self.activation](self, x)
         raw = np.asarray(raw)
         if raw.dtype != np.float64:
             raw = raw.astype(np.int64, copy=False)
@@ -113,13 +118,14 @@ class Activation(Layer):
     def _linear(self, x: Fixed) -> np.ndarray:
         return cast_either(x.raw, x.type, self.result_type)
 
-    def _relu(self, x: Fixed) -> np.ndarray:
+    def _relu(self, x: Fixed, scratch: bool = False) -> np.ndarray:
         # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode
+        out = x.raw if scratch else None
         if x.raw.dtype == np.float64:
             if float_cast_ok(x.type, self.result_type):
-                return cast_float(np.maximum(x.raw, 0.0), x.type, self.result_type, scratch=True)
+                return cast_float(np.maximum(x.raw, 0.0, out=out), x.type, self.result_type, scratch=True)
             return cast(np.maximum(as_int(x.raw), 0), x.type, self.result_type, scratch=True)
-        return cast(np.maximum(x.raw, 0), x.type, self.result_type, scratch=True)
+        return cast(np.maximum(x.raw, 0, out=out), x.type, self.result_type, scratch=True)
 
     def _table(self, x: Fixed) -> np.ndarray:
         r, n = TABLE_RANGES[self.activation], self.table_size

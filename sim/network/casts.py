@@ -171,10 +171,11 @@ def as_int(raw: np.ndarray) -> np.ndarray:
     return raw.astype(np.int64, copy=False)
 
 
-def cast_either(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
-    """``cast`` for raws in either domain: float64 stays float64 where exact, else int64."""
+def cast_either(raw: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = False) -> np.ndarray:
+    """``cast`` for raws in either domain: float64 stays float64 where exact, else int64.
+    ``scratch``: ``raw`` is a temporary the cast may overwrite."""
     if raw.dtype == np.float64:
         if float_cast_ok(src, dst):
-            return cast_float(raw, src, dst)
-        raw = as_int(raw)
-    return cast(raw, src, dst)
+            return cast_float(raw, src, dst, scratch)
+        raw, scratch = as_int(raw), True  # a new int64 array
+    return cast(raw, src, dst, scratch)

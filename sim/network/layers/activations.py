@@ -21,7 +21,7 @@ import numpy as np
 
 from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
-from sim.network.casts import as_int, cast, cast_either, cast_float, float_cast_ok
+from sim.network.casts import cast, cast_either
 from sim.network.registry import Layer, register
 
 INT32 = FixedType.parse("ap_int<32>")
@@ -99,7 +99,10 @@ class Activation(Layer):
         """linear and relu take raw integers in the float64 domain (``sim.network.casts``)."""
         return self.activation in ("linear", "relu")
 
-    takes_scratch = True  # forward(x, scratch=True): relu may overwrite x (sim.network.Network decides)
+    @property
+    def takes_scratch(self) -> bool:
+        """``forward(x, scratch=True)`` may overwrite ``x`` (relu; ``sim.network.Network`` decides when)."""
+        return self.activation == "relu"
 
     def forward(self, x: Fixed, scratch: bool = False) -> Fixed:
         if self.activation == "relu":
@@ -120,12 +123,8 @@ class Activation(Layer):
 
     def _relu(self, x: Fixed, scratch: bool = False) -> np.ndarray:
         # ``datareg > 0 ? (res_T) datareg : 0``; a cast maps 0 to 0 in every mode
-        out = x.raw if scratch else None
-        if x.raw.dtype == np.float64:
-            if float_cast_ok(x.type, self.result_type):
-                return cast_float(np.maximum(x.raw, 0.0, out=out), x.type, self.result_type, scratch=True)
-            return cast(np.maximum(as_int(x.raw), 0), x.type, self.result_type, scratch=True)
-        return cast(np.maximum(x.raw, 0, out=out), x.type, self.result_type, scratch=True)
+        positive = np.maximum(x.raw, 0, out=x.raw if scratch else None)
+        return cast_either(positive, x.type, self.result_type, scratch=True)
 
     def _table(self, x: Fixed) -> np.ndarray:
         r, n = TABLE_RANGES[self.activation], self.table_size

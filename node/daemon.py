@@ -25,8 +25,8 @@ import numpy as np
 import zmq
 
 from node import config as config_mod
+from node import heap, protocol
 from node import metrics as metrics_mod
-from node import protocol
 from node.builder import Builder
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
@@ -71,6 +71,8 @@ class Node:
     ):
         self.cfg, self.worker = cfg, worker
         self.log = Log(f"{cfg.node.name}/{worker}", cfg.node.log_level)
+        # process-wide, once: the event blocks of every drain reuse freed memory (node.heap)
+        self.heap_kept = heap.keep_freed_memory()
         self.metrics = Metrics()
         self.context = context or zmq.Context()
         self._own_context = context is None
@@ -353,7 +355,8 @@ class Node:
         endpoints = [config_mod.worker_endpoint(i.endpoint, self.worker) for i in self.cfg.inputs]
         self.log("info", "started", inputs=endpoints, sources=self.sources, n_inputs=self.n_inputs,
                  n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
-                 manifest=self.emulator.id if self.emulator is not None else None)  # fmt: skip
+                 manifest=self.emulator.id if self.emulator is not None else None,
+                 heap_kept=self.heap_kept)  # fmt: skip
         poller = zmq.Poller()
         for s in self.inputs:
             poller.register(s, zmq.POLLIN)

@@ -18,6 +18,7 @@ corrupt header cannot flush the whole window.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,7 +80,6 @@ class Builder:
         self.arrived = np.zeros((c, s), bool)
         self.arrived_flat = self.arrived.reshape(-1)
         self.n_arrived = np.zeros(c, np.int16)
-        self.opened_ns = np.zeros(c, np.int64)  # monotonic clock: for the timeout
         self.timestamp = np.zeros((c, s), np.uint64)  # board clock: for the latency
         # the slots are built-event records already: an event leaves with one row copy
         self.ring = np.zeros(c, self.event_dtype)
@@ -88,6 +88,10 @@ class Builder:
         self._owner = np.zeros(c * s, np.int64)  # scratch for in-drain duplicates
         self._bits = np.left_shift(np.uint64(1), np.arange(s, dtype=np.uint64))
         self.high: int | None = None  # highest event number accepted
+        self.low = 0  # every event below this has left: the window's start
+        # (monotonic ns, slots, events) per claim, oldest first: the timeout looks only at the
+        # claims old enough to have timed out, not at the whole ring every few ms
+        self.claims: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
         self.n_open = 0
         self.counts = BuilderCounts()
         self.out: list[np.ndarray] = []  # built events (event records) waiting to be taken
@@ -121,8 +125,7 @@ class Builder:
         low = max(0, new_high - self.capacity + 1)
         if new_high > self.high:
             self.high = new_high
-            if self.n_open:
-                self._evict_below(low)
+            self._evict_below(low)
         slot = (ev & self.mask).astype(np.intp)
         cur = self.slot_event[slot]
         st = self.state[slot]
@@ -170,31 +173,49 @@ class Builder:
 
     def _claim(self, slots: np.ndarray, events: np.ndarray, now_ns: int) -> None:
         slots, first = np.unique(slots, return_index=True)
+        events = events[first]
         self.n_open += len(slots)
-        self.slot_event[slots] = events[first]
-        self.ring["event"][slots] = events[first]
+        self.claims.append((now_ns, slots, events))
+        self.slot_event[slots] = events
+        self.ring["event"][slots] = events
         self.state[slots] = OPEN
         self.arrived[slots] = False
         self.n_arrived[slots] = 0
-        self.opened_ns[slots] = now_ns
         self.flags[slots] = 0  # inputs/results of missing sources are zeroed on the way out
 
     # ----------------------------------------------------------------- leaving
     def _evict_below(self, low: int) -> None:
-        slots = np.flatnonzero((self.state == OPEN) & (self.slot_event < np.uint64(low)))
+        """Let the open events below ``low`` go (the window moved past them).
+
+        Only the event numbers the window has just passed can be open there (older ones
+        left when it passed them, and are late if they come again), so a move of ``d``
+        looks at ``d`` slots, not at the whole ring."""
+        start, self.low = self.low, max(self.low, low)
+        if not self.n_open or low <= start:
+            return
+        if low - start >= self.capacity:
+            candidates = np.flatnonzero(self.state == OPEN)
+        else:
+            candidates = (np.arange(start, low, dtype=np.uint64) & self.mask).astype(np.intp)
+        slots = candidates[(self.state[candidates] == OPEN) & (self.slot_event[candidates] < np.uint64(low))]
         if len(slots):
             self.counts.evicted += len(slots)
-            self._emit(slots, protocol.EVICTED)
+            self._emit(np.sort(slots), protocol.EVICTED)
 
     def expire(self, now_ns: int | None = None) -> None:
-        """Let events older than the timeout go, flagged TIMED_OUT with their missing sources."""
-        if not self.n_open:
-            return
+        """Let events older than the timeout go, flagged TIMED_OUT with their missing sources.
+
+        ``now_ns`` is the monotonic clock the fragments were added with (never decreasing)."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        slots = np.flatnonzero((self.state == OPEN) & (self.opened_ns < now_ns - self.timeout_ns))
+        cutoff = now_ns - self.timeout_ns
+        old = []
+        while self.claims and self.claims[0][0] < cutoff:
+            _, slots, events = self.claims.popleft()
+            old.append(slots[(self.state[slots] == OPEN) & (self.slot_event[slots] == events)])
+        slots = np.concatenate(old) if old else ()
         if len(slots):
             self.counts.timed_out += len(slots)
-            self._emit(slots, protocol.TIMED_OUT)
+            self._emit(np.unique(slots), protocol.TIMED_OUT)
 
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""

@@ -71,7 +71,7 @@ class Node:
     ):
         self.cfg, self.worker = cfg, worker
         self.log = Log(f"{cfg.node.name}/{worker}", cfg.node.log_level)
-        # process-wide, once: the event blocks of every drain reuse freed memory (node.heap)
+        # process-wide, once: the event blocks of every drain reuse freed memory, faulted in now (node.heap)
         self.heap_kept = heap.keep_freed_memory()
         self.metrics = Metrics()
         self.context = context or zmq.Context()

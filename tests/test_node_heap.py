@@ -1,5 +1,6 @@
 """node.heap: with glibc's thresholds raised, freed blocks of the sizes the node hands on
-(event blocks of 64 KB to 3 MB, a few in flight) are reused instead of faulted in anew."""
+(event blocks of 64 KB to 3 MB, a few in flight) are reused instead of faulted in anew,
+and the heap is faulted in once at start-up rather than during the first second of data."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def page_faults(mode: str) -> tuple[int, int]:
 def test_freed_blocks_are_reused_without_page_faults():
     kept, pages = page_faults("keep")
     default, _ = page_faults("default")
-    # only the heap's growth to its high-water mark faults (~3 blocks of 123k pages written)
-    assert kept < pages // 20, (kept, pages)
+    # the heap was grown (and touched) up front: not even its growth to the blocks'
+    # high-water mark faults
+    assert kept < pages // 1000, (kept, pages)
     # and glibc's own adaptive policy, which the node ran with before, faults far more
     assert default > 4 * kept, (default, kept)

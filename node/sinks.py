@@ -12,7 +12,11 @@ one write per column.  ROOT (uproot) is offered for analyses that live in ROOT.
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,61 +42,246 @@ def _import_h5py():
     return h5py
 
 
-class _HDF5Writer:
-    """One compound dataset per file (a table of records), written a whole chunk at a
-    time with HDF5's direct chunk write: no type conversion, no data-sieve copies (4x
-    faster than ``dataset[a:b] = records`` here)."""
+PAGE = 4096  # O_DIRECT wants file offsets, lengths and memory aligned to the device's block size
+ALIGN_THRESHOLD = 64 << 10  # file objects at least this large (the chunks) start on a PAGE boundary
 
-    def __init__(self, path: Path, tree: str, attrs: dict[str, Any]):
-        self.file = _import_h5py().File(path, "w")
+
+def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
+    """``os.pwrite`` until every byte is written (a regular file may take fewer at once)."""
+    view = memoryview(data)
+    while len(view):
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+class _ChunkIO:
+    """Writes chunks at given file offsets from a thread: the whole pages with O_DIRECT,
+    the last partial page (a chunk need not be whole pages) through the page cache.
+
+    Why: on a VM whose new page-cache pages can be cold host memory (Firecracker with
+    free-page reporting) writing through the page cache costs 0.3-4.5 ms of CPU per MB in
+    the writing thread; O_DIRECT ~0.2 ms, and in this thread, off the daemon's.  The thread
+    also gathers each chunk's records into its page-aligned buffer, so the caller only
+    queues references to them: up to ``depth`` chunks, beyond which it waits (the disk is
+    behind by that much).  A write error is kept and raised in
+    the caller's thread (``check``) naming the file.  Raises OSError (EINVAL) at
+    construction where O_DIRECT is refused."""
+
+    def __init__(self, path: Path, depth: int = 16):
+        flag = getattr(os, "O_DIRECT", 0)
+        if not flag:
+            raise OSError(errno.EINVAL, "no O_DIRECT on this platform", str(path))
+        self.path = path
+        self.cached_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            self.direct_fd = os.open(path, os.O_WRONLY | flag)
+        except OSError:
+            os.close(self.cached_fd)
+            raise
+        self.direct = True  # False once a first O_DIRECT write is refused: the rest go through the cache
+        self.proven = False  # an O_DIRECT write succeeded: a later EINVAL is an error, not a refusal
+        self.buffer = np.zeros(0, np.uint8)  # page-aligned (mmap), grown to a chunk at the first write
+        self.todo: queue.Queue[tuple[int, list[np.ndarray], int] | None] = queue.Queue(maxsize=depth)
+        self.error: tuple[int, Exception] | None = None
+        self.thread = threading.Thread(target=self._run, name="hdf5-sink-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, offset: int, pieces: list[np.ndarray], nbytes: int) -> None:
+        """Queue a chunk: the records ``pieces`` (contiguous, not to be changed any more),
+        zero-padded to ``nbytes``, for the file at ``offset``."""
+        self.check()
+        self.todo.put((offset, pieces, nbytes))
+
+    def _run(self) -> None:
+        while (item := self.todo.get()) is not None:
+            offset, pieces, nbytes = item
+            if self.error is None:  # after an error the file is lost: only drain the queue
+                try:
+                    self._write(offset, self._gather(pieces, nbytes))
+                except Exception as exc:  # raised in the caller's thread by check()
+                    self.error = (offset, exc)
+
+    def _gather(self, pieces: list[np.ndarray], nbytes: int) -> np.ndarray:
+        """The chunk's bytes, zero-padded, in the page-aligned buffer."""
+        if len(self.buffer) < nbytes:
+            self.buffer = np.frombuffer(mmap.mmap(-1, -(-nbytes // PAGE) * PAGE), np.uint8)
+        pos = 0
+        for p in pieces:
+            b = p.view(np.uint8)
+            self.buffer[pos : pos + len(b)] = b
+            pos += len(b)
+        self.buffer[pos:nbytes] = 0
+        return self.buffer[:nbytes]
+
+    def _write(self, offset: int, data: np.ndarray) -> None:
+        head = len(data) // PAGE * PAGE if self.direct and offset % PAGE == 0 else 0
+        if head:
+            try:
+                _pwrite_all(self.direct_fd, data[:head], offset)
+                self.proven = True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or self.proven:
+                    raise
+                self.direct, head = False, 0  # opened but refused (some filesystems): use the cache
+        _pwrite_all(self.cached_fd, data[head:], offset + head)
+
+    def check(self) -> None:
+        """Raise the thread's write error, if any, naming the file."""
+        if self.error is None:
+            return
+        offset, exc = self.error
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"writing a chunk at byte {offset} failed: {exc.strerror}", str(self.path))
+        raise RuntimeError(f"{self.path}: writing a chunk at byte {offset} failed: {exc!r}") from exc
+
+    def stop(self) -> None:
+        """Wait for every queued write and close the descriptors (errors are left to ``check``)."""
+        if self.thread.is_alive():
+            self.todo.put(None)
+            self.thread.join()
+        for fd in (self.direct_fd, self.cached_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.direct_fd = self.cached_fd = -1
+
+
+def _open_chunk_io(path: Path, direct_io: bool) -> _ChunkIO | None:
+    """The O_DIRECT writer for ``path``, or None (off, or refused here: the plain path is used)."""
+    if not direct_io:
+        return None
+    try:
+        return _ChunkIO(path)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return None
+
+
+class _HDF5Writer:
+    """One compound dataset per file (a table of records), written a whole ~1 MB chunk at a
+    time: no type conversion, no data-sieve copies (4x faster than ``dataset[a:b] = records``).
+
+    With ``direct_io`` (and where the filesystem takes O_DIRECT) HDF5 only allocates each
+    chunk (early allocation, no fill values, chunks aligned to pages) and a ``_ChunkIO``
+    thread writes it at its file offset; otherwise HDF5's direct chunk write does."""
+
+    def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True):
+        self.io = _open_chunk_io(path, direct_io)  # before h5py truncates the file: same inode
+        aligned = {"alignment_threshold": ALIGN_THRESHOLD, "alignment_interval": PAGE} if self.io else {}
+        try:
+            self.file = _import_h5py().File(path, "w", **aligned)
+        except BaseException:
+            if self.io is not None:
+                self.io.stop()
+            raise
         self.name, self.attrs = tree, attrs
         self.dataset = None
         self.rows = 0  # records written to the dataset (not those still in the chunk buffer)
 
+    @property
+    def direct(self) -> bool:
+        """Whether the chunks go to the file with O_DIRECT."""
+        return self.io is not None and self.io.direct
+
     def _create(self, dtype: np.dtype) -> None:
-        self.chunk = np.zeros(max(1, (1 << 20) // dtype.itemsize), dtype)  # ~1 MB chunks
+        self.dtype, self.size = dtype, max(1, (1 << 20) // dtype.itemsize)  # ~1 MB chunks
+        self.chunk = np.zeros(self.size, dtype) if self.io is None else None  # the plain path's chunk buffer
+        self.pieces: list[np.ndarray] = []  # O_DIRECT: the records of the chunk being gathered
         self.fill = 0
         self.dataset = self.file.create_dataset(
-            self.name, (0,), dtype, maxshape=(None,), chunks=(len(self.chunk),)
+            self.name, (0,), dtype, maxshape=(None,), chunks=(self.size,), **self._allocate_only()
         )
         for k, v in self.attrs.items():
             self.dataset.attrs[k] = v
 
+    def _allocate_only(self) -> dict[str, Any]:
+        """With O_DIRECT, extending the dataset allocates the new chunk's file space at once
+        and writes nothing there: the writer thread fills it."""
+        if self.io is None:
+            return {}
+        h5py = _import_h5py()
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        return {"dcpl": dcpl, "fill_time": "never"}
+
     def write(self, parts: list[np.ndarray]) -> None:
         if self.dataset is None:
             self._create(parts[0].dtype)
-        size = len(self.chunk)
         for p in parts:
-            direct = p.dtype == self.chunk.dtype and p.flags.c_contiguous
-            while len(p):
-                if direct and self.fill == 0 and len(p) >= size:
-                    # a whole chunk of built events as they are: no copy into the chunk buffer
-                    self._write_chunk(p[:size], size)
-                    p = p[size:]
-                    continue
-                n = min(size - self.fill, len(p))
-                self.chunk[self.fill : self.fill + n] = p[:n]
-                self.fill += n
-                p = p[n:]
-                if self.fill == size:
-                    self._write_chunk(self.chunk, size)
-                    self.fill = 0
+            if self.io is not None:
+                self._collect(np.ascontiguousarray(p, self.dtype))
+            else:
+                self._copy(p)
+
+    def _collect(self, p: np.ndarray) -> None:
+        """O_DIRECT: queue each full chunk's records (references, no copy here)."""
+        while len(p):
+            n = min(self.size - self.fill, len(p))
+            self.pieces.append(p[:n])
+            self.fill += n
+            p = p[n:]
+            if self.fill == self.size:
+                self._queue_chunk()
+
+    def _queue_chunk(self) -> None:
+        start = self._extend(self.fill)
+        offset = self.dataset.id.get_chunk_info_by_coord((start,)).byte_offset  # allocated by the extent
+        self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize)
+        self.pieces, self.fill = [], 0
+
+    def _copy(self, p: np.ndarray) -> None:
+        """The plain path: whole chunks from where they lie, the rest through the chunk buffer."""
+        in_place = p.dtype == self.dtype and p.flags.c_contiguous
+        while len(p):
+            if in_place and self.fill == 0 and len(p) >= self.size:
+                # a whole chunk of built events as they are: no copy into the chunk buffer
+                self._write_chunk(p[: self.size], self.size)
+                p = p[self.size :]
+                continue
+            n = min(self.size - self.fill, len(p))
+            self.chunk[self.fill : self.fill + n] = p[:n]
+            self.fill += n
+            p = p[n:]
+            if self.fill == self.size:
+                self._write_chunk(self.chunk, self.size)
+                self.fill = 0
+
+    def _extend(self, n: int) -> int:
+        """Grow the dataset by ``n`` records (at most a chunk); the new chunk's first row."""
+        start = self.rows
+        self.rows += n
+        self.dataset.id.set_extent((self.rows,))  # the low-level call: h5py's resize costs 0.1 ms more
+        return start
 
     def _write_chunk(self, block: np.ndarray, n: int) -> None:
         """Append ``n`` records as the next chunk (``block`` is one chunk long; past ``n``
         it is padding outside the dataset's extent)."""
-        start = self.rows
-        self.rows += n
-        self.dataset.id.set_extent((self.rows,))  # the low-level call: h5py's resize costs 0.1 ms more
+        start = self._extend(n)
         self.dataset.id.write_direct_chunk((start,), block)
 
+    def _write_last_chunk(self) -> None:
+        """A partial last chunk, padded (outside the dataset's extent)."""
+        if self.dataset is None or not self.fill:
+            return
+        if self.io is not None:
+            self._queue_chunk()
+            return
+        self.chunk[self.fill :] = np.zeros(1, self.dtype)
+        self._write_chunk(self.chunk, self.fill)
+        self.fill = 0
+
     def close(self) -> None:
-        if self.dataset is not None and self.fill:
-            self.chunk[self.fill :] = np.zeros(1, self.chunk.dtype)  # a partial last chunk is padded
-            self._write_chunk(self.chunk, self.fill)
-            self.fill = 0
-        self.file.flush()
-        self.file.close()
+        """Write the last chunk, wait for the writer thread, close the file; a chunk write
+        error is raised once the file is closed (so it keeps its ``.tmp`` name)."""
+        try:
+            self._write_last_chunk()
+        finally:
+            if self.io is not None:
+                self.io.stop()  # every chunk on disk before HDF5 writes its metadata and closes
+            self.file.flush()
+            self.file.close()
+        if self.io is not None:
+            self.io.check()
 
 
 class _ROOTWriter:
@@ -123,7 +312,9 @@ class RotatingFiles:
 
     Records are gathered in memory and written ``flush_bytes`` at a time (or after
     ``flush_s``): one write to a file costs about a millisecond whatever its size, and a
-    much larger write would stall the daemon's loop (and every event's latency)."""
+    much larger write would stall the daemon's loop (and every event's latency).
+    ``direct_io``: HDF5 chunks go to the file with O_DIRECT from a writer thread where the
+    filesystem allows it (see ``_ChunkIO``)."""
 
     def __init__(
         self,
@@ -137,6 +328,7 @@ class RotatingFiles:
         flush_bytes: int = 1 << 20,
         flush_s: float = 0.5,
         attrs: dict[str, Any] | None = None,
+        direct_io: bool = True,
     ):
         if fmt not in FORMATS:
             raise ValueError(f"sink.format: {fmt!r} is not one of {sorted(FORMATS)}")
@@ -148,6 +340,7 @@ class RotatingFiles:
         self.max_records, self.max_seconds = max_records, max_seconds
         self.flush_bytes, self.flush_s = flush_bytes, flush_s
         self.attrs = attrs or {}
+        self.direct_io = direct_io
         self.index = 0
         self.writer = None
         self.records_in_file = 0
@@ -169,12 +362,16 @@ class RotatingFiles:
         self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
         self.tmp = self.final.with_name(self.final.name + ".tmp")
         self.index += 1
-        cls = _HDF5Writer if self.fmt == "hdf5" else _ROOTWriter
-        self.writer = cls(self.tmp, self.tree, self.attrs)
+        if self.fmt == "hdf5":
+            self.writer = _HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io)
+        else:
+            self.writer = _ROOTWriter(self.tmp, self.tree, self.attrs)
         self.records_in_file = 0
         self.opened = time.monotonic()
 
     def write(self, records: np.ndarray) -> None:
+        """Append records; they must not change afterwards (they are written later, maybe
+        from the HDF5 writer thread)."""
         if len(records) == 0:
             return
         if not self.pending:
@@ -218,8 +415,8 @@ class RotatingFiles:
     def _close_file(self) -> None:
         if self.writer is None:
             return
-        self.writer.close()
-        self.writer = None
+        writer, self.writer = self.writer, None
+        writer.close()  # a write error is raised here and the file keeps its .tmp name
         os.replace(self.tmp, self.final)
         self.files.append(self.final)
         self.written += self.records_in_file

@@ -1,7 +1,13 @@
-"""Rotating sink files: exact splits, whole chunks and a padded last one, atomic renames."""
+"""Rotating sink files: exact splits, whole chunks and a padded last one, atomic renames;
+HDF5 chunks written with O_DIRECT from a thread read back the same as without."""
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
 
@@ -56,6 +62,118 @@ def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(
     want = np.concatenate(sent)
     for field in ("event", "inputs", "status"):
         np.testing.assert_array_equal(np.concatenate([g[field] for g in got]), want[field])
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (the longest mount point above it)."""
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, fstype = line.split()[:3]
+        if (str(path.resolve()) + "/").startswith(mount.rstrip("/") + "/") and len(mount) >= len(best):
+            best, kind = mount, fstype
+    return kind
+
+
+def _needs_o_direct(path: Path) -> None:
+    if not hasattr(os, "O_DIRECT") or not Path("/proc/mounts").exists():
+        pytest.skip("no O_DIRECT on this platform")
+    if _filesystem(path) == "tmpfs":
+        pytest.skip(f"{path} is on tmpfs (O_DIRECT may be refused there): use --basetemp on a disk")
+
+
+def _records(dtype: np.dtype, start: int, n: int) -> np.ndarray:
+    ev = np.zeros(n, dtype)
+    ev["event"] = np.arange(start, start + n)
+    ev["status"] = np.arange(start, start + n) % 7
+    ev["inputs"] = (np.arange(start, start + n) % 1000).reshape((n,) + (1,) * (ev["inputs"].ndim - 1))
+    ev["reserved"] = 0xAB
+    return ev
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+@pytest.mark.parametrize("shape", [(4, 248, 2, 4), (1, 6, 1, 1)])  # 4092-byte events; 53-byte ones
+def test_hdf5_chunks_with_and_without_o_direct_read_back_identically(tmp_path, direct_io, shape):
+    """Blocks smaller than a chunk, exactly a chunk, several chunks and a partial last chunk,
+    across rotations: the same records in the same order, no padding rows, attributes kept;
+    with O_DIRECT every chunk starts on a page, and the writer must really use O_DIRECT."""
+    if direct_io:
+        _needs_o_direct(tmp_path)
+    dtype = p.event_dtype(*shape)
+    per_chunk = (1 << 20) // dtype.itemsize
+    sizes = [10, per_chunk, 3 * per_chunk + 17, 1, per_chunk - 11, 2 * per_chunk, 5]
+    max_records = 3 * per_chunk + 100  # rotations fall inside chunks
+    attrs = {"node": "n1", "sources": [3, 5, 7, 9]}
+    sink = RotatingFiles(tmp_path, "ev", max_records=max_records, flush_bytes=1 << 16, attrs=attrs, direct_io=direct_io)
+    sent, start, direct = [], 0, []
+    for n in sizes:
+        sent.append(_records(dtype, start, n))
+        sink.write(sent[-1])
+        start += n
+        if sink.writer is not None:
+            direct.append(sink.writer.direct)
+    sink.close()
+    assert direct and all(d == direct_io for d in direct), "O_DIRECT refused where it was asked for"
+    files = sorted(tmp_path.glob("ev-*.h5"))
+    assert not list(tmp_path.glob("*.tmp")) and len(files) == -(-start // max_records) >= 3
+    want = np.concatenate(sent)
+    got = []
+    for f in files:
+        with h5py.File(f, "r") as h:
+            d = h["events"]
+            got.append(d[()])
+            assert d.dtype == dtype and d.chunks == (per_chunk,) and d.attrs["node"] == "n1"
+            assert list(d.attrs["sources"]) == [3, 5, 7, 9]
+            offsets = [d.id.get_chunk_info(i).byte_offset for i in range(d.id.get_num_chunks())]
+            assert len(offsets) == -(-len(d) // per_chunk)
+            if direct_io:
+                assert all(o % 4096 == 0 for o in offsets)
+    assert [len(g) for g in got] == [min(max_records, start - i * max_records) for i in range(len(files))]
+    np.testing.assert_array_equal(np.concatenate(got), want)
+    back = [read_events(f) for f in files]
+    for field in ("event", "status", "inputs", "fpga", "flags"):
+        np.testing.assert_array_equal(np.concatenate([b[field] for b in back]), want[field])
+
+
+def test_without_o_direct_on_the_platform_the_plain_chunk_write_is_used(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    dtype = p.event_dtype(2, 300, 2, 4)
+    sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 16)
+    want = _records(dtype, 0, 1000)
+    sink.write(want)
+    sink.flush()
+    assert sink.writer is not None and not sink.writer.direct
+    sink.close()
+    (f,) = tmp_path.glob("ev-*.h5")
+    with h5py.File(f, "r") as h:
+        np.testing.assert_array_equal(h["events"][()], want)
+
+
+def test_a_chunk_write_error_in_the_writer_thread_is_raised_with_the_file_and_it_keeps_its_tmp_name(tmp_path):
+    """The thread's O_DIRECT descriptor is swapped for a read-only one on the same file, so its
+    next write fails (EBADF): the error must reach the caller, naming the file, at the next
+    write or at the latest when the file is closed, and the file must not get its final name."""
+    _needs_o_direct(tmp_path)
+    dtype = p.event_dtype(4, 248, 2, 4)
+    per_chunk = (1 << 20) // dtype.itemsize
+    sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 16)
+    sink.write(_records(dtype, 0, 10))
+    sink.flush()
+    io, tmp = sink.writer.io, sink.tmp
+    assert io is not None and sink.writer.direct
+    read_only = os.open(tmp, os.O_RDONLY)
+    os.dup2(read_only, io.direct_fd)
+    os.close(read_only)
+    errors = []
+    try:
+        sink.write(_records(dtype, 10, 3 * per_chunk))
+        sink.flush()
+    except OSError as exc:
+        errors.append(exc)
+    with pytest.raises(OSError) as info:
+        sink.close()
+    for exc in errors + [info.value]:
+        assert exc.errno == errno.EBADF and exc.filename == str(tmp), exc
+    assert tmp.exists() and not list(tmp_path.glob("ev-*.h5"))
 
 
 def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same_limit_accepts():

@@ -382,6 +382,13 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
     }
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median p99 (not the best: on a noisy machine that would flatter),
+    with every run's p99 beside it."""
+    runs = sorted(runs, key=lambda r: r["p99_ms"])
+    return {**runs[(len(runs) - 1) // 2], "p99_of_runs_ms": [r["p99_ms"] for r in runs]}
+
+
 def _wait_for_events(status_file: Path, at_least: int, timeout: float = 30.0) -> None:
     """After the senders stop: until the node has let go of what it was sent (or timeout)."""
     deadline = time.time() + timeout
@@ -503,6 +510,7 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2", help="builder workers to try")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs each (for a noisy, shared machine)")
     ap.add_argument("--manifest", default=str(ROOT / "firmware_projects/jet_tagger/build/emulator"))
+    ap.add_argument("--latency-runs", type=int, default=3, help="latency runs per sink (the median run is shown)")
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--note", default="", help="what else ran on the machine, for the docs line")
     args = ap.parse_args()
@@ -536,14 +544,16 @@ def main() -> int:
                 best[batch] = float(np.median([x["events_per_s"] for x in runs_]))
     batch_lat = max(best, key=best.get)
     lat_rate = best[batch_lat] / 2
-    lats = [bench_latency(lat_rate, batch_lat, files=files) for files in (True, False)]
+    lats = [median_run([bench_latency(lat_rate, batch_lat, files=files) for _ in range(args.latency_runs)])
+            for files in (True, False)]  # fmt: skip
     for lat in lats:
         probe = f", file write probe {lat['write_mb_s']:,.0f} MB/s" if lat["files"] else ""
         sink = "HDF5 files" if lat["files"] else "no files"
         print(f"latency at {lat_rate:,.0f} events/s ({batch_lat}/message, {sink}): p50 {lat['p50_ms']:.2f} ms, "
               f"p99 {lat['p99_ms']:.2f} ms (max {lat['max_ms']:.1f} ms, {lat['events']} events); "
               f"built {lat['built_per_s']:,.0f}/s, node CPU {lat['node_cpu_share']:.0%}{probe}; p99 per second "
-              + ", ".join(f"{x:.1f}" for x in lat["p99_per_second_ms"]) + f" ms; load {os.getloadavg()[0]:.2f}",
+              + ", ".join(f"{x:.1f}" for x in lat["p99_per_second_ms"]) + f" ms; load {os.getloadavg()[0]:.2f}; "
+              f"p99 of every run " + ", ".join(f"{x:.1f}" for x in lat["p99_of_runs_ms"]) + " ms",
               flush=True)  # fmt: skip
     fb = None
     if Path(args.manifest, "manifest.json").is_file():
@@ -622,11 +632,13 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "into one pre-encoded message before each send, as a board would. With files the node runs as in the "
         "throughput run (files, no PUB socket) and the events' own `first_ns` and `built_ns` are read from its "
         "files afterwards; without files it publishes them and a subscriber process reads them from the PUB "
-        "stream (one clock: the same machine). The node's CPU share is measured while the senders send:",
+        "stream (one clock: the same machine). The node's CPU share is measured while the senders send. "
+        f"Each sink was run {args.latency_runs} times; the row is the run with the median p99, and the last "
+        "columns but one give every run's p99:",
         "",
         "| sink | p50 (ms) | p99 (ms) | max (ms) | events | built events/s | node CPU "
-        "| p99 in each second of the run (ms) | file write (MB/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| p99 in each second of the run (ms) | p99 of every run (ms) | file write (MB/s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for lat in lats:
         sink = "HDF5 files" if lat["files"] else "no files"
@@ -634,13 +646,13 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         per_s = ", ".join(f"{x:.0f}" for x in lat["p99_per_second_ms"])
         lines.append(f"| {sink} | **{lat['p50_ms']:.2f}** | **{lat['p99_ms']:.2f}** | {lat['max_ms']:.1f} "
                      f"| {lat['events']:,} | {lat['built_per_s']:,.0f} | {lat['node_cpu_share']:.0%} | {per_s} "
-                     f"| {probe} |")  # fmt: skip
+                     f"| {', '.join(f'{x:.1f}' for x in lat['p99_of_runs_ms'])} | {probe} |")  # fmt: skip
     lines += [
         "",
-        "The aim (p99 under 10 ms) is "
+        "The aim (p99 under 10 ms) is, in the median run, "
         + " and ".join(f"{'met' if lat['p99_ms'] < 10 else 'not met'} {'with' if lat['files'] else 'without'} files "
                        f"(p99 {lat['p99_ms']:.1f} ms)" for lat in lats)
-        + " in this run.",
+        + ".",
     ]
     lines += [
         "",

@@ -30,6 +30,7 @@ from node import metrics as metrics_mod
 from node.builder import Builder
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
+from node.sequences import Sequences
 from node.sinks import Publisher, RotatingFiles, late_records
 
 EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the timeout
@@ -103,7 +104,7 @@ class Node:
         self.source_ids = np.array(self.sources, np.uint16)
         self.source_index = np.full(65536, -1, np.int64)
         self.source_index[self.source_ids] = np.arange(len(self.sources))
-        self.last_seq = np.full(65536, -1, np.int64)
+        self.sequences = Sequences()
 
         b = cfg.builder
         self.builder = Builder(
@@ -263,33 +264,13 @@ class Node:
                          reason=exc.reason, detail=str(exc), bytes=len(msg))  # fmt: skip
 
     def _sequences(self, sources: np.ndarray, seqs: np.ndarray) -> None:
-        """Count messages missing per source (gaps in its sequence numbers), vectorised
-        over a drain: each message is compared with the previous one of its source."""
-        sources = sources.astype(np.intp)
-        seqs = seqs.astype(np.int64)
-        if len(sources) > 1:
-            order = np.argsort(sources, kind="stable")
-            sources, seqs = sources[order], seqs[order]
-        first = np.ones(len(sources), bool)
-        first[1:] = sources[1:] != sources[:-1]
-        prev = np.empty_like(seqs)
-        prev[1:] = seqs[:-1]
-        prev[first] = self.last_seq[sources[first]]
-        d = seqs - prev
-        known = prev >= 0  # a source's first message ever has nothing to follow
-        gap = known & (d > 1)
-        if gap.any():
-            missing = np.bincount(sources[gap], weights=d[gap] - 1)
-            for sid in np.flatnonzero(missing):
-                n = int(missing[sid])
-                self.metrics.seq_gaps[str(int(sid))] += n
-                self.log.limited(f"gap/{sid}", "warning", "sequence-gap", source=int(sid), missing=n)
-        backwards = known & (d <= 0)
-        if backwards.any():
-            self.metrics.c["sequence_resets"] += int(backwards.sum())
-        last = np.ones(len(sources), bool)
-        last[:-1] = sources[1:] != sources[:-1]
-        self.last_seq[sources[last]] = seqs[last]
+        """Count messages missing per source (gaps in its sequence numbers) and resets."""
+        gaps, resets = self.sequences.check(sources, seqs)
+        for sid, n in gaps.items():
+            self.metrics.seq_gaps[str(sid)] += n
+            self.log.limited(f"gap/{sid}", "warning", "sequence-gap", source=sid, missing=n)
+        if resets:
+            self.metrics.c["sequence_resets"] += resets
 
     def _mismatch(self, event: int, source_index: int) -> None:
         self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event_number=event,

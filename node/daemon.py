@@ -284,9 +284,9 @@ class Node:
         self.metrics.observe_latency(np.maximum(now - first, 0) / 1e9)
         c = self.metrics.c
         c["events_out"] += len(events)
-        status = events["status"]
-        c["events_complete"] += int(((status & protocol.COMPLETE) != 0).sum())
-        c["events_incomplete"] += int(((status & protocol.COMPLETE) == 0).sum())
+        complete = int(np.count_nonzero(events["status"] & np.uint32(protocol.COMPLETE)))
+        c["events_complete"] += complete
+        c["events_incomplete"] += len(events) - complete
         self.metrics.g["last_event_out_time"] = time.time()
         if self.publisher is not None:
             self.publisher.publish(events)

@@ -78,22 +78,26 @@ class Fallback:
     # ------------------------------------------------------------------ intake
     def submit(self, events: np.ndarray) -> None:
         """Decide which fragments of these built events need a result computed."""
-        n_src = events.dtype["flags"].shape[0]
-        bits = np.left_shift(np.uint64(1), np.arange(n_src, dtype=np.uint64))
-        arrived = (events["missing"][:, None] & bits) == 0
         flags = events["flags"]
-        has_result = (flags & protocol.RESULT_VALID) != 0
-        suspect = (flags & protocol.SUSPECT) != 0
+        missing = events["missing"]
+        if missing.any():
+            bits = np.left_shift(np.uint64(1), np.arange(flags.shape[1], dtype=np.uint64))
+            arrived = (missing[:, None] & bits) == 0
+        else:  # complete events, the usual case
+            arrived = np.ones(flags.shape, bool)
+        # a valid FPGA result that is not flagged suspect
+        trusted = (flags & np.uint32(protocol.RESULT_VALID | protocol.SUSPECT)) == protocol.RESULT_VALID
         if self.emulator is None and self.boards is None:
             # nothing can compute: count what needed the CPU, let the events go as they are
-            self.counts.no_emulator += int((arrived & ~(has_result & ~suspect)).sum())
+            self.counts.no_emulator += int(np.count_nonzero(arrived & ~trusted))
             self.ready.append(events)
             return
+        has_result = (flags & protocol.RESULT_VALID) != 0
         sampled = np.zeros(len(events), bool)
         if self.validate_every and (self.emulator is not None):
             sampled = events["event"] % np.uint64(self.validate_every) == 0
         need_board = arrived & ~has_result if self.boards is not None else np.zeros_like(arrived)
-        need_cpu = (arrived & ~(has_result & ~suspect) & ~need_board) | (arrived & sampled[:, None])
+        need_cpu = (arrived & ~trusted & ~need_board) | (arrived & sampled[:, None])
         if sampled.any():
             events["status"][sampled] |= protocol.VALIDATED
             self.counts.validated_events += int(sampled.sum())

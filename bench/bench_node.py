@@ -584,7 +584,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "poll-and-drain loop that only counts them, each node run right after its own raw run (so the raw "
         "column changes from row to row with the machine's load). \"file write\" is a probe run "
         "just before each node run with files: 1 MB writes into a new file in the same folder (MB/s the "
-        "kernel's page cache took then).",
+        "kernel's page cache took then; the node's own chunks go around the page cache, with O_DIRECT).",
         "",
         "| fragments/message | workers | sink | raw events/s | node events/s | ratio "
         "| raw events per CPU-s | node events per CPU-s | ratio | file write (MB/s) |",
@@ -608,20 +608,23 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "all its workers; raw: the receiving loop): on a machine whose cores the senders and other "
         "work share, that is the rate a receiver would sustain with a core of its own.",
         "",
-        "Where the node's time goes (cProfile and per-iteration timing of the daemon): per message it costs "
-        "what the raw loop costs (one `recv_into` into a reused buffer; a drain of alike messages is "
-        "validated as one array, its headers with one masked comparison). Each fragment is then copied "
-        "into its event's slot, and each event out of the ring once, into a buffer with room for a message "
-        "header in front, which PUB sends as it is and the HDF5 sink writes a whole 1 MB chunk at a time "
-        "straight from (only the unaligned ends of a block are copied into the chunk buffer). What remains "
-        f"with files is the write itself: {event_kb:.1f} KB per event into the page cache. On this VM "
-        "(a Firecracker guest) 1 MB writes into a new file cost from 0.3 to 4.5 ms of CPU time per MB from "
-        "one minute to the next; into pages just freed, 0.3 ms"
-        + (f". The probes of this run saw {min(probes):,.0f}-{max(probes):,.0f} MB/s: at the slowest, the "
-           f"writes alone would cap the node near {min(probes) / event_kb * 1.024:,.0f}k events/s" if probes else "")
-        + ". Without files the node's remaining costs beyond the raw loop are the two copies (into the ring "
-        "and out of it) and the per-drain bookkeeping. A second worker does not help on 2 shared cores (it "
-        "competes with the 4 senders).",
+        "Where the node's time goes (per-thread CPU times and line profiles of the daemon, 16 fragments per "
+        "message): the receive costs the node what it costs the raw loop (the ZeroMQ I/O thread's TCP reads, "
+        "~3.6 us per event here, and one `recv_into` per message into a reused buffer; a drain of alike "
+        "messages is validated as one array). Beyond that, each event's "
+        f"{event_kb:.1f} KB is copied three more times: into its ring slot as its fragments arrive, out of the "
+        "ring into a block when it leaves (with room for a message header, so PUB sends the block as it is), "
+        "and, with files, into the writer thread's page-aligned buffer for the O_DIRECT write; each copy runs "
+        "at 4-8 GB/s on this VM, 0.5-1 us per event. Each drain also costs ~70 small NumPy calls (~0.3 ms "
+        "when the cores are busy), which a drain of thousands of fragments amortises at full rate. With files "
+        "the HDF5 chunks go to disk with O_DIRECT from a writer thread (there 0.27 ms per MB gathering the "
+        "chunk and 0.36 ms in `pwrite`; ~0.5 ms per MB stays in the daemon's thread) because new page-cache "
+        "pages on this VM cost from 0.3 to 4.5 ms of CPU per MB from one minute to the next (freed guest "
+        "memory is reported to the host and faulted in again on its next use): in one measurement the "
+        "daemon's thread spent 17-20 us per event writing through the page cache, 8 us with O_DIRECT"
+        + (f"; the page-cache probes of this run saw {min(probes):,.0f}-{max(probes):,.0f} MB/s" if probes else "")
+        + ". A second worker adds a process, its own I/O thread and writer, on the same 2 cores the 4 senders "
+        "use.",
     ]
     lines += [
         "",
@@ -656,21 +659,16 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     ]
     lines += [
         "",
-        "Why the latency is what it is (measured with per-iteration timestamps in the daemon and send logs in "
-        "the senders): the senders keep their schedule and the fragments of one event leave their sources "
-        "within a few ms of each other, and the latency counted from an event's last fragment is within a "
-        "few ms of the one counted from its first, so the time is spent waiting in the node's receive queue. "
-        "That queue grows whenever the node gets less CPU than the rate needs, and then shrinks only at the "
-        "rate of the node's spare capacity. Before this version the node started each run with such a backlog "
-        "(h5py imported at the first flush and the 67 MB ring faulted in during the first second of data, "
-        "one more copy of every event to publish it) and, with ~10% to spare at this rate, "
-        "worked it off over seconds: in one run p99 per second 690, 710, 470, 340 ms; in another the backlog "
-        "was gone after 2 s and p99 was 17 ms from then on (p50 6 ms). "
-        "Those causes are gone, though the first second or two of a run still show a higher p99 (not "
-        "analysed further); what is left shows in the columns above: the node needs the CPU share listed, "
-        "and when the machine cannot give it that (the senders, the subscriber and other work on 2 cores; "
-        "page-cache writes at the slow end of their range) the per-second p99 climbs for as long as that "
-        "lasts. Built events/s below the offered rate means the node did not keep up during the run.",
+        "Why the latency is what it is: the senders keep their schedule, and the latency counted from an "
+        "event's last fragment is within a few ms of the one counted from its first, so the time is spent "
+        "waiting in the node's receive queue, which grows whenever the node gets less CPU than the rate needs. "
+        "At this rate the 2 cores are nearly full (measured in one run: 87% busy; the node ~80% of a core, "
+        "of which its main thread ~55%, the ZeroMQ I/O thread ~18% and the writer thread ~9%; the 4 paced "
+        "senders together ~45%, waking 12,500 times a second), so the node's thread waits for a core whenever "
+        "the others run, and p99 swings between runs of the same configuration (the last column). Start-up "
+        "costs that used to put a backlog in the first seconds are gone (h5py imported, the ring and 64 MB of "
+        "heap faulted in before the first message; freed memory kept for reuse, see `node/heap.py`). "
+        "Built events/s below the offered rate means the node did not keep up during the run.",
         "",
     ]
     if fb:

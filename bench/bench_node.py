@@ -508,7 +508,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=100_000, help="events per throughput run")
     ap.add_argument("--batches", default="1,16", help="fragments per message to try")
     ap.add_argument("--workers", default="1,2", help="builder workers to try")
-    ap.add_argument("--repeat", type=int, default=1, help="best of N runs each (for a noisy, shared machine)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of N runs each (for a noisy, shared machine)")
     ap.add_argument("--manifest", default=str(ROOT / "firmware_projects/jet_tagger/build/emulator"))
     ap.add_argument("--latency-runs", type=int, default=3, help="latency runs per sink (the median run is shown)")
     ap.add_argument("--write-docs", action="store_true")

@@ -574,7 +574,8 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "## Node",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `bench/bench_node.py "
-        f"--events {args.events} --repeat {args.repeat}` (best of {args.repeat} for every figure) "
+        f"--events {args.events} --repeat {args.repeat}` (best of {args.repeat} for each throughput figure; "
+        f"latency: the median of {args.latency_runs} runs) "
         f"on {machine_and_zmq()}; "
         f"load average at the end of the run {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)"
         f"{cpu_pressure()}" + (f"; {args.note}" if args.note else "") + ".",

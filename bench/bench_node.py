@@ -280,25 +280,31 @@ def _span_of_workers(status_file: Path, workers: int) -> float:
     return last - first
 
 
-def paced_sender(endpoint: str, source: int, rate: float, seconds: float, batch: int, go) -> None:
-    """Fragments stamped at send time, ``rate`` fragments/s in messages of ``batch``.
+def paced_sender(endpoint: str, sources: list[int], rate: float, seconds: float, batch: int, go) -> None:
+    """Fragments stamped at send time, ``rate`` fragments/s per source in messages of ``batch``.
 
-    Like a board, the sender does next to nothing per message: one message is encoded
-    once, and only its event numbers, timestamps, sequence number and send time are
-    written before each send (``node.source.Source`` would make and encode every message
-    anew, and four of them would take CPU from the node on a 2-core machine)."""
+    Like a board, the sender does next to nothing per message: each source's message is
+    encoded once, and only its event numbers, timestamps, sequence number and send time
+    are written before each send (``node.source.Source`` would make and encode every
+    message anew). The sources' messages for the same events are due at the same instant,
+    so one process sends them all, each on its own PUSH socket (its own connection to the
+    node): the benchmark then wakes once per due instant instead of once per source and
+    instant, and takes that much less CPU from the node on a 2-core machine."""
     import zmq
 
     from node import protocol
 
     frags = protocol.make_fragments(np.arange(batch), np.zeros((batch, N_INPUTS)), np.zeros((batch, N_OUTPUTS)))
-    msg = protocol.encode_buffer(protocol.FRAGMENTS, source, 0, frags, n_inputs=N_INPUTS, n_outputs=N_OUTPUTS,
-                                 raw_bytes=4)  # fmt: skip
-    view = np.frombuffer(msg, frags.dtype, batch, protocol.HEADER_SIZE)  # the message's fragments, writable
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.setsockopt(zmq.SNDHWM, 1000)
-    sock.connect(endpoint)
+    boards = []
+    for source in sources:
+        msg = protocol.encode_buffer(protocol.FRAGMENTS, source, 0, frags, n_inputs=N_INPUTS, n_outputs=N_OUTPUTS,
+                                     raw_bytes=4)  # fmt: skip
+        view = np.frombuffer(msg, frags.dtype, batch, protocol.HEADER_SIZE)  # the message's fragments, writable
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, 1000)
+        sock.connect(endpoint)
+        boards.append((msg, view, sock))
     first = np.arange(batch, dtype=np.uint64)
     go.wait()
     t0 = time.time()
@@ -308,14 +314,16 @@ def paced_sender(endpoint: str, source: int, rate: float, seconds: float, batch:
         now = time.time()
         if due > now:
             time.sleep(due - now)
-        view["event"] = first + np.uint64(n)
-        now_ns = time.time_ns()
-        view["timestamp_ns"] = now_ns
-        msg[8:24].view("<u8")[:] = (seq, now_ns)  # header: sequence, sent_ns
-        sock.send(msg)  # copied by ZeroMQ: the buffer is rewritten for the next message
+        for msg, view, sock in boards:
+            view["event"] = first + np.uint64(n)
+            now_ns = time.time_ns()
+            view["timestamp_ns"] = now_ns
+            msg[8:24].view("<u8")[:] = (seq, now_ns)  # header: sequence, sent_ns
+            sock.send(msg)  # copied by ZeroMQ: the buffer is rewritten for the next message
         n += batch
         seq += 1
-    sock.close(linger=-1)
+    for _, _, sock in boards:
+        sock.close(linger=-1)
     ctx.term()
 
 
@@ -339,21 +347,21 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
             mpx = mp.get_context("fork")
             go = mpx.Event()
             ep = f"tcp://127.0.0.1:{port}"
-            procs = [mpx.Process(target=paced_sender, args=(ep, s, events_per_s, seconds, batch, go))
-                     for s in range(N_SOURCES)]  # fmt: skip
+            sources = list(range(N_SOURCES))
+            procs = [mpx.Process(target=paced_sender, args=(ep, sources, events_per_s, seconds, batch, go))]
             for p in procs:
                 p.start()
             time.sleep(1.0)
-            cpu0 = cpu_seconds(node.pid)
+            cpu0, machine0 = cpu_seconds(node.pid), machine_ticks()
             go.set()
             t0 = time.time()
             if subscriber is not None:
                 subscriber.read_until_quiet(procs, deadline=time.time() + seconds + 10)
-                node_cpu, wall = cpu_seconds(node.pid) - cpu0, time.time() - t0
             else:
                 for p in procs:
                     p.join(seconds + 60)
-                node_cpu, wall = cpu_seconds(node.pid) - cpu0, time.time() - t0
+            node_cpu, wall, machine = cpu_seconds(node.pid) - cpu0, time.time() - t0, machine_ticks() - machine0
+            if subscriber is None:
                 _wait_for_events(cfg.parent / "node-status.json", int(0.9 * events_per_s * seconds))
         finally:  # stop everything even if the subscriber fails
             for p in procs:
@@ -377,6 +385,8 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
         "p99_per_second_ms": per_second,
         "built_per_s": len(lat) / span if span else 0.0,
         "node_cpu_share": node_cpu / wall,
+        "machine_busy": float(machine[0] / (machine.sum() or 1)),  # of all cores' time during the run
+        "machine_stolen": float(machine[2] / (machine.sum() or 1)),
         "files": files,
         "write_mb_s": write_mb_s,
     }
@@ -487,6 +497,16 @@ def bench_fallback(manifest: Path, n_events: int = 20000, chunk: int = 256) -> d
             "batch": chunk}  # fmt: skip
 
 
+def machine_ticks() -> np.ndarray:
+    """All cores' time so far (/proc/stat, in ticks): busy, idle, stolen by the host."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except (OSError, ValueError):
+        return np.zeros(3)
+    user, nice, system, idle, iowait, irq, softirq, steal = f
+    return np.array([user + nice + system + irq + softirq, idle + iowait, steal], float)
+
+
 def cpu_pressure() -> str:
     """How much the run had to wait for a CPU (Linux PSI), as a clause for the docs."""
     try:
@@ -551,7 +571,8 @@ def main() -> int:
         sink = "HDF5 files" if lat["files"] else "no files"
         print(f"latency at {lat_rate:,.0f} events/s ({batch_lat}/message, {sink}): p50 {lat['p50_ms']:.2f} ms, "
               f"p99 {lat['p99_ms']:.2f} ms (max {lat['max_ms']:.1f} ms, {lat['events']} events); "
-              f"built {lat['built_per_s']:,.0f}/s, node CPU {lat['node_cpu_share']:.0%}{probe}; p99 per second "
+              f"built {lat['built_per_s']:,.0f}/s, node CPU {lat['node_cpu_share']:.0%}, cores busy "
+              f"{lat['machine_busy']:.0%}, stolen {lat['machine_stolen']:.0%}{probe}; p99 per second "
               + ", ".join(f"{x:.1f}" for x in lat["p99_per_second_ms"]) + f" ms; load {os.getloadavg()[0]:.2f}; "
               f"p99 of every run " + ", ".join(f"{x:.1f}" for x in lat["p99_of_runs_ms"]) + " ms",
               flush=True)  # fmt: skip
@@ -632,24 +653,28 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         f"End-to-end latency (earliest fragment stamped by its source -> the node lets the built event go to "
         f"its sinks, `built_ns`), {N_SOURCES} paced sources at {lat_rate:,.0f} events/s (half the median "
         f"one-worker rate with files), {lat_batch} fragments/message, the first tenth of the events left out. "
-        "Each sender writes event numbers, the send time (the fragments' stamp) and the header's sequence "
-        "into one pre-encoded message before each send, as a board would. With files the node runs as in the "
+        "Each source writes event numbers, the send time (the fragments' stamp) and the header's sequence "
+        "into its one pre-encoded message before each send, as a board would. The sources' messages for the "
+        "same events are due at the same instant, so one sender process sends them all, each on its own PUSH "
+        "socket and connection (four processes waking 12,500 times a second between them took ~45% of a "
+        "core from the node; with one, p50 fell from 4-20 ms to 1-2.5 ms here). With files the node runs as in the "
         "throughput run (files, no PUB socket) and the events' own `first_ns` and `built_ns` are read from its "
         "files afterwards; without files it publishes them and a subscriber process reads them from the PUB "
         "stream (one clock: the same machine). The node's CPU share is measured while the senders send. "
         f"Each sink was run {args.latency_runs} times; the row is the run with the median p99, and the last "
         "columns but one give every run's p99:",
         "",
-        "| sink | p50 (ms) | p99 (ms) | max (ms) | events | built events/s | node CPU "
-        "| p99 in each second of the run (ms) | p99 of every run (ms) | file write (MB/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "| sink | p50 (ms) | p99 (ms) | max (ms) | events | built events/s | node CPU | cores busy | stolen by "
+        "the host | p99 in each second of the run (ms) | p99 of every run (ms) | file write (MB/s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for lat in lats:
         sink = "HDF5 files" if lat["files"] else "no files"
         probe = f"{lat['write_mb_s']:,.0f}" if lat["write_mb_s"] else "-"
         per_s = ", ".join(f"{x:.0f}" for x in lat["p99_per_second_ms"])
         lines.append(f"| {sink} | **{lat['p50_ms']:.2f}** | **{lat['p99_ms']:.2f}** | {lat['max_ms']:.1f} "
-                     f"| {lat['events']:,} | {lat['built_per_s']:,.0f} | {lat['node_cpu_share']:.0%} | {per_s} "
+                     f"| {lat['events']:,} | {lat['built_per_s']:,.0f} | {lat['node_cpu_share']:.0%} "
+                     f"| {lat['machine_busy']:.0%} | {lat['machine_stolen']:.0%} | {per_s} "
                      f"| {', '.join(f'{x:.1f}' for x in lat['p99_of_runs_ms'])} | {probe} |")  # fmt: skip
     lines += [
         "",
@@ -663,10 +688,12 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "Why the latency is what it is: the senders keep their schedule, and the latency counted from an "
         "event's last fragment is within a few ms of the one counted from its first, so the time is spent "
         "waiting in the node's receive queue, which grows whenever the node gets less CPU than the rate needs. "
-        "At this rate the 2 cores are nearly full (measured in one run: 87% busy; the node ~80% of a core, "
-        "of which its main thread ~55%, the ZeroMQ I/O thread ~18% and the writer thread ~9%; the 4 paced "
-        "senders together ~45%, waking 12,500 times a second), so the node's thread waits for a core whenever "
-        "the others run, and p99 swings between runs of the same configuration (the last column). Start-up "
+        "The node needs the CPU share listed (in one profile with files: its main thread ~55% of a core, the "
+        "ZeroMQ I/O thread ~18%, the writer thread ~9%); \"cores busy\" is all the machine's work in that "
+        "time (the node, the sender, the kernel's TCP) and \"stolen\" the time the VM's virtual CPUs did not "
+        "run at all because the host ran something else. Whenever the node's thread waits for a core, for "
+        "either reason, its queue grows, and p99 swings between runs of the same configuration (the last "
+        "column but one). Start-up "
         "costs that used to put a backlog in the first seconds are gone (h5py imported, the ring and 64 MB of "
         "heap faulted in before the first message; freed memory kept for reuse, see `node/heap.py`). "
         "Built events/s below the offered rate means the node did not keep up during the run.",

@@ -420,6 +420,8 @@ def _from_files(directory: Path) -> tuple[np.ndarray, np.ndarray]:
 
     firsts, outs = [], []
     for path in sorted(directory.glob("*.h5")):
+        if path.name.startswith("late-"):  # the late sink's files: fragments, not events
+            continue
         ev = read_events(path)
         done = (ev["status"] & protocol.COMPLETE) != 0
         firsts.append(ev["first_ns"][done].astype(np.int64))

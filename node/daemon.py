@@ -244,7 +244,7 @@ class Node:
             except protocol.ProtocolError as exc:
                 self._malformed(m, exc)
                 continue
-            self._sequences(np.array([h.source]), np.array([h.sequence], np.int64))
+            self._sequences(np.array([h.source]), np.array([h.sequence], np.uint64))  # any u64: garbage too
             good_idx.append(np.full(len(frags), self.source_index[h.source]))
             good.append(frags)
         if good:

@@ -20,9 +20,11 @@ class Sequences:
 
     def check(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[dict[int, int], int]:
         """Messages missing per source id, and how many messages went backwards (resets)."""
+        sources = np.asarray(sources).astype(np.intp)
+        seqs = np.asarray(seqs).astype(np.int64)  # u64 on the wire, compared as int64 by both forms
         if len(sources) <= SMALL_DRAIN:
             return self._loop(sources.tolist(), seqs.tolist())
-        return self._arrays(sources.astype(np.intp), seqs.astype(np.int64))
+        return self._arrays(sources, seqs)
 
     def _loop(self, sources: list[int], seqs: list[int]) -> tuple[dict[int, int], int]:
         last = self.last
@@ -31,9 +33,10 @@ class Sequences:
         for s, q in zip(sources, seqs, strict=True):
             p = int(last[s])
             if p >= 0:  # a source's first message ever has nothing to follow
-                if q - p > 1:
-                    gaps[s] = gaps.get(s, 0) + q - p - 1
-                elif q <= p:
+                d = (q - p + 2**63) % 2**64 - 2**63  # int64 arithmetic, as the array form's
+                if d > 1:
+                    gaps[s] = gaps.get(s, 0) + d - 1
+                elif d <= 0:
                     resets += 1
             last[s] = q
         return gaps, resets
@@ -50,9 +53,9 @@ class Sequences:
         known = prev >= 0
         gap = known & (d > 1)
         gaps: dict[int, int] = {}
-        if gap.any():
-            missing = np.bincount(sources[gap], weights=d[gap] - 1)
-            gaps = {int(s): int(missing[s]) for s in np.flatnonzero(missing)}
+        if gap.any():  # rare: summed as Python integers (exact for any 64-bit numbers)
+            for s, n in zip(sources[gap].tolist(), (d[gap] - 1).tolist(), strict=True):
+                gaps[s] = gaps.get(s, 0) + n
         resets = int((known & (d <= 0)).sum())
         last = np.ones(len(sources), bool)
         last[:-1] = sources[1:] != sources[:-1]

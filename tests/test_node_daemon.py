@@ -345,3 +345,31 @@ def test_sub_input_from_a_publishing_source(tmp_path):
     finally:
         d.kill()
     assert status["sequence_gaps"] == {"5": 3}
+
+
+def test_a_sequence_number_beyond_int64_is_counted_not_fatal(tmp_path):
+    """The header's sequence is a u64: a garbage one >= 2**63 (a flipped top bit) once
+    crashed the node where a drain was decoded message by message."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port))
+    raw = zmq.Context.instance().socket(zmq.PUSH)
+    raw.connect(f"tcp://127.0.0.1:{port}")
+    src = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT) for s in range(4)]
+    try:
+        for k, (seq, junk) in enumerate(((2**64 - 1, []), (2**63, [b"junk"]), (2**63 + 7, [b"x" * 100, b"y"]))):
+            ev = np.array([100 + k])  # within the window of events 0..19 sent next
+            msg = p.encode_fragments(0, seq, p.make_fragments(ev, inputs_for(ev, 0), results_for(ev, 0)))
+            for j in junk:  # other lengths in the same drain: decoded one by one
+                raw.send(j)
+            raw.send(msg)
+        for s in src:
+            send(s, np.arange(20))
+        d.wait_counter("events_complete", 20)
+        assert d.proc.poll() is None, "the node died"
+        for s in src:
+            s.close()
+        raw.close(linger=1000)
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["counters"]["malformed_messages"] == 3 and status["counters"]["events_complete"] == 20

@@ -144,6 +144,9 @@ class Node:
                           direct_io=s.direct_io)
             if s.late and s.write_files else None
         )  # fmt: skip
+        for sink in (self.events_sink, self.late_sink):
+            if sink is not None and sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
+                self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
         self.publisher = None
         if s.publish:
             self.publisher = Publisher(config_mod.worker_endpoint(s.publish, worker), self.context, cfg.node.id,

@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.chunklog import SUFFIX, ChunkLog, log_path, recovered_records
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 
@@ -81,23 +83,26 @@ class _ChunkIO:
         self.direct = True  # False once a first O_DIRECT write is refused: the rest go through the cache
         self.proven = False  # an O_DIRECT write succeeded: a later EINVAL is an error, not a refusal
         self.buffer = np.zeros(0, np.uint8)  # page-aligned (mmap), grown to a chunk at the first write
-        self.todo: queue.Queue[tuple[int, list[np.ndarray], int] | None] = queue.Queue(maxsize=depth)
+        self.todo: queue.Queue[tuple[int, list[np.ndarray], int, int, int] | None] = queue.Queue(maxsize=depth)
+        self.on_written: Callable[[int, int, int, int], None] | None = None  # (row, rows, offset, nbytes)
         self.error: tuple[int, Exception] | None = None
         self.thread = threading.Thread(target=self._run, name="hdf5-sink-writer", daemon=True)
         self.thread.start()
 
-    def submit(self, offset: int, pieces: list[np.ndarray], nbytes: int) -> None:
+    def submit(self, offset: int, pieces: list[np.ndarray], nbytes: int, row: int, rows: int) -> None:
         """Queue a chunk: the records ``pieces`` (contiguous, not to be changed any more),
-        zero-padded to ``nbytes``, for the file at ``offset``."""
+        zero-padded to ``nbytes``, for the file at ``offset`` (rows ``row``.. of the dataset)."""
         self.check()
-        self.todo.put((offset, pieces, nbytes))
+        self.todo.put((offset, pieces, nbytes, row, rows))
 
     def _run(self) -> None:
         while (item := self.todo.get()) is not None:
-            offset, pieces, nbytes = item
+            offset, pieces, nbytes, row, rows = item
             if self.error is None:  # after an error the file is lost: only drain the queue
                 try:
                     self._write(offset, self._gather(pieces, nbytes))
+                    if self.on_written is not None:
+                        self.on_written(row, rows, offset, nbytes)
                 except Exception as exc:  # raised in the caller's thread by check()
                     self.error = (offset, exc)
 
@@ -166,6 +171,8 @@ class _HDF5Writer:
     thread writes it at its file offset; otherwise HDF5's direct chunk write does."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True):
+        self.path = path
+        self.log: ChunkLog | None = None  # where the chunks lie, for a recovery after a hard crash
         self.io = _open_chunk_io(path, direct_io)  # before h5py truncates the file: same inode
         aligned = {"alignment_threshold": ALIGN_THRESHOLD, "alignment_interval": PAGE} if self.io else {}
         try:
@@ -193,6 +200,9 @@ class _HDF5Writer:
         )
         for k, v in self.attrs.items():
             self.dataset.attrs[k] = v
+        self.log = ChunkLog(self.path, dtype, self.name, self.attrs)
+        if self.io is not None:
+            self.io.on_written = self.log.record
 
     def _allocate_only(self) -> dict[str, Any]:
         """With O_DIRECT, extending the dataset allocates the new chunk's file space at once
@@ -226,7 +236,7 @@ class _HDF5Writer:
     def _queue_chunk(self) -> None:
         start = self._extend(self.fill)
         offset = self.dataset.id.get_chunk_info_by_coord((start,)).byte_offset  # allocated by the extent
-        self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize)
+        self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize, start, self.fill)
         self.pieces, self.fill = [], 0
 
     def _copy(self, p: np.ndarray) -> None:
@@ -257,7 +267,9 @@ class _HDF5Writer:
         """Append ``n`` records as the next chunk (``block`` is one chunk long; past ``n``
         it is padding outside the dataset's extent)."""
         start = self._extend(n)
-        self.dataset.id.write_direct_chunk((start,), block)
+        self.dataset.id.write_direct_chunk((start,), block)  # straight to the file, not cached
+        if self.log is not None:
+            self.log.record(start, n, self.dataset.id.get_chunk_info_by_coord((start,)).byte_offset, block.nbytes)
 
     def _write_last_chunk(self) -> None:
         """A partial last chunk, padded (outside the dataset's extent)."""
@@ -278,6 +290,8 @@ class _HDF5Writer:
         finally:
             if self.io is not None:
                 self.io.stop()  # every chunk on disk before HDF5 writes its metadata and closes
+            if self.log is not None:
+                self.log.close()  # removed once the file has its final name
             self.file.flush()
             self.file.close()
         if self.io is not None:
@@ -351,6 +365,31 @@ class RotatingFiles:
         self.pending_records = 0
         self.pending_bytes = 0
         self.pending_since = 0.0
+        self.recovered = self._recover() if fmt == "hdf5" else []
+
+    def _recover(self) -> list[Path]:
+        """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
+        logs (``node.chunklog``), under their final names; a ``.tmp`` without a log is left."""
+        done = []
+        for tmp in sorted(self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp")):
+            if not log_path(tmp).exists():
+                continue
+            tree, attrs, records = recovered_records(tmp)
+            final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+            rebuilt = tmp.with_name(tmp.name + ".rebuilt")
+            attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
+            writer = _HDF5Writer(rebuilt, tree, attrs, direct_io=False)
+            if len(records):
+                writer.write([records])
+            writer.close()
+            os.replace(rebuilt, final)
+            for leftover in (log_path(rebuilt), tmp, log_path(tmp)):
+                leftover.unlink(missing_ok=True)
+            done.append(final)
+        for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{SUFFIX}"):
+            if not log.with_name(log.name.removesuffix(SUFFIX)).exists():
+                log.unlink()  # its file got its final name just before a crash: nothing to recover
+        return done
 
     @property
     def accepted(self) -> int:
@@ -418,6 +457,7 @@ class RotatingFiles:
         writer, self.writer = self.writer, None
         writer.close()  # a write error is raised here and the file keeps its .tmp name
         os.replace(self.tmp, self.final)
+        log_path(self.tmp).unlink(missing_ok=True)
         self.files.append(self.final)
         self.written += self.records_in_file
         self.records_in_file = 0

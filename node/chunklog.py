@@ -12,6 +12,7 @@ sink gathers up to 1 MB or 0.5 s, and fills a ~1 MB chunk before writing it).
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -42,6 +43,9 @@ class ChunkLog:
         header.write(json.dumps({"tree": tree, "attrs": attrs}, default=_plain).encode() + b"\n")
         np.lib.format.write_array(header, np.zeros(0, dtype))  # the dtype, as NumPy itself writes it
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
+        # held while the file is written (the kernel drops it when the writer dies): a node
+        # started on the same directory must not take a live file for a killed one's
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.write(self.fd, header.getvalue())
 
     def record(self, row: int, rows: int, offset: int, nbytes: int) -> None:
@@ -52,6 +56,21 @@ class ChunkLog:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def writer_alive(tmp: Path) -> bool:
+    """Whether some process still writes ``tmp`` (holds its log's lock)."""
+    try:
+        fd = os.open(log_path(tmp), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock, if this took it
 
 
 def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:

@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 
 from node import protocol
-from node.chunklog import SUFFIX, ChunkLog, log_path, recovered_records
+from node.chunklog import SUFFIX, ChunkLog, log_path, recovered_records, writer_alive
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 
@@ -369,10 +369,11 @@ class RotatingFiles:
 
     def _recover(self) -> list[Path]:
         """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
-        logs (``node.chunklog``), under their final names; a ``.tmp`` without a log is left."""
+        logs (``node.chunklog``), under their final names; a ``.tmp`` without a log, or one
+        another process still writes, is left alone."""
         done = []
         for tmp in sorted(self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp")):
-            if not log_path(tmp).exists():
+            if not log_path(tmp).exists() or writer_alive(tmp):
                 continue
             tree, attrs, records = recovered_records(tmp)
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))

@@ -78,3 +78,15 @@ def test_a_closed_file_leaves_no_log_and_nothing_to_recover(tmp_path):
     sink.close()
     assert not list(tmp_path.glob("*.chunks")) and not list(tmp_path.glob("*.tmp"))
     assert RotatingFiles(tmp_path, "ev").recovered == []
+
+
+def test_a_file_another_live_writer_holds_is_not_taken(tmp_path):
+    """Two sinks of one prefix on one directory (a misconfiguration, or a restart racing the
+    old process): the new one must not rebuild the file the live one is writing."""
+    dtype = p.event_dtype(2, 8, 1, 4)
+    live = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 10, direct_io=False)
+    live.write(np.zeros(200_000, dtype))  # several chunks written, the file open
+    (tmp,) = tmp_path.glob("ev-*.h5.tmp")
+    assert RotatingFiles(tmp_path, "ev").recovered == [] and tmp.exists()
+    live.close()
+    assert len(read_events(next(tmp_path.glob("ev-*.h5")))["event"]) == 200_000

@@ -3,12 +3,16 @@ real sockets): completeness, order, duplicates, timeout, late fragments, the win
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node import builder as builder_mod
 from node import protocol as p
-from node.builder import Builder, missing_sources
+from node.builder import U64_MAX, Builder, missing_sources
 
 
 def frags(events, source, n_in=3, n_out=1):
@@ -138,6 +142,53 @@ def test_events_leave_in_blocks_one_message_can_carry_and_none_is_lost():
                <= p.HEADER_SIZE + 7 * dtype.itemsize for x in blocks)  # fmt: skip
 
 
+def test_an_event_completed_from_two_drains_keeps_the_first_drains_data():
+    for direct_share in (0.0, 2.0):  # straight into the records, and through the ring
+        b = Builder(3, 3, 1, 4, direct_share=direct_share)
+        s0, f0 = frags([5, 6], 0)
+        s12, f12 = frags([5, 5, 6], 1)
+        s12[1], f12[1] = 2, frags([5], 2)[1][0]
+        with poisoned_fresh_records():
+            b.add(s0, f0)
+            b.add(s12, f12)  # 5 completes; 6 is still open, its source 1 goes into the ring
+            b.add(*frags([6], 2))
+        out = built(b)
+        assert out["event"].tolist() == [5, 6] and (out["status"] == p.COMPLETE).all()
+        assert out["inputs"][:, :, 0].tolist() == [[50, 51, 52], [60, 61, 62]]
+        assert out["fpga"][:, :, 0].tolist() == [[5, 1005, 2005], [6, 1006, 2006]]
+        assert (out["flags"] == p.RESULT_VALID).all() and not out["cpu"].any() and not out["reserved"].any()
+
+
+def test_a_drain_built_straight_into_records_leaves_in_blocks_published_without_a_copy():
+    dtype = p.event_dtype(2, 3, 1, 4)
+    b = Builder(2, 3, 1, 4, window=1024, max_block_bytes=p.HEADER_SIZE + 7 * dtype.itemsize, direct_share=0.0)
+    s0, f0 = frags(range(20), 0)
+    s1, f1 = frags(range(20), 1)
+    b.add(np.concatenate([s0, s1]), np.concatenate([f0, f1]))
+    blocks = b.take()
+    assert [len(x) for x in blocks] == [7, 7, 6]
+    assert np.concatenate(blocks)["event"].tolist() == list(range(20))
+    before = [x.tobytes() for x in blocks]
+    for x in blocks:
+        buf = p.encode_buffer(p.EVENTS, 0, 0, x, n_inputs=3, n_outputs=1, raw_bytes=4, n_sources=2)
+        assert np.shares_memory(buf, x) and buf.nbytes == p.HEADER_SIZE + x.nbytes
+    assert [x.tobytes() for x in blocks] == before  # each header went in front of its block, over no event
+
+
+def test_records_smaller_than_a_message_header_still_leave_with_room_for_one():
+    b = Builder(1, 1, 0, 1, direct_share=0.0, max_block_bytes=p.HEADER_SIZE + 3 * 46)
+    assert b.event_dtype.itemsize == 46 < p.HEADER_SIZE
+    with poisoned_fresh_records():
+        b.add(np.zeros(5, int), p.make_fragments(np.arange(5), np.arange(5)[:, None] + 10, raw_bytes=1))
+    blocks = b.take()
+    before = [x.tobytes() for x in blocks]
+    for x in blocks:
+        buf = p.encode_buffer(p.EVENTS, 0, 0, x, n_inputs=1, n_outputs=0, raw_bytes=1, n_sources=1)
+        assert np.shares_memory(buf, x)
+    assert [x.tobytes() for x in blocks] == before
+    assert [x["inputs"][:, 0, 0].tolist() for x in blocks] == [[10, 11, 12], [13, 14]]
+
+
 class Reference:
     """The documented policy, one fragment at a time in plain Python (drain by drain, as
     the builder sees them): what the vectorised ring must agree with."""
@@ -153,7 +204,9 @@ class Reference:
     def _leave(self, event: int, status: int) -> None:
         e = self.open.pop(event)
         missing = sum(1 << s for s in range(self.n) if s not in e["sources"])
-        self.out.append((event, status, missing, tuple(e["sources"].get(s, 0) for s in range(self.n))))
+        data = tuple(e["sources"].get(s, (0, 0, 0)) for s in range(self.n))
+        first = min((_stamp(event, s) for s in e["sources"]), default=int(U64_MAX))
+        self.out.append((event, status, missing, data, first))
         self.left.add(event)
 
     def add(self, drain: list[tuple[int, int]], now_ns: int) -> None:
@@ -173,13 +226,37 @@ class Reference:
                 self.duplicates += 1
                 continue
             seen.add((ev, s))
-            e["sources"][s] = ev * 10 + s
+            e["sources"][s] = _payload(ev, s)
         for ev in sorted(e for e in self.open if len(self.open[e]["sources"]) == self.n):
             self._leave(ev, p.COMPLETE)
 
     def expire(self, now_ns: int) -> None:
         for ev in sorted(e for e in self.open if self.open[e]["opened"] < now_ns - self.timeout):
             self._leave(ev, p.TIMED_OUT)
+
+
+@contextmanager
+def poisoned_fresh_records() -> Iterator[None]:
+    """Fresh record arrays full of 0xA5 bytes, not whatever ``np.empty`` happens to give:
+    a field the builder forgets to set then shows."""
+
+    def poisoned(n: int, dtype: np.dtype) -> np.ndarray:
+        return np.full(n * dtype.itemsize, 0xA5, np.uint8).view(dtype)
+
+    saved, builder_mod._uninitialised = builder_mod._uninitialised, poisoned
+    try:
+        yield
+    finally:
+        builder_mod._uninitialised = saved
+
+
+def _payload(event: int, source: int) -> tuple[int, int, int]:
+    """What source ``source`` sends for ``event``: input, FPGA result, flags."""
+    return event * 10 + source, event * 7 + source + 1, 1 + (event + source) % 3
+
+
+def _stamp(event: int, source: int) -> int:
+    return 1000 * event + 17 * ((source + event) % 3)
 
 
 @given(
@@ -190,31 +267,47 @@ class Reference:
         ),
         min_size=1,
         max_size=25,
-    )
+    ),
+    st.sampled_from([0.0, 0.5, 2.0]),  # always straight into the records, the default, never
+    st.sampled_from([1, 3, 100]),  # events per block
+    st.sampled_from([60, 9]),  # event numbers mod this + 1: a window that moves on, or one that mostly fills
 )
-@settings(max_examples=300, deadline=None)
-def test_the_ring_agrees_with_a_plain_reference_on_random_streams(drains):
+@settings(max_examples=400, deadline=None)
+def test_the_ring_agrees_with_a_plain_reference_on_random_streams(drains, direct_share, block, span):
     """Out of order, duplicated, late and gapped fragments, a window of 8 that wraps many
     times and a timeout that fires between drains: the same events leave, with the same
-    status, missing sources and data, and the same counts."""
-    b = Builder(3, 1, 1, 4, window=8, timeout_s=1.0)
+    status, missing sources, data and first timestamp, and the same counts, whichever way
+    a drain's completed events are built and however they are cut into blocks."""
+    dtype = p.event_dtype(3, 1, 1, 4)
+    b = Builder(3, 1, 1, 4, window=8, timeout_s=1.0, direct_share=direct_share,
+                max_block_bytes=p.HEADER_SIZE + block * dtype.itemsize)  # fmt: skip
     ref = Reference(3, b.capacity, b.timeout_ns)
     now = 0
     for drain, wait_ms in drains:
+        drain = [(ev % (span + 1), s) for ev, s in drain]
         now += wait_ms * 1_000_000
         b.expire(now)
         ref.expire(now)
         events = np.array([ev for ev, _ in drain])
         source = np.array([s for _, s in drain])
-        b.add(source, p.make_fragments(events, (events * 10 + source)[:, None], np.zeros((len(drain), 1))), now)
+        x, fpga, flags = np.array([_payload(ev, s) for ev, s in drain]).T
+        stamps = np.array([_stamp(ev, s) for ev, s in drain])
+        with poisoned_fresh_records():
+            b.add(source, p.make_fragments(events, x[:, None], fpga[:, None], flags, stamps), now)
         ref.add(drain, now)
     b.drain()
     for ev in sorted(ref.open):
         ref._leave(ev, p.DRAINED)
-    got = built(b)
-    got_rows = sorted(
-        (int(e["event"]), int(e["status"]), int(e["missing"]), tuple(int(x) for x in e["inputs"][:, 0])) for e in got
-    )
+    blocks = b.take()
+    assert all(0 < len(x) <= block for x in blocks)
+    got = np.concatenate(blocks) if blocks else np.zeros(0, dtype)
+
+    def row(e: np.void) -> tuple:
+        data = zip(e["inputs"][:, 0].tolist(), e["fpga"][:, 0].tolist(), e["flags"].tolist(), strict=True)
+        return int(e["event"]), int(e["status"]), int(e["missing"]), tuple(data), int(e["first_ns"])
+
+    got_rows = sorted(row(e) for e in got)
     assert got_rows == sorted(ref.out)
+    assert not got["cpu"].any() and not got["cpu_valid"].any() and not got["reserved"].any()
     assert (b.counts.late, b.counts.duplicates) == (ref.late, ref.duplicates)
     assert b.n_open == 0

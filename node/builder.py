@@ -62,7 +62,7 @@ class Builder:
         timeout_s: float = 1.0,
         max_event_jump: int = 1 << 24,
         max_block_bytes: int = 4 << 20,
-        direct_share: float = 0.5,
+        direct: bool | None = None,
     ):
         if not 1 <= n_sources <= protocol.MAX_SOURCES:
             raise ValueError(f"sources: {n_sources} sources, expected 1..{protocol.MAX_SOURCES}")
@@ -75,9 +75,9 @@ class Builder:
         # events leave in blocks of at most this many, so that one EVENTS message of at most
         # max_block_bytes carries a block as it is (a bigger one would be cut and copied)
         self.max_block = max(1, (max_block_bytes - protocol.HEADER_SIZE) // self.event_dtype.itemsize)
-        # a drain whose completed events are at least this share of the events it touches
-        # builds them straight from the receive buffer (see _add_direct)
-        self.direct_share = direct_share
+        # build a drain's completed events straight from the receive buffer (see _add_direct):
+        # None decides drain by drain (_direct_pays); True/False always/never (for the tests)
+        self.direct = direct
         c, s = capacity, n_sources
         self.slot_event = np.zeros(c, np.uint64)
         self.state = np.zeros(c, np.uint8)
@@ -112,9 +112,9 @@ class Builder:
         ``frags`` may be 2-d (messages x fragments, a view of the receive buffer) and
         ``source_index`` gives each fragment's source index, flattened.  The bulky
         payload is copied once from the receive buffer: into the records its events leave
-        in when most of the drain's events complete in it (``direct_share``, the usual case
-        under load), else into the slots.  Fragments set aside (late, duplicate, jump) cost
-        one more copy: the rare path."""
+        in when that copies less (``_direct_pays``: most of the drain's events complete in
+        it, the usual case under load with batched sources), else into the slots.
+        Fragments set aside (late, duplicate, jump) cost one more copy: the rare path."""
         if frags.size == 0:
             return
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
@@ -175,30 +175,41 @@ class Builder:
         touched = slot if rows is None else slot[rows]
         touched = touched[self._first_seen(touched)]
         complete = self.arrived[touched].all(axis=1)
-        n_done = int(np.count_nonzero(complete))
-        if n_done and n_done >= self.direct_share * len(touched):
-            self.counts.complete += n_done
-            self._add_direct(slot_at, src_at, data, np.sort(touched[complete]), touched[~complete])
-            return
+        done = touched[complete]
+        if len(done):
+            self.counts.complete += len(done)
+            open_ = touched[~complete]
+            was_open = self._claimed[done] != self._drains  # carried: it had fragments in the ring
+            self._mark[done] = -1
+            self._mark[open_] = 0
+            to_ring = np.flatnonzero(self._mark[slot_at.reshape(-1)] == 0)  # fragments of events still open
+            n_fresh = len(done) - int(np.count_nonzero(was_open))
+            if self.direct or (self.direct is None and 2 * len(to_ring) < self.n_sources * n_fresh):
+                carried, fresh = np.sort(done[was_open]), np.sort(done[~was_open])
+                self._add_direct(slot_at, src_at, data, np.concatenate([carried, fresh]), len(carried), open_, to_ring)
+                return
         self.flags[slot_at, src_at] = data["flags"]
         self.inputs[slot_at, src_at] = data["inputs"]
         self.fpga[slot_at, src_at] = data["result"]
-        if n_done:
-            self.counts.complete += n_done
-            self._emit(np.sort(touched[complete]), protocol.COMPLETE)
+        if len(done):
+            self._emit(np.sort(done), protocol.COMPLETE)
 
     def _add_direct(self, slot_at: np.ndarray, src_at: np.ndarray, data: np.ndarray, done: np.ndarray,
-                    open_: np.ndarray) -> None:  # fmt: skip
-        """Place a drain whose events mostly complete in it: straight into the records they
-        leave in, not into the ring and out again.
+                    n_carried: int, open_: np.ndarray, to_ring: np.ndarray) -> None:  # fmt: skip
+        """Place a drain straight into the records its completed events leave in, not into
+        the ring and out again.
 
         Each fragment's payload is copied once, from the receive buffer into a fresh array
         of event records (one fancy-index assignment from a view of the drain: no
-        temporary).  Its rows are the completed events, in blocks a message can carry,
-        each behind a spare row that leaves room for a message header; then the events
-        still open, whose fragments are copied on into the ring.  A completed event that
-        had fragments from earlier drains takes those from the ring first.  On this VM the
-        ring's scatter-and-take cost ~2 us per 4 KB event and this ~0.75 us."""
+        temporary).  Its rows are the completed events ``done`` (first the ``n_carried``
+        that had fragments in the ring from earlier drains, which take those first), in
+        blocks a message can carry, each behind a spare row that leaves room for a message
+        header; then the events still open, whose new fragments (``to_ring``) are copied
+        on into the ring.  So each fragment costs one copy, as through the ring, but the
+        ring's cold memory is skipped: there the scatter and the take cost ~2 us per 4 KB
+        event on this VM, this ~0.75 us.  It pays when most of the drain's events complete
+        in it: the ring path copies each completed event out once more (``S`` fragments),
+        this path each fragment of a still-open event twice more (through a temporary)."""
         mb, n_done, size = self.max_block, len(done), self.event_dtype.itemsize
         n_blocks = -(-n_done // mb)
         spare = -(-protocol.HEADER_SIZE // size)  # rows of room before each block: 1 unless records are tiny
@@ -206,17 +217,15 @@ class Builder:
         self._row[done] = r + (r // mb + 1) * spare  # block k starts at row k * (mb + spare) + spare
         self._row[open_] = n_done + n_blocks * spare + np.arange(len(open_))
         rec = _uninitialised(n_done + n_blocks * spare + len(open_), self.event_dtype)
-        carried = done[self._claimed[done] != self._drains]  # open before this drain
-        if len(carried):
-            rec[self._row[carried]] = self.ring[carried]
+        for k in range(0, n_carried, mb):  # a contiguous run of rows in each block: taken without a temporary
+            first = k + (k // mb + 1) * spare
+            n = min(mb, n_carried - k)
+            self.ring.take(done[k : k + n], axis=0, out=rec[first : first + n], mode="clip")
         row_at = self._row[slot_at]
         rec["flags"][row_at, src_at] = data["flags"]
         rec["inputs"][row_at, src_at] = data["inputs"]
         rec["fpga"][row_at, src_at] = data["result"]
-        if len(open_):  # the few events still open: their new fragments into the ring
-            self._mark[done] = -1
-            self._mark[open_] = 0
-            to_ring = np.flatnonzero(self._mark[slot_at.reshape(-1)] == 0)
+        if len(to_ring):  # the few events still open: their new fragments into the ring
             s, src, row = slot_at.reshape(-1)[to_ring], src_at.reshape(-1)[to_ring], row_at.reshape(-1)[to_ring]
             self.flags[s, src] = rec["flags"][row, src]
             self.inputs[s, src] = rec["inputs"][row, src]

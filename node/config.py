@@ -52,7 +52,6 @@ class BuilderSection:
     window: int = 8192  # events in flight (rounded up to a power of two)
     timeout_s: float = 1.0
     max_event_jump: int = 1 << 24
-    direct_share: float = 0.5  # build a drain straight into records when this share of its events completes
 
 
 @dataclass
@@ -201,9 +200,6 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: metrics.host {cfg.metrics.host!r} is not loopback; set security.allow_remote")
     if bool(cfg.security.curve_secret_key) != bool(cfg.security.curve_clients):
         raise ConfigError(f"{where}: security.curve_secret_key and security.curve_clients go together")
-    if not 0.0 <= cfg.builder.direct_share:
-        share = cfg.builder.direct_share
-        raise ConfigError(f"{where}: builder.direct_share must be >= 0 (above 1: never), got {share}")
     if cfg.fragment.raw_bytes not in (None, 1, 2, 4, 8):
         raise ConfigError(f"{where}: fragment.raw_bytes must be 1, 2, 4 or 8")
 

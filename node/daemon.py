@@ -109,7 +109,7 @@ class Node:
         b = cfg.builder
         self.builder = Builder(
             len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
-            window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump, direct_share=b.direct_share,
+            window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
             max_block_bytes=cfg.security.max_message_bytes,
         )  # fmt: skip
         self.boards = None

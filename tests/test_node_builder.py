@@ -143,8 +143,8 @@ def test_events_leave_in_blocks_one_message_can_carry_and_none_is_lost():
 
 
 def test_an_event_completed_from_two_drains_keeps_the_first_drains_data():
-    for direct_share in (0.0, 2.0):  # straight into the records, and through the ring
-        b = Builder(3, 3, 1, 4, direct_share=direct_share)
+    for direct in (True, False):  # straight into the records, and through the ring
+        b = Builder(3, 3, 1, 4, direct=direct)
         s0, f0 = frags([5, 6], 0)
         s12, f12 = frags([5, 5, 6], 1)
         s12[1], f12[1] = 2, frags([5], 2)[1][0]
@@ -161,7 +161,7 @@ def test_an_event_completed_from_two_drains_keeps_the_first_drains_data():
 
 def test_a_drain_built_straight_into_records_leaves_in_blocks_published_without_a_copy():
     dtype = p.event_dtype(2, 3, 1, 4)
-    b = Builder(2, 3, 1, 4, window=1024, max_block_bytes=p.HEADER_SIZE + 7 * dtype.itemsize, direct_share=0.0)
+    b = Builder(2, 3, 1, 4, window=1024, max_block_bytes=p.HEADER_SIZE + 7 * dtype.itemsize, direct=True)
     s0, f0 = frags(range(20), 0)
     s1, f1 = frags(range(20), 1)
     b.add(np.concatenate([s0, s1]), np.concatenate([f0, f1]))
@@ -176,7 +176,7 @@ def test_a_drain_built_straight_into_records_leaves_in_blocks_published_without_
 
 
 def test_records_smaller_than_a_message_header_still_leave_with_room_for_one():
-    b = Builder(1, 1, 0, 1, direct_share=0.0, max_block_bytes=p.HEADER_SIZE + 3 * 46)
+    b = Builder(1, 1, 0, 1, direct=True, max_block_bytes=p.HEADER_SIZE + 3 * 46)
     assert b.event_dtype.itemsize == 46 < p.HEADER_SIZE
     with poisoned_fresh_records():
         b.add(np.zeros(5, int), p.make_fragments(np.arange(5), np.arange(5)[:, None] + 10, raw_bytes=1))
@@ -268,18 +268,18 @@ def _stamp(event: int, source: int) -> int:
         min_size=1,
         max_size=25,
     ),
-    st.sampled_from([0.0, 0.5, 2.0]),  # always straight into the records, the default, never
+    st.sampled_from([True, None, False]),  # always straight into the records, drain by drain, never
     st.sampled_from([1, 3, 100]),  # events per block
     st.sampled_from([60, 9]),  # event numbers mod this + 1: a window that moves on, or one that mostly fills
 )
 @settings(max_examples=400, deadline=None)
-def test_the_ring_agrees_with_a_plain_reference_on_random_streams(drains, direct_share, block, span):
+def test_the_ring_agrees_with_a_plain_reference_on_random_streams(drains, direct, block, span):
     """Out of order, duplicated, late and gapped fragments, a window of 8 that wraps many
     times and a timeout that fires between drains: the same events leave, with the same
     status, missing sources, data and first timestamp, and the same counts, whichever way
     a drain's completed events are built and however they are cut into blocks."""
     dtype = p.event_dtype(3, 1, 1, 4)
-    b = Builder(3, 1, 1, 4, window=8, timeout_s=1.0, direct_share=direct_share,
+    b = Builder(3, 1, 1, 4, window=8, timeout_s=1.0, direct=direct,
                 max_block_bytes=p.HEADER_SIZE + block * dtype.itemsize)  # fmt: skip
     ref = Reference(3, b.capacity, b.timeout_ns)
     now = 0

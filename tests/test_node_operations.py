@@ -35,7 +35,6 @@ def cli(*args, cwd=ROOT):
         ('[[input]]\nendpoint = "tcp://127.0.0.1:1"\ntype = "req"\n', "input[0].type must be 'pull' or 'sub'"),
         ("[sink]\nformat = 'csv'\n", "sink.format must be 'hdf5' or 'root'"),
         ("[node]\nsources = [1, 1]\n", "node.sources must be distinct"),
-        ("[builder]\ndirect_share = -0.5\n", "builder.direct_share must be >= 0"),
         ("[node\n", "not valid TOML"),
     ],
 )

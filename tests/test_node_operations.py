@@ -3,6 +3,7 @@ metrics over HTTP, rotating sink files (HDF5 and ROOT), and the embedding API.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -127,7 +128,9 @@ def test_daemon_subprocess_helpers(tmp_path):
 
     port = free_port()
     cfg = basic_config(tmp_path, port, sources=[0])
-    proc = start(cfg)
+    log = tmp_path / "node.log"
+    with log.open("w") as stderr:
+        proc = start(cfg, stderr=stderr)
     try:
         wait_for(lambda: (tmp_path / "node-status.json").exists(), 60, "the node to start")
         src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2)
@@ -142,3 +145,6 @@ def test_daemon_subprocess_helpers(tmp_path):
             proc.kill()
             proc.wait()
     assert snap["exit_code"] == 0 and snap["counters"]["events_complete"] == 10
+    # the daemon froze its start-up objects out of the garbage collector's full scans
+    started = [json.loads(line) for line in log.read_text().splitlines() if '"started"' in line]
+    assert started and started[0]["gc_frozen"] > 10_000

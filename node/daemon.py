@@ -155,6 +155,7 @@ class Node:
         self.auth = None
         # one receive buffer, reused by every drain: no allocation per message
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)
+        self._buf.fill(0)  # touched now: its first drains would fault it in page by page
         self._buf_view = memoryview(self._buf)
         self.inputs = self._open_inputs()
         self.prometheus = None

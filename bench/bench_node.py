@@ -257,8 +257,9 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True) 
             seconds = g["last_event_out_time"] - g["first_message_time"]
         else:  # merged gauges add up; use each worker's own file instead
             seconds = _span_of_workers(status_file, workers)
-    return {"events_per_s": n_events / seconds, "events_per_cpu_s": n_events / cpu, "counters": final["counters"],
-            "write_mb_s": write_mb_s}  # fmt: skip
+    c = final["counters"]
+    return {"events_per_s": n_events / seconds, "events_per_cpu_s": n_events / cpu, "counters": c,
+            "write_mb_s": write_mb_s, "direct": c.get("builder_direct", 0) / max(1, c["builder_complete"])}  # fmt: skip
 
 
 def _free_run(n: int) -> int:
@@ -559,9 +560,12 @@ def main() -> int:
                   f"{raw_cpu:,.0f} per receiver CPU-second", flush=True)  # fmt: skip
             print(f"  node, {workers} worker(s), {sink}: {r['events_per_s']:,.0f} events/s = {ratio:.2f} x raw; "
                   f"{per_cpu:,.0f} per node CPU-second = {per_cpu / raw_cpu:.2f} x raw "
-                  f"(complete {c['events_complete']}, incomplete {c['events_incomplete']}, lost {lost}){probe}; "
+                  f"(complete {c['events_complete']}, incomplete {c['events_incomplete']}, lost {lost}; built "
+                  f"straight from the receive buffer {r['direct']:.0%}, in the other runs "
+                  + ", ".join(f"{x['direct']:.0%}" for x in runs_ if x is not r) + f"){probe}; "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
-            rows.append((batch, workers, sink, raw, r["events_per_s"], ratio, raw_cpu, per_cpu, r["write_mb_s"]))
+            rows.append((batch, workers, sink, raw, r["events_per_s"], ratio, raw_cpu, per_cpu, r["write_mb_s"],
+                         [x["direct"] for x in runs_], runs_.index(r)))  # fmt: skip
             if workers == 1 and files:  # the latency run paces at half the typical (median) rate
                 best[batch] = float(np.median([x["events_per_s"] for x in runs_]))
     batch_lat = max(best, key=best.get)
@@ -611,13 +615,15 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "kernel's page cache took then; the node's own chunks go around the page cache, with O_DIRECT).",
         "",
         "| fragments/message | workers | sink | raw events/s | node events/s | ratio "
-        "| raw events per CPU-s | node events per CPU-s | ratio | file write (MB/s) |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| raw events per CPU-s | node events per CPU-s | ratio | built straight from the receive buffer "
+        "| file write (MB/s) |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s in rows:
+    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best in rows:
         probe = f"{mb_s:,.0f}" if mb_s else "-"
-        lines.append(f"| {batch} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} "
-                     f"| {raw_cpu:,.0f} | {node_cpu:,.0f} | {node_cpu / raw_cpu:.2f} | {probe} |")  # fmt: skip
+        shares = ", ".join(f"**{x:.0%}**" if i == best else f"{x:.0%}" for i, x in enumerate(direct))
+        lines.append(f"| {batch} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} | {raw_cpu:,.0f} "
+                     f"| {node_cpu:,.0f} | {node_cpu / raw_cpu:.2f} | {shares} | {probe} |")  # fmt: skip
     aim = [r for r in rows if r[1] == 1]
     lines += [
         "",
@@ -632,17 +638,25 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "all its workers; raw: the receiving loop): on a machine whose cores the senders and other "
         "work share, that is the rate a receiver would sustain with a core of its own.",
         "",
-        "Where the node's time goes (per-thread CPU times and line profiles of the daemon, 16 fragments per "
-        "message): the receive costs the node what it costs the raw loop (the ZeroMQ I/O thread's TCP reads, "
-        "~3.6 us per event here, and one `recv_into` per message into a reused buffer; a drain of alike "
-        "messages is validated as one array). Beyond that, each event's "
-        f"{event_kb:.1f} KB is copied three more times: into its ring slot as its fragments arrive, out of the "
-        "ring into a block when it leaves (with room for a message header, so PUB sends the block as it is), "
-        "and, with files, into the writer thread's page-aligned buffer for the O_DIRECT write; each copy runs "
-        "at 4-8 GB/s on this VM, 0.5-1 us per event. Each drain also costs ~70 small NumPy calls (~0.3 ms "
-        "when the cores are busy), which a drain of thousands of fragments amortises at full rate. With files "
-        "the HDF5 chunks go to disk with O_DIRECT from a writer thread (there 0.27 ms per MB gathering the "
-        "chunk and 0.36 ms in `pwrite`; ~0.5 ms per MB stays in the daemon's thread) because new page-cache "
+        "Where the node's time goes (per-thread CPU times, line profiles and page-fault profiles of the daemon, "
+        "16 fragments per message): the receive costs the node what it costs the raw loop (the ZeroMQ I/O "
+        "thread's TCP reads, ~3.3-3.9 us per event here, and one `recv_into` per message into a reused buffer; "
+        "a drain of alike messages is validated as one array). Beyond that, when most of a drain's events "
+        f"complete in it, the builder copies each event's {event_kb:.1f} KB once, from the receive buffer "
+        "straight into the block it leaves in (with room for a message header, so PUB sends the block as it "
+        "is): the column \"built straight from the receive buffer\" gives that share of each run, the best "
+        "run's in bold. The senders run free, and at full rate one can be as far ahead of another as their "
+        "queues are deep (here thousands of events); then an event's fragments arrive in different drains, "
+        "wait in the ring, and the event is copied out of it when it completes: two copies, both through "
+        "memory far larger than the caches. Either copy runs at 4-8 GB/s on this VM alone, 2-3 times slower "
+        "while the senders and the kernel stream memory on the other core. Each drain also costs ~70 small "
+        "NumPy calls (~0.3 ms when the cores are busy), which a drain of thousands of fragments amortises at "
+        "full rate. The run is bound by the machine's 2 cores: in a 1-second window of a 16-fragment run "
+        "without files the senders took 0.45-0.60 CPU-s, the node's I/O thread 0.48-0.58 and its main thread "
+        "0.56-0.68, with the cores 77-93% busy and 1-12% stolen by the host, so every microsecond any of them "
+        "spends per event lowers the rate. With files, each event is copied once more, into the writer "
+        "thread's page-aligned buffer, and the HDF5 chunks go to disk with O_DIRECT from that thread (there "
+        "0.27 ms per MB gathering the chunk and 0.36 ms in `pwrite`) because new page-cache "
         "pages on this VM cost from 0.3 to 4.5 ms of CPU per MB from one minute to the next (freed guest "
         "memory is reported to the host and faulted in again on its next use): in one measurement the "
         "daemon's thread spent 17-20 us per event writing through the page cache, 8 us with O_DIRECT"
@@ -696,8 +710,10 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "run at all because the host ran something else. Whenever the node's thread waits for a core, for "
         "either reason, its queue grows, and p99 swings between runs of the same configuration (the last "
         "column but one). Start-up "
-        "costs that used to put a backlog in the first seconds are gone (h5py imported, the ring and 64 MB of "
-        "heap faulted in before the first message; freed memory kept for reuse, see `node/heap.py`). "
+        "costs that used to put a backlog in the first seconds are gone (h5py imported, the ring, the receive "
+        "buffer and 64 MB of heap faulted in before the first message; freed memory kept for reuse and one "
+        "malloc arena for every thread, see `node/heap.py`), and the ~29k objects start-up made no longer "
+        "lengthen Python's full garbage collections (`gc.freeze`; one took ~10 ms before). "
         "Built events/s below the offered rate means the node did not keep up during the run.",
         "",
     ]

@@ -36,6 +36,7 @@ class BuilderCounts:
     late: int = 0
     jumps: int = 0  # rejected: event number jumps too far ahead
     complete: int = 0
+    direct: int = 0  # of them, built straight from the receive buffer (not through the ring)
     timed_out: int = 0
     evicted: int = 0
     drained: int = 0
@@ -76,7 +77,7 @@ class Builder:
         # max_block_bytes carries a block as it is (a bigger one would be cut and copied)
         self.max_block = max(1, (max_block_bytes - protocol.HEADER_SIZE) // self.event_dtype.itemsize)
         # build a drain's completed events straight from the receive buffer (see _add_direct):
-        # None decides drain by drain (_direct_pays); True/False always/never (for the tests)
+        # None decides drain by drain, by counting copies; True/False always/never (tests)
         self.direct = direct
         c, s = capacity, n_sources
         self.slot_event = np.zeros(c, np.uint64)
@@ -112,8 +113,8 @@ class Builder:
         ``frags`` may be 2-d (messages x fragments, a view of the receive buffer) and
         ``source_index`` gives each fragment's source index, flattened.  The bulky
         payload is copied once from the receive buffer: into the records its events leave
-        in when that copies less (``_direct_pays``: most of the drain's events complete in
-        it, the usual case under load with batched sources), else into the slots.
+        in when that copies less (most of the drain's events complete in it, the usual
+        case under load with batched sources; see ``_add_direct``), else into the slots.
         Fragments set aside (late, duplicate, jump) cost one more copy: the rare path."""
         if frags.size == 0:
             return
@@ -211,6 +212,7 @@ class Builder:
         in it: the ring path copies each completed event out once more (``S`` fragments),
         this path each fragment of a still-open event twice more (through a temporary)."""
         mb, n_done, size = self.max_block, len(done), self.event_dtype.itemsize
+        self.counts.direct += n_done
         n_blocks = -(-n_done // mb)
         spare = -(-protocol.HEADER_SIZE // size)  # rows of room before each block: 1 unless records are tiny
         r = np.arange(n_done)

@@ -153,6 +153,7 @@ def test_an_event_completed_from_two_drains_keeps_the_first_drains_data():
             b.add(s12, f12)  # 5 completes; 6 is still open, its source 1 goes into the ring
             b.add(*frags([6], 2))
         out = built(b)
+        assert b.counts.direct == (2 if direct else 0)
         assert out["event"].tolist() == [5, 6] and (out["status"] == p.COMPLETE).all()
         assert out["inputs"][:, :, 0].tolist() == [[50, 51, 52], [60, 61, 62]]
         assert out["fpga"][:, :, 0].tolist() == [[5, 1005, 2005], [6, 1006, 2006]]

@@ -5,8 +5,9 @@ the CPU fallback's inference rate on the jet tagger's manifest.
     .venv/bin/python bench/bench_node.py                 # prints a table
     .venv/bin/python bench/bench_node.py --write-docs    # and rewrites '## Node' in docs/benchmarks.md
 
-Senders are separate processes with pre-encoded messages (4 sources x 1 KB fragments);
-the node is the real daemon (``python -m node.daemon``) writing HDF5 files.
+Senders are separate processes with pre-encoded messages (4 sources x 1 KB fragments),
+free-running (one process per source) or in step (one process for all four, as boards on
+a common trigger); the node is the real daemon (``python -m node.daemon``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,31 @@ def sender(endpoints: list[str], source: int, n_events: int, batch: int, go, rea
     ctx.term()
 
 
+def lockstep_sender(endpoint: str, n_events: int, batch: int, go, ready) -> None:
+    """All sources from one process, in step: each source's message for the same events in
+    turn, each source on its own PUSH socket (connection), as boards read out on a common
+    trigger send the same event numbers at about the same time.  (Free-running sender
+    processes, ``sender``, drift apart by up to their queues' depth: the worst case.)"""
+    import zmq
+
+    msgs = [encoded_messages(source, n_events, batch)[0] for source in range(N_SOURCES)]
+    ctx = zmq.Context()
+    socks = []
+    for _ in range(N_SOURCES):
+        s = ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.SNDHWM, 1000)
+        s.connect(endpoint)
+        socks.append(s)
+    ready.put("lockstep")
+    go.wait()
+    for i in range(len(msgs[0])):
+        for s, m in zip(socks, msgs, strict=True):
+            s.send(m[i], copy=False)
+    for s in socks:
+        s.close(linger=-1)
+    ctx.term()
+
+
 def raw_receiver(endpoint: str, n_messages: int, result, ready) -> None:
     """The baseline: a Python PULL loop that only counts (poll + drain, as the node)."""
     import zmq
@@ -108,10 +134,15 @@ def raw_receiver(endpoint: str, n_messages: int, result, ready) -> None:
     ctx.term()
 
 
-def start_senders(endpoints, n_events, batch):
+def start_senders(endpoints, n_events, batch, lockstep: bool = False):
     ctx = mp.get_context("fork")
     go, ready = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=sender, args=(endpoints, s, n_events, batch, go, ready)) for s in range(N_SOURCES)]
+    if lockstep:
+        if len(endpoints) != 1:
+            raise ValueError("sources in step: one worker only (no routing by event number)")
+        procs = [ctx.Process(target=lockstep_sender, args=(endpoints[0], n_events, batch, go, ready))]
+    else:
+        procs = [ctx.Process(target=sender, args=(endpoints, s, n_events, batch, go, ready)) for s in range(N_SOURCES)]
     for p in procs:
         p.start()
     for _ in procs:
@@ -138,7 +169,7 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def bench_raw(n_events: int, batch: int) -> tuple[float, float]:
+def bench_raw(n_events: int, batch: int, lockstep: bool = False) -> tuple[float, float]:
     """Fragments/s through raw pyzmq PUSH/PULL, and per CPU-second of the receiver."""
     ctx = mp.get_context("fork")
     ep = f"tcp://127.0.0.1:{free_port()}"
@@ -147,7 +178,7 @@ def bench_raw(n_events: int, batch: int) -> tuple[float, float]:
     recv = ctx.Process(target=raw_receiver, args=(ep, n_messages, result, ready))
     recv.start()
     ready.get(timeout=60)
-    go, procs = start_senders([ep], n_events, batch)
+    go, procs = start_senders([ep], n_events, batch, lockstep)
     go.set()
     first, last, cpu = result.get(timeout=600)
     for p in procs + [recv]:
@@ -227,7 +258,7 @@ def stop_node(proc: subprocess.Popen, cfg: Path) -> dict:
     return read_status(cfg.parent / "node-status.json")
 
 
-def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True) -> dict:
+def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, lockstep: bool = False) -> dict:
     """Built events/s through the daemon (first message in -> last event out)."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port() if workers == 1 else _free_run(workers)
@@ -235,7 +266,7 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True) 
         write_mb_s = file_write_rate(Path(tmp)) if files else None
         node = start_node(cfg)
         endpoints = [f"tcp://127.0.0.1:{port + k}" for k in range(workers)]
-        go, procs = start_senders(endpoints, n_events, batch)
+        go, procs = start_senders(endpoints, n_events, batch, lockstep)
         cpu0 = cpu_seconds(node.pid)
         go.set()
         status_file = cfg.parent / "node-status.json"
@@ -540,11 +571,13 @@ def main() -> int:
     rows = []
     best = {}
     for batch in [int(b) for b in args.batches.split(",")]:
-        runs = [(int(w), True) for w in args.workers.split(",")] + [(1, False)]
-        for workers, files in runs:
+        # free-running sender processes (the worst case: they drift apart), then sources in step
+        runs = [(int(w), True, False) for w in args.workers.split(",")] + [(1, False, False), (1, True, True),
+                                                                           (1, False, True)]  # fmt: skip
+        for workers, files, lockstep in runs:
             # each node run right after its own raw run: on a shared machine the load changes
             # from minute to minute, and a ratio is only fair between neighbours in time
-            pairs = [(bench_raw(args.events, batch), bench_node(args.events, batch, workers, files))
+            pairs = [(bench_raw(args.events, batch, lockstep), bench_node(args.events, batch, workers, files, lockstep))
                      for _ in range(args.repeat)]  # fmt: skip
             raw = max(p[0][0] for p in pairs) / N_SOURCES
             raw_cpu = max(p[0][1] for p in pairs) / N_SOURCES
@@ -556,17 +589,18 @@ def main() -> int:
             lost = N_SOURCES * args.events - c["received_fragments"]
             sink = "HDF5 files" if files else "no files"
             probe = f"; file write probe {r['write_mb_s']:,.0f} MB/s" if files else ""
-            print(f"raw pyzmq PUSH/PULL, {batch} fragment(s)/message: {raw:,.0f} events/s, "
+            senders = "in step" if lockstep else "free-running"
+            print(f"raw pyzmq PUSH/PULL, {batch} fragment(s)/message, sources {senders}: {raw:,.0f} events/s, "
                   f"{raw_cpu:,.0f} per receiver CPU-second", flush=True)  # fmt: skip
             print(f"  node, {workers} worker(s), {sink}: {r['events_per_s']:,.0f} events/s = {ratio:.2f} x raw; "
                   f"{per_cpu:,.0f} per node CPU-second = {per_cpu / raw_cpu:.2f} x raw "
                   f"(complete {c['events_complete']}, incomplete {c['events_incomplete']}, lost {lost}; built "
-                  f"straight from the receive buffer {r['direct']:.0%}, in the other runs "
-                  + ", ".join(f"{x['direct']:.0%}" for x in runs_ if x is not r) + f"){probe}; "
+                  f"straight from the receive buffer {r['direct']:.0%}"
+                  + "".join(f", {x['direct']:.0%} in another run" for x in runs_ if x is not r) + f"){probe}; "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
             rows.append((batch, workers, sink, raw, r["events_per_s"], ratio, raw_cpu, per_cpu, r["write_mb_s"],
-                         [x["direct"] for x in runs_], runs_.index(r)))  # fmt: skip
-            if workers == 1 and files:  # the latency run paces at half the typical (median) rate
+                         [x["direct"] for x in runs_], runs_.index(r), senders))  # fmt: skip
+            if files and lockstep:  # the latency run (sources in step) paces at half the typical (median) rate
                 best[batch] = float(np.median([x["events_per_s"] for x in runs_]))
     batch_lat = max(best, key=best.get)
     lat_rate = best[batch_lat] / 2
@@ -608,28 +642,35 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         f"{cpu_pressure()}" + (f"; {args.note}" if args.note else "") + ".",
         "",
         f"Built events/s for {N_SOURCES} sources x 1 KB fragments (sender processes with pre-encoded messages, "
-        "the daemon writing HDF5 files), against raw pyzmq PUSH/PULL of the same messages into a Python "
+        "the same senders for both sides), against raw pyzmq PUSH/PULL of the same messages into a Python "
         "poll-and-drain loop that only counts them, each node run right after its own raw run (so the raw "
         "column changes from row to row with the machine's load). \"file write\" is a probe run "
         "just before each node run with files: 1 MB writes into a new file in the same folder (MB/s the "
         "kernel's page cache took then; the node's own chunks go around the page cache, with O_DIRECT).",
         "",
-        "| fragments/message | workers | sink | raw events/s | node events/s | ratio "
+        "| fragments/message | sources | workers | sink | raw events/s | node events/s | ratio "
         "| raw events per CPU-s | node events per CPU-s | ratio | built straight from the receive buffer "
         "| file write (MB/s) |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best in rows:
+    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best, senders in rows:
         probe = f"{mb_s:,.0f}" if mb_s else "-"
         shares = ", ".join(f"**{x:.0%}**" if i == best else f"{x:.0%}" for i, x in enumerate(direct))
-        lines.append(f"| {batch} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} | {raw_cpu:,.0f} "
-                     f"| {node_cpu:,.0f} | {node_cpu / raw_cpu:.2f} | {shares} | {probe} |")  # fmt: skip
+        lines.append(f"| {batch} | {senders} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} "
+                     f"| {raw_cpu:,.0f} | {node_cpu:,.0f} | {node_cpu / raw_cpu:.2f} | {shares} "
+                     f"| {probe} |")  # fmt: skip
     aim = [r for r in rows if r[1] == 1]
     lines += [
         "",
+        "Sources \"free-running\": 4 sender processes, each as fast as it can (the worst case for a builder: "
+        "they drift apart by up to their queues' depth, so an event's fragments arrive in different drains). "
+        "\"In step\": one process sends each source's message for the same events in turn, each source on its "
+        "own connection, as boards read out on a common trigger send the same event numbers at about the same "
+        "time.",
+        "",
         "The aim (at least 0.8 x raw: the builder must not be the bottleneck), one worker: "
-        + "; ".join(f"{r[5]:.2f} at {r[0]} fragment(s)/message with {r[2]} ({'met' if r[5] >= 0.8 else 'not met'})"
-                    for r in aim)
+        + "; ".join(f"{r[5]:.2f} at {r[0]} fragment(s)/message, sources {r[11]}, {r[2]} "
+                    f"({'met' if r[5] >= 0.8 else 'not met'})" for r in aim)
         + ".",
     ]
     lines += [
@@ -668,7 +709,8 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "",
         f"End-to-end latency (earliest fragment stamped by its source -> the node lets the built event go to "
         f"its sinks, `built_ns`), {N_SOURCES} paced sources at {lat_rate:,.0f} events/s (half the median "
-        f"one-worker rate with files), {lat_batch} fragments/message, the first tenth of the events left out. "
+        f"rate with files and sources in step), {lat_batch} fragments/message, the first tenth of the events "
+        "left out. "
         "Each source writes event numbers, the send time (the fragments' stamp) and the header's sequence "
         "into its one pre-encoded message before each send, as a board would. The sources' messages for the "
         "same events are due at the same instant, so one sender process sends them all, each on its own PUSH "

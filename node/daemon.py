@@ -137,12 +137,12 @@ class Node:
         self.events_sink = None if not s.write_files else RotatingFiles(
             directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
             max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-            direct_io=s.direct_io,
+            direct_io=s.direct_io, fsync=s.fsync,
         )  # fmt: skip
         self.late_sink = (
             RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
                           max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                          direct_io=s.direct_io)
+                          direct_io=s.direct_io, fsync=s.fsync)
             if s.late and s.write_files else None
         )  # fmt: skip
         for sink in (self.events_sink, self.late_sink):

@@ -48,6 +48,25 @@ PAGE = 4096  # O_DIRECT wants file offsets, lengths and memory aligned to the de
 ALIGN_THRESHOLD = 64 << 10  # file objects at least this large (the chunks) start on a PAGE boundary
 
 
+def durable_replace(tmp: Path, final: Path, fsync: bool = True) -> None:
+    """Rename ``tmp`` to ``final``; with ``fsync`` its bytes are on the disk before the rename
+    and the rename is on the disk after it, so a power loss or kernel crash leaves either no
+    ``final`` or a complete one (an unsynced rename can outlive the file's data)."""
+    if fsync:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, final)
+    if fsync:
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
     """``os.pwrite`` until every byte is written (a regular file may take fewer at once)."""
     view = memoryview(data)
@@ -329,7 +348,8 @@ class RotatingFiles:
     ``flush_s``): one write to a file costs about a millisecond whatever its size, and a
     much larger write would stall the daemon's loop (and every event's latency).
     ``direct_io``: HDF5 chunks go to the file with O_DIRECT from a writer thread where the
-    filesystem allows it (see ``_ChunkIO``)."""
+    filesystem allows it (see ``_ChunkIO``).  ``fsync``: a file is on the disk before it
+    gets its final name (``durable_replace``)."""
 
     def __init__(
         self,
@@ -344,6 +364,7 @@ class RotatingFiles:
         flush_s: float = 0.5,
         attrs: dict[str, Any] | None = None,
         direct_io: bool = True,
+        fsync: bool = True,
     ):
         if fmt not in FORMATS:
             raise ValueError(f"sink.format: {fmt!r} is not one of {sorted(FORMATS)}")
@@ -356,6 +377,7 @@ class RotatingFiles:
         self.flush_bytes, self.flush_s = flush_bytes, flush_s
         self.attrs = attrs or {}
         self.direct_io = direct_io
+        self.fsync = fsync
         self.index = 0
         self.writer = None
         self.records_in_file = 0
@@ -384,7 +406,7 @@ class RotatingFiles:
             if len(records):
                 writer.write([records])
             writer.close()
-            os.replace(rebuilt, final)
+            durable_replace(rebuilt, final, self.fsync)
             for leftover in (log_path(rebuilt), tmp, log_path(tmp)):
                 leftover.unlink(missing_ok=True)
             done.append(final)
@@ -458,7 +480,7 @@ class RotatingFiles:
             return
         writer, self.writer = self.writer, None
         writer.close()  # a write error is raised here and the file keeps its .tmp name
-        os.replace(self.tmp, self.final)
+        durable_replace(self.tmp, self.final, self.fsync)
         log_path(self.tmp).unlink(missing_ok=True)
         self.files.append(self.final)
         self.written += self.records_in_file

@@ -39,6 +39,30 @@ def test_records_split_across_files_exactly_and_read_back(tmp_path, fmt):
         np.testing.assert_array_equal(np.concatenate([g[field] for g in got]), want[field])
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "root"])
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_file_is_on_the_disk_before_its_final_name_and_the_name_after(tmp_path, monkeypatch, fmt, fsync):
+    """What a power loss needs (it cannot be staged here): the order of fsync and rename."""
+    done: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (done.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])  # fmt: skip
+    monkeypatch.setattr(os, "replace", lambda a, b: (done.append(("rename", str(b))), real_replace(a, b))[1])
+    sink = RotatingFiles(tmp_path, "ev", fmt=fmt, max_records=50, flush_bytes=1, fsync=fsync)
+    ev = np.zeros(120, p.event_dtype(2, 3, 1, 4))
+    ev["event"] = np.arange(120)
+    sink.write(ev)
+    sink.close()
+    files = [str(f) for f in sink.files]
+    assert len(files) == 3 and all(Path(f).exists() for f in files)
+    mine = [d for d in done if d[1].startswith(str(tmp_path))]
+    if fsync:
+        want = [d for f in files for d in (("fsync", f + ".tmp"), ("rename", f), ("fsync", str(tmp_path)))]
+        assert mine == want
+    else:
+        assert mine == [("rename", f) for f in files]
+
+
 def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(tmp_path):
     """Big blocks go to the file a whole chunk at a time straight from the built events;
     the unaligned heads and tails around them must still land in order, across files."""

@@ -53,18 +53,23 @@ def durable_replace(tmp: Path, final: Path, fsync: bool = True) -> None:
     and the rename is on the disk after it, so a power loss or kernel crash leaves either no
     ``final`` or a complete one (an unsynced rename can outlive the file's data)."""
     if fsync:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(tmp)
     os.replace(tmp, final)
     if fsync:
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_path(final.parent)
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or folder; a filesystem that cannot sync one (EINVAL: some FUSE and
+    network mounts refuse it on folders) is left as it is, any other error raised."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise OSError(exc.errno, f"fsync failed: {exc.strerror}", str(path)) from None
+    finally:
+        os.close(fd)
 
 
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:

@@ -63,6 +63,30 @@ def test_a_file_is_on_the_disk_before_its_final_name_and_the_name_after(tmp_path
         assert mine == [("rename", f) for f in files]
 
 
+def test_a_filesystem_that_cannot_fsync_is_left_as_it_is_and_a_failing_disk_names_the_file(tmp_path, monkeypatch):
+    ev = np.zeros(10, p.event_dtype(2, 3, 1, 4))
+
+    def refuse(fd):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    sink = RotatingFiles(tmp_path / "a", "ev")
+    sink.write(ev)
+    sink.close()
+    assert len(sink.files) == 1 and read_events(sink.files[0])["event"].shape == (10,)
+
+    def fail(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    sink = RotatingFiles(tmp_path / "b", "ev")
+    sink.write(ev)
+    with pytest.raises(OSError, match="fsync failed") as err:
+        sink.close()
+    assert err.value.filename.endswith(".h5.tmp") and Path(err.value.filename).exists()
+    assert not list((tmp_path / "b").glob("*.h5"))  # never renamed: not known to be on the disk
+
+
 def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(tmp_path):
     """Big blocks go to the file a whole chunk at a time straight from the built events;
     the unaligned heads and tails around them must still land in order, across files."""

@@ -193,22 +193,45 @@ class Node:
         return socks
 
     # ------------------------------------------------------------------- intake
-    def _drain(self, sock: zmq.Socket) -> None:
-        """Receive what is waiting on ``sock`` (up to ``drain_max`` messages) straight into
-        the reusable receive buffer, end to end, and hand the drain to ``_ingest``."""
+    def _drain(self, socks: list[zmq.Socket]) -> None:
+        """Receive what is waiting on the ready sockets straight into the reusable receive
+        buffer, end to end, and hand it to ``_ingest`` as one drain.
+
+        With several sockets (one per board, or a SUB per publishing board) each gives one
+        message in turn, as ZeroMQ's fair queue does across the peers of one socket, up to
+        ``drain_max`` messages each: the fragments of an event are then built together,
+        straight into the records it leaves in, not each source's drain through the ring."""
         buf, mv = self._buf, self._buf_view
         stop_at = len(buf) - self.limits.max_message_bytes  # room for one more of any size
-        ends = []
+        drain_max = self.cfg.node.drain_max
+        ends: list[int] = []
         pos = 0
-        try:
-            for _ in range(self.cfg.node.drain_max):
-                n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
-                pos += n  # never truncated: MAXMSGSIZE keeps n <= max_message_bytes <= room left
-                ends.append(pos)
-                if pos > stop_at:
-                    break
-        except zmq.Again:
-            pass
+        if len(socks) == 1:  # the usual configuration: no turns to take
+            sock = socks[0]
+            try:
+                for _ in range(drain_max):
+                    n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
+                    pos += n  # never truncated: MAXMSGSIZE keeps n <= max_message_bytes <= room left
+                    ends.append(pos)
+                    if pos > stop_at:
+                        break
+            except zmq.Again:
+                pass
+        else:
+            active, turns = list(socks), 0
+            while active and turns < drain_max and pos <= stop_at:
+                still = []
+                for sock in active:
+                    try:
+                        n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        continue  # empty for now: its turn is over
+                    pos += n
+                    ends.append(pos)
+                    still.append(sock)
+                    if pos > stop_at:
+                        break
+                active, turns = still, turns + 1
         if ends:
             self._ingest(ends)
 
@@ -357,9 +380,9 @@ class Node:
             while not self._stop:
                 busy = not self.fallback.idle()
                 ready = dict(poller.poll(1 if busy else 20))
-                for sock in self.inputs:
-                    if sock in ready:
-                        self._drain(sock)
+                socks = [sock for sock in self.inputs if sock in ready]
+                if socks:
+                    self._drain(socks)
                 now = time.monotonic_ns()
                 if now >= next_expire:
                     self.builder.expire(now)

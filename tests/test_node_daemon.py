@@ -322,6 +322,42 @@ def test_several_workers_share_one_status(tmp_path):
     assert all((w % 2 == k).all() for k, w in enumerate(per_worker))  # routed by event number
 
 
+def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
+    """One input per board: a drain takes a message from each ready socket in turn, so an
+    event's fragments meet in one drain and are built straight from the receive buffer
+    (each socket drained on its own, every event went through the ring)."""
+    base = free_ports(2)
+    cfg = write_config(
+        tmp_path,
+        {"node": {"sources": [0, 1], "status_interval_s": 0.2}, "fragment": {"n_inputs": N_IN, "n_outputs": N_OUT},
+         "sink": {"directory": "out"}},
+        [{"endpoint": f"tcp://127.0.0.1:{base + k}"} for k in range(2)],
+    )  # fmt: skip
+    d = Daemon(cfg)
+    sources = [Source(k, f"tcp://127.0.0.1:{base + k}", n_inputs=N_IN, n_outputs=N_OUT) for k in range(2)]
+    try:
+        d.wait_counter("events_out", 0)
+        os.kill(d.proc.pid, signal.SIGSTOP)  # both sockets fill while the node stands still
+        try:
+            for src in sources:
+                send(src, np.arange(2000))
+            time.sleep(0.5)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        d.wait_counter("events_complete", 2000)
+        for src in sources:
+            src.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["events_complete"] == 2000 and c["events_incomplete"] == 0
+    assert c["builder_direct"] >= 1500, c["builder_direct"]  # all but the odd drain boundary
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(2000))
+    np.testing.assert_array_equal(ev["inputs"][np.argsort(ev["event"])][:, 1], inputs_for(np.arange(2000), 1))
+
+
 def test_sub_input_from_a_publishing_source(tmp_path):
     port = free_port()
     cfg = write_config(

@@ -358,6 +358,43 @@ def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
     np.testing.assert_array_equal(ev["inputs"][np.argsort(ev["event"])][:, 1], inputs_for(np.arange(2000), 1))
 
 
+def test_a_board_that_fell_behind_is_read_back_into_step(tmp_path):
+    """Board 0 is 1000 events ahead when the node looks at its sockets again: read in turn,
+    one message each, it would stay ahead and every event would wait in the ring for
+    board 1's fragment; the lagging socket is read first until the two are in step."""
+    base = free_ports(2)
+    cfg = write_config(
+        tmp_path,
+        {"node": {"sources": [0, 1], "status_interval_s": 0.2, "drain_max": 8},
+         "fragment": {"n_inputs": N_IN, "n_outputs": N_OUT}, "builder": {"timeout_s": 30.0},
+         "sink": {"directory": "out"}},
+        [{"endpoint": f"tcp://127.0.0.1:{base + k}"} for k in range(2)],
+    )  # fmt: skip
+    d = Daemon(cfg)
+    sources = [Source(k, f"tcp://127.0.0.1:{base + k}", n_inputs=N_IN, n_outputs=N_OUT) for k in range(2)]
+    try:
+        send(sources[0], np.arange(1000))
+        d.wait_counter("received_fragments", 1000)  # open events, waiting for board 1
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            send(sources[0], np.arange(1000, 5000))
+            send(sources[1], np.arange(5000))
+            time.sleep(0.5)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        d.wait_counter("events_complete", 5000)
+        for src in sources:
+            src.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["events_complete"] == 5000 and c["events_incomplete"] == 0 and c.get("late_fragments", 0) == 0
+    # once board 1 caught up (its first 1000 events complete through the ring), the rest
+    # of the events meet in their drains
+    assert c["builder_direct"] >= 3000, c["builder_direct"]
+
+
 def test_sub_input_from_a_publishing_source(tmp_path):
     port = free_port()
     cfg = write_config(

@@ -134,13 +134,22 @@ def raw_receiver(endpoint: str, n_messages: int, result, ready) -> None:
     ctx.term()
 
 
-def start_senders(endpoints, n_events, batch, lockstep: bool = False):
+SENDERS = {"free": "free-running", "own": "free-running, a socket each", "step": "in step"}
+
+
+def start_senders(endpoints, n_events, batch, senders: str = "free"):
+    """``free``: a process per source, each connected to every endpoint (one per worker);
+    ``own``: a process per source, each to its own endpoint (one node socket per source);
+    ``step``: one process sending every source's message for the same events in turn."""
     ctx = mp.get_context("fork")
     go, ready = ctx.Event(), ctx.Queue()
-    if lockstep:
+    if senders == "step":
         if len(endpoints) != 1:
             raise ValueError("sources in step: one worker only (no routing by event number)")
         procs = [ctx.Process(target=lockstep_sender, args=(endpoints[0], n_events, batch, go, ready))]
+    elif senders == "own":
+        procs = [ctx.Process(target=sender, args=([endpoints[s]], s, n_events, batch, go, ready))
+                 for s in range(N_SOURCES)]  # fmt: skip
     else:
         procs = [ctx.Process(target=sender, args=(endpoints, s, n_events, batch, go, ready)) for s in range(N_SOURCES)]
     for p in procs:
@@ -169,7 +178,7 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def bench_raw(n_events: int, batch: int, lockstep: bool = False) -> tuple[float, float]:
+def bench_raw(n_events: int, batch: int, senders: str = "free") -> tuple[float, float]:
     """Fragments/s through raw pyzmq PUSH/PULL, and per CPU-second of the receiver."""
     ctx = mp.get_context("fork")
     ep = f"tcp://127.0.0.1:{free_port()}"
@@ -178,7 +187,8 @@ def bench_raw(n_events: int, batch: int, lockstep: bool = False) -> tuple[float,
     recv = ctx.Process(target=raw_receiver, args=(ep, n_messages, result, ready))
     recv.start()
     ready.get(timeout=60)
-    go, procs = start_senders([ep], n_events, batch, lockstep)
+    # one socket whatever the node has: the cheapest receiver there is
+    go, procs = start_senders([ep], n_events, batch, "free" if senders == "own" else senders)
     go.set()
     first, last, cpu = result.get(timeout=600)
     for p in procs + [recv]:
@@ -206,7 +216,8 @@ def file_write_rate(directory: Path, megabytes: int = 256) -> float:
     return megabytes / seconds
 
 
-def write_config(directory: Path, port: int, workers: int = 1, publish: str = "", files: bool = True) -> Path:
+def write_config(directory: Path, port: int, workers: int = 1, publish: str = "", files: bool = True,
+                 inputs: int = 1) -> Path:  # fmt: skip
     text = f"""
 [node]
 sources = [0, 1, 2, 3]
@@ -224,10 +235,9 @@ timeout_s = 5.0
 directory = "out"
 write_files = {"true" if files else "false"}
 publish = "{publish}"
-[[input]]
-endpoint = "tcp://127.0.0.1:{port}"
-hwm = 1000
 """
+    for k in range(inputs):  # one socket, or one per source (port, port + 1, ...)
+        text += f'[[input]]\nendpoint = "tcp://127.0.0.1:{port + k}"\nhwm = 1000\n'
     path = directory / "node.toml"
     path.write_text(text)
     return path
@@ -258,15 +268,18 @@ def stop_node(proc: subprocess.Popen, cfg: Path) -> dict:
     return read_status(cfg.parent / "node-status.json")
 
 
-def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, lockstep: bool = False) -> dict:
+def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, senders: str = "free") -> dict:
     """Built events/s through the daemon (first message in -> last event out)."""
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port() if workers == 1 else _free_run(workers)
-        cfg = write_config(Path(tmp), port, workers, files=files)
+        inputs = N_SOURCES if senders == "own" else 1
+        if senders == "own" and workers != 1:
+            raise ValueError("a socket per source: one worker only")
+        port = free_port() if workers == inputs == 1 else _free_run(max(workers, inputs))
+        cfg = write_config(Path(tmp), port, workers, files=files, inputs=inputs)
         write_mb_s = file_write_rate(Path(tmp)) if files else None
         node = start_node(cfg)
-        endpoints = [f"tcp://127.0.0.1:{port + k}" for k in range(workers)]
-        go, procs = start_senders(endpoints, n_events, batch, lockstep)
+        endpoints = [f"tcp://127.0.0.1:{port + k}" for k in range(max(workers, inputs))]
+        go, procs = start_senders(endpoints, n_events, batch, senders)
         cpu0 = cpu_seconds(node.pid)
         go.set()
         status_file = cfg.parent / "node-status.json"
@@ -571,13 +584,14 @@ def main() -> int:
     rows = []
     best = {}
     for batch in [int(b) for b in args.batches.split(",")]:
-        # free-running sender processes (the worst case: they drift apart), then sources in step
-        runs = [(int(w), True, False) for w in args.workers.split(",")] + [(1, False, False), (1, True, True),
-                                                                           (1, False, True)]  # fmt: skip
-        for workers, files, lockstep in runs:
+        # free-running sender processes (they drift apart), the same on a node socket each
+        # (read back into step), then sources in step
+        runs = [(int(w), True, "free") for w in args.workers.split(",")] + [(1, False, "free")]
+        runs += [(1, files, senders) for senders in ("own", "step") for files in (True, False)]
+        for workers, files, senders_ in runs:
             # each node run right after its own raw run: on a shared machine the load changes
             # from minute to minute, and a ratio is only fair between neighbours in time
-            pairs = [(bench_raw(args.events, batch, lockstep), bench_node(args.events, batch, workers, files, lockstep))
+            pairs = [(bench_raw(args.events, batch, senders_), bench_node(args.events, batch, workers, files, senders_))
                      for _ in range(args.repeat)]  # fmt: skip
             raw = max(p[0][0] for p in pairs) / N_SOURCES
             raw_cpu = max(p[0][1] for p in pairs) / N_SOURCES
@@ -589,7 +603,7 @@ def main() -> int:
             lost = N_SOURCES * args.events - c["received_fragments"]
             sink = "HDF5 files" if files else "no files"
             probe = f"; file write probe {r['write_mb_s']:,.0f} MB/s" if files else ""
-            senders = "in step" if lockstep else "free-running"
+            senders = SENDERS[senders_]
             print(f"raw pyzmq PUSH/PULL, {batch} fragment(s)/message, sources {senders}: {raw:,.0f} events/s, "
                   f"{raw_cpu:,.0f} per receiver CPU-second", flush=True)  # fmt: skip
             print(f"  node, {workers} worker(s), {sink}: {r['events_per_s']:,.0f} events/s = {ratio:.2f} x raw; "
@@ -600,7 +614,7 @@ def main() -> int:
                   f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
             rows.append((batch, workers, sink, raw, r["events_per_s"], ratio, raw_cpu, per_cpu, r["write_mb_s"],
                          [x["direct"] for x in runs_], runs_.index(r), senders))  # fmt: skip
-            if files and lockstep:  # the latency run (sources in step) paces at half the typical (median) rate
+            if files and senders_ == "step":  # the latency run (sources in step) paces at half the median rate
                 best[batch] = float(np.median([x["events_per_s"] for x in runs_]))
     batch_lat = max(best, key=best.get)
     lat_rate = best[batch_lat] / 2
@@ -662,11 +676,14 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     aim = [r for r in rows if r[1] == 1]
     lines += [
         "",
-        "Sources \"free-running\": 4 sender processes, each as fast as it can (the worst case for a builder: "
-        "they drift apart by up to their queues' depth, so an event's fragments arrive in different drains). "
-        "\"In step\": one process sends each source's message for the same events in turn, each source on its "
-        "own connection, as boards read out on a common trigger send the same event numbers at about the same "
-        "time.",
+        "Sources \"free-running\": 4 sender processes, each as fast as it can, into one node socket (the "
+        "worst case for a builder: one sender runs on while another waits for a core, and ZeroMQ's fair "
+        "queue across one socket's peers keeps such a lead for good, so an event's fragments arrive in "
+        "different drains and wait in the ring). \"A socket each\": the same senders, each to a node "
+        "socket of its own, which the node reads back into step (a socket more than 64 events ahead of "
+        "another skips its turn); raw stays on one socket. \"In step\": one process sends each source's "
+        "message for the same events in turn, each source on its own connection to one socket, as boards "
+        "read out on a common trigger send the same event numbers at about the same time.",
         "",
         "The aim (at least 0.8 x raw: the builder must not be the bottleneck), one worker: "
         + "; ".join(f"{r[5]:.2f} at {r[0]} fragment(s)/message, sources {r[11]}, {r[2]} "

@@ -36,9 +36,10 @@ from node.sinks import Publisher, RotatingFiles, late_records
 
 EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the timeout
 # a socket whose last message began this many events beyond another ready socket's waits its
-# turn, MAX_SKIPS turns in a row at most (Node._drain)
+# turn, MAX_SKIPS turns in a row at most; a turn is TURN messages (Node._drain)
 LEAD_EVENTS = 64
 MAX_SKIPS = 16
+TURN = 8  # messages a socket gives in its turn
 RECEIVE_BUFFER = 16 << 20  # bytes one drain may take (beyond room for one maximal message)
 
 
@@ -110,7 +111,8 @@ class Node:
         self.source_index = np.full(65536, -1, np.int64)
         self.source_index[self.source_ids] = np.arange(len(self.sources))
         self.sequences = Sequences()
-        self._last_event: dict[zmq.Socket, int] = {}
+        self._last_event: dict[zmq.Socket, int] = {}  # per input: its last message's first event
+        self._skipped: dict[zmq.Socket, int] = {}  # per input: turns skipped in a row (see _drain)
 
         b = cfg.builder
         self.builder = Builder(
@@ -202,8 +204,8 @@ class Node:
         """Receive what is waiting on the ready sockets straight into the reusable receive
         buffer, end to end, and hand it to ``_ingest`` as one drain.
 
-        With several sockets (one per board, or a SUB per publishing board) each gives one
-        message in turn, up to ``drain_max`` messages each, so that an event's fragments are
+        With several sockets (one per board, or a SUB per publishing board) each gives a few
+        messages in turn (``TURN``), up to ``drain_max`` each, so that an event's fragments are
         built together, straight into the records it leaves in (drained socket by socket,
         every event went through the ring).  A socket more than ``LEAD_EVENTS`` ahead of
         another that has messages waiting skips its turn, so boards that drifted apart (one
@@ -227,29 +229,34 @@ class Node:
             except zmq.Again:
                 pass
         else:
-            last, skipped = self._last_event, dict.fromkeys(socks, 0)
-            active, turns = list(socks), 0
-            while active and turns < drain_max and pos <= stop_at:
+            last, skipped = self._last_event, self._skipped
+            turn = min(TURN, drain_max)
+            active, turns, max_turns = list(socks), 0, drain_max // turn
+            while active and turns < max_turns and pos <= stop_at:
                 low = min(last.get(sock, -1) for sock in active) + LEAD_EVENTS
                 still = []
                 for sock in active:
                     # ahead of a socket with more waiting: wait a turn (a few at most in a row,
                     # so one garbage event number cannot hold a socket back for long)
-                    if last.get(sock, -1) > low and skipped[sock] < MAX_SKIPS:
-                        skipped[sock] += 1
+                    if last.get(sock, -1) > low and skipped.get(sock, 0) < MAX_SKIPS:
+                        skipped[sock] = skipped.get(sock, 0) + 1
                         still.append(sock)
                         continue
                     skipped[sock] = 0
+                    start = -1
                     try:
-                        n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
+                        for _ in range(turn):  # a few messages a turn: the bookkeeping is per turn
+                            n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
+                            start, pos = pos, pos + n
+                            ends.append(pos)
+                            if pos > stop_at:
+                                break
+                        still.append(sock)
                     except zmq.Again:
-                        continue  # empty for now: its turn is over
-                    if n >= protocol.HEADER_SIZE + 8 and mv[pos : pos + 4] == protocol.MAGIC:
-                        first = pos + protocol.HEADER_SIZE  # its first fragment's event (checked later)
-                        last[sock] = int.from_bytes(mv[first : first + 8], "little")
-                    pos += n
-                    ends.append(pos)
-                    still.append(sock)
+                        pass  # empty for now: its turns are over
+                    head = start + protocol.HEADER_SIZE  # the last message's first fragment's event
+                    if start >= 0 and pos - head >= 8 and mv[start : start + 4] == protocol.MAGIC:
+                        last[sock] = int.from_bytes(mv[head : head + 8], "little")  # (checked later)
                     if pos > stop_at:
                         break
                 active, turns = still, turns + 1

@@ -322,35 +322,43 @@ def test_several_workers_share_one_status(tmp_path):
     assert all((w % 2 == k).all() for k, w in enumerate(per_worker))  # routed by event number
 
 
-def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
-    """One input per board: a drain takes a message from each ready socket in turn, so an
-    event's fragments meet in one drain and are built straight from the receive buffer
-    (each socket drained on its own, every event went through the ring)."""
+def _two_boards(tmp_path, before, while_stopped, n_events: int, **node) -> dict:
+    """A node with a socket per board (boards 0 and 1): ``before`` is sent and received,
+    then ``while_stopped`` queues up on both sockets while the node stands still (SIGSTOP);
+    the final counters once ``n_events`` are complete."""
     base = free_ports(2)
     cfg = write_config(
         tmp_path,
-        {"node": {"sources": [0, 1], "status_interval_s": 0.2}, "fragment": {"n_inputs": N_IN, "n_outputs": N_OUT},
-         "sink": {"directory": "out"}},
+        {"node": {"sources": [0, 1], "status_interval_s": 0.2, **node}, "builder": {"timeout_s": 30.0},
+         "fragment": {"n_inputs": N_IN, "n_outputs": N_OUT}, "sink": {"directory": "out"}},
         [{"endpoint": f"tcp://127.0.0.1:{base + k}"} for k in range(2)],
     )  # fmt: skip
     d = Daemon(cfg)
     sources = [Source(k, f"tcp://127.0.0.1:{base + k}", n_inputs=N_IN, n_outputs=N_OUT) for k in range(2)]
     try:
-        d.wait_counter("events_out", 0)
-        os.kill(d.proc.pid, signal.SIGSTOP)  # both sockets fill while the node stands still
+        for k, events in before:
+            send(sources[k], events)
+        d.wait_counter("received_fragments", sum(len(events) for _, events in before))
+        os.kill(d.proc.pid, signal.SIGSTOP)
         try:
-            for src in sources:
-                send(src, np.arange(2000))
+            for k, events in while_stopped:
+                send(sources[k], events)
             time.sleep(0.5)
         finally:
             os.kill(d.proc.pid, signal.SIGCONT)
-        d.wait_counter("events_complete", 2000)
+        d.wait_counter("events_complete", n_events)
         for src in sources:
             src.close()
-        status = d.stop()
+        return d.stop()["counters"]
     finally:
         d.kill()
-    c = status["counters"]
+
+
+def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
+    """One input per board: a drain takes messages from each ready socket in turn, so an
+    event's fragments meet in one drain and are built straight from the receive buffer
+    (each socket drained on its own, every event went through the ring)."""
+    c = _two_boards(tmp_path, [], [(0, np.arange(2000)), (1, np.arange(2000))], 2000)
     assert c["events_complete"] == 2000 and c["events_incomplete"] == 0
     assert c["builder_direct"] >= 1500, c["builder_direct"]  # all but the odd drain boundary
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
@@ -360,35 +368,10 @@ def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
 
 def test_a_board_that_fell_behind_is_read_back_into_step(tmp_path):
     """Board 0 is 1000 events ahead when the node looks at its sockets again: read in turn,
-    one message each, it would stay ahead and every event would wait in the ring for
-    board 1's fragment; the lagging socket is read first until the two are in step."""
-    base = free_ports(2)
-    cfg = write_config(
-        tmp_path,
-        {"node": {"sources": [0, 1], "status_interval_s": 0.2, "drain_max": 8},
-         "fragment": {"n_inputs": N_IN, "n_outputs": N_OUT}, "builder": {"timeout_s": 30.0},
-         "sink": {"directory": "out"}},
-        [{"endpoint": f"tcp://127.0.0.1:{base + k}"} for k in range(2)],
-    )  # fmt: skip
-    d = Daemon(cfg)
-    sources = [Source(k, f"tcp://127.0.0.1:{base + k}", n_inputs=N_IN, n_outputs=N_OUT) for k in range(2)]
-    try:
-        send(sources[0], np.arange(1000))
-        d.wait_counter("received_fragments", 1000)  # open events, waiting for board 1
-        os.kill(d.proc.pid, signal.SIGSTOP)
-        try:
-            send(sources[0], np.arange(1000, 5000))
-            send(sources[1], np.arange(5000))
-            time.sleep(0.5)
-        finally:
-            os.kill(d.proc.pid, signal.SIGCONT)
-        d.wait_counter("events_complete", 5000)
-        for src in sources:
-            src.close()
-        status = d.stop()
-    finally:
-        d.kill()
-    c = status["counters"]
+    it would stay ahead and every event would wait in the ring for board 1's fragment; the
+    lagging socket is read first until the two are in step."""
+    c = _two_boards(tmp_path, [(0, np.arange(1000))], [(0, np.arange(1000, 5000)), (1, np.arange(5000))], 5000,
+                    drain_max=8)  # fmt: skip
     assert c["events_complete"] == 5000 and c["events_incomplete"] == 0 and c.get("late_fragments", 0) == 0
     # once board 1 caught up (its first 1000 events complete through the ring), the rest
     # of the events meet in their drains

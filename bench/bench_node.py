@@ -6,8 +6,9 @@ the CPU fallback's inference rate on the jet tagger's manifest.
     .venv/bin/python bench/bench_node.py --write-docs    # and rewrites '## Node' in docs/benchmarks.md
 
 Senders are separate processes with pre-encoded messages (4 sources x 1 KB fragments),
-free-running (one process per source) or in step (one process for all four, as boards on
-a common trigger); the node is the real daemon (``python -m node.daemon``).
+free-running (one process per source, into one node socket or a socket each) or in step
+(one process for all four, as boards on a common trigger); the node is the real daemon
+(``python -m node.daemon``).
 """
 
 from __future__ import annotations

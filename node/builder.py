@@ -240,7 +240,6 @@ class Builder:
             # recognises as room for the header (protocol.records_with_room)
             room = np.frombuffer(u8, np.uint8, protocol.HEADER_SIZE + len(part) * size, start - protocol.HEADER_SIZE)
             block = room[protocol.HEADER_SIZE :].view(self.event_dtype)
-            block["event"] = self.slot_event[part]
             block["reserved"] = 0
             block["cpu_valid"] = 0
             block["cpu"] = 0
@@ -314,11 +313,12 @@ class Builder:
         # event, flags, inputs, fpga (cpu fields stay 0), behind room for a message header:
         # the publisher then sends these records as they are
         rec = self.ring.take(slots, axis=0, out=protocol.records_with_room(len(slots), self.event_dtype), mode="clip")
-        rec["event"] = self.slot_event[slots]
         self._finish_block(rec, slots, status)
 
     def _finish_block(self, rec: np.ndarray, slots: np.ndarray, status: int) -> None:
-        """Status, missing sources and times of a block of records, and the slots let go."""
+        """Event numbers, status, missing sources and times of a block of records, and the
+        slots let go."""
+        rec["event"] = self.slot_event[slots]
         rec["status"] = status
         if status == protocol.COMPLETE:  # every source arrived: nothing missing, nothing to zero
             rec["missing"] = 0

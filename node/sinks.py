@@ -193,8 +193,8 @@ class _HDF5Writer:
     chunk (early allocation, no fill values, chunks aligned to pages) and a ``_ChunkIO``
     thread writes it at its file offset; otherwise HDF5's direct chunk write does."""
 
-    def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True):
-        self.path = path
+    def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True, crash_log: bool = True):
+        self.path, self.crash_log = path, crash_log
         self.log: ChunkLog | None = None  # where the chunks lie, for a recovery after a hard crash
         self.io = _open_chunk_io(path, direct_io)  # before h5py truncates the file: same inode
         aligned = {"alignment_threshold": ALIGN_THRESHOLD, "alignment_interval": PAGE} if self.io else {}
@@ -223,8 +223,9 @@ class _HDF5Writer:
         )
         for k, v in self.attrs.items():
             self.dataset.attrs[k] = v
-        self.log = ChunkLog(self.path, dtype, self.name, self.attrs)
-        if self.io is not None:
+        if self.crash_log:
+            self.log = ChunkLog(self.path, dtype, self.name, self.attrs)
+        if self.io is not None and self.log is not None:
             self.io.on_written = self.log.record
 
     def _allocate_only(self) -> dict[str, Any]:
@@ -405,12 +406,12 @@ class RotatingFiles:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
-            writer = _HDF5Writer(rebuilt, tree, attrs, direct_io=False)
+            writer = _HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False)
             if len(records):
                 writer.write([records])
             writer.close()
             durable_replace(rebuilt, final, self.fsync)
-            for leftover in (log_path(rebuilt), tmp, log_path(tmp)):
+            for leftover in (tmp, log_path(tmp)):
                 leftover.unlink(missing_ok=True)
             done.append(final)
         for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{SUFFIX}"):

@@ -111,8 +111,6 @@ class Node:
         self.source_index = np.full(65536, -1, np.int64)
         self.source_index[self.source_ids] = np.arange(len(self.sources))
         self.sequences = Sequences()
-        self._last_event: dict[zmq.Socket, int] = {}  # per input: its last message's first event
-        self._skipped: dict[zmq.Socket, int] = {}  # per input: turns skipped in a row (see _drain)
 
         b = cfg.builder
         self.builder = Builder(
@@ -165,6 +163,8 @@ class Node:
         self._buf.fill(0)  # touched now: its first drains would fault it in page by page
         self._buf_view = memoryview(self._buf)
         self.inputs = self._open_inputs()
+        self._last_event = dict.fromkeys(self.inputs, -1)  # per input: its last message's first event
+        self._skipped = dict.fromkeys(self.inputs, 0)  # per input: turns skipped in a row (see _drain)
         self.prometheus = None
         self.published = self.snapshot()
         if serve_metrics and cfg.metrics.port:
@@ -233,13 +233,13 @@ class Node:
             turn = min(TURN, drain_max)
             active, turns, max_turns = list(socks), 0, drain_max // turn
             while active and turns < max_turns and pos <= stop_at:
-                low = min(last.get(sock, -1) for sock in active) + LEAD_EVENTS
+                low = min(last[sock] for sock in active) + LEAD_EVENTS
                 still = []
                 for sock in active:
                     # ahead of a socket with more waiting: wait a turn (a few at most in a row,
                     # so one garbage event number cannot hold a socket back for long)
-                    if last.get(sock, -1) > low and skipped.get(sock, 0) < MAX_SKIPS:
-                        skipped[sock] = skipped.get(sock, 0) + 1
+                    if last[sock] > low and skipped[sock] < MAX_SKIPS:
+                        skipped[sock] += 1
                         still.append(sock)
                         continue
                     skipped[sock] = 0

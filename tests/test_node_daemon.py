@@ -325,7 +325,12 @@ def test_several_workers_share_one_status(tmp_path):
 def _two_boards(tmp_path, before, while_stopped, n_events: int, **node) -> dict:
     """A node with a socket per board (boards 0 and 1): ``before`` is sent and received,
     then ``while_stopped`` queues up on both sockets while the node stands still (SIGSTOP);
-    the final counters once ``n_events`` are complete."""
+    the final counters once ``n_events`` are complete.
+
+    Every board sends in ``before``, so both connections are made before the stop: a
+    handshake left for after it let one board's whole queue in, drained alone, before the
+    other's connection was up (seen in CI: 0 events built directly)."""
+    assert {k for k, _ in before} == {0, 1}, "each board must be connected before the stop"
     base = free_ports(2)
     cfg = write_config(
         tmp_path,
@@ -358,7 +363,8 @@ def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
     """One input per board: a drain takes messages from each ready socket in turn, so an
     event's fragments meet in one drain and are built straight from the receive buffer
     (each socket drained on its own, every event went through the ring)."""
-    c = _two_boards(tmp_path, [], [(0, np.arange(2000)), (1, np.arange(2000))], 2000)
+    first, rest = np.arange(16), np.arange(16, 2000)
+    c = _two_boards(tmp_path, [(0, first), (1, first)], [(0, rest), (1, rest)], 2000)
     assert c["events_complete"] == 2000 and c["events_incomplete"] == 0
     assert c["builder_direct"] >= 1500, c["builder_direct"]  # all but the odd drain boundary
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
@@ -367,11 +373,11 @@ def test_sources_on_sockets_of_their_own_are_built_together(tmp_path):
 
 
 def test_a_board_that_fell_behind_is_read_back_into_step(tmp_path):
-    """Board 0 is 1000 events ahead when the node looks at its sockets again: read in turn,
+    """Board 0 is ~1000 events ahead when the node looks at its sockets again: read in turn,
     it would stay ahead and every event would wait in the ring for board 1's fragment; the
     lagging socket is read first until the two are in step."""
-    c = _two_boards(tmp_path, [(0, np.arange(1000))], [(0, np.arange(1000, 5000)), (1, np.arange(5000))], 5000,
-                    drain_max=8)  # fmt: skip
+    before = [(0, np.arange(1000)), (1, np.arange(16))]
+    c = _two_boards(tmp_path, before, [(0, np.arange(1000, 5000)), (1, np.arange(16, 5000))], 5000, drain_max=8)
     assert c["events_complete"] == 5000 and c["events_incomplete"] == 0 and c.get("late_fragments", 0) == 0
     # once board 1 caught up (its first 1000 events complete through the ring), the rest
     # of the events meet in their drains

@@ -7,7 +7,7 @@ at offsets HDF5 allocated.  The sink appends one 32-byte entry per chunk once th
 written (first row, rows, byte offset, bytes), behind a header naming the records' dtype,
 and ``recover`` rebuilds a proper file from a killed writer's ``.tmp`` and its log.  What a
 hard crash still loses: the chunk being written and the events not yet in a chunk (the
-sink gathers up to 1 MB or 0.5 s, and fills a ~1 MB chunk before writing it).
+sink gathers up to 1 MB or 0.5 s, and fills a ~4 MB chunk before writing it).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from node_helpers import ROOT
 
 from node import protocol as p
 from node.chunklog import log_path
-from node.sinks import RotatingFiles, read_events
+from node.sinks import CHUNK_BYTES, RotatingFiles, read_events
 
 WRITER = """
 import sys, time
@@ -50,7 +50,7 @@ def kill_writer(directory, direct_io: bool, n: int) -> None:
 @pytest.mark.parametrize("direct_io", [True, False])
 def test_a_killed_writers_file_is_rebuilt_from_its_chunks(tmp_path, direct_io):
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = (1 << 20) // dtype.itemsize
+    per_chunk = CHUNK_BYTES // dtype.itemsize
     n = 5 * per_chunk + 77  # five whole chunks written; the partial sixth was never written
     kill_writer(tmp_path, direct_io, n)
     (tmp,) = tmp_path.glob("ev-*.h5.tmp")

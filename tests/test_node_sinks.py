@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from node import protocol as p
-from node.sinks import RotatingFiles, read_events
+from node.sinks import CHUNK_BYTES, RotatingFiles, read_events
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "root"])
@@ -90,9 +90,10 @@ def test_a_filesystem_that_cannot_fsync_is_left_as_it_is_and_a_failing_disk_name
 def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(tmp_path):
     """Big blocks go to the file a whole chunk at a time straight from the built events;
     the unaligned heads and tails around them must still land in order, across files."""
-    sink = RotatingFiles(tmp_path, "ev", max_records=1000, flush_bytes=1 << 16)
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = (1 << 20) // dtype.itemsize
+    per_chunk = CHUNK_BYTES // dtype.itemsize
+    most = 4 * per_chunk - 100  # records per file: files end inside chunks
+    sink = RotatingFiles(tmp_path, "ev", max_records=most, flush_bytes=1 << 16)
     sizes = [10, 3 * per_chunk + 17, 1, per_chunk, 5 * per_chunk - 3]  # unaligned, aligned, across a file
     sent, start = [], 0
     for n in sizes:
@@ -106,7 +107,7 @@ def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(
     sink.close()
     files = sorted(tmp_path.glob("ev-*.h5"))
     got = [read_events(f) for f in files]
-    assert start > 2000 and [len(g["event"]) for g in got] == [1000, 1000, start - 2000]
+    assert start > 2 * most and [len(g["event"]) for g in got] == [most, most, start - 2 * most]
     want = np.concatenate(sent)
     for field in ("event", "inputs", "status"):
         np.testing.assert_array_equal(np.concatenate([g[field] for g in got]), want[field])
@@ -147,7 +148,7 @@ def test_hdf5_chunks_with_and_without_o_direct_read_back_identically(tmp_path, d
     if direct_io:
         _needs_o_direct(tmp_path)
     dtype = p.event_dtype(*shape)
-    per_chunk = (1 << 20) // dtype.itemsize
+    per_chunk = CHUNK_BYTES // dtype.itemsize
     sizes = [10, per_chunk, 3 * per_chunk + 17, 1, per_chunk - 11, 2 * per_chunk, 5]
     max_records = 3 * per_chunk + 100  # rotations fall inside chunks
     attrs = {"node": "n1", "sources": [3, 5, 7, 9]}
@@ -202,7 +203,7 @@ def test_a_chunk_write_error_in_the_writer_thread_is_raised_with_the_file_and_it
     write or at the latest when the file is closed, and the file must not get its final name."""
     _needs_o_direct(tmp_path)
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = (1 << 20) // dtype.itemsize
+    per_chunk = CHUNK_BYTES // dtype.itemsize
     sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 16)
     sink.write(_records(dtype, 0, 10))
     sink.flush()

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from node.durable import sync_fd
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: a new one at every boot
 ENTRY = np.dtype([("row", "<u8"), ("rows", "<u8"), ("offset", "<u8"), ("nbytes", "<u8")])
 SUFFIX = ".chunks"
 
@@ -35,12 +38,15 @@ def _plain(value: Any) -> Any:
 
 
 class ChunkLog:
-    """Appends an entry per written chunk; written from one thread at a time."""
+    """Appends an entry per written chunk; written from one thread at a time.  With
+    ``sync`` each entry is on the disk before ``record`` returns (fdatasync)."""
 
-    def __init__(self, tmp: Path, dtype: np.dtype, tree: str, attrs: dict[str, Any]):
+    def __init__(self, tmp: Path, dtype: np.dtype, tree: str, attrs: dict[str, Any], sync: bool = False):
         self.path = log_path(tmp)
+        self.sync = sync
         header = io.BytesIO()
-        header.write(json.dumps({"tree": tree, "attrs": attrs}, default=_plain).encode() + b"\n")
+        head = {"tree": tree, "attrs": attrs, "boot": boot_id(), "synced": sync}
+        header.write(json.dumps(head, default=_plain).encode() + b"\n")
         np.lib.format.write_array(header, np.zeros(0, dtype))  # the dtype, as NumPy itself writes it
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
         # held while the file is written (the kernel drops it when the writer dies): a node
@@ -51,11 +57,35 @@ class ChunkLog:
     def record(self, row: int, rows: int, offset: int, nbytes: int) -> None:
         """Call once the chunk's bytes are in the file (one write: never half an entry)."""
         os.write(self.fd, np.array([(row, rows, offset, nbytes)], ENTRY).tobytes())
+        if self.sync:
+            sync_fd(os.fdatasync, self.fd, self.path)
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def boot_id() -> str | None:
+    """This boot's id; None where the system has none to give."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return None
+
+
+def distrust(tmp: Path) -> str | None:
+    """Why the chunk log of ``tmp`` cannot be trusted, or None.  A log written without
+    syncing (``sink.fsync`` off, or chunks written through the page cache) by a machine
+    that has restarted since: the power went, or the kernel crashed, with the file open,
+    and the log may name chunks whose bytes never reached the disk (they would be rebuilt
+    as events of zeros).  A killed process does not matter: the kernel wrote both."""
+    with open(log_path(tmp), "rb") as f:
+        head = json.loads(f.readline())
+    then, now = head.get("boot"), boot_id()
+    if head.get("synced") or then is None or now is None or then == now:
+        return None
+    return "written without fsync before the machine restarted: its chunks may not have reached the disk"
 
 
 def writer_alive(tmp: Path) -> bool:

@@ -82,7 +82,7 @@ class SinkSection:
     late: bool = True
     publish: str = ""  # PUB endpoint for downstream consumers; empty: none
     direct_io: bool = True  # HDF5 chunks written with O_DIRECT from a thread (less CPU per MB); false: page cache
-    fsync: bool = True  # a file and its rename reach the disk before the next file starts (power-loss safe)
+    fsync: bool = True  # files (and each O_DIRECT chunk, before its log entry) reach the disk: power-loss safe
 
 
 @dataclass

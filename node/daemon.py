@@ -151,8 +151,12 @@ class Node:
             if s.late and s.write_files else None
         )  # fmt: skip
         for sink in (self.events_sink, self.late_sink):
-            if sink is not None and sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
+            if sink is None:
+                continue
+            if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
                 self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
+            for tmp, reason in sink.unrecovered:  # its logs not to be trusted: left as they are
+                self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self.publisher = None
         if s.publish:
             self.publisher = Publisher(config_mod.worker_endpoint(s.publish, worker), self.context, cfg.node.id,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,3 +152,20 @@ def read_sink(directory: Path, pattern: str, tree: str) -> dict[str, np.ndarray]
     if not parts:
         return {}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def filesystem(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (the longest mount point above it)."""
+    best, kind = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, fstype = line.split()[:3]
+        if (str(path.resolve()) + "/").startswith(mount.rstrip("/") + "/") and len(mount) >= len(best):
+            best, kind = mount, fstype
+    return kind
+
+
+def needs_o_direct(path: Path) -> None:
+    if not hasattr(os, "O_DIRECT") or not Path("/proc/mounts").exists():
+        pytest.skip("no O_DIRECT on this platform")
+    if filesystem(path) == "tmpfs":
+        pytest.skip(f"{path} is on tmpfs (O_DIRECT may be refused there): use --basetemp on a disk")

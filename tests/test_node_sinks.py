@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from node_helpers import needs_o_direct
 
 from node import protocol as p
 from node.sinks import CHUNK_BYTES, RotatingFiles, read_events
@@ -63,6 +64,42 @@ def test_a_file_is_on_the_disk_before_its_final_name_and_the_name_after(tmp_path
         assert mine == [("rename", f) for f in files]
 
 
+@pytest.mark.parametrize("fsync", [True, False])
+def test_each_chunk_is_on_the_disk_before_the_chunk_log_names_it(tmp_path, monkeypatch, fsync):
+    """With fsync, a power loss while a file is open must not leave a log entry for a chunk
+    whose bytes did not survive (recovery would rebuild zeros as events): every chunk is
+    written and synced, then its entry written and synced, before the next chunk."""
+    needs_o_direct(tmp_path)
+    done: list[tuple[str, str]] = []
+
+    def spy(name, real):
+        def call(fd, *args):
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            if path.startswith(str(tmp_path)):
+                done.append((name, "log" if path.endswith(".chunks") else "file"))
+            return real(fd, *args)
+
+        return call
+
+    for name in ("pwrite", "write", "fdatasync"):
+        monkeypatch.setattr(os, name, spy(name, getattr(os, name)))
+    dtype = p.event_dtype(2, 3, 1, 4)
+    per_chunk = CHUNK_BYTES // dtype.itemsize
+    sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 20, fsync=fsync)
+    sink.write(_records(dtype, 0, 3 * per_chunk + 5))
+    sink.flush()
+    assert sink.writer.direct
+    sink.close()
+    assert len(read_events(sink.files[0])["event"]) == 3 * per_chunk + 5
+    ops = [op for k, op in enumerate(done) if k == 0 or op != done[k - 1] or op[0] != "pwrite"]  # one per chunk
+    chunk = [("pwrite", "file"), ("fdatasync", "file"), ("write", "log"), ("fdatasync", "log")]
+    # the log's header, the three whole chunks, then the partial last one at close
+    if fsync:
+        assert ops == [("write", "log"), *chunk * 3, *chunk], ops
+    else:
+        assert ops == [("write", "log"), *[op for op in chunk * 4 if op[0] != "fdatasync"]], ops
+
+
 def test_a_filesystem_that_cannot_fsync_is_left_as_it_is_and_a_failing_disk_names_the_file(tmp_path, monkeypatch):
     ev = np.zeros(10, p.event_dtype(2, 3, 1, 4))
 
@@ -113,23 +150,6 @@ def test_blocks_larger_than_a_chunk_are_written_in_place_and_read_back_in_order(
         np.testing.assert_array_equal(np.concatenate([g[field] for g in got]), want[field])
 
 
-def _filesystem(path: Path) -> str:
-    """The type of the filesystem holding ``path`` (the longest mount point above it)."""
-    best, kind = "", ""
-    for line in Path("/proc/mounts").read_text().splitlines():
-        _, mount, fstype = line.split()[:3]
-        if (str(path.resolve()) + "/").startswith(mount.rstrip("/") + "/") and len(mount) >= len(best):
-            best, kind = mount, fstype
-    return kind
-
-
-def _needs_o_direct(path: Path) -> None:
-    if not hasattr(os, "O_DIRECT") or not Path("/proc/mounts").exists():
-        pytest.skip("no O_DIRECT on this platform")
-    if _filesystem(path) == "tmpfs":
-        pytest.skip(f"{path} is on tmpfs (O_DIRECT may be refused there): use --basetemp on a disk")
-
-
 def _records(dtype: np.dtype, start: int, n: int) -> np.ndarray:
     ev = np.zeros(n, dtype)
     ev["event"] = np.arange(start, start + n)
@@ -146,7 +166,7 @@ def test_hdf5_chunks_with_and_without_o_direct_read_back_identically(tmp_path, d
     across rotations: the same records in the same order, no padding rows, attributes kept;
     with O_DIRECT every chunk starts on a page, and the writer must really use O_DIRECT."""
     if direct_io:
-        _needs_o_direct(tmp_path)
+        needs_o_direct(tmp_path)
     dtype = p.event_dtype(*shape)
     per_chunk = CHUNK_BYTES // dtype.itemsize
     sizes = [10, per_chunk, 3 * per_chunk + 17, 1, per_chunk - 11, 2 * per_chunk, 5]
@@ -201,7 +221,7 @@ def test_a_chunk_write_error_in_the_writer_thread_is_raised_with_the_file_and_it
     """The thread's O_DIRECT descriptor is swapped for a read-only one on the same file, so its
     next write fails (EBADF): the error must reach the caller, naming the file, at the next
     write or at the latest when the file is closed, and the file must not get its final name."""
-    _needs_o_direct(tmp_path)
+    needs_o_direct(tmp_path)
     dtype = p.event_dtype(4, 248, 2, 4)
     per_chunk = CHUNK_BYTES // dtype.itemsize
     sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 16)

@@ -79,9 +79,15 @@ def distrust(tmp: Path) -> str | None:
     syncing (``sink.fsync`` off, or chunks written through the page cache) by a machine
     that has restarted since: the power went, or the kernel crashed, with the file open,
     and the log may name chunks whose bytes never reached the disk (they would be rebuilt
-    as events of zeros).  A killed process does not matter: the kernel wrote both."""
-    with open(log_path(tmp), "rb") as f:
-        head = json.loads(f.readline())
+    as events of zeros).  A killed process does not matter: the kernel wrote both.  Nor
+    can a log whose header does not read (empty or torn: the writer died, or the power
+    went, before its header reached the disk)."""
+    try:
+        with open(log_path(tmp), "rb") as f:
+            head = json.loads(f.readline())
+            np.lib.format.read_array(f)  # the records' dtype
+    except (OSError, ValueError) as exc:
+        return f"its chunk log's header does not read ({exc})"
     then, now = head.get("boot"), boot_id()
     if head.get("synced") or then is None or now is None or then == now:
         return None

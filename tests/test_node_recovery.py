@@ -99,6 +99,19 @@ def test_after_a_restart_only_a_synced_log_is_trusted(tmp_path, monkeypatch, dir
     sink.close()
 
 
+@pytest.mark.parametrize("log", [b"", b'{"tree": "events", "attrs"'])
+def test_a_chunk_log_without_a_whole_header_leaves_its_file_as_it_is(tmp_path, log):
+    """The writer died (or the power went) before the log's header reached the disk: the
+    node still starts, and the .tmp is left for a person, with the reason."""
+    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
+    tmp.write_bytes(b"\0" * 4096)
+    log_path(tmp).write_bytes(log)
+    sink = RotatingFiles(tmp_path, "ev")
+    assert sink.recovered == [] and [t for t, _ in sink.unrecovered] == [tmp]
+    assert "header does not read" in sink.unrecovered[0][1] and tmp.exists() and log_path(tmp).exists()
+    sink.close()
+
+
 def test_a_closed_file_leaves_no_log_and_nothing_to_recover(tmp_path):
     dtype = p.event_dtype(2, 8, 1, 4)
     sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 10)

@@ -11,7 +11,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from node_helpers import ROOT, needs_o_direct
+from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct
 
 from node import chunklog
 from node import protocol as p
@@ -110,6 +110,24 @@ def test_a_chunk_log_without_a_whole_header_leaves_its_file_as_it_is(tmp_path, l
     assert sink.recovered == [] and [t for t, _ in sink.unrecovered] == [tmp]
     assert "header does not read" in sink.unrecovered[0][1] and tmp.exists() and log_path(tmp).exists()
     sink.close()
+
+
+def test_the_node_starts_beside_a_file_it_cannot_rebuild_and_says_so(tmp_path):
+    """The daemon's side: a .tmp of its own prefix whose log cannot be trusted is named in
+    a warning with the reason, left in place, and the node runs and stops cleanly."""
+    out = tmp_path / "out"
+    out.mkdir()
+    tmp = out / "node-w0-20261123T000000-00000.h5.tmp"
+    tmp.write_bytes(b"\0" * 4096)
+    log_path(tmp).write_bytes(b"")
+    d = Daemon(basic_config(tmp_path, free_port()))
+    try:
+        d.stop()
+    finally:
+        d.kill()
+    (line,) = [x for x in d.log_lines() if x.get("event") == "unrecovered-file"]
+    assert line["file"] == str(tmp) and "header does not read" in line["reason"] and line["level"] == "warning"
+    assert tmp.exists() and log_path(tmp).exists()
 
 
 def test_a_closed_file_leaves_no_log_and_nothing_to_recover(tmp_path):

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import fake_vendor
 import numpy as np
 import pytest
 from bdt_helpers import make_project, sklearn_model, xgb_binary
@@ -74,8 +75,14 @@ def test_unsupported_estimator_is_named(tmp_path, capsys):
 
 def test_collapsing_thresholds_are_counted(tmp_path, capsys):
     """Three thresholds 0.1, 0.2, 0.3 on one feature; ap_fixed<8,7> (LSB 0.5) holds one of them."""
-    tree = make_tree([0, 0, -2, 0, -2, -2, -2], [0.2, 0.1, 0, 0.3, 0, 0, 0], [0, 0, 1, 0, 2, 3, 4],
-                     [1, 2, -1, 5, -1, -1, -1], [3, 4, -1, 6, -1, -1, -1], 2)
+    tree = make_tree(
+        [0, 0, -2, 0, -2, -2, -2],
+        [0.2, 0.1, 0, 0.3, 0, 0, 0],
+        [0, 0, 1, 0, 2, 3, 4],
+        [1, 2, -1, 5, -1, -1, -1],
+        [3, 4, -1, 6, -1, -1, -1],
+        2,
+    )
     ensemble = make_ensemble([[tree]], 2, 2, [0.0], "conifer", "<=")
     (tmp_path / "model.json").write_text(json.dumps(ensemble))
     (tmp_path / "project.yml").write_text("ConiferModel: model.json\nPrecision: ap_fixed<8,7>\n")
@@ -153,7 +160,61 @@ def test_vendor_build_is_skipped_with_a_reason_without_vendor_tools(tmp_path, mo
     make_project(tmp_path, xgb_binary(3, 2))
     assert main(["synth", str(tmp_path), "--vendor"]) == 0
     vendor = json.loads((tmp_path / "build" / "report.json").read_text())["vendor"]
-    assert vendor["run"] is False and "vitis_hls" in vendor["reason"]
+    assert vendor["ran"] is False and "vitis_hls" in vendor["reason"]
+    assert (
+        "| vendor | skipped: none of vivado_hls, vitis_hls, vitis-run on PATH |"
+        in (tmp_path / "build" / "report.md").read_text()
+    )
+
+
+def test_vendor_build_with_a_stand_in_vitis_hls_reports_its_numbers(tmp_path, monkeypatch, capfd):
+    """A fake vitis_hls (tests/fake_vendor.py) writes a csynth report where conifer reads it."""
+    fake_vendor.install(tmp_path, monkeypatch, "vitis_hls", fake_vendor.CONIFER_SUCCEEDS)
+    project = make_project(tmp_path / "p", xgb_binary(3, 2))
+    assert main(["synth", str(project), "--vendor"]) == 0
+    hls = project / "build" / "hls"
+    assert "fake vitis_hls called with: -f build_hls.tcl" in (hls / "build.log").read_text()
+    report = json.loads((project / "build" / "report.json").read_text())
+    c = fake_vendor.CSYNTH
+    expected = {"latency": c["best"], "interval": c["ii_min"], "lut": c["LUT"], "ff": c["FF"], "dsp": c["DSP"]}
+    assert report["vendor"] == {"ran": True, "tool": "vitis_hls", "success": True, "report": expected}
+    assert {"latency", "lut", "ff"} <= set(report["conifer_estimates"])  # the estimate stays
+    md = (project / "build" / "report.md").read_text()
+    assert f"| vendor (vitis_hls) | {c['best']} | {c['LUT']} | {c['FF']} | - | {c['DSP']} |" in md
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_vendor_build_that_fails_is_reported_and_synth_still_succeeds(tmp_path, monkeypatch, capfd):
+    fake_vendor.install(tmp_path, monkeypatch, "vitis_hls", fake_vendor.FAILS)
+    project = make_project(tmp_path / "p", xgb_binary(3, 2))
+    assert main(["synth", str(project), "--vendor"]) == 0
+    hls = project / "build" / "hls"
+    assert "fake vitis_hls called with: -f build_hls.tcl" in (hls / "build.log").read_text()
+    report = json.loads((project / "build" / "report.json").read_text())
+    vendor = report["vendor"]
+    assert vendor["ran"] is True and vendor["success"] is False and vendor["tool"] == "vitis_hls"
+    assert vendor["report"] == {} and f"build.log in {hls}" in vendor["reason"]
+    assert {"latency", "lut", "ff"} <= set(report["conifer_estimates"])
+    md = (project / "build" / "report.md").read_text()
+    assert f"| vendor (vitis_hls) | failed: vitis_hls build failed; see build.log in {hls} |" in md
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_vendor_build_that_raises_is_reported_without_a_traceback(tmp_path, monkeypatch, capfd):
+    """An exception from inside conifer (here: a csynth report conifer cannot parse)."""
+    script = fake_vendor.install(tmp_path, monkeypatch, "vitis_hls", fake_vendor.CONIFER_SUCCEEDS)
+    script.write_text(script.read_text().replace("LUT>", "NoLUT>"))  # no <LUT> in the csynth report
+    project = make_project(tmp_path / "p", xgb_binary(3, 2))
+    assert main(["synth", str(project), "--vendor"]) == 0
+    report = json.loads((project / "build" / "report.json").read_text())
+    assert report["vendor"] == {
+        "ran": False,
+        "tool": "vitis_hls",
+        "reason": "vitis_hls failed: AttributeError: 'NoneType' object has no attribute 'text'",
+    }
+    md = (project / "build" / "report.md").read_text()
+    assert "| vendor (vitis_hls) | failed: vitis_hls failed: AttributeError:" in md
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.oracle

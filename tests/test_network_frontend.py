@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import fake_vendor
 import numpy as np
 import pytest
 from network_oracle import MODELS, save_keras, write_project
@@ -69,6 +70,53 @@ def test_report_states_estimates_and_vendor_skip(jet_project):
     assert set(fc1["types"]) >= {"weight_type", "bias_type", "accum_type", "result_type"}
     assert report["vendor"]["ran"] is False and "--vendor" in report["vendor"]["reason"]
     assert "Skipped" in (jet_project.build_dir / "report.md").read_text()
+
+
+def test_vendor_synthesis_with_a_stand_in_vivado_hls_reports_its_numbers(tmp_path, monkeypatch, capfd):
+    """A fake vivado_hls (tests/fake_vendor.py) writes the files hls4ml's report parser reads."""
+    fake_vendor.install(tmp_path, monkeypatch, "vivado_hls", fake_vendor.HLS4ML_SUCCEEDS)
+    config = write_project(tmp_path / "p", dict(JET), JET_FILES)
+    assert _cli("synth", config, "--vendor") == 0
+    out, err = capfd.readouterr()
+    assert "fake vivado_hls called with: -f build_prj.tcl reset=False csim=False synth=True cosim=False" in out
+    assert "Traceback" not in err
+    build = tmp_path / "p" / "build"
+    report = json.loads((build / "report.json").read_text())
+    vendor = report["vendor"]
+    assert (vendor["ran"], vendor["success"], vendor["tool"]) == (True, True, "vivado_hls")
+    c = fake_vendor.CSYNTH
+    csynth = vendor["results"]["CSynthesisReport"]
+    assert {k: csynth[k] for k in ("BestLatency", "WorstLatency", "IntervalMin", "IntervalMax")} == {
+        "BestLatency": str(c["best"]),
+        "WorstLatency": str(c["worst"]),
+        "IntervalMin": str(c["ii_min"]),
+        "IntervalMax": str(c["ii_max"]),
+    }
+    assert {k: csynth[k] for k in ("LUT", "FF", "DSP", "BRAM_18K")} == {
+        k: str(c[k]) for k in ("LUT", "FF", "DSP", "BRAM_18K")
+    }
+    md = (build / "report.md").read_text()
+    t = report["totals"]
+    assert f"| estimate | {t['dsp']} | {t['lut']} | {t['ff']} | {t['bram18']} | {t['latency_cycles']} |" in md
+    vendor_row = f"| vivado_hls | {c['DSP']} | {c['LUT']} | {c['FF']} | {c['BRAM_18K']} | {c['best']}–{c['worst']} |"
+    assert vendor_row in md and "target 5.00 ns, estimated 4.25 ns" in md
+
+
+def test_vendor_synthesis_that_fails_is_reported_and_synth_still_succeeds(tmp_path, monkeypatch, capfd):
+    """hls4ml's Vivado build ignores the tool's exit code: synth notices the missing report."""
+    fake_vendor.install(tmp_path, monkeypatch, "vivado_hls", fake_vendor.FAILS)
+    config = write_project(tmp_path / "p", dict(JET), JET_FILES)
+    assert _cli("synth", config, "--vendor") == 0
+    out, err = capfd.readouterr()
+    assert "fake vivado_hls called with: -f build_prj.tcl" in out and "Traceback" not in err
+    build = tmp_path / "p" / "build"
+    report = json.loads((build / "report.json").read_text())
+    vendor = report["vendor"]
+    assert (vendor["ran"], vendor["success"], vendor["tool"]) == (True, False, "vivado_hls")
+    assert f"vivado_hls left no C synthesis report in {build / 'hls'}" in vendor["reason"]
+    assert report["totals"]["lut"] > 0 and report["totals"]["latency_cycles"] > 0  # the estimate stays
+    md = (build / "report.md").read_text()
+    assert f"Failed: vivado_hls left no C synthesis report in {build / 'hls'}" in md and "Skipped" not in md
 
 
 def test_cli_synth_and_emulate(tmp_path):

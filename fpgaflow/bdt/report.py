@@ -64,13 +64,22 @@ def markdown(r: dict[str, Any]) -> str:
     elif o:
         lines.append(f"| open synthesis | {o.get('error', 'not run')} | | | | |")
     v = r.get("vendor")
-    if v and v.get("run"):
+    if v and v.get("ran") and v.get("success"):
         rep = v.get("report") or {}
         cells = " | ".join(str(rep.get(k, "-")) for k in ("latency", "lut", "ff")) + f" | - | {rep.get('dsp', '-')}"
         lines.append(f"| vendor ({v['tool']}) | {cells} |")
+    elif v:
+        source = f"vendor ({v['tool']})" if v.get("tool") else "vendor"
+        state = "failed" if v.get("tool") else "skipped"
+        lines.append(f"| {source} | {state}: {_cell(v.get('reason', 'no reason given'))} | | | | |")
     if r.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- {w}" for w in r["warnings"]]]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Free text (an exception message) as one markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _float_line(fc: dict[str, Any]) -> str:

@@ -26,21 +26,36 @@ def _say(msg: str) -> None:
 
 
 def vendor_build(model: Any, cfg: Any) -> dict[str, Any]:
-    """conifer's own vendor build (HLS C synthesis, or Vivado for VHDL) where the tool exists."""
+    """conifer's own vendor build (HLS C synthesis, or Vivado for VHDL) where the tool exists.
+
+    A failing tool never ends synth: the estimate stays valid, and the report says what
+    went wrong (``ran`` False when conifer raised, ``success`` False when the build failed).
+    """
     import shutil
 
-    tools = ("vitis_hls", "vivado_hls", "vitis-run") if cfg.backend == "xilinxhls" else ("vivado",)
+    from fpgaflow.bdt.project_writer import working_directory
+
+    # conifer's order of preference (conifer.backends.common._TOOLS): the tool named is the one it runs
+    tools = ("vivado_hls", "vitis_hls", "vitis-run") if cfg.backend == "xilinxhls" else ("vivado",)
     found = [t for t in tools if shutil.which(t)]
     if not found:
         _say(f"--vendor: none of {', '.join(tools)} on PATH; skipped")
-        return {"run": False, "reason": f"none of {', '.join(tools)} on PATH"}
-    _say(f"--vendor: conifer build with {found[0]} (this takes a while; log in {cfg.hls_dir})")
-    from fpgaflow.bdt.project_writer import working_directory
-
-    with working_directory(cfg.hls_dir):
-        ok = bool(model.build())
-        found_report = model.read_report() if ok else {}
-    return {"run": True, "tool": found[0], "success": ok, "report": found_report}
+        return {"ran": False, "reason": f"none of {', '.join(tools)} on PATH"}
+    tool = found[0]
+    _say(f"--vendor: conifer build with {tool} (this takes a while; log in {cfg.hls_dir / 'build.log'})")
+    try:
+        with working_directory(cfg.hls_dir):
+            ok = bool(model.build())
+            found_report = model.read_report() if ok else {}
+    except Exception as exc:  # report the failure, keep the estimate
+        reason = f"{tool} failed: {type(exc).__name__}: {exc}"
+        _say(f"--vendor: {reason}")
+        return {"ran": False, "tool": tool, "reason": reason}
+    if not ok:
+        reason = f"{tool} build failed; see build.log in {cfg.hls_dir}"
+        _say(f"--vendor: {reason}")
+        return {"ran": True, "tool": tool, "success": False, "report": {}, "reason": reason}
+    return {"ran": True, "tool": tool, "success": True, "report": found_report}
 
 
 def synth(project: Project, args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vendor",
         action="store_true",
-        help="also run vendor C synthesis where vivado_hls/vitis_hls is on PATH",
+        help=(
+            "also run vendor synthesis where the tool is on PATH "
+            "(network: vivado_hls or vitis-run; BDT: vivado_hls, vitis_hls or vitis-run, or vivado for VHDL)"
+        ),
     )
     p.add_argument(
         "--open-synth",

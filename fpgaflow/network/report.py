@@ -167,8 +167,31 @@ def write_report(report: dict, directory: Path) -> None:
         "",
     ]
     vendor = report["vendor"] or {}
-    if vendor.get("ran"):
-        lines.append("```\n" + json.dumps(vendor.get("results"), indent=1) + "\n```")
+    if vendor.get("ran") and vendor.get("success"):
+        c = vendor["results"]["CSynthesisReport"]
+        lines += [
+            f"{vendor['tool']} C synthesis beside the estimate (clock period: target "
+            f"{c.get('TargetClockPeriod', '?')} ns, estimated {c.get('EstimatedClockPeriod', '?')} ns):",
+            "",
+            "| source | DSP | LUT | FF | BRAM18 | latency | II |",
+            "|---|---|---|---|---|---|---|",
+            "| estimate | "
+            + " | ".join(str(t[k]) for k in ("dsp", "lut", "ff", "bram18", "latency_cycles", "ii_cycles"))
+            + " |",
+            f"| {vendor['tool']} | "
+            + " | ".join(str(c.get(k, "-")) for k in ("DSP", "LUT", "FF", "BRAM_18K"))
+            + f" | {_span(c, 'BestLatency', 'WorstLatency')} | {_span(c, 'IntervalMin', 'IntervalMax')} |",
+            "",
+            "```\n" + json.dumps(vendor["results"], indent=1) + "\n```",
+        ]
+    elif vendor.get("tool"):  # the tool was there and was run, but gave no report
+        lines.append(f"Failed: {vendor.get('reason', 'no reason given').rstrip('.')}.")
     else:
         lines.append(f"Skipped: {vendor.get('reason', 'not requested')}.")
     (directory / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _span(c: dict, low: str, high: str) -> str:
+    """A best/worst pair from the csynth report: one number when they agree."""
+    lo, hi = c.get(low, "-"), c.get(high, "-")
+    return str(lo) if lo == hi else f"{lo}–{hi}"

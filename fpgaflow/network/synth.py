@@ -9,7 +9,8 @@ from typing import Any
 
 from fpgaflow.project import Project
 
-VENDOR_TOOLS = {"Vivado": "vivado_hls", "Vitis": "vitis_hls"}
+# the command each hls4ml 1.3 backend's build() runs (Vitis: the unified ``vitis-run --mode hls``)
+VENDOR_TOOLS = {"Vivado": "vivado_hls", "Vitis": "vitis-run"}
 
 
 def _say(msg: str) -> None:
@@ -17,7 +18,12 @@ def _say(msg: str) -> None:
 
 
 def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
-    """Vendor C synthesis where asked for and possible; otherwise say why not."""
+    """Vendor C synthesis where asked for and possible; otherwise say why not.
+
+    A failing tool never ends synth: the estimate stays valid, and the report says what
+    went wrong (``ran`` False when hls4ml raised, ``success`` False when the tool left no
+    C synthesis report -- hls4ml's Vivado build ignores the tool's exit code).
+    """
     tool = VENDOR_TOOLS[backend]
     if not requested:
         return {"ran": False, "reason": "not requested (pass --vendor to run C synthesis)"}
@@ -27,8 +33,15 @@ def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
     try:
         results = hls_model.build(csim=False, synth=True, cosim=False, export=False)
     except Exception as exc:  # report the failure, keep the estimate
-        return {"ran": False, "reason": f"{tool} failed: {type(exc).__name__}: {exc}"}
-    return {"ran": True, "tool": tool, "results": results}
+        reason = f"{tool} failed: {type(exc).__name__}: {exc}"
+        _say(reason)
+        return {"ran": False, "tool": tool, "reason": reason}
+    if not (results or {}).get("CSynthesisReport"):
+        where = hls_model.config.get_output_dir()
+        reason = f"{tool} left no C synthesis report in {where}; see the tool's console output and the logs there"
+        _say(reason)
+        return {"ran": True, "tool": tool, "success": False, "results": results, "reason": reason}
+    return {"ran": True, "tool": tool, "success": True, "results": results}
 
 
 def synth(project: Project, args: argparse.Namespace | None = None) -> int:

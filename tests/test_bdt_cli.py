@@ -167,14 +167,18 @@ def test_vendor_build_is_skipped_with_a_reason_without_vendor_tools(tmp_path, mo
     )
 
 
-def test_vendor_build_with_a_stand_in_vitis_hls_reports_its_numbers(tmp_path, monkeypatch, capfd):
-    """A fake vitis_hls (tests/fake_vendor.py) writes a csynth report where conifer reads it."""
-    fake_vendor.install(tmp_path, monkeypatch, "vitis_hls", fake_vendor.CONIFER_SUCCEEDS)
+def _synth_with_stand_in(tmp_path, monkeypatch, body: str) -> tuple[Path, dict]:
+    """``synth --vendor`` with a stand-in vitis_hls running ``body``: the project, report.json."""
+    fake_vendor.install(tmp_path, monkeypatch, "vitis_hls", body)
     project = make_project(tmp_path / "p", xgb_binary(3, 2))
     assert main(["synth", str(project), "--vendor"]) == 0
-    hls = project / "build" / "hls"
-    assert "fake vitis_hls called with: -f build_hls.tcl" in (hls / "build.log").read_text()
-    report = json.loads((project / "build" / "report.json").read_text())
+    assert "fake vitis_hls called with: -f build_hls.tcl" in (project / "build" / "hls" / "build.log").read_text()
+    return project, json.loads((project / "build" / "report.json").read_text())
+
+
+def test_vendor_build_with_a_stand_in_vitis_hls_reports_its_numbers(tmp_path, monkeypatch, capfd):
+    """A fake vitis_hls (tests/fake_vendor.py) writes a csynth report where conifer reads it."""
+    project, report = _synth_with_stand_in(tmp_path, monkeypatch, fake_vendor.CONIFER_SUCCEEDS)
     c = fake_vendor.CSYNTH
     expected = {"latency": c["best"], "interval": c["ii_min"], "lut": c["LUT"], "ff": c["FF"], "dsp": c["DSP"]}
     assert report["vendor"] == {"ran": True, "tool": "vitis_hls", "success": True, "report": expected}
@@ -185,12 +189,8 @@ def test_vendor_build_with_a_stand_in_vitis_hls_reports_its_numbers(tmp_path, mo
 
 
 def test_vendor_build_that_fails_is_reported_and_synth_still_succeeds(tmp_path, monkeypatch, capfd):
-    fake_vendor.install(tmp_path, monkeypatch, "vitis_hls", fake_vendor.FAILS)
-    project = make_project(tmp_path / "p", xgb_binary(3, 2))
-    assert main(["synth", str(project), "--vendor"]) == 0
+    project, report = _synth_with_stand_in(tmp_path, monkeypatch, fake_vendor.FAILS)
     hls = project / "build" / "hls"
-    assert "fake vitis_hls called with: -f build_hls.tcl" in (hls / "build.log").read_text()
-    report = json.loads((project / "build" / "report.json").read_text())
     vendor = report["vendor"]
     assert vendor["ran"] is True and vendor["success"] is False and vendor["tool"] == "vitis_hls"
     assert vendor["report"] == {} and f"build.log in {hls}" in vendor["reason"]

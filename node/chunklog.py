@@ -17,7 +17,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -84,8 +84,7 @@ def distrust(tmp: Path) -> str | None:
     went, before its header reached the disk)."""
     try:
         with open(log_path(tmp), "rb") as f:
-            head = json.loads(f.readline())
-            np.lib.format.read_array(f)  # the records' dtype
+            head, _ = _read_header(f)
     except (OSError, ValueError) as exc:
         return f"its chunk log's header does not read ({exc})"
     then, now = head.get("boot"), boot_id()
@@ -109,11 +108,17 @@ def writer_alive(tmp: Path) -> bool:
         os.close(fd)  # and with it the lock, if this took it
 
 
+def _read_header(f: BinaryIO) -> tuple[dict[str, Any], np.dtype]:
+    """The log's header (tree, attrs, boot, synced) and the records' dtype; ``f`` is left
+    at the first entry."""
+    head = json.loads(f.readline())
+    return head, np.lib.format.read_array(f).dtype
+
+
 def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:
     """(tree, attrs, dtype, entries) of a chunk log; a torn last entry is left out."""
     with open(path, "rb") as f:
-        head = json.loads(f.readline())
-        dtype = np.lib.format.read_array(f).dtype
+        head, dtype = _read_header(f)
         raw = f.read()
     entries = np.frombuffer(raw[: len(raw) // ENTRY.itemsize * ENTRY.itemsize], ENTRY)
     return head["tree"], head["attrs"], dtype, entries

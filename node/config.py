@@ -81,7 +81,7 @@ class SinkSection:
     write_files: bool = True  # false: publish only (no event or late files)
     late: bool = True
     publish: str = ""  # PUB endpoint for downstream consumers; empty: none
-    direct_io: bool = True  # HDF5 chunks written with O_DIRECT from a thread (less CPU per MB); false: page cache
+    direct_io: bool = True  # HDF5 chunks written by a thread with O_DIRECT (less CPU per MB); false: page cache
     fsync: bool = True  # files (and each O_DIRECT chunk, before its log entry) reach the disk: power-loss safe
 
 

@@ -63,37 +63,41 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
 
 
 class _ChunkIO:
-    """Writes chunks at given file offsets from a thread: the whole pages with O_DIRECT,
-    the last partial page (a chunk need not be whole pages) through the page cache.
+    """Writes chunks at given file offsets from a thread, off the daemon's: with ``direct``
+    (where the platform and the filesystem take it) the whole pages with O_DIRECT and the
+    last partial page (a chunk need not be whole pages) through the page cache; without,
+    all of it through the page cache.
 
-    Why: on a VM whose new page-cache pages can be cold host memory (Firecracker with
-    free-page reporting) writing through the page cache costs 0.3-4.5 ms of CPU per MB in
-    the writing thread; O_DIRECT ~0.35 ms (the copy into the aligned buffer and the 4 MB write,
-    measured here), and in this thread, off the daemon's.  The thread
-    also gathers each chunk's records into its page-aligned buffer, so the caller only
-    queues references to them: up to ``depth`` chunks (32 MB), beyond which it waits (the
-    disk is behind by that much).  A write error is kept and raised in
-    the caller's thread (``check``) naming the file.  Raises OSError (EINVAL) at
-    construction where O_DIRECT is refused.
+    Why O_DIRECT: on a VM whose new page-cache pages can be cold host memory (Firecracker
+    with free-page reporting) writing through the page cache costs 0.3-4.5 ms of CPU per MB
+    in the writing thread; O_DIRECT ~0.35 ms (the copy into the aligned buffer and the 4 MB
+    write, measured here).  The thread also gathers each chunk's records into its
+    page-aligned buffer, so the caller only queues references to them: up to ``depth``
+    chunks (32 MB), beyond which it waits (the disk is behind by that much).  A write error
+    is kept and raised in the caller's thread (``check``) naming the file.
 
     With ``sync`` each chunk is on the disk (fdatasync: ~0.1-0.2 ms of CPU per 4 MB chunk
-    here) before ``on_written`` puts it in the chunk log, so that after a power loss the
-    log never points at a chunk whose bytes did not survive: an O_DIRECT write is on the
-    device but the file's extent that holds it is not, until the journal commits."""
+    with O_DIRECT here) before ``on_written`` puts it in the chunk log, so that after a
+    power loss the log never points at a chunk whose bytes did not survive (an O_DIRECT
+    write is on the device but the file's extent that holds it is not until the journal
+    commits; a page-cache write is not on the device at all).  The page-cache path pays for
+    that in this thread too, not in the daemon's."""
 
-    def __init__(self, path: Path, depth: int = 8, sync: bool = False):
-        flag = getattr(os, "O_DIRECT", 0)
-        if not flag:
-            raise OSError(errno.EINVAL, "no O_DIRECT on this platform", str(path))
+    def __init__(self, path: Path, direct: bool = True, depth: int = 8, sync: bool = False):
         self.path = path
         self.cached_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-        try:
-            self.direct_fd = os.open(path, os.O_WRONLY | flag)
-        except OSError:
-            os.close(self.cached_fd)
-            raise
+        self.direct_fd = -1
+        flag = getattr(os, "O_DIRECT", 0) if direct else 0  # 0: not on this platform (macOS)
+        if flag:
+            try:
+                self.direct_fd = os.open(path, os.O_WRONLY | flag)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: this filesystem refuses it (tmpfs)
+                    os.close(self.cached_fd)
+                    raise
         self.sync = sync
-        self.direct = True  # False once a first O_DIRECT write is refused: the rest go through the cache
+        # False without a descriptor, or once a first O_DIRECT write is refused: through the cache
+        self.direct = self.direct_fd >= 0
         self.proven = False  # an O_DIRECT write succeeded: a later EINVAL is an error, not a refusal
         self.buffer = np.zeros(0, np.uint8)  # page-aligned (mmap), grown to a chunk at the first write
         self.todo: queue.Queue[tuple[int, list[np.ndarray], int, int, int] | None] = queue.Queue(maxsize=depth)
@@ -163,57 +167,40 @@ class _ChunkIO:
         self.direct_fd = self.cached_fd = -1
 
 
-def _open_chunk_io(path: Path, direct_io: bool, sync: bool) -> _ChunkIO | None:
-    """The O_DIRECT writer for ``path``, or None (off, or refused here: the plain path is used)."""
-    if not direct_io:
-        return None
-    try:
-        return _ChunkIO(path, sync=sync)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        return None
-
-
 class _HDF5Writer:
     """One compound dataset per file (a table of records), written a whole ~4 MB chunk at a
     time: no type conversion, no data-sieve copies (4x faster than ``dataset[a:b] = records``).
 
-    With ``direct_io`` (and where the filesystem takes O_DIRECT) HDF5 only allocates each
-    chunk (early allocation, no fill values, chunks aligned to pages) and a ``_ChunkIO``
-    thread writes it at its file offset; otherwise HDF5's direct chunk write does.
+    HDF5 only allocates each chunk (early allocation, no fill values, chunks aligned to
+    pages) and a ``_ChunkIO`` thread writes it at its file offset: with O_DIRECT where
+    ``direct_io`` asks for it and the filesystem takes it, else through the page cache.
 
-    ``fsync`` (with the writer thread): each chunk is on the disk before the chunk log
-    names it, and so is the log's entry before the next chunk is written, so a power loss
-    or kernel crash loses what a killed process would (``node/chunklog.py``).  Without the
-    thread (no O_DIRECT) nothing is synced before the file closes: a chunk write there is
-    the daemon's thread, and an fdatasync would stall it for the disk."""
+    ``fsync``: each chunk is on the disk before the chunk log names it, and so is the log's
+    entry before the next chunk is written, so a power loss or kernel crash loses what a
+    killed process would (``node/chunklog.py``), with O_DIRECT or without."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True, crash_log: bool = True,
                  fsync: bool = False):  # fmt: skip
         self.path, self.crash_log = path, crash_log
         self.log: ChunkLog | None = None  # where the chunks lie, for a recovery after a hard crash
-        self.io = _open_chunk_io(path, direct_io, sync=fsync)  # before h5py truncates the file: same inode
-        aligned = {"alignment_threshold": ALIGN_THRESHOLD, "alignment_interval": PAGE} if self.io else {}
+        self.io = _ChunkIO(path, direct=direct_io, sync=fsync)  # before h5py truncates the file: same inode
         try:
-            self.file = _import_h5py().File(path, "w", **aligned)
+            self.file = _import_h5py().File(path, "w", alignment_threshold=ALIGN_THRESHOLD, alignment_interval=PAGE)
         except BaseException:
-            if self.io is not None:
-                self.io.stop()
+            self.io.stop()
             raise
         self.name, self.attrs = tree, attrs
         self.dataset = None
-        self.rows = 0  # records written to the dataset (not those still in the chunk buffer)
+        self.rows = 0  # records in the dataset's extent (queued for the writer thread or written)
 
     @property
     def direct(self) -> bool:
         """Whether the chunks go to the file with O_DIRECT."""
-        return self.io is not None and self.io.direct
+        return self.io.direct
 
     def _create(self, dtype: np.dtype) -> None:
         self.dtype, self.size = dtype, max(1, CHUNK_BYTES // dtype.itemsize)
-        self.chunk = np.zeros(self.size, dtype) if self.io is None else None  # the plain path's chunk buffer
-        self.pieces: list[np.ndarray] = []  # O_DIRECT: the records of the chunk being gathered
+        self.pieces: list[np.ndarray] = []  # the records of the chunk being gathered
         self.fill = 0
         self.dataset = self.file.create_dataset(
             self.name, (0,), dtype, maxshape=(None,), chunks=(self.size,), **self._allocate_only()
@@ -221,16 +208,12 @@ class _HDF5Writer:
         for k, v in self.attrs.items():
             self.dataset.attrs[k] = v
         if self.crash_log:
-            sync = self.io is not None and self.io.sync
-            self.log = ChunkLog(self.path, dtype, self.name, self.attrs, sync=sync)
-        if self.io is not None and self.log is not None:
+            self.log = ChunkLog(self.path, dtype, self.name, self.attrs, sync=self.io.sync)
             self.io.on_written = self.log.record
 
     def _allocate_only(self) -> dict[str, Any]:
-        """With O_DIRECT, extending the dataset allocates the new chunk's file space at once
-        and writes nothing there: the writer thread fills it."""
-        if self.io is None:
-            return {}
+        """Extending the dataset allocates the new chunk's file space at once and writes
+        nothing there: the writer thread fills it."""
         h5py = _import_h5py()
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
@@ -240,13 +223,10 @@ class _HDF5Writer:
         if self.dataset is None:
             self._create(parts[0].dtype)
         for p in parts:
-            if self.io is not None:
-                self._collect(np.ascontiguousarray(p, self.dtype))
-            else:
-                self._copy(p)
+            self._collect(np.ascontiguousarray(p, self.dtype))
 
     def _collect(self, p: np.ndarray) -> None:
-        """O_DIRECT: queue each full chunk's records (references, no copy here)."""
+        """Queue each full chunk's records (references, no copy here)."""
         while len(p):
             n = min(self.size - self.fill, len(p))
             self.pieces.append(p[:n])
@@ -256,68 +236,26 @@ class _HDF5Writer:
                 self._queue_chunk()
 
     def _queue_chunk(self) -> None:
-        start = self._extend(self.fill)
+        start = self.rows
+        self.rows += self.fill
+        self.dataset.id.set_extent((self.rows,))  # the low-level call: h5py's resize costs 0.1 ms more
         offset = self.dataset.id.get_chunk_info_by_coord((start,)).byte_offset  # allocated by the extent
         self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize, start, self.fill)
         self.pieces, self.fill = [], 0
 
-    def _copy(self, p: np.ndarray) -> None:
-        """The plain path: whole chunks from where they lie, the rest through the chunk buffer."""
-        in_place = p.dtype == self.dtype and p.flags.c_contiguous
-        while len(p):
-            if in_place and self.fill == 0 and len(p) >= self.size:
-                # a whole chunk of built events as they are: no copy into the chunk buffer
-                self._write_chunk(p[: self.size], self.size)
-                p = p[self.size :]
-                continue
-            n = min(self.size - self.fill, len(p))
-            self.chunk[self.fill : self.fill + n] = p[:n]
-            self.fill += n
-            p = p[n:]
-            if self.fill == self.size:
-                self._write_chunk(self.chunk, self.size)
-                self.fill = 0
-
-    def _extend(self, n: int) -> int:
-        """Grow the dataset by ``n`` records (at most a chunk); the new chunk's first row."""
-        start = self.rows
-        self.rows += n
-        self.dataset.id.set_extent((self.rows,))  # the low-level call: h5py's resize costs 0.1 ms more
-        return start
-
-    def _write_chunk(self, block: np.ndarray, n: int) -> None:
-        """Append ``n`` records as the next chunk (``block`` is one chunk long; past ``n``
-        it is padding outside the dataset's extent)."""
-        start = self._extend(n)
-        self.dataset.id.write_direct_chunk((start,), block)  # straight to the file, not cached
-        if self.log is not None:
-            self.log.record(start, n, self.dataset.id.get_chunk_info_by_coord((start,)).byte_offset, block.nbytes)
-
-    def _write_last_chunk(self) -> None:
-        """A partial last chunk, padded (outside the dataset's extent)."""
-        if self.dataset is None or not self.fill:
-            return
-        if self.io is not None:
-            self._queue_chunk()
-            return
-        self.chunk[self.fill :] = np.zeros(1, self.dtype)
-        self._write_chunk(self.chunk, self.fill)
-        self.fill = 0
-
     def close(self) -> None:
-        """Write the last chunk, wait for the writer thread, close the file; a chunk write
-        error is raised once the file is closed (so it keeps its ``.tmp`` name)."""
+        """Queue the partial last chunk, wait for the writer thread, close the file; a chunk
+        write error is raised once the file is closed (so it keeps its ``.tmp`` name)."""
         try:
-            self._write_last_chunk()
+            if self.dataset is not None and self.fill:
+                self._queue_chunk()  # padded to a whole chunk, past the dataset's extent
         finally:
-            if self.io is not None:
-                self.io.stop()  # every chunk on disk before HDF5 writes its metadata and closes
+            self.io.stop()  # every chunk on disk before HDF5 writes its metadata and closes
             if self.log is not None:
                 self.log.close()  # removed once the file has its final name
             self.file.flush()
             self.file.close()
-        if self.io is not None:
-            self.io.check()
+        self.io.check()
 
 
 class _ROOTWriter:
@@ -346,12 +284,12 @@ class _ROOTWriter:
 class RotatingFiles:
     """Append structured records to files that rotate by size and age; atomic renames.
 
-    Records are gathered in memory and written ``flush_bytes`` at a time (or after
-    ``flush_s``): one write to a file costs about a millisecond whatever its size, and a
-    much larger write would stall the daemon's loop (and every event's latency).
-    ``direct_io``: HDF5 chunks go to the file with O_DIRECT from a writer thread where the
-    filesystem allows it (see ``_ChunkIO``).  ``fsync``: a file is on the disk before it
-    gets its final name (``durable_replace``)."""
+    Records are gathered in memory and handed to the file ``flush_bytes`` at a time (or
+    after ``flush_s``), so that its bookkeeping runs once per MB, not once per drain.
+    HDF5 chunks go to the file from a writer thread (see ``_ChunkIO``), ``direct_io``: with
+    O_DIRECT where the filesystem allows it.  ``fsync``: each HDF5 chunk is on the disk
+    before the chunk log names it, and a file before it gets its final name
+    (``durable_replace``)."""
 
     def __init__(
         self,

@@ -23,9 +23,10 @@ import sys, time
 import numpy as np
 from node import protocol as p
 from node.sinks import RotatingFiles
-directory, direct_io, n = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+directory, direct_io, n, fsync = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4] == "1"
 dtype = p.event_dtype(4, 248, 2, 4)
-sink = RotatingFiles(directory, "ev", flush_bytes=1 << 16, direct_io=direct_io, attrs={"node": "n1", "sources": [1, 2]})
+sink = RotatingFiles(directory, "ev", flush_bytes=1 << 16, direct_io=direct_io, fsync=fsync,
+                     attrs={"node": "n1", "sources": [1, 2]})
 ev = np.zeros(n, dtype)
 ev["event"] = np.arange(n)
 ev["inputs"] = (np.arange(n) % 1000)[:, None, None]
@@ -37,9 +38,9 @@ time.sleep(600)
 """
 
 
-def kill_writer(directory, direct_io: bool, n: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(directory), "1" if direct_io else "0", str(n)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+def kill_writer(directory, direct_io: bool, n: int, fsync: bool = True) -> None:
+    args = [str(directory), "1" if direct_io else "0", str(n), "1" if fsync else "0"]
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "written"
         time.sleep(1.0)  # the writer thread's queue empties
@@ -72,24 +73,25 @@ def test_a_killed_writers_file_is_rebuilt_from_its_chunks(tmp_path, direct_io):
     assert len(list(tmp_path.glob("ev-*.h5"))) == 1
 
 
+@pytest.mark.parametrize("fsync", [True, False])
 @pytest.mark.parametrize("direct_io", [True, False])
-def test_after_a_restart_only_a_synced_log_is_trusted(tmp_path, monkeypatch, direct_io):
+def test_after_a_restart_only_a_synced_log_is_trusted(tmp_path, monkeypatch, direct_io, fsync):
     """A writer killed, then the machine restarted (a power loss, as far as the disk knows):
-    with O_DIRECT and fsync every logged chunk was on the disk before its entry, and the
-    file is rebuilt; through the page cache the log may name chunks that never got there,
-    so the file is left as it is, with the reason, rather than rebuilt with zeros."""
+    with fsync every logged chunk was on the disk before its entry, with O_DIRECT or through
+    the page cache, and the file is rebuilt; without, the log may name chunks that never got
+    there, so the file is left as it is, with the reason, rather than rebuilt with zeros."""
     if direct_io:
         needs_o_direct(tmp_path)
     dtype = p.event_dtype(4, 248, 2, 4)
     per_chunk = CHUNK_BYTES // dtype.itemsize
-    kill_writer(tmp_path, direct_io, 2 * per_chunk + 7)
+    kill_writer(tmp_path, direct_io, 2 * per_chunk + 7, fsync)
     (tmp,) = tmp_path.glob("ev-*.h5.tmp")
     assert boot_id() is not None, "no boot id on this system: the check is not exercised"
     other_boot = tmp_path / "boot_id"
     other_boot.write_text("0d0c0b0a-0000-4000-8000-000000000000\n")
     monkeypatch.setattr(chunklog, "BOOT_ID", other_boot)
     sink = RotatingFiles(tmp_path, "ev")
-    if direct_io:
+    if fsync:
         assert len(sink.recovered) == 1 and sink.unrecovered == []
         assert np.array_equal(read_events(sink.recovered[0])["event"], np.arange(2 * per_chunk))
     else:

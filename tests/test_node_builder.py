@@ -99,6 +99,26 @@ def test_window_bound_evicts_oldest_events_incomplete_and_nothing_is_dropped():
     assert b.counts.late == 1 and built(b)["event"].tolist() == [6]
 
 
+def test_waiting_fragments_reuse_the_rows_events_left_not_a_row_per_slot():
+    """The open events' fragments wait in rows handed back when events leave, so the
+    memory written follows the events in flight (a lagging source: ~100), not the window
+    (65,536 slots): a row per slot would write a new row for every event, always cold."""
+    b = Builder(2, 3, 1, 4, window=1 << 16, direct=False)
+    lag, n = 100, 20_000
+    for start in range(0, n + lag, 16):
+        lead = np.arange(start, min(start + 16, n))
+        late = np.arange(max(0, start - lag), max(0, min(start + 16 - lag, n)))
+        for s, ev in ((0, lead), (1, late)):
+            if len(ev):
+                b.add(*frags(ev + 1, s))  # event numbers from 1: every row written is nonzero
+    out = built(b)
+    assert len(out) == n and (out["status"] == p.COMPLETE).all()
+    assert np.array_equal(np.sort(out["event"]), np.arange(1, n + 1))
+    assert np.array_equal(out["inputs"][:, 1, 0], out["event"].astype(np.int64) * 10 + 1)
+    written = np.count_nonzero(b.store["inputs"].reshape(len(b.store), -1).any(axis=1))
+    assert lag <= written <= 2 * (lag + 16), written
+
+
 def test_an_absurd_event_number_does_not_flush_the_window():
     b = Builder(2, 3, 1, 4, window=64, max_event_jump=1000)
     b.add(*frags([1, 2], 0))

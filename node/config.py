@@ -82,7 +82,7 @@ class SinkSection:
     late: bool = True
     publish: str = ""  # PUB endpoint for downstream consumers; empty: none
     direct_io: bool = True  # HDF5 chunks written by a thread with O_DIRECT (less CPU per MB); false: page cache
-    fsync: bool = True  # files (and each O_DIRECT chunk, before its log entry) reach the disk: power-loss safe
+    fsync: bool = True  # files (and each HDF5 chunk, before its log entry) reach the disk: power-loss safe
 
 
 @dataclass

@@ -96,7 +96,7 @@ class Builder:
         self.store = np.zeros(c, self.event_dtype)
         self.store.view(np.uint8)[:] = 0  # touch every page now: first-touch faults mid-run add latency
         self.flags, self.inputs, self.fpga = self.store["flags"], self.store["inputs"], self.store["fpga"]
-        self.row = np.zeros(c, np.intp)  # an open slot's row in the store
+        self.store_row = np.zeros(c, np.intp)  # an open slot's row in the store (not ``_row``)
         self.free_rows = np.arange(c, dtype=np.intp)  # a stack: the top (last freed) at n_free - 1
         self.n_free = c
         self._owner = np.zeros(c * s, np.int64)  # scratch for in-drain duplicates
@@ -198,7 +198,7 @@ class Builder:
                 carried, fresh = np.sort(done[was_open]), np.sort(done[~was_open])
                 self._add_direct(slot_at, src_at, data, np.concatenate([carried, fresh]), len(carried), open_, to_ring)
                 return
-        row_at = self.row[slot_at]
+        row_at = self.store_row[slot_at]
         self.flags[row_at, src_at] = data["flags"]
         self.inputs[row_at, src_at] = data["inputs"]
         self.fpga[row_at, src_at] = data["result"]
@@ -232,17 +232,17 @@ class Builder:
         for k in range(0, n_carried, mb):  # a contiguous run of rows in each block: taken without a temporary
             first = k + (k // mb + 1) * spare
             n = min(mb, n_carried - k)
-            self.store.take(self.row[done[k : k + n]], axis=0, out=rec[first : first + n], mode="clip")
+            self.store.take(self.store_row[done[k : k + n]], axis=0, out=rec[first : first + n], mode="clip")
         row_at = self._row[slot_at]
         rec["flags"][row_at, src_at] = data["flags"]
         rec["inputs"][row_at, src_at] = data["inputs"]
         rec["fpga"][row_at, src_at] = data["result"]
         if len(to_ring):  # the few events still open: their new fragments into the ring
-            s = self.row[slot_at.reshape(-1)[to_ring]]
+            kept = self.store_row[slot_at.reshape(-1)[to_ring]]
             src, row = src_at.reshape(-1)[to_ring], row_at.reshape(-1)[to_ring]
-            self.flags[s, src] = rec["flags"][row, src]
-            self.inputs[s, src] = rec["inputs"][row, src]
-            self.fpga[s, src] = rec["fpga"][row, src]
+            self.flags[kept, src] = rec["flags"][row, src]
+            self.inputs[kept, src] = rec["inputs"][row, src]
+            self.fpga[kept, src] = rec["fpga"][row, src]
         u8 = memoryview(rec.view(np.uint8))
         for k in range(n_blocks):
             part = done[k * mb : (k + 1) * mb]
@@ -276,7 +276,7 @@ class Builder:
         # events, so it never runs dry); nothing of their records is touched here: what a
         # missing source left there is zeroed on the way out
         self.n_free -= len(slots)
-        self.row[slots] = self.free_rows[self.n_free : self.n_free + len(slots)]
+        self.store_row[slots] = self.free_rows[self.n_free : self.n_free + len(slots)]
 
     # ----------------------------------------------------------------- leaving
     def _evict_below(self, low: int) -> None:
@@ -327,7 +327,7 @@ class Builder:
         # event, flags, inputs, fpga (cpu fields stay 0), behind room for a message header:
         # the publisher then sends these records as they are
         out = protocol.records_with_room(len(slots), self.event_dtype)
-        rec = self.store.take(self.row[slots], axis=0, out=out, mode="clip")
+        rec = self.store.take(self.store_row[slots], axis=0, out=out, mode="clip")
         self._finish_block(rec, slots, status)
 
     def _finish_block(self, rec: np.ndarray, slots: np.ndarray, status: int) -> None:
@@ -348,7 +348,7 @@ class Builder:
         rec["built_ns"] = time.time_ns()
         self.state[slots] = DONE
         self.n_open -= len(slots)
-        self.free_rows[self.n_free : self.n_free + len(slots)] = self.row[slots]  # their rows, for the next claims
+        self.free_rows[self.n_free : self.n_free + len(slots)] = self.store_row[slots]  # for the next claims
         self.n_free += len(slots)
         self.out.append(rec)
 

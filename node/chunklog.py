@@ -76,7 +76,7 @@ def boot_id() -> str | None:
 
 def distrust(tmp: Path) -> str | None:
     """Why the chunk log of ``tmp`` cannot be trusted, or None.  A log written without
-    syncing (``sink.fsync`` off, or chunks written through the page cache) by a machine
+    syncing (``sink.fsync`` off) by a machine
     that has restarted since: the power went, or the kernel crashed, with the file open,
     and the log may name chunks whose bytes never reached the disk (they would be rebuilt
     as events of zeros).  A killed process does not matter: the kernel wrote both.  Nor

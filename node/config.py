@@ -37,7 +37,10 @@ class NodeSection:
     status_file: str = "node-status.json"
     status_interval_s: float = 1.0
     log_level: str = "info"
-    drain_max: int = 1024  # messages taken from one socket per poll
+    # messages taken from one socket per poll (and at most 16 MB): each drain costs ~70 NumPy
+    # calls however small, so at 1 KB messages 4096 (~1,000 events a drain) built 5-10% more
+    # events/s than 1024 here, 8192 no more; 16 KB messages stop at the 16 MB first
+    drain_max: int = 4096
 
 
 @dataclass

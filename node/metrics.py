@@ -87,7 +87,8 @@ class Metrics:
 
 
 def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
-    """One node-wide snapshot from the workers' snapshots (sums; gauges add up too)."""
+    """One node-wide snapshot from the workers' snapshots: sums (gauges add up too), but the
+    first message's time is the earliest worker's and the last event's the latest's."""
     out: dict[str, Any] = {
         "time": time.time(),
         "started": min((s["started"] for s in snapshots), default=time.time()),
@@ -101,6 +102,10 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("counters", "gauges", "malformed", "sequence_gaps"):
             for k, v in s.get(key, {}).items():
                 out[key][k] += v
+    for k in ("first_message_time", "last_event_out_time"):  # instants, not amounts: the node's span
+        times = [s["gauges"][k] for s in snapshots if k in s.get("gauges", {})]
+        if times:
+            out["gauges"][k] = min(times) if k.startswith("first") else max(times)
         lat = s.get("latency")
         if lat:
             out["latency"]["counts"] = [a + b for a, b in zip(out["latency"]["counts"], lat["counts"], strict=True)]

@@ -148,3 +148,21 @@ def test_daemon_subprocess_helpers(tmp_path):
     # the daemon froze its start-up objects out of the garbage collector's full scans
     started = [json.loads(line) for line in log.read_text().splitlines() if '"started"' in line]
     assert started and started[0]["gc_frozen"] > 10_000
+
+
+def test_merged_status_spans_the_workers_times_and_sums_their_counts():
+    from node import metrics
+
+    def worker(first: float, last: float, events: int) -> dict:
+        m = metrics.Metrics()
+        m.c["events_out"] = events
+        m.g["first_message_time"], m.g["last_event_out_time"] = first, last
+        m.g["events_in_flight"] = 3
+        return m.snapshot()
+
+    merged = metrics.merge([worker(100.0, 110.0, 5), worker(101.0, 112.0, 7)])
+    assert merged["counters"]["events_out"] == 12
+    assert merged["gauges"]["events_in_flight"] == 6
+    # instants: the earliest first message and the latest event out (a sum would be 201 and 222)
+    assert merged["gauges"]["first_message_time"] == 100.0
+    assert merged["gauges"]["last_event_out_time"] == 112.0

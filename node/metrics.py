@@ -102,14 +102,14 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("counters", "gauges", "malformed", "sequence_gaps"):
             for k, v in s.get(key, {}).items():
                 out[key][k] += v
-    for k in ("first_message_time", "last_event_out_time"):  # instants, not amounts: the node's span
-        times = [s["gauges"][k] for s in snapshots if k in s.get("gauges", {})]
-        if times:
-            out["gauges"][k] = min(times) if k.startswith("first") else max(times)
         lat = s.get("latency")
         if lat:
             out["latency"]["counts"] = [a + b for a, b in zip(out["latency"]["counts"], lat["counts"], strict=True)]
             out["latency"]["sum"] += lat["sum"]
+    for k in ("first_message_time", "last_event_out_time"):  # instants, not amounts: the node's span
+        times = [s["gauges"][k] for s in snapshots if k in s.get("gauges", {})]
+        if times:
+            out["gauges"][k] = min(times) if k.startswith("first") else max(times)
     for key in ("counters", "gauges", "malformed", "sequence_gaps"):
         out[key] = dict(out[key])
     out["workers"] = len(snapshots)

@@ -158,10 +158,13 @@ def test_merged_status_spans_the_workers_times_and_sums_their_counts():
         m.c["events_out"] = events
         m.g["first_message_time"], m.g["last_event_out_time"] = first, last
         m.g["events_in_flight"] = 3
+        m.observe_latency(np.full(events, 0.002))
         return m.snapshot()
 
     merged = metrics.merge([worker(100.0, 110.0, 5), worker(101.0, 112.0, 7)])
+    assert metrics.merge([])["workers"] == 0  # the supervisor's status before any worker's
     assert merged["counters"]["events_out"] == 12
+    assert sum(merged["latency"]["counts"]) == 12 and merged["latency"]["sum"] == pytest.approx(0.024)
     assert merged["gauges"]["events_in_flight"] == 6
     # instants: the earliest first message and the latest event out (a sum would be 201 and 222)
     assert merged["gauges"]["first_message_time"] == 100.0

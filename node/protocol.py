@@ -79,7 +79,7 @@ def _header_bytes(*fields: str) -> np.ndarray:
 
 
 _SAME_FIELDS = ("magic", "version", "type", "n_records", "n_inputs", "n_outputs", "raw_bytes", "reserved",
-                "payload_bytes")  # fmt: skip
+                "n_sources", "payload_bytes")  # fmt: skip
 _SAME_BYTES_ANY_MANIFEST = _header_bytes(*_SAME_FIELDS)
 _SAME_BYTES = _header_bytes(*_SAME_FIELDS, "manifest")
 
@@ -311,6 +311,10 @@ def decode_header(buf: bytes | memoryview, limits: Limits = Limits()) -> Header:
         raise ProtocolError("bad-descriptor", f"byte 41 (reserved) is {buf[41]}, expected 0")
     if n_rec == 0:
         raise ProtocolError("bad-descriptor", "bytes 32-35 (n_records) are 0: an empty message")
+    if type_ != EVENTS and n_src != 0:
+        raise ProtocolError(
+            "bad-descriptor", f"bytes 42-43 (n_sources) are {n_src}, expected 0 on a {TYPES[type_]} message"
+        )
     itemsize = _itemsize(type_, n_src, n_in, n_out, raw)
     if payload != n_rec * itemsize:
         raise ProtocolError(
@@ -348,7 +352,8 @@ def _itemsize(type_: int, n_sources: int, n_inputs: int, n_outputs: int, raw_byt
 def decode(buf: bytes | memoryview, limits: Limits = Limits()) -> tuple[Header, np.ndarray]:
     """Header and records of one message (the records are a read-only view of ``buf``).
 
-    Fragment flags outside the known bits make the message malformed."""
+    Fragment flags outside the known bits, or a fragment's reserved field set, make the
+    message malformed."""
     h = decode_header(buf, limits)
     if h.type == EVENTS:
         dtype = event_dtype(h.n_sources, h.n_inputs, h.n_outputs, h.raw_bytes)
@@ -356,17 +361,27 @@ def decode(buf: bytes | memoryview, limits: Limits = Limits()) -> tuple[Header, 
         dtype = fragment_dtype(h.n_inputs, h.n_outputs, h.raw_bytes)
     records = np.frombuffer(buf, dtype, h.n_records, HEADER_SIZE)
     if h.type != EVENTS:
-        check_flags(records)
+        check_fragments(records)
     return h, records
 
 
-def check_flags(fragments: np.ndarray, first_offset: int = HEADER_SIZE) -> None:
+def check_fragments(fragments: np.ndarray, first_offset: int = HEADER_SIZE) -> None:
+    """Each fragment's flags hold only known bits and its reserved field is 0."""
+    size = fragments.dtype.itemsize
     bad = np.flatnonzero(fragments["flags"] & ~np.uint32(KNOWN_FLAGS))
     if len(bad):
         i = int(bad[0])
-        offset = first_offset + i * fragments.dtype.itemsize + 16
         raise ProtocolError(
-            "bad-flags", f"fragment {i} (byte {offset}) has unknown flag bits {int(fragments['flags'][i]):#x}"
+            "bad-flags",
+            f"fragment {i} (byte {first_offset + i * size + 16}) has unknown flag bits {int(fragments['flags'][i]):#x}",
+        )
+    bad = np.flatnonzero(fragments["reserved"])
+    if len(bad):
+        i = int(bad[0])
+        raise ProtocolError(
+            "bad-flags",
+            f"fragment {i} (bytes {first_offset + i * size + 20}-{first_offset + i * size + 23}, reserved) "
+            f"is {int(fragments['reserved'][i]):#x}, expected 0",
         )
 
 
@@ -394,12 +409,12 @@ def decode_same_length(
         return None
     msgs = np.frombuffer(mv, dtype, n_messages)
     # every header must equal the first (validated above) in every byte but source,
-    # sequence, sent_ns and n_sources: one masked comparison over all the drain's headers
+    # sequence and sent_ns: one masked comparison over all the drain's headers
     heads = np.frombuffer(mv, np.uint8, n_messages * length).reshape(n_messages, length)[:, :HEADER_SIZE]
     mask = _SAME_BYTES if limits.manifest is not None else _SAME_BYTES_ANY_MANIFEST
     if ((heads ^ heads[0]) & mask).any():
         return None
     frags = msgs["f"]
-    if (frags["flags"] & ~np.uint32(KNOWN_FLAGS)).any():
+    if (frags["flags"] & ~np.uint32(KNOWN_FLAGS)).any() or frags["reserved"].any():
         return None
     return msgs["h"], frags

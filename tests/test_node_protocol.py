@@ -71,7 +71,9 @@ def _mutate(msg: bytes, offset: int, data: bytes) -> bytes:
         (lambda m: _mutate(m, 32, struct.pack("<I", 0)), "bad-descriptor", "n_records"),
         (lambda m: _mutate(m, 40, b"\x03"), "bad-descriptor", "raw_bytes"),
         (lambda m: _mutate(m, 41, b"\x01"), "bad-descriptor", "reserved"),
+        (lambda m: _mutate(m, 42, b"\x02"), "bad-descriptor", "bytes 42-43 (n_sources) are 2, expected 0"),
         (lambda m: _mutate(m, p.HEADER_SIZE + 16, b"\x80"), "bad-flags", "fragment 0"),
+        (lambda m: _mutate(m, p.HEADER_SIZE + 44 + 22, b"\x01"), "bad-flags", "fragment 1 (bytes 112-115, reserved)"),
     ],
 )
 def test_each_malformation_is_named(mutate, reason, where):
@@ -149,6 +151,7 @@ def test_mutated_messages_are_refused_or_decode_consistently(data):
     # accepted: then the header and the records agree with the bytes
     assert p.HEADER_SIZE + h.n_records * frags.dtype.itemsize == len(msg)
     assert (frags["flags"] & ~np.uint32(p.KNOWN_FLAGS) == 0).all()
+    assert (frags["reserved"] == 0).all() and h.n_sources == 0
 
 
 def test_events_with_header_room_are_encoded_in_place_and_slices_are_copied():
@@ -171,12 +174,13 @@ def test_events_with_header_room_are_encoded_in_place_and_slices_are_copied():
 @pytest.mark.parametrize(
     "offset, byte, fast",
     [(0, b"X", False), (4, b"\x02", False), (5, b"\x03", False), (32, b"\x04", False), (36, b"\x09", False),
-     (38, b"\x09", False), (40, b"\x02", False), (41, b"\x01", False), (44, b"\x01", False),
-     (6, b"\x09", True), (8, b"\x63", True), (16, b"\x01", True), (42, b"\x05", True)],
+     (38, b"\x09", False), (40, b"\x02", False), (41, b"\x01", False), (42, b"\x05", False), (44, b"\x01", False),
+     (p.HEADER_SIZE + 20, b"\x01", False), (6, b"\x09", True), (8, b"\x63", True), (16, b"\x01", True)],
 )  # fmt: skip
 def test_same_length_drain_takes_the_fast_path_only_when_each_header_matches_the_first(offset, byte, fast):
-    """Source, sequence, sent_ns and n_sources may differ within a drain; any other header
-    byte of a later message that differs from the first's sends the drain down the slow path."""
+    """Source, sequence and sent_ns may differ within a drain; any other header byte of a
+    later message that differs from the first's, or a fragment's reserved field set, sends
+    the drain down the slow path (which names the bad message)."""
     msgs = [_message(source=s, first_event=10 * s)[1] for s in range(3)]
     msgs[2] = _mutate(msgs[2], offset, byte)
     got = p.decode_same_length(b"".join(msgs), 3, len(msgs[0]))

@@ -132,6 +132,37 @@ SECTIONS = {
 }
 
 
+# the element type of each list-valued key (a list of anything else is refused, naming the element)
+LIST_ITEMS = {"sources": int, "source_manifests": str, "boards": str}
+
+# (key, lowest, highest) of every number with a range (None: unbounded); a value outside
+# would crash the daemon deep in NumPy or ZeroMQ, or run with silently wrong behaviour
+RANGES: list[tuple[str, float | None, float | None]] = [
+    ("node.id", 0, 65535),  # the header's u16 source field of what the node publishes
+    ("node.workers", 1, 256),
+    ("node.status_interval_s", 0.01, None),
+    ("node.drain_max", 1, 1 << 20),
+    ("fragment.n_inputs", 0, 65535),  # u16 header fields
+    ("fragment.n_outputs", 0, 65535),
+    ("builder.window", 1, 1 << 24),  # rounded up to a power of two; each slot holds a whole event
+    ("builder.timeout_s", 1e-6, None),
+    ("builder.max_event_jump", 1, None),
+    ("fallback.validate_every", 0, None),
+    ("fallback.batch", 1, None),
+    ("fallback.max_delay_ms", 0, None),
+    ("offload.max_in_flight", 1, None),
+    ("offload.batch", 1, None),
+    ("offload.timeout_ms", 1e-3, None),
+    ("offload.retry_s", 0, None),
+    ("sink.max_events_per_file", 1, None),
+    ("sink.max_seconds_per_file", 1e-3, None),
+    ("metrics.port", 0, 65535),
+    ("security.max_message_bytes", 64, 1 << 30),  # one receive buffer holds 16 MB plus one of these
+]
+HWM_MAX = (1 << 31) - 1  # ZeroMQ's int option
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # part of file names in sink.directory: no '/', no '..'
+
+
 def _section(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -147,6 +178,11 @@ def _section(cls: type, data: Any, where: str) -> Any:
             value = float(value)
         if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise ConfigError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
+        item = LIST_ITEMS.get(key)
+        if item is not None:
+            for i, v in enumerate(value):
+                if not isinstance(v, item) or isinstance(v, bool):
+                    raise ConfigError(f"{where}.{key}[{i}]: expected {item.__name__}, got {v!r}")
         values[key] = value
     return cls(**values)
 
@@ -179,6 +215,20 @@ def load(path: str | Path) -> Config:
 
 def check(cfg: Config, where: str) -> None:
     n = cfg.node
+    for key, low, high in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is None:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in {low}..{high}"
+            raise ConfigError(f"{where}: {key} must be {span}, got {value!r}")
+    for i, inp in enumerate(cfg.inputs):
+        if not 0 <= inp.hwm <= HWM_MAX:
+            raise ConfigError(f"{where}: input[{i}].hwm must be in 0..{HWM_MAX} messages (0: no limit), got {inp.hwm}")
+    if not NAME.match(n.name):
+        raise ConfigError(f"{where}: node.name {n.name!r} names the node's files: letters, digits, '_', '.', '-' "
+                          f"(not first), no '/'")  # fmt: skip
     if not n.sources or len(set(n.sources)) != len(n.sources) or not all(0 <= s < 65536 for s in n.sources):
         raise ConfigError(f"{where}: node.sources must be distinct ids in 0..65535, got {n.sources}")
     if len(n.sources) > 64:
@@ -194,10 +244,14 @@ def check(cfg: Config, where: str) -> None:
     for i, inp in enumerate(cfg.inputs):
         if inp.type not in ("pull", "sub"):
             raise ConfigError(f"{where}: input[{i}].type must be 'pull' or 'sub', got {inp.type!r}")
+        check_port(inp.endpoint, n.workers, f"{where}: input[{i}].endpoint")
         if inp.bind:
             check_bind(inp.endpoint, cfg.security.allow_remote, f"{where}: input[{i}].endpoint")
     if cfg.sink.publish:
+        check_port(cfg.sink.publish, n.workers, f"{where}: sink.publish")
         check_bind(cfg.sink.publish, cfg.security.allow_remote, f"{where}: sink.publish")
+    for i, board in enumerate(cfg.offload.boards):
+        check_port(board, 1, f"{where}: offload.boards[{i}]")
     if cfg.sink.format not in ("hdf5", "root"):
         raise ConfigError(f"{where}: sink.format must be 'hdf5' or 'root', got {cfg.sink.format!r}")
     if cfg.metrics.port and not cfg.security.allow_remote and not _loopback(cfg.metrics.host):
@@ -227,6 +281,18 @@ def check_bind(endpoint: str, allow_remote: bool, what: str) -> None:
     host = m.group(2).rsplit(":", 1)[0].strip("[]")
     if not _loopback(host):
         raise ConfigError(f"{what}: {endpoint!r} binds beyond loopback; set security.allow_remote = true to allow it")
+
+
+def check_port(endpoint: str, workers: int, what: str) -> None:
+    """A tcp endpoint's port, and the last worker's (port + workers - 1), in 1..65535: ZeroMQ
+    takes 99999 and binds another port (99999 mod 65536)."""
+    m = re.match(r"^tcp://.*:(\d+)$", endpoint)
+    if m is None:
+        return  # ipc, inproc, or a wildcard port ('*')
+    port = int(m.group(1))
+    if not 1 <= port <= port + workers - 1 <= 65535:
+        last = f" (worker {workers - 1}: port {port + workers - 1})" if workers > 1 else ""
+        raise ConfigError(f"{what}: {endpoint!r}: the port must be in 1..65535{last}")
 
 
 def worker_endpoint(endpoint: str, worker: int) -> str:

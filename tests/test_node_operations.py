@@ -37,6 +37,23 @@ def cli(*args, cwd=ROOT):
         ("[sink]\nformat = 'csv'\n", "sink.format must be 'hdf5' or 'root'"),
         ("[node]\nsources = [1, 1]\n", "node.sources must be distinct"),
         ("[node\n", "not valid TOML"),
+        # numbers out of range: each once crashed the daemon deep in a library, or ran wrong
+        ("[node]\ndrain_max = 0\n", "node.drain_max must be in 1..1048576, got 0"),  # read nothing, spun
+        ("[node]\nid = 70000\n", "node.id must be in 0..65535"),  # publishing crashed, events lost
+        ("[node]\nname = '../up'\n", "node.name '../up' names the node's files"),
+        ("[node]\nsources = [1.5, 1]\n", "node.sources[0]: expected int, got 1.5"),  # both became source 1
+        ("[node]\nsources = [true]\n", "node.sources[0]: expected int, got True"),
+        ("[builder]\nwindow = -5\n", "builder.window must be in 1..16777216, got -5"),
+        ("[builder]\ntimeout_s = -1\n", "builder.timeout_s must be >= 1e-06"),
+        ("[fallback]\nvalidate_every = -1\n", "fallback.validate_every must be >= 0"),
+        ("[offload]\nmax_in_flight = 0\n", "offload.max_in_flight must be >= 1"),  # every event stuck
+        ("[offload]\nboards = [1]\n", "offload.boards[0]: expected str, got 1"),
+        ("[sink]\nmax_events_per_file = 0\n", "sink.max_events_per_file must be >= 1"),
+        ("[security]\nmax_message_bytes = 10\n", "security.max_message_bytes must be in 64..1073741824"),
+        ("[metrics]\nport = 99999\n", "metrics.port must be in 0..65535"),
+        ('[[input]]\nendpoint = "tcp://127.0.0.1:5555"\nhwm = -1\n', "input[0].hwm must be in 0..2147483647"),
+        ('[[input]]\nendpoint = "tcp://127.0.0.1:99999"\n', "the port must be in 1..65535"),  # bound 34463
+        ('[node]\nworkers = 2\n[[input]]\nendpoint = "tcp://127.0.0.1:65535"\n', "worker 1: port 65536"),
     ],
 )
 def test_configuration_errors_name_the_key(tmp_path, text, message):

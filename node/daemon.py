@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -139,17 +140,22 @@ class Node:
             "manifest": self.emulator.id if self.emulator is not None else "",
         }  # fmt: skip
         directory = cfg.resolve(s.directory)
-        self.events_sink = None if not s.write_files else RotatingFiles(
-            directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
-            max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-            direct_io=s.direct_io, fsync=s.fsync,
-        )  # fmt: skip
-        self.late_sink = (
-            RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
-                          max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                          direct_io=s.direct_io, fsync=s.fsync)
-            if s.late and s.write_files else None
-        )  # fmt: skip
+        try:  # now, not at the first flush: a directory that cannot be written would lose events then
+            self.events_sink = None if not s.write_files else RotatingFiles(
+                directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
+                max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+                direct_io=s.direct_io, fsync=s.fsync,
+            )  # fmt: skip
+            self.late_sink = (
+                RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
+                              max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+                              direct_io=s.direct_io, fsync=s.fsync)
+                if s.late and s.write_files else None
+            )  # fmt: skip
+            if s.write_files:
+                _check_writable(directory)
+        except OSError as exc:
+            raise config_mod.ConfigError(f"sink.directory {directory}: cannot write there ({exc})") from None
         for sink in (self.events_sink, self.late_sink):
             if sink is None:
                 continue
@@ -348,10 +354,10 @@ class Node:
         c["events_complete"] += complete
         c["events_incomplete"] += len(events) - complete
         self.metrics.g["last_event_out_time"] = time.time()
+        if self.events_sink is not None:  # the record first: a failing publish must not cost it
+            self.events_sink.write(events)
         if self.publisher is not None:
             self.publisher.publish(events)
-        if self.events_sink is not None:
-            self.events_sink.write(events)
 
     def _late(self) -> None:
         for late in self.builder.take_late():
@@ -518,6 +524,13 @@ class Supervisor:
             prom[0].shutdown()
         self.log("info", "supervisor-stopped", exit_codes=codes)
         return snap
+
+
+def _check_writable(directory: Path) -> None:
+    """Create and remove a file in ``directory`` (raises OSError if it cannot be written)."""
+    probe = directory / f".fpgaflow-probe-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def serve(config_path: str | Path, worker: int | None = None) -> int:

@@ -70,7 +70,10 @@ class Boards:
             s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
             s.connect(ep)
             self.boards.append(_Board(ep, s))
-        self.limits = protocol.Limits(n_outputs=n_outputs, raw_bytes=raw_bytes)
+        # a reply from other firmware, or of another layout, is refused (bad_replies), not trusted
+        self.limits = protocol.Limits(
+            n_outputs=n_outputs, raw_bytes=raw_bytes, manifest=manifest if any(manifest) else None
+        )
 
     def any_alive(self, now_ns: int | None = None) -> bool:
         now_ns = time.monotonic_ns() if now_ns is None else now_ns

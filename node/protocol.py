@@ -327,12 +327,12 @@ def decode_header(buf: bytes | memoryview, limits: Limits = Limits()) -> Header:
             "length-mismatch" if n > HEADER_SIZE + payload else "truncated",
             f"message is {n} bytes, header + payload_bytes say {HEADER_SIZE + payload}",
         )
-    for field, want, got, where in (
-        ("n_inputs", limits.n_inputs, n_in, "36-37"),
-        ("n_outputs", limits.n_outputs, n_out, "38-39"),
-        ("raw_bytes", limits.raw_bytes, raw, "40"),
+    for field, want, got, where, unused_in in (
+        ("n_inputs", limits.n_inputs, n_in, "36-37", OFFLOAD_REPLY),  # a reply carries results only
+        ("n_outputs", limits.n_outputs, n_out, "38-39", OFFLOAD_REQUEST),  # a request inputs only
+        ("raw_bytes", limits.raw_bytes, raw, "40", None),
     ):
-        if want is not None and type_ == FRAGMENTS and got != want:
+        if want is not None and type_ != unused_in and got != want:
             raise ProtocolError("bad-descriptor", f"byte {where} ({field}) is {got}, this node expects {want}")
     if limits.manifest is not None and manifest != limits.manifest and type_ in (FRAGMENTS, OFFLOAD_REPLY):
         raise ProtocolError(

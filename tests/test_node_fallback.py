@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,42 @@ def test_without_a_manifest_events_pass_untouched_and_the_fragments_that_needed_
     assert len(out) == 1 and out[0] is ev and fb.idle()
     np.testing.assert_array_equal(ev, before)
     assert fb.counts.no_emulator == 3 and fb.counts.cpu_fragments == 0
+
+
+@pytest.mark.parametrize(
+    "change, accepted",
+    [({}, True), ({"raw_bytes": 8}, False), ({"manifest": b"\x99" * 8}, False), ({"n_outputs": 2}, False)],
+)
+def test_offload_replies_of_other_firmware_or_layout_are_refused_not_trusted(change, accepted):
+    """A reply's raw_bytes, n_outputs and manifest id must be the node's (a raw_bytes=8
+    reply was read as 4-byte results, and another firmware's answers were merged)."""
+    import zmq
+
+    from node.offload import Boards
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    ours = b"\x12" * 8
+    boards = Boards([f"tcp://127.0.0.1:{port}"], n_inputs=3, n_outputs=1, raw_bytes=4, manifest=ours, context=ctx)
+    try:
+        events = np.arange(5, dtype=np.uint64)
+        seq = boards.send(events, np.zeros((5, 3)), "tag", time.monotonic_ns())
+        ident, request = router.recv_multipart()
+        layout = {"n_outputs": 1, "raw_bytes": 4, "manifest": ours, **change}
+        out = np.zeros(5, p.fragment_dtype(0, layout["n_outputs"], layout["raw_bytes"]))
+        out["event"], out["flags"], out["result"] = events, p.RESULT_VALID, 7
+        reply = p.encode(p.OFFLOAD_REPLY, 1, seq, out, n_inputs=0, n_outputs=layout["n_outputs"],
+                         raw_bytes=layout["raw_bytes"], manifest=layout["manifest"], sent_ns=0)  # fmt: skip
+        router.send_multipart([ident, reply])
+        deadline, got = time.monotonic() + 5, []
+        while not got and boards.counts.bad_replies == 0 and time.monotonic() < deadline:
+            got = boards.replies()
+            time.sleep(0.01)
+        assert bool(got) == accepted and boards.counts.bad_replies == (0 if accepted else 1)
+        if accepted:
+            assert got[0][2].ravel().tolist() == [7] * 5
+    finally:
+        boards.close()
+        router.close(linger=0)
+        ctx.term()

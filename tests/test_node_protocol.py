@@ -192,3 +192,18 @@ def test_same_length_drain_compares_manifests_only_when_the_node_has_one():
     msgs[1] = _mutate(msgs[1], 24, b"\x01")
     assert p.decode_same_length(b"".join(msgs), 2, len(msgs[0])) is not None
     assert p.decode_same_length(b"".join(msgs), 2, len(msgs[0]), p.Limits(manifest=bytes(8))) is None
+
+
+def test_limits_hold_for_every_message_type_where_the_field_is_used():
+    """A subscriber's (or the offload's) Limits refuse EVENTS and replies of another layout;
+    a reply's n_inputs and a request's n_outputs (always 0) are not compared."""
+    ev = np.zeros(2, p.event_dtype(2, 3, 1, 4))
+    events = p.encode_buffer(p.EVENTS, 1, 0, ev, n_inputs=3, n_outputs=1, raw_bytes=4, n_sources=2).tobytes()
+    p.decode(events, p.Limits(n_inputs=3, n_outputs=1, raw_bytes=4))
+    with pytest.raises(p.ProtocolError, match=r"byte 36-37 \(n_inputs\) is 3, this node expects 7"):
+        p.decode(events, p.Limits(n_inputs=7))
+    reply = p.encode(p.OFFLOAD_REPLY, 1, 0, np.zeros(2, p.fragment_dtype(0, 1, 8)), n_inputs=0, n_outputs=1,
+                     raw_bytes=8)  # fmt: skip
+    p.decode(reply, p.Limits(n_inputs=3, n_outputs=1))
+    with pytest.raises(p.ProtocolError, match=r"byte 40 \(raw_bytes\) is 8, this node expects 4"):
+        p.decode(reply, p.Limits(n_inputs=3, n_outputs=1, raw_bytes=4))

@@ -207,9 +207,11 @@ def load(path: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text, as TOML must be ({exc})") from None
     return parse(data, str(path), path.resolve().parent)
 
 

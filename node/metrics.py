@@ -136,7 +136,19 @@ def write_status(path: str | Path, snapshot: dict[str, Any]) -> None:
 
 
 def read_status(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A status file's snapshot; ValueError naming the file if it is not one."""
+    path = Path(path)
+    try:
+        snap = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a node status file ({exc})") from None
+    if not (
+        isinstance(snap, dict)
+        and isinstance(snap.get("time"), (int, float))
+        and all(isinstance(snap.get(k), dict) for k in ("counters", "gauges", "latency"))
+    ):
+        raise ValueError(f"{path}: not a node status file (it needs time, counters, gauges and latency)")
+    return snap
 
 
 def serve_prometheus(get_snapshot, host: str, port: int) -> Any:

@@ -31,11 +31,18 @@ class CurveKeys:
         return cls(public, secret, server_public)
 
 
-def keygen(directory: str | Path, name: str) -> tuple[Path, Path]:
-    """Write ``NAME.key`` (public, give it to peers) and ``NAME.key_secret`` (keep it)."""
+def keygen(directory: str | Path, name: str, force: bool = False) -> tuple[Path, Path]:
+    """Write ``NAME.key`` (public, give it to peers) and ``NAME.key_secret`` (keep it).
+
+    An existing pair is kept unless ``force``: a new one would lock out every peer that
+    holds the old public key."""
     import zmq.auth
 
     directory = Path(directory)
+    existing = [p for p in (directory / f"{name}.key", directory / f"{name}.key_secret") if p.exists()]
+    if existing and not force:
+        raise ValueError(f"{existing[0]} exists: replacing it would lock out every peer holding the old "
+                         f"public key (use --force to replace it)")  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = zmq.auth.create_certificates(str(directory), name)
     Path(secret).chmod(0o600)
@@ -49,9 +56,13 @@ def load_certificate(path: str | Path) -> tuple[bytes, bytes | None]:
     if not path.is_file():
         raise ValueError(f"{path}: no such key file (create one with `fpgaflow node keygen`)")
     try:
-        return zmq.auth.load_certificate(str(path))
-    except (ValueError, OSError) as exc:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a ZeroMQ certificate ({exc})") from None
+    for what, key in (("public-key", public), ("secret-key", secret)):
+        if key is not None and len(key) != 40:  # Z85 of 32 bytes
+            raise ValueError(f"{path}: {what} is {len(key)} characters, a CURVE key (Z85) has 40")
+    return public, secret
 
 
 def client_curve(sock: zmq.Socket, keys: CurveKeys) -> None:
@@ -77,6 +88,11 @@ def start_authenticator(context: zmq.Context, clients_dir: str | Path):
     clients_dir = Path(clients_dir)
     if not clients_dir.is_dir():
         raise ValueError(f"{clients_dir}: no such folder of allowed client keys")
+    keys = sorted(clients_dir.glob("*.key"))
+    if not keys:
+        raise ValueError(f"{clients_dir}: no client public keys (NAME.key): every board would be refused")
+    for key in keys:  # ZeroMQ skips the whole folder over one bad file, refusing every client
+        load_certificate(key)
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(clients_dir))

@@ -77,6 +77,53 @@ def test_keygen_writes_a_key_pair(tmp_path):
     assert (tmp_path / "keys/board7.key").is_file()
     secret = tmp_path / "keys/board7.key_secret"
     assert "secret-key" in secret.read_text() and oct(secret.stat().st_mode & 0o777) == "0o600"
+    # a second keygen of the same name keeps the pair (peers hold its public key) unless --force
+    before = secret.read_text()
+    again = cli("node", "keygen", "board7", "--dir", str(tmp_path / "keys"))
+    assert again.returncode == 2 and "board7.key exists" in again.stderr and secret.read_text() == before
+    forced = cli("node", "keygen", "board7", "--dir", str(tmp_path / "keys"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert secret.read_text() != before
+    (tmp_path / "afile").write_text("")
+    blocked = cli("node", "keygen", "x", "--dir", str(tmp_path / "afile"))
+    assert blocked.returncode == 2 and "afile" in blocked.stderr and "Traceback" not in blocked.stderr
+
+
+def test_one_bad_file_among_the_client_keys_is_named_at_start(tmp_path):
+    """ZeroMQ skips the whole folder over one unreadable key, and every board is refused."""
+    import zmq
+
+    from node.security import keygen, start_authenticator
+
+    keygen(tmp_path / "clients", "board1")
+    (tmp_path / "clients/board2.key").write_text("garbage")
+    ctx = zmq.Context()
+    try:
+        with pytest.raises(ValueError, match="board2.key: not a ZeroMQ certificate"):
+            start_authenticator(ctx, tmp_path / "clients")
+        (tmp_path / "clients/board2.key").write_text('metadata\ncurve\n    public-key = "short"\n')
+        with pytest.raises(ValueError, match="board2.key: public-key is 5 characters"):
+            start_authenticator(ctx, tmp_path / "clients")
+        with pytest.raises(ValueError, match="no client public keys"):
+            start_authenticator(ctx, tmp_path)
+    finally:
+        ctx.term()
+
+
+@pytest.mark.parametrize("content", [b"", b"{}", b"[1, 2]", b'{"time": "x"}', b"\xff\xfe"])
+def test_status_names_a_file_that_is_not_a_status_file(tmp_path, content):
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nstatus_file = "st.json"\n')
+    (tmp_path / "st.json").write_bytes(content)
+    out = cli("node", "status", "--config", str(path))
+    assert out.returncode == 2 and "st.json: not a node status file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_configuration_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_bytes(b"[node]\nname = '\xff'\n")
+    with pytest.raises(config.ConfigError, match="node.toml: not UTF-8 text"):
+        config.load(path)
 
 
 def test_cli_run_status_metrics_and_rotating_root_files(tmp_path):

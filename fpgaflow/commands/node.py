@@ -16,19 +16,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="node.toml", help="the node's TOML configuration (default: node.toml)")
     p.add_argument("--dir", default="keys", help="keygen: folder for the key files (default: keys)")
     p.add_argument("--json", action="store_true", help="status: print the raw status as JSON")
+    p.add_argument("--force", action="store_true", help="keygen: replace an existing key pair of that NAME")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action == "keygen":
-        return _keygen(args)
-    if args.action == "status":
-        return _status(args)
-    from node.daemon import serve
-
     try:
+        if args.action == "keygen":
+            return _keygen(args)
+        if args.action == "status":
+            return _status(args)
+        from node.daemon import serve
+
         return serve(args.config)
     except RuntimeError as exc:  # a missing optional package (h5py, prometheus-client)
         raise ValueError(str(exc)) from None
+    except OSError as exc:  # a file or folder that cannot be made or read: name it
+        if isinstance(exc, FileNotFoundError) or exc.filename is None:
+            raise
+        raise ValueError(f"{exc.filename}: {exc.strerror}") from None
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -36,7 +41,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
     if not args.name:
         raise ValueError("keygen needs a NAME, e.g. `fpgaflow node keygen node`")
-    public, secret = keygen(args.dir, args.name)
+    public, secret = keygen(args.dir, args.name, force=args.force)
     print(f"keygen: public key {public} (give it to peers), secret key {secret} (keep it)")
     return 0
 

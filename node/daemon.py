@@ -165,8 +165,12 @@ class Node:
                 self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self.publisher = None
         if s.publish:
-            self.publisher = Publisher(config_mod.worker_endpoint(s.publish, worker), self.context, cfg.node.id,
-                                       max_message_bytes=cfg.security.max_message_bytes)  # fmt: skip
+            endpoint = config_mod.worker_endpoint(s.publish, worker)
+            try:
+                self.publisher = Publisher(endpoint, self.context, cfg.node.id,
+                                           max_message_bytes=cfg.security.max_message_bytes)  # fmt: skip
+            except zmq.ZMQError as exc:
+                raise config_mod.ConfigError(f"sink.publish {endpoint}: cannot bind ({exc})") from None
         self.auth = None
         # one receive buffer, reused by every drain: no allocation per message
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)
@@ -194,6 +198,8 @@ class Node:
             sock.setsockopt(zmq.RCVHWM, inp.hwm)
             sock.setsockopt(zmq.MAXMSGSIZE, sec.max_message_bytes)
             sock.setsockopt(zmq.LINGER, 0)
+            if inp.endpoint.startswith("tcp://["):  # an IPv6 address: ZeroMQ needs to be told
+                sock.setsockopt(zmq.IPV6, 1)
             if inp.type == "sub":
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
             if sec.curve_secret_key:

@@ -447,7 +447,13 @@ class Publisher:
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.bind(endpoint)
+        if endpoint.startswith("tcp://["):  # an IPv6 address: ZeroMQ needs to be told
+            self.socket.setsockopt(zmq.IPV6, 1)
+        try:
+            self.socket.bind(endpoint)
+        except zmq.ZMQError:
+            self.socket.close(linger=0)
+            raise
         self.node_id = node_id
         self.sequence = 0
         self.max_message_bytes = max_message_bytes

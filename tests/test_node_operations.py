@@ -244,3 +244,36 @@ def test_a_sink_directory_that_cannot_be_written_is_refused_at_start(tmp_path):
     out = cli("node", "--config", str(path))
     assert out.returncode == 2, out.stderr
     assert "sink.directory" in out.stderr and "cannot write there" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_publish_endpoint_in_use_is_named_at_start(tmp_path):
+    import zmq
+
+    ctx = zmq.Context()
+    taken = ctx.socket(zmq.PUB)
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        path = tmp_path / "node.toml"
+        path.write_text(f'[fragment]\nn_inputs = 4\nn_outputs = 1\n[[input]]\nendpoint = "tcp://127.0.0.1:{free_port()}"\n'
+                        f'[sink]\nwrite_files = false\npublish = "tcp://127.0.0.1:{port}"\n')  # fmt: skip
+        out = cli("node", "--config", str(path))
+        assert out.returncode == 2 and f"sink.publish tcp://127.0.0.1:{port}: cannot bind" in out.stderr
+        assert "Traceback" not in out.stderr
+    finally:
+        taken.close(linger=0)
+        ctx.term()
+
+
+def test_an_ipv6_loopback_input_binds(tmp_path):
+    """It passed the loopback check, then failed with 'No such device' (IPv6 not enabled)."""
+    import zmq
+
+    port = free_port()
+    cfg = config.parse({"fragment": {"n_inputs": 4, "n_outputs": 1}, "sink": {"write_files": False},
+                        "input": [{"endpoint": f"tcp://[::1]:{port}"}]}, base=tmp_path)  # fmt: skip
+    node = Node(cfg)
+    try:
+        assert node.inputs[0].getsockopt(zmq.LAST_ENDPOINT).decode() == f"tcp://[::1]:{port}"
+    finally:
+        for s in node.inputs:
+            s.close(linger=0)

@@ -455,6 +455,10 @@ class Node:
         while not self.fallback.idle() and time.monotonic() < deadline:
             time.sleep(0.001)
             self._advance(time.monotonic_ns(), force=True)
+        if not self.fallback.idle():  # boards that never answered: their events must still leave
+            moved = self.fallback.abandon_boards()
+            self.log("warning", "offload-abandoned", fragments=moved, cpu=self.emulator is not None)
+            self._advance(time.monotonic_ns(), force=True)
         if self.events_sink is not None:
             self.events_sink.close()
         if self.late_sink is not None:

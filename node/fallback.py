@@ -136,6 +136,24 @@ class Fallback:
     def idle(self) -> bool:
         return not self.pending and not self.ready
 
+    def abandon_boards(self) -> int:
+        """At shutdown, once the boards had their time: the tasks still waiting for one go to
+        the CPU (without an emulator the events leave as they are, counted as
+        ``no_emulator``), so every event still leaves. Returns how many tasks that was."""
+        moved = 0
+        for p in self.pending:
+            left = p.board.copy()
+            moved += int(left.sum())
+            p.board[:] = False
+            if self.emulator is not None:
+                p.cpu |= left
+            else:
+                self.counts.no_emulator += int(left.sum())
+        if self.emulator is not None and any(p.cpu.any() for p in self.pending):
+            self._run_cpu()
+        self._release()
+        return moved
+
     def _run_cpu(self) -> None:
         """One emulator call over the CPU tasks of all pending events (split/merge)."""
         parts = [(p, np.flatnonzero(p.cpu)) for p in self.pending if p.cpu.any()]

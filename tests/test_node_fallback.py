@@ -251,3 +251,46 @@ def test_offload_replies_of_other_firmware_or_layout_are_refused_not_trusted(cha
         boards.close()
         router.close(linger=0)
         ctx.term()
+
+
+class _Doubler:
+    """A stand-in emulator: raw result = 2 x the first input (what it computes is not the point)."""
+
+    input_shape, output_shape = (3,), (1,)
+
+    def predict_raw(self, x):
+        return type("Pred", (), {"raw": 2 * x[:, :1]})()
+
+
+@pytest.mark.parametrize("emulator", [_Doubler(), None])
+def test_at_shutdown_tasks_of_a_board_that_never_answers_still_leave(emulator):
+    """The shutdown waited for the boards, then dropped the events still waiting (no counter,
+    no log); now they go to the CPU, or without an emulator leave as they are, counted."""
+    import zmq
+
+    from node.offload import Boards
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)  # a board that takes requests and never answers
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    boards = Boards([f"tcp://127.0.0.1:{port}"], n_inputs=3, n_outputs=1, raw_bytes=4, manifest=b"\x12" * 8,
+                    timeout_s=60.0, context=ctx)  # fmt: skip
+    fb = Fallback(emulator, validate_every=0, boards=boards, max_delay_s=0.0)
+    try:
+        ev = np.zeros(4, p.event_dtype(2, 3, 1, 4))
+        ev["event"] = np.arange(4)
+        ev["inputs"][:, :, 0] = np.arange(8).reshape(4, 2)
+        fb.submit(ev)  # no FPGA results: every fragment is a board task
+        assert fb.step(force=True) == [] and boards.counts.fragments_sent == 8 and not fb.idle()
+        assert fb.abandon_boards() == 8
+        out = fb.step(force=True)
+        assert len(out) == 1 and out[0] is ev and fb.idle()
+        if emulator is not None:
+            assert (ev["cpu_valid"] == 1).all() and (ev["cpu"][:, :, 0] == 2 * ev["inputs"][:, :, 0]).all()
+            assert (ev["status"] & p.FALLBACK).all()
+        else:
+            assert fb.counts.no_emulator == 8 and (ev["cpu_valid"] == 0).all()
+    finally:
+        boards.close()
+        router.close(linger=0)
+        ctx.term()

@@ -741,8 +741,9 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "socket and connection (four processes waking 12,500 times a second between them took ~45% of a "
         "core from the node; with one, p50 fell from 4-20 ms to 1-2.5 ms here). With files the node runs as in the "
         "throughput run (files, no PUB socket) and the events' own `first_ns` and `built_ns` are read from its "
-        "files afterwards; without files it publishes them and a subscriber process reads them from the PUB "
-        "stream (one clock: the same machine). The node's CPU share is measured while the senders send. "
+        "files afterwards; without files it publishes them and the benchmark's own process subscribes and reads "
+        "them from the PUB stream (one clock: the same machine). The node's CPU share is measured from the "
+        "start of the sending until the stream is quiet (with files: until the senders stop). "
         f"Each sink was run {args.latency_runs} times; the row is the run with the median p99, and the last "
         "columns but one give every run's p99:",
         "",

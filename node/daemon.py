@@ -140,22 +140,23 @@ class Node:
             "manifest": self.emulator.id if self.emulator is not None else "",
         }  # fmt: skip
         directory = cfg.resolve(s.directory)
-        try:  # now, not at the first flush: a directory that cannot be written would lose events then
-            self.events_sink = None if not s.write_files else RotatingFiles(
-                directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
-                max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                direct_io=s.direct_io, fsync=s.fsync,
-            )  # fmt: skip
-            self.late_sink = (
-                RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
-                              max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                              direct_io=s.direct_io, fsync=s.fsync)
-                if s.late and s.write_files else None
-            )  # fmt: skip
-            if s.write_files:
+        if s.write_files:  # now, not at the first flush: a directory that cannot be written would lose events then
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
                 _check_writable(directory)
-        except OSError as exc:
-            raise config_mod.ConfigError(f"sink.directory {directory}: cannot write there ({exc})") from None
+            except OSError as exc:
+                raise config_mod.ConfigError(f"sink.directory {directory}: cannot write there ({exc})") from None
+        self.events_sink = None if not s.write_files else RotatingFiles(
+            directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
+            max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+            direct_io=s.direct_io, fsync=s.fsync,
+        )  # fmt: skip
+        self.late_sink = (
+            RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
+                          max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+                          direct_io=s.direct_io, fsync=s.fsync)
+            if s.late and s.write_files else None
+        )  # fmt: skip
         for sink in (self.events_sink, self.late_sink):
             if sink is None:
                 continue

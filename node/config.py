@@ -225,9 +225,6 @@ def check(cfg: Config, where: str) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             span = f">= {low}" if high is None else f"in {low}..{high}"
             raise ConfigError(f"{where}: {key} must be {span}, got {value!r}")
-    for i, inp in enumerate(cfg.inputs):
-        if not 0 <= inp.hwm <= HWM_MAX:
-            raise ConfigError(f"{where}: input[{i}].hwm must be in 0..{HWM_MAX} messages (0: no limit), got {inp.hwm}")
     if not NAME.match(n.name):
         raise ConfigError(f"{where}: node.name {n.name!r} names the node's files: letters, digits, '_', '.', '-' "
                           f"(not first), no '/'")  # fmt: skip
@@ -246,6 +243,8 @@ def check(cfg: Config, where: str) -> None:
     for i, inp in enumerate(cfg.inputs):
         if inp.type not in ("pull", "sub"):
             raise ConfigError(f"{where}: input[{i}].type must be 'pull' or 'sub', got {inp.type!r}")
+        if not 0 <= inp.hwm <= HWM_MAX:
+            raise ConfigError(f"{where}: input[{i}].hwm must be in 0..{HWM_MAX} messages (0: no limit), got {inp.hwm}")
         check_port(inp.endpoint, n.workers, f"{where}: input[{i}].endpoint")
         if inp.bind:
             check_bind(inp.endpoint, cfg.security.allow_remote, f"{where}: input[{i}].endpoint")

@@ -142,13 +142,13 @@ class Fallback:
         ``no_emulator``), so every event still leaves. Returns how many tasks that was."""
         moved = 0
         for p in self.pending:
-            left = p.board.copy()
-            moved += int(left.sum())
-            p.board[:] = False
+            n = int(p.board.sum())
+            moved += n
             if self.emulator is not None:
-                p.cpu |= left
+                p.cpu |= p.board
             else:
-                self.counts.no_emulator += int(left.sum())
+                self.counts.no_emulator += n
+            p.board[:] = False
         if self.emulator is not None and any(p.cpu.any() for p in self.pending):
             self._run_cpu()
         self._release()

@@ -195,7 +195,7 @@ class Builder:
             to_ring = np.flatnonzero(self._mark[slot_at.reshape(-1)] == 0)  # fragments of events still open
             n_fresh = len(done) - int(np.count_nonzero(was_open))
             if self.direct or (self.direct is None and 2 * len(to_ring) < self.n_sources * n_fresh):
-                carried, fresh = np.sort(done[was_open]), np.sort(done[~was_open])
+                carried, fresh = self._by_event(done[was_open], self.low), self._by_event(done[~was_open], self.low)
                 self._add_direct(slot_at, src_at, data, np.concatenate([carried, fresh]), len(carried), open_, to_ring)
                 return
         row_at = self.store_row[slot_at]
@@ -203,7 +203,7 @@ class Builder:
         self.inputs[row_at, src_at] = data["inputs"]
         self.fpga[row_at, src_at] = data["result"]
         if len(done):
-            self._emit(np.sort(done), protocol.COMPLETE)
+            self._emit(self._by_event(done, self.low), protocol.COMPLETE)
 
     def _add_direct(self, slot_at: np.ndarray, src_at: np.ndarray, data: np.ndarray, done: np.ndarray,
                     n_carried: int, open_: np.ndarray, to_ring: np.ndarray) -> None:  # fmt: skip
@@ -295,7 +295,7 @@ class Builder:
         slots = candidates[(self.state[candidates] == OPEN) & (self.slot_event[candidates] < np.uint64(low))]
         if len(slots):
             self.counts.evicted += len(slots)
-            self._emit(np.sort(slots), protocol.EVICTED)
+            self._emit(self._by_event(slots, start), protocol.EVICTED)
 
     def expire(self, now_ns: int | None = None) -> None:
         """Let events older than the timeout go, flagged TIMED_OUT with their missing sources.
@@ -310,14 +310,23 @@ class Builder:
         slots = np.concatenate(old) if old else ()
         if len(slots):
             self.counts.timed_out += len(slots)
-            self._emit(np.unique(slots), protocol.TIMED_OUT)
+            self._emit(self._by_event(np.unique(slots), self.low), protocol.TIMED_OUT)
 
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""
         slots = np.flatnonzero(self.state == OPEN)
         if len(slots):
             self.counts.drained += len(slots)
-            self._emit(slots, protocol.DRAINED)
+            self._emit(self._by_event(slots, self.low), protocol.DRAINED)
+
+    def _by_event(self, slots: np.ndarray, first: int) -> np.ndarray:
+        """Distinct ``slots`` in the order of their events' numbers, which all lie in
+        ``first`` .. ``first + capacity - 1``: the slots' own order, turned to start at
+        ``first``'s (sorted by slot alone, a drain across a multiple of the ring's size
+        would let the events after it out first)."""
+        m = self.capacity - 1
+        base = int(first) & m
+        return (np.sort((slots - base) & m) + base) & m
 
     def _emit(self, slots: np.ndarray, status: int) -> None:
         for start in range(0, len(slots), self.max_block):  # blocks a message can carry whole

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,6 +118,25 @@ def test_waiting_fragments_reuse_the_rows_events_left_not_a_row_per_slot():
     assert np.array_equal(out["inputs"][:, 1, 0], out["event"].astype(np.int64) * 10 + 1)
     written = np.count_nonzero(b.store["inputs"].reshape(len(b.store), -1).any(axis=1))
     assert lag <= written <= 2 * (lag + 16), written
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_events_leave_in_event_order_across_the_rings_wrap(direct):
+    """Slots are event numbers mod the ring's size: events 60..67 of a 64-slot ring sit in
+    slots 60..63 and 0..3, and leave as 60..67 whichever way they leave."""
+    b = Builder(2, 3, 1, 4, window=64, timeout_s=1.0, direct=direct)
+    b.add(*frags(range(60, 68), 0), now_ns=0)
+    b.add(*frags(range(60, 68), 1), now_ns=0)  # complete in one drain
+    assert built(b)["event"].tolist() == list(range(60, 68))
+    b.add(*frags(range(120, 132), 0), now_ns=0)  # open in slots 56..63, 0..3
+    b.expire(now_ns=2 * 10**9)  # timed out
+    assert built(b)["event"].tolist() == list(range(120, 132))
+    b.add(*frags(range(184, 196), 0), now_ns=3 * 10**9)
+    b.drain()  # drained at shutdown
+    assert built(b)["event"].tolist() == list(range(184, 196))
+    b.add(*frags(range(250, 262), 0), now_ns=3 * 10**9)
+    b.add(*frags([262 + 64 + 4], 0), now_ns=3 * 10**9)  # moves the window past them all: evicted
+    assert built(b)["event"].tolist() == list(range(250, 262))
 
 
 def test_an_absurd_event_number_does_not_flush_the_window():

@@ -12,6 +12,7 @@ sink gathers up to 1 MB or 0.5 s, and fills a ~4 MB chunk before writing it).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -52,13 +53,24 @@ class ChunkLog:
         # held while the file is written (the kernel drops it when the writer dies): a node
         # started on the same directory must not take a live file for a killed one's
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(self.fd, header.getvalue())
+        self.size = 0
+        self._append(header.getvalue())
 
     def record(self, row: int, rows: int, offset: int, nbytes: int) -> None:
         """Call once the chunk's bytes are in the file (one write: never half an entry)."""
-        os.write(self.fd, np.array([(row, rows, offset, nbytes)], ENTRY).tobytes())
+        self._append(np.array([(row, rows, offset, nbytes)], ENTRY).tobytes())
         if self.sync:
             sync_fd(os.fdatasync, self.fd, self.path)
+
+    def _append(self, data: bytes) -> None:
+        """All of ``data`` or nothing: a write cut short (the disk full, the file-size
+        limit) is cut off again and raised as ENOSPC, so that a retry does not leave half
+        an entry in front of the next one (every entry after it would be misread)."""
+        n = os.write(self.fd, data)
+        if n != len(data):
+            os.ftruncate(self.fd, self.size)
+            raise OSError(errno.ENOSPC, f"only {n} of {len(data)} bytes written", str(self.path))
+        self.size += n
 
     def close(self) -> None:
         if self.fd >= 0:

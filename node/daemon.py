@@ -42,6 +42,7 @@ LEAD_EVENTS = 64
 MAX_SKIPS = 16
 TURN = 8  # messages a socket gives in its turn
 RECEIVE_BUFFER = 16 << 20  # bytes one drain may take (beyond room for one maximal message)
+WAITING_LOG_S = 10.0  # how often a sink waiting for room on the disk is logged
 
 
 def _fragment_layout(cfg: config_mod.Config, emulator: Any) -> tuple[int, int, int]:
@@ -157,9 +158,13 @@ class Node:
                           direct_io=s.direct_io, fsync=s.fsync)
             if s.late and s.write_files else None
         )  # fmt: skip
-        for sink in (self.events_sink, self.late_sink):
-            if sink is None:
-                continue
+        self.sinks = [sink for sink in (self.events_sink, self.late_sink) if sink is not None]
+        self._waiting_since: dict[Path, float] = {}  # file -> since when its sink waits for room
+        self._waiting_logged = 0.0
+        self._waiting_told_stop = False  # logged since the stop: a second SIGTERM gives up
+        self.failed = False  # a sink could not write everything: the exit status says so
+        for sink in self.sinks:
+            sink.on_wait = self._report_waiting
             if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
                 self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
             for tmp, reason in sink.unrecovered:  # its logs not to be trusted: left as they are
@@ -396,15 +401,56 @@ class Node:
             for k, v in vars(self.boards.counts).items():
                 m.c[f"offload_{k}"] = v
             m.g["offload_in_flight"] = self.boards.in_flight()
-        m.c["events_written"] = self.events_sink.accepted if self.events_sink else 0
-        m.c["late_written"] = self.late_sink.accepted if self.late_sink else 0
+        m.c["events_written"] = self.events_sink.accepted - self.events_sink.lost if self.events_sink else 0
+        m.c["late_written"] = self.late_sink.accepted - self.late_sink.lost if self.late_sink else 0
+        m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
+        m.c["late_unwritten"] = self.late_sink.lost if self.late_sink else 0
+        now = time.monotonic()
+        m.g["sink_waiting_s"] = max((now - since for since in self._waiting_since.values()), default=0.0)
         m.g["events_in_flight"] = self.builder.n_open
         m.g["events_pending_fallback"] = sum(len(p.events) for p in self.fallback.pending)
         return m.snapshot()
 
     def stop(self, *_: Any) -> None:
-        """Stop intake; ``run`` then drains, flushes, closes and returns (signal-safe)."""
+        """Stop intake; ``run`` then drains, flushes, closes and returns (signal-safe).  A
+        second call gives up waiting for room on the disk: what is not written by then is
+        counted (``events_unwritten``) and the exit status is 1."""
+        if self._stop:
+            for sink in self.sinks:
+                sink.give_up()
         self._stop = True
+
+    # ------------------------------------------------------ a disk behind or full
+    def _sinks_busy(self) -> bool:
+        return any(sink.busy for sink in self.sinks)
+
+    def _wait_for_sinks(self) -> None:
+        """Read no input while a sink takes no more (the disk behind, or full): ZeroMQ
+        holds it and its senders wait, so nothing is lost and memory stays bounded."""
+        for sink in self.sinks:
+            if sink.busy:
+                sink.wait_room(0.02)
+        self._report_waiting()
+
+    def _report_waiting(self) -> None:
+        """Log the sinks waiting for room on the disk (every ``WAITING_LOG_S``), and when
+        they go on writing."""
+        now = time.monotonic()
+        waiting = {w[0]: w for w in (sink.waiting for sink in self.sinks) if w is not None}
+        for path in [p for p in self._waiting_since if p not in waiting]:
+            self.log("warning", "sink-resumed", file=str(path), waited_s=round(now - self._waiting_since.pop(path), 3))
+        for path, w in waiting.items():
+            if path not in self._waiting_since:
+                self._waiting_since[path] = w[2]
+                self._waiting_logged = 0.0
+        if waiting and (now - self._waiting_logged >= WAITING_LOG_S or self._stop and not self._waiting_told_stop):
+            self._waiting_logged, self._waiting_told_stop = now, self._stop
+            for path, (_, exc, since) in waiting.items():
+                self.log("error", "sink-waiting", file=str(path), error=exc.strerror, waited_s=round(now - since, 1),
+                         events_held=self.builder.n_open + sum(s.pending_records for s in self.sinks),
+                         stopping=self._stop, hint="free space on the disk; a second SIGTERM gives up")  # fmt: skip
+            if self._stop:  # in the shutdown the loop writes no status file
+                metrics_mod.write_status(self.status_file, self.snapshot())
 
     def run(self) -> dict[str, Any]:
         """Serve until ``stop``; returns the final counters."""
@@ -423,8 +469,14 @@ class Node:
         status_every = int(self.cfg.node.status_interval_s * 1e9)
         try:
             while not self._stop:
-                busy = not self.fallback.idle()
-                ready = dict(poller.poll(1 if busy else 20))
+                if self.sinks and self._sinks_busy():
+                    self._wait_for_sinks()
+                    ready = {}
+                else:
+                    if self._waiting_since:
+                        self._report_waiting()  # the sink writes again
+                    busy = not self.fallback.idle()
+                    ready = dict(poller.poll(1 if busy else 20))
                 socks = [sock for sock in self.inputs if sock in ready]
                 if socks:
                     self._drain(socks)
@@ -446,6 +498,17 @@ class Node:
             raise
         return self._shutdown()
 
+    def _close_sink(self, sink: RotatingFiles) -> None:
+        """Write what the sink holds and close its file; where that fails, the rest of the
+        shutdown still runs, and the failure is logged with what it cost."""
+        try:
+            sink.close()
+        except Exception as exc:
+            self.failed = True
+            self.log("error", "sink-failed", error=str(exc), records_unwritten=sink.lost)
+            self._waiting_since.clear()  # given up, not resumed
+        self._report_waiting()
+
     def _shutdown(self) -> dict[str, Any]:
         for s in self.inputs:
             s.close(linger=0)
@@ -460,10 +523,8 @@ class Node:
             moved = self.fallback.abandon_boards()
             self.log("warning", "offload-abandoned", fragments=moved, cpu=self.emulator is not None)
             self._advance(time.monotonic_ns(), force=True)
-        if self.events_sink is not None:
-            self.events_sink.close()
-        if self.late_sink is not None:
-            self.late_sink.close()
+        for sink in self.sinks:
+            self._close_sink(sink)
         if self.publisher is not None:
             self.publisher.close()
         if self.boards is not None:
@@ -475,10 +536,11 @@ class Node:
             server.shutdown()
         snap = self.snapshot()
         snap["final"] = True
+        snap["failed"] = self.failed
         metrics_mod.write_status(self.status_file, snap)
-        self.log("info", "stopped", **{k: snap["counters"].get(k, 0) for k in (
+        self.log("error" if self.failed else "info", "stopped", **{k: snap["counters"].get(k, 0) for k in (
             "received_fragments", "events_out", "events_complete", "events_incomplete", "late_fragments",
-            "malformed_messages", "fallback_cpu_fragments", "fallback_mismatches")})  # fmt: skip
+            "malformed_messages", "fallback_cpu_fragments", "fallback_mismatches", "events_unwritten")})  # fmt: skip
         if self._own_context:
             self.context.destroy(linger=0)
         return snap
@@ -510,13 +572,20 @@ class Supervisor:
         return self.latest
 
     def stop(self, *_: Any) -> None:
+        """Stop the workers; a second call passes on to them (they give up waiting for room)."""
+        if self._stop:
+            for p in self.procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
         self._stop = True
 
     def run(self) -> dict[str, Any]:
         for k in range(self.cfg.node.workers):
             self.worker_status(k).unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k)]
-            self.procs.append(subprocess.Popen(cmd))
+            # a group of its own: a Ctrl-C reaches the supervisor alone, which passes on one
+            # SIGTERM (the terminal's SIGINT and that SIGTERM would be a second signal: give up)
+            self.procs.append(subprocess.Popen(cmd, process_group=0))
         self.log("info", "supervisor-started", workers=len(self.procs), pids=[p.pid for p in self.procs])
         prom = None
         if self.cfg.metrics.port:
@@ -563,7 +632,7 @@ def serve(config_path: str | Path, worker: int | None = None) -> int:
     gc.collect()
     gc.freeze()
     snap = runner.run()
-    return 0 if all(c == 0 for c in snap.get("exit_codes", [0])) else 1
+    return 0 if all(c == 0 for c in snap.get("exit_codes", [0])) and not snap.get("failed") else 1
 
 
 def start(config_path: str | Path, *, stderr=None) -> subprocess.Popen:

@@ -12,10 +12,12 @@ one write per column.  ROOT (uproot) is offered for analyses that live in ROOT.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +54,12 @@ ALIGN_THRESHOLD = 64 << 10  # file objects at least this large (the chunks) star
 # writes 0.75; in the daemon the writer thread fell from ~2.1 to ~1.4 us per event, and
 # the node stopped waiting for it (it had, for up to 0.7 s in 3 s runs). 8 MB: no better.
 CHUNK_BYTES = 4 << 20
+# No room for a write: the disk is full, the quota used up, or the file at the process's
+# file-size limit (``ulimit -f``).  The writer keeps the chunk and tries again (an
+# operator frees space), and the daemon stops reading its input meanwhile, so that the
+# senders wait (ZeroMQ's back pressure) and nothing is lost.
+OUT_OF_ROOM = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+RETRY_S = (0.05, 1.0)  # the first pause before trying a write again, and the longest
 
 
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
@@ -72,9 +80,12 @@ class _ChunkIO:
     with free-page reporting) writing through the page cache costs 0.3-4.5 ms of CPU per MB
     in the writing thread; O_DIRECT ~0.35 ms (the copy into the aligned buffer and the 4 MB
     write, measured here).  The thread also gathers each chunk's records into its
-    page-aligned buffer, so the caller only queues references to them: up to ``depth``
-    chunks (32 MB), beyond which it waits (the disk is behind by that much).  A write error
-    is kept and raised in the caller's thread (``check``) naming the file.
+    page-aligned buffer, so the caller only queues references to them; with ``depth``
+    chunks (32 MB) queued it is ``busy`` (the disk is behind by that much) and the caller
+    should wait (``wait_room``) rather than queue more.  A write that finds no room
+    (``OUT_OF_ROOM``) is tried again until it succeeds (``waiting`` says since when) or
+    the caller gives up (``give_up``); any other write error is kept and raised in the
+    caller's thread (``check``) naming the file, and so is one given up.
 
     With ``sync`` each chunk is on the disk (fdatasync: ~0.1-0.2 ms of CPU per 4 MB chunk
     with O_DIRECT here) before ``on_written`` puts it in the chunk log, so that after a
@@ -100,9 +111,16 @@ class _ChunkIO:
         self.direct = self.direct_fd >= 0
         self.proven = False  # an O_DIRECT write succeeded: a later EINVAL is an error, not a refusal
         self.buffer = np.zeros(0, np.uint8)  # page-aligned (mmap), grown to a chunk at the first write
-        self.todo: queue.Queue[tuple[int, list[np.ndarray], int, int, int] | None] = queue.Queue(maxsize=depth)
+        self.depth = depth
+        self.todo: queue.Queue[tuple[int, list[np.ndarray], int, int, int] | None] = queue.Queue()
         self.on_written: Callable[[int, int, int, int], None] | None = None  # (row, rows, offset, nbytes)
         self.error: tuple[int, Exception] | None = None
+        self.rows_written = 0  # records in chunks written (and logged): only this thread adds to it
+        self.waiting: tuple[int, OSError, float] | None = None  # (offset, error, since): no room for a chunk
+        self.room = threading.Event()  # set whenever a chunk leaves the queue
+        # give_up: stop trying chunks that find no room (a plain flag: set from a signal
+        # handler, which must take no lock the interrupted thread may hold)
+        self.abandoned = False
         self.thread = threading.Thread(target=self._run, name="hdf5-sink-writer", daemon=True)
         self.thread.start()
 
@@ -112,18 +130,56 @@ class _ChunkIO:
         self.check()
         self.todo.put((offset, pieces, nbytes, row, rows))
 
+    @property
+    def busy(self) -> bool:
+        """``depth`` chunks queued, or one waiting for room: queue no more for now."""
+        return self.waiting is not None or self.todo.unfinished_tasks >= self.depth
+
+    def wait_room(self, timeout: float) -> None:
+        """Return once a chunk has left the queue, or after ``timeout`` seconds."""
+        self.room.clear()
+        if self.busy:
+            self.room.wait(timeout)
+
+    def give_up(self) -> None:
+        """Stop trying chunks that find no room: they and the ones queued after them are
+        not written, and ``check`` raises the error (within a pause: up to a second)."""
+        self.abandoned = True
+
     def _run(self) -> None:
         while (item := self.todo.get()) is not None:
-            offset, pieces, nbytes, row, rows = item
-            if self.error is None:  # after an error the file is lost: only drain the queue
+            try:
+                if self.error is None:  # after an error the file is lost: only drain the queue
+                    self._store(*item)
+            finally:
+                self.todo.task_done()
+                self.room.set()
+
+    def _store(self, offset: int, pieces: list[np.ndarray], nbytes: int, row: int, rows: int) -> None:
+        """Write one chunk and log it; where there is no room, try again until there is."""
+        pause = RETRY_S[0]
+        try:
+            data = self._gather(pieces, nbytes)
+            while True:
                 try:
-                    self._write(offset, self._gather(pieces, nbytes))
+                    self._write(offset, data)
                     if self.sync:
                         sync_fd(os.fdatasync, self.cached_fd, self.path)
                     if self.on_written is not None:
                         self.on_written(row, rows, offset, nbytes)
-                except Exception as exc:  # raised in the caller's thread by check()
-                    self.error = (offset, exc)
+                    break
+                except OSError as exc:
+                    if exc.errno not in OUT_OF_ROOM or self.abandoned:
+                        raise
+                    if self.waiting is None:
+                        self.waiting = (offset, exc, time.monotonic())
+                    time.sleep(pause)  # then the whole chunk again: a short write left part of it
+                    pause = min(2 * pause, RETRY_S[1])
+            self.rows_written += rows
+        except Exception as exc:  # raised in the caller's thread by check()
+            self.error = (offset, exc)
+        finally:
+            self.waiting = None
 
     def _gather(self, pieces: list[np.ndarray], nbytes: int) -> np.ndarray:
         """The chunk's bytes, zero-padded, in the page-aligned buffer."""
@@ -153,18 +209,32 @@ class _ChunkIO:
             return
         offset, exc = self.error
         if isinstance(exc, OSError):
-            raise OSError(exc.errno, f"writing a chunk at byte {offset} failed: {exc.strerror}", str(self.path))
+            why = f"{exc.strerror}{', given up' if exc.errno in OUT_OF_ROOM else ''}"
+            raise OSError(exc.errno, f"writing a chunk at byte {offset} failed: {why}", str(self.path))
         raise RuntimeError(f"{self.path}: writing a chunk at byte {offset} failed: {exc!r}") from exc
 
-    def stop(self) -> None:
-        """Wait for every queued write and close the descriptors (errors are left to ``check``)."""
+    def stop(self, on_wait: Callable[[], None] | None = None) -> None:
+        """Wait for every queued write and close the descriptors (errors are left to
+        ``check``); ``on_wait`` is called about once a second while a chunk waits for room."""
         if self.thread.is_alive():
             self.todo.put(None)
-            self.thread.join()
+            while self.thread.is_alive():
+                self.thread.join(1.0)
+                if self.waiting is not None and on_wait is not None:
+                    on_wait()
         for fd in (self.direct_fd, self.cached_fd):
             if fd >= 0:
                 os.close(fd)
         self.direct_fd = self.cached_fd = -1
+
+
+def _hdf5_errno(exc: Exception) -> int | None:
+    """The system's error number behind an h5py error: h5py raises OSError or
+    RuntimeError, and gives the number in the message where it gives no ``errno``."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    found = re.search(r"errno = (\d+)", str(exc))
+    return int(found.group(1)) if found else None
 
 
 class _HDF5Writer:
@@ -192,11 +262,34 @@ class _HDF5Writer:
         self.name, self.attrs = tree, attrs
         self.dataset = None
         self.rows = 0  # records in the dataset's extent (queued for the writer thread or written)
+        self.metadata_waiting: tuple[OSError, float] | None = None
 
     @property
     def direct(self) -> bool:
         """Whether the chunks go to the file with O_DIRECT."""
         return self.io.direct
+
+    @property
+    def saved(self) -> int:
+        """Records in chunks written and logged: they survive even if the file does not
+        close (the node's next start rebuilds it from its chunk log)."""
+        return self.io.rows_written
+
+    @property
+    def busy(self) -> bool:
+        return self.io.busy
+
+    @property
+    def waiting(self) -> tuple[OSError, float] | None:
+        """(error, since when) while a chunk or HDF5's metadata waits for room."""
+        w = self.io.waiting
+        return (w[1], w[2]) if w is not None else self.metadata_waiting
+
+    def wait_room(self, timeout: float) -> None:
+        self.io.wait_room(timeout)
+
+    def give_up(self) -> None:
+        self.io.give_up()
 
     def _create(self, dtype: np.dtype) -> None:
         self.dtype, self.size = dtype, max(1, CHUNK_BYTES // dtype.itemsize)
@@ -243,19 +336,47 @@ class _HDF5Writer:
         self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize, start, self.fill)
         self.pieces, self.fill = [], 0
 
-    def close(self) -> None:
+    def close(self, on_wait: Callable[[], None] | None = None) -> None:
         """Queue the partial last chunk, wait for the writer thread, close the file; a chunk
-        write error is raised once the file is closed (so it keeps its ``.tmp`` name)."""
+        write error is raised once the file is closed (so it keeps its ``.tmp`` name).
+        HDF5's own metadata, written now, waits for room like the chunks do (``on_wait``
+        about once a second meanwhile) unless ``give_up`` was called."""
         try:
             if self.dataset is not None and self.fill:
                 self._queue_chunk()  # padded to a whole chunk, past the dataset's extent
         finally:
-            self.io.stop()  # every chunk on disk before HDF5 writes its metadata and closes
+            self.io.stop(on_wait)  # every chunk on disk before HDF5 writes its metadata and closes
             if self.log is not None:
                 self.log.close()  # removed once the file has its final name
-            self.file.flush()
+            try:
+                self._flush_metadata(on_wait)
+            except BaseException:
+                with contextlib.suppress(Exception):  # it fails too, naming neither file nor cause
+                    self.file.close()
+                raise
             self.file.close()
         self.io.check()
+
+    def _flush_metadata(self, on_wait: Callable[[], None] | None) -> None:
+        pause = RETRY_S[0]
+        try:
+            while True:
+                try:
+                    self.file.flush()
+                    return
+                except (OSError, RuntimeError) as exc:
+                    code = _hdf5_errno(exc)
+                    if code not in OUT_OF_ROOM or self.io.abandoned:
+                        why = f"{exc}{', given up' if code in OUT_OF_ROOM else ''}"
+                        raise OSError(code, f"writing HDF5's metadata failed: {why}", str(self.path)) from None
+                    if self.metadata_waiting is None:
+                        self.metadata_waiting = (OSError(code, os.strerror(code)), time.monotonic())
+                if on_wait is not None:
+                    on_wait()
+                time.sleep(pause)
+                pause = min(2 * pause, RETRY_S[1])
+        finally:
+            self.metadata_waiting = None
 
 
 class _ROOTWriter:
@@ -266,10 +387,25 @@ class _ROOTWriter:
             import uproot
         except ImportError:
             raise RuntimeError("the ROOT sink needs uproot: pip install uproot") from None
+        self.path = path
         self.file = uproot.recreate(path)
         self.tree_name = tree
         self.tree = None
         self.file[f"{tree}_info"] = str(attrs)
+
+    # written in the caller's thread, all at once: never queued, never waiting for room
+    busy, waiting = False, None
+
+    @property
+    def saved(self) -> int:
+        """Records that survive a failed close: none (a ROOT file is only whole once closed)."""
+        return 0
+
+    def wait_room(self, timeout: float) -> None:
+        pass
+
+    def give_up(self) -> None:
+        pass
 
     def write(self, parts: list[np.ndarray]) -> None:
         cols = columns(np.concatenate(parts))
@@ -277,7 +413,7 @@ class _ROOTWriter:
             self.tree = self.file.mktree(self.tree_name, {k: np.dtype((a.dtype, a.shape[1:])) for k, a in cols.items()})
         self.tree.extend(cols)
 
-    def close(self) -> None:
+    def close(self, on_wait: Callable[[], None] | None = None) -> None:
         self.file.close()
 
 
@@ -289,7 +425,12 @@ class RotatingFiles:
     HDF5 chunks go to the file from a writer thread (see ``_ChunkIO``), ``direct_io``: with
     O_DIRECT where the filesystem allows it.  ``fsync``: each HDF5 chunk is on the disk
     before the chunk log names it, and a file before it gets its final name
-    (``durable_replace``)."""
+    (``durable_replace``).
+
+    While the HDF5 writer is ``busy`` (the disk behind, or no room for a chunk:
+    ``waiting``) records are only gathered, and the caller should wait (``wait_room``)
+    rather than hand over more; ``give_up`` ends the waiting for room, and what was not
+    written by then is counted in ``lost``."""
 
     def __init__(
         self,
@@ -319,15 +460,19 @@ class RotatingFiles:
         self.direct_io = direct_io
         self.fsync = fsync
         self.index = 0
-        self.writer = None
+        self.writer: _HDF5Writer | _ROOTWriter | None = None
+        self.closing: _HDF5Writer | _ROOTWriter | None = None  # the file being closed, while it is
         self.records_in_file = 0
         self.opened = 0.0
-        self.written = 0  # records in closed (renamed) files
+        self.written = 0  # records in closed (renamed) files, or in the logged chunks of one that failed to close
         self.files: list[Path] = []
         self.pending: list[np.ndarray] = []
         self.pending_records = 0
         self.pending_bytes = 0
         self.pending_since = 0.0
+        self.lost = 0  # records accepted but in no file: a write failed, or was given up
+        self.on_wait: Callable[[], None] | None = None  # called about once a second while a close waits for room
+        self.gave_up = False
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, why)
         self.recovered = self._recover() if fmt == "hdf5" else []
 
@@ -363,8 +508,37 @@ class RotatingFiles:
 
     @property
     def accepted(self) -> int:
-        """Records handed to this sink so far (in files, open or closed, or about to be)."""
-        return self.written + self.records_in_file + self.pending_records
+        """Records handed to this sink so far (in files, open or closed, or about to be,
+        or ``lost``)."""
+        return self.written + self.records_in_file + self.pending_records + self.lost
+
+    @property
+    def busy(self) -> bool:
+        """The writer has as much queued as it takes, or waits for room: hand over no more."""
+        return self.writer is not None and self.writer.busy
+
+    @property
+    def waiting(self) -> tuple[Path, OSError, float] | None:
+        """(file, error, since when) while the file being written or closed waits for
+        room on the disk, else None."""
+        for writer in (self.writer, self.closing):
+            w = writer.waiting if writer is not None else None
+            if w is not None:
+                return (writer.path, *w)
+        return None
+
+    def wait_room(self, timeout: float) -> None:
+        """Wait until the writer takes more, at most ``timeout`` seconds."""
+        if self.writer is not None:
+            self.writer.wait_room(timeout)
+
+    def give_up(self) -> None:
+        """Stop waiting for room (signal-safe): what is not written by now is lost, and the
+        file keeps its ``.tmp`` name and chunk log (the next start rebuilds what is in it)."""
+        self.gave_up = True
+        for writer in (self.writer, self.closing):
+            if writer is not None:
+                writer.give_up()
 
     def _open(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -388,7 +562,7 @@ class RotatingFiles:
         self.pending.append(records)
         self.pending_records += len(records)
         self.pending_bytes += records.nbytes
-        if self.pending_bytes >= self.flush_bytes:
+        if self.pending_bytes >= self.flush_bytes and not self.busy:
             self.flush()
 
     def flush(self) -> None:
@@ -396,25 +570,33 @@ class RotatingFiles:
         if not self.pending:
             return
         pending, self.pending, self.pending_records, self.pending_bytes = self.pending, [], 0, 0
-        while pending:
-            if self.writer is None:
-                self._open()
-            room = self.max_records - self.records_in_file
-            parts, n = [], 0
-            while pending and n < room:
-                p = pending.pop(0)
-                if n + len(p) > room:  # split at the file boundary
-                    p, rest = p[: room - n], p[room - n :]
-                    pending.insert(0, rest)
-                parts.append(p)
-                n += len(p)
-            self.writer.write(parts)
-            self.records_in_file += n
-            if self.records_in_file >= self.max_records:
-                self._close_file()
+        try:
+            while pending:
+                if self.writer is None:
+                    self._open()
+                    if self.gave_up:
+                        self.writer.give_up()
+                room = self.max_records - self.records_in_file
+                parts, n = [], 0
+                while pending and n < room:
+                    p = pending.pop(0)
+                    if n + len(p) > room:  # split at the file boundary
+                        p, rest = p[: room - n], p[room - n :]
+                        pending.insert(0, rest)
+                    parts.append(p)
+                    n += len(p)
+                self.records_in_file += n  # now: if the write fails, closing the file counts them lost
+                self.writer.write(parts)
+                if self.records_in_file >= self.max_records:
+                    self._close_file()
+        except BaseException:
+            self.lost += sum(len(p) for p in pending)
+            raise
 
     def tick(self) -> None:
         """Flush and rotate on time (called from the daemon's loop)."""
+        if self.busy:
+            return
         now = time.monotonic()
         if self.pending and now - self.pending_since >= self.flush_s:
             self.flush()
@@ -424,8 +606,19 @@ class RotatingFiles:
     def _close_file(self) -> None:
         if self.writer is None:
             return
-        writer, self.writer = self.writer, None
-        writer.close()  # a write error is raised here and the file keeps its .tmp name
+        writer = self.closing = self.writer  # where give_up finds it, while it closes
+        self.writer = None
+        if self.gave_up:
+            writer.give_up()
+        try:
+            writer.close(self.on_wait)  # a write error is raised here and the file keeps its .tmp name
+        except BaseException:
+            self.written += writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
+            self.lost += self.records_in_file - writer.saved
+            self.records_in_file = 0
+            raise
+        finally:
+            self.closing = None
         durable_replace(self.tmp, self.final, self.fsync)
         log_path(self.tmp).unlink(missing_ok=True)
         self.files.append(self.final)
@@ -433,8 +626,10 @@ class RotatingFiles:
         self.records_in_file = 0
 
     def close(self) -> None:
-        self.flush()
-        self._close_file()
+        try:
+            self.flush()
+        finally:
+            self._close_file()  # also after a failed flush: counts what the file could not take
 
 
 class Publisher:

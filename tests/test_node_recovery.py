@@ -3,6 +3,7 @@ same prefix rebuilds it from the chunk log: every chunk written before the kill,
 
 from __future__ import annotations
 
+import errno
 import signal
 import subprocess
 import sys
@@ -151,3 +152,25 @@ def test_a_file_another_live_writer_holds_is_not_taken(tmp_path):
     assert RotatingFiles(tmp_path, "ev").recovered == [] and tmp.exists()
     live.close()
     assert len(read_events(next(tmp_path.glob("ev-*.h5")))["event"]) == 200_000
+
+
+def test_a_chunk_log_entry_cut_short_is_taken_back_whole(tmp_path):
+    """No room for the whole 32-byte entry (here the file-size limit; a full disk alike):
+    the part written is cut off again, so the entry written once there is room is read
+    back where it belongs, not behind half of it."""
+    import resource
+
+    log = chunklog.ChunkLog(tmp_path / "ev.h5.tmp", p.event_dtype(2, 8, 1, 4), "events", {})
+    log.record(0, 10, 4096, 8192)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log.path.stat().st_size + 20, hard))  # room for 20 of its 32 bytes
+    try:
+        with pytest.raises(OSError, match="only 20 of 32 bytes") as info:
+            log.record(10, 10, 12288, 8192)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(log.path)
+    log.record(10, 10, 12288, 8192)
+    log.close()
+    *_, entries = chunklog.read_log(log.path)
+    assert entries["row"].tolist() == [0, 10] and entries["offset"].tolist() == [4096, 12288]

@@ -1,0 +1,139 @@
+"""A disk that fills up mid-run (here: the node's file-size limit, lowered from outside
+with prlimit, which fails writes with EFBIG as a full disk fails them with ENOSPC).  The
+node stops reading, so ZeroMQ holds its senders back, says so, and goes on once there is
+room; nothing is lost.  Stopped while it waits, a second SIGTERM gives up: what was not
+written is counted, the exit status is 1, and the next start rebuilds what was."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import numpy as np
+from node_helpers import ROOT, Daemon, free_port, read_sink, wait_for, write_config
+
+N = 20_000  # ~1.1 KB events: ~22 MB, far beyond the limit
+LIMIT = 6 << 20  # one 4 MB chunk fits, the second does not
+
+SENDER = """
+import sys, numpy as np
+from node.source import Source
+src = Source(0, f"tcp://127.0.0.1:{sys.argv[1]}", n_inputs=256, n_outputs=1, batch=16, sndhwm=10)
+for first in range(0, int(sys.argv[2]), 400):
+    ev = np.arange(first, first + 400)
+    src.send(ev, (ev[:, None] + np.arange(256)) % 1000, ev[:, None] % 7)
+src.close()
+"""
+
+
+def start(tmp_path) -> tuple[Daemon, int]:
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        {
+            "node": {"sources": [0], "status_interval_s": 0.1},
+            "fragment": {"n_inputs": 256, "n_outputs": 1, "raw_bytes": 4},
+            "sink": {"directory": "out"},
+        },
+        [{"endpoint": f"tcp://127.0.0.1:{port}", "hwm": 10}],
+    )
+    return Daemon(cfg), port
+
+
+def push(port: int) -> subprocess.Popen:
+    """A sender process (in its own process: a sender thread held back in a send could not
+    be stopped safely, ZeroMQ sockets are not to be closed from another thread)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-c", SENDER, str(port), str(N)], env=env)
+
+
+def limit_files(pid: int, soft: int) -> None:
+    _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard if soft < 0 else soft, hard))
+
+
+def events_logged(d: Daemon, what: str) -> list[dict]:
+    return [line for line in d.log_lines() if line["event"] == what]
+
+
+def wait_until_held(d: Daemon, sender: subprocess.Popen) -> int:
+    """The sink waits for room, the node reads no more and the sender is held back."""
+    wait_for(lambda: events_logged(d, "sink-waiting"), 60, "the node to say its sink waits for room")
+    wait_for(lambda: d.status()["gauges"].get("sink_waiting_s", 0) > 0, 10, "sink_waiting_s")
+    held = d.counter("received_fragments")
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        sender.wait(1.5)
+    assert sender.poll() is None, "the sender was not held back"
+    assert d.counter("received_fragments") == held, "the node went on reading while its sink could not write"
+    assert held < N
+    return held
+
+
+def test_a_full_disk_holds_the_senders_back_and_loses_nothing(tmp_path):
+    d, port = start(tmp_path)
+    sender = None
+    try:
+        limit_files(d.proc.pid, LIMIT)
+        sender = push(port)
+        wait_until_held(d, sender)
+        (waiting,) = events_logged(d, "sink-waiting")[:1]
+        assert waiting["file"].endswith(".h5.tmp") and waiting["error"] == "File too large"
+        limit_files(d.proc.pid, -1)  # room again
+        assert sender.wait(120) == 0
+        d.wait_counter("events_out", N, timeout=120)
+        status = d.stop()
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        d.kill()
+    c = status["counters"]
+    assert c["events_out"] == c["events_written"] == N and c["events_unwritten"] == 0
+    assert events_logged(d, "sink-resumed")
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert np.array_equal(ev["event"], np.arange(N))
+    np.testing.assert_array_equal(ev["inputs"][:, 0, 5], (np.arange(N) + 5) % 1000)
+
+
+def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
+    d, port = start(tmp_path)
+    sender = None
+    try:
+        limit_files(d.proc.pid, LIMIT)
+        sender = push(port)
+        held = wait_until_held(d, sender)
+        d.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: any(w.get("stopping") for w in events_logged(d, "sink-waiting")), 30,
+                 "the node to say it waits for room to stop")  # fmt: skip
+        assert d.proc.poll() is None, "the node stopped without writing what it held"
+        d.proc.send_signal(signal.SIGTERM)
+        code = d.proc.wait(60)
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        d.kill()
+    assert code == 1
+    status = d.status()
+    c = status["counters"]
+    assert status["final"] and status["failed"]
+    assert c["received_fragments"] == held == c["events_out"]
+    assert c["events_unwritten"] > 0 and c["events_out"] == c["events_written"] + c["events_unwritten"]
+    (failed,) = events_logged(d, "sink-failed")
+    assert ".h5.tmp" in failed["error"] and "given up" in failed["error"]
+    assert failed["records_unwritten"] == c["events_unwritten"]
+    assert list((tmp_path / "out").glob("node-w0-*.h5.tmp.chunks"))
+
+    # the next start (room again) rebuilds the chunks that were written: events_written of them
+    d2 = Daemon(tmp_path / "node.toml")
+    try:
+        assert events_logged(d2, "recovered-files")  # logged before the node's first status
+        d2.stop()
+    finally:
+        d2.kill()
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert np.array_equal(ev["event"], np.arange(c["events_written"]))

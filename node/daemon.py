@@ -30,6 +30,7 @@ from node import config as config_mod
 from node import heap, protocol
 from node import metrics as metrics_mod
 from node.builder import Builder
+from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
 from node.sequences import Sequences
@@ -204,8 +205,7 @@ class Node:
             sock.setsockopt(zmq.RCVHWM, inp.hwm)
             sock.setsockopt(zmq.MAXMSGSIZE, sec.max_message_bytes)
             sock.setsockopt(zmq.LINGER, 0)
-            if inp.endpoint.startswith("tcp://["):  # an IPv6 address: ZeroMQ needs to be told
-                sock.setsockopt(zmq.IPV6, 1)
+            prepare(sock, inp.endpoint)
             if inp.type == "sub":
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
             if sec.curve_secret_key:

@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.endpoint import prepare
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Boards:
             s = self.context.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
+            prepare(s, ep)
             s.connect(ep)
             self.boards.append(_Board(ep, s))
         # a reply from other firmware, or of another layout, is refused (bad_replies), not trusted
@@ -179,6 +181,7 @@ def serve_board(endpoint: str, emulator: Any, *, board_id: int = 0, answer_limit
     context = context or zmq.Context.instance()
     sock = context.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
+    prepare(sock, endpoint)
     sock.bind(endpoint)
     answered = 0
     try:

@@ -30,6 +30,7 @@ import zmq
 from node import protocol
 from node.chunklog import SUFFIX, ChunkLog, distrust, log_path, recovered_records, writer_alive
 from node.durable import durable_replace, sync_fd
+from node.endpoint import prepare
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 
@@ -642,8 +643,7 @@ class Publisher:
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
-        if endpoint.startswith("tcp://["):  # an IPv6 address: ZeroMQ needs to be told
-            self.socket.setsockopt(zmq.IPV6, 1)
+        prepare(self.socket, endpoint)
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError:

@@ -15,6 +15,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.endpoint import prepare
 from node.security import CurveKeys, client_curve
 
 
@@ -54,6 +55,7 @@ class Source:
             s.setsockopt(zmq.LINGER, 5000)
             if curve is not None:
                 client_curve(s, curve)
+            prepare(s, ep)
             (s.bind if bind else s.connect)(ep)
             self.sockets.append(s)
         self.sequence = [0] * len(self.sockets)

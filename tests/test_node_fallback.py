@@ -253,6 +253,30 @@ def test_offload_replies_of_other_firmware_or_layout_are_refused_not_trusted(cha
         ctx.term()
 
 
+def test_an_offload_board_on_ipv6_gets_the_requests():
+    """ZeroMQ accepts a connect to tcp://[::1]:port on a socket not told IPv6, and never
+    connects: every batch timed out and went to the CPU, and nothing said why."""
+    import zmq
+
+    from node.endpoint import prepare
+    from node.offload import Boards
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    prepare(router, "tcp://[::1]:0")
+    port = router.bind_to_random_port("tcp://[::1]")
+    boards = Boards([f"tcp://[::1]:{port}"], n_inputs=3, n_outputs=1, raw_bytes=4, manifest=bytes(8), context=ctx)
+    try:
+        seq = boards.send(np.arange(5, dtype=np.uint64), np.zeros((5, 3)), "tag", time.monotonic_ns())
+        assert router.poll(5000), "the board never got the request"
+        _, request = router.recv_multipart()
+        assert p.decode_header(request).sequence == seq
+    finally:
+        boards.close()
+        router.close(linger=0)
+        ctx.term()
+
+
 class _Doubler:
     """A stand-in emulator: raw result = 2 x the first input (what it computes is not the point)."""
 

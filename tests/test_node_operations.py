@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from node_helpers import ROOT, Daemon, basic_config, free_port, read_sink, wait_for
 
-from node import config
+from node import config, protocol
 from node.daemon import Node
 from node.source import Source
 
@@ -272,8 +272,13 @@ def test_an_ipv6_loopback_input_binds(tmp_path):
     cfg = config.parse({"fragment": {"n_inputs": 4, "n_outputs": 1}, "sink": {"write_files": False},
                         "input": [{"endpoint": f"tcp://[::1]:{port}"}]}, base=tmp_path)  # fmt: skip
     node = Node(cfg)
+    src = Source(0, f"tcp://[::1]:{port}", n_inputs=4, n_outputs=1)  # a connect not told IPv6 never connects
     try:
         assert node.inputs[0].getsockopt(zmq.LAST_ENDPOINT).decode() == f"tcp://[::1]:{port}"
+        src.send([7], np.ones((1, 4)))
+        assert node.inputs[0].poll(5000), "nothing came over IPv6"
+        assert protocol.decode_header(node.inputs[0].recv()).source == 0
     finally:
+        src.close(linger_ms=0)
         for s in node.inputs:
             s.close(linger=0)

@@ -21,6 +21,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.endpoint import prepare
 
 EMPTY, UNACKED = 0, 1
 
@@ -77,6 +78,7 @@ class Acks:
             s.setsockopt(zmq.SUBSCRIBE, b"")
             s.setsockopt(zmq.RCVHWM, 100_000)
             s.setsockopt(zmq.LINGER, 0)
+            prepare(s, ep)
             s.connect(ep)
             self.sockets.append(s)
         self.bad = 0

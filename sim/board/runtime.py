@@ -28,6 +28,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.endpoint import prepare
 from sim.board.faults import Faults, Injector
 from sim.board.readout import Readout
 from sim.board.replay import Acks, Reconnects, ReplayRing
@@ -273,6 +274,7 @@ class Board:
         cfg, faults = self.cfg, self.cfg.faults
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        prepare(sock, cfg.offload)
         sock.bind(cfg.offload)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)

@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.endpoint import prepare
 
 
 class Sender:
@@ -48,6 +49,7 @@ class Sender:
             s = context.socket(zmq.PUSH)
             s.setsockopt(zmq.SNDHWM, sndhwm)
             s.setsockopt(zmq.LINGER, 5000)
+            prepare(s, ep)
             s.connect(ep)
             self.sockets.append(s)
         self.queues: list[deque[tuple[bytes, np.ndarray]]] = [deque() for _ in self.sockets]

@@ -52,6 +52,15 @@ class Late:
     received_ns: int = field(default_factory=time.time_ns)
 
 
+def ring_bytes(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int) -> int:
+    """The memory a builder of ``window`` events takes (all of it touched at start): a
+    slot per event rounded up to a power of two, each with a whole event record and its
+    bookkeeping (``Builder.__init__``)."""
+    capacity = 1 << max(1, int(window - 1).bit_length())
+    record = protocol.event_dtype(n_sources, n_inputs, n_outputs, raw_bytes).itemsize
+    return capacity * (record + 57 + 17 * n_sources)
+
+
 class Builder:
     def __init__(
         self,

@@ -29,7 +29,7 @@ import zmq
 from node import config as config_mod
 from node import heap, protocol
 from node import metrics as metrics_mod
-from node.builder import Builder
+from node.builder import Builder, ring_bytes
 from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
@@ -116,6 +116,7 @@ class Node:
         self.sequences = Sequences()
 
         b = cfg.builder
+        _check_ring_fits(len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes, b.window)
         self.builder = Builder(
             len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
             window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
@@ -604,6 +605,21 @@ class Supervisor:
             prom[0].shutdown()
         self.log("info", "supervisor-stopped", exit_codes=codes)
         return snap
+
+
+def _check_ring_fits(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int) -> None:
+    """Refuse a ``builder.window`` whose ring would take more than half the machine's
+    memory: it is all touched at start, so it would be the OOM killer's, not an error."""
+    need = ring_bytes(n_sources, n_inputs, n_outputs, raw_bytes, window)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # a platform that does not say
+        return
+    if need > memory // 2:
+        raise config_mod.ConfigError(
+            f"builder.window = {window}: the ring would take {need / 2**30:.1f} GiB ({n_sources} sources' "
+            f"fragments of {n_inputs} inputs per event), more than half this machine's {memory / 2**30:.1f} GiB"
+        )
 
 
 def _check_writable(directory: Path) -> None:

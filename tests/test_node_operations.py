@@ -246,6 +246,19 @@ def test_a_sink_directory_that_cannot_be_written_is_refused_at_start(tmp_path):
     assert "sink.directory" in out.stderr and "cannot write there" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_window_larger_than_the_machine_is_named_at_start(tmp_path):
+    """The ring is touched at start: a window of 2^24 events of 16 x 1 KB fragments is
+    265 GiB, which met the OOM killer (or a MemoryError traceback) instead of an error."""
+    path = tmp_path / "node.toml"
+    path.write_text(f"[node]\nsources = {list(range(16))}\n[fragment]\nn_inputs = 256\nn_outputs = 1\n"
+                    f"[builder]\nwindow = {1 << 24}\n[sink]\nwrite_files = false\n"
+                    f"[[input]]\nendpoint = \"tcp://127.0.0.1:{free_port()}\"\n")  # fmt: skip
+    out = cli("node", "--config", str(path))
+    assert out.returncode == 2, out.stderr
+    assert f"builder.window = {1 << 24}: the ring would take 265.0 GiB" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_a_publish_endpoint_in_use_is_named_at_start(tmp_path):
     import zmq
 

@@ -54,6 +54,7 @@ case "${1:-}" in
     demo)  setup; shift; exec "$VENV/bin/fpgaflow" demo "$@" ;;
     test)  setup; shift
            "$VENV/bin/ruff" check .
+           "$VENV/bin/ruff" format --check .
            exec "$VENV/bin/python" -m pytest -n 2 "$@" ;;
     *) echo "usage: ./run.sh demo|test|setup [args]" >&2; exit 2 ;;
 esac

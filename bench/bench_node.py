@@ -659,7 +659,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         f"Built events/s for {N_SOURCES} sources x 1 KB fragments (sender processes with pre-encoded messages, "
         "the same senders for both sides), against raw pyzmq PUSH/PULL of the same messages into a Python "
         "poll-and-drain loop that only counts them, each node run right after its own raw run (so the raw "
-        "column changes from row to row with the machine's load). \"file write\" is a probe run "
+        'column changes from row to row with the machine\'s load). "file write" is a probe run '
         "just before each node run with files: 1 MB writes into a new file in the same folder (MB/s the "
         "kernel's page cache took then; the node's own chunks go around the page cache, with O_DIRECT).",
         "",
@@ -677,18 +677,20 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     aim = [r for r in rows if r[1] == 1]
     lines += [
         "",
-        "Sources \"free-running\": 4 sender processes, each as fast as it can, into one node socket (the "
+        'Sources "free-running": 4 sender processes, each as fast as it can, into one node socket (the '
         "worst case for a builder: one sender runs on while another waits for a core, and ZeroMQ's fair "
         "queue across one socket's peers keeps such a lead for good, so an event's fragments arrive in "
-        "different drains and wait in the ring). \"A socket each\": the same senders, each to a node "
+        'different drains and wait in the ring). "A socket each": the same senders, each to a node '
         "socket of its own, which the node reads back into step (a socket more than 64 events ahead of "
-        "another skips its turn); raw stays on one socket. \"In step\": one process sends each source's "
+        'another skips its turn); raw stays on one socket. "In step": one process sends each source\'s '
         "message for the same events in turn, each source on its own connection to one socket, as boards "
         "read out on a common trigger send the same event numbers at about the same time.",
         "",
         "The aim (at least 0.8 x raw: the builder must not be the bottleneck), one worker: "
-        + "; ".join(f"{r[5]:.2f} at {r[0]} fragment(s)/message, sources {r[11]}, {r[2]} "
-                    f"({'met' if r[5] >= 0.8 else 'not met'})" for r in aim)
+        + "; ".join(
+            f"{r[5]:.2f} at {r[0]} fragment(s)/message, sources {r[11]}, {r[2]} ({'met' if r[5] >= 0.8 else 'not met'})"
+            for r in aim
+        )
         + ".",
     ]
     lines += [
@@ -703,7 +705,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "a drain of alike messages is validated as one array). Beyond that, when most of a drain's events "
         f"complete in it, the builder copies each event's {event_kb:.1f} KB once, from the receive buffer "
         "straight into the block it leaves in (with room for a message header, so PUB sends the block as it "
-        "is): the column \"built straight from the receive buffer\" gives that share of each run, the best "
+        'is): the column "built straight from the receive buffer" gives that share of each run, the best '
         "run's in bold. The senders run free, and at full rate one can be as far ahead of another as their "
         "queues are deep (here thousands of events); then an event's fragments arrive in different drains, "
         "wait in the ring, and the event is copied out of it when it completes: two copies (the rows they "
@@ -762,8 +764,11 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     lines += [
         "",
         "The aim (p99 under 10 ms) is, in the median run, "
-        + " and ".join(f"{'met' if lat['p99_ms'] < 10 else 'not met'} {'with' if lat['files'] else 'without'} files "
-                       f"(p99 {lat['p99_ms']:.1f} ms)" for lat in lats)
+        + " and ".join(
+            f"{'met' if lat['p99_ms'] < 10 else 'not met'} {'with' if lat['files'] else 'without'} files "
+            f"(p99 {lat['p99_ms']:.1f} ms)"
+            for lat in lats
+        )
         + ".",
     ]
     lines += [
@@ -772,7 +777,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "event's last fragment is within a few ms of the one counted from its first, so the time is spent "
         "waiting in the node's receive queue, which grows whenever the node gets less CPU than the rate needs. "
         "The node needs the CPU share listed (in one profile with files: its main thread ~55% of a core, the "
-        "ZeroMQ I/O thread ~18%, the writer thread ~9%); \"cores busy\" is all the machine's work in that "
+        'ZeroMQ I/O thread ~18%, the writer thread ~9%); "cores busy" is all the machine\'s work in that '
         "time (the node, the sender, the kernel's TCP) and \"stolen\" the time the VM's virtual CPUs did not "
         "run at all because the host ran something else. Whenever the node's thread waits for a core, for "
         "either reason, its queue grows, and p99 swings between runs of the same configuration (the last "

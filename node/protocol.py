@@ -194,8 +194,18 @@ def encode(
     sent_ns: int = 0,
 ) -> bytes:
     """A message: the header, then ``records`` (a structured array of the right dtype)."""
-    return encode_buffer(type_, source, sequence, records, n_inputs=n_inputs, n_outputs=n_outputs,
-                         raw_bytes=raw_bytes, manifest=manifest, n_sources=n_sources, sent_ns=sent_ns).tobytes()
+    return encode_buffer(
+        type_,
+        source,
+        sequence,
+        records,
+        n_inputs=n_inputs,
+        n_outputs=n_outputs,
+        raw_bytes=raw_bytes,
+        manifest=manifest,
+        n_sources=n_sources,
+        sent_ns=sent_ns,
+    ).tobytes()
 
 
 def encode_buffer(
@@ -296,8 +306,8 @@ def decode_header(buf: bytes | memoryview, limits: Limits = Limits()) -> Header:
         raise ProtocolError("oversize", f"{n} bytes exceed the maximum {limits.max_message_bytes}")
     if n < HEADER_SIZE:
         raise ProtocolError("truncated", f"{n} bytes, shorter than the {HEADER_SIZE}-byte header")
-    (magic, version, type_, source, seq, sent, manifest, n_rec, n_in, n_out, raw, n_src, payload) = (
-        HEADER.unpack_from(buf)
+    (magic, version, type_, source, seq, sent, manifest, n_rec, n_in, n_out, raw, n_src, payload) = HEADER.unpack_from(
+        buf
     )
     if magic != MAGIC:
         raise ProtocolError("bad-magic", f"bytes 0-3 are {magic!r}, expected {MAGIC!r}")

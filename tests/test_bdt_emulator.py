@@ -82,16 +82,27 @@ def test_bad_inputs_are_named(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ["ap_fixed<18,8>", "ap_fixed<10,3,AP_RND,AP_SAT>", "ap_ufixed<12,4,AP_RND>", "ap_ufixed<8,3,AP_TRN,AP_SAT>",
-     "ap_fixed<32,16,AP_RND>", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", "ap_fixed<8,10>"],
+    [
+        "ap_fixed<18,8>",
+        "ap_fixed<10,3,AP_RND,AP_SAT>",
+        "ap_ufixed<12,4,AP_RND>",
+        "ap_ufixed<8,3,AP_TRN,AP_SAT>",
+        "ap_fixed<32,16,AP_RND>",
+        "ap_fixed<16,6,AP_RND_CONV,AP_SAT>",
+        "ap_fixed<8,10>",
+    ],
 )
 def test_direct_input_cast_equals_the_constructor_port(text):
     t = FixedType.parse(text)
     rng = np.random.default_rng(0)
     lsb = t.lsb
-    x = np.concatenate([
-        rng.normal(size=20_000) * 4 * max(abs(t.max_value), 1),
-        np.arange(-3000, 3000) * lsb / 2,  # exact ties
-        np.array([t.max_value, t.min_value, t.max_value + lsb / 2, t.min_value - lsb / 2, 0.0, -0.0, 1e-300, -1e-300]),
-    ])
+    x = np.concatenate(
+        [
+            rng.normal(size=20_000) * 4 * max(abs(t.max_value), 1),
+            np.arange(-3000, 3000) * lsb / 2,  # exact ties
+            np.array(
+                [t.max_value, t.min_value, t.max_value + lsb / 2, t.min_value - lsb / 2, 0.0, -0.0, 1e-300, -1e-300]
+            ),
+        ]
+    )
     assert np.array_equal(input_raw(x, t), t.to_raw(x))

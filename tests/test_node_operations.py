@@ -239,8 +239,10 @@ def test_a_sink_directory_that_cannot_be_written_is_refused_at_start(tmp_path):
     """Not at the first flush, after events were taken in (they were lost with a traceback)."""
     (tmp_path / "taken").write_text("a file, not a folder")
     path = tmp_path / "node.toml"
-    path.write_text(f"[fragment]\nn_inputs = 4\nn_outputs = 1\n[[input]]\nendpoint = \"tcp://127.0.0.1:{free_port()}\"\n"
-                    "[sink]\ndirectory = \"taken/out\"\n")
+    path.write_text(
+        f'[fragment]\nn_inputs = 4\nn_outputs = 1\n[[input]]\nendpoint = "tcp://127.0.0.1:{free_port()}"\n'
+        '[sink]\ndirectory = "taken/out"\n'
+    )
     out = cli("node", "--config", str(path))
     assert out.returncode == 2, out.stderr
     assert "sink.directory" in out.stderr and "cannot write there" in out.stderr and "Traceback" not in out.stderr

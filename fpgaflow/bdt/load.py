@@ -60,8 +60,15 @@ def _xgboost(key: str, path: Path) -> SourceModel:
     ensemble = xgboost_converter.convert(model_json, str(path))
     objective = model_json["learner"]["objective"]["name"]
     return SourceModel(
-        key, path, _sha256(path), "xgboost", objective, ensemble,
-        lambda x: xgboost_converter.margins(booster, x), "xgboost Booster.predict(output_margin=True)", True,
+        key,
+        path,
+        _sha256(path),
+        "xgboost",
+        objective,
+        ensemble,
+        lambda x: xgboost_converter.margins(booster, x),
+        "xgboost Booster.predict(output_margin=True)",
+        True,
     )
 
 
@@ -75,8 +82,14 @@ def _sklearn(key: str, path: Path) -> SourceModel:
         raise ProjectError(f"{path}: {key} could not be loaded with joblib ({type(exc).__name__}: {exc})") from None
     ensemble = sklearn_converter.convert(est, str(path))
     return SourceModel(
-        key, path, _sha256(path), "sklearn", type(est).__name__, ensemble,
-        lambda x: sklearn_converter.margins(est, x), f"sklearn {type(est).__name__}",
+        key,
+        path,
+        _sha256(path),
+        "sklearn",
+        type(est).__name__,
+        ensemble,
+        lambda x: sklearn_converter.margins(est, x),
+        f"sklearn {type(est).__name__}",
         sklearn_converter.float32_inputs(est),
     )
 
@@ -95,6 +108,13 @@ def _conifer(key: str, path: Path) -> SourceModel:
         raise ConversionError(f"{path}: splitting_convention {ensemble['splitting_convention']!r} is not < or <=")
     ensemble["max_depth"] = max((tree_depth(t) for ts in ensemble["trees"] for t in ts), default=0)
     return SourceModel(
-        key, path, _sha256(path), "conifer", str(js.get("library", "conifer")), ensemble,
-        lambda x: float_decision_function(ensemble, x), "the conifer model in double precision", False,
+        key,
+        path,
+        _sha256(path),
+        "conifer",
+        str(js.get("library", "conifer")),
+        ensemble,
+        lambda x: float_decision_function(ensemble, x),
+        "the conifer model in double precision",
+        False,
     )

@@ -148,8 +148,8 @@ class CppOracle:
 
 class HlsOracle:
     """conifer's HLS firmware compiled by g++ (its ``xilinxhls`` bridge): the firmware's
-    own C++, including its balanced sum; built per model (minutes for 100 trees), cached
-like the cpp bridge."""
+        own C++, including its balanced sum; built per model (minutes for 100 trees), cached
+    like the cpp bridge."""
 
     def __init__(self, ensemble: dict[str, Any], config: dict[str, Any], score_type: FixedType):
         prepare_conifer_environment()

@@ -43,9 +43,7 @@ def convert(estimator: Any, where: str = "sklearn model") -> dict[str, Any]:
 
 def _gradient_boosting(est: Any, n_features: int) -> dict[str, Any]:
     lr = float(est.learning_rate)
-    trees = [
-        [_tree(t.tree_, t.tree_.value[:, 0, 0] * lr, n_features) for t in stage] for stage in est.estimators_
-    ]
+    trees = [[_tree(t.tree_, t.tree_.value[:, 0, 0] * lr, n_features) for t in stage] for stage in est.estimators_]
     init = est._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))[0]
     n_classes = int(getattr(est, "n_classes_", 1))
     return make_ensemble(trees, n_features, n_classes, list(init), "sklearn", "<=")

@@ -188,4 +188,3 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
         line += f", same decision on {100 * f['same_decision']:.2f}%"
     print(line)
     print("verify: " + ("PASS (100% bit-exact)" if result["ok"] else "FAIL"))
-

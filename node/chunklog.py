@@ -58,9 +58,15 @@ class ChunkLog:
 
     def record(self, row: int, rows: int, offset: int, nbytes: int) -> None:
         """Call once the chunk's bytes are in the file (one write: never half an entry)."""
+        before = self.size
         self._append(np.array([(row, rows, offset, nbytes)], ENTRY).tobytes())
         if self.sync:
-            sync_fd(os.fdatasync, self.fd, self.path)
+            try:
+                sync_fd(os.fdatasync, self.fd, self.path)
+            except OSError:  # taken back: the chunk's retry writes the entry again
+                os.ftruncate(self.fd, before)
+                self.size = before
+                raise
 
     def _append(self, data: bytes) -> None:
         """All of ``data`` or nothing: a write cut short (the disk full, the file-size
@@ -144,6 +150,8 @@ def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
     parts, row = [], 0
     with open(tmp, "rb") as f:
         for e in entries:
+            if int(e["row"]) < row:  # the same chunk logged twice (written again after an error)
+                continue
             if int(e["row"]) != row:  # a gap: nothing after it can be placed
                 break
             f.seek(int(e["offset"]))

@@ -164,7 +164,9 @@ class Node:
         self._waiting_since: dict[Path, float] = {}  # file -> since when its sink waits for room
         self._waiting_logged = 0.0
         self._waiting_told_stop = False  # logged since the stop: a second SIGTERM gives up
+        self._waiting_status = 0.0  # when _report_waiting last wrote the status file
         self.failed = False  # a sink could not write everything: the exit status says so
+        self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
             if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
@@ -414,16 +416,37 @@ class Node:
 
     def stop(self, *_: Any) -> None:
         """Stop intake; ``run`` then drains, flushes, closes and returns (signal-safe).  A
-        second call gives up waiting for room on the disk: what is not written by then is
-        counted (``events_unwritten``) and the exit status is 1."""
+        second call gives up waiting for room on the disk (``give_up``)."""
         if self._stop:
-            for sink in self.sinks:
-                sink.give_up()
+            self.give_up()
         self._stop = True
+
+    def stop_intake(self, *_: Any) -> None:
+        """``stop`` without the give-up on a second call: a supervisor's worker, which one
+        systemctl stop may signal twice (systemd and the supervisor); its give-up comes
+        apart, as SIGUSR1 (signal-safe)."""
+        self._stop = True
+
+    def give_up(self, *_: Any) -> None:
+        """Stop waiting for room on the disk: what is not written by now is counted
+        (``events_unwritten``) and the exit status is 1 (signal-safe: flags only)."""
+        for sink in self.sinks:
+            sink.give_up()
 
     # ------------------------------------------------------ a disk behind or full
     def _sinks_busy(self) -> bool:
         return any(sink.busy for sink in self.sinks)
+
+    def _check_sinks(self) -> None:
+        """A sink that failed (a write error, or given up) stops the node in order: logged
+        once, counted, and the exit status is 1."""
+        for sink in self.sinks:
+            if sink.error is not None and sink not in self._failed_sinks:
+                self._failed_sinks.append(sink)
+                self.failed = self._stop = True
+                self._waiting_since.clear()  # given up, not resumed
+                self.log("error", "sink-failed", file=str(getattr(sink, "tmp", sink.directory)),
+                         error=str(sink.error), records_unwritten=sink.lost)  # fmt: skip
 
     def _wait_for_sinks(self) -> None:
         """Read no input while a sink takes no more (the disk behind, or full): ZeroMQ
@@ -448,10 +471,13 @@ class Node:
             self._waiting_logged, self._waiting_told_stop = now, self._stop
             for path, (_, exc, since) in waiting.items():
                 self.log("error", "sink-waiting", file=str(path), error=exc.strerror, waited_s=round(now - since, 1),
-                         events_held=self.builder.n_open + sum(s.pending_records for s in self.sinks),
+                         events_held=self.builder.n_open + sum(s.unsaved for s in self.sinks),
                          stopping=self._stop, hint="free space on the disk; a second SIGTERM gives up")  # fmt: skip
-            if self._stop:  # in the shutdown the loop writes no status file
-                metrics_mod.write_status(self.status_file, self.snapshot())
+        if waiting and now - self._waiting_status >= self.cfg.node.status_interval_s:
+            # the loop may be held in a file's close (a rotation, or the shutdown), not writing it
+            self._waiting_status = now
+            self.published = self.snapshot()
+            metrics_mod.write_status(self.status_file, self.published)
 
     def run(self) -> dict[str, Any]:
         """Serve until ``stop``; returns the final counters."""
@@ -486,6 +512,8 @@ class Node:
                     self.builder.expire(now)
                     next_expire = now + EXPIRE_EVERY_NS
                 self._advance(now)
+                if self.sinks:
+                    self._check_sinks()
                 if now >= next_status:
                     self.published = self.snapshot()
                     metrics_mod.write_status(self.status_file, self.published)
@@ -498,17 +526,6 @@ class Node:
             self._shutdown()
             raise
         return self._shutdown()
-
-    def _close_sink(self, sink: RotatingFiles) -> None:
-        """Write what the sink holds and close its file; where that fails, the rest of the
-        shutdown still runs, and the failure is logged with what it cost."""
-        try:
-            sink.close()
-        except Exception as exc:
-            self.failed = True
-            self.log("error", "sink-failed", error=str(exc), records_unwritten=sink.lost)
-            self._waiting_since.clear()  # given up, not resumed
-        self._report_waiting()
 
     def _shutdown(self) -> dict[str, Any]:
         for s in self.inputs:
@@ -525,7 +542,9 @@ class Node:
             self.log("warning", "offload-abandoned", fragments=moved, cpu=self.emulator is not None)
             self._advance(time.monotonic_ns(), force=True)
         for sink in self.sinks:
-            self._close_sink(sink)
+            sink.close()  # raises nothing: a failure is in sink.error
+        self._check_sinks()
+        self._report_waiting()
         if self.publisher is not None:
             self.publisher.close()
         if self.boards is not None:
@@ -573,20 +592,18 @@ class Supervisor:
         return self.latest
 
     def stop(self, *_: Any) -> None:
-        """Stop the workers; a second call passes on to them (they give up waiting for room)."""
+        """Stop the workers; a second call tells them to give up waiting for room (SIGUSR1)."""
         if self._stop:
             for p in self.procs:
                 if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
+                    p.send_signal(signal.SIGUSR1)
         self._stop = True
 
     def run(self) -> dict[str, Any]:
         for k in range(self.cfg.node.workers):
             self.worker_status(k).unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k)]
-            # a group of its own: a Ctrl-C reaches the supervisor alone, which passes on one
-            # SIGTERM (the terminal's SIGINT and that SIGTERM would be a second signal: give up)
-            self.procs.append(subprocess.Popen(cmd, process_group=0))
+            self.procs.append(subprocess.Popen(cmd))
         self.log("info", "supervisor-started", workers=len(self.procs), pids=[p.pid for p in self.procs])
         prom = None
         if self.cfg.metrics.port:
@@ -640,8 +657,11 @@ def serve(config_path: str | Path, worker: int | None = None) -> int:
     else:
         sup = Supervisor(cfg, config_path)
         runner = Node(cfg, worker, status_file=sup.worker_status(worker), serve_metrics=False)
-    signal.signal(signal.SIGTERM, runner.stop)
-    signal.signal(signal.SIGINT, runner.stop)
+    on_stop = runner.stop_intake if isinstance(runner, Node) and worker is not None else runner.stop
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if isinstance(runner, Node):
+        signal.signal(signal.SIGUSR1, runner.give_up)
     # what start-up made (modules, h5py, NumPy, the config: ~30k objects) is never garbage,
     # but every full collection scans it: ~10 ms here, a stall of the loop that shows in
     # the p99 latency. Only for the daemon's own process: an embedding program keeps its gc.
@@ -673,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return serve(args.config, args.worker)
-    except (config_mod.ConfigError, ValueError, RuntimeError) as exc:
+    except (config_mod.ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"node: error: {exc}", file=sys.stderr)
         return 2
 

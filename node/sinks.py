@@ -292,6 +292,10 @@ class _HDF5Writer:
     def give_up(self) -> None:
         self.io.give_up()
 
+    def check(self) -> None:
+        """Raise the writer thread's error, if any (naming the file)."""
+        self.io.check()
+
     def _create(self, dtype: np.dtype) -> None:
         self.dtype, self.size = dtype, max(1, CHUNK_BYTES // dtype.itemsize)
         self.pieces: list[np.ndarray] = []  # the records of the chunk being gathered
@@ -408,6 +412,9 @@ class _ROOTWriter:
     def give_up(self) -> None:
         pass
 
+    def check(self) -> None:
+        pass
+
     def write(self, parts: list[np.ndarray]) -> None:
         cols = columns(np.concatenate(parts))
         if self.tree is None:
@@ -430,8 +437,11 @@ class RotatingFiles:
 
     While the HDF5 writer is ``busy`` (the disk behind, or no room for a chunk:
     ``waiting``) records are only gathered, and the caller should wait (``wait_room``)
-    rather than hand over more; ``give_up`` ends the waiting for room, and what was not
-    written by then is counted in ``lost``."""
+    rather than hand over more; ``give_up`` ends the waiting for room.  A write that fails
+    (given up, or any error but no room) ends the sink: ``error`` says why, the file keeps
+    its ``.tmp`` name (and chunk log: the next start rebuilds the chunks written, counted
+    in ``written``), and every record not in a file, then or later, is counted in
+    ``lost``.  No method raises for a failed write: the caller checks ``error``."""
 
     def __init__(
         self,
@@ -474,6 +484,7 @@ class RotatingFiles:
         self.lost = 0  # records accepted but in no file: a write failed, or was given up
         self.on_wait: Callable[[], None] | None = None  # called about once a second while a close waits for room
         self.gave_up = False
+        self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, why)
         self.recovered = self._recover() if fmt == "hdf5" else []
 
@@ -495,9 +506,17 @@ class RotatingFiles:
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
             writer = _HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False)
-            if len(records):
-                writer.write([records])
-            writer.close()
+            writer.give_up()  # at start a full disk is an error naming the file, not a wait
+            try:
+                try:
+                    if len(records):
+                        writer.write([records])
+                finally:
+                    writer.close()
+            except Exception as exc:
+                rebuilt.unlink(missing_ok=True)
+                raise OSError(getattr(exc, "errno", None), f"rebuilding it from its chunk log failed: {exc}",
+                              str(tmp)) from None  # fmt: skip
             durable_replace(rebuilt, final, self.fsync)
             for leftover in (tmp, log_path(tmp)):
                 leftover.unlink(missing_ok=True)
@@ -512,6 +531,13 @@ class RotatingFiles:
         """Records handed to this sink so far (in files, open or closed, or about to be,
         or ``lost``)."""
         return self.written + self.records_in_file + self.pending_records + self.lost
+
+    @property
+    def unsaved(self) -> int:
+        """Records accepted and not yet safe in a file (gathered, queued, being written):
+        what a give-up now would lose."""
+        w = self.writer or self.closing
+        return self.pending_records + self.records_in_file - (w.saved if w is not None else 0)
 
     @property
     def busy(self) -> bool:
@@ -558,6 +584,9 @@ class RotatingFiles:
         from the HDF5 writer thread)."""
         if len(records) == 0:
             return
+        if self.error is not None:  # this sink failed: nothing more goes to its files
+            self.lost += len(records)
+            return
         if not self.pending:
             self.pending_since = time.monotonic()
         self.pending.append(records)
@@ -572,7 +601,7 @@ class RotatingFiles:
             return
         pending, self.pending, self.pending_records, self.pending_bytes = self.pending, [], 0, 0
         try:
-            while pending:
+            while pending and self.error is None:
                 if self.writer is None:
                     self._open()
                     if self.gave_up:
@@ -590,12 +619,18 @@ class RotatingFiles:
                 self.writer.write(parts)
                 if self.records_in_file >= self.max_records:
                     self._close_file()
-        except BaseException:
-            self.lost += sum(len(p) for p in pending)
-            raise
+        except Exception as exc:
+            self._fail(exc)
+        self.lost += sum(len(p) for p in pending)  # left over only when the sink failed
 
     def tick(self) -> None:
-        """Flush and rotate on time (called from the daemon's loop)."""
+        """Flush and rotate on time (called from the daemon's loop); a write error of the
+        writer thread ends the sink now, not at the next chunk."""
+        if self.writer is not None:
+            try:
+                self.writer.check()
+            except Exception as exc:
+                self._fail(exc)
         if self.busy:
             return
         now = time.monotonic()
@@ -604,33 +639,45 @@ class RotatingFiles:
         if self.writer is not None and now - self.opened >= self.max_seconds:
             self._close_file()
 
+    def _fail(self, exc: Exception) -> None:
+        """End the sink: keep the first error and close the file as failed."""
+        if self.error is None:
+            self.error = exc
+        self._close_file()
+
     def _close_file(self) -> None:
+        """Close the file and give it its final name; if a write to it failed (now or
+        before), it keeps its ``.tmp`` name, and its records not in logged chunks are lost."""
         if self.writer is None:
             return
         writer = self.closing = self.writer  # where give_up finds it, while it closes
         self.writer = None
         if self.gave_up:
             writer.give_up()
+        whole = False
         try:
-            writer.close(self.on_wait)  # a write error is raised here and the file keeps its .tmp name
-        except BaseException:
+            writer.close(self.on_wait)  # a chunk's write error is raised here
+            if self.error is None:
+                durable_replace(self.tmp, self.final, self.fsync)
+                whole = True
+        except Exception as exc:
+            self.error = self.error or exc
+        finally:
+            self.closing = None
+        if not whole:
             self.written += writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
             self.lost += self.records_in_file - writer.saved
             self.records_in_file = 0
-            raise
-        finally:
-            self.closing = None
-        durable_replace(self.tmp, self.final, self.fsync)
+            return
         log_path(self.tmp).unlink(missing_ok=True)
         self.files.append(self.final)
         self.written += self.records_in_file
         self.records_in_file = 0
 
     def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._close_file()  # also after a failed flush: counts what the file could not take
+        """Write what is gathered and close the file (see ``error`` for how it went)."""
+        self.flush()
+        self._close_file()
 
 
 class Publisher:

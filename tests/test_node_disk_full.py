@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from node_helpers import ROOT, Daemon, free_port, read_sink, wait_for, write_config
 
-N = 20_000  # ~1.1 KB events: ~22 MB, far beyond the limit
+N = 60_000  # ~1.1 KB events: ~66 MB, far beyond the limit and what sockets and queues hold
 LIMIT = 6 << 20  # one 4 MB chunk fits, the second does not
 
 SENDER = """
@@ -109,6 +109,8 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
         d.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: any(w.get("stopping") for w in events_logged(d, "sink-waiting")), 30,
                  "the node to say it waits for room to stop")  # fmt: skip
+        (stopping,) = [w for w in events_logged(d, "sink-waiting") if w.get("stopping")]
+        assert stopping["events_held"] > 0  # what a give-up would cost
         assert d.proc.poll() is None, "the node stopped without writing what it held"
         d.proc.send_signal(signal.SIGTERM)
         code = d.proc.wait(60)
@@ -124,7 +126,7 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
     assert c["received_fragments"] == held == c["events_out"]
     assert c["events_unwritten"] > 0 and c["events_out"] == c["events_written"] + c["events_unwritten"]
     (failed,) = events_logged(d, "sink-failed")
-    assert ".h5.tmp" in failed["error"] and "given up" in failed["error"]
+    assert failed["file"].endswith(".h5.tmp") and "given up" in failed["error"]
     assert failed["records_unwritten"] == c["events_unwritten"]
     assert list((tmp_path / "out").glob("node-w0-*.h5.tmp.chunks"))
 
@@ -137,3 +139,62 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
         d2.kill()
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
     assert np.array_equal(ev["event"], np.arange(c["events_written"]))
+
+
+SINK = """
+import json, resource, sys, threading, time
+import numpy as np
+from node import protocol as p
+from node.sinks import RotatingFiles
+directory, fmt, give_up_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
+dtype = p.event_dtype(4, 248, 2, 4)  # ~4 KB records: a 4 MB chunk holds 1,036
+ev = np.zeros(3000, dtype)
+ev["event"] = np.arange(3000)
+ev["inputs"] = np.random.default_rng(1).integers(0, 1 << 30, ev["inputs"].shape)  # ROOT compresses zeros away
+sink = RotatingFiles(directory, "ev", fmt=fmt, max_records=2000, flush_bytes=1 << 30, direct_io=False)
+resource.setrlimit(resource.RLIMIT_FSIZE, (6 << 20, resource.RLIM_INFINITY))  # the first chunk fits
+timer = threading.Timer(give_up_after, sink.give_up)
+timer.daemon = True
+timer.start()
+sink.write(ev)
+sink.flush()  # fills the first file (2,000 records: 2 chunks) and closes it: blocked until the give-up
+sink.close()
+print(json.dumps({"error": str(sink.error), "accepted": sink.accepted, "written": sink.written,
+                  "lost": sink.lost, "files": len(sink.files)}))
+"""
+
+
+def run_sink(tmp_path, fmt: str, give_up_after: float = 1.5) -> dict:
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", SINK, str(tmp_path), fmt, str(give_up_after)],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_give_up_while_a_full_file_closes_ends_the_sink_and_counts_every_record(tmp_path):
+    """The file reached max_records and its close waits for room (inside a flush, where the
+    daemon's loop was held): the give-up must end that wait, raise nothing, keep the .tmp
+    and count each record once, written (in logged chunks) or lost."""
+    r = run_sink(tmp_path, "hdf5")
+    assert "given up" in r["error"] and r["files"] == 0
+    assert r["accepted"] == 3000 and r["written"] + r["lost"] == 3000
+    from node import protocol
+    from node.sinks import CHUNK_BYTES, RotatingFiles, read_events
+
+    per_chunk = CHUNK_BYTES // protocol.event_dtype(4, 248, 2, 4).itemsize
+    assert r["written"] == per_chunk  # the first chunk; the rest, and the 1,000 records after the file, lost
+    assert len(list(tmp_path.glob("ev-*.h5.tmp"))) == 1
+    again = RotatingFiles(tmp_path, "ev")  # the next start, with room: the chunk written comes back
+    assert np.array_equal(read_events(again.recovered[0])["event"], np.arange(per_chunk))
+
+
+def test_a_root_file_that_fails_in_the_nodes_thread_keeps_its_tmp_name(tmp_path):
+    """The ROOT sink writes in the caller's thread: its write error ends the sink, the file
+    is not renamed as if complete, and its records are counted lost."""
+    r = run_sink(tmp_path, "root", give_up_after=60)
+    assert r["error"] != "None" and r["files"] == 0
+    assert r["accepted"] == 3000 and r["written"] == 0 and r["lost"] == 3000
+    assert not list(tmp_path.glob("ev-*.root")) and list(tmp_path.glob("ev-*.root.tmp"))

@@ -174,3 +174,19 @@ def test_a_chunk_log_entry_cut_short_is_taken_back_whole(tmp_path):
     log.close()
     *_, entries = chunklog.read_log(log.path)
     assert entries["row"].tolist() == [0, 10] and entries["offset"].tolist() == [4096, 12288]
+
+
+def test_a_chunk_logged_twice_is_rebuilt_once_and_the_chunks_after_it_too(tmp_path):
+    """A chunk written again after an error (its first entry's sync failed on a full disk)
+    may be logged twice: the rebuild took the second entry for a gap and dropped the rest."""
+    dtype = p.event_dtype(2, 8, 1, 4)
+    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
+    ev = np.zeros(30, dtype)
+    ev["event"] = np.arange(30)
+    tmp.write_bytes(ev.tobytes())
+    log = chunklog.ChunkLog(tmp, dtype, "events", {})
+    for row in (0, 10, 10, 20):
+        log.record(row, 10, row * dtype.itemsize, 10 * dtype.itemsize)
+    log.close()
+    _, _, records = chunklog.recovered_records(tmp)
+    assert records["event"].tolist() == list(range(30))

@@ -12,9 +12,10 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
-from node_helpers import ROOT, Daemon, free_port, read_sink, wait_for, write_config
+from node_helpers import ROOT, Daemon, free_ports, read_sink, wait_for, write_config
 
 N = 60_000  # ~1.1 KB events: ~66 MB, far beyond the limit and what sockets and queues hold
 LIMIT = 6 << 20  # one 4 MB chunk fits, the second does not
@@ -22,7 +23,8 @@ LIMIT = 6 << 20  # one 4 MB chunk fits, the second does not
 SENDER = """
 import sys, numpy as np
 from node.source import Source
-src = Source(0, f"tcp://127.0.0.1:{sys.argv[1]}", n_inputs=256, n_outputs=1, batch=16, sndhwm=10)
+ports = [int(p) for p in sys.argv[1].split(",")]  # one per worker: event e goes to worker e % len(ports)
+src = Source(0, [f"tcp://127.0.0.1:{p}" for p in ports], n_inputs=256, n_outputs=1, batch=16, sndhwm=10)
 for first in range(0, int(sys.argv[2]), 400):
     ev = np.arange(first, first + 400)
     src.send(ev, (ev[:, None] + np.arange(256)) % 1000, ev[:, None] % 7)
@@ -30,12 +32,12 @@ src.close()
 """
 
 
-def start(tmp_path) -> tuple[Daemon, int]:
-    port = free_port()
+def start(tmp_path, workers: int = 1) -> tuple[Daemon, int]:
+    port = free_ports(workers)
     cfg = write_config(
         tmp_path,
         {
-            "node": {"sources": [0], "status_interval_s": 0.1},
+            "node": {"sources": [0], "status_interval_s": 0.1, "workers": workers},
             "fragment": {"n_inputs": 256, "n_outputs": 1, "raw_bytes": 4},
             "sink": {"directory": "out"},
         },
@@ -44,11 +46,12 @@ def start(tmp_path) -> tuple[Daemon, int]:
     return Daemon(cfg), port
 
 
-def push(port: int) -> subprocess.Popen:
+def push(port: int, workers: int = 1) -> subprocess.Popen:
     """A sender process (in its own process: a sender thread held back in a send could not
     be stopped safely, ZeroMQ sockets are not to be closed from another thread)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-c", SENDER, str(port), str(N)], env=env)
+    ports = ",".join(str(port + k) for k in range(workers))
+    return subprocess.Popen([sys.executable, "-c", SENDER, ports, str(N)], env=env)
 
 
 def limit_files(pid: int, soft: int) -> None:
@@ -139,6 +142,41 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
         d2.kill()
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
     assert np.array_equal(ev["event"], np.arange(c["events_written"]))
+
+
+def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_supervisor_gives_up(tmp_path):
+    """systemctl stop signals the supervisor and its workers alike: each worker gets two
+    SIGTERMs (systemd's and the supervisor's) and must still wait for room; the give-up
+    is the supervisor's second SIGTERM, passed on as SIGUSR1."""
+    d, port = start(tmp_path, workers=2)
+    sender = None
+    try:
+        (started,) = events_logged(d, "supervisor-started")
+        workers = started["pids"]
+        for pid in workers:
+            limit_files(pid, LIMIT)
+        sender = push(port, workers=2)
+        waiting = lambda: {w["node"] for w in events_logged(d, "sink-waiting")}  # noqa: E731
+        wait_for(lambda: waiting() == {"node/0", "node/1"}, 60, "both workers to wait for room")
+        for pid in workers:  # systemd's SIGTERM to every process of the unit ...
+            os.kill(pid, signal.SIGTERM)
+        d.proc.send_signal(signal.SIGTERM)  # ... and to the supervisor, which sends its own
+        stopping = lambda: {w["node"] for w in events_logged(d, "sink-waiting") if w.get("stopping")}  # noqa: E731
+        wait_for(lambda: stopping() == {"node/0", "node/1"}, 30, "both workers to wait for room to stop")
+        time.sleep(2.0)  # a give-up would show within ms: a chunk retry pauses at most 1 s
+        assert d.proc.poll() is None and not events_logged(d, "sink-failed"), "a worker gave up at one stop"
+        d.proc.send_signal(signal.SIGTERM)  # the operator's second: give up
+        code = d.proc.wait(60)
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        d.kill()
+    status = d.status()
+    c = status["counters"]
+    assert code == 1 and status["exit_codes"] == [1, 1]
+    assert {f["node"] for f in events_logged(d, "sink-failed")} == {"node/0", "node/1"}
+    assert c["events_unwritten"] > 0 and c["events_out"] == c["events_written"] + c["events_unwritten"]
 
 
 SINK = """

@@ -194,6 +194,10 @@ class Node:
         if serve_metrics and cfg.metrics.port:
             # the HTTP thread reads the snapshot the loop last published, never live state
             self.prometheus = metrics_mod.serve_prometheus(lambda: self.published, cfg.metrics.host, cfg.metrics.port)
+        try:  # last, once all is ready: a status file that cannot be written is an error now, not a crash mid-run
+            metrics_mod.write_status(self.status_file, self.published)
+        except OSError as exc:
+            raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
 
     # ------------------------------------------------------------------ sockets
     def _open_inputs(self) -> list[zmq.Socket]:
@@ -407,6 +411,7 @@ class Node:
         m.c["events_written"] = self.events_sink.accepted - self.events_sink.lost if self.events_sink else 0
         m.c["late_written"] = self.late_sink.accepted - self.late_sink.lost if self.late_sink else 0
         m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
+        m.c["log_lines_lost"] = self.log.lost
         m.c["late_unwritten"] = self.late_sink.lost if self.late_sink else 0
         now = time.monotonic()
         m.g["sink_waiting_s"] = max((now - since for since in self._waiting_since.values()), default=0.0)
@@ -436,6 +441,16 @@ class Node:
     # ------------------------------------------------------ a disk behind or full
     def _sinks_busy(self) -> bool:
         return any(sink.busy for sink in self.sinks)
+
+    def _write_status(self, snap: dict[str, Any]) -> None:
+        """The status file; failing to write it (a full disk) is logged and counted, never
+        fatal: building and writing events do not depend on it."""
+        try:
+            metrics_mod.write_status(self.status_file, snap)
+        except OSError as exc:
+            self.metrics.c["status_write_errors"] += 1
+            self.log.limited("status-write", "error", "status-write-failed", file=str(self.status_file),
+                             error=str(exc))  # fmt: skip
 
     def _check_sinks(self) -> None:
         """A sink that failed (a write error, or given up) stops the node in order: logged
@@ -477,7 +492,7 @@ class Node:
             # the loop may be held in a file's close (a rotation, or the shutdown), not writing it
             self._waiting_status = now
             self.published = self.snapshot()
-            metrics_mod.write_status(self.status_file, self.published)
+            self._write_status(self.published)
 
     def run(self) -> dict[str, Any]:
         """Serve until ``stop``; returns the final counters."""
@@ -516,7 +531,7 @@ class Node:
                     self._check_sinks()
                 if now >= next_status:
                     self.published = self.snapshot()
-                    metrics_mod.write_status(self.status_file, self.published)
+                    self._write_status(self.published)
                     next_status = now + status_every
         except zmq.ContextTerminated:
             pass
@@ -557,7 +572,7 @@ class Node:
         snap = self.snapshot()
         snap["final"] = True
         snap["failed"] = self.failed
-        metrics_mod.write_status(self.status_file, snap)
+        self._write_status(snap)
         self.log("error" if self.failed else "info", "stopped", **{k: snap["counters"].get(k, 0) for k in (
             "received_fragments", "events_out", "events_complete", "events_incomplete", "late_fragments",
             "malformed_messages", "fallback_cpu_fragments", "fallback_mismatches", "events_unwritten")})  # fmt: skip
@@ -591,6 +606,13 @@ class Supervisor:
         self.latest["final"] = bool(snaps) and all(s.get("final") for s in snaps) and len(snaps) == len(self.procs)
         return self.latest
 
+    def _write_status(self, snap: dict[str, Any]) -> None:
+        try:
+            metrics_mod.write_status(self.status_file, snap)
+        except OSError as exc:  # as Node._write_status: logged, never fatal
+            self.log.limited("status-write", "error", "status-write-failed", file=str(self.status_file),
+                             error=str(exc))  # fmt: skip
+
     def stop(self, *_: Any) -> None:
         """Stop the workers; a second call tells them to give up waiting for room (SIGUSR1)."""
         if self._stop:
@@ -610,14 +632,14 @@ class Supervisor:
             prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)
         while not self._stop and all(p.poll() is None for p in self.procs):
             time.sleep(min(0.2, self.cfg.node.status_interval_s))
-            metrics_mod.write_status(self.status_file, self._collect())
+            self._write_status(self._collect())
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         codes = [p.wait() for p in self.procs]
         snap = self._collect()
         snap["exit_codes"] = codes
-        metrics_mod.write_status(self.status_file, snap)
+        self._write_status(snap)
         if prom is not None:
             prom[0].shutdown()
         self.log("info", "supervisor-stopped", exit_codes=codes)

@@ -25,7 +25,9 @@ LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0
 
 class Log:
     """One JSON object per line on stderr; repeated keys are rate-limited (one line per
-    ``interval`` seconds with the number suppressed in between)."""
+    ``interval`` seconds with the number suppressed in between).  A line that cannot be
+    written (stderr a file on a full disk, or a closed pipe) is counted in ``lost``, never
+    raised: the node's work must not stop for its log."""
 
     LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -36,6 +38,7 @@ class Log:
         self.stream = stream or sys.stderr
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = defaultdict(int)
+        self.lost = 0
 
     def __call__(self, level: str, what: str, **fields: Any) -> None:
         """One line: ``what`` happened (its ``event`` key), with ``fields``."""
@@ -43,8 +46,11 @@ class Log:
             return
         line = {"ts": round(time.time(), 6), "level": level, "node": self.name, "event": what}
         line.update({("event_number" if k == "event" else k): v for k, v in fields.items()})
-        self.stream.write(json.dumps(line, default=str) + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(json.dumps(line, default=str) + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self.lost += 1
 
     def limited(self, key: str, level: str, what: str, **fields: Any) -> None:
         now = time.monotonic()

@@ -261,6 +261,60 @@ def test_a_window_larger_than_the_machine_is_named_at_start(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_a_status_file_that_cannot_be_written_is_named_at_start(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    path = tmp_path / "node.toml"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    path.write_text(
+        '[node]\nstatus_file = "taken/status.json"\n[fragment]\nn_inputs = 4\nn_outputs = 1\n'
+        f'[sink]\nwrite_files = false\n[[input]]\nendpoint = "{endpoint}"\n'
+    )
+    out = cli("node", "--config", str(path))
+    assert out.returncode == 2, out.stderr
+    assert "node.status_file" in out.stderr and "cannot write it" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_status_file_that_fails_mid_run_is_logged_and_the_node_goes_on(tmp_path):
+    """A full disk under the status file crashed the loop (and with it the node) at its
+    next status write; the status is for people and scrapers, the events do not need it."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[0], n_inputs=4, n_outputs=1))
+    blocker = d.status_file.with_name(d.status_file.name + ".tmp")
+    src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=4, n_outputs=1)
+    try:
+        blocker.mkdir()  # the next writes of the status file fail (its temporary name is a folder)
+        failures = lambda: sum(x["event"] == "status-write-failed" for x in d.log_lines())  # noqa: E731
+        wait_for(lambda: failures() >= 1, 30, "the failure logged")
+        src.send(np.arange(500), np.ones((500, 4)))
+        wait_for(lambda: failures() >= 2 or d.proc.poll() is not None, 30, "a second one (one a second at most)")
+        assert d.proc.poll() is None, d.logs()
+        blocker.rmdir()
+        src.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    (failed,) = [x for x in d.log_lines() if x["event"] == "status-write-failed"][:1]
+    assert failed["file"] == str(d.status_file) and failed["level"] == "error"
+    c = status["counters"]
+    assert c["status_write_errors"] >= 1 and c["events_out"] == c["events_written"] == 500
+
+
+def test_a_log_line_that_cannot_be_written_is_counted_not_raised():
+    from node.metrics import Log
+
+    class Full:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            pass
+
+    log = Log("n", stream=Full())
+    log("error", "anything", x=1)
+    log.limited("k", "warning", "again")
+    assert log.lost == 2
+
+
 def test_a_publish_endpoint_in_use_is_named_at_start(tmp_path):
     import zmq
 

@@ -135,7 +135,7 @@ class Node:
         fb = cfg.fallback
         self.fallback = Fallback(
             self.emulator, validate_every=fb.validate_every, batch=fb.batch, max_delay_s=fb.max_delay_ms / 1e3,
-            boards=self.boards, on_mismatch=self._mismatch,
+            boards=self.boards, on_mismatch=self._mismatch, on_bad_inputs=self._bad_inputs,
         )  # fmt: skip
         s = cfg.sink
         attrs = {
@@ -356,6 +356,10 @@ class Node:
             self.log.limited(f"gap/{sid}", "warning", "sequence-gap", source=sid, missing=n)
         if resets:
             self.metrics.c["sequence_resets"] += resets
+
+    def _bad_inputs(self, event: int, source_index: int) -> None:
+        self.log.limited("bad-inputs", "warning", "fallback-bad-inputs", event_number=event,
+                         source=self.sources[source_index], why="inputs outside the firmware's input type")  # fmt: skip
 
     def _mismatch(self, event: int, source_index: int) -> None:
         self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event_number=event,

@@ -31,6 +31,7 @@ class FallbackCounts:
     mismatches: int = 0  # fragments where FPGA and CPU raw results differ
     mismatch_events: int = 0
     no_emulator: int = 0  # fragments that needed the CPU, but no manifest is configured
+    bad_inputs: int = 0  # fragments whose inputs the firmware's input type cannot hold: no CPU result
 
 
 @dataclass
@@ -50,6 +51,23 @@ class _Pending:
         return bool(self.cpu.any() or self.board.any())
 
 
+def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The raw range of each input its firmware takes: (low, high), a row per source for a
+    firmware per source (``sim.per_source``), else one row for all; inputs a firmware
+    does not have (padding), and an emulator that names no input type, are not bounded."""
+    firmwares = getattr(emulator, "emulators", None) or [emulator]
+    widths = [int(np.prod(f.input_shape)) for f in firmwares]
+    info = np.iinfo(np.int64)
+    low = np.full((len(firmwares), max(widths)), info.min, np.int64)
+    high = np.full((len(firmwares), max(widths)), info.max, np.int64)
+    for k, (f, n) in enumerate(zip(firmwares, widths, strict=True)):
+        t = getattr(f, "input_type", None)
+        if t is not None:
+            low[k, :n] = max(int(t.min_raw), info.min)
+            high[k, :n] = min(int(t.max_raw), info.max)
+    return low, high
+
+
 class Fallback:
     """The results stage between the builder and the sinks (one per builder worker)."""
 
@@ -62,6 +80,7 @@ class Fallback:
         max_delay_s: float = 0.002,
         boards: Any | None = None,
         on_mismatch=None,
+        on_bad_inputs=None,
     ):
         self.emulator = emulator
         self.validate_every = validate_every
@@ -69,11 +88,13 @@ class Fallback:
         self.max_delay_ns = int(max_delay_s * 1e9)
         self.boards = boards  # node.offload.Boards or None
         self.on_mismatch = on_mismatch or (lambda event, source: None)
+        self.on_bad_inputs = on_bad_inputs or (lambda event, source: None)
         self.pending: list[_Pending] = []
         self.ready: list[np.ndarray] = []
         self.counts = FallbackCounts()
         if emulator is not None:
             self.input_shape = tuple(emulator.input_shape)
+            self.low, self.high = input_bounds(emulator)
 
     # ------------------------------------------------------------------ intake
     def submit(self, events: np.ndarray) -> None:
@@ -155,23 +176,52 @@ class Fallback:
         return moved
 
     def _run_cpu(self) -> None:
-        """One emulator call over the CPU tasks of all pending events (split/merge)."""
+        """One emulator call over the CPU tasks of all pending events (split/merge).
+
+        A fragment whose inputs its firmware's input type cannot hold (corrupt data: no
+        board could have been given them) gets no CPU result, and its event is flagged
+        BAD_INPUTS, rather than the call failing (the BDT emulator refuses such inputs,
+        and a network's result for them would be taken for a firmware fault)."""
         parts = [(p, np.flatnonzero(p.cpu)) for p in self.pending if p.cpu.any()]
         x = np.concatenate([p.events["inputs"][p.rows[t], p.srcs[t]] for p, t in parts]).astype(np.int64)
-        if hasattr(self.emulator, "predict_raw_sources"):  # a firmware per source (sim.per_source)
-            pred = self.emulator.predict_raw_sources(x, np.concatenate([p.srcs[t] for p, t in parts]))
-        else:
-            pred = self.emulator.predict_raw(x.reshape((len(x),) + self.input_shape))
-        raw = np.asarray(pred.raw).reshape(len(x), -1)
-        self.counts.cpu_batches += 1
-        self.counts.cpu_fragments += len(x)
+        srcs = np.concatenate([p.srcs[t] for p, t in parts])
+        width = min(x.shape[1], self.low.shape[1])
+        bounds = srcs if len(self.low) > 1 else 0
+        good = ~((x[:, :width] < self.low[bounds, :width]) | (x[:, :width] > self.high[bounds, :width])).any(axis=1)
+        everyone = bool(good.all())
+        raw = None
+        if good.any():
+            xs, ss = (x, srcs) if everyone else (x[good], srcs[good])
+            if hasattr(self.emulator, "predict_raw_sources"):  # a firmware per source (sim.per_source)
+                pred = self.emulator.predict_raw_sources(xs, ss)
+            else:
+                pred = self.emulator.predict_raw(xs.reshape((len(xs),) + self.input_shape))
+            raw = np.asarray(pred.raw).reshape(len(xs), -1)
+            if not everyone:
+                raw_all = np.zeros((len(x), raw.shape[1]), raw.dtype)
+                raw_all[good] = raw
+                raw = raw_all
+            self.counts.cpu_batches += 1
+            self.counts.cpu_fragments += len(xs)
         start = 0
         for p, t in parts:
-            r = raw[start : start + len(t)]
+            g = good[start : start + len(t)]
+            rows, srcs_p = p.rows[t], p.srcs[t]
+            if raw is not None:
+                r = raw[start : start + len(t)]
+                if everyone:
+                    p.events["cpu"][rows, srcs_p] = r
+                    p.events["cpu_valid"][rows, srcs_p] = 1
+                else:
+                    p.events["cpu"][rows[g], srcs_p[g]] = r[g]
+                    p.events["cpu_valid"][rows[g], srcs_p[g]] = 1
+            if not everyone:
+                bad_rows, bad_srcs = rows[~g], srcs_p[~g]
+                p.events["status"][bad_rows] |= protocol.BAD_INPUTS
+                self.counts.bad_inputs += len(bad_rows)
+                for row, src in zip(bad_rows, bad_srcs, strict=True):
+                    self.on_bad_inputs(int(p.events["event"][row]), int(src))
             start += len(t)
-            rows, srcs = p.rows[t], p.srcs[t]
-            p.events["cpu"][rows, srcs] = r
-            p.events["cpu_valid"][rows, srcs] = 1
             p.cpu[t] = False
 
     def _offload(self, now_ns: int) -> None:

@@ -42,6 +42,7 @@ FALLBACK = 1 << 4  # the CPU computed a result for at least one fragment
 MISMATCH = 1 << 5  # FPGA and CPU raw results differ for at least one fragment
 VALIDATED = 1 << 6  # chosen for the validation sample: CPU ran on every fragment
 OFFLOADED = 1 << 7  # a board computed a result for at least one fragment
+BAD_INPUTS = 1 << 8  # a fragment's inputs lie outside the firmware's input type: no CPU result for it
 
 RAW_BYTES = (1, 2, 4, 8)
 MAX_SOURCES = 64  # a built event's ``missing`` field is a 64-bit mask of source indices

@@ -125,6 +125,42 @@ def test_fallback_fills_missing_and_flagged_results_and_catches_bit_flips(tmp_pa
     assert c["fallback_cpu_batches"] < c["fallback_cpu_fragments"]  # batched, not one call per fragment
 
 
+def test_inputs_the_firmware_cannot_hold_get_no_cpu_result_and_crash_nothing(tmp_path, manifest):
+    """A fragment whose raw inputs lie outside the firmware's input type (corrupt data: no
+    board could have been given them): the BDT emulator refuses the whole batch, which
+    crashed the node. Now that fragment gets no CPU result, its event is flagged and
+    counted, and every other fragment of the batch gets its result."""
+    emu = sim.load(manifest)
+    port = free_port()
+    d = Daemon(fallback_config(tmp_path, port, manifest, fallback={"validate_every": 0}))
+    n = 100
+    events = np.arange(n)
+    x = {s: raw_inputs(emu, events + 1000 * s) for s in (0, 1)}
+    x[1][42, 0] = emu.input_type.max_raw + 1  # one input one step beyond ap_fixed<16,6>
+    try:
+        for s in (0, 1):  # no FPGA results: the CPU computes every fragment
+            src = Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x[s].shape[1], n_outputs=1, manifest_id=emu.id)
+            src.send(events, x[s])
+            src.close()
+        d.wait_counter("events_out", n)
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["events_out"] == n and c["fallback_bad_inputs"] == 1 and c["fallback_cpu_fragments"] == 2 * n - 1
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    order = np.argsort(ev["event"])
+    bad = (ev["status"][order] & p.BAD_INPUTS) != 0
+    assert np.flatnonzero(bad).tolist() == [42]
+    valid = ev["cpu_valid"][order] != 0
+    assert not valid[42, 1] and valid.sum() == 2 * n - 1
+    for s in (0, 1):
+        want = emu.predict_raw(np.where(valid[:, s, None], x[s], 0)).raw.reshape(n, -1)
+        np.testing.assert_array_equal(ev["cpu"][order][valid[:, s], s], want[valid[:, s]])
+    (line,) = [x for x in d.log_lines() if x["event"] == "fallback-bad-inputs"]
+    assert line["event_number"] == 42 and line["source"] == 1
+
+
 def test_split_merge_runs_one_batch_across_events(manifest):
     emu = sim.load(manifest)
     n_in, n_out = int(np.prod(emu.input_shape)), int(np.prod(emu.output_shape))

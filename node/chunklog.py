@@ -130,7 +130,12 @@ def _read_header(f: BinaryIO) -> tuple[dict[str, Any], np.dtype]:
     """The log's header (tree, attrs, boot, synced) and the records' dtype; ``f`` is left
     at the first entry."""
     head = json.loads(f.readline())
-    return head, np.lib.format.read_array(f).dtype
+    if not (isinstance(head, dict) and isinstance(head.get("tree"), str) and isinstance(head.get("attrs"), dict)):
+        raise ValueError("its header is not a chunk log's (tree, attrs)")
+    try:
+        return head, np.lib.format.read_array(f).dtype
+    except Exception as exc:  # NumPy's reader raises more than ValueError on garbage
+        raise ValueError(f"its records' type does not read ({exc})") from None
 
 
 def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:

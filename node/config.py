@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,8 @@ def _section(cls: type, data: Any, where: str) -> Any:
             value = float(value)
         if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise ConfigError(f"{where}.{key}: expected {want.__name__}, got {value!r}")
+        if want is float and not math.isfinite(value):  # TOML has inf and nan; no time here means either
+            raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
         item = LIST_ITEMS.get(key)
         if item is not None:
             for i, v in enumerate(value):

@@ -131,6 +131,7 @@ class Node:
                 o.boards, n_inputs=self.n_inputs, n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
                 manifest=manifest, max_in_flight=o.max_in_flight, batch=o.batch, timeout_s=o.timeout_ms / 1e3,
                 retry_s=o.retry_s, context=self.context, node_id=cfg.node.id,
+                max_message_bytes=cfg.security.max_message_bytes,
             )  # fmt: skip
         fb = cfg.fallback
         self.fallback = Fallback(
@@ -546,10 +547,8 @@ class Node:
             raise
         return self._shutdown()
 
-    def _shutdown(self) -> dict[str, Any]:
-        for s in self.inputs:
-            s.close(linger=0)
-        self.log("info", "stopping", in_flight=self.builder.n_open)
+    def _finish_events(self) -> None:
+        """Let every open event go and finish its results (boards get their time)."""
         self.builder.drain()
         deadline = time.monotonic() + (self.cfg.offload.timeout_ms / 1e3 if self.boards else 0) + 5
         self._advance(time.monotonic_ns(), force=True)
@@ -560,6 +559,18 @@ class Node:
             moved = self.fallback.abandon_boards()
             self.log("warning", "offload-abandoned", fragments=moved, cpu=self.emulator is not None)
             self._advance(time.monotonic_ns(), force=True)
+
+    def _shutdown(self) -> dict[str, Any]:
+        for s in self.inputs:
+            s.close(linger=0)
+        self.log("info", "stopping", in_flight=self.builder.n_open)
+        try:
+            self._finish_events()
+        except Exception as exc:  # a bug in the stages (or what crashed the loop, again)
+            self.failed = True
+            self.log("error", "drain-failed", error=repr(exc))
+            for events in self.fallback.release_all():  # as they are: written, not lost
+                self._out(events)
         for sink in self.sinks:
             sink.close()  # raises nothing: a failure is in sink.error
         self._check_sinks()

@@ -163,17 +163,20 @@ class Fallback:
         ``no_emulator``), so every event still leaves. Returns how many tasks that was."""
         moved = 0
         for p in self.pending:
-            n = int(p.board.sum())
-            moved += n
-            if self.emulator is not None:
-                p.cpu |= p.board
-            else:
-                self.counts.no_emulator += n
-            p.board[:] = False
+            tasks = np.flatnonzero(p.board)
+            moved += len(tasks)
+            self._to_cpu(p, tasks)
         if self.emulator is not None and any(p.cpu.any() for p in self.pending):
             self._run_cpu()
         self._release()
         return moved
+
+    def release_all(self) -> list[np.ndarray]:
+        """Every event still held, as it is (results missing where they are): the way out
+        when the stage itself failed, so that its events are written, not lost."""
+        out = self.ready + [p.events for p in self.pending]
+        self.ready, self.pending = [], []
+        return out
 
     def _run_cpu(self) -> None:
         """One emulator call over the CPU tasks of all pending events (split/merge).
@@ -240,8 +243,7 @@ class Fallback:
                 if batch_id is None:
                     # no board can take it: after max_delay the CPU does the work
                     if now_ns - p.since_ns >= self.max_delay_ns and not boards.any_alive():
-                        p.board[todo] = False
-                        p.cpu[todo] = True
+                        self._to_cpu(p, todo)
                     return
                 p.sent[chunk] = True
                 todo = todo[len(chunk) :]
@@ -259,9 +261,16 @@ class Fallback:
 
     def _board_failed(self, tag: Any) -> None:
         p, chunk = tag
-        still = chunk[p.board[chunk]]
-        p.board[still] = False
-        p.cpu[still] = True
+        self._to_cpu(p, chunk[p.board[chunk]])
+
+    def _to_cpu(self, p: _Pending, tasks: np.ndarray) -> None:
+        """Board tasks no board will do: the CPU's, or without an emulator (offload and
+        no manifest) nobody's: counted as ``no_emulator`` and the events leave as they are."""
+        p.board[tasks] = False
+        if self.emulator is not None:
+            p.cpu[tasks] = True
+        else:
+            self.counts.no_emulator += len(tasks)
 
     def _release(self) -> None:
         keep = []

@@ -55,6 +55,7 @@ class Boards:
         retry_s: float = 2.0,
         context: zmq.Context | None = None,
         node_id: int = 0,
+        max_message_bytes: int = protocol.Limits.max_message_bytes,
     ):
         self.context = context or zmq.Context.instance()
         self.n_inputs, self.n_outputs, self.raw_bytes = n_inputs, n_outputs, raw_bytes
@@ -69,12 +70,18 @@ class Boards:
             s = self.context.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
+            # a board's replies are bounded like the inputs: in size (by the socket) and in number
+            s.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+            s.setsockopt(zmq.RCVHWM, max_in_flight * 2)
             prepare(s, ep)
             s.connect(ep)
             self.boards.append(_Board(ep, s))
         # a reply from other firmware, or of another layout, is refused (bad_replies), not trusted
         self.limits = protocol.Limits(
-            n_outputs=n_outputs, raw_bytes=raw_bytes, manifest=manifest if any(manifest) else None
+            max_message_bytes=max_message_bytes,
+            n_outputs=n_outputs,
+            raw_bytes=raw_bytes,
+            manifest=manifest if any(manifest) else None,
         )
 
     def any_alive(self, now_ns: int | None = None) -> bool:
@@ -109,7 +116,9 @@ class Boards:
         """Answers that arrived: (tag, event numbers, results) per batch."""
         out = []
         for board in self.boards:
-            while True:
+            # at most what could be in flight, and as many again: a board sending more (stale
+            # or unasked replies) cannot hold the loop here
+            for _ in range(2 * self.max_in_flight + 2):
                 try:
                     msg = board.socket.recv(zmq.NOBLOCK)
                 except zmq.Again:

@@ -4,6 +4,7 @@ batching across events, FPGA/CPU mismatches caught, and a board that stops answe
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -354,3 +355,81 @@ def test_at_shutdown_tasks_of_a_board_that_never_answers_still_leave(emulator):
         boards.close()
         router.close(linger=0)
         ctx.term()
+
+
+@pytest.mark.parametrize("emulator", [_Doubler(), None])
+def test_a_board_that_times_out_hands_its_tasks_on_with_or_without_an_emulator(emulator):
+    """Offload with no manifest (allowed: the boards compute): a board that timed out gave
+    its tasks to a CPU that was not there, and the node crashed on the next step."""
+    import zmq
+
+    from node.offload import Boards
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)  # a board that takes requests and never answers
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    boards = Boards([f"tcp://127.0.0.1:{port}"], n_inputs=3, n_outputs=1, raw_bytes=4, manifest=b"\x12" * 8,
+                    timeout_s=0.05, context=ctx)  # fmt: skip
+    fb = Fallback(emulator, validate_every=0, boards=boards, max_delay_s=0.0)
+    try:
+        ev = np.zeros(4, p.event_dtype(2, 3, 1, 4))
+        ev["event"] = np.arange(4)
+        ev["inputs"][:, :, 0] = np.arange(8).reshape(4, 2)
+        fb.submit(ev)
+        assert fb.step() == [] and boards.counts.fragments_sent == 8
+        assert router.poll(5000)  # the request arrived; no answer comes
+        time.sleep(0.1)  # past the board's timeout
+        out = fb.step()
+        assert len(out) == 1 and out[0] is ev and fb.idle() and boards.counts.timeouts == 1
+        if emulator is not None:
+            assert (ev["cpu_valid"] == 1).all() and (ev["status"] & p.FALLBACK).all()
+        else:
+            assert fb.counts.no_emulator == 8 and (ev["cpu_valid"] == 0).all()
+    finally:
+        boards.close()
+        router.close(linger=0)
+        ctx.term()
+
+
+def test_a_stage_that_fails_still_lets_its_events_out_to_the_files(tmp_path, manifest):
+    """A bug in the results stage (here: an emulator that raises) crashes the loop, as a
+    bug must; the shutdown after it raised the same error again, and the files were never
+    closed. Now the events it held are written as they are, and the run says it failed."""
+    import threading
+
+    from node import config
+    from node.daemon import Node
+
+    emu = sim.load(manifest)
+    port = free_port()
+    node = Node(config.load(fallback_config(tmp_path, port, manifest, fallback={"validate_every": 0})))
+
+    def boom(x):
+        raise RuntimeError("boom")
+
+    node.emulator.predict_raw = boom  # the stage's own bug, as far as the loop can tell
+    errors = []
+
+    def run():
+        try:
+            node.run()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        x = {s: raw_inputs(emu, np.arange(50) + 1000 * s) for s in (0, 1)}
+        for s in (0, 1):  # no FPGA results: the CPU is needed, and raises
+            src = Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x[s].shape[1], n_outputs=1, manifest_id=emu.id)
+            src.send(np.arange(50), x[s])
+            src.close()
+        t.join(60)
+    finally:
+        node.stop()
+        t.join(30)
+    assert [str(e) for e in errors] == ["boom"]
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(50)) and (ev["cpu_valid"] == 0).all()
+    status = json.loads((tmp_path / "node-status.json").read_text())
+    assert status["final"] and status["failed"] and status["counters"]["events_written"] == 50

@@ -4,6 +4,7 @@ same prefix rebuilds it from the chunk log: every chunk written before the kill,
 from __future__ import annotations
 
 import errno
+import io
 import signal
 import subprocess
 import sys
@@ -102,7 +103,21 @@ def test_after_a_restart_only_a_synced_log_is_trusted(tmp_path, monkeypatch, dir
     sink.close()
 
 
-@pytest.mark.parametrize("log", [b"", b'{"tree": "events", "attrs"'])
+def _npy_of(dtype) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(0, dtype))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        b"",
+        b'{"tree": "events", "attrs"',
+        b"[1, 2]\n" + _npy_of(np.dtype("<u8")),  # a header that is not a chunk log's: AttributeError at start
+        b'{"tree": "events", "attrs": {}}\nxx',
+    ],
+)
 def test_a_chunk_log_without_a_whole_header_leaves_its_file_as_it_is(tmp_path, log):
     """The writer died (or the power went) before the log's header reached the disk: the
     node still starts, and the .tmp is left for a person, with the reason."""

@@ -54,7 +54,11 @@ class ChunkLog:
         # started on the same directory must not take a live file for a killed one's
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.size = 0
-        self._append(header.getvalue())
+        try:
+            self._append(header.getvalue())
+        except BaseException:  # no room for it: let go of the file and its lock (a retry takes them again)
+            os.close(self.fd)
+            raise
 
     def record(self, row: int, rows: int, offset: int, nbytes: int) -> None:
         """Call once the chunk's bytes are in the file (one write: never half an entry)."""

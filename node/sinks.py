@@ -251,19 +251,30 @@ class _HDF5Writer:
     killed process would (``node/chunklog.py``), with O_DIRECT or without."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True, crash_log: bool = True,
-                 fsync: bool = False):  # fmt: skip
+                 fsync: bool = False, dtype: np.dtype | None = None):  # fmt: skip
+        """With ``dtype`` the dataset and the chunk log are made now, not at the first
+        write: everything the file needs on the disk before its chunks, in one step that
+        either succeeds or leaves nothing open."""
         self.path, self.crash_log = path, crash_log
         self.log: ChunkLog | None = None  # where the chunks lie, for a recovery after a hard crash
-        self.io = _ChunkIO(path, direct=direct_io, sync=fsync)  # before h5py truncates the file: same inode
-        try:
-            self.file = _import_h5py().File(path, "w", alignment_threshold=ALIGN_THRESHOLD, alignment_interval=PAGE)
-        except BaseException:
-            self.io.stop()
-            raise
         self.name, self.attrs = tree, attrs
         self.dataset = None
         self.rows = 0  # records in the dataset's extent (queued for the writer thread or written)
         self.metadata_waiting: tuple[OSError, float] | None = None
+        self.io = _ChunkIO(path, direct=direct_io, sync=fsync)  # before h5py truncates the file: same inode
+        self.file = None
+        try:
+            self.file = _import_h5py().File(path, "w", alignment_threshold=ALIGN_THRESHOLD, alignment_interval=PAGE)
+            if dtype is not None:
+                self._create(dtype)
+        except BaseException:
+            if self.log is not None:
+                self.log.close()
+            if self.file is not None:
+                with contextlib.suppress(Exception):
+                    self.file.close()
+            self.io.stop()
+            raise
 
     @property
     def direct(self) -> bool:
@@ -473,6 +484,7 @@ class RotatingFiles:
         self.index = 0
         self.writer: _HDF5Writer | _ROOTWriter | None = None
         self.closing: _HDF5Writer | _ROOTWriter | None = None  # the file being closed, while it is
+        self.opening: tuple[Path, OSError, float] | None = None  # a new file waiting for room: (file, error, since)
         self.records_in_file = 0
         self.opened = 0.0
         self.written = 0  # records in closed (renamed) files, or in the logged chunks of one that failed to close
@@ -552,7 +564,7 @@ class RotatingFiles:
             w = writer.waiting if writer is not None else None
             if w is not None:
                 return (writer.path, *w)
-        return None
+        return self.opening
 
     def wait_room(self, timeout: float) -> None:
         """Wait until the writer takes more, at most ``timeout`` seconds."""
@@ -567,15 +579,38 @@ class RotatingFiles:
             if writer is not None:
                 writer.give_up()
 
-    def _open(self) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
-        self.tmp = self.final.with_name(self.final.name + ".tmp")
+    def _open(self, dtype: np.dtype) -> None:
+        """A new file, with what it needs on the disk before its records; where there is no
+        room for that, try again (as a chunk would, ``on_wait`` meanwhile) until there is
+        or ``give_up``."""
+        pause = RETRY_S[0]
+        try:
+            while True:
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
+                self.tmp = self.final.with_name(self.final.name + ".tmp")
+                try:
+                    if self.fmt == "hdf5":
+                        self.writer = _HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io,
+                                                  fsync=self.fsync, dtype=dtype)  # fmt: skip
+                    else:
+                        self.writer = _ROOTWriter(self.tmp, self.tree, self.attrs)
+                    break
+                except Exception as exc:
+                    for partial in (self.tmp, log_path(self.tmp)):
+                        partial.unlink(missing_ok=True)
+                    code = _hdf5_errno(exc)
+                    if code not in OUT_OF_ROOM or self.gave_up:
+                        raise
+                    if self.opening is None:
+                        self.opening = (self.tmp, OSError(code, os.strerror(code)), time.monotonic())
+                    if self.on_wait is not None:
+                        self.on_wait()
+                    time.sleep(pause)
+                    pause = min(2 * pause, RETRY_S[1])
+        finally:
+            self.opening = None
         self.index += 1
-        if self.fmt == "hdf5":
-            self.writer = _HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync)
-        else:
-            self.writer = _ROOTWriter(self.tmp, self.tree, self.attrs)
         self.records_in_file = 0
         self.opened = time.monotonic()
 
@@ -603,7 +638,7 @@ class RotatingFiles:
         try:
             while pending and self.error is None:
                 if self.writer is None:
-                    self._open()
+                    self._open(pending[0].dtype)
                     if self.gave_up:
                         self.writer.give_up()
                 room = self.max_records - self.records_in_file

@@ -13,8 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 from node_helpers import ROOT, Daemon, free_ports, read_sink, wait_for, write_config
 
 N = 60_000  # ~1.1 KB events: ~66 MB, far beyond the limit and what sockets and queues hold
@@ -236,3 +238,47 @@ def test_a_root_file_that_fails_in_the_nodes_thread_keeps_its_tmp_name(tmp_path)
     assert r["error"] != "None" and r["files"] == 0
     assert r["accepted"] == 3000 and r["written"] == 0 and r["lost"] == 3000
     assert not list(tmp_path.glob("ev-*.root")) and list(tmp_path.glob("ev-*.root.tmp"))
+
+
+OPEN = """
+import json, resource, sys, threading, time
+import numpy as np
+from node import protocol as p
+from node.sinks import RotatingFiles
+directory, fmt = sys.argv[1], sys.argv[2]
+ev = np.zeros(500, p.event_dtype(2, 8, 1, 4))
+ev["event"] = np.arange(500)
+sink = RotatingFiles(directory, "ev", fmt=fmt, flush_bytes=1 << 30, direct_io=False)
+seen = []
+sink.on_wait = lambda: seen.append(str(sink.waiting[0]))
+resource.setrlimit(resource.RLIMIT_FSIZE, (256, resource.RLIM_INFINITY))  # not even a new file's first bytes
+
+def room():
+    time.sleep(1.5)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+threading.Thread(target=room, daemon=True).start()
+sink.write(ev)
+sink.close()
+print(json.dumps({"error": str(sink.error), "files": [str(f) for f in sink.files], "written": sink.written,
+                  "lost": sink.lost, "waited_on": seen}))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "root"])
+def test_a_new_file_waits_for_room_like_a_chunk(tmp_path, fmt):
+    """No room for a new file's first bytes (HDF5's superblock, the chunk log's header,
+    ROOT's header): it ended the sink and stopped the node, where a chunk waits."""
+    import json
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", OPEN, str(tmp_path), fmt], env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["error"] == "None" and r["written"] == 500 and r["lost"] == 0 and len(r["files"]) == 1
+    assert r["waited_on"] and all(w.endswith(".tmp") for w in r["waited_on"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [Path(r["files"][0]).name]  # no partial files left
+    from node.sinks import read_events
+
+    assert np.array_equal(read_events(r["files"][0])["event"], np.arange(500))

@@ -28,6 +28,8 @@ from node import protocol
 
 EMPTY, OPEN, DONE = 0, 1, 2
 U64_MAX = np.iinfo(np.uint64).max
+FAR_WINDOWS = 16  # a late fragment this many windows below the window is not late, it is elsewhere
+STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources: re-anchor
 
 
 @dataclass
@@ -41,6 +43,7 @@ class BuilderCounts:
     timed_out: int = 0
     evicted: int = 0
     drained: int = 0
+    reanchors: int = 0  # the numbering was taken up afresh (see Builder._note_far)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Builder:
         max_event_jump: int = 1 << 24,
         max_block_bytes: int = 4 << 20,
         direct: bool | None = None,
+        stuck_fragments: int = STUCK_FRAGMENTS,
     ):
         if not 1 <= n_sources <= protocol.MAX_SOURCES:
             raise ValueError(f"sources: {n_sources} sources, expected 1..{protocol.MAX_SOURCES}")
@@ -115,6 +119,9 @@ class Builder:
         self._drains = 0
         self._bits = np.left_shift(np.uint64(1), np.arange(s, dtype=np.uint64))
         self.high: int | None = None  # highest event number accepted
+        self.stuck_fragments = stuck_fragments
+        self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
+        self._far_sources = 0  # their sources (bits)
         self.low = 0  # every event below this has left: the window's start
         # (monotonic ns, slots, events) per claim, oldest first: the timeout looks only at the
         # claims old enough to have timed out, not at the whole ring every few ms
@@ -141,16 +148,19 @@ class Builder:
         # one strided pass over the receive buffer; the comparisons below then read it contiguously
         ev = np.ascontiguousarray(frags["event"]).reshape(-1)
         keep = None  # None: every fragment goes in
-        if self.high is None:
-            self.high = int(ev[0])
+        if self.high is None:  # the lowest: a corrupt number above it is a jump, not the anchor
+            self.high = int(ev.min())
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
         ev_max = int(ev.max())
         if ev_max > limit:
             jump = ev > np.uint64(limit)
-            self.counts.jumps += int(jump.sum())
             keep = ~jump
             if not keep.any():
+                if self._far_run(source_index, jump):  # the anchor let go: this drain anchors anew
+                    return self.add(source_index, frags, now_ns)
+                self.counts.jumps += int(jump.sum())
                 return
+            self.counts.jumps += int(jump.sum())
             ev_max = int(ev[keep].max())
         new_high = max(self.high, ev_max)
         low = max(0, new_high - self.capacity + 1)
@@ -164,9 +174,19 @@ class Builder:
         if keep is not None:
             late &= keep
         if late.any():
+            keep = ~late if keep is None else keep & ~late
+            if not keep.any():  # nothing of this drain in the window: late, or jumps
+                far = ev > np.uint64(limit)
+                if low > FAR_WINDOWS * self.capacity:
+                    far |= ev < np.uint64(low - FAR_WINDOWS * self.capacity)
+                if self._far_run(source_index, far):  # the anchor let go: this drain anchors anew
+                    self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
+                    return self.add(source_index, frags, now_ns)
             self.counts.late += int(late.sum())
             self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
-            keep = ~late if keep is None else keep & ~late
+            if not keep.any():
+                return
+        self._far = self._far_sources = 0
         claim = (st == EMPTY) | (cur != ev)
         if keep is not None:
             claim &= keep
@@ -264,6 +284,30 @@ class Builder:
             block["cpu_valid"] = 0
             block["cpu"] = 0
             self._finish_block(block, part, protocol.COMPLETE)
+
+    def _far_run(self, source_index: np.ndarray, far: np.ndarray) -> bool:
+        """Count the fragments far from the window in a row (drains with none in it);
+        once there are ``stuck_fragments`` of them from two sources (one, with one source)
+        the window is where the numbering is not: a corrupt event number anchored it or
+        moved it there, or the sources started counting afresh.  Then every open event
+        leaves (EVICTED) and the numbering is let go (True: the drain at hand anchors it
+        again), instead of everything arriving late, or refused as a jump, from then on."""
+        n = int(np.count_nonzero(far))
+        if not n:
+            self._far = self._far_sources = 0
+            return False
+        self._far += n
+        self._far_sources |= int(np.bitwise_or.reduce(self._bits[source_index.reshape(-1)[far]]))
+        if self._far < self.stuck_fragments or self._far_sources.bit_count() < min(2, self.n_sources):
+            return False
+        open_ = np.flatnonzero(self.state == OPEN)
+        if len(open_):
+            self.counts.evicted += len(open_)
+            self._emit(self._by_event(open_, self.low), protocol.EVICTED)
+        self.high, self.low = None, 0
+        self._far = self._far_sources = 0
+        self.counts.reanchors += 1
+        return True
 
     def _first_seen(self, slots: np.ndarray) -> np.ndarray:
         """Mask of each slot's first occurrence: distinct slots without a sort (``np.unique``

@@ -167,6 +167,7 @@ class Node:
         self._waiting_told_stop = False  # logged since the stop: a second SIGTERM gives up
         self._waiting_status = 0.0  # when _report_waiting last wrote the status file
         self.failed = False  # a sink could not write everything: the exit status says so
+        self._reanchors = 0  # the builder's re-anchors logged so far
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -384,6 +385,12 @@ class Node:
             self.publisher.publish(events)
 
     def _late(self) -> None:
+        counts = self.builder.counts
+        if counts.reanchors != self._reanchors:  # rare: say it where it shows
+            self._reanchors = counts.reanchors
+            why = "event numbers far from the window in a row, from two sources: the numbering is elsewhere"
+            self.log("warning", "builder-reanchored", reanchors=counts.reanchors, late=counts.late, jumps=counts.jumps,
+                     why=why)  # fmt: skip
         for late in self.builder.take_late():
             self.metrics.c["late_fragments"] += len(late.fragments)
             self.log.limited("late", "info", "late-fragments", count=len(late.fragments),

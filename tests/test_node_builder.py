@@ -139,6 +139,47 @@ def test_events_leave_in_event_order_across_the_rings_wrap(direct):
     assert built(b)["event"].tolist() == list(range(250, 262))
 
 
+def _stream(b: Builder, events: np.ndarray, per_drain: int = 16) -> None:
+    """Two sources sending ``events`` in step, a drain of ``per_drain`` events at a time."""
+    for start in range(0, len(events), per_drain):
+        ev = events[start : start + per_drain]
+        s0, f0 = frags(ev, 0)
+        s1, f1 = frags(ev, 1)
+        b.add(np.concatenate([s0, s1]), np.concatenate([f0, f1]))
+
+
+@pytest.mark.parametrize("anchor", [1 << 40, 0], ids=["far-above", "far-below"])
+def test_a_corrupt_first_event_number_is_outlived_not_obeyed(anchor):
+    """The first fragment anchors the numbering: one with a corrupt number made every good
+    fragment after it late (anchored far above) or a jump (far below) for good. After
+    ``stuck_fragments`` far ones in a row from two sources, the builder lets go of the
+    anchor, and the stream builds again; what came before is late, never dropped."""
+    b = Builder(2, 3, 1, 4, window=64, stuck_fragments=64)
+    b.add(*frags([anchor], 0))
+    good = np.arange(1_000_000_000, 1_000_000_400)
+    _stream(b, good)
+    out = built(b)
+    complete = out[out["status"] == p.COMPLETE]
+    assert b.counts.reanchors == 1
+    late_or_jump = b.counts.late + b.counts.jumps
+    # the first drain's 32 fragments were far; the second made 64 and was built, anchoring anew
+    assert late_or_jump == 32 and len(complete) == 400 - 16
+    assert np.array_equal(np.sort(complete["event"]), good[16:])
+    assert b.counts.fragments + late_or_jump == 1 + 2 * 400  # every fragment accounted for
+
+
+def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():
+    """Events that timed out, then their fragments: late, near the window, however many."""
+    b = Builder(2, 3, 1, 4, window=64, timeout_s=1.0, stuck_fragments=16)
+    b.add(*frags(range(200, 264), 0), now_ns=0)
+    b.expire(now_ns=2 * 10**9)  # 64 events out, incomplete
+    assert len(built(b)) == 64
+    for start in range(200, 264, 8):
+        b.add(*frags(range(start, start + 8), 1), now_ns=2 * 10**9)  # source 1, all late
+    b.add(*frags(range(200, 208), 0), now_ns=2 * 10**9)  # and source 0 again
+    assert b.counts.late == 72 and b.counts.reanchors == 0 and not b.take()
+
+
 def test_an_absurd_event_number_does_not_flush_the_window():
     b = Builder(2, 3, 1, 4, window=64, max_event_jump=1000)
     b.add(*frags([1, 2], 0))

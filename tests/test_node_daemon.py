@@ -438,3 +438,35 @@ def test_a_sequence_number_beyond_int64_is_counted_not_fatal(tmp_path):
     finally:
         d.kill()
     assert status["counters"]["malformed_messages"] == 3 and status["counters"]["events_complete"] == 20
+
+
+def test_a_corrupt_first_event_number_does_not_stop_the_building(tmp_path):
+    """The first fragment of a run carried a corrupt event number (a bit flip, 2^40): every
+    good fragment after it was late, for good. The builder lets go of that anchor once
+    fragments far from the window keep coming from two sources, and builds again."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[0, 1]))
+    try:
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT) for s in (0, 1)]
+        send(srcs[0], [1 << 40])
+        d.wait_counter("received_fragments", 1)  # it alone anchors the numbering
+        for start in range(0, 2000, 100):
+            for s in srcs:
+                send(s, np.arange(start, start + 100))
+        d.wait_counter("events_complete", 1500, timeout=60)
+        for s in srcs:
+            s.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["builder_reanchors"] == 1
+    assert any(x["event"] == "builder-reanchored" for x in d.log_lines())
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    late = read_sink(tmp_path / "out", "late-*.h5", "late")
+    complete = ev["event"][(ev["status"] & p.COMPLETE) != 0]
+    n_late = len(late["event"]) if late else 0
+    # only the drains before the let-go are late (fewer than its 256 fragments); every other event is built whole
+    assert n_late < 256
+    assert sorted(complete.tolist()) == sorted(set(range(2000)) - set(late["event"].tolist() if late else []))
+    assert c["received_fragments"] == 4001 == arrived_fragments(ev, 2) + n_late + c["builder_jumps"]

@@ -43,7 +43,7 @@ class BuilderCounts:
     timed_out: int = 0
     evicted: int = 0
     drained: int = 0
-    reanchors: int = 0  # the numbering was taken up afresh (see Builder._note_far)
+    reanchors: int = 0  # the numbering was taken up afresh (see Builder._far_run)
 
 
 @dataclass
@@ -150,6 +150,7 @@ class Builder:
         keep = None  # None: every fragment goes in
         if self.high is None:  # the lowest: a corrupt number above it is a jump, not the anchor
             self.high = int(ev.min())
+            self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
         ev_max = int(ev.max())
         if ev_max > limit:

@@ -494,7 +494,8 @@ class RotatingFiles:
         self.pending_bytes = 0
         self.pending_since = 0.0
         self.lost = 0  # records accepted but in no file: a write failed, or was given up
-        self.on_wait: Callable[[], None] | None = None  # called about once a second while a close waits for room
+        # called about once a second while a file's close or opening waits for room (the caller's thread is held)
+        self.on_wait: Callable[[], None] | None = None
         self.gave_up = False
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, why)
@@ -517,9 +518,9 @@ class RotatingFiles:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
-            writer = _HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False)
-            writer.give_up()  # at start a full disk is an error naming the file, not a wait
             try:
+                writer = _HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False)
+                writer.give_up()  # at start a full disk is an error naming the file, not a wait
                 try:
                     if len(records):
                         writer.write([records])

@@ -122,6 +122,7 @@ class Builder:
         self.stuck_fragments = stuck_fragments
         self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
         self._far_sources = 0  # their sources (bits)
+        self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
         self.low = 0  # every event below this has left: the window's start
         # (monotonic ns, slots, events) per claim, oldest first: the timeout looks only at the
         # claims old enough to have timed out, not at the whole ring every few ms
@@ -159,9 +160,9 @@ class Builder:
             if not keep.any():
                 if self._far_run(source_index, jump):  # the anchor let go: this drain anchors anew
                     return self.add(source_index, frags, now_ns)
-                self.counts.jumps += int(jump.sum())
+                self._jumped(source_index, ev, jump)
                 return
-            self.counts.jumps += int(jump.sum())
+            self._jumped(source_index, ev, jump)
             ev_max = int(ev[keep].max())
         new_high = max(self.high, ev_max)
         low = max(0, new_high - self.capacity + 1)
@@ -285,6 +286,12 @@ class Builder:
             block["cpu_valid"] = 0
             block["cpu"] = 0
             self._finish_block(block, part, protocol.COMPLETE)
+
+    def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray) -> None:
+        """Count the jumps, and keep the first one's source and number for the log."""
+        self.counts.jumps += int(np.count_nonzero(jump))
+        first = int(np.argmax(jump))
+        self.last_jump = (int(source_index.reshape(-1)[first]), int(ev[first]))
 
     def _far_run(self, source_index: np.ndarray, far: np.ndarray) -> bool:
         """Count the fragments far from the window in a row (drains with none in it);

@@ -168,6 +168,7 @@ class Node:
         self._waiting_status = 0.0  # when _report_waiting last wrote the status file
         self.failed = False  # a sink could not write everything: the exit status says so
         self._reanchors = 0  # the builder's re-anchors logged so far
+        self._jumps = 0  # the builder's jumps logged so far
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -391,10 +392,17 @@ class Node:
             why = "event numbers far from the window in a row, from two sources: the numbering is elsewhere"
             self.log("warning", "builder-reanchored", reanchors=counts.reanchors, late=counts.late, jumps=counts.jumps,
                      why=why)  # fmt: skip
+        if counts.jumps != self._jumps and self.builder.last_jump is not None:
+            source, event = self.builder.last_jump
+            self.log.limited("jump", "warning", "event-number-jump", count=counts.jumps - self._jumps,
+                             source=self.sources[source], event_number=event, high=self.builder.high,
+                             limit="builder.max_event_jump")  # fmt: skip
+            self._jumps = counts.jumps
         for late in self.builder.take_late():
             self.metrics.c["late_fragments"] += len(late.fragments)
             self.log.limited("late", "info", "late-fragments", count=len(late.fragments),
-                             first_event=int(late.fragments["event"][0]))  # fmt: skip
+                             first_event=int(late.fragments["event"][0]),
+                             source=self.sources[int(late.source_index[0])])  # fmt: skip
             if self.late_sink is not None:
                 self.late_sink.write(late_records(self.source_ids, late))
 

@@ -470,3 +470,24 @@ def test_a_corrupt_first_event_number_does_not_stop_the_building(tmp_path):
     assert n_late < 256
     assert sorted(complete.tolist()) == sorted(set(range(2000)) - set(late["event"].tolist() if late else []))
     assert c["received_fragments"] == 4001 == arrived_fragments(ev, 2) + n_late + c["builder_jumps"]
+
+
+def test_an_event_number_jump_is_refused_and_named_with_its_source(tmp_path):
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[4, 5]))
+    try:
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT) for s in (4, 5)]
+        for s in srcs:
+            send(s, np.arange(100))
+        d.wait_counter("events_complete", 100)
+        send(srcs[1], [1 << 40])  # a corrupt event number, far beyond builder.max_event_jump
+        for s in srcs:
+            send(s, np.arange(100, 200))
+            s.close()
+        d.wait_counter("events_complete", 200)
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["counters"]["builder_jumps"] == 1 and status["counters"]["events_incomplete"] == 0
+    (line,) = [x for x in d.log_lines() if x["event"] == "event-number-jump"]
+    assert line["source"] == 5 and line["event_number"] == 1 << 40 and line["level"] == "warning"

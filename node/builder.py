@@ -29,7 +29,8 @@ from node import protocol
 EMPTY, OPEN, DONE = 0, 1, 2
 U64_MAX = np.iinfo(np.uint64).max
 FAR_WINDOWS = 16  # a late fragment this many windows below the window is not late, it is elsewhere
-STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources: re-anchor
+STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources ...
+# ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run)
 
 
 @dataclass
@@ -122,6 +123,8 @@ class Builder:
         self.stuck_fragments = stuck_fragments
         self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
         self._far_sources = 0  # their sources (bits)
+        self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
+        self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
         self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
         self.low = 0  # every event below this has left: the window's start
         # (monotonic ns, slots, events) per claim, oldest first: the timeout looks only at the
@@ -133,7 +136,8 @@ class Builder:
         self.late: list[Late] = []
 
     # ------------------------------------------------------------------ intake
-    def add(self, source_index: np.ndarray, frags: np.ndarray, now_ns: int | None = None) -> None:
+    def add(self, source_index: np.ndarray, frags: np.ndarray, now_ns: int | None = None, *,
+            anchored: bool = False) -> None:  # fmt: skip
         """Place a drain of fragments (any sources, any events, any order).
 
         ``frags`` may be 2-d (messages x fragments, a view of the receive buffer) and
@@ -148,23 +152,35 @@ class Builder:
         self._drains += 1
         # one strided pass over the receive buffer; the comparisons below then read it contiguously
         ev = np.ascontiguousarray(frags["event"]).reshape(-1)
+        if self._gone is not None:
+            gone = (ev >= np.uint64(self._gone[0])) & (ev <= np.uint64(self._gone[1]))
+            if gone.any():  # stragglers of a numbering let go: late, and no say in the window
+                idx, rest = np.flatnonzero(gone), np.flatnonzero(~gone)
+                self.counts.late += len(idx)
+                self.late.append(Late(source_index.reshape(-1)[idx], _rows(frags, idx)))
+                if len(rest):
+                    self.add(source_index.reshape(-1)[rest], _rows(frags, rest), now_ns, anchored=anchored)
+                return
         keep = None  # None: every fragment goes in
-        if self.high is None:  # the lowest: a corrupt number above it is a jump, not the anchor
-            self.high = int(ev.min())
+        if self.high is None:  # the median: a few corrupt numbers (or stragglers) do not anchor it
+            self.high = int(np.partition(ev, len(ev) // 2)[len(ev) // 2])
             self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
+            self._in_window_ns = now_ns
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
         ev_max = int(ev.max())
         if ev_max > limit:
             jump = ev > np.uint64(limit)
             keep = ~jump
             if not keep.any():
-                if self._far_run(source_index, jump):  # the anchor let go: this drain anchors anew
-                    return self.add(source_index, frags, now_ns)
+                if not anchored and self._far_run(source_index, jump, now_ns):  # let go: this drain anchors anew
+                    return self.add(source_index, frags, now_ns, anchored=True)
                 self._jumped(source_index, ev, jump)
                 return
             self._jumped(source_index, ev, jump)
             ev_max = int(ev[keep].max())
         new_high = max(self.high, ev_max)
+        if self._gone is not None and new_high + self.capacity >= self._gone[0]:
+            self._gone = None  # the numbering reached (or passed) the range let go: its numbers are new again
         low = max(0, new_high - self.capacity + 1)
         if new_high > self.high:
             self.high = new_high
@@ -181,14 +197,15 @@ class Builder:
                 far = ev > np.uint64(limit)
                 if low > FAR_WINDOWS * self.capacity:
                     far |= ev < np.uint64(low - FAR_WINDOWS * self.capacity)
-                if self._far_run(source_index, far):  # the anchor let go: this drain anchors anew
+                if not anchored and self._far_run(source_index, far, now_ns):  # let go: this drain anchors anew
                     self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
-                    return self.add(source_index, frags, now_ns)
+                    return self.add(source_index, frags, now_ns, anchored=True)
             self.counts.late += int(late.sum())
             self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
             if not keep.any():
                 return
         self._far = self._far_sources = 0
+        self._in_window_ns = now_ns
         claim = (st == EMPTY) | (cur != ev)
         if keep is not None:
             claim &= keep
@@ -293,13 +310,16 @@ class Builder:
         first = int(np.argmax(jump))
         self.last_jump = (int(source_index.reshape(-1)[first]), int(ev[first]))
 
-    def _far_run(self, source_index: np.ndarray, far: np.ndarray) -> bool:
+    def _far_run(self, source_index: np.ndarray, far: np.ndarray, now_ns: int) -> bool:
         """Count the fragments far from the window in a row (drains with none in it);
-        once there are ``stuck_fragments`` of them from two sources (one, with one source)
-        the window is where the numbering is not: a corrupt event number anchored it or
-        moved it there, or the sources started counting afresh.  Then every open event
-        leaves (EVICTED) and the numbering is let go (True: the drain at hand anchors it
-        again), instead of everything arriving late, or refused as a jump, from then on."""
+        once there are ``stuck_fragments`` of them from two sources (one, with one source),
+        and none has come into the window for a build timeout, the window is where the
+        numbering is not: a corrupt event number anchored it or moved it there, or the
+        sources started counting afresh.  Then every open event leaves (EVICTED) and the
+        numbering is let go (True: the drain at hand anchors it again, on its median),
+        instead of everything arriving late, or refused as a jump, from then on.  (A
+        backlog far behind, from sources that lagged, does not do it while the others
+        still send into the window.)"""
         n = int(np.count_nonzero(far))
         if not n:
             self._far = self._far_sources = 0
@@ -308,10 +328,13 @@ class Builder:
         self._far_sources |= int(np.bitwise_or.reduce(self._bits[source_index.reshape(-1)[far]]))
         if self._far < self.stuck_fragments or self._far_sources.bit_count() < min(2, self.n_sources):
             return False
+        if now_ns - self._in_window_ns < self.timeout_ns:
+            return False
         open_ = np.flatnonzero(self.state == OPEN)
         if len(open_):
             self.counts.evicted += len(open_)
             self._emit(self._by_event(open_, self.low), protocol.EVICTED)
+        self._gone = (self.low, self.high)
         self.high, self.low = None, 0
         self._far = self._far_sources = 0
         self.counts.reanchors += 1

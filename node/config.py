@@ -141,22 +141,22 @@ LIST_ITEMS = {"sources": int, "source_manifests": str, "boards": str}
 RANGES: list[tuple[str, float | None, float | None]] = [
     ("node.id", 0, 65535),  # the header's u16 source field of what the node publishes
     ("node.workers", 1, 256),
-    ("node.status_interval_s", 0.01, None),
+    ("node.status_interval_s", 0.01, 1e6),  # times: at most 11 days (seconds) / 1e9 s (ms) ...
     ("node.drain_max", 1, 1 << 20),
     ("fragment.n_inputs", 0, 65535),  # u16 header fields
     ("fragment.n_outputs", 0, 65535),
     ("builder.window", 1, 1 << 24),  # rounded up to a power of two; each slot holds a whole event
-    ("builder.timeout_s", 1e-6, None),
+    ("builder.timeout_s", 1e-6, 1e6),  # ... as nanoseconds they must fit in 64 bits
     ("builder.max_event_jump", 1, None),
     ("fallback.validate_every", 0, None),
     ("fallback.batch", 1, None),
-    ("fallback.max_delay_ms", 0, None),
+    ("fallback.max_delay_ms", 0, 1e9),
     ("offload.max_in_flight", 1, None),
     ("offload.batch", 1, None),
-    ("offload.timeout_ms", 1e-3, None),
-    ("offload.retry_s", 0, None),
+    ("offload.timeout_ms", 1e-3, 1e9),
+    ("offload.retry_s", 0, 1e6),
     ("sink.max_events_per_file", 1, None),
-    ("sink.max_seconds_per_file", 1e-3, None),
+    ("sink.max_seconds_per_file", 1e-3, 1e9),
     ("metrics.port", 0, 65535),
     ("security.max_message_bytes", 64, 1 << 30),  # one receive buffer holds 16 MB plus one of these
 ]

@@ -584,8 +584,11 @@ class Node:
         except Exception as exc:  # a bug in the stages (or what crashed the loop, again)
             self.failed = True
             self.log("error", "drain-failed", error=repr(exc))
-            for events in self.fallback.release_all():  # as they are: written, not lost
-                self._out(events)
+            try:
+                for events in self.fallback.release_all():  # as they are: written, not lost
+                    self._out(events)
+            except Exception as again:  # _out itself (the publisher, say): close the files all the same
+                self.log("error", "drain-failed", error=repr(again))
         for sink in self.sinks:
             sink.close()  # raises nothing: a failure is in sink.error
         self._check_sinks()

@@ -635,7 +635,8 @@ class RotatingFiles:
         """Write the gathered records, splitting them across files at ``max_records``."""
         if not self.pending:
             return
-        pending, self.pending, self.pending_records, self.pending_bytes = self.pending, [], 0, 0
+        # the records stay counted as pending until the writer has them (a new file may wait for room)
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
         try:
             while pending and self.error is None:
                 if self.writer is None:
@@ -652,12 +653,15 @@ class RotatingFiles:
                     parts.append(p)
                     n += len(p)
                 self.records_in_file += n  # now: if the write fails, closing the file counts them lost
+                self.pending_records -= n
                 self.writer.write(parts)
                 if self.records_in_file >= self.max_records:
                     self._close_file()
         except Exception as exc:
             self._fail(exc)
-        self.lost += sum(len(p) for p in pending)  # left over only when the sink failed
+        left = sum(len(p) for p in pending)  # left over only when the sink failed
+        self.lost += left
+        self.pending_records -= left
 
     def tick(self) -> None:
         """Flush and rotate on time (called from the daemon's loop); a write error of the

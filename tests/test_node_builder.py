@@ -139,33 +139,70 @@ def test_events_leave_in_event_order_across_the_rings_wrap(direct):
     assert built(b)["event"].tolist() == list(range(250, 262))
 
 
-def _stream(b: Builder, events: np.ndarray, per_drain: int = 16) -> None:
-    """Two sources sending ``events`` in step, a drain of ``per_drain`` events at a time."""
-    for start in range(0, len(events), per_drain):
+MS = 1_000_000  # ns
+
+
+def _stream(b: Builder, events: np.ndarray, per_drain: int = 16, t0: int = 0, extra=None, extra_at: int = 0) -> None:
+    """Two sources sending ``events`` in step, a drain of ``per_drain`` events every ms
+    (from ``t0`` ms); ``extra`` (source indices, fragments) rides in drain ``extra_at``."""
+    for k, start in enumerate(range(0, len(events), per_drain)):
         ev = events[start : start + per_drain]
-        s0, f0 = frags(ev, 0)
-        s1, f1 = frags(ev, 1)
-        b.add(np.concatenate([s0, s1]), np.concatenate([f0, f1]))
+        parts = [frags(ev, 0), frags(ev, 1)] + ([extra] if extra is not None and k == extra_at else [])
+        b.add(np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts]), now_ns=(t0 + k) * MS)
 
 
 @pytest.mark.parametrize("anchor", [1 << 40, 0], ids=["far-above", "far-below"])
 def test_a_corrupt_first_event_number_is_outlived_not_obeyed(anchor):
     """The first fragment anchors the numbering: one with a corrupt number made every good
     fragment after it late (anchored far above) or a jump (far below) for good. After
-    ``stuck_fragments`` far ones in a row from two sources, the builder lets go of the
-    anchor, and the stream builds again; what came before is late, never dropped."""
-    b = Builder(2, 3, 1, 4, window=64, stuck_fragments=64)
-    b.add(*frags([anchor], 0))
+    ``stuck_fragments`` far ones in a row from two sources, with none in the window for a
+    build timeout, the builder lets go of the anchor, and the stream builds again; what
+    came before is late or a counted jump, never dropped unsaid."""
+    b = Builder(2, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=64)
+    b.add(*frags([anchor], 0), now_ns=0)
     good = np.arange(1_000_000_000, 1_000_000_400)
-    _stream(b, good)
+    _stream(b, good, t0=1)  # a drain of 32 fragments a ms: 64 far ones by 2 ms, the timeout at 5
     out = built(b)
     complete = out[out["status"] == p.COMPLETE]
     assert b.counts.reanchors == 1
     late_or_jump = b.counts.late + b.counts.jumps
-    # the first drain's 32 fragments were far; the second made 64 and was built, anchoring anew
-    assert late_or_jump == 32 and len(complete) == 400 - 16
-    assert np.array_equal(np.sort(complete["event"]), good[16:])
+    # 4 drains of 32 far ones (1-4 ms); the fifth (5 ms) let go and was built, anchoring anew
+    assert late_or_jump == 4 * 32 and len(complete) == 400 - 4 * 16
+    assert np.array_equal(np.sort(complete["event"]), good[64:])
     assert b.counts.fragments + late_or_jump == 1 + 2 * 400  # every fragment accounted for
+
+
+def test_a_straggler_in_the_drain_that_lets_go_does_not_anchor_it():
+    """A new run counting from zero after a long one, and in its first drains a straggler
+    of the old run (its event already built): anchored on the lowest number, that drain
+    let go again and again (a RecursionError). Now once per drain, on its median."""
+    b = Builder(2, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=64)
+    _stream(b, np.arange(100_000, 102_000))  # the old run, well past 16 windows
+    built(b)
+    late_before = b.counts.late
+    straggler = frags([101_990], 1)  # its event already left complete: late wherever it comes
+    # far ones: 32 at 200 ms, 64 at 201 ms: that drain (the straggler in it) lets go and anchors anew
+    _stream(b, np.arange(0, 400), t0=200, extra=straggler, extra_at=1)
+    out = built(b)
+    complete = out[out["status"] == p.COMPLETE]
+    assert b.counts.reanchors == 1
+    assert np.array_equal(np.sort(complete["event"]), np.arange(16, 400))  # the drain that let go, built
+    assert b.counts.late - late_before == 32 + 1  # the drain before it, and the straggler
+    (late,) = b.take_late()[-1:]
+    assert late.fragments["event"].tolist() == [101_990]
+
+
+def test_a_backlog_far_behind_is_late_while_the_others_send_into_the_window():
+    """Two sources lagged far behind (a link outage) and send their backlog while two others
+    go on: late, not a new numbering, as long as something still comes into the window."""
+    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=16)
+    for k, start in enumerate(range(100_000, 101_600, 16)):
+        ev = np.arange(start, start + 16)
+        parts = [frags(ev, 0), frags(ev, 1)]  # the sources still in step
+        if k % 2:
+            parts += [frags(ev - 5000, 2), frags(ev - 5000, 3)]  # the backlog, every other drain
+        b.add(np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts]), now_ns=k * MS)
+    assert b.counts.reanchors == 0
 
 
 def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():

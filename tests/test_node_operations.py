@@ -44,8 +44,9 @@ def cli(*args, cwd=ROOT):
         ("[node]\nsources = [1.5, 1]\n", "node.sources[0]: expected int, got 1.5"),  # both became source 1
         ("[node]\nsources = [true]\n", "node.sources[0]: expected int, got True"),
         ("[builder]\nwindow = -5\n", "builder.window must be in 1..16777216, got -5"),
-        ("[builder]\ntimeout_s = -1\n", "builder.timeout_s must be >= 1e-06"),
+        ("[builder]\ntimeout_s = -1\n", "builder.timeout_s must be in 1e-06..1000000.0, got -1.0"),
         ("[builder]\ntimeout_s = inf\n", "builder.timeout_s: expected a finite number, got inf"),  # OverflowError
+        ("[builder]\ntimeout_s = 1e300\n", "builder.timeout_s must be in 1e-06..1000000.0"),  # OverflowError too
         ("[sink]\nmax_seconds_per_file = nan\n", "sink.max_seconds_per_file: expected a finite number"),  # no rotation
         ("[fallback]\nvalidate_every = -1\n", "fallback.validate_every must be >= 0"),
         ("[offload]\nmax_in_flight = 0\n", "offload.max_in_flight must be >= 1"),  # every event stuck

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,25 @@ def push(port: int, workers: int = 1) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", SENDER, ports, str(N)], env=env)
 
 
+@contextlib.contextmanager
+def full_disk(tmp_path, workers: int = 1) -> Iterator[tuple[Daemon, subprocess.Popen, list[int]]]:
+    """A node whose processes (the node, or its workers) get no room past LIMIT, and a
+    sender pushing N events at it; both are killed on the way out."""
+    d, port = start(tmp_path, workers)
+    sender = None
+    try:
+        pids = [d.proc.pid] if workers == 1 else events_logged(d, "supervisor-started")[0]["pids"]
+        for pid in pids:
+            limit_files(pid, LIMIT)
+        sender = push(port, workers)
+        yield d, sender, pids
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        d.kill()
+
+
 def limit_files(pid: int, soft: int) -> None:
     _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard if soft < 0 else soft, hard))
@@ -79,11 +99,7 @@ def wait_until_held(d: Daemon, sender: subprocess.Popen) -> int:
 
 
 def test_a_full_disk_holds_the_senders_back_and_loses_nothing(tmp_path):
-    d, port = start(tmp_path)
-    sender = None
-    try:
-        limit_files(d.proc.pid, LIMIT)
-        sender = push(port)
+    with full_disk(tmp_path) as (d, sender, _):
         wait_until_held(d, sender)
         (waiting,) = events_logged(d, "sink-waiting")[:1]
         assert waiting["file"].endswith(".h5.tmp") and waiting["error"] == "File too large"
@@ -91,11 +107,6 @@ def test_a_full_disk_holds_the_senders_back_and_loses_nothing(tmp_path):
         assert sender.wait(120) == 0
         d.wait_counter("events_out", N, timeout=120)
         status = d.stop()
-    finally:
-        if sender is not None:
-            sender.kill()
-            sender.wait()
-        d.kill()
     c = status["counters"]
     assert c["events_out"] == c["events_written"] == N and c["events_unwritten"] == 0
     assert events_logged(d, "sink-resumed")
@@ -105,11 +116,7 @@ def test_a_full_disk_holds_the_senders_back_and_loses_nothing(tmp_path):
 
 
 def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
-    d, port = start(tmp_path)
-    sender = None
-    try:
-        limit_files(d.proc.pid, LIMIT)
-        sender = push(port)
+    with full_disk(tmp_path) as (d, sender, _):
         held = wait_until_held(d, sender)
         d.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: any(w.get("stopping") for w in events_logged(d, "sink-waiting")), 30,
@@ -119,11 +126,6 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
         assert d.proc.poll() is None, "the node stopped without writing what it held"
         d.proc.send_signal(signal.SIGTERM)
         code = d.proc.wait(60)
-    finally:
-        if sender is not None:
-            sender.kill()
-            sender.wait()
-        d.kill()
     assert code == 1
     status = d.status()
     c = status["counters"]
@@ -150,14 +152,7 @@ def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_superviso
     """systemctl stop signals the supervisor and its workers alike: each worker gets two
     SIGTERMs (systemd's and the supervisor's) and must still wait for room; the give-up
     is the supervisor's second SIGTERM, passed on as SIGUSR1."""
-    d, port = start(tmp_path, workers=2)
-    sender = None
-    try:
-        (started,) = events_logged(d, "supervisor-started")
-        workers = started["pids"]
-        for pid in workers:
-            limit_files(pid, LIMIT)
-        sender = push(port, workers=2)
+    with full_disk(tmp_path, workers=2) as (d, sender, workers):
         waiting = lambda: {w["node"] for w in events_logged(d, "sink-waiting")}  # noqa: E731
         wait_for(lambda: waiting() == {"node/0", "node/1"}, 60, "both workers to wait for room")
         for pid in workers:  # systemd's SIGTERM to every process of the unit ...
@@ -169,11 +164,6 @@ def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_superviso
         assert d.proc.poll() is None and not events_logged(d, "sink-failed"), "a worker gave up at one stop"
         d.proc.send_signal(signal.SIGTERM)  # the operator's second: give up
         code = d.proc.wait(60)
-    finally:
-        if sender is not None:
-            sender.kill()
-            sender.wait()
-        d.kill()
     status = d.status()
     c = status["counters"]
     assert code == 1 and status["exit_codes"] == [1, 1]

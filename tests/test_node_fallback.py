@@ -9,7 +9,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -323,72 +326,72 @@ class _Doubler:
         return type("Pred", (), {"raw": 2 * x[:, :1]})()
 
 
-@pytest.mark.parametrize("emulator", [_Doubler(), None])
-def test_at_shutdown_tasks_of_a_board_that_never_answers_still_leave(emulator):
-    """The shutdown waited for the boards, then dropped the events still waiting (no counter,
-    no log); now they go to the CPU, or without an emulator leave as they are, counted."""
+@contextmanager
+def _silent_board(timeout_s: float) -> Iterator[tuple[Any, Any]]:
+    """A board that takes requests and never answers (a ROUTER), and the node's Boards for it."""
     import zmq
 
     from node.offload import Boards
 
     ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)  # a board that takes requests and never answers
+    router = ctx.socket(zmq.ROUTER)
     port = router.bind_to_random_port("tcp://127.0.0.1")
     boards = Boards([f"tcp://127.0.0.1:{port}"], n_inputs=3, n_outputs=1, raw_bytes=4, manifest=b"\x12" * 8,
-                    timeout_s=60.0, context=ctx)  # fmt: skip
-    fb = Fallback(emulator, validate_every=0, boards=boards, max_delay_s=0.0)
+                    timeout_s=timeout_s, context=ctx)  # fmt: skip
     try:
-        ev = np.zeros(4, p.event_dtype(2, 3, 1, 4))
-        ev["event"] = np.arange(4)
-        ev["inputs"][:, :, 0] = np.arange(8).reshape(4, 2)
+        yield router, boards
+    finally:
+        boards.close()
+        router.close(linger=0)
+        ctx.term()
+
+
+def _board_tasks() -> np.ndarray:
+    """Four events of two fragments without FPGA results: eight board tasks."""
+    ev = np.zeros(4, p.event_dtype(2, 3, 1, 4))
+    ev["event"] = np.arange(4)
+    ev["inputs"][:, :, 0] = np.arange(8).reshape(4, 2)
+    return ev
+
+
+def _handed_on(fb: Fallback, ev: np.ndarray, emulator) -> None:
+    """Every task went to the CPU, or without an emulator the events left as they were, counted."""
+    if emulator is not None:
+        assert (ev["cpu_valid"] == 1).all() and (ev["cpu"][:, :, 0] == 2 * ev["inputs"][:, :, 0]).all()
+        assert (ev["status"] & p.FALLBACK).all()
+    else:
+        assert fb.counts.no_emulator == 8 and (ev["cpu_valid"] == 0).all()
+
+
+@pytest.mark.parametrize("emulator", [_Doubler(), None])
+def test_at_shutdown_tasks_of_a_board_that_never_answers_still_leave(emulator):
+    """The shutdown waited for the boards, then dropped the events still waiting (no counter,
+    no log); now they go to the CPU, or without an emulator leave as they are, counted."""
+    with _silent_board(timeout_s=60.0) as (_, boards):
+        fb = Fallback(emulator, validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
         fb.submit(ev)  # no FPGA results: every fragment is a board task
         assert fb.step(force=True) == [] and boards.counts.fragments_sent == 8 and not fb.idle()
         assert fb.abandon_boards() == 8
         out = fb.step(force=True)
         assert len(out) == 1 and out[0] is ev and fb.idle()
-        if emulator is not None:
-            assert (ev["cpu_valid"] == 1).all() and (ev["cpu"][:, :, 0] == 2 * ev["inputs"][:, :, 0]).all()
-            assert (ev["status"] & p.FALLBACK).all()
-        else:
-            assert fb.counts.no_emulator == 8 and (ev["cpu_valid"] == 0).all()
-    finally:
-        boards.close()
-        router.close(linger=0)
-        ctx.term()
+        _handed_on(fb, ev, emulator)
 
 
 @pytest.mark.parametrize("emulator", [_Doubler(), None])
 def test_a_board_that_times_out_hands_its_tasks_on_with_or_without_an_emulator(emulator):
     """Offload with no manifest (allowed: the boards compute): a board that timed out gave
     its tasks to a CPU that was not there, and the node crashed on the next step."""
-    import zmq
-
-    from node.offload import Boards
-
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)  # a board that takes requests and never answers
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    boards = Boards([f"tcp://127.0.0.1:{port}"], n_inputs=3, n_outputs=1, raw_bytes=4, manifest=b"\x12" * 8,
-                    timeout_s=0.05, context=ctx)  # fmt: skip
-    fb = Fallback(emulator, validate_every=0, boards=boards, max_delay_s=0.0)
-    try:
-        ev = np.zeros(4, p.event_dtype(2, 3, 1, 4))
-        ev["event"] = np.arange(4)
-        ev["inputs"][:, :, 0] = np.arange(8).reshape(4, 2)
+    with _silent_board(timeout_s=0.05) as (router, boards):
+        fb = Fallback(emulator, validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
         fb.submit(ev)
         assert fb.step() == [] and boards.counts.fragments_sent == 8
         assert router.poll(5000)  # the request arrived; no answer comes
         time.sleep(0.1)  # past the board's timeout
         out = fb.step()
         assert len(out) == 1 and out[0] is ev and fb.idle() and boards.counts.timeouts == 1
-        if emulator is not None:
-            assert (ev["cpu_valid"] == 1).all() and (ev["status"] & p.FALLBACK).all()
-        else:
-            assert fb.counts.no_emulator == 8 and (ev["cpu_valid"] == 0).all()
-    finally:
-        boards.close()
-        router.close(linger=0)
-        ctx.term()
+        _handed_on(fb, ev, emulator)
 
 
 def test_a_stage_that_fails_still_lets_its_events_out_to_the_files(tmp_path, manifest):

@@ -127,6 +127,7 @@ class Node:
             from node.offload import Boards
 
             o = cfg.offload
+            _check_offload_fits(o.batch, self.n_inputs, self.n_outputs, self.raw_bytes, cfg.security.max_message_bytes)
             self.boards = Boards(
                 o.boards, n_inputs=self.n_inputs, n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
                 manifest=manifest, max_in_flight=o.max_in_flight, batch=o.batch, timeout_s=o.timeout_ms / 1e3,
@@ -692,6 +693,19 @@ def _check_ring_fits(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: i
             f"builder.window = {window}: the ring would take {need / 2**30:.1f} GiB ({n_sources} sources' "
             f"fragments of {n_inputs} inputs per event), more than half this machine's {memory / 2**30:.1f} GiB"
         )
+
+
+def _check_offload_fits(batch: int, n_inputs: int, n_outputs: int, raw_bytes: int, max_bytes: int) -> None:
+    """An offload batch, and a board's reply to it, must fit in one message: a larger reply
+    makes ZeroMQ drop the board's connection (the socket's size limit), and every batch
+    would time out to the CPU with no word why."""
+    for what, n_in, n_out in (("request", n_inputs, 0), ("reply", 0, n_outputs)):
+        size = protocol.HEADER_SIZE + batch * protocol.fragment_dtype(n_in, n_out, raw_bytes).itemsize
+        if size > max_bytes:
+            raise config_mod.ConfigError(
+                f"offload.batch = {batch}: a board's {what} of {batch} fragments takes {size} bytes, "
+                f"more than security.max_message_bytes = {max_bytes}"
+            )
 
 
 def _check_writable(directory: Path) -> None:

@@ -264,6 +264,19 @@ def test_a_window_larger_than_the_machine_is_named_at_start(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_an_offload_batch_larger_than_a_message_is_named_at_start(tmp_path):
+    path = tmp_path / "node.toml"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    path.write_text(
+        '[fragment]\nn_inputs = 256\nn_outputs = 1\n[offload]\nboards = ["tcp://127.0.0.1:1"]\nbatch = 1024\n'
+        f'[security]\nmax_message_bytes = 65536\n[sink]\nwrite_files = false\n[[input]]\nendpoint = "{endpoint}"\n'
+    )
+    out = cli("node", "--config", str(path))
+    assert out.returncode == 2, out.stderr
+    assert "offload.batch = 1024: a board's request of 1024 fragments takes" in out.stderr
+    assert "security.max_message_bytes = 65536" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_a_status_file_that_cannot_be_written_is_named_at_start(tmp_path):
     (tmp_path / "taken").write_text("a file, not a folder")
     path = tmp_path / "node.toml"

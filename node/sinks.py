@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import zmq
@@ -33,6 +33,7 @@ from node.durable import durable_replace, sync_fd
 from node.endpoint import prepare
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
+T = TypeVar("T")
 
 
 def columns(records: np.ndarray) -> dict[str, np.ndarray]:
@@ -157,25 +158,23 @@ class _ChunkIO:
                 self.room.set()
 
     def _store(self, offset: int, pieces: list[np.ndarray], nbytes: int, row: int, rows: int) -> None:
-        """Write one chunk and log it; where there is no room, try again until there is."""
-        pause = RETRY_S[0]
+        """Write one chunk and log it; where there is no room, try again until there is
+        (the whole chunk: a short write left part of it)."""
+
+        def attempt() -> None:
+            self._write(offset, data)
+            if self.sync:
+                sync_fd(os.fdatasync, self.cached_fd, self.path)
+            if self.on_written is not None:
+                self.on_written(row, rows, offset, nbytes)
+
+        def waits(exc: OSError) -> None:
+            if self.waiting is None:
+                self.waiting = (offset, exc, time.monotonic())
+
         try:
             data = self._gather(pieces, nbytes)
-            while True:
-                try:
-                    self._write(offset, data)
-                    if self.sync:
-                        sync_fd(os.fdatasync, self.cached_fd, self.path)
-                    if self.on_written is not None:
-                        self.on_written(row, rows, offset, nbytes)
-                    break
-                except OSError as exc:
-                    if exc.errno not in OUT_OF_ROOM or self.abandoned:
-                        raise
-                    if self.waiting is None:
-                        self.waiting = (offset, exc, time.monotonic())
-                    time.sleep(pause)  # then the whole chunk again: a short write left part of it
-                    pause = min(2 * pause, RETRY_S[1])
+            _until_room(attempt, abandoned=lambda: self.abandoned, waits=waits)
             self.rows_written += rows
         except Exception as exc:  # raised in the caller's thread by check()
             self.error = (offset, exc)
@@ -236,6 +235,26 @@ def _hdf5_errno(exc: Exception) -> int | None:
         return exc.errno
     found = re.search(r"errno = (\d+)", str(exc))
     return int(found.group(1)) if found else None
+
+
+def _until_room(attempt: Callable[[], T], *, abandoned: Callable[[], bool], waits: Callable[[OSError], None],
+                on_wait: Callable[[], None] | None = None) -> T:  # fmt: skip
+    """``attempt()`` until it does not fail for want of room (``OUT_OF_ROOM``), pausing
+    50 ms and doubling to 1 s; ``waits(error)`` at each miss, ``on_wait()`` before each
+    pause.  Any other error, and one once ``abandoned()``, is raised as it came."""
+    pause = RETRY_S[0]
+    while True:
+        try:
+            return attempt()
+        except (OSError, RuntimeError) as exc:
+            code = _hdf5_errno(exc)
+            if code not in OUT_OF_ROOM or abandoned():
+                raise
+            waits(OSError(code, os.strerror(code)))
+        if on_wait is not None:
+            on_wait()
+        time.sleep(pause)
+        pause = min(2 * pause, RETRY_S[1])
 
 
 class _HDF5Writer:
@@ -374,23 +393,16 @@ class _HDF5Writer:
         self.io.check()
 
     def _flush_metadata(self, on_wait: Callable[[], None] | None) -> None:
-        pause = RETRY_S[0]
+        def waits(exc: OSError) -> None:
+            if self.metadata_waiting is None:
+                self.metadata_waiting = (exc, time.monotonic())
+
         try:
-            while True:
-                try:
-                    self.file.flush()
-                    return
-                except (OSError, RuntimeError) as exc:
-                    code = _hdf5_errno(exc)
-                    if code not in OUT_OF_ROOM or self.io.abandoned:
-                        why = f"{exc}{', given up' if code in OUT_OF_ROOM else ''}"
-                        raise OSError(code, f"writing HDF5's metadata failed: {why}", str(self.path)) from None
-                    if self.metadata_waiting is None:
-                        self.metadata_waiting = (OSError(code, os.strerror(code)), time.monotonic())
-                if on_wait is not None:
-                    on_wait()
-                time.sleep(pause)
-                pause = min(2 * pause, RETRY_S[1])
+            _until_room(self.file.flush, abandoned=lambda: self.io.abandoned, waits=waits, on_wait=on_wait)
+        except (OSError, RuntimeError) as exc:
+            code = _hdf5_errno(exc)
+            why = f"{exc}{', given up' if code in OUT_OF_ROOM else ''}"
+            raise OSError(code, f"writing HDF5's metadata failed: {why}", str(self.path)) from None
         finally:
             self.metadata_waiting = None
 
@@ -584,31 +596,27 @@ class RotatingFiles:
         """A new file, with what it needs on the disk before its records; where there is no
         room for that, try again (as a chunk would, ``on_wait`` meanwhile) until there is
         or ``give_up``."""
-        pause = RETRY_S[0]
+
+        def attempt() -> _HDF5Writer | _ROOTWriter:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
+            self.tmp = self.final.with_name(self.final.name + ".tmp")
+            try:
+                if self.fmt == "hdf5":
+                    return _HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync,
+                                       dtype=dtype)  # fmt: skip
+                return _ROOTWriter(self.tmp, self.tree, self.attrs)
+            except BaseException:
+                for partial in (self.tmp, log_path(self.tmp)):
+                    partial.unlink(missing_ok=True)
+                raise
+
+        def waits(exc: OSError) -> None:
+            if self.opening is None:
+                self.opening = (self.tmp, exc, time.monotonic())
+
         try:
-            while True:
-                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-                self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
-                self.tmp = self.final.with_name(self.final.name + ".tmp")
-                try:
-                    if self.fmt == "hdf5":
-                        self.writer = _HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io,
-                                                  fsync=self.fsync, dtype=dtype)  # fmt: skip
-                    else:
-                        self.writer = _ROOTWriter(self.tmp, self.tree, self.attrs)
-                    break
-                except Exception as exc:
-                    for partial in (self.tmp, log_path(self.tmp)):
-                        partial.unlink(missing_ok=True)
-                    code = _hdf5_errno(exc)
-                    if code not in OUT_OF_ROOM or self.gave_up:
-                        raise
-                    if self.opening is None:
-                        self.opening = (self.tmp, OSError(code, os.strerror(code)), time.monotonic())
-                    if self.on_wait is not None:
-                        self.on_wait()
-                    time.sleep(pause)
-                    pause = min(2 * pause, RETRY_S[1])
+            self.writer = _until_room(attempt, abandoned=lambda: self.gave_up, waits=waits, on_wait=self.on_wait)
         finally:
             self.opening = None
         self.index += 1

@@ -464,14 +464,8 @@ class Node:
         return any(sink.busy for sink in self.sinks)
 
     def _write_status(self, snap: dict[str, Any]) -> None:
-        """The status file; failing to write it (a full disk) is logged and counted, never
-        fatal: building and writing events do not depend on it."""
-        try:
-            metrics_mod.write_status(self.status_file, snap)
-        except OSError as exc:
+        if not _write_status(self.log, self.status_file, snap):
             self.metrics.c["status_write_errors"] += 1
-            self.log.limited("status-write", "error", "status-write-failed", file=str(self.status_file),
-                             error=str(exc))  # fmt: skip
 
     def _check_sinks(self) -> None:
         """A sink that failed (a write error, or given up) stops the node in order: logged
@@ -640,13 +634,6 @@ class Supervisor:
         self.latest["final"] = bool(snaps) and all(s.get("final") for s in snaps) and len(snaps) == len(self.procs)
         return self.latest
 
-    def _write_status(self, snap: dict[str, Any]) -> None:
-        try:
-            metrics_mod.write_status(self.status_file, snap)
-        except OSError as exc:  # as Node._write_status: logged, never fatal
-            self.log.limited("status-write", "error", "status-write-failed", file=str(self.status_file),
-                             error=str(exc))  # fmt: skip
-
     def stop(self, *_: Any) -> None:
         """Stop the workers; a second call tells them to give up waiting for room (SIGUSR1)."""
         if self._stop:
@@ -666,18 +653,29 @@ class Supervisor:
             prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)
         while not self._stop and all(p.poll() is None for p in self.procs):
             time.sleep(min(0.2, self.cfg.node.status_interval_s))
-            self._write_status(self._collect())
+            _write_status(self.log, self.status_file, self._collect())
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         codes = [p.wait() for p in self.procs]
         snap = self._collect()
         snap["exit_codes"] = codes
-        self._write_status(snap)
+        _write_status(self.log, self.status_file, snap)
         if prom is not None:
             prom[0].shutdown()
         self.log("info", "supervisor-stopped", exit_codes=codes)
         return snap
+
+
+def _write_status(log: Log, path: Path, snap: dict[str, Any]) -> bool:
+    """The status file; failing to write it (a full disk) is logged, never fatal: building
+    and writing events do not depend on it.  Whether it was written."""
+    try:
+        metrics_mod.write_status(path, snap)
+        return True
+    except OSError as exc:
+        log.limited("status-write", "error", "status-write-failed", file=str(path), error=str(exc))
+        return False
 
 
 def _check_ring_fits(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -63,6 +64,17 @@ def ring_bytes(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, wi
     capacity = 1 << max(1, int(window - 1).bit_length())
     record = protocol.event_dtype(n_sources, n_inputs, n_outputs, raw_bytes).itemsize
     return capacity * (record + 57 + 17 * n_sources)
+
+
+class BlockMemory(Protocol):
+    """Where the blocks of built events may be built: the file sink's chunk arena (see
+    ``node.arena``), so that the writer writes them from there without a copy."""
+
+    def reserve(self, n: int) -> np.ndarray | None:
+        """``n`` records for the next block to leave (None: allocate them as usual)."""
+
+    def give_back(self, records: np.ndarray) -> None:
+        """The unused tail of the last reservation."""
 
 
 class Builder:
@@ -134,6 +146,9 @@ class Builder:
         self.counts = BuilderCounts()
         self.out: list[np.ndarray] = []  # built events (event records) waiting to be taken
         self.late: list[Late] = []
+        # where blocks are built, in the order they leave (no room for a message header
+        # there: set only where nothing publishes them); None: memory of their own
+        self.memory: BlockMemory | None = None
 
     # ------------------------------------------------------------------ intake
     def add(self, source_index: np.ndarray, frags: np.ndarray, now_ns: int | None = None, *,
@@ -272,11 +287,15 @@ class Builder:
         mb, n_done, size = self.max_block, len(done), self.event_dtype.itemsize
         self.counts.direct += n_done
         n_blocks = -(-n_done // mb)
-        spare = -(-protocol.HEADER_SIZE // size)  # rows of room before each block: 1 unless records are tiny
+        rec = self.memory.reserve(n_done + len(open_)) if self.memory is not None else None
+        in_memory = rec is not None  # the blocks back to back, as they leave: no room for headers
+        # rows of room before each block: 1 unless records are tiny
+        spare = 0 if in_memory else -(-protocol.HEADER_SIZE // size)
         r = np.arange(n_done)
         self._row[done] = r + (r // mb + 1) * spare  # block k starts at row k * (mb + spare) + spare
         self._row[open_] = n_done + n_blocks * spare + np.arange(len(open_))
-        rec = _uninitialised(n_done + n_blocks * spare + len(open_), self.event_dtype)
+        if rec is None:
+            rec = _uninitialised(n_done + n_blocks * spare + len(open_), self.event_dtype)
         for k in range(0, n_carried, mb):  # a contiguous run of rows in each block: taken without a temporary
             first = k + (k // mb + 1) * spare
             n = min(mb, n_carried - k)
@@ -291,14 +310,20 @@ class Builder:
             self.flags[kept, src] = rec["flags"][row, src]
             self.inputs[kept, src] = rec["inputs"][row, src]
             self.fpga[kept, src] = rec["fpga"][row, src]
+        if in_memory and len(open_):
+            self.memory.give_back(rec[n_done:])  # their rows were scratch
         u8 = memoryview(rec.view(np.uint8))
         for k in range(n_blocks):
             part = done[k * mb : (k + 1) * mb]
             start = (k * (mb + spare) + spare) * size
-            # its own byte buffer, HEADER_SIZE bytes into the spare row: what encode_buffer
-            # recognises as room for the header (protocol.records_with_room)
-            room = np.frombuffer(u8, np.uint8, protocol.HEADER_SIZE + len(part) * size, start - protocol.HEADER_SIZE)
-            block = room[protocol.HEADER_SIZE :].view(self.event_dtype)
+            if in_memory:
+                block = rec[k * mb : k * mb + len(part)]
+            else:
+                # its own byte buffer, HEADER_SIZE bytes into the spare row: what encode_buffer
+                # recognises as room for the header (protocol.records_with_room)
+                head = start - protocol.HEADER_SIZE
+                room = np.frombuffer(u8, np.uint8, protocol.HEADER_SIZE + len(part) * size, head)
+                block = room[protocol.HEADER_SIZE :].view(self.event_dtype)
             block["reserved"] = 0
             block["cpu_valid"] = 0
             block["cpu"] = 0
@@ -419,7 +444,9 @@ class Builder:
     def _emit_block(self, slots: np.ndarray, status: int) -> None:
         # event, flags, inputs, fpga (cpu fields stay 0), behind room for a message header:
         # the publisher then sends these records as they are
-        out = protocol.records_with_room(len(slots), self.event_dtype)
+        out = self.memory.reserve(len(slots)) if self.memory is not None else None
+        if out is None:
+            out = protocol.records_with_room(len(slots), self.event_dtype)
         rec = self.store.take(self.store_row[slots], axis=0, out=out, mode="clip")
         self._finish_block(rec, slots, status)
 

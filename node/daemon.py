@@ -67,6 +67,21 @@ def _fragment_layout(cfg: config_mod.Config, emulator: Any) -> tuple[int, int, i
     return n_in, n_out, raw or 4
 
 
+class _SinkMemory:
+    """The builder's ``BlockMemory``: the events sink's arena, at the file rows after
+    every built event not yet handed to the sink (in the builder, or held by the fallback)."""
+
+    def __init__(self, sink: RotatingFiles, builder: Builder, fallback: Fallback):
+        self.sink, self.builder, self.fallback = sink, builder, fallback
+
+    def reserve(self, n: int) -> np.ndarray | None:
+        ahead = sum(len(b) for b in self.builder.out) + self.fallback.held()
+        return self.sink.reserve(ahead, n)
+
+    def give_back(self, records: np.ndarray) -> None:
+        self.sink.arena.give_back(records)
+
+
 class Node:
     """One builder worker (the whole node when ``node.workers`` is 1)."""
 
@@ -185,6 +200,14 @@ class Node:
                                            max_message_bytes=cfg.security.max_message_bytes)  # fmt: skip
             except zmq.ZMQError as exc:
                 raise config_mod.ConfigError(f"sink.publish {endpoint}: cannot bind ({exc})") from None
+        # build the events where the files' chunks are written from (node.arena); not where
+        # they are published too: those blocks carry room for a message header instead
+        if (
+            self.events_sink is not None
+            and self.publisher is None
+            and self.events_sink.use_arena(self.builder.event_dtype)
+        ):
+            self.builder.memory = _SinkMemory(self.events_sink, self.builder, self.fallback)
         self.auth = None
         # one receive buffer, reused by every drain: no allocation per message
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)
@@ -432,6 +455,10 @@ class Node:
         m.c["events_written"] = self.events_sink.accepted - self.events_sink.lost if self.events_sink else 0
         m.c["late_written"] = self.late_sink.accepted - self.late_sink.lost if self.late_sink else 0
         m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
+        arena = self.events_sink.arena if self.events_sink else None
+        if arena is not None:  # how often the events were built where the files' chunks are written from
+            m.c["sink_built_in_place"] = arena.served - arena.moved
+            m.c["sink_chunks_in_place"] = arena.chunks_in_place
         m.c["log_lines_lost"] = self.log.lost
         m.c["late_unwritten"] = self.late_sink.lost if self.late_sink else 0
         now = time.monotonic()

@@ -154,6 +154,10 @@ class Fallback:
         ready, self.ready = self.ready, []
         return ready
 
+    def held(self) -> int:
+        """Events submitted and not yet returned by ``step``."""
+        return sum(len(p.events) for p in self.pending) + sum(len(e) for e in self.ready)
+
     def idle(self) -> bool:
         return not self.pending and not self.ready
 

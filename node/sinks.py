@@ -28,6 +28,7 @@ import numpy as np
 import zmq
 
 from node import protocol
+from node.arena import ChunkArena, chunk_rows
 from node.chunklog import SUFFIX, ChunkLog, distrust, log_path, recovered_records, writer_alive
 from node.durable import durable_replace, sync_fd
 from node.endpoint import prepare
@@ -49,19 +50,25 @@ def _import_h5py():
     return h5py
 
 
-PAGE = 4096  # O_DIRECT wants file offsets, lengths and memory aligned to the device's block size
+PAGE = 4096  # O_DIRECT wants file offsets, lengths and memory aligned to the device's block size (node.arena's too)
 ALIGN_THRESHOLD = 64 << 10  # file objects at least this large (the chunks) start on a PAGE boundary
 # HDF5 chunk size: each chunk is one write. Here a write costs ~150-200 us of CPU however
 # small (O_DIRECT on virtio-blk), so 4 MB writes cost 0.3 us per 4 KB event and 1 MB
 # writes 0.75; in the daemon the writer thread fell from ~2.1 to ~1.4 us per event, and
 # the node stopped waiting for it (it had, for up to 0.7 s in 3 s runs). 8 MB: no better.
 CHUNK_BYTES = 4 << 20
+ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the chunks being gathered
 # No room for a write: the disk is full, the quota used up, or the file at the process's
 # file-size limit (``ulimit -f``).  The writer keeps the chunk and tries again (an
 # operator frees space), and the daemon stops reading its input meanwhile, so that the
 # senders wait (ZeroMQ's back pressure) and nothing is lost.
 OUT_OF_ROOM = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
 RETRY_S = (0.05, 1.0)  # the first pause before trying a write again, and the longest
+
+
+def rows_per_chunk(dtype: np.dtype) -> int:
+    """Records per HDF5 chunk: ~``CHUNK_BYTES``, whole pages where that is near (``chunk_rows``)."""
+    return chunk_rows(dtype.itemsize, CHUNK_BYTES)[0]
 
 
 def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
@@ -96,8 +103,10 @@ class _ChunkIO:
     commits; a page-cache write is not on the device at all).  The page-cache path pays for
     that in this thread too, not in the daemon's."""
 
-    def __init__(self, path: Path, direct: bool = True, depth: int = 8, sync: bool = False):
+    def __init__(self, path: Path, direct: bool = True, depth: int = 8, sync: bool = False,
+                 arena: ChunkArena | None = None):  # fmt: skip
         self.path = path
+        self.arena = arena  # a chunk built there whole is written from there (node.arena)
         self.cached_fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
         self.direct_fd = -1
         flag = getattr(os, "O_DIRECT", 0) if direct else 0  # 0: not on this platform (macOS)
@@ -154,6 +163,9 @@ class _ChunkIO:
                 if self.error is None:  # after an error the file is lost: only drain the queue
                     self._store(*item)
             finally:
+                if self.arena is not None:  # written, or lost: the arena may reuse their memory
+                    for piece in item[1]:
+                        self.arena.written_out(piece)
                 self.todo.task_done()
                 self.room.set()
 
@@ -182,7 +194,12 @@ class _ChunkIO:
             self.waiting = None
 
     def _gather(self, pieces: list[np.ndarray], nbytes: int) -> np.ndarray:
-        """The chunk's bytes, zero-padded, in the page-aligned buffer."""
+        """The chunk's bytes, zero-padded, in the page-aligned buffer; or where they lie, if
+        they were built there (``arena``)."""
+        if self.arena is not None:
+            whole = self.arena.whole_chunk(pieces)
+            if whole is not None and whole.nbytes == nbytes:
+                return whole
         if len(self.buffer) < nbytes:
             self.buffer = np.frombuffer(mmap.mmap(-1, -(-nbytes // PAGE) * PAGE), np.uint8)
         pos = sum(p.nbytes for p in pieces)
@@ -270,7 +287,7 @@ class _HDF5Writer:
     killed process would (``node/chunklog.py``), with O_DIRECT or without."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True, crash_log: bool = True,
-                 fsync: bool = False, dtype: np.dtype | None = None):  # fmt: skip
+                 fsync: bool = False, dtype: np.dtype | None = None, arena: ChunkArena | None = None):  # fmt: skip
         """With ``dtype`` the dataset and the chunk log are made now, not at the first
         write: everything the file needs on the disk before its chunks, in one step that
         either succeeds or leaves nothing open."""
@@ -280,7 +297,9 @@ class _HDF5Writer:
         self.dataset = None
         self.rows = 0  # records in the dataset's extent (queued for the writer thread or written)
         self.metadata_waiting: tuple[OSError, float] | None = None
-        self.io = _ChunkIO(path, direct=direct_io, sync=fsync)  # before h5py truncates the file: same inode
+        self.arena = arena  # where the builder may have built this file's chunks (node.arena)
+        # before h5py truncates the file: same inode
+        self.io = _ChunkIO(path, direct=direct_io, sync=fsync, arena=arena)
         self.file = None
         try:
             self.file = _import_h5py().File(path, "w", alignment_threshold=ALIGN_THRESHOLD, alignment_interval=PAGE)
@@ -327,7 +346,9 @@ class _HDF5Writer:
         self.io.check()
 
     def _create(self, dtype: np.dtype) -> None:
-        self.dtype, self.size = dtype, max(1, CHUNK_BYTES // dtype.itemsize)
+        self.dtype, self.size = dtype, rows_per_chunk(dtype)
+        if self.arena is not None and (self.arena.dtype != dtype or self.arena.rows != self.size):
+            self.arena = self.io.arena = None
         self.pieces: list[np.ndarray] = []  # the records of the chunk being gathered
         self.fill = 0
         self.dataset = self.file.create_dataset(
@@ -351,7 +372,13 @@ class _HDF5Writer:
         if self.dataset is None:
             self._create(parts[0].dtype)
         for p in parts:
-            self._collect(np.ascontiguousarray(p, self.dtype))
+            p = np.ascontiguousarray(p, self.dtype)
+            if self.arena is not None and self.arena.owns(p) and not self.arena.placed(p, self.rows + self.fill):
+                # built for other rows than it goes to (the node's order changed on the way)
+                moved = p.copy()
+                self.arena.release(p)
+                p = moved
+            self._collect(p)
 
     def _collect(self, p: np.ndarray) -> None:
         """Queue each full chunk's records (references, no copy here)."""
@@ -512,6 +539,27 @@ class RotatingFiles:
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, why)
         self.recovered = self._recover() if fmt == "hdf5" else []
+        self.arena: ChunkArena | None = None  # see use_arena
+
+    def use_arena(self, dtype: np.dtype) -> bool:
+        """Offer memory laid out as the files' chunks (``node.arena``) for records of
+        ``dtype`` to be built in (``reserve``); HDF5 only, and only where whole chunks of
+        them are whole pages.  Made now: its pages are touched at once."""
+        rows, whole_pages = chunk_rows(dtype.itemsize, CHUNK_BYTES)
+        if self.fmt == "hdf5" and whole_pages:
+            self.arena = ChunkArena(dtype, rows, ARENA_SLOTS)
+        return self.arena is not None
+
+    def reserve(self, ahead: int, n: int) -> np.ndarray | None:
+        """Memory for ``n`` records that will be handed to ``write`` after ``ahead`` other
+        records (not yet handed over) and nothing else: at the rows of the file they will
+        go to, where the arena can serve them; else None (any memory will do then)."""
+        if self.arena is None or self.error is not None:
+            return None
+        row = self.records_in_file + self.pending_records + ahead
+        if row + n > self.max_records:  # they go (in part) to the next file
+            return None
+        return self.arena.reserve(row, n)
 
     def _recover(self) -> list[Path]:
         """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
@@ -604,7 +652,7 @@ class RotatingFiles:
             try:
                 if self.fmt == "hdf5":
                     return _HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync,
-                                       dtype=dtype)  # fmt: skip
+                                       dtype=dtype, arena=self.arena)  # fmt: skip
                 return _ROOTWriter(self.tmp, self.tree, self.attrs)
             except BaseException:
                 for partial in (self.tmp, log_path(self.tmp)):
@@ -700,6 +748,8 @@ class RotatingFiles:
             return
         writer = self.closing = self.writer  # where give_up finds it, while it closes
         self.writer = None
+        if self.arena is not None:
+            self.arena.next_file()
         if self.gave_up:
             writer.give_up()
         whole = False

@@ -18,7 +18,7 @@ from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct
 from node import chunklog
 from node import protocol as p
 from node.chunklog import boot_id, log_path
-from node.sinks import CHUNK_BYTES, RotatingFiles, read_events
+from node.sinks import RotatingFiles, read_events, rows_per_chunk
 
 WRITER = """
 import sys, time
@@ -54,7 +54,7 @@ def kill_writer(directory, direct_io: bool, n: int, fsync: bool = True) -> None:
 @pytest.mark.parametrize("direct_io", [True, False])
 def test_a_killed_writers_file_is_rebuilt_from_its_chunks(tmp_path, direct_io):
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = CHUNK_BYTES // dtype.itemsize
+    per_chunk = rows_per_chunk(dtype)
     n = 5 * per_chunk + 77  # five whole chunks written; the partial sixth was never written
     kill_writer(tmp_path, direct_io, n)
     (tmp,) = tmp_path.glob("ev-*.h5.tmp")
@@ -85,7 +85,7 @@ def test_after_a_restart_only_a_synced_log_is_trusted(tmp_path, monkeypatch, dir
     if direct_io:
         needs_o_direct(tmp_path)
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = CHUNK_BYTES // dtype.itemsize
+    per_chunk = rows_per_chunk(dtype)
     kill_writer(tmp_path, direct_io, 2 * per_chunk + 7, fsync)
     (tmp,) = tmp_path.glob("ev-*.h5.tmp")
     assert boot_id() is not None, "no boot id on this system: the check is not exercised"

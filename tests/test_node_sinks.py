@@ -13,7 +13,7 @@ import pytest
 from node_helpers import needs_o_direct
 
 from node import protocol as p
-from node.sinks import CHUNK_BYTES, RotatingFiles, read_events
+from node.sinks import RotatingFiles, read_events, rows_per_chunk
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "root"])
@@ -87,7 +87,7 @@ def test_each_chunk_is_on_the_disk_before_the_chunk_log_names_it(tmp_path, monke
     for name in ("pwrite", "write", "fdatasync"):
         monkeypatch.setattr(os, name, spy(name, getattr(os, name)))
     dtype = p.event_dtype(2, 3, 1, 4)
-    per_chunk = CHUNK_BYTES // dtype.itemsize
+    per_chunk = rows_per_chunk(dtype)
     sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 20, fsync=fsync, direct_io=direct_io)
     sink.write(_records(dtype, 0, 3 * per_chunk + 5))
     sink.flush()
@@ -133,7 +133,7 @@ def test_blocks_larger_than_a_chunk_are_cut_into_chunks_and_read_back_in_order(t
     """Big blocks are cut at chunk and file boundaries; the unaligned heads and tails
     around whole chunks must still land in order, across files."""
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = CHUNK_BYTES // dtype.itemsize
+    per_chunk = rows_per_chunk(dtype)
     most = 4 * per_chunk - 100  # records per file: files end inside chunks
     sink = RotatingFiles(tmp_path, "ev", max_records=most, flush_bytes=1 << 16)
     sizes = [10, 3 * per_chunk + 17, 1, per_chunk, 5 * per_chunk - 3]  # unaligned, aligned, across a file
@@ -173,7 +173,7 @@ def test_hdf5_chunks_with_and_without_o_direct_read_back_identically(tmp_path, d
     if direct_io:
         needs_o_direct(tmp_path)
     dtype = p.event_dtype(*shape)
-    per_chunk = CHUNK_BYTES // dtype.itemsize
+    per_chunk = rows_per_chunk(dtype)
     sizes = [10, per_chunk, 3 * per_chunk + 17, 1, per_chunk - 11, 2 * per_chunk, 5]
     max_records = 3 * per_chunk + 100  # rotations fall inside chunks
     attrs = {"node": "n1", "sources": [3, 5, 7, 9]}
@@ -229,7 +229,7 @@ def test_a_chunk_write_error_in_the_writer_thread_ends_the_sink_naming_the_file_
     and every record must be counted, written or lost."""
     needs_o_direct(tmp_path)
     dtype = p.event_dtype(4, 248, 2, 4)
-    per_chunk = CHUNK_BYTES // dtype.itemsize
+    per_chunk = rows_per_chunk(dtype)
     sink = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 16)
     sink.write(_records(dtype, 0, 10))
     sink.flush()

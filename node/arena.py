@@ -8,19 +8,21 @@ Here the builder asks for each output block at the rows of the file it is going 
 arrived where they were built is written from there as it is (O_DIRECT, ``whole_chunk``).
 
 A prediction that does not hold (a block held back by the fallback while a later one
-overtook it, a block split across files, a rotation in between) costs a copy, never a
-wrong record: ``placed`` tells the sink whether a block lies at its rows; one that does
-not is copied out (``release``) and written as any other.  Reservations never overlap
-(each starts past the last), and a chunk's memory is reserved again only once every row
-reserved in it before has been released (written, or copied out); rows never released
-(a sink that failed) only keep the arena from serving.
+overtook it, a block split across files, a rotation in between) costs the copy it saves
+elsewhere, never a wrong record: a chunk is written from the arena only if its records
+lie there back to back, in the order handed to the sink, filling the chunk's memory
+(``whole_chunk``); any other is gathered into the writer's own buffer as before.  The
+writer never writes into the arena, reservations never overlap (each starts past the
+last), and a chunk's memory is reserved again only once every record reserved in it
+before has been written (``written_out``); records never written (a sink that failed)
+only keep the arena from serving.
 
 The memory is mapped twice, back to back (``_mirrored``, Linux), so that a block that
 runs past the arena's end goes on at its start without a break (without it ~20% of the
 records, those of blocks across the end, were built elsewhere and copied).
 
-Threads: the daemon's thread reserves and releases what it copies out; the file's writer
-thread releases what it wrote.  Each count is added to by one thread only.
+Threads: the daemon's thread reserves; the file's writer thread counts what it wrote.
+Each count is added to by one thread only.
 """
 
 from __future__ import annotations
@@ -72,11 +74,10 @@ class ChunkArena:
         self.frontier = 0  # the arena row past the last reservation: the next one starts there or later
         self.chunk_in = [-1] * slots  # the chunk (arena row // rows) each slot holds rows of
         self.reserved = [0] * slots  # rows reserved in each slot, ever (daemon's thread)
-        self.copied_out = [0] * slots  # rows released by the daemon's thread, ever
-        self.written = [0] * slots  # rows released by the writer thread, ever
+        self.written = [0] * slots  # rows the writer thread wrote (or gathered) from each slot, ever
         self.served = 0  # records reserved (given back: not counted)
-        self.moved = 0  # of them, copied out: they were not where their file rows went
         self.chunks_in_place = 0  # chunks written from where they were built (writer thread)
+        self.chunks_gathered = 0  # chunks with records in the arena, gathered (writer thread)
 
     # ------------------------------------------------------------ daemon's thread
     def reserve(self, file_row: int, n: int) -> np.ndarray | None:
@@ -108,44 +109,28 @@ class ChunkArena:
         self.frontier -= len(records)
         self.served -= len(records)
 
-    def placed(self, records: np.ndarray, file_row: int) -> bool:
-        """Whether ``records`` (in the arena) lie where rows ``file_row``.. of the current
-        file go, as reserved for them."""
-        row = self._row(records)
-        if row is None:
-            return False
-        slot = row // self.rows
-        arena_row = self.chunk_in[slot] * self.rows + row % self.rows
-        return arena_row == self.base + file_row
-
     def next_file(self) -> None:
         """The next file's row 0 at the next whole chunk past every reservation."""
         self.base = -(-self.frontier // self.rows) * self.rows
         self.frontier = self.base
 
-    def release(self, records: np.ndarray) -> None:
-        """Rows the daemon's thread copied out: their memory may be reserved again."""
-        row = self._row(records)
-        if row is not None:
-            self._count(self.copied_out, row, len(records))
-            self.moved += len(records)
-
     # ------------------------------------------------------------- either thread
-    def owns(self, records: np.ndarray) -> bool:
-        return self._row(records) is not None
-
     def whole_chunk(self, pieces: list[np.ndarray]) -> np.ndarray | None:
-        """The chunk's bytes where they lie, if ``pieces`` are one whole chunk of the arena,
-        in order (a chunk the sink found ``placed``, piece by piece), else None."""
-        row = self._row(pieces[0])
+        """The chunk's bytes where they lie, if ``pieces`` lie back to back in the arena, in
+        their order, filling one chunk's memory (writer thread), else None."""
+        rows = [self._row(p) for p in pieces]
+        row = rows[0]
         if row is None or row % self.rows:
+            self.chunks_gathered += any(r is not None for r in rows)
             return None
         at = row
-        for p in pieces:
-            if self._row(p) != at:
+        for p, r in zip(pieces, rows, strict=True):
+            if r != at % self.total:
+                self.chunks_gathered += 1
                 return None
             at += len(p)
         if at - row != self.rows:
+            self.chunks_gathered += 1
             return None
         self.chunks_in_place += 1
         return self.records[row : row + self.rows].view(np.uint8)
@@ -166,7 +151,7 @@ class ChunkArena:
         return (at - self.address) // self.dtype.itemsize % self.total
 
     def _outstanding(self, slot: int) -> int:
-        return self.reserved[slot] - self.copied_out[slot] - self.written[slot]
+        return self.reserved[slot] - self.written[slot]
 
     def _count(self, counts: list[int], row: int, n: int) -> None:
         """Add ``n`` (rows from wrapped arena row ``row`` on) to each slot's count."""

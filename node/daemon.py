@@ -208,6 +208,9 @@ class Node:
             and self.events_sink.use_arena(self.builder.event_dtype)
         ):
             self.builder.memory = _SinkMemory(self.events_sink, self.builder, self.fallback)
+            # in the order built, so that they reach the rows they were built for; not with
+            # boards, whose answers (or time-outs) would hold every later event back
+            self.fallback.keep_order = self.boards is None
         self.auth = None
         # one receive buffer, reused by every drain: no allocation per message
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)
@@ -456,9 +459,10 @@ class Node:
         m.c["late_written"] = self.late_sink.accepted - self.late_sink.lost if self.late_sink else 0
         m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
         arena = self.events_sink.arena if self.events_sink else None
-        if arena is not None:  # how often the events were built where the files' chunks are written from
-            m.c["sink_built_in_place"] = arena.served - arena.moved
+        if arena is not None:  # how often the files' chunks were written from where they were built
+            m.c["sink_built_in_arena"] = arena.served
             m.c["sink_chunks_in_place"] = arena.chunks_in_place
+            m.c["sink_chunks_gathered"] = arena.chunks_gathered
         m.c["log_lines_lost"] = self.log.lost
         m.c["late_unwritten"] = self.late_sink.lost if self.late_sink else 0
         now = time.monotonic()

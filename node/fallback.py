@@ -91,6 +91,10 @@ class Fallback:
         self.on_bad_inputs = on_bad_inputs or (lambda event, source: None)
         self.pending: list[_Pending] = []
         self.ready: list[np.ndarray] = []
+        # events leave in the order they came (not only those with tasks by theirs): set
+        # where the sink guessed where they go from that order (node.arena); a block
+        # without tasks then waits behind earlier ones for at most ``max_delay``
+        self.keep_order = False
         self.counts = FallbackCounts()
         if emulator is not None:
             self.input_shape = tuple(emulator.input_shape)
@@ -124,7 +128,7 @@ class Fallback:
             self.counts.validated_events += int(sampled.sum())
         task = need_cpu | need_board
         if not task.any():
-            self.ready.append(events)
+            self._pass(events)
             return
         if self.emulator is None:
             # no manifest: nothing can compute; count, and let the events go as they are
@@ -132,12 +136,21 @@ class Fallback:
             need_cpu[:] = False
             task = need_board
             if not task.any():
-                self.ready.append(events)
+                self._pass(events)
                 return
         rows, srcs = np.nonzero(task)
         self.pending.append(
             _Pending(events, rows, srcs, need_cpu[rows, srcs], need_board[rows, srcs], np.zeros(len(rows), bool))
         )
+
+    def _pass(self, events: np.ndarray) -> None:
+        """Events with no task: out at the next ``step``, behind the earlier ones where
+        the order is kept."""
+        if self.keep_order and self.pending:
+            none = np.zeros(0, np.intp)
+            self.pending.append(_Pending(events, none, none, none.astype(bool), none.astype(bool), none.astype(bool)))
+        else:
+            self.ready.append(events)
 
     # -------------------------------------------------------------------- work
     def step(self, now_ns: int | None = None, force: bool = False) -> list[np.ndarray]:
@@ -279,10 +292,11 @@ class Fallback:
     def _release(self) -> None:
         keep = []
         for p in self.pending:
-            if p.open:
+            if p.open or (self.keep_order and keep):
                 keep.append(p)
             else:
-                self._finish(p.events)
+                if len(p.rows):
+                    self._finish(p.events)
                 self.ready.append(p.events)
         self.pending = keep
 

@@ -372,13 +372,7 @@ class _HDF5Writer:
         if self.dataset is None:
             self._create(parts[0].dtype)
         for p in parts:
-            p = np.ascontiguousarray(p, self.dtype)
-            if self.arena is not None and self.arena.owns(p) and not self.arena.placed(p, self.rows + self.fill):
-                # built for other rows than it goes to (the node's order changed on the way)
-                moved = p.copy()
-                self.arena.release(p)
-                p = moved
-            self._collect(p)
+            self._collect(np.ascontiguousarray(p, self.dtype))
 
     def _collect(self, p: np.ndarray) -> None:
         """Queue each full chunk's records (references, no copy here)."""

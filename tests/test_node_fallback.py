@@ -436,3 +436,25 @@ def test_a_stage_that_fails_still_lets_its_events_out_to_the_files(tmp_path, man
     assert sorted(ev["event"].tolist()) == list(range(50)) and (ev["cpu_valid"] == 0).all()
     status = json.loads((tmp_path / "node-status.json").read_text())
     assert status["final"] and status["failed"] and status["counters"]["events_written"] == 50
+
+
+@pytest.mark.parametrize("keep_order", [True, False])
+def test_events_without_tasks_wait_behind_earlier_ones_where_the_order_is_kept(keep_order):
+    """With the chunk arena (node.arena) the sink guessed each block's file rows from the
+    order they were built in: a block with no task must not overtake one waiting for the
+    CPU there (it would cost a copy); elsewhere it leaves at once."""
+    fb = Fallback(_Doubler(), validate_every=0, max_delay_s=60.0)
+    fb.keep_order = keep_order
+    needs_cpu = _board_tasks()  # no FPGA results: the CPU's
+    trusted = _board_tasks()
+    trusted["event"] += 4
+    trusted["flags"] = p.RESULT_VALID
+    fb.submit(needs_cpu)
+    fb.submit(trusted)
+    out = fb.step()
+    assert out == ([] if keep_order else [trusted]) and fb.held() == (8 if keep_order else 4)
+    out += fb.step(force=True)
+    want = [needs_cpu, trusted] if keep_order else [trusted, needs_cpu]
+    assert len(out) == 2 and all(o is w for o, w in zip(out, want, strict=True))
+    assert (needs_cpu["cpu_valid"] == 1).all() and (trusted["cpu_valid"] == 0).all() and fb.idle()
+    assert not (trusted["status"] & p.FALLBACK).any()

@@ -304,7 +304,8 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, 
             seconds = _span_of_workers(status_file, workers)
     c = final["counters"]
     return {"events_per_s": n_events / seconds, "events_per_cpu_s": n_events / cpu, "counters": c,
-            "write_mb_s": write_mb_s, "direct": c.get("builder_direct", 0) / max(1, c["builder_complete"])}  # fmt: skip
+            "write_mb_s": write_mb_s, "direct": c.get("builder_direct", 0) / max(1, c["builder_complete"]),
+            "chunks": (c.get("sink_chunks_in_place", 0), c.get("sink_chunks_gathered", 0))}  # fmt: skip
 
 
 def _free_run(n: int) -> int:
@@ -614,7 +615,8 @@ def main() -> int:
                   + "".join(f", {x['direct']:.0%} in another run" for x in runs_ if x is not r) + f"){probe}; "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
             rows.append((batch, workers, sink, raw, r["events_per_s"], ratio, raw_cpu, per_cpu, r["write_mb_s"],
-                         [x["direct"] for x in runs_], runs_.index(r), senders))  # fmt: skip
+                         [x["direct"] for x in runs_], runs_.index(r), senders,
+                         [sum(x["chunks"][k] for x in runs_) for k in (0, 1)]))  # fmt: skip
             if files and senders_ == "step":  # the latency run (sources in step) paces at half the median rate
                 best[batch] = float(np.median([x["events_per_s"] for x in runs_]))
     batch_lat = max(best, key=best.get)
@@ -646,6 +648,7 @@ def main() -> int:
 def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     event_kb = N_SOURCES * (N_INPUTS + N_OUTPUTS) * 4 / 1024  # what one built event adds to a file
     probes = [r[8] for r in rows if r[8]] + [lat["write_mb_s"] for lat in lats if lat["write_mb_s"]]
+    in_place, gathered = (sum(r[12][k] for r in rows) for k in (0, 1))
     lines = [
         "## Node",
         "",
@@ -717,11 +720,16 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "full rate. The run is bound by the machine's 2 cores: in a 1-second window of a 16-fragment run "
         "without files the senders took 0.45-0.60 CPU-s, the node's I/O thread 0.48-0.58 and its main thread "
         "0.56-0.68, with the cores 77-93% busy and 1-12% stolen by the host, so every microsecond any of them "
-        "spends per event lowers the rate. With files, each event is copied once more, into the writer "
-        "thread's page-aligned buffer, and the ~4 MB HDF5 chunks go to disk with O_DIRECT from that thread "
-        "(per-thread CPU in 300k-event runs in step: main thread 4.3-5.0 us per event with files or without, "
-        "I/O thread ~4.2, writer thread 1.7-1.8, of which the copy ~0.75, the writes ~0.3 and the fdatasync "
-        "of each chunk and its log entry (`sink.fsync`) ~0.3; with 1 MB chunks the writes alone cost 0.75, "
+        "spends per event lowers the rate. With files, the events are built in the sink's chunk arena "
+        "(page-aligned memory laid out as the file's chunks, `node/arena.py`), and a writer thread sends each "
+        "~4 MB HDF5 chunk from there to disk with O_DIRECT; before, it first copied every event into its own "
+        "aligned buffer (~0.65 us per event: paired runs in step, 300k events, median 170k -> 185k built "
+        f"events/s, writer thread ~1.05 -> ~0.43 us per event; in this run's runs with files, "
+        f"{in_place:,} chunks were written from where they were built and {gathered:,} gathered). "
+        "Earlier per-thread CPU in 300k-event runs in step: main thread 4.3-5.0 us per "
+        "event with files or without, I/O thread ~4.2, writer thread 1.7-1.8 (with the copy), the writes ~0.3 "
+        "and the fdatasync of each chunk and its log entry (`sink.fsync`) ~0.3; with 1 MB chunks the writes "
+        "alone cost 0.75, "
         "each write costing ~150-200 us of CPU however small; on a quiet machine, 300k events from free-running "
         "senders with files: main thread 3.3-3.6, I/O thread 2.6-2.8, writer thread ~0.9) because new page-cache "
         "pages on this VM cost from 0.3 to 4.5 ms of CPU per MB from one minute to the next (freed guest "

@@ -17,7 +17,7 @@ last), and a chunk's memory is reserved again only once every record reserved in
 before has been written (``written_out``); records never written (a sink that failed)
 only keep the arena from serving.
 
-The memory is mapped twice, back to back (``_mirrored``, Linux), so that a block that
+The memory is mapped twice, back to back (``_Mirrored``, Linux), so that a block that
 runs past the arena's end goes on at its start without a break (without it ~20% of the
 records, those of blocks across the end, were built elsewhere and copied).
 
@@ -58,13 +58,12 @@ class ChunkArena:
         self.dtype, self.rows, self.slots = dtype, rows, slots
         self.total = rows * slots
         nbytes = self.total * dtype.itemsize
-        address = _mirrored(nbytes)
-        self.mirrored = address is not None
-        if address is None:  # one mapping: a block cannot run past the end
-            self._memory = mmap.mmap(-1, nbytes)
-            both = np.frombuffer(self._memory, dtype)
-        else:
-            both = np.frombuffer((ctypes.c_char * (2 * nbytes)).from_address(address), dtype)
+        mirror = _Mirrored.make(nbytes)
+        self.mirrored = mirror is not None
+        if mirror is None:  # one mapping: a block cannot run past the end
+            both = np.frombuffer(mmap.mmap(-1, nbytes), dtype)
+        else:  # the arrays keep the mapping alive; it goes when the last of them does
+            both = np.asarray(mirror).view(dtype)
         self.records = both[: self.total]
         self.records.view(np.uint8)[:] = 0  # touch every page now: first-touch faults mid-run add latency
         self._both = both  # a reservation's view, past the end into the second mapping where there is one
@@ -114,7 +113,7 @@ class ChunkArena:
         self.base = -(-self.frontier // self.rows) * self.rows
         self.frontier = self.base
 
-    # ------------------------------------------------------------- either thread
+    # ------------------------------------------------------------ writer thread
     def whole_chunk(self, pieces: list[np.ndarray]) -> np.ndarray | None:
         """The chunk's bytes where they lie, if ``pieces`` lie back to back in the arena, in
         their order, filling one chunk's memory (writer thread), else None."""
@@ -135,7 +134,6 @@ class ChunkArena:
         self.chunks_in_place += 1
         return self.records[row : row + self.rows].view(np.uint8)
 
-    # ------------------------------------------------------------ writer thread
     def written_out(self, records: np.ndarray) -> None:
         """Rows the writer thread wrote (or gathered): their memory may be reserved again."""
         row = self._row(records)
@@ -164,33 +162,44 @@ class ChunkArena:
             row, left = row + k, left - k
 
 
-def _mirrored(nbytes: int) -> int | None:
-    """The address of ``nbytes`` of memory mapped twice, back to back (a ring whose end
-    runs on into its start), or None where that cannot be had (no ``memfd_create``)."""
-    if not hasattr(os, "memfd_create"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        fd = os.memfd_create("fpgaflow-arena", getattr(os, "MFD_CLOEXEC", 0))
-    except (OSError, AttributeError):
-        return None
-    try:
-        os.ftruncate(fd, nbytes)
-        # room for both mappings in one place, then each mapping put in its half
-        anonymous = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        base = libc.mmap(None, 2 * nbytes, mmap.PROT_NONE if hasattr(mmap, "PROT_NONE") else 0, anonymous, -1, 0)
-        if base in (None, ctypes.c_void_p(-1).value):
+class _Mirrored:
+    """``nbytes`` of memory mapped twice, back to back (a ring whose end runs on into its
+    start), as an array interface; unmapped when it is collected (no array uses it then)."""
+
+    def __init__(self, libc: ctypes.CDLL, address: int, nbytes: int):
+        self._libc, self._address, self._nbytes = libc, address, nbytes
+        self.__array_interface__ = {"shape": (2 * nbytes,), "typestr": "|u1", "data": (address, False), "version": 3}
+
+    def __del__(self) -> None:
+        self._libc.munmap(self._address, 2 * self._nbytes)
+
+    @classmethod
+    def make(cls, nbytes: int) -> _Mirrored | None:
+        """None where it cannot be had (no ``memfd_create``, or the mappings are refused)."""
+        if not hasattr(os, "memfd_create"):
             return None
-        for half in (base, base + nbytes):
-            flags = mmap.MAP_SHARED | MAP_FIXED
-            if libc.mmap(half, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0) != half:
-                libc.munmap(base, 2 * nbytes)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mmap.restype = ctypes.c_void_p
+            libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                  ctypes.c_long]  # fmt: skip
+            libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            fd = os.memfd_create("fpgaflow-arena", getattr(os, "MFD_CLOEXEC", 0))
+        except (OSError, AttributeError):
+            return None
+        try:
+            os.ftruncate(fd, nbytes)
+            # room for both mappings in one place, then each mapping put in its half
+            base = libc.mmap(None, 2 * nbytes, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)  # PROT_NONE
+            if base in (None, ctypes.c_void_p(-1).value):
                 return None
-        return base
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+            for half in (base, base + nbytes):
+                flags = mmap.MAP_SHARED | MAP_FIXED
+                if libc.mmap(half, nbytes, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0) != half:
+                    libc.munmap(base, 2 * nbytes)
+                    return None
+            return cls(libc, base, nbytes)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)

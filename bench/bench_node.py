@@ -671,7 +671,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "| file write (MB/s) |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best, senders in rows:
+    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best, senders, _ in rows:
         probe = f"{mb_s:,.0f}" if mb_s else "-"
         shares = ", ".join(f"**{x:.0%}**" if i == best else f"{x:.0%}" for i, x in enumerate(direct))
         lines.append(f"| {batch} | {senders} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} "

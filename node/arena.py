@@ -35,13 +35,14 @@ import os
 import numpy as np
 
 PAGE = 4096  # O_DIRECT wants memory aligned to the device's block size
-MAP_FIXED = 0x10  # Linux (the mmap module does not name it)
+MAP_FIXED = 0x10  # Linux on x86, arm, powerpc, s390, riscv, mips, sparc (the mmap module does not name it;
+# elsewhere the mapping lands at another address, which _Mirrored.make checks: then no mirror)
 
 
 def chunk_rows(itemsize: int, chunk_bytes: int) -> tuple[int, bool]:
     """Rows per HDF5 chunk of about ``chunk_bytes``, and whether whole chunks of them are
-    whole pages (so that chunk after chunk of one array stays page-aligned): the nearest
-    such count when one lies within a factor of two of ``chunk_bytes``."""
+    whole pages (so that chunk after chunk of one array stays page-aligned): the largest
+    such count not above ``chunk_bytes`` (or the smallest, if that is within twice it)."""
     unit = PAGE // math.gcd(itemsize, PAGE)
     rows = max(unit, chunk_bytes // itemsize // unit * unit)
     if rows * itemsize <= 2 * chunk_bytes:
@@ -81,9 +82,12 @@ class ChunkArena:
     # ------------------------------------------------------------ daemon's thread
     def reserve(self, file_row: int, n: int) -> np.ndarray | None:
         """``n`` records at rows ``file_row``.. of the current file, or None where the
-        arena cannot serve them (its memory there is still in use, or wraps)."""
+        arena cannot serve them (its memory there is still in use, or wraps; or they would
+        span more chunks than it has, so that their first and last chunk share a slot)."""
         start = self.base + file_row
-        if n <= 0 or start < self.frontier or start % self.total + n > len(self._both) or n > self.total:
+        if n <= 0 or start < self.frontier or start % self.total + n > len(self._both):
+            return None
+        if start % self.rows + n > self.total:
             return None
         first, last = start // self.rows, (start + n - 1) // self.rows
         for chunk in range(first, last + 1):

@@ -197,8 +197,8 @@ class _ChunkIO:
         """The chunk's bytes, zero-padded, in the page-aligned buffer; or where they lie, if
         they were built there (``arena``)."""
         if self.arena is not None:
-            whole = self.arena.whole_chunk(pieces)
-            if whole is not None and whole.nbytes == nbytes:
+            whole = self.arena.whole_chunk(pieces)  # its size is the file's chunk's (see _HDF5Writer._create)
+            if whole is not None:
                 return whole
         if len(self.buffer) < nbytes:
             self.buffer = np.frombuffer(mmap.mmap(-1, -(-nbytes // PAGE) * PAGE), np.uint8)
@@ -541,7 +541,10 @@ class RotatingFiles:
         them are whole pages.  Made now: its pages are touched at once."""
         rows, whole_pages = chunk_rows(dtype.itemsize, CHUNK_BYTES)
         if self.fmt == "hdf5" and whole_pages:
-            self.arena = ChunkArena(dtype, rows, ARENA_SLOTS)
+            try:
+                self.arena = ChunkArena(dtype, rows, ARENA_SLOTS)
+            except (OSError, ValueError, MemoryError):  # no memory for it: the writer copies as before
+                self.arena = None
         return self.arena is not None
 
     def reserve(self, ahead: int, n: int) -> np.ndarray | None:

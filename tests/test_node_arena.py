@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from node import arena as arena_mod
 from node import protocol, sinks
 from node.arena import PAGE, ChunkArena, chunk_rows
 from node.builder import Builder
@@ -27,7 +28,18 @@ def test_chunk_rows_are_whole_pages_where_that_is_near_the_chunk_size():
     assert chunk_rows(4093, 4 << 20) == ((4 << 20) // 4093, False)  # odd: 4,096 records (16 MB) would be needed
 
 
-def test_reservations_never_overlap_and_memory_is_reused_only_once_written():
+@pytest.fixture(params=[True, False], ids=["mirrored", "one-mapping"])
+def mirrored(request, monkeypatch) -> bool:
+    """Both kinds of arena: mapped twice back to back (Linux), or once (no memfd_create:
+    a block that would run past the end is built elsewhere)."""
+    if not request.param:
+        monkeypatch.setattr(arena_mod._Mirrored, "make", classmethod(lambda cls, nbytes: None))
+    elif ChunkArena(RECORD, 16, 1).mirrored is False:
+        pytest.skip("no memfd_create here")
+    return request.param
+
+
+def test_reservations_never_overlap_and_memory_is_reused_only_once_written(mirrored):
     arena = ChunkArena(RECORD, 16, 3)
     a = arena.reserve(0, 10)
     assert a is not None and a.ctypes.data == arena.records[0:].ctypes.data
@@ -38,8 +50,22 @@ def test_reservations_never_overlap_and_memory_is_reused_only_once_written():
     arena.written_out(a)
     assert arena.reserve(40, 16) is None, "slot 0 also holds b's rows 10..15"
     arena.written_out(b[:6])
-    c = arena.reserve(40, 16)
-    assert c is not None and c.ctypes.data == arena.records[40:].ctypes.data
+    c = arena.reserve(40, 16)  # across the end
+    if mirrored:
+        assert c is not None and c.ctypes.data == arena.records[40:].ctypes.data
+    else:
+        assert c is None and arena.reserve(48, 16) is not None
+
+
+def test_a_reservation_never_spans_more_chunks_than_the_arena_has():
+    """Its first and last chunk would share a slot, and the next reservation in the last
+    would be handed the first's memory while its records wait to be written (audit)."""
+    arena = ChunkArena(RECORD, 16, 3)
+    assert arena.reserve(8, 48) is None, "rows 8..55: chunks 0..3 in 3 slots"
+    big = arena.reserve(8, 40)  # rows 8..47: chunks 0..2
+    assert big is not None
+    arena.give_back(big[30:])  # the scratch tail, as the builder gives it back
+    assert arena.reserve(48, 8) is None, "slot 0 still holds rows 8..15"
 
 
 def test_a_block_past_the_arenas_end_goes_on_at_its_start():
@@ -75,7 +101,7 @@ def test_whole_chunk_only_for_a_whole_chunk_in_order():
 
 
 @pytest.fixture
-def small_chunks(monkeypatch):
+def small_chunks(monkeypatch, mirrored):
     """16-record chunks, an arena of 3: every case comes round within a few blocks."""
     monkeypatch.setattr(sinks, "CHUNK_BYTES", 16 * RECORD.itemsize)
     monkeypatch.setattr(sinks, "ARENA_SLOTS", 3)
@@ -100,7 +126,8 @@ def test_blocks_built_in_place_are_written_from_there(tmp_path, small_chunks):
         if sink.writer is not None:
             sink.writer.io.todo.join()  # the chunks queued are written (the node waits while the writer is busy)
         block = sink.reserve(0, n)
-        assert block is not None
+        crosses = start % 48 + n > 48
+        assert (block is not None) == (sink.arena.mirrored or not crosses)
         sink.write(_block(start, n, block))
         start += n
     sink.close()
@@ -108,7 +135,24 @@ def test_blocks_built_in_place_are_written_from_there(tmp_path, small_chunks):
     got = read_events(sink.files[0])
     np.testing.assert_array_equal(got["event"], np.arange(start))
     np.testing.assert_array_equal(got["data"][:, 7], np.arange(start) % 251)
-    assert sink.arena.chunks_in_place == start // 16 - (0 if sink.arena.mirrored else 1)
+    if sink.arena.mirrored:
+        assert sink.arena.chunks_in_place == start // 16
+    else:  # the chunks with records of a block built elsewhere are gathered
+        assert 0 < sink.arena.chunks_in_place < start // 16 and sink.arena.chunks_gathered > 0
+
+
+def test_a_block_longer_than_the_arena_is_not_built_across_itself(tmp_path, small_chunks):
+    """Records built elsewhere first, then a block of a whole arena's length and one after
+    it: the second must not be built over the first's head before that is written."""
+    sink = RotatingFiles(tmp_path, "ev", flush_bytes=1, fsync=False)
+    sink.use_arena(RECORD)
+    sink.write(_block(0, 8))
+    big = _block(8, 48, sink.reserve(0, 48))
+    small = _block(56, 4, sink.reserve(48, 4))
+    sink.write(big)
+    sink.write(small)
+    sink.close()
+    np.testing.assert_array_equal(_read(sink), np.arange(60))
 
 
 def test_a_block_held_back_while_later_ones_overtake_it_is_written_whole(tmp_path, small_chunks):

@@ -67,6 +67,8 @@ class ChunkArena:
             both = np.asarray(mirror).view(dtype)
         self.records = both[: self.total]
         self.records.view(np.uint8)[:] = 0  # touch every page now: first-touch faults mid-run add latency
+        if len(both) > self.total:  # and map the second mapping's pages in too (a read of each)
+            int(both[self.total :].view(np.uint8)[::PAGE].sum())
         self._both = both  # a reservation's view, past the end into the second mapping where there is one
         self.address = self.records.ctypes.data
         self.end = self.address + len(both) * dtype.itemsize

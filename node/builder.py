@@ -278,10 +278,11 @@ class Builder:
         temporary).  Its rows are the completed events ``done`` (first the ``n_carried``
         that had fragments in the ring from earlier drains, which take those first), in
         blocks a message can carry, each behind a spare row that leaves room for a message
-        header; then the events still open, whose new fragments (``to_ring``) are copied
-        on into the ring.  So each fragment costs one copy, as through the ring, but the
-        ring's cold memory is skipped: there the scatter and the take cost ~2 us per 4 KB
-        event on this VM, this ~0.75 us.  It pays when most of the drain's events complete
+        header (back to back in ``memory``, where it serves them); then the events still
+        open, whose new fragments (``to_ring``) are copied on into the ring.  So each
+        fragment costs one copy, as through the ring, but the ring's cold memory is
+        skipped: there the scatter and the take cost ~2 us per 4 KB event on this VM, this
+        ~0.75 us.  It pays when most of the drain's events complete
         in it: the ring path copies each completed event out once more (``S`` fragments),
         this path each fragment of a still-open event twice more (through a temporary)."""
         mb, n_done, size = self.max_block, len(done), self.event_dtype.itemsize
@@ -442,8 +443,8 @@ class Builder:
             self._emit_block(slots[start : start + self.max_block], status)
 
     def _emit_block(self, slots: np.ndarray, status: int) -> None:
-        # event, flags, inputs, fpga (cpu fields stay 0), behind room for a message header:
-        # the publisher then sends these records as they are
+        # event, flags, inputs, fpga (cpu fields stay 0), in ``memory`` or behind room for a
+        # message header (the publisher then sends these records as they are)
         out = self.memory.reserve(len(slots)) if self.memory is not None else None
         if out is None:
             out = protocol.records_with_room(len(slots), self.event_dtype)

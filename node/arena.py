@@ -34,7 +34,7 @@ import os
 
 import numpy as np
 
-PAGE = 4096  # O_DIRECT wants memory aligned to the device's block size
+PAGE = 4096  # O_DIRECT wants file offsets, lengths and memory aligned to the device's block size
 MAP_FIXED = 0x10  # Linux on x86, arm, powerpc, s390, riscv, mips, sparc (the mmap module does not name it;
 # elsewhere the mapping lands at another address, which _Mirrored.make checks: then no mirror)
 

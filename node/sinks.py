@@ -28,7 +28,7 @@ import numpy as np
 import zmq
 
 from node import protocol
-from node.arena import ChunkArena, chunk_rows
+from node.arena import PAGE, ChunkArena, chunk_rows
 from node.chunklog import SUFFIX, ChunkLog, distrust, log_path, recovered_records, writer_alive
 from node.durable import durable_replace, sync_fd
 from node.endpoint import prepare
@@ -50,7 +50,7 @@ def _import_h5py():
     return h5py
 
 
-PAGE = 4096  # O_DIRECT wants file offsets, lengths and memory aligned to the device's block size (node.arena's too)
+# PAGE (node.arena): O_DIRECT wants file offsets, lengths and memory aligned to the device's block size
 ALIGN_THRESHOLD = 64 << 10  # file objects at least this large (the chunks) start on a PAGE boundary
 # HDF5 chunk size: each chunk is one write. Here a write costs ~150-200 us of CPU however
 # small (O_DIRECT on virtio-blk), so 4 MB writes cost 0.3 us per 4 KB event and 1 MB
@@ -297,8 +297,8 @@ class _HDF5Writer:
         self.dataset = None
         self.rows = 0  # records in the dataset's extent (queued for the writer thread or written)
         self.metadata_waiting: tuple[OSError, float] | None = None
-        self.arena = arena  # where the builder may have built this file's chunks (node.arena)
-        # before h5py truncates the file: same inode
+        # before h5py truncates the file: same inode; ``arena``: where the builder may have
+        # built this file's chunks (node.arena)
         self.io = _ChunkIO(path, direct=direct_io, sync=fsync, arena=arena)
         self.file = None
         try:
@@ -347,8 +347,9 @@ class _HDF5Writer:
 
     def _create(self, dtype: np.dtype) -> None:
         self.dtype, self.size = dtype, rows_per_chunk(dtype)
-        if self.arena is not None and (self.arena.dtype != dtype or self.arena.rows != self.size):
-            self.arena = self.io.arena = None
+        arena = self.io.arena
+        if arena is not None and (arena.dtype != dtype or arena.rows != self.size):
+            self.io.arena = None  # not laid out as this file's chunks: gather them
         self.pieces: list[np.ndarray] = []  # the records of the chunk being gathered
         self.fill = 0
         self.dataset = self.file.create_dataset(

@@ -327,6 +327,7 @@ class Node:
         c = self.metrics.c
         n = len(ends)
         c["received_messages"] += n
+        c["drains"] += 1
         c["received_bytes"] += ends[-1]
         if "first_message_time" not in self.metrics.g:
             self.metrics.g["first_message_time"] = time.time()
@@ -553,8 +554,9 @@ class Node:
         if self.boards is not None:
             for b in self.boards.boards:
                 poller.register(b.socket, zmq.POLLIN)
-        next_expire = next_status = 0
+        next_expire = next_status = last_drain = 0
         status_every = int(self.cfg.node.status_interval_s * 1e9)
+        coalesce = int(self.cfg.node.coalesce_ms * 1e6)
         try:
             while not self._stop:
                 if self.sinks and self._sinks_busy():
@@ -567,6 +569,11 @@ class Node:
                     ready = dict(poller.poll(1 if busy else 20))
                 socks = [sock for sock in self.inputs if sock in ready]
                 if socks:
+                    if coalesce:  # let more arrive: one drain's fixed cost for all of them
+                        wait = last_drain + coalesce - time.monotonic_ns()
+                        if wait > 0:
+                            time.sleep(wait / 1e9)
+                        last_drain = time.monotonic_ns()
                     self._drain(socks)
                 now = time.monotonic_ns()
                 if now >= next_expire:

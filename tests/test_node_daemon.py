@@ -496,3 +496,28 @@ def test_an_event_number_jump_is_refused_and_named_with_its_source(tmp_path):
     assert status["counters"]["builder_jumps"] == 1 and status["counters"]["events_incomplete"] == 0
     (line,) = [x for x in d.log_lines() if x["event"] == "event-number-jump"]
     assert line["source"] == 5 and line["event_number"] == 1 << 40 and line["level"] == "warning"
+
+
+def test_drains_are_coalesced_to_one_per_interval(tmp_path):
+    """Messages arriving faster than ``node.coalesce_ms`` share a drain: a drain starts at
+    most once per interval, so a moderate rate pays a drain's fixed cost once per interval,
+    not once per message (and no message waits longer than the interval for it)."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[0], node={"coalesce_ms": 50.0}))
+    src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT)
+    try:
+        t0 = time.monotonic()
+        for k in range(100):  # one message a millisecond for ~0.1 s (or longer on a busy machine)
+            send(src, np.arange(k, k + 1))
+            time.sleep(0.001)
+        d.wait_counter("events_complete", 100)
+        spent = time.monotonic() - t0
+        src.close()
+        c = d.stop()["counters"]
+    finally:
+        d.kill()
+    assert c["received_messages"] == 100
+    # each drain but the first starts >= 50 ms after the one before; messages sent 1 ms apart
+    # would otherwise each have a drain of their own (~100)
+    assert c["drains"] <= spent / 0.050 + 2, (c["drains"], spent)
+    assert sorted(read_sink(tmp_path / "out", "node-w0-*.h5", "events")["event"].tolist()) == list(range(100))

@@ -39,6 +39,7 @@ def cli(*args, cwd=ROOT):
         ("[node\n", "not valid TOML"),
         # numbers out of range: each once crashed the daemon deep in a library, or ran wrong
         ("[node]\ndrain_max = 0\n", "node.drain_max must be in 1..1048576, got 0"),  # read nothing, spun
+        ("[node]\ncoalesce_ms = -1\n", "node.coalesce_ms must be in 0..100, got -1.0"),
         ("[node]\nid = 70000\n", "node.id must be in 0..65535"),  # publishing crashed, events lost
         ("[node]\nname = '../up'\n", "node.name '../up' names the node's files"),
         ("[node]\nsources = [1.5, 1]\n", "node.sources[0]: expected int, got 1.5"),  # both became source 1

@@ -790,7 +790,7 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "iteration, with files). A drain now starts at most once per `node.coalesce_ms` (1 ms): ~850 drains "
         "a second of ~28 messages, the main thread ~0.53 CPU-s per second, the node ~75% of a core instead "
         "of ~107%, for ~0.5 ms more p50 (paired runs, old code against new, 4 pairs: p50 0.52-0.58 -> "
-        "1.10-1.23 ms, p99 2.7-10.2 -> 2.7-13.7 ms: the p99 swings below decide it either way). "
+        "1.10-1.23 ms; p99 2.7-10.2 -> 2.7-13.7 ms, within the swings between runs described below). "
         '"Cores busy" is all the machine\'s work in that '
         "time (the node, the sender, the kernel's TCP) and \"stolen\" the time the VM's virtual CPUs did not "
         "run at all because the host ran something else. Whenever the node's thread waits for a core, for "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from node import arena as arena_mod
-from node import protocol, sinks
+from node import hdf5file, protocol, sinks
 from node.arena import PAGE, ChunkArena, chunk_rows
 from node.builder import Builder
 from node.daemon import _SinkMemory
@@ -103,7 +103,7 @@ def test_whole_chunk_only_for_a_whole_chunk_in_order():
 @pytest.fixture
 def small_chunks(monkeypatch, mirrored):
     """16-record chunks, an arena of 3: every case comes round within a few blocks."""
-    monkeypatch.setattr(sinks, "CHUNK_BYTES", 16 * RECORD.itemsize)
+    monkeypatch.setattr(hdf5file, "CHUNK_BYTES", 16 * RECORD.itemsize)
     monkeypatch.setattr(sinks, "ARENA_SLOTS", 3)
 
 

@@ -212,7 +212,8 @@ def test_a_give_up_while_a_full_file_closes_ends_the_sink_and_counts_every_recor
     assert "given up" in r["error"] and r["files"] == 0
     assert r["accepted"] == 3000 and r["written"] + r["lost"] == 3000
     from node import protocol
-    from node.sinks import RotatingFiles, read_events, rows_per_chunk
+    from node.hdf5file import rows_per_chunk
+    from node.sinks import RotatingFiles, read_events
 
     per_chunk = rows_per_chunk(protocol.event_dtype(4, 248, 2, 4))
     assert r["written"] == per_chunk  # the first chunk; the rest, and the 1,000 records after the file, lost

@@ -18,7 +18,8 @@ from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct
 from node import chunklog
 from node import protocol as p
 from node.chunklog import boot_id, log_path
-from node.sinks import RotatingFiles, read_events, rows_per_chunk
+from node.hdf5file import rows_per_chunk
+from node.sinks import RotatingFiles, read_events
 
 WRITER = """
 import sys, time

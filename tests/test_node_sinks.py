@@ -13,7 +13,8 @@ import pytest
 from node_helpers import needs_o_direct
 
 from node import protocol as p
-from node.sinks import RotatingFiles, read_events, rows_per_chunk
+from node.hdf5file import rows_per_chunk
+from node.sinks import RotatingFiles, read_events
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "root"])

@@ -218,7 +218,7 @@ def hdf5_errno(exc: Exception) -> int | None:
 
 
 def until_room(attempt: Callable[[], T], *, abandoned: Callable[[], bool], waits: Callable[[OSError], None],
-                on_wait: Callable[[], None] | None = None) -> T:  # fmt: skip
+               on_wait: Callable[[], None] | None = None) -> T:  # fmt: skip
     """``attempt()`` until it does not fail for want of room (``OUT_OF_ROOM``), pausing
     50 ms and doubling to 1 s; ``waits(error)`` at each miss, ``on_wait()`` before each
     pause.  Any other error, and one once ``abandoned()``, is raised as it came."""

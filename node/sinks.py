@@ -213,7 +213,7 @@ class RotatingFiles:
             try:
                 if self.fmt == "hdf5":
                     return HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync,
-                                       dtype=dtype, arena=self.arena)  # fmt: skip
+                                      dtype=dtype, arena=self.arena)  # fmt: skip
                 return ROOTWriter(self.tmp, self.tree, self.attrs)
             except BaseException:
                 for partial in (self.tmp, log_path(self.tmp)):

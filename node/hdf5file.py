@@ -163,14 +163,24 @@ class HDF5Writer:
         self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize, start, self.fill)
         self.pieces, self.fill = [], 0
 
+    def finish(self) -> None:
+        """Queue the partial last chunk (padded to a whole chunk, past the dataset's extent):
+        after this the file takes no more records, and is closed once ``written_out``."""
+        if self.dataset is not None and self.fill:
+            self._queue_chunk()
+
+    @property
+    def written_out(self) -> bool:
+        """Every chunk queued has left the writer thread (written, or failed)."""
+        return self.io.todo.unfinished_tasks == 0
+
     def close(self, on_wait: Callable[[], None] | None = None) -> None:
         """Queue the partial last chunk, wait for the writer thread, close the file; a chunk
         write error is raised once the file is closed (so it keeps its ``.tmp`` name).
         HDF5's own metadata, written now, waits for room like the chunks do (``on_wait``
         about once a second meanwhile) unless ``give_up`` was called."""
         try:
-            if self.dataset is not None and self.fill:
-                self._queue_chunk()  # padded to a whole chunk, past the dataset's extent
+            self.finish()
         finally:
             self.io.stop(on_wait)  # every chunk on disk before HDF5 writes its metadata and closes
             if self.log is not None:

@@ -29,7 +29,10 @@ class ROOTWriter:
         self.file[f"{tree}_info"] = str(attrs)
 
     # written in the caller's thread, all at once: never queued, never waiting for room
-    busy, waiting = False, None
+    busy, waiting, written_out = False, None, True
+
+    def finish(self) -> None:
+        pass
 
     @property
     def saved(self) -> int:

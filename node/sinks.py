@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,17 @@ from node.rootfile import ROOTWriter
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the chunks being gathered
+
+
+@dataclass(eq=False)
+class _Closing:
+    """The file rotated out, closed once its writer thread has written its chunks."""
+
+    writer: HDF5Writer | ROOTWriter
+    tmp: Path
+    final: Path
+    records: int
+    failed: bool  # the sink failed while this was its file: it keeps its .tmp name
 
 
 class RotatingFiles:
@@ -80,7 +92,9 @@ class RotatingFiles:
         self.fsync = fsync
         self.index = 0
         self.writer: HDF5Writer | ROOTWriter | None = None
-        self.closing: HDF5Writer | ROOTWriter | None = None  # the file being closed, while it is
+        # the file rotated out, until it is closed (its chunks written: ``tick``); the next
+        # file is opened after that
+        self.closing: _Closing | None = None
         self.opening: tuple[Path, OSError, float] | None = None  # a new file waiting for room: (file, error, since)
         self.records_in_file = 0
         self.opened = 0.0
@@ -164,42 +178,51 @@ class RotatingFiles:
     def accepted(self) -> int:
         """Records handed to this sink so far (in files, open or closed, or about to be,
         or ``lost``)."""
-        return self.written + self.records_in_file + self.pending_records + self.lost
+        closing = self.closing.records if self.closing is not None else 0
+        return self.written + closing + self.records_in_file + self.pending_records + self.lost
 
     @property
     def unsaved(self) -> int:
         """Records accepted and not yet safe in a file (gathered, queued, being written):
         what a give-up now would lose."""
-        w = self.writer or self.closing
-        return self.pending_records + self.records_in_file - (w.saved if w is not None else 0)
+        c = self.closing
+        closing = c.records - c.writer.saved if c is not None else 0
+        current = self.records_in_file - (self.writer.saved if self.writer is not None else 0)
+        return self.pending_records + current + closing
 
     @property
     def busy(self) -> bool:
-        """The writer has as much queued as it takes, or waits for room: hand over no more."""
-        return self.writer is not None and self.writer.busy
+        """A writer (the current file's, or the last one's) has as much queued as it takes,
+        or waits for room: hand over no more."""
+        return any(writer.busy for writer in self._writers())
 
     @property
     def waiting(self) -> tuple[Path, OSError, float] | None:
         """(file, error, since when) while the file being written or closed waits for
         room on the disk, else None."""
-        for writer in (self.writer, self.closing):
-            w = writer.waiting if writer is not None else None
+        for writer in self._writers():
+            w = writer.waiting
             if w is not None:
                 return (writer.path, *w)
         return self.opening
 
+    def _writers(self) -> list[HDF5Writer | ROOTWriter]:
+        """The last file's (rotated out, not yet closed) and the current file's."""
+        return [w for w in (self.closing.writer if self.closing is not None else None, self.writer) if w is not None]
+
     def wait_room(self, timeout: float) -> None:
-        """Wait until the writer takes more, at most ``timeout`` seconds."""
-        if self.writer is not None:
-            self.writer.wait_room(timeout)
+        """Wait until the busy writer takes more, at most ``timeout`` seconds."""
+        for writer in self._writers():
+            if writer.busy:
+                writer.wait_room(timeout)
+                return
 
     def give_up(self) -> None:
         """Stop waiting for room (signal-safe): what is not written by now is lost, and the
         file keeps its ``.tmp`` name and chunk log (the next start rebuilds what is in it)."""
         self.gave_up = True
-        for writer in (self.writer, self.closing):
-            if writer is not None:
-                writer.give_up()
+        for writer in self._writers():
+            writer.give_up()
 
     def _open(self, dtype: np.dtype) -> None:
         """A new file, with what it needs on the disk before its records; where there is no
@@ -249,7 +272,8 @@ class RotatingFiles:
             self.flush()
 
     def flush(self) -> None:
-        """Write the gathered records, splitting them across files at ``max_records``."""
+        """Write the gathered records, splitting them across files at ``max_records``; those
+        past a file's end wait (gathered) until that file is closed (``tick``)."""
         if not self.pending:
             return
         # the records stay counted as pending until the writer has them (a new file may wait for room)
@@ -257,6 +281,8 @@ class RotatingFiles:
         try:
             while pending and self.error is None:
                 if self.writer is None:
+                    if self.closing is not None:  # one file at a time: the next once the last is closed
+                        break
                     self._open(pending[0].dtype)
                     if self.gave_up:
                         self.writer.give_up()
@@ -273,16 +299,22 @@ class RotatingFiles:
                 self.pending_records -= n
                 self.writer.write(parts)
                 if self.records_in_file >= self.max_records:
-                    self._close_file()
+                    self._rotate()
         except Exception as exc:
             self._fail(exc)
-        left = sum(len(p) for p in pending)  # left over only when the sink failed
+        if self.error is None:  # waiting for the last file's close: gathered again, first
+            self.pending = pending + self.pending
+            self.pending_bytes = sum(p.nbytes for p in self.pending)
+            return
+        left = sum(len(p) for p in pending)  # the sink failed: they go to no file
         self.lost += left
         self.pending_records -= left
 
     def tick(self) -> None:
-        """Flush and rotate on time (called from the daemon's loop); a write error of the
+        """Close the last file once its chunks are written, flush (enough gathered, or on
+        time) and rotate on time (called from the daemon's loop); a write error of the
         writer thread ends the sink now, not at the next chunk."""
+        self._close_written()
         if self.writer is not None:
             try:
                 self.writer.check()
@@ -291,52 +323,70 @@ class RotatingFiles:
         if self.busy:
             return
         now = time.monotonic()
-        if self.pending and now - self.pending_since >= self.flush_s:
+        if self.pending and (self.pending_bytes >= self.flush_bytes or now - self.pending_since >= self.flush_s):
             self.flush()
         if self.writer is not None and now - self.opened >= self.max_seconds:
-            self._close_file()
+            self._rotate()
 
     def _fail(self, exc: Exception) -> None:
-        """End the sink: keep the first error and close the file as failed."""
+        """End the sink: keep the first error and close the file as failed (and the one
+        before it, still closing, as it is)."""
         if self.error is None:
             self.error = exc
-        self._close_file()
+        self._rotate(failed=True)
 
-    def _close_file(self) -> None:
-        """Close the file and give it its final name; if a write to it failed (now or
-        before), it keeps its ``.tmp`` name, and its records not in logged chunks are lost."""
+    def _rotate(self, failed: bool = False) -> None:
+        """Take no more records into the current file and queue its last chunk.  The file is
+        closed once its chunks are written (``tick``), so that this thread does not wait for
+        the writer thread at every new file (~5 ms here); with ``failed`` now, as failed."""
         if self.writer is None:
             return
-        writer = self.closing = self.writer  # where give_up finds it, while it closes
-        self.writer = None
+        self._close_written(wait=True)  # (none is: the next file is opened only once the last is closed)
+        writer, self.writer = self.writer, None
+        self.closing = _Closing(writer, self.tmp, self.final, self.records_in_file, failed)
+        self.records_in_file = 0
         if self.arena is not None:
             self.arena.next_file()
+        try:
+            writer.finish()
+        except Exception as exc:  # (h5py) it fails to close too: as failed
+            self.error = self.error or exc
+            self.closing.failed = True
+        self._close_written(wait=failed or self.closing.failed)
+
+    def _close_written(self, wait: bool = False) -> None:
+        """Close the last file if its chunks are all written (with ``wait``: once they are)."""
+        c = self.closing
+        if c is None or not (wait or c.writer.written_out):
+            return
         if self.gave_up:
-            writer.give_up()
+            c.writer.give_up()
         whole = False
         try:
-            writer.close(self.on_wait)  # a chunk's write error is raised here
-            if self.error is None:
-                durable_replace(self.tmp, self.final, self.fsync)
+            c.writer.close(self.on_wait)  # a chunk's write error is raised here
+            if not c.failed:
+                durable_replace(c.tmp, c.final, self.fsync)
                 whole = True
         except Exception as exc:
             self.error = self.error or exc
         finally:
-            self.closing = None
-        if not whole:
-            self.written += writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
-            self.lost += self.records_in_file - writer.saved
-            self.records_in_file = 0
+            self.closing = None  # listed while it closes: where give_up and waiting find it
+        if not whole:  # it keeps its .tmp name; its records not in logged chunks are lost
+            self.written += c.writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
+            self.lost += c.records - c.writer.saved
             return
-        log_path(self.tmp).unlink(missing_ok=True)
-        self.files.append(self.final)
-        self.written += self.records_in_file
-        self.records_in_file = 0
+        log_path(c.tmp).unlink(missing_ok=True)
+        self.files.append(c.final)
+        self.written += c.records
 
     def close(self) -> None:
-        """Write what is gathered and close the file (see ``error`` for how it went)."""
+        """Write what is gathered and close the files (see ``error`` for how it went)."""
         self.flush()
-        self._close_file()
+        while self.closing is not None:
+            self._close_written(wait=True)
+            self.flush()  # what waited for that file (after a failure: counted lost)
+        self._rotate()
+        self._close_written(wait=True)
 
 
 class Publisher:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -279,3 +280,47 @@ def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same
         sub.close(linger=0)
     finally:
         ctx.term()
+
+
+def test_a_rotation_does_not_wait_for_the_writer_thread(tmp_path, monkeypatch):
+    """A file that reaches max_records is closed once its chunks are written (``tick``), not
+    at once in the caller's thread: the daemon's loop does not wait for the writer thread at
+    every new file. The records past its end wait, gathered, and go to the next file."""
+    import threading
+
+    from node import chunkio
+
+    held = threading.Event()
+    write = chunkio.ChunkIO._write
+
+    def held_write(self, offset, data):  # the disk behind: every chunk waits for the test
+        held.wait(60)
+        write(self, offset, data)
+
+    monkeypatch.setattr(chunkio.ChunkIO, "_write", held_write)
+    dtype = p.event_dtype(2, 3, 1, 4)
+    per_chunk = rows_per_chunk(dtype)
+    n = 2 * per_chunk + 10
+    sink = RotatingFiles(tmp_path, "ev", max_records=per_chunk, flush_bytes=1, fsync=False)
+    rotating = threading.Thread(target=sink.write, args=(_records(dtype, 0, per_chunk + 10),))
+    rotating.start()  # fills the first file (one chunk, held in the writer thread) and rotates
+    rotating.join(10)
+    try:
+        assert not rotating.is_alive(), "the rotation waited for the writer thread"
+        assert sink.closing is not None and sink.writer is None and not sink.files
+        assert sink.pending_records == 10 and sink.accepted == sink.unsaved == per_chunk + 10
+        sink.tick()  # its chunk is not written yet: still closing
+        assert sink.closing is not None and not sink.files
+    finally:
+        held.set()
+    deadline = time.monotonic() + 30
+    while not sink.files and time.monotonic() < deadline:
+        sink.tick()  # closes it once its chunk is written, then the 10 records go to the next file
+        time.sleep(0.01)
+    assert len(sink.files) == 1 and sink.closing is None and sink.writer is not None and sink.pending_records == 0
+    sink.write(_records(dtype, per_chunk + 10, per_chunk))
+    sink.close()
+    assert sink.error is None and sink.written == sink.accepted == n and sink.lost == 0
+    got = [read_events(f)["event"] for f in sink.files]
+    assert [len(g) for g in got] == [per_chunk, per_chunk, 10]
+    np.testing.assert_array_equal(np.concatenate(got), np.arange(n))

@@ -268,12 +268,19 @@ class RotatingFiles:
         self.pending.append(records)
         self.pending_records += len(records)
         self.pending_bytes += records.nbytes
-        if self.pending_bytes >= self.flush_bytes and not self.busy:
+        if self.pending_bytes >= self.flush_bytes and not self.busy and self._next_file_ready():
             self.flush()
+
+    def _next_file_ready(self) -> bool:
+        """Whether a flush can go on: no file closing (``tick`` closes it), or a whole file's
+        worth gathered meanwhile (the flush then waits for that close: memory stays bounded
+        however small the files)."""
+        return self.closing is None or self.pending_records >= self.max_records
 
     def flush(self) -> None:
         """Write the gathered records, splitting them across files at ``max_records``; those
-        past a file's end wait (gathered) until that file is closed (``tick``)."""
+        past a file's end wait (gathered) until that file is closed (``tick``), or, with a
+        whole file's worth waiting, this flush waits for that close."""
         if not self.pending:
             return
         # the records stay counted as pending until the writer has them (a new file may wait for room)
@@ -281,7 +288,10 @@ class RotatingFiles:
         try:
             while pending and self.error is None:
                 if self.writer is None:
-                    if self.closing is not None:  # one file at a time: the next once the last is closed
+                    if not self._next_file_ready():  # one file at a time: the next once the last is closed
+                        break
+                    self._close_written(wait=True)
+                    if self.error is not None:  # that file failed: the sink with it
                         break
                     self._open(pending[0].dtype)
                     if self.gave_up:
@@ -323,7 +333,8 @@ class RotatingFiles:
         if self.busy:
             return
         now = time.monotonic()
-        if self.pending and (self.pending_bytes >= self.flush_bytes or now - self.pending_since >= self.flush_s):
+        due = self.pending_bytes >= self.flush_bytes or now - self.pending_since >= self.flush_s
+        if self.pending and due and self._next_file_ready():
             self.flush()
         if self.writer is not None and now - self.opened >= self.max_seconds:
             self._rotate()
@@ -342,8 +353,10 @@ class RotatingFiles:
         if self.writer is None:
             return
         self._close_written(wait=True)  # (none is: the next file is opened only once the last is closed)
-        writer, self.writer = self.writer, None
+        writer = self.writer
+        # closing before the writer leaves: a give_up (a signal) in between still finds it
         self.closing = _Closing(writer, self.tmp, self.final, self.records_in_file, failed)
+        self.writer = None
         self.records_in_file = 0
         if self.arena is not None:
             self.arena.next_file()
@@ -357,10 +370,10 @@ class RotatingFiles:
     def _close_written(self, wait: bool = False) -> None:
         """Close the last file if its chunks are all written (with ``wait``: once they are)."""
         c = self.closing
+        if c is not None and self.gave_up:
+            c.writer.give_up()  # (before the check: a chunk waiting for room then ends its wait)
         if c is None or not (wait or c.writer.written_out):
             return
-        if self.gave_up:
-            c.writer.give_up()
         whole = False
         try:
             c.writer.close(self.on_wait)  # a chunk's write error is raised here

@@ -187,8 +187,8 @@ timer = threading.Timer(give_up_after, sink.give_up)
 timer.daemon = True
 timer.start()
 sink.write(ev)
-sink.flush()  # fills the first file (2,000 records: 2 chunks) and closes it: blocked until the give-up
-sink.close()
+sink.flush()  # fills the first file (2,000 records: 2 chunks); its second chunk finds no room
+sink.close()  # the first file's close waits for room: held until the give-up
 print(json.dumps({"error": str(sink.error), "accepted": sink.accepted, "written": sink.written,
                   "lost": sink.lost, "files": len(sink.files)}))
 """
@@ -205,8 +205,8 @@ def run_sink(tmp_path, fmt: str, give_up_after: float = 1.5) -> dict:
 
 
 def test_a_give_up_while_a_full_file_closes_ends_the_sink_and_counts_every_record(tmp_path):
-    """The file reached max_records and its close waits for room (inside a flush, where the
-    daemon's loop was held): the give-up must end that wait, raise nothing, keep the .tmp
+    """The file reached max_records and its close waits for room (in ``close``, where the
+    daemon's loop is held at a stop): the give-up must end that wait, raise nothing, keep the .tmp
     and count each record once, written (in logged chunks) or lost."""
     r = run_sink(tmp_path, "hdf5")
     assert "given up" in r["error"] and r["files"] == 0

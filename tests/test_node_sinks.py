@@ -324,3 +324,54 @@ def test_a_rotation_does_not_wait_for_the_writer_thread(tmp_path, monkeypatch):
     got = [read_events(f)["event"] for f in sink.files]
     assert [len(g) for g in got] == [per_chunk, per_chunk, 10]
     np.testing.assert_array_equal(np.concatenate(got), np.arange(n))
+
+
+def test_small_files_under_load_keep_what_waits_for_the_next_file_bounded(tmp_path):
+    """Files smaller than what arrives between two ticks: a flush that has a whole file's
+    worth waiting closes the last file itself (before, at most one file was filled per
+    tick, and the gathered records grew without bound while the sink never said busy)."""
+    dtype = p.event_dtype(2, 3, 1, 4)
+    sink = RotatingFiles(tmp_path, "ev", max_records=100, flush_bytes=1, fsync=False)
+    n = 0
+    for _ in range(30):  # the daemon's loop: a drain's events, then a tick
+        while sink.busy:
+            sink.wait_room(0.02)
+        sink.write(_records(dtype, n, 500))
+        n += 500
+        assert sink.pending_records < sink.max_records, sink.pending_records
+        sink.tick()
+    sink.close()
+    assert sink.error is None and sink.written == sink.accepted == n and len(sink.files) == n // 100
+    np.testing.assert_array_equal(np.concatenate([read_events(f)["event"] for f in sink.files]), np.arange(n))
+
+
+def test_a_give_up_while_a_file_rotates_out_reaches_its_writer(tmp_path, monkeypatch):
+    """A give-up (a signal) that lands while the file rotates out must reach its writer: a
+    chunk waiting for room then ends its wait and the sink fails, instead of waiting on."""
+    import errno as errno_
+
+    from node import chunkio, sinks
+
+    def no_room(self, offset, data):
+        raise OSError(errno_.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(chunkio.ChunkIO, "_write", no_room)
+    dtype = p.event_dtype(2, 3, 1, 4)
+    per_chunk = rows_per_chunk(dtype)
+    sink = RotatingFiles(tmp_path, "ev", max_records=2 * per_chunk, flush_bytes=1, fsync=False)
+    closing = sinks._Closing
+
+    def signalled(*args):  # the signal arrives as the file is handed over to be closed
+        sink.give_up()
+        return closing(*args)
+
+    monkeypatch.setattr(sinks, "_Closing", signalled)
+    sink.write(_records(dtype, 0, 2 * per_chunk))  # fills the file and rotates it out
+    deadline = time.monotonic() + 10
+    while sink.error is None and time.monotonic() < deadline:
+        if sink.busy:
+            sink.wait_room(0.02)
+        sink.tick()
+    assert sink.error is not None and "given up" in str(sink.error) and not sink.busy
+    sink.close()
+    assert sink.accepted == sink.written + sink.lost == 2 * per_chunk and not sink.files

@@ -340,8 +340,7 @@ class RotatingFiles:
             self._rotate()
 
     def _fail(self, exc: Exception) -> None:
-        """End the sink: keep the first error and close the file as failed (and the one
-        before it, still closing, as it is)."""
+        """End the sink: keep the first error and close the current file as failed."""
         if self.error is None:
             self.error = exc
         self._rotate(failed=True)

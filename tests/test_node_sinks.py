@@ -348,12 +348,10 @@ def test_small_files_under_load_keep_what_waits_for_the_next_file_bounded(tmp_pa
 def test_a_give_up_while_a_file_rotates_out_reaches_its_writer(tmp_path, monkeypatch):
     """A give-up (a signal) that lands while the file rotates out must reach its writer: a
     chunk waiting for room then ends its wait and the sink fails, instead of waiting on."""
-    import errno as errno_
-
     from node import chunkio, sinks
 
     def no_room(self, offset, data):
-        raise OSError(errno_.ENOSPC, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(chunkio.ChunkIO, "_write", no_room)
     dtype = p.event_dtype(2, 3, 1, 4)

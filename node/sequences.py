@@ -1,6 +1,11 @@
 """Per-source message sequence numbers: gaps (messages lost on the way, even on PUB) and
 resets (a source restarted, or replayed), checked over a whole drain at once.
 
+A jump forward of more than ``MAX_GAP`` messages is counted as a reset, not as that many
+messages missing: one corrupt sequence field (a bit flip in its top bits) would otherwise
+add up to 2**63 to the gaps, and no real loss comes near it (2**32 messages are more
+than an hour at a million messages a second).
+
 Each message is compared with the previous message of its source: the one before it in
 the drain, or the last one of an earlier drain.  A drain of a few dozen messages (a node
 well below its maximum rate) is checked in a plain loop, ~0.3 us a message, where the
@@ -12,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 SMALL_DRAIN = 64  # messages: below this the loop is faster than the array operations
+MAX_GAP = 1 << 32  # messages: a longer jump forward is a renumbering (reset), not a loss
 
 
 class Sequences:
@@ -19,7 +25,8 @@ class Sequences:
         self.last = np.full(65536, -1, np.int64)  # last sequence number per source id; -1: none yet
 
     def check(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[dict[int, int], int]:
-        """Messages missing per source id, and how many messages went backwards (resets)."""
+        """Messages missing per source id, and how many messages went backwards or jumped
+        forward by more than ``MAX_GAP`` (resets)."""
         sources = np.asarray(sources).astype(np.intp)
         seqs = np.asarray(seqs).astype(np.int64)  # u64 on the wire, compared as int64 by both forms
         if len(sources) <= SMALL_DRAIN:
@@ -34,9 +41,9 @@ class Sequences:
             p = int(last[s])
             if p >= 0:  # a source's first message ever has nothing to follow
                 d = (q - p + 2**63) % 2**64 - 2**63  # int64 arithmetic, as the array form's
-                if d > 1:
+                if 1 < d <= MAX_GAP:
                     gaps[s] = gaps.get(s, 0) + d - 1
-                elif d <= 0:
+                elif d <= 0 or d > MAX_GAP:
                     resets += 1
             last[s] = q
         return gaps, resets
@@ -51,12 +58,12 @@ class Sequences:
         prev[first] = self.last[sources[first]]
         d = seqs - prev
         known = prev >= 0
-        gap = known & (d > 1)
+        gap = known & (d > 1) & (d <= MAX_GAP)
         gaps: dict[int, int] = {}
         if gap.any():  # rare: summed as Python integers (exact for any 64-bit numbers)
             for s, n in zip(sources[gap].tolist(), (d[gap] - 1).tolist(), strict=True):
                 gaps[s] = gaps.get(s, 0) + n
-        resets = int((known & (d <= 0)).sum())
+        resets = int((known & ((d <= 0) | (d > MAX_GAP))).sum())
         last = np.ones(len(sources), bool)
         last[:-1] = sources[1:] != sources[:-1]
         self.last[sources[last]] = seqs[last]

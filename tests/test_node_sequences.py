@@ -21,6 +21,19 @@ def test_gaps_and_resets_by_example():
     assert s.last[5] == 6 and s.last[7] == 0
 
 
+def test_a_corrupt_sequence_is_a_reset_not_a_loss_of_2_to_the_62():
+    """One message with bit 62 of its sequence flipped, then the numbering goes on: two
+    resets (there and back), no messages missing, in both forms."""
+    seqs = [0, 1, 2, 3 | 1 << 62, 4, 5]
+    for form in ("loop", "arrays"):
+        s = Sequences()
+        with mock.patch.object(sequences, "SMALL_DRAIN", 64 if form == "loop" else 0):
+            assert s.check(np.zeros(6, np.uint16), np.array(seqs, np.uint64)) == ({}, 2), form
+            # a real loss just below the bound is still a loss
+            assert s.check(np.zeros(1, np.uint16), np.array([5 + sequences.MAX_GAP], np.uint64)) == (
+                {0: sequences.MAX_GAP - 1}, 0), form  # fmt: skip
+
+
 SEQUENCE = st.one_of(st.integers(0, 12), st.integers(2**63 - 3, 2**63 + 3), st.integers(2**64 - 4, 2**64 - 1))
 
 

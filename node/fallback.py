@@ -156,7 +156,7 @@ class Fallback:
     def step(self, now_ns: int | None = None, force: bool = False) -> list[np.ndarray]:
         """Offload, run the CPU where due, and return the events whose results are all in."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        if self.boards is not None and self.pending:
+        if self.boards is not None:  # with nothing pending too: a late reply is read, not left to wake the loop
             self._offload(now_ns)
         if self.pending:
             n_cpu = sum(int(p.cpu.sum()) for p in self.pending)
@@ -246,31 +246,31 @@ class Fallback:
 
     def _offload(self, now_ns: int) -> None:
         boards = self.boards
-        for batch_id, events_sent, result in boards.replies():
-            self._attach_board(batch_id, events_sent, result)
+        for batch_id, result in boards.replies():
+            self._attach_board(batch_id, result)
         for batch_id in boards.expired(now_ns):
             self._board_failed(batch_id)
-        # send unsent board tasks, oldest first, while boards have room
+        # send unsent board tasks, oldest first, while a board takes them
+        taken = True
         for p in self.pending:
             todo = np.flatnonzero(p.board & ~p.sent)
-            while len(todo):
+            while taken and len(todo):
                 chunk = todo[: boards.batch]
                 x = p.events["inputs"][p.rows[chunk], p.srcs[chunk]]
-                batch_id = boards.send(p.events["event"][p.rows[chunk]], x, (p, chunk), now_ns)
-                if batch_id is None:
-                    # no board can take it: after max_delay the CPU does the work
-                    if now_ns - p.since_ns >= self.max_delay_ns and not boards.any_alive():
-                        self._to_cpu(p, todo)
-                    return
-                p.sent[chunk] = True
-                todo = todo[len(chunk) :]
+                taken = boards.send(p.events["event"][p.rows[chunk]], x, (p, chunk), now_ns) is not None
+                if taken:
+                    p.sent[chunk] = True
+                    todo = todo[len(chunk) :]
+            # what no board took: the CPU's after max_delay if no board is there, and after a
+            # board's timeout anyway (boards busy for that long are not keeping up)
+            waited = now_ns - p.since_ns
+            if len(todo) and waited >= self.max_delay_ns:
+                if waited >= boards.timeout_ns or not boards.any_alive(now_ns):
+                    self._to_cpu(p, todo)
 
-    def _attach_board(self, tag: Any, events_sent: np.ndarray, result: np.ndarray) -> None:
+    def _attach_board(self, tag: Any, result: np.ndarray) -> None:
         p, chunk = tag
         rows, srcs = p.rows[chunk], p.srcs[chunk]
-        if not np.array_equal(p.events["event"][rows], events_sent):
-            self._board_failed(tag)  # a board answering for other events: do not trust it
-            return
         p.events["fpga"][rows, srcs] = result.reshape(len(chunk), -1)
         p.events["flags"][rows, srcs] |= protocol.RESULT_VALID
         p.events["status"][np.unique(rows)] |= protocol.OFFLOADED
@@ -282,10 +282,11 @@ class Fallback:
 
     def _to_cpu(self, p: _Pending, tasks: np.ndarray) -> None:
         """Board tasks no board will do: the CPU's, or without an emulator (offload and
-        no manifest) nobody's: counted as ``no_emulator`` and the events leave as they are."""
+        no manifest) nobody's: counted as ``no_emulator`` and the events leave as they are.
+        A task in the validation sample already has (or is queued for) its CPU result."""
         p.board[tasks] = False
         if self.emulator is not None:
-            p.cpu[tasks] = True
+            p.cpu[tasks[p.events["cpu_valid"][p.rows[tasks], p.srcs[tasks]] == 0]] = True
         else:
             self.counts.no_emulator += len(tasks)
 

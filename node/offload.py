@@ -3,7 +3,10 @@
 One DEALER socket per board (connected to the board's ROUTER), so the node knows which
 board holds which batch, bounds the batches in flight per board, and notices a board
 that stops answering: a batch not answered within ``timeout`` goes to the CPU fallback
-and the board is left alone for ``retry`` seconds before it is tried again.
+and the board is left alone for ``retry`` seconds before it is tried again.  So is a board
+whose socket takes no more requests (ZeroMQ queues them for a board that is not there,
+up to the high-water mark; those time out and go to the CPU, but once the queue is full
+nothing more is in flight to time out): the request goes to the next board with room.
 
 The board's side is ``answer``: a request (OFFLOAD_REQUEST, inputs only) in, a reply
 (OFFLOAD_REPLY, results only, same sequence number and event numbers) out.
@@ -29,7 +32,8 @@ class BoardCounts:
     batches_answered: int = 0
     timeouts: int = 0
     stale_replies: int = 0  # answers after their batch went to the CPU, or unknown
-    bad_replies: int = 0
+    bad_replies: int = 0  # undecodable, of another layout or firmware, or for other events
+    refused: int = 0  # requests a board's socket would not take (its queue full: not there, or not reading)
 
 
 @dataclass
@@ -89,31 +93,35 @@ class Boards:
         return any(b.dead_until_ns <= now_ns for b in self.boards)
 
     def send(self, events: np.ndarray, inputs: np.ndarray, tag: Any, now_ns: int) -> int | None:
-        """Send one batch to the least busy live board; None when none has room."""
+        """Send one batch to the least busy live board; None when none takes it.  A board
+        whose socket refuses it is left alone for ``retry`` and the next one is tried."""
         live = [b for b in self.boards if b.dead_until_ns <= now_ns and len(b.in_flight) < self.max_in_flight]
         if not live:
             return None
-        board = min(live, key=lambda b: len(b.in_flight))
         frags = np.zeros(len(events), protocol.fragment_dtype(self.n_inputs, 0, self.raw_bytes))
         frags["event"] = events
         frags["inputs"] = inputs
         seq = self.sequence
-        self.sequence += 1
         msg = protocol.encode(
             protocol.OFFLOAD_REQUEST, self.node_id, seq, frags, n_inputs=self.n_inputs, n_outputs=0,
             raw_bytes=self.raw_bytes, manifest=self.manifest, sent_ns=time.time_ns(),
         )  # fmt: skip
-        try:
-            board.socket.send(msg, zmq.NOBLOCK)
-        except zmq.Again:
-            return None
-        board.in_flight[seq] = (tag, now_ns + self.timeout_ns, np.array(events))
-        self.counts.batches_sent += 1
-        self.counts.fragments_sent += len(events)
-        return seq
+        for board in sorted(live, key=lambda b: len(b.in_flight)):
+            try:
+                board.socket.send(msg, zmq.NOBLOCK)
+            except zmq.Again:
+                self.counts.refused += 1
+                board.dead_until_ns = now_ns + self.retry_ns
+                continue
+            self.sequence += 1
+            board.in_flight[seq] = (tag, now_ns + self.timeout_ns, np.array(events))
+            self.counts.batches_sent += 1
+            self.counts.fragments_sent += len(events)
+            return seq
+        return None
 
-    def replies(self) -> list[tuple[Any, np.ndarray, np.ndarray]]:
-        """Answers that arrived: (tag, event numbers, results) per batch."""
+    def replies(self) -> list[tuple[Any, np.ndarray]]:
+        """Answers that arrived: (tag, results) per batch, for exactly the events it sent."""
         out = []
         for board in self.boards:
             # at most what could be in flight, and as many again: a board sending more (stale
@@ -137,12 +145,13 @@ class Boards:
                     len(frags) != len(events)
                     or h.n_outputs != self.n_outputs
                     or not (frags["flags"] & protocol.RESULT_VALID).all()
+                    or not np.array_equal(frags["event"], events)  # answers for other events
                 ):
                     self.counts.bad_replies += 1
                     board.in_flight[h.sequence] = (tag, 0, events)  # expires at once: CPU takes over
                     continue
                 self.counts.batches_answered += 1
-                out.append((tag, frags["event"].copy(), frags["result"].copy()))
+                out.append((tag, frags["result"].copy()))
         return out
 
     def expired(self, now_ns: int) -> list[Any]:

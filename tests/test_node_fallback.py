@@ -286,7 +286,7 @@ def test_offload_replies_of_other_firmware_or_layout_are_refused_not_trusted(cha
             time.sleep(0.01)
         assert bool(got) == accepted and boards.counts.bad_replies == (0 if accepted else 1)
         if accepted:
-            assert got[0][2].ravel().tolist() == [7] * 5
+            assert got[0][1].ravel().tolist() == [7] * 5
     finally:
         boards.close()
         router.close(linger=0)
@@ -458,3 +458,120 @@ def test_events_without_tasks_wait_behind_earlier_ones_where_the_order_is_kept(k
     assert len(out) == 2 and all(o is w for o, w in zip(out, want, strict=True))
     assert (needs_cpu["cpu_valid"] == 1).all() and (trusted["cpu_valid"] == 0).all() and fb.idle()
     assert not (trusted["status"] & p.FALLBACK).any()
+
+
+def _until(fb: Fallback, done, seconds: float = 10.0) -> list[np.ndarray]:
+    """Step the fallback until ``done()``; what it let out."""
+    out, deadline = [], time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        out += fb.step()
+        time.sleep(0.005)
+    return out
+
+
+def _answer(router, shift: int = 0) -> None:
+    """The board's side: read one request, reply 2 x the first input (for events + ``shift``)."""
+    ident, request = router.recv_multipart()
+    h, frags = p.decode(request)
+    out = np.zeros(len(frags), p.fragment_dtype(0, 1, 4))
+    out["event"], out["flags"], out["result"][:, 0] = (
+        frags["event"] + np.uint64(shift),
+        p.RESULT_VALID,
+        2 * frags["inputs"][:, 0],
+    )
+    reply = p.encode(p.OFFLOAD_REPLY, 1, h.sequence, out, n_inputs=0, n_outputs=1, raw_bytes=4, manifest=h.manifest,
+                     sent_ns=0)  # fmt: skip
+    router.send_multipart([ident, reply])
+
+
+def test_a_board_that_is_not_there_hands_its_tasks_to_the_cpu_or_to_a_live_board_for_good():
+    """ZeroMQ queues requests for a board nobody listens on, up to its high-water mark
+    (2 x max_in_flight); those timed out, but once the queue was full every send failed,
+    nothing was in flight to time out, and the events waited for the shutdown, while a
+    live second board sat idle. Now a board whose socket refuses a request is left alone
+    for retry_s and the next board (or the CPU) gets the work, round after round."""
+    import zmq
+
+    from node.offload import Boards
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    nobody = f"tcp://127.0.0.1:{free_port()}"
+    kw = dict(n_inputs=3, n_outputs=1, raw_bytes=4, manifest=b"\x12" * 8, max_in_flight=1, batch=8, timeout_s=0.02,
+              retry_s=0.02, context=ctx)  # fmt: skip
+    opened = []
+    try:
+        for endpoints in ([nobody], [nobody, f"tcp://127.0.0.1:{port}"]):
+            boards = Boards(endpoints, **kw)
+            opened.append(boards)
+            fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+            after = 0  # rounds since the queue was full
+            for _ in range(100):
+                if boards.counts.refused:
+                    after += 1
+                    if after > 4:
+                        break
+                ev = _board_tasks()
+                fb.submit(ev)
+                out, deadline = [], time.monotonic() + 10
+                while not fb.idle() and time.monotonic() < deadline:
+                    if router.poll(0):
+                        _answer(router)
+                    out += fb.step()
+                    time.sleep(0.002)
+                assert len(out) == 1 and out[0] is ev, endpoints
+                got = (ev["cpu_valid"] == 1) | ((ev["flags"] & p.RESULT_VALID) != 0)
+                assert got.all() and (ev["cpu"][:, :, 0] + ev["fpga"][:, :, 0] == 2 * ev["inputs"][:, :, 0]).all()
+            assert after > 4  # the queue filled (a request refused), and the work went on
+            if len(endpoints) == 2:
+                assert boards.counts.batches_answered >= 4  # the live board kept working
+    finally:
+        for boards in opened:
+            boards.close()
+        router.close(linger=0)
+        ctx.term()
+
+
+def test_a_late_reply_with_nothing_pending_is_read_and_counted():
+    """A reply after its batch went to the CPU was read only while other work was pending:
+    left on the socket, it made every poll of the idle loop return at once (a core spun)."""
+    with _silent_board(timeout_s=0.05) as (router, boards):
+        fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
+        out = _until(fb, lambda: fb.idle())  # timed out: the CPU's
+        assert len(out) == 1 and boards.counts.timeouts == 1
+        _answer(router)  # now the board answers
+        socket = boards.boards[0].socket
+        assert socket.poll(5000)
+        assert fb.step() == [] and boards.counts.stale_replies == 1 and not socket.poll(0)
+
+
+def test_a_reply_for_other_events_is_a_bad_reply_and_the_cpu_does_the_work():
+    """Answers with the right sequence number for other event numbers were dropped, but
+    counted as answered, and the board was not left alone."""
+    with _silent_board(timeout_s=60.0) as (router, boards):
+        fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
+        _answer(router, shift=100)
+        out = _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and boards.counts.bad_replies == 1 and boards.counts.batches_answered == 0
+        assert not boards.any_alive()  # left alone for retry_s
+        _handed_on(fb, ev, _Doubler())
+
+
+def test_a_sampled_task_whose_board_times_out_runs_on_the_cpu_once():
+    """A fragment without an FPGA result in the validation sample goes to a board and to
+    the CPU; when the board timed out it was queued for the CPU again (run and counted twice)."""
+    with _silent_board(timeout_s=0.05) as (router, boards):
+        fb = Fallback(_Doubler(), validate_every=1, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000) and fb.counts.cpu_fragments == 8
+        out = _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and boards.counts.timeouts == 1 and fb.counts.cpu_fragments == 8
+        _handed_on(fb, ev, _Doubler())

@@ -13,7 +13,9 @@ once, flagged incomplete and EVICTED, with its missing sources; nothing is dropp
 Fragments of events already gone (or older than the window) are late: counted and handed
 to the late sink.  Duplicates (same event, same source) are counted and dropped.  An event
 number more than ``max_event_jump`` beyond the highest seen is rejected as malformed, so one
-corrupt header cannot flush the whole window.
+corrupt header cannot flush the whole window.  A drain that spans more event numbers than
+the window (a backlog: 4,096 messages of 16 fragments from one source span 65,536 events)
+is placed in pieces one window wide, oldest first, as if it had come in several drains.
 """
 
 from __future__ import annotations
@@ -177,8 +179,12 @@ class Builder:
                     self.add(source_index.reshape(-1)[rest], _rows(frags, rest), now_ns, anchored=anchored)
                 return
         keep = None  # None: every fragment goes in
-        if self.high is None:  # the median: a few corrupt numbers (or stragglers) do not anchor it
-            self.high = int(np.partition(ev, len(ev) // 2)[len(ev) // 2])
+        if self.high is None:
+            # near the median, so that a few corrupt numbers (or stragglers) do not anchor it:
+            # the drain's lowest number not more than its fragments below the median (a
+            # backlog in order spans up to that many), so none of the backlog is late
+            median = int(np.partition(ev, len(ev) // 2)[len(ev) // 2])
+            self.high = int(ev[ev >= np.uint64(max(0, median - len(ev)))].min())
             self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
             self._in_window_ns = now_ns
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
@@ -193,6 +199,13 @@ class Builder:
                 return
             self._jumped(source_index, ev, jump)
             ev_max = int(ev[keep].max())
+        if ev_max - self.capacity >= self.low and ev_max - int(ev.min()) >= self.capacity:
+            ahead = ev >= np.uint64(self.low)  # not late
+            if keep is not None:
+                ahead &= keep
+            first = int(ev[ahead].min())
+            if ev_max - first >= self.capacity:  # wider than the window: at once, all but its last window would be late
+                return self._in_pieces(source_index, frags, ev, keep, first, now_ns)
         new_high = max(self.high, ev_max)
         if self._gone is not None and new_high + self.capacity >= self._gone[0]:
             self._gone = None  # the numbering reached (or passed) the range let go: its numbers are new again
@@ -330,6 +343,24 @@ class Builder:
             block["cpu"] = 0
             self._finish_block(block, part, protocol.COMPLETE)
 
+    def _in_pieces(self, source_index: np.ndarray, frags: np.ndarray, ev: np.ndarray, keep: np.ndarray | None,
+                   first: int, now_ns: int) -> None:  # fmt: skip
+        """Place a drain wider than the window in pieces of event numbers one window wide
+        from ``first`` (its lowest that is not late), oldest first; the late fragments go
+        with the first piece, jumps (counted already) with none.  Each piece moves the
+        window as a drain of its own would, so an event leaves incomplete only if a source
+        is more than a window behind."""
+        piece = (ev - np.uint64(first)) // np.uint64(self.capacity)
+        piece[ev < np.uint64(first)] = 0
+        order = np.argsort(piece, kind="stable")  # arrival order within a piece: the first copy wins
+        if keep is not None:
+            order = order[keep[order]]
+        sorted_piece = piece[order]
+        starts = np.flatnonzero(np.r_[True, sorted_piece[1:] != sorted_piece[:-1]])
+        src = source_index.reshape(-1)
+        for idx in np.split(order, starts[1:]):
+            self.add(src[idx], _rows(frags, idx), now_ns, anchored=True)
+
     def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray) -> None:
         """Count the jumps, and keep the first one's source and number for the log."""
         self.counts.jumps += int(np.count_nonzero(jump))
@@ -342,7 +373,7 @@ class Builder:
         and none has come into the window for a build timeout, the window is where the
         numbering is not: a corrupt event number anchored it or moved it there, or the
         sources started counting afresh.  Then every open event leaves (EVICTED) and the
-        numbering is let go (True: the drain at hand anchors it again, on its median),
+        numbering is let go (True: the drain at hand anchors it again, near its median),
         instead of everything arriving late, or refused as a jump, from then on.  (A
         backlog far behind, from sources that lagged, does not do it while the others
         still send into the window.)"""

@@ -43,6 +43,9 @@ LEAD_EVENTS = 64
 MAX_SKIPS = 16
 TURN = 8  # messages a socket gives in its turn
 RECEIVE_BUFFER = 16 << 20  # bytes one drain may take (beyond room for one maximal message)
+# at a stop (see Node._last_intake): the inputs are drained until nothing comes for QUIET_S;
+# senders still sending after STILL_SENDING_S are cut off; and it all ends by LAST_INTAKE_S
+QUIET_S, STILL_SENDING_S, LAST_INTAKE_S = 0.05, 1.0, 5.0
 WAITING_LOG_S = 10.0  # how often a sink waiting for room on the disk is logged
 
 
@@ -237,6 +240,7 @@ class Node:
 
             self.auth = start_authenticator(self.context, self.cfg.resolve(sec.curve_clients))
         socks = []
+        self._left: list[tuple[str, bool]] = []  # per input: (endpoint, bound), to leave at a stop
         for inp in self.cfg.inputs:
             sock = self.context.socket(zmq.PULL if inp.type == "pull" else zmq.SUB)
             sock.setsockopt(zmq.RCVHWM, inp.hwm)
@@ -256,6 +260,7 @@ class Node:
                 verb = "bind" if inp.bind else "connect"
                 raise config_mod.ConfigError(f"input {endpoint}: cannot {verb} ({exc})") from None
             socks.append(sock)
+            self._left.append((sock.last_endpoint.decode() if inp.bind else endpoint, inp.bind))
         return socks
 
     # ------------------------------------------------------------------- intake
@@ -608,10 +613,45 @@ class Node:
             self.log("warning", "offload-abandoned", fragments=moved, cpu=self.emulator is not None)
             self._advance(time.monotonic_ns(), force=True)
 
+    def _last_intake(self) -> int:
+        """Keep what has reached the node: ZeroMQ's queues and the kernel's socket buffers
+        (closed with them full, those messages were lost, though their senders had handed
+        them over). The inputs are drained until nothing comes for ``QUIET_S``, as after a
+        run's last trigger; if the senders still send after ``STILL_SENDING_S`` (at once
+        if a sink waits for room: the senders are held back, and had better stay so), the
+        inputs leave their endpoints (unbind or disconnect: no new connections, no more
+        bytes read; what the kernel still held for them goes with the connections) and
+        what ZeroMQ had queued (``hwm`` messages per peer at most) is drained. Returns
+        how many messages that was."""
+        c = self.metrics.c
+        before = c["received_messages"]
+        poller = zmq.Poller()
+        for sock in self.inputs:
+            poller.register(sock, zmq.POLLIN)
+        start = time.monotonic()
+        cut_at = start + (0 if self.sinks and self._sinks_busy() else STILL_SENDING_S)
+        left = False
+        try:
+            while time.monotonic() < start + LAST_INTAKE_S:
+                if not left and time.monotonic() >= cut_at:
+                    for sock, (endpoint, bound) in zip(self.inputs, self._left, strict=True):
+                        (sock.unbind if bound else sock.disconnect)(endpoint)
+                    left = True
+                ready = dict(poller.poll(QUIET_S * 1e3))
+                socks = [sock for sock in self.inputs if sock in ready]
+                if not socks:
+                    break
+                self._drain(socks)
+                self._advance(time.monotonic_ns())
+        except zmq.ZMQError:
+            pass  # the context is gone (a stop by its termination): nothing more to read
+        return c["received_messages"] - before
+
     def _shutdown(self) -> dict[str, Any]:
+        queued = self._last_intake()
         for s in self.inputs:
             s.close(linger=0)
-        self.log("info", "stopping", in_flight=self.builder.n_open)
+        self.log("info", "stopping", in_flight=self.builder.n_open, queued_messages=queued)
         try:
             self._finish_events()
         except Exception as exc:  # a bug in the stages (or what crashed the loop, again)

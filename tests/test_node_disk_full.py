@@ -130,7 +130,8 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
     status = d.status()
     c = status["counters"]
     assert status["final"] and status["failed"]
-    assert c["received_fragments"] == held == c["events_out"]
+    # what ZeroMQ had queued at the stop (hwm 10 messages) is taken in and counted, not dropped
+    assert held <= c["received_fragments"] <= held + 2 * 10 * 16 and c["received_fragments"] == c["events_out"]
     assert c["events_unwritten"] > 0 and c["events_out"] == c["events_written"] + c["events_unwritten"]
     (failed,) = events_logged(d, "sink-failed")
     assert failed["file"].endswith(".h5.tmp") and "given up" in failed["error"]

@@ -46,6 +46,10 @@ RECEIVE_BUFFER = 16 << 20  # bytes one drain may take (beyond room for one maxim
 # at a stop (see Node._last_intake): the inputs are drained until nothing comes for QUIET_S;
 # senders still sending after STILL_SENDING_S are cut off; and it all ends by LAST_INTAKE_S
 QUIET_S, STILL_SENDING_S, LAST_INTAKE_S = 0.05, 1.0, 5.0
+# counters the loop adds to as things happen (the others are copied from counts each snapshot)
+COUNTED = ("received_messages", "received_bytes", "received_fragments", "drains", "malformed_messages",
+           "sequence_resets", "events_out", "events_complete", "events_incomplete", "late_fragments",
+           "status_write_errors")  # fmt: skip
 WAITING_LOG_S = 10.0  # how often a sink waiting for room on the disk is logged
 
 
@@ -102,6 +106,8 @@ class Node:
         # process-wide, once: the event blocks of every drain reuse freed memory, faulted in now (node.heap)
         self.heap_kept = heap.keep_freed_memory()
         self.metrics = Metrics()
+        for name in COUNTED:  # every series from the start: a first increment is a rate(), not a new series
+            self.metrics.c[name] = 0
         self.context = context or zmq.Context()
         self._own_context = context is None
         self._stop = False
@@ -715,10 +721,18 @@ class Supervisor:
     def stop(self, *_: Any) -> None:
         """Stop the workers; a second call tells them to give up waiting for room (SIGUSR1)."""
         if self._stop:
-            for p in self.procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGUSR1)
+            self.give_up()
         self._stop = True
+
+    def give_up(self, *_: Any) -> None:
+        """The workers stop waiting for room on the disk (SIGUSR1 to each, as to one node)."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGUSR1)
+
+    def _ready(self, k: int) -> bool:
+        """Worker ``k`` has its signal handlers (it writes its status file after them)."""
+        return self.worker_status(k).exists() or self.procs[k].poll() is not None
 
     def run(self) -> dict[str, Any]:
         for k in range(self.cfg.node.workers):
@@ -732,12 +746,17 @@ class Supervisor:
         while not self._stop and all(p.poll() is None for p in self.procs):
             time.sleep(min(0.2, self.cfg.node.status_interval_s))
             _write_status(self.log, self.status_file, self._collect())
+        # a worker still starting has no handler yet: SIGTERM would kill it, statusless
+        deadline = time.monotonic() + 60
+        while not all(self._ready(k) for k in range(len(self.procs))) and time.monotonic() < deadline:
+            time.sleep(0.01)
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         codes = [p.wait() for p in self.procs]
         snap = self._collect()
         snap["exit_codes"] = codes
+        snap["failed"] = any(code != 0 for code in codes) or snap.get("failed", False)
         _write_status(self.log, self.status_file, snap)
         if prom is not None:
             prom[0].shutdown()
@@ -793,6 +812,9 @@ def _check_writable(directory: Path) -> None:
 
 def serve(config_path: str | Path, worker: int | None = None) -> int:
     """Run the node from a configuration file until SIGTERM/SIGINT; exit status."""
+    early: list[int] = []  # signals while starting (the ring, h5py, the sockets): acted on once it runs
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(signum, lambda signum, _frame: early.append(signum))
     config_path = Path(config_path)
     cfg = config_mod.load(config_path)
     if worker is None and cfg.node.workers > 1:
@@ -805,8 +827,9 @@ def serve(config_path: str | Path, worker: int | None = None) -> int:
     on_stop = runner.stop_intake if isinstance(runner, Node) and worker is not None else runner.stop
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    if isinstance(runner, Node):
-        signal.signal(signal.SIGUSR1, runner.give_up)
+    signal.signal(signal.SIGUSR1, runner.give_up)
+    for signum in early:
+        (runner.give_up if signum == signal.SIGUSR1 else on_stop)()
     # what start-up made (modules, h5py, NumPy, the config: ~30k objects) is never garbage,
     # but every full collection scans it: ~10 ms here, a stall of the loop that shows in
     # the p99 latency. Only for the daemon's own process: an embedding program keeps its gc.

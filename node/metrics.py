@@ -112,6 +112,8 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
         if lat:
             out["latency"]["counts"] = [a + b for a, b in zip(out["latency"]["counts"], lat["counts"], strict=True)]
             out["latency"]["sum"] += lat["sum"]
+    if any(s.get("failed") for s in snapshots):  # one worker's sink failed: the node's run did
+        out["failed"] = True
     for k in ("first_message_time", "last_event_out_time"):  # instants, not amounts: the node's span
         times = [s["gauges"][k] for s in snapshots if k in s.get("gauges", {})]
         if times:

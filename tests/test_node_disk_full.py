@@ -149,10 +149,12 @@ def test_a_second_sigterm_gives_up_and_counts_what_was_not_written(tmp_path):
     assert np.array_equal(ev["event"], np.arange(c["events_written"]))
 
 
-def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_supervisor_gives_up(tmp_path):
+@pytest.mark.parametrize("give_up", [signal.SIGTERM, signal.SIGUSR1], ids=["second-sigterm", "sigusr1"])
+def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_supervisor_gives_up(tmp_path, give_up):
     """systemctl stop signals the supervisor and its workers alike: each worker gets two
     SIGTERMs (systemd's and the supervisor's) and must still wait for room; the give-up
-    is the supervisor's second SIGTERM, passed on as SIGUSR1."""
+    is the supervisor's second SIGTERM, or a SIGUSR1 to it (which killed it, and left its
+    workers running), passed on as SIGUSR1. The merged status says the run failed."""
     with full_disk(tmp_path, workers=2) as (d, sender, workers):
         waiting = lambda: {w["node"] for w in events_logged(d, "sink-waiting")}  # noqa: E731
         wait_for(lambda: waiting() == {"node/0", "node/1"}, 60, "both workers to wait for room")
@@ -163,11 +165,11 @@ def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_superviso
         wait_for(lambda: stopping() == {"node/0", "node/1"}, 30, "both workers to wait for room to stop")
         time.sleep(2.0)  # a give-up would show within ms: a chunk retry pauses at most 1 s
         assert d.proc.poll() is None and not events_logged(d, "sink-failed"), "a worker gave up at one stop"
-        d.proc.send_signal(signal.SIGTERM)  # the operator's second: give up
+        d.proc.send_signal(give_up)  # the operator's: give up
         code = d.proc.wait(60)
     status = d.status()
     c = status["counters"]
-    assert code == 1 and status["exit_codes"] == [1, 1]
+    assert code == 1 and status["exit_codes"] == [1, 1] and status["failed"]
     assert {f["node"] for f in events_logged(d, "sink-failed")} == {"node/0", "node/1"}
     assert c["events_unwritten"] > 0 and c["events_out"] == c["events_written"] + c["events_unwritten"]
 

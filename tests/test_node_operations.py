@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -218,6 +219,48 @@ def test_daemon_subprocess_helpers(tmp_path):
     assert started and started[0]["gc_frozen"] > 10_000
 
 
+EARLY_SIGTERM = """
+import os, signal, sys
+from node import daemon
+made = daemon.Node.__init__
+def slow_start(self, *args, **kwargs):  # a SIGTERM while the node is still being set up
+    os.kill(os.getpid(), signal.SIGTERM)
+    made(self, *args, **kwargs)
+daemon.Node.__init__ = slow_start
+sys.exit(daemon.main([sys.argv[1]]))
+"""
+
+
+def test_a_sigterm_while_starting_is_a_clean_stop(tmp_path):
+    """Signal handlers came after the node was set up (the ring, h5py, the sockets): a
+    SIGTERM then killed it, with no status file; with workers, the supervisor passed its
+    SIGTERM on to workers still starting, and they died the same way. Now the stop waits
+    for the node to run, and every counter is there from the start."""
+    cfg = basic_config(tmp_path, free_port(), sources=[0])
+    out = subprocess.run([sys.executable, "-c", EARLY_SIGTERM, str(cfg)], capture_output=True, text=True, env=ENV,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    status = json.loads((tmp_path / "node-status.json").read_text())
+    assert status["final"] and not status["failed"]
+    assert status["counters"]["late_fragments"] == 0 and status["counters"]["malformed_messages"] == 0
+    # two workers, the supervisor stopped as soon as it has started them
+    (tmp_path / "node-status.json").unlink()
+    cfg.write_text(cfg.read_text().replace("[node]", "[node]\nworkers = 2"))
+    log = tmp_path / "sup.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "node.daemon", str(cfg)], stderr=stderr, env=ENV)
+    try:
+        wait_for(lambda: "supervisor-started" in log.read_text(), 60, "the supervisor to start its workers")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    status = json.loads((tmp_path / "node-status.json").read_text())
+    assert status["exit_codes"] == [0, 0] and status["final"] and status["workers"] == 2 and not status["failed"]
+
+
 def test_merged_status_spans_the_workers_times_and_sums_their_counts():
     from node import metrics
 
@@ -231,6 +274,7 @@ def test_merged_status_spans_the_workers_times_and_sums_their_counts():
 
     merged = metrics.merge([worker(100.0, 110.0, 5), worker(101.0, 112.0, 7)])
     assert metrics.merge([])["workers"] == 0  # the supervisor's status before any worker's
+    assert "failed" not in merged and metrics.merge([worker(1, 2, 3), {**worker(1, 2, 3), "failed": True}])["failed"]
     assert merged["counters"]["events_out"] == 12
     assert sum(merged["latency"]["counts"]) == 12 and merged["latency"]["sum"] == pytest.approx(0.024)
     assert merged["gauges"]["events_in_flight"] == 6

@@ -63,6 +63,8 @@ def _status(args: argparse.Namespace) -> int:
     age = time.time() - snap.get("time", 0)
     uptime = max(snap.get("time", 0) - snap.get("started", 0), 1e-9)
     state = "stopped" if snap.get("final") else ("running" if age < 10 * cfg.node.status_interval_s + 5 else "stale")
+    if snap.get("failed"):  # a sink could not write everything (exit status 1): see the log's sink-failed
+        state += ", failed"
     p50, p99 = metrics.latency_quantile(snap, 0.5), metrics.latency_quantile(snap, 0.99)
     workers = snap.get("workers", 1)
     print(f"node {cfg.node.name}: {state} (status {age:.1f} s old, up {uptime:.0f} s, {workers} worker(s))")

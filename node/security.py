@@ -8,10 +8,14 @@ allowed key is refused by the ZAP handler before a single message reaches the no
 
 from __future__ import annotations
 
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+
+Z85_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,12 @@ def keygen(directory: str | Path, name: str, force: bool = False) -> tuple[Path,
         raise ValueError(f"{existing[0]} exists: replacing it would lock out every peer holding the old "
                          f"public key (use --force to replace it)")  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(directory), name)
-    Path(secret).chmod(0o600)
+    old_umask = os.umask(0o077)  # the secret is never readable by others, not even for a moment
+    try:
+        public, secret = zmq.auth.create_certificates(str(directory), name)
+    finally:
+        os.umask(old_umask)
+    Path(public).chmod(0o644)  # the public one is for handing out
     return Path(public), Path(secret)
 
 
@@ -59,9 +67,19 @@ def load_certificate(path: str | Path) -> tuple[bytes, bytes | None]:
         public, secret = zmq.auth.load_certificate(str(path))
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a ZeroMQ certificate ({exc})") from None
+    from zmq.utils import z85
+
     for what, key in (("public-key", public), ("secret-key", secret)):
-        if key is not None and len(key) != 40:  # Z85 of 32 bytes
+        if key is None:
+            continue
+        if len(key) != 40:  # Z85 of 32 bytes
             raise ValueError(f"{path}: {what} is {len(key)} characters, a CURVE key (Z85) has 40")
+        try:
+            z85.decode(key)
+        except (ValueError, KeyError, TypeError, struct.error):  # a typo: ZeroMQ refused it in a setsockopt
+            bad = next((chr(b) for b in key if chr(b) not in Z85_DIGITS), None)
+            why = f"the character {bad!r} is not one of its digits" if bad else "a group of 5 is more than 32 bits"
+            raise ValueError(f"{path}: {what} is not Z85 ({why})") from None
     return public, secret
 
 

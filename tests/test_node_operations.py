@@ -109,6 +109,15 @@ def test_one_bad_file_among_the_client_keys_is_named_at_start(tmp_path):
         (tmp_path / "clients/board2.key").write_text('metadata\ncurve\n    public-key = "short"\n')
         with pytest.raises(ValueError, match="board2.key: public-key is 5 characters"):
             start_authenticator(ctx, tmp_path / "clients")
+        # 40 characters with a typo: ZeroMQ refused it deep in a setsockopt (a bare traceback)
+        good = (tmp_path / "clients/board1.key").read_text()
+        typo = good.split('public-key = "')[1][:40]
+        (tmp_path / "clients/board2.key").write_text(good.replace(typo, "~" + typo[1:]))
+        with pytest.raises(ValueError, match="board2.key: public-key is not Z85 \\(the character '~'"):
+            start_authenticator(ctx, tmp_path / "clients")
+        (tmp_path / "clients/board2.key").write_text(good.replace(typo, "#" * 40))
+        with pytest.raises(ValueError, match="board2.key: public-key is not Z85 \\(a group of 5"):
+            start_authenticator(ctx, tmp_path / "clients")
         with pytest.raises(ValueError, match="no client public keys"):
             start_authenticator(ctx, tmp_path)
     finally:

@@ -400,12 +400,12 @@ class Node:
             self.metrics.c["sequence_resets"] += resets
 
     def _bad_inputs(self, event: int, source_index: int) -> None:
-        self.log.limited("bad-inputs", "warning", "fallback-bad-inputs", event_number=event,
-                         source=self.sources[source_index], why="inputs outside the firmware's input type")  # fmt: skip
+        """Inputs outside the firmware's input type: named in the log (``Log.note``)."""
+        self.log.note("bad-inputs", "warning", "fallback-bad-inputs", event, self.sources[source_index])
 
     def _mismatch(self, event: int, source_index: int) -> None:
-        self.log.limited("mismatch", "error", "fpga-cpu-mismatch", event_number=event,
-                         source=self.sources[source_index])  # fmt: skip
+        """An FPGA result that differs from the CPU's: named in the log (``Log.note``)."""
+        self.log.note("mismatch", "error", "fpga-cpu-mismatch", event, self.sources[source_index])
 
     # ------------------------------------------------------------------- output
     def _out(self, events: np.ndarray) -> None:
@@ -451,6 +451,7 @@ class Node:
             self.fallback.submit(events)
         for events in self.fallback.step(now_ns, force=force):
             self._out(events)
+        self.log.flush_notes(force)
         if self.events_sink is not None:
             self.events_sink.tick()
         if self.late_sink is not None:

@@ -30,6 +30,7 @@ class Log:
     raised: the node's work must not stop for its log."""
 
     LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+    LISTED = 100  # events one noted line names at most
 
     def __init__(self, name: str, level: str = "info", interval: float = 1.0, stream=None):
         if level not in self.LEVELS:
@@ -38,6 +39,7 @@ class Log:
         self.stream = stream or sys.stderr
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = defaultdict(int)
+        self._notes: dict[str, dict[str, Any]] = {}  # see note
         self.lost = 0
 
     def __call__(self, level: str, what: str, **fields: Any) -> None:
@@ -51,6 +53,32 @@ class Log:
             self.stream.flush()
         except (OSError, ValueError):  # ValueError: the stream was closed
             self.lost += 1
+
+    def note(self, key: str, level: str, what: str, event: int, source: int) -> None:
+        """An event worth naming (an FPGA/CPU mismatch): the first at once, later ones
+        gathered into one line per ``interval`` (``flush_notes``) that lists up to
+        ``LISTED`` of them with how many there were, so that a burst is not a flood and
+        every event of a trickle is named (rate-limited lines named one a second)."""
+        pending = self._notes.get(key)
+        if pending is None:
+            pending = self._notes[key] = {"level": level, "what": what, "listed": [], "count": 0}
+        if len(pending["listed"]) < self.LISTED:
+            pending["listed"].append([event, source])
+        pending["count"] += 1
+        self.flush_notes()
+
+    def flush_notes(self, force: bool = False) -> None:
+        """Write the gathered notes whose interval is over (all of them with ``force``)."""
+        if not self._notes:
+            return
+        now = time.monotonic()
+        for key in list(self._notes):
+            if force or now - self._last.get(key, -1e9) >= self.interval:
+                n = self._notes.pop(key)
+                self._last[key] = now
+                event, source = n["listed"][0]
+                self(n["level"], n["what"], event_number=event, source=source, count=n["count"],
+                     events=n["listed"])  # fmt: skip
 
     def limited(self, key: str, level: str, what: str, **fields: Any) -> None:
         now = time.monotonic()

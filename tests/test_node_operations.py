@@ -381,6 +381,30 @@ def test_a_log_line_that_cannot_be_written_is_counted_not_raised():
     assert log.lost == 2
 
 
+def test_noted_events_are_each_named_in_the_log_a_burst_in_one_line():
+    """FPGA/CPU mismatches were rate-limited like any line: the first of a second was
+    named, the others only counted on the next line, and the last ones never at all."""
+    import io
+
+    from node.metrics import Log
+
+    out = io.StringIO()
+    log = Log("n", stream=out, interval=3600.0)
+    log.note("mismatch", "error", "fpga-cpu-mismatch", 5030, 1)  # the first: at once
+    for event in range(5031, 5031 + 150):
+        log.note("mismatch", "error", "fpga-cpu-mismatch", event, 0)  # within the interval: gathered
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(x["event_number"], x["count"], x["events"]) for x in lines] == [(5030, 1, [[5030, 1]])]
+    log.flush_notes()
+    assert len(out.getvalue().splitlines()) == 1  # the interval is not over
+    log.flush_notes(force=True)  # at the stop
+    last = json.loads(out.getvalue().splitlines()[-1])
+    assert last["count"] == 150 and last["events"] == [[e, 0] for e in range(5031, 5031 + Log.LISTED)]
+    assert last["level"] == "error" and last["event"] == "fpga-cpu-mismatch"
+    log.flush_notes(force=True)
+    assert len(out.getvalue().splitlines()) == 2  # nothing left to say
+
+
 def test_a_publish_endpoint_in_use_is_named_at_start(tmp_path):
     import zmq
 

@@ -339,12 +339,14 @@ def decode_header(buf: bytes | memoryview, limits: Limits = Limits()) -> Header:
             f"message is {n} bytes, header + payload_bytes say {HEADER_SIZE + payload}",
         )
     for field, want, got, where, unused_in in (
-        ("n_inputs", limits.n_inputs, n_in, "36-37", OFFLOAD_REPLY),  # a reply carries results only
-        ("n_outputs", limits.n_outputs, n_out, "38-39", OFFLOAD_REQUEST),  # a request inputs only
-        ("raw_bytes", limits.raw_bytes, raw, "40", None),
+        ("n_inputs", limits.n_inputs, n_in, "bytes 36-37", OFFLOAD_REPLY),  # a reply carries results only
+        ("n_outputs", limits.n_outputs, n_out, "bytes 38-39", OFFLOAD_REQUEST),  # a request inputs only
+        ("raw_bytes", limits.raw_bytes, raw, "byte 40", None),
     ):
-        if want is not None and type_ != unused_in and got != want:
-            raise ProtocolError("bad-descriptor", f"byte {where} ({field}) is {got}, this node expects {want}")
+        if type_ == unused_in:
+            want = 0
+        if want is not None and got != want:
+            raise ProtocolError("bad-descriptor", f"{where} ({field}) is {got}, this node expects {want}")
     if limits.manifest is not None and manifest != limits.manifest and type_ in (FRAGMENTS, OFFLOAD_REPLY):
         raise ProtocolError(
             "wrong-manifest", f"bytes 24-31 (manifest id) are {manifest.hex()}, the node runs {limits.manifest.hex()}"
@@ -384,7 +386,8 @@ def check_fragments(fragments: np.ndarray, first_offset: int = HEADER_SIZE) -> N
         i = int(bad[0])
         raise ProtocolError(
             "bad-flags",
-            f"fragment {i} (byte {first_offset + i * size + 16}) has unknown flag bits {int(fragments['flags'][i]):#x}",
+            f"fragment {i} (bytes {first_offset + i * size + 16}-{first_offset + i * size + 19}, flags) "
+            f"has unknown flag bits {int(fragments['flags'][i]):#x}",
         )
     bad = np.flatnonzero(fragments["reserved"])
     if len(bad):

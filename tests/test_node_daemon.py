@@ -248,6 +248,39 @@ def test_what_reached_the_node_before_a_sigterm_is_built_not_dropped(tmp_path):
     assert sorted(ev["event"].tolist()) == list(range(n_messages * batch))
 
 
+def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_path):
+    """The socket's size limit was security.max_message_bytes itself: ZeroMQ dropped the
+    sender's connection over one message too long, with the good ones behind it, and
+    counted nothing (the oversize reason could not happen). Now a message up to 4 x the
+    limit is taken, counted oversize against its source and let go."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096}))
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port}")
+
+    def message(first: int, n: int, seq: int) -> bytes:
+        ev = np.arange(first, first + n)
+        return p.encode_fragments(0, seq, p.make_fragments(ev, np.ones((n, N_IN)), np.zeros((n, N_OUT))))
+
+    per = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize  # fragments that fit exactly
+    try:
+        push.send(message(0, per, 0))  # at the limit: taken
+        push.send(message(1000, per + 1, 1))  # one fragment over: counted, let go
+        push.send(message(2000, 50, 2))  # a good one behind it
+        d.wait_counter("events_out", per + 50)
+        status = d.stop()
+    finally:
+        push.close(linger=0)
+        ctx.term()
+        d.kill()
+    assert status["malformed"] == {"0/oversize": 1} and status["counters"]["events_complete"] == per + 50
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert sorted(ev["event"].tolist()) == [*range(per), *range(2000, 2050)]
+    (line,) = [x for x in d.log_lines() if x["event"] == "malformed"]
+    assert line["reason"] == "oversize" and line["source"] == "0" and line["bytes"] > 4096
+
+
 def test_unauthenticated_client_is_refused_under_curve(tmp_path):
     from node.security import CurveKeys, keygen
 

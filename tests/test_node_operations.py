@@ -330,6 +330,12 @@ def test_an_offload_batch_larger_than_a_message_is_named_at_start(tmp_path):
     assert "security.max_message_bytes = 65536" in err
 
 
+def test_a_message_size_limit_below_one_fragment_is_named_at_start(tmp_path):
+    """Every message would be refused: the node ran, received nothing and said nothing."""
+    err = refused_at_start(tmp_path, "[fragment]\nn_inputs = 8\nn_outputs = 2\n[security]\nmax_message_bytes = 64\n")
+    assert "security.max_message_bytes = 64: a message of one fragment (8 inputs, 2 results of 4 bytes)" in err
+
+
 def test_a_status_file_that_cannot_be_written_is_named_at_start(tmp_path):
     (tmp_path / "taken").write_text("a file, not a folder")
     err = refused_at_start(

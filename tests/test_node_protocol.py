@@ -88,7 +88,7 @@ def test_limits_oversize_layout_and_manifest():
     _, msg = _message()
     with pytest.raises(p.ProtocolError, match="oversize"):
         p.decode(msg, p.Limits(max_message_bytes=len(msg) - 1))
-    with pytest.raises(p.ProtocolError, match=r"byte 36-37 \(n_inputs\) is 3, this node expects 4"):
+    with pytest.raises(p.ProtocolError, match=r"bytes 36-37 \(n_inputs\) is 3, this node expects 4"):
         p.decode(msg, p.Limits(n_inputs=4))
     with pytest.raises(p.ProtocolError, match="wrong-manifest"):
         p.decode(msg, p.Limits(manifest=b"\x01" * 8))
@@ -196,14 +196,24 @@ def test_same_length_drain_compares_manifests_only_when_the_node_has_one():
 
 def test_limits_hold_for_every_message_type_where_the_field_is_used():
     """A subscriber's (or the offload's) Limits refuse EVENTS and replies of another layout;
-    a reply's n_inputs and a request's n_outputs (always 0) are not compared."""
+    a reply's n_inputs and a request's n_outputs are not compared with them: they are 0."""
     ev = np.zeros(2, p.event_dtype(2, 3, 1, 4))
     events = p.encode_buffer(p.EVENTS, 1, 0, ev, n_inputs=3, n_outputs=1, raw_bytes=4, n_sources=2).tobytes()
     p.decode(events, p.Limits(n_inputs=3, n_outputs=1, raw_bytes=4))
-    with pytest.raises(p.ProtocolError, match=r"byte 36-37 \(n_inputs\) is 3, this node expects 7"):
+    with pytest.raises(p.ProtocolError, match=r"bytes 36-37 \(n_inputs\) is 3, this node expects 7"):
         p.decode(events, p.Limits(n_inputs=7))
     reply = p.encode(p.OFFLOAD_REPLY, 1, 0, np.zeros(2, p.fragment_dtype(0, 1, 8)), n_inputs=0, n_outputs=1,
                      raw_bytes=8)  # fmt: skip
     p.decode(reply, p.Limits(n_inputs=3, n_outputs=1))
     with pytest.raises(p.ProtocolError, match=r"byte 40 \(raw_bytes\) is 8, this node expects 4"):
         p.decode(reply, p.Limits(n_inputs=3, n_outputs=1, raw_bytes=4))
+    # a reply with inputs, a request with results: refused, with or without a layout to expect
+    odd_reply = p.encode(p.OFFLOAD_REPLY, 1, 0, np.zeros(2, p.fragment_dtype(5, 1, 4)), n_inputs=5, n_outputs=1,
+                         raw_bytes=4)  # fmt: skip
+    odd_request = p.encode(p.OFFLOAD_REQUEST, 1, 0, np.zeros(2, p.fragment_dtype(3, 7, 4)), n_inputs=3,
+                           n_outputs=7, raw_bytes=4)  # fmt: skip
+    for limits in (p.Limits(), p.Limits(n_inputs=3, n_outputs=1)):
+        with pytest.raises(p.ProtocolError, match=r"bytes 36-37 \(n_inputs\) is 5, this node expects 0"):
+            p.decode(odd_reply, limits)
+        with pytest.raises(p.ProtocolError, match=r"bytes 38-39 \(n_outputs\) is 7, this node expects 0"):
+            p.decode(odd_request, limits)

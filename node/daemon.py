@@ -707,6 +707,7 @@ class Node:
         if self.prometheus is not None:
             server, _thread = self.prometheus
             server.shutdown()
+        self.log.flush_suppressed()
         snap = self.snapshot()
         snap["final"] = True
         snap["failed"] = self.failed

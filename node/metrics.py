@@ -40,6 +40,7 @@ class Log:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = defaultdict(int)
         self._notes: dict[str, dict[str, Any]] = {}  # see note
+        self._held: dict[str, tuple[str, str, dict[str, Any]]] = {}  # see flush_suppressed
         self.lost = 0
 
     def __call__(self, level: str, what: str, **fields: Any) -> None:
@@ -84,10 +85,20 @@ class Log:
         now = time.monotonic()
         if now - self._last.get(key, -1e9) < self.interval:
             self._suppressed[key] += 1
+            self._held[key] = (level, what, fields)  # the latest, for flush_suppressed
             return
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)
+        self._held.pop(key, None)
         self(level, what, **fields, **({"suppressed": suppressed} if suppressed else {}))
+
+    def flush_suppressed(self) -> None:
+        """At a stop: each rate-limited line with repeats not yet told (they were told only on
+        its next line, which never came), as its latest repeat with how many came before it
+        unwritten (``suppressed``), so every occurrence is in a written line or a count."""
+        for key in list(self._held):
+            level, what, fields = self._held.pop(key)
+            self(level, what, **fields, suppressed=self._suppressed.pop(key, 0) - 1, at_stop=True)
 
 
 class Metrics:

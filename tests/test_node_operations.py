@@ -411,6 +411,25 @@ def test_noted_events_are_each_named_in_the_log_a_burst_in_one_line():
     assert len(out.getvalue().splitlines()) == 2  # nothing left to say
 
 
+def test_repeats_of_a_rate_limited_line_are_told_at_the_stop():
+    """A repeat was told only on the line's next write: the repeats of its last second
+    were never told at all."""
+    import io
+
+    from node.metrics import Log
+
+    out = io.StringIO()
+    log = Log("n", stream=out, interval=3600.0)
+    for k in range(3):
+        log.limited("malformed/0/truncated", "warning", "malformed", detail=f"message {k}")
+    log.flush_suppressed()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(x["detail"], x.get("suppressed", 0), x.get("at_stop", False)) for x in lines] == [
+        ("message 0", 0, False), ("message 2", 1, True)]  # fmt: skip
+    log.flush_suppressed()
+    assert len(out.getvalue().splitlines()) == 2  # told once
+
+
 def test_a_publish_endpoint_in_use_is_named_at_start(tmp_path):
     import zmq
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import zmq
 
-Z85_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
-
 
 @dataclass(frozen=True)
 class CurveKeys:
@@ -77,7 +75,7 @@ def load_certificate(path: str | Path) -> tuple[bytes, bytes | None]:
         try:
             z85.decode(key)
         except (ValueError, KeyError, TypeError, struct.error):  # a typo: ZeroMQ refused it in a setsockopt
-            bad = next((chr(b) for b in key if chr(b) not in Z85_DIGITS), None)
+            bad = next((chr(b) for b in key if b not in z85.Z85CHARS), None)
             why = f"the character {bad!r} is not one of its digits" if bad else "a group of 5 is more than 32 bits"
             raise ValueError(f"{path}: {what} is not Z85 ({why})") from None
     return public, secret

@@ -22,30 +22,32 @@ MAX_GAP = 1 << 32  # messages: a longer jump forward is a renumbering (reset), n
 
 class Sequences:
     def __init__(self) -> None:
-        self.last = np.full(65536, -1, np.int64)  # last sequence number per source id; -1: none yet
+        self.last = np.zeros(65536, np.uint64)  # last sequence number per source id (any u64)
+        self.seen = np.zeros(65536, bool)  # a source's first message ever has nothing to follow
 
     def check(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[dict[int, int], int]:
         """Messages missing per source id, and how many messages went backwards or jumped
         forward by more than ``MAX_GAP`` (resets)."""
         sources = np.asarray(sources).astype(np.intp)
-        seqs = np.asarray(seqs).astype(np.int64)  # u64 on the wire, compared as int64 by both forms
+        seqs = np.asarray(seqs).astype(np.uint64)  # u64 on the wire: differences taken modulo 2**64
         if len(sources) <= SMALL_DRAIN:
             return self._loop(sources.tolist(), seqs.tolist())
         return self._arrays(sources, seqs)
 
     def _loop(self, sources: list[int], seqs: list[int]) -> tuple[dict[int, int], int]:
-        last = self.last
+        last, seen = self.last, self.seen
         gaps: dict[int, int] = {}
         resets = 0
         for s, q in zip(sources, seqs, strict=True):
             p = int(last[s])
-            if p >= 0:  # a source's first message ever has nothing to follow
-                d = (q - p + 2**63) % 2**64 - 2**63  # int64 arithmetic, as the array form's
+            if seen[s]:  # a source's first message ever has nothing to follow
+                d = (q - p + 2**63) % 2**64 - 2**63  # a signed step modulo 2**64, as the array form's
                 if 1 < d <= MAX_GAP:
                     gaps[s] = gaps.get(s, 0) + d - 1
                 elif d <= 0 or d > MAX_GAP:
                     resets += 1
             last[s] = q
+            seen[s] = True
         return gaps, resets
 
     def _arrays(self, sources: np.ndarray, seqs: np.ndarray) -> tuple[dict[int, int], int]:
@@ -56,8 +58,9 @@ class Sequences:
         prev = np.empty_like(seqs)
         prev[1:] = seqs[:-1]
         prev[first] = self.last[sources[first]]
-        d = seqs - prev
-        known = prev >= 0
+        known = np.ones(len(sources), bool)
+        known[first] = self.seen[sources[first]]
+        d = (seqs - prev).view(np.int64)  # modulo 2**64, as a signed step
         gap = known & (d > 1) & (d <= MAX_GAP)
         gaps: dict[int, int] = {}
         if gap.any():  # rare: summed as Python integers (exact for any 64-bit numbers)
@@ -67,4 +70,5 @@ class Sequences:
         last = np.ones(len(sources), bool)
         last[:-1] = sources[1:] != sources[:-1]
         self.last[sources[last]] = seqs[last]
+        self.seen[sources[last]] = True
         return gaps, resets

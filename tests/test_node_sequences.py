@@ -18,7 +18,7 @@ def test_gaps_and_resets_by_example():
     assert s.check(np.array([5, 5, 7]), np.array([0, 1, 0])) == ({}, 0)
     # source 5 skips 2, 3, 4 (three lost); source 7 goes back to 0 (a reset)
     assert s.check(np.array([5, 7, 5]), np.array([5, 0, 6])) == ({5: 3}, 1)
-    assert s.last[5] == 6 and s.last[7] == 0
+    assert s.last[5] == 6 and s.last[7] == 0 and s.seen[5] and not s.seen[6]
 
 
 def test_a_corrupt_sequence_is_a_reset_not_a_loss_of_2_to_the_62():
@@ -32,6 +32,22 @@ def test_a_corrupt_sequence_is_a_reset_not_a_loss_of_2_to_the_62():
             # a real loss just below the bound is still a loss
             assert s.check(np.zeros(1, np.uint16), np.array([5 + sequences.MAX_GAP], np.uint64)) == (
                 {0: sequences.MAX_GAP - 1}, 0), form  # fmt: skip
+
+
+def test_sequences_in_the_upper_half_of_u64_are_followed_too():
+    """A source whose numbering starts at or above 2**63 (a board seeding its counter, or one
+    running on past it): its gaps and resets count as any other's, in both forms (stored
+    as int64 with -1 for "none yet", such numbers were never compared)."""
+    for start in (0, 2**63, 2**64 - 3):
+        for form in ("loop", "arrays"):
+            s = Sequences()
+            with mock.patch.object(sequences, "SMALL_DRAIN", 64 if form == "loop" else 0):
+                first = np.array([start, (start + 1) % 2**64], np.uint64)
+                assert s.check(np.zeros(2, np.uint16), first) == ({}, 0), (start, form)
+                after_gap = np.array([(start + 7) % 2**64], np.uint64)  # 5 messages lost (across 2**64 too)
+                assert s.check(np.zeros(1, np.uint16), after_gap) == ({0: 5}, 0), (start, form)
+                back = np.array([start], np.uint64)
+                assert s.check(np.zeros(1, np.uint16), back) == ({}, 1), (start, form)
 
 
 SEQUENCE = st.one_of(st.integers(0, 12), st.integers(2**63 - 3, 2**63 + 3), st.integers(2**64 - 4, 2**64 - 1))
@@ -56,4 +72,4 @@ def test_loop_and_arrays_agree(drains):
         with mock.patch.object(sequences, "SMALL_DRAIN", -1):
             by_arrays = arrays.check(sources, seqs)
         assert by_loop == by_arrays
-    assert (loop.last == arrays.last).all()
+    assert (loop.last == arrays.last).all() and (loop.seen == arrays.seen).all()

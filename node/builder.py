@@ -93,6 +93,7 @@ class Builder:
         max_block_bytes: int = 4 << 20,
         direct: bool | None = None,
         stuck_fragments: int = STUCK_FRAGMENTS,
+        stride: int = 1,
     ):
         if not 1 <= n_sources <= protocol.MAX_SOURCES:
             raise ValueError(f"sources: {n_sources} sources, expected 1..{protocol.MAX_SOURCES}")
@@ -135,6 +136,9 @@ class Builder:
         self._bits = np.left_shift(np.uint64(1), np.arange(s, dtype=np.uint64))
         self.high: int | None = None  # highest event number accepted
         self.stuck_fragments = stuck_fragments
+        # event numbers this builder sees are this far apart (node.workers: worker k gets e % N == k),
+        # so a drain of n fragments from one source in order spans n x stride numbers
+        self.stride = max(1, stride)
         self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
         self._far_sources = 0  # their sources (bits)
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
@@ -184,7 +188,7 @@ class Builder:
             # the drain's lowest number not more than its fragments below the median (a
             # backlog in order spans up to that many), so none of the backlog is late
             median = int(np.partition(ev, len(ev) // 2)[len(ev) // 2])
-            self.high = int(ev[ev >= np.uint64(max(0, median - len(ev)))].min())
+            self.high = int(ev[ev >= np.uint64(max(0, median - len(ev) * self.stride))].min())
             self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
             self._in_window_ns = now_ns
         limit = min(self.high + self.max_event_jump, int(U64_MAX))

@@ -155,7 +155,7 @@ class Node:
         self.builder = Builder(
             len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
             window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
-            max_block_bytes=cfg.security.max_message_bytes,
+            max_block_bytes=cfg.security.max_message_bytes, stride=cfg.node.workers,
         )  # fmt: skip
         self.boards = None
         if cfg.offload.boards:

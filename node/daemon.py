@@ -17,6 +17,7 @@ import argparse
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,7 @@ class Node:
         self.context = context or zmq.Context()
         self._own_context = context is None
         self._stop = False
+        self.parent_pid: int | None = None  # a supervisor's worker: stop once the supervisor is gone
         self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
 
         self.emulator = None
@@ -620,6 +622,9 @@ class Node:
                 if self.sinks:
                     self._check_sinks()
                 if now >= next_status:
+                    if self.parent_pid is not None and os.getppid() != self.parent_pid and not self._stop:
+                        self.log("error", "supervisor-gone", parent=self.parent_pid)  # orphaned: stop in order
+                        self._stop = True
                     self.published = self.snapshot()
                     self._write_status(self.published)
                     next_status = now + status_every
@@ -773,6 +778,11 @@ class Supervisor:
         while not self._stop and all(p.poll() is None for p in self.procs):
             time.sleep(min(0.2, self.cfg.node.status_interval_s))
             _write_status(self.log, self.status_file, self._collect())
+        if not self._stop:  # a worker ended on its own (a crash, the OOM killer, a failed sink)
+            for k, p in enumerate(self.procs):
+                if p.poll() is not None:
+                    self.log("error", "worker-exited", worker=k, pid=p.pid, exit_code=p.returncode,
+                             action="stopping the other workers")  # fmt: skip
         # a worker still starting has no handler yet: SIGTERM would kill it, statusless
         deadline = time.monotonic() + 60
         while not all(self._ready(k) for k in range(len(self.procs))) and time.monotonic() < deadline:
@@ -783,6 +793,7 @@ class Supervisor:
         codes = [p.wait() for p in self.procs]
         snap = self._collect()
         snap["exit_codes"] = codes
+        snap["final"] = True  # the node has stopped, even if a dead worker never wrote its final status
         snap["failed"] = any(code != 0 for code in codes) or snap.get("failed", False)
         _write_status(self.log, self.status_file, snap)
         if prom is not None:
@@ -794,6 +805,7 @@ class Supervisor:
 def _write_status(log: Log, path: Path, snap: dict[str, Any]) -> bool:
     """The status file; failing to write it (a full disk) is logged, never fatal: building
     and writing events do not depend on it.  Whether it was written."""
+    snap["pid"], snap["host"] = os.getpid(), socket.gethostname()  # `status` tells a killed node by them
     try:
         metrics_mod.write_status(path, snap)
         return True
@@ -851,6 +863,7 @@ def serve(config_path: str | Path, worker: int | None = None) -> int:
     else:
         sup = Supervisor(cfg, config_path)
         runner = Node(cfg, worker, status_file=sup.worker_status(worker), serve_metrics=False)
+        runner.parent_pid = os.getppid()
     on_stop = runner.stop_intake if isinstance(runner, Node) and worker is not None else runner.stop
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

@@ -388,6 +388,64 @@ def test_several_workers_share_one_status(tmp_path):
     assert all((w % 2 == k).all() for k, w in enumerate(per_worker))  # routed by event number
 
 
+def _worker_pids(d: Daemon) -> list[int]:
+    return wait_for(lambda: next((x["pids"] for x in d.log_lines() if x["event"] == "supervisor-started"), None),
+                    30, "the supervisor's workers")  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_that_dies_stops_the_node_which_says_so(tmp_path):
+    """One worker killed: the supervisor stops the other in order and exits 1, names the
+    dead worker in an error line, and its last status is final and failed (it stayed
+    "running": the dead worker never wrote a final status)."""
+    base = free_ports(2)
+    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2})
+    d = Daemon(cfg)
+    try:
+        pids = _worker_pids(d)
+        wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
+        os.kill(pids[1], signal.SIGKILL)
+        assert d.proc.wait(60) == 1
+    finally:
+        d.kill()
+    status = d.status()
+    assert status["final"] and status["failed"] and status["exit_codes"] == [0, -signal.SIGKILL]
+    exited = [x for x in d.log_lines() if x["event"] == "worker-exited"]
+    assert [(x["level"], x["worker"], x["exit_code"]) for x in exited] == [("error", 1, -signal.SIGKILL)]
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
+    """The supervisor killed (SIGKILL): its workers held the ports and took data that no
+    status reported, and a new node on the same configuration could not bind.  Now each
+    worker stops in order once its parent is gone, and a new node starts."""
+    base = free_ports(2)
+    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2})
+    d = Daemon(cfg)
+    pids = []
+    try:
+        pids = _worker_pids(d)
+        wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
+        d.proc.kill()
+        d.proc.wait(10)
+        wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the orphaned workers to stop")
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        d.kill()
+    gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
+    assert len(gone) == 2 and all(x["level"] == "error" for x in gone)
+    d = Daemon(cfg)  # the ports are free again
+    assert d.stop()["exit_codes"] == [0, 0]
+
+
 def _two_boards(tmp_path, before, while_stopped, n_events: int, **node) -> dict:
     """A node with a socket per board (boards 0 and 1): ``before`` is sent and received,
     then ``while_stopped`` queues up on both sockets while the node stands still (SIGSTOP);

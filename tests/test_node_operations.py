@@ -183,6 +183,34 @@ def test_cli_run_status_metrics_and_rotating_root_files(tmp_path):
     assert sorted(ev["event"].tolist()) == list(range(250)) and ev["inputs"].shape == (250, 2, 8)
 
 
+def test_status_tells_a_killed_node_and_exits_as_a_health_check_wants(tmp_path):
+    """A node killed (SIGKILL, the OOM killer) never writes a final status: ``status`` said
+    "running" for 10 status intervals + 5 s, then "stale", and always exited 0.  Now it
+    checks the process the status file names (same host): dead at once, exit 1; running
+    0; stopped 3 (as ``systemctl status``); and a reader that leaves early (``| head``)
+    gets no traceback."""
+    port = free_port()
+    cfg = basic_config(tmp_path, port, sources=[0], node={"status_interval_s": 5.0})
+    d = Daemon(cfg)
+    try:
+        out = cli("node", "status", "--config", str(cfg))
+        assert out.returncode == 0 and "running" in out.stdout, out
+        piped = subprocess.run(f"{' '.join(FPGAFLOW)} node status --config {cfg} | head -c 1", shell=True,
+                               capture_output=True, text=True, env=ENV, cwd=ROOT)  # fmt: skip
+        assert "Traceback" not in piped.stderr and "Error" not in piped.stderr, piped.stderr
+        d.proc.kill()
+        d.proc.wait(10)
+        out = cli("node", "status", "--config", str(cfg))
+        assert out.returncode == 1 and out.stdout.startswith("node node: dead"), out
+        assert cli("node", "status", "--json", "--config", str(cfg)).returncode == 1
+    finally:
+        d.kill()
+    d = Daemon(cfg)
+    d.stop()
+    out = cli("node", "status", "--config", str(cfg))
+    assert out.returncode == 3 and "stopped" in out.stdout, out
+
+
 def test_node_embedded_in_a_thread_returns_its_final_counters(tmp_path):
     port = free_port()
     cfg = config.load(basic_config(tmp_path, port, sources=[3]))

@@ -6,6 +6,8 @@ Imports only ``node`` (NumPy, pyzmq), never the heavy front end."""
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import time
 
 
@@ -15,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="keygen: the key's name (writes NAME.key and NAME.key_secret)")
     p.add_argument("--config", default="node.toml", help="the node's TOML configuration (default: node.toml)")
     p.add_argument("--dir", default="keys", help="keygen: folder for the key files (default: keys)")
-    p.add_argument("--json", action="store_true", help="status: print the raw status as JSON")
+    p.add_argument("--json", action="store_true", help="status: print the raw status as JSON (status exits 0: "
+                   "running; 1: failed, or killed (dead); 3: stopped, or no word from it (stale))")  # fmt: skip
     p.add_argument("--force", action="store_true", help="keygen: replace an existing key pair of that NAME")
 
 
@@ -56,15 +59,16 @@ def _status(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ValueError(f"{path}: no status file; is the node running with {args.config}?")
     snap = metrics.read_status(path)
+    age = time.time() - snap.get("time", 0)
+    state = _state(snap, age, cfg.node.status_interval_s)
+    code = 1 if snap.get("failed") or state == "dead" else (0 if state == "running" else 3)
+    if snap.get("failed"):  # a sink could not write everything, or a worker died: see the log
+        state += ", failed"
     if args.json:
         print(json.dumps(snap, indent=1, sort_keys=True))
-        return 0
+        return code
     c, g = snap.get("counters", {}), snap.get("gauges", {})
-    age = time.time() - snap.get("time", 0)
     uptime = max(snap.get("time", 0) - snap.get("started", 0), 1e-9)
-    state = "stopped" if snap.get("final") else ("running" if age < 10 * cfg.node.status_interval_s + 5 else "stale")
-    if snap.get("failed"):  # a sink could not write everything (exit status 1): see the log's sink-failed
-        state += ", failed"
     p50, p99 = metrics.latency_quantile(snap, 0.5), metrics.latency_quantile(snap, 0.99)
     workers = snap.get("workers", 1)
     print(f"node {cfg.node.name}: {state} (status {age:.1f} s old, up {uptime:.0f} s, {workers} worker(s))")
@@ -89,4 +93,20 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  malformed {key:<28} {n}")
     for key, n in sorted(snap.get("sequence_gaps", {}).items()):
         print(f"  messages missing from source {key:<9} {n}")
-    return 0
+    return code
+
+
+def _state(snap: dict, age: float, interval_s: float) -> str:
+    """stopped (a final status), dead (its process is gone without one: killed), running,
+    or stale (no word for 10 status intervals; a node on another host, or one stopped)."""
+    if snap.get("final"):
+        return "stopped"
+    pid = snap.get("pid")
+    if isinstance(pid, int) and pid > 0 and snap.get("host") == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "dead"
+        except PermissionError:  # alive, another user's
+            pass
+    return "running" if age < 10 * interval_s + 5 else "stale"

@@ -158,7 +158,7 @@ RANGES: list[tuple[str, float | None, float | None]] = [
     ("fallback.validate_every", 0, None),
     ("fallback.batch", 1, None),
     ("fallback.max_delay_ms", 0, 1e9),
-    ("offload.max_in_flight", 1, None),
+    ("offload.max_in_flight", 1, ((1 << 31) - 1) // 2),  # ZeroMQ's HWM (an int) is 2 x this
     ("offload.batch", 1, None),
     ("offload.timeout_ms", 1e-3, 1e9),
     ("offload.retry_s", 0, 1e6),
@@ -235,6 +235,13 @@ def check(cfg: Config, where: str) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             span = f">= {low}" if high is None else f"in {low}..{high}"
             raise ConfigError(f"{where}: {key} must be {span}, got {value!r}")
+    # the longest file name the node makes: late-NAME-wK-yyyymmddTHHMMSS-NNNNN.h5.tmp.chunks
+    longest = len(f"late-{n.name}-w{n.workers - 1}-yyyymmddTHHMMSS-NNNNN.h5.tmp.chunks")
+    if longest > 255:
+        raise ConfigError(
+            f"{where}: node.name is {len(n.name)} characters: the node's file names would be "
+            f"{longest} long, more than the 255 a file system allows"
+        )
     if not NAME.match(n.name):
         raise ConfigError(f"{where}: node.name {n.name!r} names the node's files: letters, digits, '_', '.', '-' "
                           f"(not first), no '/'")  # fmt: skip
@@ -251,6 +258,12 @@ def check(cfg: Config, where: str) -> None:
     if n.workers < 1:
         raise ConfigError(f"{where}: node.workers must be >= 1")
     for i, inp in enumerate(cfg.inputs):
+        check_endpoint(inp.endpoint, f"{where}: input[{i}].endpoint")
+        if n.workers > 1 and re.match(r"^tcp://.*:\*$", inp.endpoint):
+            raise ConfigError(
+                f"{where}: input[{i}].endpoint {inp.endpoint!r}: node.workers > 1 needs a port number "
+                f"(worker k binds port + k)"
+            )
         if inp.type not in ("pull", "sub"):
             raise ConfigError(f"{where}: input[{i}].type must be 'pull' or 'sub', got {inp.type!r}")
         if not 0 <= inp.hwm <= HWM_MAX:
@@ -262,7 +275,9 @@ def check(cfg: Config, where: str) -> None:
         check_port(cfg.sink.publish, n.workers, f"{where}: sink.publish")
         check_bind(cfg.sink.publish, cfg.security.allow_remote, f"{where}: sink.publish")
     for i, board in enumerate(cfg.offload.boards):
+        check_endpoint(board, f"{where}: offload.boards[{i}]")
         check_port(board, 1, f"{where}: offload.boards[{i}]")
+    _check_collisions(cfg, where)
     if cfg.sink.format not in ("hdf5", "root"):
         raise ConfigError(f"{where}: sink.format must be 'hdf5' or 'root', got {cfg.sink.format!r}")
     if cfg.metrics.port and not cfg.security.allow_remote and not _loopback(cfg.metrics.host):
@@ -273,6 +288,54 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: fragment.raw_bytes must be 1, 2, 4 or 8")
 
 
+def _check_collisions(cfg: Config, where: str) -> None:
+    """No two sockets the node binds on one address, every worker's included (worker k
+    binds port + k): else one of them fails at start, blaming whichever bound second, or
+    with workers only in worker k, at run time."""
+    binds = [(f"input[{i}].endpoint", inp.endpoint) for i, inp in enumerate(cfg.inputs) if inp.bind]
+    if cfg.sink.publish:
+        binds.append(("sink.publish", cfg.sink.publish))
+    seen: dict[tuple[str, str], str] = {}
+    for key, endpoint in binds:
+        for k in range(cfg.node.workers):
+            address = _address(worker_endpoint(endpoint, k))
+            if address is None:
+                continue
+            worker = f" (worker {k}: {worker_endpoint(endpoint, k)})" if k else ""
+            for other in _clashes(address, seen):
+                raise ConfigError(f"{where}: {key} {endpoint!r}{worker} binds where {seen[other]} does")
+            seen[address] = f"{key}{worker}"
+    if cfg.metrics.port:
+        address = ("tcp", f"{cfg.metrics.host}:{cfg.metrics.port}")
+        for other in _clashes(address, seen):
+            raise ConfigError(f"{where}: metrics.port {cfg.metrics.port} is where {seen[other]} binds")
+
+
+def _address(endpoint: str) -> tuple[str, str] | None:
+    """(transport, host:port or path) of an endpoint; None for a wildcard port."""
+    m = re.match(r"^(tcp|ipc|inproc)://(.*)$", endpoint)
+    if m is None or (m.group(1) == "tcp" and m.group(2).endswith(":*")):
+        return None
+    return m.group(1), m.group(2)
+
+
+def _clashes(address: tuple[str, str], seen: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """Addresses in ``seen`` that one bind at ``address`` would collide with (a tcp
+    wildcard host, * or 0.0.0.0, takes its port on every interface)."""
+    if address in seen:
+        return [address]
+    if address[0] != "tcp":
+        return []
+    host, port = address[1].rsplit(":", 1)
+    out = []
+    for transport, other in seen:
+        if transport == "tcp":
+            other_host, other_port = other.rsplit(":", 1)
+            if other_port == port and ({host, other_host} & {"*", "0.0.0.0", "[::]", "::"}):
+                out.append((transport, other))
+    return out
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -280,6 +343,11 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_endpoint(endpoint: str, what: str) -> None:
+    if not re.match(r"^(tcp://.+:(\d+|\*)|ipc://.+|inproc://.+)$", endpoint):
+        raise ConfigError(f"{what}: {endpoint!r} is not a ZeroMQ endpoint (tcp://host:port, ipc://path)")
 
 
 def check_bind(endpoint: str, allow_remote: bool, what: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,18 @@ def cli(*args, cwd=ROOT):
         ("[builder]\ntimeout_s = 1e300\n", "builder.timeout_s must be in 1e-06..1000000.0"),  # OverflowError too
         ("[sink]\nmax_seconds_per_file = nan\n", "sink.max_seconds_per_file: expected a finite number"),  # no rotation
         ("[fallback]\nvalidate_every = -1\n", "fallback.validate_every must be >= 0"),
-        ("[offload]\nmax_in_flight = 0\n", "offload.max_in_flight must be >= 1"),  # every event stuck
+        ("[offload]\nmax_in_flight = 0\n", "offload.max_in_flight must be in 1..1073741823"),  # every event stuck
+        ("[offload]\nmax_in_flight = 1099511627776\n", "offload.max_in_flight must be in 1..1073741823"),  # Overflow
+        ("[offload]\nboards = ['garbage']\n", "offload.boards[0]: 'garbage' is not a ZeroMQ endpoint"),  # ZMQError
+        (f"[node]\nname = '{'n' * 240}'\n", "file names would be"),  # started, then no file could be made
+        ('[node]\nworkers = 2\n[[input]]\nendpoint = "tcp://127.0.0.1:*"\n', "needs a port number"),
+        ("[sink]\npublish = 'tcp://127.0.0.1:5555'\n", "sink.publish 'tcp://127.0.0.1:5555' binds where input[0]"),
+        (
+            "[node]\nworkers = 2\n[sink]\npublish = 'tcp://127.0.0.1:5556'\n",  # worker 1's input: 5556
+            "sink.publish 'tcp://127.0.0.1:5556' binds where input[0].endpoint (worker 1: tcp://127.0.0.1:5556) does",
+        ),
+        ("[node]\nworkers = 2\n[metrics]\nport = 5556\n", "metrics.port 5556 is where input[0].endpoint (worker 1"),
+        ('[[input]]\nendpoint = "ipc:///tmp/x"\n[[input]]\nendpoint = "ipc:///tmp/x"\n', "input[1].endpoint"),
         ("[offload]\nboards = [1]\n", "offload.boards[0]: expected str, got 1"),
         ("[sink]\nmax_events_per_file = 0\n", "sink.max_events_per_file must be >= 1"),
         ("[security]\nmax_message_bytes = 10\n", "security.max_message_bytes must be in 64..1073741824"),
@@ -64,7 +76,7 @@ def cli(*args, cwd=ROOT):
 def test_configuration_errors_name_the_key(tmp_path, text, message):
     path = tmp_path / "node.toml"
     path.write_text(text)
-    with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
         config.load(path)
     out = cli("node", "--config", str(path))
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

@@ -216,10 +216,17 @@ class Node:
                 self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self.publisher = None
         if s.publish:
+            size = protocol.HEADER_SIZE + self.builder.event_dtype.itemsize
+            if size > cfg.security.max_message_bytes:  # every EVENTS message would be over the limit
+                raise config_mod.ConfigError(
+                    f"security.max_message_bytes = {cfg.security.max_message_bytes}: sink.publish sends built "
+                    f"events, and one message of one event ({len(self.sources)} sources) takes {size} bytes"
+                )
             endpoint = config_mod.worker_endpoint(s.publish, worker)
             try:
                 self.publisher = Publisher(endpoint, self.context, cfg.node.id,
-                                           max_message_bytes=cfg.security.max_message_bytes)  # fmt: skip
+                                           max_message_bytes=cfg.security.max_message_bytes,
+                                           manifest=self.limits.manifest or bytes(8))  # fmt: skip
             except zmq.ZMQError as exc:
                 raise config_mod.ConfigError(f"sink.publish {endpoint}: cannot bind ({exc})") from None
         # build the events where the files' chunks are written from (node.arena); not where

@@ -2,12 +2,12 @@
 
 Files are written under a temporary name (``*.tmp``), flushed, closed and only then
 renamed to their final name, so a file with a final name is always complete: a crash
-leaves at most one ``.tmp`` file behind, never a corrupt ``.h5``/``.root``.
+leaves at most one ``.tmp`` file behind per sink, never a corrupt ``.h5``/``.root``.
 
 HDF5 (h5py) is the default: a built event is a record with fixed-size N-d arrays
 (sources x inputs), which HDF5 stores natively as chunked, appendable datasets that
-NumPy, pandas and ROOT's own ``TFile``-free tools read directly; appending a drain costs
-one write per column.  ROOT (uproot) is offered for analyses that live in ROOT.
+NumPy, pandas and ROOT's own ``TFile``-free tools read directly; the records are
+written a whole chunk at a time (``node.hdf5file``).  ROOT (uproot) is offered for analyses that live in ROOT.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ class RotatingFiles:
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
             try:
-                writer = HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False)
+                # the dataset (and its attributes, ``recovered`` among them) even with no chunk to rebuild
+                writer = HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False, dtype=records.dtype)
                 writer.give_up()  # at start a full disk is an error naming the file, not a wait
                 try:
                     if len(records):
@@ -231,8 +232,12 @@ class RotatingFiles:
 
         def attempt() -> HDF5Writer | ROOTWriter:
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
-            self.tmp = self.final.with_name(self.final.name + ".tmp")
+            while True:  # never a name in use: an earlier run's file (a restart within the second, a clock set back)
+                self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
+                self.tmp = self.final.with_name(self.final.name + ".tmp")
+                if not any(p.exists() for p in (self.final, self.tmp, log_path(self.tmp))):
+                    break
+                self.index += 1
             try:
                 if self.fmt == "hdf5":
                     return HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync,
@@ -406,8 +411,9 @@ class Publisher:
     ``max_message_bytes``, so a subscriber with the same limit as the node reads them all)."""
 
     def __init__(
-        self, endpoint: str, context: zmq.Context, node_id: int, hwm: int = 1000, max_message_bytes: int = 4 << 20
-    ):
+        self, endpoint: str, context: zmq.Context, node_id: int, hwm: int = 1000, max_message_bytes: int = 4 << 20,
+        manifest: bytes = bytes(8),
+    ):  # fmt: skip
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
@@ -418,6 +424,7 @@ class Publisher:
             self.socket.close(linger=0)
             raise
         self.node_id = node_id
+        self.manifest = manifest  # the fallback's firmware (zeros: none, or one per source)
         self.sequence = 0
         self.max_message_bytes = max_message_bytes
 
@@ -434,7 +441,7 @@ class Publisher:
         msg = protocol.encode_buffer(
             protocol.EVENTS, self.node_id, self.sequence, events,
             n_inputs=d["inputs"].shape[1], n_outputs=d["fpga"].shape[1], raw_bytes=d["inputs"].base.itemsize,
-            n_sources=d["flags"].shape[0], sent_ns=time.time_ns(),
+            n_sources=d["flags"].shape[0], sent_ns=time.time_ns(), manifest=self.manifest,
         )  # fmt: skip
         self.sequence += 1
         try:

@@ -24,8 +24,8 @@ FPGAFLOW = [sys.executable, "-m", "fpgaflow.cli"]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def cli(*args, cwd=ROOT):
-    return subprocess.run([*FPGAFLOW, *args], cwd=cwd, capture_output=True, text=True, env=ENV)
+def cli(*args, cwd=ROOT, timeout: float = 300):
+    return subprocess.run([*FPGAFLOW, *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +80,20 @@ def test_configuration_errors_name_the_key(tmp_path, text, message):
         config.load(path)
     out = cli("node", "--config", str(path))
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_published_event_too_large_for_one_message_is_refused_at_start(tmp_path):
+    """One fragment fits ``security.max_message_bytes`` but one built event of 4 sources
+    does not: every EVENTS message went out over the limit, and a subscriber holding the
+    node's own limit refused them all."""
+    fragment = protocol.HEADER_SIZE + protocol.fragment_dtype(8, 2, 4).itemsize
+    limit = fragment + 16
+    assert protocol.HEADER_SIZE + protocol.event_dtype(4, 8, 2, 4).itemsize > limit > fragment
+    cfg = basic_config(tmp_path, free_port(), security={"max_message_bytes": limit},
+                       sink={"publish": f"tcp://127.0.0.1:{free_port()}"})  # fmt: skip
+    out = cli("node", "--config", str(cfg), timeout=60)  # (it ran)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"security.max_message_bytes = {limit}: sink.publish sends built events" in out.stderr
 
 
 def test_remote_bind_allowed_when_asked(tmp_path):

@@ -76,6 +76,18 @@ def test_a_killed_writers_file_is_rebuilt_from_its_chunks(tmp_path, direct_io):
     assert len(list(tmp_path.glob("ev-*.h5"))) == 1
 
 
+def test_a_killed_writers_file_without_a_whole_chunk_is_rebuilt_empty_but_readable(tmp_path):
+    """Killed before its first whole chunk (a low rate, or the late file): the rebuilt file
+    had no dataset at all (no ``recovered`` attribute; ``read_events`` gave {})."""
+    kill_writer(tmp_path, False, 77)
+    sink = RotatingFiles(tmp_path, "ev")
+    (recovered,) = sink.recovered
+    with h5py.File(recovered, "r") as f:
+        assert f["events"].shape == (0,) and "0 events from the chunks" in f["events"].attrs["recovered"]
+        assert f["events"].dtype == p.event_dtype(4, 248, 2, 4) and f["events"].attrs["node"] == "n1"
+    sink.close()
+
+
 @pytest.mark.parametrize("fsync", [True, False])
 @pytest.mark.parametrize("direct_io", [True, False])
 def test_after_a_restart_only_a_synced_log_is_trusted(tmp_path, monkeypatch, direct_io, fsync):

@@ -250,6 +250,25 @@ def test_a_chunk_write_error_in_the_writer_thread_ends_the_sink_naming_the_file_
     assert sink.accepted == 15 + 3 * per_chunk == sink.written + sink.lost and sink.lost >= 5
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "root"])
+def test_a_sink_started_again_within_the_second_never_replaces_a_file(tmp_path, fmt):
+    """File names are stamped to the second and numbered from 0 in each run: a node
+    restarted within the second (or after the clock was set back) renamed its first file
+    over the earlier run's, which was lost; its counters said written."""
+    dtype = p.event_dtype(2, 3, 1, 4)
+    names = set()
+    for run in range(3):
+        sink = RotatingFiles(tmp_path, "ev", fmt=fmt, flush_bytes=1)
+        ev = np.zeros(5, dtype)
+        ev["event"] = np.arange(5) + 10 * run
+        sink.write(ev)
+        sink.close()
+        names.add(sink.final.name)
+    assert len(names) == 3 and len(list(tmp_path.glob("ev-*"))) == 3
+    got = np.concatenate([read_events(f)["event"] for f in sorted(tmp_path.glob("ev-*"))])
+    assert sorted(got.tolist()) == [e + 10 * run for run in range(3) for e in range(5)]
+
+
 def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same_limit_accepts():
     import time
 
@@ -261,7 +280,9 @@ def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same
     try:
         dtype = p.event_dtype(2, 300, 2, 4)
         limit = p.HEADER_SIZE + 3 * dtype.itemsize + 5  # room for 3 events per message
-        pub = Publisher("inproc://events", ctx, node_id=4, max_message_bytes=limit)
+        pub = Publisher(
+            "inproc://events", ctx, node_id=4, max_message_bytes=limit, manifest=bytes.fromhex("8266cdead88cbe60")
+        )
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect("inproc://events")
@@ -275,6 +296,7 @@ def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same
         while sub.poll(1000):
             h, recs = p.decode(sub.recv(), p.Limits(max_message_bytes=limit))
             got.append((h.sequence, recs["event"].tolist()))
+            assert h.manifest == bytes.fromhex("8266cdead88cbe60")  # the fallback's firmware (it was zeros)
         assert got == [(0, [100, 101, 102]), (1, [103, 104, 105]), (2, [106, 107]), (3, [100, 101])]
         pub.close()
         sub.close(linger=0)

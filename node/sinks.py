@@ -465,18 +465,28 @@ def late_records(source_ids: np.ndarray, late) -> np.ndarray:
     return out
 
 
-def read_events(path: str | Path, tree: str = "events") -> dict[str, np.ndarray]:
-    """Every column of one sink file (HDF5 or ROOT), for tests, demos and analyses."""
+def read_events(path: str | Path, tree: str | None = None) -> dict[str, np.ndarray]:
+    """Every column of one sink file (HDF5 or ROOT), for tests, demos and analyses: its
+    ``tree`` (None: the one table a node's file holds, ``events`` or ``late``); a file
+    without it is a KeyError naming the file and what it holds, never an empty answer."""
     path = Path(path)
     if path.suffix == ".root":
         import uproot
 
         with uproot.open(path) as f:
-            return {k: np.asarray(v) for k, v in f[tree].arrays(library="np").items()}
+            names = sorted({k.split(";")[0] for k in f.keys()})
+            t = _table(path, tree, names)
+            return {k: np.asarray(v) for k, v in f[t].arrays(library="np").items()}
     import h5py
 
     with h5py.File(path, "r") as f:
-        if tree not in f:
-            return {}
-        records = f[tree][()]
+        records = f[_table(path, tree, sorted(f.keys()))][()]
     return {name: records[name] for name in records.dtype.names if name != "reserved"}
+
+
+def _table(path: Path, tree: str | None, names: list[str]) -> str:
+    if tree is None:
+        tree = next((t for t in ("events", "late") if t in names), "events")
+    if tree not in names:
+        raise KeyError(f"{path}: no {tree!r} table; it holds {names or 'none'}")
+    return tree

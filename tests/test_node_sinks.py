@@ -269,6 +269,22 @@ def test_a_sink_started_again_within_the_second_never_replaces_a_file(tmp_path, 
     assert sorted(got.tolist()) == [e + 10 * run for run in range(3) for e in range(5)]
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "root"])
+def test_read_events_reads_a_late_file_as_it_is_and_names_a_table_it_lacks(tmp_path, fmt):
+    """``read_events(late_file)`` gave {} (it looked for ``events``): a silent empty answer."""
+    dtype = p.event_dtype(2, 3, 1, 4)
+    sink = RotatingFiles(tmp_path, "late-n", fmt=fmt, tree="late", flush_bytes=1)
+    ev = np.zeros(4, dtype)
+    ev["event"] = [7, 8, 9, 10]
+    sink.write(ev)
+    sink.close()
+    (f,) = sink.files
+    assert read_events(f)["event"].tolist() == [7, 8, 9, 10] == read_events(f, "late")["event"].tolist()
+    with pytest.raises(KeyError, match=r"no 'events' table; it holds \['late'") as exc:
+        read_events(f, "events")
+    assert f.name in str(exc.value)
+
+
 def test_publisher_splits_a_large_block_into_messages_a_subscriber_with_the_same_limit_accepts():
     import time
 

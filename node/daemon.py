@@ -169,7 +169,7 @@ class Node:
                 o.boards, n_inputs=self.n_inputs, n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
                 manifest=manifest, max_in_flight=o.max_in_flight, batch=o.batch, timeout_s=o.timeout_ms / 1e3,
                 retry_s=o.retry_s, context=self.context, node_id=cfg.node.id,
-                max_message_bytes=cfg.security.max_message_bytes,
+                max_message_bytes=cfg.security.max_message_bytes, note=self.log.limited,
             )  # fmt: skip
         fb = cfg.fallback
         self.fallback = Fallback(

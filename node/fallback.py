@@ -272,7 +272,7 @@ class Fallback:
         p, chunk = tag
         rows, srcs = p.rows[chunk], p.srcs[chunk]
         p.events["fpga"][rows, srcs] = result.reshape(len(chunk), -1)
-        p.events["flags"][rows, srcs] |= protocol.RESULT_VALID
+        p.events["flags"][rows, srcs] |= protocol.RESULT_VALID | protocol.FROM_BOARD  # which source: the board's
         p.events["status"][np.unique(rows)] |= protocol.OFFLOADED
         p.board[chunk] = False
 

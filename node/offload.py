@@ -15,6 +15,7 @@ The board's side is ``answer``: a request (OFFLOAD_REQUEST, inputs only) in, a r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +61,12 @@ class Boards:
         context: zmq.Context | None = None,
         node_id: int = 0,
         max_message_bytes: int = protocol.Limits.max_message_bytes,
+        note: Callable[..., None] | None = None,
     ):
         self.context = context or zmq.Context.instance()
+        # (key, level, event, **fields): a rate-limited log line (the daemon's Log.limited), so
+        # that a board whose answers all go to waste says why, not only in counters
+        self.note = note or (lambda *a, **k: None)
         self.n_inputs, self.n_outputs, self.raw_bytes = n_inputs, n_outputs, raw_bytes
         self.manifest = manifest
         self.max_in_flight, self.batch = max_in_flight, batch
@@ -112,6 +117,9 @@ class Boards:
             except zmq.Again:
                 self.counts.refused += 1
                 board.dead_until_ns = now_ns + self.retry_ns
+                self.note(f"offload-refused/{board.endpoint}", "warning", "offload-refused", board=board.endpoint,
+                          why="its queue is full (not connected, or not reading)",
+                          action=f"the next board, or the CPU; left alone for {self.retry_ns / 1e9} s")  # fmt: skip
                 continue
             self.sequence += 1
             board.in_flight[seq] = (tag, now_ns + self.timeout_ns, np.array(events))
@@ -133,21 +141,31 @@ class Boards:
                     break
                 try:
                     h, frags = protocol.decode(msg, self.limits)
-                except protocol.ProtocolError:
+                except protocol.ProtocolError as exc:
                     self.counts.bad_replies += 1
+                    self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
+                              reason=exc.reason, detail=str(exc))  # fmt: skip
                     continue
                 entry = board.in_flight.pop(h.sequence, None) if h.type == protocol.OFFLOAD_REPLY else None
                 if entry is None:
                     self.counts.stale_replies += 1
+                    self.note(f"offload-stale/{board.endpoint}", "warning", "offload-stale-reply", board=board.endpoint,
+                              type=h.type, sequence=h.sequence, in_flight=sorted(board.in_flight)[:8],
+                              why="no request in flight with this sequence (late, or a reply that does not "
+                                  "carry its request's sequence)")  # fmt: skip
                     continue
                 tag, _, events = entry
-                if (
-                    len(frags) != len(events)
-                    or h.n_outputs != self.n_outputs
-                    or not (frags["flags"] & protocol.RESULT_VALID).all()
-                    or not np.array_equal(frags["event"], events)  # answers for other events
-                ):
+                why = (
+                    f"{len(frags)} answers for {len(events)} events" if len(frags) != len(events)
+                    else f"n_outputs {h.n_outputs}, expected {self.n_outputs}" if h.n_outputs != self.n_outputs
+                    else "answers without RESULT_VALID" if not (frags["flags"] & protocol.RESULT_VALID).all()
+                    else "answers for other events" if not np.array_equal(frags["event"], events)
+                    else None
+                )  # fmt: skip
+                if why is not None:
                     self.counts.bad_replies += 1
+                    self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
+                              reason=why, sequence=h.sequence)  # fmt: skip
                     board.in_flight[h.sequence] = (tag, 0, events)  # expires at once: CPU takes over
                     continue
                 self.counts.batches_answered += 1
@@ -161,6 +179,9 @@ class Boards:
             late = [seq for seq, (_, deadline, _) in board.in_flight.items() if deadline < now_ns]
             if late:
                 board.dead_until_ns = now_ns + self.retry_ns
+                self.note(f"offload-timeout/{board.endpoint}", "warning", "offload-timeout", board=board.endpoint,
+                          batches=len(late),
+                          action=f"to the CPU; the board is left alone for {self.retry_ns / 1e9} s")  # fmt: skip
             for seq in late:
                 out.append(board.in_flight.pop(seq)[0])
                 self.counts.timeouts += 1

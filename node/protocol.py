@@ -30,7 +30,8 @@ TYPES = {FRAGMENTS: "fragments", OFFLOAD_REQUEST: "offload-request", OFFLOAD_REP
 RESULT_VALID = 1 << 0  # the FPGA result field holds the FPGA's answer
 OVERFLOW = 1 << 1  # the FPGA saw an overflow: the result is suspect
 ERROR = 1 << 2  # the FPGA reported an error: the result is suspect
-KNOWN_FLAGS = RESULT_VALID | OVERFLOW | ERROR
+KNOWN_FLAGS = RESULT_VALID | OVERFLOW | ERROR  # what a fragment may carry
+FROM_BOARD = 1 << 3  # event records only (set by the node): this source's result came from an offload board
 SUSPECT = OVERFLOW | ERROR
 
 # built-event status bits (``status`` of an event record)

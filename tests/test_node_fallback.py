@@ -236,6 +236,8 @@ def test_offload_with_a_board_that_stops_answering(tmp_path, manifest):
     for s in (0, 1):
         want = emu.predict_raw(x[s][ev["event"]]).raw.reshape(len(ev["event"]), -1)
         board_rows = (ev["flags"][:, s] & p.RESULT_VALID) != 0
+        # the fragments came without a result: each one a board gave says so (FROM_BOARD)
+        assert np.array_equal(board_rows, (ev["flags"][:, s] & p.FROM_BOARD) != 0)
         np.testing.assert_array_equal(ev["fpga"][board_rows, s], want[board_rows])  # the board's answers
         cpu_rows = ev["cpu_valid"][:, s] != 0
         np.testing.assert_array_equal(ev["cpu"][cpu_rows, s], want[cpu_rows])  # the fallback's
@@ -470,8 +472,9 @@ def _until(fb: Fallback, done, seconds: float = 10.0) -> list[np.ndarray]:
     return out
 
 
-def _answer(router, shift: int = 0) -> None:
-    """The board's side: read one request, reply 2 x the first input (for events + ``shift``)."""
+def _answer(router, shift: int = 0, sequence: int | None = None) -> None:
+    """The board's side: read one request, reply 2 x the first input (for events + ``shift``;
+    with the request's sequence, or ``sequence``)."""
     ident, request = router.recv_multipart()
     h, frags = p.decode(request)
     out = np.zeros(len(frags), p.fragment_dtype(0, 1, 4))
@@ -480,7 +483,8 @@ def _answer(router, shift: int = 0) -> None:
         p.RESULT_VALID,
         2 * frags["inputs"][:, 0],
     )
-    reply = p.encode(p.OFFLOAD_REPLY, 1, h.sequence, out, n_inputs=0, n_outputs=1, raw_bytes=4, manifest=h.manifest,
+    seq = h.sequence if sequence is None else sequence
+    reply = p.encode(p.OFFLOAD_REPLY, 1, seq, out, n_inputs=0, n_outputs=1, raw_bytes=4, manifest=h.manifest,
                      sent_ns=0)  # fmt: skip
     router.send_multipart([ident, reply])
 
@@ -576,3 +580,24 @@ def test_a_sampled_task_whose_board_times_out_runs_on_the_cpu_once():
         out = _until(fb, lambda: fb.idle())
         assert len(out) == 1 and boards.counts.timeouts == 1 and fb.counts.cpu_fragments == 8
         _handed_on(fb, ev, _Doubler())
+
+
+def test_a_board_whose_answers_go_to_waste_says_why_in_the_log():
+    """A board numbering its replies with its own counter (not the request's sequence, as
+    the protocol wants) had every answer counted stale and its work done by the CPU, with
+    no log line: now the stale reply, and the timeout, are logged naming the board."""
+    with _silent_board(timeout_s=0.3) as (router, boards):
+        notes = []
+        boards.note = lambda key, level, what, **fields: notes.append((level, what, fields))
+        fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
+        _answer(router, sequence=1000)
+        _until(fb, lambda: fb.idle())
+        assert boards.counts.stale_replies == 1 and boards.counts.timeouts == 1
+        by_event = {what: (level, fields) for level, what, fields in notes}
+        level, stale = by_event["offload-stale-reply"]
+        assert level == "warning" and stale["sequence"] == 1000 and stale["in_flight"] == [0]
+        assert "carry its request's sequence" in stale["why"] and stale["board"] == boards.boards[0].endpoint
+        assert by_event["offload-timeout"][1]["batches"] == 1

@@ -32,6 +32,7 @@ from node import protocol
 EMPTY, OPEN, DONE = 0, 1, 2
 U64_MAX = np.iinfo(np.uint64).max
 FAR_WINDOWS = 16  # a late fragment this many windows below the window is not late, it is elsewhere
+COMPACT_AT = 4  # claims queued beyond this many windows of events are compacted (``Builder._compact``)
 STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources ...
 # ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run)
 
@@ -148,6 +149,7 @@ class Builder:
         # (monotonic ns, slots, events) per claim, oldest first: the timeout looks only at the
         # claims old enough to have timed out, not at the whole ring every few ms
         self.claims: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
+        self._queued = 0  # entries in ``claims``: kept below COMPACT_AT x capacity (``_compact``)
         self.n_open = 0
         self.counts = BuilderCounts()
         self.out: list[np.ndarray] = []  # built events (event records) waiting to be taken
@@ -414,6 +416,9 @@ class Builder:
         self.n_open += len(slots)
         self._claimed[slots] = self._drains
         self.claims.append((now_ns, slots, events))
+        self._queued += len(slots)
+        if self._queued > COMPACT_AT * self.capacity:
+            self._compact()
         self.slot_event[slots] = events
         self.state[slots] = OPEN
         self.arrived[slots] = False
@@ -451,11 +456,31 @@ class Builder:
         old = []
         while self.claims and self.claims[0][0] < cutoff:
             _, slots, events = self.claims.popleft()
+            self._queued -= len(slots)
             old.append(slots[(self.state[slots] == OPEN) & (self.slot_event[slots] == events)])
         slots = np.concatenate(old) if old else ()
         if len(slots):
             self.counts.timed_out += len(slots)
             self._emit(self._by_event(np.unique(slots), self.low), protocol.TIMED_OUT)
+
+    def _compact(self) -> None:
+        """Keep only the claims of events still open, each with its own claim time.
+
+        A claim stays queued for the timeout even when its events completed at once (the
+        usual case), so the queue held rate x ``timeout_s`` entries (~1 GB at 100k events/s
+        and a 600 s timeout); the open events are at most ``capacity``, so this runs at
+        most once per ``(COMPACT_AT - 1) x capacity`` claimed events, in a few NumPy calls."""
+        times = np.fromiter((t for t, _, _ in self.claims), np.int64, len(self.claims))
+        lengths = np.fromiter((len(s) for _, s, _ in self.claims), np.int64, len(self.claims))
+        slots = np.concatenate([s for _, s, _ in self.claims])
+        events = np.concatenate([e for _, _, e in self.claims])
+        at = np.repeat(times, lengths)
+        keep = (self.state[slots] == OPEN) & (self.slot_event[slots] == events)
+        slots, events, at = slots[keep], events[keep], at[keep]
+        starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]]).tolist() if len(at) else []
+        ends = starts[1:] + [len(at)] if starts else []
+        self.claims = deque((int(at[a]), slots[a:b], events[a:b]) for a, b in zip(starts, ends, strict=True))
+        self._queued = len(slots)
 
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""

@@ -258,6 +258,27 @@ def test_a_workers_first_drain_of_a_backlog_is_built_from_its_start(workers):
     assert b.counts.late == 0 and out["event"].tolist() == ev.tolist()
 
 
+def test_the_timeouts_queue_holds_the_open_events_not_rate_x_timeout():
+    """Each drain's claim stayed queued for the whole timeout, its events long gone: with
+    ``timeout_s = 600`` at 100k events/s, ~1 GB.  Compacted, it stays within a few windows,
+    and an event still open keeps its own claim time (it times out neither early nor late)."""
+    b = Builder(2, 3, 1, 4, window=1024, timeout_s=600.0)
+    t0 = 10**12
+    for start in range(0, 50_000, 16):
+        ev = np.arange(start, start + 16)
+        b.add(*frags(ev, 0), now_ns=t0 + start)
+        b.add(*frags(ev[ev != 49_000], 1), now_ns=t0 + start)  # 49,000 waits for source 1
+        b.expire(t0 + start)
+        assert sum(len(slots) for _, slots, _ in b.claims) <= 4 * b.capacity
+    assert b.counts.complete == 50_000 - 1 and b.n_open == 1
+    claimed = t0 + 49_000 // 16 * 16  # the drain that brought its first fragment
+    b.expire(claimed + 600 * 10**9 - 1)
+    assert b.counts.timed_out == 0
+    b.expire(claimed + 600 * 10**9 + 1)
+    out = built(b)
+    assert b.counts.timed_out == 1 and out["event"][-1] == 49_000 and out["missing"][-1] == 0b10
+
+
 def test_an_absurd_event_number_does_not_flush_the_window():
     b = Builder(2, 3, 1, 4, window=64, max_event_jump=1000)
     b.add(*frags([1, 2], 0))

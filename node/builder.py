@@ -12,8 +12,10 @@ newer event moves the window forward and every event that falls out of it leaves
 once, flagged incomplete and EVICTED, with its missing sources; nothing is dropped.
 Fragments of events already gone (or older than the window) are late: counted and handed
 to the late sink.  Duplicates (same event, same source) are counted and dropped.  An event
-number more than ``max_event_jump`` beyond the highest seen is rejected as malformed, so one
-corrupt header cannot flush the whole window.  A drain that spans more event numbers than
+number more than ``max_event_jump`` beyond the highest seen is rejected as malformed, and a
+lone fragment more than a window beyond it is held until a second one near it confirms
+the leap (else, at the timeout, it is a jump too), so one corrupt number cannot flush the
+whole window.  A drain that spans more event numbers than
 the window (a backlog: 4,096 messages of 16 fragments from one source span 65,536 events)
 is placed in pieces one window wide, oldest first, as if it had come in several drains.
 """
@@ -32,6 +34,8 @@ from node import protocol
 EMPTY, OPEN, DONE = 0, 1, 2
 U64_MAX = np.iinfo(np.uint64).max
 FAR_WINDOWS = 16  # a late fragment this many windows below the window is not late, it is elsewhere
+JUMP = "beyond builder.max_event_jump of the highest event number"
+LONE_LEAP = "a window or more beyond the highest event number, alone, never confirmed within builder.timeout_s"
 COMPACT_AT = 4  # claims queued beyond this many windows of events are compacted (``Builder._compact``)
 STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources ...
 # ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run)
@@ -145,6 +149,9 @@ class Builder:
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
         self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
         self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
+        self.last_jump_why = JUMP
+        # a lone fragment beyond the window's reach, waiting to be confirmed: (source index, fragment, ns)
+        self.held: tuple[np.ndarray, np.ndarray, int] | None = None
         self.low = 0  # every event below this has left: the window's start
         # (monotonic ns, slots, events) per claim, oldest first: the timeout looks only at the
         # claims old enough to have timed out, not at the whole ring every few ms
@@ -204,6 +211,14 @@ class Builder:
                 self._jumped(source_index, ev, jump)
                 return
             self._jumped(source_index, ev, jump)
+            ev_max = int(ev[keep].max())
+        if ev_max > self.high + self.capacity and not anchored:  # beyond the window's reach: a leap
+            held = self._leap(source_index, frags, ev, keep, now_ns)
+            if held is None:  # confirmed: the held one and this drain, together
+                return
+            keep = held
+            if not keep.any():
+                return
             ev_max = int(ev[keep].max())
         if ev_max - self.capacity >= self.low and ev_max - int(ev.min()) >= self.capacity:
             ahead = ev >= np.uint64(self.low)  # not late
@@ -367,11 +382,44 @@ class Builder:
         for idx in np.split(order, starts[1:]):
             self.add(src[idx], _rows(frags, idx), now_ns, anchored=True)
 
-    def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray) -> None:
-        """Count the jumps, and keep the first one's source and number for the log."""
+    def _leap(self, source_index: np.ndarray, frags: np.ndarray, ev: np.ndarray, keep: np.ndarray | None,
+              now_ns: int) -> np.ndarray | None:  # fmt: skip
+        """Fragments more than a window beyond the highest event number: accepted, they move
+        the window past every open event.  One such fragment alone (a corrupt event number:
+        a bit flip below ``max_event_jump``) is held, not obeyed, until a second one within
+        a window of it confirms it (a numbering that really moved on: the held one is placed
+        with that drain) or the build timeout passes (then it is a jump).  So one corrupt
+        number no longer flushes the window, and a real leap waits for one more fragment.
+
+        Returns the drain's ``keep`` mask without a fragment it held, or None once it has
+        placed the drain itself (with the held fragment, confirmed)."""
+        leap = ev > np.uint64(self.high + self.capacity)
+        if keep is not None:
+            leap &= keep
+        idx = np.flatnonzero(leap)
+        if self.held is not None:
+            held_src, held_frag, _ = self.held
+            self.held = None
+            near = np.abs(ev[idx].astype(np.float64) - float(held_frag["event"][0])) < self.capacity
+            if near.any():  # confirmed: the held fragment first, then the drain (its jumps left out)
+                rest = np.arange(ev.size) if keep is None else np.flatnonzero(keep)
+                src = np.concatenate([held_src, source_index.reshape(-1)[rest]])
+                self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True)
+                return None
+            self._jumped(held_src, held_frag["event"], np.ones(1, bool), LONE_LEAP)  # not confirmed: a jump
+        if len(idx) != 1:
+            return keep if keep is not None else np.ones(ev.size, bool)
+        self.held = (source_index.reshape(-1)[idx], _rows(frags, idx), now_ns)
+        keep = np.ones(ev.size, bool) if keep is None else keep.copy()
+        keep[idx] = False
+        return keep
+
+    def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray, why: str = JUMP) -> None:
+        """Count the jumps, and keep the first one's source, number and reason for the log."""
         self.counts.jumps += int(np.count_nonzero(jump))
         first = int(np.argmax(jump))
         self.last_jump = (int(source_index.reshape(-1)[first]), int(ev[first]))
+        self.last_jump_why = why
 
     def _far_run(self, source_index: np.ndarray, far: np.ndarray, now_ns: int) -> bool:
         """Count the fragments far from the window in a row (drains with none in it);
@@ -453,6 +501,8 @@ class Builder:
         ``now_ns`` is the monotonic clock the fragments were added with (never decreasing)."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         cutoff = now_ns - self.timeout_ns
+        if self.held is not None and self.held[2] < cutoff:  # never confirmed: a corrupt number
+            self._let_held_go()
         old = []
         while self.claims and self.claims[0][0] < cutoff:
             _, slots, events = self.claims.popleft()
@@ -482,8 +532,15 @@ class Builder:
         self.claims = deque((int(at[a]), slots[a:b], events[a:b]) for a, b in zip(starts, ends, strict=True))
         self._queued = len(slots)
 
+    def _let_held_go(self) -> None:
+        held_src, held_frag, _ = self.held
+        self.held = None
+        self._jumped(held_src, held_frag["event"], np.ones(1, bool), LONE_LEAP)
+
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""
+        if self.held is not None:
+            self._let_held_go()
         slots = np.flatnonzero(self.state == OPEN)
         if len(slots):
             self.counts.drained += len(slots)

@@ -469,7 +469,7 @@ class Node:
             source, event = self.builder.last_jump
             self.log.limited("jump", "warning", "event-number-jump", count=counts.jumps - self._jumps,
                              source=self.sources[source], event_number=event, high=self.builder.high,
-                             limit="builder.max_event_jump")  # fmt: skip
+                             why=self.builder.last_jump_why)  # fmt: skip
             self._jumps = counts.jumps
         for late in self.builder.take_late():
             self.metrics.c["late_fragments"] += len(late.fragments)

@@ -620,6 +620,36 @@ def test_an_event_number_jump_is_refused_and_named_with_its_source(tmp_path):
     assert line["source"] == 5 and line["event_number"] == 1 << 40 and line["level"] == "warning"
 
 
+def test_one_corrupt_event_number_within_the_jump_limit_does_not_flush_the_window(tmp_path):
+    """A bit flip (+2**15) in one fragment's event number: within builder.max_event_jump
+    (2**24) but four windows (8192) beyond the highest number.  Obeyed, it moved the window
+    past every open event (1,000 evicted) and every good fragment after it was late until
+    the numbering caught up (3,000 late, 2,000 events built of 4,000).  Now it is held,
+    never confirmed by a second fragment near it, and let go as a jump at the timeout."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[0, 1], builder={"timeout_s": 0.5}))
+    try:
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT) for s in (0, 1)]
+        send(srcs[0], np.arange(0, 3000))
+        send(srcs[1], np.arange(0, 2000))
+        d.wait_counter("events_complete", 2000)
+        send(srcs[1], [1500 + (1 << 15)])  # the corrupt number, alone in its drain
+        d.wait_counter("received_fragments", 5001)
+        send(srcs[1], np.arange(2000, 3000))
+        for s in srcs:
+            send(s, np.arange(3000, 4000))
+            s.close()
+        d.wait_counter("events_complete", 4000)
+        d.wait_counter("builder_jumps", 1)
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert (c["events_complete"], c["events_incomplete"], c["late_fragments"], c["builder_jumps"]) == (4000, 0, 0, 1)
+    (line,) = [x for x in d.log_lines() if x["event"] == "event-number-jump"]
+    assert (line["source"], line["event_number"]) == (1, 1500 + (1 << 15)) and "never confirmed" in line["why"]
+
+
 def test_drains_are_coalesced_to_one_per_interval(tmp_path):
     """Messages arriving faster than ``node.coalesce_ms`` share a drain: a drain starts at
     most once per interval, so a moderate rate pays a drain's fixed cost once per interval,

@@ -42,6 +42,9 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+TAIL = -1  # the offset of a queued tail (``ChunkIO.submit_tail``): not a chunk
+
+
 class ChunkIO:
     """Writes chunks at given file offsets from a thread, off the daemon's: with ``direct``
     (where the platform and the filesystem take it) the whole pages with O_DIRECT and the
@@ -87,7 +90,11 @@ class ChunkIO:
         self.buffer = np.zeros(0, np.uint8)  # page-aligned (mmap), grown to a chunk at the first write
         self.depth = depth
         self.todo: queue.Queue[tuple[int, list[np.ndarray], int, int, int] | None] = queue.Queue()
+        self.tail_queued = False  # a tail (``submit_tail``) waits in the queue: one at a time
+        self.tail_errors = 0  # tails that could not be written (no room): those records wait for their chunk
+        self.tail_error: Exception | None = None
         self.on_written: Callable[[int, int, int, int], None] | None = None  # (row, rows, offset, nbytes)
+        self.on_tail: Callable[[list[np.ndarray], int], None] | None = None  # (pieces, row): a tail to keep
         self.error: tuple[int, Exception] | None = None
         self.rows_written = 0  # records in chunks written (and logged): only this thread adds to it
         self.waiting: tuple[int, OSError, float] | None = None  # (offset, error, since): no room for a chunk
@@ -103,6 +110,13 @@ class ChunkIO:
         zero-padded to ``nbytes``, for the file at ``offset`` (rows ``row``.. of the dataset)."""
         self.check()
         self.todo.put((offset, pieces, nbytes, row, rows))
+
+    def submit_tail(self, pieces: list[np.ndarray], row: int) -> None:
+        """Queue the records of a chunk not yet whole (rows ``row``..) for its tail file
+        (``node.chunklog.write_tail``): what a killed writer's file is rebuilt with beyond
+        its logged chunks.  Not a chunk: the arena's memory stays reserved."""
+        self.tail_queued = True
+        self.todo.put((TAIL, pieces, 0, row, sum(len(p) for p in pieces)))
 
     @property
     def busy(self) -> bool:
@@ -122,6 +136,17 @@ class ChunkIO:
 
     def _run(self) -> None:
         while (item := self.todo.get()) is not None:
+            if item[0] == TAIL:
+                try:
+                    if self.error is None and self.on_tail is not None:
+                        self.on_tail(item[1], item[3])
+                except Exception as exc:  # best effort: the chunk itself is still to be written
+                    self.tail_errors += 1
+                    self.tail_error = exc
+                finally:
+                    self.tail_queued = False
+                    self.todo.task_done()
+                continue
             try:
                 if self.error is None:  # after an error the file is lost: only drain the queue
                     self._store(*item)

@@ -7,7 +7,9 @@ at offsets HDF5 allocated.  The sink appends one 32-byte entry per chunk once th
 written (first row, rows, byte offset, bytes), behind a header naming the records' dtype,
 and ``recover`` rebuilds a proper file from a killed writer's ``.tmp`` and its log.  What a
 hard crash still loses: the chunk being written and the events not yet in a chunk (the
-sink gathers up to 1 MB or 0.5 s, and fills a ~4 MB chunk before writing it).
+sink gathers up to 1 MB or 0.5 s, and fills a ~4 MB chunk before writing it): a chunk
+that has not filled for ``TAIL_S`` is kept in a tail file beside the log (``write_tail``),
+so at a low rate that is a second or two of events, not minutes.
 """
 
 from __future__ import annotations
@@ -22,15 +24,56 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from node.durable import sync_fd
+from node.durable import durable_replace, sync_fd
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # Linux: a new one at every boot
 ENTRY = np.dtype([("row", "<u8"), ("rows", "<u8"), ("offset", "<u8"), ("nbytes", "<u8")])
 SUFFIX = ".chunks"
+TAIL_SUFFIX = ".tail"
+TAIL_HEAD = np.dtype([("magic", "S8"), ("row", "<u8"), ("rows", "<u8")])
+TAIL_MAGIC = b"FFTAIL01"
 
 
 def log_path(tmp: Path) -> Path:
     return tmp.with_name(tmp.name + SUFFIX)
+
+
+def tail_path(tmp: Path) -> Path:
+    return tmp.with_name(tmp.name + TAIL_SUFFIX)
+
+
+def write_tail(tmp: Path, pieces: list[np.ndarray], row: int, sync: bool) -> None:
+    """Keep the records of the chunk not yet whole (rows ``row``..) beside the file, so that
+    a writer killed before the chunk fills loses seconds of events, not the chunk's worth
+    (at a low rate a chunk takes minutes to fill).  Written whole under a new name and
+    renamed over the last one (with ``sync``: on the disk before the rename, and the rename
+    after it), so a crash leaves the last tail or this one, never half of one."""
+    new = tmp.with_name(tmp.name + TAIL_SUFFIX + ".new")
+    head = np.array([(TAIL_MAGIC, row, sum(len(p) for p in pieces))], TAIL_HEAD)
+    try:
+        with open(new, "wb") as f:
+            f.write(head.tobytes())
+            for p in pieces:
+                f.write(memoryview(np.ascontiguousarray(p)).cast("B"))
+        durable_replace(new, tail_path(tmp), sync)
+    except BaseException:
+        new.unlink(missing_ok=True)
+        raise
+
+
+def read_tail(tmp: Path, dtype: np.dtype) -> tuple[int, np.ndarray] | None:
+    """(first row, records) of ``tmp``'s tail; None without one, or one that does not read."""
+    try:
+        raw = tail_path(tmp).read_bytes()
+    except OSError:
+        return None
+    if len(raw) < TAIL_HEAD.itemsize:
+        return None
+    head = np.frombuffer(raw, TAIL_HEAD, 1)[0]
+    n = int(head["rows"])
+    if head["magic"] != TAIL_MAGIC or len(raw) != TAIL_HEAD.itemsize + n * dtype.itemsize:
+        return None
+    return int(head["row"]), np.frombuffer(raw, dtype, n, TAIL_HEAD.itemsize)
 
 
 def _plain(value: Any) -> Any:
@@ -153,7 +196,7 @@ def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:
 
 def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
     """The records of a killed writer's ``.tmp``: every logged chunk, in row order, up to
-    the first row no chunk covers."""
+    the first row no chunk covers, then its tail's records from there (``write_tail``)."""
     tree, attrs, dtype, entries = read_log(log_path(tmp))
     entries = np.sort(entries, order="row")
     parts, row = [], 0
@@ -169,5 +212,8 @@ def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
                 break
             parts.append(np.frombuffer(data, dtype))
             row += int(e["rows"])
+    tail = read_tail(tmp, dtype)
+    if tail is not None and tail[0] <= row < tail[0] + len(tail[1]):  # (one that chunks since covered: none)
+        parts.append(tail[1][row - tail[0] :])
     records = np.concatenate(parts) if parts else np.zeros(0, dtype)
     return tree, attrs, records

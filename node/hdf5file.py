@@ -13,7 +13,7 @@ import numpy as np
 
 from node.arena import PAGE, ChunkArena, chunk_rows
 from node.chunkio import OUT_OF_ROOM, ChunkIO, hdf5_errno, until_room
-from node.chunklog import ChunkLog
+from node.chunklog import ChunkLog, write_tail
 
 
 def import_h5py():
@@ -31,6 +31,7 @@ ALIGN_THRESHOLD = 64 << 10  # file objects at least this large (the chunks) star
 # writes 0.75; in the daemon the writer thread fell from ~2.1 to ~1.4 us per event, and
 # the node stopped waiting for it (it had, for up to 0.7 s in 3 s runs). 8 MB: no better.
 CHUNK_BYTES = 4 << 20
+TAIL_S = 1.0  # a chunk not whole after this long is kept in a tail file (node.chunklog.write_tail)
 
 
 def chunk_layout(dtype: np.dtype) -> tuple[int, bool]:
@@ -122,6 +123,8 @@ class HDF5Writer:
             self.io.arena = None  # not laid out as this file's chunks: gather them
         self.pieces: list[np.ndarray] = []  # the records of the chunk being gathered
         self.fill = 0
+        self.partial_since = 0.0  # when the chunk being gathered got its first record (monotonic s)
+        self.tail_fill = 0  # its records in the last tail queued
         self.dataset = self.file.create_dataset(
             self.name, (0,), dtype, maxshape=(None,), chunks=(self.size,), **self._allocate_only()
         )
@@ -130,6 +133,7 @@ class HDF5Writer:
         if self.crash_log:
             self.log = ChunkLog(self.path, dtype, self.name, self.attrs, sync=self.io.sync)
             self.io.on_written = self.log.record
+            self.io.on_tail = lambda pieces, row: write_tail(self.path, pieces, row, self.io.sync)
 
     def _allocate_only(self) -> dict[str, Any]:
         """Extending the dataset allocates the new chunk's file space at once and writes
@@ -148,6 +152,8 @@ class HDF5Writer:
     def _collect(self, p: np.ndarray) -> None:
         """Queue each full chunk's records (references, no copy here)."""
         while len(p):
+            if not self.fill:
+                self.partial_since = time.monotonic()
             n = min(self.size - self.fill, len(p))
             self.pieces.append(p[:n])
             self.fill += n
@@ -161,7 +167,15 @@ class HDF5Writer:
         self.dataset.id.set_extent((self.rows,))  # the low-level call: h5py's resize costs 0.1 ms more
         offset = self.dataset.id.get_chunk_info_by_coord((start,)).byte_offset  # allocated by the extent
         self.io.submit(offset, self.pieces, self.size * self.dtype.itemsize, start, self.fill)
-        self.pieces, self.fill = [], 0
+        self.pieces, self.fill, self.tail_fill = [], 0, 0
+
+    def keep_tail(self, now: float) -> None:
+        """A chunk that has not filled in ``TAIL_S``: its records so far to the tail file
+        (by the writer thread; at most one queued), so a crash does not lose them."""
+        if (self.log is not None and self.fill > self.tail_fill and now - self.partial_since >= TAIL_S
+                and not self.io.tail_queued):  # fmt: skip
+            self.io.submit_tail(list(self.pieces), self.rows)
+            self.tail_fill = self.fill
 
     def finish(self) -> None:
         """Queue the partial last chunk (padded to a whole chunk, past the dataset's extent):

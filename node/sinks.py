@@ -24,7 +24,7 @@ import zmq
 from node import protocol
 from node.arena import ChunkArena
 from node.chunkio import until_room
-from node.chunklog import SUFFIX, distrust, log_path, recovered_records, writer_alive
+from node.chunklog import SUFFIX, TAIL_SUFFIX, distrust, log_path, recovered_records, tail_path, writer_alive
 from node.durable import durable_replace
 from node.endpoint import prepare
 from node.hdf5file import HDF5Writer, chunk_layout, import_h5py
@@ -167,12 +167,13 @@ class RotatingFiles:
                 raise OSError(getattr(exc, "errno", None), f"rebuilding it from its chunk log failed: {exc}",
                               str(tmp)) from None  # fmt: skip
             durable_replace(rebuilt, final, self.fsync)
-            for leftover in (tmp, log_path(tmp)):
+            for leftover in (tmp, log_path(tmp), tail_path(tmp)):
                 leftover.unlink(missing_ok=True)
             done.append(final)
-        for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{SUFFIX}"):
-            if not log.with_name(log.name.removesuffix(SUFFIX)).exists():
-                log.unlink()  # its file got its final name just before a crash: nothing to recover
+        for suffix in (SUFFIX, TAIL_SUFFIX, TAIL_SUFFIX + ".new"):
+            for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{suffix}"):
+                if not log.with_name(log.name.removesuffix(suffix)).exists():
+                    log.unlink()  # its file got its final name just before a crash: nothing to recover
         return done
 
     @property
@@ -341,6 +342,8 @@ class RotatingFiles:
         due = self.pending_bytes >= self.flush_bytes or now - self.pending_since >= self.flush_s
         if self.pending and due and self._next_file_ready():
             self.flush()
+        if isinstance(self.writer, HDF5Writer):
+            self.writer.keep_tail(now)
         if self.writer is not None and now - self.opened >= self.max_seconds:
             self._rotate()
 
@@ -393,6 +396,7 @@ class RotatingFiles:
             self.lost += c.records - c.writer.saved
             return
         log_path(c.tmp).unlink(missing_ok=True)
+        tail_path(c.tmp).unlink(missing_ok=True)
         self.files.append(c.final)
         self.written += c.records
 

@@ -46,3 +46,48 @@ def test_board_command_errors_name_the_culprit(tmp_path):
     assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr
     r = board("--project", str(tmp_path), "--source", "-1", "--node", "tcp://127.0.0.1:1")
     assert r.returncode == 2 and "--source" in r.stderr
+
+
+def test_a_board_whose_node_never_takes_its_messages_says_so_and_fails(tmp_path, tmp_path_factory):
+    """ZeroMQ queues for an endpoint whether or not anything listens there: the board said
+    "finished, 200 fragments sent" and exited 0 with no node at all."""
+    project = shared_manifest(tmp_path_factory, "tiny_tau").parent.parent
+    port = free_port()  # nothing listens there
+    r = board("--project", str(project), "--source", "3", "--node", f"tcp://127.0.0.1:{port}", "--events", "200")
+    assert r.returncode == 1 and "board 3: undelivered" in r.stdout, (r.stdout, r.stderr)
+    assert f"nothing reached tcp://127.0.0.1:{port}: no node took the connection" in r.stderr
+
+
+def test_a_board_speaks_curve_to_a_node_that_asks_for_it(tmp_path, tmp_path_factory):
+    """A node with CURVE refused the board stand-in (it had no CURVE options), and the board
+    said it sent everything.  With its key it gets in; with a key the node does not know it
+    is refused, and says why."""
+    from node.security import keygen
+
+    manifest = shared_manifest(tmp_path_factory, "tiny_tau")
+    project = manifest.parent.parent
+    keygen(tmp_path / "keys", "node")
+    keygen(tmp_path / "keys" / "clients", "board5")
+    keygen(tmp_path / "other", "stranger")
+    port = free_port()
+    sections = {
+        "node": {"sources": [5], "status_interval_s": 0.2},
+        "fallback": {"manifest": str(manifest)},
+        "sink": {"directory": "out"},
+        "security": {"curve_secret_key": "keys/node.key_secret", "curve_clients": "keys/clients"},
+    }
+    cfg = write_config(tmp_path, sections, [{"endpoint": f"tcp://127.0.0.1:{port}"}])
+    node = Daemon(cfg)
+    try:
+        common = ("--project", str(project), "--source", "5", "--node", f"tcp://127.0.0.1:{port}", "--events", "300",
+                  "--curve-server-key", str(tmp_path / "keys/node.key"))  # fmt: skip
+        r = board(*common, "--curve-secret", str(tmp_path / "keys/clients/board5.key_secret"))
+        assert r.returncode == 0 and "board 5: finished, 300 events" in r.stdout, r.stderr
+        node.wait_counter("events_out", 300, timeout=60)
+        r = board(*common, "--curve-secret", str(tmp_path / "other/stranger.key_secret"))
+        assert r.returncode == 1 and "refused this board's key" in r.stderr, (r.stdout, r.stderr)
+    finally:
+        status = node.stop()
+    assert status["counters"]["events_out"] == 300
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(300))

@@ -28,4 +28,4 @@ def run(args: argparse.Namespace) -> int:
     c = status["counters"]
     print(f"board {cfg.source_id}: {status['state']}, {c['generated']} events, {c['sent_fragments']} fragments sent, "
           f"faults {c['faults']}")  # fmt: skip
-    return 0
+    return 1 if status["state"] == "undelivered" else 0

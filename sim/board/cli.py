@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ack-index", type=int, help="this board's index in the node's sources list (exact acks)")
     p.add_argument("--offload", metavar="ENDPOINT", help="bind a ROUTER here and answer offload requests instead")
     p.add_argument("--status", default="", help="write counters and injected faults here (JSON, + .faults.npz)")
+    p.add_argument("--curve-secret", default="", metavar="FILE",
+                   help="this board's CURVE key (NAME.key_secret, from `fpgaflow node keygen`), for a node with "
+                        "security.curve_secret_key; its public NAME.key goes in the node's curve_clients")  # fmt: skip
+    p.add_argument("--curve-server-key", default="", metavar="FILE", help="the node's public key (NAME.key)")
     f = p.add_argument_group("fault injection (fractions of fragments, each counted in the status)")
     f.add_argument("--drop", type=float, default=0.0, help="never send")
     f.add_argument("--delay", type=float, default=0.0, help="send --delay-ms late")
@@ -82,5 +86,6 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         events=args.events, first_event=args.first_event, batch=args.batch, pool=args.pool, cache=not args.no_cache,
         input_file=args.input, dataset=args.dataset, seed=args.seed, layout=layout, acks=list(args.ack),
         ack_index=args.ack_index, offload=args.offload or "", status_file=args.status, faults=faults,
-        sndhwm=args.sndhwm, max_queued=args.queue,
+        sndhwm=args.sndhwm, max_queued=args.queue, curve_secret=args.curve_secret,
+        curve_server_key=args.curve_server_key,
     )  # fmt: skip

@@ -108,31 +108,3 @@ class Acks:
     def close(self) -> None:
         for s in self.sockets:
             s.close(linger=0)
-
-
-class Reconnects:
-    """Watches a PUSH socket's connection events; tells when it came back after a loss."""
-
-    def __init__(self, socket: zmq.Socket):
-        self.monitor = socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
-        self.lost = False
-        self.connections = 0
-
-    def came_back(self) -> bool:
-        back = False
-        while True:
-            try:
-                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            event = int.from_bytes(frames[0][:2], "little")
-            if event == zmq.EVENT_DISCONNECTED:
-                self.lost = True
-            elif event == zmq.EVENT_CONNECTED:
-                self.connections += 1
-                if self.lost:
-                    back, self.lost = True, False
-        return back
-
-    def close(self) -> None:
-        self.monitor.close(linger=0)

@@ -31,7 +31,7 @@ from node import protocol
 from node.endpoint import prepare
 from sim.board.faults import Faults, Injector
 from sim.board.readout import Readout
-from sim.board.replay import Acks, Reconnects, ReplayRing
+from sim.board.replay import Acks, ReplayRing
 from sim.board.sender import Sender
 
 STATUS_EVERY_S = 0.5
@@ -63,6 +63,8 @@ class BoardConfig:
     faults: Faults = field(default_factory=Faults)
     sndhwm: int = 1000
     max_queued: int = 1000  # messages waiting in the board per node before it blocks (its buffer)
+    curve_secret: str = ""  # this board's NAME.key_secret: CURVE to a node that asks for it
+    curve_server_key: str = ""  # the node's public NAME.key
 
 
 class Board:
@@ -86,6 +88,13 @@ class Board:
         else:
             self.wire = (self.n_inputs, self.n_outputs, self.raw_bytes)
         self.injector = Injector(cfg.faults, cfg.source_id, ot)
+        self.curve = None
+        if bool(cfg.curve_secret) != bool(cfg.curve_server_key):
+            raise ValueError("--curve-secret and --curve-server-key go together")
+        if cfg.curve_secret:
+            from node.security import CurveKeys
+
+            self.curve = CurveKeys.from_files(cfg.curve_secret, cfg.curve_server_key)
         self.counts: dict[str, Any] = {
             "generated": 0, "sent_fragments": 0, "sent_messages": 0, "replayed_fragments": 0,
             "reconnects": 0, "offload_requests": 0, "offload_answered": 0, "offload_ignored": 0,
@@ -158,11 +167,11 @@ class Board:
             cfg.source_id, cfg.nodes, n_inputs=n_in, n_outputs=n_out, raw_bytes=raw,
             manifest_id=self.emulator.id, batch=cfg.batch, sndhwm=cfg.sndhwm, max_queued=cfg.max_queued,
             context=self.context,
-            on_sent=ring.sent if ring is not None else None,
+            on_sent=ring.sent if ring is not None else None, curve=self.curve,
         )  # fmt: skip
         self.sender = source
         acks = Acks(cfg.acks, self.context, cfg.ack_index) if cfg.acks else None
-        watch = [Reconnects(s) for s in source.sockets] if cfg.acks else []
+        watch = source.links if cfg.acks else []  # the node came back: send what it did not acknowledge
         delayed: list[tuple[float, int, np.ndarray]] = []  # (due, tiebreak, fragments)
         faults, inj = cfg.faults, self.injector
         first = cfg.first_event
@@ -242,8 +251,11 @@ class Board:
         else:
             self.state = "finished" if not self._stop else "stopped"
             source.close()
-        for w in watch:
-            w.close()
+        if source.undelivered:  # a node that never took the connection: nothing reached it
+            self.state = "undelivered"
+            self.counts["undelivered"] = [{"node": ep, "why": why} for ep, why in source.undelivered]
+            for ep, why in source.undelivered:
+                print(f"board {cfg.source_id}: error: nothing reached {ep}: {why}", file=sys.stderr)
         if acks is not None:
             acks.close()
         self.counts["sent_fragments"] = source.sent_fragments
@@ -357,5 +369,5 @@ def main(cfg: BoardConfig) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"board {cfg.source_id}: error: {exc}", file=sys.stderr)
         return 2
-    board.run()
-    return 0
+    status = board.run()
+    return 1 if status["state"] == "undelivered" else 0

@@ -20,6 +20,8 @@ import zmq
 
 from node import protocol
 from node.endpoint import prepare
+from node.security import CurveKeys, client_curve
+from sim.board.link import Link
 
 
 class Sender:
@@ -37,6 +39,7 @@ class Sender:
         max_queued: int = 1000,
         context: zmq.Context,
         on_sent: Callable[[np.ndarray], None] | None = None,
+        curve: CurveKeys | None = None,
     ):
         self.source_id = source_id
         self.layout = (n_inputs, n_outputs, raw_bytes)
@@ -45,13 +48,19 @@ class Sender:
         self.max_queued = max_queued
         self.on_sent = on_sent or (lambda frags: None)
         self.sockets: list[zmq.Socket] = []
+        self.links: list[Link] = []  # what each node did with the connection (``undelivered``)
         for ep in endpoints:
             s = context.socket(zmq.PUSH)
             s.setsockopt(zmq.SNDHWM, sndhwm)
             s.setsockopt(zmq.LINGER, 5000)
+            if curve is not None:
+                client_curve(s, curve)
             prepare(s, ep)
+            self.links.append(Link(s, ep))  # before the connect: its first events too
             s.connect(ep)
             self.sockets.append(s)
+        self.sent_to = [0] * len(self.sockets)  # messages handed to ZeroMQ per node
+        self.undelivered: list[tuple[str, str]] = []  # (endpoint, why): nodes that never took a message
         self.queues: list[deque[tuple[bytes, np.ndarray]]] = [deque() for _ in self.sockets]
         self.sequence = [0] * len(self.sockets)
         self.sent_fragments = 0
@@ -93,7 +102,7 @@ class Sender:
 
     def flush(self) -> None:
         """Send queued messages until the sockets push back; block only past ``max_queued``."""
-        for sock, q in zip(self.sockets, self.queues, strict=True):
+        for k, (sock, q) in enumerate(zip(self.sockets, self.queues, strict=True)):
             while q:
                 msg, chunk = q[0]
                 try:
@@ -108,11 +117,18 @@ class Sender:
                     sock.send(msg, copy=len(msg) < 65536)
                     self.blocked_s += time.monotonic() - t
                 q.popleft()
+                self.sent_to[k] += 1
                 self.sent_messages += 1
                 self.sent_fragments += len(chunk)
                 self.on_sent(chunk)
 
     def close(self, linger_ms: int = 5000) -> None:
-        for s in self.sockets:
+        """Close the sockets, giving each up to ``linger_ms`` to deliver what it queued; a
+        node that never took the connection in that time is listed in ``undelivered``
+        with the reason (its messages went nowhere)."""
+        for k, (s, link) in enumerate(zip(self.sockets, self.links, strict=True)):
+            if linger_ms and self.sent_to[k] and not link.wait_taken(linger_ms / 1e3):
+                self.undelivered.append((link.endpoint, link.why_not()))
             s.close(linger=linger_ms)
-        self.sockets = []
+            link.close()
+        self.sockets, self.links = [], []

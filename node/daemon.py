@@ -55,7 +55,7 @@ OVERSIZE_KEPT = 4
 # counters the loop adds to as things happen (the others are copied from counts each snapshot)
 COUNTED = ("received_messages", "received_bytes", "received_fragments", "drains", "malformed_messages",
            "sequence_resets", "events_out", "events_complete", "events_incomplete", "late_fragments",
-           "status_write_errors")  # fmt: skip
+           "status_write_errors", "curve_refused")  # fmt: skip
 WAITING_LOG_S = 10.0  # how often a sink waiting for room on the disk is logged
 
 
@@ -458,6 +458,16 @@ class Node:
         if self.publisher is not None:
             self.publisher.publish(events)
 
+    def _refused_clients(self) -> None:
+        """Clients CURVE refused (the ZAP thread notes them): counted, and logged with their
+        address and the reason, at most once a second."""
+        refused = getattr(self.auth, "refused", None)
+        while refused:
+            address, why = refused.popleft()
+            self.metrics.c["curve_refused"] += 1
+            self.log.limited("curve-refused", "warning", "curve-refused", address=address, why=why,
+                             hint="its public key is not in security.curve_clients")  # fmt: skip
+
     def _late(self) -> None:
         counts = self.builder.counts
         if counts.reanchors != self._reanchors:  # rare: say it where it shows
@@ -632,6 +642,7 @@ class Node:
                     if self.parent_pid is not None and os.getppid() != self.parent_pid and not self._stop:
                         self.log("error", "supervisor-gone", parent=self.parent_pid)  # orphaned: stop in order
                         self._stop = True
+                    self._refused_clients()
                     self.published = self.snapshot()
                     self._write_status(self.published)
                     next_status = now + status_every
@@ -716,6 +727,7 @@ class Node:
             self.boards.close()
         if self.auth is not None:
             self.auth.stop()
+            self._refused_clients()
         if self.prometheus is not None:
             server, _thread = self.prometheus
             server.shutdown()

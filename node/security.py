@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -98,8 +100,25 @@ def server_curve(sock: zmq.Socket, server_secret_file: str | Path) -> None:
 
 def start_authenticator(context: zmq.Context, clients_dir: str | Path):
     """Allow only clients whose public certificates are in ``clients_dir`` (ZAP handler
-    thread; it works only while connections are set up, never per message)."""
+    thread; it works only while connections are set up, never per message).  Each refused
+    client is noted in its ``refused`` (address, reason), for the daemon to count and log:
+    else a board with a wrong key is refused without a word on the node's side."""
     from zmq.auth.thread import ThreadAuthenticator
+
+    class Authenticator(ThreadAuthenticator):
+        def __init__(self, context: zmq.Context):
+            super().__init__(context)
+            self.refused: deque[tuple[str, str]] = deque(maxlen=1000)  # appended by the ZAP thread
+            self._address = ""
+
+        async def handle_zap_message(self, msg: list[bytes]) -> None:
+            self._address = msg[3].decode("utf-8", "replace") if len(msg) > 3 else "?"
+            await super().handle_zap_message(msg)
+
+        def _send_zap_reply(self, request_id: bytes, status_code: bytes, status_text: bytes, *args: Any) -> None:
+            if status_code != b"200":
+                self.refused.append((self._address, status_text.decode("utf-8", "replace")))
+            super()._send_zap_reply(request_id, status_code, status_text, *args)
 
     clients_dir = Path(clients_dir)
     if not clients_dir.is_dir():
@@ -109,7 +128,7 @@ def start_authenticator(context: zmq.Context, clients_dir: str | Path):
         raise ValueError(f"{clients_dir}: no client public keys (NAME.key): every board would be refused")
     for key in keys:  # ZeroMQ skips the whole folder over one bad file, refusing every client
         load_certificate(key)
-    auth = ThreadAuthenticator(context)
+    auth = Authenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(clients_dir))
     return auth

@@ -316,6 +316,10 @@ def test_unauthenticated_client_is_refused_under_curve(tmp_path):
     assert status["counters"]["received_fragments"] == 100
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
     assert sorted(ev["event"].tolist()) == list(range(100))
+    # the intruder (its key unknown) is counted and named on the node's side too, not only refused
+    assert status["counters"]["curve_refused"] >= 1
+    refused = [x for x in d.log_lines() if x["event"] == "curve-refused"]
+    assert refused and refused[0]["level"] == "warning" and refused[0]["address"] == "127.0.0.1"
 
 
 def test_fast_sender_is_held_back_and_nothing_is_lost(tmp_path):

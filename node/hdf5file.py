@@ -197,8 +197,6 @@ class HDF5Writer:
             self.finish()
         finally:
             self.io.stop(on_wait)  # every chunk on disk before HDF5 writes its metadata and closes
-            if self.log is not None:
-                self.log.close()  # removed once the file has its final name
             try:
                 self._flush_metadata(on_wait)
             except BaseException:
@@ -207,6 +205,13 @@ class HDF5Writer:
                 raise
             self.file.close()
         self.io.check()
+
+    def release_log(self) -> None:
+        """Let go of the chunk log (and its lock): only once the file has its final name, or
+        failed, so that a node started meanwhile on the same folder never takes the file for
+        a killed writer's while this one still closes it (HDF5's metadata can wait for room)."""
+        if self.log is not None:
+            self.log.close()
 
     def _flush_metadata(self, on_wait: Callable[[], None] | None) -> None:
         def waits(exc: OSError) -> None:

@@ -387,16 +387,18 @@ class RotatingFiles:
             if not c.failed:
                 durable_replace(c.tmp, c.final, self.fsync)
                 whole = True
+                log_path(c.tmp).unlink(missing_ok=True)
+                tail_path(c.tmp).unlink(missing_ok=True)
         except Exception as exc:
             self.error = self.error or exc
         finally:
             self.closing = None  # listed while it closes: where give_up and waiting find it
+            if isinstance(c.writer, HDF5Writer):
+                c.writer.release_log()  # only now: until here the file is this writer's
         if not whole:  # it keeps its .tmp name; its records not in logged chunks are lost
             self.written += c.writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
             self.lost += c.records - c.writer.saved
             return
-        log_path(c.tmp).unlink(missing_ok=True)
-        tail_path(c.tmp).unlink(missing_ok=True)
         self.files.append(c.final)
         self.written += c.records
 

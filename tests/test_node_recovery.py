@@ -244,6 +244,27 @@ def test_a_closed_file_leaves_no_log_and_nothing_to_recover(tmp_path):
     assert RotatingFiles(tmp_path, "ev").recovered == []
 
 
+def test_a_file_still_closing_is_not_taken_by_a_node_started_meanwhile(tmp_path, monkeypatch):
+    """The chunk log's lock was let go before HDF5's metadata and the rename (which can wait
+    for room on a full disk): a node started on the folder then rebuilt the file under its
+    final name while its writer was still closing it.  Now the lock is held until the
+    file has its final name."""
+    import node.sinks as sinks_mod
+
+    seen = []
+
+    def rename(tmp, final, fsync=True):
+        seen.append(RotatingFiles(tmp_path, "ev").recovered)  # a node started right now
+        return durable_replace(tmp, final, fsync)
+
+    durable_replace = sinks_mod.durable_replace
+    monkeypatch.setattr(sinks_mod, "durable_replace", rename)
+    sink = RotatingFiles(tmp_path, "ev", flush_bytes=1)
+    sink.write(np.zeros(10, p.event_dtype(2, 3, 1, 4)))
+    sink.close()
+    assert seen == [[]] and len(sink.files) == 1 and len(read_events(sink.files[0])["event"]) == 10
+
+
 def test_a_file_another_live_writer_holds_is_not_taken(tmp_path):
     """Two sinks of one prefix on one directory (a misconfiguration, or a restart racing the
     old process): the new one must not rebuild the file the live one is writing."""

@@ -214,6 +214,11 @@ class Node:
                 self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
             for tmp, reason in sink.unrecovered:  # its logs not to be trusted: left as they are
                 self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
+        self.auth = None
+        if cfg.security.curve_secret_key:  # before any socket binds: none takes a client unchecked
+            from node.security import start_authenticator
+
+            self.auth = start_authenticator(self.context, cfg.resolve(cfg.security.curve_clients))
         self.publisher = None
         if s.publish:
             size = protocol.HEADER_SIZE + self.builder.event_dtype.itemsize
@@ -226,7 +231,9 @@ class Node:
             try:
                 self.publisher = Publisher(endpoint, self.context, cfg.node.id,
                                            max_message_bytes=cfg.security.max_message_bytes,
-                                           manifest=self.limits.manifest or bytes(8))  # fmt: skip
+                                           manifest=self.limits.manifest or bytes(8),
+                                           curve_secret=cfg.resolve(cfg.security.curve_secret_key)
+                                           if cfg.security.curve_secret_key else None)  # fmt: skip
             except zmq.ZMQError as exc:
                 raise config_mod.ConfigError(f"sink.publish {endpoint}: cannot bind ({exc})") from None
         # build the events where the files' chunks are written from (node.arena); not where
@@ -240,7 +247,6 @@ class Node:
             # in the order built, so that they reach the rows they were built for; not with
             # boards, whose answers (or time-outs) would hold every later event back
             self.fallback.keep_order = self.boards is None
-        self.auth = None
         # one receive buffer, reused by every drain: no allocation per message
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)
         self._buf.fill(0)  # touched now: its first drains would fault it in page by page
@@ -261,10 +267,6 @@ class Node:
     # ------------------------------------------------------------------ sockets
     def _open_inputs(self) -> list[zmq.Socket]:
         sec = self.cfg.security
-        if sec.curve_secret_key:
-            from node.security import start_authenticator
-
-            self.auth = start_authenticator(self.context, self.cfg.resolve(sec.curve_clients))
         socks = []
         self._left: list[tuple[str, bool]] = []  # per input: (endpoint, bound), to leave at a stop
         for inp in self.cfg.inputs:

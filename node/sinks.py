@@ -29,6 +29,7 @@ from node.durable import durable_replace
 from node.endpoint import prepare
 from node.hdf5file import HDF5Writer, chunk_layout, import_h5py
 from node.rootfile import ROOTWriter
+from node.security import server_curve
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the chunks being gathered
@@ -418,11 +419,13 @@ class Publisher:
 
     def __init__(
         self, endpoint: str, context: zmq.Context, node_id: int, hwm: int = 1000, max_message_bytes: int = 4 << 20,
-        manifest: bytes = bytes(8),
+        manifest: bytes = bytes(8), curve_secret: Path | None = None,
     ):  # fmt: skip
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
+        if curve_secret is not None:  # subscribers as the inputs' senders: a key in security.curve_clients
+            server_curve(self.socket, curve_secret)
         prepare(self.socket, endpoint)
         try:
             self.socket.bind(endpoint)

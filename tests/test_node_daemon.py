@@ -322,6 +322,56 @@ def test_unauthenticated_client_is_refused_under_curve(tmp_path):
     assert refused and refused[0]["level"] == "warning" and refused[0]["address"] == "127.0.0.1"
 
 
+def test_under_curve_the_built_events_are_published_only_to_known_subscribers(tmp_path):
+    """With CURVE on, the inputs were encrypted and authenticated but the PUB socket sent
+    every built event in the clear to anyone who connected."""
+    from node.security import CurveKeys, client_curve, keygen
+
+    keys = tmp_path / "keys"
+    keygen(keys, "node")
+    keygen(keys / "clients", "board")
+    keygen(keys / "clients", "analysis")
+    keygen(tmp_path / "intruder", "intruder")
+    port, pub_port = free_port(), free_port()
+    cfg = basic_config(
+        tmp_path, port, sources=[0],
+        security={"curve_secret_key": "keys/node.key_secret", "curve_clients": "keys/clients"},
+        sink={"publish": f"tcp://127.0.0.1:{pub_port}", "write_files": False},
+    )  # fmt: skip
+    d = Daemon(cfg)
+    ctx = zmq.Context()
+    subs = {}
+    try:
+        for name, secret in (("analysis", keys / "clients/analysis.key_secret"),
+                             ("intruder", tmp_path / "intruder/intruder.key_secret"), ("plain", None)):  # fmt: skip
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            if secret is not None:
+                client_curve(sub, CurveKeys.from_files(secret, keys / "node.key"))
+            sub.connect(f"tcp://127.0.0.1:{pub_port}")
+            subs[name] = sub
+        time.sleep(1.0)  # the subscriptions (and the refusals) settle
+        src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT,
+                     curve=CurveKeys.from_files(keys / "clients/board.key_secret", keys / "node.key"))  # fmt: skip
+        send(src, np.arange(50))
+        src.close()
+        got = {name: [] for name in subs}
+        deadline = time.monotonic() + 30
+        while len(got["analysis"]) < 50 and time.monotonic() < deadline:
+            for name, sub in subs.items():
+                while sub.poll(10):
+                    _, records = p.decode(sub.recv())
+                    got[name] += records["event"].tolist()
+        status = d.stop()
+    finally:
+        for sub in subs.values():
+            sub.close(linger=0)
+        ctx.term()
+        d.kill()
+    assert sorted(got["analysis"]) == list(range(50)) and got["intruder"] == [] and got["plain"] == []
+    assert status["counters"]["curve_refused"] >= 1
+
+
 def test_fast_sender_is_held_back_and_nothing_is_lost(tmp_path):
     port = free_port()
     cfg = write_config(

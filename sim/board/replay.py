@@ -22,6 +22,7 @@ import zmq
 
 from node import protocol
 from node.endpoint import prepare
+from node.security import CurveKeys, client_curve
 
 EMPTY, UNACKED = 0, 1
 
@@ -70,7 +71,8 @@ class Acks:
     (with ``index``: only those in which this board's fragment arrived, so a fragment
     lost in a dying node's queue is sent again even when its event left incomplete)."""
 
-    def __init__(self, endpoints: list[str], context: zmq.Context, index: int | None = None):
+    def __init__(self, endpoints: list[str], context: zmq.Context, index: int | None = None,
+                 curve: CurveKeys | None = None):  # fmt: skip
         self.index = index  # this board's place in the node's source list: ack only events holding its fragment
         self.sockets = []
         for ep in endpoints:
@@ -78,6 +80,8 @@ class Acks:
             s.setsockopt(zmq.SUBSCRIBE, b"")
             s.setsockopt(zmq.RCVHWM, 100_000)
             s.setsockopt(zmq.LINGER, 0)
+            if curve is not None:  # a node with CURVE publishes with it too
+                client_curve(s, curve)
             prepare(s, ep)
             s.connect(ep)
             self.sockets.append(s)

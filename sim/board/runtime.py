@@ -170,7 +170,7 @@ class Board:
             on_sent=ring.sent if ring is not None else None, curve=self.curve,
         )  # fmt: skip
         self.sender = source
-        acks = Acks(cfg.acks, self.context, cfg.ack_index) if cfg.acks else None
+        acks = Acks(cfg.acks, self.context, cfg.ack_index, curve=self.curve) if cfg.acks else None
         watch = source.links if cfg.acks else []  # the node came back: send what it did not acknowledge
         delayed: list[tuple[float, int, np.ndarray]] = []  # (due, tiebreak, fragments)
         faults, inj = cfg.faults, self.injector

@@ -200,6 +200,8 @@ class Builder:
             self.high = int(ev[ev >= np.uint64(max(0, median - len(ev) * self.stride))].min())
             self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
             self._in_window_ns = now_ns
+        if self.held is not None and not anchored:
+            self._settle_held(now_ns)  # the window came within reach of it: placed as any fragment
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
         ev_max = int(ev.max())
         if ev_max > limit:
@@ -212,6 +214,7 @@ class Builder:
                 return
             self._jumped(source_index, ev, jump)
             ev_max = int(ev[keep].max())
+        held_before = self.held
         if ev_max > self.high + self.capacity and not anchored:  # beyond the window's reach: a leap
             held = self._leap(source_index, frags, ev, keep, now_ns)
             if held is None:  # confirmed: the held one and this drain, together
@@ -248,6 +251,8 @@ class Builder:
                     far |= ev < np.uint64(low - FAR_WINDOWS * self.capacity)
                 if not anchored and self._far_run(source_index, far, now_ns):  # let go: this drain anchors anew
                     self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
+                    if self.held is not None and self.held is not held_before:
+                        self.held = None  # held from this drain: it goes in again with the drain
                     return self.add(source_index, frags, now_ns, anchored=True)
             self.counts.late += int(late.sum())
             self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
@@ -407,12 +412,28 @@ class Builder:
                 self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True)
                 return None
             self._jumped(held_src, held_frag["event"], np.ones(1, bool), LONE_LEAP)  # not confirmed: a jump
+        rest = np.ones(ev.size, bool) if keep is None else keep.copy()
         if len(idx) != 1:
-            return keep if keep is not None else np.ones(ev.size, bool)
+            return rest
+        rest[idx] = False
+        e = int(ev[idx[0]])
+        others = ev[rest]
+        low, high = np.uint64(e - self.capacity + 1), np.uint64(min(e + self.capacity - 1, int(U64_MAX)))
+        if ((others >= low) & (others <= high)).any():  # not alone: others of this drain near it confirm it
+            rest[idx] = True
+            return rest
         self.held = (source_index.reshape(-1)[idx], _rows(frags, idx), now_ns)
-        keep = np.ones(ev.size, bool) if keep is None else keep.copy()
-        keep[idx] = False
-        return keep
+        return rest
+
+    def _settle_held(self, now_ns: int) -> bool:
+        """Place the held fragment as any other once the window has come within reach of it
+        (others brought the numbering there); True if it did."""
+        held_src, held_frag, _ = self.held
+        if int(held_frag["event"][0]) > self.high + self.capacity:
+            return False
+        self.held = None
+        self.add(held_src, held_frag, now_ns, anchored=True)
+        return True
 
     def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray, why: str = JUMP) -> None:
         """Count the jumps, and keep the first one's source, number and reason for the log."""
@@ -465,11 +486,11 @@ class Builder:
         self._claimed[slots] = self._drains
         self.claims.append((now_ns, slots, events))
         self._queued += len(slots)
-        if self._queued > COMPACT_AT * self.capacity:
-            self._compact()
         self.slot_event[slots] = events
         self.state[slots] = OPEN
         self.arrived[slots] = False
+        if self._queued > COMPACT_AT * self.capacity:  # (these are open now: compacting keeps them)
+            self._compact()
         # rows from the top of the free stack (the window holds at most ``capacity`` open
         # events, so it never runs dry); nothing of their records is touched here: what a
         # missing source left there is zeroed on the way out
@@ -501,8 +522,8 @@ class Builder:
         ``now_ns`` is the monotonic clock the fragments were added with (never decreasing)."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         cutoff = now_ns - self.timeout_ns
-        if self.held is not None and self.held[2] < cutoff:  # never confirmed: a corrupt number
-            self._let_held_go()
+        if self.held is not None and self.held[2] < cutoff and not self._settle_held(now_ns):
+            self._let_held_go()  # never confirmed: a corrupt number
         old = []
         while self.claims and self.claims[0][0] < cutoff:
             _, slots, events = self.claims.popleft()
@@ -539,7 +560,7 @@ class Builder:
 
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""
-        if self.held is not None:
+        if self.held is not None and not self._settle_held(time.monotonic_ns()):
             self._let_held_go()
         slots = np.flatnonzero(self.state == OPEN)
         if len(slots):

@@ -146,6 +146,7 @@ class ChunkIO:
                 finally:
                     self.tail_queued = False
                     self.todo.task_done()
+                    self.room.set()
                 continue
             try:
                 if self.error is None:  # after an error the file is lost: only drain the queue

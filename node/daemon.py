@@ -790,7 +790,8 @@ class Supervisor:
     def run(self) -> dict[str, Any]:
         for k in range(self.cfg.node.workers):
             self.worker_status(k).unlink(missing_ok=True)
-            cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k)]
+            cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k),
+                   "--supervisor-pid", str(os.getpid())]  # fmt: skip
             self.procs.append(subprocess.Popen(cmd))
         self.log("info", "supervisor-started", workers=len(self.procs), pids=[p.pid for p in self.procs])
         prom = None
@@ -870,8 +871,10 @@ def _check_writable(directory: Path) -> None:
     probe.unlink()
 
 
-def serve(config_path: str | Path, worker: int | None = None) -> int:
-    """Run the node from a configuration file until SIGTERM/SIGINT; exit status."""
+def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: int | None = None) -> int:
+    """Run the node from a configuration file until SIGTERM/SIGINT; exit status.  A worker
+    is given its supervisor's pid: one that dies while the worker still starts leaves it
+    another parent, which ``os.getppid()`` read later would take for the supervisor."""
     early: list[int] = []  # signals while starting (the ring, h5py, the sockets): acted on once it runs
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(signum, lambda signum, _frame: early.append(signum))
@@ -884,7 +887,7 @@ def serve(config_path: str | Path, worker: int | None = None) -> int:
     else:
         sup = Supervisor(cfg, config_path)
         runner = Node(cfg, worker, status_file=sup.worker_status(worker), serve_metrics=False)
-        runner.parent_pid = os.getppid()
+        runner.parent_pid = supervisor_pid if supervisor_pid is not None else os.getppid()
     on_stop = runner.stop_intake if isinstance(runner, Node) and worker is not None else runner.stop
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
@@ -919,9 +922,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m node.daemon", description="the fpgaflow node daemon")
     ap.add_argument("config", help="node.toml")
     ap.add_argument("--worker", type=int, help="run only builder worker K (the supervisor starts these)")
+    ap.add_argument("--supervisor-pid", type=int, help="a worker: its supervisor (it stops in order without one)")
     args = ap.parse_args(argv)
     try:
-        return serve(args.config, args.worker)
+        return serve(args.config, args.worker, args.supervisor_pid)
     except (config_mod.ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"node: error: {exc}", file=sys.stderr)
         return 2

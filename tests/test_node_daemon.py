@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -475,17 +476,20 @@ def test_a_worker_that_dies_stops_the_node_which_says_so(tmp_path):
     assert [(x["level"], x["worker"], x["exit_code"]) for x in exited] == [("error", 1, -signal.SIGKILL)]
 
 
-def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
+@pytest.mark.parametrize("when", ["running", "starting"])
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path, when):
     """The supervisor killed (SIGKILL): its workers held the ports and took data that no
     status reported, and a new node on the same configuration could not bind.  Now each
-    worker stops in order once its parent is gone, and a new node starts."""
+    worker stops in order once its supervisor is gone, and a new node starts; also when it
+    died while they were still starting (they took their new parent for it: review)."""
     base = free_ports(2)
     cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2})
     d = Daemon(cfg)
     pids = []
     try:
         pids = _worker_pids(d)
-        wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
+        if when == "running":
+            wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
         d.proc.kill()
         d.proc.wait(10)
         wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the orphaned workers to stop")

@@ -139,6 +139,9 @@ class Board:
     def _tick_status(self) -> None:
         now = time.monotonic()
         if now >= self._next_status:
+            if self.sender is not None:  # read the connection monitors: unread, their events pile up
+                for link in self.sender.links:
+                    link.poll()
             self.write_status()
             self._next_status = now + STATUS_EVERY_S
 

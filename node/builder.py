@@ -200,8 +200,10 @@ class Builder:
             self.high = int(ev[ev >= np.uint64(max(0, median - len(ev) * self.stride))].min())
             self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
             self._in_window_ns = now_ns
-        if self.held is not None and not anchored:
-            self._settle_held(now_ns)  # the window came within reach of it: placed as any fragment
+        if self.held is not None and not anchored and self._settle_held(now_ns):
+            # the window came within reach of it: placed as any fragment, in a drain of its own,
+            # so this one is the next (events it completes now take the held data from the ring)
+            self._drains += 1
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
         ev_max = int(ev.max())
         if ev_max > limit:
@@ -405,8 +407,9 @@ class Builder:
         if self.held is not None:
             held_src, held_frag, _ = self.held
             self.held = None
-            near = np.abs(ev[idx].astype(np.float64) - float(held_frag["event"][0])) < self.capacity
-            if near.any():  # confirmed: the held fragment first, then the drain (its jumps left out)
+            h = int(held_frag["event"][0])  # > high + capacity: h - capacity + 1 > 0
+            lo, hi = np.uint64(h - self.capacity + 1), np.uint64(min(h + self.capacity - 1, int(U64_MAX)))
+            if ((ev[idx] >= lo) & (ev[idx] <= hi)).any():  # confirmed: the held one first, then the drain (no jumps)
                 rest = np.arange(ev.size) if keep is None else np.flatnonzero(keep)
                 src = np.concatenate([held_src, source_index.reshape(-1)[rest]])
                 self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True)

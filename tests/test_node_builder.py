@@ -328,6 +328,26 @@ def test_a_held_fragment_is_placed_once_the_window_reaches_it_not_let_go():
     assert b.counts.jumps == 0 and 30 in out["event"][out["status"] == p.COMPLETE].tolist()
 
 
+@pytest.mark.parametrize("direct", [True, None])
+def test_an_event_completed_in_the_drain_that_places_a_held_fragment_keeps_its_data(direct):
+    """The held fragment was placed as a drain of its own inside the next drain, which then
+    took the event it completed for one of its own (built straight into the records): the
+    held source's inputs and result came out as zeros (found re-reading the change)."""
+    b = Builder(2, 3, 1, 4, window=16, timeout_s=1.0, direct=direct)
+    for s in (0, 1):
+        b.add(*frags(range(0, 4), s), now_ns=0)
+    b.add(*frags([30], 1), now_ns=1)  # held
+    for lo in (4, 9):
+        for s in (0, 1):
+            b.add(*frags(range(lo, lo + 5), s), now_ns=2)
+    b.add(*frags(range(14, 19), 0), now_ns=2)  # high 18: the next drain places the held 30 first
+    b.add(*frags(range(19, 31), 0), now_ns=3)  # ... and completes it
+    out = built(b)
+    row = out[out["event"] == 30]
+    assert row["status"].tolist() == [p.COMPLETE]
+    assert (row["inputs"][0, 1, 0], row["fpga"][0, 1, 0]) == (301, 1030)  # source 1's, as sent
+
+
 def test_a_fragment_held_in_the_drain_that_re_anchors_is_counted_once():
     """The drain that made the builder let go of its numbering re-entered whole, the held
     fragment with it, while it stayed held: built and counted as a jump too (review)."""

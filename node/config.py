@@ -80,6 +80,7 @@ class OffloadSection:
     batch: int = 256
     timeout_ms: float = 500.0
     retry_s: float = 2.0
+    board_keys: list[str] = field(default_factory=list)  # each board's public NAME.key: CURVE to the boards
 
 
 @dataclass
@@ -140,7 +141,7 @@ SECTIONS = {
 
 
 # the element type of each list-valued key (a list of anything else is refused, naming the element)
-LIST_ITEMS = {"sources": int, "source_manifests": str, "boards": str}
+LIST_ITEMS = {"sources": int, "source_manifests": str, "boards": str, "board_keys": str}
 
 # (key, lowest, highest) of every number with a range (None: unbounded); a value outside
 # would crash the daemon deep in NumPy or ZeroMQ, or run with silently wrong behaviour
@@ -284,6 +285,12 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: metrics.host {cfg.metrics.host!r} is not loopback; set security.allow_remote")
     if bool(cfg.security.curve_secret_key) != bool(cfg.security.curve_clients):
         raise ConfigError(f"{where}: security.curve_secret_key and security.curve_clients go together")
+    keys = cfg.offload.board_keys
+    if keys and len(keys) != len(cfg.offload.boards):
+        raise ConfigError(f"{where}: offload.board_keys must name one public key per offload.boards entry "
+                          f"({len(cfg.offload.boards)}), got {len(keys)}")  # fmt: skip
+    if keys and not cfg.security.curve_secret_key:
+        raise ConfigError(f"{where}: offload.board_keys needs security.curve_secret_key (the node's own key pair)")
     if cfg.fragment.raw_bytes not in (None, 1, 2, 4, 8):
         raise ConfigError(f"{where}: fragment.raw_bytes must be 1, 2, 4 or 8")
 

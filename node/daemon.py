@@ -165,11 +165,17 @@ class Node:
 
             o = cfg.offload
             _check_offload_fits(o.batch, self.n_inputs, self.n_outputs, self.raw_bytes, cfg.security.max_message_bytes)
+            curve = None
+            if o.board_keys:
+                from node.security import CurveKeys
+
+                node_key = cfg.resolve(cfg.security.curve_secret_key)
+                curve = [CurveKeys.from_files(node_key, cfg.resolve(k)) for k in o.board_keys]
             self.boards = Boards(
                 o.boards, n_inputs=self.n_inputs, n_outputs=self.n_outputs, raw_bytes=self.raw_bytes,
                 manifest=manifest, max_in_flight=o.max_in_flight, batch=o.batch, timeout_s=o.timeout_ms / 1e3,
                 retry_s=o.retry_s, context=self.context, node_id=cfg.node.id,
-                max_message_bytes=cfg.security.max_message_bytes, note=self.log.limited,
+                max_message_bytes=cfg.security.max_message_bytes, note=self.log.limited, curve=curve,
             )  # fmt: skip
         fb = cfg.fallback
         self.fallback = Fallback(

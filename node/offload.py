@@ -24,6 +24,7 @@ import zmq
 
 from node import protocol
 from node.endpoint import prepare
+from node.security import CurveKeys, client_curve
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Boards:
         node_id: int = 0,
         max_message_bytes: int = protocol.Limits.max_message_bytes,
         note: Callable[..., None] | None = None,
+        curve: list[CurveKeys] | None = None,
     ):
         self.context = context or zmq.Context.instance()
         # (key, level, event, **fields): a rate-limited log line (the daemon's Log.limited), so
@@ -75,8 +77,10 @@ class Boards:
         self.sequence = 0
         self.counts = BoardCounts()
         self.boards: list[_Board] = []
-        for ep in endpoints:
+        for k, ep in enumerate(endpoints):
             s = self.context.socket(zmq.DEALER)
+            if curve:  # the node as the CURVE client of each board (its own key, the board's public one)
+                client_curve(s, curve[k])
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
             # a board's replies are bounded like the inputs: in size (by the socket) and in number

@@ -244,6 +244,62 @@ def test_offload_with_one_board_dead(tmp_path, manifest):
     assert ((ev["status"] & p.FALLBACK) != 0).any() and ((ev["status"] & p.OFFLOADED) != 0).any()
 
 
+def test_offload_over_curve_reaches_only_a_board_that_knows_the_node(tmp_path, manifest):
+    """With CURVE the offload requests (the events' inputs) went to the boards in the clear.
+    Now the node is each board's CURVE client (``offload.board_keys``); a board answers
+    only nodes whose key it holds (``--curve-clients``): the one that does not know this
+    node refuses it (the node's socket to it takes nothing: that board is left alone and the
+    other one, or the CPU, does its work), and every result is bit-exact as ever."""
+    import shutil
+
+    from node.security import CurveKeys, keygen
+
+    keys = tmp_path / "keys"
+    keygen(keys, "node")
+    keygen(keys / "clients", "source")
+    for board in ("a", "b"):
+        keygen(keys / "boards", board)
+        (keys / f"nodes-{board}").mkdir()
+    shutil.copy(keys / "node.key", keys / "nodes-a/node.key")  # board a answers this node
+    keygen(keys / "nodes-b", "another-node")  # board b answers another node only
+    port, n = free_port(), 1000
+    eps = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
+    boards = [BoardProc(tmp_path, manifest, 10 + k, "--offload", ep, "--curve-secret",
+                        str(keys / f"boards/{b}.key_secret"), "--curve-clients", str(keys / f"nodes-{b}"))
+              for k, (b, ep) in enumerate(zip("ab", eps, strict=True))]  # fmt: skip
+    node = None
+    try:
+        wait_started(boards)
+        node = Daemon(node_config(
+            tmp_path, port, manifest, [0], validate_every=0,
+            offload={"boards": eps, "batch": 32, "max_in_flight": 2, "timeout_ms": 300.0, "retry_s": 60.0,
+                     "board_keys": [str(keys / "boards/a.key"), str(keys / "boards/b.key")]},
+            security={"curve_secret_key": str(keys / "node.key_secret"), "curve_clients": str(keys / "clients")},
+        ))  # fmt: skip
+        emu = sim.load(manifest)
+        x = emu.input_type.to_raw(np.random.default_rng(5).normal(size=(n, int(np.prod(emu.input_shape)))))
+        src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id,
+                     curve=CurveKeys.from_files(keys / "clients/source.key_secret", keys / "node.key"))  # fmt: skip
+        for lo in range(0, n, 100):  # fragments without an FPGA result: the node offloads them
+            src.send(np.arange(lo, lo + 100), x[lo : lo + 100], np.zeros((100, 1)), np.zeros(100, np.uint32))
+        node.wait_counter("events_out", n, timeout=60)
+        src.close()
+    finally:
+        for b in boards:
+            b.terminate()
+        status = node.stop() if node is not None else None
+    c = status["counters"]
+    assert c["offload_batches_answered"] > 0 and c["offload_refused"] + c["offload_timeouts"] >= 1
+    assert any(x["event"] in ("offload-refused", "offload-timeout") and x["board"] == eps[1] for x in node.log_lines())
+    a, b = (board.status()["counters"] for board in boards)
+    assert a["offload_answered"] > 0 and b["offload_requests"] == 0 and b["curve_refused"] >= 1
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(n))
+    want = np.asarray(emu.predict_raw(x).raw).reshape(n, -1)[ev["event"].astype(np.int64)]
+    result = np.where(((ev["flags"] & p.RESULT_VALID) != 0)[..., None], ev["fpga"], ev["cpu"])
+    assert np.array_equal(result[:, 0], want)
+
+
 def test_two_nodes_get_events_routed_by_number(tmp_path, manifest):
     """Two boards, two nodes: event e goes to node e mod 2 from every board, so each
     node builds complete events, and together they build every event once."""

@@ -65,6 +65,14 @@ def cli(*args, cwd=ROOT, timeout: float = 300):
         ("[node]\nworkers = 2\n[metrics]\nport = 5556\n", "metrics.port 5556 is where input[0].endpoint (worker 1"),
         ('[[input]]\nendpoint = "ipc:///tmp/x"\n[[input]]\nendpoint = "ipc:///tmp/x"\n', "input[1].endpoint"),
         ("[offload]\nboards = [1]\n", "offload.boards[0]: expected str, got 1"),
+        (
+            "[offload]\nboards = ['tcp://127.0.0.1:7000']\nboard_keys = ['a.key', 'b.key']\n",
+            "offload.board_keys must name one public key per offload.boards entry (1), got 2",
+        ),
+        (
+            "[offload]\nboards = ['tcp://127.0.0.1:7000']\nboard_keys = ['a.key']\n",
+            "offload.board_keys needs security.curve_secret_key",
+        ),
         ("[sink]\nmax_events_per_file = 0\n", "sink.max_events_per_file must be >= 1"),
         ("[security]\nmax_message_bytes = 10\n", "security.max_message_bytes must be in 64..1073741824"),
         ("[metrics]\nport = 99999\n", "metrics.port must be in 0..65535"),

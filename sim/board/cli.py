@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="this board's CURVE key (NAME.key_secret, from `fpgaflow node keygen`), for a node with "
                         "security.curve_secret_key; its public NAME.key goes in the node's curve_clients")  # fmt: skip
     p.add_argument("--curve-server-key", default="", metavar="FILE", help="the node's public key (NAME.key)")
+    p.add_argument("--curve-clients", default="", metavar="DIR",
+                   help="with --offload and --curve-secret: the nodes' public keys it answers (a folder)")  # fmt: skip
     f = p.add_argument_group("fault injection (fractions of fragments, each counted in the status)")
     f.add_argument("--drop", type=float, default=0.0, help="never send")
     f.add_argument("--delay", type=float, default=0.0, help="send --delay-ms late")
@@ -87,5 +89,5 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         input_file=args.input, dataset=args.dataset, seed=args.seed, layout=layout, acks=list(args.ack),
         ack_index=args.ack_index, offload=args.offload or "", status_file=args.status, faults=faults,
         sndhwm=args.sndhwm, max_queued=args.queue, curve_secret=args.curve_secret,
-        curve_server_key=args.curve_server_key,
+        curve_server_key=args.curve_server_key, curve_clients=args.curve_clients,
     )  # fmt: skip

@@ -65,6 +65,7 @@ class BoardConfig:
     max_queued: int = 1000  # messages waiting in the board per node before it blocks (its buffer)
     curve_secret: str = ""  # this board's NAME.key_secret: CURVE to a node that asks for it
     curve_server_key: str = ""  # the node's public NAME.key
+    curve_clients: str = ""  # offload: folder of the nodes' public keys allowed to ask (CURVE server)
 
 
 class Board:
@@ -89,9 +90,16 @@ class Board:
             self.wire = (self.n_inputs, self.n_outputs, self.raw_bytes)
         self.injector = Injector(cfg.faults, cfg.source_id, ot)
         self.curve = None
-        if bool(cfg.curve_secret) != bool(cfg.curve_server_key):
+        if cfg.offload:  # a CURVE server: its own key, and the nodes it answers
+            if bool(cfg.curve_secret) != bool(cfg.curve_clients):
+                raise ValueError("with --offload, --curve-secret and --curve-clients go together")
+            if cfg.curve_secret:
+                from node.security import load_certificate
+
+                load_certificate(cfg.curve_secret)  # named now if it is not a key
+        elif bool(cfg.curve_secret) != bool(cfg.curve_server_key):
             raise ValueError("--curve-secret and --curve-server-key go together")
-        if cfg.curve_secret:
+        elif cfg.curve_secret:
             from node.security import CurveKeys
 
             self.curve = CurveKeys.from_files(cfg.curve_secret, cfg.curve_server_key)
@@ -289,6 +297,12 @@ class Board:
         cfg, faults = self.cfg, self.cfg.faults
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        auth = None
+        if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
+            from node.security import server_curve, start_authenticator
+
+            auth = start_authenticator(self.context, cfg.curve_clients)
+            server_curve(sock, cfg.curve_secret)
         prepare(sock, cfg.offload)
         sock.bind(cfg.offload)
         poller = zmq.Poller()
@@ -328,6 +342,9 @@ class Board:
                 self._tick_status()
         finally:
             sock.close(linger=0)
+            if auth is not None:
+                self.counts["curve_refused"] = len(auth.refused)
+                auth.stop()
         self.state = "stopped"
         return self._finish()
 

@@ -313,7 +313,7 @@ def _check_collisions(cfg: Config, where: str) -> None:
                 raise ConfigError(f"{where}: {key} {endpoint!r}{worker} binds where {seen[other]} does")
             seen[address] = f"{key}{worker}"
     if cfg.metrics.port:
-        address = ("tcp", f"{cfg.metrics.host}:{cfg.metrics.port}")
+        address = _address(f"tcp://{cfg.metrics.host}:{cfg.metrics.port}")
         for other in _clashes(address, seen):
             raise ConfigError(f"{where}: metrics.port {cfg.metrics.port} is where {seen[other]} binds")
 
@@ -323,6 +323,11 @@ def _address(endpoint: str) -> tuple[str, str] | None:
     m = re.match(r"^(tcp|ipc|inproc)://(.*)$", endpoint)
     if m is None or (m.group(1) == "tcp" and m.group(2).endswith(":*")):
         return None
+    if m.group(1) == "tcp" and m.group(2).startswith("localhost:"):  # one name for one address
+        return "tcp", "127.0.0.1:" + str(int(m.group(2).rsplit(":", 1)[1]))
+    if m.group(1) == "tcp":
+        host, port = m.group(2).rsplit(":", 1)
+        return "tcp", f"{host}:{int(port)}"  # 05555 is 5555
     return m.group(1), m.group(2)
 
 

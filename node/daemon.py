@@ -523,6 +523,7 @@ class Node:
         m.c["events_written"] = self.events_sink.accepted - self.events_sink.lost if self.events_sink else 0
         m.c["late_written"] = self.late_sink.accepted - self.late_sink.lost if self.late_sink else 0
         m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
+        m.c["sink_tail_errors"] = sum(s.tail_errors for s in self.sinks)
         arena = self.events_sink.arena if self.events_sink else None
         if arena is not None:  # how often the files' chunks were written from where they were built
             m.c["sink_built_in_arena"] = arena.served

@@ -106,6 +106,7 @@ class RotatingFiles:
         self.pending_bytes = 0
         self.pending_since = 0.0
         self.lost = 0  # records accepted but in no file: a write failed, or was given up
+        self._tail_errors = 0  # tails the files already closed could not write (``tail_errors``)
         # called about once a second while a file's close or opening waits for room (the caller's thread is held)
         self.on_wait: Callable[[], None] | None = None
         self.gave_up = False
@@ -176,6 +177,13 @@ class RotatingFiles:
                 if not log.with_name(log.name.removesuffix(suffix)).exists():
                     log.unlink()  # its file got its final name just before a crash: nothing to recover
         return done
+
+    @property
+    def tail_errors(self) -> int:
+        """Tails (``node.chunklog.write_tail``) not written, for want of room or otherwise:
+        their events waited for their chunk, as before tails.  All files so far."""
+        writers = [w for w in (self.writer, self.closing.writer if self.closing is not None else None) if w]
+        return self._tail_errors + sum(w.io.tail_errors for w in writers if isinstance(w, HDF5Writer))
 
     @property
     def accepted(self) -> int:
@@ -396,6 +404,7 @@ class RotatingFiles:
             self.closing = None  # listed while it closes: where give_up and waiting find it
             if isinstance(c.writer, HDF5Writer):
                 c.writer.release_log()  # only now: until here the file is this writer's
+                self._tail_errors += c.writer.io.tail_errors
         if not whole:  # it keeps its .tmp name; its records not in logged chunks are lost
             self.written += c.writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
             self.lost += c.records - c.writer.saved

@@ -200,10 +200,6 @@ class Builder:
             self.high = int(ev[ev >= np.uint64(max(0, median - len(ev) * self.stride))].min())
             self.low = max(0, self.high - self.capacity + 1)  # the window's start, whichever way it is anchored
             self._in_window_ns = now_ns
-        if self.held is not None and not anchored and self._settle_held(now_ns):
-            # the window came within reach of it: placed as any fragment, in a drain of its own,
-            # so this one is the next (events it completes now take the held data from the ring)
-            self._drains += 1
         limit = min(self.high + self.max_event_jump, int(U64_MAX))
         ev_max = int(ev.max())
         if ev_max > limit:
@@ -394,9 +390,10 @@ class Builder:
         """Fragments more than a window beyond the highest event number: accepted, they move
         the window past every open event.  One such fragment alone (a corrupt event number:
         a bit flip below ``max_event_jump``) is held, not obeyed, until a second one within
-        a window of it confirms it (a numbering that really moved on: the held one is placed
-        with that drain) or the build timeout passes (then it is a jump).  So one corrupt
-        number no longer flushes the window, and a real leap waits for one more fragment.
+        a window of it confirms it (a numbering that really moved on, or a source a window
+        ahead of the rest: its next fragment; the held one is placed with that drain) or the
+        build timeout passes (then it is a jump).  So one corrupt number no longer flushes
+        the window, and a real leap waits for one more fragment.
 
         Returns the drain's ``keep`` mask without a fragment it held, or None once it has
         placed the drain itself (with the held fragment, confirmed)."""
@@ -427,16 +424,6 @@ class Builder:
             return rest
         self.held = (source_index.reshape(-1)[idx], _rows(frags, idx), now_ns)
         return rest
-
-    def _settle_held(self, now_ns: int) -> bool:
-        """Place the held fragment as any other once the window has come within reach of it
-        (others brought the numbering there); True if it did."""
-        held_src, held_frag, _ = self.held
-        if int(held_frag["event"][0]) > self.high + self.capacity:
-            return False
-        self.held = None
-        self.add(held_src, held_frag, now_ns, anchored=True)
-        return True
 
     def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray, why: str = JUMP) -> None:
         """Count the jumps, and keep the first one's source, number and reason for the log."""
@@ -525,8 +512,11 @@ class Builder:
         ``now_ns`` is the monotonic clock the fragments were added with (never decreasing)."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         cutoff = now_ns - self.timeout_ns
-        if self.held is not None and self.held[2] < cutoff and not self._settle_held(now_ns):
-            self._let_held_go()  # never confirmed: a corrupt number
+        if self.held is not None and self.held[2] < cutoff:
+            # never confirmed by a leap near it: a corrupt number.  Not placed even where the
+            # stream has come up to its number since: it may be a corrupt copy of a real
+            # event's fragment, and placed it would take that event's slot (review)
+            self._let_held_go()
         old = []
         while self.claims and self.claims[0][0] < cutoff:
             _, slots, events = self.claims.popleft()
@@ -563,7 +553,7 @@ class Builder:
 
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""
-        if self.held is not None and not self._settle_held(time.monotonic_ns()):
+        if self.held is not None:
             self._let_held_go()
         slots = np.flatnonzero(self.state == OPEN)
         if len(slots):

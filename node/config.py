@@ -273,6 +273,7 @@ def check(cfg: Config, where: str) -> None:
         if inp.bind:
             check_bind(inp.endpoint, cfg.security.allow_remote, f"{where}: input[{i}].endpoint")
     if cfg.sink.publish:
+        check_endpoint(cfg.sink.publish, f"{where}: sink.publish")
         check_port(cfg.sink.publish, n.workers, f"{where}: sink.publish")
         check_bind(cfg.sink.publish, cfg.security.allow_remote, f"{where}: sink.publish")
     for i, board in enumerate(cfg.offload.boards):

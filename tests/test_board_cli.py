@@ -91,3 +91,19 @@ def test_a_board_speaks_curve_to_a_node_that_asks_for_it(tmp_path, tmp_path_fact
     assert status["counters"]["events_out"] == 300
     ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
     assert sorted(ev["event"].tolist()) == list(range(300))
+
+
+def test_an_offload_board_with_bad_curve_arguments_says_which(tmp_path, tmp_path_factory):
+    """A public key given as --curve-secret, or an empty --curve-clients folder, ended an
+    offload board in a traceback (exit 1) once it started serving (review)."""
+    from node.security import keygen
+
+    project = shared_manifest(tmp_path_factory, "tiny_tau").parent.parent
+    keygen(tmp_path / "keys", "board")
+    (tmp_path / "empty").mkdir()
+    common = ("--project", str(project), "--offload", f"tcp://127.0.0.1:{free_port()}")
+    r = board(*common, "--curve-secret", str(tmp_path / "keys/board.key"), "--curve-clients", str(tmp_path / "keys"))
+    assert r.returncode == 2 and "no secret key" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = board(*common, "--curve-secret", str(tmp_path / "keys/board.key_secret"), "--curve-clients",
+              str(tmp_path / "empty"))  # fmt: skip
+    assert r.returncode == 2 and "every node would be refused" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -65,6 +65,7 @@ def cli(*args, cwd=ROOT, timeout: float = 300):
         ("[node]\nworkers = 2\n[metrics]\nport = 5556\n", "metrics.port 5556 is where input[0].endpoint (worker 1"),
         ('[[input]]\nendpoint = "ipc:///tmp/x"\n[[input]]\nendpoint = "ipc:///tmp/x"\n', "input[1].endpoint"),
         ("[sink]\npublish = 'tcp://localhost:05555'\n", "sink.publish 'tcp://localhost:05555' binds where input[0]"),
+        ("[sink]\npublish = 'tcp://127.0.0.1'\n", "sink.publish: 'tcp://127.0.0.1' is not a ZeroMQ endpoint"),
         ("[offload]\nboards = [1]\n", "offload.boards[0]: expected str, got 1"),
         (
             "[offload]\nboards = ['tcp://127.0.0.1:7000']\nboard_keys = ['a.key', 'b.key']\n",

@@ -96,7 +96,14 @@ class Board:
             if cfg.curve_secret:
                 from node.security import load_certificate
 
-                load_certificate(cfg.curve_secret)  # named now if it is not a key
+                if load_certificate(cfg.curve_secret)[1] is None:  # named now, not in a traceback later
+                    raise ValueError(f"--curve-secret {cfg.curve_secret}: no secret key in it (use NAME.key_secret)")
+                clients = Path(cfg.curve_clients)
+                if not clients.is_dir() or not sorted(clients.glob("*.key")):
+                    raise ValueError(f"--curve-clients {clients}: no folder of nodes' public keys (NAME.key): "
+                                     f"every node would be refused")  # fmt: skip
+                for key in sorted(clients.glob("*.key")):
+                    load_certificate(key)
         elif bool(cfg.curve_secret) != bool(cfg.curve_server_key):
             raise ValueError("--curve-secret and --curve-server-key go together")
         elif cfg.curve_secret:
@@ -298,19 +305,19 @@ class Board:
         sock = self.context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         auth = None
-        if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
-            from node.security import server_curve, start_authenticator
-
-            auth = start_authenticator(self.context, cfg.curve_clients)
-            server_curve(sock, cfg.curve_secret)
-        prepare(sock, cfg.offload)
-        sock.bind(cfg.offload)
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
         late: list[tuple[float, int, list[bytes]]] = []
-        self.state = "running"
         c = self.counts
         try:
+            if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
+                from node.security import server_curve, start_authenticator
+
+                auth = start_authenticator(self.context, cfg.curve_clients)
+                server_curve(sock, cfg.curve_secret)
+            prepare(sock, cfg.offload)
+            sock.bind(cfg.offload)
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            self.state = "running"
             while not self._stop:
                 timeout = 50 if not late else max(0, min(50, int((late[0][0] - time.monotonic()) * 1e3)))
                 if poller.poll(timeout):

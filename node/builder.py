@@ -295,8 +295,9 @@ class Builder:
             to_ring = np.flatnonzero(self._mark[slot_at.reshape(-1)] == 0)  # fragments of events still open
             n_fresh = len(done) - int(np.count_nonzero(was_open))
             if self.direct or (self.direct is None and 2 * len(to_ring) < self.n_sources * n_fresh):
-                carried, fresh = self._by_event(done[was_open], self.low), self._by_event(done[~was_open], self.low)
-                self._add_direct(slot_at, src_at, data, np.concatenate([carried, fresh]), len(carried), open_, to_ring)
+                done = self._by_event(done, self.low)  # in event order, as they leave
+                carried = self._claimed[done] != self._drains
+                self._add_direct(slot_at, src_at, data, done, carried, open_, to_ring)
                 return
         row_at = self.store_row[slot_at]
         self.flags[row_at, src_at] = data["flags"]
@@ -306,14 +307,14 @@ class Builder:
             self._emit(self._by_event(done, self.low), protocol.COMPLETE)
 
     def _add_direct(self, slot_at: np.ndarray, src_at: np.ndarray, data: np.ndarray, done: np.ndarray,
-                    n_carried: int, open_: np.ndarray, to_ring: np.ndarray) -> None:  # fmt: skip
+                    carried: np.ndarray, open_: np.ndarray, to_ring: np.ndarray) -> None:  # fmt: skip
         """Place a drain straight into the records its completed events leave in, not into
         the ring and out again.
 
         Each fragment's payload is copied once, from the receive buffer into a fresh array
         of event records (one fancy-index assignment from a view of the drain: no
-        temporary).  Its rows are the completed events ``done`` (first the ``n_carried``
-        that had fragments in the ring from earlier drains, which take those first), in
+        temporary).  Its rows are the completed events ``done``, in event order (those
+        ``carried``, with fragments in the ring from earlier drains, take those first), in
         blocks a message can carry, each behind a spare row that leaves room for a message
         header (back to back in ``memory``, where it serves them); then the events still
         open, whose new fragments (``to_ring``) are copied on into the ring.  So each
@@ -334,10 +335,12 @@ class Builder:
         self._row[open_] = n_done + n_blocks * spare + np.arange(len(open_))
         if rec is None:
             rec = _uninitialised(n_done + n_blocks * spare + len(open_), self.event_dtype)
-        for k in range(0, n_carried, mb):  # a contiguous run of rows in each block: taken without a temporary
-            first = k + (k // mb + 1) * spare
-            n = min(mb, n_carried - k)
-            self.store.take(self.store_row[done[k : k + n]], axis=0, out=rec[first : first + n], mode="clip")
+        pos = np.flatnonzero(carried)  # mostly the oldest events: one run of rows, at the start
+        if len(pos):  # each run of rows within a block taken without a temporary
+            cut = np.flatnonzero((np.diff(pos) != 1) | (pos[1:] // mb != pos[:-1] // mb)) + 1
+            for k, n in zip(pos[np.r_[0, cut]].tolist(), np.diff(np.r_[0, cut, len(pos)]).tolist(), strict=True):
+                first = k + (k // mb + 1) * spare
+                self.store.take(self.store_row[done[k : k + n]], axis=0, out=rec[first : first + n], mode="clip")
         row_at = self._row[slot_at]
         rec["flags"][row_at, src_at] = data["flags"]
         rec["inputs"][row_at, src_at] = data["inputs"]

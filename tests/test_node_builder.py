@@ -337,6 +337,21 @@ def test_a_held_corrupt_number_the_stream_comes_up_to_is_let_go_not_placed():
     assert row["status"].tolist() == [p.COMPLETE] and row["inputs"][0, 1, 0] == 401  # the genuine one
 
 
+@pytest.mark.parametrize("direct", [True, None, False])
+def test_a_block_built_straight_from_the_drain_is_in_event_order(direct):
+    """Built straight into the records, a block held first the events that had waited in the
+    ring, then the others: [5, 3, 4] (review); the docs promise event order within a block."""
+    three = p.HEADER_SIZE + 3 * p.event_dtype(2, 1, 1, 4).itemsize  # blocks of 3 events
+    b = Builder(2, 1, 1, 4, window=64, direct=direct, max_block_bytes=three)
+    b.add(*frags([5, 9], 0, n_in=1), now_ns=0)  # 5 and 9 wait in the ring for source 1
+    parts = [frags([3, 4, 5, 6, 7, 9], 1, n_in=1), frags([3, 4, 6, 7], 0, n_in=1)]
+    b.add(np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts]), now_ns=0)
+    blocks = b.take()
+    assert [x["event"].tolist() for x in blocks] == [[3, 4, 5], [6, 7, 9]]
+    for x in blocks:  # and each event with its own data
+        assert (x["inputs"][:, 0, 0] == x["event"] * 10).all() and (x["inputs"][:, 1, 0] == x["event"] * 10 + 1).all()
+
+
 def test_a_fragment_held_in_the_drain_that_re_anchors_is_counted_once():
     """The drain that made the builder let go of its numbering re-entered whole, the held
     fragment with it, while it stayed held: built and counted as a jump too (review)."""

@@ -409,7 +409,9 @@ class Builder:
             self.held = None
             h = int(held_frag["event"][0])  # > high + capacity: h - capacity + 1 > 0
             lo, hi = np.uint64(h - self.capacity + 1), np.uint64(min(h + self.capacity - 1, int(U64_MAX)))
-            if ((ev[idx] >= lo) & (ev[idx] <= hi)).any():  # confirmed: the held one first, then the drain (no jumps)
+            near = (ev[idx] >= lo) & (ev[idx] <= hi)
+            near &= (ev[idx] != np.uint64(h)) | (source_index.reshape(-1)[idx] != held_src[0])  # not its own copy
+            if near.any():  # confirmed: the held one first, then the drain (no jumps)
                 rest = np.arange(ev.size) if keep is None else np.flatnonzero(keep)
                 src = np.concatenate([held_src, source_index.reshape(-1)[rest]])
                 self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True)

@@ -352,6 +352,23 @@ def test_a_block_built_straight_from_the_drain_is_in_event_order(direct):
         assert (x["inputs"][:, 0, 0] == x["event"] * 10).all() and (x["inputs"][:, 1, 0] == x["event"] * 10 + 1).all()
 
 
+def test_a_resent_copy_of_a_held_fragment_does_not_confirm_it():
+    """A board that sends a message twice (or a replay) sent the corrupt fragment twice: the
+    second copy confirmed the first, and the window moved (review)."""
+    b = Builder(2, 3, 1, 4, window=16, timeout_s=1.0)
+    for s in (0, 1):
+        b.add(*frags(range(0, 4), s), now_ns=0)
+    b.add(*frags([1000], 1), now_ns=1)  # a corrupt number, held
+    b.add(*frags([1000], 1), now_ns=2)  # the same fragment again: its own copy
+    for s in (0, 1):
+        b.add(*frags(range(4, 8), s), now_ns=3)
+    b.expire(now_ns=5 * 10**9)
+    b.drain()
+    out = built(b)
+    assert b.counts.evicted == 0 and b.counts.late == 0 and sorted(out["event"].tolist()) == list(range(8))
+    assert b.counts.jumps == 2  # the held one, then its copy (held in turn, never confirmed)
+
+
 def test_a_fragment_held_in_the_drain_that_re_anchors_is_counted_once():
     """The drain that made the builder let go of its numbering re-entered whole, the held
     fragment with it, while it stayed held: built and counted as a jump too (review)."""
@@ -539,7 +556,7 @@ class Reference:
         leaps = [i for i, (ev, _) in enumerate(drain) if ev > self.high + self.cap]  # beyond the window's reach
         if leaps and self.held is not None:
             held, self.held = self.held[0], None
-            if any(abs(drain[i][0] - held[0]) < self.cap for i in leaps):  # confirmed: placed with the drain
+            if any(abs(drain[i][0] - held[0]) < self.cap and drain[i] != held for i in leaps):  # confirmed
                 return self._in_pieces([held, *drain], now_ns)
             self.jumps += 1  # another leap, far from it: it was a corrupt number
         if len(leaps) == 1:

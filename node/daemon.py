@@ -107,6 +107,29 @@ class Node:
         serve_metrics: bool = True,
         context: zmq.Context | None = None,
     ):
+        try:
+            self._setup(cfg, worker, status_file, serve_metrics, context)
+        except BaseException:
+            self._abandon()  # a start that failed (a busy port, say) leaves no socket or thread behind
+            raise
+
+    def _abandon(self) -> None:
+        """Close what a failed start had opened: else the caller's ZeroMQ context (an
+        embedding program's) would wait for it in ``term()`` for ever."""
+        for sock in getattr(self, "inputs", None) or []:
+            sock.close(linger=0)
+        for part in (getattr(self, "publisher", None), getattr(self, "boards", None)):
+            if part is not None:
+                part.close()
+        if getattr(self, "auth", None) is not None:
+            self.auth.stop()
+        if getattr(self, "prometheus", None) is not None:
+            self.prometheus[0].shutdown()
+        if getattr(self, "_own_context", False):
+            self.context.term()
+
+    def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,
+               context: zmq.Context | None) -> None:  # fmt: skip
         self.cfg, self.worker = cfg, worker
         self.log = Log(f"{cfg.node.name}/{worker}", cfg.node.log_level)
         # process-wide, once: the event blocks of every drain reuse freed memory, faulted in now (node.heap)
@@ -293,6 +316,8 @@ class Node:
             try:
                 (sock.bind if inp.bind else sock.connect)(endpoint)
             except zmq.ZMQError as exc:
+                for s in (*socks, sock):  # the ones opened so far too: nothing left open
+                    s.close(linger=0)
                 verb = "bind" if inp.bind else "connect"
                 raise config_mod.ConfigError(f"input {endpoint}: cannot {verb} ({exc})") from None
             socks.append(sock)

@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from node_helpers import ROOT, Daemon, basic_config, free_port, read_sink, wait_for
+from node_helpers import ROOT, Daemon, basic_config, free_port, read_sink, wait_for, write_config
 
 from node import config, protocol
 from node.daemon import Node
@@ -245,6 +245,36 @@ def test_status_tells_a_killed_node_and_exits_as_a_health_check_wants(tmp_path):
     d.stop()
     out = cli("node", "status", "--config", str(cfg))
     assert out.returncode == 3 and "stopped" in out.stdout, out
+
+
+def test_an_embedded_node_that_cannot_start_leaves_its_callers_context_free(tmp_path):
+    """A Node that failed to start (its second input's port taken) left its CURVE
+    authenticator and first socket open: the embedding program's ``context.term()`` then
+    waited for ever (review)."""
+    import zmq
+
+    from node.security import keygen
+
+    keygen(tmp_path / "keys", "node")
+    keygen(tmp_path / "keys/clients", "board")
+    busy = zmq.Context.instance().socket(zmq.PULL)
+    taken = busy.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        cfg = write_config(
+            tmp_path,
+            {"node": {"sources": [0]}, "fragment": {"n_inputs": 8, "n_outputs": 2}, "sink": {"directory": "out"},
+             "security": {"curve_secret_key": "keys/node.key_secret", "curve_clients": "keys/clients"}},
+            [{"endpoint": f"tcp://127.0.0.1:{free_port()}"}, {"endpoint": f"tcp://127.0.0.1:{taken}"}],
+        )  # fmt: skip
+        ctx = zmq.Context()
+        with pytest.raises(config.ConfigError, match="cannot bind"):
+            Node(config.load(cfg), context=ctx)
+        t = threading.Thread(target=ctx.term, daemon=True)
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), "the context still has something open"
+    finally:
+        busy.close(linger=0)
 
 
 def test_node_embedded_in_a_thread_returns_its_final_counters(tmp_path):

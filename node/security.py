@@ -28,10 +28,8 @@ class CurveKeys:
 
     @classmethod
     def from_files(cls, client_secret_file: str | Path, server_public_file: str | Path) -> CurveKeys:
-        public, secret = load_certificate(client_secret_file)
+        public, secret = load_secret_certificate(client_secret_file)
         server_public, _ = load_certificate(server_public_file)
-        if secret is None:
-            raise ValueError(f"{client_secret_file}: no secret key in this certificate (use NAME.key_secret)")
         return cls(public, secret, server_public)
 
 
@@ -89,16 +87,36 @@ def client_curve(sock: zmq.Socket, keys: CurveKeys) -> None:
     sock.curve_serverkey = keys.server_public
 
 
-def server_curve(sock: zmq.Socket, server_secret_file: str | Path) -> None:
-    public, secret = load_certificate(server_secret_file)
+def load_secret_certificate(path: str | Path) -> tuple[bytes, bytes]:
+    """A key pair (``NAME.key_secret``); a public-only ``NAME.key`` given instead is named."""
+    public, secret = load_certificate(path)
     if secret is None:
-        raise ValueError(f"{server_secret_file}: no secret key in this certificate (use NAME.key_secret)")
+        raise ValueError(f"{path}: no secret key in this certificate (use NAME.key_secret)")
+    return public, secret
+
+
+def check_clients(clients_dir: str | Path, peers: str = "board") -> Path:
+    """The folder of allowed clients' public keys, each of them read (ZeroMQ skips the whole
+    folder over one bad file, refusing every client); ``peers``: who would be refused."""
+    clients_dir = Path(clients_dir)
+    if not clients_dir.is_dir():
+        raise ValueError(f"{clients_dir}: no such folder of allowed client keys")
+    keys = sorted(clients_dir.glob("*.key"))
+    if not keys:
+        raise ValueError(f"{clients_dir}: no client public keys (NAME.key): every {peers} would be refused")
+    for key in keys:
+        load_certificate(key)
+    return clients_dir
+
+
+def server_curve(sock: zmq.Socket, server_secret_file: str | Path) -> None:
+    public, secret = load_secret_certificate(server_secret_file)
     sock.curve_publickey = public
     sock.curve_secretkey = secret
     sock.curve_server = True
 
 
-def start_authenticator(context: zmq.Context, clients_dir: str | Path):
+def start_authenticator(context: zmq.Context, clients_dir: str | Path, peers: str = "board"):
     """Allow only clients whose public certificates are in ``clients_dir`` (ZAP handler
     thread; it works only while connections are set up, never per message).  Each refused
     client is noted in its ``refused`` (address, reason), for the daemon to count and log:
@@ -120,14 +138,7 @@ def start_authenticator(context: zmq.Context, clients_dir: str | Path):
                 self.refused.append((self._address, status_text.decode("utf-8", "replace")))
             super()._send_zap_reply(request_id, status_code, status_text, *args)
 
-    clients_dir = Path(clients_dir)
-    if not clients_dir.is_dir():
-        raise ValueError(f"{clients_dir}: no such folder of allowed client keys")
-    keys = sorted(clients_dir.glob("*.key"))
-    if not keys:
-        raise ValueError(f"{clients_dir}: no client public keys (NAME.key): every board would be refused")
-    for key in keys:  # ZeroMQ skips the whole folder over one bad file, refusing every client
-        load_certificate(key)
+    clients_dir = check_clients(clients_dir, peers)
     auth = Authenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(clients_dir))

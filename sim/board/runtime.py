@@ -93,17 +93,11 @@ class Board:
         if cfg.offload:  # a CURVE server: its own key, and the nodes it answers
             if bool(cfg.curve_secret) != bool(cfg.curve_clients):
                 raise ValueError("with --offload, --curve-secret and --curve-clients go together")
-            if cfg.curve_secret:
-                from node.security import load_certificate
+            if cfg.curve_secret:  # named now, not in a traceback once it serves
+                from node.security import check_clients, load_secret_certificate
 
-                if load_certificate(cfg.curve_secret)[1] is None:  # named now, not in a traceback later
-                    raise ValueError(f"--curve-secret {cfg.curve_secret}: no secret key in it (use NAME.key_secret)")
-                clients = Path(cfg.curve_clients)
-                if not clients.is_dir() or not sorted(clients.glob("*.key")):
-                    raise ValueError(f"--curve-clients {clients}: no folder of nodes' public keys (NAME.key): "
-                                     f"every node would be refused")  # fmt: skip
-                for key in sorted(clients.glob("*.key")):
-                    load_certificate(key)
+                load_secret_certificate(cfg.curve_secret)
+                check_clients(cfg.curve_clients, peers="node")
         elif bool(cfg.curve_secret) != bool(cfg.curve_server_key):
             raise ValueError("--curve-secret and --curve-server-key go together")
         elif cfg.curve_secret:
@@ -311,7 +305,7 @@ class Board:
             if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
                 from node.security import server_curve, start_authenticator
 
-                auth = start_authenticator(self.context, cfg.curve_clients)
+                auth = start_authenticator(self.context, cfg.curve_clients, peers="node")
                 server_curve(sock, cfg.curve_secret)
             prepare(sock, cfg.offload)
             sock.bind(cfg.offload)

@@ -406,17 +406,17 @@ class Builder:
         idx = np.flatnonzero(leap)
         if self.held is not None:
             held_src, held_frag, _ = self.held
-            self.held = None
             h = int(held_frag["event"][0])  # > high + capacity: h - capacity + 1 > 0
             lo, hi = np.uint64(h - self.capacity + 1), np.uint64(min(h + self.capacity - 1, int(U64_MAX)))
             near = (ev[idx] >= lo) & (ev[idx] <= hi)
             near &= (ev[idx] != np.uint64(h)) | (source_index.reshape(-1)[idx] != held_src[0])  # not its own copy
             if near.any():  # confirmed: the held one first, then the drain (no jumps)
+                self.held = None
                 rest = np.arange(ev.size) if keep is None else np.flatnonzero(keep)
                 src = np.concatenate([held_src, source_index.reshape(-1)[rest]])
                 self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True)
                 return None
-            self._jumped(held_src, held_frag["event"], np.ones(1, bool), LONE_LEAP)  # not confirmed: a jump
+            self._let_held_go()  # not confirmed: a jump
         rest = np.ones(ev.size, bool) if keep is None else keep.copy()
         if len(idx) != 1:
             return rest

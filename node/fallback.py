@@ -121,7 +121,11 @@ class Fallback:
         sampled = np.zeros(len(events), bool)
         if self.validate_every and (self.emulator is not None):
             sampled = events["event"] % np.uint64(self.validate_every) == 0
-        need_board = arrived & ~has_result if self.boards is not None else np.zeros_like(arrived)
+        # a board computes what came without a result; a fragment its FPGA flagged (OVERFLOW,
+        # ERROR) goes to the CPU, as without offload, so that it keeps its flags and its
+        # event says FALLBACK (a board's answer would have been stored under them, suspect)
+        flagged = (flags & np.uint32(protocol.SUSPECT)) != 0
+        need_board = arrived & ~has_result & ~flagged if self.boards is not None else np.zeros_like(arrived)
         need_cpu = (arrived & ~trusted & ~need_board) | (arrived & sampled[:, None])
         if sampled.any():
             events["status"][sampled] |= protocol.VALIDATED
@@ -246,9 +250,10 @@ class Fallback:
 
     def _offload(self, now_ns: int) -> None:
         boards = self.boards
-        for batch_id, result in boards.replies():
-            self._attach_board(batch_id, result)
-        for batch_id in boards.expired(now_ns):
+        answered, refused = boards.replies()
+        for batch_id, result, flags in answered:
+            self._attach_board(batch_id, result, flags)
+        for batch_id in refused + boards.expired(now_ns):
             self._board_failed(batch_id)
         # send unsent board tasks, oldest first, while a board takes them
         taken = True
@@ -268,13 +273,19 @@ class Fallback:
                 if waited >= boards.timeout_ns or not boards.any_alive(now_ns):
                     self._to_cpu(p, todo)
 
-    def _attach_board(self, tag: Any, result: np.ndarray) -> None:
+    def _attach_board(self, tag: Any, result: np.ndarray, flags: np.ndarray) -> None:
+        """A board's answers into their fragments.  One the board flagged suspect (OVERFLOW,
+        ERROR) is kept with that flag, as an FPGA's would be, and the CPU computes it too."""
         p, chunk = tag
         rows, srcs = p.rows[chunk], p.srcs[chunk]
+        suspect = flags & np.uint32(protocol.SUSPECT)
         p.events["fpga"][rows, srcs] = result.reshape(len(chunk), -1)
-        p.events["flags"][rows, srcs] |= protocol.RESULT_VALID | protocol.FROM_BOARD  # which source: the board's
+        # which source: the board's
+        p.events["flags"][rows, srcs] |= protocol.RESULT_VALID | protocol.FROM_BOARD | suspect
         p.events["status"][np.unique(rows)] |= protocol.OFFLOADED
         p.board[chunk] = False
+        if suspect.any():
+            self._to_cpu(p, chunk[suspect != 0])
 
     def _board_failed(self, tag: Any) -> None:
         p, chunk = tag

@@ -35,6 +35,7 @@ class BoardCounts:
     timeouts: int = 0
     stale_replies: int = 0  # answers after their batch went to the CPU, or unknown
     bad_replies: int = 0  # undecodable, of another layout or firmware, or for other events
+    suspect_answers: int = 0  # answers the board flagged OVERFLOW or ERROR: kept flagged, the CPU computes too
     refused: int = 0  # requests a board's socket would not take (its queue full: not there, or not reading)
 
 
@@ -132,9 +133,11 @@ class Boards:
             return seq
         return None
 
-    def replies(self) -> list[tuple[Any, np.ndarray]]:
-        """Answers that arrived: (tag, results) per batch, for exactly the events it sent."""
-        out = []
+    def replies(self) -> tuple[list[tuple[Any, np.ndarray, np.ndarray]], list[Any]]:
+        """Answers that arrived: (tag, results, flags) per batch, for exactly the events it
+        sent; and the tags of batches whose reply was refused (bad replies: the CPU's now,
+        and the board is left alone for ``retry``, as after a timeout, but not counted as one)."""
+        out, refused = [], []
         for board in self.boards:
             # at most what could be in flight, and as many again: a board sending more (stale
             # or unasked replies) cannot hold the loop here
@@ -170,11 +173,13 @@ class Boards:
                     self.counts.bad_replies += 1
                     self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
                               reason=why, sequence=h.sequence)  # fmt: skip
-                    board.in_flight[h.sequence] = (tag, 0, events)  # expires at once: CPU takes over
+                    board.dead_until_ns = time.monotonic_ns() + self.retry_ns
+                    refused.append(tag)
                     continue
                 self.counts.batches_answered += 1
-                out.append((tag, frags["result"].copy()))
-        return out
+                self.counts.suspect_answers += int(np.count_nonzero(frags["flags"] & protocol.SUSPECT))
+                out.append((tag, frags["result"].copy(), frags["flags"].copy()))
+        return out, refused
 
     def expired(self, now_ns: int) -> list[Any]:
         """Tags of batches past their deadline; their boards count as dead for a while."""

@@ -285,7 +285,7 @@ def test_offload_replies_of_other_firmware_or_layout_are_refused_not_trusted(cha
         router.send_multipart([ident, reply])
         deadline, got = time.monotonic() + 5, []
         while not got and boards.counts.bad_replies == 0 and time.monotonic() < deadline:
-            got = boards.replies()
+            got = boards.replies()[0]
             time.sleep(0.01)
         assert bool(got) == accepted and boards.counts.bad_replies == (0 if accepted else 1)
         if accepted:
@@ -472,21 +472,22 @@ def _until(fb: Fallback, done, seconds: float = 10.0) -> list[np.ndarray]:
     return out
 
 
-def _answer(router, shift: int = 0, sequence: int | None = None) -> None:
+def _answer(router, shift: int = 0, sequence: int | None = None, flags: Any = p.RESULT_VALID) -> np.ndarray:
     """The board's side: read one request, reply 2 x the first input (for events + ``shift``;
-    with the request's sequence, or ``sequence``)."""
+    with the request's sequence, or ``sequence``; flags per record); the request's records."""
     ident, request = router.recv_multipart()
     h, frags = p.decode(request)
     out = np.zeros(len(frags), p.fragment_dtype(0, 1, 4))
     out["event"], out["flags"], out["result"][:, 0] = (
         frags["event"] + np.uint64(shift),
-        p.RESULT_VALID,
+        flags,
         2 * frags["inputs"][:, 0],
     )
     seq = h.sequence if sequence is None else sequence
     reply = p.encode(p.OFFLOAD_REPLY, 1, seq, out, n_inputs=0, n_outputs=1, raw_bytes=4, manifest=h.manifest,
                      sent_ns=0)  # fmt: skip
     router.send_multipart([ident, reply])
+    return frags
 
 
 def test_a_board_that_is_not_there_hands_its_tasks_to_the_cpu_or_to_a_live_board_for_good():
@@ -565,8 +566,55 @@ def test_a_reply_for_other_events_is_a_bad_reply_and_the_cpu_does_the_work():
         _answer(router, shift=100)
         out = _until(fb, lambda: fb.idle())
         assert len(out) == 1 and boards.counts.bad_replies == 1 and boards.counts.batches_answered == 0
+        assert boards.counts.timeouts == 0  # it was answered, badly: counted (and logged) as a timeout too once
         assert not boards.any_alive()  # left alone for retry_s
         _handed_on(fb, ev, _Doubler())
+
+
+def test_a_board_answer_flagged_suspect_stays_flagged_and_the_cpu_computes_it_too():
+    """A board's answer flagged OVERFLOW was stored as a trusted result (RESULT_VALID |
+    FROM_BOARD, the OVERFLOW dropped, no CPU result, no FALLBACK): now it keeps the flag,
+    as an FPGA's suspect result does, and the CPU computes that fragment too."""
+    with _silent_board(timeout_s=60.0) as (router, boards):
+        fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
+        suspect = [p.OVERFLOW, 0, 0, p.ERROR, 0, 0, 0, 0]
+        _answer(router, flags=np.array(suspect, np.uint32) | p.RESULT_VALID)
+        out = _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and boards.counts.batches_answered == 1 and boards.counts.suspect_answers == 2
+        flags = ev["flags"].reshape(-1)
+        assert (flags == (p.RESULT_VALID | p.FROM_BOARD | np.array(suspect, np.uint32))).all()
+        assert (ev["fpga"][:, :, 0] == 2 * ev["inputs"][:, :, 0]).all() and (ev["status"] & p.OFFLOADED).all()
+        assert (ev["cpu_valid"].reshape(-1) == 1).tolist() == [bool(b) for b in suspect]
+        assert (ev["cpu"][:, :, 0].reshape(-1)[[0, 3]] == [0, 6]).all()
+        assert ((ev["status"] & p.FALLBACK) != 0).tolist() == [True, True, False, False]
+        assert fb.counts.cpu_fragments == 2 and fb.counts.fallback_events == 2
+
+
+def test_a_fragment_its_fpga_flagged_goes_to_the_cpu_not_to_a_board():
+    """A fragment flagged ERROR without a result went to a board, whose answer was stored
+    under the ERROR flag (RESULT_VALID | ERROR | FROM_BOARD: a suspect result, and no CPU
+    result); without offload it gets a CPU result and FALLBACK, and so it does now."""
+    with _silent_board(timeout_s=60.0) as (router, boards):
+        fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        ev["flags"][1, 0] = p.ERROR
+        ev["flags"][2, 1] = p.OVERFLOW
+        fb.submit(ev)
+        out = fb.step()
+        assert router.poll(5000)
+        sent = _answer(router)
+        assert sorted(sent["event"].tolist()) == [0, 0, 1, 2, 3, 3]  # the six clean ones
+        out += _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and fb.counts.cpu_fragments == 2
+        assert ev["flags"][1, 0] == p.ERROR and ev["flags"][2, 1] == p.OVERFLOW  # as they came
+        assert ev["cpu_valid"][1, 0] == 1 and ev["cpu_valid"][2, 1] == 1 and ev["cpu_valid"].sum() == 2
+        assert ev["cpu"][1, 0, 0] == 2 * ev["inputs"][1, 0, 0] and ev["cpu"][2, 1, 0] == 2 * ev["inputs"][2, 1, 0]
+        board = (ev["flags"] & p.FROM_BOARD) != 0
+        assert board.sum() == 6 and not board[1, 0] and not board[2, 1]
+        assert ((ev["status"] & p.FALLBACK) != 0).tolist() == [False, True, True, False]
 
 
 def test_a_sampled_task_whose_board_times_out_runs_on_the_cpu_once():

@@ -275,8 +275,13 @@ class Fallback:
 
     def _attach_board(self, tag: Any, result: np.ndarray, flags: np.ndarray) -> None:
         """A board's answers into their fragments.  One the board flagged suspect (OVERFLOW,
-        ERROR) is kept with that flag, as an FPGA's would be, and the CPU computes it too."""
+        ERROR) is kept with that flag, as an FPGA's would be, and the CPU computes it too;
+        one without RESULT_VALID (the board could not compute it) is the CPU's alone."""
         p, chunk = tag
+        declined = (flags & np.uint32(protocol.RESULT_VALID)) == 0
+        if declined.any():
+            self._to_cpu(p, chunk[declined])
+            chunk, result, flags = chunk[~declined], result[~declined], flags[~declined]
         rows, srcs = p.rows[chunk], p.srcs[chunk]
         suspect = flags & np.uint32(protocol.SUSPECT)
         p.events["fpga"][rows, srcs] = result.reshape(len(chunk), -1)

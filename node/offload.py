@@ -24,6 +24,7 @@ import zmq
 
 from node import protocol
 from node.endpoint import prepare
+from node.fallback import input_bounds
 from node.security import CurveKeys, client_curve
 
 
@@ -36,6 +37,7 @@ class BoardCounts:
     stale_replies: int = 0  # answers after their batch went to the CPU, or unknown
     bad_replies: int = 0  # undecodable, of another layout or firmware, or for other events
     suspect_answers: int = 0  # answers the board flagged OVERFLOW or ERROR: kept flagged, the CPU computes too
+    declined: int = 0  # fragments a board answered without RESULT_VALID (inputs it cannot hold): the CPU's
     refused: int = 0  # requests a board's socket would not take (its queue full: not there, or not reading)
 
 
@@ -165,7 +167,6 @@ class Boards:
                 why = (
                     f"{len(frags)} answers for {len(events)} events" if len(frags) != len(events)
                     else f"n_outputs {h.n_outputs}, expected {self.n_outputs}" if h.n_outputs != self.n_outputs
-                    else "answers without RESULT_VALID" if not (frags["flags"] & protocol.RESULT_VALID).all()
                     else "answers for other events" if not np.array_equal(frags["event"], events)
                     else None
                 )  # fmt: skip
@@ -177,7 +178,15 @@ class Boards:
                     refused.append(tag)
                     continue
                 self.counts.batches_answered += 1
-                self.counts.suspect_answers += int(np.count_nonzero(frags["flags"] & protocol.SUSPECT))
+                valid = (frags["flags"] & protocol.RESULT_VALID) != 0
+                self.counts.suspect_answers += int(np.count_nonzero(valid & ((frags["flags"] & protocol.SUSPECT) != 0)))
+                if not valid.all():  # a board says it could not compute these: the CPU's
+                    self.counts.declined += int(np.count_nonzero(~valid))
+                    self.note(f"offload-declined/{board.endpoint}", "warning", "offload-declined",
+                              board=board.endpoint, fragments=int(np.count_nonzero(~valid)),
+                              first_event=int(frags["event"][np.argmin(valid)]),
+                              why="answered without RESULT_VALID (inputs its firmware cannot hold)",
+                              action="the CPU computes them")  # fmt: skip
                 out.append((tag, frags["result"].copy(), frags["flags"].copy()))
         return out, refused
 
@@ -204,17 +213,32 @@ class Boards:
             b.socket.close(linger=0)
 
 
+def compute(emulator: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A board's answers for raw inputs ``x`` (fragments x the firmware's inputs): (results,
+    flags).  Inputs its firmware's input type cannot hold (corrupt data; the node's CPU flags
+    them BAD_INPUTS) get ERROR and no result, instead of failing the whole request (the BDT
+    emulator refuses them: the board died, and every later batch timed out)."""
+    low, high = input_bounds(emulator)
+    ok = ~((x < low[0, : x.shape[1]]) | (x > high[0, : x.shape[1]])).any(axis=1)
+    raw = np.zeros((len(x), int(np.prod(emulator.output_shape))), np.int64)
+    if ok.any():
+        xs = x if ok.all() else x[ok]
+        raw[ok] = np.asarray(emulator.predict_raw(xs.reshape((len(xs),) + tuple(emulator.input_shape))).raw).reshape(
+            len(xs), -1
+        )
+    return raw, np.where(ok, np.uint32(protocol.RESULT_VALID), np.uint32(protocol.ERROR))
+
+
 def answer(request: bytes, emulator: Any, board_id: int = 0) -> bytes:
     """A board's reply to an offload request: its emulator (or firmware) results."""
     h, frags = protocol.decode(request)
     if h.type != protocol.OFFLOAD_REQUEST:
         raise protocol.ProtocolError("bad-type", f"expected an offload request, got message type {h.type}")
-    x = frags["inputs"].astype(np.int64).reshape((len(frags),) + tuple(emulator.input_shape))
-    raw = np.asarray(emulator.predict_raw(x).raw).reshape(len(frags), -1)
+    raw, flags = compute(emulator, frags["inputs"].astype(np.int64).reshape(len(frags), -1))
     out = np.zeros(len(frags), protocol.fragment_dtype(0, raw.shape[1], h.raw_bytes))
     out["event"] = frags["event"]
     out["timestamp_ns"] = time.time_ns()
-    out["flags"] = protocol.RESULT_VALID
+    out["flags"] = flags
     out["result"] = raw
     return protocol.encode(
         protocol.OFFLOAD_REPLY, board_id, h.sequence, out, n_inputs=0, n_outputs=raw.shape[1],
@@ -237,7 +261,7 @@ def serve_board(endpoint: str, emulator: Any, *, board_id: int = 0, answer_limit
             identity, request = sock.recv_multipart()
             try:
                 reply = answer(request, emulator, board_id)
-            except protocol.ProtocolError:
+            except (protocol.ProtocolError, ValueError):  # not a request for this firmware: unanswered
                 continue
             sock.send_multipart([identity, reply])
             answered += 1

@@ -244,6 +244,49 @@ def test_offload_with_one_board_dead(tmp_path, manifest):
     assert ((ev["status"] & p.FALLBACK) != 0).any() and ((ev["status"] & p.OFFLOADED) != 0).any()
 
 
+def test_an_offload_board_given_inputs_its_firmware_cannot_hold_declines_them_and_lives_on(tmp_path, manifest):
+    """A fragment whose inputs the firmware's input type cannot hold (corrupt data) killed
+    the board stand-in (the BDT emulator refuses them; only protocol errors were caught):
+    every later batch timed out and went to the CPU. Now the board answers such a fragment
+    ERROR without a result, the node's CPU takes it (and flags it BAD_INPUTS), and the
+    board answers everything else, bit-exact."""
+    port, n = free_port(), 600
+    ep = f"tcp://127.0.0.1:{free_port()}"
+    node = None
+    board = BoardProc(tmp_path, manifest, 10, "--offload", ep)
+    try:
+        wait_started([board])
+        node = Daemon(node_config(tmp_path, port, manifest, [0], validate_every=0, offload={
+            "boards": [ep], "batch": 16, "max_in_flight": 2, "timeout_ms": 2000.0, "retry_s": 60.0}))  # fmt: skip
+        emu = sim.load(manifest)
+        x = emu.input_type.to_raw(np.random.default_rng(5).normal(size=(n, int(np.prod(emu.input_shape)))))
+        bad = np.arange(3, n, 97)
+        x[bad, 0] = int(emu.input_type.max_raw) + 1
+        src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id)
+        for lo in range(0, n, 100):  # in several messages: later batches after the first bad one
+            src.send(np.arange(lo, lo + 100), x[lo : lo + 100], np.zeros((100, 1)), np.zeros(100, np.uint32))
+        node.wait_counter("events_out", n, timeout=60)
+        src.close()
+        assert board.proc.poll() is None, "the board died"
+    finally:
+        board.kill()
+        status = node.stop() if node is not None else None
+    c = status["counters"]
+    assert c["offload_declined"] == len(bad) and c["offload_timeouts"] == 0 and c["offload_bad_replies"] == 0
+    assert c["offload_batches_answered"] == c["offload_batches_sent"] and c["fallback_bad_inputs"] == len(bad)
+    ev = read_sink(tmp_path / "out", "node-w0*.h5", "events")
+    assert sorted(ev["event"].tolist()) == list(range(n))
+    got = np.zeros(n, bool)
+    got[ev["event"].astype(np.int64)] = (ev["flags"][:, 0] & p.RESULT_VALID) != 0
+    assert np.flatnonzero(~got).tolist() == bad.tolist()
+    flagged = ev["event"][(ev["status"] & p.BAD_INPUTS) != 0].astype(np.int64)
+    assert sorted(flagged.tolist()) == bad.tolist() and (ev["cpu_valid"] == 0).all()
+    good = np.setdiff1d(np.arange(n), bad)
+    want = np.asarray(emu.predict_raw(x[good]).raw).reshape(len(good), -1)
+    order = np.argsort(ev["event"])
+    assert np.array_equal(ev["fpga"][order][good, 0], want)
+
+
 def test_offload_over_curve_reaches_only_a_board_that_knows_the_node(tmp_path, manifest):
     """With CURVE the offload requests (the events' inputs) went to the boards in the clear.
     Now the node is each board's CURVE client (``offload.board_keys``); a board answers

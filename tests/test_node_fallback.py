@@ -593,6 +593,41 @@ def test_a_board_answer_flagged_suspect_stays_flagged_and_the_cpu_computes_it_to
         assert fb.counts.cpu_fragments == 2 and fb.counts.fallback_events == 2
 
 
+def test_answers_a_board_declines_go_to_the_cpu_and_the_rest_are_taken():
+    """A reply record without RESULT_VALID (a board that could not compute it: inputs its
+    firmware cannot hold) made the whole reply bad: every answer in it was thrown away and
+    the board left alone. Now only that fragment goes to the CPU."""
+    with _silent_board(timeout_s=60.0) as (router, boards):
+        fb = Fallback(_Doubler(), validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
+        _answer(router, flags=np.array([p.RESULT_VALID] * 5 + [p.ERROR] + [p.RESULT_VALID] * 2, np.uint32))
+        out = _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and boards.counts.declined == 1 and boards.counts.bad_replies == 0
+        assert boards.any_alive() and fb.counts.cpu_fragments == 1
+        board = (ev["flags"] & (p.RESULT_VALID | p.FROM_BOARD)) == (p.RESULT_VALID | p.FROM_BOARD)
+        assert np.flatnonzero(~board.reshape(-1)).tolist() == [5] and ev["cpu_valid"].reshape(-1).tolist() == [
+            0, 0, 0, 0, 0, 1, 0, 0]  # fmt: skip
+        assert (np.where(board, ev["fpga"][:, :, 0], ev["cpu"][:, :, 0]) == 2 * ev["inputs"][:, :, 0]).all()
+
+
+def test_node_offload_answer_declines_inputs_the_firmware_cannot_hold(manifest):
+    """``node.offload.answer`` (and so ``serve_board``) raised on such inputs: the board died."""
+    import sim
+    from node.offload import answer
+
+    emu = sim.load(manifest)
+    x = np.zeros((4, int(np.prod(emu.input_shape))), np.int64)
+    x[2, 0] = int(emu.input_type.max_raw) + 1
+    frags = p.make_fragments(np.arange(4, dtype=np.uint64), x, None, 0, 0, 4)
+    request = p.encode_fragments(0, 9, frags, p.manifest_bytes(emu.id), type_=p.OFFLOAD_REQUEST)
+    h, reply = p.decode(answer(request, emu))
+    assert h.type == p.OFFLOAD_REPLY and h.sequence == 9 and reply["flags"].tolist() == [1, 1, p.ERROR, 1]
+    want = np.asarray(emu.predict_raw(x[[0, 1, 3]].reshape((3,) + tuple(emu.input_shape))).raw).reshape(3, -1)
+    assert np.array_equal(reply["result"][[0, 1, 3]], want) and (reply["result"][2] == 0).all()
+
+
 def test_a_fragment_its_fpga_flagged_goes_to_the_cpu_not_to_a_board():
     """A fragment flagged ERROR without a result went to a board, whose answer was stored
     under the ERROR flag (RESULT_VALID | ERROR | FROM_BOARD: a suspect result, and no CPU

@@ -29,6 +29,7 @@ import zmq
 
 from node import protocol
 from node.endpoint import prepare
+from node.offload import compute
 from sim.board.faults import Faults, Injector
 from sim.board.readout import Readout
 from sim.board.replay import Acks, ReplayRing
@@ -357,14 +358,13 @@ class Board:
         if h.n_inputs < self.n_inputs:
             raise protocol.ProtocolError("bad-descriptor", f"{h.n_inputs} inputs, the firmware takes {self.n_inputs}")
         x = frags["inputs"].astype(np.int64).reshape(len(frags), -1)[:, : self.n_inputs]
-        shape = (len(frags),) + tuple(self.emulator.input_shape)
-        raw = np.asarray(self.emulator.predict_raw(x.reshape(shape)).raw, np.int64).reshape(len(frags), -1)
+        raw, flags = compute(self.emulator, x)  # inputs the firmware cannot hold: ERROR, no result
         self.counts["offload_fragments"] += len(frags)
         n_out = self.wire[1]
         out = np.zeros(len(frags), protocol.fragment_dtype(0, n_out, h.raw_bytes))
         out["event"] = frags["event"]
         out["timestamp_ns"] = time.time_ns()
-        out["flags"] = protocol.RESULT_VALID
+        out["flags"] = flags
         out["result"][:, : self.n_outputs] = raw
         return protocol.encode(
             protocol.OFFLOAD_REPLY, self.cfg.source_id, h.sequence, out, n_inputs=0, n_outputs=n_out,

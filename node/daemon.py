@@ -283,6 +283,9 @@ class Node:
         self.inputs = self._open_inputs()
         self._last_event = dict.fromkeys(self.inputs, -1)  # per input: its last message's first event
         self._skipped = dict.fromkeys(self.inputs, 0)  # per input: turns skipped in a row (see _drain)
+        # messages cut for their size in this drain: (place among its messages, first bytes, size),
+        # refused in that order by _ingest, so that their sequence numbers are taken in turn
+        self._cut: list[tuple[int, bytes, int]] = []
         self.prometheus = None
         self.published = self.snapshot()
         if serve_metrics and cfg.metrics.port:
@@ -348,8 +351,8 @@ class Node:
             try:
                 for _ in range(drain_max):
                     n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
-                    if n > limit:  # its first bytes are here, the rest was cut: counted, let go
-                        self._oversize(mv[pos : pos + protocol.HEADER_SIZE], n)
+                    if n > limit:  # its first bytes are here, the rest was cut: counted, let go (_ingest)
+                        self._cut.append((len(ends), bytes(mv[pos : pos + protocol.HEADER_SIZE]), n))
                         continue
                     pos += n  # never truncated: n <= max_message_bytes <= room left
                     ends.append(pos)
@@ -377,7 +380,7 @@ class Node:
                         for _ in range(turn):  # a few messages a turn: the bookkeeping is per turn
                             n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
                             if n > limit:  # cut: counted, let go (see above)
-                                self._oversize(mv[pos : pos + protocol.HEADER_SIZE], n)
+                                self._cut.append((len(ends), bytes(mv[pos : pos + protocol.HEADER_SIZE]), n))
                                 continue
                             start, pos = pos, pos + n
                             ends.append(pos)
@@ -392,11 +395,17 @@ class Node:
                     if pos > stop_at:
                         break
                 active, turns = still, turns + 1
-        if ends:
+        if ends or self._cut:
             self._ingest(ends)
 
     def _ingest(self, ends: list[int]) -> None:
-        """Validate and build one drain: messages ``buf[ends[i-1]:ends[i]]``."""
+        """Validate and build one drain: messages ``buf[ends[i-1]:ends[i]]`` (and refuse the
+        ones cut for their size, in their places among them)."""
+        cut, self._cut = self._cut, []
+        if not ends:
+            for _, head, size in cut:
+                self._oversize(head, size)
+            return
         c = self.metrics.c
         n = len(ends)
         c["received_messages"] += n
@@ -405,7 +414,7 @@ class Node:
         if "first_message_time" not in self.metrics.g:
             self.metrics.g["first_message_time"] = time.time()
         length = ends[0]
-        if length and ends[-1] == length * n and ends == list(range(length, length * n + 1, length)):
+        if not cut and length and ends[-1] == length * n and ends == list(range(length, length * n + 1, length)):
             try:
                 fast = protocol.decode_same_length(self._buf_view[: ends[-1]], n, length, self.limits)
             except protocol.ProtocolError:
@@ -421,7 +430,11 @@ class Node:
         starts = [0, *ends[:-1]]
         msgs = [self._buf_view[a:b] for a, b in zip(starts, ends, strict=True)]
         good_idx, good = [], []
-        for m in msgs:
+        cut.reverse()  # popped from the end, oldest first
+        for i, m in enumerate(msgs):
+            while cut and cut[-1][0] == i:
+                _, head, size = cut.pop()
+                self._oversize(head, size)
             try:
                 h, frags = protocol.decode(m, self.limits)
                 if h.type != protocol.FRAGMENTS:
@@ -436,22 +449,29 @@ class Node:
             self._sequences(np.array([h.source]), np.array([h.sequence], np.uint64))  # any u64: garbage too
             good_idx.append(np.full(len(frags), self.source_index[h.source]))
             good.append(frags)
+        for _, head, size in reversed(cut):  # cut after the last message
+            self._oversize(head, size)
         if good:
             frags = np.concatenate(good)
             c["received_fragments"] += len(frags)
             self.builder.add(np.concatenate(good_idx), frags)
 
-    def _oversize(self, head: memoryview, size: int) -> None:
+    def _oversize(self, head: bytes | memoryview, size: int) -> None:
         """A message longer than ``security.max_message_bytes``, of which ``head`` arrived."""
         limit = self.limits.max_message_bytes
         self._malformed(head, protocol.ProtocolError("oversize", f"{size} bytes exceed the maximum {limit}"), size)
 
-    def _malformed(self, msg: memoryview, exc: protocol.ProtocolError, size: int | None = None) -> None:
+    def _malformed(self, msg: bytes | memoryview, exc: protocol.ProtocolError, size: int | None = None) -> None:
+        """Count and log a refused message.  If it is its source's next message by number, it
+        took its turn: the next one would count it missing too (``sequence_gaps`` on top of
+        ``malformed``), so its number is taken as seen."""
         source = "unknown"
         if len(msg) >= 8 and bytes(msg[:4]) == protocol.MAGIC:
             sid = int.from_bytes(msg[6:8], "little")
             if self.source_index[sid] >= 0:
                 source = str(sid)
+                if len(msg) >= 16:
+                    self.sequences.took_turn(sid, int.from_bytes(msg[8:16], "little"))
         self.metrics.c["malformed_messages"] += 1
         self.metrics.malformed[(source, exc.reason)] += 1
         self.log.limited(f"malformed/{source}/{exc.reason}", "warning", "malformed", source=source,

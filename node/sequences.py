@@ -34,6 +34,13 @@ class Sequences:
             return self._loop(sources.tolist(), seqs.tolist())
         return self._arrays(sources, seqs)
 
+    def took_turn(self, source: int, seq: int) -> None:
+        """A refused message's number: taken as seen if it is its source's next one (a
+        corrupt number, anything else, is left alone: it would count a reset, and its
+        successor another)."""
+        if self.seen[source] and seq == (int(self.last[source]) + 1) % 2**64:
+            self.last[source] = seq
+
     def _loop(self, sources: list[int], seqs: list[int]) -> tuple[dict[int, int], int]:
         last, seen = self.last, self.seen
         gaps: dict[int, int] = {}

@@ -253,7 +253,9 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
     """The socket's size limit was security.max_message_bytes itself: ZeroMQ dropped the
     sender's connection over one message too long, with the good ones behind it, and
     counted nothing (the oversize reason could not happen). Now a message up to 4 x the
-    limit is taken, counted oversize against its source and let go."""
+    limit is taken, counted oversize against its source and let go. A refused message
+    that is its source's next by number is not also counted missing (it was, in
+    ``sequence_gaps``, by the message behind it)."""
     port = free_port()
     d = Daemon(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096}))
     ctx = zmq.Context()
@@ -270,16 +272,23 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
         push.send(message(1000, per + 1, 1))  # one fragment over: counted, let go
         push.send(message(2000, 50, 2))  # a good one behind it
         d.wait_counter("events_out", per + 50)
+        bad_flags = bytearray(message(3000, 5, 3))
+        bad_flags[p.HEADER_SIZE + 16] |= 0x80  # a flag bit the protocol does not have
+        push.send(bad_flags)
+        push.send(message(4000, 5, 4))
+        d.wait_counter("events_out", per + 55)
         status = d.stop()
     finally:
         push.close(linger=0)
         ctx.term()
         d.kill()
-    assert status["malformed"] == {"0/oversize": 1} and status["counters"]["events_complete"] == per + 50
+    assert status["malformed"] == {"0/oversize": 1, "0/bad-flags": 1}
+    assert status["counters"]["events_complete"] == per + 55
+    assert status["sequence_gaps"] == {} and status["counters"]["sequence_resets"] == 0
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
-    assert sorted(ev["event"].tolist()) == [*range(per), *range(2000, 2050)]
-    (line,) = [x for x in d.log_lines() if x["event"] == "malformed"]
-    assert line["reason"] == "oversize" and line["source"] == "0" and line["bytes"] > 4096
+    assert sorted(ev["event"].tolist()) == [*range(per), *range(2000, 2050), *range(4000, 4005)]
+    (line,) = [x for x in d.log_lines() if x["event"] == "malformed" and x["reason"] == "oversize"]
+    assert line["source"] == "0" and line["bytes"] > 4096
 
 
 def test_unauthenticated_client_is_refused_under_curve(tmp_path):

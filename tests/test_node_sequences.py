@@ -21,6 +21,22 @@ def test_gaps_and_resets_by_example():
     assert s.last[5] == 6 and s.last[7] == 0 and s.seen[5] and not s.seen[6]
 
 
+def test_a_refused_message_next_in_turn_takes_its_number_and_no_other_does():
+    """A refused message (bad flags, oversize, ...) was counted missing by its successor
+    too. Its number is now taken when it is its source's next one; a corrupt number is
+    left alone (taking it would count a reset, and its successor another)."""
+    s = Sequences()
+    s.took_turn(5, 0)  # nothing seen from source 5 yet: nothing to follow
+    assert not s.seen[5]
+    assert s.check(np.array([5]), np.array([0])) == ({}, 0)
+    s.took_turn(5, 1)  # refused, in turn
+    assert s.check(np.array([5]), np.array([2])) == ({}, 0)
+    s.took_turn(5, 1 << 40)  # refused, its number corrupt: not taken
+    assert s.check(np.array([5]), np.array([4])) == ({5: 1}, 0)  # 3 was that one: counted missing
+    s.took_turn(5, 2**64 - 1)
+    assert s.last[5] == 4
+
+
 def test_a_corrupt_sequence_is_a_reset_not_a_loss_of_2_to_the_62():
     """One message with bit 62 of its sequence flipped, then the numbering goes on: two
     resets (there and back), no messages missing, in both forms."""

@@ -225,7 +225,10 @@ def serve_prometheus(get_snapshot, host: str, port: int) -> Any:
             cum = np.cumsum(lat["counts"]).tolist()
             buckets = [(str(b), c) for b, c in zip(lat["buckets"], cum[:-1], strict=True)] + [("+Inf", cum[-1])]
             yield HistogramMetricFamily(
-                "fpgaflow_node_latency_seconds", "fragment sent -> event out", buckets=buckets, sum_value=lat["sum"]
+                "fpgaflow_node_latency_seconds",
+                "earliest fragment timestamp -> event out",
+                buckets=buckets,
+                sum_value=lat["sum"],
             )
 
     registry = CollectorRegistry()

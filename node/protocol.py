@@ -277,6 +277,8 @@ def make_fragments(
 
     ``flags`` defaults to RESULT_VALID where a result is given, else 0."""
     events = np.asarray(events, dtype=np.uint64).reshape(-1)
+    if not len(events):  # (NumPy's reshape error said nothing of it)
+        raise ValueError("make_fragments: no events (a message carries at least one fragment)")
     inputs = np.asarray(inputs).reshape(len(events), -1)
     n_out = 0 if result is None else np.asarray(result).reshape(len(events), -1).shape[1]
     frags = np.zeros(len(events), fragment_dtype(inputs.shape[1], n_out, raw_bytes))

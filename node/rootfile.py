@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class ROOTWriter:
         self.file = uproot.recreate(path)
         self.tree_name = tree
         self.tree = None
-        self.file[f"{tree}_info"] = str(attrs)
+        # the HDF5 dataset's attributes, as JSON (readable from C++ ROOT, unlike a Python repr)
+        self.file[f"{tree}_info"] = json.dumps(attrs, default=str)
 
     # written in the caller's thread, all at once: never queued, never waiting for room
     busy, waiting, written_out = False, None, True

@@ -217,6 +217,11 @@ def test_cli_run_status_metrics_and_rotating_root_files(tmp_path):
     assert len(files) == 3  # 100 + 100 + 50 events
     ev = read_sink(tmp_path / "out", "node-w0-*.root", "events")
     assert sorted(ev["event"].tolist()) == list(range(250)) and ev["inputs"].shape == (250, 2, 8)
+    import uproot
+
+    with uproot.open(files[0]) as f:  # the node's attributes (sources: the bits of `missing`), as JSON
+        info = json.loads(str(f["events_info"]))
+    assert info["sources"] == [0, 1] and info["node"] == "node" and info["protocol_version"] == protocol.VERSION
 
 
 def test_status_tells_a_killed_node_and_exits_as_a_health_check_wants(tmp_path):

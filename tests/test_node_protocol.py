@@ -217,3 +217,8 @@ def test_limits_hold_for_every_message_type_where_the_field_is_used():
             p.decode(odd_reply, limits)
         with pytest.raises(p.ProtocolError, match=r"bytes 38-39 \(n_outputs\) is 7, this node expects 0"):
             p.decode(odd_request, limits)
+
+
+def test_make_fragments_of_no_events_says_so():
+    with pytest.raises(ValueError, match="no events"):
+        p.make_fragments(np.arange(0), np.zeros((0, 4)))

@@ -282,6 +282,8 @@ class Fallback:
         if declined.any():
             self._to_cpu(p, chunk[declined])
             chunk, result, flags = chunk[~declined], result[~declined], flags[~declined]
+            if not len(chunk):
+                return
         rows, srcs = p.rows[chunk], p.srcs[chunk]
         suspect = flags & np.uint32(protocol.SUSPECT)
         p.events["fpga"][rows, srcs] = result.reshape(len(chunk), -1)

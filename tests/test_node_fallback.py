@@ -602,10 +602,18 @@ def test_answers_a_board_declines_go_to_the_cpu_and_the_rest_are_taken():
         ev = _board_tasks()
         fb.submit(ev)
         assert fb.step() == [] and router.poll(5000)
+        _answer(router, flags=p.ERROR)  # every one declined
+        out = _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and boards.counts.declined == 8 and fb.counts.cpu_fragments == 8
+        _handed_on(fb, ev, _Doubler())
+        assert not (ev["status"] & p.OFFLOADED).any()
+        ev = _board_tasks()
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
         _answer(router, flags=np.array([p.RESULT_VALID] * 5 + [p.ERROR] + [p.RESULT_VALID] * 2, np.uint32))
         out = _until(fb, lambda: fb.idle())
-        assert len(out) == 1 and boards.counts.declined == 1 and boards.counts.bad_replies == 0
-        assert boards.any_alive() and fb.counts.cpu_fragments == 1
+        assert len(out) == 1 and boards.counts.declined == 9 and boards.counts.bad_replies == 0
+        assert boards.any_alive() and fb.counts.cpu_fragments == 9
         board = (ev["flags"] & (p.RESULT_VALID | p.FROM_BOARD)) == (p.RESULT_VALID | p.FROM_BOARD)
         assert np.flatnonzero(~board.reshape(-1)).tolist() == [5] and ev["cpu_valid"].reshape(-1).tolist() == [
             0, 0, 0, 0, 0, 1, 0, 0]  # fmt: skip

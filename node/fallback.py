@@ -45,6 +45,10 @@ class _Pending:
     board: np.ndarray  # task waits for a board (bool; in flight or not yet sent)
     sent: np.ndarray  # task sent to a board (bool)
     since_ns: int = field(default_factory=time.monotonic_ns)
+    ran: np.ndarray = field(init=False)  # task the CPU has run (bool): never queued again
+
+    def __post_init__(self) -> None:
+        self.ran = np.zeros(len(self.rows), bool)
 
     @property
     def open(self) -> bool:
@@ -124,7 +128,8 @@ class Fallback:
         # a board computes what came without a result; a fragment its FPGA flagged (OVERFLOW,
         # ERROR) goes to the CPU, as without offload, so that it keeps its flags and its
         # event says FALLBACK (a board's answer would have been stored under them, suspect)
-        flagged = (flags & np.uint32(protocol.SUSPECT)) != 0
+        # (without a CPU, as before: the board's answer, kept under the fragment's flags)
+        flagged = (flags & np.uint32(protocol.SUSPECT)) != 0 if self.emulator is not None else False
         need_board = arrived & ~has_result & ~flagged if self.boards is not None else np.zeros_like(arrived)
         need_cpu = (arrived & ~trusted & ~need_board) | (arrived & sampled[:, None])
         if sampled.any():
@@ -247,10 +252,11 @@ class Fallback:
                     self.on_bad_inputs(int(p.events["event"][row]), int(src))
             start += len(t)
             p.cpu[t] = False
+            p.ran[t] = True
 
     def _offload(self, now_ns: int) -> None:
         boards = self.boards
-        answered, refused = boards.replies()
+        answered, refused = boards.replies(now_ns)
         for batch_id, result, flags in answered:
             self._attach_board(batch_id, result, flags)
         for batch_id in refused + boards.expired(now_ns):
@@ -301,10 +307,11 @@ class Fallback:
     def _to_cpu(self, p: _Pending, tasks: np.ndarray) -> None:
         """Board tasks no board will do: the CPU's, or without an emulator (offload and
         no manifest) nobody's: counted as ``no_emulator`` and the events leave as they are.
-        A task in the validation sample already has (or is queued for) its CPU result."""
+        A task in the validation sample is queued for the CPU already, or the CPU ran it
+        (its result is in, or its inputs were bad: counted and logged once)."""
         p.board[tasks] = False
         if self.emulator is not None:
-            p.cpu[tasks[p.events["cpu_valid"][p.rows[tasks], p.srcs[tasks]] == 0]] = True
+            p.cpu[tasks[~p.ran[tasks]]] = True
         else:
             self.counts.no_emulator += len(tasks)
 

@@ -135,10 +135,11 @@ class Boards:
             return seq
         return None
 
-    def replies(self) -> tuple[list[tuple[Any, np.ndarray, np.ndarray]], list[Any]]:
+    def replies(self, now_ns: int | None = None) -> tuple[list[tuple[Any, np.ndarray, np.ndarray]], list[Any]]:
         """Answers that arrived: (tag, results, flags) per batch, for exactly the events it
         sent; and the tags of batches whose reply was refused (bad replies: the CPU's now,
         and the board is left alone for ``retry``, as after a timeout, but not counted as one)."""
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
         out, refused = [], []
         for board in self.boards:
             # at most what could be in flight, and as many again: a board sending more (stale
@@ -154,6 +155,12 @@ class Boards:
                     self.counts.bad_replies += 1
                     self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
                               reason=exc.reason, detail=str(exc))  # fmt: skip
+                    # the batch it answers, if its first bytes say which: the CPU's at once
+                    if len(msg) >= 16 and msg[:4] == protocol.MAGIC and msg[5] == protocol.OFFLOAD_REPLY:
+                        entry = board.in_flight.pop(int.from_bytes(msg[8:16], "little"), None)
+                        if entry is not None:
+                            board.dead_until_ns = now_ns + self.retry_ns
+                            refused.append(entry[0])
                     continue
                 entry = board.in_flight.pop(h.sequence, None) if h.type == protocol.OFFLOAD_REPLY else None
                 if entry is None:
@@ -174,7 +181,7 @@ class Boards:
                     self.counts.bad_replies += 1
                     self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
                               reason=why, sequence=h.sequence)  # fmt: skip
-                    board.dead_until_ns = time.monotonic_ns() + self.retry_ns
+                    board.dead_until_ns = now_ns + self.retry_ns
                     refused.append(tag)
                     continue
                 self.counts.batches_answered += 1

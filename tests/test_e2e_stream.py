@@ -256,11 +256,11 @@ def test_an_offload_board_given_inputs_its_firmware_cannot_hold_declines_them_an
     board = BoardProc(tmp_path, manifest, 10, "--offload", ep)
     try:
         wait_started([board])
-        node = Daemon(node_config(tmp_path, port, manifest, [0], validate_every=0, offload={
+        node = Daemon(node_config(tmp_path, port, manifest, [0], validate_every=100, offload={
             "boards": [ep], "batch": 16, "max_in_flight": 2, "timeout_ms": 2000.0, "retry_s": 60.0}))  # fmt: skip
         emu = sim.load(manifest)
         x = emu.input_type.to_raw(np.random.default_rng(5).normal(size=(n, int(np.prod(emu.input_shape)))))
-        bad = np.arange(3, n, 97)
+        bad = np.arange(3, n, 97)  # 100 among them: in the validation sample, CPU and board both get it
         x[bad, 0] = int(emu.input_type.max_raw) + 1
         src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id)
         for lo in range(0, n, 100):  # in several messages: later batches after the first bad one
@@ -280,7 +280,9 @@ def test_an_offload_board_given_inputs_its_firmware_cannot_hold_declines_them_an
     got[ev["event"].astype(np.int64)] = (ev["flags"][:, 0] & p.RESULT_VALID) != 0
     assert np.flatnonzero(~got).tolist() == bad.tolist()
     flagged = ev["event"][(ev["status"] & p.BAD_INPUTS) != 0].astype(np.int64)
-    assert sorted(flagged.tolist()) == bad.tolist() and (ev["cpu_valid"] == 0).all()
+    sampled = (ev["event"] % 100 == 0) & ((ev["status"] & p.BAD_INPUTS) == 0)
+    assert sorted(flagged.tolist()) == bad.tolist() and (ev["cpu_valid"][:, 0] == sampled).all()
+    assert c["fallback_cpu_fragments"] == 5  # the good sampled ones, once each: 0, 200, ..., 500
     good = np.setdiff1d(np.arange(n), bad)
     want = np.asarray(emu.predict_raw(x[good]).raw).reshape(len(good), -1)
     order = np.argsort(ev["event"])

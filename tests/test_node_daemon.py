@@ -291,6 +291,40 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
     assert line["source"] == "0" and line["bytes"] > 4096
 
 
+def test_an_oversize_message_is_refused_in_its_place_among_the_drains_messages(tmp_path):
+    """Refused as it came off the socket, an oversize message took its sequence number
+    before the drain's earlier messages were checked: the next of them counted a gap. One
+    drain, made sure of (the node's loop is not running: the messages wait on its socket)."""
+    from node import config
+    from node.daemon import Node
+
+    port = free_port()
+    node = Node(config.load(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096})))
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port}")
+    per = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize
+
+    def message(first: int, n: int, seq: int) -> bytes:
+        ev = np.arange(first, first + n)
+        return p.encode_fragments(0, seq, p.make_fragments(ev, np.ones((n, N_IN)), np.zeros((n, N_OUT))))
+
+    try:
+        for first, n, seq in [(0, 5, 0), (5, 5, 1), (100, per + 1, 2), (200, 5, 3), (300, per + 1, 4)]:
+            push.send(message(first, n, seq))
+        assert node.inputs[0].poll(5000)
+        time.sleep(0.3)  # all five on the node's socket
+        node._drain(node.inputs)
+        c = node.metrics.c
+        assert c["received_messages"] == 3 and c["drains"] == 1 and c["malformed_messages"] == 2
+        assert dict(node.metrics.seq_gaps) == {} and c["sequence_resets"] == 0
+        assert node.sequences.last[0] == 4 and node.builder.counts.fragments == 15
+    finally:
+        push.close(linger=0)
+        node._abandon()
+        ctx.term()
+
+
 def test_unauthenticated_client_is_refused_under_curve(tmp_path):
     from node.security import CurveKeys, keygen
 

@@ -283,13 +283,15 @@ def test_offload_replies_of_other_firmware_or_layout_are_refused_not_trusted(cha
         reply = p.encode(p.OFFLOAD_REPLY, 1, seq, out, n_inputs=0, n_outputs=layout["n_outputs"],
                          raw_bytes=layout["raw_bytes"], manifest=layout["manifest"], sent_ns=0)  # fmt: skip
         router.send_multipart([ident, reply])
-        deadline, got = time.monotonic() + 5, []
+        deadline, got, refused = time.monotonic() + 5, [], []
         while not got and boards.counts.bad_replies == 0 and time.monotonic() < deadline:
-            got = boards.replies()[0]
+            got, refused = boards.replies()
             time.sleep(0.01)
         assert bool(got) == accepted and boards.counts.bad_replies == (0 if accepted else 1)
         if accepted:
             assert got[0][1].ravel().tolist() == [7] * 5
+        else:  # the batch it answers is the CPU's at once (it waited for its time-out, counted as one too)
+            assert refused == ["tag"] and boards.in_flight() == 0 and not boards.any_alive()
     finally:
         boards.close()
         router.close(linger=0)
@@ -634,6 +636,22 @@ def test_node_offload_answer_declines_inputs_the_firmware_cannot_hold(manifest):
     assert h.type == p.OFFLOAD_REPLY and h.sequence == 9 and reply["flags"].tolist() == [1, 1, p.ERROR, 1]
     want = np.asarray(emu.predict_raw(x[[0, 1, 3]].reshape((3,) + tuple(emu.input_shape))).raw).reshape(3, -1)
     assert np.array_equal(reply["result"][[0, 1, 3]], want) and (reply["result"][2] == 0).all()
+
+
+def test_without_a_cpu_a_fragment_its_fpga_flagged_still_goes_to_a_board():
+    """With offload and no manifest there is no CPU to give it to: the board's answer is
+    kept, under the fragment's own flags (it got no result at all, for a while)."""
+    with _silent_board(timeout_s=60.0) as (router, boards):
+        fb = Fallback(None, validate_every=0, boards=boards, max_delay_s=0.0)
+        ev = _board_tasks()
+        ev["flags"][1, 0] = p.ERROR
+        fb.submit(ev)
+        assert fb.step() == [] and router.poll(5000)
+        assert len(_answer(router)) == 8
+        out = _until(fb, lambda: fb.idle())
+        assert len(out) == 1 and fb.counts.no_emulator == 0
+        assert ev["flags"][1, 0] == p.ERROR | p.RESULT_VALID | p.FROM_BOARD and ev["fpga"][1, 0, 0] == 2 * ev[
+            "inputs"][1, 0, 0]  # fmt: skip
 
 
 def test_a_fragment_its_fpga_flagged_goes_to_the_cpu_not_to_a_board():

@@ -346,57 +346,59 @@ class Node:
         drain_max = self.cfg.node.drain_max
         ends: list[int] = []
         pos = 0
-        if len(socks) == 1:  # the usual configuration: no turns to take
-            sock = socks[0]
-            try:
-                for _ in range(drain_max):
-                    n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
-                    if n > limit:  # its first bytes are here, the rest was cut: counted, let go (_ingest)
-                        self._cut.append((len(ends), bytes(mv[pos : pos + protocol.HEADER_SIZE]), n))
-                        continue
-                    pos += n  # never truncated: n <= max_message_bytes <= room left
-                    ends.append(pos)
-                    if pos > stop_at:
-                        break
-            except zmq.Again:
-                pass
-        else:
-            last, skipped = self._last_event, self._skipped
-            turn = min(TURN, drain_max)
-            active, turns, max_turns = list(socks), 0, drain_max // turn
-            while active and turns < max_turns and pos <= stop_at:
-                low = min(last[sock] for sock in active) + LEAD_EVENTS
-                still = []
-                for sock in active:
-                    # ahead of a socket with more waiting: wait a turn (a few at most in a row,
-                    # so one garbage event number cannot hold a socket back for long)
-                    if last[sock] > low and skipped[sock] < MAX_SKIPS:
-                        skipped[sock] += 1
-                        still.append(sock)
-                        continue
-                    skipped[sock] = 0
-                    start = -1
-                    try:
-                        for _ in range(turn):  # a few messages a turn: the bookkeeping is per turn
-                            n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
-                            if n > limit:  # cut: counted, let go (see above)
-                                self._cut.append((len(ends), bytes(mv[pos : pos + protocol.HEADER_SIZE]), n))
-                                continue
-                            start, pos = pos, pos + n
-                            ends.append(pos)
-                            if pos > stop_at:
-                                break
-                        still.append(sock)
-                    except zmq.Again:
-                        pass  # empty for now: its turns are over
-                    head = start + protocol.HEADER_SIZE  # the last message's first fragment's event
-                    if start >= 0 and pos - head >= 8 and mv[start : start + 4] == protocol.MAGIC:
-                        last[sock] = int.from_bytes(mv[head : head + 8], "little")  # (checked later)
-                    if pos > stop_at:
-                        break
-                active, turns = still, turns + 1
-        if ends or self._cut:
-            self._ingest(ends)
+        try:  # what was received is built even if the socket fails mid-drain (a context terminated)
+            if len(socks) == 1:  # the usual configuration: no turns to take
+                sock = socks[0]
+                try:
+                    for _ in range(drain_max):
+                        n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
+                        if n > limit:  # its first bytes are here, the rest was cut: counted, let go (_ingest)
+                            self._cut.append((len(ends), bytes(mv[pos : pos + protocol.HEADER_SIZE]), n))
+                            continue
+                        pos += n  # never truncated: n <= max_message_bytes <= room left
+                        ends.append(pos)
+                        if pos > stop_at:
+                            break
+                except zmq.Again:
+                    pass
+            else:
+                last, skipped = self._last_event, self._skipped
+                turn = min(TURN, drain_max)
+                active, turns, max_turns = list(socks), 0, drain_max // turn
+                while active and turns < max_turns and pos <= stop_at:
+                    low = min(last[sock] for sock in active) + LEAD_EVENTS
+                    still = []
+                    for sock in active:
+                        # ahead of a socket with more waiting: wait a turn (a few at most in a row,
+                        # so one garbage event number cannot hold a socket back for long)
+                        if last[sock] > low and skipped[sock] < MAX_SKIPS:
+                            skipped[sock] += 1
+                            still.append(sock)
+                            continue
+                        skipped[sock] = 0
+                        start = -1
+                        try:
+                            for _ in range(turn):  # a few messages a turn: the bookkeeping is per turn
+                                n = sock.recv_into(mv[pos:], flags=zmq.NOBLOCK)
+                                if n > limit:  # cut: counted, let go (see above)
+                                    self._cut.append((len(ends), bytes(mv[pos : pos + protocol.HEADER_SIZE]), n))
+                                    continue
+                                start, pos = pos, pos + n
+                                ends.append(pos)
+                                if pos > stop_at:
+                                    break
+                            still.append(sock)
+                        except zmq.Again:
+                            pass  # empty for now: its turns are over
+                        head = start + protocol.HEADER_SIZE  # the last message's first fragment's event
+                        if start >= 0 and pos - head >= 8 and mv[start : start + 4] == protocol.MAGIC:
+                            last[sock] = int.from_bytes(mv[head : head + 8], "little")  # (checked later)
+                        if pos > stop_at:
+                            break
+                    active, turns = still, turns + 1
+        finally:
+            if ends or self._cut:
+                self._ingest(ends)
 
     def _ingest(self, ends: list[int]) -> None:
         """Validate and build one drain: messages ``buf[ends[i-1]:ends[i]]`` (and refuse the

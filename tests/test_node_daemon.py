@@ -325,6 +325,46 @@ def test_an_oversize_message_is_refused_in_its_place_among_the_drains_messages(t
         ctx.term()
 
 
+def test_what_a_drain_received_is_built_when_its_socket_fails_mid_drain(tmp_path):
+    """A socket error mid-drain (its context terminated under an embedding program) lost
+    the messages the drain had already taken off the socket, and the oversize ones went
+    uncounted. Now they are built and counted on the way out."""
+    from node import config
+    from node.daemon import Node
+
+    port = free_port()
+    node = Node(config.load(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096})))
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port}")
+    per = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize
+
+    class FailsAtThird:  # the node's real socket, failing as a terminated context makes it fail
+        def __init__(self, sock):
+            self.sock, self.calls = sock, 0
+
+        def recv_into(self, *args, **kw):
+            self.calls += 1
+            if self.calls == 3:
+                raise zmq.ContextTerminated()
+            return self.sock.recv_into(*args, **kw)
+
+    try:
+        for first, n, seq in [(0, 5, 0), (100, per + 1, 1), (200, 5, 2)]:
+            frags = p.make_fragments(np.arange(first, first + n), np.ones((n, N_IN)), np.zeros((n, N_OUT)))
+            push.send(p.encode_fragments(0, seq, frags))
+        assert node.inputs[0].poll(5000)
+        time.sleep(0.3)
+        with pytest.raises(zmq.ContextTerminated):
+            node._drain([FailsAtThird(node.inputs[0])])
+        c = node.metrics.c
+        assert c["received_messages"] == 1 and c["malformed_messages"] == 1 and node.builder.counts.fragments == 5
+    finally:
+        push.close(linger=0)
+        node._abandon()
+        ctx.term()
+
+
 def test_unauthenticated_client_is_refused_under_curve(tmp_path):
     from node.security import CurveKeys, keygen
 

@@ -129,7 +129,7 @@ class Fallback:
         # ERROR) goes to the CPU, as without offload, so that it keeps its flags and its
         # event says FALLBACK (a board's answer would have been stored under them, suspect)
         # (without a CPU, as before: the board's answer, kept under the fragment's flags)
-        flagged = (flags & np.uint32(protocol.SUSPECT)) != 0 if self.emulator is not None else False
+        flagged = (flags & np.uint32(protocol.SUSPECT)) != 0 if self.emulator is not None else np.zeros_like(arrived)
         need_board = arrived & ~has_result & ~flagged if self.boards is not None else np.zeros_like(arrived)
         need_cpu = (arrived & ~trusted & ~need_board) | (arrived & sampled[:, None])
         if sampled.any():

@@ -9,6 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +25,39 @@ from node.builder import missing_sources
 from node.source import Source
 
 N_IN, N_OUT = 8, 2
+PER_4K = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize  # fragments that fill 4096 bytes
+
+
+def fragments_message(first: int, n: int, seq: int, source: int = 0) -> bytes:
+    """A message of ``n`` fragments, events ``first``... (results and all)."""
+    ev = np.arange(first, first + n)
+    return p.encode_fragments(source, seq, p.make_fragments(ev, np.ones((n, N_IN)), np.zeros((n, N_OUT))))
+
+
+@contextmanager
+def node_not_running(tmp_path) -> Iterator[tuple[Any, zmq.Socket]]:
+    """An in-process Node (source 0, ``max_message_bytes`` 4096) whose loop does not run, so
+    that what is sent waits on its socket until a test drains it; and a PUSH to it."""
+    from node import config
+    from node.daemon import Node
+
+    port = free_port()
+    node = Node(config.load(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096})))
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        yield node, push
+    finally:
+        push.close(linger=0)
+        node._abandon()
+        ctx.term()
+
+
+def queued(node: Any, seconds: float = 0.3) -> None:
+    """Wait until what was sent is on the node's socket."""
+    assert node.inputs[0].poll(5000)
+    time.sleep(seconds)
 
 
 def inputs_for(events, source):
@@ -261,21 +297,16 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.connect(f"tcp://127.0.0.1:{port}")
-
-    def message(first: int, n: int, seq: int) -> bytes:
-        ev = np.arange(first, first + n)
-        return p.encode_fragments(0, seq, p.make_fragments(ev, np.ones((n, N_IN)), np.zeros((n, N_OUT))))
-
-    per = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize  # fragments that fit exactly
+    per = PER_4K
     try:
-        push.send(message(0, per, 0))  # at the limit: taken
-        push.send(message(1000, per + 1, 1))  # one fragment over: counted, let go
-        push.send(message(2000, 50, 2))  # a good one behind it
+        push.send(fragments_message(0, per, 0))  # at the limit: taken
+        push.send(fragments_message(1000, per + 1, 1))  # one fragment over: counted, let go
+        push.send(fragments_message(2000, 50, 2))  # a good one behind it
         d.wait_counter("events_out", per + 50)
-        bad_flags = bytearray(message(3000, 5, 3))
+        bad_flags = bytearray(fragments_message(3000, 5, 3))
         bad_flags[p.HEADER_SIZE + 16] |= 0x80  # a flag bit the protocol does not have
         push.send(bad_flags)
-        push.send(message(4000, 5, 4))
+        push.send(fragments_message(4000, 5, 4))
         d.wait_counter("events_out", per + 55)
         status = d.stop()
     finally:
@@ -295,49 +326,21 @@ def test_an_oversize_message_is_refused_in_its_place_among_the_drains_messages(t
     """Refused as it came off the socket, an oversize message took its sequence number
     before the drain's earlier messages were checked: the next of them counted a gap. One
     drain, made sure of (the node's loop is not running: the messages wait on its socket)."""
-    from node import config
-    from node.daemon import Node
-
-    port = free_port()
-    node = Node(config.load(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096})))
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.connect(f"tcp://127.0.0.1:{port}")
-    per = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize
-
-    def message(first: int, n: int, seq: int) -> bytes:
-        ev = np.arange(first, first + n)
-        return p.encode_fragments(0, seq, p.make_fragments(ev, np.ones((n, N_IN)), np.zeros((n, N_OUT))))
-
-    try:
-        for first, n, seq in [(0, 5, 0), (5, 5, 1), (100, per + 1, 2), (200, 5, 3), (300, per + 1, 4)]:
-            push.send(message(first, n, seq))
-        assert node.inputs[0].poll(5000)
-        time.sleep(0.3)  # all five on the node's socket
+    with node_not_running(tmp_path) as (node, push):
+        for first, n, seq in [(0, 5, 0), (5, 5, 1), (100, PER_4K + 1, 2), (200, 5, 3), (300, PER_4K + 1, 4)]:
+            push.send(fragments_message(first, n, seq))
+        queued(node)
         node._drain(node.inputs)
         c = node.metrics.c
         assert c["received_messages"] == 3 and c["drains"] == 1 and c["malformed_messages"] == 2
         assert dict(node.metrics.seq_gaps) == {} and c["sequence_resets"] == 0
         assert node.sequences.last[0] == 4 and node.builder.counts.fragments == 15
-    finally:
-        push.close(linger=0)
-        node._abandon()
-        ctx.term()
 
 
 def test_what_a_drain_received_is_built_when_its_socket_fails_mid_drain(tmp_path):
     """A socket error mid-drain (its context terminated under an embedding program) lost
     the messages the drain had already taken off the socket, and the oversize ones went
     uncounted. Now they are built and counted on the way out."""
-    from node import config
-    from node.daemon import Node
-
-    port = free_port()
-    node = Node(config.load(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096})))
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.connect(f"tcp://127.0.0.1:{port}")
-    per = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize
 
     class FailsAtThird:  # the node's real socket, failing as a terminated context makes it fail
         def __init__(self, sock):
@@ -349,20 +352,14 @@ def test_what_a_drain_received_is_built_when_its_socket_fails_mid_drain(tmp_path
                 raise zmq.ContextTerminated()
             return self.sock.recv_into(*args, **kw)
 
-    try:
-        for first, n, seq in [(0, 5, 0), (100, per + 1, 1), (200, 5, 2)]:
-            frags = p.make_fragments(np.arange(first, first + n), np.ones((n, N_IN)), np.zeros((n, N_OUT)))
-            push.send(p.encode_fragments(0, seq, frags))
-        assert node.inputs[0].poll(5000)
-        time.sleep(0.3)
+    with node_not_running(tmp_path) as (node, push):
+        for first, n, seq in [(0, 5, 0), (100, PER_4K + 1, 1), (200, 5, 2)]:
+            push.send(fragments_message(first, n, seq))
+        queued(node)
         with pytest.raises(zmq.ContextTerminated):
             node._drain([FailsAtThird(node.inputs[0])])
         c = node.metrics.c
         assert c["received_messages"] == 1 and c["malformed_messages"] == 1 and node.builder.counts.fragments == 5
-    finally:
-        push.close(linger=0)
-        node._abandon()
-        ctx.term()
 
 
 def test_unauthenticated_client_is_refused_under_curve(tmp_path):

@@ -55,16 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as exc:  # includes ProjectError, ManifestError
+    except BrokenPipeError:  # `fpgaflow node status | head`: the reader left, nothing to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
+    except (UserError, OSError, ValueError) as exc:  # includes ProjectError, ManifestError; a folder not made
         if os.environ.get("FPGAFLOW_DEBUG"):
             raise
         print(f"fpgaflow {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `fpgaflow node status | head`: the reader left, nothing to tell
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 141
 
 
 if __name__ == "__main__":

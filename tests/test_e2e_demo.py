@@ -51,3 +51,18 @@ def test_demo_fails_clearly_on_a_broken_project(tmp_path):
     r = demo(bad, tmp_path / "out")
     assert r.returncode != 0
     assert "missing.json" in r.stderr or "missing.json" in r.stdout
+
+
+def test_demo_never_empties_a_folder_it_did_not_write(tmp_path):
+    """``--out`` holding a ``node`` folder of the user's (``--out .`` in the repository:
+    the node package's source) was emptied as if an earlier demo's; an --out that cannot
+    be made ended in a traceback."""
+    out = tmp_path / "mine"
+    (out / "node").mkdir(parents=True)
+    (out / "node" / "keep.py").write_text("precious = True\n")
+    r = demo(tmp_path / "no-project", out)
+    assert r.returncode == 2 and "not from fpgaflow demo" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "node" / "keep.py").read_text() == "precious = True\n"
+    (tmp_path / "afile").write_text("")
+    r = demo(tmp_path / "no-project", tmp_path / "afile" / "out")
+    assert r.returncode == 2 and "afile" in r.stderr and "Traceback" not in r.stderr

@@ -51,17 +51,35 @@ def progress(paths: list[stream.TriggerPath], events: int, t_start: float, last:
     return "; ".join(parts)
 
 
+MARK = ".fpgaflow-demo"  # in --out: a demo's folder, whose earlier outputs a new run may replace
+OUTPUTS = ("node", "paths", "demo.png", "summary.json")
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Remove an earlier demo's outputs from ``out``, and only a demo's: a folder holding
+    any of those names without a demo's mark (or its summary) is refused, not emptied
+    (``--out .`` in the repository removed the ``node`` package's source)."""
+    found = [sub for sub in OUTPUTS if (out / sub).exists() or (out / sub).is_symlink()]
+    if not found:
+        return
+    if not ((out / MARK).is_file() or (out / "summary.json").is_file()):
+        raise ValueError(f"--out {out}: it holds {', '.join(found)}, not from fpgaflow demo: "
+                         "give a new or empty folder (an earlier demo's outputs are replaced)")  # fmt: skip
+    for sub in found:
+        target = out / sub
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
 def run_demo(args: Any) -> int:
     t_all = time.monotonic()
     out = Path(args.out).resolve()
     if out.exists():
-        for sub in ("node", "paths", "demo.png", "summary.json"):  # a previous run's outputs
-            target = out / sub
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        clear_earlier_run(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).write_text("outputs of fpgaflow demo: a new run replaces them\n")
     root = Path(args.projects)
     project_dirs = [Path(p) for p in args.project] or firmware_mod.example_projects(root)
     if not project_dirs:

@@ -53,6 +53,7 @@ class BuilderCounts:
     evicted: int = 0
     drained: int = 0
     reanchors: int = 0  # the numbering was taken up afresh (see Builder._far_run)
+    misrouted: int = 0  # fragments for another worker's events (built here all the same, split from the rest)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Builder:
         direct: bool | None = None,
         stuck_fragments: int = STUCK_FRAGMENTS,
         stride: int = 1,
+        worker: int = 0,
     ):
         if not 1 <= n_sources <= protocol.MAX_SOURCES:
             raise ValueError(f"sources: {n_sources} sources, expected 1..{protocol.MAX_SOURCES}")
@@ -144,6 +146,8 @@ class Builder:
         # event numbers this builder sees are this far apart (node.workers: worker k gets e % N == k),
         # so a drain of n fragments from one source in order spans n x stride numbers
         self.stride = max(1, stride)
+        self.worker = worker  # and this one's are those with e % stride == worker
+        self.last_misrouted: tuple[int, int] | None = None  # (source index, event number) of the latest
         self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
         self._far_sources = 0  # their sources (bits)
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
@@ -182,6 +186,12 @@ class Builder:
         self._drains += 1
         # one strided pass over the receive buffer; the comparisons below then read it contiguously
         ev = np.ascontiguousarray(frags["event"]).reshape(-1)
+        if self.stride > 1:  # a source sending to the wrong worker splits events in two: say so
+            wrong = ev % np.uint64(self.stride) != np.uint64(self.worker)
+            if wrong.any():
+                self.counts.misrouted += int(np.count_nonzero(wrong))
+                first = int(np.argmax(wrong))
+                self.last_misrouted = (int(source_index.reshape(-1)[first]), int(ev[first]))
         if self._gone is not None:
             gone = (ev >= np.uint64(self._gone[0])) & (ev <= np.uint64(self._gone[1]))
             if gone.any():  # stragglers of a numbering let go: late, and no say in the window

@@ -180,7 +180,7 @@ class Node:
         self.builder = Builder(
             len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
             window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
-            max_block_bytes=cfg.security.max_message_bytes, stride=cfg.node.workers,
+            max_block_bytes=cfg.security.max_message_bytes, stride=cfg.node.workers, worker=worker,
         )  # fmt: skip
         self.boards = None
         if cfg.offload.boards:
@@ -236,6 +236,7 @@ class Node:
         self.failed = False  # a sink could not write everything: the exit status says so
         self._reanchors = 0  # the builder's re-anchors logged so far
         self._jumps = 0  # the builder's jumps logged so far
+        self._misrouted = 0  # the builder's misrouted fragments logged so far
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -536,6 +537,14 @@ class Node:
                              source=self.sources[source], event_number=event, high=self.builder.high,
                              why=self.builder.last_jump_why)  # fmt: skip
             self._jumps = counts.jumps
+        if counts.misrouted != self._misrouted and self.builder.last_misrouted is not None:
+            source, event = self.builder.last_misrouted
+            self.log.limited("misrouted", "warning", "misrouted-fragments", count=counts.misrouted - self._misrouted,
+                             source=self.sources[source], event_number=event, worker=self.worker,
+                             belongs_to=event % self.builder.stride,
+                             why="node.workers > 1: event e goes to worker e % workers (Source with every "
+                                 "worker's endpoint does this); built here, its event is split in two")  # fmt: skip
+            self._misrouted = counts.misrouted
         for late in self.builder.take_late():
             self.metrics.c["late_fragments"] += len(late.fragments)
             self.log.limited("late", "info", "late-fragments", count=len(late.fragments),

@@ -38,6 +38,16 @@ def test_complete_events_carry_every_source_data():
     assert e7["inputs"][:, 0].tolist() == [70, 71, 72] and e7["fpga"][:, 0].tolist() == [7, 1007, 2007]
 
 
+def test_fragments_of_another_workers_events_are_counted_and_built_all_the_same():
+    b = Builder(2, 3, 1, 4, stride=3, worker=1)
+    for s in range(2):
+        b.add(*frags([1, 4, 7, 9, 10], s))  # 9: worker 0's
+    ev = built(b)
+    assert sorted(ev["event"]) == [1, 4, 7, 9, 10] and (ev["status"] == p.COMPLETE).all()
+    assert b.counts.misrouted == 2 and b.last_misrouted == (1, 9)
+    assert Builder(2, 3, 1, 4).counts.misrouted == 0
+
+
 def test_out_of_order_and_interleaved_sources_in_one_drain():
     b = Builder(4, 3, 1, 4)
     rng = np.random.default_rng(1)

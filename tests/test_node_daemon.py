@@ -523,6 +523,25 @@ def test_several_workers_share_one_status(tmp_path):
     assert all((w % 2 == k).all() for k, w in enumerate(per_worker))  # routed by event number
 
 
+def test_a_source_sending_to_the_wrong_worker_is_named(tmp_path):
+    """With node.workers = 2, a source given only worker 0's endpoint had its odd events
+    built there, split from the rest of them in worker 1, and nothing said so."""
+    base = free_ports(2)
+    d = Daemon(basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2}))
+    try:
+        src = Source(0, f"tcp://127.0.0.1:{base}", n_inputs=N_IN, n_outputs=N_OUT)  # worker 0's only
+        send(src, np.arange(10))
+        src.close()
+        wait_for(lambda: d.counter("events_complete") >= 10, 60, "10 events")
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["counters"]["builder_misrouted"] == 5 and status["counters"]["events_complete"] == 10
+    assert sorted(read_sink(tmp_path / "out", "node-w0-*.h5", "events")["event"].tolist()) == list(range(10))
+    (line,) = [x for x in d.log_lines() if x["event"] == "misrouted-fragments"]
+    assert line["level"] == "warning" and line["source"] == 0 and line["worker"] == 0 and line["belongs_to"] == 1
+
+
 def _worker_pids(d: Daemon) -> list[int]:
     return wait_for(lambda: next((x["pids"] for x in d.log_lines() if x["event"] == "supervisor-started"), None),
                     30, "the supervisor's workers")  # fmt: skip

@@ -59,7 +59,7 @@ class Fragment:
 
 @dataclass
 class BuilderSection:
-    window: int = 8192  # events in flight (rounded up to a power of two)
+    window: int = 8192  # event numbers in flight (rounded up to a power of two): events x their spacing
     timeout_s: float = 1.0
     max_event_jump: int = 1 << 24
 

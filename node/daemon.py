@@ -237,6 +237,7 @@ class Node:
         self._reanchors = 0  # the builder's re-anchors logged so far
         self._jumps = 0  # the builder's jumps logged so far
         self._misrouted = 0  # the builder's misrouted fragments logged so far
+        self._evicted = 0  # the builder's evicted events logged so far
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -537,6 +538,13 @@ class Node:
                              source=self.sources[source], event_number=event, high=self.builder.high,
                              why=self.builder.last_jump_why)  # fmt: skip
             self._jumps = counts.jumps
+        if counts.evicted != self._evicted:
+            self.log.limited("evicted", "warning", "events-evicted", count=counts.evicted - self._evicted,
+                             window=self.builder.capacity, open_events=self.builder.n_open,
+                             why="a newer event number moved the window past them before they were complete: "
+                                 "builder.window (in event numbers) is smaller than how far apart the sources "
+                                 "are, or than rate x timeout x the spacing of the event numbers")  # fmt: skip
+            self._evicted = counts.evicted
         if counts.misrouted != self._misrouted and self.builder.last_misrouted is not None:
             source, event = self.builder.last_misrouted
             self.log.limited("misrouted", "warning", "misrouted-fragments", count=counts.misrouted - self._misrouted,

@@ -523,6 +523,30 @@ def test_several_workers_share_one_status(tmp_path):
     assert all((w % 2 == k).all() for k, w in enumerate(per_worker))  # routed by event number
 
 
+def test_sparse_event_numbers_in_a_small_window_are_evicted_and_the_log_says_why(tmp_path):
+    """Event numbers 1000 apart (a prescale keeping every 1000th) in a window of 8192
+    numbers: a source one message behind has its events evicted, incomplete, which only
+    a counter showed. Now a warning says that the window counts event numbers."""
+    port = free_port()
+    d = Daemon(basic_config(tmp_path, port, sources=[0, 1], builder={"window": 8192, "timeout_s": 5.0}))
+    try:
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT, batch=16) for s in (0, 1)]
+        events = np.arange(64) * 1000
+        send(srcs[0], events)  # four messages, each spanning 15,000 numbers
+        time.sleep(0.5)
+        send(srcs[1], events)
+        for src in srcs:
+            src.close()
+        wait_for(lambda: d.counter("received_fragments") >= 128, 60, "128 fragments")
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    assert c["builder_evicted"] > 0 and c["events_complete"] < 64
+    line = next(x for x in d.log_lines() if x["event"] == "events-evicted")
+    assert line["level"] == "warning" and line["window"] == 8192 and "spacing" in line["why"]
+
+
 def test_a_source_sending_to_the_wrong_worker_is_named(tmp_path):
     """With node.workers = 2, a source given only worker 0's endpoint had its odd events
     built there, split from the rest of them in worker 1, and nothing said so."""

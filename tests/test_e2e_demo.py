@@ -5,6 +5,7 @@ accounted for, the summary, the JSON and the plot; a second run reuses the firmw
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -66,3 +67,34 @@ def test_demo_never_empties_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "afile").write_text("")
     r = demo(tmp_path / "no-project", tmp_path / "afile" / "out")
     assert r.returncode == 2 and "afile" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_board_stopped_early_fails_the_demo(tmp_path):
+    """A board stopped mid-run (SIGTERM) ended "stopped", exit 0, and the demo said OK:
+    its unmade events and its delayed fragments never sent were taken as handled."""
+    import signal
+    import time
+
+    project = make_bdt_project(tmp_path / "tiny_tau")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fpgaflow.cli", "demo", "--project", str(project), "--out", str(out),
+           "--events", "30000", "--rate", "3000", "--json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        deadline, status = time.monotonic() + 300, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            files = sorted(out.glob("node/board-2.json"))
+            status = json.loads(files[0].read_text()) if files else None
+            if status and status["counters"].get("generated", 0) > 3000:
+                break
+            time.sleep(0.2)
+        assert status and proc.poll() is None, "the board never got going"
+        os.kill(status["pid"], signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, stderr[-2000:]
+    s = json.loads(stdout)
+    assert not s["ok"] and any(p.startswith("board 2 failed (generated") for p in s["problems"]), s["problems"]

@@ -148,11 +148,17 @@ def run_demo(args: Any) -> int:
 
     say("stage 3/3: accounting for every event")
     results = []
+    short: dict[int, str] = {}
     for p in paths:
         boards = {s: stream.read_json(p.board_status(s)) or {} for s in p.sources}
         faults = {s: read_faults(p.board_status(s)) for s in p.sources}
-        generated = max((int(b.get("counters", {}).get("generated", 0)) for b in boards.values()), default=0)
-        results.append(account_path(p.name, p.dir / "events", p.sources, boards, faults, nodes[p.name], generated,
+        # every planned event is accounted for (not what the boards' last status says they made: a
+        # board stopped or killed early left events unmade, and faults unlogged, which must fail the run)
+        for s, b in boards.items():
+            made = int(b.get("counters", {}).get("generated", 0))
+            if made < args.events or not b.get("final"):
+                short[s] = f"generated {made} of {args.events} events" + ("" if b.get("final") else ", no final status")
+        results.append(account_path(p.name, p.dir / "events", p.sources, boards, faults, nodes[p.name], args.events,
                                     p.validate_every, emulators[p.name]))  # fmt: skip
         if nodes[p.name].get("exit_code"):
             say(f"node {p.name} exited with {nodes[p.name]['exit_code']}")
@@ -164,6 +170,8 @@ def run_demo(args: Any) -> int:
         for s, proc in p.board_procs.items()
         if proc.returncode
     }
+    for s, why in short.items():
+        summary["boards_failed"].setdefault(str(s), why)
     return finish(summary, out, args, results)
 
 

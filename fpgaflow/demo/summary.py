@@ -94,8 +94,9 @@ def account_path(
             r = rows[found]
             if kind == "drop":
                 hit = ((missing[r] >> np.uint64(i)) & np.uint64(1)) == 1
-            elif kind == "delay":
-                hit = ((missing[r] >> np.uint64(i)) & np.uint64(1)) == 1
+            elif kind == "delay":  # its event left without it, and it reached the late file
+                in_late = np.array([(int(e), s) in late_keys for e in events[found]], bool)
+                hit = (((missing[r] >> np.uint64(i)) & np.uint64(1)) == 1) & in_late
                 absorbed = (status[r] & protocol.COMPLETE) != 0
                 notes["delay_absorbed"] = notes.get("delay_absorbed", 0) + int(absorbed.sum())
                 notes["delay_unaccounted"] = notes.get("delay_unaccounted", 0) + int((~hit & ~absorbed).sum())

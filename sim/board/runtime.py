@@ -139,7 +139,7 @@ class Board:
             return
         path = Path(self.cfg.status_file)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1))
+        tmp.write_text(json.dumps({**self.status(), "final": final}, indent=1))  # final: its fault log is whole
         os.replace(tmp, path)
         if final:
             ftmp = path.with_name(path.name + ".faults.tmp.npz")

@@ -1,7 +1,9 @@
 """Fault injection for the board stand-in: what a real board next to the detector can
-do wrong, chosen per fragment from a seeded generator so a run is reproducible, and
-every injected fault counted and logged by event number so the demo and the tests can
-check that the node detected (or at least accounted for) each one."""
+do wrong, chosen per fragment from its event number, source and seed (a hash, not a
+generator drawn block by block: blocks follow the timing, so the same settings hit other
+events from run to run), so a run is reproducible; every injected fault is counted and
+logged by event number so the demo and the tests can check that the node detected (or
+at least accounted for) each one."""
 
 from __future__ import annotations
 
@@ -81,32 +83,45 @@ class FaultLog:
         return {k: (np.concatenate(v) if v else np.zeros(0, np.uint64)) for k, v in self.events.items()}
 
 
+def uniform(events: np.ndarray, key: int, draw: int) -> np.ndarray:
+    """A uniform number in [0, 1) per event number: draw ``draw`` of the stream ``key``
+    (splitmix64 of the three; the same event always gets the same number)."""
+    x = np.asarray(events, np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x = x + np.uint64((key * 0xD1B54A32D192ED03 + draw * 0x8CB92BA72F3D8DD7) % 2**64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 class Injector:
     def __init__(self, faults: Faults, source_id: int, output_type: FixedType):
         self.faults = faults
-        self.rng = np.random.default_rng([faults.seed, source_id, 0xFA])
+        self.key = (faults.seed * 0x10001 + source_id) * 0xFA % 2**64  # this board's streams
         self.output_type = output_type
         self.log = FaultLog()
 
-    def plan(self, n: int) -> FaultPlan:
+    def plan(self, events: np.ndarray) -> FaultPlan:
+        """Which of these events' fragments get which fault."""
         f = self.faults
-        u = self.rng.random(n)
+        u = uniform(events, self.key, 0)
         edges = np.cumsum([f.drop, f.delay, f.bitflip, f.error])
         drop = u < edges[0]
         delay = (u >= edges[0]) & (u < edges[1])
         bitflip = (u >= edges[1]) & (u < edges[2])
         error = (u >= edges[2]) & (u < edges[3])
-        duplicate = (self.rng.random(n) < f.duplicate) & ~drop if f.duplicate else np.zeros(n, bool)
+        duplicate = (uniform(events, self.key, 1) < f.duplicate) & ~drop if f.duplicate else np.zeros(len(u), bool)
         return FaultPlan(drop, delay, duplicate, bitflip, error)
 
-    def corrupt(self, result: np.ndarray, rows: np.ndarray) -> None:
+    def corrupt(self, result: np.ndarray, rows: np.ndarray, events: np.ndarray) -> None:
         """Flip one random bit of one random output of each row (in place, within the
-        output type's width, so the value stays a valid raw integer of that type)."""
+        output type's width, so the value stays a valid raw integer of that type); which
+        one follows from the row's event number."""
         if not len(rows):
             return
         n_out = result.shape[1]
-        col = self.rng.integers(0, n_out, len(rows))
-        bit = self.rng.integers(0, self.output_type.width, len(rows)).astype(np.int64)
+        col = (uniform(events, self.key, 2) * n_out).astype(np.intp)
+        bit = (uniform(events, self.key, 3) * self.output_type.width).astype(np.int64)
         result[rows, col] = flip_bit(result[rows, col].astype(np.int64), bit, self.output_type)
 
 

@@ -215,7 +215,7 @@ class Board:
                     events = np.arange(next_event, next_event + n, dtype=np.uint64)
                     x, result = readout.block(events)
                     frags = self._fragments(events, x, result)
-                    plan = inj.plan(n) if faults.any else None
+                    plan = inj.plan(events) if faults.any else None
                     if plan is not None:
                         frags = self._inject(frags, plan, delayed, now)
                     send(frags)
@@ -285,7 +285,7 @@ class Board:
         log.add("error", ev[plan.error])
         result = frags["result"][:, : self.n_outputs].astype(np.int64)
         corrupt = np.flatnonzero(plan.bitflip | plan.error)
-        inj.corrupt(result, corrupt)
+        inj.corrupt(result, corrupt, ev[corrupt])
         frags["result"][:, : self.n_outputs] = result
         frags["flags"][plan.error] |= protocol.ERROR
         if plan.delay.any():

@@ -171,7 +171,7 @@ class Builder:
 
     # ------------------------------------------------------------------ intake
     def add(self, source_index: np.ndarray, frags: np.ndarray, now_ns: int | None = None, *,
-            anchored: bool = False) -> None:  # fmt: skip
+            anchored: bool = False, inner: bool = False) -> None:  # fmt: skip
         """Place a drain of fragments (any sources, any events, any order).
 
         ``frags`` may be 2-d (messages x fragments, a view of the receive buffer) and
@@ -179,15 +179,17 @@ class Builder:
         payload is copied once from the receive buffer: into the records its events leave
         in when that copies less (most of the drain's events complete in it, the usual
         case under load with batched sources; see ``_add_direct``), else into the slots.
-        Fragments set aside (late, duplicate, jump) cost one more copy: the rare path."""
+        Fragments set aside (late, duplicate, jump) cost one more copy: the rare path.
+        (``inner``: a part of a drain placed again from within, already counted.)"""
         if frags.size == 0:
             return
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         self._drains += 1
         # one strided pass over the receive buffer; the comparisons below then read it contiguously
         ev = np.ascontiguousarray(frags["event"]).reshape(-1)
-        if self.stride > 1:  # a source sending to the wrong worker splits events in two: say so
-            wrong = ev % np.uint64(self.stride) != np.uint64(self.worker)
+        if self.stride > 1 and not inner:  # a source sending to the wrong worker splits events in two: say so
+            m = self.stride
+            wrong = (ev & np.uint64(m - 1) if m & (m - 1) == 0 else ev % np.uint64(m)) != np.uint64(self.worker)
             if wrong.any():
                 self.counts.misrouted += int(np.count_nonzero(wrong))
                 first = int(np.argmax(wrong))
@@ -199,7 +201,7 @@ class Builder:
                 self.counts.late += len(idx)
                 self.late.append(Late(source_index.reshape(-1)[idx], _rows(frags, idx)))
                 if len(rest):
-                    self.add(source_index.reshape(-1)[rest], _rows(frags, rest), now_ns, anchored=anchored)
+                    self.add(source_index.reshape(-1)[rest], _rows(frags, rest), now_ns, anchored=anchored, inner=True)
                 return
         keep = None  # None: every fragment goes in
         if self.high is None:
@@ -217,7 +219,7 @@ class Builder:
             keep = ~jump
             if not keep.any():
                 if not anchored and self._far_run(source_index, jump, now_ns):  # let go: this drain anchors anew
-                    return self.add(source_index, frags, now_ns, anchored=True)
+                    return self.add(source_index, frags, now_ns, anchored=True, inner=True)
                 self._jumped(source_index, ev, jump)
                 return
             self._jumped(source_index, ev, jump)
@@ -261,7 +263,7 @@ class Builder:
                     self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
                     if self.held is not None and self.held is not held_before:
                         self.held = None  # held from this drain: it goes in again with the drain
-                    return self.add(source_index, frags, now_ns, anchored=True)
+                    return self.add(source_index, frags, now_ns, anchored=True, inner=True)
             self.counts.late += int(late.sum())
             self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
             if not keep.any():
@@ -396,7 +398,7 @@ class Builder:
         starts = np.flatnonzero(np.r_[True, sorted_piece[1:] != sorted_piece[:-1]])
         src = source_index.reshape(-1)
         for idx in np.split(order, starts[1:]):
-            self.add(src[idx], _rows(frags, idx), now_ns, anchored=True)
+            self.add(src[idx], _rows(frags, idx), now_ns, anchored=True, inner=True)
 
     def _leap(self, source_index: np.ndarray, frags: np.ndarray, ev: np.ndarray, keep: np.ndarray | None,
               now_ns: int) -> np.ndarray | None:  # fmt: skip
@@ -424,7 +426,7 @@ class Builder:
                 self.held = None
                 rest = np.arange(ev.size) if keep is None else np.flatnonzero(keep)
                 src = np.concatenate([held_src, source_index.reshape(-1)[rest]])
-                self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True)
+                self.add(src, np.concatenate([held_frag, _rows(frags, rest)]), now_ns, anchored=True, inner=True)
                 return None
             self._let_held_go()  # not confirmed: a jump
         rest = np.ones(ev.size, bool) if keep is None else keep.copy()

@@ -531,7 +531,8 @@ class Node:
             self._reanchors = counts.reanchors
             why = "event numbers far from the window in a row, from two sources: the numbering is elsewhere"
             self.log("warning", "builder-reanchored", reanchors=counts.reanchors, late=counts.late, jumps=counts.jumps,
-                     why=why)  # fmt: skip
+                     evicted=counts.evicted - self._evicted, why=why)  # fmt: skip
+            self._evicted = counts.evicted  # (told here: not the window's doing)
         if counts.jumps != self._jumps and self.builder.last_jump is not None:
             source, event = self.builder.last_jump
             self.log.limited("jump", "warning", "event-number-jump", count=counts.jumps - self._jumps,
@@ -542,8 +543,9 @@ class Node:
             self.log.limited("evicted", "warning", "events-evicted", count=counts.evicted - self._evicted,
                              window=self.builder.capacity, open_events=self.builder.n_open,
                              why="a newer event number moved the window past them before they were complete: "
-                                 "builder.window (in event numbers) is smaller than how far apart the sources "
-                                 "are, or than rate x timeout x the spacing of the event numbers")  # fmt: skip
+                                 "the numbering leapt ahead, or builder.window (in event numbers) is smaller "
+                                 "than how far apart the sources are, or than rate x timeout x the spacing of "
+                                 "the event numbers")  # fmt: skip
             self._evicted = counts.evicted
         if counts.misrouted != self._misrouted and self.builder.last_misrouted is not None:
             source, event = self.builder.last_misrouted

@@ -61,9 +61,16 @@ def test_demo_never_empties_a_folder_it_did_not_write(tmp_path):
     out = tmp_path / "mine"
     (out / "node").mkdir(parents=True)
     (out / "node" / "keep.py").write_text("precious = True\n")
+    (out / "summary.json").write_text("{}")  # anyone's summary: no proof of a demo (review)
     r = demo(tmp_path / "no-project", out)
-    assert r.returncode == 2 and "not from fpgaflow demo" in r.stderr and "Traceback" not in r.stderr
-    assert (out / "node" / "keep.py").read_text() == "precious = True\n"
+    assert r.returncode == 2 and "not an earlier fpgaflow demo's" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "node" / "keep.py").read_text() == "precious = True\n" and (out / "summary.json").exists()
+    (out / "node" / "keep.py").unlink()
+    (out / "node").rmdir()
+    (out / "summary.json").unlink()
+    (out / "notes.txt").write_text("mine\n")  # none of the demo's names: still not marked as a demo's
+    r = demo(tmp_path / "no-project", out)
+    assert r.returncode == 2 and not (out / ".fpgaflow-demo").exists()
     (tmp_path / "afile").write_text("")
     r = demo(tmp_path / "no-project", tmp_path / "afile" / "out")
     assert r.returncode == 2 and "afile" in r.stderr and "Traceback" not in r.stderr

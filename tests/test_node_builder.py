@@ -46,6 +46,17 @@ def test_fragments_of_another_workers_events_are_counted_and_built_all_the_same(
     assert sorted(ev["event"]) == [1, 4, 7, 9, 10] and (ev["status"] == p.COMPLETE).all()
     assert b.counts.misrouted == 2 and b.last_misrouted == (1, 9)
     assert Builder(2, 3, 1, 4).counts.misrouted == 0
+    # once each, also where a drain is placed in pieces (wider than the window) or a held
+    # leap goes in with the drain that confirms it (counted twice: review)
+    b = Builder(1, 3, 1, 4, window=16, stride=2, worker=0)
+    ev = np.arange(0, 200, 2)
+    ev[::10] += 1
+    b.add(*frags(ev, 0))
+    assert b.counts.misrouted == 10
+    b = Builder(1, 3, 1, 4, window=16, stride=2, worker=0)
+    for drain in ([0, 2, 4], [101], [104, 106]):
+        b.add(*frags(drain, 0))
+    assert b.counts.misrouted == 1
 
 
 def test_out_of_order_and_interleaved_sources_in_one_drain():

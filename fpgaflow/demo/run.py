@@ -56,15 +56,16 @@ OUTPUTS = ("node", "paths", "demo.png", "summary.json")
 
 
 def clear_earlier_run(out: Path) -> None:
-    """Remove an earlier demo's outputs from ``out``, and only a demo's: a folder holding
-    any of those names without a demo's mark (or its summary) is refused, not emptied
-    (``--out .`` in the repository removed the ``node`` package's source)."""
-    found = [sub for sub in OUTPUTS if (out / sub).exists() or (out / sub).is_symlink()]
-    if not found:
+    """Remove an earlier demo's outputs from ``out``, and only a demo's: an existing folder
+    without a demo's mark that is not empty is refused, not emptied (``--out .`` in the
+    repository removed the ``node`` package's source) nor marked (a ``node/`` made there
+    later would go with the next run)."""
+    if not (out / MARK).is_file():
+        if any(out.iterdir()):
+            raise ValueError(f"--out {out}: a folder that is not empty and not an earlier fpgaflow demo's: "
+                             "give a new or empty folder (an earlier demo's outputs are replaced)")  # fmt: skip
         return
-    if not ((out / MARK).is_file() or (out / "summary.json").is_file()):
-        raise ValueError(f"--out {out}: it holds {', '.join(found)}, not from fpgaflow demo: "
-                         "give a new or empty folder (an earlier demo's outputs are replaced)")  # fmt: skip
+    found = [sub for sub in OUTPUTS if (out / sub).exists() or (out / sub).is_symlink()]
     for sub in found:
         target = out / sub
         if target.is_dir() and not target.is_symlink():
@@ -156,9 +157,9 @@ def run_demo(args: Any) -> int:
         # board stopped or killed early left events unmade, and faults unlogged, which must fail the run)
         for s, b in boards.items():
             made = int(b.get("counters", {}).get("generated", 0))
-            if made < args.events or not b.get("final"):
-                short[s] = f"generated {made} of {args.events} events" + ("" if b.get("final") else ", no final status")
-        results.append(account_path(p.name, p.dir / "events", p.sources, boards, faults, nodes[p.name], args.events,
+            if made < per_path or not b.get("final"):
+                short[s] = f"generated {made} of {per_path} events" + ("" if b.get("final") else ", no final status")
+        results.append(account_path(p.name, p.dir / "events", p.sources, boards, faults, nodes[p.name], per_path,
                                     p.validate_every, emulators[p.name]))  # fmt: skip
         if nodes[p.name].get("exit_code"):
             say(f"node {p.name} exited with {nodes[p.name]['exit_code']}")

@@ -138,13 +138,13 @@ class Board:
         if not self.cfg.status_file:
             return
         path = Path(self.cfg.status_file)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({**self.status(), "final": final}, indent=1))  # final: its fault log is whole
-        os.replace(tmp, path)
-        if final:
+        if final:  # first: a status that says final has its fault log whole beside it
             ftmp = path.with_name(path.name + ".faults.tmp.npz")
             np.savez(ftmp, **self.injector.log.arrays())
             os.replace(ftmp, path.with_name(path.name + ".faults.npz"))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({**self.status(), "final": final}, indent=1))
+        os.replace(tmp, path)
 
     def _tick_status(self) -> None:
         now = time.monotonic()

@@ -105,3 +105,26 @@ def test_a_board_stopped_early_fails_the_demo(tmp_path):
     assert proc.returncode == 1, stderr[-2000:]
     s = json.loads(stdout)
     assert not s["ok"] and any(p.startswith("board 2 failed (generated") for p in s["problems"]), s["problems"]
+
+
+def test_a_delay_counts_as_detected_only_if_its_fragment_reached_the_late_file(monkeypatch, tmp_path):
+    """A delayed fragment whose source was missing from its event counted as detected
+    whether or not it reached the late file (a board stopped before sending it)."""
+    import numpy as np
+
+    from fpgaflow.demo import summary
+    from node import protocol as p
+
+    ev = {
+        "event": np.arange(3, dtype=np.uint64),
+        "status": np.array([p.COMPLETE, p.TIMED_OUT, p.TIMED_OUT], np.uint32),
+        "missing": np.array([0, 0b10, 0b10], np.uint64),
+        "first_ns": np.zeros(3, np.uint64),
+        "built_ns": np.full(3, 10**9, np.uint64),
+    }
+    late = {"event": np.array([1], np.uint64), "source": np.array([8])}  # event 2's never came
+    monkeypatch.setattr(summary, "read_events", lambda d, tree="events": late if tree == "late" else ev)
+    faults = {8: {"delay": np.array([1, 2], np.uint64)}}
+    r = summary.account_path("node", tmp_path, [7, 8], {}, faults, {"counters": {}}, 3, 100, [])
+    assert r["faults_injected"]["delay"] == 2 and r["faults_detected"]["delay"] == 1
+    assert r["fault_notes"]["delay_unaccounted"] == 1

@@ -45,7 +45,7 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
         f"  late fragments            {s['late_fragments']:>12,}",
         f"  LOST                      {s['lost']:>12,}",
         f"  built events/s            {'-' if rate is None else f'{rate:>12,.0f}'}   "
-        f"(over {s.get('stream_seconds', 0):.1f} s: first fragment stamped -> last event out)",
+        f"(over {s.get('stream_seconds', 0):.1f} s: first fragment stamped -> last complete event out)",
         f"  latency p50 / p99 / max   {_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])}",
         f"  time: firmware {s['seconds'].get('firmware', 0)} s, streaming {s['seconds'].get('stream', '-')} s, "
         f"total {s['seconds'].get('total', '-')} s",

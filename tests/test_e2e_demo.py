@@ -71,6 +71,13 @@ def test_demo_never_empties_a_folder_it_did_not_write(tmp_path):
     (out / "notes.txt").write_text("mine\n")  # none of the demo's names: still not marked as a demo's
     r = demo(tmp_path / "no-project", out)
     assert r.returncode == 2 and not (out / ".fpgaflow-demo").exists()
+    from fpgaflow.demo.run import clear_earlier_run
+
+    old = tmp_path / "before-the-mark"  # an earlier demo's outputs, from before the mark: replaced
+    (old / "node").mkdir(parents=True)
+    (old / "summary.json").write_text(json.dumps({"generated": 1, "faults_by_kind": {}, "firmware": [], "lost": 0}))
+    clear_earlier_run(old)
+    assert not (old / "node").exists() and not (old / "summary.json").exists()
     (tmp_path / "afile").write_text("")
     r = demo(tmp_path / "no-project", tmp_path / "afile" / "out")
     assert r.returncode == 2 and "afile" in r.stderr and "Traceback" not in r.stderr

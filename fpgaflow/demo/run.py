@@ -60,7 +60,7 @@ def clear_earlier_run(out: Path) -> None:
     without a demo's mark that is not empty is refused, not emptied (``--out .`` in the
     repository removed the ``node`` package's source) nor marked (a ``node/`` made there
     later would go with the next run)."""
-    if not (out / MARK).is_file():
+    if not ((out / MARK).is_file() or _demo_summary(out / "summary.json")):
         if any(out.iterdir()):
             raise ValueError(f"--out {out}: a folder that is not empty and not an earlier fpgaflow demo's: "
                              "give a new or empty folder (an earlier demo's outputs are replaced)")  # fmt: skip
@@ -72,6 +72,15 @@ def clear_earlier_run(out: Path) -> None:
             shutil.rmtree(target)
         else:
             target.unlink()
+
+
+def _demo_summary(path: Path) -> bool:
+    """A demo's own summary (one from before the mark was written), not just any file of that name."""
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(s, dict) and {"generated", "faults_by_kind", "firmware", "lost"} <= s.keys()
 
 
 def run_demo(args: Any) -> int:

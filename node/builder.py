@@ -37,7 +37,6 @@ FAR_WINDOWS = 16  # a late fragment this many windows below the window is not la
 JUMP = "beyond builder.max_event_jump of the highest event number"
 LONE_LEAP = "a window or more beyond the highest event number, alone, never confirmed within builder.timeout_s"
 COMPACT_AT = 4  # claims queued beyond this many windows of events are compacted (``Builder._compact``)
-BACKLOG_EVIDENCE = 64  # recent events of the window built without the far sources: they fell behind
 STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources ...
 # ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run)
 
@@ -470,8 +469,6 @@ class Builder:
             return False
         if now_ns - self._in_window_ns < self.timeout_ns:
             return False
-        if self._backlog():
-            return False
         open_ = np.flatnonzero(self.state == OPEN)
         if len(open_):
             self.counts.evicted += len(open_)
@@ -481,19 +478,6 @@ class Builder:
         self._far = self._far_sources = 0
         self.counts.reanchors += 1
         return True
-
-    def _backlog(self) -> bool:
-        """Are the sources far below a backlog (they fell behind: the window's recent events,
-        BACKLOG_EVIDENCE of them or more, were built without them), not a new numbering (a
-        run restart: they had their part in those events) nor a window a corrupt number
-        anchored (it holds next to nothing)?  A backlog's fragments are late: its events
-        left already, and re-anchoring on it built them a second time."""
-        lo = np.uint64(self.low)
-        recent = (self.state != EMPTY) & (self.slot_event >= lo) & (self.slot_event <= np.uint64(self.high))
-        if int(np.count_nonzero(recent)) < BACKLOG_EVIDENCE:
-            return False
-        far = [k for k in range(self.n_sources) if self._far_sources >> k & 1]
-        return not self.arrived[recent][:, far].any()
 
     def _first_seen(self, slots: np.ndarray) -> np.ndarray:
         """Mask of each slot's first occurrence: distinct slots without a sort (``np.unique``

@@ -226,32 +226,6 @@ def test_a_backlog_far_behind_is_late_while_the_others_send_into_the_window():
     assert b.counts.reanchors == 0
 
 
-def test_a_backlog_far_behind_stays_late_after_the_others_stop():
-    """The same backlog once the sources in step have stopped (end of their run) for longer
-    than the build timeout: taken for a new numbering, its events were built a second time
-    (each copy incomplete). The window's recent events were built without those sources:
-    they fell behind, and their fragments are late."""
-    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=16)
-    t = 0
-    for start in range(100_000, 101_600, 16):  # sources 0 and 1 run on alone, then stop
-        t += MS
-        ev = np.arange(start, start + 16)
-        b.add(*(np.concatenate(x) for x in zip(frags(ev, 0), frags(ev, 1), strict=True)), now_ns=t)
-        b.expire(t)
-    b.expire(t + 10**9)
-    first = {int(e) for e in built(b)["event"]}
-    assert len(first) == 1600
-    t += 10**9
-    for start in range(100_000, 101_600, 16):  # the backlog of sources 2 and 3 now
-        t += MS
-        ev = np.arange(start, start + 16)
-        b.add(*(np.concatenate(x) for x in zip(frags(ev, 2), frags(ev, 3), strict=True)), now_ns=t)
-        b.expire(t)
-    b.expire(t + 10**9)
-    b.drain()
-    assert b.counts.reanchors == 0 and b.counts.late == 3200 and len(built(b)) == 0
-
-
 def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():
     """Events that timed out, then their fragments: late, near the window, however many."""
     b = Builder(2, 3, 1, 4, window=64, timeout_s=1.0, stuck_fragments=16)

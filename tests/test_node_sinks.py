@@ -433,3 +433,28 @@ def test_a_give_up_while_a_file_rotates_out_reaches_its_writer(tmp_path, monkeyp
     assert sink.error is not None and "given up" in str(sink.error) and not sink.busy
     sink.close()
     assert sink.accepted == sink.written + sink.lost == 2 * per_chunk and not sink.files
+
+
+def test_a_closed_files_chunk_buffer_is_unmapped_at_once(tmp_path):
+    """Each file's writer maps a page-aligned buffer for its last, partial chunk (4 MB); it
+    stayed mapped until the garbage collector found the file's reference cycle: 20-60 MB
+    at a 5 s rotation in a soak run. Now closing the file lets it go."""
+    import gc
+
+    def zero_mappings() -> int:
+        with open("/proc/self/maps") as f:
+            return sum(1 for line in f if "/dev/zero" in line)
+
+    dtype = p.event_dtype(2, 300, 2, 4)
+    gc.disable()
+    try:
+        before = zero_mappings()
+        for k in range(5):
+            sink = RotatingFiles(tmp_path / str(k), "ev", fmt="hdf5", max_records=1000)
+            ev = np.zeros(100, dtype)
+            ev["event"] = np.arange(100)
+            sink.write(ev)
+            sink.close()
+        assert zero_mappings() == before
+    finally:
+        gc.enable()

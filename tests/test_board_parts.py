@@ -160,3 +160,14 @@ def test_stop_after_n_events_is_a_counted_fault(tmp_path, manifest):
     with np.load(tmp_path / "board.json.faults.npz") as f:
         flips = f["bitflip"]
     assert 10 < len(flips) < 60 and flips.max() < 300
+
+
+def test_the_fault_log_keeps_every_event_and_counts_as_it_goes():
+    from sim.board.faults import FaultLog
+
+    log = FaultLog()
+    for k in range(1000):  # a long run: one block with a fault after another
+        log.add("drop", np.array([2 * k, 2 * k + 1]))
+    log.add("error", np.array([7]))
+    assert log.counts()["drop"] == 2000 and log.counts()["error"] == 1 and log.counts()["delay"] == 0
+    assert np.array_equal(log.arrays()["drop"], np.arange(2000)) and len(log.events["drop"]) < 256

@@ -238,6 +238,8 @@ class Node:
         self._jumps = 0  # the builder's jumps logged so far
         self._misrouted = 0  # the builder's misrouted fragments logged so far
         self._evicted = 0  # the builder's evicted events logged so far
+        self._timed_out = 0  # the builder's timed-out events logged so far
+        self._timed_out_missing = 0  # sources (bits) missing from events timed out since
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -566,7 +568,16 @@ class Node:
     def _advance(self, now_ns: int, force: bool = False) -> None:
         self._late()
         for events in self.builder.take():
+            if events["status"][0] & protocol.TIMED_OUT:  # a block the timeout let go: whose fragments it lacks
+                self._timed_out_missing |= int(np.bitwise_or.reduce(events["missing"]))
             self.fallback.submit(events)
+        timed_out = self.builder.counts.timed_out
+        if timed_out != self._timed_out:  # a source silent or slow: say which, not only count it
+            missing = [s for k, s in enumerate(self.sources) if self._timed_out_missing >> k & 1]
+            self.log.limited("timed-out", "warning", "events-timed-out", count=timed_out - self._timed_out,
+                             missing_sources=missing,
+                             why="nothing from these sources within builder.timeout_s: silent, slow, lost")  # fmt: skip
+            self._timed_out, self._timed_out_missing = timed_out, 0
         for events in self.fallback.step(now_ns, force=force):
             self._out(events)
         self.log.flush_notes(force)

@@ -125,6 +125,10 @@ def test_complete_out_of_order_duplicate_silent_and_late(tmp_path):
     assert sorted(late["event"].tolist()) == list(range(250, 260)) and (late["source"] == 3).all()
     np.testing.assert_array_equal(late["inputs"], inputs_for(late["event"], 3))
     assert not list((tmp_path / "out").glob("*.tmp"))
+    # the silent source is named in the log, not only counted (a soak run's 20 s gap said nothing)
+    lines = [x for x in d.log_lines() if x["event"] == "events-timed-out"]
+    assert lines and all(x["level"] == "warning" and x["missing_sources"] == [3] for x in lines)
+    assert lines[0]["count"] > 0
     # downstream consumers got the same events over PUB
     published = []
     while sub.poll(100):

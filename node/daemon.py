@@ -574,10 +574,10 @@ class Node:
         timed_out = self.builder.counts.timed_out
         if timed_out != self._timed_out:  # a source silent or slow: say which, not only count it
             missing = [s for k, s in enumerate(self.sources) if self._timed_out_missing >> k & 1]
-            self.log.limited("timed-out", "warning", "events-timed-out", count=timed_out - self._timed_out,
-                             missing_sources=missing,
-                             why="nothing from these sources within builder.timeout_s: silent, slow, lost")  # fmt: skip
-            self._timed_out, self._timed_out_missing = timed_out, 0
+            why = "nothing from these sources within builder.timeout_s: silent, slow, lost"
+            if self.log.limited("timed-out", "warning", "events-timed-out", count=timed_out - self._timed_out,
+                                missing_sources=missing, why=why):  # fmt: skip
+                self._timed_out, self._timed_out_missing = timed_out, 0  # (held back: the next line tells all since)
         for events in self.fallback.step(now_ns, force=force):
             self._out(events)
         self.log.flush_notes(force)

@@ -81,16 +81,19 @@ class Log:
                 self(n["level"], n["what"], event_number=event, source=source, count=n["count"],
                      events=n["listed"])  # fmt: skip
 
-    def limited(self, key: str, level: str, what: str, **fields: Any) -> None:
+    def limited(self, key: str, level: str, what: str, **fields: Any) -> bool:
+        """A line at most once an ``interval`` per key; True if this one was written (a
+        caller summing what its lines tell starts afresh only then)."""
         now = time.monotonic()
         if now - self._last.get(key, -1e9) < self.interval:
             self._suppressed[key] += 1
             self._held[key] = (level, what, fields)  # the latest, for flush_suppressed
-            return
+            return False
         self._last[key] = now
         suppressed = self._suppressed.pop(key, 0)
         self._held.pop(key, None)
         self(level, what, **fields, **({"suppressed": suppressed} if suppressed else {}))
+        return True
 
     def flush_suppressed(self) -> None:
         """At a stop: each rate-limited line with repeats not yet told (they were told only on

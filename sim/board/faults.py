@@ -72,14 +72,17 @@ class FaultLog:
 
     events: dict[str, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in KINDS})
     n: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    merged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))  # leading arrays already merged
 
     def add(self, kind: str, events: np.ndarray) -> None:
         if len(events):
             parts = self.events[kind]
             parts.append(np.asarray(events, np.uint64).copy())
             self.n[kind] += len(events)
-            if len(parts) >= 256:  # one array, not one per block: a long run's log stays ~8 bytes a fault
-                parts[:] = [np.concatenate(parts)]
+            m = self.merged[kind]
+            if len(parts) - m >= 256:  # 256 blocks' as one array: ~8 bytes a fault, each copied once
+                parts[m:] = [np.concatenate(parts[m:])]
+                self.merged[kind] = m + 1
 
     def counts(self) -> dict[str, int]:
         """Faults so far by kind (kept as it goes: a status write twice a second summed the whole log)."""

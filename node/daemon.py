@@ -30,7 +30,7 @@ import zmq
 from node import config as config_mod
 from node import heap, protocol
 from node import metrics as metrics_mod
-from node.builder import Builder, ring_bytes
+from node.builder import Builder, missing_sources, ring_bytes
 from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
@@ -235,11 +235,8 @@ class Node:
         self._waiting_status = 0.0  # when _report_waiting last wrote the status file
         self.failed = False  # a sink could not write everything: the exit status says so
         self._reanchors = 0  # the builder's re-anchors logged so far
-        self._jumps = 0  # the builder's jumps logged so far
-        self._misrouted = 0  # the builder's misrouted fragments logged so far
-        self._evicted = 0  # the builder's evicted events logged so far
-        self._timed_out = 0  # the builder's timed-out events logged so far
-        self._timed_out_missing = 0  # sources (bits) missing from events timed out since
+        self._reanchor_evicted = 0  # evictions told by builder-reanchored lines (not the window's doing)
+        self._timed_out_missing = 0  # sources (bits) missing from events timed out since the last line
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -532,31 +529,30 @@ class Node:
         if counts.reanchors != self._reanchors:  # rare: say it where it shows
             self._reanchors = counts.reanchors
             why = "event numbers far from the window in a row, from two sources: the numbering is elsewhere"
+            evicted = counts.evicted - self._reanchor_evicted - self.log.tallied("evicted")  # not yet told
+            self._reanchor_evicted += evicted
             self.log("warning", "builder-reanchored", reanchors=counts.reanchors, late=counts.late, jumps=counts.jumps,
-                     evicted=counts.evicted - self._evicted, why=why)  # fmt: skip
-            self._evicted = counts.evicted  # (told here: not the window's doing)
-        if counts.jumps != self._jumps and self.builder.last_jump is not None:
-            source, event = self.builder.last_jump
-            self.log.limited("jump", "warning", "event-number-jump", count=counts.jumps - self._jumps,
-                             source=self.sources[source], event_number=event, high=self.builder.high,
-                             why=self.builder.last_jump_why)  # fmt: skip
-            self._jumps = counts.jumps
-        if counts.evicted != self._evicted:
-            self.log.limited("evicted", "warning", "events-evicted", count=counts.evicted - self._evicted,
-                             window=self.builder.capacity, open_events=self.builder.n_open,
-                             why="a newer event number moved the window past them before they were complete: "
-                                 "the numbering leapt ahead, or builder.window (in event numbers) is smaller "
-                                 "than how far apart the sources are, or than rate x timeout x the spacing of "
-                                 "the event numbers")  # fmt: skip
-            self._evicted = counts.evicted
-        if counts.misrouted != self._misrouted and self.builder.last_misrouted is not None:
-            source, event = self.builder.last_misrouted
-            self.log.limited("misrouted", "warning", "misrouted-fragments", count=counts.misrouted - self._misrouted,
-                             source=self.sources[source], event_number=event, worker=self.worker,
-                             belongs_to=event % self.builder.stride,
-                             why="node.workers > 1: event e goes to worker e % workers (Source with every "
-                                 "worker's endpoint does this); built here, its event is split in two")  # fmt: skip
-            self._misrouted = counts.misrouted
+                     evicted=evicted, why=why)  # fmt: skip
+        b = self.builder
+        self.log.tally(
+            "jump",
+            "warning",
+            "event-number-jump",
+            counts.jumps,
+            lambda: dict(
+                source=self.sources[b.last_jump[0]], event_number=b.last_jump[1], high=b.high, why=b.last_jump_why
+            ),
+        )
+        self.log.tally("evicted", "warning", "events-evicted", counts.evicted - self._reanchor_evicted, lambda: dict(
+            window=b.capacity, open_events=b.n_open,
+            why="a newer event number moved the window past them before they were complete: the numbering "
+                "leapt ahead, or builder.window (in event numbers) is smaller than how far apart the sources "
+                "are, or than rate x timeout x the spacing of the event numbers"))  # fmt: skip
+        self.log.tally("misrouted", "warning", "misrouted-fragments", counts.misrouted, lambda: dict(
+            source=self.sources[b.last_misrouted[0]], event_number=b.last_misrouted[1], worker=self.worker,
+            belongs_to=b.last_misrouted[1] % b.stride,
+            why="node.workers > 1: event e goes to worker e % workers (Source with every worker's endpoint "
+                "does this); built here, its event is split in two"))  # fmt: skip
         for late in self.builder.take_late():
             self.metrics.c["late_fragments"] += len(late.fragments)
             self.log.limited("late", "info", "late-fragments", count=len(late.fragments),
@@ -571,13 +567,11 @@ class Node:
             if events["status"][0] & protocol.TIMED_OUT:  # a block the timeout let go: whose fragments it lacks
                 self._timed_out_missing |= int(np.bitwise_or.reduce(events["missing"]))
             self.fallback.submit(events)
-        timed_out = self.builder.counts.timed_out
-        if timed_out != self._timed_out:  # a source silent or slow: say which, not only count it
-            missing = [s for k, s in enumerate(self.sources) if self._timed_out_missing >> k & 1]
-            why = "nothing from these sources within builder.timeout_s: silent, slow, lost"
-            if self.log.limited("timed-out", "warning", "events-timed-out", count=timed_out - self._timed_out,
-                                missing_sources=missing, why=why):  # fmt: skip
-                self._timed_out, self._timed_out_missing = timed_out, 0  # (held back: the next line tells all since)
+        # a source silent or slow: say which, not only count it
+        if self.log.tally("timed-out", "warning", "events-timed-out", self.builder.counts.timed_out, lambda: dict(
+                missing_sources=missing_sources(self._timed_out_missing, self.sources),
+                why="nothing from these sources within builder.timeout_s: silent, slow, lost")):  # fmt: skip
+            self._timed_out_missing = 0  # (held back: the next line tells all since)
         for events in self.fallback.step(now_ns, force=force):
             self._out(events)
         self.log.flush_notes(force)

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Log:
         self._suppressed: dict[str, int] = defaultdict(int)
         self._notes: dict[str, dict[str, Any]] = {}  # see note
         self._held: dict[str, tuple[str, str, dict[str, Any]]] = {}  # see flush_suppressed
+        self._tallied: dict[str, tuple[int, int]] = {}  # see tally: (total told, total seen)
         self.lost = 0
 
     def __call__(self, level: str, what: str, **fields: Any) -> None:
@@ -94,6 +96,21 @@ class Log:
         self._held.pop(key, None)
         self(level, what, **fields, **({"suppressed": suppressed} if suppressed else {}))
         return True
+
+    def tally(self, key: str, level: str, what: str, total: int, fields: Callable[[], dict[str, Any]]) -> bool:
+        """A counter's growth in ``limited`` lines: none while ``total`` stays put (``fields``
+        is called only for a line); each line's ``count`` is all since the last line written,
+        so what a held-back call saw is told by the next one (or at a stop). True if written."""
+        told, seen = self._tallied.get(key, (0, 0))
+        if total == seen:
+            return False
+        written = self.limited(key, level, what, count=total - told, **fields())
+        self._tallied[key] = (total if written else told, total)
+        return written
+
+    def tallied(self, key: str) -> int:
+        """The total ``tally`` last saw for ``key``."""
+        return self._tallied.get(key, (0, 0))[1]
 
     def flush_suppressed(self) -> None:
         """At a stop: each rate-limited line with repeats not yet told (they were told only on

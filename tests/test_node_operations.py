@@ -582,7 +582,7 @@ def test_timed_out_events_held_back_by_the_rate_limit_are_told_on_the_next_line(
     builder = types.SimpleNamespace(out=[], counts=types.SimpleNamespace(timed_out=0))
     builder.take = lambda: [builder.out.pop() for _ in range(len(builder.out))]
     fallback = types.SimpleNamespace(submit=lambda e: None, step=lambda now, force=False: [])
-    node = types.SimpleNamespace(sources=[11, 12, 13], log=log, _timed_out=0, _timed_out_missing=0, builder=builder,
+    node = types.SimpleNamespace(sources=[11, 12, 13], log=log, _timed_out_missing=0, builder=builder,
                                  _late=lambda: None, _out=lambda e: None, events_sink=None, late_sink=None,
                                  fallback=fallback)  # fmt: skip
 
@@ -597,3 +597,29 @@ def test_timed_out_events_held_back_by_the_rate_limit_are_told_on_the_next_line(
     timed_out(0b100, 3)  # written: everything since the first line
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert [(x["count"], x["missing_sources"]) for x in lines] == [(5, [11]), (1003, [12, 13])]
+
+
+def test_a_tally_line_tells_all_since_the_last_written_one_and_nothing_while_unchanged():
+    """The jump, eviction, misrouted and time-out lines each kept their own "logged so far"
+    and restarted it at every call, written or held back: a held-back call's count was
+    never told (review). One mechanism now: ``Log.tally``."""
+    import io
+
+    from node.metrics import Log
+
+    buf = io.StringIO()
+    log = Log("t", stream=buf)
+    calls = []
+
+    def fields() -> dict:
+        calls.append(1)
+        return {"source": 3}
+
+    assert log.tally("k", "warning", "thing", 2, fields)  # written
+    assert not log.tally("k", "warning", "thing", 2, fields) and len(calls) == 1  # unchanged: nothing at all
+    assert not log.tally("k", "warning", "thing", 5, fields)  # held back
+    assert not log.tally("k", "warning", "thing", 9, fields)  # held back
+    assert not log.tally("k", "warning", "thing", 9, fields) and log.tallied("k") == 9
+    log.flush_suppressed()
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert [(x["count"], x.get("suppressed"), x.get("at_stop")) for x in lines] == [(2, None, None), (7, 1, True)]

@@ -72,6 +72,13 @@ def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def holdable(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Which rows of raw inputs ``x`` lie within the bounds (``input_bounds`` rows: one for
+    all, or one per row of ``x``); inputs beyond the bounds' width are not bounded."""
+    w = min(x.shape[1], low.shape[-1])
+    return ~((x[:, :w] < low[..., :w]) | (x[:, :w] > high[..., :w])).any(axis=1)
+
+
 class Fallback:
     """The results stage between the builder and the sinks (one per builder worker)."""
 
@@ -214,9 +221,8 @@ class Fallback:
         parts = [(p, np.flatnonzero(p.cpu)) for p in self.pending if p.cpu.any()]
         x = np.concatenate([p.events["inputs"][p.rows[t], p.srcs[t]] for p, t in parts]).astype(np.int64)
         srcs = np.concatenate([p.srcs[t] for p, t in parts])
-        width = min(x.shape[1], self.low.shape[1])
         bounds = srcs if len(self.low) > 1 else 0
-        good = ~((x[:, :width] < self.low[bounds, :width]) | (x[:, :width] > self.high[bounds, :width])).any(axis=1)
+        good = holdable(x, self.low[bounds], self.high[bounds])
         everyone = bool(good.all())
         raw = None
         if good.any():

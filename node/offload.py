@@ -24,7 +24,7 @@ import zmq
 
 from node import protocol
 from node.endpoint import prepare
-from node.fallback import input_bounds
+from node.fallback import holdable, input_bounds
 from node.security import CurveKeys, client_curve
 
 
@@ -226,7 +226,7 @@ def compute(emulator: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     them BAD_INPUTS) get ERROR and no result, instead of failing the whole request (the BDT
     emulator refuses them: the board died, and every later batch timed out)."""
     low, high = input_bounds(emulator)
-    ok = ~((x < low[0, : x.shape[1]]) | (x > high[0, : x.shape[1]])).any(axis=1)
+    ok = holdable(x, low[0], high[0])
     raw = np.zeros((len(x), int(np.prod(emulator.output_shape))), np.int64)
     if ok.any():
         xs = x if ok.all() else x[ok]

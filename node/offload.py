@@ -152,15 +152,10 @@ class Boards:
                 try:
                     h, frags = protocol.decode(msg, self.limits)
                 except protocol.ProtocolError as exc:
-                    self.counts.bad_replies += 1
-                    self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
-                              reason=exc.reason, detail=str(exc))  # fmt: skip
-                    # the batch it answers, if its first bytes say which: the CPU's at once
-                    if len(msg) >= 16 and msg[:4] == protocol.MAGIC and msg[5] == protocol.OFFLOAD_REPLY:
-                        entry = board.in_flight.pop(int.from_bytes(msg[8:16], "little"), None)
-                        if entry is not None:
-                            board.dead_until_ns = now_ns + self.retry_ns
-                            refused.append(entry[0])
+                    # the batch it answers, if its first bytes say which
+                    named = len(msg) >= 16 and msg[:4] == protocol.MAGIC and msg[5] == protocol.OFFLOAD_REPLY
+                    entry = board.in_flight.pop(int.from_bytes(msg[8:16], "little"), None) if named else None
+                    refused += self._bad_reply(board, entry, now_ns, reason=exc.reason, detail=str(exc))
                     continue
                 entry = board.in_flight.pop(h.sequence, None) if h.type == protocol.OFFLOAD_REPLY else None
                 if entry is None:
@@ -178,11 +173,7 @@ class Boards:
                     else None
                 )  # fmt: skip
                 if why is not None:
-                    self.counts.bad_replies += 1
-                    self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint,
-                              reason=why, sequence=h.sequence)  # fmt: skip
-                    board.dead_until_ns = now_ns + self.retry_ns
-                    refused.append(tag)
+                    refused += self._bad_reply(board, entry, now_ns, reason=why, sequence=h.sequence)
                     continue
                 self.counts.batches_answered += 1
                 valid = (frags["flags"] & protocol.RESULT_VALID) != 0
@@ -196,6 +187,17 @@ class Boards:
                               action="the CPU computes them")  # fmt: skip
                 out.append((tag, frags["result"].copy(), frags["flags"].copy()))
         return out, refused
+
+    def _bad_reply(self, board: _Board, entry: tuple[Any, int, np.ndarray] | None, now_ns: int,
+                   **why: Any) -> list[Any]:  # fmt: skip
+        """A reply refused: counted and logged; the batch it answers (``entry``, if known) is
+        the CPU's at once, and its board is left alone for ``retry``. Its tag, if any."""
+        self.counts.bad_replies += 1
+        self.note(f"offload-bad/{board.endpoint}", "warning", "offload-bad-reply", board=board.endpoint, **why)
+        if entry is None:
+            return []
+        board.dead_until_ns = now_ns + self.retry_ns
+        return [entry[0]]
 
     def expired(self, now_ns: int) -> list[Any]:
         """Tags of batches past their deadline; their boards count as dead for a while."""

@@ -118,6 +118,11 @@ def wait_started(boards: list[BoardProc], timeout: float = 60.0) -> None:
         assert b.proc.poll() in (None, 0), b.log_path.read_text()
 
 
+def random_raw_inputs(emu, n: int, seed: int) -> np.ndarray:
+    """``n`` samples of normal inputs, as the firmware's raw input integers."""
+    return emu.input_type.to_raw(np.random.default_rng(seed).normal(size=(n, int(np.prod(emu.input_shape)))))
+
+
 def missing_bit(events: dict[str, np.ndarray], index: int) -> np.ndarray:
     return ((events["missing"].astype(np.uint64) >> np.uint64(index)) & np.uint64(1)) == 1
 

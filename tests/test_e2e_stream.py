@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from e2e_helpers import BoardProc, by_event, missing_bit, shared_manifest, wait_started
+from e2e_helpers import BoardProc, by_event, missing_bit, random_raw_inputs, shared_manifest, wait_started
 from node_helpers import Daemon, free_port, read_sink, wait_for, write_config
 
 import sim
@@ -211,7 +211,7 @@ def test_offload_with_one_board_dead(tmp_path, manifest):
         node = Daemon(node_config(tmp_path, port, manifest, [0, 1], validate_every=0, offload={
             "boards": eps, "batch": 32, "max_in_flight": 2, "timeout_ms": 300.0, "retry_s": 60.0}))  # fmt: skip
         emu = sim.load(manifest)
-        x = emu.input_type.to_raw(np.random.default_rng(3).normal(size=(n, int(np.prod(emu.input_shape)))))
+        x = random_raw_inputs(emu, n, 3)
         srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id)
                 for s in (0, 1)]  # fmt: skip
         half = n // 2
@@ -259,7 +259,7 @@ def test_an_offload_board_given_inputs_its_firmware_cannot_hold_declines_them_an
         node = Daemon(node_config(tmp_path, port, manifest, [0], validate_every=100, offload={
             "boards": [ep], "batch": 16, "max_in_flight": 2, "timeout_ms": 2000.0, "retry_s": 60.0}))  # fmt: skip
         emu = sim.load(manifest)
-        x = emu.input_type.to_raw(np.random.default_rng(5).normal(size=(n, int(np.prod(emu.input_shape)))))
+        x = random_raw_inputs(emu, n, 5)
         bad = np.arange(3, n, 97)  # 100 among them: in the validation sample, CPU and board both get it
         x[bad, 0] = int(emu.input_type.max_raw) + 1
         src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id)
@@ -322,7 +322,7 @@ def test_offload_over_curve_reaches_only_a_board_that_knows_the_node(tmp_path, m
             security={"curve_secret_key": str(keys / "node.key_secret"), "curve_clients": str(keys / "clients")},
         ))  # fmt: skip
         emu = sim.load(manifest)
-        x = emu.input_type.to_raw(np.random.default_rng(5).normal(size=(n, int(np.prod(emu.input_shape)))))
+        x = random_raw_inputs(emu, n, 5)
         src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id,
                      curve=CurveKeys.from_files(keys / "clients/source.key_secret", keys / "node.key"))  # fmt: skip
         for lo in range(0, n, 100):  # fragments without an FPGA result: the node offloads them
@@ -389,7 +389,7 @@ def test_offload_answered_too_slowly_falls_back(tmp_path, manifest):
         node = Daemon(node_config(tmp_path, port, manifest, [0], validate_every=0, offload={
             "boards": [ep], "batch": 50, "max_in_flight": 4, "timeout_ms": 200.0, "retry_s": 0.1}))  # fmt: skip
         emu = sim.load(manifest)
-        x = emu.input_type.to_raw(np.random.default_rng(4).normal(size=(n, int(np.prod(emu.input_shape)))))
+        x = random_raw_inputs(emu, n, 4)
         with Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id) as src:
             src.send(np.arange(n), x, np.zeros((n, 1)), np.zeros(n, np.uint32))
         node.wait_counter("events_out", n, timeout=60)

@@ -152,6 +152,12 @@ class Builder:
         self._far_sources = 0  # their sources (bits)
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
         self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
+        # each source's highest number placed in this numbering, plus one (0: none yet), and
+        # the numbers the window last leapt over (never in it): what tells a backlog far behind
+        # (it goes on from its source's own numbers, through numbers the window passed) from a
+        # new numbering (see _backlog)
+        self._top = np.zeros(n_sources, np.uint64)
+        self._leapt: tuple[int, int] | None = None
         self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
         self.last_jump_why = JUMP
         # a lone fragment beyond the window's reach, waiting to be confirmed: (source index, fragment, ns)
@@ -218,7 +224,7 @@ class Builder:
             jump = ev > np.uint64(limit)
             keep = ~jump
             if not keep.any():
-                if not anchored and self._far_run(source_index, jump, now_ns):  # let go: this drain anchors anew
+                if not anchored and self._far_run(source_index, ev, jump, now_ns):  # let go: this drain anchors anew
                     return self.add(source_index, frags, now_ns, anchored=True, inner=True)
                 self._jumped(source_index, ev, jump)
                 return
@@ -245,6 +251,8 @@ class Builder:
             self._gone = None  # the numbering reached (or passed) the range let go: its numbers are new again
         low = max(0, new_high - self.capacity + 1)
         if new_high > self.high:
+            if low > self.high + 1:  # a leap: the numbers between never came through the window
+                self._leapt = (self.high, low)
             self.high = new_high
             self._evict_below(low)
         slot = (ev & self.mask).astype(np.intp)
@@ -259,7 +267,7 @@ class Builder:
                 far = ev > np.uint64(limit)
                 if low > FAR_WINDOWS * self.capacity:
                     far |= ev < np.uint64(low - FAR_WINDOWS * self.capacity)
-                if not anchored and self._far_run(source_index, far, now_ns):  # let go: this drain anchors anew
+                if not anchored and self._far_run(source_index, ev, far, now_ns):  # let go: this drain anchors anew
                     self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
                     if self.held is not None and self.held is not held_before:
                         self.held = None  # held from this drain: it goes in again with the drain
@@ -292,6 +300,8 @@ class Builder:
             slot_at, src_at, data = slot[rows], source_index[rows], _rows(frags, rows)
             key = key[rows]
         self.counts.fragments += key.size
+        # ~30 us per 16k fragments: the sources' own numbers (see _backlog)
+        np.maximum.at(self._top, source_index if rows is None else src_at, (ev if rows is None else ev[rows]) + 1)
         self.arrived_flat[key] = True
         self.timestamp[slot_at, src_at] = data["timestamp_ns"]
         touched = slot if rows is None else slot[rows]
@@ -449,7 +459,7 @@ class Builder:
         self.last_jump = (int(source_index.reshape(-1)[first]), int(ev[first]))
         self.last_jump_why = why
 
-    def _far_run(self, source_index: np.ndarray, far: np.ndarray, now_ns: int) -> bool:
+    def _far_run(self, source_index: np.ndarray, ev: np.ndarray, far: np.ndarray, now_ns: int) -> bool:
         """Count the fragments far from the window in a row (drains with none in it);
         once there are ``stuck_fragments`` of them from two sources (one, with one source),
         and none has come into the window for a build timeout, the window is where the
@@ -457,8 +467,7 @@ class Builder:
         sources started counting afresh.  Then every open event leaves (EVICTED) and the
         numbering is let go (True: the drain at hand anchors it again, near its median),
         instead of everything arriving late, or refused as a jump, from then on.  (A
-        backlog far behind, from sources that lagged, does not do it while the others
-        still send into the window.)"""
+        backlog far behind, from sources that lagged, does not do it, see ``_backlog``.)"""
         n = int(np.count_nonzero(far))
         if not n:
             self._far = self._far_sources = 0
@@ -469,14 +478,35 @@ class Builder:
             return False
         if now_ns - self._in_window_ns < self.timeout_ns:
             return False
+        if self._backlog(source_index.reshape(-1)[far], ev[far]):
+            return False
         open_ = np.flatnonzero(self.state == OPEN)
         if len(open_):
             self.counts.evicted += len(open_)
             self._emit(self._by_event(open_, self.low), protocol.EVICTED)
         self._gone = (self.low, self.high)
         self.high, self.low = None, 0
+        self._top[:] = 0
+        self._leapt = None
         self._far = self._far_sources = 0
         self.counts.reanchors += 1
+        return True
+
+    def _backlog(self, source_index: np.ndarray, ev: np.ndarray) -> bool:
+        """Whether far fragments are a backlog (sources that fell behind: their events
+        left without them, so the fragments are late), not a new numbering.
+
+        A backlog goes on from each source's own numbers (above the highest placed from it)
+        through numbers the window went through; a new run goes back below them, a source
+        never placed has none to go on from, and numbers the window leapt over (a corrupt
+        leap) or beyond ``max_event_jump`` never were in it.  Judged by what the window saw,
+        not by the events it built: a window a corrupt number anchored can hold many."""
+        top = self._top[source_index]
+        if not (top > 0).all() or not (ev >= top).all() or not (ev < np.uint64(self.low)).all():
+            return False
+        if self._leapt is not None:
+            a, b = self._leapt
+            return not ((ev > np.uint64(a)) & (ev < np.uint64(b))).any()
         return True
 
     def _first_seen(self, slots: np.ndarray) -> np.ndarray:

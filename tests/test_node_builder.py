@@ -226,6 +226,75 @@ def test_a_backlog_far_behind_is_late_while_the_others_send_into_the_window():
     assert b.counts.reanchors == 0
 
 
+def _in_step(b: Builder, sources, events, t_ms: int) -> int:
+    """``sources`` sending ``events`` in step, a drain of 16 events a ms from ``t_ms``, the
+    builder's timeout run after each; returns the ms after the last drain."""
+    for start in range(0, len(events), 16):
+        ev = events[start : start + 16]
+        parts = [frags(ev, s) for s in sources]
+        b.add(np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts]), now_ns=t_ms * MS)
+        b.expire(t_ms * MS)
+        t_ms += 1
+    return t_ms
+
+
+def test_a_backlog_far_behind_stays_late_after_the_others_stop():
+    """Two sources fell behind (a link outage), the two others ran on and stopped (the end
+    of their run) for longer than the build timeout, and then the backlog came: taken for a
+    new numbering, its events were built a second time (each copy incomplete). It goes on
+    from its sources' own numbers, through numbers the window went through: late."""
+    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=16)
+    t = _in_step(b, range(4), np.arange(100_000, 100_160), 0)  # all four, then 2 and 3 fall silent
+    t = _in_step(b, (0, 1), np.arange(100_160, 102_000), t)  # 0 and 1 run on, 28 windows, and stop
+    b.expire((t + 1000) * MS)
+    first = built(b)
+    assert len(first) == 2000 and b.counts.complete == 160
+    late_before = b.counts.late
+    t = _in_step(b, (2, 3), np.arange(100_160, 101_600), t + 1000)  # the backlog of 2 and 3
+    b.expire((t + 1000) * MS)
+    b.drain()
+    assert b.counts.reanchors == 0 and b.counts.late - late_before == 2 * 1440 and len(built(b)) == 0
+    # a new run from zero: each source goes back below its own numbers: let go at its first
+    # drain (the far run and the silence in the window are long), and built whole
+    _in_step(b, range(4), np.arange(0, 400), t + 1000)
+    b.expire((t + 3000) * MS)
+    out = built(b)
+    assert b.counts.reanchors == 1
+    assert np.array_equal(np.sort(out["event"][out["status"] == p.COMPLETE]), np.arange(400))
+
+
+@pytest.mark.parametrize("sources", [(0, 1), (2, 3)], ids=["went-back", "never-placed"])
+def test_a_new_run_from_sources_the_old_one_lost_is_a_new_numbering(sources):
+    """The old run ended with 0 and 1 alone (2 and 3 stopped early, or never sent); the new
+    one's first fragments come from 2 and 3: below their own numbers, or from sources with
+    none to go on from, they are a new numbering, not a backlog."""
+    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=16)
+    t = _in_step(b, sources, np.arange(100_000, 100_160), 0) if sources == (0, 1) else 0
+    t = _in_step(b, (0, 1) if sources == (2, 3) else (2, 3), np.arange(100_160, 102_000), t)
+    b.expire((t + 1000) * MS)
+    built(b)
+    _in_step(b, sources, np.arange(0, 400), t + 1000)
+    b.expire((t + 3000) * MS)
+    out = built(b)
+    assert b.counts.reanchors == 1 and np.array_equal(np.sort(out["event"]), np.arange(400))
+
+
+def test_numbers_the_window_leapt_over_are_a_new_numbering_not_a_backlog():
+    """A message whose fragments all carry one wrong base confirm each other and move the
+    window far ahead (a corrupt leap), and their board falls silent; the other sources go
+    on from their own numbers, but through numbers the window leapt over, never in it: the
+    builder lets go, and builds."""
+    b = Builder(3, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=64)
+    t = _in_step(b, (0, 1, 2), np.arange(100_000, 100_320), 0)
+    b.add(*frags(np.arange(100_320, 100_336) + 50_000, 2), now_ns=t * MS)  # the corrupt message
+    t = _in_step(b, (0, 1), np.arange(100_320, 101_000), t + 1)
+    assert b.counts.reanchors == 1
+    b.drain()
+    out = built(b)
+    good = out["event"][(out["event"] < 150_000) & (out["missing"] == 1 << 2)]  # all but the silent one
+    assert len(good) >= 600 and good.max() == 100_999
+
+
 def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():
     """Events that timed out, then their fragments: late, near the window, however many."""
     b = Builder(2, 3, 1, 4, window=64, timeout_s=1.0, stuck_fragments=16)

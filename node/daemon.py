@@ -35,7 +35,7 @@ from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
 from node.sequences import Sequences
-from node.sinks import Publisher, RotatingFiles, late_records
+from node.sinks import LATE_CHUNK_BYTES, Publisher, RotatingFiles, late_records
 
 EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the timeout
 # a socket whose last message began this many events beyond another ready socket's waits its
@@ -225,7 +225,7 @@ class Node:
         self.late_sink = (
             RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
                           max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                          direct_io=s.direct_io, fsync=s.fsync)
+                          direct_io=s.direct_io, fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES)
             if s.late and s.write_files else None
         )  # fmt: skip
         self.sinks = [sink for sink in (self.events_sink, self.late_sink) if sink is not None]

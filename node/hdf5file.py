@@ -34,15 +34,16 @@ CHUNK_BYTES = 4 << 20
 TAIL_S = 1.0  # a chunk not whole after this long is kept in a tail file (node.chunklog.write_tail)
 
 
-def chunk_layout(dtype: np.dtype) -> tuple[int, bool]:
-    """Records per HDF5 chunk (~``CHUNK_BYTES``, whole pages where that is near), and
-    whether such a chunk is whole pages (``chunk_rows``): what an arena needs."""
-    return chunk_rows(dtype.itemsize, CHUNK_BYTES)
+def chunk_layout(dtype: np.dtype, chunk_bytes: int | None = None) -> tuple[int, bool]:
+    """Records per HDF5 chunk (~``chunk_bytes``, ``CHUNK_BYTES`` unless given; whole pages
+    where that is near), and whether such a chunk is whole pages (``chunk_rows``): what an
+    arena needs."""
+    return chunk_rows(dtype.itemsize, CHUNK_BYTES if chunk_bytes is None else chunk_bytes)
 
 
-def rows_per_chunk(dtype: np.dtype) -> int:
+def rows_per_chunk(dtype: np.dtype, chunk_bytes: int | None = None) -> int:
     """Records per HDF5 chunk (``chunk_layout``)."""
-    return chunk_layout(dtype)[0]
+    return chunk_layout(dtype, chunk_bytes)[0]
 
 
 class HDF5Writer:
@@ -58,11 +59,14 @@ class HDF5Writer:
     killed process would (``node/chunklog.py``), with O_DIRECT or without."""
 
     def __init__(self, path: Path, tree: str, attrs: dict[str, Any], direct_io: bool = True, crash_log: bool = True,
-                 fsync: bool = False, dtype: np.dtype | None = None, arena: ChunkArena | None = None):  # fmt: skip
+                 fsync: bool = False, dtype: np.dtype | None = None, arena: ChunkArena | None = None,
+                 chunk_bytes: int | None = None):  # fmt: skip
         """With ``dtype`` the dataset and the chunk log are made now, not at the first
         write: everything the file needs on the disk before its chunks, in one step that
-        either succeeds or leaves nothing open."""
+        either succeeds or leaves nothing open.  ``chunk_bytes``: the chunks' size
+        (``CHUNK_BYTES`` unless given); a file takes at least one whole chunk on the disk."""
         self.path, self.crash_log = path, crash_log
+        self.chunk_bytes = chunk_bytes
         self.log: ChunkLog | None = None  # where the chunks lie, for a recovery after a hard crash
         self.name, self.attrs = tree, attrs
         self.dataset = None
@@ -117,7 +121,7 @@ class HDF5Writer:
         self.io.check()
 
     def _create(self, dtype: np.dtype) -> None:
-        self.dtype, self.size = dtype, rows_per_chunk(dtype)
+        self.dtype, self.size = dtype, rows_per_chunk(dtype, self.chunk_bytes)
         arena = self.io.arena
         if arena is not None and (arena.dtype != dtype or arena.rows != self.size):
             self.io.arena = None  # not laid out as this file's chunks: gather them

@@ -32,6 +32,11 @@ from node.rootfile import ROOTWriter
 from node.security import server_curve
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
+# late files hold few records (late fragments are rare), and every HDF5 file takes at least
+# a whole chunk on the disk: ~4 MB chunks made each late file of a soak run ~2 MB for a
+# few KB of fragments (117 MB for 3 MB, rotating every 5 s); a late storm costs a write
+# per 256 KB, ~200 us of the writer thread's CPU each
+LATE_CHUNK_BYTES = 256 << 10
 ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the chunks being gathered
 
 
@@ -78,6 +83,7 @@ class RotatingFiles:
         attrs: dict[str, Any] | None = None,
         direct_io: bool = True,
         fsync: bool = True,
+        chunk_bytes: int | None = None,
     ):
         if fmt not in FORMATS:
             raise ValueError(f"sink.format: {fmt!r} is not one of {sorted(FORMATS)}")
@@ -91,6 +97,7 @@ class RotatingFiles:
         self.attrs = attrs or {}
         self.direct_io = direct_io
         self.fsync = fsync
+        self.chunk_bytes = chunk_bytes  # HDF5 chunks (None: node.hdf5file.CHUNK_BYTES); see LATE_CHUNK_BYTES
         self.index = 0
         self.writer: HDF5Writer | ROOTWriter | None = None
         # the file rotated out, until it is closed (its chunks written: ``tick``); the next
@@ -119,7 +126,7 @@ class RotatingFiles:
         """Offer memory laid out as the files' chunks (``node.arena``) for records of
         ``dtype`` to be built in (``reserve``); HDF5 only, and only where whole chunks of
         them are whole pages.  Made now: its pages are touched at once."""
-        rows, whole_pages = chunk_layout(dtype)
+        rows, whole_pages = chunk_layout(dtype, self.chunk_bytes)
         if self.fmt == "hdf5" and whole_pages:
             try:
                 self.arena = ChunkArena(dtype, rows, ARENA_SLOTS)
@@ -157,7 +164,8 @@ class RotatingFiles:
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
             try:
                 # the dataset (and its attributes, ``recovered`` among them) even with no chunk to rebuild
-                writer = HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False, dtype=records.dtype)
+                writer = HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False, dtype=records.dtype,
+                                    chunk_bytes=self.chunk_bytes)  # fmt: skip
                 writer.give_up()  # at start a full disk is an error naming the file, not a wait
                 try:
                     if len(records):
@@ -251,7 +259,7 @@ class RotatingFiles:
             try:
                 if self.fmt == "hdf5":
                     return HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync,
-                                      dtype=dtype, arena=self.arena)  # fmt: skip
+                                      dtype=dtype, arena=self.arena, chunk_bytes=self.chunk_bytes)  # fmt: skip
                 return ROOTWriter(self.tmp, self.tree, self.attrs)
             except BaseException:
                 for partial in (self.tmp, log_path(self.tmp)):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read_sink, wait_for, write_config
 
 from node import protocol as p
+from node import sinks
 from node.builder import missing_sources
 from node.source import Source
 
@@ -125,6 +126,9 @@ def test_complete_out_of_order_duplicate_silent_and_late(tmp_path):
     assert sorted(late["event"].tolist()) == list(range(250, 260)) and (late["source"] == 3).all()
     np.testing.assert_array_equal(late["inputs"], inputs_for(late["event"], 3))
     assert not list((tmp_path / "out").glob("*.tmp"))
+    # a late file takes a chunk of its own size, not an events file's (~4 MB each, however few in it)
+    (late_file,) = (tmp_path / "out").glob("late-*.h5")
+    assert late_file.stat().st_size < 2 * sinks.LATE_CHUNK_BYTES
     # the silent source is named in the log, not only counted (a soak run's 20 s gap said nothing)
     lines = [x for x in d.log_lines() if x["event"] == "events-timed-out"]
     assert lines and all(x["level"] == "warning" and x["missing_sources"] == [3] for x in lines)

@@ -233,6 +233,7 @@ class Node:
         self._waiting_logged = 0.0
         self._waiting_told_stop = False  # logged since the stop: a second SIGTERM gives up
         self._waiting_status = 0.0  # when _report_waiting last wrote the status file
+        self._rated: tuple[float, int, int] | None = None  # (monotonic s, received, out) at the rates' last update
         self.failed = False  # a sink could not write everything: the exit status says so
         self._reanchors = 0  # the builder's re-anchors logged so far
         self._reanchor_evicted = 0  # evictions told by builder-reanchored lines (not the window's doing)
@@ -606,7 +607,25 @@ class Node:
         m.g["sink_waiting_s"] = max((now - since for since in self._waiting_since.values()), default=0.0)
         m.g["events_in_flight"] = self.builder.n_open
         m.g["events_pending_fallback"] = sum(len(p.events) for p in self.fallback.pending)
+        self._rates(now)
         return m.snapshot()
+
+    def _rates(self, now: float) -> None:
+        """The rates now (gauges ``received_fragments_per_s``, ``events_out_per_s``): over the
+        last status interval or so, so that ``node status`` says what the node does, not an
+        average since its start that idle hours pull down.  Snapshots closer together than
+        half an interval leave them as they were (a rate over a few ms says little)."""
+        m = self.metrics
+        counts = (m.c["received_fragments"], m.c["events_out"])
+        if self._rated is None:
+            self._rated = (now, *counts)
+            m.g["received_fragments_per_s"] = m.g["events_out_per_s"] = 0.0
+            return
+        dt = now - self._rated[0]
+        if dt >= self.cfg.node.status_interval_s / 2:
+            m.g["received_fragments_per_s"] = (counts[0] - self._rated[1]) / dt
+            m.g["events_out_per_s"] = (counts[1] - self._rated[2]) / dt
+            self._rated = (now, *counts)
 
     def stop(self, *_: Any) -> None:
         """Stop intake; ``run`` then drains, flushes, closes and returns (signal-safe).  A

@@ -252,6 +252,46 @@ def test_status_tells_a_killed_node_and_exits_as_a_health_check_wants(tmp_path):
     assert out.returncode == 3 and "stopped" in out.stdout, out
 
 
+def test_status_says_the_rate_now_not_an_average_that_idle_time_pulls_down(tmp_path):
+    """``node status`` printed received fragments over the node's whole uptime: a node
+    that had run at full rate and then stood idle (between runs) showed a rate it no
+    longer had. The rates now are over the last status interval."""
+    port = free_port()
+    cfg = basic_config(tmp_path, port, sources=[0], node={"status_interval_s": 0.2})
+    d = Daemon(cfg)
+    stop = threading.Event()
+
+    def stream() -> None:
+        src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2)
+        k = 0
+        while not stop.is_set():
+            src.send(np.arange(k, k + 10), np.ones((10, 8)), np.zeros((10, 2)))
+            k += 10
+            stop.wait(0.01)
+        src.close()
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    try:
+        d.wait_counter("events_out", 200)
+        sending = wait_for(lambda: d.status()["gauges"].get("received_fragments_per_s", 0) > 0, 10, "a rate now")
+        assert sending
+        out = cli("node", "status", "--config", str(cfg))
+        rates = [int(x) for x in re.findall(r"rate now \(/s\)\s+(\d+)", out.stdout)]
+        assert len(rates) == 2 and min(rates) > 0, out.stdout
+        stop.set()
+        sender.join()
+        wait_for(lambda: d.status()["gauges"]["received_fragments_per_s"] == 0, 10, "the rate to fall to 0 when idle")
+        g, c = d.status()["gauges"], d.status()["counters"]
+        assert g["events_out_per_s"] == 0 and c["received_fragments"] >= 200
+        out = cli("node", "status", "--config", str(cfg))
+        assert re.findall(r"rate now \(/s\)\s+(\d+)", out.stdout) == ["0", "0"], out.stdout
+    finally:
+        stop.set()
+        sender.join()
+        d.kill()
+
+
 def test_an_embedded_node_that_cannot_start_leaves_its_callers_context_free(tmp_path):
     """A Node that failed to start (its second input's port taken) left its CURVE
     authenticator and first socket open: the embedding program's ``context.term()`` then

@@ -74,9 +74,10 @@ def _status(args: argparse.Namespace) -> int:
     print(f"node {cfg.node.name}: {state} (status {age:.1f} s old, up {uptime:.0f} s, {workers} worker(s))")
     rows = [
         ("received fragments", c.get("received_fragments", 0)),
-        ("  rate (avg, /s)", round(c.get("received_fragments", 0) / uptime)),
+        ("  rate now (/s)", round(g.get("received_fragments_per_s", 0))),
         ("malformed messages", c.get("malformed_messages", 0)),
         ("events out", c.get("events_out", 0)),
+        ("  rate now (/s)", round(g.get("events_out_per_s", 0))),
         ("  complete", c.get("events_complete", 0)),
         ("  incomplete", c.get("events_incomplete", 0)),
         ("  in flight", int(g.get("events_in_flight", 0))),

@@ -135,7 +135,7 @@ def run_demo(args: Any) -> int:
             for p in paths:
                 if p.node.poll() is not None:
                     raise RuntimeError(
-                        f"node {p.name} died (exit {p.node.returncode}): {stream.tail(p.dir / 'node.log')}"
+                        f"the node {p.name!r} died (exit {p.node.returncode}): {stream.tail(p.dir / 'node.log')}"
                     )
         # let the nodes finish building (incomplete events wait for the build timeout)
         for p in paths:
@@ -171,7 +171,7 @@ def run_demo(args: Any) -> int:
         results.append(account_path(p.name, p.dir / "events", p.sources, boards, faults, nodes[p.name], per_path,
                                     p.validate_every, emulators[p.name]))  # fmt: skip
         if nodes[p.name].get("exit_code"):
-            say(f"node {p.name} exited with {nodes[p.name]['exit_code']}")
+            say(f"the node {p.name!r} exited with {nodes[p.name]['exit_code']}")
     seconds["total"] = round(time.monotonic() - t_all, 1)
     summary = total(results, fw_info, seconds)
     summary["boards_failed"] = {

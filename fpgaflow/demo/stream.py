@@ -129,9 +129,10 @@ def wait_nodes_up(paths: list[TriggerPath], timeout: float = 60.0) -> None:
     for p in paths:
         while not p.status_file.exists():
             if p.node.poll() is not None:
-                raise RuntimeError(f"node {p.name} exited with {p.node.returncode}: {tail(p.dir / 'node.log')}")
+                raise RuntimeError(f"the node {p.name!r} exited with {p.node.returncode}: {tail(p.dir / 'node.log')}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"node {p.name} did not start within {timeout:.0f} s: {tail(p.dir / 'node.log')}")
+                why = tail(p.dir / "node.log")
+                raise RuntimeError(f"the node {p.name!r} did not start within {timeout:.0f} s: {why}")
             time.sleep(0.05)
 
 

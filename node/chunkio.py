@@ -93,6 +93,7 @@ class ChunkIO:
         self.tail_queued = False  # a tail (``submit_tail``) waits in the queue: one at a time
         self.tail_errors = 0  # tails that could not be written (no room): those records wait for their chunk
         self.tail_error: Exception | None = None
+        self.tail_saved: tuple[int, int] | None = None  # (row, rows) of the last tail written
         self.on_written: Callable[[int, int, int, int], None] | None = None  # (row, rows, offset, nbytes)
         self.on_tail: Callable[[list[np.ndarray], int], None] | None = None  # (pieces, row): a tail to keep
         self.error: tuple[int, Exception] | None = None
@@ -140,6 +141,7 @@ class ChunkIO:
                 try:
                     if self.error is None and self.on_tail is not None:
                         self.on_tail(item[1], item[3])
+                        self.tail_saved = (item[3], item[4])
                 except Exception as exc:  # best effort: the chunk itself is still to be written
                     self.tail_errors += 1
                     self.tail_error = exc

@@ -96,9 +96,13 @@ class HDF5Writer:
 
     @property
     def saved(self) -> int:
-        """Records in chunks written and logged: they survive even if the file does not
-        close (the node's next start rebuilds it from its chunk log)."""
-        return self.io.rows_written
+        """Records in chunks written and logged, and in the tail written beyond them: they
+        survive even if the file does not close (the node's next start rebuilds it from its
+        chunk log and tail, ``node.chunklog.recovered_records``)."""
+        rows, tail = self.io.rows_written, self.io.tail_saved
+        if tail is not None and tail[0] <= rows < tail[0] + tail[1]:
+            return tail[0] + tail[1]
+        return rows
 
     @property
     def busy(self) -> bool:

@@ -413,8 +413,8 @@ class RotatingFiles:
             if isinstance(c.writer, HDF5Writer):
                 c.writer.release_log()  # only now: until here the file is this writer's
                 self._tail_errors += c.writer.io.tail_errors
-        if not whole:  # it keeps its .tmp name; its records not in logged chunks are lost
-            self.written += c.writer.saved  # in the .tmp's logged chunks: the next start rebuilds them
+        if not whole:  # it keeps its .tmp name; its records not in logged chunks (or the tail) are lost
+            self.written += c.writer.saved  # in the .tmp's logged chunks and tail: the next start rebuilds them
             self.lost += c.records - c.writer.saved
             return
         self.files.append(c.final)

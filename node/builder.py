@@ -38,7 +38,9 @@ JUMP = "beyond builder.max_event_jump of the highest event number"
 LONE_LEAP = "a window or more beyond the highest event number, alone, never confirmed within builder.timeout_s"
 COMPACT_AT = 4  # claims queued beyond this many windows of events are compacted (``Builder._compact``)
 STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 sources ...
-# ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run)
+# ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run) ...
+NEW_NUMBERING = 16  # ... if so many of them are no backlog's (see Builder._new_numbering)
+LEAPS_KEPT = 64  # the ranges the window leapt over that are remembered (the latest)
 
 
 @dataclass
@@ -150,14 +152,15 @@ class Builder:
         self.last_misrouted: tuple[int, int] | None = None  # (source index, event number) of the latest
         self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
         self._far_sources = 0  # their sources (bits)
+        self._far_new = 0  # of them, fragments no backlog sends (see _new_numbering)
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
         self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
         # each source's highest number placed in this numbering, plus one (0: none yet), and
-        # the numbers the window last leapt over (never in it): what tells a backlog far behind
-        # (it goes on from its source's own numbers, through numbers the window passed) from a
-        # new numbering (see _backlog)
+        # the ranges of numbers the window leapt over (never in it): what tells a backlog far
+        # behind (it goes on from its source's own numbers, through numbers the window passed)
+        # from a new numbering (see _new_numbering)
         self._top = np.zeros(n_sources, np.uint64)
-        self._leapt: tuple[int, int] | None = None
+        self._leapt: deque[tuple[int, int]] = deque(maxlen=LEAPS_KEPT)
         self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
         self.last_jump_why = JUMP
         # a lone fragment beyond the window's reach, waiting to be confirmed: (source index, fragment, ns)
@@ -252,7 +255,7 @@ class Builder:
         low = max(0, new_high - self.capacity + 1)
         if new_high > self.high:
             if low > self.high + 1:  # a leap: the numbers between never came through the window
-                self._leapt = (self.high, low)
+                self._leapt.append((self.high, low))
             self.high = new_high
             self._evict_below(low)
         slot = (ev & self.mask).astype(np.intp)
@@ -276,7 +279,7 @@ class Builder:
             self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
             if not keep.any():
                 return
-        self._far = self._far_sources = 0
+        self._far = self._far_sources = self._far_new = 0
         self._in_window_ns = now_ns
         claim = (st == EMPTY) | (cur != ev)
         if keep is not None:
@@ -300,7 +303,7 @@ class Builder:
             slot_at, src_at, data = slot[rows], source_index[rows], _rows(frags, rows)
             key = key[rows]
         self.counts.fragments += key.size
-        # ~30 us per 16k fragments: the sources' own numbers (see _backlog)
+        # ~30 us per 16k fragments: the sources' own numbers (see _new_numbering)
         np.maximum.at(self._top, source_index if rows is None else src_at, (ev if rows is None else ev[rows]) + 1)
         self.arrived_flat[key] = True
         self.timestamp[slot_at, src_at] = data["timestamp_ns"]
@@ -466,19 +469,23 @@ class Builder:
         numbering is not: a corrupt event number anchored it or moved it there, or the
         sources started counting afresh.  Then every open event leaves (EVICTED) and the
         numbering is let go (True: the drain at hand anchors it again, near its median),
-        instead of everything arriving late, or refused as a jump, from then on.  (A
-        backlog far behind, from sources that lagged, does not do it, see ``_backlog``.)"""
+        instead of everything arriving late, or refused as a jump, from then on.  A backlog
+        far behind, from sources that lagged, does not do it: ``NEW_NUMBERING`` of the far
+        ones must be no backlog's (``_new_numbering``), counted from the far run's start, so
+        that a new run is told by its first fragments, before its numbers pass those its
+        sources had reached, and one resent or corrupt fragment in a backlog is not enough."""
         n = int(np.count_nonzero(far))
         if not n:
-            self._far = self._far_sources = 0
+            self._far = self._far_sources = self._far_new = 0
             return False
         self._far += n
-        self._far_sources |= int(np.bitwise_or.reduce(self._bits[source_index.reshape(-1)[far]]))
+        src = source_index.reshape(-1)[far]
+        self._far_sources |= int(np.bitwise_or.reduce(self._bits[src]))
+        if self._far_new < NEW_NUMBERING:  # (a far drain: the rare path)
+            self._far_new += self._new_numbering(src, ev[far])
         if self._far < self.stuck_fragments or self._far_sources.bit_count() < min(2, self.n_sources):
             return False
-        if now_ns - self._in_window_ns < self.timeout_ns:
-            return False
-        if self._backlog(source_index.reshape(-1)[far], ev[far]):
+        if now_ns - self._in_window_ns < self.timeout_ns or self._far_new < NEW_NUMBERING:
             return False
         open_ = np.flatnonzero(self.state == OPEN)
         if len(open_):
@@ -487,27 +494,28 @@ class Builder:
         self._gone = (self.low, self.high)
         self.high, self.low = None, 0
         self._top[:] = 0
-        self._leapt = None
-        self._far = self._far_sources = 0
+        self._leapt.clear()
+        self._far = self._far_sources = self._far_new = 0
         self.counts.reanchors += 1
         return True
 
-    def _backlog(self, source_index: np.ndarray, ev: np.ndarray) -> bool:
-        """Whether far fragments are a backlog (sources that fell behind: their events
-        left without them, so the fragments are late), not a new numbering.
+    def _new_numbering(self, source_index: np.ndarray, ev: np.ndarray) -> int:
+        """How many of these far fragments no backlog sends (sources that fell behind: their
+        events left without them, so their fragments are late): they are a new numbering's,
+        or a corrupt one's.
 
-        A backlog goes on from each source's own numbers (above the highest placed from it)
-        through numbers the window went through; a new run goes back below them, a source
-        never placed has none to go on from, and numbers the window leapt over (a corrupt
+        A backlog goes on from each source's own numbers (from about the highest placed
+        from it: a message resent after an outage lies just below) through numbers the
+        window went through.  A new run goes back more than a window below them; a source
+        never placed has none to go on from; the numbers the window leapt over (a corrupt
         leap) or beyond ``max_event_jump`` never were in it.  Judged by what the window saw,
         not by the events it built: a window a corrupt number anchored can hold many."""
         top = self._top[source_index]
-        if not (top > 0).all() or not (ev >= top).all() or not (ev < np.uint64(self.low)).all():
-            return False
-        if self._leapt is not None:
-            a, b = self._leapt
-            return not ((ev > np.uint64(a)) & (ev < np.uint64(b))).any()
-        return True
+        back = (top == 0) | (ev >= np.uint64(self.low))
+        back |= (top > np.uint64(self.capacity)) & (ev < top - np.uint64(self.capacity))
+        for a, b in self._leapt:
+            back |= (ev > np.uint64(a)) & (ev < np.uint64(b))
+        return int(np.count_nonzero(back))
 
     def _first_seen(self, slots: np.ndarray) -> np.ndarray:
         """Mask of each slot's first occurrence: distinct slots without a sort (``np.unique``

@@ -226,12 +226,15 @@ def test_a_backlog_far_behind_is_late_while_the_others_send_into_the_window():
     assert b.counts.reanchors == 0
 
 
-def _in_step(b: Builder, sources, events, t_ms: int) -> int:
-    """``sources`` sending ``events`` in step, a drain of 16 events a ms from ``t_ms``, the
-    builder's timeout run after each; returns the ms after the last drain."""
-    for start in range(0, len(events), 16):
-        ev = events[start : start + 16]
+def _in_step(b: Builder, sources, events, t_ms: int, per_drain: int = 16, flip: int | None = None) -> int:
+    """``sources`` sending ``events`` in step, a drain of ``per_drain`` events a ms from
+    ``t_ms``, the builder's timeout run after each; returns the ms after the last drain.
+    ``flip``: the first source's fragment at that place has bit 16 of its number flipped."""
+    for start in range(0, len(events), per_drain):
+        ev = events[start : start + per_drain]
         parts = [frags(ev, s) for s in sources]
+        if flip is not None and start <= flip < start + per_drain:
+            parts[0][1]["event"][flip - start] ^= np.uint64(1 << 16)
         b.add(np.concatenate([x[0] for x in parts]), np.concatenate([x[1] for x in parts]), now_ns=t_ms * MS)
         b.expire(t_ms * MS)
         t_ms += 1
@@ -279,20 +282,60 @@ def test_a_new_run_from_sources_the_old_one_lost_is_a_new_numbering(sources):
     assert b.counts.reanchors == 1 and np.array_equal(np.sort(out["event"]), np.arange(400))
 
 
-def test_numbers_the_window_leapt_over_are_a_new_numbering_not_a_backlog():
+@pytest.mark.parametrize("bases", [[50_000], [50_000, 90_000]], ids=["one-leap", "two-leaps"])
+def test_numbers_the_window_leapt_over_are_a_new_numbering_not_a_backlog(bases):
     """A message whose fragments all carry one wrong base confirm each other and move the
     window far ahead (a corrupt leap), and their board falls silent; the other sources go
     on from their own numbers, but through numbers the window leapt over, never in it: the
-    builder lets go, and builds."""
+    builder lets go, and builds.  (Two such leaps: the numbers between the two were taken
+    for a backlog, for as long as the stream took to reach the second: review.)"""
     b = Builder(3, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=64)
     t = _in_step(b, (0, 1, 2), np.arange(100_000, 100_320), 0)
-    b.add(*frags(np.arange(100_320, 100_336) + 50_000, 2), now_ns=t * MS)  # the corrupt message
+    for k, base in enumerate(bases):  # the corrupt messages
+        b.add(*frags(np.arange(100_320, 100_336) + 16 * k + base, 2), now_ns=t * MS)
     t = _in_step(b, (0, 1), np.arange(100_320, 101_000), t + 1)
     assert b.counts.reanchors == 1
     b.drain()
     out = built(b)
     good = out["event"][(out["event"] < 150_000) & (out["missing"] == 1 << 2)]  # all but the silent one
     assert len(good) >= 600 and good.max() == 100_999
+
+
+def test_a_new_run_soon_after_the_old_one_from_sources_that_died_early_in_it():
+    """The old run numbered from 0; 2 and 3 died at event 160, 0 and 1 ran on and stopped;
+    a new run from 0 comes within the build timeout, first from 2 and 3. Judged only once
+    the far fragments had come for a timeout, its numbers had passed 160 by then and it
+    looked like 2 and 3 going on: late until it reached the old window (review). Its first
+    fragments went back more than a window below their sources' numbers, and that counts."""
+    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.020, stuck_fragments=16)
+    t = _in_step(b, range(4), np.arange(0, 160), 0)
+    t = _in_step(b, (0, 1), np.arange(160, 2000), t)
+    built(b)
+    t = _in_step(b, (2, 3), np.arange(0, 1200), t + 5)
+    b.expire((t + 1000) * MS)
+    b.drain()
+    out = built(b)
+    assert b.counts.reanchors == 1 and len(out[out["event"] < 1200]) >= 1200 - 20 * 16  # a timeout's worth late
+
+
+@pytest.mark.parametrize("kind", ["resent", "bit-flip"])
+def test_a_backlog_that_resends_or_carries_a_corrupt_number_is_still_a_backlog(kind):
+    """What a backlog may carry besides: the last message before the outage sent again
+    (numbers just below its sources' highest), or one fragment with a corrupt number. One
+    such fragment made the whole drain a new numbering, built a second time (review)."""
+    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=16)
+    t = _in_step(b, range(4), np.arange(100_000, 100_160), 0)
+    t = _in_step(b, (0, 1), np.arange(100_160, 102_000), t)
+    b.expire((t + 1000) * MS)
+    first = built(b)
+    if kind == "resent":
+        t = _in_step(b, (2, 3), np.arange(100_144, 101_600), t + 1000, per_drain=256)
+    else:
+        t = _in_step(b, (2, 3), np.arange(100_160, 101_600), t + 1000, flip=645)
+    b.expire((t + 1000) * MS)
+    b.drain()
+    again = built(b)
+    assert b.counts.reanchors == 0 and not len(np.intersect1d(again["event"], first["event"]))
 
 
 def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():

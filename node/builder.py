@@ -152,7 +152,10 @@ class Builder:
         self.last_misrouted: tuple[int, int] | None = None  # (source index, event number) of the latest
         self._far = 0  # fragments in a row far from the window (jumps, or late by FAR_WINDOWS), none in it
         self._far_sources = 0  # their sources (bits)
-        self._far_new = 0  # of them, fragments no backlog sends (see _new_numbering)
+        # per source, its far fragments no backlog sends (see _new_numbering), until it has one
+        # placed again: kept across far runs, which a straggler in the window ends
+        self._back = np.zeros(n_sources, np.int64)
+        self._back_any = False
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
         self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
         # each source's highest number placed in this numbering, plus one (0: none yet), and
@@ -279,7 +282,7 @@ class Builder:
             self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
             if not keep.any():
                 return
-        self._far = self._far_sources = self._far_new = 0
+        self._far = self._far_sources = 0
         self._in_window_ns = now_ns
         claim = (st == EMPTY) | (cur != ev)
         if keep is not None:
@@ -305,6 +308,9 @@ class Builder:
         self.counts.fragments += key.size
         # ~30 us per 16k fragments: the sources' own numbers (see _new_numbering)
         np.maximum.at(self._top, source_index if rows is None else src_at, (ev if rows is None else ev[rows]) + 1)
+        if self._back_any:  # (rare) these sources placed a fragment: what they sent far is theirs no more
+            self._back[source_index if rows is None else src_at] = 0
+            self._back_any = bool(self._back.any())
         self.arrived_flat[key] = True
         self.timestamp[slot_at, src_at] = data["timestamp_ns"]
         touched = slot if rows is None else slot[rows]
@@ -470,22 +476,25 @@ class Builder:
         sources started counting afresh.  Then every open event leaves (EVICTED) and the
         numbering is let go (True: the drain at hand anchors it again, near its median),
         instead of everything arriving late, or refused as a jump, from then on.  A backlog
-        far behind, from sources that lagged, does not do it: ``NEW_NUMBERING`` of the far
-        ones must be no backlog's (``_new_numbering``), counted from the far run's start, so
-        that a new run is told by its first fragments, before its numbers pass those its
+        far behind, from sources that lagged, does not do it: ``NEW_NUMBERING`` far fragments
+        must be no backlog's (``_new_numbering``), counted per source until it has a fragment
+        placed again (not from the far run's start: a straggler in the window ends the run),
+        so that a new run is told by its first fragments, before its numbers pass those its
         sources had reached, and one resent or corrupt fragment in a backlog is not enough."""
         n = int(np.count_nonzero(far))
         if not n:
-            self._far = self._far_sources = self._far_new = 0
+            self._far = self._far_sources = 0
             return False
         self._far += n
         src = source_index.reshape(-1)[far]
         self._far_sources |= int(np.bitwise_or.reduce(self._bits[src]))
-        if self._far_new < NEW_NUMBERING:  # (a far drain: the rare path)
-            self._far_new += self._new_numbering(src, ev[far])
+        back = self._new_numbering(src, ev[far])  # (a far drain: the rare path)
+        if back.any():
+            np.add.at(self._back, src[back], 1)
+            self._back_any = True
         if self._far < self.stuck_fragments or self._far_sources.bit_count() < min(2, self.n_sources):
             return False
-        if now_ns - self._in_window_ns < self.timeout_ns or self._far_new < NEW_NUMBERING:
+        if now_ns - self._in_window_ns < self.timeout_ns or int(self._back.sum()) < NEW_NUMBERING:
             return False
         open_ = np.flatnonzero(self.state == OPEN)
         if len(open_):
@@ -495,12 +504,14 @@ class Builder:
         self.high, self.low = None, 0
         self._top[:] = 0
         self._leapt.clear()
-        self._far = self._far_sources = self._far_new = 0
+        self._back[:] = 0
+        self._back_any = False
+        self._far = self._far_sources = 0
         self.counts.reanchors += 1
         return True
 
-    def _new_numbering(self, source_index: np.ndarray, ev: np.ndarray) -> int:
-        """How many of these far fragments no backlog sends (sources that fell behind: their
+    def _new_numbering(self, source_index: np.ndarray, ev: np.ndarray) -> np.ndarray:
+        """Which of these far fragments no backlog sends (sources that fell behind: their
         events left without them, so their fragments are late): they are a new numbering's,
         or a corrupt one's.
 
@@ -515,7 +526,7 @@ class Builder:
         back |= (top > np.uint64(self.capacity)) & (ev < top - np.uint64(self.capacity))
         for a, b in self._leapt:
             back |= (ev > np.uint64(a)) & (ev < np.uint64(b))
-        return int(np.count_nonzero(back))
+        return back
 
     def _first_seen(self, slots: np.ndarray) -> np.ndarray:
         """Mask of each slot's first occurrence: distinct slots without a sort (``np.unique``

@@ -318,6 +318,27 @@ def test_a_new_run_soon_after_the_old_one_from_sources_that_died_early_in_it():
     assert b.counts.reanchors == 1 and len(out[out["event"] < 1200]) >= 1200 - 20 * 16  # a timeout's worth late
 
 
+def test_a_straggler_in_the_window_does_not_wipe_out_what_told_a_new_run():
+    """As above, with the build timeout longer than the new run's first window of numbers:
+    100 ms in, source 1 sends its last message of the old run again (its events still wait
+    for 2 and 3, so it lands in the window) and ends the far run. Counted from the far
+    run's start, what 2 and 3 had told was forgotten, and by then their numbers looked like
+    their backlog: the new run stayed late (review). It is kept per source now."""
+    b = Builder(4, 3, 1, 4, window=64, timeout_s=0.200, stuck_fragments=16)
+    t = _in_step(b, range(4), np.arange(0, 640), 0)
+    t = _in_step(b, (0, 1), np.arange(640, 20000), t)
+    built(b)
+    t = _in_step(b, (2, 3), np.arange(0, 1600), t + 5)  # the new run from 2 and 3: 100 ms
+    b.add(*frags(np.arange(19984, 20000), 1), now_ns=t * MS)  # the resend
+    t = _in_step(b, (2, 3), np.arange(1600, 16000), t + 1)  # 900 ms more
+    b.expire((t + 1000) * MS)
+    b.drain()
+    out = built(b)
+    assert b.counts.reanchors == 1 and b.counts.duplicates == 16
+    new = out["event"][(out["event"] < 16000) & (out["missing"] == 0b0011)]
+    assert len(new) >= 16000 - 300 * 16  # a build timeout (200 ms) of it late, and the resend's time
+
+
 @pytest.mark.parametrize("kind", ["resent", "bit-flip"])
 def test_a_backlog_that_resends_or_carries_a_corrupt_number_is_still_a_backlog(kind):
     """What a backlog may carry besides: the last message before the outage sent again

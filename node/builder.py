@@ -278,8 +278,16 @@ class Builder:
                     if self.held is not None and self.held is not held_before:
                         self.held = None  # held from this drain: it goes in again with the drain
                     return self.add(source_index, frags, now_ns, anchored=True, inner=True)
-            self.counts.late += int(late.sum())
-            self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
+            # a copy of a fragment its event left with (a resend after a reconnect) is a
+            # duplicate, not late: the late files are for what the events lacked
+            again = late & (cur == ev) & (st == DONE)
+            if again.any():
+                again &= self.arrived_flat[slot * self.n_sources + source_index]
+                self.counts.duplicates += int(np.count_nonzero(again))
+                late &= ~again
+            if late.any():
+                self.counts.late += int(late.sum())
+                self.late.append(Late(source_index[late], _rows(frags, np.flatnonzero(late))))
             if not keep.any():
                 return
         self._far = self._far_sources = 0

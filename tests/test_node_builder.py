@@ -86,6 +86,22 @@ def test_duplicates_are_counted_and_the_first_copy_kept():
     assert (ev["inputs"][:, 0] >= 0).all()
 
 
+def test_a_copy_of_a_fragment_its_event_left_with_is_a_duplicate_not_late():
+    """A board resending its last messages after a reconnect: copies of fragments whose
+    events already left, with them. They went to the late files, as if the events had
+    lacked them; they are duplicates. A fragment the event left without is late."""
+    b = Builder(2, 3, 1, 4, timeout_s=0.1)
+    b.add(*frags([1, 2], 0), now_ns=0)
+    b.add(*frags([1], 1), now_ns=0)  # event 1 leaves complete
+    b.expire(now_ns=10**9)  # event 2 times out without source 1
+    assert len(built(b)) == 2
+    b.add(*frags([1, 2], 0))  # the resend: both events left with these
+    b.add(*frags([1, 2], 1))  # 1 left with it; 2 left without it: late
+    assert b.counts.duplicates == 3 and b.counts.late == 1
+    (late,) = b.take_late()
+    assert late.fragments["event"].tolist() == [2] and late.source_index.tolist() == [1]
+
+
 def test_silent_source_times_out_with_its_id_missing():
     b = Builder(3, 3, 1, 4, timeout_s=1.0)
     b.add(*frags([5], 0), now_ns=0)
@@ -367,8 +383,8 @@ def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():
     assert len(built(b)) == 64
     for start in range(200, 264, 8):
         b.add(*frags(range(start, start + 8), 1), now_ns=2 * 10**9)  # source 1, all late
-    b.add(*frags(range(200, 208), 0), now_ns=2 * 10**9)  # and source 0 again
-    assert b.counts.late == 72 and b.counts.reanchors == 0 and not b.take()
+    b.add(*frags(range(200, 208), 0), now_ns=2 * 10**9)  # and source 0 again: copies, duplicates
+    assert b.counts.late == 64 and b.counts.duplicates == 8 and b.counts.reanchors == 0 and not b.take()
 
 
 def test_a_backlog_wider_than_the_window_is_built_not_late():
@@ -566,7 +582,7 @@ def test_drain_lets_open_events_go():
 
 
 def test_a_drain_of_messages_as_a_2d_view_builds_the_same_events():
-    b = Builder(2, 3, 1, 4)
+    b = Builder(2, 3, 1, 4, window=16)
     f0, f1 = frags(range(8), 0)[1], frags(range(8), 1)[1]
     two_d = np.stack([f0[:4], f1[:4], f0[4:], f1[4:]])  # 4 messages x 4 fragments
     src = np.repeat([0, 1, 0, 1], 4)
@@ -575,8 +591,12 @@ def test_a_drain_of_messages_as_a_2d_view_builds_the_same_events():
     assert sorted(ev["event"]) == list(range(8)) and (ev["status"] == p.COMPLETE).all()
     e5 = ev[ev["event"] == 5][0]
     assert e5["inputs"][:, 0].tolist() == [50, 51]
-    b.add(src[:8], two_d[:2])  # now every fragment is late: the rare path on a 2-d drain
-    assert b.counts.late == 8 and sorted(b.take_late()[0].fragments["event"].tolist()) == sorted([0, 1, 2, 3] * 2)
+    b.add(src[:8], two_d[:2])  # copies of fragments their events left with: the rare path on a 2-d drain
+    assert b.counts.duplicates == 8 and b.counts.late == 0
+    b.add(*frags(range(100, 108), 0))  # the window moves on past 8..11, never seen: late
+    never = np.stack([frags(range(8, 12), 0)[1], frags(range(8, 12), 1)[1]])
+    b.add(np.repeat([0, 1], 4), never)
+    assert b.counts.late == 8 and sorted(b.take_late()[0].fragments["event"].tolist()) == sorted([8, 9, 10, 11] * 2)
 
 
 @given(
@@ -688,7 +708,8 @@ class Reference:
     def __init__(self, n_sources: int, capacity: int, timeout_ns: int):
         self.n, self.cap, self.timeout = n_sources, capacity, timeout_ns
         self.open: dict[int, dict] = {}  # event -> {"sources": {s: value}, "opened": ns}
-        self.left: set[int] = set()
+        self.left: dict[int, set[int]] = {}  # event -> the sources it left with
+        self.claimed: dict[int, int] = {}  # ring slot -> the latest event opened in it
         self.high: int | None = None
         self.out: list[tuple[int, int, int, tuple]] = []
         self.late = self.duplicates = self.jumps = 0
@@ -700,7 +721,7 @@ class Reference:
         data = tuple(e["sources"].get(s, (0, 0, 0)) for s in range(self.n))
         first = min((_stamp(event, s) for s in e["sources"]), default=int(U64_MAX))
         self.out.append((event, status, missing, data, first))
-        self.left.add(event)
+        self.left[event] = set(e["sources"])
 
     def add(self, drain: list[tuple[int, int]], now_ns: int) -> None:
         events = [ev for ev, _ in drain]
@@ -738,11 +759,16 @@ class Reference:
         low = max(0, self.high - self.cap + 1)
         for ev in sorted(e for e in self.open if e < low):
             self._leave(ev, p.EVICTED)
-        seen = set()
+        seen, claimed = set(), dict(self.claimed)  # (the ring as the drain found it)
         for ev, s in drain:
             if ev < low or ev in self.left:
-                self.late += 1
+                # a copy of a fragment its event left with, while the ring still holds that event
+                again = s in self.left.get(ev, ()) and claimed.get(ev % self.cap) == ev
+                self.duplicates += again
+                self.late += not again
                 continue
+            if ev not in self.open:
+                self.claimed[ev % self.cap] = ev
             e = self.open.setdefault(ev, {"sources": {}, "opened": now_ns})
             if s in e["sources"] or (ev, s) in seen:
                 self.duplicates += 1

@@ -96,7 +96,7 @@ def test_complete_out_of_order_duplicate_silent_and_late(tmp_path):
             send(src, rng.permutation(full))  # out of order within each source
         send(sources[1], full[:20])  # 20 duplicates
         # sockets of different sources are not ordered with each other: let the duplicates land
-        # before source 3 can complete events 0..19 (a duplicate after its event left is late)
+        # before source 3 can complete events 0..19 (so that they meet their events in the window)
         d.wait_counter("builder_duplicates", 20)
         send(sources[3], rng.permutation(full[:200]))  # source 3 falls silent after event 199
         d.wait_counter("events_out", 300, timeout=60)  # 200 complete at once, 100 after the timeout

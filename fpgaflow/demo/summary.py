@@ -7,8 +7,9 @@ Each injected fault is looked up in the node's output by event number and source
 - delay: detected when the fragment came after the build timeout (the event left
   incomplete, the fragment went to the late sink); a delay the node absorbed within its
   timeout is counted as absorbed (a busy node can catch up on a whole backlog at once);
-- duplicate: the copy either dropped by the builder (counted, without event numbers)
-  or, when its event had already left, written to the late sink (by event number);
+- duplicate: the copy either dropped by the builder (counted, without event numbers,
+  also after its event left while the ring holds that event) or, once a later number
+  took its event's slot, written to the late sink (by event number);
 - bitflip: silent by nature; detected when the event is in the validation sample
   (event mod ``validate_every`` = 0: the CPU recomputes it and the node flags MISMATCH);
 - error: the event went to the fallback (FALLBACK, CPU result for that source), and

@@ -447,8 +447,15 @@ class Builder:
             held_src, held_frag, _ = self.held
             h = int(held_frag["event"][0])  # > high + capacity: h - capacity + 1 > 0
             lo, hi = np.uint64(h - self.capacity + 1), np.uint64(min(h + self.capacity - 1, int(U64_MAX)))
+            copy = (ev[idx] == np.uint64(h)) & (source_index.reshape(-1)[idx] == held_src[0])
+            if copy.any():  # resent: a duplicate (the first copy wins, and stays held), no confirmation
+                self.counts.duplicates += int(np.count_nonzero(copy))
+                keep = np.ones(ev.size, bool) if keep is None else keep.copy()
+                keep[idx[copy]] = False
+                idx = idx[~copy]
+                if not len(idx):
+                    return keep
             near = (ev[idx] >= lo) & (ev[idx] <= hi)
-            near &= (ev[idx] != np.uint64(h)) | (source_index.reshape(-1)[idx] != held_src[0])  # not its own copy
             if near.any():  # confirmed: the held one first, then the drain (no jumps)
                 self.held = None
                 rest = np.arange(ev.size) if keep is None else np.flatnonzero(keep)

@@ -524,19 +524,24 @@ def test_a_block_built_straight_from_the_drain_is_in_event_order(direct):
 
 def test_a_resent_copy_of_a_held_fragment_does_not_confirm_it():
     """A board that sends a message twice (or a replay) sent the corrupt fragment twice: the
-    second copy confirmed the first, and the window moved (review)."""
+    second copy confirmed the first, and the window moved (review). It is a duplicate: the
+    first copy stays held (before, it was let go as a jump and the copy held in its place,
+    so a copy with other content won)."""
     b = Builder(2, 3, 1, 4, window=16, timeout_s=1.0)
     for s in (0, 1):
         b.add(*frags(range(0, 4), s), now_ns=0)
     b.add(*frags([1000], 1), now_ns=1)  # a corrupt number, held
-    b.add(*frags([1000], 1), now_ns=2)  # the same fragment again: its own copy
+    again = frags([1000], 1)
+    again[1]["inputs"] = -7
+    b.add(*again, now_ns=2)  # the same fragment again (other content): its own copy
+    assert b.held is not None and (b.held[1]["inputs"] >= 0).all() and b.counts.duplicates == 1
     for s in (0, 1):
         b.add(*frags(range(4, 8), s), now_ns=3)
     b.expire(now_ns=5 * 10**9)
     b.drain()
     out = built(b)
     assert b.counts.evicted == 0 and b.counts.late == 0 and sorted(out["event"].tolist()) == list(range(8))
-    assert b.counts.jumps == 2  # the held one, then its copy (held in turn, never confirmed)
+    assert b.counts.jumps == 1 and b.counts.duplicates == 1  # the held one, never confirmed; its copy
 
 
 def test_a_fragment_held_in_the_drain_that_re_anchors_is_counted_once():
@@ -730,8 +735,17 @@ class Reference:
             self.high = min(ev for ev in events if ev >= median - len(events))
         leaps = [i for i, (ev, _) in enumerate(drain) if ev > self.high + self.cap]  # beyond the window's reach
         if leaps and self.held is not None:
+            held = self.held[0]
+            copies = [i for i in leaps if drain[i] == held]  # resent: duplicates, and it stays held
+            if copies:
+                self.duplicates += len(copies)
+                drain = [d for i, d in enumerate(drain) if i not in copies]
+                if not drain:
+                    return
+                leaps = [i for i, (ev, _) in enumerate(drain) if ev > self.high + self.cap]
+        if leaps and self.held is not None:
             held, self.held = self.held[0], None
-            if any(abs(drain[i][0] - held[0]) < self.cap and drain[i] != held for i in leaps):  # confirmed
+            if any(abs(drain[i][0] - held[0]) < self.cap for i in leaps):  # confirmed
                 return self._in_pieces([held, *drain], now_ns)
             self.jumps += 1  # another leap, far from it: it was a corrupt number
         if len(leaps) == 1:

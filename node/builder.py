@@ -231,12 +231,12 @@ class Builder:
             keep = ~jump
             if not keep.any():
                 if not anchored and self._far_run(source_index, ev, jump, now_ns):  # let go: this drain anchors anew
-                    return self.add(source_index, frags, now_ns, anchored=True, inner=True)
+                    return self.add(source_index, frags, now_ns, inner=True)
                 self._jumped(source_index, ev, jump)
                 return
             self._jumped(source_index, ev, jump)
             ev_max = int(ev[keep].max())
-        held_before = self.held
+        held_before, duplicates_before = self.held, self.counts.duplicates
         if ev_max > self.high + self.capacity and not anchored:  # beyond the window's reach: a leap
             held = self._leap(source_index, frags, ev, keep, now_ns)
             if held is None:  # confirmed: the held one and this drain, together
@@ -275,14 +275,19 @@ class Builder:
                     far |= ev < np.uint64(low - FAR_WINDOWS * self.capacity)
                 if not anchored and self._far_run(source_index, ev, far, now_ns):  # let go: this drain anchors anew
                     self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
+                    self.counts.duplicates = duplicates_before  # (copies of a held one: counted again)
                     if self.held is not None and self.held is not held_before:
                         self.held = None  # held from this drain: it goes in again with the drain
-                    return self.add(source_index, frags, now_ns, anchored=True, inner=True)
-            # a copy of a fragment its event left with (a resend after a reconnect) is a
-            # duplicate, not late: the late files are for what the events lacked
+                    return self.add(source_index, frags, now_ns, inner=True)
+            # a copy of a fragment its event left with (a resend after a reconnect: same
+            # number, source and board timestamp) is a duplicate, not late: the late files are
+            # for what the events lacked.  The same number with another timestamp (or none,
+            # 0: no telling) is new data, a new run or a board renumbering: late
             again = late & (cur == ev) & (st == DONE)
             if again.any():
                 again &= self.arrived_flat[slot * self.n_sources + source_index]
+                stamp = np.ascontiguousarray(frags["timestamp_ns"]).reshape(-1)
+                again &= (self.timestamp[slot, source_index] == stamp) & (stamp != 0)
                 self.counts.duplicates += int(np.count_nonzero(again))
                 late &= ~again
             if late.any():
@@ -464,6 +469,12 @@ class Builder:
                 return None
             self._let_held_go()  # not confirmed: a jump
         rest = np.ones(ev.size, bool) if keep is None else keep.copy()
+        if len(idx) > 1:  # one fragment and its resent copies: no confirmation, duplicates
+            src = source_index.reshape(-1)[idx]
+            if (ev[idx] == ev[idx[0]]).all() and (src == src[0]).all():
+                self.counts.duplicates += len(idx) - 1
+                rest[idx[1:]] = False
+                idx = idx[:1]
         if len(idx) != 1:
             return rest
         rest[idx] = False
@@ -494,8 +505,9 @@ class Builder:
         far behind, from sources that lagged, does not do it: ``NEW_NUMBERING`` far fragments
         must be no backlog's (``_new_numbering``), counted per source until it has a fragment
         placed again (not from the far run's start: a straggler in the window ends the run),
-        so that a new run is told by its first fragments, before its numbers pass those its
-        sources had reached, and one resent or corrupt fragment in a backlog is not enough."""
+        and only the far run's sources count (not a board that died long ago), so that a new
+        run is told by its first fragments, before its numbers pass those its sources had
+        reached, and one resent or corrupt fragment in a backlog is not enough."""
         n = int(np.count_nonzero(far))
         if not n:
             self._far = self._far_sources = 0
@@ -509,7 +521,10 @@ class Builder:
             self._back_any = True
         if self._far < self.stuck_fragments or self._far_sources.bit_count() < min(2, self.n_sources):
             return False
-        if now_ns - self._in_window_ns < self.timeout_ns or int(self._back.sum()) < NEW_NUMBERING:
+        if now_ns - self._in_window_ns < self.timeout_ns:
+            return False
+        ours = [i for i in range(self.n_sources) if self._far_sources >> i & 1]  # (a dead board's is not)
+        if int(self._back[ours].sum()) < NEW_NUMBERING:
             return False
         open_ = np.flatnonzero(self.state == OPEN)
         if len(open_):
@@ -517,6 +532,11 @@ class Builder:
             self._emit(self._by_event(open_, self.low), protocol.EVICTED)
         self._gone = (self.low, self.high)
         self.high, self.low = None, 0
+        # the old numbering's events that left are forgotten: the new one's numbers that meet
+        # them in the ring (sparse numbering comes round only every lcm(spacing, window)) are
+        # new events, not late (stragglers of the window let go are, by ``_gone``)
+        self.state[self.state == DONE] = EMPTY
+        self._in_window_ns = now_ns  # (and the drain placed again cannot let go a second time)
         self._top[:] = 0
         self._leapt.clear()
         self._back[:] = 0

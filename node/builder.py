@@ -158,6 +158,7 @@ class Builder:
         self._back_any = False
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
         self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
+        self._anchored_at = -1  # the drain (``_drains``) that let go of the numbering last
         # each source's highest number placed in this numbering, plus one (0: none yet), and
         # the ranges of numbers the window leapt over (never in it): what tells a backlog far
         # behind (it goes on from its source's own numbers, through numbers the window passed)
@@ -268,6 +269,24 @@ class Builder:
         if keep is not None:
             late &= keep
         if late.any():
+            # a fragment whose number meets an event that left (its slot still DONE): a copy of
+            # one the event left with (a resend after a reconnect: same number, source and
+            # board timestamp) is a duplicate, not late (the late files are for what the events
+            # lacked); other data is late (a board renumbering), but a new event where the
+            # event that left was the old numbering's, before a let-go (a new run meeting the
+            # old one's events in the ring: sparse numbering comes round only every
+            # lcm(spacing, window)).  Its timestamp decides (none, 0: no telling: not a copy)
+            again = late & (cur == ev) & (st == DONE)
+            if again.any():
+                stamp = np.ascontiguousarray(frags["timestamp_ns"]).reshape(-1)
+                copy = again & self.arrived_flat[slot * self.n_sources + source_index]
+                copy &= (self.timestamp[slot, source_index] == stamp) & (stamp != 0)
+                renew = again & ~copy & (self._claimed[slot] <= self._anchored_at) & (ev >= np.uint64(low))
+                if renew.any():
+                    st[renew] = EMPTY  # (``st`` is this drain's copy: claimed below)
+                    self.state[slot[renew]] = EMPTY
+                    late &= ~renew
+                again = copy
             keep = ~late if keep is None else keep & ~late
             if not keep.any():  # nothing of this drain in the window: late, or jumps
                 far = ev > np.uint64(limit)
@@ -279,15 +298,7 @@ class Builder:
                     if self.held is not None and self.held is not held_before:
                         self.held = None  # held from this drain: it goes in again with the drain
                     return self.add(source_index, frags, now_ns, inner=True)
-            # a copy of a fragment its event left with (a resend after a reconnect: same
-            # number, source and board timestamp) is a duplicate, not late: the late files are
-            # for what the events lacked.  The same number with another timestamp (or none,
-            # 0: no telling) is new data, a new run or a board renumbering: late
-            again = late & (cur == ev) & (st == DONE)
             if again.any():
-                again &= self.arrived_flat[slot * self.n_sources + source_index]
-                stamp = np.ascontiguousarray(frags["timestamp_ns"]).reshape(-1)
-                again &= (self.timestamp[slot, source_index] == stamp) & (stamp != 0)
                 self.counts.duplicates += int(np.count_nonzero(again))
                 late &= ~again
             if late.any():
@@ -532,10 +543,7 @@ class Builder:
             self._emit(self._by_event(open_, self.low), protocol.EVICTED)
         self._gone = (self.low, self.high)
         self.high, self.low = None, 0
-        # the old numbering's events that left are forgotten: the new one's numbers that meet
-        # them in the ring (sparse numbering comes round only every lcm(spacing, window)) are
-        # new events, not late (stragglers of the window let go are, by ``_gone``)
-        self.state[self.state == DONE] = EMPTY
+        self._anchored_at = self._drains  # slots claimed up to this drain are the old numbering's
         self._in_window_ns = now_ns  # (and the drain placed again cannot let go a second time)
         self._top[:] = 0
         self._leapt.clear()

@@ -443,19 +443,24 @@ def test_the_drain_that_lets_go_is_placed_as_a_first_drain_would_be(extra):
     assert c.fragments + c.late + c.duplicates + c.jumps == n_in
 
 
-def test_a_new_run_of_sparse_numbers_meets_the_old_runs_events_in_the_ring_and_is_built():
+@pytest.mark.parametrize("clock", ["later", "restarted"])
+def test_a_new_run_of_sparse_numbers_meets_the_old_runs_events_in_the_ring_and_is_built(clock):
     """Numbers 1,000 apart (a prescale) in a 65,536 window: a slot comes round only every
     lcm(1000, 65536) numbers, so after the let-go the new run's numbers found the old
     run's events of the same numbers still in the ring, left: all of it late (review).
-    The let-go forgets the old numbering's events."""
+    Going back more than a window below their sources' numbers in the old run, they are
+    new events, even where a board's clock restarted with the run and stamps them alike
+    (review: dropped as copies)."""
     b = Builder(2, 3, 1, 4, window=1 << 16, timeout_s=0.02, stuck_fragments=16)
     t = _in_step(b, (0, 1), np.arange(0, 3_000_000, 1000), 0, per_drain=4)
     assert len(built(b)) == 3000
-    t = _in_step(b, (0, 1), np.arange(0, 2_000_000, 1000), t + 50, per_drain=4, t0=10**12)  # (a later clock)
+    t0 = 10**12 if clock == "later" else 0
+    t = _in_step(b, (0, 1), np.arange(0, 2_000_000, 1000), t + 50, per_drain=4, t0=t0)
     b.expire((t + 1000) * MS)
     b.drain()
     out = built(b)
-    assert b.counts.reanchors == 1 and b.counts.late == 8  # the drain before the let-go
+    before = b.counts.late if clock == "later" else b.counts.duplicates  # (the same stamps: taken for copies)
+    assert b.counts.reanchors == 1 and before == 8  # the drain before the let-go
     assert len(out) == 1996 and (out["missing"] == 0).all()
 
 
@@ -484,6 +489,31 @@ def test_a_resend_after_a_let_go_that_followed_a_corrupt_leap_is_not_built_twice
     b.expire((t + 1000) * MS)
     b.drain()
     assert not len(np.intersect1d(built(b)["event"], first["event"])) and b.counts.duplicates == 10
+
+
+def test_what_events_lacked_before_a_corrupt_leap_is_late_after_the_let_go():
+    """As above, but source 1 lagged: events 990..999 left without it at the leap. After the
+    let-go it delivers them: the old numbering's events, but not going back below its own
+    numbers there; built as new events, a second time each (review). Late."""
+    b = Builder(2, 3, 1, 4, window=64, timeout_s=0.02, stuck_fragments=16)
+    for e in range(1000):
+        b.add(*(np.concatenate(x) for x in zip(frags([e], 0), frags([e], 1), strict=True)) if e < 990
+              else frags([e], 0), now_ns=min(e, 990) * MS)  # fmt: skip
+    t = 991
+    src, corrupt = frags(np.arange(1000, 1016), 0)
+    corrupt["event"] += np.uint64(1 << 20)
+    b.add(src, corrupt, now_ns=t * MS)
+    first = built(b)
+    e = 1000
+    while b.counts.reanchors == 0:
+        t, e = t + 1, e + 1
+        b.add(*(np.concatenate(x) for x in zip(frags([e - 1], 0), frags([e - 1], 1), strict=True)), now_ns=t * MS)
+        b.expire(t * MS)
+    late_before = b.counts.late
+    b.add(*frags(np.arange(990, 1000), 1), now_ns=t * MS)
+    b.expire((t + 1000) * MS)
+    b.drain()
+    assert not len(np.intersect1d(built(b)["event"], first["event"])) and b.counts.late - late_before == 10
 
 
 def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():

@@ -159,7 +159,6 @@ class Builder:
         self._in_window_ns = 0  # when a drain last had fragments in the window (monotonic ns)
         self._gone: tuple[int, int] | None = None  # the window let go at a re-anchor: its stragglers are late
         self._anchored_at = -1  # the drain (``_drains``) that let go of the numbering last
-        self._old_top = np.zeros(n_sources, np.uint64)  # ``_top`` of the numbering let go then
         # each source's highest number placed in this numbering, plus one (0: none yet), and
         # the ranges of numbers the window leapt over (never in it): what tells a backlog far
         # behind (it goes on from its source's own numbers, through numbers the window passed)
@@ -271,18 +270,17 @@ class Builder:
             late &= keep
         if late.any():
             # a fragment whose number meets an event that left (its slot still DONE): a new
-            # event if that one was the old numbering's (claimed before the last let-go) and the
-            # fragment goes back more than a window below its source's highest number there (a
-            # new run meeting the old one's events in the ring: sparse numbering comes round
-            # only every lcm(spacing, window)); else a copy of one the event left with (a resend
-            # after a reconnect: same number, source and nonzero board timestamp) is a
-            # duplicate, not late (the late files are for what the events lacked), and other
-            # data is late (what the event lacked, a board renumbering)
+            # event if that one was an old numbering's (claimed before the last let-go) and the
+            # fragment goes on from its source's own numbers in the new one (above the highest
+            # placed from it since: a new run meeting the old one's events in the ring, sparse
+            # numbering comes round only every lcm(spacing, window)); else a copy of one the
+            # event left with (a resend after a reconnect: same number, source and nonzero
+            # board timestamp) is a duplicate, not late (the late files are for what the
+            # events lacked), and other data is late (what the event lacked, a renumbering)
             again = late & (cur == ev) & (st == DONE)
             if again.any():
-                old_top, cap = self._old_top[source_index], np.uint64(self.capacity)
                 renew = again & (self._claimed[slot] <= self._anchored_at) & (ev >= np.uint64(low))
-                renew &= (old_top > cap) & (ev < old_top - cap)
+                renew &= ev >= self._top[source_index]  # (``_top``: highest + 1, 0 for none)
                 stamp = np.ascontiguousarray(frags["timestamp_ns"]).reshape(-1)
                 copy = again & ~renew & self.arrived_flat[slot * self.n_sources + source_index]
                 copy &= (self.timestamp[slot, source_index] == stamp) & (stamp != 0)
@@ -548,7 +546,6 @@ class Builder:
         self._gone = (self.low, self.high)
         self.high, self.low = None, 0
         self._anchored_at = self._drains  # slots claimed up to this drain are the old numbering's
-        self._old_top = self._top.copy()
         self._in_window_ns = now_ns  # (and the drain placed again cannot let go a second time)
         self._top[:] = 0
         self._leapt.clear()

@@ -464,7 +464,8 @@ def test_a_new_run_of_sparse_numbers_meets_the_old_runs_events_in_the_ring_and_i
     assert len(out) == 1996 and (out["missing"] == 0).all()
 
 
-def test_a_resend_after_a_let_go_that_followed_a_corrupt_leap_is_not_built_twice():
+@pytest.mark.parametrize("resender", [1, 0], ids=["other-board", "corrupt-board"])
+def test_a_resend_after_a_let_go_that_followed_a_corrupt_leap_is_not_built_twice(resender):
     """A corrupt message leapt the window; the real stream let go of it a build timeout
     later, within a window of where it was, and a board resent its last fragments from
     before the leap. The let-go had forgotten every event that left, so the copies were
@@ -485,7 +486,7 @@ def test_a_resend_after_a_let_go_that_followed_a_corrupt_leap_is_not_built_twice
         b.add(*(np.concatenate(x) for x in zip(frags([e - 1], 0), frags([e - 1], 1), strict=True)), now_ns=t * MS)
         b.expire(t * MS)
     assert b.low <= 990
-    b.add(*frags(np.arange(990, 1000), 1), now_ns=t * MS)  # the resend
+    b.add(*frags(np.arange(990, 1000), resender), now_ns=t * MS)  # the resend
     b.expire((t + 1000) * MS)
     b.drain()
     assert not len(np.intersect1d(built(b)["event"], first["event"])) and b.counts.duplicates == 10
@@ -514,6 +515,32 @@ def test_what_events_lacked_before_a_corrupt_leap_is_late_after_the_let_go():
     b.expire((t + 1000) * MS)
     b.drain()
     assert not len(np.intersect1d(built(b)["event"], first["event"])) and b.counts.late - late_before == 10
+
+
+@pytest.mark.parametrize("runs", [(3_000_000, 3_200_000), (3_000_000, 1_300_000, 3_000_000)],
+                         ids=["up-to-the-old-run", "two-let-goes"])  # fmt: skip
+def test_sparse_new_runs_meeting_older_runs_events_are_built(runs):
+    """Judged by the old run's highest numbers, a new run that came up to them, or a third
+    run meeting the first's events (the second's tops kept), went late (review). A new run
+    goes on from its sources' own numbers in the new numbering."""
+    b = Builder(2, 3, 1, 4, window=1 << 16, timeout_s=0.02, stuck_fragments=16)
+    t = 0
+    for k, end in enumerate(runs):
+        t = _in_step(b, (0, 1), np.arange(0, end, 1000), t + 50, per_drain=4, t0=k * 10**12)
+        b.expire((t + 1000) * MS)
+        assert ((built(b)["missing"] == 0).sum()) == end // 1000 - (4 if k else 0)  # (the drain before a let-go)
+
+
+def test_a_board_absent_from_the_old_run_builds_in_the_new_one():
+    """A board that sent nothing in the old run has no numbers there: its part of a sparse
+    new run meeting the old run's events went late (review)."""
+    b = Builder(3, 3, 1, 4, window=1 << 16, timeout_s=0.02, stuck_fragments=16)
+    t = _in_step(b, (0, 1), np.arange(0, 3_000_000, 1000), 0, per_drain=4)
+    built(b)
+    t = _in_step(b, (0, 1, 2), np.arange(0, 2_000_000, 1000), t + 50, per_drain=4, t0=10**12)
+    b.expire((t + 1000) * MS)
+    b.drain()
+    assert (built(b)["missing"] == 0).sum() >= 2000 - 4
 
 
 def test_a_late_storm_near_the_window_is_late_not_a_new_numbering():

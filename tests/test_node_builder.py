@@ -464,6 +464,27 @@ def test_a_new_run_of_sparse_numbers_meets_the_old_runs_events_in_the_ring_and_i
     assert len(out) == 1996 and (out["missing"] == 0).all()
 
 
+def _corrupt_leap_then_let_go(b: Builder, lagging: bool = False) -> tuple[int, np.ndarray]:
+    """Events 0..999 from sources 0 and 1, one a ms (``lagging``: source 1's last ten not
+    yet sent), a message of corrupt numbers (+2^20) from source 0 that confirms itself and
+    leaps the window, then the real stream until the builder lets go of the numbering.
+    Returns the ms reached and the events built before the let-go."""
+    for e in range(1000):
+        sources = (0,) if lagging and e >= 990 else (0, 1)
+        b.add(*(np.concatenate(x) for x in zip(*(frags([e], s) for s in sources), strict=True)), now_ns=e * MS)
+    t = 1000
+    src, corrupt = frags(np.arange(1000, 1016), 0)
+    corrupt["event"] += np.uint64(1 << 20)
+    b.add(src, corrupt, now_ns=t * MS)  # confirms itself: the window leaps
+    first = built(b)
+    e = 1000
+    while b.counts.reanchors == 0:
+        t, e = t + 1, e + 1
+        b.add(*(np.concatenate(x) for x in zip(frags([e - 1], 0), frags([e - 1], 1), strict=True)), now_ns=t * MS)
+        b.expire(t * MS)
+    return t, first
+
+
 @pytest.mark.parametrize("resender", [1, 0], ids=["other-board", "corrupt-board"])
 def test_a_resend_after_a_let_go_that_followed_a_corrupt_leap_is_not_built_twice(resender):
     """A corrupt message leapt the window; the real stream let go of it a build timeout
@@ -472,19 +493,7 @@ def test_a_resend_after_a_let_go_that_followed_a_corrupt_leap_is_not_built_twice
     built again, incomplete (review). A copy is a duplicate; only other data meeting the
     old numbering's events is a new event."""
     b = Builder(2, 3, 1, 4, window=64, timeout_s=0.02, stuck_fragments=16)
-    t = 0
-    for e in range(1000):  # an event a ms
-        b.add(*(np.concatenate(x) for x in zip(frags([e], 0), frags([e], 1), strict=True)), now_ns=t * MS)
-        t += 1
-    first = built(b)
-    src, corrupt = frags(np.arange(1000, 1016), 0)
-    corrupt["event"] += np.uint64(1 << 20)
-    b.add(src, corrupt, now_ns=t * MS)  # confirms itself: the window leaps
-    e = 1000
-    while b.counts.reanchors == 0:
-        t, e = t + 1, e + 1
-        b.add(*(np.concatenate(x) for x in zip(frags([e - 1], 0), frags([e - 1], 1), strict=True)), now_ns=t * MS)
-        b.expire(t * MS)
+    t, first = _corrupt_leap_then_let_go(b)
     assert b.low <= 990
     b.add(*frags(np.arange(990, 1000), resender), now_ns=t * MS)  # the resend
     b.expire((t + 1000) * MS)
@@ -497,19 +506,7 @@ def test_what_events_lacked_before_a_corrupt_leap_is_late_after_the_let_go():
     let-go it delivers them: the old numbering's events, but not going back below its own
     numbers there; built as new events, a second time each (review). Late."""
     b = Builder(2, 3, 1, 4, window=64, timeout_s=0.02, stuck_fragments=16)
-    for e in range(1000):
-        b.add(*(np.concatenate(x) for x in zip(frags([e], 0), frags([e], 1), strict=True)) if e < 990
-              else frags([e], 0), now_ns=min(e, 990) * MS)  # fmt: skip
-    t = 991
-    src, corrupt = frags(np.arange(1000, 1016), 0)
-    corrupt["event"] += np.uint64(1 << 20)
-    b.add(src, corrupt, now_ns=t * MS)
-    first = built(b)
-    e = 1000
-    while b.counts.reanchors == 0:
-        t, e = t + 1, e + 1
-        b.add(*(np.concatenate(x) for x in zip(frags([e - 1], 0), frags([e - 1], 1), strict=True)), now_ns=t * MS)
-        b.expire(t * MS)
+    t, first = _corrupt_leap_then_let_go(b, lagging=True)
     late_before = b.counts.late
     b.add(*frags(np.arange(990, 1000), 1), now_ns=t * MS)
     b.expire((t + 1000) * MS)

@@ -41,6 +41,10 @@ STUCK_FRAGMENTS = 256  # so many far ones in a row, none in the window, from 2 s
 # ... for a build timeout (``timeout_s``) at least: re-anchor (see Builder._far_run) ...
 NEW_NUMBERING = 16  # ... if so many of them are no backlog's (see Builder._new_numbering)
 LEAPS_KEPT = 64  # the ranges the window leapt over that are remembered (the latest)
+# why a fragment was set aside into the late files (their ``why`` column)
+WHY_LATE = 0  # its event left without it, or it is older than the window
+WHY_JUMP = 1  # refused: beyond ``max_event_jump`` of the highest event number
+WHY_LONE_LEAP = 2  # refused: a window or more ahead, alone, never confirmed within the timeout
 
 
 @dataclass
@@ -60,11 +64,13 @@ class BuilderCounts:
 
 @dataclass
 class Late:
-    """Fragments that came after their event left (with their source indices)."""
+    """Fragments set aside, with their source indices: late (they came after their event
+    left) or refused (``why``: a jump), for the late files."""
 
     source_index: np.ndarray
     fragments: np.ndarray
     received_ns: int = field(default_factory=time.time_ns)
+    why: int = WHY_LATE
 
 
 def ring_bytes(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int) -> int:
@@ -217,6 +223,7 @@ class Builder:
                     self.add(source_index.reshape(-1)[rest], _rows(frags, rest), now_ns, anchored=anchored, inner=True)
                 return
         keep = None  # None: every fragment goes in
+        jumped = None  # the jumps set aside from this drain
         if self.high is None:
             # near the median, so that a few corrupt numbers (or stragglers) do not anchor it:
             # the drain's lowest number not more than its fragments below the median (a
@@ -233,9 +240,9 @@ class Builder:
             if not keep.any():
                 if not anchored and self._far_run(source_index, ev, jump, now_ns):  # let go: this drain anchors anew
                     return self.add(source_index, frags, now_ns, inner=True)
-                self._jumped(source_index, ev, jump)
+                self._jumped(source_index, frags, ev, jump)
                 return
-            self._jumped(source_index, ev, jump)
+            jumped = self._jumped(source_index, frags, ev, jump)
             ev_max = int(ev[keep].max())
         held_before, duplicates_before = self.held, self.counts.duplicates
         if ev_max > self.high + self.capacity and not anchored:  # beyond the window's reach: a leap
@@ -295,7 +302,8 @@ class Builder:
                 if low > FAR_WINDOWS * self.capacity:
                     far |= ev < np.uint64(low - FAR_WINDOWS * self.capacity)
                 if not anchored and self._far_run(source_index, ev, far, now_ns):  # let go: this drain anchors anew
-                    self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above
+                    self.counts.jumps -= int(np.count_nonzero(ev > np.uint64(limit)))  # counted above ...
+                    self.late = [x for x in self.late if x is not jumped]  # ... and set aside
                     self.counts.duplicates = duplicates_before  # (copies of a held one: counted again)
                     if self.held is not None and self.held is not held_before:
                         self.held = None  # held from this drain: it goes in again with the drain
@@ -500,12 +508,19 @@ class Builder:
         self.held = (source_index.reshape(-1)[idx], _rows(frags, idx), now_ns)
         return rest
 
-    def _jumped(self, source_index: np.ndarray, ev: np.ndarray, jump: np.ndarray, why: str = JUMP) -> None:
-        """Count the jumps, and keep the first one's source, number and reason for the log."""
-        self.counts.jumps += int(np.count_nonzero(jump))
-        first = int(np.argmax(jump))
-        self.last_jump = (int(source_index.reshape(-1)[first]), int(ev[first]))
+    def _jumped(self, source_index: np.ndarray, frags: np.ndarray, ev: np.ndarray, jump: np.ndarray,
+                why: str = JUMP) -> Late:  # fmt: skip
+        """Count the jumps, keep the first one's source, number and reason for the log, and
+        set them aside for the late files (refused is not lost: a corrupt number's payload
+        is still the board's data)."""
+        idx = np.flatnonzero(jump)
+        self.counts.jumps += len(idx)
+        src = source_index.reshape(-1)[idx]
+        self.last_jump = (int(src[0]), int(ev[idx[0]]))
         self.last_jump_why = why
+        jumped = Late(src, _rows(frags, idx), why=WHY_LONE_LEAP if why == LONE_LEAP else WHY_JUMP)
+        self.late.append(jumped)
+        return jumped
 
     def _far_run(self, source_index: np.ndarray, ev: np.ndarray, far: np.ndarray, now_ns: int) -> bool:
         """Count the fragments far from the window in a row (drains with none in it);
@@ -660,7 +675,7 @@ class Builder:
     def _let_held_go(self) -> None:
         held_src, held_frag, _ = self.held
         self.held = None
-        self._jumped(held_src, held_frag["event"], np.ones(1, bool), LONE_LEAP)
+        self._jumped(held_src, held_frag, held_frag["event"], np.ones(1, bool), LONE_LEAP)
 
     def drain(self) -> None:
         """Let every open event go (shutdown), flagged DRAINED."""

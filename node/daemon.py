@@ -30,7 +30,7 @@ import zmq
 from node import config as config_mod
 from node import heap, protocol
 from node import metrics as metrics_mod
-from node.builder import Builder, missing_sources, ring_bytes
+from node.builder import WHY_LATE, Builder, missing_sources, ring_bytes
 from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
@@ -554,11 +554,12 @@ class Node:
             belongs_to=b.last_misrouted[1] % b.stride,
             why="node.workers > 1: event e goes to worker e % workers (Source with every worker's endpoint "
                 "does this); built here, its event is split in two"))  # fmt: skip
-        for late in self.builder.take_late():
-            self.metrics.c["late_fragments"] += len(late.fragments)
-            self.log.limited("late", "info", "late-fragments", count=len(late.fragments),
-                             first_event=int(late.fragments["event"][0]),
-                             source=self.sources[int(late.source_index[0])])  # fmt: skip
+        for late in self.builder.take_late():  # late ones, and jumps (counted and logged above)
+            if late.why == WHY_LATE:
+                self.metrics.c["late_fragments"] += len(late.fragments)
+                self.log.limited("late", "info", "late-fragments", count=len(late.fragments),
+                                 first_event=int(late.fragments["event"][0]),
+                                 source=self.sources[int(late.source_index[0])])  # fmt: skip
             if self.late_sink is not None:
                 self.late_sink.write(late_records(self.source_ids, late))
 

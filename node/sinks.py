@@ -480,12 +480,15 @@ class Publisher:
 
 
 def late_records(source_ids: np.ndarray, late) -> np.ndarray:
-    """Late fragments as records with their source id and arrival time, for the late sink."""
+    """Fragments set aside (late, or refused as jumps) as records with their source id,
+    arrival time and why (``node.builder.WHY_*``), for the late sink."""
     f = late.fragments
-    dtype = np.dtype([("source", "<u2"), ("received_ns", "<u8")] + [(n, f.dtype.fields[n][0]) for n in f.dtype.names])
+    head = [("source", "<u2"), ("received_ns", "<u8"), ("why", "u1")]
+    dtype = np.dtype(head + [(n, f.dtype.fields[n][0]) for n in f.dtype.names])
     out = np.zeros(len(f), dtype)
     out["source"] = source_ids[late.source_index]
     out["received_ns"] = late.received_ns
+    out["why"] = late.why
     for n in f.dtype.names:
         out[n] = f[n]
     return out

@@ -30,6 +30,13 @@ def built(b: Builder) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, b.event_dtype)
 
 
+def set_aside(b: Builder) -> tuple[int, int]:
+    """Fragments handed to the late files since the last call: (late, refused as jumps)."""
+    taken = b.take_late()
+    late = sum(len(x.fragments) for x in taken if x.why == builder_mod.WHY_LATE)
+    return late, sum(len(x.fragments) for x in taken) - late
+
+
 def test_complete_events_carry_every_source_data():
     b = Builder(3, 3, 1, 4)
     for s in range(3):
@@ -226,6 +233,23 @@ def test_a_corrupt_first_event_number_is_outlived_not_obeyed(anchor):
     assert late_or_jump == 4 * 32 and len(complete) == 400 - 4 * 16
     assert np.array_equal(np.sort(complete["event"]), good[64:])
     assert b.counts.fragments + late_or_jump == 1 + 2 * 400  # every fragment accounted for
+    assert set_aside(b) == (b.counts.late, b.counts.jumps)  # ... and the refused ones in the late files too
+
+
+def test_jumps_in_a_drain_that_lets_go_are_set_aside_once():
+    """Refused fragments go to the late files with the late ones (a corrupt number's
+    payload is still the board's data).  A drain that lets go is placed again from the
+    start: its jumps, counted and set aside in the first pass, were set aside twice."""
+    b = Builder(2, 3, 1, 4, window=64, timeout_s=0.005, stuck_fragments=64, max_event_jump=1 << 20)
+    b.add(*frags([1 << 40], 0), now_ns=0)  # a corrupt anchor: the stream below is far, late
+    wild = frags([1 << 62], 1)  # one absurd number in every drain: beyond max_event_jump of any anchor
+    _stream(b, np.arange(1000, 1400), t0=1, extra=wild, extra_at=4)
+    for k in range(5, 8):
+        src, f = frags(np.arange(2000 + 16 * k, 2016 + 16 * k), 0)
+        b.add(np.r_[src, wild[0]], np.concatenate([f, wild[1]]), now_ns=(1 + 25 + k) * 1_000_000)
+    assert b.counts.reanchors == 1
+    late, jumps = set_aside(b)
+    assert (late, jumps) == (b.counts.late, b.counts.jumps) and jumps >= 1
 
 
 def test_a_straggler_in_the_drain_that_lets_go_does_not_anchor_it():
@@ -668,6 +692,8 @@ def test_a_held_corrupt_number_the_stream_comes_up_to_is_let_go_not_placed():
     out = built(b)
     c = b.counts
     assert (c.jumps, c.evicted, c.late, c.duplicates) == (1, 0, 0, 0)
+    (held,) = b.take_late()  # refused, in the late files: the corrupt fragment as it came
+    assert held.why == builder_mod.WHY_LONE_LEAP and held.fragments["inputs"][0, 0] == -7
     row = out[out["event"] == 40]
     assert row["status"].tolist() == [p.COMPLETE] and row["inputs"][0, 1, 0] == 401  # the genuine one
 
@@ -749,6 +775,8 @@ def test_an_absurd_event_number_does_not_flush_the_window():
     b.add(*frags([1, 2], 0))
     b.add(*frags([1 << 60], 1))
     assert b.counts.jumps == 1 and b.n_open == 2
+    (jump,) = b.take_late()
+    assert jump.why == builder_mod.WHY_JUMP and jump.fragments["event"].tolist() == [1 << 60]
     b.add(*frags([1, 2], 1))
     assert len(built(b)) == 2
 
@@ -1062,4 +1090,5 @@ def test_the_ring_agrees_with_a_plain_reference_on_random_streams(drains, direct
     assert got_rows == sorted(ref.out)
     assert not got["cpu"].any() and not got["cpu_valid"].any() and not got["reserved"].any()
     assert (b.counts.late, b.counts.duplicates, b.counts.jumps) == (ref.late, ref.duplicates, ref.jumps)
+    assert set_aside(b) == (ref.late, ref.jumps)
     assert b.n_open == 0

@@ -22,7 +22,7 @@ from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read
 
 from node import protocol as p
 from node import sinks
-from node.builder import missing_sources
+from node.builder import WHY_JUMP, WHY_LATE, missing_sources
 from node.source import Source
 
 N_IN, N_OUT = 8, 2
@@ -253,9 +253,10 @@ def test_sigterm_mid_stream_accounts_for_every_fragment(tmp_path):
     c = status["counters"]
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
     late = read_sink(tmp_path / "out", "late-*.h5", "late")
-    in_files = arrived_fragments(ev, 4) + (len(late["event"]) if late else 0)
+    set_aside = len(late["event"]) if late else 0  # late, and refused as jumps
+    assert set_aside == c["late_fragments"] + c["builder_jumps"] == c["late_written"]
     assert c["received_fragments"] > 0
-    assert c["received_fragments"] == in_files + c["builder_duplicates"] + c["builder_jumps"]
+    assert c["received_fragments"] == arrived_fragments(ev, 4) + set_aside + c["builder_duplicates"]
     assert c["events_out"] == c["events_written"] == len(ev["event"])
     assert c["sink_built_in_arena"] > 0  # built where the files' chunks are written from (node.arena)
     assert (ev["status"] & (p.DRAINED | p.TIMED_OUT | p.EVICTED | p.COMPLETE)).all()
@@ -781,11 +782,12 @@ def test_a_corrupt_first_event_number_does_not_stop_the_building(tmp_path):
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
     late = read_sink(tmp_path / "out", "late-*.h5", "late")
     complete = ev["event"][(ev["status"] & p.COMPLETE) != 0]
-    late_events = set(late["event"].tolist()) if late else set()
+    late_events = set(late["event"][late["why"] == WHY_LATE].tolist()) if late else set()
     assert sorted(complete.tolist()) == sorted(set(range(2000)) - late_events)  # the rest built whole
     assert len(late_events) < 1000  # late: what came in the build timeout before the let-go
-    n_late = len(late["event"]) if late else 0
-    assert c["received_fragments"] == 4001 == arrived_fragments(ev, 2) + n_late + c["builder_jumps"]
+    n_set_aside = len(late["event"]) if late else 0  # late, and refused as jumps
+    assert n_set_aside == c["late_fragments"] + c["builder_jumps"]
+    assert c["received_fragments"] == 4001 == arrived_fragments(ev, 2) + n_set_aside
 
 
 def test_an_event_number_jump_is_refused_and_named_with_its_source(tmp_path):
@@ -807,6 +809,9 @@ def test_an_event_number_jump_is_refused_and_named_with_its_source(tmp_path):
     assert status["counters"]["builder_jumps"] == 1 and status["counters"]["events_incomplete"] == 0
     (line,) = [x for x in d.log_lines() if x["event"] == "event-number-jump"]
     assert line["source"] == 5 and line["event_number"] == 1 << 40 and line["level"] == "warning"
+    late = read_sink(tmp_path / "out", "late-*.h5", "late")  # refused, not lost: in the late file, saying why
+    assert (late["source"].tolist(), late["event"].tolist(), late["why"].tolist()) == ([5], [1 << 40], [WHY_JUMP])
+    assert status["counters"]["late_fragments"] == 0 and status["counters"]["late_written"] == 1
 
 
 def test_one_corrupt_event_number_within_the_jump_limit_does_not_flush_the_window(tmp_path):

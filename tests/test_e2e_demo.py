@@ -150,3 +150,45 @@ def test_the_demo_rate_ends_at_the_last_complete_event_not_at_the_build_timeout(
     assert span == 2.0 and per_s == 1.5 and complete_per_s == 1.0
     assert stream_rate(first, built, np.zeros(4, bool))[:2] == (5.0, 0.8)  # none complete: to the last out
     assert stream_rate(first[:1], built[:1], np.ones(1, bool)) == (0.0, None, None)
+
+
+def test_the_printed_summary_says_why_events_left_apart_from_what_they_lacked(capsys, tmp_path):
+    """The reasons were one list sorted by name, statuses and missing sources mixed (an
+    event timed out lacking two sources showed in three lines); and a run too short to
+    time printed only '-' as its rate."""
+    from fpgaflow.demo.report import print_summary
+
+    n = dict.fromkeys(
+        (
+            "generated",
+            "built_complete",
+            "built_twice",
+            "fallback",
+            "fallback_wrong",
+            "validated",
+            "faults_injected",
+            "faults_detectable",
+            "faults_detected",
+            "late_fragments",
+            "lost",
+        ),
+        0,
+    )
+    s = dict(
+        n,
+        firmware=[],
+        built_incomplete=4,
+        faults_by_kind={},
+        bitflips_outside_validation_sample=0,
+        latency_s=dict.fromkeys(("p50", "p99", "max")),
+        events_per_s=None,
+        seconds={},
+        ok=True,
+        problems=[],
+        incomplete_reasons={"timed_out": 3, "missing source 1": 2, "missing source 2": 3, "evicted": 1},
+    )
+    print_summary(s, tmp_path)
+    lines = [" ".join(x.split()) for x in capsys.readouterr().out.splitlines()]
+    at = lines.index("built incomplete 4")
+    assert lines[at + 1 : at + 5] == ["left evicted 1", "left timed out 3", "lacking source 1 2", "lacking source 2 3"]
+    assert "built events/s - (too few events to time)" in lines

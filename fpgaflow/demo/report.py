@@ -21,8 +21,11 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
         f"  built complete            {s['built_complete']:>12,}",
         f"  built incomplete          {s['built_incomplete']:>12,}",
     ]
-    for reason, n in sorted(s["incomplete_reasons"].items()):
-        lines.append(f"    {reason:<24}{n:>12,}")
+    reasons = s["incomplete_reasons"]  # why they left (each event once), then what they lacked (per source)
+    for reason in sorted(r for r in reasons if not r.startswith("missing")):
+        lines.append(f"    {'left ' + reason.replace('_', ' '):<24}{reasons[reason]:>12,}")
+    for reason in sorted(r for r in reasons if r.startswith("missing")):
+        lines.append(f"    {reason.replace('missing', 'lacking'):<24}{reasons[reason]:>12,}")
     lines += [
         f"  built twice               {s['built_twice']:>12,}",
         f"  fallback runs (events)    {s['fallback']:>12,}   (CPU result for a missing/flagged FPGA result; "
@@ -44,7 +47,9 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
     lines += [
         f"  late fragments            {s['late_fragments']:>12,}",
         f"  LOST                      {s['lost']:>12,}",
-        f"  built events/s            {'-' if rate is None else f'{rate:>12,.0f}'}   "
+        f"  built events/s            {'-':>12}   (too few events to time)"
+        if rate is None
+        else f"  built events/s            {rate:>12,.0f}   "
         f"(over {s.get('stream_seconds', 0):.1f} s: first fragment stamped -> last complete event out)",
         f"  latency p50 / p99 / max   {_ms(lat['p50'])} / {_ms(lat['p99'])} / {_ms(lat['max'])}",
         f"  time: firmware {s['seconds'].get('firmware', 0)} s, streaming {s['seconds'].get('stream', '-')} s, "

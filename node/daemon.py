@@ -142,6 +142,13 @@ class Node:
         self._stop = False
         self.parent_pid: int | None = None  # a supervisor's worker: stop once the supervisor is gone
         self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
+        if cfg.security.curve_secret_key:  # read before any socket opens: a bad one is named, not met half-open
+            from node.security import load_secret_certificate
+
+            try:
+                load_secret_certificate(cfg.resolve(cfg.security.curve_secret_key))
+            except ValueError as exc:
+                raise config_mod.ConfigError(f"security.curve_secret_key: {exc}") from None
 
         self.emulator = None
         manifest = bytes(8)
@@ -300,34 +307,42 @@ class Node:
 
     # ------------------------------------------------------------------ sockets
     def _open_inputs(self) -> list[zmq.Socket]:
-        sec = self.cfg.security
         socks = []
         self._left: list[tuple[str, bool]] = []  # per input: (endpoint, bound), to leave at a stop
         for inp in self.cfg.inputs:
             sock = self.context.socket(zmq.PULL if inp.type == "pull" else zmq.SUB)
-            sock.setsockopt(zmq.RCVHWM, inp.hwm)
-            # a message up to OVERSIZE_KEPT x the limit is taken, counted oversize and let go
-            # (the connection stays); ZeroMQ drops the peer's connection beyond that
-            sock.setsockopt(zmq.MAXMSGSIZE, OVERSIZE_KEPT * sec.max_message_bytes)
-            sock.setsockopt(zmq.LINGER, 0)
-            prepare(sock, inp.endpoint)
-            if inp.type == "sub":
-                sock.setsockopt(zmq.SUBSCRIBE, b"")
-            if sec.curve_secret_key:
-                from node.security import server_curve
-
-                server_curve(sock, self.cfg.resolve(sec.curve_secret_key))
-            endpoint = config_mod.worker_endpoint(inp.endpoint, self.worker)
             try:
-                (sock.bind if inp.bind else sock.connect)(endpoint)
-            except zmq.ZMQError as exc:
-                for s in (*socks, sock):  # the ones opened so far too: nothing left open
+                left = self._open_input(sock, inp)
+            except BaseException:
+                for s in (*socks, sock):  # the ones opened so far too: a failed start leaves nothing open
                     s.close(linger=0)
-                verb = "bind" if inp.bind else "connect"
-                raise config_mod.ConfigError(f"input {endpoint}: cannot {verb} ({exc})") from None
+                raise
             socks.append(sock)
-            self._left.append((sock.last_endpoint.decode() if inp.bind else endpoint, inp.bind))
+            self._left.append((left, inp.bind))
         return socks
+
+    def _open_input(self, sock: zmq.Socket, inp: config_mod.Input) -> str:
+        """Set up one input socket and bind or connect it; the endpoint to leave at a stop."""
+        sec = self.cfg.security
+        sock.setsockopt(zmq.RCVHWM, inp.hwm)
+        # a message up to OVERSIZE_KEPT x the limit is taken, counted oversize and let go
+        # (the connection stays); ZeroMQ drops the peer's connection beyond that
+        sock.setsockopt(zmq.MAXMSGSIZE, OVERSIZE_KEPT * sec.max_message_bytes)
+        sock.setsockopt(zmq.LINGER, 0)
+        prepare(sock, inp.endpoint)
+        if inp.type == "sub":
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if sec.curve_secret_key:
+            from node.security import server_curve
+
+            server_curve(sock, self.cfg.resolve(sec.curve_secret_key))
+        endpoint = config_mod.worker_endpoint(inp.endpoint, self.worker)
+        try:
+            (sock.bind if inp.bind else sock.connect)(endpoint)
+        except zmq.ZMQError as exc:
+            verb = "bind" if inp.bind else "connect"
+            raise config_mod.ConfigError(f"input {endpoint}: cannot {verb} ({exc})") from None
+        return sock.last_endpoint.decode() if inp.bind else endpoint
 
     # ------------------------------------------------------------------- intake
     def _drain(self, socks: list[zmq.Socket]) -> None:

@@ -441,12 +441,12 @@ class Publisher:
         self.socket = context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
-        if curve_secret is not None:  # subscribers as the inputs' senders: a key in security.curve_clients
-            server_curve(self.socket, curve_secret)
-        prepare(self.socket, endpoint)
-        try:
+        try:  # a failed start leaves no socket open (the context's term() would wait for it)
+            if curve_secret is not None:  # subscribers as the inputs' senders: a key in security.curve_clients
+                server_curve(self.socket, curve_secret)
+            prepare(self.socket, endpoint)
             self.socket.bind(endpoint)
-        except zmq.ZMQError:
+        except BaseException:
             self.socket.close(linger=0)
             raise
         self.node_id = node_id

@@ -292,6 +292,73 @@ def test_status_says_the_rate_now_not_an_average_that_idle_time_pulls_down(tmp_p
         d.kill()
 
 
+@pytest.mark.parametrize("key", ["public", "not-z85"])
+@pytest.mark.parametrize("workers,publish", [(1, False), (1, True), (2, False)], ids=["one", "publish", "workers"])
+def test_a_bad_curve_secret_key_is_refused_at_start_naming_it(tmp_path, key, workers, publish):
+    """The node's own key file given as its public half (``node.key``, an easy slip) or
+    corrupt: the key was loaded on an input socket already open (and on the PUB socket),
+    which nothing then closed, so the failed start waited in ``context.term()`` for ever,
+    saying nothing, and a supervisor's workers hung with it (review)."""
+    from node.security import keygen
+
+    keygen(tmp_path / "keys", "node")
+    keygen(tmp_path / "keys/clients", "board")
+    if key == "public":
+        secret = "keys/node.key"
+    else:
+        secret = "keys/bad.key_secret"
+        text = (tmp_path / "keys/node.key_secret").read_text()
+        (tmp_path / secret).write_text(re.sub(r'(secret-key = ")(.)', r"\1~", text))  # ~ is not Z85
+    cfg = write_config(
+        tmp_path,
+        {"node": {"sources": [0], "workers": workers}, "fragment": {"n_inputs": 8, "n_outputs": 2},
+         "sink": {"directory": "out", "publish": f"tcp://127.0.0.1:{free_port()}" if publish else ""},
+         "security": {"curve_secret_key": secret, "curve_clients": "keys/clients"}},
+        [{"endpoint": f"tcp://127.0.0.1:{free_port()}"}],
+    )  # fmt: skip
+    out = cli("node", "--config", str(cfg), timeout=60)  # (it hung: killed here after 60 s)
+    assert out.returncode != 0
+    assert "security.curve_secret_key" in out.stderr and secret in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("publish", [False, True])
+def test_a_socket_that_fails_to_set_up_is_closed_with_the_failed_start(tmp_path, monkeypatch, publish):
+    """Whatever fails on a socket already opened (here a key that passed the check at start
+    and fails on the socket) closes it: else ``context.term()`` waits for ever."""
+    from node import security, sinks
+
+    security.keygen(tmp_path / "keys", "node")
+    security.keygen(tmp_path / "keys/clients", "board")
+    monkeypatch.setattr(security, "load_secret_certificate", lambda path: (b"", b""))  # the check at start passes
+
+    def fails(sock, path):
+        raise ValueError(f"{path}: refused on the socket")
+
+    monkeypatch.setattr(security, "server_curve", fails)
+    monkeypatch.setattr(sinks, "server_curve", fails)
+    cfg = write_config(
+        tmp_path,
+        {"node": {"sources": [0]}, "fragment": {"n_inputs": 8, "n_outputs": 2},
+         "sink": {"directory": "out", "publish": f"tcp://127.0.0.1:{free_port()}" if publish else ""},
+         "security": {"curve_secret_key": "keys/node.key_secret", "curve_clients": "keys/clients"}},
+        [{"endpoint": f"tcp://127.0.0.1:{free_port()}"}, {"endpoint": f"tcp://127.0.0.1:{free_port()}"}],
+    )  # fmt: skip
+    failed: list[str] = []
+
+    def start() -> None:  # its own context: a failed start terms it, waiting for every socket
+        try:
+            Node(config.load(cfg))
+        except ValueError as exc:
+            failed.append(str(exc))
+
+    t = threading.Thread(target=start, daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "the failed start waits for a socket it left open"
+    assert failed and "refused on the socket" in failed[0]
+
+
 def test_an_embedded_node_that_cannot_start_leaves_its_callers_context_free(tmp_path):
     """A Node that failed to start (its second input's port taken) left its CURVE
     authenticator and first socket open: the embedding program's ``context.term()`` then

@@ -55,6 +55,23 @@ class _Pending:
         return bool(self.cpu.any() or self.board.any())
 
 
+SAMPLE_MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio, odd: Fibonacci hashing
+
+
+def in_validation_sample(events: np.ndarray, every: int) -> np.ndarray:
+    """Which event numbers are in the 1-in-``every`` validation sample.
+
+    By a hash of the number, not ``event % every``: numbers by bunch crossing, or every
+    1000th after a prescale, or one worker's share (every Nth), made the sample all or
+    none of the events.  The high half of event x 0x9E3779B97F4A7C15 (mod 2^64) is spread
+    evenly for any even spacing of the numbers; deterministic, so an analysis (and the
+    demo) can tell which events were validated."""
+    if every <= 0:
+        return np.zeros(np.shape(events), bool)
+    mixed = np.multiply(np.asarray(events, np.uint64), SAMPLE_MIX) >> np.uint64(32)  # wraps mod 2^64
+    return mixed % np.uint64(every) == 0
+
+
 def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:
     """The raw range of each input its firmware takes: (low, high), a row per source for a
     firmware per source (``sim.per_source``), else one row for all; inputs a firmware
@@ -131,7 +148,7 @@ class Fallback:
         has_result = (flags & protocol.RESULT_VALID) != 0
         sampled = np.zeros(len(events), bool)
         if self.validate_every and (self.emulator is not None):
-            sampled = events["event"] % np.uint64(self.validate_every) == 0
+            sampled = in_validation_sample(events["event"], self.validate_every)
         # a board computes what came without a result; a fragment its FPGA flagged (OVERFLOW,
         # ERROR) goes to the CPU, as without offload, so that it keeps its flags and its
         # event says FALLBACK (a board's answer would have been stored under them, suspect)

@@ -14,6 +14,7 @@ from node_helpers import Daemon, free_port, read_sink, wait_for, write_config
 
 import sim
 from node import protocol as p
+from node.fallback import in_validation_sample
 from node.source import Source
 from sim.board.readout import Readout
 
@@ -94,7 +95,7 @@ def test_every_event_accounted_and_every_fault_found(tmp_path, manifest):
 
     # silent bit flips: every one in the validation sample is caught as a mismatch
     flips = f[4]["bitflip"].astype(np.int64)
-    covered = np.array([e for e in flips if e % every == 0 and arrived4[row[int(e)]]], np.int64)
+    covered = np.array([e for e in flips if in_validation_sample(e, every) and arrived4[row[int(e)]]], np.int64)
     assert len(covered) >= 5
     for e in covered:
         r = row[int(e)]
@@ -260,7 +261,7 @@ def test_an_offload_board_given_inputs_its_firmware_cannot_hold_declines_them_an
             "boards": [ep], "batch": 16, "max_in_flight": 2, "timeout_ms": 2000.0, "retry_s": 60.0}))  # fmt: skip
         emu = sim.load(manifest)
         x = random_raw_inputs(emu, n, 5)
-        bad = np.arange(3, n, 97)  # 100 among them: in the validation sample, CPU and board both get it
+        bad = np.arange(10, n, 97)  # 107 among them: in the validation sample, CPU and board both get it
         x[bad, 0] = int(emu.input_type.max_raw) + 1
         src = Source(0, f"tcp://127.0.0.1:{port}", n_inputs=x.shape[1], n_outputs=1, manifest_id=emu.id)
         for lo in range(0, n, 100):  # in several messages: later batches after the first bad one
@@ -280,9 +281,9 @@ def test_an_offload_board_given_inputs_its_firmware_cannot_hold_declines_them_an
     got[ev["event"].astype(np.int64)] = (ev["flags"][:, 0] & p.RESULT_VALID) != 0
     assert np.flatnonzero(~got).tolist() == bad.tolist()
     flagged = ev["event"][(ev["status"] & p.BAD_INPUTS) != 0].astype(np.int64)
-    sampled = (ev["event"] % 100 == 0) & ((ev["status"] & p.BAD_INPUTS) == 0)
+    sampled = in_validation_sample(ev["event"], 100) & ((ev["status"] & p.BAD_INPUTS) == 0)
     assert sorted(flagged.tolist()) == bad.tolist() and (ev["cpu_valid"][:, 0] == sampled).all()
-    assert c["fallback_cpu_fragments"] == 5  # the good sampled ones, once each: 0, 200, ..., 500
+    assert in_validation_sample(107, 100) and c["fallback_cpu_fragments"] == 5  # the good sampled ones, once each
     good = np.setdiff1d(np.arange(n), bad)
     want = np.asarray(emu.predict_raw(x[good]).raw).reshape(len(good), -1)
     order = np.argsort(ev["event"])
@@ -435,7 +436,8 @@ def test_one_node_fed_by_boards_of_different_firmware(tmp_path, tmp_path_factory
     for i, (b, emu) in enumerate(zip(boards, emus, strict=True)):
         errors = np.isin(ev["event"], b.faults()["error"])
         cpu = ev["cpu_valid"][:, i] == 1
-        assert errors.sum() > 20 and cpu[errors].all() and (cpu == (errors | (ev["event"] % every == 0))).all()
+        sampled = in_validation_sample(ev["event"], every)
+        assert errors.sum() > 20 and cpu[errors].all() and (cpu == (errors | sampled)).all()
         n_in = int(np.prod(emu.input_shape))
         assert (ev["inputs"][:, i, n_in:] == 0).all()  # the padding
         want = np.asarray(emu.predict_raw(ev["inputs"][cpu, i, :n_in].astype(np.int64)).raw).reshape(-1, 1)

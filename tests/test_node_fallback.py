@@ -20,7 +20,7 @@ from node_helpers import ROOT, Daemon, free_port, read_sink, write_config
 
 import sim
 from node import protocol as p
-from node.fallback import Fallback
+from node.fallback import Fallback, in_validation_sample
 from node.source import Source
 
 BDT_MODEL = """
@@ -89,7 +89,7 @@ def test_fallback_fills_missing_and_flagged_results_and_catches_bit_flips(tmp_pa
     flags[0][events % 7 == 3] = 0  # the FPGA gave no result
     flags[1][events % 11 == 5] |= p.OVERFLOW  # the FPGA flagged its result
     fpga[1][events % 11 == 5] = 12345  # ... and it is garbage
-    flipped = np.array([20, 160, 390])  # validation-sample events (multiples of 10) with a bit flip
+    flipped = np.flatnonzero(in_validation_sample(events, 10))[[1, 15, 38]]  # sampled events with a bit flip
     fpga[0][flipped, 0] ^= 1 << 3
     try:
         sources = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=x[s].shape[1], n_outputs=fpga[s].shape[1],
@@ -118,7 +118,7 @@ def test_fallback_fills_missing_and_flagged_results_and_catches_bit_flips(tmp_pa
         np.testing.assert_array_equal(ev["cpu"][done, s], truth[s][done])
         np.testing.assert_array_equal(ev["inputs"][:, s], x[s])
     needed = (flags[0] == 0) | ((flags[1] & p.OVERFLOW) != 0)
-    sampled = events % 10 == 0
+    sampled = in_validation_sample(events, 10)
     assert ((ev["status"] & p.FALLBACK) != 0).tolist() == needed.tolist()
     assert ((ev["status"] & p.VALIDATED) != 0).tolist() == sampled.tolist()
     assert (ev["cpu_valid"][needed | sampled].any(axis=1)).all()
@@ -128,6 +128,22 @@ def test_fallback_fills_missing_and_flagged_results_and_catches_bit_flips(tmp_pa
     assert sorted(e for line in logged for e, _ in line["events"]) == flipped.tolist()  # each one named
     assert sum(line["count"] for line in logged) == 3 and {s for line in logged for _, s in line["events"]} == {0}
     assert c["fallback_cpu_batches"] < c["fallback_cpu_fragments"]  # batched, not one call per fragment
+
+
+@pytest.mark.parametrize("spacing", [1, 2, 1000, 3564], ids=["dense", "odd", "prescaled", "bunch-crossing"])
+@pytest.mark.parametrize("every", [10, 100])
+def test_the_validation_sample_is_one_in_n_however_the_events_are_numbered(spacing, every):
+    """By ``event % every``, odd numbers were never sampled at 1-in-10 or 1-in-100, and
+    every 1000th number always (the emulator on every event); with two workers, one did
+    all the validation.  Now the sample is about one in ``every`` for any even spacing,
+    in every worker's share, and in every stretch of the run."""
+    events = np.arange(spacing % 2, 200_000 * spacing, spacing, dtype=np.uint64)
+    for share in (events, events[events % np.uint64(2) == 0], events[events % np.uint64(2) == 1]):  # 2 workers
+        if len(share) < 20_000:
+            continue
+        stretches = np.array([x.mean() for x in np.array_split(in_validation_sample(share, every), 20)]) * every
+        assert (stretches > 0.7).all() and (stretches < 1.3).all(), stretches
+    assert not in_validation_sample(events, 0).any() and in_validation_sample(events, 1).all()
 
 
 def test_inputs_the_firmware_cannot_hold_get_no_cpu_result_and_crash_nothing(tmp_path, manifest):

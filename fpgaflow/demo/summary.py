@@ -11,7 +11,7 @@ Each injected fault is looked up in the node's output by event number and source
   also after its event left while the ring holds that event) or, once a later number
   took its event's slot, written to the late sink (by event number);
 - bitflip: silent by nature; detected when the event is in the validation sample
-  (event mod ``validate_every`` = 0: the CPU recomputes it and the node flags MISMATCH);
+  (``node.fallback.in_validation_sample``: the CPU recomputes it and the node flags MISMATCH);
 - error: the event went to the fallback (FALLBACK, CPU result for that source), and
   the CPU result equals the firmware's answer for those inputs (recomputed here).
 
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from node import protocol
+from node.fallback import in_validation_sample
 
 STATUS_REASONS = {"timed_out": protocol.TIMED_OUT, "evicted": protocol.EVICTED, "drained": protocol.DRAINED}
 
@@ -103,7 +104,7 @@ def account_path(
                 notes["delay_unaccounted"] = notes.get("delay_unaccounted", 0) + int((~hit & ~absorbed).sum())
             elif kind == "bitflip":
                 arrived = ((missing[r] >> np.uint64(i)) & np.uint64(1)) == 0
-                covered = arrived & (events[found] % np.uint64(max(validate_every, 1)) == 0) & (validate_every > 0)
+                covered = arrived & in_validation_sample(events[found], validate_every)
                 hit = covered & ((status[r] & protocol.MISMATCH) != 0)
                 notes["bitflip_covered"] = notes.get("bitflip_covered", 0) + int(covered.sum())
             elif kind == "error":

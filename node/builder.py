@@ -45,6 +45,7 @@ LEAPS_KEPT = 64  # the ranges the window leapt over that are remembered (the lat
 WHY_LATE = 0  # its event left without it, or it is older than the window
 WHY_JUMP = 1  # refused: beyond ``max_event_jump`` of the highest event number
 WHY_LONE_LEAP = 2  # refused: a window or more ahead, alone, never confirmed within the timeout
+WHY_BAD_FLAGS = 3  # refused by the daemon: unknown flag bits or reserved set (the rest of its message built)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import zmq
 from node import config as config_mod
 from node import heap, protocol
 from node import metrics as metrics_mod
-from node.builder import WHY_LATE, Builder, missing_sources, ring_bytes
+from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources, ring_bytes
 from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
@@ -55,7 +55,7 @@ OVERSIZE_KEPT = 4
 # counters the loop adds to as things happen (the others are copied from counts each snapshot)
 COUNTED = ("received_messages", "received_bytes", "received_fragments", "drains", "malformed_messages",
            "sequence_resets", "events_out", "events_complete", "events_incomplete", "late_fragments",
-           "status_write_errors", "curve_refused")  # fmt: skip
+           "status_write_errors", "curve_refused", "refused_fragments")  # fmt: skip
 WAITING_LOG_S = 10.0  # how often a sink waiting for room on the disk is logged
 
 
@@ -455,7 +455,7 @@ class Node:
                 _, head, size = cut.pop()
                 self._oversize(head, size)
             try:
-                h, frags = protocol.decode(m, self.limits)
+                h, frags = protocol.decode(m, self.limits, check=False)  # each fragment judged below
                 if h.type != protocol.FRAGMENTS:
                     raise protocol.ProtocolError("unexpected-type", f"byte 5: message type {h.type} on an input")
                 if self.source_index[h.source] < 0:
@@ -466,6 +466,9 @@ class Node:
                 self._malformed(m, exc)
                 continue
             self._sequences(np.array([h.source]), np.array([h.sequence], np.uint64))  # any u64: garbage too
+            bad = protocol.bad_fragments(frags)
+            if bad.any():  # those fragments refused, not their message: a bit flip in one lost them all
+                frags = self._refuse(m, self.source_index[h.source], frags, bad)
             good_idx.append(np.full(len(frags), self.source_index[h.source]))
             good.append(frags)
         for _, head, size in reversed(cut):  # cut after the last message
@@ -474,6 +477,23 @@ class Node:
             frags = np.concatenate(good)
             c["received_fragments"] += len(frags)
             self.builder.add(np.concatenate(good_idx), frags)
+
+    def _refuse(self, msg: memoryview, source_index: int, frags: np.ndarray, bad: np.ndarray) -> np.ndarray:
+        """Refuse the fragments of a readable message that carry unknown flag bits or a
+        reserved field set (corrupt, or a newer protocol): the message counts as malformed
+        (``bad-flags``), they go to the late files (``why`` 3) and ``refused_fragments``,
+        and the message's other fragments are built.  Returns those."""
+        try:
+            protocol.check_fragments(frags)
+        except protocol.ProtocolError as exc:
+            n = int(np.count_nonzero(bad))
+            detail = f"{exc}; {n} of its {len(frags)} fragments refused (to the late files), the rest built"
+            self._malformed(msg, protocol.ProtocolError(exc.reason, detail))
+            self.metrics.c["refused_fragments"] += n
+            if self.late_sink is not None:
+                refused = Late(np.full(n, source_index), frags[bad], why=WHY_BAD_FLAGS)
+                self.late_sink.write(late_records(self.source_ids, refused))
+        return frags[~bad]
 
     def _oversize(self, head: bytes | memoryview, size: int) -> None:
         """A message longer than ``security.max_message_bytes``, of which ``head`` arrived."""

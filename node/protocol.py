@@ -365,20 +365,25 @@ def _itemsize(type_: int, n_sources: int, n_inputs: int, n_outputs: int, raw_byt
     return fragment_dtype(n_inputs, n_outputs, raw_bytes).itemsize
 
 
-def decode(buf: bytes | memoryview, limits: Limits = Limits()) -> tuple[Header, np.ndarray]:
+def decode(buf: bytes | memoryview, limits: Limits = Limits(), *, check: bool = True) -> tuple[Header, np.ndarray]:
     """Header and records of one message (the records are a read-only view of ``buf``).
 
     Fragment flags outside the known bits, or a fragment's reserved field set, make the
-    message malformed."""
+    message malformed (``check=False``: the caller judges each fragment, ``bad_fragments``)."""
     h = decode_header(buf, limits)
     if h.type == EVENTS:
         dtype = event_dtype(h.n_sources, h.n_inputs, h.n_outputs, h.raw_bytes)
     else:
         dtype = fragment_dtype(h.n_inputs, h.n_outputs, h.raw_bytes)
     records = np.frombuffer(buf, dtype, h.n_records, HEADER_SIZE)
-    if h.type != EVENTS:
+    if h.type != EVENTS and check:
         check_fragments(records)
     return h, records
+
+
+def bad_fragments(fragments: np.ndarray) -> np.ndarray:
+    """Which fragments have unknown flag bits or their reserved field set (``check_fragments``)."""
+    return ((fragments["flags"] & ~np.uint32(KNOWN_FLAGS)) != 0) | (fragments["reserved"] != 0)
 
 
 def check_fragments(fragments: np.ndarray, first_offset: int = HEADER_SIZE) -> None:

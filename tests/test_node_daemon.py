@@ -22,7 +22,7 @@ from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read
 
 from node import protocol as p
 from node import sinks
-from node.builder import WHY_JUMP, WHY_LATE, missing_sources
+from node.builder import WHY_BAD_FLAGS, WHY_JUMP, WHY_LATE, missing_sources
 from node.source import Source
 
 N_IN, N_OUT = 8, 2
@@ -300,7 +300,9 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
     counted nothing (the oversize reason could not happen). Now a message up to 4 x the
     limit is taken, counted oversize against its source and let go. A refused message
     that is its source's next by number is not also counted missing (it was, in
-    ``sequence_gaps``, by the message behind it)."""
+    ``sequence_gaps``, by the message behind it). A message with unknown flag bits or a
+    reserved field set on some fragments loses only those (to the late file, saying why):
+    it was refused whole, its good fragments' events built without them."""
     port = free_port()
     d = Daemon(basic_config(tmp_path, port, sources=[0], security={"max_message_bytes": 4096}))
     ctx = zmq.Context()
@@ -314,19 +316,25 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
         d.wait_counter("events_out", per + 50)
         bad_flags = bytearray(fragments_message(3000, 5, 3))
         bad_flags[p.HEADER_SIZE + 16] |= 0x80  # a flag bit the protocol does not have
+        f = p.fragment_dtype(N_IN, N_OUT, 4)
+        bad_flags[p.HEADER_SIZE + 3 * f.itemsize + f.fields["reserved"][1]] = 1  # fragment 3's reserved field
         push.send(bad_flags)
         push.send(fragments_message(4000, 5, 4))
-        d.wait_counter("events_out", per + 55)
+        d.wait_counter("events_out", per + 58)
         status = d.stop()
     finally:
         push.close(linger=0)
         ctx.term()
         d.kill()
     assert status["malformed"] == {"0/oversize": 1, "0/bad-flags": 1}
-    assert status["counters"]["events_complete"] == per + 55
+    assert status["counters"]["events_complete"] == per + 58 and status["counters"]["refused_fragments"] == 2
     assert status["sequence_gaps"] == {} and status["counters"]["sequence_resets"] == 0
     ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
-    assert sorted(ev["event"].tolist()) == [*range(per), *range(2000, 2050), *range(4000, 4005)]
+    assert sorted(ev["event"].tolist()) == [*range(per), *range(2000, 2050), 3001, 3002, 3004, *range(4000, 4005)]
+    late = read_sink(tmp_path / "out", "late-*.h5", "late")
+    assert late["event"].tolist() == [3000, 3003] and (late["why"] == WHY_BAD_FLAGS).all()
+    (line,) = [x for x in d.log_lines() if x["event"] == "malformed" and x["reason"] == "bad-flags"]
+    assert "fragment 0" in line["detail"] and "2 of its 5 fragments refused" in line["detail"]
     (line,) = [x for x in d.log_lines() if x["event"] == "malformed" and x["reason"] == "oversize"]
     assert line["source"] == "0" and line["bytes"] > 4096
 

@@ -180,9 +180,12 @@ def _read_header(f: BinaryIO) -> tuple[dict[str, Any], np.dtype]:
     if not (isinstance(head, dict) and isinstance(head.get("tree"), str) and isinstance(head.get("attrs"), dict)):
         raise ValueError("its header is not a chunk log's (tree, attrs)")
     try:
-        return head, np.lib.format.read_array(f).dtype
+        dtype = np.lib.format.read_array(f).dtype  # object types refused (allow_pickle is off)
     except Exception as exc:  # NumPy's reader raises more than ValueError on garbage
         raise ValueError(f"its records' type does not read ({exc})") from None
+    if dtype.itemsize == 0:  # no records of it could be counted in a chunk's bytes
+        raise ValueError(f"its records' type {dtype} has no size")
+    return head, dtype
 
 
 def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:
@@ -196,22 +199,28 @@ def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:
 
 def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
     """The records of a killed writer's ``.tmp``: every logged chunk, in row order, up to
-    the first row no chunk covers, then its tail's records from there (``write_tail``)."""
+    the first row no chunk covers or the first chunk not wholly in the file (as if the log
+    ended there), then its tail's records from there (``write_tail``)."""
     tree, attrs, dtype, entries = read_log(log_path(tmp))
     entries = np.sort(entries, order="row")
     parts, row = [], 0
     with open(tmp, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        room = size  # chunks do not overlap: together they are no bigger than the file
         for e in entries:
             if int(e["row"]) < row:  # the same chunk logged twice (written again after an error)
                 continue
             if int(e["row"]) != row:  # a gap: nothing after it can be placed
                 break
-            f.seek(int(e["offset"]))
-            data = f.read(int(e["rows"]) * dtype.itemsize)
-            if len(data) < int(e["rows"]) * dtype.itemsize:
+            offset, nbytes = int(e["offset"]), int(e["rows"]) * dtype.itemsize
+            # bytes beyond the file's end (a corrupt entry naming rows by the billion among
+            # them: reading them was a MemoryError or OverflowError and the node did not start)
+            if offset + nbytes > size or nbytes > room:
                 break
-            parts.append(np.frombuffer(data, dtype))
+            f.seek(offset)
+            parts.append(np.frombuffer(f.read(nbytes), dtype))
             row += int(e["rows"])
+            room -= nbytes
     tail = read_tail(tmp, dtype)
     if tail is not None and tail[0] <= row < tail[0] + len(tail[1]):  # (one that chunks since covered: none)
         parts.append(tail[1][row - tail[0] :])

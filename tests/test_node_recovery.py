@@ -130,6 +130,7 @@ def _npy_of(dtype) -> bytes:
         b'{"tree": "events", "attrs"',
         b"[1, 2]\n" + _npy_of(np.dtype("<u8")),  # a header that is not a chunk log's: AttributeError at start
         b'{"tree": "events", "attrs": {}}\nxx',
+        b'{"tree": "events", "attrs": {}}\n' + _npy_of(np.dtype([])),  # records of no size: none could be counted
     ],
 )
 def test_a_chunk_log_without_a_whole_header_leaves_its_file_as_it_is(tmp_path, log):
@@ -313,3 +314,36 @@ def test_a_chunk_logged_twice_is_rebuilt_once_and_the_chunks_after_it_too(tmp_pa
     log.close()
     _, _, records = chunklog.recovered_records(tmp)
     assert records["event"].tolist() == list(range(30))
+
+
+SMALL = p.event_dtype(2, 8, 1, 4)  # the records of the hand-written .tmp files below
+
+
+@pytest.mark.parametrize(
+    "rows, offset",
+    [
+        (10**12, 20 * SMALL.itemsize),  # rows by the trillion: a MemoryError at start
+        (4 * 10**18, 20 * SMALL.itemsize),  # more bytes than an index holds: an OverflowError at start
+        (10, 2**63 + 5),  # an offset no file reaches
+        (10, 25 * SMALL.itemsize),  # five of its ten rows beyond the file's end
+        (30, 0),  # within the file, but more bytes than the file has left for chunks
+    ],
+)
+def test_a_chunk_log_entry_beyond_the_file_ends_the_rebuild_there(tmp_path, rows, offset):
+    """A corrupt entry (bytes beyond the .tmp's end, or more than the file holds) is read as
+    the end of the log, as a chunk not wholly in the file always was: the chunks before it
+    are rebuilt.  Its rows were read unchecked, and the node did not start (MemoryError,
+    OverflowError) until someone deleted the file."""
+    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
+    ev = np.zeros(30, SMALL)
+    ev["event"] = np.arange(30)
+    tmp.write_bytes(ev.tobytes())
+    log = chunklog.ChunkLog(tmp, SMALL, "events", {})
+    for row in (0, 10):
+        log.record(row, 10, row * SMALL.itemsize, 10 * SMALL.itemsize)
+    log.record(20, rows, offset, rows * SMALL.itemsize % 2**64)
+    log.close()
+    sink = RotatingFiles(tmp_path, "ev")
+    assert len(sink.recovered) == 1 and sink.unrecovered == []
+    assert read_events(sink.recovered[0])["event"].tolist() == list(range(20))
+    sink.close()

@@ -48,6 +48,15 @@ def test_board_command_errors_name_the_culprit(tmp_path):
     assert r.returncode == 2 and "--source" in r.stderr
 
 
+def test_a_node_endpoint_zeromq_refuses_is_one_line_naming_the_option(tmp_path_factory):
+    """It was a ZMQError traceback from deep in the sender, once the firmware had loaded."""
+    project = shared_manifest(tmp_path_factory, "tiny_tau").parent.parent
+    r = board("--project", str(project), "--events", "10", "--node", "nonsense")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    expected = "fpgaflow board: error: --node 'nonsense' is not a ZeroMQ endpoint (tcp://host:port, ipc://path)"
+    assert r.stderr.strip() == expected
+
+
 def test_a_board_whose_node_never_takes_its_messages_says_so_and_fails(tmp_path, tmp_path_factory):
     """ZeroMQ queues for an endpoint whether or not anything listens there: the board said
     "finished, 200 fragments sent" and exited 0 with no node at all."""

@@ -147,6 +147,35 @@ def test_command_line_errors_name_the_option(argv, word):
         config_from_args(ap.parse_args(argv), "m")
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--node", "nonsense"], "--node 'nonsense' is not a ZeroMQ endpoint"),  # a ZMQError traceback at connect
+        (["--node", "tcp://127.0.0.1:99999"], "--node 'tcp://127.0.0.1:99999': the port must be in 1..65535"),
+        (["--node", "tcp://127.0.0.1:0"], "the port must be in 1..65535"),
+        (["--node", "tcp://127.0.0.1:*"], "a port to connect to is a number"),
+        (["--node", "tcp://127.0.0.1:1", "--ack", "udp://x:1"], "--ack 'udp://x:1' is not a ZeroMQ endpoint"),
+        (["--offload", "tcp://127.0.0.1:70000"], "--offload 'tcp://127.0.0.1:70000': the port must be in"),
+    ],
+)
+def test_endpoints_the_node_would_refuse_are_refused_naming_the_option(argv, message):
+    """ZeroMQ refused 'nonsense' with a traceback from deep in the sender, and quietly took
+    port 99999 as 34463 (the node's configuration refuses it, so the two never met)."""
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    with pytest.raises(ValueError) as info:
+        config_from_args(ap.parse_args(argv), "m")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5555", "tcp://[::1]:5555", "ipc:///tmp/n0", "tcp://h:65535"])
+def test_endpoints_the_node_takes_are_taken(endpoint):
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    assert config_from_args(ap.parse_args(["--node", endpoint, "--ack", endpoint]), "m").nodes == [endpoint]
+    assert config_from_args(ap.parse_args(["--offload", "tcp://127.0.0.1:*"]), "m").offload == "tcp://127.0.0.1:*"
+
+
 def test_stop_after_n_events_is_a_counted_fault(tmp_path, manifest):
     """The board dies after N events: it says so in its status, and its fault log holds
     every event it generated (nothing after N)."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 
@@ -78,6 +79,11 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         layout = (n_in, n_out, raw)
     if not args.offload and not args.node:
         raise ValueError("give --node ENDPOINT (streaming) or --offload ENDPOINT (answer offload requests)")
+    for option, endpoints in (("--node", args.node), ("--ack", args.ack)):
+        for endpoint in endpoints:
+            check_endpoint(endpoint, option, bind=False)
+    if args.offload:
+        check_endpoint(args.offload, "--offload", bind=True)
     faults = Faults(
         drop=args.drop, delay=args.delay, delay_ms=args.delay_ms, duplicate=args.duplicate, bitflip=args.bitflip,
         error=args.error, stop_after=args.stop_after, offload_delay_ms=args.offload_delay_ms,
@@ -91,3 +97,21 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         sndhwm=args.sndhwm, max_queued=args.queue, curve_secret=args.curve_secret,
         curve_server_key=args.curve_server_key, curve_clients=args.curve_clients,
     )  # fmt: skip
+
+
+def check_endpoint(endpoint: str, option: str, bind: bool) -> None:
+    """Refuse an endpoint ZeroMQ would refuse later with a traceback (``nonsense``; ``*`` for
+    a port to connect to), or take and quietly use another port (99999 is 99999 mod 65536).
+    The node's own rules (``node.config.check_endpoint``, ``check_port``), repeated here
+    rather than imported: ``sim`` does not import the node's configuration (DESIGN.md's
+    layers); keep the two in step."""
+    if not re.match(r"^(tcp://.+:(\d+|\*)|ipc://.+|inproc://.+)$", endpoint):
+        raise ValueError(f"{option} {endpoint!r} is not a ZeroMQ endpoint (tcp://host:port, ipc://path)")
+    port = re.match(r"^tcp://.*:(\d+|\*)$", endpoint)
+    if port is None:
+        return  # ipc, inproc
+    if port.group(1) == "*":
+        if not bind:
+            raise ValueError(f"{option} {endpoint!r}: a port to connect to is a number ('*' binds any port)")
+    elif not 1 <= int(port.group(1)) <= 65535:
+        raise ValueError(f"{option} {endpoint!r}: the port must be in 1..65535")

@@ -57,6 +57,18 @@ def test_a_node_endpoint_zeromq_refuses_is_one_line_naming_the_option(tmp_path_f
     assert r.stderr.strip() == expected
 
 
+def test_an_input_file_that_is_not_what_its_name_says_is_one_line_naming_it(tmp_path, tmp_path_factory):
+    """A .npz that is no zip archive was a zipfile.BadZipFile traceback; a .npy of text said
+    'Cannot load file containing pickled data when allow_pickle=False', naming no file."""
+    project = shared_manifest(tmp_path_factory, "tiny_tau").parent.parent
+    for name, what in (("bad.npz", "not a .npz file (not a zip archive)"), ("bad.npy", "not a .npy file")):
+        (tmp_path / name).write_bytes(b"PK\x03\x04junk" if name.endswith("z") else b"garbage\n")
+        r = board("--project", str(project), "--events", "10", "--node", "tcp://127.0.0.1:1", "--input",
+                  str(tmp_path / name))  # fmt: skip
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().startswith(f"fpgaflow board: error: {tmp_path / name}: {what}"), r.stderr
+
+
 def test_a_board_whose_node_never_takes_its_messages_says_so_and_fails(tmp_path, tmp_path_factory):
     """ZeroMQ queues for an endpoint whether or not anything listens there: the board said
     "finished, 200 fragments sent" and exited 0 with no node at all."""

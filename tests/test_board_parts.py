@@ -4,6 +4,7 @@ the replay ring, the offload answer, and clear errors for bad settings."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ from sim.board.cli import add_arguments, config_from_args
 from sim.board.faults import Faults, Injector, flip_bit
 from sim.board.readout import Readout
 from sim.board.replay import ReplayRing
-from sim.board.runtime import Board, BoardConfig
+from sim.board.runtime import Board, BoardConfig, main
 from sim.fixed import FixedType
 
 
@@ -98,6 +99,37 @@ def test_readout_from_a_file(tmp_path, manifest):
     np.save(tmp_path / "bad.npy", x[:, :4])
     with pytest.raises(ValueError, match="6 inputs"):
         Readout(emu, manifest, input_file=tmp_path / "bad.npy")
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("x.npz", b"PK\x03\x04junk", "not a .npz file (not a zip archive)"),  # was zipfile.BadZipFile
+        ("x.npy", b"garbage\n", "not a .npy file"),  # was 'Cannot load file containing pickled data'
+        ("x.npy", _npy(np.array([{"a": 1}], dtype=object)), "does not read as a .npy array (Object arrays"),
+        ("x.npy", _npy(np.zeros((5, 6)))[:-8], "does not read as a .npy array"),  # cut short
+        ("x.npy", _npy(np.array(["a", "b"])), "its values are <U1, not numbers"),  # was a bare float() error
+        ("x.npy", _npy(np.zeros((0, 6))), "no rows"),  # was 'shape (0, 6), but the firmware takes 6 inputs'
+        ("x.npy", _npy(np.zeros((5, 3))), "shape (5, 3), but the firmware takes 6 inputs"),
+        ("x.npy", _npy(np.where(np.arange(30).reshape(5, 6) == 20, np.nan, 1.0)), "NaN in 1 of 5 rows (row 3 first)"),
+    ],
+)  # fmt: skip
+def test_a_bad_input_file_is_one_line_naming_it(tmp_path, manifest, capsys, name, content, message):
+    """Through ``python -m sim.board`` (``main``): the readout is made before the board
+    streams, so its errors are a line naming the file, not a traceback from ``stream``.
+    NaN (the sample's row 3) was sent as zeros; ``fpgaflow emulate`` refuses it."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    cfg = BoardConfig(manifest=str(manifest), nodes=["tcp://127.0.0.1:1"], events=1, input_file=str(path))
+    assert main(cfg) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"board 0: error: {path}: ") and message in line, line
 
 
 def test_replay_ring_keeps_unacknowledged_fragments_in_event_order():

@@ -17,6 +17,7 @@ function of its input) or per event (``cache=False``, the honest cost per event)
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from sim.manifest import Manifest, read_manifest
 from sim.preprocessing import apply_preprocessing, has_preprocessing
 
 HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads consecutive events over the pool
+NPY_MAGIC = b"\x93NUMPY"  # how every .npy file begins
 
 
 class Readout:
@@ -57,6 +59,8 @@ class Readout:
             features = generate_features(manifest, pool, self.n_inputs, np.random.default_rng([seed, source_id]))
             self.by_hash = True
         scaled = apply_preprocessing(manifest, features) if has_preprocessing(manifest) else features
+        if input_file is not None:
+            refuse_nan(input_file, scaled)
         t = emulator.input_type
         scaled = np.clip(np.nan_to_num(scaled, nan=0.0), t.min_value, t.max_value)
         self.pool_inputs = np.asarray(t.to_raw(scaled), np.int64).reshape(len(features), self.n_inputs)
@@ -107,22 +111,59 @@ def generate_features(manifest: Manifest, n: int, n_inputs: int, rng: np.random.
 
 
 def load_features(path: str | Path, dataset: str | None, n_inputs: int) -> np.ndarray:
-    """Rows of features from a .npy or .npz file, checked against the firmware's inputs."""
+    """Rows of features from a .npy or .npz file, checked against the firmware's inputs;
+    a file that is not what its name says is an error naming it, not NumPy's traceback."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such input file")
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
+        x = _read_npy(path)
     elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            names = list(f.keys())
-            name = dataset or (names[0] if len(names) == 1 else None)
-            if name not in names:
-                raise ValueError(f"{path}: name the array with --dataset (one of {', '.join(names)})")
-            x = f[name]
+        x = _read_npz(path, dataset)
     else:
         raise ValueError(f"{path}: board input must be .npy or .npz, got {path.suffix or 'no suffix'}")
-    x = np.asarray(x, np.float64)
-    if x.ndim < 2 or int(np.prod(x.shape[1:])) != n_inputs or len(x) == 0:
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: its values are {x.dtype}, not numbers")
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != n_inputs:
         raise ValueError(f"{path}: shape {x.shape}, but the firmware takes {n_inputs} inputs per event")
-    return x.reshape(len(x), n_inputs)
+    if len(x) == 0:
+        raise ValueError(f"{path}: no rows (shape {x.shape}), so no event to read")
+    return np.asarray(x, np.float64).reshape(len(x), n_inputs)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:  # NumPy took it for a pickle, and said only that
+            raise ValueError(f"{path}: not a .npy file (it does not begin with NumPy's header)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # NumPy's reader raises more than ValueError on garbage (EOFError, OSError...)
+        raise ValueError(f"{path}: does not read as a .npy array ({exc})") from None
+
+
+def _read_npz(path: Path, dataset: str | None) -> np.ndarray:
+    if not zipfile.is_zipfile(path):  # NumPy raised zipfile.BadZipFile, a traceback
+        raise ValueError(f"{path}: not a .npz file (not a zip archive)")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: does not read as a .npz archive ({exc})") from None
+    with f:
+        names = list(f.keys())
+        name = dataset or (names[0] if len(names) == 1 else None)
+        if name not in names:
+            raise ValueError(f"{path}: name the array with --dataset (one of {', '.join(names)})")
+        try:
+            return f[name]
+        except Exception as exc:  # a member that is no .npy, or cut short
+            raise ValueError(f"{path}: its array {name!r} does not read ({exc})") from None
+
+
+def refuse_nan(path: str | Path, scaled: np.ndarray) -> None:
+    """NaN left in a file's features once scaled (the manifest's ``fill_non_finite`` replaces
+    them, where training did): the firmware's inputs cannot hold it, and ``fpgaflow emulate``
+    refuses it, where the board sent zeros in its place."""
+    bad = np.flatnonzero(np.isnan(scaled).any(axis=1))
+    if len(bad):
+        raise ValueError(f"{path}: NaN in {len(bad)} of {len(scaled)} rows (row {bad[0]} first), which the "
+                         f"firmware's inputs cannot represent")  # fmt: skip

@@ -105,6 +105,12 @@ class Board:
             from node.security import CurveKeys
 
             self.curve = CurveKeys.from_files(cfg.curve_secret, cfg.curve_server_key)
+        self.readout: Readout | None = None
+        if not cfg.offload:  # now: a bad --input is an error naming it (``main``), not a traceback once it streams
+            self.readout = Readout(
+                self.emulator, cfg.manifest, source_id=cfg.source_id, seed=cfg.seed, pool=cfg.pool,
+                input_file=cfg.input_file, dataset=cfg.dataset, cache=cfg.cache,
+            )  # fmt: skip
         self.counts: dict[str, Any] = {
             "generated": 0, "sent_fragments": 0, "sent_messages": 0, "replayed_fragments": 0,
             "reconnects": 0, "offload_requests": 0, "offload_answered": 0, "offload_ignored": 0,
@@ -170,10 +176,8 @@ class Board:
         cfg = self.cfg
         if not cfg.nodes:
             raise ValueError("a streaming board needs at least one node endpoint (--node)")
-        readout = Readout(
-            self.emulator, cfg.manifest, source_id=cfg.source_id, seed=cfg.seed, pool=cfg.pool,
-            input_file=cfg.input_file, dataset=cfg.dataset, cache=cfg.cache,
-        )  # fmt: skip
+        readout = self.readout
+        assert readout is not None  # an offload board has none
         n_in, n_out, raw = self.wire
         ring = ReplayRing(protocol.fragment_dtype(n_in, n_out, raw), cfg.replay_capacity) if cfg.acks else None
         source = Sender(

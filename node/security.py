@@ -37,10 +37,14 @@ def keygen(directory: str | Path, name: str, force: bool = False) -> tuple[Path,
     """Write ``NAME.key`` (public, give it to peers) and ``NAME.key_secret`` (keep it).
 
     An existing pair is kept unless ``force``: a new one would lock out every peer that
-    holds the old public key."""
+    holds the old public key.  ``name`` is a plain file name: ``../x`` wrote outside
+    ``directory``, and ``a/b`` failed with a bare 'No such file or directory'."""
     import zmq.auth
 
     directory = Path(directory)
+    if not name or name in (".", "..") or any(c in name for c in ("/", "\0", os.altsep or "/")):
+        raise ValueError(f"key name {name!r} is not a plain file name (no '/', not '.' or '..'): it names "
+                         f"NAME.key and NAME.key_secret in {directory}")  # fmt: skip
     existing = [p for p in (directory / f"{name}.key", directory / f"{name}.key_secret") if p.exists()]
     if existing and not force:
         raise ValueError(f"{existing[0]} exists: replacing it would lock out every peer holding the old "

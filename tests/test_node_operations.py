@@ -130,6 +130,25 @@ def test_keygen_writes_a_key_pair(tmp_path):
     assert blocked.returncode == 2 and "afile" in blocked.stderr and "Traceback" not in blocked.stderr
 
 
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs", "..", "."])
+def test_keygen_takes_only_a_plain_file_name(tmp_path, name):
+    """'../escape' wrote keys/../escape.key*, outside --dir; 'a/b' failed with a bare
+    '[Errno 2]'; '..' wrote a hidden '...key'."""
+    out = cli("node", "keygen", name, "--dir", str(tmp_path / "top" / "keys"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"key name {name!r} is not a plain file name" in out.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written anywhere
+
+
+def test_keygen_refuses_a_nul_in_the_name(tmp_path):
+    """(Only a caller of the library can pass one: open() said 'embedded null byte', naming nothing.)"""
+    from node.security import keygen
+
+    with pytest.raises(ValueError) as info:
+        keygen(tmp_path, "a\0b")
+    assert "key name 'a\\x00b' is not a plain file name" in str(info.value)
+
+
 def test_one_bad_file_among_the_client_keys_is_named_at_start(tmp_path):
     """ZeroMQ skips the whole folder over one unreadable key, and every board is refused."""
     import zmq

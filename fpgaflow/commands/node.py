@@ -14,7 +14,7 @@ import time
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["run", "status", "keygen"], default="run",
                    help="run (default), status, or keygen")  # fmt: skip
-    p.add_argument("name", nargs="?", help="keygen: the key's name (writes NAME.key and NAME.key_secret)")
+    p.add_argument("name", nargs="?", help="keygen: the key's name, a plain file name (NAME.key, NAME.key_secret)")
     p.add_argument("--config", default="node.toml", help="the node's TOML configuration (default: node.toml)")
     p.add_argument("--dir", default="keys", help="keygen: folder for the key files (default: keys)")
     p.add_argument("--json", action="store_true", help="status: print the raw status as JSON (status exits 0: "

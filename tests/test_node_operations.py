@@ -188,6 +188,17 @@ def test_status_names_a_file_that_is_not_a_status_file(tmp_path, content):
     assert out.returncode == 2 and "st.json: not a node status file" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_status_without_a_status_file_exits_2_naming_it(tmp_path):
+    """Nothing to tell is not 'stopped' (3): the path may be wrong as well as the node never
+    started.  docs/node.md listed only 0, 1 and 3."""
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nstatus_file = "st.json"\n')
+    out = cli("node", "status", "--config", str(path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{tmp_path / 'st.json'}: no status file; is the node running with {path}?" in out.stderr
+    assert "2 nothing to tell (no status file" in (ROOT / "docs" / "node.md").read_text()
+
+
 def test_a_configuration_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "node.toml"
     path.write_bytes(b"[node]\nname = '\xff'\n")

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="node.toml", help="the node's TOML configuration (default: node.toml)")
     p.add_argument("--dir", default="keys", help="keygen: folder for the key files (default: keys)")
     p.add_argument("--json", action="store_true", help="status: print the raw status as JSON (status exits 0: "
-                   "running; 1: failed, or killed (dead); 3: stopped, or no word from it (stale))")  # fmt: skip
+                   "running; 1: failed, or killed (dead); 3: stopped, or no word from it (stale); 2: no status "
+                   "file, or one that does not read)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="keygen: replace an existing key pair of that NAME")
 
 

@@ -82,15 +82,22 @@ class Boards:
         self.boards: list[_Board] = []
         for k, ep in enumerate(endpoints):
             s = self.context.socket(zmq.DEALER)
-            if curve:  # the node as the CURVE client of each board (its own key, the board's public one)
-                client_curve(s, curve[k])
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
-            # a board's replies are bounded like the inputs: in size (by the socket) and in number
-            s.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-            s.setsockopt(zmq.RCVHWM, max_in_flight * 2)
-            prepare(s, ep)
-            s.connect(ep)
+            try:
+                if curve:  # the node as the CURVE client of each board (its own key, the board's public one)
+                    client_curve(s, curve[k])
+                s.setsockopt(zmq.LINGER, 0)
+                s.setsockopt(zmq.SNDHWM, max_in_flight * 2)
+                # a board's replies are bounded like the inputs: in size (by the socket) and in number
+                s.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+                s.setsockopt(zmq.RCVHWM, max_in_flight * 2)
+                prepare(s, ep)
+                s.connect(ep)
+            except BaseException as exc:  # none left open: a failed start would wait for them in term()
+                for sock in (*(b.socket for b in self.boards), s):
+                    sock.close(linger=0)
+                if isinstance(exc, zmq.ZMQError):  # an endpoint ZeroMQ will not connect to (tcp://*:N, ...)
+                    raise ValueError(f"offload.boards[{k}] {ep}: cannot connect ({exc})") from None
+                raise
             self.boards.append(_Board(ep, s))
         # a reply from other firmware, or of another layout, is refused (bad_replies), not trusted
         self.limits = protocol.Limits(

@@ -216,6 +216,18 @@ serve_board(sys.argv[1], sim.load(sys.argv[2]), board_id=9, answer_limit=int(sys
 """
 
 
+def test_a_board_endpoint_zeromq_will_not_connect_to_is_refused_at_start_naming_it(tmp_path, manifest):
+    """``tcp://*:N`` passes the configuration's check but not ZeroMQ's connect: the board
+    sockets opened so far stayed open and the failed start waited for them in
+    ``context.term()`` for ever, saying nothing (review)."""
+    good, bad = f"tcp://127.0.0.1:{free_port()}", f"tcp://*:{free_port()}"
+    cfg = fallback_config(tmp_path, free_port(), manifest, offload={"boards": [good, bad]})
+    out = subprocess.run([sys.executable, "-m", "fpgaflow.cli", "node", "--config", str(cfg)], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)  # fmt: skip
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"offload.boards[1] {bad}: cannot connect" in out.stderr
+
+
 def test_offload_with_a_board_that_stops_answering(tmp_path, manifest):
     emu = sim.load(manifest)
     port, board_port = free_port(), free_port()

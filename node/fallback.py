@@ -64,12 +64,14 @@ def in_validation_sample(events: np.ndarray, every: int) -> np.ndarray:
     By a hash of the number, not ``event % every``: numbers by bunch crossing, or every
     1000th after a prescale, or one worker's share (every Nth), made the sample all or
     none of the events.  The high half of event x 0x9E3779B97F4A7C15 (mod 2^64) is spread
-    evenly for any even spacing of the numbers; deterministic, so an analysis (and the
-    demo) can tell which events were validated."""
+    evenly for any even spacing of the numbers, and an event is in the sample when it lies
+    in the lowest 1/``every`` of its range (its top bits: ``% every`` of it tested low
+    bits, uneven for large spacings); deterministic, so an analysis (and the demo) can
+    tell which events were validated."""
     if every <= 0:
         return np.zeros(np.shape(events), bool)
     mixed = np.multiply(np.asarray(events, np.uint64), SAMPLE_MIX) >> np.uint64(32)  # wraps mod 2^64
-    return mixed % np.uint64(every) == 0
+    return mixed < np.uint64((1 << 32) // every)
 
 
 def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:

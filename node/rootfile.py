@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 
 
-def columns(records: np.ndarray) -> dict[str, np.ndarray]:
-    """A structured array as one contiguous array per field (reserved fields left out)."""
-    return {name: np.ascontiguousarray(records[name]) for name in records.dtype.names if name != "reserved"}
+def columns(records: np.ndarray, keep_reserved: bool = False) -> dict[str, np.ndarray]:
+    """A structured array as one contiguous array per field (reserved fields left out,
+    but in late files, where a fragment refused for its reserved field shows why)."""
+    names = [n for n in records.dtype.names if keep_reserved or n != "reserved"]
+    return {name: np.ascontiguousarray(records[name]) for name in names}
 
 
 class ROOTWriter:
@@ -51,7 +53,7 @@ class ROOTWriter:
         pass
 
     def write(self, parts: list[np.ndarray]) -> None:
-        cols = columns(np.concatenate(parts))
+        cols = columns(np.concatenate(parts), keep_reserved=self.tree_name == "late")
         if self.tree is None:
             self.tree = self.file.mktree(self.tree_name, {k: np.dtype((a.dtype, a.shape[1:])) for k, a in cols.items()})
         self.tree.extend(cols)

@@ -458,3 +458,25 @@ def test_a_closed_files_chunk_buffer_is_unmapped_at_once(tmp_path):
         assert zero_mappings() == before
     finally:
         gc.enable()
+
+
+def test_a_root_late_file_keeps_the_reserved_field_a_fragment_was_refused_for(tmp_path):
+    """ROOT files leave the reserved fields out; in a late file a fragment refused for its
+    reserved field (why 3) then looked clean there, while the HDF5 file showed it (review)."""
+    pytest.importorskip("uproot")
+    from node.builder import WHY_BAD_FLAGS, Late
+    from node.rootfile import ROOTWriter
+    from node.sinks import late_records
+
+    f = p.make_fragments(np.arange(3), np.ones((3, 2)), np.zeros((3, 1)))
+    f["reserved"] = [0, 7, 0]
+    w = ROOTWriter(tmp_path / "late.root", "late", {})
+    w.write([late_records(np.array([5]), Late(np.zeros(3, int), f, why=WHY_BAD_FLAGS))])
+    w.close()
+    late = read_events(tmp_path / "late.root", "late")
+    assert late["reserved"].tolist() == [0, 7, 0] and (late["why"] == WHY_BAD_FLAGS).all()
+    ev = np.zeros(2, p.event_dtype(2, 2, 1, 4))
+    w = ROOTWriter(tmp_path / "events.root", "events", {})
+    w.write([ev])
+    w.close()
+    assert "reserved" not in read_events(tmp_path / "events.root", "events")  # always 0 in an event

@@ -66,7 +66,7 @@ class BuilderCounts:
 @dataclass
 class Late:
     """Fragments set aside, with their source indices: late (they came after their event
-    left) or refused (``why``: a jump), for the late files."""
+    left) or refused (``why``: a jump here, bad flags in the daemon), for the late files."""
 
     source_index: np.ndarray
     fragments: np.ndarray

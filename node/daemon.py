@@ -183,7 +183,7 @@ class Node:
                 f"({self.n_inputs} inputs, {self.n_outputs} results of {self.raw_bytes} bytes) takes {one} bytes"
             )
         b = cfg.builder
-        _check_ring_fits(len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes, b.window)
+        _check_ring_fits(len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes, b.window, cfg.node.workers)
         self.builder = Builder(
             len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
             window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
@@ -301,6 +301,7 @@ class Node:
             # the HTTP thread reads the snapshot the loop last published, never live state
             self.prometheus = metrics_mod.serve_prometheus(lambda: self.published, cfg.metrics.host, cfg.metrics.port)
         try:  # last, once all is ready: a status file that cannot be written is an error now, not a crash mid-run
+            self.published["pid"], self.published["host"] = os.getpid(), socket.gethostname()  # (see _write_status)
             metrics_mod.write_status(self.status_file, self.published)
         except OSError as exc:
             raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
@@ -921,15 +922,15 @@ class Supervisor:
         return self.worker_status(k).exists() or self.procs[k].poll() is not None
 
     def run(self) -> dict[str, Any]:
+        prom = None  # before the workers: a metrics port taken fails the start with no worker started
+        if self.cfg.metrics.port:
+            prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)
         for k in range(self.cfg.node.workers):
             self.worker_status(k).unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k),
                    "--supervisor-pid", str(os.getpid())]  # fmt: skip
             self.procs.append(subprocess.Popen(cmd))
         self.log("info", "supervisor-started", workers=len(self.procs), pids=[p.pid for p in self.procs])
-        prom = None
-        if self.cfg.metrics.port:
-            prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)
         while not self._stop and all(p.poll() is None for p in self.procs):
             time.sleep(min(0.2, self.cfg.node.status_interval_s))
             _write_status(self.log, self.status_file, self._collect())
@@ -969,18 +970,21 @@ def _write_status(log: Log, path: Path, snap: dict[str, Any]) -> bool:
         return False
 
 
-def _check_ring_fits(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int) -> None:
-    """Refuse a ``builder.window`` whose ring would take more than half the machine's
-    memory: it is all touched at start, so it would be the OOM killer's, not an error."""
-    need = ring_bytes(n_sources, n_inputs, n_outputs, raw_bytes, window)
+def _check_ring_fits(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int,
+                     workers: int = 1) -> None:  # fmt: skip
+    """Refuse a ``builder.window`` whose rings (one per worker) would take more than half
+    the machine's memory: each is all touched at start, so it would be the OOM killer's,
+    not an error."""
+    need = ring_bytes(n_sources, n_inputs, n_outputs, raw_bytes, window) * workers
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # a platform that does not say
         return
     if need > memory // 2:
+        each = f", one ring in each of {workers} workers" if workers > 1 else ""
         raise config_mod.ConfigError(
             f"builder.window = {window}: the ring would take {need / 2**30:.1f} GiB ({n_sources} sources' "
-            f"fragments of {n_inputs} inputs per event), more than half this machine's {memory / 2**30:.1f} GiB"
+            f"fragments of {n_inputs} inputs per event{each}), more than half this machine's {memory / 2**30:.1f} GiB"
         )
 
 

@@ -760,3 +760,54 @@ def test_a_tally_line_tells_all_since_the_last_written_one_and_nothing_while_unc
     log.flush_suppressed()
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert [(x["count"], x.get("suppressed"), x.get("at_stop")) for x in lines] == [(2, None, None), (7, 1, True)]
+
+
+def test_a_supervisors_metrics_port_in_use_starts_no_worker(tmp_path):
+    """The supervisor started its workers before its metrics server: with the port taken
+    it exited 2, but both workers had started, bound their inputs and left status files
+    (review)."""
+    import socket as sock_mod
+
+    taken = sock_mod.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        toml = (f"[node]\nworkers = 2\n[fragment]\nn_inputs = 4\nn_outputs = 1\n[sink]\nwrite_files = false\n"
+                f"[metrics]\nport = {taken.getsockname()[1]}\n")  # fmt: skip
+        err = refused_at_start(tmp_path, toml)
+    finally:
+        taken.close()
+    assert "metrics" in err
+    assert not list(tmp_path.glob("*.w[01]")) and '"started"' not in err
+
+
+def test_the_first_status_file_names_the_process(tmp_path):
+    """Written before the loop ran, it had no pid: a node killed then read 'running'
+    until the file went stale, instead of 'dead' (review)."""
+    cfg = config.parse({"fragment": {"n_inputs": 4, "n_outputs": 1}, "sink": {"write_files": False},
+                        "input": [{"endpoint": f"tcp://127.0.0.1:{free_port()}"}]}, base=tmp_path)  # fmt: skip
+    node = Node(cfg)
+    try:
+        first = json.loads(cfg.resolve(cfg.node.status_file).read_text())
+        assert first["pid"] == os.getpid() and first["host"]
+    finally:
+        for s in node.inputs:
+            s.close(linger=0)
+        node.context.term()
+
+
+def test_the_ring_check_counts_every_workers_ring():
+    """Each worker's ring was checked alone: 8 workers of 3.7 GiB passed on a 23.5 GiB
+    machine, for the OOM killer to stop (review)."""
+    from node.builder import ring_bytes
+    from node.daemon import _check_ring_fits
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    window = 1 << 20
+    n_in = 1
+    while ring_bytes(2, n_in, 1, 4, window) <= memory // 8:  # doubling: a ring over 1/8 of the memory, not 1/4
+        n_in *= 2
+    assert ring_bytes(2, n_in, 1, 4, window) <= memory // 2
+    _check_ring_fits(2, n_in, 1, 4, window)  # one worker: fits
+    with pytest.raises(config.ConfigError, match="one ring in each of 4 workers"):
+        _check_ring_fits(2, n_in, 1, 4, window, workers=4)

@@ -809,7 +809,8 @@ class Node:
         (closed with them full, those messages were lost, though their senders had handed
         them over). The inputs are drained until nothing comes for ``QUIET_S``, as after a
         run's last trigger; if the senders still send after ``STILL_SENDING_S`` (at once
-        if a sink waits for room: the senders are held back, and had better stay so), the
+        if a sink waits for room, or failed: the senders are held back, and had better stay
+        so, or what comes would be taken in only to be counted unwritten), the
         inputs leave their endpoints (unbind or disconnect: no new connections, no more
         bytes read; what the kernel still held for them goes with the connections) and
         what ZeroMQ had queued (``hwm`` messages per peer at most) is drained. Returns
@@ -820,7 +821,8 @@ class Node:
         for sock in self.inputs:
             poller.register(sock, zmq.POLLIN)
         start = time.monotonic()
-        cut_at = start + (0 if self.sinks and self._sinks_busy() else STILL_SENDING_S)
+        # at once if a sink waits for room or has failed: what comes now could not be written
+        cut_at = start + (0 if self.sinks and (self._sinks_busy() or self._failed_sinks) else STILL_SENDING_S)
         left = False
         try:
             while time.monotonic() < start + LAST_INTAKE_S:

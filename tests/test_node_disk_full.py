@@ -35,14 +35,14 @@ src.close()
 """
 
 
-def start(tmp_path, workers: int = 1) -> tuple[Daemon, int]:
+def start(tmp_path, workers: int = 1, **sink) -> tuple[Daemon, int]:
     port = free_ports(workers)
     cfg = write_config(
         tmp_path,
         {
             "node": {"sources": [0], "status_interval_s": 0.1, "workers": workers},
             "fragment": {"n_inputs": 256, "n_outputs": 1, "raw_bytes": 4},
-            "sink": {"directory": "out"},
+            "sink": {"directory": "out", **sink},
         },
         [{"endpoint": f"tcp://127.0.0.1:{port}", "hwm": 10}],
     )
@@ -322,3 +322,30 @@ def test_a_new_file_waits_for_room_like_a_chunk(tmp_path, fmt):
     from node.sinks import read_events
 
     assert np.array_equal(read_events(r["files"][0])["event"], np.arange(500))
+
+
+def test_a_sink_that_fails_cuts_the_senders_off_at_once(tmp_path):
+    """A sink that fails (not a full disk: here its folder is gone) stops the node; the
+    stop took the senders' messages for another second, every one of them only to be
+    counted unwritten (on PUSH/PULL they would have stayed with the senders) (review)."""
+    d, port = start(tmp_path, max_events_per_file=2000)  # its next file fails to open
+    sender = None
+    try:
+        sender = push(port)
+        d.wait_counter("events_out", 5000, timeout=60)
+        (tmp_path / "out").rename(tmp_path / "moved")  # the open file's name and the next file's folder are gone
+        (tmp_path / "out").write_text("a file where the folder was")
+        code = d.proc.wait(60)
+    finally:
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        d.kill()
+    assert code == 1
+    c = d.status()["counters"]
+    (failed,) = events_logged(d, "sink-failed")
+    (stopping,) = events_logged(d, "stopping")
+    # after the failure only what ZeroMQ had queued (hwm 10 messages of 16 fragments) is taken in
+    assert stopping["queued_messages"] <= 2 * 10
+    assert c["events_unwritten"] - failed["records_unwritten"] <= 2 * 10 * 16 + 400
+    assert c["events_out"] == c["events_written"] + c["events_unwritten"]

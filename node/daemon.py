@@ -919,6 +919,28 @@ class Supervisor:
             if p.poll() is None:
                 p.send_signal(signal.SIGUSR1)
 
+    def _wait_for_workers(self) -> list[int]:
+        """Wait for every worker to stop, keeping the node's status current, and say every
+        ``WAITING_LOG_S`` which ones are still running (draining, waiting for room on the
+        disk: a second SIGTERM gives up; or hung: its status goes stale) and for how long
+        they have said nothing, instead of waiting without a word.  Their exit codes."""
+        said = time.monotonic()
+        while any(p.poll() is None for p in self.procs):
+            time.sleep(min(0.2, self.cfg.node.status_interval_s))
+            _write_status(self.log, self.status_file, self._collect())
+            if time.monotonic() - said >= WAITING_LOG_S:
+                said = time.monotonic()
+                for k, p in enumerate(self.procs):
+                    if p.poll() is None:
+                        try:
+                            age = round(time.time() - float(metrics_mod.read_status(self.worker_status(k))["time"]), 1)
+                        except (OSError, ValueError, KeyError, TypeError):
+                            age = None
+                        self.log("warning", "waiting-for-worker", worker=k, pid=p.pid, status_age_s=age,
+                                 hint="it drains or waits for room on the disk (a second SIGTERM gives up); "
+                                      "a status many intervals old: hung")  # fmt: skip
+        return [p.returncode for p in self.procs]
+
     def _ready(self, k: int) -> bool:
         """Worker ``k`` has its signal handlers (it writes its status file after them)."""
         return self.worker_status(k).exists() or self.procs[k].poll() is not None
@@ -948,7 +970,7 @@ class Supervisor:
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        codes = [p.wait() for p in self.procs]
+        codes = self._wait_for_workers()
         snap = self._collect()
         snap["exit_codes"] = codes
         snap["final"] = True  # the node has stopped, even if a dead worker never wrote its final status

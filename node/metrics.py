@@ -153,9 +153,11 @@ class Metrics:
 
 def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """One node-wide snapshot from the workers' snapshots: sums (gauges add up too), but the
-    first message's time is the earliest worker's and the last event's the latest's."""
+    first message's time is the earliest worker's and the last event's the latest's.  Its
+    time is the oldest worker's: a worker that hangs makes the node's status go stale
+    (stamped now, the supervisor's file said "running" while a worker's was 13 s old)."""
     out: dict[str, Any] = {
-        "time": time.time(),
+        "time": min((s["time"] for s in snapshots if isinstance(s.get("time"), (int, float))), default=time.time()),
         "started": min((s["started"] for s in snapshots), default=time.time()),
         "counters": defaultdict(int),
         "gauges": defaultdict(float),

@@ -526,6 +526,10 @@ def test_merged_status_spans_the_workers_times_and_sums_their_counts():
     # instants: the earliest first message and the latest event out (a sum would be 201 and 222)
     assert merged["gauges"]["first_message_time"] == 100.0
     assert merged["gauges"]["last_event_out_time"] == 112.0
+    # its time is the oldest worker's: a hung worker makes the node stale, not "running" (review)
+    hung, alive = worker(1, 2, 3), worker(1, 2, 3)
+    hung["time"] -= 60
+    assert metrics.merge([alive, hung])["time"] == hung["time"]
 
 
 def refused_at_start(tmp_path, toml: str) -> str:

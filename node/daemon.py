@@ -629,8 +629,8 @@ class Node:
             for k, v in vars(self.boards.counts).items():
                 m.c[f"offload_{k}"] = v
             m.g["offload_in_flight"] = self.boards.in_flight()
-        m.c["events_written"] = self.events_sink.accepted - self.events_sink.lost if self.events_sink else 0
-        m.c["late_written"] = self.late_sink.accepted - self.late_sink.lost if self.late_sink else 0
+        m.c["events_written"] = self.events_sink.saved if self.events_sink else 0  # safe: never goes down
+        m.c["late_written"] = self.late_sink.saved if self.late_sink else 0
         m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
         m.c["sink_tail_errors"] = sum(s.tail_errors for s in self.sinks)
         arena = self.events_sink.arena if self.events_sink else None

@@ -201,6 +201,15 @@ class RotatingFiles:
         return self.written + closing + self.records_in_file + self.pending_records + self.lost
 
     @property
+    def saved(self) -> int:
+        """Records safe in files: closed ones, and the chunks (and tail) of open ones that
+        the next start rebuilds should the node die.  Never goes down (``accepted`` less
+        ``lost`` did, when records counted in an open file were lost with it)."""
+        c = self.closing
+        open_files = (c.writer.saved if c is not None else 0) + (self.writer.saved if self.writer is not None else 0)
+        return self.written + open_files
+
+    @property
     def unsaved(self) -> int:
         """Records accepted and not yet safe in a file (gathered, queued, being written):
         what a give-up now would lose."""

@@ -1061,7 +1061,10 @@ def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: in
     gc.collect()
     gc.freeze()
     snap = runner.run()
-    return 0 if all(c == 0 for c in snap.get("exit_codes", [0])) and not snap.get("failed") else 1
+    codes = snap.get("exit_codes", [0])
+    if 2 in codes:  # a worker refused to start (its error is on stderr): as a node that cannot start
+        return 2
+    return 0 if all(c == 0 for c in codes) and not snap.get("failed") else 1
 
 
 def start(config_path: str | Path, *, stderr=None) -> subprocess.Popen:

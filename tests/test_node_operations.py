@@ -815,3 +815,27 @@ def test_the_ring_check_counts_every_workers_ring():
     _check_ring_fits(2, n_in, 1, 4, window)  # one worker: fits
     with pytest.raises(config.ConfigError, match="one ring in each of 4 workers"):
         _check_ring_fits(2, n_in, 1, 4, window, workers=4)
+
+
+def test_a_worker_that_cannot_start_fails_the_node_as_a_node_that_cannot_start(tmp_path):
+    """Worker 1's input port (the base port + 1) taken: the supervisor exited 1, where a
+    single node with a port taken exits 2, the code a health check reads as 'my mistake'
+    (review)."""
+    import socket as sock_mod
+
+    port = free_port()
+    taken = sock_mod.socket()
+    try:
+        taken.bind(("127.0.0.1", port + 1))
+    except OSError:
+        pytest.skip("the port after a free one is taken already")
+    taken.listen()
+    try:
+        toml = "[node]\nworkers = 2\n[fragment]\nn_inputs = 4\nn_outputs = 1\n[sink]\nwrite_files = false\n"
+        path = tmp_path / "node.toml"
+        path.write_text(toml + f'[[input]]\nendpoint = "tcp://127.0.0.1:{port}"\n')
+        out = cli("node", "--config", str(path), timeout=120)
+    finally:
+        taken.close()
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"tcp://127.0.0.1:{port + 1}: cannot bind" in out.stderr

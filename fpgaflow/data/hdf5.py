@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from fpgaflow.arrays import hdf5_dataset, open_hdf5
 from fpgaflow.data.config import DataError
-from fpgaflow.data.sources import check_names
+from fpgaflow.data.sources import check_names, data_errors
 
 
 class Hdf5Source:
@@ -18,10 +19,8 @@ class Hdf5Source:
         import h5py
 
         self.path = path
-        try:
-            self._file = h5py.File(path, "r")
-        except OSError as exc:
-            raise DataError(f"{path}: cannot be opened as HDF5 ({exc})") from None
+        with data_errors():
+            self._file = open_hdf5(path)
         self._names: list[str] = []
         self._file.visititems(lambda n, o: self._names.append(n) if isinstance(o, h5py.Dataset) else None)
 
@@ -31,7 +30,10 @@ class Hdf5Source:
     def num_entries(self, names: list[str]) -> int:
         names = [n.lstrip("/") for n in names]
         check_names(self.path, names, self._names, "dataset")
-        lengths = {n: (self._file[n].shape or (1,))[0] for n in names}
+        scalar = [n for n in names if not self._file[n].shape]
+        if scalar:
+            raise DataError(f"{self.path}: dataset {scalar[0]!r} holds a single value, not one per entry")
+        lengths = {n: self._file[n].shape[0] for n in names}
         if len(set(lengths.values())) > 1:
             raise DataError(f"{self.path}: datasets have different numbers of entries: {lengths}")
         return next(iter(lengths.values()))
@@ -42,7 +44,8 @@ class Hdf5Source:
         out: dict[str, Any] = {}
         for n in names:
             ds = self._file[n.lstrip("/")]
-            data = ds[start:stop]
+            with data_errors():
+                data = hdf5_dataset(self._file, self.path, n.lstrip("/"), slice(start, stop))
             if h5py.check_vlen_dtype(ds.dtype) is not None:
                 import awkward as ak
 

@@ -9,35 +9,35 @@ from typing import Any
 
 import numpy as np
 
+from fpgaflow.arrays import load_npy, npz_member, open_npz
 from fpgaflow.data.config import DataError
-from fpgaflow.data.sources import check_names
+from fpgaflow.data.sources import check_names, data_errors
 
 
 class NpzSource:
     def __init__(self, path: Path):
         self.path = path
         self._cache: dict[str, np.ndarray] = {}
-        try:
+        with data_errors():
             if path.suffix.lower() == ".npy":
                 self._npz = None
                 self._names = [path.stem]
-                self._cache[path.stem] = np.load(path, mmap_mode="r", allow_pickle=False)
+                self._cache[path.stem] = load_npy(path, mmap=True)
             else:
-                self._npz = np.load(path, allow_pickle=False)
+                self._npz = open_npz(path)
                 self._names = list(self._npz.files)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot be read as NumPy data ({exc})") from None
 
     def names(self) -> list[str]:
         return list(self._names)
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._cache:
-            try:
-                self._cache[name] = self._npz[name]
-            except ValueError as exc:  # object arrays need pickle, which we never allow
-                raise DataError(f"{self.path}: array {name!r} cannot be read without pickle ({exc})") from None
-        return self._cache[name]
+            with data_errors():
+                self._cache[name] = npz_member(self._npz, self.path, name)
+        a = self._cache[name]
+        if a.ndim == 0:
+            raise DataError(f"{self.path}: array {name!r} holds a single value (a 0-d array), not one per entry")
+        return a
 
     def num_entries(self, names: list[str]) -> int:
         check_names(self.path, names, self._names, "array")

@@ -7,9 +7,12 @@ variable-length data, an awkward array of lists.  Ranges keep memory bounded: on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from fpgaflow.arrays import ArrayFileError
 from fpgaflow.data.config import DataError
 
 
@@ -55,3 +58,12 @@ def check_names(path: Path, wanted: list[str], present: list[str], what: str = "
             f"{path}: no {what}{'s' if len(missing) > 1 else ''} named {', '.join(map(repr, missing))}{within}; "
             f"it holds: {listing or 'nothing'}"
         )
+
+
+@contextmanager
+def data_errors() -> Iterator[None]:
+    """The shared array loader's errors (``fpgaflow.arrays``) as ``DataError``."""
+    try:
+        yield
+    except ArrayFileError as exc:
+        raise DataError(str(exc)) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,14 +114,27 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         )
     if meta.get("kind") not in KINDS:
         raise ManifestError(f"{meta_file}: field 'kind' must be one of {KINDS}, got {meta.get('kind')!r}")
-    arrays: dict[str, np.ndarray] = {}
-    arrays_file = path / ARRAYS_FILE
-    if arrays_file.exists():
-        try:
-            with np.load(arrays_file, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except ValueError as exc:
-            raise ManifestError(f"{arrays_file}: cannot be read without pickle ({exc})") from None
+    arrays = _read_arrays(path / ARRAYS_FILE)
     if _content_hash(meta, arrays) != meta.get("id"):
+        if not (path / ARRAYS_FILE).exists():
+            raise ManifestError(f"{path / ARRAYS_FILE}: missing; re-run `fpgaflow synth` to export the manifest again")
         raise ManifestError(f"{path}: content does not match its id {meta.get('id')!r} (edited or corrupted)")
     return Manifest(path, meta, arrays)
+
+
+def _read_arrays(arrays_file: Path) -> dict[str, np.ndarray]:
+    """The constant arrays; a damaged file is refused naming it (zipfile and NumPy raise
+    BadZipFile, 'Bad CRC-32 for file ...' or EOFError, naming no file).  A missing file
+    reads as no arrays: the content hash tells whether the manifest had some."""
+    if not arrays_file.exists():
+        return {}
+    resynth = "re-run `fpgaflow synth` to export the manifest again"
+    if arrays_file.stat().st_size == 0:
+        raise ManifestError(f"{arrays_file}: corrupt: the file is empty (0 bytes); {resynth}")
+    if not zipfile.is_zipfile(arrays_file):
+        raise ManifestError(f"{arrays_file}: corrupt: not a zip archive (truncated?); {resynth}")
+    try:
+        with np.load(arrays_file, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as exc:  # BadZipFile (bad CRC-32), zlib.error, EOFError; ValueError: object arrays (pickle)
+        raise ManifestError(f"{arrays_file}: corrupt ({type(exc).__name__}: {exc}); {resynth}") from None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import sim
+from fpgaflow.cli import main
 from sim.bdt import input_raw
 from sim.fixed import FixedType
 from sim.manifest import ManifestError, write_manifest
@@ -78,6 +79,40 @@ def test_bad_inputs_are_named(tmp_path):
         bdt.predict(np.array([[np.nan, 0.0]]))
     with pytest.raises(ValueError, match="must be integers"):
         bdt.predict_raw(np.zeros((1, 2)))
+
+
+def _damaged(content: bytes, how: str) -> bytes:
+    if how == "truncated":
+        return content[: len(content) // 2]
+    if how == "emptied":
+        return b""
+    i = content.index(np.array([[[0, 16, 32]]]).tobytes())  # inside value_raw's data: its CRC-32 fails
+    return content[:i] + bytes([content[i] ^ 0x10]) + content[i + 1 :]
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("truncated", "corrupt: not a zip archive (truncated?)"),  # was zipfile.BadZipFile: File is not a zip file
+        ("bit-flipped", "corrupt (BadZipFile: Bad CRC-32 for file 'value_raw.npy')"),  # was the same, a traceback
+        ("emptied", "corrupt: the file is empty (0 bytes)"),  # was EOFError: No data left in file
+        ("removed", "missing"),  # was 'content does not match its id (edited or corrupted)'
+    ],
+)
+def test_a_damaged_arrays_file_is_named_with_what_to_do(tmp_path, capsys, how, message):
+    arrays = _manifest(tmp_path) / "arrays.npz"
+    if how == "removed":
+        arrays.unlink()
+    else:
+        arrays.write_bytes(_damaged(arrays.read_bytes(), how))
+    with pytest.raises(ManifestError) as err:
+        sim.load(tmp_path)
+    assert str(err.value) == f"{arrays}: {message}; re-run `fpgaflow synth` to export the manifest again"
+    np.save(tmp_path / "x.npy", np.zeros((1, 2)))
+    assert (
+        main(["emulate", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 2
+    )
+    assert capsys.readouterr().err == f"fpgaflow emulate: error: {err.value}\n"
 
 
 @pytest.mark.parametrize(

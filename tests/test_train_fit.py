@@ -143,6 +143,26 @@ def test_train_errors_are_one_clear_line(tmp_path, capsys):
     assert "the last layer has 4 units but the data has 3 classes" in capsys.readouterr().err
 
 
+def test_labels_of_one_class_are_refused_naming_them(tmp_path, capsys):
+    """It trained and reported 'classes class0, validation accuracy 0.3500' (two outputs
+    for one class); now refused before TensorFlow is even imported."""
+    root = _project(tmp_path / "p")
+    with np.load(root / "blobs.npz") as d:
+        np.savez(root / "blobs.npz", X=d["X"], y=np.zeros(N, dtype=int))
+    assert main(["train", str(root)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"fpgaflow train: error: {root / 'project.yml'}: Data.Labels: 'y' in {root / 'blobs.npz'} holds one class "
+        f"only (a, index 0, in all {N} entries); a classifier needs at least two classes to learn from"
+    )
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    del cfg["Data"]["Classes"]
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=r"holds one class only \(class0, index 0, in all 1500 entries\)"):
+        train_project(load_project(root))
+    assert not (root / "model").exists()
+
+
 def test_build_model_failures_name_the_file_and_call(tmp_path):
     root = _project(tmp_path / "p")
     (root / "arch.py").write_text("def build_model(n_features, n_classes):\n    raise RuntimeError('no GPU here')\n")

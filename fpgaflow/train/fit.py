@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.data import DataConfig, Scaling, fit_scaling, read_dataset
-from fpgaflow.data.dataset import generate_missing
+from fpgaflow.data.dataset import Dataset, generate_missing
 from fpgaflow.train.config import TrainingConfig, TrainingError
 from fpgaflow.train.model import build_model
 from fpgaflow.train.outputs import TrainingOutputs, training_outputs
@@ -95,9 +95,21 @@ def _sparsity(model: Any) -> float:
     return float(sum((k == 0).sum() for k in kernels) / total) if total else 0.0
 
 
-def train_project(project: Any, epochs: int | None = None, verbose: int | None = None) -> TrainingResult:
-    import tensorflow as tf
+def require_two_classes(data: Dataset, cfg: DataConfig) -> None:
+    """With one class in the labels, Keras trains a model that always answers it and
+    reports an accuracy that means nothing: refuse, naming where the labels came from."""
+    present = np.unique(data.labels)
+    if len(present) < 2:
+        k = int(present[0]) if len(present) else 0
+        name = data.classes[k] if k < len(data.classes) else f"class{k}"
+        raise TrainingError(
+            f"{cfg.where}.Labels: {', '.join(map(repr, cfg.labels))} in {', '.join(str(f) for f in data.files)} "
+            f"hold{'s' if len(cfg.labels) == 1 else ''} one class only ({name}, index {k}, in all {len(data.labels)} "
+            "entries); a classifier needs at least two classes to learn from"
+        )
 
+
+def train_project(project: Any, epochs: int | None = None, verbose: int | None = None) -> TrainingResult:
     t0 = time.monotonic()
     data_cfg = DataConfig.from_project(project)
     cfg = TrainingConfig.from_project(project)
@@ -106,6 +118,9 @@ def train_project(project: Any, epochs: int | None = None, verbose: int | None =
     outputs = training_outputs(project, cfg.history)
     generate_missing(data_cfg)
     data = read_dataset(data_cfg)
+    require_two_classes(data, data_cfg)
+    import tensorflow as tf  # after the data is known to be usable: the import takes seconds
+
     if data.non_finite.total:
         print(f"data: non-finite values handled by policy {data_cfg.non_finite!r}: {data.non_finite.describe()}")
     n_classes = max(len(data.classes), 2)

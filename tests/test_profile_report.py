@@ -100,3 +100,23 @@ def test_without_labels_there_is_no_roc(project, capsys):
     assert "No labels were given" in (out / "report.md").read_text()
     assert main([*args, "--labels", "zz"]) == 2
     assert "no array named 'zz'" in capsys.readouterr().err
+
+
+def test_labels_the_model_has_no_class_for_are_refused(project, capsys):
+    """Labels 0/7 on a 3-class model gave 'accuracy 0.1250': class 7 counted as a miss."""
+    root, x, y, _ = project
+    y7 = np.where(y == 1, 7, y)
+    np.save(root / "y7.npy", y7)
+    np.savez(root / "inputs7.npz", x=x, y=y7)
+    first = int(np.flatnonzero(y7 == 7)[0])
+    tail = f"label 7 (row {first} first, {int((y7 == 7).sum())} rows) is not a class of the model, whose 3 outputs "
+    tail += "tell 3 classes (0 to 2)"
+    for labels, data, where in [
+        (root / "y7.npy", root / "inputs.npz", f"{root / 'y7.npy'}"),
+        ("y", root / "inputs7.npz", f"{root / 'inputs7.npz'}: array 'y'"),
+    ]:
+        args = ["profile", str(root), "--input", str(data), "--dataset", "x", "--labels", str(labels)]
+        assert main([*args, "--output", str(root / "y7")]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line == f"fpgaflow profile: error: {where}: {tail}"
+    assert not (root / "y7").exists()

@@ -21,6 +21,22 @@ class ProfileInputs:
     labels: np.ndarray | None
     classes: list[str]
     source: str
+    labels_source: str = ""  # for messages: the labels file (and array), or the Data: columns
+
+
+def refuse_foreign_labels(inputs: ProfileInputs, n_outputs: int) -> None:
+    """Labels the model cannot answer (class 7 of a two-class model) count as wrong for
+    every sample and make the accuracy quietly meaningless: refuse them."""
+    n_classes = 2 if n_outputs == 1 else n_outputs
+    if inputs.labels is None:
+        return
+    bad = np.flatnonzero(inputs.labels >= n_classes)
+    if len(bad):
+        raise ProjectError(
+            f"{inputs.labels_source}: label {int(inputs.labels[bad[0]])} (row {int(bad[0])} first, {len(bad)} rows) "
+            f"is not a class of the model, whose {n_outputs} output{'s' if n_outputs > 1 else ''} tell "
+            f"{n_classes} classes (0 to {n_classes - 1})"
+        )
 
 
 def _say(msg: str) -> None:
@@ -47,6 +63,7 @@ def read_inputs(
 
     has_data = "Data" in project.config
     classes = _class_names(project)
+    labels_source = ""
     if path is None or (dataset is None and has_data):
         from fpgaflow.data import DataConfig, read_dataset
 
@@ -65,12 +82,14 @@ def read_inputs(
                 x, y = x[val], (y[val] if y is not None else None)
         source = path or ", ".join(str(f) for f in ds.files) + " (validation entries)"
         classes = ds.classes or classes
+        labels_source = f"{cfg.where}.Labels: {', '.join(map(repr, cfg.labels))} in {source}"
     else:
         x = np.asarray(read_array(path, dataset), dtype=np.float64)
         y = None
         if labels is not None:
             lab_path, lab_name = (labels, None) if Path(labels).is_file() else (path, labels)
-            y = _labels(read_array(lab_path, lab_name), f"{lab_path}:{lab_name or ''}")
+            labels_source = f"{lab_path}" + (f": array {lab_name!r}" if lab_name else "")
+            y = _labels(read_array(lab_path, lab_name), labels_source)
             if len(y) != len(x):
                 raise ProjectError(f"{labels}: {len(y)} labels for {len(x)} input rows")
         source = f"{path}" + (f":{dataset}" if dataset else "")
@@ -78,7 +97,7 @@ def read_inputs(
         x, y = x[:samples], (y[:samples] if y is not None else None)
     if not len(x):
         raise ProjectError(f"{source}: no samples")
-    return ProfileInputs(x, y, classes, source)
+    return ProfileInputs(x, y, classes, source, labels_source)
 
 
 def _class_names(project: Project) -> list[str]:
@@ -140,6 +159,7 @@ def profile_project(
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
     inputs = read_inputs(project, input_path, dataset, labels, samples)
+    refuse_foreign_labels(inputs, int(np.prod(net.output_shape)))
     x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives
     _say(f"{len(x)} samples: counting overflows layer by layer in the emulator")
     counts = count_overflows(net, x)

@@ -243,6 +243,40 @@ def test_a_conifer_model_splitting_on_a_missing_feature(tmp_path, capsys):
     assert "tree 0 output 0 node 0 splits on feature 3; the model has 2 features" in capsys.readouterr().err
 
 
+def _without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: _without(e, "n_trees"), "not a conifer model, missing field(s) n_trees"),  # was KeyError: 'n_trees'
+        (
+            lambda e: {**e, "trees": [[_without(e["trees"][0][0], "threshold")]]},
+            "trees[0][0]: missing field 'threshold'",
+        ),
+        (lambda e: {**e, "trees": "notalist"}, "field 'trees' must be a list (per boosting round"),  # was TypeError
+        (lambda e: {**e, "trees": [e["trees"][0][0]]}, "trees[0] must be a list of one tree per output, got dict"),
+        (lambda e: {**e, "trees": [[[1, 2]]]}, "trees[0][0] must be a tree (an object with feature, threshold"),
+        (lambda e: {**e, "trees": [[{**e["trees"][0][0], "feature": [0, "x", -2]}]]}, "trees[0][0].feature[1] is 'x'"),
+        (
+            lambda e: {**e, "trees": [[{**e["trees"][0][0], "value": [0, 1]}]]},
+            "trees[0][0]: fields differ in length (feature: 3, threshold: 3, value: 2,",
+        ),
+        (lambda e: {**e, "n_features": "2"}, "field 'n_features' must be a positive integer, got '2'"),
+        (lambda e: {**e, "init_predict": 0.5}, "field 'init_predict' must be a list of numbers"),
+        (lambda e: [e], "not a conifer model (a JSON list, not an object)"),
+    ],
+)
+def test_a_malformed_conifer_json_is_named_with_the_field(tmp_path, capsys, change, message):
+    tree = make_tree([0, -2, -2], [0.5, 0, 0], [0, 1, 2], [1, -1, -1], [2, -1, -1], 2)
+    (tmp_path / "model.json").write_text(json.dumps(change(make_ensemble([[tree]], 2, 2, [0.0], "conifer", "<="))))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"fpgaflow synth: error: {tmp_path / 'model.json'}: {message}" in err and "Traceback" not in err, err
+
+
 def test_verify_refuses_a_project_changed_since_synth(tmp_path, capsys):
     make_project(tmp_path, xgb_binary(3, 2))
     assert main(["synth", str(tmp_path)]) == 0

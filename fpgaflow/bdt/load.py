@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.bdt import sklearn_converter, xgboost_converter
-from fpgaflow.bdt.trees import float_decision_function, tree_depth, validate
+from fpgaflow.bdt.trees import check_fields, float_decision_function, tree_depth, validate
 from fpgaflow.bdt.xgboost_converter import ConversionError
 from fpgaflow.project import Project, ProjectError
 
@@ -99,9 +99,12 @@ def _conifer(key: str, path: Path) -> SourceModel:
         js = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{path}: {key} is not a conifer JSON model ({exc})") from None
-    missing = [k for k in ("trees", "n_classes", "n_features", "init_predict", "norm") if k not in js]
+    if not isinstance(js, dict):
+        raise ProjectError(f"{path}: not a conifer model (a JSON {type(js).__name__}, not an object)")
+    missing = [k for k in ("trees", "n_trees", "n_classes", "n_features", "init_predict", "norm") if k not in js]
     if missing:
         raise ProjectError(f"{path}: not a conifer model, missing field(s) {', '.join(missing)}")
+    check_fields(js, str(path))
     ensemble = {k: v for k, v in js.items() if k not in ("config", "metadata")}
     ensemble.setdefault("splitting_convention", "<=")
     if ensemble["splitting_convention"] not in ("<", "<="):

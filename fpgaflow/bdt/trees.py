@@ -88,6 +88,69 @@ def float_decision_function(ensemble: dict[str, Any], x: np.ndarray) -> np.ndarr
     return out * ensemble["norm"]
 
 
+TREE_FIELDS = ("feature", "threshold", "value", "children_left", "children_right")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_fields(ensemble: dict[str, Any], where: str) -> None:
+    """A conifer JSON written by hand or by another tool: the fields its backends and ours
+    read, of the kinds they read, refused naming the field (a missing or mistyped one was
+    a KeyError or TypeError from deep inside)."""
+    for key in ("n_trees", "n_classes", "n_features"):
+        if key not in ensemble:
+            raise ValueError(f"{where}: missing field '{key}'")
+        if not _is_int(ensemble[key]) or ensemble[key] < 1:
+            raise ValueError(f"{where}: field '{key}' must be a positive integer, got {ensemble[key]!r}")
+    init = ensemble.get("init_predict")
+    if not isinstance(init, list) or not all(_is_number(v) for v in init):
+        raise ValueError(f"{where}: field 'init_predict' must be a list of numbers (one per output), got {init!r}")
+    if not _is_number(ensemble.get("norm")):
+        raise ValueError(f"{where}: field 'norm' must be a number, got {ensemble.get('norm')!r}")
+    trees = ensemble.get("trees")
+    if not isinstance(trees, list):
+        raise ValueError(
+            f"{where}: field 'trees' must be a list (per boosting round, a list of one tree per output), "
+            f"got {type(trees).__name__}"
+        )
+    for i, round_trees in enumerate(trees):
+        if not isinstance(round_trees, list):
+            raise ValueError(
+                f"{where}: trees[{i}] must be a list of one tree per output, got {type(round_trees).__name__}"
+            )
+        for k, t in enumerate(round_trees):
+            _check_tree(t, f"{where}: trees[{i}][{k}]")
+
+
+def _check_tree(t: Any, where: str) -> None:
+    if not isinstance(t, dict):
+        raise ValueError(f"{where} must be a tree (an object with {', '.join(TREE_FIELDS)}), got {type(t).__name__}")
+    for key in TREE_FIELDS:
+        if key not in t:
+            raise ValueError(f"{where}: missing field '{key}'")
+        if not isinstance(t[key], list):
+            raise ValueError(f"{where}.{key} must be a list (one entry per node), got {type(t[key]).__name__}")
+        kind, ok = (
+            ("an integer", _is_int)
+            if key in ("feature", "children_left", "children_right")
+            else ("a number", _is_number)
+        )
+        bad = next((j for j, v in enumerate(t[key]) if not ok(v)), None)
+        if bad is not None:
+            raise ValueError(f"{where}.{key}[{bad}] is {t[key][bad]!r}, not {kind}")
+    lengths = {key: len(t[key]) for key in TREE_FIELDS}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{where}: fields differ in length ({', '.join(f'{k}: {n}' for k, n in lengths.items())})")
+    if not lengths["feature"]:
+        raise ValueError(f"{where}: a tree of no nodes")
+
+
 def validate(ensemble: dict[str, Any], where: str) -> None:
     """Refuse an ensemble conifer would write into broken firmware, naming the tree and node."""
     n_features, outputs = int(ensemble["n_features"]), n_outputs(ensemble)

@@ -284,6 +284,29 @@ def test_verify_reports_the_first_diverging_layer(jet_project):
     assert d["expected_raw"] == d["got_raw"] + 1
 
 
+def test_verify_refuses_a_model_changed_since_synth(tmp_path, capsys):
+    """New weights after synth read as '97.5000% ... first divergence at layer fc2_relu',
+    an emulator bug; verify now checks the manifest's source_sha256 before anything runs."""
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.network.verify import refuse_changed_model
+
+    config = write_project(tmp_path / "p", dict(JET), JET_FILES)
+    project = _synth(config)
+    synthesized = json.loads((project.build_dir / "emulator" / "manifest.json").read_text())["source_sha256"]
+    refuse_changed_model(project, synthesized)  # unchanged: no complaint
+    model = load_keras_model(project)
+    model.set_weights([w * 1.01 for w in model.get_weights()])
+    model.save_weights(tmp_path / "p" / "KERAS_3layer_weights.h5")
+    capsys.readouterr()
+    assert _cli("verify", config, "--samples", "10") == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    files = f"{tmp_path / 'p' / 'KERAS_3layer.json'}, {tmp_path / 'p' / 'KERAS_3layer_weights.h5'}"
+    assert line == (
+        f"fpgaflow verify: error: {files}: the model files changed since `fpgaflow synth` (the hash it recorded in "
+        f"the manifest differs); re-run `fpgaflow synth {config}`"
+    )
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""

@@ -119,6 +119,22 @@ def csim_trace(hls_model: Any, x: np.ndarray) -> tuple[np.ndarray, dict]:
     return np.asarray(y), trace
 
 
+def refuse_changed_model(project: Project, synthesized: str | None) -> None:
+    """The model files against the hash synth recorded: verify compares the firmware built
+    from the old model with the C simulation of the new one, and a changed model reads as
+    an emulator bug ('97.5% bit-exact, first divergence at layer fc2_relu')."""
+    from fpgaflow.network.config import model_files
+    from fpgaflow.network.model import source_sha256
+
+    files = model_files(project)
+    if synthesized and source_sha256(files) != synthesized:
+        named = ", ".join(str(f) for f in files)
+        raise ProjectError(
+            f"{named}: the model file{'s' if len(files) > 1 else ''} changed since `fpgaflow synth` (the hash it "
+            f"recorded in the manifest differs); re-run `fpgaflow synth {project.file}`"
+        )
+
+
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array
@@ -132,6 +148,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     if not (emulator_dir / MANIFEST_FILE).is_file():
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     net = sim.load(emulator_dir)
+    refuse_changed_model(project, net.manifest.meta.get("source_sha256"))
     if args.input:
         x = net.preprocess(read_array(args.input, args.dataset))  # raw features, as `emulate` takes them
     else:

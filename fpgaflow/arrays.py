@@ -51,10 +51,13 @@ def read_array(path: str | os.PathLike, dataset: str | None = None) -> np.ndarra
 
 def check_samples(a: np.ndarray, where: str) -> np.ndarray:
     """``a`` unless it cannot be samples: a single number (0-d) has no rows, and the
-    firmware takes numbers."""
+    firmware takes real numbers (NumPy casts complex ones to float with only a
+    ComplexWarning, dropping the imaginary part)."""
     if a.ndim == 0:
         raise ArrayFileError(f"{where}: holds a single value (a 0-d array), not one row per sample")
-    if a.dtype.kind not in "biufc":
+    if a.dtype.kind == "c":
+        raise ArrayFileError(f"{where}: its values are complex ({a.dtype}); the firmware takes real numbers")
+    if a.dtype.kind not in "biuf":
         raise ArrayFileError(f"{where}: its values are {a.dtype}, not numbers")
     return a
 

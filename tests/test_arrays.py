@@ -53,6 +53,7 @@ BAD_FILES = [
     ("x.npy", _npy(ROWS)[:-40], "truncated: its header promises shape (4, 2) of float64 (64 bytes) but only 24"),
     ("x.npy", _npy(np.array([[None, 1]], dtype=object)), "holds Python objects (dtype object)"),
     ("x.npy", _npy(np.array([["a", "b"]])), "<U1, not numbers"),  # was a bare float() error
+    ("x.npy", _npy(ROWS + 1j), "complex (complex128)"),  # was a ComplexWarning, the imaginary part dropped
     ("x.npy", b"garbage\n", "not a .npy array"),
     ("x.npz", _npz(x=ROWS)[:-30], "not a .npz archive (not a zip file"),  # was zipfile.BadZipFile
     ("x.npz", _flipped(_npz(x=ROWS), ROWS.tobytes()), "array 'x' does not read: the archive is damaged (BadZipFile"),

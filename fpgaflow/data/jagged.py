@@ -21,6 +21,8 @@ def feature_block(column: Any, spec: FeatureSpec, path: Path) -> tuple[np.ndarra
         if isinstance(column, tuple):
             return column
     arr = np.asarray(column)
+    if arr.dtype.kind == "c":
+        raise DataError(f"{path}: column {spec.name!r} is complex ({arr.dtype}); features must be real numbers")
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{path}: column {spec.name!r} has dtype {arr.dtype}, not numbers")
     arr = arr.astype(np.float64, copy=False)

@@ -94,6 +94,9 @@ def test_root_missing_branch_names_file_and_existing_branches(tmp_path):
         DataError, match=r"d\.root: no branch named 'energy' in TTree 'Events'; it holds: (?=.*mass)(?=.*pt)"
     ):
         read_dataset(cfg)
+    cfg = _cfg(tmp_path, File="d.root", Features=["mass", "energy", "eta"], Labels="label")
+    with pytest.raises(DataError, match=r"d\.root: no branches named 'energy', 'eta' in TTree"):  # was 'branchs'
+        read_dataset(cfg)
 
 
 def test_root_wrong_tree_and_jagged_without_length(tmp_path):

@@ -54,8 +54,9 @@ def check_names(path: Path, wanted: list[str], present: list[str], what: str = "
     missing = [n for n in wanted if n not in present]
     if missing:
         listing = ", ".join(present[:40]) + (f" ... ({len(present)} in all)" if len(present) > 40 else "")
+        plural = what + ("es" if what.endswith(("ch", "sh", "s", "x")) else "s")  # branch -> branches
         raise DataError(
-            f"{path}: no {what}{'s' if len(missing) > 1 else ''} named {', '.join(map(repr, missing))}{within}; "
+            f"{path}: no {plural if len(missing) > 1 else what} named {', '.join(map(repr, missing))}{within}; "
             f"it holds: {listing or 'nothing'}"
         )
 

@@ -376,3 +376,69 @@ def test_two_input_network_is_refused(tmp_path):
     config = write_project(tmp_path / "p", {"KerasJson": "two.json", "KerasH5": "two_weights.h5"}, files)
     with pytest.raises(ProjectError, match="networks with 2 inputs are not supported"):
         _synth(config)
+
+
+def _hls_config(tmp_path, project: dict, files: dict):
+    """The hls4ml configuration synth would convert with (no conversion: fast)."""
+    from fpgaflow.network.config import read_settings
+    from fpgaflow.network.convert import hls_config
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.project import load_project
+
+    loaded = load_project(write_project(tmp_path, project, files))
+    settings = read_settings(loaded)
+    return hls_config(load_keras_model(loaded), settings), settings
+
+
+def test_model_reuse_factor_reaches_every_layer(tmp_path):
+    """hls4ml's generated per-name entries carry ReuseFactor 1, which hls4ml reads before
+    Model: the user's Model.ReuseFactor must win over them (it was silently 1)."""
+    from sim.manifest import read_manifest
+
+    model = {"Precision": "ap_fixed<16,6>", "Strategy": "Resource", "ReuseFactor": 4}
+    project = _synth(write_project(tmp_path, {**JET, "HLSConfig": {"Model": model}}, JET_FILES))
+    dense = [s for s in read_manifest(project.build_dir / "emulator").meta["layers"] if s["kind"] == "dense"]
+    assert [(s["strategy"], s["reuse_factor"]) for s in dense] == [("resource", 4)] * 4
+    parameters = (project.build_dir / "hls" / "firmware" / "parameters.h").read_text()
+    assert "reuse_factor = 4;" in parameters and "reuse_factor = 1;" not in parameters
+    report = json.loads((project.build_dir / "report.json").read_text())
+    assert {r["reuse_factor"] for r in report["layers"] if r["kind"] == "dense"} == {4}
+
+
+def test_layer_type_entries_apply_under_layer_name_ones(tmp_path):
+    """user LayerName > user LayerType > user Model > hls4ml's generated defaults."""
+    from sim.manifest import read_manifest
+
+    hls = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 2},
+        "LayerType": {"Dense": {"Precision": "ap_fixed<8,3>", "ReuseFactor": 4}},
+        "LayerName": {"fc2_relu": {"Precision": {"weight": "ap_fixed<10,4>"}, "ReuseFactor": 8}},
+    }
+    project = _synth(write_project(tmp_path, {**JET, "HLSConfig": hls}, JET_FILES))
+    layers = {s["name"]: s for s in read_manifest(project.build_dir / "emulator").meta["layers"]}
+    fc1, fc2 = layers["fc1_relu"], layers["fc2_relu"]
+    assert fc1["reuse_factor"] == 4 and fc2["reuse_factor"] == 8
+    assert {fc1[k] for k in ("weight_type", "bias_type", "accum_type", "result_type")} == {"ap_fixed<8,3>"}
+    assert (fc2["weight_type"], fc2["bias_type"], fc2["accum_type"]) == ("ap_fixed<10,4>",) + ("ap_fixed<8,3>",) * 2
+    assert layers["fc1_relu_relu"]["result_type"] == "ap_fixed<16,6>"  # activations: Model's
+
+
+def test_quantizer_types_survive_model_and_layer_type_settings(tmp_path):
+    """A QKeras quantizer's type is the layer's own: LayerType and Model entries leave it
+    (and say so), a LayerName entry replaces it."""
+    files = {n: MODELS / n for n in ("qkeras_3layer.json", "qkeras_3layer_weights.h5")}
+    hls = {
+        "Model": {"Precision": {"default": "ap_fixed<16,6>", "result": "ap_fixed<20,8>"}},
+        "LayerType": {"Activation": {"Precision": "ap_fixed<8,3>"}},
+        "LayerName": {"relu2": {"Precision": {"result": "ap_ufixed<4,0>"}}},
+    }
+    project = {"KerasJson": "qkeras_3layer.json", "KerasH5": "qkeras_3layer_weights.h5", "HLSConfig": hls}
+    config, settings = _hls_config(tmp_path, project, files)
+    names = config["LayerName"]
+    assert names["relu1"]["Precision"]["result"] == "ufixed<6,0,RND_CONV,SAT,0>"  # the quantizer's
+    assert names["relu2"]["Precision"]["result"] == "ap_ufixed<4,0>"
+    assert names["fc1_linear"]["Precision"]["result"] == "ap_fixed<8,3>"  # LayerType over Model
+    assert names["fc1"]["Precision"]["result"] == "ap_fixed<20,8>"  # Model's named variable over 'auto'
+    assert names["fc1"]["Precision"]["weight"] == "fixed<6,1,TRN,WRAP,0>"
+    assert any("LayerType.Activation.Precision is not applied to layer 'relu1'" in w for w in settings.warnings)
+    assert not any("'relu2'" in w for w in settings.warnings)

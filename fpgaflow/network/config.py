@@ -7,7 +7,7 @@ configurations, so the keys are interpreted here and the model converted with
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class NetworkSettings:
     clock_period: float | None
     io_type: str
     hls_config: dict[str, Any]  # the user's HLSConfig, unchanged
+    warnings: list[str] = field(default_factory=list)  # for synth's output and report
 
     @property
     def build_dir(self) -> Path:
@@ -75,19 +76,60 @@ def model_files(project: Project) -> list[Path]:
     return [project.existing("KerasModel")]
 
 
-def merge_hls_config(base: dict[str, Any], user: dict[str, Any], where: str) -> dict[str, Any]:
-    """hls4ml's per-name defaults with the user's Model/LayerType/LayerName entries on top.
+# keys hls4ml's configuration reads for any layer (ModelGraph's _parse_hls_config)
+LAYER_KEYS = ("Precision", "ReuseFactor", "Strategy", "Compression", "TargetCycles", "ConvImplementation", "Trace")
+# Model keys hls4ml also reads per layer (a LayerName/LayerType entry's own wins)
+MODEL_LAYER_KEYS = ("ReuseFactor", "Strategy", "Compression", "TargetCycles", "ConvImplementation")
 
-    A ``Precision`` given as a string replaces the layer's; as a mapping it updates
-    only the variables it names.  A LayerName entry for a layer the model does not
-    have is an error naming it."""
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of hls4ml's name-granularity configuration, as the merge needs it."""
+
+    name: str
+    classes: tuple[str, ...]  # hls4ml's layer class, then the Keras class where it differs (QDense -> Dense)
+    keys: dict[str, str]  # normalised key -> the key as hls4ml spells it (TableSize, exp_table_t...)
+    precision_vars: tuple[str, ...]  # weight, bias, result, accum, table...
+    quantized: frozenset[str] = frozenset()  # the variables a QKeras quantizer of the layer sets
+
+
+def normalised(key: str) -> str:
+    """``TableSize``, ``table_size`` and ``tablesize`` are one key to hls4ml (it snake-cases them)."""
+    return str(key).replace("_", "").lower()
+
+
+def merge_hls_config(
+    base: dict[str, Any], user: dict[str, Any], layers: list[LayerInfo], where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """hls4ml's per-name defaults (``base``) with the user's entries on top; the notes to show.
+
+    ``base`` names every layer with a ReuseFactor, a Precision per variable ('auto' or
+    hls4ml's defaults) and more; hls4ml reads a LayerName entry before LayerType and
+    Model, so the user's LayerType and Model settings are folded into every layer's
+    entry here: user LayerName > user LayerType > user Model > generated defaults.
+    A ``Precision`` string (or a mapping's ``default``) sets every variable of the
+    layer, a mapping the variables it names.  ``Model.Precision`` as a string (or its
+    ``default``) stays hls4ml's model default, which the 'auto' types are inferred
+    from; naming a variable there sets it in every layer that has it.  A type a QKeras
+    quantizer gives a layer is the layer's own setting: Model and LayerType entries do
+    not replace it (a note says so), LayerName ones do."""
     merged = copy.deepcopy(base)
-    for key, value in (user.get("Model") or {}).items():
-        merged.setdefault("Model", {})[key] = copy.deepcopy(value)
-    if user.get("LayerType"):
-        merged["LayerType"] = copy.deepcopy(user["LayerType"])
+    notes: list[str] = []
+    user_model = user.get("Model") or {}
+    user_types = user.get("LayerType") or {}
+    user_names = user.get("LayerName") or {}
+    model = merged.setdefault("Model", {})
+    for key, value in user_model.items():
+        if key == "Precision":
+            given = value if isinstance(value, dict) else {"default": value}
+            have = model.get("Precision")
+            model["Precision"] = {**(have if isinstance(have, dict) else {"default": have}), **copy.deepcopy(given)}
+        else:
+            model[key] = copy.deepcopy(value)
+    if user_types:
+        merged["LayerType"] = copy.deepcopy(user_types)  # for layers hls4ml's passes add
     names = merged.setdefault("LayerName", {})
-    for layer, entry in (user.get("LayerName") or {}).items():
+    for layer, entry in user_names.items():
         if layer not in names:
             raise ProjectError(
                 f"{where}: HLSConfig.LayerName names layer {layer!r}, which the model does not have "
@@ -95,10 +137,65 @@ def merge_hls_config(base: dict[str, Any], user: dict[str, Any], where: str) -> 
             )
         if not isinstance(entry, dict):
             raise ProjectError(f"{where}: HLSConfig.LayerName.{layer} must be a mapping")
-        target = names[layer]
-        for key, value in entry.items():
-            if key == "Precision" and isinstance(value, dict) and isinstance(target.get("Precision"), dict):
-                target["Precision"].update(copy.deepcopy(value))
-            else:
-                target[key] = copy.deepcopy(value)
-    return merged
+    model_vars = user_model.get("Precision") if isinstance(user_model.get("Precision"), dict) else {}
+    model_vars = {k: v for k, v in model_vars.items() if k not in ("default", "maximum")}
+    for info in layers:
+        entry = names.setdefault(info.name, {})
+        kept: dict[str, set[str]] = {}  # a Model/LayerType path -> the quantizer types it left alone
+        for key in MODEL_LAYER_KEYS:
+            if key in user_model and key in entry:
+                entry[key] = copy.deepcopy(user_model[key])
+        if model_vars:
+            own = {k: v for k, v in model_vars.items() if k in info.precision_vars}
+            _set_precision(entry, own, info, "HLSConfig.Model.Precision", kept)
+        for cls in info.classes:
+            if isinstance(user_types.get(cls), dict):
+                _apply(entry, user_types[cls], info, f"HLSConfig.LayerType.{cls}", kept)
+        named: set[str] = set()  # the variables the layer's own LayerName entry sets
+        if info.name in user_names:
+            _apply(entry, user_names[info.name], info, None, named)
+        for path, variables in kept.items():
+            left = [v for v in info.precision_vars if v in variables and v not in named]
+            if left:
+                notes.append(
+                    f"{path} is not applied to layer {info.name!r}'s {', '.join(left)} type: its QKeras quantizer "
+                    f"sets {'it' if len(left) == 1 else 'them'} (a HLSConfig.LayerName.{info.name} entry can)"
+                )
+    return merged, notes
+
+
+def _apply(entry: dict, given: dict, info: LayerInfo, path: str | None, seen: Any) -> None:
+    """One user entry onto a layer's; ``path`` None for the layer's own LayerName entry."""
+    for key, value in given.items():
+        key = info.keys.get(normalised(key), key)
+        if key == "Precision":
+            _set_precision(entry, value, info, path and f"{path}.Precision", seen)
+            continue
+        for other in [k for k in entry if normalised(k) == normalised(key) and k != key]:
+            del entry[other]  # hls4ml would read both spellings
+        entry[key] = copy.deepcopy(value)
+
+
+def _set_precision(entry: dict, given: Any, info: LayerInfo, path: str | None, seen: Any) -> None:
+    """Lay ``given`` (a string, or a mapping variable -> type with an optional ``default``)
+    over the layer's Precision mapping.  From a Model/LayerType ``path`` the quantizer
+    types stay and are recorded in ``seen[path]``; from the layer's own entry
+    (``path`` None) every variable set is recorded in the set ``seen``."""
+    given = dict(given) if isinstance(given, dict) else {"default": given}
+    if not given:
+        return
+    have = entry.get("Precision")
+    target = dict(have) if isinstance(have, dict) else ({"default": have} if have is not None else {})
+    default = given.pop("default", None)
+    wanted = dict.fromkeys(info.precision_vars, default) if default is not None else {}
+    if default is not None:
+        wanted["default"] = default  # hls4ml's fallback for variables nobody named
+    wanted.update(given)
+    for var, value in wanted.items():
+        if path is not None and var in info.quantized:
+            seen.setdefault(path, set()).add(var)
+            continue
+        if path is None:
+            seen.add(var)
+        target[var] = copy.deepcopy(value)
+    entry["Precision"] = target

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.network.config import NetworkSettings, merge_hls_config
+from fpgaflow.network.config import LAYER_KEYS, LayerInfo, NetworkSettings, merge_hls_config, normalised
 from fpgaflow.project import ProjectError
 
 
@@ -27,11 +27,57 @@ def check_supported(model: Any, where: str) -> None:
                 raise ProjectError(f"{where}: layer {layer.name!r} of type {cls}: {why}")
 
 
+def layer_catalog(model: Any, backend: str, base: dict[str, Any]) -> list[LayerInfo]:
+    """Each layer of ``base`` (hls4ml's name-granularity config) with its classes, the
+    keys hls4ml reads for it and the variables its QKeras quantizers set -- parsed as
+    ``config_from_keras_model`` parses the model."""
+    import json
+
+    import hls4ml
+    import keras
+
+    if keras.__version__ > "3.0":
+        layer_list, *_ = hls4ml.converters.parse_keras_v3_model(model)
+    else:
+        reader = hls4ml.converters.KerasModelReader(model)
+        layer_list, *_ = hls4ml.converters.parse_keras_model(json.loads(model.to_json()), reader)
+    hls_backend = hls4ml.backends.get_backend(backend)
+    infos = []
+    for layer in layer_list:
+        cls = layer["class_name"]
+        if layer.get("config", {}).get("activation") == "softmax":
+            cls = "Softmax"  # as config_from_keras_model
+        base_cls = hls4ml.model.layers.layer_map[cls]
+        layer_cls = hls_backend.create_layer_class(base_cls)
+        keys = {normalised(k): k for k in LAYER_KEYS}
+        for attr in layer_cls.expected_attributes:
+            if attr.configurable:
+                keys[normalised(attr.name)] = attr.name if attr.name.endswith("_t") else attr.config_name
+        generated = base["LayerName"].get(layer["name"], {})
+        keys.update({normalised(k): k for k in generated})
+        variables = dict.fromkeys(generated.get("Precision") or {})
+        variables.update(
+            (a.name[:-2], None)
+            for a in layer_cls.expected_attributes
+            if a.configurable and isinstance(a, hls4ml.model.attributes.TypeAttribute)
+        )
+        quantized = set()
+        for key, quantizer in layer.items():
+            if "quantizer" in key and quantizer is not None:
+                var = key.lower().split("_quantizer")[0]
+                quantized.add("result" if var == "activation" else var)
+        classes = tuple(dict.fromkeys((base_cls.__name__, layer["class_name"], cls)))
+        infos.append(LayerInfo(layer["name"], classes, keys, tuple(variables), frozenset(quantized)))
+    return infos
+
+
 def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> dict[str, Any]:
     import hls4ml
 
     base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
-    config = merge_hls_config(base, settings.hls_config, str(settings.project.file))
+    layers = layer_catalog(model, settings.backend, base)
+    config, notes = merge_hls_config(base, settings.hls_config, layers, str(settings.project.file))
+    settings.warnings.extend(f"{settings.project.file}: {n}" for n in notes if n not in settings.warnings)
     if trace:
         for entry in config["LayerName"].values():
             entry["Trace"] = True

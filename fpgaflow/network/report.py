@@ -98,7 +98,7 @@ def layer_estimate(spec: dict, arrays: dict, in_type: str | None) -> dict[str, A
     return {**base, "lut": size * out_w // 2, "ff": size * out_w, "latency_cycles": 1}
 
 
-def build_report(meta: dict, arrays: dict, vendor: dict | None) -> dict[str, Any]:
+def build_report(meta: dict, arrays: dict, vendor: dict | None, warnings: list[str] | None = None) -> dict[str, Any]:
     rows = []
     types_of = {s["name"]: s["result_type"] for s in meta["layers"]}
     for spec in meta["layers"]:
@@ -134,6 +134,7 @@ def build_report(meta: dict, arrays: dict, vendor: dict | None) -> dict[str, Any
         "layers": rows,
         "totals": totals,
         "vendor": vendor,
+        "warnings": list(warnings or []),
     }
 
 
@@ -188,6 +189,8 @@ def write_report(report: dict, directory: Path) -> None:
         lines.append(f"Failed: {vendor.get('reason', 'no reason given').rstrip('.')}.")
     else:
         lines.append(f"Skipped: {vendor.get('reason', 'not requested')}.")
+    if report.get("warnings"):
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in report["warnings"]]]
     (directory / "report.md").write_text("\n".join(lines) + "\n")
 
 

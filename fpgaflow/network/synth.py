@@ -60,6 +60,8 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     model = load_keras_model(project)
     _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
     hls_model = convert(model, settings, build / "hls")
+    for warning in settings.warnings:
+        _say(f"warning: {warning}")
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))
     preprocessing = project_preprocessing(project)  # the input scaling training fitted, if any
     if preprocessing is not None:
@@ -70,6 +72,6 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     manifest_id = write_manifest(build / "emulator", meta, arrays)
     meta = read_manifest(build / "emulator").meta
     vendor = run_vendor(hls_model, settings.backend, bool(getattr(args, "vendor", False)))
-    write_report(build_report(meta, arrays, vendor), build)
+    write_report(build_report(meta, arrays, vendor, settings.warnings), build)
     print(f"synth: {project.name}: {len(meta['layers'])} layers -> {build} (manifest {manifest_id})")
     return 0

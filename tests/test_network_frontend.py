@@ -4,6 +4,7 @@ that name the culprit, the manifest and report contents, the CLI."""
 from __future__ import annotations
 
 import json
+import re
 
 import fake_vendor
 import numpy as np
@@ -442,3 +443,63 @@ def test_quantizer_types_survive_model_and_layer_type_settings(tmp_path):
     assert names["fc1"]["Precision"]["weight"] == "fixed<6,1,TRN,WRAP,0>"
     assert any("LayerType.Activation.Precision is not applied to layer 'relu1'" in w for w in settings.warnings)
     assert not any("'relu2'" in w for w in settings.warnings)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"IOtype": "io_stream"}, r"yml: unknown key\(s\) IOtype \(did you mean IOType\?\)"),
+        ({"ClockPeriode": 3}, r"yml: unknown key\(s\) ClockPeriode \(did you mean ClockPeriod\?\)"),
+        ({"InputData": "x.dat"}, r"unknown key\(s\) InputData \(hls4ml's test-bench data"),
+        (
+            {"HLSConfig": {"Model": {"Precison": "ap_fixed<8,3>", "ReuseFacter": 4}}},
+            r"HLSConfig.Model: unknown key\(s\) Precison \(did you mean Precision\?\), "
+            r"ReuseFacter \(did you mean ReuseFactor\?\)",
+        ),
+        (
+            {"HLSConfig": {"Model": {"Precision": {"defualt": "ap_fixed<8,3>"}}}},
+            r"HLSConfig.Model.Precision: unknown variable\(s\) defualt \(did you mean default\?\)",
+        ),
+        (
+            {"HLSConfig": {"LayerName": {"fc1_relu": {"Precision": {"wieght": "ap_fixed<4,1>"}}}}},
+            r"HLSConfig.LayerName.fc1_relu.Precision: unknown variable\(s\) wieght \(did you mean weight\?\)",
+        ),
+        (
+            {"HLSConfig": {"LayerName": {"fc1_relu": {"ReuseFacter": 4}}}},
+            r"HLSConfig.LayerName.fc1_relu: unknown key\(s\) ReuseFacter \(did you mean ReuseFactor\?\)",
+        ),
+        (
+            {"HLSConfig": {"LayerName": {"fc1relu": {"ReuseFactor": 4}}}},
+            r"LayerName names layer 'fc1relu', which the model does not have \(did you mean fc1_relu\?\)",
+        ),
+        (
+            {"HLSConfig": {"LayerType": {"Dens": {"Precision": "ap_fixed<8,3>"}}}},
+            r"HLSConfig.LayerType: unknown layer class\(es\) Dens \(did you mean Dense\?\)",
+        ),
+        (
+            {"HLSConfig": {"LayerType": {"Dense": {"TableSize": 512}}}},
+            r"HLSConfig.LayerType.Dense: unknown key\(s\) TableSize; known: ",
+        ),
+        (
+            {"HLSConfig": {"Model": {"Precision": "ap_fixed<16", "6>": None}}},
+            r"unknown key\(s\) 6> \(the end of a type split at its comma: quote types inside \{...\}\)",
+        ),
+    ],
+)
+def test_misspelt_keys_are_refused_with_their_path(tmp_path, capsys, change, message):
+    """A key hls4ml would not read (a typo) silently gave the defaults: exit 2, one line
+    naming the file, the key's path and the key it resembles."""
+    config = write_project(tmp_path, {**JET, **change}, JET_FILES)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and str(config) in err and "Traceback" not in err
+    assert not (tmp_path / "build").exists()
+
+
+def test_hls4ml_snake_case_keys_are_accepted(tmp_path):
+    """hls4ml snake-cases layer keys (its own example configs write table_size, exp_table_t)."""
+    names = {"fc1_relu_relu": {"table_size": 512}, "output_softmax_softmax": {"exp_table_t": "ap_fixed<18,8>"}}
+    config, _ = _hls_config(tmp_path, {**JET, "HLSConfig": {"LayerName": names}}, JET_FILES)
+    assert config["LayerName"]["fc1_relu_relu"]["TableSize"] == 512
+    assert "table_size" not in config["LayerName"]["fc1_relu_relu"]
+    assert config["LayerName"]["output_softmax_softmax"]["exp_table_t"] == "ap_fixed<18,8>"

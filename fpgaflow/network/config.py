@@ -7,6 +7,7 @@ configurations, so the keys are interpreted here and the model converted with
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,25 @@ from fpgaflow.project import Project, ProjectError
 BACKENDS = ("Vivado", "Vitis")
 IO_TYPES = ("io_parallel", "io_stream")
 HLS_SECTIONS = ("Model", "LayerType", "LayerName")
+# a network project file's keys: hls4ml's that fpgaflow reads, then fpgaflow's own
+TOP_KEYS = (
+    "KerasJson", "KerasH5", "KerasModel", "OutputDir", "ProjectName", "Backend", "Part", "ClockPeriod", "IOType",
+    "HLSConfig", "Preprocessing", "Data", "Training",
+)  # fmt: skip
+# HLSConfig.Model keys hls4ml 1.3 reads (ModelGraph's configuration, its optimizer passes)
+MODEL_KEYS = (
+    "Precision", "ReuseFactor", "Strategy", "Compression", "TargetCycles", "ConvImplementation", "BramFactor",
+    "TraceOutput", "PipelineStyle", "PipelineInterval",
+)  # fmt: skip
+# hls4ml keys fpgaflow does not pass on: refused with the reason rather than ignored
+NOT_PASSED_ON = {
+    "InputData": "hls4ml's test-bench data; fpgaflow verify draws its own inputs",
+    "OutputPredictions": "hls4ml's test-bench data; fpgaflow verify compares with the C simulation",
+    "ClockUncertainty": "fpgaflow does not pass it to hls4ml",
+    "WriterConfig": "fpgaflow does not pass it to hls4ml",
+    "XilinxPart": "conifer's key (BDT projects); a network's is Part",
+    "BitExact": "hls4ml's convert_from_keras_model replaces it",
+}
 
 
 @dataclass
@@ -34,8 +54,30 @@ class NetworkSettings:
         return self.project.build_dir
 
 
+def unknown_keys(where: str, given: Any, known: Any, what: str = "key(s)") -> None:
+    """Refuse the keys of ``given`` not in ``known``, naming them with a "did you mean"."""
+    known = list(known)
+    unknown = [k for k in given if k not in known]
+    if not unknown:
+        return
+    lowered = {str(k).lower(): k for k in known}
+    named = []
+    for key in unknown:
+        text = str(key)
+        if key in NOT_PASSED_ON:
+            named.append(f"{text} ({NOT_PASSED_ON[key]})")
+            continue
+        if text.rstrip().endswith(">"):  # `{Precision: ap_fixed<16,6>}`: YAML split the type at its comma
+            named.append(f"{text} (the end of a type split at its comma: quote types inside {{...}})")
+            continue
+        close = [lowered[text.lower()]] if text.lower() in lowered else difflib.get_close_matches(text, known, 1, 0.6)
+        named.append(f"{text} (did you mean {close[0]}?)" if close else text)
+    raise ProjectError(f"{where}: unknown {what} {', '.join(named)}; known: {', '.join(map(str, known))}")
+
+
 def read_settings(project: Project) -> NetworkSettings:
     cfg = project.config
+    unknown_keys(str(project.file), cfg, TOP_KEYS)
     backend = str(cfg.get("Backend", "Vivado"))
     match = [b for b in BACKENDS if b.lower() == backend.lower()]
     if not match:
@@ -46,11 +88,11 @@ def read_settings(project: Project) -> NetworkSettings:
     hls = cfg.get("HLSConfig") or {}
     if not isinstance(hls, dict):
         raise ProjectError(f"{project.file}: HLSConfig must be a mapping")
-    for key in hls:
-        if key not in HLS_SECTIONS:
-            raise ProjectError(
-                f"{project.file}: HLSConfig has unknown section {key!r} (expected {', '.join(HLS_SECTIONS)})"
-            )
+    unknown_keys(f"{project.file}: HLSConfig", hls, HLS_SECTIONS, "section(s)")
+    for section in HLS_SECTIONS:
+        if not isinstance(hls.get(section) or {}, dict):
+            raise ProjectError(f"{project.file}: HLSConfig.{section} must be a mapping")
+    unknown_keys(f"{project.file}: HLSConfig.Model", hls.get("Model") or {}, MODEL_KEYS)
     clock = cfg.get("ClockPeriod")
     return NetworkSettings(
         project=project,
@@ -113,6 +155,7 @@ def merge_hls_config(
     from; naming a variable there sets it in every layer that has it.  A type a QKeras
     quantizer gives a layer is the layer's own setting: Model and LayerType entries do
     not replace it (a note says so), LayerName ones do."""
+    check_layer_keys(user, layers, where)
     merged = copy.deepcopy(base)
     notes: list[str] = []
     user_model = user.get("Model") or {}
@@ -131,9 +174,11 @@ def merge_hls_config(
     names = merged.setdefault("LayerName", {})
     for layer, entry in user_names.items():
         if layer not in names:
+            close = difflib.get_close_matches(str(layer), list(names), 1, 0.6)
             raise ProjectError(
-                f"{where}: HLSConfig.LayerName names layer {layer!r}, which the model does not have "
-                f"(its layers: {', '.join(sorted(names))})"
+                f"{where}: HLSConfig.LayerName names layer {layer!r}, which the model does not have"
+                + (f" (did you mean {close[0]}?)" if close else "")
+                + f"; its layers: {', '.join(sorted(names))}"
             )
         if not isinstance(entry, dict):
             raise ProjectError(f"{where}: HLSConfig.LayerName.{layer} must be a mapping")
@@ -162,6 +207,37 @@ def merge_hls_config(
                     f"sets {'it' if len(left) == 1 else 'them'} (a HLSConfig.LayerName.{info.name} entry can)"
                 )
     return merged, notes
+
+
+def check_layer_keys(user: dict[str, Any], layers: list[LayerInfo], where: str) -> None:
+    """Every LayerType class, LayerName layer, key and Precision variable must be one
+    hls4ml reads for the model's layers: a misspelt one would be ignored."""
+    by_name = {info.name: info for info in layers}
+    precision = (user.get("Model") or {}).get("Precision")
+    if isinstance(precision, dict):
+        variables = dict.fromkeys(["default", "maximum", *(v for info in layers for v in info.precision_vars)])
+        unknown_keys(f"{where}: HLSConfig.Model.Precision", precision, variables, "variable(s)")
+    classes = dict.fromkeys(c for info in layers for c in info.classes)
+    types = user.get("LayerType") or {}
+    unknown_keys(f"{where}: HLSConfig.LayerType", types, classes, "layer class(es)")
+    for cls, entry in types.items():
+        _check_entry(f"{where}: HLSConfig.LayerType.{cls}", entry, [i for i in layers if cls in i.classes])
+    for name, entry in (user.get("LayerName") or {}).items():
+        if name in by_name:
+            _check_entry(f"{where}: HLSConfig.LayerName.{name}", entry, [by_name[name]])
+
+
+def _check_entry(path: str, entry: Any, infos: list[LayerInfo]) -> None:
+    if not isinstance(entry, dict):
+        raise ProjectError(f"{path} must be a mapping")
+    keys = {n: k for info in infos for n, k in info.keys.items()}
+    misspelt = [k for k in entry if normalised(k) not in keys]
+    if misspelt:
+        unknown_keys(path, {k: None for k in misspelt}, dict.fromkeys(keys.values()))
+    precision = next((v for k, v in entry.items() if normalised(k) == "precision"), None)
+    if isinstance(precision, dict):
+        variables = dict.fromkeys(["default", *(v for info in infos for v in info.precision_vars)])
+        unknown_keys(f"{path}.Precision", precision, variables, "variable(s)")
 
 
 def _apply(entry: dict, given: dict, info: LayerInfo, path: str | None, seen: Any) -> None:

@@ -503,3 +503,47 @@ def test_hls4ml_snake_case_keys_are_accepted(tmp_path):
     assert config["LayerName"]["fc1_relu_relu"]["TableSize"] == 512
     assert "table_size" not in config["LayerName"]["fc1_relu_relu"]
     assert config["LayerName"]["output_softmax_softmax"]["exp_table_t"] == "ap_fixed<18,8>"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"HLSConfig": {"Model": {"Precision": "ap_fixed<8>"}}},
+            r"yml: HLSConfig.Model.Precision: ap_fixed<8>: expected 2 to 5 parameters",
+        ),
+        (
+            {"HLSConfig": {"LayerName": {"fc1_relu": {"Precision": {"result": "ap_fixed<16,6,AP_RND,AP_SATT>"}}}}},
+            r"yml: HLSConfig.LayerName.fc1_relu.Precision.result: ap_fixed<16,6,AP_RND,AP_SATT>: "
+            r"unknown overflow mode 'AP_SATT'",
+        ),
+        (
+            {"HLSConfig": {"Model": {"Precision": 16}}},
+            r"yml: HLSConfig.Model.Precision: 16: a fixed-point type must be given as a string",
+        ),
+        (
+            {"HLSConfig": {"Model": {"Precision": "auto"}}},
+            r"HLSConfig.Model.Precision: the model default must be a type such as ap_fixed<16,6>, not auto",
+        ),
+        (
+            {"HLSConfig": {"LayerName": {"output_softmax_softmax": {"exp_table_t": "ap_fixed<18>"}}}},
+            r"HLSConfig.LayerName.output_softmax_softmax.exp_table_t: ap_fixed<18>: expected 2 to 5",
+        ),
+        ({"ClockPeriod": "5ns"}, r"yml: ClockPeriod is '5ns'; give the period in ns as a positive number"),
+        (
+            {"HLSConfig": {"Model": {"Strategy": "Resourse"}}},
+            r"HLSConfig.Model.Strategy is 'Resourse' \(did you mean Resource\?\)",
+        ),
+        (
+            {"HLSConfig": {"LayerType": {"Dense": {"ReuseFactor": 0}}}},
+            r"HLSConfig.LayerType.Dense.ReuseFactor is 0; it must be a whole number >= 1",
+        ),
+    ],
+)
+def test_bad_values_are_refused_before_hls4ml(tmp_path, capsys, change, message):
+    """Bad types reached hls4ml's parser (IndexError, KeyError 'SATT', AttributeError),
+    '5ns' float(), a misspelt strategy silently meant Latency: exit 2 naming the path."""
+    config = write_project(tmp_path, {**JET, **change}, JET_FILES)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "hls4ml could not convert" not in err and "Traceback" not in err

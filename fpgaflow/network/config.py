@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fpgaflow.project import Project, ProjectError
+from sim.fixed import FixedType
 
 BACKENDS = ("Vivado", "Vitis")
 IO_TYPES = ("io_parallel", "io_stream")
 HLS_SECTIONS = ("Model", "LayerType", "LayerName")
+STRATEGIES = ("Latency", "Resource", "resource_unrolled", "distributed_arithmetic")  # hls4ml 1.3's, snake-cased
 # a network project file's keys: hls4ml's that fpgaflow reads, then fpgaflow's own
 TOP_KEYS = (
     "KerasJson", "KerasH5", "KerasModel", "OutputDir", "ProjectName", "Backend", "Part", "ClockPeriod", "IOType",
@@ -46,7 +50,7 @@ class NetworkSettings:
     part: str | None
     clock_period: float | None
     io_type: str
-    hls_config: dict[str, Any]  # the user's HLSConfig, unchanged
+    hls_config: dict[str, Any]  # the user's HLSConfig, its types checked and spelt as sim.fixed prints them
     warnings: list[str] = field(default_factory=list)  # for synth's output and report
 
     @property
@@ -93,16 +97,82 @@ def read_settings(project: Project) -> NetworkSettings:
         if not isinstance(hls.get(section) or {}, dict):
             raise ProjectError(f"{project.file}: HLSConfig.{section} must be a mapping")
     unknown_keys(f"{project.file}: HLSConfig.Model", hls.get("Model") or {}, MODEL_KEYS)
-    clock = cfg.get("ClockPeriod")
+    where = str(project.file)
+    checked: dict[str, Any] = {}
+    if hls.get("Model"):
+        checked["Model"] = _checked_entry(where, "HLSConfig.Model", hls["Model"], model=True)
+    for section in ("LayerType", "LayerName"):
+        if hls.get(section):
+            checked[section] = {
+                name: _checked_entry(where, f"HLSConfig.{section}.{name}", entry) if isinstance(entry, dict) else entry
+                for name, entry in hls[section].items()
+            }
     return NetworkSettings(
         project=project,
         backend=match[0],
         project_name=str(cfg.get("ProjectName") or "myproject"),
         part=cfg.get("Part"),
-        clock_period=float(clock) if clock is not None else None,
+        clock_period=_clock_period(where, cfg.get("ClockPeriod")),
         io_type=io_type,
-        hls_config=hls,
+        hls_config=checked,
     )
+
+
+def _clock_period(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        period = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        period = math.nan
+    if not (math.isfinite(period) and period > 0):
+        raise ProjectError(f"{where}: ClockPeriod is {value!r}; give the period in ns as a positive number, e.g. 5")
+    return period
+
+
+def _snake(key: Any) -> str:
+    """hls4ml's ``convert_to_snake_case`` (a layer key ending in ``_t`` is a type)."""
+    return re.sub(r"_{2,}", "_", re.sub(r"(?<!^)(?=[A-Z])", "_", str(key)).lower())
+
+
+def _type(where: str, path: str, value: Any, auto: bool = True) -> str:
+    """A user's type, checked by ``sim.fixed`` (hls4ml's own parser fails deep inside on
+    ``ap_fixed<8>`` or ``AP_SATT``) and spelt as hls4ml reads it; 'auto' where hls4ml infers."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        if auto:
+            return "auto"
+        raise ProjectError(f"{where}: {path}: the model default must be a type such as ap_fixed<16,6>, not auto")
+    try:
+        return str(FixedType.parse(value.strip() if isinstance(value, str) else value))
+    except ValueError as exc:
+        raise ProjectError(f"{where}: {path}: {exc}") from None
+
+
+def _checked_entry(where: str, path: str, entry: dict[str, Any], model: bool = False) -> dict[str, Any]:
+    """A Model, LayerType or LayerName entry with its types, reuse factor and strategy checked."""
+    out = dict(entry)
+    for key, value in entry.items():
+        at, snake = f"{path}.{key}", _snake(key)
+        if snake == "precision":
+            if isinstance(value, dict):
+                explicit = ("default", "maximum") if model else ()
+                out[key] = {v: _type(where, f"{at}.{v}", t, v not in explicit) for v, t in value.items()}
+            else:
+                out[key] = _type(where, at, value, not model)
+        elif snake.endswith("_t"):
+            out[key] = _type(where, at, value)
+        elif snake == "reuse_factor" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ProjectError(f"{where}: {at} is {value!r}; it must be a whole number >= 1")
+        elif snake == "strategy":
+            names = {_snake(s): s for s in STRATEGIES}
+            if _snake(value) not in names:
+                close = difflib.get_close_matches(str(value), STRATEGIES, 1, 0.6)
+                raise ProjectError(
+                    f"{where}: {at} is {value!r}"
+                    + (f" (did you mean {close[0]}?)" if close else "")
+                    + f"; hls4ml's strategies: {', '.join(STRATEGIES)}"
+                )
+    return out
 
 
 def model_files(project: Project) -> list[Path]:

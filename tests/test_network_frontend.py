@@ -547,3 +547,34 @@ def test_bad_values_are_refused_before_hls4ml(tmp_path, capsys, change, message)
     assert _cli("synth", config) == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and "hls4ml could not convert" not in err and "Traceback" not in err
+
+
+def test_weights_their_type_cannot_hold_are_reported(tmp_path, capsys):
+    """|w| up to 3.37 in ap_fixed<6,1> wrapped silently (136 of 1024), and fixed<3,8>
+    (step 32) made every weight raw -1 or 0: synth warns, per layer, and reports them."""
+    names = {
+        "fc1_relu": {"Precision": {"weight": "ap_fixed<6,1>"}},
+        "fc2_relu": {"Precision": {"weight": "ap_fixed<6,1,AP_RND,AP_SAT>"}},
+        "fc3_relu": {"Precision": {"weight": "fixed<3,8>"}},
+    }
+    config = write_project(tmp_path, {**JET, "HLSConfig": {"LayerName": names}}, JET_FILES)
+    assert _cli("synth", config) == 0
+    err = capsys.readouterr().err
+    wrap = (
+        "layer 'fc1_relu': weight type ap_fixed<6,1>: 136 of 1024 values lie outside its range [-1, 0.96875] "
+        "(largest |value| 3.37) and wrap in the firmware"
+    )
+    assert wrap in err
+    assert re.search(r"layer 'fc2_relu': weight type ap_fixed<6,1,AP_RND,AP_SAT>: \d+ of 2048 .* and saturate", err)
+    coarse = "layer 'fc3_relu': weight type ap_fixed<3,8>: 1024 of 1024 non-zero values become 0 or cross zero"
+    assert coarse in err
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    rows = {r["layer"]: r for r in report["weights_not_held"]}
+    assert set(rows) == {"fc1_relu", "fc2_relu", "fc3_relu"} and rows["fc1_relu"]["outside_range"] == 136
+    assert rows["fc1_relu"]["range"] == [-1.0, 0.96875] and rows["fc3_relu"]["lost_to_step"] == 1024
+    assert wrap in "\n".join(report["warnings"]) and wrap in (tmp_path / "build" / "report.md").read_text()
+
+
+def test_weights_their_type_holds_raise_no_warning(jet_project):
+    report = json.loads((jet_project.build_dir / "report.json").read_text())
+    assert report["weights_not_held"] == [] and report["warnings"] == []

@@ -98,7 +98,13 @@ def layer_estimate(spec: dict, arrays: dict, in_type: str | None) -> dict[str, A
     return {**base, "lut": size * out_w // 2, "ff": size * out_w, "latency_cycles": 1}
 
 
-def build_report(meta: dict, arrays: dict, vendor: dict | None, warnings: list[str] | None = None) -> dict[str, Any]:
+def build_report(
+    meta: dict,
+    arrays: dict,
+    vendor: dict | None,
+    warnings: list[str] | None = None,
+    weight_checks: list[dict] | None = None,
+) -> dict[str, Any]:
     rows = []
     types_of = {s["name"]: s["result_type"] for s in meta["layers"]}
     for spec in meta["layers"]:
@@ -135,6 +141,7 @@ def build_report(meta: dict, arrays: dict, vendor: dict | None, warnings: list[s
         "totals": totals,
         "vendor": vendor,
         "warnings": list(warnings or []),
+        "weights_not_held": list(weight_checks or []),  # fpgaflow/network/precision.py
     }
 
 

@@ -50,6 +50,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from fpgaflow.network.convert import convert
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model, source_sha256
+    from fpgaflow.network.precision import weight_checks, weight_warnings
     from fpgaflow.network.report import build_report, write_report
     from sim.manifest import read_manifest, write_manifest
 
@@ -60,6 +61,8 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     model = load_keras_model(project)
     _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
     hls_model = convert(model, settings, build / "hls")
+    checks = weight_checks(hls_model)
+    settings.warnings.extend(weight_warnings(checks))
     for warning in settings.warnings:
         _say(f"warning: {warning}")
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))
@@ -72,6 +75,6 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     manifest_id = write_manifest(build / "emulator", meta, arrays)
     meta = read_manifest(build / "emulator").meta
     vendor = run_vendor(hls_model, settings.backend, bool(getattr(args, "vendor", False)))
-    write_report(build_report(meta, arrays, vendor, settings.warnings), build)
+    write_report(build_report(meta, arrays, vendor, settings.warnings, checks), build)
     print(f"synth: {project.name}: {len(meta['layers'])} layers -> {build} (manifest {manifest_id})")
     return 0

@@ -1,0 +1,74 @@
+"""Weights their type cannot hold: the firmware keeps them wrapped or saturated
+(or, with a type coarser than the weights, mostly zero), and says nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.fixed import FixedType
+
+
+def weight_checks(hls_model: Any) -> list[dict[str, Any]]:
+    """Per layer and weight variable (weight, bias, BatchNorm scale...) whose type loses
+    values: how many lie outside the type's range (the cast error is a step or more),
+    and how many non-zero values the type's step takes to nothing or past zero.
+
+    The values are hls4ml's (after its quantizers and folding), cast as the emulator
+    casts the weights header."""
+    from fpgaflow.network.types import UnsupportedType, ap_type
+
+    rows = []
+    for layer in hls_model.get_layers():
+        for name, var in getattr(layer, "weights", {}).items():
+            precision = var.type.precision
+            if type(precision).__name__ == "XnorPrecisionType":  # binary weights: -1/+1 stored as 0/1
+                continue
+            try:
+                t = FixedType.parse(ap_type(precision, f"layer {layer.name!r} {name}"))
+            except UnsupportedType:  # power-of-two weights: not a fixed-point cast
+                continue
+            values = np.asarray(var.data, dtype=np.float64).ravel()
+            if not values.size:
+                continue
+            held = t.from_raw(t.to_raw(values)).astype(np.float64)
+            error = np.abs(held - values)
+            outside = error >= t.lsb  # rounding alone is less than one step
+            lost = (values != 0) & ~outside & (error >= np.abs(values))  # no better than zero
+            nonzero = int(np.count_nonzero(values))
+            if outside.any() or (nonzero and 2 * int(lost.sum()) > nonzero):
+                rows.append(
+                    {
+                        "layer": layer.name,
+                        "variable": name,
+                        "type": str(t),
+                        "range": [t.min_value, t.max_value],
+                        "step": t.lsb,
+                        "values": int(values.size),
+                        "outside_range": int(outside.sum()),
+                        "largest_magnitude": float(np.max(np.abs(values))),
+                        "saturating": t.overflow != "AP_WRAP",
+                        "nonzero": nonzero,
+                        "lost_to_step": int(lost.sum()),
+                    }
+                )
+    return rows
+
+
+def weight_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for r in rows:
+        where = f"layer {r['layer']!r}: {r['variable']} type {r['type']}"
+        if r["outside_range"]:
+            out.append(
+                f"{where}: {r['outside_range']} of {r['values']} values lie outside its range "
+                f"[{r['range'][0]:g}, {r['range'][1]:g}] (largest |value| {r['largest_magnitude']:.4g}) and "
+                f"{'saturate' if r['saturating'] else 'wrap'} in the firmware; give it more integer bits"
+            )
+        if 2 * r["lost_to_step"] > r["nonzero"]:
+            out.append(
+                f"{where}: {r['lost_to_step']} of {r['nonzero']} non-zero values become 0 or cross zero "
+                f"(its step is {r['step']:g}); give it more fractional bits"
+            )
+    return out

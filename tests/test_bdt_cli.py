@@ -100,6 +100,9 @@ def test_collapsing_thresholds_are_counted(tmp_path, capsys):
         ("Backend: cpp\n", "Backend 'cpp' is not supported"),
         ("Backend: vhdl\nScorePrecision: ap_fixed<12,4>\n", "ScorePrecision is ap_fixed<12,4>"),
         ("Precision: ap_fixed<18,8\n", "ap_fixed<18,8"),
+        # a typo built the defaults with only a warning; refused, as in a network project (review)
+        ("Precison: ap_fixed<8,3>\n", "unknown key(s) Precison (did you mean Precision?)"),
+        ("ScorePrecison: ap_fixed<8,3>\nUnrol: false\n", "ScorePrecison (did you mean ScorePrecision?), Unrol"),
     ],
 )
 def test_bad_configuration_is_named(tmp_path, capsys, keys, message):

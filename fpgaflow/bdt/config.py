@@ -3,6 +3,7 @@ configuration conifer takes, plus the fixed-point types the emulator needs."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +70,13 @@ def read_config(project: Project) -> BDTConfig:
     backend = str(cfg.get("Backend", "xilinxhls")).lower()
     if backend not in BACKENDS:
         raise ProjectError(f"{project.file}: Backend {cfg.get('Backend')!r} is not supported; use one of {BACKENDS}")
-    unknown = sorted(set(cfg) - KNOWN_KEYS)
-    warnings = [f"{project.file}: unknown key(s) ignored: {', '.join(unknown)}"] if unknown else []
+    unknown = sorted(map(str, set(cfg) - KNOWN_KEYS))
+    if unknown:  # refused, as a network project's are: ignored, a typo ('Precison') built the defaults
+        known = sorted(KNOWN_KEYS)
+        named = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1, 0.6)) else k
+                 for k in unknown]  # fmt: skip
+        raise ProjectError(f"{project.file}: unknown key(s) {', '.join(named)}; known: {', '.join(known)}")
+    warnings: list[str] = []
     default = cfg.get("Precision", DEFAULT_PRECISION)
     given = {k: cfg.get(k) for k in PRECISION_KEYS}
     texts = {"InputPrecision": given["InputPrecision"] or default}

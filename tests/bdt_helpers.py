@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.fixed import FixedType
+from sim.manifest import write_manifest
+
 N_FEATURES = 6
 
 
@@ -72,3 +75,33 @@ def make_project(folder: Path, model, backend: str = "xilinxhls", precision: str
     lines += [f"{k}: {v}" for k, v in keys.items()]
     (folder / "project.yml").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def one_tree_manifest(tmp_path: Path, **changes) -> Path:
+    """A BDT firmware manifest of one tree with two inputs, x0 < 0.5 ? 1.0 : 2.0, in
+    ap_fixed<8,4> (``changes``: arrays or metadata replaced, to break it)."""
+    t = FixedType.parse("ap_fixed<8,4>")
+    arrays = {
+        "feature": np.array([[[0, -2, -2]]], dtype=np.int32),
+        "children_left": np.array([[[1, -1, -1]]], dtype=np.int32),
+        "children_right": np.array([[[2, -1, -1]]], dtype=np.int32),
+        "threshold_raw": np.array([[[8, 0, 0]]]),
+        "value_raw": np.array([[[0, 16, 32]]]),
+        "n_nodes": np.array([[3]], dtype=np.int32),
+        "init_predict_raw": np.array([0]),
+        "norm_raw": np.array(16),
+    }
+    meta = {
+        "kind": "bdt",
+        "n_features": 2,
+        "n_outputs": 1,
+        "n_trees": 1,
+        "splitting_convention": "<",
+        "types": {k: str(t) for k in ("input", "threshold", "score", "weight", "sum")},
+        "reduction": {"order": "balanced", "normalise": True},
+        "source": {"sha256": "-"},
+    }
+    for key, value in changes.items():
+        (arrays if key in arrays else meta)[key] = value
+    write_manifest(tmp_path, meta, arrays)
+    return tmp_path

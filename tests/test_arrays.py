@@ -12,11 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from bdt_helpers import one_tree_manifest
 
 from fpgaflow.cli import main
 from fpgaflow.data import DataConfig, DataError, read_dataset
-from sim.fixed import FixedType
-from sim.manifest import write_manifest
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -65,30 +64,7 @@ BAD_FILES = [
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
     """A one-tree BDT firmware with two inputs: x0 < 0.5 ? 1.0 : 2.0."""
-    folder = tmp_path_factory.mktemp("emulator")
-    t = str(FixedType.parse("ap_fixed<8,4>"))
-    arrays = {
-        "feature": np.array([[[0, -2, -2]]], dtype=np.int32),
-        "children_left": np.array([[[1, -1, -1]]], dtype=np.int32),
-        "children_right": np.array([[[2, -1, -1]]], dtype=np.int32),
-        "threshold_raw": np.array([[[8, 0, 0]]]),
-        "value_raw": np.array([[[0, 16, 32]]]),
-        "n_nodes": np.array([[3]], dtype=np.int32),
-        "init_predict_raw": np.array([0]),
-        "norm_raw": np.array(16),
-    }
-    meta = {
-        "kind": "bdt",
-        "n_features": 2,
-        "n_outputs": 1,
-        "n_trees": 1,
-        "splitting_convention": "<",
-        "types": {k: t for k in ("input", "threshold", "score", "weight", "sum")},
-        "reduction": {"order": "balanced", "normalise": True},
-        "source": {"sha256": "-"},
-    }
-    write_manifest(folder, meta, arrays)
-    return folder
+    return one_tree_manifest(tmp_path_factory.mktemp("emulator"))
 
 
 def _emulate(manifest: Path, path: Path, capsys) -> str:

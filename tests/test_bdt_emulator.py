@@ -6,52 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bdt_helpers import one_tree_manifest
 
 import sim
 from fpgaflow.cli import main
 from sim.bdt import input_raw
 from sim.fixed import FixedType
-from sim.manifest import ManifestError, write_manifest
-
-
-def _manifest(tmp_path, **changes):
-    """One tree: x0 < 0.5 ? 1.0 : 2.0, in ap_fixed<8,4>."""
-    t = FixedType.parse("ap_fixed<8,4>")
-    arrays = {
-        "feature": np.array([[[0, -2, -2]]], dtype=np.int32),
-        "children_left": np.array([[[1, -1, -1]]], dtype=np.int32),
-        "children_right": np.array([[[2, -1, -1]]], dtype=np.int32),
-        "threshold_raw": np.array([[[8, 0, 0]]]),
-        "value_raw": np.array([[[0, 16, 32]]]),
-        "n_nodes": np.array([[3]], dtype=np.int32),
-        "init_predict_raw": np.array([0]),
-        "norm_raw": np.array(16),
-    }
-    meta = {
-        "kind": "bdt",
-        "n_features": 2,
-        "n_outputs": 1,
-        "n_trees": 1,
-        "splitting_convention": "<",
-        "types": {k: str(t) for k in ("input", "threshold", "score", "weight", "sum")},
-        "reduction": {"order": "balanced", "normalise": True},
-        "source": {"sha256": "-"},
-    }
-    for key, value in changes.items():
-        (arrays if key in arrays else meta)[key] = value
-    write_manifest(tmp_path, meta, arrays)
-    return tmp_path
+from sim.manifest import ManifestError
 
 
 def test_a_small_tree_and_its_split(tmp_path):
-    bdt = sim.load(_manifest(tmp_path))
+    bdt = sim.load(one_tree_manifest(tmp_path))
     out = bdt.predict(np.array([[0.4375, 9.0], [0.5, -9.0]]))
     assert out.values[:, 0].tolist() == [1.0, 2.0]  # x == threshold goes right for "<"
 
 
 def test_malformed_trees_are_refused(tmp_path):
     with pytest.raises(ManifestError, match="tree 0 output 0: node 0 has a bad child 1"):
-        sim.load(_manifest(tmp_path / "a", children_right=np.array([[[1, -1, -1]]], dtype=np.int32)))
+        sim.load(one_tree_manifest(tmp_path / "a", children_right=np.array([[[1, -1, -1]]], dtype=np.int32)))
     four = {
         "feature": np.array([[[0, -2, -2, -2]]], dtype=np.int32),
         "children_left": np.array([[[1, -1, -1, -1]]], dtype=np.int32),
@@ -61,18 +33,18 @@ def test_malformed_trees_are_refused(tmp_path):
         "n_nodes": np.array([[4]], dtype=np.int32),
     }
     with pytest.raises(ManifestError, match="tree 0 output 0: 1 nodes are unreachable"):
-        sim.load(_manifest(tmp_path / "b", **four))
+        sim.load(one_tree_manifest(tmp_path / "b", **four))
 
 
 def test_unknown_split_and_order_are_refused(tmp_path):
     with pytest.raises(ManifestError, match="splitting_convention '>'"):
-        sim.load(_manifest(tmp_path / "a", splitting_convention=">"))
+        sim.load(one_tree_manifest(tmp_path / "a", splitting_convention=">"))
     with pytest.raises(ManifestError, match="reduction.order 'random'"):
-        sim.load(_manifest(tmp_path / "b", reduction={"order": "random", "normalise": True}))
+        sim.load(one_tree_manifest(tmp_path / "b", reduction={"order": "random", "normalise": True}))
 
 
 def test_bad_inputs_are_named(tmp_path):
-    bdt = sim.load(_manifest(tmp_path))
+    bdt = sim.load(one_tree_manifest(tmp_path))
     with pytest.raises(ValueError, match="takes 2 features"):
         bdt.predict(np.zeros(2))
     with pytest.raises(ValueError, match="NaN"):
@@ -100,7 +72,7 @@ def _damaged(content: bytes, how: str) -> bytes:
     ],
 )
 def test_a_damaged_arrays_file_is_named_with_what_to_do(tmp_path, capsys, how, message):
-    arrays = _manifest(tmp_path) / "arrays.npz"
+    arrays = one_tree_manifest(tmp_path) / "arrays.npz"
     if how == "removed":
         arrays.unlink()
     else:

@@ -578,3 +578,31 @@ def test_weights_their_type_cannot_hold_are_reported(tmp_path, capsys):
 def test_weights_their_type_holds_raise_no_warning(jet_project):
     report = json.loads((jet_project.build_dir / "report.json").read_text())
     assert report["weights_not_held"] == [] and report["warnings"] == []
+
+
+@pytest.mark.parametrize("model", ["qkeras", "keras"])
+def test_a_layer_name_weight_type_a_quantizer_overrides_is_reported(tmp_path, model):
+    """hls4ml keeps a QKeras layer's quantizer types for its weights over a LayerName
+    entry: ``fc1: {Precision: {weight: ap_fixed<10,2>}}`` built fixed<6,1> without a word
+    (review).  On a plain Keras layer the entry is applied, and nothing is said."""
+    from fpgaflow.network.config import read_settings
+    from fpgaflow.network.convert import convert
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.network.precision import unapplied_weight_types
+    from fpgaflow.project import load_project
+
+    stem, layer = ("qkeras_3layer", "fc1") if model == "qkeras" else ("KERAS_3layer", "fc1_relu")
+    files = {n: MODELS / n for n in (f"{stem}.json", f"{stem}_weights.h5")}
+    hls = {"LayerName": {layer: {"Precision": {"weight": "ap_fixed<10,2>"}}}}
+    project = {"KerasJson": f"{stem}.json", "KerasH5": f"{stem}_weights.h5", "HLSConfig": hls}
+    loaded = load_project(write_project(tmp_path, project, files))
+    settings = read_settings(loaded)
+    hls_model = convert(load_keras_model(loaded), settings, tmp_path / "hls")
+    notes = unapplied_weight_types(hls_model, settings.hls_config)
+    if model == "qkeras":
+        (note,) = notes
+        assert (
+            f"LayerName.{layer}.Precision asks for weight ap_fixed<10,2>, but hls4ml built it as ap_fixed<6,1>" in note
+        )
+    else:
+        assert notes == []

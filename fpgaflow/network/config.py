@@ -272,9 +272,11 @@ def merge_hls_config(
         for path, variables in kept.items():
             left = [v for v in info.precision_vars if v in variables and v not in named]
             if left:
+                # hls4ml keeps a quantizer's weight types even over a LayerName entry (only a result type yields)
+                can = "can" if left == ["result"] else "can for its result type, not for its weights'"
                 notes.append(
                     f"{path} is not applied to layer {info.name!r}'s {', '.join(left)} type: its QKeras quantizer "
-                    f"sets {'it' if len(left) == 1 else 'them'} (a HLSConfig.LayerName.{info.name} entry can)"
+                    f"sets {'it' if len(left) == 1 else 'them'} (a HLSConfig.LayerName.{info.name} entry {can})"
                 )
     return merged, notes
 

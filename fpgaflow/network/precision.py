@@ -56,6 +56,36 @@ def weight_checks(hls_model: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def unapplied_weight_types(hls_model: Any, hls_config: dict[str, Any]) -> list[str]:
+    """A ``HLSConfig.LayerName`` weight type (weight, bias...) hls4ml did not build with:
+    a QKeras layer's quantizer sets its weights' types and hls4ml keeps them over the
+    entry, which was then ignored without a word (``fc1: {Precision: {weight:
+    ap_fixed<10,2>}}`` on a ``quantized_bits(6,0)`` kernel built ``fixed<6,1>``)."""
+    from fpgaflow.network.types import UnsupportedType, ap_type
+
+    names = hls_config.get("LayerName") or {}
+    notes = []
+    for layer in hls_model.get_layers():
+        precision = (names.get(layer.name) or {}).get("Precision")
+        if precision is None:
+            continue
+        for var, weights in getattr(layer, "weights", {}).items():
+            asked = precision if isinstance(precision, str) else (precision.get(var) or precision.get("default"))
+            if not isinstance(asked, str) or asked == "auto":
+                continue
+            try:
+                built = ap_type(weights.type.precision, f"layer {layer.name!r} {var}")
+                if FixedType.parse(asked) == FixedType.parse(built):
+                    continue
+            except (UnsupportedType, ValueError):  # binary/power-of-two weights: not the type asked for either
+                built = str(weights.type.precision)
+            notes.append(
+                f"HLSConfig.LayerName.{layer.name}.Precision asks for {var} {asked}, but hls4ml built it as "
+                f"{built}: the layer's QKeras quantizer sets its weights' types (change the quantizer and retrain)"
+            )
+    return notes
+
+
 def weight_warnings(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in rows:

@@ -50,7 +50,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from fpgaflow.network.convert import convert
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model, source_sha256
-    from fpgaflow.network.precision import weight_checks, weight_warnings
+    from fpgaflow.network.precision import unapplied_weight_types, weight_checks, weight_warnings
     from fpgaflow.network.report import build_report, write_report
     from sim.manifest import read_manifest, write_manifest
 
@@ -62,6 +62,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
     hls_model = convert(model, settings, build / "hls")
     checks = weight_checks(hls_model)
+    settings.warnings.extend(unapplied_weight_types(hls_model, settings.hls_config))
     settings.warnings.extend(weight_warnings(checks))
     for warning in settings.warnings:
         _say(f"warning: {warning}")

@@ -8,7 +8,9 @@ network, conifer's configuration keys with ``XGBoostModel``/``SklearnModel``/
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,31 @@ PROJECT_FILE_NAMES = ("project.yml", "project.yaml", "config.yml", "config.yaml"
 
 class ProjectError(ValueError):
     """A project that cannot be used; the message names the file and the key."""
+
+
+def refuse_unknown_keys(
+    where: str, given: Any, known: Any, what: str = "key(s)", reasons: Mapping[str, str] | None = None
+) -> None:
+    """Refuse the keys of ``given`` not in ``known``, naming them with a "did you mean"
+    (ignored, a misspelt key builds the defaults); ``reasons``: why a known-elsewhere key
+    is refused.  For network and BDT projects alike."""
+    known, reasons = list(known), reasons or {}
+    unknown = [k for k in given if k not in known]
+    if not unknown:
+        return
+    lowered = {str(k).lower(): k for k in known}
+    named = []
+    for key in unknown:
+        text = str(key)
+        if key in reasons:
+            named.append(f"{text} ({reasons[key]})")
+            continue
+        if text.rstrip().endswith(">"):  # `{Precision: ap_fixed<16,6>}`: YAML split the type at its comma
+            named.append(f"{text} (the end of a type split at its comma: quote types inside {{...}})")
+            continue
+        close = [lowered[text.lower()]] if text.lower() in lowered else difflib.get_close_matches(text, known, 1, 0.6)
+        named.append(f"{text} (did you mean {close[0]}?)" if close else text)
+    raise ProjectError(f"{where}: unknown {what} {', '.join(named)}; known: {', '.join(map(str, known))}")
 
 
 @dataclass

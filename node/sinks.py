@@ -489,8 +489,8 @@ class Publisher:
 
 
 def late_records(source_ids: np.ndarray, late) -> np.ndarray:
-    """Fragments set aside (late, or refused as jumps) as records with their source id,
-    arrival time and why (``node.builder.WHY_*``), for the late sink."""
+    """Fragments set aside (late, or refused: jumps, bad flags) as records with their
+    source id, arrival time and why (``node.builder.WHY_*``), for the late sink."""
     f = late.fragments
     head = [("source", "<u2"), ("received_ns", "<u8"), ("why", "u1")]
     dtype = np.dtype(head + [(n, f.dtype.fields[n][0]) for n in f.dtype.names])

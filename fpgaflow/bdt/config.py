@@ -3,13 +3,12 @@ configuration conifer takes, plus the fixed-point types the emulator needs."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.project import Project, ProjectError
+from fpgaflow.project import Project, ProjectError, refuse_unknown_keys
 from sim.fixed import FixedType
 
 BACKENDS = ("xilinxhls", "vhdl")
@@ -70,12 +69,7 @@ def read_config(project: Project) -> BDTConfig:
     backend = str(cfg.get("Backend", "xilinxhls")).lower()
     if backend not in BACKENDS:
         raise ProjectError(f"{project.file}: Backend {cfg.get('Backend')!r} is not supported; use one of {BACKENDS}")
-    unknown = sorted(map(str, set(cfg) - KNOWN_KEYS))
-    if unknown:  # refused, as a network project's are: ignored, a typo ('Precison') built the defaults
-        known = sorted(KNOWN_KEYS)
-        named = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1, 0.6)) else k
-                 for k in unknown]  # fmt: skip
-        raise ProjectError(f"{project.file}: unknown key(s) {', '.join(named)}; known: {', '.join(known)}")
+    refuse_unknown_keys(str(project.file), cfg, sorted(KNOWN_KEYS))  # ignored, a typo built the defaults
     warnings: list[str] = []
     default = cfg.get("Precision", DEFAULT_PRECISION)
     given = {k: cfg.get(k) for k in PRECISION_KEYS}

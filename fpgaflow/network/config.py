@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.project import Project, ProjectError
+from fpgaflow.project import Project, ProjectError, refuse_unknown_keys
 from sim.fixed import FixedType
 
 BACKENDS = ("Vivado", "Vitis")
@@ -59,24 +59,8 @@ class NetworkSettings:
 
 
 def unknown_keys(where: str, given: Any, known: Any, what: str = "key(s)") -> None:
-    """Refuse the keys of ``given`` not in ``known``, naming them with a "did you mean"."""
-    known = list(known)
-    unknown = [k for k in given if k not in known]
-    if not unknown:
-        return
-    lowered = {str(k).lower(): k for k in known}
-    named = []
-    for key in unknown:
-        text = str(key)
-        if key in NOT_PASSED_ON:
-            named.append(f"{text} ({NOT_PASSED_ON[key]})")
-            continue
-        if text.rstrip().endswith(">"):  # `{Precision: ap_fixed<16,6>}`: YAML split the type at its comma
-            named.append(f"{text} (the end of a type split at its comma: quote types inside {{...}})")
-            continue
-        close = [lowered[text.lower()]] if text.lower() in lowered else difflib.get_close_matches(text, known, 1, 0.6)
-        named.append(f"{text} (did you mean {close[0]}?)" if close else text)
-    raise ProjectError(f"{where}: unknown {what} {', '.join(named)}; known: {', '.join(map(str, known))}")
+    """``fpgaflow.project.refuse_unknown_keys``, saying why for hls4ml keys fpgaflow does not pass on."""
+    refuse_unknown_keys(where, given, known, what, NOT_PASSED_ON)
 
 
 def read_settings(project: Project) -> NetworkSettings:

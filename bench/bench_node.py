@@ -46,7 +46,7 @@ def free_port() -> int:
 
 
 def encoded_messages(source: int, n_events: int, batch: int, routes: int = 1) -> list[list[bytes]]:
-    from node import protocol
+    from sim.wire import protocol
 
     events = np.arange(n_events)
     frags = protocol.make_fragments(events, np.zeros((n_events, N_INPUTS)) + source, np.zeros((n_events, N_OUTPUTS)))
@@ -332,14 +332,14 @@ def paced_sender(endpoint: str, sources: list[int], rate: float, seconds: float,
 
     Like a board, the sender does next to nothing per message: each source's message is
     encoded once, and only its event numbers, timestamps, sequence number and send time
-    are written before each send (``node.source.Source`` would make and encode every
+    are written before each send (``sim.wire.source.Source`` would make and encode every
     message anew). The sources' messages for the same events are due at the same instant,
     so one process sends them all, each on its own PUSH socket (its own connection to the
     node): the benchmark then wakes once per due instant instead of once per source and
     instant, and takes that much less CPU from the node on a 2-core machine."""
     import zmq
 
-    from node import protocol
+    from sim.wire import protocol
 
     frags = protocol.make_fragments(np.arange(batch), np.zeros((batch, N_INPUTS)), np.zeros((batch, N_OUTPUTS)))
     ctx = zmq.Context()
@@ -462,8 +462,8 @@ def _wait_for_events(status_file: Path, at_least: int, timeout: float = 30.0) ->
 
 def _from_files(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     """(first_ns, built_ns) of the complete events in the node's files."""
-    from node import protocol
     from node.sinks import read_events
+    from sim.wire import protocol
 
     firsts, outs = [], []
     for path in sorted(directory.glob("*.h5")):
@@ -494,7 +494,7 @@ class _Subscriber:
         time.sleep(0.5)
 
     def read_until_quiet(self, senders: list, deadline: float) -> None:
-        from node import protocol
+        from sim.wire import protocol
 
         while time.time() < deadline:
             if not self.sock.poll(500):
@@ -519,8 +519,8 @@ class _Subscriber:
 def bench_fallback(manifest: Path, n_events: int = 20000, chunk: int = 256) -> dict:
     """Events/s through the fallback stage (every event needs the CPU), one source each."""
     import sim
-    from node import protocol
     from node.fallback import Fallback
+    from sim.wire import protocol
 
     emu = sim.load(manifest)
     n_in, n_out = int(np.prod(emu.input_shape)), int(np.prod(emu.output_shape))

@@ -29,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from node import protocol
+from sim.wire import protocol
 
 EMPTY, OPEN, DONE = 0, 1, 2
 U64_MAX = np.iinfo(np.uint64).max

@@ -4,7 +4,7 @@
 a batch of non-blocking receives, validates the drain (as one array when the messages
 are alike), builds events, runs the fallback stage and writes/publishes what leaves.
 ``Supervisor`` runs several workers as processes (fragments routed by event number, see
-``node.source``) under one status file and one Prometheus endpoint.
+``sim.wire.source``) under one status file and one Prometheus endpoint.
 
 Run it with ``fpgaflow node --config node.toml`` or ``python -m node.daemon node.toml``;
 embed it with ``Node(config).run()`` (returns the final counters) or ``start()`` /
@@ -28,14 +28,15 @@ import numpy as np
 import zmq
 
 from node import config as config_mod
-from node import heap, protocol
+from node import heap
 from node import metrics as metrics_mod
 from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources, ring_bytes
-from node.endpoint import prepare
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
 from node.sequences import Sequences
 from node.sinks import LATE_CHUNK_BYTES, Publisher, RotatingFiles, late_records
+from sim.wire import protocol
+from sim.wire.endpoint import prepare
 
 EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the timeout
 # a socket whose last message began this many events beyond another ready socket's waits its
@@ -143,7 +144,7 @@ class Node:
         self.parent_pid: int | None = None  # a supervisor's worker: stop once the supervisor is gone
         self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
         if cfg.security.curve_secret_key:  # read before any socket opens: a bad one is named, not met half-open
-            from node.security import load_secret_certificate
+            from sim.wire.security import load_secret_certificate
 
             try:
                 load_secret_certificate(cfg.resolve(cfg.security.curve_secret_key))
@@ -197,7 +198,7 @@ class Node:
             _check_offload_fits(o.batch, self.n_inputs, self.n_outputs, self.raw_bytes, cfg.security.max_message_bytes)
             curve = None
             if o.board_keys:
-                from node.security import CurveKeys
+                from sim.wire.security import CurveKeys
 
                 node_key = cfg.resolve(cfg.security.curve_secret_key)
                 curve = [CurveKeys.from_files(node_key, cfg.resolve(k)) for k in o.board_keys]
@@ -254,7 +255,7 @@ class Node:
                 self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self.auth = None
         if cfg.security.curve_secret_key:  # before any socket binds: none takes a client unchecked
-            from node.security import start_authenticator
+            from sim.wire.security import start_authenticator
 
             self.auth = start_authenticator(self.context, cfg.resolve(cfg.security.curve_clients))
         self.publisher = None
@@ -334,7 +335,7 @@ class Node:
         if inp.type == "sub":
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         if sec.curve_secret_key:
-            from node.security import server_curve
+            from sim.wire.security import server_curve
 
             server_curve(sock, self.cfg.resolve(sec.curve_secret_key))
         endpoint = config_mod.worker_endpoint(inp.endpoint, self.worker)

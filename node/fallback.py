@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from node import protocol
+from sim.emulator import holdable, input_bounds
+from sim.wire import protocol
 
 
 @dataclass
@@ -72,30 +73,6 @@ def in_validation_sample(events: np.ndarray, every: int) -> np.ndarray:
         return np.zeros(np.shape(events), bool)
     mixed = np.multiply(np.asarray(events, np.uint64), SAMPLE_MIX) >> np.uint64(32)  # wraps mod 2^64
     return mixed < np.uint64((1 << 32) // every)
-
-
-def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The raw range of each input its firmware takes: (low, high), a row per source for a
-    firmware per source (``sim.per_source``), else one row for all; inputs a firmware
-    does not have (padding), and an emulator that names no input type, are not bounded."""
-    firmwares = getattr(emulator, "emulators", None) or [emulator]
-    widths = [int(np.prod(f.input_shape)) for f in firmwares]
-    info = np.iinfo(np.int64)
-    low = np.full((len(firmwares), max(widths)), info.min, np.int64)
-    high = np.full((len(firmwares), max(widths)), info.max, np.int64)
-    for k, (f, n) in enumerate(zip(firmwares, widths, strict=True)):
-        t = getattr(f, "input_type", None)
-        if t is not None:
-            low[k, :n] = max(int(t.min_raw), info.min)
-            high[k, :n] = min(int(t.max_raw), info.max)
-    return low, high
-
-
-def holdable(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Which rows of raw inputs ``x`` lie within the bounds (``input_bounds`` rows: one for
-    all, or one per row of ``x``); inputs beyond the bounds' width are not bounded."""
-    w = min(x.shape[1], low.shape[-1])
-    return ~((x[:, :w] < low[..., :w]) | (x[:, :w] > high[..., :w])).any(axis=1)
 
 
 class Fallback:

@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 import zmq
 
-from node import protocol
 from node.arena import ChunkArena
 from node.chunkio import until_room
 from node.chunklog import SUFFIX, TAIL_SUFFIX, distrust, log_path, recovered_records, tail_path, writer_alive
 from node.durable import durable_replace
-from node.endpoint import prepare
 from node.hdf5file import HDF5Writer, chunk_layout, import_h5py
 from node.rootfile import ROOTWriter
-from node.security import server_curve
+from sim.wire import protocol
+from sim.wire.endpoint import prepare
+from sim.wire.security import server_curve
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 # late files hold few records (late fragments are rare), and every HDF5 file takes at least

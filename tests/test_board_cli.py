@@ -83,7 +83,7 @@ def test_a_board_speaks_curve_to_a_node_that_asks_for_it(tmp_path, tmp_path_fact
     """A node with CURVE refused the board stand-in (it had no CURVE options), and the board
     said it sent everything.  With its key it gets in; with a key the node does not know it
     is refused, and says why."""
-    from node.security import keygen
+    from sim.wire.security import keygen
 
     manifest = shared_manifest(tmp_path_factory, "tiny_tau")
     project = manifest.parent.parent
@@ -117,7 +117,7 @@ def test_a_board_speaks_curve_to_a_node_that_asks_for_it(tmp_path, tmp_path_fact
 def test_an_offload_board_with_bad_curve_arguments_says_which(tmp_path, tmp_path_factory):
     """A public key given as --curve-secret, or an empty --curve-clients folder, ended an
     offload board in a traceback (exit 1) once it started serving (review)."""
-    from node.security import keygen
+    from sim.wire.security import keygen
 
     project = shared_manifest(tmp_path_factory, "tiny_tau").parent.parent
     keygen(tmp_path / "keys", "board")

@@ -13,13 +13,13 @@ from e2e_helpers import shared_manifest
 from node_helpers import free_port
 
 import sim
-from node import protocol as p
 from sim.board.cli import add_arguments, config_from_args
 from sim.board.faults import Faults, Injector, flip_bit
 from sim.board.readout import Readout
 from sim.board.replay import ReplayRing
 from sim.board.runtime import Board, BoardConfig, main
 from sim.fixed import FixedType
+from sim.wire import protocol as p
 
 
 @pytest.fixture(scope="session")

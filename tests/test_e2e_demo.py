@@ -120,7 +120,7 @@ def test_a_delay_counts_as_detected_only_if_its_fragment_reached_the_late_file(m
     import numpy as np
 
     from fpgaflow.demo import summary
-    from node import protocol as p
+    from sim.wire import protocol as p
 
     ev = {
         "event": np.arange(3, dtype=np.uint64),

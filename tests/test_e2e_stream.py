@@ -13,10 +13,10 @@ from e2e_helpers import BoardProc, by_event, missing_bit, random_raw_inputs, sha
 from node_helpers import Daemon, free_port, read_sink, wait_for, write_config
 
 import sim
-from node import protocol as p
 from node.fallback import in_validation_sample
-from node.source import Source
 from sim.board.readout import Readout
+from sim.wire import protocol as p
+from sim.wire.source import Source
 
 
 @pytest.fixture(scope="session")
@@ -298,7 +298,7 @@ def test_offload_over_curve_reaches_only_a_board_that_knows_the_node(tmp_path, m
     other one, or the CPU, does its work), and every result is bit-exact as ever."""
     import shutil
 
-    from node.security import CurveKeys, keygen
+    from sim.wire.security import CurveKeys, keygen
 
     keys = tmp_path / "keys"
     keygen(keys, "node")

@@ -19,17 +19,23 @@ def test_runtime_imports_no_front_end():
     assert not mods & set(HEAVY), mods & set(HEAVY)
 
 
-def test_sim_and_node_sources_never_import_the_front_end():
+def test_sim_and_node_sources_never_import_the_front_end_and_sim_never_the_node():
     offenders = []
-    for package in ("sim", "node"):
+    for package, forbidden in (("sim", HEAVY + ("fpgaflow", "node")), ("node", HEAVY + ("fpgaflow",))):
         for path in (ROOT / package).rglob("*.py"):
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 words = line.strip().split()
                 if len(words) >= 2 and words[0] in ("import", "from"):
                     top = words[1].split(".")[0]
-                    if top in HEAVY + ("fpgaflow",):
+                    if top in forbidden:
                         offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_the_board_stand_in_runs_without_the_node_package():
+    """DESIGN.md: sim depends on NumPy (and pyzmq for the board stand-in) only."""
+    mods = _imported_after("import sim.board, sim.board.offload, sim.board.cli, sim.wire.source, sim.wire.security")
+    assert "node" not in mods and not mods & set(HEAVY), sorted(mods)
 
 
 def test_cli_help_is_fast_and_lists_commands():

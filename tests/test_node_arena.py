@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from node import arena as arena_mod
-from node import hdf5file, protocol, sinks
+from node import hdf5file, sinks
 from node.arena import PAGE, ChunkArena, chunk_rows
 from node.builder import Builder
 from node.daemon import _SinkMemory
 from node.fallback import Fallback
 from node.sinks import RotatingFiles, read_events
+from sim.wire import protocol
 
 RECORD = np.dtype([("event", "<u8"), ("data", "<u1", (1016,))])  # 1 KB: 16 records to a 16 KB chunk
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node import builder as builder_mod
-from node import protocol as p
 from node.builder import U64_MAX, Builder, missing_sources
+from sim.wire import protocol as p
 
 
 def frags(events, source, n_in=3, n_out=1, t0=0):

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read_sink, wait_for, write_config
 
-from node import protocol as p
 from node import sinks
 from node.builder import WHY_BAD_FLAGS, WHY_JUMP, WHY_LATE, missing_sources
-from node.source import Source
+from sim.wire import protocol as p
+from sim.wire.source import Source
 
 N_IN, N_OUT = 8, 2
 PER_4K = (4096 - p.HEADER_SIZE) // p.fragment_dtype(N_IN, N_OUT, 4).itemsize  # fragments that fill 4096 bytes
@@ -224,7 +224,7 @@ def test_malformed_bytes_never_crash_and_good_events_all_arrive(tmp_path):
 
 SENDER = """
 import sys, time, numpy as np
-from node.source import Source
+from sim.wire.source import Source
 port, source = int(sys.argv[1]), int(sys.argv[2])
 src = Source(source, f"tcp://127.0.0.1:{port}", n_inputs=8, n_outputs=2, batch=4)
 e = 0
@@ -380,7 +380,7 @@ def test_what_a_drain_received_is_built_when_its_socket_fails_mid_drain(tmp_path
 
 
 def test_unauthenticated_client_is_refused_under_curve(tmp_path):
-    from node.security import CurveKeys, keygen
+    from sim.wire.security import CurveKeys, keygen
 
     keys = tmp_path / "keys"
     keygen(keys, "node")
@@ -423,7 +423,7 @@ def test_unauthenticated_client_is_refused_under_curve(tmp_path):
 def test_under_curve_the_built_events_are_published_only_to_known_subscribers(tmp_path):
     """With CURVE on, the inputs were encrypted and authenticated but the PUB socket sent
     every built event in the clear to anyone who connected."""
-    from node.security import CurveKeys, client_curve, keygen
+    from sim.wire.security import CurveKeys, client_curve, keygen
 
     keys = tmp_path / "keys"
     keygen(keys, "node")

@@ -25,7 +25,7 @@ LIMIT = 6 << 20  # one 4 MB chunk fits, the second does not
 
 SENDER = """
 import sys, numpy as np
-from node.source import Source
+from sim.wire.source import Source
 ports = [int(p) for p in sys.argv[1].split(",")]  # one per worker: event e goes to worker e % len(ports)
 src = Source(0, [f"tcp://127.0.0.1:{p}" for p in ports], n_inputs=256, n_outputs=1, batch=16, sndhwm=10)
 for first in range(0, int(sys.argv[2]), 400):
@@ -177,7 +177,7 @@ def test_with_workers_systemctl_stop_waits_and_a_second_sigterm_to_the_superviso
 SINK = """
 import json, resource, sys, threading, time
 import numpy as np
-from node import protocol as p
+from sim.wire import protocol as p
 from node.sinks import RotatingFiles
 directory, fmt, give_up_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
 dtype = p.event_dtype(4, 248, 2, 4)  # ~4 KB records: a 4 MB chunk holds 1,036
@@ -214,9 +214,9 @@ def test_a_give_up_while_a_full_file_closes_ends_the_sink_and_counts_every_recor
     r = run_sink(tmp_path, "hdf5")
     assert "given up" in r["error"] and r["files"] == 0
     assert r["accepted"] == 3000 and r["written"] + r["lost"] == 3000
-    from node import protocol
     from node.hdf5file import rows_per_chunk
     from node.sinks import RotatingFiles, read_events
+    from sim.wire import protocol
 
     per_chunk = rows_per_chunk(protocol.event_dtype(4, 248, 2, 4))
     assert r["written"] == per_chunk  # the first chunk; the rest, and the 1,000 records after the file, lost
@@ -228,7 +228,7 @@ def test_a_give_up_while_a_full_file_closes_ends_the_sink_and_counts_every_recor
 TAIL_SINK = """
 import json, resource, sys, threading, time
 import numpy as np
-from node import protocol as p
+from sim.wire import protocol as p
 from node.hdf5file import rows_per_chunk
 from node.sinks import RotatingFiles
 directory = sys.argv[1]
@@ -283,7 +283,7 @@ def test_a_root_file_that_fails_in_the_nodes_thread_keeps_its_tmp_name(tmp_path)
 OPEN = """
 import json, resource, sys, threading, time
 import numpy as np
-from node import protocol as p
+from sim.wire import protocol as p
 from node.sinks import RotatingFiles
 directory, fmt = sys.argv[1], sys.argv[2]
 ev = np.zeros(500, p.event_dtype(2, 8, 1, 4))

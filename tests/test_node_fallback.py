@@ -19,9 +19,9 @@ import pytest
 from node_helpers import ROOT, Daemon, free_port, read_sink, write_config
 
 import sim
-from node import protocol as p
 from node.fallback import Fallback, in_validation_sample
-from node.source import Source
+from sim.wire import protocol as p
+from sim.wire.source import Source
 
 BDT_MODEL = """
 import numpy as np, xgboost as xgb
@@ -214,7 +214,7 @@ def test_split_merge_runs_one_batch_across_events(manifest):
 
 BOARD = """
 import sys, sim
-from node.offload import serve_board
+from sim.board.offload import serve_board
 serve_board(sys.argv[1], sim.load(sys.argv[2]), board_id=9, answer_limit=int(sys.argv[3]))
 """
 
@@ -334,8 +334,8 @@ def test_an_offload_board_on_ipv6_gets_the_requests():
     connects: every batch timed out and went to the CPU, and nothing said why."""
     import zmq
 
-    from node.endpoint import prepare
     from node.offload import Boards
+    from sim.wire.endpoint import prepare
 
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
@@ -654,9 +654,9 @@ def test_answers_a_board_declines_go_to_the_cpu_and_the_rest_are_taken():
 
 
 def test_node_offload_answer_declines_inputs_the_firmware_cannot_hold(manifest):
-    """``node.offload.answer`` (and so ``serve_board``) raised on such inputs: the board died."""
+    """``sim.board.offload.answer`` (and so ``serve_board``) raised on such inputs: the board died."""
     import sim
-    from node.offload import answer
+    from sim.board.offload import answer
 
     emu = sim.load(manifest)
     x = np.zeros((4, int(np.prod(emu.input_shape))), np.int64)

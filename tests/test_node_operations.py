@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from node_helpers import ROOT, Daemon, basic_config, free_port, read_sink, wait_for, write_config
 
-from node import config, protocol
+from node import config
 from node.daemon import Node
-from node.source import Source
+from sim.wire import protocol
+from sim.wire.source import Source
 
 FPGAFLOW = [sys.executable, "-m", "fpgaflow.cli"]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -142,7 +143,7 @@ def test_keygen_takes_only_a_plain_file_name(tmp_path, name):
 
 def test_keygen_refuses_a_nul_in_the_name(tmp_path):
     """(Only a caller of the library can pass one: open() said 'embedded null byte', naming nothing.)"""
-    from node.security import keygen
+    from sim.wire.security import keygen
 
     with pytest.raises(ValueError) as info:
         keygen(tmp_path, "a\0b")
@@ -153,7 +154,7 @@ def test_one_bad_file_among_the_client_keys_is_named_at_start(tmp_path):
     """ZeroMQ skips the whole folder over one unreadable key, and every board is refused."""
     import zmq
 
-    from node.security import keygen, start_authenticator
+    from sim.wire.security import keygen, start_authenticator
 
     keygen(tmp_path / "clients", "board1")
     (tmp_path / "clients/board2.key").write_text("garbage")
@@ -329,7 +330,7 @@ def test_a_bad_curve_secret_key_is_refused_at_start_naming_it(tmp_path, key, wor
     corrupt: the key was loaded on an input socket already open (and on the PUB socket),
     which nothing then closed, so the failed start waited in ``context.term()`` for ever,
     saying nothing, and a supervisor's workers hung with it (review)."""
-    from node.security import keygen
+    from sim.wire.security import keygen
 
     keygen(tmp_path / "keys", "node")
     keygen(tmp_path / "keys/clients", "board")
@@ -356,7 +357,8 @@ def test_a_bad_curve_secret_key_is_refused_at_start_naming_it(tmp_path, key, wor
 def test_a_socket_that_fails_to_set_up_is_closed_with_the_failed_start(tmp_path, monkeypatch, publish):
     """Whatever fails on a socket already opened (here a key that passed the check at start
     and fails on the socket) closes it: else ``context.term()`` waits for ever."""
-    from node import security, sinks
+    from node import sinks
+    from sim.wire import security
 
     security.keygen(tmp_path / "keys", "node")
     security.keygen(tmp_path / "keys/clients", "board")
@@ -395,7 +397,7 @@ def test_an_embedded_node_that_cannot_start_leaves_its_callers_context_free(tmp_
     waited for ever (review)."""
     import zmq
 
-    from node.security import keygen
+    from sim.wire.security import keygen
 
     keygen(tmp_path / "keys", "node")
     keygen(tmp_path / "keys/clients", "board")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node import protocol as p
+from sim.wire import protocol as p
 
 
 def _message(n=5, n_in=3, n_out=2, raw=4, source=7, seq=11, first_event=100):

@@ -16,16 +16,16 @@ import pytest
 from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct
 
 from node import chunklog
-from node import protocol as p
 from node.chunklog import boot_id, log_path, tail_path
 from node.hdf5file import rows_per_chunk
 from node.sinks import RotatingFiles, read_events
-from node.source import Source
+from sim.wire import protocol as p
+from sim.wire.source import Source
 
 WRITER = """
 import sys, time
 import numpy as np
-from node import protocol as p
+from sim.wire import protocol as p
 from node.sinks import RotatingFiles
 directory, direct_io, n, fsync = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4] == "1"
 dtype = p.event_dtype(4, 248, 2, 4)
@@ -166,7 +166,7 @@ def test_the_node_starts_beside_a_file_it_cannot_rebuild_and_says_so(tmp_path):
 TAIL_WRITER = """
 import sys, time
 import numpy as np
-from node import protocol as p
+from sim.wire import protocol as p
 from node.hdf5file import TAIL_S
 from node.sinks import RotatingFiles
 directory, n, more = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

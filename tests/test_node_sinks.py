@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from node_helpers import needs_o_direct
 
-from node import protocol as p
 from node.hdf5file import rows_per_chunk
 from node.sinks import RotatingFiles, read_events
+from sim.wire import protocol as p
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "root"])

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from node.security import keygen
+    from sim.wire.security import keygen
 
     if not args.name:
         raise ValueError("keygen needs a NAME, e.g. `fpgaflow node keygen node`")

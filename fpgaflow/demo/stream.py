@@ -62,7 +62,7 @@ class TriggerPath:
 
 def padded_layout(emulators: list[Any]) -> tuple[int, int, int]:
     """The fragment layout that holds every firmware's fragments (as the node computes it)."""
-    from node.protocol import raw_bytes_for
+    from sim.wire.protocol import raw_bytes_for
 
     n_in = max(int(math.prod(e.input_shape)) for e in emulators)
     n_out = max(int(math.prod(e.output_shape)) for e in emulators)

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from node import protocol
 from node.fallback import in_validation_sample
+from sim.wire import protocol
 
 STATUS_REASONS = {"timed_out": protocol.TIMED_OUT, "evicted": protocol.EVICTED, "drained": protocol.DRAINED}
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import zmq
 
-from node import protocol
-from node.endpoint import prepare
-from node.security import CurveKeys, client_curve
+from sim.wire import protocol
+from sim.wire.endpoint import prepare
+from sim.wire.security import CurveKeys, client_curve
 
 EMPTY, UNACKED = 0, 1
 

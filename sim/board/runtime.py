@@ -3,7 +3,7 @@ firmware next to the detector.
 
 Streaming: the readout hands it events at a configured rate; it computes the firmware's
 answer (the emulator) and pushes fragments in the node's wire format with its source
-id, routed by event number when there are several nodes (``node.source``).  Offload:
+id, routed by event number when there are several nodes (``sim.wire.source``).  Offload:
 it binds a ROUTER socket and answers the node's offload requests instead.  Faults
 (``sim.board.faults``) are injected on the way out, and every one is counted.
 
@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import zmq
 
-from node import protocol
-from node.endpoint import prepare
-from node.offload import compute
 from sim.board.faults import Faults, Injector
+from sim.board.offload import compute
 from sim.board.readout import Readout
 from sim.board.replay import Acks, ReplayRing
 from sim.board.sender import Sender
+from sim.wire import protocol
+from sim.wire.endpoint import prepare
 
 STATUS_EVERY_S = 0.5
 
@@ -95,14 +95,14 @@ class Board:
             if bool(cfg.curve_secret) != bool(cfg.curve_clients):
                 raise ValueError("with --offload, --curve-secret and --curve-clients go together")
             if cfg.curve_secret:  # named now, not in a traceback once it serves
-                from node.security import check_clients, load_secret_certificate
+                from sim.wire.security import check_clients, load_secret_certificate
 
                 load_secret_certificate(cfg.curve_secret)
                 check_clients(cfg.curve_clients, peers="node")
         elif bool(cfg.curve_secret) != bool(cfg.curve_server_key):
             raise ValueError("--curve-secret and --curve-server-key go together")
         elif cfg.curve_secret:
-            from node.security import CurveKeys
+            from sim.wire.security import CurveKeys
 
             self.curve = CurveKeys.from_files(cfg.curve_secret, cfg.curve_server_key)
         self.readout: Readout | None = None
@@ -308,7 +308,7 @@ class Board:
         c = self.counts
         try:
             if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
-                from node.security import server_curve, start_authenticator
+                from sim.wire.security import server_curve, start_authenticator
 
                 auth = start_authenticator(self.context, cfg.curve_clients, peers="node")
                 server_curve(sock, cfg.curve_secret)

@@ -2,7 +2,7 @@
 ever blocking the readout while a node is away.
 
 ZeroMQ's PUSH blocks once a peer's queue is full, and while a node is down its socket
-has no peer at all, so ``send`` would stall the board (``node.source.Source`` does
+has no peer at all, so ``send`` would stall the board (``sim.wire.source.Source`` does
 exactly that, which is right for a simple sender).  A board keeps triggering: messages
 that cannot go now wait in a sender-side queue per node (the board's buffer, bounded;
 past the bound the board blocks, i.e. back pressure) and leave, in order, as soon as
@@ -18,10 +18,10 @@ from collections.abc import Callable
 import numpy as np
 import zmq
 
-from node import protocol
-from node.endpoint import prepare
-from node.security import CurveKeys, client_curve
 from sim.board.link import Link
+from sim.wire import protocol
+from sim.wire.endpoint import prepare
+from sim.wire.security import CurveKeys, client_curve
 
 
 class Sender:

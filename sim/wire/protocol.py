@@ -1,4 +1,4 @@
-"""The node's wire format, version 1: a fixed 48-byte little-endian header, then a packed
+"""The wire format between boards and the node, version 1: a fixed 48-byte little-endian header, then a packed
 array of fixed-size records (fragments, or built events).  Never pickle.
 
 One message carries many fragments of one source, because the per-message cost in

@@ -489,7 +489,7 @@ class Node:
             protocol.check_fragments(frags)
         except protocol.ProtocolError as exc:
             n = int(np.count_nonzero(bad))
-            detail = f"{exc}; {n} of its {len(frags)} fragments refused (to the late files), the rest built"
+            detail = f"{exc.detail}; {n} of its {len(frags)} fragments refused (to the late files), the rest built"
             self._malformed(msg, protocol.ProtocolError(exc.reason, detail))
             self.metrics.c["refused_fragments"] += n
             if self.late_sink is not None:

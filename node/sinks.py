@@ -518,8 +518,10 @@ def read_events(path: str | Path, tree: str | None = None) -> dict[str, np.ndarr
     import h5py
 
     with h5py.File(path, "r") as f:
-        records = f[_table(path, tree, sorted(f.keys()))][()]
-    return {name: records[name] for name in records.dtype.names if name != "reserved"}
+        table = _table(path, tree, sorted(f.keys()))
+        records = f[table][()]
+    # reserved is 0 in every event; in a late file it may be why a fragment was refused (why 3)
+    return {name: records[name] for name in records.dtype.names if name != "reserved" or table == "late"}
 
 
 def _table(path: Path, tree: str | None, names: list[str]) -> str:

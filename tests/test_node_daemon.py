@@ -333,8 +333,10 @@ def test_an_oversize_message_is_counted_and_the_good_ones_behind_it_arrive(tmp_p
     assert sorted(ev["event"].tolist()) == [*range(per), *range(2000, 2050), 3001, 3002, 3004, *range(4000, 4005)]
     late = read_sink(tmp_path / "out", "late-*.h5", "late")
     assert late["event"].tolist() == [3000, 3003] and (late["why"] == WHY_BAD_FLAGS).all()
+    assert late["reserved"].tolist() == [0, 1]  # what 3003 was refused for
     (line,) = [x for x in d.log_lines() if x["event"] == "malformed" and x["reason"] == "bad-flags"]
     assert "fragment 0" in line["detail"] and "2 of its 5 fragments refused" in line["detail"]
+    assert line["detail"].count("bad-flags") == 1  # "bad-flags: bad-flags: fragment 0..." before
     (line,) = [x for x in d.log_lines() if x["event"] == "malformed" and x["reason"] == "oversize"]
     assert line["source"] == "0" and line["bytes"] > 4096
 

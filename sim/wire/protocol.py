@@ -93,6 +93,7 @@ class ProtocolError(ValueError):
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)

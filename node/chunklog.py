@@ -197,13 +197,15 @@ def read_log(path: Path) -> tuple[str, dict[str, Any], np.dtype, np.ndarray]:
     return head["tree"], head["attrs"], dtype, entries
 
 
-def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
+def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray, str | None]:
     """The records of a killed writer's ``.tmp``: every logged chunk, in row order, up to
     the first row no chunk covers or the first chunk not wholly in the file (as if the log
-    ended there), then its tail's records from there (``write_tail``)."""
+    ended there), then its tail's records from there (``write_tail``); and, where logged
+    chunks or a tail were left out so, why (None: nothing was), so that the caller keeps
+    what could not be placed instead of deleting it."""
     tree, attrs, dtype, entries = read_log(log_path(tmp))
     entries = np.sort(entries, order="row")
-    parts, row = [], 0
+    parts, row, left = [], 0, None
     with open(tmp, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         room = size  # chunks do not overlap: together they are no bigger than the file
@@ -211,11 +213,14 @@ def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
             if int(e["row"]) < row:  # the same chunk logged twice (written again after an error)
                 continue
             if int(e["row"]) != row:  # a gap: nothing after it can be placed
+                left = f"no chunk is logged for row {row}, but one is for row {int(e['row'])}"
                 break
             offset, nbytes = int(e["offset"]), int(e["rows"]) * dtype.itemsize
             # bytes beyond the file's end (a corrupt entry naming rows by the billion among
             # them: reading them was a MemoryError or OverflowError and the node did not start)
             if offset + nbytes > size or nbytes > room:
+                left = (f"the entry for {int(e['rows'])} rows from row {row} names bytes {offset}.. "
+                        f"{offset + nbytes} of a {size}-byte file")  # fmt: skip
                 break
             f.seek(offset)
             parts.append(np.frombuffer(f.read(nbytes), dtype))
@@ -224,5 +229,7 @@ def recovered_records(tmp: Path) -> tuple[str, dict[str, Any], np.ndarray]:
     tail = read_tail(tmp, dtype)
     if tail is not None and tail[0] <= row < tail[0] + len(tail[1]):  # (one that chunks since covered: none)
         parts.append(tail[1][row - tail[0] :])
+    elif tail is not None and tail[0] > row and left is None:
+        left = f"its tail holds rows {tail[0]}.., but the chunks end at row {row}"
     records = np.concatenate(parts) if parts else np.zeros(0, dtype)
-    return tree, attrs, records
+    return tree, attrs, records, left

@@ -32,6 +32,7 @@ from sim.wire.endpoint import prepare
 from sim.wire.security import server_curve
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
+DAMAGED = ".damaged"  # NAME.h5.damaged{,.chunks,.tail}: a .tmp's bytes its chunk log could not place, kept
 # late files hold few records (late fragments are rare), and every HDF5 file takes at least
 # a whole chunk on the disk: ~4 MB chunks made each late file of a soak run ~2 MB for a
 # few KB of fragments (117 MB for 3 MB, rotating every 5 s); a late storm costs a write
@@ -118,7 +119,7 @@ class RotatingFiles:
         self.on_wait: Callable[[], None] | None = None
         self.gave_up = False
         self.error: Exception | None = None  # the write failure that ended this sink
-        self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, why)
+        self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, or kept as .damaged, why)
         self.recovered = self._recover() if fmt == "hdf5" else []
         self.arena: ChunkArena | None = None  # see use_arena
 
@@ -158,7 +159,7 @@ class RotatingFiles:
             if reason is not None:
                 self.unrecovered.append((tmp, reason))
                 continue
-            tree, attrs, records = recovered_records(tmp)
+            tree, attrs, records, left = recovered_records(tmp)
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
@@ -177,8 +178,16 @@ class RotatingFiles:
                 raise OSError(getattr(exc, "errno", None), f"rebuilding it from its chunk log failed: {exc}",
                               str(tmp)) from None  # fmt: skip
             durable_replace(rebuilt, final, self.fsync)
-            for leftover in (tmp, log_path(tmp), tail_path(tmp)):
-                leftover.unlink(missing_ok=True)
+            if left is None:
+                for leftover in (tmp, log_path(tmp), tail_path(tmp)):
+                    leftover.unlink(missing_ok=True)
+            else:  # what could not be placed stays on the disk, under a name no recovery takes again
+                kept = final.with_name(final.name + DAMAGED)
+                for leftover, suffix in ((tmp, ""), (log_path(tmp), SUFFIX), (tail_path(tmp), TAIL_SUFFIX)):
+                    if leftover.exists():
+                        leftover.rename(kept.with_name(kept.name + suffix))
+                why = f"{len(records)} events rebuilt into {final.name}, the rest not: {left}"
+                self.unrecovered.append((kept, f"{why}; the .tmp and its chunk log are kept as {kept.name}*"))
             done.append(final)
         for suffix in (SUFFIX, TAIL_SUFFIX, TAIL_SUFFIX + ".new"):
             for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{suffix}"):

@@ -312,8 +312,8 @@ def test_a_chunk_logged_twice_is_rebuilt_once_and_the_chunks_after_it_too(tmp_pa
     for row in (0, 10, 10, 20):
         log.record(row, 10, row * dtype.itemsize, 10 * dtype.itemsize)
     log.close()
-    _, _, records = chunklog.recovered_records(tmp)
-    assert records["event"].tolist() == list(range(30))
+    _, _, records, left = chunklog.recovered_records(tmp)
+    assert records["event"].tolist() == list(range(30)) and left is None
 
 
 SMALL = p.event_dtype(2, 8, 1, 4)  # the records of the hand-written .tmp files below
@@ -333,7 +333,8 @@ def test_a_chunk_log_entry_beyond_the_file_ends_the_rebuild_there(tmp_path, rows
     """A corrupt entry (bytes beyond the .tmp's end, or more than the file holds) is read as
     the end of the log, as a chunk not wholly in the file always was: the chunks before it
     are rebuilt.  Its rows were read unchecked, and the node did not start (MemoryError,
-    OverflowError) until someone deleted the file."""
+    OverflowError) until someone deleted the file.  The .tmp and its log, which hold the
+    bytes not rebuilt, are kept aside (they were deleted) and named in ``unrecovered``."""
     tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
     ev = np.zeros(30, SMALL)
     ev["event"] = np.arange(30)
@@ -344,6 +345,31 @@ def test_a_chunk_log_entry_beyond_the_file_ends_the_rebuild_there(tmp_path, rows
     log.record(20, rows, offset, rows * SMALL.itemsize % 2**64)
     log.close()
     sink = RotatingFiles(tmp_path, "ev")
-    assert len(sink.recovered) == 1 and sink.unrecovered == []
+    assert len(sink.recovered) == 1
     assert read_events(sink.recovered[0])["event"].tolist() == list(range(20))
     sink.close()
+    kept = tmp_path / "ev-20261123T000000-00000.h5.damaged"
+    [(path, reason)] = sink.unrecovered
+    assert path == kept and "20 events rebuilt" in reason and f"names bytes {offset}" in reason
+    assert kept.read_bytes() == ev.tobytes()
+    assert chunklog.read_log(kept.with_name(kept.name + ".chunks"))[3]["row"].tolist() == [0, 10, 20]
+    assert not tmp.exists() and RotatingFiles(tmp_path, "ev").recovered == []  # not taken for a .tmp again
+
+
+def test_chunks_logged_after_a_gap_are_kept_on_the_disk(tmp_path):
+    """A gap in the log (no entry for rows 10..19): the chunks after it cannot be placed in
+    row order; the rebuild stops there, and the .tmp that holds them is kept, not deleted."""
+    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
+    ev = np.zeros(30, SMALL)
+    ev["event"] = np.arange(30)
+    tmp.write_bytes(ev.tobytes())
+    log = chunklog.ChunkLog(tmp, SMALL, "events", {})
+    for row in (0, 20):
+        log.record(row, 10, row * SMALL.itemsize, 10 * SMALL.itemsize)
+    log.close()
+    sink = RotatingFiles(tmp_path, "ev")
+    assert read_events(sink.recovered[0])["event"].tolist() == list(range(10))
+    sink.close()
+    [(path, reason)] = sink.unrecovered
+    assert "no chunk is logged for row 10, but one is for row 20" in reason
+    assert path.read_bytes() == ev.tobytes() and path.with_name(path.name + ".chunks").exists()

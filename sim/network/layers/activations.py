@@ -6,7 +6,8 @@ the function evaluated with the C library's single-precision ``expf`` (emulated 
 the correctly rounded float32 of the double result) and the mixed float/double
 arithmetic of the header, then the float cast into ``table_t``.  Indexing follows the
 header too: ``index = (int)(x * table_size / 16) + 8 * table_size / 16`` (C
-truncation towards zero, then clipping to the table).
+truncation towards zero, the conversion to ``int`` keeping the low 32 bits, then
+clipping to the table).
 
 Manifest entry: ``activation`` (linear, relu, leaky_relu, thresholded_relu, elu,
 selu, sigmoid, tanh, softplus, softsign, hard_sigmoid, hard_tanh, binary_tanh);
@@ -25,6 +26,7 @@ from sim.network.casts import cast, cast_either
 from sim.network.registry import Layer, register
 
 INT32 = FixedType.parse("ap_int<32>")
+INT32_HALF = 1 << 31
 F32 = np.float32
 
 
@@ -69,11 +71,19 @@ def table_values(kind: str, n: int) -> np.ndarray:
 
 
 def trunc_div(raw: np.ndarray, x_type: FixedType, num: int, den: int) -> np.ndarray:
-    """``(int)(x * num / den)`` for a fixed-point ``x``: exact, truncated towards zero."""
-    scaled = raw.astype(np.int64) * num
-    d = den << x_type.frac_bits
+    """``int i = x * num / den`` for a fixed-point ``x``: the exact quotient truncated
+    towards zero (ap_fixed's product and division, then ``to_int()``), of which the
+    conversion to ``int`` keeps only the low 32 bits (two's complement wrap)."""
+    raw = np.asarray(raw)
+    up, down = max(0, -x_type.frac_bits), max(0, x_type.frac_bits)  # x = raw * 2**(up - down)
+    if raw.dtype == object or x_type.width + abs(num).bit_length() + up >= 62:
+        scaled = raw.astype(object) * (num << up)  # exact in Python integers
+    else:
+        scaled = raw.astype(np.int64) * (num << up)
+    d = den << down
     q = np.abs(scaled) // abs(d)
-    return np.where((scaled < 0) != (d < 0), -q, q)
+    q = np.where((scaled < 0) != (d < 0), -q, q)
+    return ((q + INT32_HALF) % (2 * INT32_HALF) - INT32_HALF).astype(np.int64)
 
 
 TABLE_RANGES = {"sigmoid": 16, "softplus": 16, "softsign": 16, "tanh": 8}
@@ -135,7 +145,7 @@ class Activation(Layer):
     def _elu(self, x: Fixed) -> np.ndarray:
         n = self.table_size
         index = np.minimum(trunc_div(x.raw, x.type, n, -8), n - 1)
-        index = np.maximum(index, 0)  # only reached for x < 0, where it is >= 0 anyway
+        index = np.maximum(index, 0)  # used for x < 0 only, where it is >= 0 unless wrapped (refused by synth)
         table = self.table[index]
         alpha_type = FixedType.parse(self.spec.get("param_type", "ap_uint<1>"))
         alpha = int(self.spec.get("param_raw", 1))
@@ -144,6 +154,8 @@ class Activation(Layer):
 
     def _selu(self, x: Fixed) -> np.ndarray:
         n = self.table_size
+        # io_parallel clamps a negative index to 0; io_stream does not (only reached with a
+        # wrapped index, which synth refuses)
         index = np.clip(trunc_div(x.raw, x.type, n, -8), 0, n - 1)
         neg = self._cast(self.table[index], self.table_type)
         lam_t = FixedType.parse("ap_ufixed<16,1>")

@@ -1,0 +1,119 @@
+"""Where the io_stream kernels (``nnet_activation_stream.h``) compute differently from
+io_parallel's, and the lookup-table index's conversion to ``int``, against hls4ml's C
+simulation: one small io_stream model (one compile) holds every case, and each test
+checks its layer on csim's own input to that layer, so that a bug upstream does not
+show as one here.
+
+* sigmoid on an ``ap_fixed<34,30>`` input: ``int data_round = x * table_size / 16``
+  keeps the low 32 bits of the quotient (it wraps);
+* selu: the stream kernel casts lambda into the input type (io_parallel: ap_ufixed<16,1>);
+* softmax on a (4, 3) tensor: the stream kernels normalise each stream word (a row of 3);
+* legacy softmax with TableSize 512: the stream kernel's tables have
+  ``CONFIG_T::table_size`` entries, nnet::activ_config's 1024."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from network_oracle import save_keras, synth_and_build, write_project
+
+N_SAMPLES = 2000
+
+
+def _project(tmp_path, model, name, hls_config, io_type):
+    files = save_keras(model, tmp_path / "src", name)
+    config = {
+        "KerasJson": f"{name}.json",
+        "KerasH5": f"{name}_weights.h5",
+        "Backend": "Vivado",
+        "IOType": io_type,
+        "HLSConfig": hls_config,
+    }
+    return write_project(tmp_path / "project", config, files)
+
+
+def _stream_model():
+    import tensorflow as tf
+
+    k = tf.keras
+    rng = np.random.default_rng(7)
+    inp = k.Input((4,), name="x")
+    h = k.layers.Activation("sigmoid", name="sigmoid")(inp)
+    h = k.layers.Dense(12, name="fc0")(h)
+    h = k.layers.Activation("selu", name="selu")(h)
+    h = k.layers.Dense(12, name="fc1")(h)
+    h = k.layers.Reshape((4, 3), name="resh")(h)
+    h = k.layers.Activation("softmax", name="sm_rows")(h)
+    h = k.layers.Flatten(name="flat")(h)
+    h = k.layers.Dense(6, name="fc2")(h)
+    h = k.layers.Activation("softmax", name="sm_legacy")(h)
+    model = k.Model(inp, h)
+    for name, scale in (("fc0", 3.0), ("fc1", 1.0), ("fc2", 6.0)):
+        layer = model.get_layer(name)
+        layer.set_weights([rng.normal(0, scale, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """The io_stream model synthesized, its csim compiled and run once (with every layer's output)."""
+    from fpgaflow.network.verify import csim_trace
+
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {
+            "x": {"Precision": {"result": "ap_fixed<34,30>"}},
+            "sm_legacy": {"Implementation": "legacy", "TableSize": 512},
+        },
+    }
+    oracle = synth_and_build(
+        _project(tmp_path_factory.mktemp("stream_kernels"), _stream_model(), "sk", hls_config, "io_stream")
+    )
+    x = oracle.net._input_raw(oracle.random_inputs(N_SAMPLES, seed=3))
+    y, trace = csim_trace(oracle.hls_model, x)
+    return oracle, x, y, trace
+
+
+def _check_layer(stream, name: str) -> None:
+    """The emulator's layer on csim's input to it gives csim's output, bit for bit."""
+    from fpgaflow.network.verify import raw_of
+    from sim.fixed import Fixed
+
+    oracle, x, _, trace = stream
+    layers = {layer.name: layer for layer in oracle.net.layers}
+    layer = layers[name]
+    (source,) = layer.spec["inputs"]
+    prev = layers[source]
+    given = trace[source] if source in trace else oracle.net.trace(x)[source].values
+    got = layer.forward(Fixed(raw_of(given, prev.result_type).reshape(len(x), *prev.output_shape), prev.result_type))
+    expected = raw_of(trace[name], layer.result_type).reshape(got.raw.shape)
+    bad = np.flatnonzero((got.raw != expected).reshape(len(x), -1).any(axis=1))
+    assert bad.size == 0, (
+        f"layer {name}: {bad.size}/{len(x)} samples differ from csim; first sample {bad[:1]}: "
+        f"emulator {got.raw[bad[0]].ravel()[:12]} csim {expected[bad[0]].ravel()[:12]}"
+    )
+
+
+@pytest.mark.oracle
+def test_table_index_wraps_like_the_conversion_to_int(stream):
+    oracle = stream[0]
+    assert str(oracle.net.input_type).startswith("ap_fixed<34,30")
+    _check_layer(stream, "sigmoid")
+
+
+@pytest.mark.parametrize("kind, io_type", [("elu", "io_parallel"), ("selu", "io_stream")])
+def test_negative_table_index_out_of_bounds_is_refused(tmp_path, kind, io_type):
+    """elu (and selu in io_stream) clamp their table index above only: a wrapped negative
+    index reads outside the table, which the emulator cannot reproduce."""
+    import tensorflow as tf
+
+    from fpgaflow.network.synth import synth
+    from fpgaflow.project import ProjectError, load_project
+
+    k = tf.keras
+    inp = k.Input((4,), name="x")
+    model = k.Model(inp, k.layers.Activation(kind, name="act")(inp))
+    hls_config = {"Model": {"Precision": "ap_fixed<16,6>"}, "LayerName": {"x": {"Precision": "ap_fixed<34,30>"}}}
+    project = load_project(_project(tmp_path, model, "wide", hls_config, io_type))
+    with pytest.raises((ProjectError, ValueError), match=rf"'act' .*{kind}, {io_type}.*input type ap_fixed<34,30"):
+        synth(project)

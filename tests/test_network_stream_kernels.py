@@ -101,6 +101,32 @@ def test_table_index_wraps_like_the_conversion_to_int(stream):
     _check_layer(stream, "sigmoid")
 
 
+@pytest.mark.oracle
+def test_selu_stream_lambda_in_the_input_type(stream):
+    _check_layer(stream, "selu")
+
+
+@pytest.mark.oracle
+def test_manifest_without_stream_fields_reads_the_network_io_type(stream, tmp_path):
+    """Manifests written before activation and softmax entries said their io type: the
+    emulator takes the network's ``io_type`` and computes as the stream kernels do."""
+    import sim
+    from sim.manifest import read_manifest, write_manifest
+
+    oracle, x, _, _ = stream
+    m = read_manifest(oracle.net.manifest.path)
+    meta = {k: v for k, v in m.meta.items() if k not in ("id", "format", "format_version")}
+    new_fields = {"activation": ("stream",)}
+    meta["layers"] = [
+        {k: v for k, v in spec.items() if k not in new_fields.get(spec["kind"], ())} for spec in meta["layers"]
+    ]
+    assert not any("stream" in spec for spec in meta["layers"] if spec["kind"] in new_fields)
+    write_manifest(tmp_path / "old", meta, m.arrays)
+    old = sim.load(tmp_path / "old")
+    then, now = old.trace(x), oracle.net.trace(x)
+    assert [name for name in now if not np.array_equal(then[name].raw, now[name].raw)] == []
+
+
 @pytest.mark.parametrize("kind, io_type", [("elu", "io_parallel"), ("selu", "io_stream")])
 def test_negative_table_index_out_of_bounds_is_refused(tmp_path, kind, io_type):
     """elu (and selu in io_stream) clamp their table index above only: a wrapped negative

@@ -44,6 +44,9 @@ class Network:
                 if key not in spec:
                     raise ManifestError(f"{manifest.path}: layer {i} ({spec.get('name', '?')}) has no field {key!r}")
             arrays = {short: manifest.array(full) for short, full in spec.get("arrays", {}).items()}
+            if "stream" not in spec and "io_type" in manifest.meta:
+                # entries written before activation and softmax carried it: the network's io type
+                spec = {**spec, "stream": manifest.meta["io_type"] == "io_stream"}
             self.layers.append(layer_class(spec["kind"], spec["name"])(spec, arrays))
         first = self.layers[0]
         if first.spec["kind"] != "input":

@@ -78,11 +78,11 @@ def export_activation(layer, ctx) -> dict:
             "generates no call for this layer, so the firmware would read an uninitialised array; not supported"
         )
     name = _activation_name(layer)
-    spec: dict = {"kind": "activation", "activation": name}
+    spec: dict = {"kind": "activation", "activation": name, "stream": ctx.io_type == "io_stream"}
     if name in TABLE_ACTIVATIONS:
         spec["table_size"] = int(layer.get_attr("table_size"))
         spec["table_type"] = layer_type(layer, "table_t")
-        if name == "elu" or (name == "selu" and ctx.io_type == "io_stream"):
+        if name == "elu" or (name == "selu" and spec["stream"]):
             _refuse_negative_index(layer, name, spec["table_size"], ctx.io_type)
     if layer.class_name == "ParametrizedActivation" or (
         name in ("leaky_relu", "thresholded_relu", "elu") and layer.get_attr("param_t") is not None

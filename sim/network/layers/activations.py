@@ -7,13 +7,14 @@ the correctly rounded float32 of the double result) and the mixed float/double
 arithmetic of the header, then the float cast into ``table_t``.  Indexing follows the
 header too: ``index = (int)(x * table_size / 16) + 8 * table_size / 16`` (C
 truncation towards zero, the conversion to ``int`` keeping the low 32 bits, then
-clipping to the table).
+clipping to the table).  selu's positive branch multiplies by lambda held in an
+``ap_ufixed<16,1>`` in io_parallel but in the input type in io_stream.
 
 Manifest entry: ``activation`` (linear, relu, leaky_relu, thresholded_relu, elu,
 selu, sigmoid, tanh, softplus, softsign, hard_sigmoid, hard_tanh, binary_tanh);
 ``table_size`` and ``table_type`` for table activations; ``param_raw`` and
 ``param_type`` for leaky_relu/thresholded_relu/elu; ``slope_raw``/``slope_type`` and
-``shift_raw``/``shift_type`` for the hard activations.
+``shift_raw``/``shift_type`` for the hard activations; ``stream`` (io_stream).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sim.network.registry import Layer, register
 
 INT32 = FixedType.parse("ap_int<32>")
 INT32_HALF = 1 << 31
+SELU_LAMBDA = 1.0507009873554805  # the C++ literal 1.0507009873554804934193349852946 as a double
 F32 = np.float32
 
 
@@ -99,6 +101,8 @@ class Activation(Layer):
                 f"layer {self.name!r}: activation {self.activation!r} is not emulated "
                 f"(supported: {', '.join(sorted(_FORWARD))})"
             )
+        # io_stream kernels (nnet_activation_stream.h); only selu computes differently
+        self.stream = bool(spec.get("stream", False))
         if self.activation in TABLE_RANGES or self.activation in ("elu", "selu"):
             self.table_size = int(self.param("table_size"))
             self.table_type = self.type_of("table_type")
@@ -155,12 +159,14 @@ class Activation(Layer):
     def _selu(self, x: Fixed) -> np.ndarray:
         n = self.table_size
         # io_parallel clamps a negative index to 0; io_stream does not (only reached with a
-        # wrapped index, which synth refuses)
+        # wrapped index, which synth refuses), so the clip is the same for both
         index = np.clip(trunc_div(x.raw, x.type, n, -8), 0, n - 1)
         neg = self._cast(self.table[index], self.table_type)
-        lam_t = FixedType.parse("ap_ufixed<16,1>")
-        lam = int(lam_t.to_raw(1.0507009873554805))
-        pos = self.result_type.cast(x.raw.astype(np.int64) * lam, x.type.mul_type(lam_t))
+        # io_parallel: lambda is an ap_ufixed<16,1>; io_stream casts it into the input type,
+        # ``(typename data_T::value_type)1.0507009873554804934193349852946 * datareg``
+        lam_t = x.type if self.stream else FixedType.parse("ap_ufixed<16,1>")
+        lam = Fixed(np.asarray(lam_t.to_raw(SELU_LAMBDA)), lam_t)
+        pos = (Fixed(x.raw, x.type) * lam).cast(self.result_type).raw
         return np.where(x.raw >= 0, pos, neg)
 
     def _param(self) -> tuple[int, FixedType]:

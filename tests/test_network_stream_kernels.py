@@ -107,6 +107,32 @@ def test_selu_stream_lambda_in_the_input_type(stream):
 
 
 @pytest.mark.oracle
+def test_softmax_on_2d_tensor_in_stream_normalises_each_row(stream):
+    _check_layer(stream, "sm_rows")
+    oracle, x, _, _ = stream
+    rows = oracle.net.trace(x)["sm_rows"].values.reshape(len(x), 4, 3).sum(axis=-1)
+    assert np.abs(rows - 1).max() < 0.1  # each row sums to about 1, as Keras's softmax
+
+
+@pytest.mark.oracle
+def test_legacy_softmax_stream_tables_have_activ_config_table_size(stream):
+    _check_layer(stream, "sm_legacy")
+    spec = next(layer.spec for layer in stream[0].net.layers if layer.name == "sm_legacy")
+    assert (spec["exp_table_size"], spec["table_size"]) == (512, 1024)
+
+
+@pytest.mark.oracle
+def test_stream_model_bit_exact_end_to_end(stream):
+    from fpgaflow.network.verify import compare
+
+    oracle, x, y, trace = stream
+    result = compare(oracle.net, x, y, trace, None)
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0
+    assert oracle.predict_agrees(x, y) == {"scipy": True, "numpy": True}
+
+
+@pytest.mark.oracle
 def test_manifest_without_stream_fields_reads_the_network_io_type(stream, tmp_path):
     """Manifests written before activation and softmax entries said their io type: the
     emulator takes the network's ``io_type`` and computes as the stream kernels do."""
@@ -116,7 +142,7 @@ def test_manifest_without_stream_fields_reads_the_network_io_type(stream, tmp_pa
     oracle, x, _, _ = stream
     m = read_manifest(oracle.net.manifest.path)
     meta = {k: v for k, v in m.meta.items() if k not in ("id", "format", "format_version")}
-    new_fields = {"activation": ("stream",)}
+    new_fields = {"activation": ("stream",), "softmax": ("stream", "stream_word", "table_size")}
     meta["layers"] = [
         {k: v for k, v in spec.items() if k not in new_fields.get(spec["kind"], ())} for spec in meta["layers"]
     ]

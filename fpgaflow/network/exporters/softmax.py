@@ -27,13 +27,23 @@ def export_softmax(layer, ctx) -> dict:
         "n_outer": int(consts.get("n_outer", 1)),
         "n_slice": int(consts.get("n_slice", layer.get_attr("n_in"))),
         "n_inner": int(consts.get("n_inner", 1)),
+        "stream": ctx.io_type == "io_stream",
     }
+    if spec["stream"]:
+        # the stream kernels normalise each stream word: data_T::size = n_elem * n_pack values
+        t = layer.get_input_variable().type
+        spec["stream_word"] = int(getattr(t, "n_elem", layer.get_input_variable().shape[-1])) * int(
+            getattr(t, "n_pack", 1)
+        )
     if impl == "argmax":
         return spec
     spec["exp_table_size"] = int(consts["exp_table_size"])
     spec["inv_table_size"] = int(consts["inv_table_size"])
     if impl == "legacy":
         spec["table_type"] = layer_type(layer, "table_t")
+        if spec["stream"]:
+            # the stream kernel's CONFIG_T::table_size: not in the struct, so nnet::activ_config's
+            spec["table_size"] = int(consts.get("table_size", 1024))
         return spec
     spec["exp_scale"] = float(consts.get("exp_scale", "1.0").rstrip("f"))
     for key in ("exp_table", "inv_table", "accum", "inv_inp"):

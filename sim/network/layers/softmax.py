@@ -15,7 +15,14 @@ the firmware does.
 Manifest entry: ``implementation``, ``exp_table_size``, ``inv_table_size``,
 ``exp_scale``, ``exp_table_type``, ``inv_table_type``, ``accum_type``,
 ``inv_inp_type``, ``inp_norm_type`` (stable), ``table_type`` (legacy), ``n_outer``,
-``n_slice``, ``n_inner`` (the softmax axis is the middle one).
+``n_slice``, ``n_inner`` (the softmax axis is the middle one), ``stream``,
+``stream_word`` and ``table_size`` (legacy) for io_stream.
+
+io_stream (``nnet_activation_stream.h``) differs: every kernel normalises each stream
+word (``data_T::size`` values, the last axis: one row of a 2-D tensor) on its own,
+whatever ``n_outer``/``n_slice``/``n_inner`` say; the legacy kernel sizes and indexes
+both of its tables with ``CONFIG_T::table_size``, which the softmax config struct does
+not define, so ``nnet::activ_config``'s 1024 whatever ``TableSize`` is.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sim.network.layers.activations import INT32, expf, symmetric_inputs, trunc_
 from sim.network.registry import Layer, register
 
 F32 = np.float32
+LEGACY_STREAM_TABLE_SIZE = 1024  # nnet::activ_config::table_size; the softmax config struct has no table_size
 
 
 def ceillog2(x: int) -> int:
@@ -74,12 +82,25 @@ class Softmax(Layer):
         impl = self.implementation
         if impl not in ("latency", "stable", "legacy", "argmax"):
             raise ManifestError(f"layer {self.name!r}: unknown softmax implementation {impl!r}")
-        self.n_outer = int(spec.get("n_outer", 1))
-        self.n_inner = int(spec.get("n_inner", 1))
+        self.stream = bool(spec.get("stream", False))
+        if self.stream:
+            # one softmax per stream word (data_T::size values: the last axis), whatever n_slice says
+            word = int(spec.get("stream_word", self.output_shape[-1]))
+            n_in = int(np.prod(self.output_shape))
+            if word < 1 or n_in % word:
+                raise ManifestError(f"layer {self.name!r}: stream_word {word} does not divide the {n_in} values")
+            self.n_outer, self.n_inner = n_in // word, 1
+        else:
+            self.n_outer = int(spec.get("n_outer", 1))
+            self.n_inner = int(spec.get("n_inner", 1))
         if impl == "argmax":
             return
-        self.exp_size = int(self.param("exp_table_size"))
-        self.inv_size = int(self.param("inv_table_size"))
+        if impl == "legacy" and self.stream:
+            # the stream kernel sizes and indexes both tables with CONFIG_T::table_size
+            self.exp_size = self.inv_size = int(spec.get("table_size", LEGACY_STREAM_TABLE_SIZE))
+        else:
+            self.exp_size = int(self.param("exp_table_size"))
+            self.inv_size = int(self.param("inv_table_size"))
         with np.errstate(over="ignore", divide="ignore"):
             if impl == "legacy":
                 self.table_type = self.type_of("table_type")

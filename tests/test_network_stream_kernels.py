@@ -13,6 +13,8 @@ show as one here.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from network_oracle import save_keras, synth_and_build, write_project
@@ -151,6 +153,29 @@ def test_manifest_without_stream_fields_reads_the_network_io_type(stream, tmp_pa
     old = sim.load(tmp_path / "old")
     then, now = old.trace(x), oracle.net.trace(x)
     assert [name for name in now if not np.array_equal(then[name].raw, now[name].raw)] == []
+
+
+def test_softmax_on_2d_tensor_in_parallel_warns(tmp_path, capsys):
+    """io_parallel builds one softmax over all values of a 2-D tensor (hls4ml 1.3 sets no
+    n_outer/n_inner): synth says so in its output and its report."""
+    import tensorflow as tf
+
+    from fpgaflow.network.synth import synth
+
+    k = tf.keras
+    inp = k.Input((6,), name="x")
+    h = k.layers.Reshape((2, 3), name="resh")(k.layers.Dense(6, name="fc")(inp))
+    model = k.Model(inp, k.layers.Activation("softmax", name="sm")(h))
+    config = _project(tmp_path, model, "p2d", {"Model": {"Precision": "ap_fixed<16,6>"}}, "io_parallel")
+    from fpgaflow.project import load_project
+
+    project = load_project(config)
+    assert synth(project) == 0
+    said = "layer 'sm' (Softmax, stable) on a 2-D tensor (2, 3) in io_parallel: hls4ml"
+    assert said in capsys.readouterr().err
+    report = json.loads((project.build_dir / "report.json").read_text())
+    assert any(said in w and "over all 6 values" in w for w in report["warnings"])
+    assert said in (project.build_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize("kind, io_type", [("elu", "io_parallel"), ("selu", "io_stream")])

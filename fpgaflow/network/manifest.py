@@ -45,6 +45,9 @@ def manifest_content(hls_model: Any, settings: Any, source_sha256: str) -> tuple
         for out in layer.outputs:
             producer[out] = layer.name
         layers.append(spec)
+    warnings = getattr(settings, "warnings", None)
+    if warnings is not None:
+        warnings.extend(w for w in ctx.warnings if w not in warnings)
     n_inputs = sum(1 for spec in layers if not spec["inputs"])
     if n_inputs != 1:
         raise ProjectError(f"networks with {n_inputs} inputs are not supported (the emulator takes one input array)")

@@ -64,9 +64,9 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     checks = weight_checks(hls_model)
     settings.warnings.extend(unapplied_weight_types(hls_model, settings.hls_config))
     settings.warnings.extend(weight_warnings(checks))
+    meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
     for warning in settings.warnings:
         _say(f"warning: {warning}")
-    meta, arrays = manifest_content(hls_model, settings, source_sha256(files))
     preprocessing = project_preprocessing(project)  # the input scaling training fitted, if any
     if preprocessing is not None:
         meta["preprocessing"], extra = preprocessing

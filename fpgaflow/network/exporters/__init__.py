@@ -67,6 +67,7 @@ class ExportContext:
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     io_type: str = "io_parallel"
+    warnings: list[str] = field(default_factory=list)  # for synth's output and report
 
     def add_array(self, layer: Any, short: str, raw: np.ndarray, spec: dict) -> None:
         full = f"{layer.name}/{short}"

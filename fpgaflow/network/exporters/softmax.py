@@ -8,6 +8,12 @@ from fpgaflow.network.types import layer_type
 IMPLEMENTATIONS = ("latency", "stable", "legacy", "argmax")
 
 
+def _hls4ml_version() -> str:
+    import hls4ml
+
+    return hls4ml.__version__
+
+
 @exporter("Softmax", keras=("Softmax",))
 def export_softmax(layer, ctx) -> dict:
     from sim.fixed import FixedType
@@ -29,6 +35,14 @@ def export_softmax(layer, ctx) -> dict:
         "n_inner": int(consts.get("n_inner", 1)),
         "stream": ctx.io_type == "io_stream",
     }
+    shape = [int(d) for d in layer.get_input_variable().shape]
+    if not spec["stream"] and spec["n_outer"] * spec["n_inner"] == 1 and spec["n_slice"] > shape[-1]:
+        ctx.warnings.append(
+            f"layer {layer.name!r} (Softmax, {impl}) on a {len(shape)}-D tensor {tuple(shape)} in io_parallel: "
+            f"hls4ml {_hls4ml_version()} builds one softmax normalising over all {spec['n_slice']} values, not "
+            f"one per row of {shape[-1]} (the last axis) as Keras does; the emulator reproduces the firmware "
+            "(io_stream normalises each row)"
+        )
     if spec["stream"]:
         # the stream kernels normalise each stream word: data_T::size = n_elem * n_pack values
         t = layer.get_input_variable().type

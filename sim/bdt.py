@@ -285,9 +285,11 @@ def input_raw(x: np.ndarray, t: FixedType) -> np.ndarray:
     """Floats cast into the input type as its ``double`` constructor does.
 
     The common modes (AP_TRN or AP_RND with AP_WRAP or AP_SAT) take a direct route:
-    ``x * 2**F`` is exact in float64, so below 2**52 ``floor`` (after adding 1/2 for
-    AP_RND) is the exact quantised value, then the W bits are wrapped or clipped.
-    Everything else goes through :mod:`sim.fixed`'s full port of the constructor."""
+    ``x * 2**F`` is exact in float64, so below 2**52 its ``floor`` is the exact
+    truncated value; AP_RND adds 1 where the fraction ``y - floor(y)`` (exact for every
+    double) is at least 1/2.  Not ``floor(y + 0.5)``: that sum rounds, so
+    y = 0.5 - 2**-54 would give 1.  Then the W bits are wrapped or clipped.  Everything
+    else goes through :mod:`sim.fixed`'s full port of the constructor."""
     x = np.asarray(x, dtype=np.float64)
     fast = (
         t.quantization in ("AP_TRN", "AP_RND")
@@ -303,9 +305,10 @@ def input_raw(x: np.ndarray, t: FixedType) -> np.ndarray:
             fast = bool(np.all(np.abs(scaled) < 2.0**52))  # also False for NaN and inf
     if not fast:
         return t.to_raw(x)
+    low = np.floor(scaled)
     if t.quantization == "AP_RND":
-        scaled = scaled + 0.5
-    raw = np.floor(scaled).astype(np.int64)
+        low += (scaled - low) >= 0.5  # the rounding bit, exactly
+    raw = low.astype(np.int64)
     if t.overflow == "AP_SAT":
         return np.clip(raw, t.min_raw, t.max_raw)
     return _wrap(raw, t)

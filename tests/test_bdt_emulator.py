@@ -97,16 +97,26 @@ def test_a_damaged_arrays_file_is_named_with_what_to_do(tmp_path, capsys, how, m
         "ap_fixed<32,16,AP_RND>",
         "ap_fixed<16,6,AP_RND_CONV,AP_SAT>",
         "ap_fixed<8,10>",
+        "ap_fixed<10,4,AP_RND,AP_SAT>",
+        "ap_fixed<12,4,AP_TRN_ZERO>",
+        "ap_fixed<12,4,AP_RND_ZERO>",
+        "ap_fixed<12,4,AP_RND_INF,AP_SAT>",
+        "ap_fixed<12,4,AP_RND_MIN_INF>",
     ],
 )
 def test_direct_input_cast_equals_the_constructor_port(text):
     t = FixedType.parse(text)
     rng = np.random.default_rng(0)
     lsb = t.lsb
+    ties = np.arange(-3000, 3000) * lsb / 2  # exact ties (and the grid)
     x = np.concatenate(
         [
             rng.normal(size=20_000) * 4 * max(abs(t.max_value), 1),
-            np.arange(-3000, 3000) * lsb / 2,  # exact ties
+            ties,
+            # one double either side of each: (0.5 - 2**-54) LSB rounds to 0, which
+            # floor(y + 0.5) in float64 gets wrong (the sum rounds up to 1)
+            np.nextafter(ties, np.inf),
+            np.nextafter(ties, -np.inf),
             np.array(
                 [t.max_value, t.min_value, t.max_value + lsb / 2, t.min_value - lsb / 2, 0.0, -0.0, 1e-300, -1e-300]
             ),

@@ -269,6 +269,23 @@ def _without(d: dict, key: str) -> dict:
         (lambda e: {**e, "n_features": "2"}, "field 'n_features' must be a positive integer, got '2'"),
         (lambda e: {**e, "init_predict": 0.5}, "field 'init_predict' must be a list of numbers"),
         (lambda e: [e], "not a conifer model (a JSON list, not an object)"),
+        # these four were an AssertionError traceback from conifer
+        (lambda e: {**e, "trees": [[_without(e["trees"][0][0], "weight")]]}, "trees[0][0]: missing field 'weight'"),
+        (lambda e: _without(e, "library"), "field 'library' must be the name of the library"),
+        (lambda e: {**e, "trees": [[{**e["trees"][0][0], "weight": [1, 0, 0]}]]}, "trees[0][0].weight[0] is 1, not a"),
+        (
+            lambda e: {**e, "trees": [[{**e["trees"][0][0], "weight": [[1, 0], [0, 0], [0, 0, 0]]}]]},
+            "tree 0 output 0 node 2 has 3 weights; the model has 2 features",
+        ),
+        # conifer's cpp/HLS compare sum(x * weight), the emulator x[feature]: was a silent mismatch
+        (
+            lambda e: {**e, "trees": [[{**e["trees"][0][0], "weight": [[0.5, 0.5], [0, 0], [0, 0]]}]]},
+            "tree 0 output 0 node 0 splits on feature 0 with weight [0.5, 0.5], not the one-hot of feature 0",
+        ),
+        (
+            lambda e: {**e, "trees": [[{**e["trees"][0][0], "weight": [[0, 1], [0, 0], [0, 0]]}]]},
+            "tree 0 output 0 node 0 splits on feature 0 with weight [0, 1], not the one-hot of feature 0",
+        ),
     ],
 )
 def test_a_malformed_conifer_json_is_named_with_the_field(tmp_path, capsys, change, message):

@@ -88,7 +88,7 @@ def float_decision_function(ensemble: dict[str, Any], x: np.ndarray) -> np.ndarr
     return out * ensemble["norm"]
 
 
-TREE_FIELDS = ("feature", "threshold", "value", "children_left", "children_right")
+TREE_FIELDS = ("feature", "threshold", "value", "children_left", "children_right", "weight")
 
 
 def _is_int(v: Any) -> bool:
@@ -113,6 +113,11 @@ def check_fields(ensemble: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: field 'init_predict' must be a list of numbers (one per output), got {init!r}")
     if not _is_number(ensemble.get("norm")):
         raise ValueError(f"{where}: field 'norm' must be a number, got {ensemble.get('norm')!r}")
+    if not isinstance(ensemble.get("library"), str):  # conifer's backends assert it is there
+        raise ValueError(
+            f"{where}: field 'library' must be the name of the library the trees come from "
+            f'(e.g. "sklearn"), got {ensemble.get("library")!r}'
+        )
     trees = ensemble.get("trees")
     if not isinstance(trees, list):
         raise ValueError(
@@ -139,6 +144,8 @@ def _check_tree(t: Any, where: str) -> None:
         kind, ok = (
             ("an integer", _is_int)
             if key in ("feature", "children_left", "children_right")
+            else ("a list of numbers (one per feature)", lambda v: isinstance(v, list) and all(map(_is_number, v)))
+            if key == "weight"
             else ("a number", _is_number)
         )
         bad = next((j for j, v in enumerate(t[key]) if not ok(v)), None)
@@ -173,3 +180,31 @@ def validate(ensemble: dict[str, Any], where: str) -> None:
                     )
                 if not (0 < lc < n and 0 < rc < n):
                     raise ValueError(f"{where}: tree {i} output {k} node {node} has children {lc}, {rc} of {n} nodes")
+            _check_weights(t, n_features, f"{where}: tree {i} output {k}")
+
+
+def _check_weights(t: dict[str, list], n_features: int, where: str) -> None:
+    """conifer's cpp and HLS backends compare ``sum(x[f] * weight[f])`` with the threshold,
+    the VHDL backend, the emulator and the float reference ``x[feature]``: the same only
+    for the one-hot of ``feature`` (what every converter writes).  Anything else (an
+    oblique split, a weight on another feature) is refused rather than emulated wrong."""
+    weight = t["weight"]
+    bad = next((node for node, w in enumerate(weight) if len(w) != n_features), None)
+    if bad is not None:
+        raise ValueError(f"{where} node {bad} has {len(weight[bad])} weights; the model has {n_features} features")
+    if not weight:
+        return
+    w = np.asarray(weight, dtype=np.float64).reshape(len(weight), n_features)
+    inner = np.flatnonzero(np.asarray(t["children_left"]) != NO_CHILD)
+    feature = np.asarray(t["feature"])[inner]
+    one_hot = np.zeros((len(inner), n_features))
+    one_hot[np.arange(len(inner)), feature] = 1.0
+    wrong = np.flatnonzero(np.any(w[inner] != one_hot, axis=1))
+    if wrong.size:
+        node = int(inner[wrong[0]])
+        f = t["feature"][node]
+        raise ValueError(
+            f"{where} node {node} splits on feature {f} with weight {weight[node]}, not the one-hot of "
+            f"feature {f}: oblique or mismatched split weights are not supported (the emulator, like "
+            "conifer's VHDL, compares x[feature])"
+        )

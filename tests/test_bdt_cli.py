@@ -246,6 +246,24 @@ def test_a_conifer_model_splitting_on_a_missing_feature(tmp_path, capsys):
     assert "tree 0 output 0 node 0 splits on feature 3; the model has 2 features" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "trees, message",
+    [
+        ([[[0, -2, -2], [0.5, 0, 0], [0, 1, 2], [1, -1, -1], [2, -1, -1]]], "the model has one tree;"),
+        ([[[-2], [0.0], [1.0], [-1], [-1]]] * 2, "the model has only single-leaf trees (depth 0);"),
+    ],
+)
+def test_the_vhdl_backend_refuses_models_its_writer_breaks(tmp_path, capsys, trees, message):
+    """conifer writes ``((a, b, c))`` / ``(-2)`` for them: synth exited 0, GHDL failed."""
+    rounds = [[make_tree(*t, 2)] for t in trees]
+    (tmp_path / "model.json").write_text(json.dumps(make_ensemble(rounds, 2, 2, [0.0], "conifer", "<=")))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\nBackend: vhdl\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{message} conifer's vhdl backend writes VHDL for it that does not compile" in err, err
+    assert not (tmp_path / "build" / "hls").exists()
+
+
 def _without(d: dict, key: str) -> dict:
     return {k: v for k, v in d.items() if k != key}
 

@@ -58,6 +58,20 @@ def vendor_build(model: Any, cfg: Any) -> dict[str, Any]:
     return {"ran": True, "tool": tool, "success": True, "report": found_report}
 
 
+def _check_vhdl_shape(ens: dict[str, Any], where: str) -> None:
+    """conifer's VHDL writer puts each tree's nodes in a positional aggregate, ``(a, b)``,
+    and the trees in another: with one tree, or one node per tree (every tree a single
+    leaf), that is ``((a, b))`` or ``(-2)``, a parenthesised value and no array, which
+    GHDL and Vivado reject (and its AddReduce never raises y_vld for one tree)."""
+    if ens["n_trees"] == 1 or ens["max_depth"] == 0:
+        what = "one tree" if ens["n_trees"] == 1 else "only single-leaf trees (depth 0)"
+        raise ValueError(
+            f"{where}: the model has {what}; conifer's vhdl backend writes VHDL for it that does not "
+            "compile (one-element array aggregates); use Backend: xilinxhls, or a model of at least "
+            "two trees and one split"
+        )
+
+
 def synth(project: Project, args: argparse.Namespace) -> int:
     start = time.monotonic()
     cfg = read_config(project)
@@ -65,6 +79,8 @@ def synth(project: Project, args: argparse.Namespace) -> int:
     ens = source.ensemble
     if ens["n_features"] < 1 or not ens["trees"]:
         raise ValueError(f"{source.path}: the model has no trees or no features")
+    if cfg.backend == "vhdl":
+        _check_vhdl_shape(ens, str(source.path))
     shape = f"{ens['n_trees']} trees x {n_outputs(ens)} output(s), depth {ens['max_depth']}"
     _say(f"{source.library} {source.estimator}: {shape}")
     warnings = list(cfg.warnings)

@@ -113,7 +113,9 @@ def read_config(project: Project) -> BDTConfig:
 
 def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedType]) -> None:
     """conifer's VHDL backend uses the input precision for thresholds and scores, signed,
-    wrapping, at most 32 bits: refuse settings it would silently ignore."""
+    wrapping, at most 32 bits: refuse settings it would silently ignore.  Its sums are
+    numeric_std additions, which wrap whatever the type says (conifer's cpp and HLS
+    saturate them for AP_SAT): a saturating type would be a firmware that wraps."""
     differ = [k for k in ("ThresholdPrecision", "ScorePrecision") if types[k[:-9].lower()] != types["input"]]
     if differ:
         raise ProjectError(
@@ -123,3 +125,9 @@ def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedT
     t = types["input"]
     if not t.signed or t.integer or t.width > 32:
         raise ProjectError(f"{project.file}: the vhdl backend needs a signed ap_fixed of at most 32 bits, got {t}")
+    if t.overflow != "AP_WRAP" or t.sat_bits:
+        raise ProjectError(
+            f"{project.file}: InputPrecision is {texts['InputPrecision']}, but the vhdl backend's adders wrap "
+            f"(numeric_std), they cannot {t.overflow}{f' with {t.sat_bits} saturation bits' if t.sat_bits else ''}; "
+            "use the default overflow mode AP_WRAP, or Backend: xilinxhls"
+        )

@@ -111,6 +111,23 @@ def read_config(project: Project) -> BDTConfig:
     return BDTConfig(project, backend, name, types, unroll, conifer_cfg, warnings)
 
 
+def check_norm(cfg: BDTConfig, norm: float) -> None:
+    """Every score is multiplied by the model's normalisation cast into the score type
+    (conifer's HLS/cpp ``score_t``, the VHDL's input type): a type that cannot hold it
+    wraps it (``ap_fixed<16,1>`` turns 1.0 into -1.0: every output negated) or clips it
+    far.  Refused naming the key; a quantisation of up to one LSB passes."""
+    t = cfg.types["score"]
+    held = float(t.quantize(float(norm)))
+    if abs(held - norm) <= t.lsb:
+        return
+    key = "ScorePrecision" if cfg.backend != "vhdl" else "InputPrecision"
+    raise ProjectError(
+        f"{cfg.project.file}: {key} {cfg.conifer[key]} cannot hold the normalisation {norm:g} every score is "
+        f"multiplied by (it becomes {held:g}; the type holds {t.min_value:g} to {t.max_value:g}); "
+        "give it more integer bits"
+    )
+
+
 def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedType]) -> None:
     """conifer's VHDL backend uses the input precision for thresholds and scores, signed,
     wrapping, at most 32 bits: refuse settings it would silently ignore.  Its sums are

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from fpgaflow.bdt.config import read_config
+from fpgaflow.bdt.config import check_norm, read_config
 from fpgaflow.bdt.export import INIT_PREDICT_POSITION, export_manifest, firmware_types, reduction
 from fpgaflow.bdt.float_check import check_conversion
 from fpgaflow.bdt.inputs import probe_inputs
@@ -81,6 +81,7 @@ def synth(project: Project, args: argparse.Namespace) -> int:
         raise ValueError(f"{source.path}: the model has no trees or no features")
     if cfg.backend == "vhdl":
         _check_vhdl_shape(ens, str(source.path))
+    check_norm(cfg, float(ens["norm"]))
     shape = f"{ens['n_trees']} trees x {n_outputs(ens)} output(s), depth {ens['max_depth']}"
     _say(f"{source.library} {source.estimator}: {shape}")
     warnings = list(cfg.warnings)

@@ -8,13 +8,27 @@ import argparse
 
 import numpy as np
 import pytest
-from bdt_helpers import make_project, sklearn_model, xgb_binary, xgb_multiclass, xgb_regressor
+from bdt_helpers import data, make_project, sklearn_model, xgb_binary, xgb_multiclass, xgb_regressor
 
 from fpgaflow.bdt.float_check import check_conversion
 from fpgaflow.bdt.inputs import probe_inputs
 from fpgaflow.bdt.load import load_model
 from fpgaflow.project import load_project
 from sim.fixed import FixedType
+
+
+def _xgb_survival(objective: str):
+    """Log-link survival objectives: the intercept is log(base_score) (was the identity: all disagreed)."""
+    import xgboost as xgb
+
+    x, s = data(600)
+    t = np.exp(0.3 * s).clip(0.01, 50)
+    dm = xgb.DMatrix(x, label=t)
+    if objective == "survival:aft":
+        dm.set_float_info("label_lower_bound", t)
+        dm.set_float_info("label_upper_bound", t * 1.5)
+    return xgb.train({"objective": objective, "max_depth": 2, "base_score": 3.0}, dm, 5)
+
 
 XGBOOST = {
     "binary": lambda: xgb_binary(30, 4),
@@ -23,6 +37,8 @@ XGBOOST = {
     "poisson": lambda: xgb_regressor("count:poisson"),
     "gamma": lambda: xgb_regressor("reg:gamma"),
     "absoluteerror": lambda: xgb_regressor("reg:absoluteerror"),
+    "cox": lambda: _xgb_survival("survival:cox"),
+    "aft": lambda: _xgb_survival("survival:aft"),
 }
 SKLEARN = {
     "GradientBoostingClassifier": {},
@@ -56,6 +72,34 @@ def test_sklearn_conversion_matches_sklearn(tmp_path, name):
     options = dict(SKLEARN[name])
     result = _check(tmp_path, sklearn_model(name.split("-")[0], **options))
     assert result["agree"] == result["samples"], result
+
+
+def _sklearn_refused(kind: str):
+    from sklearn import ensemble, linear_model
+
+    x, s = data(300)
+    if kind == "forest-2-targets":
+        return ensemble.RandomForestRegressor(n_estimators=3, max_depth=2).fit(x, np.stack([s, -s], 1))
+    if kind == "extra-trees-3-targets":
+        return ensemble.ExtraTreesRegressor(n_estimators=3, max_depth=2).fit(x, np.stack([s, -s, s], 1))
+    init = linear_model.LogisticRegression()
+    return ensemble.GradientBoostingClassifier(n_estimators=3, max_depth=2, init=init).fit(x, s > 0)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        # was a reshape error from the float check (and only the first target converted)
+        ("forest-2-targets", "RandomForestRegressor has 2 regression targets; conifer takes one per model"),
+        ("extra-trees-3-targets", "ExtraTreesRegressor has 3 regression targets"),
+        # was a float-check disagreement: the init estimator evaluated at x = 0 only
+        ("gb-init-estimator", "GradientBoostingClassifier has init=LogisticRegression, whose prediction depends on"),
+    ],
+)
+def test_sklearn_models_conifer_cannot_express_are_named(tmp_path, kind, message):
+    project = load_project(make_project(tmp_path, _sklearn_refused(kind)))
+    with pytest.raises(ValueError, match=message):
+        load_model(project)
 
 
 def test_probe_inputs_hit_thresholds_and_leave_the_range(tmp_path):

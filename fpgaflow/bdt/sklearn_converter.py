@@ -35,13 +35,26 @@ def convert(estimator: Any, where: str = "sklearn model") -> dict[str, Any]:
         raise ConversionError(f"{where}: {name} is not fitted")
     n_features = int(estimator.n_features_in_)
     if name in GRADIENT_BOOSTING:
-        return _gradient_boosting(estimator, n_features)
+        return _gradient_boosting(estimator, n_features, where)
     if name in FORESTS:
         return _forest(estimator, n_features, where)
     return _hist_gradient_boosting(estimator, n_features, where)
 
 
-def _gradient_boosting(est: Any, n_features: int) -> dict[str, Any]:
+CONSTANT_DUMMY = ("prior", "most_frequent", "constant", "mean", "median", "quantile")
+
+
+def _gradient_boosting(est: Any, n_features: int, where: str) -> dict[str, Any]:
+    init_est = est.init_
+    constant = isinstance(init_est, str) and init_est == "zero"
+    constant |= type(init_est).__name__ in ("DummyClassifier", "DummyRegressor") and (
+        getattr(init_est, "strategy", None) in CONSTANT_DUMMY
+    )
+    if not constant:  # the firmware starts every sum from one constant
+        raise ConversionError(
+            f"{where}: {type(est).__name__} has init={type(init_est).__name__}, whose prediction depends on the "
+            "input; conifer starts from a constant: use init=None (the class prior or mean) or 'zero'"
+        )
     lr = float(est.learning_rate)
     trees = [[_tree(t.tree_, t.tree_.value[:, 0, 0] * lr, n_features) for t in stage] for stage in est.estimators_]
     init = est._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))[0]
@@ -62,6 +75,11 @@ def _forest(est: Any, n_features: int, where: str) -> dict[str, Any]:
             outputs = [1] if est.n_classes_ == 2 else range(est.n_classes_)
             trees.append([_tree(t, frac[:, k] / n, n_features) for k in outputs])
         else:
+            if est.n_outputs_ != 1:
+                raise ConversionError(
+                    f"{where}: {type(est).__name__} has {est.n_outputs_} regression targets; "
+                    "conifer takes one per model"
+                )
             trees.append([_tree(t, t.value[:, 0, 0] / n, n_features)])
     n_classes = int(est.n_classes_) if classifier else 1
     return make_ensemble(trees, n_features, n_classes, [0.0] * (1 if n_classes <= 2 else n_classes), "sklearn", "<=")

@@ -9,7 +9,7 @@ What conifer gets wrong, and what we do instead:
   We take ``split_conditions`` as float32 and widen them exactly.
 - the intercept: xgboost 3 stores multi-class ``base_score`` as margins (conifer takes
   their logit: NaN for negative ones), and log-link objectives (Poisson, gamma,
-  Tweedie) need ``log(base_score)``, not the identity.  We apply each objective's own
+  Tweedie, Cox and AFT survival) need ``log(base_score)``, not the identity.  We apply each objective's own
   link, in float32 as xgboost does.
 - trees: ``tree_info`` says which class a tree belongs to (``num_parallel_tree`` > 1
   breaks conifer's ``class = index % n_classes``); pruned nodes are dropped; DART
@@ -26,7 +26,7 @@ import numpy as np
 from fpgaflow.bdt.trees import make_ensemble, make_tree
 
 LOGIT_OBJECTIVES = ("binary:logistic", "reg:logistic")
-LOG_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie")
+LOG_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie", "survival:cox", "survival:aft")
 
 
 class ConversionError(ValueError):

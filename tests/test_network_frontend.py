@@ -538,6 +538,30 @@ def test_hls4ml_snake_case_keys_are_accepted(tmp_path):
             {"HLSConfig": {"LayerType": {"Dense": {"ReuseFactor": 0}}}},
             r"HLSConfig.LayerType.Dense.ReuseFactor is 0; it must be a whole number >= 1",
         ),
+        (
+            {"HLSConfig": {"LayerName": {"fc1_relu_relu": {"TableSize": 0}}}},
+            r"HLSConfig.LayerName.fc1_relu_relu.TableSize is 0; a table size must be a whole number >= 1",
+        ),
+        (
+            {"HLSConfig": {"LayerType": {"Activation": {"table_size": 512.5}}}},
+            r"HLSConfig.LayerType.Activation.table_size is 512.5; a table size must be a whole number >= 1",
+        ),
+        (
+            {"HLSConfig": {"LayerName": {"output_softmax_softmax": {"TableSize": 1000}}}},
+            r"HLSConfig.LayerName.output_softmax_softmax.TableSize is 1000, but layer 'output_softmax_softmax' is a "
+            r"softmax with Implementation stable, which addresses its exp and inverse tables by the top 10 bits .*"
+            r"give a power of two, e.g. 512 or 1024",
+        ),
+        (
+            {
+                "HLSConfig": {
+                    "LayerType": {"Softmax": {"TableSize": 768}},
+                    "LayerName": {"output_softmax_softmax": {"Implementation": "latency"}},
+                }
+            },
+            r"HLSConfig.LayerType.Softmax.TableSize is 768, but layer 'output_softmax_softmax' is a softmax with "
+            r"Implementation latency",
+        ),
     ],
 )
 def test_bad_values_are_refused_before_hls4ml(tmp_path, capsys, change, message):
@@ -547,6 +571,14 @@ def test_bad_values_are_refused_before_hls4ml(tmp_path, capsys, change, message)
     assert _cli("synth", config) == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and "hls4ml could not convert" not in err and "Traceback" not in err
+
+
+def test_softmax_tables_indexed_by_value_take_any_size(tmp_path):
+    """Only latency/stable softmax address their tables by the word's top bits: a legacy
+    softmax or a sigmoid clips its index into the table, so 1000 entries are fine."""
+    names = {"output_softmax_softmax": {"Implementation": "legacy", "TableSize": 1000}}
+    config, _ = _hls_config(tmp_path, {**JET, "HLSConfig": {"LayerName": names}}, JET_FILES)
+    assert config["LayerName"]["output_softmax_softmax"]["TableSize"] == 1000
 
 
 def test_weights_their_type_cannot_hold_are_reported(tmp_path, capsys):

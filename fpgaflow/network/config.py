@@ -147,6 +147,9 @@ def _checked_entry(where: str, path: str, entry: dict[str, Any], model: bool = F
             out[key] = _type(where, at, value)
         elif snake == "reuse_factor" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ProjectError(f"{where}: {at} is {value!r}; it must be a whole number >= 1")
+        elif normalised(key) == "tablesize" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            # the C++ ``static const unsigned table_size``: 0 indexes an empty table, -1 or 512.5 do not compile
+            raise ProjectError(f"{where}: {at} is {value!r}; a table size must be a whole number >= 1")
         elif snake == "strategy":
             names = {_snake(s): s for s in STRATEGIES}
             if _snake(value) not in names:
@@ -331,3 +334,42 @@ def _set_precision(entry: dict, given: Any, info: LayerInfo, path: str | None, s
             seen.add(var)
         target[var] = copy.deepcopy(value)
     entry["Precision"] = target
+
+
+# softmax implementations that address their exp/inv tables by the top ceillog2(N) bits of
+# the word (nnet_activation.h softmax_idx_from_real_val): indices run to 2^ceillog2(N)-1
+TOP_BITS_SOFTMAX = ("latency", "stable")
+
+
+def check_table_sizes(merged: dict[str, Any], user: dict[str, Any], layers: list[LayerInfo], where: str) -> None:
+    """A softmax ``latency``/``stable`` table must have a power-of-two size: with N = 1000
+    the firmware reads indices up to 1023 past its static tables (undefined behaviour)."""
+    names = merged.get("LayerName") or {}
+    for info in layers:
+        if "Softmax" not in info.classes:
+            continue
+        entry = names.get(info.name) or {}
+        impl = next((v for k, v in entry.items() if normalised(k) == "implementation"), "stable")
+        size = next((v for k, v in entry.items() if normalised(k) == "tablesize"), None)
+        if str(impl).lower() not in TOP_BITS_SOFTMAX or not isinstance(size, int) or size & (size - 1) == 0:
+            continue
+        path = _user_path(user, info, "tablesize") or f"HLSConfig.LayerName.{info.name}.TableSize"
+        low = 1 << (size.bit_length() - 1)
+        raise ProjectError(
+            f"{where}: {path} is {size}, but layer {info.name!r} is a softmax with Implementation {impl}, which "
+            f"addresses its exp and inverse tables by the top {size.bit_length()} bits of the word (indices up to "
+            f"{2 * low - 1}, past a {size}-entry table); give a power of two, e.g. {low} or {2 * low}"
+        )
+
+
+def _user_path(user: dict[str, Any], info: LayerInfo, key: str) -> str | None:
+    """The user's entry that set ``key`` for a layer: its LayerName entry, else a LayerType one."""
+    own = (user.get("LayerName") or {}).get(info.name) or {}
+    for k in own:
+        if normalised(k) == key:
+            return f"HLSConfig.LayerName.{info.name}.{k}"
+    for cls in reversed(info.classes):  # the later classes (Keras's) win, as merge_hls_config applies them
+        for k in (user.get("LayerType") or {}).get(cls) or {}:
+            if normalised(k) == key:
+                return f"HLSConfig.LayerType.{cls}.{k}"
+    return None

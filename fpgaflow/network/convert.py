@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.network.config import LAYER_KEYS, LayerInfo, NetworkSettings, merge_hls_config, normalised
+from fpgaflow.network.config import (
+    LAYER_KEYS,
+    LayerInfo,
+    NetworkSettings,
+    check_table_sizes,
+    merge_hls_config,
+    normalised,
+)
 from fpgaflow.project import ProjectError
 
 
@@ -77,6 +84,7 @@ def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> di
     base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
     layers = layer_catalog(model, settings.backend, base)
     config, notes = merge_hls_config(base, settings.hls_config, layers, str(settings.project.file))
+    check_table_sizes(config, settings.hls_config, layers, str(settings.project.file))
     settings.warnings.extend(f"{settings.project.file}: {n}" for n in notes if n not in settings.warnings)
     if trace:
         for entry in config["LayerName"].values():

@@ -638,3 +638,31 @@ def test_a_layer_name_weight_type_a_quantizer_overrides_is_reported(tmp_path, mo
         )
     else:
         assert notes == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_value": 1.0}, r"max_value=1 is not supported: hls4ml .* builds a plain relu.*quantized_relu"),
+        ({"negative_slope": 0.25}, r"negative_slope=0.25 is not supported: .*LeakyReLU"),
+        ({"threshold": 1.0}, r"threshold=1 is not supported: .*ThresholdedReLU"),
+        ({"max_value": 6.0, "threshold": 0.5}, r"max_value=6, threshold=0.5 is not supported"),
+        ({}, None),
+        ({"max_value": float("inf")}, None),
+    ],
+)
+def test_relu_options_hls4ml_drops_are_refused(tmp_path, options, message):
+    """hls4ml 1.3 turns every Keras ReLU into a plain relu: ReLU(max_value=1) was built
+    unbounded, silently (audit).  Refused by layer and option; the plain ReLU passes."""
+    import tensorflow as tf
+
+    from fpgaflow.network.convert import check_supported
+    from fpgaflow.project import ProjectError
+
+    inp = tf.keras.Input((4,), name="x")
+    model = tf.keras.Model(inp, tf.keras.layers.ReLU(name="act", **options)(tf.keras.layers.Dense(3)(inp)))
+    if message is None:
+        check_supported(model, "config.yml")
+    else:
+        with pytest.raises(ProjectError, match=r"config.yml: layer 'act' of type ReLU: " + message):
+            check_supported(model, "config.yml")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fpgaflow.network.exporters import exporter
+from fpgaflow.network.exporters import exporter, keras_check
 from fpgaflow.network.types import ap_type, layer_type
 
 TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "softsign", "elu", "selu")
@@ -96,3 +96,35 @@ def export_activation(layer, ctx) -> dict:
             value = float(str(layer.get_attr(key)))
             spec.update({f"{key}_type": t, f"{key}_raw": int(FixedType.parse(t).to_raw(value))})
     return spec
+
+
+# Keras ReLU options hls4ml 1.3 drops (converters/keras/core.py builds a plain relu),
+# with what gives the function instead
+RELU_OPTIONS = {
+    "max_value": (None, "for a capped relu, QKeras's quantized_relu(bits, integer) saturates at the top of its range"),
+    "negative_slope": (0.0, "use LeakyReLU(negative_slope) for a leaky relu"),
+    "threshold": (0.0, "ThresholdedReLU(theta) is x for x > theta, else 0 (0 at x == theta, where ReLU gives theta)"),
+}
+
+
+@keras_check("ReLU")
+def relu_options(layer) -> str | None:
+    """``ReLU(max_value=1)`` built an unbounded relu without a word."""
+    import math
+
+    config = layer.get_config()
+    given = []
+    for option, (default, hint) in RELU_OPTIONS.items():
+        value = config.get(option, default)
+        if option == "max_value" and value is not None and math.isinf(float(value)):
+            continue  # unbounded: what relu computes
+        if value is not None and (default is None or float(value) != default):
+            given.append((option, value, hint))
+    if not given:
+        return None
+    options = ", ".join(f"{option}={float(value):g}" for option, value, _ in given)
+    hints = "; ".join(hint for *_, hint in given)
+    return (
+        f"{options} is not supported: hls4ml {_hls4ml_version()} ignores it and builds a plain relu, "
+        f"which is not the model's function ({hints})"
+    )

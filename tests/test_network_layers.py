@@ -122,6 +122,21 @@ def test_every_softmax_implementation(tmp_path_factory):
     _assert_exact(oracle)
 
 
+def test_keras_softmax_layer_compiles_and_matches(tmp_path_factory):
+    """A ``keras.layers.Softmax()`` (not ``Activation('softmax')``): hls4ml 1.3 wrote
+    ``struct Softmax_config2`` and called ``softmax_config2``, so csim did not compile
+    (audit).  synth spells it as the Activation's; the emulator matches csim."""
+    import tensorflow as tf
+
+    k = tf.keras
+    model = _build(k, 5, [(6, k.layers.Softmax(name="sm"), 8.0)], seed=7)
+    hls_config = {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"}}
+    oracle = _synth(tmp_path_factory, model, "softmax_layer", hls_config)
+    parameters = (oracle.project.build_dir / "hls" / "firmware" / "parameters.h").read_text()
+    assert "struct softmax_config" in parameters and "Softmax_config" not in parameters
+    _assert_exact(oracle)
+
+
 def test_strategies_reuse_factors_and_accumulators(tmp_path_factory):
     import tensorflow as tf
 

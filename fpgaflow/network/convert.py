@@ -109,10 +109,29 @@ def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool
     if settings.clock_period is not None:
         kwargs["clock_period"] = settings.clock_period
     try:
-        return hls4ml.converters.convert_from_keras_model(model, **kwargs)
+        hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
     except ProjectError:
         raise
     except Exception as exc:
         raise ProjectError(
             f"{settings.project.file}: hls4ml could not convert the model: {type(exc).__name__}: {exc}"
         ) from None
+    _normalise_softmax(hls_model)
+    return hls_model
+
+
+def _normalise_softmax(hls_model: Any) -> None:
+    """A Keras ``layers.Softmax`` reaches hls4ml 1.3 with activation 'Softmax' (its class
+    name): the config struct is then ``Softmax_configN`` while the call names
+    ``softmax_configN``, and the project does not compile.  Spell it as an
+    ``Activation('softmax')`` layer has it and regenerate the layer's C++."""
+    from hls4ml.model.optimizer import get_optimizer
+
+    backend = hls_model.config.backend
+    for layer in hls_model.get_layers():
+        if layer.class_name == "Softmax" and layer.get_attr("activation") != "softmax":
+            layer.set_attr("activation", "softmax")
+            for name in backend._get_layer_templates():  # hls4ml 1.3's config and call templates
+                template = get_optimizer(name)
+                if template.match(layer):
+                    template.transform(hls_model, layer)

@@ -666,3 +666,26 @@ def test_relu_options_hls4ml_drops_are_refused(tmp_path, options, message):
     else:
         with pytest.raises(ProjectError, match=r"config.yml: layer 'act' of type ReLU: " + message):
             check_supported(model, "config.yml")
+
+
+def test_a_legacy_softmax_table_type_is_reported_as_not_applied(tmp_path, capsys):
+    """hls4ml's softmax config has no table_t: a legacy softmax's Precision table was
+    silently replaced by nnet::activ_config::table_t (audit).  synth warns, in its
+    output and the report; the default table type raises nothing."""
+    names = {"output_softmax_softmax": {"Implementation": "legacy", "Precision": {"table": "ap_fixed<12,4>"}}}
+    config = write_project(tmp_path, {**JET, "HLSConfig": {"LayerName": names}}, JET_FILES)
+    assert _cli("synth", config) == 0
+    note = (
+        "layer 'output_softmax_softmax' (Softmax, Implementation legacy): its table type ap_fixed<12,4> is not "
+        "applied: hls4ml's softmax config has no table_t, so the firmware's exp and inverse tables are "
+        "nnet::activ_config::table_t, ap_fixed<18,8>"
+    )
+    assert note in capsys.readouterr().err
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert any(note in w for w in report["warnings"]) and note in (tmp_path / "build" / "report.md").read_text()
+    parameters = (tmp_path / "build" / "hls" / "firmware" / "parameters.h").read_text()
+    assert " table_t;" not in parameters.split("struct softmax_config")[1].split("};")[0]
+    names["output_softmax_softmax"]["Precision"] = {"table": "ap_fixed<18,8>"}
+    config = write_project(tmp_path / "default", {**JET, "HLSConfig": {"LayerName": names}}, JET_FILES)
+    assert _cli("synth", config) == 0
+    assert "Implementation legacy" not in capsys.readouterr().err

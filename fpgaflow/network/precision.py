@@ -102,3 +102,35 @@ def weight_warnings(rows: list[dict[str, Any]]) -> list[str]:
                 f"(its step is {r['step']:g}); give it more fractional bits"
             )
     return out
+
+
+LEGACY_SOFTMAX_TABLE = "ap_fixed<18,8>"  # nnet_activation.h: nnet::activ_config::table_t
+
+
+def unapplied_softmax_table_types(hls_model: Any) -> list[str]:
+    """A legacy softmax's ``table`` type: hls4ml 1.3 does not give a Softmax layer the
+    configured ``table`` precision, and its softmax config struct has no ``table_t``, so
+    ``softmax_legacy`` reads ``nnet::activ_config::table_t`` (ap_fixed<18,8>) whatever
+    ``Precision: {table: ...}`` says."""
+    names = hls_model.config.config.get("HLSConfig", {}).get("LayerName") or {}
+    notes = []
+    for layer in hls_model.get_layers():
+        if layer.class_name != "Softmax" or str(layer.get_attr("implementation", "")).lower() != "legacy":
+            continue
+        precision = (names.get(layer.name) or {}).get("Precision")
+        asked = precision if isinstance(precision, str) else (precision or {}).get("table")
+        if not isinstance(asked, str) or asked == "auto":
+            continue
+        try:
+            if FixedType.parse(asked) == FixedType.parse(LEGACY_SOFTMAX_TABLE):
+                continue
+            asked = str(FixedType.parse(asked))
+        except ValueError:  # hls4ml's own spelling of a type
+            pass
+        notes.append(
+            f"layer {layer.name!r} (Softmax, Implementation legacy): its table type {asked} is not applied: "
+            f"hls4ml's softmax config has no table_t, so the firmware's exp and inverse tables are "
+            f"nnet::activ_config::table_t, {LEGACY_SOFTMAX_TABLE} (Implementation latency or stable apply "
+            "exp_table and inv_table types)"
+        )
+    return notes

@@ -50,7 +50,12 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from fpgaflow.network.convert import convert
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model, source_sha256
-    from fpgaflow.network.precision import unapplied_weight_types, weight_checks, weight_warnings
+    from fpgaflow.network.precision import (
+        unapplied_softmax_table_types,
+        unapplied_weight_types,
+        weight_checks,
+        weight_warnings,
+    )
     from fpgaflow.network.report import build_report, write_report
     from sim.manifest import read_manifest, write_manifest
 
@@ -63,6 +68,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     hls_model = convert(model, settings, build / "hls")
     checks = weight_checks(hls_model)
     settings.warnings.extend(unapplied_weight_types(hls_model, settings.hls_config))
+    settings.warnings.extend(unapplied_softmax_table_types(hls_model))
     settings.warnings.extend(weight_warnings(checks))
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
     for warning in settings.warnings:

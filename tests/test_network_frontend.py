@@ -689,3 +689,66 @@ def test_a_legacy_softmax_table_type_is_reported_as_not_applied(tmp_path, capsys
     config = write_project(tmp_path / "default", {**JET, "HLSConfig": {"LayerName": names}}, JET_FILES)
     assert _cli("synth", config) == 0
     assert "Implementation legacy" not in capsys.readouterr().err
+
+
+def _qbits_model(shape: str):
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+
+    k = tf.keras
+    inp = k.Input((6,), name="x")
+    h = QDense(4, name="fc", activation="relu" if shape == "relu" else None)(inp)
+    if shape == "batchnorm":
+        h = k.layers.BatchNormalization(name="bn")(h)
+    q = QActivation("quantized_bits(6,2,alpha=1)", name="qb")(h)
+    if shape == "branch":
+        q = k.layers.Concatenate(name="cat")([q, k.layers.Dense(3, name="fc2")(h)])
+    return k.Model(inp, q)
+
+
+@pytest.mark.parametrize(
+    ("shape", "typed", "message"),
+    [
+        (
+            "dense",
+            "fc",
+            r"layer 'qb' \(QActivation quantized_bits\(6,2,alpha=1\)\) is removed by hls4ml's MergeLinearActivation, "
+            r"which would leave layer 'fc''s automatic type ap_fixed<\d+,\d+>: fpgaflow gives 'fc', 'fc_linear' the "
+            r"result type ap_fixed<6,3,AP_RND_CONV,AP_SAT> instead, so the firmware applies 'qb''s type",
+        ),
+        ("relu", "fc_relu", r"layer 'qb' .* which would leave layer 'fc_relu''s automatic type ap_fixed<16,6>: "),
+        (
+            "branch",
+            None,
+            r"layer 'qb' \(QActivation quantized_bits\(6,2,alpha=1\), type ap_fixed<6,3,AP_RND_CONV,AP_SAT>\) is "
+            r"removed by hls4ml's MergeLinearActivation and not applied: the firmware uses layer 'fc''s type "
+            r"ap_fixed<\d+,\d+> instead; fpgaflow does not give 'fc' that type because 'fc''s output also feeds",
+        ),
+        ("batchnorm", None, r"not applied: .* because hls4ml folds 'bn' between them"),
+    ],
+)
+def test_a_quantized_bits_activation_hls4ml_merges_gets_its_type(tmp_path, shape, typed, message):
+    """hls4ml 1.3's MergeLinearActivation removes a QActivation(quantized_bits) after a
+    layer with an automatic result type and keeps that type (ap_fixed<36,16> after a
+    Dense): the quantization was silently not done (audit).  synth gives the layer the
+    quantizer's type where only the QActivation reads it, and says so; otherwise it warns."""
+    from fpgaflow.network.config import read_settings
+    from fpgaflow.network.convert import convert
+    from fpgaflow.network.types import result_type
+    from fpgaflow.project import load_project
+
+    files = save_keras(_qbits_model(shape), tmp_path / "src", "q")
+    hls = {"Model": {"Precision": "ap_fixed<16,6>"}}
+    loaded = load_project(
+        write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
+    )
+    settings = read_settings(loaded)
+    from fpgaflow.network.model import load_keras_model
+
+    hls_model = convert(load_keras_model(loaded), settings, tmp_path / "hls")
+    (warning,) = settings.warnings
+    assert re.search(message, warning), warning
+    layers = {layer.name: layer for layer in hls_model.get_layers()}
+    assert "qb" not in layers
+    if typed:
+        assert result_type(layers[typed]) == "ap_fixed<6,3,AP_RND_CONV,AP_SAT>"

@@ -217,6 +217,9 @@ def test_qkeras_layers_and_quantizers(tmp_path_factory):
     oracle = _synth(tmp_path_factory, model, "qkeras", {"Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1}})
     products = {layer.name: layer.spec.get("product") for layer in oracle.net.layers}
     assert products.get("qd_binary") == "weight_binary", products
+    # hls4ml removes qbits (MergeLinearActivation); synth gives qd_bits its type, so the firmware quantizes
+    types = {layer.name: str(layer.result_type) for layer in oracle.net.layers}
+    assert "qbits" not in types and types["qd_bits"] == "ap_fixed<8,4,AP_RND_CONV,AP_SAT>", types
     _assert_exact(oracle)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from fpgaflow.network.config import (
     normalised,
 )
 from fpgaflow.project import ProjectError
+from sim.fixed import FixedType
 
 
 def check_supported(model: Any, where: str) -> None:
@@ -34,20 +36,28 @@ def check_supported(model: Any, where: str) -> None:
                 raise ProjectError(f"{where}: layer {layer.name!r} of type {cls}: {why}")
 
 
-def layer_catalog(model: Any, backend: str, base: dict[str, Any]) -> list[LayerInfo]:
-    """Each layer of ``base`` (hls4ml's name-granularity config) with its classes, the
-    keys hls4ml reads for it and the variables its QKeras quantizers set -- parsed as
-    ``config_from_keras_model`` parses the model."""
+def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """hls4ml's parsed layers (before its optimizer passes) and the output layer names."""
     import json
 
     import hls4ml
     import keras
 
     if keras.__version__ > "3.0":
-        layer_list, *_ = hls4ml.converters.parse_keras_v3_model(model)
+        layer_list, _, outputs, _ = hls4ml.converters.parse_keras_v3_model(model)
     else:
         reader = hls4ml.converters.KerasModelReader(model)
-        layer_list, *_ = hls4ml.converters.parse_keras_model(json.loads(model.to_json()), reader)
+        layer_list, _, outputs, _ = hls4ml.converters.parse_keras_model(json.loads(model.to_json()), reader)
+    return layer_list, list(outputs or [])
+
+
+def layer_catalog(model: Any, backend: str, base: dict[str, Any]) -> list[LayerInfo]:
+    """Each layer of ``base`` (hls4ml's name-granularity config) with its classes, the
+    keys hls4ml reads for it and the variables its QKeras quantizers set -- parsed as
+    ``config_from_keras_model`` parses the model."""
+    import hls4ml
+
+    layer_list, _ = keras_layer_list(model)
     hls_backend = hls4ml.backends.get_backend(backend)
     infos = []
     for layer in layer_list:
@@ -94,8 +104,6 @@ def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> di
 
 def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool = False) -> Any:
     """``hls4ml.converters.convert_from_keras_model`` with the project's settings."""
-    import hls4ml
-
     check_supported(model, str(settings.project.file))
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
@@ -108,16 +116,136 @@ def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool
         kwargs["part"] = settings.part
     if settings.clock_period is not None:
         kwargs["clock_period"] = settings.clock_period
+    hls_model = _convert(model, settings, kwargs)
+    layer_list, outputs = keras_layer_list(model)
+    quantizers = {
+        layer.name: str(layer.get_config().get("activation"))
+        for layer in model.layers
+        if type(layer).__name__ == "QActivation"
+    }
+    dropped = dropped_linear_types(hls_model, layer_list, outputs, quantizers)
+    fixable = [d for d in dropped if d.fixable]
+    if fixable:  # convert again with the quantizer's type where hls4ml merges the layer
+        names = kwargs["hls_config"]["LayerName"]
+        for d in fixable:
+            for name in d.set_on:
+                entry = names.setdefault(name, {})
+                have = entry.get("Precision")
+                precision = dict(have) if isinstance(have, dict) else ({"default": have} if have else {})
+                entry["Precision"] = {**precision, "result": d.asked}
+        hls_model = _convert(model, settings, kwargs)
+        left = {d.layer for d in dropped_linear_types(hls_model, layer_list, outputs, quantizers)}
+        for d in fixable:
+            if d.layer not in left:
+                note = (
+                    f"layer {d.layer!r} ({d.what}) is removed by hls4ml's MergeLinearActivation, which would leave "
+                    f"layer {d.stand_in!r}'s automatic type {d.built}: fpgaflow gives {', '.join(map(repr, d.set_on))} "
+                    f"the result type {d.built_asked} instead, so the firmware applies {d.layer!r}'s type"
+                )
+                _warn(settings, note)
+        dropped = [d for d in dropped if not d.fixable or d.layer in left]
+    for d in dropped:
+        _warn(
+            settings,
+            f"layer {d.layer!r} ({d.what}, type {d.built_asked}) is removed by hls4ml's MergeLinearActivation and "
+            f"not applied: the firmware uses layer {d.stand_in!r}'s type {d.built} instead; fpgaflow does not give "
+            f"{d.stand_in!r} that type because {d.why}",
+        )
+    _normalise_softmax(hls_model)
+    return hls_model
+
+
+def _warn(settings: NetworkSettings, note: str) -> None:
+    note = f"{settings.project.file}: {note}"
+    if note not in settings.warnings:
+        settings.warnings.append(note)
+
+
+def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> Any:
+    import hls4ml
+
     try:
-        hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
+        return hls4ml.converters.convert_from_keras_model(model, **kwargs)
     except ProjectError:
         raise
     except Exception as exc:
         raise ProjectError(
             f"{settings.project.file}: hls4ml could not convert the model: {type(exc).__name__}: {exc}"
         ) from None
-    _normalise_softmax(hls_model)
-    return hls_model
+
+
+@dataclass
+class DroppedType:
+    """A linear activation with its own result type (a QActivation's quantized_bits, or a
+    LayerName entry) that hls4ml removed, leaving the type of the layer it merged into."""
+
+    layer: str
+    what: str  # "QActivation quantized_bits(6,2,alpha=1)" or "linear activation"
+    asked: str  # the type as hls4ml's config spells it
+    built_asked: str  # the same, as sim.fixed spells it
+    stand_in: str  # the graph layer whose output replaces it
+    built: str  # that layer's result type
+    set_on: tuple[str, ...]  # the layers to give ``asked`` so that the firmware applies it
+    why: str  # why fpgaflow does not, when it does not ('' when fixable)
+
+    @property
+    def fixable(self) -> bool:
+        return not self.why
+
+
+def dropped_linear_types(
+    hls_model: Any, layer_list: list[dict[str, Any]], outputs: list[str], quantizers: dict[str, str]
+) -> list[DroppedType]:
+    """hls4ml 1.3's MergeLinearActivation removes a linear Activation whose parent
+    (Dense, Conv, BatchNorm, Activation) has an automatic result type, copying only a
+    QONNX ``quantizer``: for a QKeras ``QActivation(quantized_bits(...))`` the firmware
+    keeps the parent's (wide) type and the quantization is not done.  Each such layer
+    whose type the firmware's stand-in does not have; fixable when every layer between
+    (the stand-in and removed linear activations) feeds only the next one."""
+    from fpgaflow.network.types import result_type
+
+    graph = {layer.name: layer for layer in hls_model.get_layers()}
+    names = hls_model.config.config.get("HLSConfig", {}).get("LayerName") or {}
+    by_name = {layer["name"]: layer for layer in layer_list}
+    inputs: dict[str, list[str]] = {}
+    readers: dict[str, int] = dict.fromkeys(outputs, 1)
+    previous = None
+    for layer in layer_list:
+        inputs[layer["name"]] = list(layer.get("inputs") or ([previous] if previous else []))
+        for name in inputs[layer["name"]]:
+            readers[name] = readers.get(name, 0) + 1
+        previous = layer["name"]
+    found = []
+    for layer in layer_list:
+        name = layer["name"]
+        if name in graph or layer["class_name"] != "Activation" or layer.get("activation") != "linear":
+            continue
+        precision = (names.get(name) or {}).get("Precision")
+        asked = precision if isinstance(precision, str) else (precision or {}).get("result")
+        if not isinstance(asked, str) or asked == "auto" or not inputs[name]:
+            continue
+        chain, up = [], inputs[name][0]
+        while up not in graph and inputs.get(up):
+            chain.append(up)
+            up = inputs[up][0]
+        if up not in graph:
+            continue
+        built = result_type(graph[up])
+        if FixedType.parse(built) == FixedType.parse(asked):
+            continue
+        what = f"QActivation {quantizers[name]}" if name in quantizers else "linear activation"
+        why = ""
+        folded = [
+            c for c in chain if by_name[c]["class_name"] != "Activation" or by_name[c].get("activation") != "linear"
+        ]
+        if folded:
+            why = f"hls4ml folds {', '.join(map(repr, folded))} between them"
+        elif any(readers.get(n, 0) != 1 for n in (up, *chain)):
+            why = f"{up!r}'s output also feeds other layers, which would then read the quantized values"
+        found.append(
+            DroppedType(name, what, asked, str(FixedType.parse(asked)), up, built, (up, *reversed(chain)), why)
+        )
+    return found
 
 
 def _normalise_softmax(hls_model: Any) -> None:

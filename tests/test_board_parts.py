@@ -101,6 +101,21 @@ def test_readout_from_a_file(tmp_path, manifest):
         Readout(emu, manifest, input_file=tmp_path / "bad.npy")
 
 
+def test_readout_casts_out_of_range_and_infinite_features_as_the_firmware_does(tmp_path, manifest):
+    """The board's inputs and results for a file's rows are those of ``emulate`` (which
+    verify holds bit-exact against the firmware's C++): it clipped values beyond the input
+    type's range and sent inf as the maximum, where the AP_WRAP port wraps them (inf: 0)."""
+    emu = sim.load(manifest)
+    t = emu.input_type
+    assert t.overflow == "AP_WRAP"  # where clipping and the port's cast differ
+    x = np.random.default_rng(1).uniform(t.min_value, t.max_value, size=(6, 6))
+    x[1, 0], x[2, 1], x[3, 2], x[4, 3], x[5, 4] = 3 * t.max_value, np.inf, -np.inf, 5 * t.min_value, t.max_value + 1
+    np.save(tmp_path / "x.npy", x)
+    inputs, results = Readout(emu, manifest, input_file=tmp_path / "x.npy").block(np.arange(6, dtype=np.uint64))
+    want = emu.predict(x)
+    assert np.array_equal(inputs, t.to_raw(x)) and np.array_equal(results, want.raw.reshape(6, -1))
+
+
 def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=True)

@@ -61,9 +61,11 @@ class Readout:
         scaled = apply_preprocessing(manifest, features) if has_preprocessing(manifest) else features
         if input_file is not None:
             refuse_nan(input_file, scaled)
-        t = emulator.input_type
-        scaled = np.clip(np.nan_to_num(scaled, nan=0.0), t.min_value, t.max_value)
-        self.pool_inputs = np.asarray(t.to_raw(scaled), np.int64).reshape(len(features), self.n_inputs)
+        # the input port's cast, as emulate and the firmware do it: a value beyond the type's
+        # range wraps or saturates as the type says (it was clipped, and inf sent as the
+        # maximum, where an AP_WRAP port makes it 0: the board sent other inputs than the firmware's)
+        raw = emulator.input_type.to_raw(scaled)
+        self.pool_inputs = np.asarray(raw, np.int64).reshape(len(features), self.n_inputs)
         self.pool_results: np.ndarray | None = None
         if cache:
             self.pool_results = self.compute(self.pool_inputs)

@@ -93,3 +93,57 @@ def save_keras(model: Any, folder: Path, name: str) -> dict[str, Path]:
     (folder / f"{name}.json").write_text(model.to_json())
     model.save_weights(str(folder / f"{name}_weights.h5"))
     return {f"{name}.json": folder / f"{name}.json", f"{name}_weights.h5": folder / f"{name}_weights.h5"}
+
+
+# QKeras activation quantizers hls4ml 1.3 maps to another type (its quantized_bits types
+# ignore keep_negative and symmetric, and integer >= bits - 1 becomes a truncating,
+# wrapping ap_int), each a branch off the input; "qb_dense" follows a QDense, so hls4ml's
+# MergeLinearActivation removes it and synth gives the QDense its type
+QUANTIZER_BRANCHES = {
+    "qb_unsigned": ("quantized_bits(6,2,keep_negative=False,alpha=1)", "ap_ufixed<6,2,AP_RND_CONV,AP_SAT>"),
+    "qb_symmetric": ("quantized_bits(6,2,symmetric=True,alpha=1)", "ap_fixed<6,3,AP_RND_CONV,AP_SAT_SYM>"),
+    "qb_int": ("quantized_bits(4,3,alpha=1)", "ap_fixed<4,4,AP_RND_CONV,AP_SAT>"),
+    "qb_wide": ("quantized_bits(4,5,keep_negative=False,alpha=1)", "ap_ufixed<4,5,AP_RND_CONV,AP_SAT>"),
+    "qrelu_int": ("quantized_relu(4,5)", "ap_ufixed<4,5,AP_RND_CONV,AP_SAT>"),
+    "qb_dense": ("quantized_bits(5,1,keep_negative=False,alpha=1)", "ap_ufixed<5,1,AP_RND_CONV,AP_SAT>"),
+}
+# the input: every 1/64 from -40 to 40 (ties of each quantizer's rounding, both saturations)
+QUANTIZER_GRID_TYPE = "ap_fixed<18,7>"
+
+
+def quantizer_type_model() -> Any:
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+    from qkeras.quantizers import quantized_bits
+
+    k = tf.keras
+    inp = k.Input((8,), name="x")
+    outs = []
+    for name, (quantizer, _) in QUANTIZER_BRANCHES.items():
+        h = inp
+        if name == "qb_dense":
+            q = quantized_bits(4, 0, alpha=1)
+            h = QDense(4, name="fc", kernel_quantizer=q, bias_quantizer=q)(h)
+        outs.append(QActivation(quantizer, name=name)(h))
+    while len(outs) > 1:  # hls4ml's Concatenate takes two inputs
+        outs = [
+            k.layers.Concatenate(name=f"cat{len(outs)}_{i}")(outs[i : i + 2]) for i in range(0, len(outs) - 1, 2)
+        ] + (outs[-1:] if len(outs) % 2 else [])
+    model = k.Model(inp, outs[0])
+    rng = np.random.default_rng(5)
+    model.get_layer("fc").set_weights([rng.normal(0, 0.3, (8, 4)).astype("f4"), rng.normal(0, 0.5, 4).astype("f4")])
+    return model
+
+
+def quantizer_grid() -> np.ndarray:
+    return np.arange(-40 * 64, 40 * 64).reshape(-1, 8) / 64.0
+
+
+def quantizer_layer_outputs(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Each QUANTIZER_BRANCHES layer's output as QKeras computes it."""
+    import tensorflow as tf
+
+    names = list(QUANTIZER_BRANCHES)
+    probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    outputs = probe.predict(x, verbose=0)
+    return {n: np.asarray(y, dtype=np.float64).reshape(len(x), -1) for n, y in zip(names, outputs, strict=True)}

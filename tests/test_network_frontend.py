@@ -752,3 +752,157 @@ def test_a_quantized_bits_activation_hls4ml_merges_gets_its_type(tmp_path, shape
     assert "qb" not in layers
     if typed:
         assert result_type(layers[typed]) == "ap_fixed<6,3,AP_RND_CONV,AP_SAT>"
+
+
+def test_quantizers_hls4ml_types_wrongly_get_their_own_type(tmp_path):
+    """hls4ml 1.3 types a QActivation from bits and integer alone: quantized_bits(6,2,
+    keep_negative=False) became the signed fixed<6,3> (-4..3.875 in steps of 1/8 where
+    QKeras gives 0..3.9375 in steps of 1/16), symmetric=True reached -4, and integer >=
+    bits - 1 an ap_int that truncates and wraps; emulator == csim, without a word (audit).
+    synth gives each layer the type whose cast is the quantizer, says so, and the
+    firmware's values equal QKeras's on a grid (csim: test_qkeras_quantizers_hls4ml_types_wrongly)."""
+    from network_oracle import (
+        QUANTIZER_BRANCHES,
+        QUANTIZER_GRID_TYPE,
+        quantizer_grid,
+        quantizer_layer_outputs,
+        quantizer_type_model,
+    )
+
+    import sim
+    from fpgaflow.network.model import load_keras_model
+
+    files = save_keras(quantizer_type_model(), tmp_path / "src", "q")
+    hls = {"Model": {"Precision": QUANTIZER_GRID_TYPE}}
+    project = _synth(
+        write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
+    )
+    net = sim.load(project.build_dir / "emulator")
+    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
+    x = quantizer_grid()
+    trace = net.trace(x)
+    keras = quantizer_layer_outputs(load_keras_model(project), x)
+    types = {layer.name: str(layer.result_type) for layer in net.layers}
+    for name, (_, right) in QUANTIZER_BRANCHES.items():
+        layer = "fc" if name == "qb_dense" else name  # hls4ml merges qb_dense into the QDense
+        assert types[layer] == right, (name, types)
+        assert np.array_equal(trace[layer].values.reshape(len(x), -1), keras[name]), name
+        assert any(f"layer {name!r} (" in w and f"fpgaflow gives it {right}" in w for w in warnings), (name, warnings)
+    note = next(w for w in warnings if "layer 'qb_unsigned'" in w)
+    assert note.endswith(
+        "layer 'qb_unsigned' (quantized_bits(6,2,0,keep_negative=False,alpha=1)): hls4ml 1.3.0 would give it the "
+        "type ap_fixed<6,3,AP_RND_CONV,AP_SAT> (-4..3.875 in steps of 0.125, rounding to the nearest (ties to "
+        "even), saturating), which is not the quantizer's function; fpgaflow gives it "
+        "ap_ufixed<6,2,AP_RND_CONV,AP_SAT> (0..3.9375 in steps of 0.0625, rounding to the nearest (ties to even), "
+        "saturating), which is"
+    )
+    assert "ap_int<4> (-8..7 in steps of 1, truncating towards zero, wrapping)" in next(
+        w for w in warnings if "layer 'qb_int'" in w
+    )
+
+
+def _quantizer_model(kind: str, quantizer: str):
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QDense
+    from qkeras.quantizers import get_quantizer
+
+    k = tf.keras
+    if kind == "conv":
+        inp = k.Input((6, 2), name="x")
+        q = {"kernel_quantizer": get_quantizer(quantizer), "bias_quantizer": get_quantizer("quantized_bits(6,2)")}
+        return k.Model(inp, QConv1D(2, 3, name="conv", **q)(inp))
+    inp = k.Input((6,), name="x")
+    if kind == "activation":
+        return k.Model(inp, QActivation(quantizer, name="q")(inp))
+    if kind == "dense_activation":
+        return k.Model(inp, QDense(3, name="fc", activation=quantizer)(inp))
+    q = {
+        "kernel_quantizer": get_quantizer("quantized_bits(6,2)"),
+        "bias_quantizer": get_quantizer("quantized_bits(6,2)"),
+    }
+    q[f"{kind}_quantizer"] = get_quantizer(quantizer)
+    return k.Model(inp, QDense(3, name="fc", **q)(inp))
+
+
+@pytest.mark.parametrize(
+    ("kind", "quantizer", "message"),
+    [
+        (
+            "activation",
+            "quantized_bits(6,2,alpha=0.5)",
+            r"layer 'q' \(quantized_bits\(6,2,0,alpha=0.5\)\) is not supported: alpha=0.5 multiplies QKeras's "
+            r"output by 0.5, which hls4ml drops; use alpha=1 .*; hls4ml 1.3.0 would build a linear Activation with "
+            r"result type ap_fixed<6,3,AP_RND_CONV,AP_SAT>, which is not the model's function",
+        ),
+        ("activation", "quantized_bits(6,2,alpha='auto_po2')", r".*alpha='auto_po2' scales by the largest \|value\|"),
+        ("activation", "quantized_bits(6,2,alpha=1,qnoise_factor=0.5)", r".*qnoise_factor=0.5 mixes the unquantized"),
+        (
+            "activation",
+            "quantized_bits(1,0,alpha=1)",
+            r".*QKeras's sign function \(-1 or \+1\), which no 1-bit type holds; binary\(alpha=1\) computes the same .*"
+            r"would build a linear Activation with result type ap_int<1>",
+        ),
+        (
+            "activation",
+            "quantized_relu(6,2,negative_slope=0.25)",
+            r"layer 'q' \(quantized_relu\(6,2,0.25\)\) is not supported: negative_slope=0.25: QKeras clips the "
+            r"negative side at -0.25\*2\*\*integer = -1, hls4ml's leaky relu at the type's minimum -4 \(they differ "
+            r"for inputs below -4\); hls4ml 1.3.0 would build a leaky_relu LeakyReLU with result type "
+            r"ap_fixed<6,3,AP_RND_CONV,AP_SAT>",
+        ),
+        ("activation", "quantized_relu(6,2,use_sigmoid=1)", r".*use_sigmoid=1 quantizes 2\*\*integer\*\(2\*sigmoid"),
+        ("dense_activation", "quantized_relu(4,1,negative_slope=0.5)", r"layer 'fc_quantized_relu' \(quantized_relu"),
+        (
+            "kernel",
+            "quantized_bits(6,2,keep_negative=False,alpha=1)",
+            r"layer 'fc' \(QDense, kernel quantizer quantized_bits\(6,2,0,keep_negative=False,alpha=1\)\) is not "
+            r"supported: keep_negative=False gives values 0..3.9375 in steps of 0.0625, but hls4ml 1.3.0 holds them "
+            r"in the signed ap_fixed<6,3> \(steps of 0.125\), which drops the last bit of half of them; "
+            r"quantized_bits\(7,2,alpha=1\) \(signed\) has the same step and non-negative values",
+        ),
+        ("bias", "quantized_bits(4,0,alpha='auto')", r"layer 'fc' \(QDense, bias quantizer .* alpha='auto' on a bias"),
+        ("bias", "quantized_bits(6,2,alpha=1,qnoise_factor=0)", r".*bias quantizer .*: qnoise_factor=0 mixes"),
+        (
+            "conv",
+            "quantized_bits(1,0,alpha=1)",
+            r"layer 'conv' \(QConv1D, kernel quantizer quantized_bits\(1,0,0,alpha=1\)\) is not supported: a 1-bit "
+            r"signed quantized_bits gives -1 or \+1 \(QKeras's sign\), which hls4ml 1.3.0's ap_fixed<1,1> cannot hold",
+        ),
+    ],
+)
+def test_quantizers_no_type_builds_are_refused(tmp_path, kind, quantizer, message):
+    """A quantizer whose function hls4ml 1.3 does not build (a scale it drops, a leaky
+    relu saturating elsewhere, weights its type cannot hold) is refused by layer, with
+    what hls4ml would build; the firmware differed from QKeras without a word (audit)."""
+    from fpgaflow.project import ProjectError
+
+    files = save_keras(_quantizer_model(kind, quantizer), tmp_path / "src", "q")
+    with pytest.raises(ProjectError, match=r"config.yml: " + message):
+        _hls_config(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5"}, files)
+
+
+def test_the_quantizer_hints_compute_the_same():
+    """The hints synth gives and docs/network.md states, checked with QKeras on a grid:
+    binary(alpha=1) is quantized_bits(1,0) (0 -> +1 included); quantized_relu(b,i) is
+    quantized_bits(b,i,keep_negative=False); quantized_bits(b+1,i) agrees with the latter
+    on non-negative values, and hls4ml's type holds its values exactly."""
+    from hls4ml.model.quantizers import QKerasQuantizer
+    from qkeras.quantizers import get_quantizer
+
+    from fpgaflow.network.types import ap_type
+    from sim.fixed import FixedType
+
+    x = np.arange(-70 * 256, 70 * 256, dtype=np.float32) / 256
+
+    def q(text, values=x):
+        return get_quantizer(text)(values).numpy()
+
+    assert np.array_equal(q("binary(alpha=1)"), q("quantized_bits(1,0,alpha=1)"))
+    for bits, integer in [(6, 2), (4, 6), (1, 0), (8, 3)]:
+        unsigned = q(f"quantized_bits({bits},{integer},keep_negative=False,alpha=1)")
+        assert np.array_equal(q(f"quantized_relu({bits},{integer})"), unsigned)
+        signed = f"quantized_bits({bits + 1},{integer},alpha=1)"
+        assert np.array_equal(q(signed)[x >= 0], unsigned[x >= 0])
+        config = {"class_name": "quantized_bits", "config": get_quantizer(signed).get_config()}
+        held = FixedType.parse(ap_type(QKerasQuantizer(config).hls_type, "w")).quantize(q(signed))
+        assert np.array_equal(held, q(signed))

@@ -223,6 +223,34 @@ def test_qkeras_layers_and_quantizers(tmp_path_factory):
     _assert_exact(oracle)
 
 
+def test_qkeras_quantizers_hls4ml_types_wrongly(tmp_path_factory):
+    """QActivations hls4ml 1.3 gives another type (keep_negative=False, symmetric=True,
+    integer >= bits - 1, one merged into a QDense): with the types synth gives them the
+    emulator equals csim on every layer, and each layer's csim output equals QKeras's on
+    a grid of inputs through both saturations and every rounding tie."""
+    from network_oracle import (
+        QUANTIZER_BRANCHES,
+        QUANTIZER_GRID_TYPE,
+        quantizer_grid,
+        quantizer_layer_outputs,
+        quantizer_type_model,
+    )
+
+    from fpgaflow.network.verify import csim_trace
+
+    oracle = _synth(tmp_path_factory, quantizer_type_model(), "qtypes", {"Model": {"Precision": QUANTIZER_GRID_TYPE}})
+    x = quantizer_grid()
+    result = oracle.compare(x)
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0
+    _, trace = csim_trace(oracle.hls_model, x)
+    keras = quantizer_layer_outputs(oracle.keras_model, x)
+    for name in QUANTIZER_BRANCHES:
+        layer = "fc" if name == "qb_dense" else name
+        assert np.array_equal(np.asarray(trace[layer]).reshape(len(x), -1), keras[name]), name
+    _assert_exact(oracle, n=1000)
+
+
 def test_dense_model_io_stream(tmp_path_factory):
     import tensorflow as tf
 

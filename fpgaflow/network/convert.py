@@ -91,7 +91,13 @@ def layer_catalog(model: Any, backend: str, base: dict[str, Any]) -> list[LayerI
 def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> dict[str, Any]:
     import hls4ml
 
+    from fpgaflow.network.quantizers import quantizer_types
+
     base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
+    fixes, fixed = quantizer_types(keras_layer_list(model)[0], str(settings.project.file))
+    for name, right in fixes.items():  # before the user's entries: a LayerName result type still wins
+        base["LayerName"][name]["Precision"]["result"] = right
+    settings.warnings.extend(f"{settings.project.file}: {n}" for n in fixed if n not in settings.warnings)
     layers = layer_catalog(model, settings.backend, base)
     config, notes = merge_hls_config(base, settings.hls_config, layers, str(settings.project.file))
     check_table_sizes(config, settings.hls_config, layers, str(settings.project.file))

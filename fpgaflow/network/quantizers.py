@@ -1,0 +1,208 @@
+"""QKeras quantizers hls4ml 1.3 maps to a type that is not the quantizer's function.
+
+hls4ml gives a QActivation the result type ``utils/config.py``'s
+``_get_precision_from_quantizer`` derives, and a QDense/QConv's weights the type
+``QKerasQuantizer._get_type`` derives, from ``bits`` and ``integer`` alone; QKeras's
+values (``qkeras/quantizers.py``) also depend on ``keep_negative``, ``symmetric``,
+``alpha``, ``qnoise_factor``, ``negative_slope``, ``use_sigmoid``.  Where an activation's
+function is one fixed-point cast, synth gives the layer that type; where it is not
+(or a weight type cannot hold the quantizer's values), synth refuses by layer.
+Checked against QKeras on grids of inputs in ``tests/test_network_frontend.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fpgaflow.project import ProjectError
+from sim.fixed import FixedType
+
+
+def _spelt(class_name: str, config: dict[str, Any]) -> str:
+    """The quantizer as QKeras prints it (``quantized_bits(6,2,0,keep_negative=False,alpha=1)``)."""
+    from qkeras.quantizers import get_quantizer
+
+    try:
+        return str(get_quantizer({"class_name": class_name, "config": dict(config)}))
+    except Exception:  # an odd config: name it by class
+        return class_name
+
+
+def _hls4ml_version() -> str:
+    import hls4ml
+
+    return hls4ml.__version__
+
+
+def _built(quantizer: Any) -> str:
+    """The type hls4ml builds for an activation quantizer (``{'class_name', 'config'}``)."""
+    from hls4ml.utils.config import _get_precision_from_quantizer
+
+    return str(FixedType.parse(str(_get_precision_from_quantizer(quantizer))))
+
+
+def _alpha_is_one(alpha: Any) -> bool:
+    return alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0)
+
+
+def _qnoise(config: dict[str, Any]) -> str | None:
+    qnoise = config.get("qnoise_factor", 1.0)
+    if qnoise is not None and float(qnoise) != 1.0:
+        return (
+            f"qnoise_factor={float(qnoise):g} mixes the unquantized value into QKeras's output (a training "
+            "setting), which hls4ml ignores; set it to 1 for the model you export"
+        )
+    return None
+
+
+def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
+    """For a QActivation's (or a layer's ``activation=``) quantizer as hls4ml parses it:
+    the fixed-point type whose cast is QKeras's function (None: not one of the
+    quantizers checked here), or why no type is (None when one is)."""
+    cls, config = quantizer.get("class_name"), quantizer.get("config") or {}
+    if cls not in ("linear", "quantized_relu"):  # hls4ml renames quantized_bits 'linear'
+        return None, None
+    bits, integer = int(config["bits"]), int(config.get("integer", 0))
+    why = _qnoise(config)
+    if why:
+        return None, why
+    if cls == "quantized_relu":
+        slope = float(config.get("negative_slope") or 0.0)
+        if slope:
+            return None, (
+                f"negative_slope={slope:g}: QKeras clips the negative side at -{slope:g}*2**integer = "
+                f"{-slope * 2.0**integer:g}, hls4ml's leaky relu at the type's minimum "
+                f"{FixedType(bits, integer + 1).min_value:g} (they differ for inputs below {-(2.0**integer):g})"
+            )
+        if config.get("use_sigmoid"):
+            return None, (
+                "use_sigmoid=1 quantizes 2**integer*(2*sigmoid(x/2**integer)-1), which hls4ml ignores (it builds "
+                "a plain relu)"
+            )
+        return str(FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")), None
+    alpha = config.get("alpha")
+    if not _alpha_is_one(alpha):
+        if isinstance(alpha, str):
+            return None, (
+                f"alpha={alpha!r} scales by the largest |value| of each batch QKeras sees, which no firmware "
+                "type reproduces; use alpha=1"
+            )
+        return None, (
+            f"alpha={float(alpha):g} multiplies QKeras's output by {float(alpha):g}, which hls4ml drops; use "
+            "alpha=1 (the next layer's weights can absorb the scale)"
+        )
+    if config.get("keep_negative", True) in (False, 0):
+        # bits unsigned bits: 0 .. 2**integer - step, step 2**(integer - bits)
+        return str(FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")), None
+    if bits == 1:
+        return None, (
+            "a 1-bit signed quantized_bits is QKeras's sign function (-1 or +1), which no 1-bit type holds; "
+            "binary(alpha=1) computes the same and hls4ml builds it as binary_tanh"
+        )
+    overflow = "AP_SAT_SYM" if config.get("symmetric") else "AP_SAT"
+    return str(FixedType(bits, integer + 1, True, "AP_RND_CONV", overflow)), None
+
+
+def weight_refusal(quantizer: Any, role: str) -> str | None:
+    """Why a weight quantizer (hls4ml's ``QKerasQuantizer``) cannot be built as QKeras
+    computes it, or None.  hls4ml quantizes the weights with QKeras itself, then holds
+    them in ``fixed<bits, integer + 1>``."""
+    if type(quantizer).__name__ != "QKerasQuantizer":
+        return None  # binary, ternary, power-of-two: their own types
+    config = quantizer.qkeras_config.get("config") or {}
+    if quantizer.qkeras_config.get("class_name") != "quantized_bits":
+        return None
+    bits, integer = int(config["bits"]), int(config.get("integer", 0))
+    built = ap(quantizer.hls_type)
+    why = _qnoise(config)
+    if why:
+        return why
+    if config.get("keep_negative", True) in (False, 0):
+        step = 2.0 ** (integer - bits)
+        return (
+            f"keep_negative=False gives values 0..{2.0**integer - step:g} in steps of {step:g}, but hls4ml "
+            f"{_hls4ml_version()} holds them in the signed {built} (steps of {2 * step:g}), which drops the last "
+            f"bit of half of them; quantized_bits({bits + 1},{integer},alpha=1) (signed) has the same step and "
+            "non-negative values, and hls4ml holds it exactly"
+        )
+    if bits == 1:
+        return (
+            f"a 1-bit signed quantized_bits gives -1 or +1 (QKeras's sign), which hls4ml {_hls4ml_version()}'s "
+            f"{built} cannot hold; binary(alpha=1) computes the same, and hls4ml holds it exactly"
+        )
+    if role == "bias" and not _alpha_is_one(config.get("alpha")):
+        return (
+            f"alpha={config.get('alpha')!r} on a bias scales its values, which hls4ml {_hls4ml_version()} then "
+            f"holds in {built} (the unscaled quantizer's type); use alpha=1 for the bias"
+        )
+    return None
+
+
+def ap(precision: Any) -> str:
+    from fpgaflow.network.types import UnsupportedType, ap_type
+
+    try:
+        return ap_type(precision, "quantizer")
+    except UnsupportedType:
+        return str(precision)
+
+
+def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[str, str], list[str]]:
+    """The result types to give layers whose activation quantizer hls4ml maps to another
+    type, and the notes saying so; a ProjectError for a quantizer no type builds."""
+    fixes: dict[str, str] = {}
+    notes: list[str] = []
+    for layer in layer_list:
+        name = layer["name"]
+        for key, quantizer in layer.items():
+            if "quantizer" not in key or quantizer is None:
+                continue
+            if key == "activation_quantizer" and isinstance(quantizer, dict):
+                right, why = activation_type(quantizer)
+                if why is None and right is None:
+                    continue
+                cls = "quantized_bits" if quantizer["class_name"] == "linear" else quantizer["class_name"]
+                spelt = _spelt(cls, quantizer.get("config") or {})
+                built = _built(quantizer)
+                what = f"layer {name!r} ({spelt})"
+                if why:
+                    raise ProjectError(
+                        f"{where}: {what} is not supported: {why}; hls4ml {_hls4ml_version()} would build "
+                        f"{_activation_kind(layer)} with result type {built}, which is not the model's function"
+                    )
+                if FixedType.parse(right) != FixedType.parse(built):
+                    fixes[name] = right
+                    notes.append(
+                        f"{what}: hls4ml {_hls4ml_version()} would give it the type {built} ({describe(built)}), "
+                        f"which is not the quantizer's function; fpgaflow gives it {right} ({describe(right)}), "
+                        "which is"
+                    )
+            elif hasattr(quantizer, "qkeras_config"):
+                role = {"weight": "kernel"}.get(key.split("_quantizer")[0], key.split("_quantizer")[0])
+                why = weight_refusal(quantizer, role)
+                if why:
+                    spelt = _spelt(quantizer.qkeras_config["class_name"], quantizer.qkeras_config.get("config") or {})
+                    raise ProjectError(
+                        f"{where}: layer {name!r} ({layer['class_name']}, {role} quantizer {spelt}) is not "
+                        f"supported: {why}"
+                    )
+    return fixes, notes
+
+
+def _activation_kind(layer: dict[str, Any]) -> str:
+    cls = layer.get("class_name")
+    return f"a {layer.get('activation')} {cls}" if cls in ("Activation", "LeakyReLU") else f"a {cls}"
+
+
+def describe(text: str) -> str:
+    """``-4..3.875 in steps of 0.125, rounding to nearest even, saturating``."""
+    t = FixedType.parse(text)
+    rounding = {"AP_RND_CONV": "rounding to the nearest (ties to even)", "AP_TRN": "truncating"}.get(
+        t.quantization, t.quantization
+    )
+    if t.integer:
+        rounding = "truncating towards zero"
+    overflow = {"AP_SAT": "saturating", "AP_SAT_SYM": "saturating symmetrically", "AP_WRAP": "wrapping"}.get(
+        t.overflow, t.overflow
+    )
+    low = -t.max_value if t.overflow == "AP_SAT_SYM" and t.signed else t.min_value  # the cast never gives the minimum
+    return f"{low:g}..{t.max_value:g} in steps of {t.lsb:g}, {rounding}, {overflow}"

@@ -906,3 +906,55 @@ def test_the_quantizer_hints_compute_the_same():
         config = {"class_name": "quantized_bits", "config": get_quantizer(signed).get_config()}
         held = FixedType.parse(ap_type(QKerasQuantizer(config).hls_type, "w")).quantize(q(signed))
         assert np.array_equal(held, q(signed))
+
+
+@pytest.mark.parametrize(
+    ("entry", "hls", "message"),
+    [
+        (
+            {"exp_table": "ap_fixed<12,4>", "inv_table": "ap_fixed<14,6>"},
+            {},
+            "its exp_table type ap_fixed<12,4> and inv_table type ap_fixed<14,6> are not applied",
+        ),
+        (
+            {},
+            {"LayerType": {"Softmax": {"Precision": {"inv_table": "ap_ufixed<10,2>"}}}},
+            "its inv_table type ap_ufixed<10,2> is not applied",
+        ),
+        (
+            "ap_fixed<16,6>",
+            {},
+            "its table type ap_fixed<16,6>, exp_table type ap_fixed<16,6> and inv_table type ap_fixed<16,6> are not "
+            "applied",
+        ),
+        ({"exp_table": "ap_fixed<18,8>"}, {}, None),
+        ({}, {}, None),  # hls4ml's own exp_table/inv_table default (fixed<18,8,RND,SAT>) is not the user's
+    ],
+)
+def test_legacy_softmax_exp_and_inv_table_types_are_reported_as_not_applied(tmp_path, entry, hls, message):
+    """softmax_legacy (io_parallel and io_stream) declares both tables, and the exp
+    results, as CONFIG_T::table_t: a Precision exp_table/inv_table entry, which the
+    latency and stable kernels apply, was silently not applied (only `table` warned)."""
+    from fpgaflow.network.config import read_settings
+    from fpgaflow.network.convert import convert
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.network.precision import unapplied_softmax_table_types
+    from fpgaflow.project import load_project
+
+    layer = {"Implementation": "legacy"}
+    if entry:
+        layer["Precision"] = entry
+    loaded = load_project(
+        write_project(
+            tmp_path, {**JET, "HLSConfig": {**hls, "LayerName": {"output_softmax_softmax": layer}}}, JET_FILES
+        )
+    )
+    settings = read_settings(loaded)
+    hls_model = convert(load_keras_model(loaded), settings, tmp_path / "hls")
+    notes = unapplied_softmax_table_types(hls_model, settings.hls_config)
+    if message is None:
+        assert notes == []
+    else:
+        (note,) = notes
+        assert note.startswith(f"layer 'output_softmax_softmax' (Softmax, Implementation legacy): {message}: "), note
+        assert "so the firmware's exp and inverse tables are nnet::activ_config::table_t, ap_fixed<18,8>" in note

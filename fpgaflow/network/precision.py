@@ -107,30 +107,64 @@ def weight_warnings(rows: list[dict[str, Any]]) -> list[str]:
 LEGACY_SOFTMAX_TABLE = "ap_fixed<18,8>"  # nnet_activation.h: nnet::activ_config::table_t
 
 
-def unapplied_softmax_table_types(hls_model: Any) -> list[str]:
-    """A legacy softmax's ``table`` type: hls4ml 1.3 does not give a Softmax layer the
-    configured ``table`` precision, and its softmax config struct has no ``table_t``, so
-    ``softmax_legacy`` reads ``nnet::activ_config::table_t`` (ap_fixed<18,8>) whatever
-    ``Precision: {table: ...}`` says."""
+LEGACY_TABLE_VARS = ("table", "exp_table", "inv_table")
+
+
+def unapplied_softmax_table_types(hls_model: Any, user: dict[str, Any] | None = None) -> list[str]:
+    """A legacy softmax's ``table``, ``exp_table`` and ``inv_table`` types: hls4ml 1.3
+    does not give a Softmax layer the configured ``table`` precision, and
+    ``softmax_legacy`` (io_parallel and io_stream) declares both tables and the exp
+    results as ``CONFIG_T::table_t``, which its config struct lacks, so it reads
+    ``nnet::activ_config::table_t`` (ap_fixed<18,8>) whatever ``Precision`` says; the
+    ``exp_table_t``/``inv_table_t`` the struct has are for the latency and stable
+    kernels.  ``exp_table``/``inv_table`` count where the user's HLSConfig (``user``)
+    sets them: hls4ml's own default for them is not ap_fixed<18,8> either."""
     names = hls_model.config.config.get("HLSConfig", {}).get("LayerName") or {}
     notes = []
     for layer in hls_model.get_layers():
         if layer.class_name != "Softmax" or str(layer.get_attr("implementation", "")).lower() != "legacy":
             continue
         precision = (names.get(layer.name) or {}).get("Precision")
-        asked = precision if isinstance(precision, str) else (precision or {}).get("table")
-        if not isinstance(asked, str) or asked == "auto":
-            continue
-        try:
-            if FixedType.parse(asked) == FixedType.parse(LEGACY_SOFTMAX_TABLE):
+        given = _user_sets(user or {}, layer.name)
+        unapplied = []
+        for var in LEGACY_TABLE_VARS:
+            asked = precision if isinstance(precision, str) else (precision or {}).get(var)
+            if not isinstance(asked, str) or asked == "auto" or (var != "table" and var not in given):
                 continue
-            asked = str(FixedType.parse(asked))
-        except ValueError:  # hls4ml's own spelling of a type
-            pass
+            try:
+                if FixedType.parse(asked) == FixedType.parse(LEGACY_SOFTMAX_TABLE):
+                    continue
+                asked = str(FixedType.parse(asked))
+            except ValueError:  # hls4ml's own spelling of a type
+                pass
+            unapplied.append(f"{var} type {asked}")
+        if not unapplied:
+            continue
+        listed = unapplied[0] if len(unapplied) == 1 else f"{', '.join(unapplied[:-1])} and {unapplied[-1]}"
         notes.append(
-            f"layer {layer.name!r} (Softmax, Implementation legacy): its table type {asked} is not applied: "
-            f"hls4ml's softmax config has no table_t, so the firmware's exp and inverse tables are "
-            f"nnet::activ_config::table_t, {LEGACY_SOFTMAX_TABLE} (Implementation latency or stable apply "
-            "exp_table and inv_table types)"
+            f"layer {layer.name!r} (Softmax, Implementation legacy): its {listed} "
+            f"{'is' if len(unapplied) == 1 else 'are'} not applied: hls4ml's softmax config has no table_t, so the "
+            f"firmware's exp and inverse tables are nnet::activ_config::table_t, {LEGACY_SOFTMAX_TABLE} "
+            "(Implementation latency or stable apply exp_table and inv_table types)"
         )
     return notes
+
+
+def _user_sets(user: dict[str, Any], layer: str) -> set[str]:
+    """The legacy table variables the user's HLSConfig sets for a softmax layer (its
+    LayerName entry, a Softmax/Activation LayerType entry, a Model.Precision variable)."""
+    found: set[str] = set()
+    entries = [((user.get("LayerName") or {}).get(layer) or {})]
+    entries += [(user.get("LayerType") or {}).get(cls) or {} for cls in ("Softmax", "Activation")]
+    for entry in entries:
+        precision = (
+            next((v for k, v in entry.items() if k.lower() == "precision"), None) if isinstance(entry, dict) else None
+        )
+        if isinstance(precision, str) or (isinstance(precision, dict) and "default" in precision):
+            found.update(LEGACY_TABLE_VARS)
+        elif isinstance(precision, dict):
+            found.update(v for v in LEGACY_TABLE_VARS if v in precision)
+    model = (user.get("Model") or {}).get("Precision")
+    if isinstance(model, dict):
+        found.update(v for v in LEGACY_TABLE_VARS if v in model)
+    return found

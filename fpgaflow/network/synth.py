@@ -68,7 +68,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     hls_model = convert(model, settings, build / "hls")
     checks = weight_checks(hls_model)
     settings.warnings.extend(unapplied_weight_types(hls_model, settings.hls_config))
-    settings.warnings.extend(unapplied_softmax_table_types(hls_model))
+    settings.warnings.extend(unapplied_softmax_table_types(hls_model, settings.hls_config))
     settings.warnings.extend(weight_warnings(checks))
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
     for warning in settings.warnings:

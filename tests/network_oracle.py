@@ -95,6 +95,17 @@ def save_keras(model: Any, folder: Path, name: str) -> dict[str, Path]:
     return {f"{name}.json": folder / f"{name}.json", f"{name}_weights.h5": folder / f"{name}_weights.h5"}
 
 
+def keras_project(folder: Path, model: Any, name: str, hls_config: dict | None = None,
+                  io_type: str = "io_parallel", backend: str = "Vivado") -> Path:  # fmt: skip
+    """A project for a Keras model: the model saved under ``folder/src``, the project file
+    (``config.yml``) under ``folder/project``."""
+    files = save_keras(model, folder / "src", name)
+    config = {"KerasJson": f"{name}.json", "KerasH5": f"{name}_weights.h5", "Backend": backend, "IOType": io_type}
+    if hls_config is not None:
+        config["HLSConfig"] = hls_config
+    return write_project(folder / "project", config, files)
+
+
 # QKeras activation quantizers hls4ml 1.3 maps to another type (its quantized_bits types
 # ignore keep_negative and symmetric, and integer >= bits - 1 becomes a truncating,
 # wrapping ap_int), each a branch off the input; "qb_dense" follows a QDense, so hls4ml's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from network_oracle import save_keras, synth_and_build, write_project
+from network_oracle import keras_project, synth_and_build
 
 pytestmark = pytest.mark.oracle
 
@@ -17,16 +17,7 @@ N_SAMPLES = 10_000
 
 
 def synth(tmp_path_factory, model, name: str, hls_config: dict, io_type: str, backend: str = "Vivado"):
-    folder = tmp_path_factory.mktemp(name)
-    files = save_keras(model, folder / "src", name)
-    config = {
-        "KerasJson": f"{name}.json",
-        "KerasH5": f"{name}_weights.h5",
-        "Backend": backend,
-        "IOType": io_type,
-        "HLSConfig": hls_config,
-    }
-    return synth_and_build(write_project(folder / "project", config, files))
+    return synth_and_build(keras_project(tmp_path_factory.mktemp(name), model, name, hls_config, io_type, backend))
 
 
 def randomize_weights(model, seed: int, scale: float = 0.5) -> None:

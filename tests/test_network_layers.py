@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from network_oracle import save_keras, synth_and_build, write_project
+from network_oracle import keras_project, save_keras, synth_and_build, write_project
 
 pytestmark = pytest.mark.oracle
 
@@ -42,16 +42,7 @@ def _build(keras, n_in, blocks, seed):
 
 
 def _synth(tmp_path_factory, model, name, hls_config, io_type="io_parallel"):
-    folder = tmp_path_factory.mktemp(name)
-    files = save_keras(model, folder / "src", name)
-    config = {
-        "KerasJson": f"{name}.json",
-        "KerasH5": f"{name}_weights.h5",
-        "Backend": "Vivado",
-        "IOType": io_type,
-        "HLSConfig": hls_config,
-    }
-    return synth_and_build(write_project(folder / "project", config, files))
+    return synth_and_build(keras_project(tmp_path_factory.mktemp(name), model, name, hls_config, io_type))
 
 
 def _assert_exact(oracle, n=N_SAMPLES, seed=0):

@@ -17,21 +17,13 @@ import json
 
 import numpy as np
 import pytest
-from network_oracle import save_keras, synth_and_build, write_project
+from network_oracle import keras_project, synth_and_build
 
 N_SAMPLES = 2000
 
 
 def _project(tmp_path, model, name, hls_config, io_type):
-    files = save_keras(model, tmp_path / "src", name)
-    config = {
-        "KerasJson": f"{name}.json",
-        "KerasH5": f"{name}_weights.h5",
-        "Backend": "Vivado",
-        "IOType": io_type,
-        "HLSConfig": hls_config,
-    }
-    return write_project(tmp_path / "project", config, files)
+    return keras_project(tmp_path, model, name, hls_config, io_type)
 
 
 def _stream_model():

@@ -151,4 +151,54 @@ def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.nd
             f"{project.file}: the input scaling {path} does not exist; run `fpgaflow train {project.root}` "
             "(or name an existing scaling file with the Preprocessing key)"
         )
-    return Scaling.load(path).manifest_block()
+    scaling = Scaling.load(path)
+    refuse_feature_mismatch(project, scaling.features, str(path))
+    return scaling.manifest_block()
+
+
+def columns_match(specs: list[Any], recorded: list[str]) -> bool:
+    """Whether the feature names a scaling recorded (``f0``, ``c_z[0]``..., ``c_z_mask[0]``...)
+    are what ``Data.Features`` (``FeatureSpec`` list) gives, in the same order, without
+    reading the data: a plain column is its own name, a multi-valued one ``name[0]``...
+    (``Length`` of them when given), followed by ``name_mask[0]``... with ``Mask``."""
+    i = 0
+    for spec in specs:
+        if i < len(recorded) and recorded[i] == spec.name:
+            if spec.length is not None:  # Length is for multi-valued columns only
+                return False
+            i += 1
+            continue
+        width = 0
+        while i + width < len(recorded) and recorded[i + width] == f"{spec.name}[{width}]":
+            width += 1
+        if width == 0 or (spec.length is not None and width != spec.length):
+            return False
+        i += width
+        if spec.mask and spec.length is not None:
+            if recorded[i : i + width] != [f"{spec.name}_mask[{k}]" for k in range(width)]:
+                return False
+            i += width
+    return i == len(recorded)
+
+
+def refuse_feature_mismatch(project: Any, recorded: list[str], source: str, current: list[str] | None = None) -> None:
+    """Refuse when the project's ``Data.Features`` no longer give the features in the
+    order (and with the names) the scaling in ``source`` was fitted for: the per-feature
+    numbers would scale the wrong columns and the network would see them in the wrong
+    places, with no error anywhere.  ``current``: the feature names as read from data
+    (exact comparison); without it, the ``Data.Features`` declaration is compared.
+    A project without a ``Data`` block has nothing to compare."""
+    from fpgaflow.data.config import DataConfig
+
+    if "Data" not in project.config:
+        return
+    cfg = DataConfig.from_project(project)
+    same = current == list(recorded) if current is not None else columns_match(cfg.features, list(recorded))
+    if same:
+        return
+    declared = current if current is not None else [s.name for s in cfg.features]
+    raise DataError(
+        f"{project.file}: Data.Features give the features as [{', '.join(declared)}], but {source} holds the "
+        f"scaling training fitted for [{', '.join(recorded)}] (in that order); restore Data.Features to that order, "
+        f"or re-run `fpgaflow train {project.root}` and `fpgaflow synth {project.root}`"
+    )

@@ -61,6 +61,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
 
     settings = read_settings(project)
     files = model_files(project)
+    preprocessing = project_preprocessing(project)  # the input scaling training fitted, if any; checked first
     build = project.build_dir
     _say(f"loading {', '.join(str(f) for f in files)}")
     model = load_keras_model(project)
@@ -73,7 +74,6 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
     for warning in settings.warnings:
         _say(f"warning: {warning}")
-    preprocessing = project_preprocessing(project)  # the input scaling training fitted, if any
     if preprocessing is not None:
         meta["preprocessing"], extra = preprocessing
         arrays = {**arrays, **extra}

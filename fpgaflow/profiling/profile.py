@@ -22,6 +22,7 @@ class ProfileInputs:
     classes: list[str]
     source: str
     labels_source: str = ""  # for messages: the labels file (and array), or the Data: columns
+    feature_names: list[str] | None = None  # read with the Data: columns: the names of the feature columns
 
 
 def refuse_foreign_labels(inputs: ProfileInputs, n_outputs: int) -> None:
@@ -64,6 +65,7 @@ def read_inputs(
     has_data = "Data" in project.config
     classes = _class_names(project)
     labels_source = ""
+    feature_names = None
     if path is None or (dataset is None and has_data):
         from fpgaflow.data import DataConfig, read_dataset
 
@@ -72,6 +74,7 @@ def read_inputs(
         cfg = DataConfig.from_project(project)
         ds = read_dataset(cfg, files=[Path(path)] if path else None, need_labels=bool(cfg.labels))
         x, y = ds.features.astype(np.float64), ds.labels
+        feature_names = ds.feature_names
         if path is None and "Training" in project.config:
             from fpgaflow.train.config import TrainingConfig
             from fpgaflow.train.fit import split
@@ -97,7 +100,7 @@ def read_inputs(
         x, y = x[:samples], (y[:samples] if y is not None else None)
     if not len(x):
         raise ProjectError(f"{source}: no samples")
-    return ProfileInputs(x, y, classes, source, labels_source)
+    return ProfileInputs(x, y, classes, source, labels_source, feature_names)
 
 
 def _class_names(project: Project) -> list[str]:
@@ -159,6 +162,11 @@ def profile_project(
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
     inputs = read_inputs(project, input_path, dataset, labels, samples)
+    block = net.manifest.meta.get("preprocessing")
+    if inputs.feature_names is not None and isinstance(block, dict) and "features" in block:
+        from fpgaflow.data.scaling import refuse_feature_mismatch
+
+        refuse_feature_mismatch(project, block["features"], f"the manifest {emulator}", inputs.feature_names)
     refuse_foreign_labels(inputs, int(np.prod(net.output_shape)))
     x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives
     _say(f"{len(x)} samples: counting overflows layer by layer in the emulator")

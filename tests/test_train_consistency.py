@@ -1,0 +1,71 @@
+"""After training: synth, profile and verify check the project against what training
+recorded (the scaling's feature names, the split) and refuse a project that no longer
+matches it, instead of scaling the wrong columns or profiling training entries."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from train_helpers import read_config, tiny_project, write_config
+
+from fpgaflow.cli import main
+from fpgaflow.data.config import DataConfig
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory):
+    root = tiny_project(tmp_path_factory.mktemp("consistency") / "p")
+    assert main(["train", str(root)]) == 0
+    assert main(["synth", str(root)]) == 0
+    return root
+
+
+@pytest.fixture
+def copy(synthesized, tmp_path):
+    root = tmp_path / "p"
+    shutil.copytree(synthesized, root)
+    return root
+
+
+def test_reordered_features_are_refused_by_synth_and_profile_naming_both_orders(copy, capsys):
+    cfg = read_config(copy)
+    cfg["Data"]["Features"] = ["f0", "f3", "f2", "f1"]
+    write_config(copy, cfg)
+    for command in ("synth", "profile"):
+        assert main([command, str(copy)]) != 0
+        err = capsys.readouterr().err
+        assert "Data.Features" in err and "[f0, f3, f2, f1]" in err and "[f0, f1, f2, f3]" in err, err
+
+
+def test_renamed_feature_is_refused(copy, capsys):
+    cfg = read_config(copy)
+    cfg["Data"]["Features"] = ["f0", "f1", "f2", "X"]
+    write_config(copy, cfg)
+    assert main(["synth", str(copy)]) != 0
+    assert "[f0, f1, f2, X]" in capsys.readouterr().err
+
+
+def test_profile_with_the_trained_order_still_works(copy):
+    assert main(["profile", str(copy), "--samples", "50"]) == 0
+
+
+@pytest.mark.parametrize(
+    "features, recorded, same",
+    [
+        (["a", "b"], ["a", "b"], True),
+        (["b", "a"], ["a", "b"], False),
+        (["a"], ["a", "b"], False),
+        ([{"Name": "c", "Length": 2}], ["c[0]", "c[1]"], True),
+        ([{"Name": "c", "Length": 3}], ["c[0]", "c[1]"], False),
+        ([{"Name": "c", "Length": 2, "Mask": True}], ["c[0]", "c[1]", "c_mask[0]", "c_mask[1]"], True),
+        ([{"Name": "c", "Length": 2, "Mask": True}], ["c[0]", "c[1]"], False),
+        (["X"], ["X[0]", "X[1]", "X[2]"], True),  # a 2-D column: its width comes from the data
+        (["a", "X"], ["X[0]", "a"], False),
+    ],
+)
+def test_declared_columns_against_recorded_names(tmp_path, features, recorded, same):
+    from fpgaflow.data.scaling import columns_match
+
+    cfg = DataConfig.from_mapping({"File": "d.npz", "Features": features}, tmp_path)
+    assert columns_match(cfg.features, recorded) is same

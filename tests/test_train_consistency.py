@@ -10,6 +10,7 @@ import pytest
 from train_helpers import read_config, tiny_project, write_config
 
 from fpgaflow.cli import main
+from fpgaflow.data import Scaling
 from fpgaflow.data.config import DataConfig
 
 
@@ -69,3 +70,27 @@ def test_declared_columns_against_recorded_names(tmp_path, features, recorded, s
 
     cfg = DataConfig.from_mapping({"File": "d.npz", "Features": features}, tmp_path)
     assert columns_match(cfg.features, recorded) is same
+
+
+def test_verify_and_profile_refuse_a_scaling_changed_since_synth(copy, capsys):
+    scaling = Scaling.load(copy / "scaling.json")
+    scaling.offset = scaling.offset + scaling.scale  # re-fitted on other data, say
+    scaling.save(copy / "scaling.json")
+    for command in (["verify", str(copy), "--samples", "5"], ["profile", str(copy), "--samples", "50"]):
+        assert main(command) != 0
+        err = capsys.readouterr().err
+        assert "scaling.json: the input scaling changed since `fpgaflow synth`" in err and "offset" in err, err
+        assert "re-run `fpgaflow synth" in err
+
+
+def test_verify_refuses_a_preprocessing_key_pointed_at_another_file(copy, capsys):
+    shutil.copy(copy / "scaling.json", copy / "other.json")
+    other = Scaling.load(copy / "other.json")
+    other.scale = other.scale * 2
+    other.save(copy / "other.json")
+    cfg = read_config(copy)
+    cfg["Preprocessing"] = "other.json"
+    write_config(copy, cfg)
+    assert main(["verify", str(copy), "--samples", "5"]) != 0
+    assert "other.json: the input scaling changed since `fpgaflow synth`" in capsys.readouterr().err
+

@@ -202,3 +202,35 @@ def refuse_feature_mismatch(project: Any, recorded: list[str], source: str, curr
         f"scaling training fitted for [{', '.join(recorded)}] (in that order); restore Data.Features to that order, "
         f"or re-run `fpgaflow train {project.root}` and `fpgaflow synth {project.root}`"
     )
+
+
+def refuse_stale_preprocessing(project: Any, manifest: Any) -> None:
+    """The manifest's ``preprocessing`` against the project's current scaling file (what
+    ``synth`` would write now): a scaling re-fitted, edited or swapped since ``synth``
+    leaves the firmware scaling raw features with the old numbers while the project says
+    otherwise, and ``verify`` would still call it bit-exact.  Refuse with "re-run synth"."""
+    current = project_preprocessing(project)
+    recorded = manifest.meta.get("preprocessing")
+    path = scaling_file(project)
+    if current is None and recorded is None:
+        return
+    if current is None or recorded is None:
+        now = f"the project scales its inputs with {path}" if current is not None else "the project has no scaling"
+        then = "none" if recorded is None else "one"
+        raise DataError(
+            f"{manifest.path}: the manifest has {then} input scaling but {now}; re-run `fpgaflow synth {project.file}`"
+        )
+    meta, arrays = current
+    differ = [k for k in ("features", "source", "fill_non_finite") if meta.get(k) != recorded.get(k)]
+    for key, name in (("offset", "preprocessing_offset"), ("scale", "preprocessing_scale")):
+        try:
+            old = manifest.array(recorded[key])
+        except (KeyError, ValueError):
+            old = None
+        if old is None or not np.array_equal(np.asarray(old, dtype=np.float64), arrays[name]):
+            differ.append(key)
+    if differ:
+        raise DataError(
+            f"{path}: the input scaling changed since `fpgaflow synth` (the manifest's preprocessing differs in "
+            f"{', '.join(differ)}); re-run `fpgaflow synth {project.file}`"
+        )

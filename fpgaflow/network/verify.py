@@ -138,6 +138,7 @@ def refuse_changed_model(project: Project, synthesized: str | None) -> None:
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array
+    from fpgaflow.data.scaling import refuse_stale_preprocessing
     from fpgaflow.network.config import read_settings
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model
@@ -149,6 +150,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     net = sim.load(emulator_dir)
     refuse_changed_model(project, net.manifest.meta.get("source_sha256"))
+    refuse_stale_preprocessing(project, net.manifest)  # the scaling --input rows go through
     if args.input:
         x = net.preprocess(read_array(args.input, args.dataset))  # raw features, as `emulate` takes them
     else:

@@ -149,6 +149,7 @@ def profile_project(
     samples: int = 20_000,
 ) -> dict[str, Any]:
     import sim
+    from fpgaflow.data.scaling import refuse_feature_mismatch, refuse_stale_preprocessing
     from fpgaflow.network.model import load_keras_model
     from fpgaflow.profiling.plots import ranges_plot, roc_plot
     from fpgaflow.profiling.report import write_report
@@ -161,11 +162,10 @@ def profile_project(
     net = sim.load(emulator)
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
+    refuse_stale_preprocessing(project, net.manifest)  # profile scales the project's data with the manifest's
     inputs = read_inputs(project, input_path, dataset, labels, samples)
     block = net.manifest.meta.get("preprocessing")
     if inputs.feature_names is not None and isinstance(block, dict) and "features" in block:
-        from fpgaflow.data.scaling import refuse_feature_mismatch
-
         refuse_feature_mismatch(project, block["features"], f"the manifest {emulator}", inputs.feature_names)
     refuse_foreign_labels(inputs, int(np.prod(net.output_shape)))
     x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives

@@ -94,3 +94,13 @@ def test_verify_refuses_a_preprocessing_key_pointed_at_another_file(copy, capsys
     assert main(["verify", str(copy), "--samples", "5"]) != 0
     assert "other.json: the input scaling changed since `fpgaflow synth`" in capsys.readouterr().err
 
+
+def test_demo_stamp_hashes_the_default_scaling_file(copy):
+    from fpgaflow.demo.firmware import inputs_hash
+    from fpgaflow.project import load_project
+
+    before = inputs_hash(load_project(copy))
+    scaling = Scaling.load(copy / "scaling.json")
+    scaling.offset = scaling.offset + 1e-3
+    scaling.save(copy / "scaling.json")
+    assert inputs_hash(load_project(copy)) != before

@@ -23,7 +23,7 @@ from typing import Any
 from fpgaflow import __version__
 
 STAMP = "demo-stamp.json"
-MODEL_KEYS = ("KerasJson", "KerasH5", "KerasModel", "XGBoostModel", "SklearnModel", "ConiferModel", "Preprocessing")
+MODEL_KEYS = ("KerasJson", "KerasH5", "KerasModel", "XGBoostModel", "SklearnModel", "ConiferModel")
 
 
 @dataclass
@@ -51,7 +51,11 @@ def example_projects(root: Path) -> list[Path]:
 
 
 def inputs_hash(project) -> str:
-    """What synth and verify depend on: the project file, the model files, the version."""
+    """What synth and verify depend on: the project file, the model files, the input
+    scaling synth exports (the ``Preprocessing`` file, or the default ``scaling.json``
+    of a project with a ``Data`` block), the version."""
+    from fpgaflow.data.scaling import scaling_file
+
     h = hashlib.sha256(f"fpgaflow {__version__}\n".encode())
     h.update(project.file.read_bytes())
     for key in MODEL_KEYS:
@@ -59,6 +63,10 @@ def inputs_hash(project) -> str:
         if isinstance(value, str) and project.resolve(value).is_file():
             h.update(f"{key}\n".encode())
             h.update(project.resolve(value).read_bytes())
+    scaling = scaling_file(project)
+    if scaling is not None and scaling.is_file():
+        h.update(b"scaling\n")
+        h.update(scaling.read_bytes())
     return h.hexdigest()
 
 

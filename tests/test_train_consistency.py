@@ -4,6 +4,7 @@ matches it, instead of scaling the wrong columns or profiling training entries."
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -104,3 +105,47 @@ def test_demo_stamp_hashes_the_default_scaling_file(copy):
     scaling.offset = scaling.offset + 1e-3
     scaling.save(copy / "scaling.json")
     assert inputs_hash(load_project(copy)) != before
+
+
+def _profiled(root, capsys, *extra):
+    assert main(["profile", str(root), *extra]) == 0
+    report = json.loads((root / "build" / "profile" / "report.json").read_text())
+    return report, capsys.readouterr().err
+
+
+def test_profile_takes_the_split_training_recorded_not_the_edited_seed(copy, capsys):
+    history = json.loads((copy / "training_history.json").read_text())
+    assert history["validation_split"] == 0.2 and history["seed"] == 3
+    before, _ = _profiled(copy, capsys)
+    cfg = read_config(copy)
+    cfg["Training"]["Seed"] = 4  # to try another run, not trained yet
+    write_config(copy, cfg)
+    after, err = _profiled(copy, capsys)
+    assert "Seed 4" in err and "seed 3" in err and "held out" in err
+    assert after["accuracy"] == before["accuracy"] and after["samples"] == before["samples"] == 120
+    assert after["input"].endswith("(validation entries)")
+
+
+def test_profile_refuses_data_of_another_size_than_training_split(copy, capsys):
+    history = json.loads((copy / "training_history.json").read_text())
+    history["training_entries"] += 1
+    (copy / "training_history.json").write_text(json.dumps(history))
+    assert main(["profile", str(copy)]) != 0
+    err = capsys.readouterr().err
+    assert "600 entries" in err and "601" in err and "--input" in err
+
+
+def test_profile_without_history_warns_that_the_split_is_recomputed(copy, capsys):
+    (copy / "training_history.json").unlink()
+    report, err = _profiled(copy, capsys)
+    assert "no training history" in err and report["samples"] == 120
+
+
+def test_profile_of_a_training_without_validation_says_training_entries(tmp_path, capsys):
+    root = tiny_project(tmp_path / "p", {"ValidationSplit": 0})
+    assert main(["train", str(root)]) == 0 and main(["synth", str(root)]) == 0
+    capsys.readouterr()
+    report, err = _profiled(root, capsys)
+    assert report["samples"] == 600 and "validation entries" not in report["input"]
+    assert "training entries" in report["input"] and "ValidationSplit 0" in err
+    assert "training entries" in (root / "build" / "profile" / "report.md").read_text()

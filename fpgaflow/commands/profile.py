@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input",
         help="raw features: a data file read with the project's Data: columns, or with --dataset an array "
-        "(.npy/.npz/.h5); default: the validation entries of the project's training data",
+        "(.npy/.npz/.h5); default: the validation entries of the project's training data (the split its "
+        "training history records)",
     )
     p.add_argument("--dataset", help="array name inside an .npz/.h5 input (skips the Data: columns)")
     p.add_argument("--labels", help="with --dataset: the labels' array name in the same file, or a labels file")

@@ -59,7 +59,7 @@ def read_inputs(
 ) -> ProfileInputs:
     """Raw features (and labels) from ``path``: read with the project's ``Data:`` columns
     unless ``dataset`` names an array; without ``path``, the validation entries of the
-    project's own training data (same seed and split as ``fpgaflow train``)."""
+    project's own training data (the split its training history records)."""
     from fpgaflow.arrays import read_array
 
     has_data = "Data" in project.config
@@ -75,15 +75,11 @@ def read_inputs(
         ds = read_dataset(cfg, files=[Path(path)] if path else None, need_labels=bool(cfg.labels))
         x, y = ds.features.astype(np.float64), ds.labels
         feature_names = ds.feature_names
+        source = path or ", ".join(str(f) for f in ds.files)
         if path is None and "Training" in project.config:
-            from fpgaflow.train.config import TrainingConfig
-            from fpgaflow.train.fit import split
-
-            t = TrainingConfig.from_project(project)
-            _, val = split(len(x), t.validation_split, t.seed)
-            if len(val):
-                x, y = x[val], (y[val] if y is not None else None)
-        source = path or ", ".join(str(f) for f in ds.files) + " (validation entries)"
+            val, what = validation_entries(project, len(x))
+            x, y = x[val], (y[val] if y is not None else None)
+            source += f" ({what})"
         classes = ds.classes or classes
         labels_source = f"{cfg.where}.Labels: {', '.join(map(repr, cfg.labels))} in {source}"
     else:
@@ -101,6 +97,58 @@ def read_inputs(
     if not len(x):
         raise ProjectError(f"{source}: no samples")
     return ProfileInputs(x, y, classes, source, labels_source, feature_names)
+
+
+def validation_entries(project: Project, n: int) -> tuple[np.ndarray, str]:
+    """The entries training held out, from the split its history records (seed,
+    training and validation entry counts), not from the project's current Seed and
+    ValidationSplit, which may have been edited since; and what they are, for the
+    report.  Without a history the current keys are used, with a warning; data with
+    another number of entries than training read is refused (the split would not be
+    the same); a training that held nothing out gives all its entries, said so."""
+    from fpgaflow.train.config import TrainingConfig
+    from fpgaflow.train.fit import split
+
+    t = TrainingConfig.from_project(project)
+    history_path = project.resolve(t.history)
+    try:
+        history = json.loads(history_path.read_text())
+        seed, n_train, n_val = (int(history[k]) for k in ("seed", "training_entries", "validation_entries"))
+    except FileNotFoundError:
+        history = None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProjectError(
+            f"{history_path}: cannot read the split training recorded ({type(exc).__name__}: {exc}); "
+            "give the inputs with --input"
+        ) from None
+    if history is None:
+        _say(
+            f"warning: no training history at {history_path}; the validation entries are recomputed from the "
+            f"project's current Seed ({t.seed}) and ValidationSplit ({t.validation_split}), which may not be "
+            "what training used"
+        )
+        _, val = split(n, t.validation_split, t.seed)
+    else:
+        if n_train + n_val != n:
+            raise ProjectError(
+                f"{project.file}: the data now hold {n} entries, but training split {n_train + n_val} "
+                f"({n_train} training, {n_val} validation; {history_path}): its validation entries cannot be "
+                "found again; re-run `fpgaflow train`, or give the inputs with --input"
+            )
+        if t.seed != seed or int(round(n * t.validation_split)) != n_val:
+            _say(
+                f"warning: the project's Training.Seed {t.seed} and ValidationSplit {t.validation_split} are not "
+                f"what training used (seed {seed}, {n_val} of {n} entries held out; {history_path}); "
+                "profiling the entries training held out"
+            )
+        val = np.random.default_rng(seed).permutation(n)[:n_val]  # as fpgaflow.train.fit.split drew them
+    if len(val):
+        return val, "validation entries"
+    _say(
+        "warning: training held no entries out (ValidationSplit 0), so the profile runs on the training entries "
+        "and its accuracy is not a validation accuracy; give held-out data with --input"
+    )
+    return np.arange(n), "training entries: ValidationSplit was 0, none were held out"
 
 
 def _class_names(project: Project) -> list[str]:

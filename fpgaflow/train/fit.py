@@ -210,7 +210,8 @@ def _write_history(
         "epochs_max": cfg.epochs,
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
-        "training_entries": n_train,
+        "validation_split": cfg.validation_split,
+        "training_entries": n_train,  # with seed: the split, as `fpgaflow profile` draws it again
         "validation_entries": n_val,
         "features": data.feature_names,
         "classes": data.classes,

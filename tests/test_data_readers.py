@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import uproot
 
-from fpgaflow.data import DataConfig, DataError, read_dataset
+from fpgaflow.data import DataConfig, DataError, fit_scaling, read_dataset
 from fpgaflow.data.dataset import generate_missing
 
 RNG = np.random.default_rng(7)
@@ -240,3 +240,35 @@ def test_reading_streams_in_chunks_of_at_most_chunk_size(tmp_path, monkeypatch, 
     ds = read_dataset(_cfg(tmp_path, File=path.name, Features=["mass"], Labels="label", ChunkSize=128))
     assert len(ds.features) == N and sum(sizes) == N
     assert max(sizes) == 128 and len(sizes) == -(-N // 128)
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"Tree": "jets"}, r"p\.yml: Data\.Tree: names a ROOT TTree, but the data file\(s\) are \.npz"),
+        ({"Mask": "false"}, r"p\.yml: Data\.Mask: expected true or false, got 'false'"),
+        ({"Features": [{"Name": "c", "Length": 4, "Mask": "false"}]}, r"Data\.Features\[0\]\.Mask: expected true"),
+        ({"Scaling": {"Offset": "abc", "Scale": 1}}, r"p\.yml: Data\.Scaling\.Offset: expected a number .*'abc'"),
+        ({"Scaling": {"Offset": 0, "Scale": [1, "x"]}}, r"p\.yml: Data\.Scaling\.Scale: expected a number"),
+        ({"Labels": ["is_c", "is_a", "is_b"], "Classes": ["a", "b", "c"]},
+         r"Classes: \[a, b, c\] contradicts .* is_c set \(class 0\) would be called 'a'.* \(\[c, a, b\]\)"),
+        ({"Labels": ["is_a", "is_b"], "Classes": ["a", "b", "c"]}, r"Classes: 3 names \(a, b, c\) for 2 per-class"),
+    ],
+)  # fmt: skip
+def test_values_that_would_be_wrong_or_ignored_are_refused_naming_the_key(tmp_path, block, message):
+    base = {"File": "d.npz", "Features": "X", "Labels": "y"}
+    with pytest.raises(DataError, match=message):
+        DataConfig.from_mapping({**base, **block}, tmp_path, "p.yml: Data")
+
+
+def test_class_names_consistent_with_the_label_columns_are_kept(tmp_path):
+    cfg = _cfg(tmp_path, File="d.root", Tree="t", Features="X", Labels=["j_g", "j_q", "j_w"], Classes=["g", "q", "W"])
+    assert cfg.classes == ["g", "q", "W"] and cfg.tree == "t"
+    cfg = _cfg(tmp_path, File="d.npz", Features="X", Labels=["j_g", "j_q"], Classes=["gluon", "quark"])
+    assert cfg.classes == ["gluon", "quark"]  # names not in the columns go by position
+    assert _cfg(tmp_path, File="d.npz", Features=[{"Name": "c", "Length": 2, "Mask": True}]).features[0].mask
+
+
+def test_fixed_scaling_errors_at_train_time_name_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"p\.yml: Data\.Scaling\.Offset: 2 values for 3 features"):
+        fit_scaling({"Offset": [1, 2], "Scale": 1}, np.zeros((2, 3)), ["a", "b", "c"], where="p.yml: Data")

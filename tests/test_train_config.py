@@ -13,6 +13,9 @@ def _cfg(tmp_path, **block):
     return TrainingConfig.from_mapping(block, tmp_path)
 
 
+M = {"Layers": [{"Units": 4}]}
+
+
 def test_declared_layers_take_model_defaults_and_per_layer_overrides(tmp_path):
     cfg = _cfg(
         tmp_path,
@@ -54,6 +57,20 @@ def test_declared_layers_take_model_defaults_and_per_layer_overrides(tmp_path):
         ({"Model": {"Layers": [{"Units": 4}]}, "ValidationSplit": 1.5}, r"ValidationSplit: must be in \[0, 1\)"),
         ({"Model": {"Layers": [{"Units": 4}]}, "Pruning": {"Sparsity": 1.2}}, r"0 < Sparsity < 1"),
         ({"Model": {"Layers": [{"Units": 4}]}, "Epoch": 3}, r"unknown key\(s\) Epoch"),
+        # accepted before, then wrong or ignored, or a bare int()/float() error naming no key
+        ({"Model": M, "EarlyStopping": {"Monitor": "val_acc"}}, r"Monitor: 'val_acc' is not .* val_accuracy"),
+        ({"Model": M, "EarlyStopping": True, "ValidationSplit": 0}, r"Monitor: val_loss needs validation"),
+        ({"Model": M, "EarlyStopping": {"Patience": 2.7}}, r"EarlyStopping\.Patience: expected an integer"),
+        ({"Model": M, "EarlyStopping": {"Patience": "five"}}, r"EarlyStopping\.Patience: expected an integer"),
+        ({"Model": M, "EarlyStopping": {"MinDelta": "x"}}, r"EarlyStopping\.MinDelta: expected a number"),
+        ({"Model": M, "EarlyStopping": {"MinDelta": -1}}, r"EarlyStopping\.MinDelta: must be a number >= 0"),
+        ({"Model": M, "LearningRate": -0.01}, r"LearningRate: must be a positive number"),
+        ({"Model": M, "LearningRate": 0}, r"LearningRate: must be a positive number"),
+        ({"Model": M, "ModelOptions": {"dropout": 0.5}}, r"ModelOptions: .* \(dropout would be ignored\)"),
+        ({"Model": M, "Verbose": "yes"}, r"Verbose: expected 0 .*got 'yes'"),
+        ({"Model": M, "Verbose": True}, r"Verbose: expected 0"),
+        ({"Model": M, "Pruning": {"Sparsity": "50%"}}, r"Pruning\.Sparsity: expected a number, got '50%'"),
+        ({"Model": M, "Pruning": {"Sparsity": 0.5, "Frequency": 0}}, r"Pruning\.Frequency: must be at least 1"),
     ],
 )
 def test_bad_training_blocks_name_the_key(tmp_path, block, message):
@@ -75,3 +92,10 @@ def test_split_is_shuffled_disjoint_and_seeded():
     assert len(va) == 200 and len(tr) == 800 and not set(tr) & set(va)
     assert va.max() > 800 and va.min() < 200  # not the last rows
     assert np.array_equal(split(1000, 0.2, seed=5)[1], va) and not np.array_equal(split(1000, 0.2, seed=6)[1], va)
+
+
+def test_valid_values_still_parse(tmp_path):
+    cfg = _cfg(tmp_path, Model=M, LearningRate="1e-3", Verbose=2, EarlyStopping={"Monitor": "val_accuracy",
+               "Patience": 0, "MinDelta": 0.01}, Pruning={"Sparsity": 0.5, "Frequency": 1})  # fmt: skip
+    assert cfg.learning_rate == 1e-3 and cfg.verbose == 2 and cfg.pruning.frequency == 1
+    assert cfg.early_stopping == {"patience": 0, "monitor": "val_accuracy", "min_delta": 0.01}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ class DataConfig:
         if gen_path is not None and not gen_path.is_file():
             raise DataError(f"{where}.Generator: {gen_path} does not exist")
         default_pad = _number(block.get("Pad", 0.0), f"{where}.Pad")
-        default_mask = bool(block.get("Mask", False))
+        default_mask = _flag(block.get("Mask", False), f"{where}.Mask")
         features = _features(block.get("Features"), default_pad, default_mask, f"{where}.Features")
         labels = block.get("Labels", [])
         labels = [labels] if isinstance(labels, str) else list(labels or [])
@@ -78,6 +79,8 @@ class DataConfig:
         classes = block.get("Classes")
         if classes is not None and (not isinstance(classes, list) or not classes):
             raise DataError(f"{where}.Classes: expected a list of class names")
+        if classes is not None and len(labels) > 1:
+            refuse_contradicting_classes([str(c) for c in classes], labels, where)
         non_finite = block.get("NonFinite", "error")
         if isinstance(non_finite, str):
             if non_finite not in NON_FINITE_POLICIES:
@@ -97,17 +100,31 @@ class DataConfig:
         elif isinstance(scaling, dict):
             if set(scaling) != {"Offset", "Scale"}:
                 raise DataError(f"{where}.Scaling: fixed scaling needs exactly the keys Offset and Scale")
+            for key in ("Offset", "Scale"):
+                values = scaling[key] if isinstance(scaling[key], list) else [scaling[key]]
+                if not values or not all(_is_number(v) for v in values):
+                    raise DataError(
+                        f"{where}.Scaling.{key}: expected a number or a list of numbers (one per feature), "
+                        f"got {scaling[key]!r}"
+                    )
         else:
             raise DataError(f"{where}.Scaling: expected a name or a mapping with Offset and Scale")
         chunk = _count(block.get("ChunkSize", DEFAULT_CHUNK), f"{where}.ChunkSize")
         max_entries = block.get("MaxEntries")
         max_entries = _count(max_entries, f"{where}.MaxEntries") if max_entries is not None else None
+        tree = block.get("Tree")
+        suffixes = {Path(str(f)).suffix.lower() for f in files}
+        if tree is not None and ".root" not in suffixes and "" not in suffixes:  # would be ignored
+            raise DataError(
+                f"{where}.Tree: names a ROOT TTree, but the data file(s) are {', '.join(sorted(suffixes))}, "
+                "which have no trees (their columns are read by name); remove Tree"
+            )
         return cls(
             files=[_resolve(root, f) for f in files],
             features=features,
             labels=labels,
             classes=[str(c) for c in classes] if classes else None,
-            tree=block.get("Tree"),
+            tree=tree,
             chunk_size=chunk,
             max_entries=max_entries,
             non_finite=non_finite,
@@ -140,6 +157,43 @@ class DataConfig:
         return out
 
 
+def _tokens(column: str) -> set[str]:
+    """A label column's name and its parts: ``is_a`` -> {is_a, is, a}, lower case."""
+    return {column.lower(), *(t.lower() for t in re.split(r"[^0-9A-Za-z]+", column) if t)}
+
+
+def refuse_contradicting_classes(classes: list[str], columns: list[str], where: str) -> None:
+    """With one 0/1 label column per class, class ``i`` is column ``i`` and ``Classes``
+    names them in that order.  Refuse another count, and an order the column names
+    contradict (``Labels: [is_c, is_a, is_b]`` with ``Classes: [a, b, c]`` would call
+    the ``is_c`` entries 'a' in the history, the profile and its ROC curves).  Names
+    that do not appear in the column names (``j_g`` -> ``gluon``) go by position."""
+    if len(classes) != len(columns):
+        raise DataError(
+            f"{where}.Classes: {len(classes)} names ({', '.join(classes)}) for {len(columns)} per-class label "
+            f"columns ({', '.join(columns)}); name one class per column, in the same order, or leave Classes out"
+        )
+    owner = {}  # class index -> the one column whose name holds the class name
+    for i, name in enumerate(classes):
+        hits = [j for j, col in enumerate(columns) if name.lower() in _tokens(col)]
+        if len(hits) == 1:
+            owner[i] = hits[0]
+    wrong = [i for i, j in owner.items() if i != j]
+    if not wrong:
+        return
+    i = wrong[0]
+    hint = ""
+    if sorted(owner.values()) == list(range(len(columns))):
+        by_column = {j: k for k, j in owner.items()}
+        hint = f" ([{', '.join(classes[by_column[j]] for j in range(len(columns)))}])"
+    raise DataError(
+        f"{where}.Classes: [{', '.join(classes)}] contradicts the order of the per-class Labels columns "
+        f"[{', '.join(columns)}]: the entries with {columns[i]} set (class {i}) would be called {classes[i]!r}, "
+        f"whose column is {columns[owner[i]]}; give Classes in the order of Labels{hint}, or leave Classes out "
+        "(the columns then name the classes)"
+    )
+
+
 def _resolve(root: Path, value: Any) -> Path:
     p = Path(os.path.expanduser(str(value)))
     return p if p.is_absolute() else root / p
@@ -150,6 +204,23 @@ def _number(value: Any, where: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise DataError(f"{where}: expected a number, got {value!r}") from None
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _flag(value: Any, where: str) -> bool:
+    """A YAML true/false; a string such as "false" would be truthy in Python."""
+    if not isinstance(value, bool):
+        raise DataError(f"{where}: expected true or false, got {value!r}")
+    return value
 
 
 def _count(value: Any, where: str) -> int:
@@ -179,7 +250,7 @@ def _features(value: Any, pad: float, mask: bool, where: str) -> list[FeatureSpe
                     str(item["Name"]),
                     length,
                     _number(item.get("Pad", pad), f"{where}[{i}].Pad"),
-                    bool(item.get("Mask", mask)),
+                    _flag(item.get("Mask", mask), f"{where}[{i}].Mask"),
                 )
             )
         else:

@@ -87,17 +87,25 @@ class Scaling:
 
 
 def fit_scaling(
-    how: str | dict[str, Any], x: np.ndarray, features: list[str], fill_non_finite: float | None = None
+    how: str | dict[str, Any],
+    x: np.ndarray,
+    features: list[str],
+    fill_non_finite: float | None = None,
+    where: str = "Data",
 ) -> Scaling:
     """Fit ``standard`` (mean 0, std 1), ``minmax`` (to [-1, 1]) or ``none``, or check
-    fixed ``{Offset, Scale}`` lists against the features."""
+    fixed ``{Offset, Scale}`` lists against the features.  ``where``: the ``Data`` block
+    for messages (``<project file>: Data``)."""
     n = len(features)
     if isinstance(how, dict):
-        offset = _per_feature(how["Offset"], n, "Offset", features)
-        scale = _per_feature(how["Scale"], n, "Scale", features)
+        offset = _per_feature(how["Offset"], n, f"{where}.Scaling.Offset", features)
+        scale = _per_feature(how["Scale"], n, f"{where}.Scaling.Scale", features)
         if np.any(scale == 0):
             zeros = [f for f, s in zip(features, scale, strict=True) if s == 0]
-            raise DataError(f"Data.Scaling.Scale: zero for {', '.join(zeros)}")
+            raise DataError(f"{where}.Scaling.Scale: zero for {', '.join(zeros)}")
+        if not (np.isfinite(scale).all() and np.isfinite(offset).all()):
+            bad = [f for f, s, o in zip(features, scale, offset, strict=True) if not np.isfinite([s, o]).all()]
+            raise DataError(f"{where}.Scaling: NaN or infinite Offset/Scale for {', '.join(bad)}")
         return Scaling("fixed", features, offset, scale, fill_non_finite)
     x = np.asarray(x, dtype=np.float64)
     if len(x) == 0:
@@ -115,12 +123,15 @@ def fit_scaling(
     return Scaling(how, features, offset, scale, fill_non_finite)
 
 
-def _per_feature(value: Any, n: int, key: str, features: list[str]) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
+def _per_feature(value: Any, n: int, where: str, features: list[str]) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: expected a number or one number per feature, got {value!r}") from None
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
-        raise DataError(f"Data.Scaling.{key}: {arr.size} values for {n} features ({', '.join(features)})")
+        raise DataError(f"{where}: {arr.size} values for {n} features ({', '.join(features)})")
     return arr
 
 

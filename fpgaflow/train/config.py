@@ -3,11 +3,14 @@ quantization-aware training, validated with errors naming the key."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ACTIVATIONS = ("relu", "linear", "softmax", "sigmoid", "tanh")
+# what Keras logs with the loss and metrics=["accuracy"] that training compiles with
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 
 class TrainingError(ValueError):
@@ -87,25 +90,53 @@ class TrainingConfig:
         options = block.get("ModelOptions", {}) or {}
         if not isinstance(options, dict):
             raise TrainingError(f"{where}.ModelOptions: expected a mapping of keyword arguments for build_model")
+        if options and "Model" in block:  # would be ignored: the declared layers take no options
+            raise TrainingError(
+                f"{where}.ModelOptions: keyword arguments for BuildModel's build_model(); the declared Model "
+                f"does not take them ({', '.join(map(str, options))} would be ignored): remove ModelOptions, "
+                "or declare the option in Model"
+            )
         cfg.model_options = options
         cfg.epochs = _int(block, "Epochs", cfg.epochs, where, minimum=1)
         cfg.batch_size = _int(block, "BatchSize", cfg.batch_size, where, minimum=1)
         cfg.learning_rate = _float(block, "LearningRate", cfg.learning_rate, where)
+        if not cfg.learning_rate > 0 or not math.isfinite(cfg.learning_rate):
+            raise TrainingError(
+                f"{where}.LearningRate: must be a positive number, got {cfg.learning_rate} "
+                "(0 learns nothing, a negative rate climbs the loss)"
+            )
         cfg.validation_split = _float(block, "ValidationSplit", cfg.validation_split, where)
         if not 0 <= cfg.validation_split < 1:
             raise TrainingError(f"{where}.ValidationSplit: must be in [0, 1), got {cfg.validation_split}")
         cfg.seed = _int(block, "Seed", cfg.seed, where, minimum=0)
         cfg.history = str(block.get("History", cfg.history))
-        cfg.verbose = block.get("Verbose")
+        verbose = block.get("Verbose")
+        if verbose is not None and (isinstance(verbose, bool) or verbose not in (0, 1, 2)):
+            raise TrainingError(
+                f"{where}.Verbose: expected 0 (silent), 1 (progress bars) or 2 (one line per epoch), got {verbose!r}"
+            )
+        cfg.verbose = verbose
         stop = block.get("EarlyStopping")
         if stop:
             stop = {} if stop is True else stop
             if not isinstance(stop, dict) or set(stop) - {"Patience", "Monitor", "MinDelta"}:
                 raise TrainingError(f"{where}.EarlyStopping: expected true or {{Patience, Monitor, MinDelta}}")
+            at = f"{where}.EarlyStopping"
+            monitor = stop.get("Monitor", "val_loss")
+            if monitor not in MONITORS:
+                raise TrainingError(
+                    f"{at}.Monitor: {monitor!r} is not a metric training logs (Keras would only warn and never "
+                    f"stop); use one of {', '.join(MONITORS)}"
+                )
+            if monitor.startswith("val_") and cfg.validation_split == 0:
+                raise TrainingError(f"{at}.Monitor: {monitor} needs validation entries, but ValidationSplit is 0")
+            min_delta = _float(stop, "MinDelta", 0.0, at)
+            if not min_delta >= 0 or not math.isfinite(min_delta):
+                raise TrainingError(f"{at}.MinDelta: must be a number >= 0, got {min_delta}")
             cfg.early_stopping = {
-                "patience": int(stop.get("Patience", 5)),
-                "monitor": str(stop.get("Monitor", "val_loss")),
-                "min_delta": float(stop.get("MinDelta", 0.0)),
+                "patience": _int(stop, "Patience", 5, at, minimum=0),
+                "monitor": monitor,
+                "min_delta": min_delta,
             }
         weights = block.get("ClassWeights")
         if weights is not None and weights != "balanced" and not isinstance(weights, dict):
@@ -118,11 +149,12 @@ class TrainingConfig:
             extra = set(pruning) - {"Sparsity", "Begin", "End", "Frequency"}
             if extra:
                 raise TrainingError(f"{where}.Pruning: unknown key(s) {', '.join(sorted(extra))}")
+            at = f"{where}.Pruning"
             spec = PruningSpec(
-                float(pruning["Sparsity"]),
-                float(pruning.get("Begin", 0.0)),
-                float(pruning.get("End", 0.7)),
-                int(pruning.get("Frequency", 10)),
+                _float(pruning, "Sparsity", 0.0, at),
+                _float(pruning, "Begin", 0.0, at),
+                _float(pruning, "End", 0.7, at),
+                _int(pruning, "Frequency", 10, at, minimum=1),
             )
             if not 0 < spec.sparsity < 1 or not 0 <= spec.begin < spec.end <= 1:
                 raise TrainingError(f"{where}.Pruning: need 0 < Sparsity < 1 and 0 <= Begin < End <= 1")

@@ -127,7 +127,7 @@ def train_project(project: Any, epochs: int | None = None, verbose: int | None =
     train_idx, val_idx = split(len(data.features), cfg.validation_split, cfg.seed)
     policy = data_cfg.non_finite  # the same replacement must happen in the firmware's preprocessing
     fill = 0.0 if policy == "zero" else (None if isinstance(policy, str) else float(policy))
-    scaling = fit_scaling(data_cfg.scaling, data.features[train_idx], data.feature_names, fill)
+    scaling = fit_scaling(data_cfg.scaling, data.features[train_idx], data.feature_names, fill, data_cfg.where)
     x = scaling.apply(data.features).astype(np.float32)
     y = data.labels
     print(

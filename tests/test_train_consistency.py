@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from train_helpers import read_config, tiny_project, write_config
 
@@ -149,3 +150,52 @@ def test_profile_of_a_training_without_validation_says_training_entries(tmp_path
     assert report["samples"] == 600 and "validation entries" not in report["input"]
     assert "training entries" in report["input"] and "ValidationSplit 0" in err
     assert "training entries" in (root / "build" / "profile" / "report.md").read_text()
+
+
+def _nan_inputs(root, tmp_path):
+    with np.load(root / "d.npz") as f:
+        x = f["X"][:40].copy()
+    x[17, 2] = np.nan
+    np.savez(tmp_path / "x.npz", x=x, y=np.zeros(40, dtype=int))
+    return str(tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("command", ["emulate", "verify", "profile"])
+def test_nan_inputs_are_refused_naming_file_row_and_feature(synthesized, tmp_path, capsys, command):
+    path = _nan_inputs(synthesized, tmp_path)
+    args = {
+        "emulate": ["--input", path, "--dataset", "x", "--output", str(tmp_path / "y.npy")],
+        "verify": ["--input", path, "--dataset", "x"],
+        "profile": ["--input", path, "--dataset", "x", "--output", str(tmp_path / "prof")],
+    }[command]
+    assert main([command, str(synthesized), *args]) != 0
+    err = capsys.readouterr().err
+    assert "x.npz" in err and "NaN in 1 of 40 rows (row 17 first, feature 2 'f2')" in err and "ap_fixed<16,6>" in err
+
+
+def test_verify_comparison_with_non_finite_float_outputs_is_valid_json(synthesized):
+    import sim
+    from fpgaflow.network.verify import compare
+
+    net = sim.load(synthesized / "build" / "emulator")
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    out = net.trace(x)[net.output_name]
+    keras = out.values.astype(np.float64).copy()
+    keras[2] = np.nan  # what Keras answers for an inf input
+    result = compare(net, x, out.values, {}, keras)
+    text = json.dumps(result, allow_nan=False)
+    assert json.loads(text)["float_model"] == {"max_abs_diff": 0.0, "non_finite_samples": 1, "argmax_agreement": 1.0}
+    keras[:] = np.nan
+    assert compare(net, x, out.values, {}, keras)["float_model"]["max_abs_diff"] is None
+
+
+@pytest.mark.oracle
+def test_verify_json_with_an_inf_input_is_valid_json(synthesized, tmp_path, capsys):
+    with np.load(synthesized / "d.npz") as f:
+        x = f["X"][:20].copy()
+    x[3, 1] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    code = main(["verify", str(synthesized), "--input", str(tmp_path / "x.npy"), "--json"])
+    result = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert code == 0 and result["bit_exact_fraction"] == 1.0
+    assert result["float_model"]["max_abs_diff"] is not None

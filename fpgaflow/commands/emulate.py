@@ -37,15 +37,20 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import sim
-    from fpgaflow.arrays import read_array, write_arrays
+    from fpgaflow.arrays import read_array, refuse_nan, write_arrays
     from fpgaflow.progress import Progress
 
     model = sim.load(manifest_dir(args.project))
     x = read_array(args.input, args.dataset)
+    preprocess = getattr(model, "preprocess", None)  # networks: the training's scaling (and NaN replacement)
+    features = (model.manifest.meta.get("preprocessing") or {}).get("features")
     progress = Progress(len(x), "emulate")
     raws, values = [], []
     for start in range(0, len(x), CHUNK):
-        pred = model.predict(x[start : start + CHUNK])
+        part = x[start : start + CHUNK]
+        scaled = preprocess(part) if preprocess is not None else part
+        refuse_nan(scaled, args.input, model.input_type, features, first_row=start)
+        pred = model.predict(part)
         raws.append(pred.raw)
         values.append(pred.values)
         progress.update(len(pred.raw))

@@ -96,9 +96,16 @@ def compare(net: Any, x: np.ndarray, csim_y: np.ndarray, csim_trace: dict, keras
     if keras_y is not None:
         k = np.asarray(keras_y, dtype=np.float64).reshape(n, -1)
         v = out.values.reshape(n, -1)
+        finite = np.isfinite(k).all(axis=1)  # an inf input can make the float model answer NaN
+        k, v = k[finite], v[finite]
+        diff = np.abs(k - v)
         result["float_model"] = {
-            "max_abs_diff": float(np.max(np.abs(k - v))) if k.size else 0.0,
-            "argmax_agreement": float(np.mean(k.argmax(axis=1) == v.argmax(axis=1))) if k.shape[1] > 1 else None,
+            # over the samples with finite float outputs; null when there are none (JSON has no NaN)
+            "max_abs_diff": float(diff.max()) if diff.size else (None if n else 0.0),
+            "non_finite_samples": int(n - finite.sum()),
+            "argmax_agreement": (
+                float(np.mean(k.argmax(axis=1) == v.argmax(axis=1))) if k.shape[1] > 1 and len(k) else None
+            ),
         }
     return result
 
@@ -137,7 +144,7 @@ def refuse_changed_model(project: Project, synthesized: str | None) -> None:
 
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
-    from fpgaflow.arrays import read_array
+    from fpgaflow.arrays import read_array, refuse_nan
     from fpgaflow.data.scaling import refuse_stale_preprocessing
     from fpgaflow.network.config import read_settings
     from fpgaflow.network.manifest import manifest_content
@@ -153,6 +160,8 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     refuse_stale_preprocessing(project, net.manifest)  # the scaling --input rows go through
     if args.input:
         x = net.preprocess(read_array(args.input, args.dataset))  # raw features, as `emulate` takes them
+        features = (net.manifest.meta.get("preprocessing") or {}).get("features")
+        refuse_nan(x, args.input + (f":{args.dataset}" if args.dataset else ""), net.input_type, features)
     else:
         x = random_inputs(net.input_type, net.input_shape, int(args.samples), int(args.seed))
     x = net._input_raw(x)
@@ -175,7 +184,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     result = {"project": str(project.file), "manifest_id": net.id, **compare(net, x, csim_y, trace, keras_y)}
     ok = result["bit_exact_fraction"] == 1.0
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1, allow_nan=False))  # valid JSON, or an error here rather than NaN
     else:
         print(
             f"verify: {result['bit_exact_fraction'] * 100:.4f}% of {result['outputs_compared']} outputs bit-exact "
@@ -192,5 +201,11 @@ def verify(project: Project, args: argparse.Namespace) -> int:
             agree = (
                 f" , argmax agreement {f['argmax_agreement'] * 100:.2f}%" if f["argmax_agreement"] is not None else ""
             )
-            print(f"verify: float Keras model: max |diff| {f['max_abs_diff']:.4g}{agree}")
+            diff = "n/a" if f["max_abs_diff"] is None else f"{f['max_abs_diff']:.4g}"
+            odd = (
+                f", {f['non_finite_samples']} samples with NaN/inf float outputs left out"
+                if f["non_finite_samples"]
+                else ""
+            )
+            print(f"verify: float Keras model: max |diff| {diff}{odd}{agree}")
     return 0 if ok else 1

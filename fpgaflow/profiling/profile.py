@@ -197,6 +197,7 @@ def profile_project(
     samples: int = 20_000,
 ) -> dict[str, Any]:
     import sim
+    from fpgaflow.arrays import refuse_nan
     from fpgaflow.data.scaling import refuse_feature_mismatch, refuse_stale_preprocessing
     from fpgaflow.network.model import load_keras_model
     from fpgaflow.profiling.plots import ranges_plot, roc_plot
@@ -217,6 +218,7 @@ def profile_project(
         refuse_feature_mismatch(project, block["features"], f"the manifest {emulator}", inputs.feature_names)
     refuse_foreign_labels(inputs, int(np.prod(net.output_shape)))
     x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives
+    refuse_nan(x, inputs.source, net.input_type, (block or {}).get("features") if isinstance(block, dict) else None)
     _say(f"{len(x)} samples: counting overflows layer by layer in the emulator")
     counts = count_overflows(net, x)
     firmware = net.predict_raw(net.input_type.to_raw(x)).values.reshape(len(x), -1)

@@ -85,6 +85,15 @@ def test_verify_and_profile_refuse_a_scaling_changed_since_synth(copy, capsys):
         assert "re-run `fpgaflow synth" in err
 
 
+def test_profile_refuses_a_model_changed_since_synth(copy, capsys):
+    """As verify does: profile set the new float model against the old firmware."""
+    h5 = copy / "model/m.h5"
+    h5.write_bytes(h5.read_bytes() + b"\0")  # another file now (retrained, say)
+    assert main(["profile", str(copy), "--samples", "50"]) != 0
+    err = capsys.readouterr().err
+    assert "m.h5: the model file changed since `fpgaflow synth`" in err and "re-run `fpgaflow synth" in err, err
+
+
 def test_verify_refuses_a_preprocessing_key_pointed_at_another_file(copy, capsys):
     shutil.copy(copy / "scaling.json", copy / "other.json")
     other = Scaling.load(copy / "other.json")

@@ -200,6 +200,7 @@ def profile_project(
     from fpgaflow.arrays import refuse_nan
     from fpgaflow.data.scaling import refuse_feature_mismatch, refuse_stale_preprocessing
     from fpgaflow.network.model import load_keras_model
+    from fpgaflow.network.verify import refuse_changed_model
     from fpgaflow.profiling.plots import ranges_plot, roc_plot
     from fpgaflow.profiling.report import write_report
     from sim.manifest import MANIFEST_FILE
@@ -211,6 +212,8 @@ def profile_project(
     net = sim.load(emulator)
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
+    # profile compares the firmware with the float model: one changed since synth reads as a firmware fault
+    refuse_changed_model(project, net.manifest.meta.get("source_sha256"))
     refuse_stale_preprocessing(project, net.manifest)  # profile scales the project's data with the manifest's
     inputs = read_inputs(project, input_path, dataset, labels, samples)
     block = net.manifest.meta.get("preprocessing")

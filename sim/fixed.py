@@ -321,8 +321,15 @@ def _fast_cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
     if O == "AP_SAT_ZERO":
         q[(q > dst.max_raw) | (q < dst.min_raw)] = 0
         return q
-    low = dst.min_raw + 1 if (O == "AP_SAT_SYM" and S and src.signed) else dst.min_raw
+    low = dst.min_raw + 1 if (_sat_sym(dst) and src.signed) else dst.min_raw
     return np.clip(q, low, dst.max_raw, out=q)
+
+
+def _sat_sym(t: FixedType) -> bool:
+    """AP_SAT_SYM makes the most negative value -max, on a signed type of 2 bits or more;
+    with W = 1 the header sets the sign bit and then ``|= 1`` on that same bit: -1, the
+    most negative value itself (as the literal port, ``_from_double_exact``, has it)."""
+    return t.overflow == "AP_SAT_SYM" and t.signed and t.width > 1
 
 
 def round_shift(raw: np.ndarray, sh: int, mode: str, signed_src: bool) -> np.ndarray:
@@ -659,7 +666,7 @@ def _overflow_scaled(q: np.ndarray, dst: FixedType, out: np.ndarray, wrap: bool)
         q[(q >= hi) | (q < lo)] = 0.0
         out[...] = q
         return
-    sym = O == "AP_SAT_SYM" and S  # the most negative value becomes -max
+    sym = _sat_sym(dst)  # the most negative value becomes -max
     if W <= 53:  # every bound is an exact double
         np.clip(q, lo + sym, hi - 1.0, out=out, casting="unsafe")
         return

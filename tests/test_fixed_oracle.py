@@ -64,6 +64,9 @@ WRAP_WITH_N = [
     for n in (0, 1, 2, 3)
     for x in (19.0, -19.0, 31.0, 9.0, -5.0)
 ]
+# AP_SAT_SYM into a 1-bit signed type: the header's "-max" sets the sign bit, then |= 1 on
+# that same bit: -1 (the fast paths clipped to 0, the audit's finding)
+SAT_SYM_1BIT = [f"ap_fixed<1,{i},{q},AP_SAT_SYM>" for i in (1, -2, 3) for q in ("AP_TRN", "AP_RND_CONV")]
 # ap_fixed.h has no unsigned sign-magnitude wrap: constructing one exits the program.
 REFUSED = "ap_ufixed<8,4,AP_RND,AP_WRAP_SM,0>"
 # A rounding cast dropping more bits than the source has: operator= reads the bit
@@ -183,6 +186,7 @@ def _combos() -> tuple[list[Combo], dict[str, list[int]]]:
     doubles += [Combo("double", t) for t in _collect(int_types, 16, 3)]
     doubles += [Combo("double", FixedType.parse(t)) for t, _, _ in UG1399]
     doubles += [Combo("double", FixedType.parse(t)) for t, _ in WRAP_WITH_N]
+    doubles += [Combo("double", FixedType.parse(t)) for t in SAT_SYM_1BIT]
     doubles.append(Combo("double", None, cpp=REFUSED))
     cast_grid = _grid(("0", "many"))
     srcs = _collect(source_types, len(cast_grid) + N_CAST_FREE + 16, 4)
@@ -191,6 +195,7 @@ def _combos() -> tuple[list[Combo], dict[str, list[int]]]:
     dsts += _collect(free_types, N_CAST_FREE, 6) + _collect(int_types, 16, 7)
     casts = [Combo("cast", d, a=s) for s, d in zip(srcs, dsts, strict=True)]
     casts.append(Combo("cast", FixedType.parse(FAR_ROUNDING[1]), a=FixedType.parse(FAR_ROUNDING[0])))
+    casts += [Combo("cast", FixedType.parse(t), a=FixedType.parse("ap_fixed<8,8>")) for t in SAT_SYM_1BIT]
     narrow_pairs = st.tuples(narrow_types(40, False), st.one_of(narrow_types(32, True), int_types))
     narrow = _collect(narrow_pairs, N_CAST_NARROW, 10)
     casts += [Combo("cast", d, a=s) for s, d in narrow]

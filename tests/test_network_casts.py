@@ -28,6 +28,32 @@ def test_cast_matches_fixed(q, o):
             assert np.array_equal(cast(raw, src, dst), dst.cast(raw, src).astype(np.int64)), (src, dst)
 
 
+@pytest.mark.parametrize(
+    "src_text, dst_text",
+    [
+        ("ap_fixed<53,-20>", "ap_fixed<59,50,AP_RND_CONV,AP_SAT>"),  # a right shift of 64: the bias overflowed
+        ("ap_fixed<8,-60>", "ap_fixed<8,4,AP_RND_ZERO,AP_SAT>"),  # 64
+        ("ap_fixed<8,-61>", "ap_fixed<8,4,AP_RND_CONV,AP_SAT>"),  # 65: a TypeError
+        ("ap_fixed<8,-61>", "ap_fixed<8,4,AP_TRN_ZERO,AP_WRAP>"),
+        ("ap_fixed<8,-51>", "ap_fixed<8,4,AP_RND,AP_SAT>"),  # 62 and below: the fast path
+    ],
+)
+def test_cast_far_below_the_source_matches_fixed(src_text, dst_text):
+    src, dst = FixedType.parse(src_text), FixedType.parse(dst_text)
+    raw = np.array([1, 2, 3, -1, -2, src.max_raw, src.min_raw], np.int64)
+    assert np.array_equal(cast(raw, src, dst), dst.cast(raw, src).astype(np.int64))
+
+
+def test_float_domain_cast_declines_shifts_that_leave_the_normal_doubles():
+    """``y * 2**-sh`` underflowed to -0.0 for a shift past 1074: -1 became 0, not -1."""
+    src, dst = FixedType.parse("ap_fixed<8,-1100>"), FixedType.parse("ap_fixed<8,4,AP_TRN,AP_SAT>")
+    assert not float_cast_ok(src, dst)
+    near = FixedType.parse("ap_fixed<8,-1000>")  # a shift of 1012: still normal, still taken
+    raw = np.array([-128, -1, 0, 1, 127], np.int64)
+    assert float_cast_ok(near, dst)
+    assert np.array_equal(cast_float(raw.astype(np.float64), near, dst).astype(np.int64), dst.cast(raw, near))
+
+
 @pytest.mark.parametrize("q", QUANTIZATION_MODES)
 def test_from_float_matches_fixed(q):
     rng = np.random.default_rng(3)

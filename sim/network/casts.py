@@ -27,6 +27,7 @@ def _fast_ok(src: FixedType, dst: FixedType) -> bool:
         and not dst.integer
         and src.width + max(0, dst.frac_bits - src.frac_bits) + 1 <= _LIMIT
         and dst.width + 1 <= _LIMIT
+        and src.frac_bits - dst.frac_bits <= _LIMIT  # round_shift's shifts: its bias overflowed at 64
     )
 
 
@@ -94,6 +95,7 @@ def from_float(x: np.ndarray, dst: FixedType) -> np.ndarray:
 # modes stays within the 53-bit significand because the value's lowest bit is 2**-sh
 # with sh >= 1.
 _FLOAT_BITS = 52
+_FLOAT_MIN_EXP = 1022  # 2**-1022: the smallest normal double
 _FLOAT_ROUND = {
     "AP_TRN": np.floor,
     "AP_TRN_ZERO": np.trunc,
@@ -116,6 +118,7 @@ def float_cast_ok(src: FixedType, dst: FixedType) -> bool:
         and dst.overflow in _FAST_MODES_O
         and dst.sat_bits == 0
         and (sh >= 0 or src.width - sh <= _FLOAT_BITS)
+        and sh <= _FLOAT_MIN_EXP  # y * 2**-sh stays a normal double (beyond, -1 * 2**-sh underflowed to -0.0)
     )
 
 

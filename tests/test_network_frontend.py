@@ -881,6 +881,78 @@ def test_quantizers_no_type_builds_are_refused(tmp_path, kind, quantizer, messag
         _hls_config(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5"}, files)
 
 
+def _batchnorm_model():
+    """Three QBatchNormalizations with parameters off their quantizers' grids: QKeras's
+    default power-of-two quantizers, quantized_bits ones (keep_negative, symmetric,
+    integer >= bits - 1, alpha='auto'), and one after a Dense (hls4ml folds it in)."""
+    import tensorflow as tf
+    from qkeras import QBatchNormalization
+
+    k = tf.keras
+    inp = k.Input((4,), name="x")
+    bits = {
+        "gamma_quantizer": "quantized_bits(4,1,alpha='auto')",
+        "beta_quantizer": "quantized_bits(6,2,keep_negative=False,alpha=1)",
+        "mean_quantizer": "quantized_bits(4,3,symmetric=True,alpha=1)",
+        "variance_quantizer": "quantized_bits(6,2,keep_negative=False,alpha=1)",
+    }
+    a = QBatchNormalization(name="qbn_po2")(inp)
+    b = QBatchNormalization(name="qbn_bits", **bits)(inp)
+    c = QBatchNormalization(name="qbn_folded", **bits)(k.layers.Dense(4, name="fc")(inp))
+    model = k.Model(inp, k.layers.Concatenate(name="cat2")([k.layers.Concatenate(name="cat1")([a, b]), c]))
+    rng = np.random.default_rng(11)
+    for name in ("qbn_po2", "qbn_bits", "qbn_folded"):
+        params = [rng.uniform(0.3, 1.7, 4), rng.normal(0, 0.6, 4), rng.normal(0, 1.5, 4), rng.uniform(0.3, 3, 4)]
+        model.get_layer(name).set_weights([p.astype("f4") for p in params])
+    model.get_layer("fc").set_weights([rng.normal(0, 0.5, (4, 4)).astype("f4"), rng.normal(0, 0.5, 4).astype("f4")])
+    return model
+
+
+def test_qbatchnormalization_computes_with_its_quantized_parameters(tmp_path):
+    """hls4ml 1.3 folded a QBatchNormalization's stored gamma, beta, mean and variance into
+    its scale and bias without the layer's quantizers (QKeras's default po2 ones took
+    gamma 1.35 to 1): the firmware was off QKeras by 2 on inputs of +-4, without a word
+    (audit).  synth gives hls4ml the quantized values, says so, and the firmware is QKeras's
+    layer with the scale and bias (or the folded Dense's weights) rounded into their types:
+    within one step of those types per product, standalone and folded."""
+    import sim
+    from fpgaflow.network.model import load_keras_model
+
+    files = save_keras(_batchnorm_model(), tmp_path / "src", "q")
+    hls = {"Model": {"Precision": "ap_fixed<16,6>"}}
+    project = _synth(
+        write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
+    )
+    net = sim.load(project.build_dir / "emulator")
+    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
+    model = load_keras_model(project)
+    x = np.arange(-8 * 64, 8 * 64).reshape(-1, 4) / 64.0
+    trace = net.trace(x)
+    layers = {layer.name: layer for layer in net.layers}
+    assert "qbn_folded" not in layers  # folded into fc
+    import tensorflow as tf
+
+    names = ["qbn_po2", "qbn_bits", "qbn_folded"]
+    probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    keras = dict(zip(names, probe.predict(x, verbose=0), strict=True))
+    for name in names:
+        layer = layers["fc" if name == "qbn_folded" else name]
+        types = {k: sim.fixed.FixedType.parse(v) for k, v in layer.spec.items() if k.endswith("_type")}
+        if name == "qbn_folded":  # sum_j |x_j| * weight step + bias step
+            bound = np.abs(x).sum(axis=1, keepdims=True) * types["weight_type"].lsb + types["bias_type"].lsb
+        else:
+            bound = np.abs(x) * types["scale_type"].lsb + types["bias_type"].lsb
+        got = trace[layer.name].values.reshape(len(x), -1)
+        assert np.all(np.abs(got - keras[name]) <= bound + 1e-5), (name, np.abs(got - keras[name]).max())
+        note = next(w for w in warnings if f"layer {name!r} (QBatchNormalization)" in w)
+        assert "without the layer's quantizers, which QKeras applies" in note and "moving_variance by" in note
+    assert "gamma by quantized_relu_po2(6,2048) (4 of 4 values;" in next(w for w in warnings if "'qbn_po2'" in w)
+    # the user's model is left as stored
+    assert np.array_equal(
+        model.get_layer("qbn_po2").get_weights()[0], _batchnorm_model().get_layer("qbn_po2").get_weights()[0]
+    )
+
+
 def test_the_quantizer_hints_compute_the_same():
     """The hints synth gives and docs/network.md states, checked with QKeras on a grid:
     binary(alpha=1) is quantized_bits(1,0) (0 -> +1 included); quantized_relu(b,i) is

@@ -174,6 +174,8 @@ def test_qkeras_layers_and_quantizers(tmp_path_factory):
     from qkeras import QActivation, QBatchNormalization, QConv1D, QDense
     from qkeras.quantizers import binary, quantized_bits, ternary
 
+    from sim.fixed import FixedType
+
     k = tf.keras
     inp = k.Input(shape=(12, 3), name="x")
     h = QConv1D(
@@ -212,6 +214,17 @@ def test_qkeras_layers_and_quantizers(tmp_path_factory):
     types = {layer.name: str(layer.result_type) for layer in oracle.net.layers}
     assert "qbits" not in types and types["qd_bits"] == "ap_fixed<8,4,AP_RND_CONV,AP_SAT>", types
     _assert_exact(oracle)
+    # on csim's own input to it, QKeras's QBatchNormalization (its default po2 quantizers) is csim's within a
+    # step of the scale and bias types per value
+    from fpgaflow.network.verify import csim_trace
+
+    _, trace = csim_trace(oracle.hls_model, oracle.random_inputs(500, seed=1))
+    bn_in = np.asarray(trace["qrelu0"], dtype=np.float32).reshape(-1, 5, 4)
+    bn_out = model.get_layer("qbn")(bn_in, training=False).numpy()
+    qbn = next(layer for layer in oracle.net.layers if layer.name == "qbn")
+    step = {key: FixedType.parse(qbn.spec[f"{key}_type"]).lsb for key in ("scale", "bias")}
+    got = np.asarray(trace["qbn"]).reshape(bn_out.shape)
+    assert np.all(np.abs(got - bn_out) <= np.abs(bn_in) * step["scale"] + step["bias"] + 1e-5)
 
 
 def test_qkeras_quantizers_hls4ml_types_wrongly(tmp_path_factory):

@@ -170,8 +170,14 @@ def _warn(settings: NetworkSettings, note: str) -> None:
 def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> Any:
     import hls4ml
 
+    from fpgaflow.network.quantizers import quantized_batchnorm_parameters
+
     try:
-        return hls4ml.converters.convert_from_keras_model(model, **kwargs)
+        with quantized_batchnorm_parameters(model) as notes:
+            hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
+        for note in notes:
+            _warn(settings, note)
+        return hls_model
     except ProjectError:
         raise
     except Exception as exc:

@@ -11,7 +11,11 @@ Checked against QKeras on grids of inputs in ``tests/test_network_frontend.py``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from fpgaflow.project import ProjectError
 from sim.fixed import FixedType
@@ -176,7 +180,8 @@ def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[
                         f"which is not the quantizer's function; fpgaflow gives it {right} ({describe(right)}), "
                         "which is"
                     )
-            elif hasattr(quantizer, "qkeras_config"):
+            elif hasattr(quantizer, "qkeras_config") and layer["class_name"] != "QBatchNormalization":
+                # (a QBatchNormalization's quantizer types hold nothing: quantized_batchnorm_parameters)
                 role = {"weight": "kernel"}.get(key.split("_quantizer")[0], key.split("_quantizer")[0])
                 why = weight_refusal(quantizer, role)
                 if why:
@@ -206,3 +211,61 @@ def describe(text: str) -> str:
     )
     low = -t.max_value if t.overflow == "AP_SAT_SYM" and t.signed else t.min_value  # the cast never gives the minimum
     return f"{low:g}..{t.max_value:g} in steps of {t.lsb:g}, {rounding}, {overflow}"
+
+
+_BATCHNORM_PARAMETERS = (("gamma", "gamma"), ("beta", "beta"), ("mean", "moving_mean"), ("variance", "moving_variance"))
+
+
+@contextmanager
+def quantized_batchnorm_parameters(model: Any) -> Iterator[list[str]]:
+    """While hls4ml converts ``model``, each QBatchNormalization holds the parameters
+    QKeras computes with: its quantizers' outputs.
+
+    hls4ml 1.3 reads a QBatchNormalization's stored gamma, beta, moving mean and variance
+    and folds them into the scale and bias without applying the layer's quantizers (it
+    only names their types, which no BatchNormalization type uses); QKeras's output is
+    ``(x - q(mean)) / sqrt(q(variance) + epsilon) * q(gamma) + q(beta)``.  The values are
+    restored afterwards; yields the notes naming the layers whose values changed."""
+    changed: list[tuple[Any, Any, np.ndarray]] = []
+    notes: list[str] = []
+    try:
+        for layer in model.layers:
+            if type(layer).__name__ != "QBatchNormalization":
+                continue
+            moved = []
+            for short, attr in _BATCHNORM_PARAMETERS:
+                variable = getattr(layer, attr, None)
+                spec = getattr(layer, f"{short}_quantizer", None)
+                quantizer = getattr(layer, f"{short}_quantizer_internal", None)
+                if variable is None or not spec or quantizer is None:
+                    continue
+                stored = np.asarray(variable.numpy())
+                quantized = np.asarray(quantizer(variable.numpy()), dtype=stored.dtype)
+                if np.array_equal(stored, quantized):
+                    continue
+                changed.append((variable, stored))
+                variable.assign(quantized)
+                worst = int(np.argmax(np.abs(quantized - stored)))
+                moved.append(
+                    f"{attr} by {_spelt_quantizer(spec)} ({int(np.count_nonzero(quantized != stored))} of "
+                    f"{stored.size} values; largest change {stored.flat[worst]:.6g} -> {quantized.flat[worst]:.6g})"
+                )
+            if moved:
+                notes.append(
+                    f"layer {layer.name!r} (QBatchNormalization): hls4ml {_hls4ml_version()} folds its stored "
+                    "parameters into the scale and bias without the layer's quantizers, which QKeras applies: "
+                    f"{'; '.join(moved)}; fpgaflow gives hls4ml the quantized values, as QKeras computes (the "
+                    "firmware rounds the folded scale and bias into their types, as for any BatchNormalization)"
+                )
+        yield notes
+    finally:
+        for variable, stored in reversed(changed):
+            variable.assign(stored)
+
+
+def _spelt_quantizer(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        return _spelt(spec.get("class_name", "?"), spec.get("config") or {})
+    return str(spec)

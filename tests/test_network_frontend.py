@@ -851,6 +851,15 @@ def _quantizer_model(kind: str, quantizer: str):
             r"ap_fixed<6,3,AP_RND_CONV,AP_SAT>",
         ),
         ("activation", "quantized_relu(6,2,use_sigmoid=1)", r".*use_sigmoid=1 quantizes 2\*\*integer\*\(2\*sigmoid"),
+        (
+            "activation",
+            "quantized_sigmoid(6,symmetric=True,use_real_sigmoid=True)",
+            r"layer 'q' \(quantized_sigmoid\(6,1,1\)\) is not supported: symmetric=True makes 0.015625 \(one step\) "
+            r"QKeras's smallest value, which no fixed-point type's cast gives: the firmware's type goes down to 0, "
+            r"which it gives where sigmoid is below 0.0078125 \(inputs below about -4.84\); symmetric=False gives 0 "
+            r"there; hls4ml 1.3.0 would build a sigmoid Activation with result type ap_ufixed<6,0,AP_RND_CONV,AP_SAT>",
+        ),
+        ("activation", "quantized_sigmoid(4,symmetric=True)", r".*symmetric=True makes 0.0625 .* a HardActivation"),
         ("dense_activation", "quantized_relu(4,1,negative_slope=0.5)", r"layer 'fc_quantized_relu' \(quantized_relu"),
         (
             "kernel",
@@ -879,6 +888,75 @@ def test_quantizers_no_type_builds_are_refused(tmp_path, kind, quantizer, messag
     files = save_keras(_quantizer_model(kind, quantizer), tmp_path / "src", "q")
     with pytest.raises(ProjectError, match=r"config.yml: " + message):
         _hls_config(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5"}, files)
+
+
+TABLE_BRANCHES = {  # name: (quantizer, hls4ml builds it from a lookup table)
+    "tanh8": ("quantized_tanh(8,use_real_tanh=True)", True),
+    "sigmoid8": ("quantized_sigmoid(8,use_real_sigmoid=True)", True),
+    "tanh12": ("quantized_tanh(12,use_real_tanh=True)", True),
+    "tanh6_sym": ("quantized_tanh(6,symmetric=True,use_real_tanh=True)", True),
+    "hard_tanh6_sym": ("quantized_tanh(6,symmetric=True)", False),
+    "hard_sigmoid6": ("quantized_sigmoid(6)", False),
+}
+
+
+def test_real_tanh_and_sigmoid_quantizers_are_table_lookups_and_say_so(tmp_path):
+    """quantized_tanh(use_real_tanh=True) / quantized_sigmoid(use_real_sigmoid=True) are
+    QKeras's tanh/sigmoid rounded into the result type (which hls4ml types right); hls4ml
+    1.3 builds them from its lookup table, which differs from QKeras by a step or two
+    where an entry's input interval straddles a rounding boundary or table_t's truncation
+    moves the entry across one, without a word (audit).  synth says so, with how many
+    intervals and steps; on every input of the input type over the tables' range the
+    emulator (== csim: the table tests of test_network_layers) differs from QKeras by
+    exactly the steps the note states.  The hard versions are QKeras's exactly."""
+    import tensorflow as tf
+    from network_oracle import QUANTIZER_GRID_TYPE
+    from qkeras import QActivation
+
+    import sim
+    from fpgaflow.network.model import load_keras_model
+
+    k = tf.keras
+    inp = k.Input((8,), name="x")
+    outs = [QActivation(q, name=name)(inp) for name, (q, _) in TABLE_BRANCHES.items()]
+    h = k.layers.Concatenate(name="cat")(outs[:2])
+    for i, out in enumerate(outs[2:]):
+        h = k.layers.Concatenate(name=f"cat{i}")([h, out])
+    files = save_keras(k.Model(inp, h), tmp_path / "src", "q")
+    hls = {"Model": {"Precision": QUANTIZER_GRID_TYPE}}  # ap_fixed<18,7>: steps of 1/2048
+    project = _synth(
+        write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
+    )
+    net = sim.load(project.build_dir / "emulator")
+    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
+    model = load_keras_model(project)
+    x = np.concatenate([np.arange(-9 * 2048, 9 * 2048) / 2048.0, [-60, -30, 30, 60] * 2]).reshape(-1, 8)
+    trace = net.trace(x)
+    names = list(TABLE_BRANCHES)
+    probe = k.Model(model.inputs, [model.get_layer(n).output for n in names])
+    keras = dict(zip(names, probe.predict(x, verbose=0), strict=True))
+    types = {layer.name: layer.result_type for layer in net.layers}
+    for name, (_, table) in TABLE_BRANCHES.items():
+        diff = np.abs(trace[name].values.reshape(len(x), -1) - keras[name]) / types[name].lsb
+        notes = [w for w in warnings if f"layer {name!r} (" in w]
+        if not table:
+            assert not diff.any() and not notes, (name, notes)
+            continue
+        (note,) = notes
+        most = int(re.search(r"the firmware differs from QKeras by up to (\d+) step", note).group(1))
+        assert diff.max() == most, (name, diff.max(), note)
+    assert "by up to 2 steps (0.015625)" in next(w for w in warnings if "layer 'tanh8'" in w)
+    note = next(w for w in warnings if "layer 'sigmoid8'" in w)
+    assert note.endswith(
+        "layer 'sigmoid8' (quantized_sigmoid(8,1)): hls4ml 1.3.0 builds it from its sigmoid lookup table (1024 "
+        "entries over [-8, 8), TableSize; each entry sigmoid at the end nearer 0 of its input interval of width "
+        "0.015625, held in table_t ap_fixed<18,8>), then cast into ap_ufixed<8,0,AP_RND_CONV,AP_SAT>: in "
+        + note.split(": in ")[1].split(" of")[0]
+        + " of the 1024 intervals QKeras's rounded sigmoid takes a value the entry does not on the input type "
+        "ap_fixed<18,7>'s values, and there the firmware "
+        "differs from QKeras by up to 2 steps (0.0078125); a larger TableSize (and a table_t as fine as the result "
+        "type) narrows them"
+    ), note
 
 
 def _batchnorm_model():

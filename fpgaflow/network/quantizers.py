@@ -63,6 +63,13 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
     the fixed-point type whose cast is QKeras's function (None: not one of the
     quantizers checked here), or why no type is (None when one is)."""
     cls, config = quantizer.get("class_name"), quantizer.get("config") or {}
+    if cls == "quantized_sigmoid" and config.get("symmetric"):
+        step = 2.0 ** -int(config["bits"])
+        return None, (
+            f"symmetric=True makes {step:g} (one step) QKeras's smallest value, which no fixed-point type's cast "
+            f"gives: the firmware's type goes down to 0, which it gives where sigmoid is below {step / 2:g} (inputs "
+            f"below about {float(np.log(step / 2 / (1 - step / 2))):.3g}); symmetric=False gives 0 there"
+        )
     if cls not in ("linear", "quantized_relu"):  # hls4ml renames quantized_bits 'linear'
         return None, None
     bits, integer = int(config["bits"]), int(config.get("integer", 0))
@@ -269,3 +276,67 @@ def _spelt_quantizer(spec: Any) -> str:
     if isinstance(spec, dict):
         return _spelt(spec.get("class_name", "?"), spec.get("config") or {})
     return str(spec)
+
+
+# QKeras quantizers hls4ml 1.3 builds from its tanh/sigmoid lookup tables: the flag, the
+# table's function and the input range the table covers (nnet_activation.h)
+_TABLES = {"quantized_tanh": ("use_real_tanh", "tanh", 4.0), "quantized_sigmoid": ("use_real_sigmoid", "sigmoid", 8.0)}
+
+
+def table_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
+    """``quantized_tanh(use_real_tanh=True)`` / ``quantized_sigmoid(use_real_sigmoid=True)``
+    are QKeras's ``round(f(x) * 2**k) / 2**k`` (clipped to the result type, which hls4ml
+    types right); hls4ml builds them as its tanh/sigmoid activation, i.e. ``f`` looked up
+    in a table: entry ``i`` is ``f`` at its input interval's end nearer 0 (the interval
+    around 0 is twice as wide), cast into table_t, then into the result type.  Per interval,
+    QKeras's value ranges between its values at the two ends (``f`` is monotone), so
+    where those differ from the entry's the firmware differs from QKeras: the note says
+    in how many intervals, by how many steps, and which settings narrow them."""
+    from qkeras.quantizers import get_quantizer
+
+    from fpgaflow.network.types import result_type
+    from sim.network.layers.activations import table_values
+
+    graph = {layer.name: layer for layer in hls_model.get_layers()}
+    notes = []
+    for layer in layer_list:
+        quantizer = layer.get("activation_quantizer")
+        if not isinstance(quantizer, dict) or quantizer.get("class_name") not in _TABLES:
+            continue
+        config = quantizer.get("config") or {}
+        flag, kind, half = _TABLES[quantizer["class_name"]]
+        node = graph.get(layer["name"])
+        if not config.get(flag) or node is None or node.get_attr("activation") != kind:
+            continue
+        n = int(node.get_attr("table_size"))
+        table_t = FixedType.parse(ap(node.get_attr("table_t").precision))
+        out_t = FixedType.parse(result_type(node))
+        entries = table_values(kind, n).astype(np.float64)
+        firmware = out_t.from_raw(out_t.to_raw(table_t.from_raw(table_t.to_raw(entries)).astype(np.float64)))
+        # index i = trunc(x * n / (2 * half)) + n / 2, clamped: the inputs of the input type each entry serves
+        in_t = FixedType.parse(ap(node.get_input_variable().type.precision))
+        width, lsb = 2 * half / n, in_t.lsb
+        k = np.arange(n) - n // 2
+        low = np.ceil(np.where(k > 0, k * width, (k - 1) * width) / lsb)  # in steps of the input type
+        low += (k <= 0) & (low * lsb == np.where(k > 0, k * width, (k - 1) * width))  # open below
+        high = np.floor(np.where(k < 0, k * width, (k + 1) * width) / lsb)
+        high -= (k >= 0) & (high * lsb == np.where(k < 0, k * width, (k + 1) * width))  # open above
+        low[0], high[-1] = in_t.min_raw, in_t.max_raw
+        low, high = np.maximum(low, in_t.min_raw) * lsb, np.minimum(high, in_t.max_raw) * lsb
+        served = low <= high
+        ends = np.stack([low, high])[:, served].astype(np.float32)
+        qkeras = np.asarray(get_quantizer({"class_name": quantizer["class_name"], "config": dict(config)})(ends))
+        steps = np.round(np.abs(qkeras - firmware[None, served]).max(axis=0) / out_t.lsb).astype(int)
+        if not steps.any():
+            continue
+        spelt = _spelt(quantizer["class_name"], config)
+        most, where = int(steps.max()), int((steps > 0).sum())
+        notes.append(
+            f"layer {layer['name']!r} ({spelt}): hls4ml {_hls4ml_version()} builds it from its {kind} lookup table "
+            f"({n} entries over [{-half:g}, {half:g}), TableSize; each entry {kind} at the end nearer 0 of its "
+            f"input interval of width {width:g}, held in table_t {table_t}), then cast into {out_t}: in {where} of the "
+            f"{n} intervals QKeras's rounded {kind} takes a value the entry does not on the input type {in_t}'s "
+            f"values, and there the firmware differs from QKeras by up to {most} step{'s' if most > 1 else ''} "
+            f"({most * out_t.lsb:g}); a larger TableSize (and a table_t as fine as the result type) narrows them"
+        )
+    return notes

@@ -959,6 +959,68 @@ def test_real_tanh_and_sigmoid_quantizers_are_table_lookups_and_say_so(tmp_path)
     ), note
 
 
+def test_a_kernel_alpha_scale_its_type_rounds_is_reported(tmp_path):
+    """A kernel alpha (0.3, or 'auto' with per-channel scales) is multiplied back by
+    hls4ml 1.3's ApplyAlpha layer in the Model's default precision, which rounds it: the
+    layer's output differed from QKeras's by that relative error, without a word (audit).
+    synth names the layer, the scales, the type and the relative error, which bounds
+    the emulator's difference from QKeras's arithmetic (float64) on a grid; a scale the
+    type holds (0.25) or power-of-two scales ('auto_po2') give no note."""
+    import tensorflow as tf
+    from qkeras import QDense
+    from qkeras.quantizers import quantized_bits
+
+    import sim
+    from fpgaflow.network.model import load_keras_model
+
+    k = tf.keras
+    inp = k.Input((8,), name="x")
+    alphas = {"f03": 0.3, "fauto": "auto", "f025": 0.25, "fpo2": "auto_po2"}
+    outs = [
+        QDense(4, name=n, kernel_quantizer=quantized_bits(4, 0, alpha=a), bias_quantizer=quantized_bits(8, 3, alpha=1))(
+            inp
+        )
+        for n, a in alphas.items()
+    ]
+    cat = [k.layers.Concatenate(name=f"cat{i}")(outs[2 * i : 2 * i + 2]) for i in range(2)]
+    model = k.Model(inp, k.layers.Concatenate(name="cat")(cat))
+    rng = np.random.default_rng(3)
+    for name in alphas:
+        model.get_layer(name).set_weights([rng.normal(0, 0.4, (8, 4)).astype("f4"), rng.normal(0, 0.5, 4).astype("f4")])
+    files = save_keras(model, tmp_path / "src", "q")
+    hls = {"Model": {"Precision": "ap_fixed<18,7>"}}
+    project = _synth(
+        write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
+    )
+    net = sim.load(project.build_dir / "emulator")
+    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
+    model = load_keras_model(project)
+    x = np.arange(-20 * 64, 20 * 64).reshape(-1, 8) / 64.0
+    trace = net.trace(x)
+    for name in alphas:
+        layer = model.get_layer(name)
+        kernel = layer.kernel_quantizer_internal(layer.kernel).numpy().astype(np.float64)
+        product = x @ kernel
+        expected = product + layer.bias_quantizer_internal(layer.bias).numpy()
+        diff = np.abs(trace[f"{name}_alpha"].values.reshape(len(x), -1) - expected)
+        notes = [w for w in warnings if f"layer {name!r} (QDense" in w]
+        if name in ("f025", "fpo2"):
+            assert not notes and diff.max() < 1e-6, (name, notes, diff.max())
+            continue
+        (note,) = notes
+        relative = float(re.search(r"differs from QKeras's by up to ([0-9.e-]+) of its value", note).group(1))
+        assert 1e-5 < diff.max() and np.all(diff <= relative * 1.05 * np.abs(product) + 1e-6), name
+    note = next(w for w in warnings if "layer 'f03'" in w)
+    assert note.endswith(
+        "layer 'f03' (QDense, kernel quantizer quantized_bits(4,0,0,alpha=0.3)): hls4ml 1.3.0 divides the kernel's "
+        "scale out of the weights and multiplies it back in its layer 'f03_alpha', which holds it in ap_fixed<18,7> "
+        "(the Model's default precision: hls4ml sets that layer's types itself), so 4 of 4 scales are rounded (0.3 "
+        "-> 0.299805, 0.3 -> 0.299805, 0.3 -> 0.299805, 0.3 -> 0.299805) and the layer's output before the bias "
+        "differs from QKeras's by up to 0.00065 of its value; a wider Model default precision holds the scale "
+        "closer, alpha='auto_po2' (power-of-two scales) exactly"
+    ), note
+
+
 def _batchnorm_model():
     """Three QBatchNormalizations with parameters off their quantizers' grids: QKeras's
     default power-of-two quantizers, quantized_bits ones (keep_negative, symmetric,

@@ -157,9 +157,9 @@ def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool
             f"not applied: the firmware uses layer {d.stand_in!r}'s type {d.built} instead; fpgaflow does not give "
             f"{d.stand_in!r} that type because {d.why}",
         )
-    from fpgaflow.network.quantizers import table_notes
+    from fpgaflow.network.quantizers import alpha_notes, table_notes
 
-    for note in table_notes(hls_model, layer_list):
+    for note in table_notes(hls_model, layer_list) + alpha_notes(hls_model, layer_list):
         _warn(settings, note)
     _normalise_softmax(hls_model)
     return hls_model

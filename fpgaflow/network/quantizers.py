@@ -340,3 +340,44 @@ def table_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
             f"({most * out_t.lsb:g}); a larger TableSize (and a table_t as fine as the result type) narrows them"
         )
     return notes
+
+
+def alpha_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
+    """A kernel quantizer with a numeric or ``'auto'`` alpha: hls4ml 1.3 divides the scale
+    out of the weights and multiplies it back in an ApplyAlpha layer (``<name>_alpha``)
+    whose scale type is the Model's default precision (it sets that layer's Precision to
+    auto itself).  A scale that type cannot hold is rounded: the layer's output before
+    the bias is QKeras's times ``held / scale``.  The note names the layer, the scales,
+    the type and the largest relative change."""
+    from fpgaflow.network.types import UnsupportedType, ap_type
+
+    graph = {layer.name: layer for layer in hls_model.get_layers()}
+    notes = []
+    for layer in layer_list:
+        quantizer = layer.get("weight_quantizer")
+        node = graph.get(f"{layer['name']}_alpha")
+        if node is None or node.class_name != "ApplyAlpha" or not hasattr(quantizer, "qkeras_config"):
+            continue
+        try:
+            t = FixedType.parse(ap_type(node.weights["scale"].type.precision, "scale"))
+        except UnsupportedType:  # alpha='auto_po2': power-of-two scales, held exactly
+            continue
+        scale = np.asarray(node.weights["scale"].data, dtype=np.float64).ravel()
+        held = t.from_raw(t.to_raw(scale)).astype(np.float64)
+        if np.array_equal(held, scale):
+            continue
+        changed = np.flatnonzero(held != scale)
+        relative = float(np.max(np.abs(held - scale)[changed] / np.abs(scale[changed])))
+        shown = ", ".join(f"{scale[i]:.6g} -> {held[i]:.6g}" for i in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        config = quantizer.qkeras_config
+        notes.append(
+            f"layer {layer['name']!r} ({layer['class_name']}, kernel quantizer "
+            f"{_spelt(config['class_name'], config.get('config') or {})}): hls4ml {_hls4ml_version()} divides the "
+            f"kernel's scale out of the weights and multiplies it back in its layer {node.name!r}, which holds it in "
+            f"{t} (the Model's default precision: hls4ml sets that layer's types itself), so {len(changed)} of "
+            f"{scale.size} scales are rounded ({shown}{more}) and the layer's output before the bias differs from "
+            f"QKeras's by up to {relative:.2g} of its value; a wider Model default precision holds the scale "
+            "closer, alpha='auto_po2' (power-of-two scales) exactly"
+        )
+    return notes

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fpgaflow.network import hls4ml_version
 from fpgaflow.project import ProjectError
 from sim.fixed import FixedType
 
@@ -29,12 +30,6 @@ def _spelt(class_name: str, config: dict[str, Any]) -> str:
         return str(get_quantizer({"class_name": class_name, "config": dict(config)}))
     except Exception:  # an odd config: name it by class
         return class_name
-
-
-def _hls4ml_version() -> str:
-    import hls4ml
-
-    return hls4ml.__version__
 
 
 def _built(quantizer: Any) -> str:
@@ -131,18 +126,18 @@ def weight_refusal(quantizer: Any, role: str) -> str | None:
         step = 2.0 ** (integer - bits)
         return (
             f"keep_negative=False gives values 0..{2.0**integer - step:g} in steps of {step:g}, but hls4ml "
-            f"{_hls4ml_version()} holds them in the signed {built} (steps of {2 * step:g}), which drops the last "
+            f"{hls4ml_version()} holds them in the signed {built} (steps of {2 * step:g}), which drops the last "
             f"bit of half of them; quantized_bits({bits + 1},{integer},alpha=1) (signed) has the same step and "
             "non-negative values, and hls4ml holds it exactly"
         )
     if bits == 1:
         return (
-            f"a 1-bit signed quantized_bits gives -1 or +1 (QKeras's sign), which hls4ml {_hls4ml_version()}'s "
+            f"a 1-bit signed quantized_bits gives -1 or +1 (QKeras's sign), which hls4ml {hls4ml_version()}'s "
             f"{built} cannot hold; binary(alpha=1) computes the same, and hls4ml holds it exactly"
         )
     if role == "bias" and not _alpha_is_one(config.get("alpha")):
         return (
-            f"alpha={config.get('alpha')!r} on a bias scales its values, which hls4ml {_hls4ml_version()} then "
+            f"alpha={config.get('alpha')!r} on a bias scales its values, which hls4ml {hls4ml_version()} then "
             f"holds in {built} (the unscaled quantizer's type); use alpha=1 for the bias"
         )
     return None
@@ -177,13 +172,13 @@ def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[
                 what = f"layer {name!r} ({spelt})"
                 if why:
                     raise ProjectError(
-                        f"{where}: {what} is not supported: {why}; hls4ml {_hls4ml_version()} would build "
+                        f"{where}: {what} is not supported: {why}; hls4ml {hls4ml_version()} would build "
                         f"{_activation_kind(layer)} with result type {built}, which is not the model's function"
                     )
                 if FixedType.parse(right) != FixedType.parse(built):
                     fixes[name] = right
                     notes.append(
-                        f"{what}: hls4ml {_hls4ml_version()} would give it the type {built} ({describe(built)}), "
+                        f"{what}: hls4ml {hls4ml_version()} would give it the type {built} ({describe(built)}), "
                         f"which is not the quantizer's function; fpgaflow gives it {right} ({describe(right)}), "
                         "which is"
                     )
@@ -259,7 +254,7 @@ def quantized_batchnorm_parameters(model: Any) -> Iterator[list[str]]:
                 )
             if moved:
                 notes.append(
-                    f"layer {layer.name!r} (QBatchNormalization): hls4ml {_hls4ml_version()} folds its stored "
+                    f"layer {layer.name!r} (QBatchNormalization): hls4ml {hls4ml_version()} folds its stored "
                     "parameters into the scale and bias without the layer's quantizers, which QKeras applies: "
                     f"{'; '.join(moved)}; fpgaflow gives hls4ml the quantized values, as QKeras computes (the "
                     "firmware rounds the folded scale and bias into their types, as for any BatchNormalization)"
@@ -332,7 +327,7 @@ def table_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
         spelt = _spelt(quantizer["class_name"], config)
         most, where = int(steps.max()), int((steps > 0).sum())
         notes.append(
-            f"layer {layer['name']!r} ({spelt}): hls4ml {_hls4ml_version()} builds it from its {kind} lookup table "
+            f"layer {layer['name']!r} ({spelt}): hls4ml {hls4ml_version()} builds it from its {kind} lookup table "
             f"({n} entries over [{-half:g}, {half:g}), TableSize; each entry {kind} at the end nearer 0 of its "
             f"input interval of width {width:g}, held in table_t {table_t}), then cast into {out_t}: in {where} of the "
             f"{n} intervals QKeras's rounded {kind} takes a value the entry does not on the input type {in_t}'s "
@@ -373,7 +368,7 @@ def alpha_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
         config = quantizer.qkeras_config
         notes.append(
             f"layer {layer['name']!r} ({layer['class_name']}, kernel quantizer "
-            f"{_spelt(config['class_name'], config.get('config') or {})}): hls4ml {_hls4ml_version()} divides the "
+            f"{_spelt(config['class_name'], config.get('config') or {})}): hls4ml {hls4ml_version()} divides the "
             f"kernel's scale out of the weights and multiplies it back in its layer {node.name!r}, which holds it in "
             f"{t} (the Model's default precision: hls4ml sets that layer's types itself), so {len(changed)} of "
             f"{scale.size} scales are rounded ({shown}{more}) and the layer's output before the bias differs from "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fpgaflow.network import hls4ml_version
 from fpgaflow.network.exporters import exporter, keras_check
 from fpgaflow.network.types import ap_type, layer_type
 
@@ -19,12 +20,6 @@ NAMES = {
 
 
 ALIASES = {"leakyrelu": "leaky_relu", "thresholdedrelu": "thresholded_relu", "hardsigmoid": "hard_sigmoid"}
-
-
-def _hls4ml_version() -> str:
-    import hls4ml
-
-    return hls4ml.__version__
 
 
 def _activation_name(layer) -> str:
@@ -74,7 +69,7 @@ def export_activation(layer, ctx) -> dict:
 
     if not layer.get_attr("function_cpp"):
         raise ValueError(
-            f"layer {layer.name!r} ({layer.class_name}, {layer.get_attr('activation')}): hls4ml {_hls4ml_version()} "
+            f"layer {layer.name!r} ({layer.class_name}, {layer.get_attr('activation')}): hls4ml {hls4ml_version()} "
             "generates no call for this layer, so the firmware would read an uninitialised array; not supported"
         )
     name = _activation_name(layer)
@@ -125,6 +120,6 @@ def relu_options(layer) -> str | None:
     options = ", ".join(f"{option}={float(value):g}" for option, value, _ in given)
     hints = "; ".join(hint for *_, hint in given)
     return (
-        f"{options} is not supported: hls4ml {_hls4ml_version()} ignores it and builds a plain relu, "
+        f"{options} is not supported: hls4ml {hls4ml_version()} ignores it and builds a plain relu, "
         f"which is not the model's function ({hints})"
     )

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from fpgaflow.network import hls4ml_version
 from fpgaflow.network.exporters import config_constants, exporter
 from fpgaflow.network.types import layer_type
 
 IMPLEMENTATIONS = ("latency", "stable", "legacy", "argmax")
-
-
-def _hls4ml_version() -> str:
-    import hls4ml
-
-    return hls4ml.__version__
 
 
 @exporter("Softmax", keras=("Softmax",))
@@ -39,7 +34,7 @@ def export_softmax(layer, ctx) -> dict:
     if not spec["stream"] and spec["n_outer"] * spec["n_inner"] == 1 and spec["n_slice"] > shape[-1]:
         ctx.warnings.append(
             f"layer {layer.name!r} (Softmax, {impl}) on a {len(shape)}-D tensor {tuple(shape)} in io_parallel: "
-            f"hls4ml {_hls4ml_version()} builds one softmax normalising over all {spec['n_slice']} values, not "
+            f"hls4ml {hls4ml_version()} builds one softmax normalising over all {spec['n_slice']} values, not "
             f"one per row of {shape[-1]} (the last axis) as Keras does; the emulator reproduces the firmware "
             "(io_stream normalises each row)"
         )

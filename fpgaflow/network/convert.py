@@ -51,13 +51,12 @@ def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
     return layer_list, list(outputs or [])
 
 
-def layer_catalog(model: Any, backend: str, base: dict[str, Any]) -> list[LayerInfo]:
+def layer_catalog(layer_list: list[dict[str, Any]], backend: str, base: dict[str, Any]) -> list[LayerInfo]:
     """Each layer of ``base`` (hls4ml's name-granularity config) with its classes, the
-    keys hls4ml reads for it and the variables its QKeras quantizers set -- parsed as
-    ``config_from_keras_model`` parses the model."""
+    keys hls4ml reads for it and the variables its QKeras quantizers set -- from the
+    model parsed as ``config_from_keras_model`` parses it (``keras_layer_list``)."""
     import hls4ml
 
-    layer_list, _ = keras_layer_list(model)
     hls_backend = hls4ml.backends.get_backend(backend)
     infos = []
     for layer in layer_list:
@@ -88,17 +87,22 @@ def layer_catalog(model: Any, backend: str, base: dict[str, Any]) -> list[LayerI
     return infos
 
 
-def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> dict[str, Any]:
+def hls_config(
+    model: Any, settings: NetworkSettings, trace: bool = False, layer_list: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``layer_list``: the model as ``keras_layer_list`` parses it, when the caller has it."""
     import hls4ml
 
     from fpgaflow.network.quantizers import quantizer_types
 
     base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
-    fixes, fixed = quantizer_types(keras_layer_list(model)[0], str(settings.project.file))
+    if layer_list is None:
+        layer_list, _ = keras_layer_list(model)
+    fixes, fixed = quantizer_types(layer_list, str(settings.project.file))
     for name, right in fixes.items():  # before the user's entries: a LayerName result type still wins
         base["LayerName"][name]["Precision"]["result"] = right
     settings.warnings.extend(f"{settings.project.file}: {n}" for n in fixed if n not in settings.warnings)
-    layers = layer_catalog(model, settings.backend, base)
+    layers = layer_catalog(layer_list, settings.backend, base)
     config, notes = merge_hls_config(base, settings.hls_config, layers, str(settings.project.file))
     check_table_sizes(config, settings.hls_config, layers, str(settings.project.file))
     settings.warnings.extend(f"{settings.project.file}: {n}" for n in notes if n not in settings.warnings)
@@ -111,19 +115,19 @@ def hls_config(model: Any, settings: NetworkSettings, trace: bool = False) -> di
 def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool = False) -> Any:
     """``hls4ml.converters.convert_from_keras_model`` with the project's settings."""
     check_supported(model, str(settings.project.file))
+    layer_list, outputs = keras_layer_list(model)  # once: the config, then the merged-away layers
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
         "project_name": settings.project_name,
         "backend": settings.backend,
         "io_type": settings.io_type,
-        "hls_config": hls_config(model, settings, trace),
+        "hls_config": hls_config(model, settings, trace, layer_list),
     }
     if settings.part:
         kwargs["part"] = settings.part
     if settings.clock_period is not None:
         kwargs["clock_period"] = settings.clock_period
     hls_model = _convert(model, settings, kwargs)
-    layer_list, outputs = keras_layer_list(model)
     quantizers = {
         layer.name: str(layer.get_config().get("activation"))
         for layer in model.layers

@@ -48,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
     raws, values = [], []
     for start in range(0, len(x), CHUNK):
         part = x[start : start + CHUNK]
-        scaled = preprocess(part) if preprocess is not None else part
-        refuse_nan(scaled, args.input, model.input_type, features, first_row=start)
-        pred = model.predict(part)
+        try:
+            pred = model.predict(part)
+        except ValueError:  # NaN left after the preprocessing: name the file, the row and the feature
+            refuse_nan(preprocess(part) if preprocess is not None else part, args.input, model.input_type, features,
+                       first_row=start)  # fmt: skip
+            raise
         raws.append(pred.raw)
         values.append(pred.values)
         progress.update(len(pred.raw))

@@ -107,7 +107,7 @@ def validation_entries(project: Project, n: int) -> tuple[np.ndarray, str]:
     another number of entries than training read is refused (the split would not be
     the same); a training that held nothing out gives all its entries, said so."""
     from fpgaflow.train.config import TrainingConfig
-    from fpgaflow.train.fit import split
+    from fpgaflow.train.fit import split, split_count
 
     t = TrainingConfig.from_project(project)
     history_path = project.resolve(t.history)
@@ -141,7 +141,7 @@ def validation_entries(project: Project, n: int) -> tuple[np.ndarray, str]:
                 f"what training used (seed {seed}, {n_val} of {n} entries held out; {history_path}); "
                 "profiling the entries training held out"
             )
-        val = np.random.default_rng(seed).permutation(n)[:n_val]  # as fpgaflow.train.fit.split drew them
+        _, val = split_count(n, n_val, seed)
     if len(val):
         return val, "validation entries"
     _say(

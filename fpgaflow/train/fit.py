@@ -34,8 +34,12 @@ class TrainingResult:
 def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled training and validation indices (data files are often sorted by class,
     so Keras's take-the-last-rows validation split would be wrong)."""
+    return split_count(n, int(round(n * fraction)), seed)
+
+
+def split_count(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``split`` by the number of validation entries (what a training history records)."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
     return order[n_val:], order[:n_val]
 
 

@@ -300,23 +300,34 @@ def test_a_chunk_log_entry_cut_short_is_taken_back_whole(tmp_path):
     assert entries["row"].tolist() == [0, 10] and entries["offset"].tolist() == [4096, 12288]
 
 
+SMALL = p.event_dtype(2, 8, 1, 4)  # the records of the hand-written .tmp files below
+
+
+def _killed_writer_tmp(directory, entries) -> tuple:
+    """A killed writer's ``.tmp`` holding events 0..29 of ``SMALL`` back to back, and its
+    chunk log with ``entries`` (row, rows, byte offset, bytes); (the .tmp, its events)."""
+    tmp = directory / "ev-20261123T000000-00000.h5.tmp"
+    ev = np.zeros(30, SMALL)
+    ev["event"] = np.arange(30)
+    tmp.write_bytes(ev.tobytes())
+    log = chunklog.ChunkLog(tmp, SMALL, "events", {})
+    for entry in entries:
+        log.record(*entry)
+    log.close()
+    return tmp, ev
+
+
+def _chunks(*rows: int) -> list:
+    """Log entries of 10-row chunks at their own rows' place in the file."""
+    return [(row, 10, row * SMALL.itemsize, 10 * SMALL.itemsize) for row in rows]
+
+
 def test_a_chunk_logged_twice_is_rebuilt_once_and_the_chunks_after_it_too(tmp_path):
     """A chunk written again after an error (its first entry's sync failed on a full disk)
     may be logged twice: the rebuild took the second entry for a gap and dropped the rest."""
-    dtype = p.event_dtype(2, 8, 1, 4)
-    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
-    ev = np.zeros(30, dtype)
-    ev["event"] = np.arange(30)
-    tmp.write_bytes(ev.tobytes())
-    log = chunklog.ChunkLog(tmp, dtype, "events", {})
-    for row in (0, 10, 10, 20):
-        log.record(row, 10, row * dtype.itemsize, 10 * dtype.itemsize)
-    log.close()
+    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 10, 10, 20))
     _, _, records, left = chunklog.recovered_records(tmp)
     assert records["event"].tolist() == list(range(30)) and left is None
-
-
-SMALL = p.event_dtype(2, 8, 1, 4)  # the records of the hand-written .tmp files below
 
 
 @pytest.mark.parametrize(
@@ -335,15 +346,7 @@ def test_a_chunk_log_entry_beyond_the_file_ends_the_rebuild_there(tmp_path, rows
     are rebuilt.  Its rows were read unchecked, and the node did not start (MemoryError,
     OverflowError) until someone deleted the file.  The .tmp and its log, which hold the
     bytes not rebuilt, are kept aside (they were deleted) and named in ``unrecovered``."""
-    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
-    ev = np.zeros(30, SMALL)
-    ev["event"] = np.arange(30)
-    tmp.write_bytes(ev.tobytes())
-    log = chunklog.ChunkLog(tmp, SMALL, "events", {})
-    for row in (0, 10):
-        log.record(row, 10, row * SMALL.itemsize, 10 * SMALL.itemsize)
-    log.record(20, rows, offset, rows * SMALL.itemsize % 2**64)
-    log.close()
+    tmp, ev = _killed_writer_tmp(tmp_path, [*_chunks(0, 10), (20, rows, offset, rows * SMALL.itemsize % 2**64)])
     sink = RotatingFiles(tmp_path, "ev")
     assert len(sink.recovered) == 1
     assert read_events(sink.recovered[0])["event"].tolist() == list(range(20))
@@ -359,14 +362,7 @@ def test_a_chunk_log_entry_beyond_the_file_ends_the_rebuild_there(tmp_path, rows
 def test_chunks_logged_after_a_gap_are_kept_on_the_disk(tmp_path):
     """A gap in the log (no entry for rows 10..19): the chunks after it cannot be placed in
     row order; the rebuild stops there, and the .tmp that holds them is kept, not deleted."""
-    tmp = tmp_path / "ev-20261123T000000-00000.h5.tmp"
-    ev = np.zeros(30, SMALL)
-    ev["event"] = np.arange(30)
-    tmp.write_bytes(ev.tobytes())
-    log = chunklog.ChunkLog(tmp, SMALL, "events", {})
-    for row in (0, 20):
-        log.record(row, 10, row * SMALL.itemsize, 10 * SMALL.itemsize)
-    log.close()
+    _, ev = _killed_writer_tmp(tmp_path, _chunks(0, 20))
     sink = RotatingFiles(tmp_path, "ev")
     assert read_events(sink.recovered[0])["event"].tolist() == list(range(10))
     sink.close()

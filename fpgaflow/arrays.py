@@ -5,24 +5,20 @@ Every read of such a file goes through here, so that a file that cannot be used 
 one line naming it and what is wrong with it: NumPy, zipfile and HDF5 name no file
 ("No data left in file", "cannot reshape array of size 24 into shape (4,16)",
 "file signature not found"), and some of their errors are not even ``ValueError``.
+The ``.npy``/``.npz`` readers live in ``sim.arrays``, below both this and the board
+stand-in; HDF5, the writers and the NaN check are the front end's.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from fpgaflow.project import ProjectError
-
-NPY_MAGIC = b"\x93NUMPY"
-
-
-class ArrayFileError(ProjectError):
-    """An array or data file that cannot be read; the message names the file and what is wrong."""
+from sim.arrays import ArrayFileError, check_samples, load_npy, npz_member, open_npz, refuse_empty
 
 
 def read_array(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray:
@@ -49,19 +45,6 @@ def read_array(path: str | os.PathLike, dataset: str | None = None) -> np.ndarra
     raise ProjectError(f"{p}: unknown input format {suffix!r}; use .npy, .npz or .h5")
 
 
-def check_samples(a: np.ndarray, where: str) -> np.ndarray:
-    """``a`` unless it cannot be samples: a single number (0-d) has no rows, and the
-    firmware takes real numbers (NumPy casts complex ones to float with only a
-    ComplexWarning, dropping the imaginary part)."""
-    if a.ndim == 0:
-        raise ArrayFileError(f"{where}: holds a single value (a 0-d array), not one row per sample")
-    if a.dtype.kind == "c":
-        raise ArrayFileError(f"{where}: its values are complex ({a.dtype}); the firmware takes real numbers")
-    if a.dtype.kind not in "biuf":
-        raise ArrayFileError(f"{where}: its values are {a.dtype}, not numbers")
-    return a
-
-
 def _pick(path: Path, names: list[str], dataset: str | None) -> str:
     if dataset is not None:
         if dataset not in names:
@@ -74,88 +57,11 @@ def _pick(path: Path, names: list[str], dataset: str | None) -> str:
     return names[0]
 
 
-def _refuse_empty(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise ArrayFileError(f"{path}: the file is empty (0 bytes)")
-
-
-def _npy_header(fp: IO[bytes], size: int, where: str) -> None:
-    """Refuse a ``.npy`` stream of ``size`` bytes whose header is not NumPy's, whose
-    values need pickle, or whose data is shorter than its header promises (truncated)."""
-    if fp.read(len(NPY_MAGIC)) != NPY_MAGIC:
-        raise ArrayFileError(f"{where}: not a .npy array (it does not begin with NumPy's header)")
-    try:
-        version = tuple(fp.read(2))
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:  # 3.0 (utf-8 field names) and later: np.load checks those
-            return
-    except (ValueError, EOFError) as exc:
-        raise ArrayFileError(f"{where}: the .npy header is damaged ({exc})") from None
-    if dtype.hasobject:
-        raise ArrayFileError(
-            f"{where}: holds Python objects (dtype {dtype}), which only pickle can read and fpgaflow never "
-            "unpickles; save numbers"
-        )
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    have = size - fp.tell()
-    if have < expected:
-        raise ArrayFileError(
-            f"{where}: truncated: its header promises shape {shape} of {dtype} ({expected} bytes) "
-            f"but only {have} bytes follow"
-        )
-
-
-def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
-    """A ``.npy`` file, memory-mapped if ``mmap`` (read-only); never unpickled."""
-    _refuse_empty(path)
-    with open(path, "rb") as fp:
-        _npy_header(fp, path.stat().st_size, str(path))
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as exc:  # NumPy raises ValueError, EOFError, OSError... naming no file
-        raise ArrayFileError(f"{path}: does not read as a .npy array ({type(exc).__name__}: {exc})") from None
-
-
-def open_npz(path: Path) -> Any:
-    """An open ``.npz`` archive (``np.lib.npyio.NpzFile``; close it, or use ``with``)."""
-    _refuse_empty(path)
-    if not zipfile.is_zipfile(path):  # NumPy would try it as a pickle, or raise BadZipFile
-        raise ArrayFileError(f"{path}: not a .npz archive (not a zip file: truncated, or another format)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # zipfile.BadZipFile, OSError...
-        raise ArrayFileError(f"{path}: does not read as a .npz archive ({type(exc).__name__}: {exc})") from None
-
-
-def npz_member(npz: Any, path: Path, name: str) -> np.ndarray:
-    """Array ``name`` of an open ``.npz``, with the checks of ``load_npy``."""
-    where = f"{path}: array {name!r}"
-    try:
-        info = npz.zip.getinfo(f"{name}.npy")
-    except KeyError:
-        info = None  # a member that is no .npy: NumPy returns its bytes, refused below
-    try:
-        if info is not None:
-            with npz.zip.open(info) as fp:
-                _npy_header(fp, info.file_size, where)
-        a = npz[name]
-    except ArrayFileError:
-        raise
-    except Exception as exc:  # zipfile.BadZipFile (bad CRC-32), zlib.error, EOFError...
-        raise ArrayFileError(f"{where} does not read: the archive is damaged ({type(exc).__name__}: {exc})") from None
-    if not isinstance(a, np.ndarray):
-        raise ArrayFileError(f"{where}: not a .npy array inside the archive")
-    return a
-
-
 def open_hdf5(path: Path) -> Any:
     """An open HDF5 file (``h5py.File``, read-only)."""
     import h5py
 
-    _refuse_empty(path)
+    refuse_empty(path)
     try:
         return h5py.File(path, "r")
     except OSError as exc:

@@ -61,7 +61,7 @@ def test_an_input_file_that_is_not_what_its_name_says_is_one_line_naming_it(tmp_
     """A .npz that is no zip archive was a zipfile.BadZipFile traceback; a .npy of text said
     'Cannot load file containing pickled data when allow_pickle=False', naming no file."""
     project = shared_manifest(tmp_path_factory, "tiny_tau").parent.parent
-    for name, what in (("bad.npz", "not a .npz file (not a zip archive)"), ("bad.npy", "not a .npy file")):
+    for name, what in (("bad.npz", "not a .npz archive (not a zip file"), ("bad.npy", "not a .npy array")):
         (tmp_path / name).write_bytes(b"PK\x03\x04junk" if name.endswith("z") else b"garbage\n")
         r = board("--project", str(project), "--events", "10", "--node", "tcp://127.0.0.1:1", "--input",
                   str(tmp_path / name))  # fmt: skip

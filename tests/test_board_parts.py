@@ -125,10 +125,10 @@ def _npy(array: np.ndarray) -> bytes:
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("x.npz", b"PK\x03\x04junk", "not a .npz file (not a zip archive)"),  # was zipfile.BadZipFile
-        ("x.npy", b"garbage\n", "not a .npy file"),  # was 'Cannot load file containing pickled data'
-        ("x.npy", _npy(np.array([{"a": 1}], dtype=object)), "does not read as a .npy array (Object arrays"),
-        ("x.npy", _npy(np.zeros((5, 6)))[:-8], "does not read as a .npy array"),  # cut short
+        ("x.npz", b"PK\x03\x04junk", "not a .npz archive (not a zip file"),  # was zipfile.BadZipFile
+        ("x.npy", b"garbage\n", "not a .npy array"),  # was 'Cannot load file containing pickled data'
+        ("x.npy", _npy(np.array([{"a": 1}], dtype=object)), "holds Python objects (dtype object)"),
+        ("x.npy", _npy(np.zeros((5, 6)))[:-8], "truncated: its header promises shape (5, 6)"),  # cut short
         ("x.npy", _npy(np.array(["a", "b"])), "its values are <U1, not numbers"),  # was a bare float() error
         ("x.npy", _npy(np.zeros((0, 6))), "no rows"),  # was 'shape (0, 6), but the firmware takes 6 inputs'
         ("x.npy", _npy(np.zeros((5, 3))), "shape (5, 3), but the firmware takes 6 inputs"),

@@ -17,17 +17,16 @@ function of its input) or per event (``cache=False``, the honest cost per event)
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sim.arrays import check_samples, load_npy, npz_member, open_npz
 from sim.manifest import Manifest, read_manifest
 from sim.preprocessing import apply_preprocessing, has_preprocessing
 
 HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads consecutive events over the pool
-NPY_MAGIC = b"\x93NUMPY"  # how every .npy file begins
 
 
 class Readout:
@@ -119,46 +118,21 @@ def load_features(path: str | Path, dataset: str | None, n_inputs: int) -> np.nd
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such input file")
     if path.suffix == ".npy":
-        x = _read_npy(path)
+        x = check_samples(load_npy(path), str(path))
     elif path.suffix == ".npz":
-        x = _read_npz(path, dataset)
+        with open_npz(path) as npz:
+            names = list(npz.files)
+            name = dataset or (names[0] if len(names) == 1 else None)
+            if name not in names:
+                raise ValueError(f"{path}: name the array with --dataset (one of {', '.join(names) or 'none'})")
+            x = check_samples(npz_member(npz, path, name), f"{path}: array {name!r}")
     else:
         raise ValueError(f"{path}: board input must be .npy or .npz, got {path.suffix or 'no suffix'}")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: its values are {x.dtype}, not numbers")
     if x.ndim < 2 or int(np.prod(x.shape[1:])) != n_inputs:
         raise ValueError(f"{path}: shape {x.shape}, but the firmware takes {n_inputs} inputs per event")
     if len(x) == 0:
         raise ValueError(f"{path}: no rows (shape {x.shape}), so no event to read")
     return np.asarray(x, np.float64).reshape(len(x), n_inputs)
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    with open(path, "rb") as f:
-        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:  # NumPy took it for a pickle, and said only that
-            raise ValueError(f"{path}: not a .npy file (it does not begin with NumPy's header)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # NumPy's reader raises more than ValueError on garbage (EOFError, OSError...)
-        raise ValueError(f"{path}: does not read as a .npy array ({exc})") from None
-
-
-def _read_npz(path: Path, dataset: str | None) -> np.ndarray:
-    if not zipfile.is_zipfile(path):  # NumPy raised zipfile.BadZipFile, a traceback
-        raise ValueError(f"{path}: not a .npz file (not a zip archive)")
-    try:
-        f = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: does not read as a .npz archive ({exc})") from None
-    with f:
-        names = list(f.keys())
-        name = dataset or (names[0] if len(names) == 1 else None)
-        if name not in names:
-            raise ValueError(f"{path}: name the array with --dataset (one of {', '.join(names)})")
-        try:
-            return f[name]
-        except Exception as exc:  # a member that is no .npy, or cut short
-            raise ValueError(f"{path}: its array {name!r} does not read ({exc})") from None
 
 
 def refuse_nan(path: str | Path, scaled: np.ndarray) -> None:

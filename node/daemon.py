@@ -1029,8 +1029,10 @@ def _check_offload_fits(batch: int, n_inputs: int, n_outputs: int, raw_bytes: in
 def _check_writable(directory: Path) -> None:
     """Create and remove a file in ``directory`` (raises OSError if it cannot be written)."""
     probe = directory / f".fpgaflow-probe-{os.getpid()}"
-    probe.write_bytes(b"")
-    probe.unlink()
+    try:
+        probe.write_bytes(b"")
+    finally:  # also when cut short (an exception from a signal handler)
+        probe.unlink(missing_ok=True)
 
 
 def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: int | None = None) -> int:

@@ -200,8 +200,12 @@ def write_status(path: str | Path, snapshot: dict[str, Any]) -> None:
     """Atomically replace the status file (readers never see half a file)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # no room, or cut short (an exception from a signal handler): no half file left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_status(path: str | Path) -> dict[str, Any]:

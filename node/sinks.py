@@ -173,8 +173,10 @@ class RotatingFiles:
                         writer.write([records])
                 finally:
                     writer.close()
-            except Exception as exc:
+            except BaseException as exc:  # also cut short (an exception from a signal handler): no half file left
                 rebuilt.unlink(missing_ok=True)
+                if not isinstance(exc, Exception):
+                    raise
                 raise OSError(getattr(exc, "errno", None), f"rebuilding it from its chunk log failed: {exc}",
                               str(tmp)) from None  # fmt: skip
             durable_replace(rebuilt, final, self.fsync)

@@ -14,6 +14,7 @@ embed it with ``Node(config).run()`` (returns the final counters) or ``start()``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import signal
@@ -33,6 +34,7 @@ from node import metrics as metrics_mod
 from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources, ring_bytes
 from node.fallback import Fallback
 from node.metrics import Log, Metrics
+from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
 from node.sinks import LATE_CHUNK_BYTES, Publisher, RotatingFiles, late_records
 from sim.wire import protocol
@@ -107,16 +109,26 @@ class Node:
         status_file: str | Path | None = None,
         serve_metrics: bool = True,
         context: zmq.Context | None = None,
+        supervisor: SupervisorWatch | None = None,
     ):
+        """``supervisor``: a supervisor's worker stops once that is gone (``node.orphan``).
+        Starting with no input bound yet, ``SupervisorGone`` is raised out of the step it
+        is in, and the start is abandoned as a failed one is; later the loop stops in
+        order (at its start if the supervisor died while the status file was written)."""
         try:
-            self._setup(cfg, worker, status_file, serve_metrics, context)
-        except BaseException:
-            self._abandon()  # a start that failed (a busy port, say) leaves no socket or thread behind
+            self._setup(cfg, worker, status_file, serve_metrics, context, supervisor)
+        except BaseException as exc:
+            if supervisor is not None:
+                supervisor.raising = False  # the cleaning up is not to be cut short
+            # a start that failed (a busy port, say) leaves no socket or thread behind
+            self._abandon(cut_short=isinstance(exc, SupervisorGone))
             raise
 
-    def _abandon(self) -> None:
+    def _abandon(self, cut_short: bool = False) -> None:
         """Close what a failed start had opened: else the caller's ZeroMQ context (an
-        embedding program's) would wait for it in ``term()`` for ever."""
+        embedding program's) would wait for it in ``term()`` for ever.  ``cut_short``: by
+        ``SupervisorGone``, which can come between a socket made and kept, so that the
+        node's own context is destroyed (every socket closed) rather than waited for."""
         for sock in getattr(self, "inputs", None) or []:
             sock.close(linger=0)
         for part in (getattr(self, "publisher", None), getattr(self, "boards", None)):
@@ -127,10 +139,13 @@ class Node:
         if getattr(self, "prometheus", None) is not None:
             self.prometheus[0].shutdown()
         if getattr(self, "_own_context", False):
-            self.context.term()
+            if cut_short:
+                self.context.destroy(linger=0)
+            else:
+                self.context.term()
 
     def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,
-               context: zmq.Context | None) -> None:  # fmt: skip
+               context: zmq.Context | None, supervisor: SupervisorWatch | None) -> None:  # fmt: skip
         self.cfg, self.worker = cfg, worker
         self.log = Log(f"{cfg.node.name}/{worker}", cfg.node.log_level)
         # process-wide, once: the event blocks of every drain reuse freed memory, faulted in now (node.heap)
@@ -141,7 +156,7 @@ class Node:
         self.context = context or zmq.Context()
         self._own_context = context is None
         self._stop = False
-        self.parent_pid: int | None = None  # a supervisor's worker: stop once the supervisor is gone
+        self.supervisor = supervisor  # a supervisor's worker: stop once the supervisor is gone
         self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
         if cfg.security.curve_secret_key:  # read before any socket opens: a bad one is named, not met half-open
             from sim.wire.security import load_secret_certificate
@@ -290,6 +305,8 @@ class Node:
         self._buf = np.empty(cfg.security.max_message_bytes + RECEIVE_BUFFER, np.uint8)
         self._buf.fill(0)  # touched now: its first drains would fault it in page by page
         self._buf_view = memoryview(self._buf)
+        if supervisor is not None:  # from the first input on, what ZeroMQ takes in is the node's: a
+            supervisor.raising = False  # supervisor that dies now stops the loop in order (drained, not dropped)
         self.inputs = self._open_inputs()
         self._last_event = dict.fromkeys(self.inputs, -1)  # per input: its last message's first event
         self._skipped = dict.fromkeys(self.inputs, 0)  # per input: turns skipped in a row (see _drain)
@@ -303,7 +320,11 @@ class Node:
             self.prometheus = metrics_mod.serve_prometheus(lambda: self.published, cfg.metrics.host, cfg.metrics.port)
         try:  # last, once all is ready: a status file that cannot be written is an error now, not a crash mid-run
             self.published["pid"], self.published["host"] = os.getpid(), socket.gethostname()  # (see _write_status)
-            metrics_mod.write_status(self.status_file, self.published)
+            with supervisor.interrupting("writing its status file") if supervisor else contextlib.nullcontext():
+                metrics_mod.write_status(self.status_file, self.published)  # (a file on a mount that hangs)
+        except SupervisorGone as gone:  # inputs bound: run() stops at once, in order (drains what ZeroMQ took in)
+            self.log("error", "supervisor-gone", parent=gone.pid, starting=True, during=gone.during)
+            self._stop = True
         except OSError as exc:
             raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
 
@@ -776,8 +797,8 @@ class Node:
                 if self.sinks:
                     self._check_sinks()
                 if now >= next_status:
-                    if self.parent_pid is not None and os.getppid() != self.parent_pid and not self._stop:
-                        self.log("error", "supervisor-gone", parent=self.parent_pid)  # orphaned: stop in order
+                    if self.supervisor is not None and not self._stop and self.supervisor.gone():
+                        self.log("error", "supervisor-gone", parent=self.supervisor.pid)  # orphaned: stop in order
                         self._stop = True
                     self._refused_clients()
                     self.published = self.snapshot()
@@ -1038,7 +1059,8 @@ def _check_writable(directory: Path) -> None:
 def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: int | None = None) -> int:
     """Run the node from a configuration file until SIGTERM/SIGINT; exit status.  A worker
     is given its supervisor's pid: one that dies while the worker still starts leaves it
-    another parent, which ``os.getppid()`` read later would take for the supervisor."""
+    another parent, which ``os.getppid()`` read later would take for the supervisor.  A
+    worker whose supervisor died before its inputs were bound gives up its start (0)."""
     early: list[int] = []  # signals while starting (the ring, h5py, the sockets): acted on once it runs
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(signum, lambda signum, _frame: early.append(signum))
@@ -1049,9 +1071,16 @@ def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: in
     elif worker is None:
         runner = Node(cfg)
     else:
-        sup = Supervisor(cfg, config_path)
-        runner = Node(cfg, worker, status_file=sup.worker_status(worker), serve_metrics=False)
-        runner.parent_pid = supervisor_pid if supervisor_pid is not None else os.getppid()
+        watch = SupervisorWatch(supervisor_pid if supervisor_pid is not None else os.getppid())
+        try:
+            watch.start()
+            sup = Supervisor(cfg, config_path)
+            runner = Node(cfg, worker, status_file=sup.worker_status(worker), serve_metrics=False, supervisor=watch)
+        except SupervisorGone as gone:  # nothing taken in yet, nothing opened left open: as a stop before the run
+            Log(f"{cfg.node.name}/{worker}", cfg.node.log_level)(
+                "error", "supervisor-gone", parent=gone.pid, starting=True, during=gone.during
+            )
+            return 0
     on_stop = runner.stop_intake if isinstance(runner, Node) and worker is not None else runner.stop
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

@@ -18,7 +18,17 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read_sink, wait_for, write_config
+from node_helpers import (
+    ROOT,
+    Daemon,
+    basic_config,
+    free_port,
+    free_ports,
+    read_sink,
+    read_status,
+    wait_for,
+    write_config,
+)
 
 from node import sinks
 from node.builder import WHY_BAD_FLAGS, WHY_JUMP, WHY_LATE, missing_sources
@@ -644,6 +654,95 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path, when):
     assert len(gone) == 2 and all(x["level"] == "error" for x in gone)
     d = Daemon(cfg)  # the ports are free again
     assert d.stop()["exit_codes"] == [0, 0]
+
+
+def _blocked_opening_a_fifo(pid: int) -> bool:
+    """``pid`` waits in open() for the other end of a FIFO (Linux's wait_for_partner)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read() == "wait_for_partner"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("blocked_in", ["recovery", "status"])
+def test_workers_blocked_starting_stop_when_their_supervisor_is_killed(tmp_path, blocked_in):
+    """Workers whose start blocks (a file on a mount that hangs; here a FIFO, whose open()
+    waits for a writer or reader that never comes) outlived their killed supervisor for
+    ever: only the loop they never reached looked for it.  Now each stops within seconds.
+    ``recovery``: before any input is bound (a killed writer's chunk log to read): it
+    gives up its start, closing what it had opened, leaving no status file and no
+    half-rebuilt file.  ``status``:
+    its inputs bound, events sent to it, its status file not yet written: it stops in
+    order as a running worker does, and every event sent is in its files."""
+    base = free_ports(2)
+    # recovery: with sockets open (to a board that is not there), which giving up the start closes
+    offload = {"boards": [f"tcp://127.0.0.1:{free_port()}"]} if blocked_in == "recovery" else {}
+    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2}, offload=offload)
+    out = tmp_path / "out"
+    out.mkdir()
+    for k in range(2):
+        if blocked_in == "recovery":
+            (out / f"node-w{k}-20260101T000000-00000.h5.tmp").write_bytes(b"")
+            os.mkfifo(out / f"node-w{k}-20260101T000000-00000.h5.tmp.chunks")
+        else:
+            os.mkfifo(tmp_path / f"node-status.json.w{k}.tmp")
+    d = Daemon(cfg)
+    pids, n = [], 200
+    try:
+        pids = _worker_pids(d)
+        wait_for(lambda: all(_blocked_opening_a_fifo(pid) for pid in pids), 60, "both workers to block")
+        if blocked_in == "status":
+            ctx = zmq.Context()
+            src = Source(0, [f"tcp://127.0.0.1:{base + k}" for k in range(2)], n_inputs=N_IN, n_outputs=N_OUT,
+                         context=ctx)  # fmt: skip
+            send(src, np.arange(n))
+            src.close()
+            ctx.term()  # every message handed to the workers' connections
+        d.proc.kill()
+        d.proc.wait(10)
+        wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "the orphaned workers to stop")
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        d.kill()
+    gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
+    assert len(gone) == 2 and all(x["level"] == "error" and x["starting"] for x in gone), gone
+    step = {"recovery": "node/chunklog.py:", "status": "node/metrics.py:"}[blocked_in]  # where each was stuck
+    assert all(x["during"].startswith(step) for x in gone), gone
+    statuses = [read_status(tmp_path / f"node-status.json.w{k}") for k in range(2)]
+    if blocked_in == "recovery":
+        assert statuses == [None, None]  # it never ran
+        assert sorted(f.name for f in out.iterdir()) == sorted(
+            f"node-w{k}-20260101T000000-00000.h5.tmp{suffix}" for k in range(2) for suffix in ("", ".chunks")
+        )  # left as they were: no .rebuilt, no probe file
+        return
+    assert all(s["final"] and not s["failed"] for s in statuses), statuses
+    assert sum(s["counters"]["events_complete"] for s in statuses) == n
+    assert sorted(read_sink(out, "node-w*-*.h5", "events")["event"].tolist()) == list(range(n))
+    assert not list(tmp_path.glob("node-status.json.w*.tmp"))
+    d = Daemon(cfg)  # the ports are free again
+    assert d.stop()["exit_codes"] == [0, 0]
+
+
+def test_a_worker_ignores_sighup_while_its_supervisor_lives(tmp_path):
+    """A worker takes SIGHUP only as the news that its supervisor died (node.orphan): with
+    the supervisor alive it runs on (before, SIGHUP killed it and with it the node)."""
+    base = free_ports(2)
+    d = Daemon(basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2}))
+    try:
+        pids = _worker_pids(d)
+        wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
+        for pid in pids:
+            os.kill(pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert all(_alive(pid) for pid in pids)
+        assert d.stop()["exit_codes"] == [0, 0]
+    finally:
+        d.kill()
+    assert not [x for x in d.log_lines() if x["event"] in ("supervisor-gone", "worker-exited")]
 
 
 def _two_boards(tmp_path, before, while_stopped, n_events: int, **node) -> dict:

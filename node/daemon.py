@@ -3,7 +3,7 @@
 ``Node`` is one builder worker: it polls its input sockets, drains each ready socket in
 a batch of non-blocking receives, validates the drain (as one array when the messages
 are alike), builds events, runs the fallback stage and writes/publishes what leaves.
-``Supervisor`` runs several workers as processes (fragments routed by event number, see
+``node.supervisor.Supervisor`` runs several workers as processes (fragments routed by event number, see
 ``sim.wire.source``) under one status file and one Prometheus endpoint.
 
 Run it with ``fpgaflow node --config node.toml`` or ``python -m node.daemon node.toml``;
@@ -29,14 +29,15 @@ import numpy as np
 import zmq
 
 from node import config as config_mod
-from node import heap
+from node import heap, preflight
 from node import metrics as metrics_mod
-from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources, ring_bytes
+from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources
 from node.fallback import Fallback
-from node.metrics import Log, Metrics
+from node.metrics import WAITING_LOG_S, Log, Metrics, write_status_logged
 from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
 from node.sinks import LATE_CHUNK_BYTES, Publisher, RotatingFiles, late_records
+from node.supervisor import Supervisor
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
 
@@ -59,7 +60,6 @@ OVERSIZE_KEPT = 4
 COUNTED = ("received_messages", "received_bytes", "received_fragments", "drains", "malformed_messages",
            "sequence_resets", "events_out", "events_complete", "events_incomplete", "late_fragments",
            "status_write_errors", "curve_refused", "refused_fragments")  # fmt: skip
-WAITING_LOG_S = 10.0  # how often a sink waiting for room on the disk is logged
 
 
 def _fragment_layout(cfg: config_mod.Config, emulator: Any) -> tuple[int, int, int]:
@@ -199,7 +199,9 @@ class Node:
                 f"({self.n_inputs} inputs, {self.n_outputs} results of {self.raw_bytes} bytes) takes {one} bytes"
             )
         b = cfg.builder
-        _check_ring_fits(len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes, b.window, cfg.node.workers)
+        preflight.check_ring_fits(
+            len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes, b.window, cfg.node.workers
+        )
         self.builder = Builder(
             len(self.sources), self.n_inputs, self.n_outputs, self.raw_bytes,
             window=b.window, timeout_s=b.timeout_s, max_event_jump=b.max_event_jump,
@@ -210,7 +212,9 @@ class Node:
             from node.offload import Boards
 
             o = cfg.offload
-            _check_offload_fits(o.batch, self.n_inputs, self.n_outputs, self.raw_bytes, cfg.security.max_message_bytes)
+            preflight.check_offload_fits(
+                o.batch, self.n_inputs, self.n_outputs, self.raw_bytes, cfg.security.max_message_bytes
+            )
             curve = None
             if o.board_keys:
                 from sim.wire.security import CurveKeys
@@ -237,7 +241,7 @@ class Node:
         if s.write_files:  # now, not at the first flush: a directory that cannot be written would lose events then
             try:
                 directory.mkdir(parents=True, exist_ok=True)
-                _check_writable(directory)
+                preflight.check_writable(directory)
             except OSError as exc:
                 raise config_mod.ConfigError(f"sink.directory {directory}: cannot write there ({exc})") from None
         self.events_sink = None if not s.write_files else RotatingFiles(
@@ -319,7 +323,8 @@ class Node:
             # the HTTP thread reads the snapshot the loop last published, never live state
             self.prometheus = metrics_mod.serve_prometheus(lambda: self.published, cfg.metrics.host, cfg.metrics.port)
         try:  # last, once all is ready: a status file that cannot be written is an error now, not a crash mid-run
-            self.published["pid"], self.published["host"] = os.getpid(), socket.gethostname()  # (see _write_status)
+            # (as write_status_logged does: `status` tells a killed node by them)
+            self.published["pid"], self.published["host"] = os.getpid(), socket.gethostname()
             with supervisor.interrupting("writing its status file") if supervisor else contextlib.nullcontext():
                 metrics_mod.write_status(self.status_file, self.published)  # (a file on a mount that hangs)
         except SupervisorGone as gone:  # inputs bound: run() stops at once, in order (drains what ZeroMQ took in)
@@ -710,7 +715,7 @@ class Node:
         return any(sink.busy for sink in self.sinks)
 
     def _write_status(self, snap: dict[str, Any]) -> None:
-        if not _write_status(self.log, self.status_file, snap):
+        if not write_status_logged(self.log, self.status_file, snap):
             self.metrics.c["status_write_errors"] += 1
 
     def _check_sinks(self) -> None:
@@ -902,158 +907,6 @@ class Node:
         if self._own_context:
             self.context.destroy(linger=0)
         return snap
-
-
-class Supervisor:
-    """Several builder workers as processes, one status file and one metrics endpoint."""
-
-    def __init__(self, cfg: config_mod.Config, config_path: Path):
-        self.cfg, self.config_path = cfg, config_path
-        self.status_file = cfg.resolve(cfg.node.status_file)
-        self.log = Log(cfg.node.name, cfg.node.log_level)
-        self._stop = False
-        self.procs: list[subprocess.Popen] = []
-        self.latest: dict[str, Any] = metrics_mod.merge([])
-
-    def worker_status(self, k: int) -> Path:
-        return self.status_file.with_name(f"{self.status_file.name}.w{k}")
-
-    def _collect(self) -> dict[str, Any]:
-        snaps = []
-        for k in range(self.cfg.node.workers):
-            try:
-                snaps.append(metrics_mod.read_status(self.worker_status(k)))
-            except (OSError, ValueError):
-                continue
-        self.latest = metrics_mod.merge(snaps)
-        self.latest["final"] = bool(snaps) and all(s.get("final") for s in snaps) and len(snaps) == len(self.procs)
-        return self.latest
-
-    def stop(self, *_: Any) -> None:
-        """Stop the workers; a second call tells them to give up waiting for room (SIGUSR1)."""
-        if self._stop:
-            self.give_up()
-        self._stop = True
-
-    def give_up(self, *_: Any) -> None:
-        """The workers stop waiting for room on the disk (SIGUSR1 to each, as to one node)."""
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGUSR1)
-
-    def _wait_for_workers(self) -> list[int]:
-        """Wait for every worker to stop, keeping the node's status current, and say every
-        ``WAITING_LOG_S`` which ones are still running (draining, waiting for room on the
-        disk: a second SIGTERM gives up; or hung: its status goes stale) and for how long
-        they have said nothing, instead of waiting without a word.  Their exit codes."""
-        said = time.monotonic()
-        while any(p.poll() is None for p in self.procs):
-            time.sleep(min(0.2, self.cfg.node.status_interval_s))
-            _write_status(self.log, self.status_file, self._collect())
-            if time.monotonic() - said >= WAITING_LOG_S:
-                said = time.monotonic()
-                for k, p in enumerate(self.procs):
-                    if p.poll() is None:
-                        try:
-                            age = round(time.time() - float(metrics_mod.read_status(self.worker_status(k))["time"]), 1)
-                        except (OSError, ValueError, KeyError, TypeError):
-                            age = None
-                        self.log("warning", "waiting-for-worker", worker=k, pid=p.pid, status_age_s=age,
-                                 hint="it drains or waits for room on the disk (a second SIGTERM gives up); "
-                                      "a status many intervals old: hung")  # fmt: skip
-        return [p.returncode for p in self.procs]
-
-    def _ready(self, k: int) -> bool:
-        """Worker ``k`` has its signal handlers (it writes its status file after them)."""
-        return self.worker_status(k).exists() or self.procs[k].poll() is not None
-
-    def run(self) -> dict[str, Any]:
-        prom = None  # before the workers: a metrics port taken fails the start with no worker started
-        if self.cfg.metrics.port:
-            prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)
-        for k in range(self.cfg.node.workers):
-            self.worker_status(k).unlink(missing_ok=True)
-            cmd = [sys.executable, "-m", "node.daemon", str(self.config_path), "--worker", str(k),
-                   "--supervisor-pid", str(os.getpid())]  # fmt: skip
-            self.procs.append(subprocess.Popen(cmd))
-        self.log("info", "supervisor-started", workers=len(self.procs), pids=[p.pid for p in self.procs])
-        while not self._stop and all(p.poll() is None for p in self.procs):
-            time.sleep(min(0.2, self.cfg.node.status_interval_s))
-            _write_status(self.log, self.status_file, self._collect())
-        if not self._stop:  # a worker ended on its own (a crash, the OOM killer, a failed sink)
-            for k, p in enumerate(self.procs):
-                if p.poll() is not None:
-                    self.log("error", "worker-exited", worker=k, pid=p.pid, exit_code=p.returncode,
-                             action="stopping the other workers")  # fmt: skip
-        # a worker still starting has no handler yet: SIGTERM would kill it, statusless
-        deadline = time.monotonic() + 60
-        while not all(self._ready(k) for k in range(len(self.procs))) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        codes = self._wait_for_workers()
-        snap = self._collect()
-        snap["exit_codes"] = codes
-        snap["final"] = True  # the node has stopped, even if a dead worker never wrote its final status
-        snap["failed"] = any(code != 0 for code in codes) or snap.get("failed", False)
-        _write_status(self.log, self.status_file, snap)
-        if prom is not None:
-            prom[0].shutdown()
-        self.log("info", "supervisor-stopped", exit_codes=codes)
-        return snap
-
-
-def _write_status(log: Log, path: Path, snap: dict[str, Any]) -> bool:
-    """The status file; failing to write it (a full disk) is logged, never fatal: building
-    and writing events do not depend on it.  Whether it was written."""
-    snap["pid"], snap["host"] = os.getpid(), socket.gethostname()  # `status` tells a killed node by them
-    try:
-        metrics_mod.write_status(path, snap)
-        return True
-    except OSError as exc:
-        log.limited("status-write", "error", "status-write-failed", file=str(path), error=str(exc))
-        return False
-
-
-def _check_ring_fits(n_sources: int, n_inputs: int, n_outputs: int, raw_bytes: int, window: int,
-                     workers: int = 1) -> None:  # fmt: skip
-    """Refuse a ``builder.window`` whose rings (one per worker) would take more than half
-    the machine's memory: each is all touched at start, so it would be the OOM killer's,
-    not an error."""
-    need = ring_bytes(n_sources, n_inputs, n_outputs, raw_bytes, window) * workers
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # a platform that does not say
-        return
-    if need > memory // 2:
-        each = f", one ring in each of {workers} workers" if workers > 1 else ""
-        raise config_mod.ConfigError(
-            f"builder.window = {window}: the ring would take {need / 2**30:.1f} GiB ({n_sources} sources' "
-            f"fragments of {n_inputs} inputs per event{each}), more than half this machine's {memory / 2**30:.1f} GiB"
-        )
-
-
-def _check_offload_fits(batch: int, n_inputs: int, n_outputs: int, raw_bytes: int, max_bytes: int) -> None:
-    """An offload batch, and a board's reply to it, must fit in one message: a larger reply
-    makes ZeroMQ drop the board's connection (the socket's size limit), and every batch
-    would time out to the CPU with no word why."""
-    for what, n_in, n_out in (("request", n_inputs, 0), ("reply", 0, n_outputs)):
-        size = protocol.HEADER_SIZE + batch * protocol.fragment_dtype(n_in, n_out, raw_bytes).itemsize
-        if size > max_bytes:
-            raise config_mod.ConfigError(
-                f"offload.batch = {batch}: a board's {what} of {batch} fragments takes {size} bytes, "
-                f"more than security.max_message_bytes = {max_bytes}"
-            )
-
-
-def _check_writable(directory: Path) -> None:
-    """Create and remove a file in ``directory`` (raises OSError if it cannot be written)."""
-    probe = directory / f".fpgaflow-probe-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-    finally:  # also when cut short (an exception from a signal handler)
-        probe.unlink(missing_ok=True)
 
 
 def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: int | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections import defaultdict
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 # end-to-end latency (board timestamp -> event out), seconds
+WAITING_LOG_S = 10.0  # how often a node waiting (a sink for room on the disk, a supervisor for workers) says so
 LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -263,3 +265,15 @@ def serve_prometheus(get_snapshot, host: str, port: int) -> Any:
         return start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise RuntimeError(f"metrics.port {port}: cannot serve metrics on {host} ({exc})") from None
+
+
+def write_status_logged(log: Log, path: Path, snap: dict[str, Any]) -> bool:
+    """The status file; failing to write it (a full disk) is logged, never fatal: building
+    and writing events do not depend on it.  Whether it was written."""
+    snap["pid"], snap["host"] = os.getpid(), socket.gethostname()  # `status` tells a killed node by them
+    try:
+        write_status(path, snap)
+        return True
+    except OSError as exc:
+        log.limited("status-write", "error", "status-write-failed", file=str(path), error=str(exc))
+        return False

@@ -806,7 +806,7 @@ def test_the_ring_check_counts_every_workers_ring():
     """Each worker's ring was checked alone: 8 workers of 3.7 GiB passed on a 23.5 GiB
     machine, for the OOM killer to stop (review)."""
     from node.builder import ring_bytes
-    from node.daemon import _check_ring_fits
+    from node.preflight import check_ring_fits
 
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     window = 1 << 20
@@ -814,9 +814,9 @@ def test_the_ring_check_counts_every_workers_ring():
     while ring_bytes(2, n_in, 1, 4, window) <= memory // 8:  # doubling: a ring over 1/8 of the memory, not 1/4
         n_in *= 2
     assert ring_bytes(2, n_in, 1, 4, window) <= memory // 2
-    _check_ring_fits(2, n_in, 1, 4, window)  # one worker: fits
+    check_ring_fits(2, n_in, 1, 4, window)  # one worker: fits
     with pytest.raises(config.ConfigError, match="one ring in each of 4 workers"):
-        _check_ring_fits(2, n_in, 1, 4, window, workers=4)
+        check_ring_fits(2, n_in, 1, 4, window, workers=4)
 
 
 def test_a_worker_that_cannot_start_fails_the_node_as_a_node_that_cannot_start(tmp_path):

@@ -158,3 +158,49 @@ def quantizer_layer_outputs(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     outputs = probe.predict(x, verbose=0)
     return {n: np.asarray(y, dtype=np.float64).reshape(len(x), -1) for n, y in zip(names, outputs, strict=True)}
+
+
+# weight quantizers with keep_negative=False (QKeras: 0 .. 2**integer - step, negative weights
+# clipped to 0), each layer followed by a quantized_bits QActivation hls4ml merges into it:
+# name: (kernel, bias, the weight and bias types synth gives, the QActivation or None)
+UNSIGNED_WEIGHT_LAYERS = {
+    "qconv": ("quantized_bits(5,1,keep_negative=False,alpha=1)", "quantized_bits(4,2,keep_negative=False,alpha=1)",
+              ("ap_ufixed<5,1>", "ap_ufixed<4,2>"), "quantized_bits(8,3,alpha=1)"),
+    "d_uint": ("quantized_bits(4,4,keep_negative=False,alpha=1)", "quantized_bits(6,2,alpha=1)",
+               ("ap_uint<4>", "ap_fixed<6,3>"), "quantized_bits(8,4,alpha=1)"),
+    "d_bit": ("quantized_bits(1,1,keep_negative=False,alpha=1)", "quantized_bits(1,0,keep_negative=False,alpha=1)",
+              ("ap_uint<1>", "ap_ufixed<1,0>"), "quantized_bits(8,4,alpha=1)"),
+    "d_wide": ("quantized_bits(6,2,keep_negative=False,alpha=1)", "quantized_bits(3,5,keep_negative=False,alpha=1)",
+               ("ap_ufixed<6,2>", "ap_ufixed<3,5>"), "quantized_bits(8,2,alpha=1)"),
+    "d_alpha": ("quantized_bits(5,1,keep_negative=False,alpha=0.5)", "quantized_bits(6,2,alpha=1)",
+                ("ap_ufixed<5,1>", "ap_fixed<6,3>"), None),
+}  # fmt: skip
+
+
+def unsigned_weight_model() -> Any:
+    """A QConv1D and QDense chain with the UNSIGNED_WEIGHT_LAYERS quantizers; the weights
+    span negative values (QKeras gives 0), every step of the unsigned range (odd steps:
+    hls4ml's signed type drops their last bit) and, for ``d_uint``, values from 8 up
+    (hls4ml's ap_int<4> wraps them negative); ``d_bit``'s 0 is -1 to hls4ml's binary type."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QDense
+    from qkeras.quantizers import get_quantizer
+
+    k = tf.keras
+    inp = k.Input((10, 2), name="x")
+    h = inp
+    for name, (kernel, bias, _, activation) in UNSIGNED_WEIGHT_LAYERS.items():
+        q = {"kernel_quantizer": get_quantizer(kernel), "bias_quantizer": get_quantizer(bias)}
+        h = QConv1D(3, 3, name=name, **q)(h) if name == "qconv" else QDense(6, name=name, **q)(h)
+        if activation:
+            h = QActivation(activation, name=f"{name}_q")(h)
+        if name == "qconv":
+            h = k.layers.Flatten(name="flat")(h)
+    model = k.Model(inp, h)
+    rng = np.random.default_rng(29)
+    for name in UNSIGNED_WEIGHT_LAYERS:
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        centre, spread = (6.0, 6.0) if name == "d_uint" else (0.5, 1.5)
+        layer.set_weights([rng.normal(centre, spread, kernel.shape).astype("f4"), rng.normal(0.5, 2, bias.shape)])
+    return model

@@ -801,6 +801,49 @@ def test_quantizers_hls4ml_types_wrongly_get_their_own_type(tmp_path):
     )
 
 
+def test_unsigned_weight_quantizers_get_their_own_type(tmp_path):
+    """Kernel and bias quantized_bits(keep_negative=False) were refused (hls4ml 1.3 holds
+    them in a signed type that loses their values); synth gives them the unsigned type
+    that holds QKeras's values, says so naming the layer, and the firmware's weights
+    (the manifest's, i.e. the header's strings cast into the type) are QKeras's
+    (csim: test_unsigned_weight_quantizers_hold_qkeras_values)."""
+    from network_oracle import UNSIGNED_WEIGHT_LAYERS, unsigned_weight_model
+    from qkeras.quantizers import get_quantizer
+
+    from sim.fixed import FixedType
+    from sim.manifest import read_manifest
+
+    model = unsigned_weight_model()
+    files = save_keras(model, tmp_path / "src", "q")
+    hls = {"Model": {"Precision": "ap_fixed<16,6>"}}
+    project = _synth(
+        write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
+    )
+    manifest = read_manifest(project.build_dir / "emulator")
+    specs = {spec["name"]: spec for spec in manifest.meta["layers"]}
+    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
+    for name, (kernel_q, bias_q, types, _) in UNSIGNED_WEIGHT_LAYERS.items():
+        kernel, bias = model.get_layer(name).get_weights()
+        alpha = float(get_quantizer(kernel_q).alpha)
+        # hls4ml divides a kernel alpha out of the weights and moves the bias to its ApplyAlpha layer
+        holders = {"weight": specs[name], "bias": specs.get(f"{name}_alpha", specs[name])}
+        for short, quantizer, values, scale in (("weight", kernel_q, kernel, alpha), ("bias", bias_q, bias, 1.0)):
+            spec = holders[short]
+            held = FixedType.parse(spec[f"{short}_type"])
+            firmware = held.from_raw(manifest.arrays[spec["arrays"][short]]).reshape(values.shape) * scale
+            assert np.array_equal(firmware, get_quantizer(quantizer)(values).numpy()), (name, short)
+        assert (specs[name]["weight_type"], holders["bias"]["bias_type"]) == types, name
+    note = next(w for w in warnings if "layer 'd_uint' (QDense, kernel quantizer" in w)
+    assert note.endswith(
+        "layer 'd_uint' (QDense, kernel quantizer quantized_bits(4,4,0,keep_negative=False,alpha=1)): "
+        "keep_negative=False gives values 0..15 in steps of 1, which hls4ml 1.3.0 would hold in the signed "
+        "ap_int<4> (-8..7 in steps of 1); fpgaflow holds them in ap_uint<4>, which holds each exactly"
+    )
+    assert any("layer 'd_bit' (QDense, kernel quantizer" in w and "its binary type (ap_uint<1>, 0 standing for -1)" in w
+               for w in warnings)  # fmt: skip
+    assert any("layer 'qconv' (QConv1D, bias quantizer" in w and "the signed ap_fixed<4,3>" in w for w in warnings)
+
+
 def _quantizer_model(kind: str, quantizer: str):
     import tensorflow as tf
     from qkeras import QActivation, QConv1D, QDense
@@ -863,12 +906,15 @@ def _quantizer_model(kind: str, quantizer: str):
         ("dense_activation", "quantized_relu(4,1,negative_slope=0.5)", r"layer 'fc_quantized_relu' \(quantized_relu"),
         (
             "kernel",
-            "quantized_bits(6,2,keep_negative=False,alpha=1)",
-            r"layer 'fc' \(QDense, kernel quantizer quantized_bits\(6,2,0,keep_negative=False,alpha=1\)\) is not "
-            r"supported: keep_negative=False gives values 0..3.9375 in steps of 0.0625, but hls4ml 1.3.0 holds them "
-            r"in the signed ap_fixed<6,3> \(steps of 0.125\), which drops the last bit of half of them; "
-            r"quantized_bits\(7,2,alpha=1\) \(signed\) has the same step and non-negative values",
+            "quantized_bits(6,2,keep_negative=False,alpha='auto')",
+            r"layer 'fc' \(QDense, kernel quantizer quantized_bits\(6,2,1,keep_negative=False,alpha='auto'\)\) is "
+            r"not supported: with alpha='auto' QKeras ignores keep_negative=False \(its scaled values are those of "
+            r"keep_negative=True, negative ones included\), but hls4ml 1.3.0 divides the scale out and quantizes the "
+            r"weights again with keep_negative=False, which sets the negative ones to 0; keep_negative=True computes "
+            r"the same in QKeras, and hls4ml builds it",
         ),
+        ("kernel", "quantized_bits(4,0,keep_negative=False,alpha='auto_po2')", r".*alpha='auto_po2' QKeras ignores"),
+        ("bias", "quantized_bits(4,1,keep_negative=False,alpha=0.5)", r".*bias quantizer .*: alpha=0.5 on a bias"),
         ("bias", "quantized_bits(4,0,alpha='auto')", r"layer 'fc' \(QDense, bias quantizer .* alpha='auto' on a bias"),
         ("bias", "quantized_bits(6,2,alpha=1,qnoise_factor=0)", r".*bias quantizer .*: qnoise_factor=0 mixes"),
         (
@@ -1096,11 +1142,12 @@ def test_qbatchnormalization_computes_with_its_quantized_parameters(tmp_path):
 def test_the_quantizer_hints_compute_the_same():
     """The hints synth gives and docs/network.md states, checked with QKeras on a grid:
     binary(alpha=1) is quantized_bits(1,0) (0 -> +1 included); quantized_relu(b,i) is
-    quantized_bits(b,i,keep_negative=False); quantized_bits(b+1,i) agrees with the latter
-    on non-negative values, and hls4ml's type holds its values exactly."""
-    from hls4ml.model.quantizers import QKerasQuantizer
+    quantized_bits(b,i,keep_negative=False), whose values the weight type synth gives
+    holds exactly; with alpha='auto'/'auto_po2' keep_negative=False computes the same as
+    keep_negative=True (QKeras's scaled branch ignores it)."""
     from qkeras.quantizers import get_quantizer
 
+    from fpgaflow.network.quantizers import unsigned_weight_precision
     from fpgaflow.network.types import ap_type
     from sim.fixed import FixedType
 
@@ -1110,14 +1157,20 @@ def test_the_quantizer_hints_compute_the_same():
         return get_quantizer(text)(values).numpy()
 
     assert np.array_equal(q("binary(alpha=1)"), q("quantized_bits(1,0,alpha=1)"))
-    for bits, integer in [(6, 2), (4, 6), (1, 0), (8, 3)]:
-        unsigned = q(f"quantized_bits({bits},{integer},keep_negative=False,alpha=1)")
+    for bits, integer in [(6, 2), (4, 6), (1, 0), (8, 3), (4, 4), (1, 1)]:
+        text = f"quantized_bits({bits},{integer},keep_negative=False,alpha=1)"
+        unsigned = q(text)
         assert np.array_equal(q(f"quantized_relu({bits},{integer})"), unsigned)
-        signed = f"quantized_bits({bits + 1},{integer},alpha=1)"
-        assert np.array_equal(q(signed)[x >= 0], unsigned[x >= 0])
-        config = {"class_name": "quantized_bits", "config": get_quantizer(signed).get_config()}
-        held = FixedType.parse(ap_type(QKerasQuantizer(config).hls_type, "w")).quantize(q(signed))
-        assert np.array_equal(held, q(signed))
+        config = {"class_name": "quantized_bits", "config": get_quantizer(text).get_config()}
+        held = FixedType.parse(ap_type(unsigned_weight_precision(config), "w"))
+        assert np.array_equal(held.quantize(unsigned), unsigned), text
+        assert held.max_value == unsigned.max() and unsigned.min() == 0, text  # the whole range, no more
+    kernel = x.reshape(-1, 16) * np.linspace(0.1, 1, 16, dtype=np.float32)  # a scale per output column
+    for alpha in ("auto", "auto_po2"):
+        for bits, integer in [(6, 2), (4, 0), (8, 3)]:
+            unsigned = q(f"quantized_bits({bits},{integer},keep_negative=False,alpha={alpha!r})", kernel)
+            assert (unsigned < 0).any()
+            assert np.array_equal(unsigned, q(f"quantized_bits({bits},{integer},alpha={alpha!r})", kernel))
 
 
 @pytest.mark.parametrize(

@@ -255,6 +255,40 @@ def test_qkeras_quantizers_hls4ml_types_wrongly(tmp_path_factory):
     _assert_exact(oracle, n=1000)
 
 
+def test_unsigned_weight_quantizers_hold_qkeras_values(tmp_path_factory):
+    """Kernel and bias quantized_bits(keep_negative=False) (QKeras: 0 .. 2**integer - step):
+    hls4ml 1.3 held them in the signed fixed<bits, integer+1> (ap_int<bits> when integer ==
+    bits, its binary type when both are 1), which dropped the last bit of odd steps, wrapped
+    8..15 to negative and read 0 as -1; synth gives them ap_ufixed<bits, integer>.  The
+    emulator equals csim on every layer, and each layer's csim output equals QKeras's on
+    csim's own input to it (the merged quantizing activations included; ``d_alpha``
+    through hls4ml's ApplyAlpha layer, within float32's rounding of QKeras's sum)."""
+    from network_oracle import UNSIGNED_WEIGHT_LAYERS, unsigned_weight_model
+
+    from fpgaflow.network.verify import csim_trace
+
+    model = unsigned_weight_model()
+    oracle = _synth(tmp_path_factory, model, "unsigned_w", {"Model": {"Precision": "ap_fixed<16,6>"}})
+    specs = {layer.name: layer.spec for layer in oracle.net.layers}
+    for name, (*_, types, _) in UNSIGNED_WEIGHT_LAYERS.items():
+        assert (specs[name]["weight_type"], specs[name]["bias_type"]) == types, name
+    _assert_exact(oracle)
+    x = oracle.random_inputs(2000, seed=2)
+    _, trace = csim_trace(oracle.hls_model, oracle.net._input_raw(x))
+    given = oracle.net.input_type.quantize(oracle.net._input_raw(x)).astype(np.float32)
+    for name, (*_, activation) in UNSIGNED_WEIGHT_LAYERS.items():
+        layer = model.get_layer(name)
+        keras = layer(given.reshape(len(x), *layer.input_shape[1:])).numpy()
+        if activation:
+            keras = model.get_layer(f"{name}_q")(keras).numpy()
+            got = np.asarray(trace[name]).reshape(keras.shape)
+            assert np.array_equal(got, keras), (name, np.abs(got - keras).max())
+        else:  # hls4ml's ApplyAlpha multiplies the scale back in
+            got = np.asarray(trace[f"{name}_alpha"]).reshape(keras.shape)
+            assert np.allclose(got, keras, rtol=2**-20, atol=0), (name, np.abs(got - keras).max())
+        given = np.asarray(trace[name if activation else f"{name}_alpha"], dtype=np.float32)
+
+
 def test_dense_model_io_stream(tmp_path_factory):
     import tensorflow as tf
 

@@ -43,11 +43,14 @@ def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
     import hls4ml
     import keras
 
-    if keras.__version__ > "3.0":
-        layer_list, _, outputs, _ = hls4ml.converters.parse_keras_v3_model(model)
-    else:
-        reader = hls4ml.converters.KerasModelReader(model)
-        layer_list, _, outputs, _ = hls4ml.converters.parse_keras_model(json.loads(model.to_json()), reader)
+    from fpgaflow.network.quantizers import unsigned_weight_types
+
+    with unsigned_weight_types():
+        if keras.__version__ > "3.0":
+            layer_list, _, outputs, _ = hls4ml.converters.parse_keras_v3_model(model)
+        else:
+            reader = hls4ml.converters.KerasModelReader(model)
+            layer_list, _, outputs, _ = hls4ml.converters.parse_keras_model(json.loads(model.to_json()), reader)
     return layer_list, list(outputs or [])
 
 
@@ -93,9 +96,10 @@ def hls_config(
     """``layer_list``: the model as ``keras_layer_list`` parses it, when the caller has it."""
     import hls4ml
 
-    from fpgaflow.network.quantizers import quantizer_types
+    from fpgaflow.network.quantizers import quantizer_types, unsigned_weight_types
 
-    base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
+    with unsigned_weight_types():
+        base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
     if layer_list is None:
         layer_list, _ = keras_layer_list(model)
     fixes, fixed = quantizer_types(layer_list, str(settings.project.file))
@@ -178,10 +182,10 @@ def _warn(settings: NetworkSettings, note: str) -> None:
 def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> Any:
     import hls4ml
 
-    from fpgaflow.network.quantizers import quantized_batchnorm_parameters
+    from fpgaflow.network.quantizers import quantized_batchnorm_parameters, unsigned_weight_types
 
     try:
-        with quantized_batchnorm_parameters(model) as notes:
+        with unsigned_weight_types(), quantized_batchnorm_parameters(model) as notes:
             hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
         for note in notes:
             _warn(settings, note)

@@ -6,11 +6,15 @@ hls4ml gives a QActivation the result type ``utils/config.py``'s
 values (``qkeras/quantizers.py``) also depend on ``keep_negative``, ``symmetric``,
 ``alpha``, ``qnoise_factor``, ``negative_slope``, ``use_sigmoid``.  Where an activation's
 function is one fixed-point cast, synth gives the layer that type; where it is not
-(or a weight type cannot hold the quantizer's values), synth refuses by layer.
-Checked against QKeras on grids of inputs in ``tests/test_network_frontend.py``."""
+(or a weight type cannot hold the quantizer's values), synth refuses by layer.  A
+weight quantizer with ``keep_negative=False`` gets the unsigned type holding its values
+(``unsigned_weight_types``).  Checked against QKeras on grids of inputs in
+``tests/test_network_frontend.py``."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +45,10 @@ def _built(quantizer: Any) -> str:
 
 def _alpha_is_one(alpha: Any) -> bool:
     return alpha is None or (not isinstance(alpha, str) and float(alpha) == 1.0)
+
+
+def _unsigned(config: dict[str, Any]) -> bool:
+    return config.get("keep_negative", True) in (False, 0)
 
 
 def _qnoise(config: dict[str, Any]) -> str | None:
@@ -96,7 +104,7 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
             f"alpha={float(alpha):g} multiplies QKeras's output by {float(alpha):g}, which hls4ml drops; use "
             "alpha=1 (the next layer's weights can absorb the scale)"
         )
-    if config.get("keep_negative", True) in (False, 0):
+    if _unsigned(config):
         # bits unsigned bits: 0 .. 2**integer - step, step 2**(integer - bits)
         return str(FixedType(bits, integer, False, "AP_RND_CONV", "AP_SAT")), None
     if bits == 1:
@@ -108,39 +116,119 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
     return str(FixedType(bits, integer + 1, True, "AP_RND_CONV", overflow)), None
 
 
+def unsigned_weight_precision(quantizer: dict[str, Any]) -> Any | None:
+    """The hls4ml precision holding a weight ``quantized_bits(bits, integer,
+    keep_negative=False)``'s values, 0 .. 2**integer - step in steps of
+    ``2**(integer - bits)`` (``ap_ufixed<bits, integer>``; ``ap_uint<bits>`` when
+    integer == bits); None for any other quantizer."""
+    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+
+    config = quantizer.get("config") or {}
+    if quantizer.get("class_name") != "quantized_bits" or not _unsigned(config):
+        return None
+    bits, integer = int(config["bits"]), int(config.get("integer", 0))
+    if bits == integer:
+        return IntegerPrecisionType(width=bits, signed=False)
+    return FixedPrecisionType(width=bits, integer=integer, signed=False)
+
+
+@contextmanager
+def unsigned_weight_types() -> Iterator[None]:
+    """While hls4ml parses or converts a model, a weight quantizer
+    ``quantized_bits(..., keep_negative=False)`` gets the type that holds its values.
+
+    hls4ml 1.3's ``QKerasQuantizer._get_type`` gives every quantized_bits the signed
+    ``fixed<bits, integer + 1>`` (``ap_int<bits>`` when integer == bits, its binary type
+    when both are 1): half the values of ``keep_negative=False`` lose their last bit, and
+    with integer == bits the upper half wraps negative.  The weights hls4ml writes are
+    QKeras's values (it quantizes them with QKeras itself), printed with the type's
+    number of fraction digits, which the unsigned type's are exactly; the accumulator
+    and result types hls4ml infers are derived from the weight type, hence the type must
+    be right when the quantizer is made (``add_weights_variable`` and the precision
+    inference read ``quantizer.hls_type``), not patched onto the built graph."""
+    from hls4ml.model.quantizers import QKerasQuantizer
+
+    built = QKerasQuantizer._get_type
+    if getattr(built, "__wrapped__", None) is not None:  # already inside
+        yield
+        return
+
+    @functools.wraps(built)
+    def _get_type(self: Any, quantizer_config: dict[str, Any]) -> Any:
+        right = unsigned_weight_precision(quantizer_config)
+        return built(self, quantizer_config) if right is None else right
+
+    QKerasQuantizer._get_type = _get_type
+    try:
+        yield
+    finally:
+        QKerasQuantizer._get_type = built
+
+
+def _hls4ml_weight_type(quantizer: Any) -> str:
+    """The type hls4ml 1.3 itself gives a weight quantizer (``unsigned_weight_types`` aside)."""
+    from hls4ml.model.types import XnorPrecisionType
+
+    precision = inspect.unwrap(type(quantizer)._get_type)(quantizer, quantizer.qkeras_config)
+    if isinstance(precision, XnorPrecisionType):
+        return "its binary type (ap_uint<1>, 0 standing for -1)"
+    text = ap(precision)
+    t = FixedType.parse(text)
+    return f"the signed {text} ({t.min_value:g}..{t.max_value:g} in steps of {t.lsb:g})"
+
+
 def weight_refusal(quantizer: Any, role: str) -> str | None:
     """Why a weight quantizer (hls4ml's ``QKerasQuantizer``) cannot be built as QKeras
     computes it, or None.  hls4ml quantizes the weights with QKeras itself, then holds
-    them in ``fixed<bits, integer + 1>``."""
+    them in ``fixed<bits, integer + 1>`` (``unsigned_weight_types``: ``ufixed<bits,
+    integer>`` for keep_negative=False)."""
     if type(quantizer).__name__ != "QKerasQuantizer":
         return None  # binary, ternary, power-of-two: their own types
     config = quantizer.qkeras_config.get("config") or {}
     if quantizer.qkeras_config.get("class_name") != "quantized_bits":
         return None
-    bits, integer = int(config["bits"]), int(config.get("integer", 0))
+    bits = int(config["bits"])
     built = ap(quantizer.hls_type)
     why = _qnoise(config)
     if why:
         return why
-    if config.get("keep_negative", True) in (False, 0):
-        step = 2.0 ** (integer - bits)
+    unsigned = _unsigned(config)
+    alpha = config.get("alpha")
+    if unsigned and isinstance(alpha, str):
         return (
-            f"keep_negative=False gives values 0..{2.0**integer - step:g} in steps of {step:g}, but hls4ml "
-            f"{hls4ml_version()} holds them in the signed {built} (steps of {2 * step:g}), which drops the last "
-            f"bit of half of them; quantized_bits({bits + 1},{integer},alpha=1) (signed) has the same step and "
-            "non-negative values, and hls4ml holds it exactly"
+            f"with alpha={alpha!r} QKeras ignores keep_negative=False (its scaled values are those of "
+            f"keep_negative=True, negative ones included), but hls4ml {hls4ml_version()} divides the scale out and "
+            "quantizes the weights again with keep_negative=False, which sets the negative ones to 0; "
+            "keep_negative=True computes the same in QKeras, and hls4ml builds it"
         )
-    if bits == 1:
+    if bits == 1 and not unsigned:
         return (
             f"a 1-bit signed quantized_bits gives -1 or +1 (QKeras's sign), which hls4ml {hls4ml_version()}'s "
             f"{built} cannot hold; binary(alpha=1) computes the same, and hls4ml holds it exactly"
         )
-    if role == "bias" and not _alpha_is_one(config.get("alpha")):
+    if role == "bias" and not _alpha_is_one(alpha):
         return (
-            f"alpha={config.get('alpha')!r} on a bias scales its values, which hls4ml {hls4ml_version()} then "
+            f"alpha={alpha!r} on a bias scales its values, which hls4ml {hls4ml_version()} then "
             f"holds in {built} (the unscaled quantizer's type); use alpha=1 for the bias"
         )
     return None
+
+
+def unsigned_weight_note(quantizer: Any) -> str | None:
+    """What ``unsigned_weight_types`` changes for this weight quantizer, or None."""
+    if type(quantizer).__name__ != "QKerasQuantizer":
+        return None
+    right = unsigned_weight_precision(quantizer.qkeras_config)
+    if right is None:
+        return None
+    config = quantizer.qkeras_config.get("config") or {}
+    bits, integer = int(config["bits"]), int(config.get("integer", 0))
+    step = 2.0 ** (integer - bits)
+    return (
+        f"keep_negative=False gives values 0..{2.0**integer - step:g} in steps of {step:g}, which hls4ml "
+        f"{hls4ml_version()} would hold in {_hls4ml_weight_type(quantizer)}; fpgaflow holds them in {ap(right)}, "
+        "which holds each exactly"
+    )
 
 
 def ap(precision: Any) -> str:
@@ -186,12 +274,13 @@ def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[
                 # (a QBatchNormalization's quantizer types hold nothing: quantized_batchnorm_parameters)
                 role = {"weight": "kernel"}.get(key.split("_quantizer")[0], key.split("_quantizer")[0])
                 why = weight_refusal(quantizer, role)
+                spelt = _spelt(quantizer.qkeras_config["class_name"], quantizer.qkeras_config.get("config") or {})
+                what = f"layer {name!r} ({layer['class_name']}, {role} quantizer {spelt})"
                 if why:
-                    spelt = _spelt(quantizer.qkeras_config["class_name"], quantizer.qkeras_config.get("config") or {})
-                    raise ProjectError(
-                        f"{where}: layer {name!r} ({layer['class_name']}, {role} quantizer {spelt}) is not "
-                        f"supported: {why}"
-                    )
+                    raise ProjectError(f"{where}: {what} is not supported: {why}")
+                note = unsigned_weight_note(quantizer)
+                if note:
+                    notes.append(f"{what}: {note}")
     return fixes, notes
 
 

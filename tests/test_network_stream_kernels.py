@@ -95,6 +95,67 @@ def test_table_index_wraps_like_the_conversion_to_int(stream):
     _check_layer(stream, "sigmoid")
 
 
+def _wide_index_model():
+    import tensorflow as tf
+
+    k = tf.keras
+    inp = k.Input((8,), name="x")
+    branches = [k.layers.Activation(kind, name=kind)(inp) for kind in ("sigmoid", "tanh", "softplus", "softsign")]
+    branches.append(k.layers.Activation("softmax", name="sm_legacy")(inp))
+    cat = k.layers.Concatenate(name="cat0")(branches[:2])
+    cat = k.layers.Concatenate(name="cat1")([cat, k.layers.Concatenate(name="cat2")(branches[2:4])])
+    return k.Model(inp, k.layers.Concatenate(name="cat3")([cat, branches[4]]))
+
+
+# where int index = data_round + (R/2)*N/R wraps: data_round = x*N/R in [2**31 - N/2, 2**31)
+# (and again 2**32 on either side); each branch's x*N/R = 2**31 at x = 2**31*R/N
+WRAP_POINTS = {"sigmoid": 2.0**25, "softplus": 2.0**25, "sm_legacy": 2.0**25, "tanh": 2.0**22, "softsign": 2.0**26}
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_table_index_sum_wraps_in_unsigned_int(tmp_path, io_type):
+    """``int index = data_round + 8 * table_size / 16`` adds an ``unsigned`` (hls4ml's
+    ``static const unsigned table_size``): the sum wraps modulo 2**32, so where
+    ``data_round`` lies within ``table_size / 2`` below 2**31 the index is negative and
+    the clamp reads entry 0 (sigmoid(2**25 - 1) is 0 in the firmware, g++ -O0 to -O3
+    alike).  The emulator added in 64 bits and read the last entry.  Inputs of an
+    ``ap_fixed<40,36>`` on a grid through each branch's wrap points (tanh with 4096
+    entries, softsign with 512, the legacy softmax on differences of inputs)."""
+    from fpgaflow.network.verify import compare, csim_trace, raw_of
+
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {
+            "x": {"Precision": {"result": "ap_fixed<40,36>"}},
+            "tanh": {"TableSize": 4096},
+            "softsign": {"TableSize": 512},
+            "sm_legacy": {"Implementation": "legacy"},
+        },
+    }
+    oracle = synth_and_build(_project(tmp_path, _wide_index_model(), "wide", hls_config, io_type))
+    offsets = np.arange(-16 * 16, 16 * 16 + 1) / 16  # the input type's every value within 16 of a point
+    points = sorted({k * p for p in WRAP_POINTS.values() for k in (-3, -1, 1, 3)})
+    pool = (np.asarray(points)[:, None] + offsets[None, :]).ravel()
+    pool = np.concatenate([pool, np.zeros(-len(pool) % 7)])
+    rng = np.random.default_rng(11)
+    small = rng.integers(-32, 33, size=(len(pool) // 7, 1)) / 16  # the softmax differences from it
+    x = np.concatenate([small, rng.permutation(pool).reshape(-1, 7)], axis=1)
+    y, trace = csim_trace(oracle.hls_model, x)
+    at = x == 2.0**25 - 1
+    assert at.any() and np.all(np.asarray(trace["sigmoid"]).reshape(x.shape)[at] == 0)  # entry 0, not 1
+    ours, layers = oracle.net.trace(x), {layer.name: layer for layer in oracle.net.layers}
+    differ = {
+        name: int(np.sum(ours[name].raw.reshape(len(x), -1) != raw_of(trace[name], layers[name].result_type)))
+        for name in WRAP_POINTS
+    }
+    assert not any(differ.values()), differ  # values that differ from csim, per branch
+    result = compare(oracle.net, x, y, trace, None)
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0
+    assert oracle.predict_agrees(x, y) == {"scipy": True, "numpy": True}
+
+
 @pytest.mark.oracle
 def test_selu_stream_lambda_in_the_input_type(stream):
     _check_layer(stream, "selu")

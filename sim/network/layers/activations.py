@@ -6,9 +6,10 @@ the function evaluated with the C library's single-precision ``expf`` (emulated 
 the correctly rounded float32 of the double result) and the mixed float/double
 arithmetic of the header, then the float cast into ``table_t``.  Indexing follows the
 header too: ``index = (int)(x * table_size / 16) + 8 * table_size / 16`` (C
-truncation towards zero, the conversion to ``int`` keeping the low 32 bits, then
-clipping to the table).  selu's positive branch multiplies by lambda held in an
-``ap_ufixed<16,1>`` in io_parallel but in the input type in io_stream.
+truncation towards zero, the conversion to ``int`` keeping the low 32 bits, the sum in
+``unsigned`` wrapping modulo 2**32 too, then clipping to the table).  selu's positive
+branch multiplies by lambda held in an ``ap_ufixed<16,1>`` in io_parallel but in the
+input type in io_stream.
 
 Manifest entry: ``activation`` (linear, relu, leaky_relu, thresholded_relu, elu,
 selu, sigmoid, tanh, softplus, softsign, hard_sigmoid, hard_tanh, binary_tanh);
@@ -72,10 +73,9 @@ def table_values(kind: str, n: int) -> np.ndarray:
     raise ManifestError(f"no lookup table for activation {kind!r}")
 
 
-def trunc_div(raw: np.ndarray, x_type: FixedType, num: int, den: int) -> np.ndarray:
-    """``int i = x * num / den`` for a fixed-point ``x``: the exact quotient truncated
-    towards zero (ap_fixed's product and division, then ``to_int()``), of which the
-    conversion to ``int`` keeps only the low 32 bits (two's complement wrap)."""
+def _quotient(raw: np.ndarray, x_type: FixedType, num: int, den: int) -> np.ndarray:
+    """``x * num / den`` for a fixed-point ``x``, exactly, truncated towards zero
+    (ap_fixed's product and division): int64, or Python integers where that may not hold it."""
     raw = np.asarray(raw)
     up, down = max(0, -x_type.frac_bits), max(0, x_type.frac_bits)  # x = raw * 2**(up - down)
     if raw.dtype == object or x_type.width + abs(num).bit_length() + up >= 62:
@@ -84,8 +84,31 @@ def trunc_div(raw: np.ndarray, x_type: FixedType, num: int, den: int) -> np.ndar
         scaled = raw.astype(np.int64) * (num << up)
     d = den << down
     q = np.abs(scaled) // abs(d)
-    q = np.where((scaled < 0) != (d < 0), -q, q)
-    return ((q + INT32_HALF) % (2 * INT32_HALF) - INT32_HALF).astype(np.int64)
+    return np.where((scaled < 0) != (d < 0), -q, q)
+
+
+def wrap_int32(value: np.ndarray) -> np.ndarray:
+    """The low 32 bits as a signed ``int`` (two's complement; g++'s conversion to ``int``)."""
+    return ((value + INT32_HALF) % (2 * INT32_HALF) - INT32_HALF).astype(np.int64)
+
+
+def trunc_div(raw: np.ndarray, x_type: FixedType, num: int, den: int) -> np.ndarray:
+    """``int i = x * num / den`` for a fixed-point ``x``: the exact quotient truncated
+    towards zero (ap_fixed's product and division, then ``to_int()``), of which the
+    conversion to ``int`` keeps only the low 32 bits (two's complement wrap)."""
+    return wrap_int32(_quotient(raw, x_type, num, den))
+
+
+def table_index(raw: np.ndarray, x_type: FixedType, table_size: int, r: int) -> np.ndarray:
+    """``int data_round = x * table_size / R; int index = data_round + (R / 2) * table_size
+    / R;`` before the clamp to the table (R = 16 for sigmoid, softplus, softsign and the
+    legacy softmax, 8 for tanh).  ``table_size`` is ``static const unsigned``, so the sum
+    is unsigned arithmetic modulo 2**32, and its conversion to ``int`` keeps the low 32
+    bits: where ``data_round`` lies within ``table_size / 2`` below 2**31 the index wraps
+    negative and the clamp gives entry 0, not the last one (g++ -O0 to -O3 alike; the
+    arithmetic is defined, not undefined behaviour)."""
+    offset = (r // 2 * table_size) % (2 * INT32_HALF) // r  # computed in unsigned int
+    return wrap_int32(_quotient(raw, x_type, table_size, r) + offset)
 
 
 TABLE_RANGES = {"sigmoid": 16, "softplus": 16, "softsign": 16, "tanh": 8}
@@ -142,8 +165,7 @@ class Activation(Layer):
 
     def _table(self, x: Fixed) -> np.ndarray:
         r, n = TABLE_RANGES[self.activation], self.table_size
-        index = trunc_div(x.raw, x.type, n, r) + (r // 2) * n // r
-        index = np.clip(index, 0, n - 1)
+        index = np.clip(table_index(x.raw, x.type, n, r), 0, n - 1)
         return self._cast(self.table[index], self.table_type)
 
     def _elu(self, x: Fixed) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 
 from sim.fixed import Fixed, FixedType
 from sim.manifest import ManifestError
-from sim.network.layers.activations import INT32, expf, symmetric_inputs, trunc_div
+from sim.network.layers.activations import INT32, expf, symmetric_inputs, table_index, trunc_div
 from sim.network.registry import Layer, register
 
 F32 = np.float32
@@ -173,7 +173,7 @@ class Softmax(Layer):
                 if i == j:
                     term = np.full(len(data), one, dtype=np.int64)
                 else:
-                    index = trunc_div(data[:, j] - data[:, i], diff_t, self.exp_size, 16) + 8 * self.exp_size // 16
+                    index = table_index(data[:, j] - data[:, i], diff_t, self.exp_size, 16)
                     term = self.exp_table[np.clip(index, 0, self.exp_size - 1)]
                 acc = tt.cast(acc + term, add_t)
             index = np.clip(trunc_div(acc, tt, self.inv_size, 64), 0, self.inv_size - 1)

@@ -628,6 +628,21 @@ def test_a_worker_that_dies_stops_the_node_which_says_so(tmp_path):
     assert [(x["level"], x["worker"], x["exit_code"]) for x in exited] == [("error", 1, -signal.SIGKILL)]
 
 
+def _kill_supervisor(d: Daemon, pids: list[int], orphans_within: float) -> None:
+    """SIGKILL the supervisor and wait for its workers (``pids``) to stop by themselves."""
+    d.proc.kill()
+    d.proc.wait(10)
+    wait_for(lambda: not any(_alive(pid) for pid in pids), orphans_within, "the orphaned workers to stop")
+
+
+def _kill_workers(d: Daemon, pids: list[int]) -> None:
+    """Whatever the test found, leave no worker or supervisor running."""
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    d.kill()
+
+
 @pytest.mark.parametrize("when", ["running", "starting"])
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path, when):
     """The supervisor killed (SIGKILL): its workers held the ports and took data that no
@@ -642,14 +657,9 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path, when):
         pids = _worker_pids(d)
         if when == "running":
             wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
-        d.proc.kill()
-        d.proc.wait(10)
-        wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the orphaned workers to stop")
+        _kill_supervisor(d, pids, orphans_within=30)
     finally:
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        d.kill()
+        _kill_workers(d, pids)
     gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
     assert len(gone) == 2 and all(x["level"] == "error" for x in gone)
     d = Daemon(cfg)  # the ports are free again
@@ -700,14 +710,9 @@ def test_workers_blocked_starting_stop_when_their_supervisor_is_killed(tmp_path,
             send(src, np.arange(n))
             src.close()
             ctx.term()  # every message handed to the workers' connections
-        d.proc.kill()
-        d.proc.wait(10)
-        wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "the orphaned workers to stop")
+        _kill_supervisor(d, pids, orphans_within=10)
     finally:
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        d.kill()
+        _kill_workers(d, pids)
     gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
     assert len(gone) == 2 and all(x["level"] == "error" and x["starting"] for x in gone), gone
     step = {"recovery": "node/chunklog.py:", "status": "node/metrics.py:"}[blocked_in]  # where each was stuck

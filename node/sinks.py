@@ -41,6 +41,30 @@ LATE_CHUNK_BYTES = 256 << 10
 ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the chunks being gathered
 
 
+def _keep(tmp: Path, kept: Path) -> None:
+    """Rename a killed writer's ``tmp``, its chunk log and its tail to ``kept``'s names
+    (``NAME.h5.damaged``, ``.damaged.chunks``, ``.damaged.tail``): the log and the tail
+    first, the ``.tmp`` last, so that a crash in between leaves the ``.tmp`` for the next
+    start to find and finish (``_recover``); renamed first, it left a log without its
+    ``.tmp``, which a start deletes as a closed file's."""
+    for leftover, to in ((log_path(tmp), log_path(kept)), (tail_path(tmp), tail_path(kept)), (tmp, kept)):
+        if leftover.exists():
+            leftover.rename(to)
+
+
+def _kept_why(kept: Path, final: Path, records: np.ndarray | None = None, left: str | None = None) -> str:
+    """What ``unrecovered`` says of a file kept as ``kept``: how many events went to ``final``
+    and why the rest did not (read again from the kept files where not given: a keep that a
+    crash cut short, finished by the next start)."""
+    if records is None:
+        try:
+            _, _, records, left = recovered_records(kept)
+        except (OSError, ValueError) as exc:
+            return f"its chunk log could not place all of it ({exc}); kept as {kept.name}*"
+    why = f"{len(records)} events rebuilt into {final.name}, the rest not: {left}"
+    return f"{why}; the .tmp and its chunk log are kept as {kept.name}*"
+
+
 @dataclass(eq=False)
 class _Closing:
     """The file rotated out, closed once its writer thread has written its chunks."""
@@ -150,17 +174,25 @@ class RotatingFiles:
         """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
         logs (``node.chunklog``), under their final names; a ``.tmp`` without a log, or one
         another process still writes, is left alone, and so is one whose log cannot be
-        trusted (``distrust``: listed in ``unrecovered`` with the reason)."""
+        trusted (``distrust``: listed in ``unrecovered`` with the reason).  What a log
+        cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a crash is
+        finished here."""
         done = []
         for tmp in sorted(self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp")):
-            if not log_path(tmp).exists() or writer_alive(tmp):
+            final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+            kept = final.with_name(final.name + DAMAGED)
+            if not log_path(tmp).exists():
+                if log_path(kept).exists():  # a start cut short keeping it: its log was moved, the .tmp not yet
+                    _keep(tmp, kept)
+                    self.unrecovered.append((kept, _kept_why(kept, final)))
+                continue
+            if writer_alive(tmp):
                 continue
             reason = distrust(tmp)
             if reason is not None:
                 self.unrecovered.append((tmp, reason))
                 continue
             tree, attrs, records, left = recovered_records(tmp)
-            final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
             try:
@@ -184,12 +216,8 @@ class RotatingFiles:
                 for leftover in (tmp, log_path(tmp), tail_path(tmp)):
                     leftover.unlink(missing_ok=True)
             else:  # what could not be placed stays on the disk, under a name no recovery takes again
-                kept = final.with_name(final.name + DAMAGED)
-                for leftover, suffix in ((tmp, ""), (log_path(tmp), SUFFIX), (tail_path(tmp), TAIL_SUFFIX)):
-                    if leftover.exists():
-                        leftover.rename(kept.with_name(kept.name + suffix))
-                why = f"{len(records)} events rebuilt into {final.name}, the rest not: {left}"
-                self.unrecovered.append((kept, f"{why}; the .tmp and its chunk log are kept as {kept.name}*"))
+                _keep(tmp, kept)
+                self.unrecovered.append((kept, _kept_why(kept, final, records, left)))
             done.append(final)
         for suffix in (SUFFIX, TAIL_SUFFIX, TAIL_SUFFIX + ".new"):
             for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{suffix}"):

@@ -369,3 +369,99 @@ def test_chunks_logged_after_a_gap_are_kept_on_the_disk(tmp_path):
     [(path, reason)] = sink.unrecovered
     assert "no chunk is logged for row 10, but one is for row 20" in reason
     assert path.read_bytes() == ev.tobytes() and path.with_name(path.name + ".chunks").exists()
+
+
+# Dies (SIGKILL) just before its K-th rename, replace or unlink of a file in DIRECTORY: what a
+# crash between two steps of the recovery (or of a rotation) leaves on the disk.  Prints
+# "done" when it got through with fewer steps than K.
+KILLED_AT_STEP = """
+import os, signal, sys
+import numpy as np
+from sim.wire import protocol as p
+from node.sinks import RotatingFiles
+directory, scenario, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+steps = 0
+
+def hook(real):
+    def call(path, *args, **kwargs):
+        global steps
+        if os.fspath(path).startswith(directory):
+            steps += 1
+            if steps == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, *args, **kwargs)
+    return call
+
+for name in ("replace", "rename", "unlink"):
+    setattr(os, name, hook(getattr(os, name)))
+if scenario == "rotation":  # three files closed, one after the other (renamed, log and tail removed)
+    sink = RotatingFiles(directory, "ev", max_records=10, flush_bytes=1)
+    ev = np.zeros(25, p.event_dtype(2, 8, 1, 4))
+    ev["event"] = np.arange(25)
+    sink.write(ev)
+    sink.close()
+else:  # the start that rebuilds the killed writer's .tmp
+    RotatingFiles(directory, "ev")
+print("done", flush=True)
+"""
+
+
+def _crash_at(directory, scenario: str, k: int) -> bool:
+    """Run ``scenario`` in a process killed before its ``k``-th step; whether it got through."""
+    out = subprocess.run([sys.executable, "-c", KILLED_AT_STEP, str(directory), scenario, str(k)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode in (0, -signal.SIGKILL), out.stderr
+    return out.stdout.strip() == "done"
+
+
+def _with_tail(tmp, ev, row: int) -> bytes:
+    """A tail of ``tmp`` holding ``ev[row:]`` (as the writer thread keeps it); its bytes."""
+    chunklog.write_tail(tmp, [ev[row:]], row, sync=False)
+    return tail_path(tmp).read_bytes()
+
+
+@pytest.mark.parametrize("scenario", ["damaged", "rebuilt", "rotation"])
+def test_a_crash_between_any_two_steps_loses_nothing_and_the_next_start_finishes(tmp_path, scenario):
+    """A process killed just before each rename or unlink in turn (the rebuild of a killed
+    writer's file, whole or keeping what it could not place; the close of rotating files):
+    the next start finds every event where a finished run would have put it, nothing
+    under a .tmp name, and says what it kept.  A rebuild that kept a damaged .tmp renamed
+    the .tmp first, and the next start deleted its chunk log as one whose file had got its
+    final name."""
+    k = 0
+    while True:
+        k += 1
+        directory = tmp_path / f"k{k}"
+        directory.mkdir()
+        if scenario != "rotation":
+            ev = np.zeros(35, SMALL)
+            ev["event"] = np.arange(35)
+            tmp, _ = _killed_writer_tmp(directory, _chunks(0, 20) if scenario == "damaged" else _chunks(0, 10, 20))
+            tail = _with_tail(tmp, ev, 30)
+            log = log_path(tmp).read_bytes()
+            original = tmp.read_bytes()
+        if _crash_at(directory, scenario, k):
+            break
+        sink = RotatingFiles(directory, "ev")  # the next start
+        sink.close()
+        assert not list(directory.glob("*.tmp*")), (k, sorted(directory.iterdir()))
+        files = sorted(directory.glob("ev-*.h5"))
+        got = np.concatenate([read_events(f)["event"] for f in files]).tolist()
+        if scenario == "rotation":  # killed closing file j (3 steps each): files 0..j hold their events
+            j = (k - 1) // 3
+            assert len(files) == j + 1 and sorted(got) == list(range(min(10 * (j + 1), 25))), k
+            continue
+        kept = tmp.with_name(tmp.name.removesuffix(".tmp") + ".damaged")
+        if scenario == "rebuilt":
+            assert got == list(range(35)) and sink.unrecovered == [], k
+            assert sorted(directory.iterdir()) == files, k
+            continue
+        assert got == list(range(10)), k
+        assert [path for path, _ in sink.unrecovered] == [kept], k
+        assert "no chunk is logged for row 10" in sink.unrecovered[0][1], k
+        assert kept.read_bytes() == original and log_path(kept).read_bytes() == log, k
+        assert tail_path(kept).read_bytes() == tail, k
+        again = RotatingFiles(directory, "ev")  # nothing left to do
+        assert again.recovered == [] and again.unrecovered == [], k
+        again.close()
+    assert k == (5 if scenario != "rotation" else 10)  # every step was a kill point before the run got through

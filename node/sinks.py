@@ -219,10 +219,23 @@ class RotatingFiles:
                 _keep(tmp, kept)
                 self.unrecovered.append((kept, _kept_why(kept, final, records, left)))
             done.append(final)
+        finished: dict[Path, Path] = {}  # kept: final
         for suffix in (SUFFIX, TAIL_SUFFIX, TAIL_SUFFIX + ".new"):
             for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{suffix}"):
-                if not log.with_name(log.name.removesuffix(suffix)).exists():
+                tmp = log.with_name(log.name.removesuffix(suffix))
+                if tmp.exists():
+                    continue
+                final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+                kept = final.with_name(final.name + DAMAGED)
+                to = kept.with_name(kept.name + suffix)
+                if suffix != TAIL_SUFFIX + ".new" and kept.exists() and not to.exists():
+                    # a keep cut short after its .tmp was renamed (an earlier version renamed it
+                    # first; a power loss need not keep the order): the log is the kept file's
+                    log.rename(to)
+                    finished[kept] = final
+                else:
                     log.unlink()  # its file got its final name just before a crash: nothing to recover
+        self.unrecovered += [(kept, _kept_why(kept, final)) for kept, final in finished.items()]
         return done
 
     @property

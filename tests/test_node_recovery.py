@@ -465,3 +465,29 @@ def test_a_crash_between_any_two_steps_loses_nothing_and_the_next_start_finishes
         assert again.recovered == [] and again.unrecovered == [], k
         again.close()
     assert k == (5 if scenario != "rotation" else 10)  # every step was a kill point before the run got through
+
+
+@pytest.mark.parametrize("behind", [(".chunks", ".tail"), (".tail",)])
+def test_a_keep_that_renamed_the_tmp_first_is_finished_not_its_log_deleted(tmp_path, behind):
+    """What a start killed while keeping a damaged .tmp left before the log went first (an
+    earlier version; or a power loss, which need not keep the order of renames not synced
+    in between): NAME.h5.damaged, and its log or tail still under the .tmp's names.  The
+    next start deleted them as a closed file's; it now gives them the kept file's names."""
+    ev = np.zeros(35, SMALL)
+    ev["event"] = np.arange(35)
+    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 20))
+    tail = _with_tail(tmp, ev, 30)
+    log = log_path(tmp).read_bytes()
+    RotatingFiles(tmp_path, "ev").close()  # kept whole, then put back as the crash left it:
+    kept = tmp_path / "ev-20261123T000000-00000.h5.damaged"
+    for suffix in behind:
+        kept.with_name(kept.name + suffix).rename(tmp.with_name(tmp.name + suffix))
+    sink = RotatingFiles(tmp_path, "ev")
+    sink.close()
+    assert log_path(kept).read_bytes() == log and tail_path(kept).read_bytes() == tail
+    [(path, reason)] = sink.unrecovered
+    assert path == kept and "no chunk is logged for row 10" in reason
+    assert not list(tmp_path.glob("*.tmp*"))
+    again = RotatingFiles(tmp_path, "ev")
+    assert again.recovered == [] and again.unrecovered == []
+    again.close()

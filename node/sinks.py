@@ -211,7 +211,9 @@ class RotatingFiles:
                     raise
                 raise OSError(getattr(exc, "errno", None), f"rebuilding it from its chunk log failed: {exc}",
                               str(tmp)) from None  # fmt: skip
-            durable_replace(rebuilt, final, self.fsync)
+            # on the disk, and its name too, before the .tmp goes, whatever sink.fsync says (it
+            # spares the stream its syncs): else a power loss could keep the unlink, not the bytes
+            durable_replace(rebuilt, final)
             if left is None:
                 for leftover in (tmp, log_path(tmp), tail_path(tmp)):
                     leftover.unlink(missing_ok=True)

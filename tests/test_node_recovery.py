@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -491,3 +492,26 @@ def test_a_keep_that_renamed_the_tmp_first_is_finished_not_its_log_deleted(tmp_p
     again = RotatingFiles(tmp_path, "ev")
     assert again.recovered == [] and again.unrecovered == []
     again.close()
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_rebuilt_file_is_on_the_disk_before_the_tmp_it_came_from_is_deleted(tmp_path, monkeypatch, fsync):
+    """What a power loss after the rebuild needs (it cannot be staged here): the rebuilt
+    file synced, renamed, the rename synced, and only then the killed writer's .tmp and log
+    deleted, with ``sink.fsync`` off too (it only spares the stream its syncs): else the
+    .tmp's unlink could outlive the rebuilt file's bytes, and both copies be lost."""
+    _killed_writer_tmp(tmp_path, _chunks(0, 10, 20))
+    done: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+    monkeypatch.setattr(os, "fsync", lambda fd: (done.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])  # fmt: skip
+    monkeypatch.setattr(os, "replace", lambda a, b: (done.append(("rename", str(b))), real_replace(a, b))[1])
+    monkeypatch.setattr(os, "unlink", lambda a: (done.append(("unlink", str(a))), real_unlink(a))[1])
+    sink = RotatingFiles(tmp_path, "ev", fsync=fsync)
+    (final,) = sink.recovered
+    tmp = f"{final}.tmp"
+    mine = [d for d in done if d[1].startswith(str(tmp_path))]
+    assert mine[:5] == [("fsync", tmp + ".rebuilt"), ("rename", str(final)), ("fsync", str(tmp_path)),
+                        ("unlink", tmp), ("unlink", tmp + ".chunks")], mine  # fmt: skip
+    assert read_events(final)["event"].tolist() == list(range(30))
+    sink.close()

@@ -236,8 +236,9 @@ def check(cfg: Config, where: str) -> None:
         if (low is not None and value < low) or (high is not None and value > high):
             span = f">= {low}" if high is None else f"in {low}..{high}"
             raise ConfigError(f"{where}: {key} must be {span}, got {value!r}")
-    # the longest file name the node makes: late-NAME-wK-yyyymmddTHHMMSS-NNNNN.h5.tmp.chunks
-    longest = len(f"late-{n.name}-w{n.workers - 1}-yyyymmddTHHMMSS-NNNNN.h5.tmp.chunks")
+    # the longest file name the node makes: late-NAME-wK-yyyymmddTHHMMSS-NNNNN.h5.damaged.chunks (a
+    # killed writer's file kept by a start, node.sinks._keep; longer than .tmp.chunks, .tmp.tail.new, .tmp.rebuilt)
+    longest = len(f"late-{n.name}-w{n.workers - 1}-yyyymmddTHHMMSS-NNNNN.h5.damaged.chunks")
     if longest > 255:
         raise ConfigError(
             f"{where}: node.name is {len(n.name)} characters: the node's file names would be "

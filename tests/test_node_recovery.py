@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct
 
-from node import chunklog
+from node import chunklog, config
 from node.chunklog import boot_id, log_path, tail_path
 from node.hdf5file import rows_per_chunk
 from node.sinks import RotatingFiles, read_events
@@ -304,10 +304,10 @@ def test_a_chunk_log_entry_cut_short_is_taken_back_whole(tmp_path):
 SMALL = p.event_dtype(2, 8, 1, 4)  # the records of the hand-written .tmp files below
 
 
-def _killed_writer_tmp(directory, entries) -> tuple:
+def _killed_writer_tmp(directory, entries, prefix: str = "ev") -> tuple:
     """A killed writer's ``.tmp`` holding events 0..29 of ``SMALL`` back to back, and its
     chunk log with ``entries`` (row, rows, byte offset, bytes); (the .tmp, its events)."""
-    tmp = directory / "ev-20261123T000000-00000.h5.tmp"
+    tmp = directory / f"{prefix}-20261123T000000-00000.h5.tmp"
     ev = np.zeros(30, SMALL)
     ev["event"] = np.arange(30)
     tmp.write_bytes(ev.tobytes())
@@ -515,3 +515,30 @@ def test_a_rebuilt_file_is_on_the_disk_before_the_tmp_it_came_from_is_deleted(tm
                         ("unlink", tmp), ("unlink", tmp + ".chunks")], mine  # fmt: skip
     assert read_events(final)["event"].tolist() == list(range(30))
     sink.close()
+
+
+def test_the_longest_node_name_taken_leaves_room_for_every_file_a_start_makes(tmp_path):
+    """The configuration's check of node.name counted file names up to ``.h5.tmp.chunks``;
+    a start that keeps a damaged file makes ``NAME.h5.damaged.chunks``, 4 longer (a tail's
+    ``.h5.tmp.tail.new`` 2, a rebuild's ``.h5.tmp.rebuilt`` 1): with a name within 4 of
+    the limit every start failed there (ENAMETOOLONG) and the node never started.  The
+    longest name taken, on a real filesystem: the late sink's file is rebuilt and kept."""
+
+    def taken(n: int) -> bool:
+        try:
+            config.parse({"node": {"name": "n" * n}})
+            return True
+        except config.ConfigError:
+            return False
+
+    longest = max(n for n in range(150, 256) if taken(n))
+    prefix = f"late-{'n' * longest}-w0"
+    ev = np.zeros(35, SMALL)
+    ev["event"] = np.arange(35)
+    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 20), prefix)
+    _with_tail(tmp, ev, 30)
+    sink = RotatingFiles(tmp_path, prefix)
+    sink.close()
+    [(kept, _)] = sink.unrecovered
+    assert log_path(kept).exists() and tail_path(kept).exists() and kept.exists()
+    assert read_events(sink.recovered[0])["event"].tolist() == list(range(10))

@@ -316,7 +316,8 @@ class RotatingFiles:
             while True:  # never a name in use: an earlier run's file (a restart within the second, a clock set back)
                 self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
                 self.tmp = self.final.with_name(self.final.name + ".tmp")
-                if not any(p.exists() for p in (self.final, self.tmp, log_path(self.tmp))):
+                kept = self.final.with_name(self.final.name + DAMAGED)  # (its NAME.h5 may have been taken away)
+                if not any(p.exists() for p in (self.final, self.tmp, log_path(self.tmp), kept)):
                     break
                 self.index += 1
             try:

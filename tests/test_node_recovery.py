@@ -542,3 +542,20 @@ def test_the_longest_node_name_taken_leaves_room_for_every_file_a_start_makes(tm
     [(kept, _)] = sink.unrecovered
     assert log_path(kept).exists() and tail_path(kept).exists() and kept.exists()
     assert read_events(sink.recovered[0])["event"].tolist() == list(range(10))
+
+
+def test_a_new_file_never_takes_the_name_of_a_file_kept_as_damaged(tmp_path):
+    """A kept ``NAME.h5.damaged`` whose rebuilt ``NAME.h5`` was taken away (shipped, as
+    files with a final name are) did not count as a name in use: a run stamped the same
+    second (a clock set back) took NAME again, and its own keep would have been renamed
+    over the earlier one's files."""
+    now = time.time()
+    for t in range(int(now) - 2, int(now) + 60):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t))
+        (tmp_path / f"ev-{stamp}-00000.h5.damaged").write_bytes(b"earlier")
+    sink = RotatingFiles(tmp_path, "ev", flush_bytes=1)
+    sink.write(np.zeros(5, SMALL))
+    sink.close()
+    (final,) = sink.files
+    assert not final.with_name(final.name + ".damaged").exists(), final.name
+    assert all(f.read_bytes() == b"earlier" for f in tmp_path.glob("*.damaged"))

@@ -468,15 +468,26 @@ def test_a_crash_between_any_two_steps_loses_nothing_and_the_next_start_finishes
     assert k == (5 if scenario != "rotation" else 10)  # every step was a kill point before the run got through
 
 
-@pytest.mark.parametrize("behind", [(".chunks", ".tail"), (".tail",)])
-def test_a_keep_that_renamed_the_tmp_first_is_finished_not_its_log_deleted(tmp_path, behind):
-    """What a start killed while keeping a damaged .tmp left before the log went first (an
-    earlier version; or a power loss, which need not keep the order of renames not synced
-    in between): NAME.h5.damaged, and its log or tail still under the .tmp's names.  The
-    next start deleted them as a closed file's; it now gives them the kept file's names."""
+@pytest.mark.parametrize(
+    "behind",
+    [
+        (".chunks", ".tail"),  # the .tmp renamed first, as the version before did, and killed there
+        (".tail",),  # ... and killed after its log
+        ("",),  # the log and tail first, as now, and killed before the .tmp
+        ("", ".tail"),  # ... and killed before the tail
+        # a power loss: renames not synced in between need not reach the disk in their order
+        ("", ".chunks"),
+        (".chunks",),
+    ],
+)
+def test_a_keep_cut_short_after_any_of_its_renames_is_finished_not_its_log_deleted(tmp_path, behind):
+    """A start killed while it kept a damaged .tmp as NAME.h5.damaged leaves some of the
+    .tmp, its log and its tail (``behind``) under their .tmp names, the rest renamed.  The
+    .tmp renamed first left its log and tail, which the next start deleted as a closed
+    file's; whichever are left, the next start now gives them the kept file's names."""
     ev = np.zeros(35, SMALL)
     ev["event"] = np.arange(35)
-    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 20))
+    tmp, original = _killed_writer_tmp(tmp_path, _chunks(0, 20))
     tail = _with_tail(tmp, ev, 30)
     log = log_path(tmp).read_bytes()
     RotatingFiles(tmp_path, "ev").close()  # kept whole, then put back as the crash left it:
@@ -485,10 +496,12 @@ def test_a_keep_that_renamed_the_tmp_first_is_finished_not_its_log_deleted(tmp_p
         kept.with_name(kept.name + suffix).rename(tmp.with_name(tmp.name + suffix))
     sink = RotatingFiles(tmp_path, "ev")
     sink.close()
+    assert kept.read_bytes() == original.tobytes()
     assert log_path(kept).read_bytes() == log and tail_path(kept).read_bytes() == tail
     [(path, reason)] = sink.unrecovered
     assert path == kept and "no chunk is logged for row 10" in reason
     assert not list(tmp_path.glob("*.tmp*"))
+    assert read_events(tmp_path / "ev-20261123T000000-00000.h5")["event"].tolist() == list(range(10))
     again = RotatingFiles(tmp_path, "ev")
     assert again.recovered == [] and again.unrecovered == []
     again.close()

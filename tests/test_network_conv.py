@@ -7,6 +7,8 @@ through hls4ml's trace, not only the network output."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from network_oracle import keras_project, synth_and_build
@@ -304,6 +306,101 @@ def test_physics_cnn_resource_io_stream(tmp_path_factory, backend):
     oracle = synth(tmp_path_factory, physics_cnn(), name, PHYSICS_CONFIG, "io_stream", backend=backend)
     assert oracle.net.manifest.meta["backend"] == backend
     assert_every_layer_exact(oracle)
+
+
+# ------------------------------------------- QConv2DBatchnorm as QKeras folds it
+# branches: (kernel quantizer, bias quantizer, use_bias); quantized_bits(6,0) is QKeras's
+# default alpha, which it turns into per-filter 'auto_po2' scales (hls4ml's ApplyAlpha);
+# no name holds "bias" or "kernel": hls4ml's KerasModelReader finds weights by substring
+FOLDED_BRANCHES = {
+    "qcbn": ("quantized_bits(6,0,alpha=1)", "quantized_bits(8,3,alpha=1)", True),
+    "qcbn_nobq": ("quantized_bits(6,0,alpha=1)", None, True),
+    "qcbn_nob": ("quantized_bits(6,0,alpha=1)", "quantized_bits(8,3,alpha=1)", False),
+    "qcbn_nokq": (None, "quantized_bits(8,3,alpha=1)", True),
+    "qcbn_po2": ("quantized_bits(6,0)", "quantized_bits(8,3,alpha=1)", True),
+}
+
+
+def folded_conv_model():
+    """QConv2DBatchnorm branches (3 filters on 2 channels) trained for a few steps, so
+    that the moving statistics, gamma and beta are far from their initial values."""
+    import tensorflow as tf
+    from qkeras import QConv2DBatchnorm
+
+    k = tf.keras
+    tf.keras.utils.set_random_seed(2)
+    inp = k.Input(shape=(6, 6, 2), name="x")
+    outs = []
+    for name, (kq, bq, use_bias) in FOLDED_BRANCHES.items():
+        quantizers = {"kernel_quantizer": kq} if kq else {}
+        quantizers.update({"bias_quantizer": bq} if bq else {})
+        outs.append(QConv2DBatchnorm(3, 3, name=name, use_bias=use_bias, momentum=0.5, **quantizers)(inp))
+    h = outs[0]
+    for i, out in enumerate(outs[1:]):
+        h = k.layers.Concatenate(name=f"fcat{i}")([h, out])
+    model = k.Model(inp, h)
+    rng = np.random.default_rng(2)
+    model.compile("adam", "mse")
+    x = rng.normal(1.0, 1.5, (256, 6, 6, 2)).astype("f4")
+    model.fit(x, rng.normal(0, 1, (256, 4, 4, 3 * len(outs))).astype("f4"), epochs=3, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("backend", "io_type"),
+    [
+        ("Vivado", "io_parallel"),
+        pytest.param("Vivado", "io_stream", marks=pytest.mark.slow),
+        pytest.param("Vitis", "io_parallel", marks=pytest.mark.slow),
+    ],
+)
+def test_qconv2dbatchnorm_computes_as_qkeras_folds_it(tmp_path_factory, backend, io_type):
+    """hls4ml 1.3.0's Conv2DBatchnorm folded its own way: for Vivado's Resource strategy the
+    kernel was transposed twice (the firmware off QKeras by up to 9.5 on inputs in [-4, 4];
+    with alpha scales, one per input channel, the emulator raised IndexError), without a bias quantizer
+    it kept the stored bias (off by 0.73), with use_bias=False it held the folded bias in
+    ap_uint<1> (off by 1.75), without a kernel quantizer it raised TypeError (audit).
+    synth gives hls4ml QKeras's folded kernel and bias and says so: csim equals QKeras's
+    layer (its quantized folded kernel and bias exactly; unquantized ones rounded into
+    their types, alpha scales' products into the ApplyAlpha type), the emulator csim."""
+    import tensorflow as tf
+
+    from fpgaflow.network.verify import csim_trace
+    from sim.fixed import FixedType
+
+    name = f"folded_{backend}_{io_type}".lower()
+    config = {"Model": {"Precision": "ap_fixed<16,6>", "Strategy": "Resource", "ReuseFactor": 2}}
+    oracle = synth(tmp_path_factory, folded_conv_model(), name, config, io_type, backend=backend)
+    assert_every_layer_exact(oracle, n=3000)
+    rng = np.random.default_rng(4)
+    x = np.round(rng.uniform(-4, 4, (2000, 6, 6, 2)) * 64) / 64  # QKeras's float32 products are exact
+    _, trace = csim_trace(oracle.hls_model, x)
+    model = oracle.keras_model
+    names = list(FOLDED_BRANCHES)
+    keras = dict(zip(names, tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])(x), strict=True))
+    layers = {layer.name: layer for layer in oracle.net.layers}
+    warnings = "\n".join(json.loads((oracle.project.build_dir / "report.json").read_text())["warnings"])
+    field = tf.nn.conv2d(np.abs(x), np.ones((3, 3, 2, 1)), 1, "VALID").numpy()  # sum |x| per output
+    for branch, (kq, bq, _) in FOLDED_BRANCHES.items():
+        out = f"{branch}_alpha" if f"{branch}_alpha" in layers else branch
+        got = np.asarray(trace[out], dtype=np.float64).reshape(keras[branch].shape)
+        spec = layers[branch].spec
+        bound = 0.0  # quantized kernel and bias: the firmware holds QKeras's values exactly
+        if kq is None:
+            bound = bound + field * FixedType.parse(spec["weight_type"]).lsb
+        if bq is None:
+            bound = bound + FixedType.parse(spec["bias_type"]).lsb
+        if out != branch:  # the ApplyAlpha result type (the Model's precision) truncates
+            bound = bound + layers[out].result_type.lsb
+        off = np.abs(got - keras[branch].numpy())
+        assert np.all(off <= bound + 1e-9), (branch, off.max())
+        if branch in ("qcbn_nobq", "qcbn_nob") or (backend == "Vivado" and kq):  # (no kq: hls4ml raised)
+            assert f"layer '{branch}' (QConv2DBatchnorm): hls4ml 1.3.0 does not fold it as QKeras does" in warnings
+    assert "without a bias_quantizer it keeps the stored bias" in warnings
+    assert "with use_bias=False it holds the folded bias in ap_uint<1>" in warnings
+    assert ("transposes the folded kernel and its resource pass transposes it again" in warnings) == (
+        backend == "Vivado"
+    )
 
 
 def test_depthwise_resource_io_parallel_is_refused(tmp_path_factory):

@@ -182,12 +182,17 @@ def _warn(settings: NetworkSettings, note: str) -> None:
 def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> Any:
     import hls4ml
 
+    from fpgaflow.network.folding import qkeras_folded_convolutions
     from fpgaflow.network.quantizers import quantized_batchnorm_parameters, unsigned_weight_types
 
     try:
-        with unsigned_weight_types(), quantized_batchnorm_parameters(model) as notes:
+        with (
+            unsigned_weight_types(),
+            quantized_batchnorm_parameters(model) as notes,
+            qkeras_folded_convolutions(model) as folded,
+        ):
             hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
-        for note in notes:
+        for note in notes + folded:
             _warn(settings, note)
         return hls_model
     except ProjectError:

@@ -66,23 +66,7 @@ def export_conv2d(layer, ctx) -> dict:
     check_input_shape(layer, (spec["in_height"], spec["in_width"], spec["n_chan"]))
     spec["parallelization_factor"] = int(layer.get_attr("parallelization_factor", 1))  # pixels per step
     spec["implementation"] = str(layer.get_attr("implementation", "linebuffer")).lower()  # io_stream window
-    spec = _mac_fields(layer, ctx, spec, (1, 2, 3, 0))  # (F,H,W,C) -> (H,W,C,F)
-    if layer.get_attr("_weights_transposed", False):
-        _as_resource_kernel_reads(spec, ctx)
-    return spec
-
-
-def _as_resource_kernel_reads(spec: dict, ctx) -> None:
-    """The Resource kernel reads the flat weight array as (F,H,W,C) whatever shape hls4ml
-    gave it.  hls4ml 1.3.0's QConv2DBatchnorm transposes its folded kernel for the
-    Resource strategy and the resource pass transposes it once more, so the firmware
-    holds a (C,F,H,W) array read as (F,H,W,C): take the weights as the firmware reads them."""
-    import numpy as np
-
-    key = spec["arrays"]["weight"]
-    held = np.transpose(ctx.arrays[key], (3, 0, 1, 2))  # the array as hls4ml holds it
-    f, fh, fw, c = spec["n_filt"], spec["filt_height"], spec["filt_width"], spec["n_chan"]
-    ctx.arrays[key] = np.ascontiguousarray(held.reshape(f, fh, fw, c).transpose(1, 2, 3, 0))
+    return _mac_fields(layer, ctx, spec, (1, 2, 3, 0))  # (F,H,W,C) -> (H,W,C,F)
 
 
 CONV1D_GEOMETRY = ("in_width", "n_chan", "filt_width", "n_filt", "stride_width", "pad_left", "pad_right", "out_width")

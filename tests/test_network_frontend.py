@@ -903,6 +903,13 @@ def _quantizer_model(kind: str, quantizer: str):
             r"there; hls4ml 1.3.0 would build a sigmoid Activation with result type ap_ufixed<6,0,AP_RND_CONV,AP_SAT>",
         ),
         ("activation", "quantized_sigmoid(4,symmetric=True)", r".*symmetric=True makes 0.0625 .* a HardActivation"),
+        (
+            "activation",
+            "quantized_tanh(1,symmetric=True)",
+            r"layer 'q' \(quantized_tanh\(1,1\)\) is not supported: 1 bit with symmetric=True clips QKeras's output "
+            r"to \[0, 0\]: it is 0 for every input; hls4ml 1.3.0 would build a HardActivation with result type "
+            r"ap_int<1>",
+        ),
         ("dense_activation", "quantized_relu(4,1,negative_slope=0.5)", r"layer 'fc_quantized_relu' \(quantized_relu"),
         (
             "kernel",

@@ -73,6 +73,11 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
             f"gives: the firmware's type goes down to 0, which it gives where sigmoid is below {step / 2:g} (inputs "
             f"below about {float(np.log(step / 2 / (1 - step / 2))):.3g}); symmetric=False gives 0 there"
         )
+    if cls == "quantized_tanh" and int(config["bits"]) == 1:
+        # round(tanh(x)) clipped to [-1 + symmetric, 0]; hls4ml types it ap_int<1> (truncating, wrapping)
+        if config.get("symmetric"):
+            return None, "1 bit with symmetric=True clips QKeras's output to [0, 0]: it is 0 for every input"
+        return str(FixedType(1, 1, True, "AP_RND_CONV", "AP_SAT")), None
     if cls not in ("linear", "quantized_relu"):  # hls4ml renames quantized_bits 'linear'
         return None, None
     bits, integer = int(config["bits"]), int(config.get("integer", 0))

@@ -902,7 +902,12 @@ def _quantizer_model(kind: str, quantizer: str):
             r"which it gives where sigmoid is below 0.0078125 \(inputs below about -4.84\); symmetric=False gives 0 "
             r"there; hls4ml 1.3.0 would build a sigmoid Activation with result type ap_ufixed<6,0,AP_RND_CONV,AP_SAT>",
         ),
-        ("activation", "quantized_sigmoid(4,symmetric=True)", r".*symmetric=True makes 0.0625 .* a HardActivation"),
+        (
+            "activation",
+            "quantized_sigmoid(4,symmetric=True)",
+            r".*symmetric=True makes 0.0625 .* gives where the hard sigmoid \(x \+ 1\)/2 is at most 0.03125 "
+            r"\(inputs up to -0.9375\); .* a HardActivation",
+        ),
         (
             "activation",
             "quantized_tanh(1,symmetric=True)",

@@ -68,10 +68,13 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
     cls, config = quantizer.get("class_name"), quantizer.get("config") or {}
     if cls == "quantized_sigmoid" and config.get("symmetric"):
         step = 2.0 ** -int(config["bits"])
+        if config.get("use_real_sigmoid"):
+            where = f"sigmoid is below {step / 2:g} (inputs below about {float(np.log(step / 2 / (1 - step / 2))):.3g})"
+        else:  # QKeras's hard sigmoid, clip(x/2 + 1/2, 0, 1); half a step rounds to 0 (ties to even)
+            where = f"the hard sigmoid (x + 1)/2 is at most {step / 2:g} (inputs up to {step - 1:g})"
         return None, (
             f"symmetric=True makes {step:g} (one step) QKeras's smallest value, which no fixed-point type's cast "
-            f"gives: the firmware's type goes down to 0, which it gives where sigmoid is below {step / 2:g} (inputs "
-            f"below about {float(np.log(step / 2 / (1 - step / 2))):.3g}); symmetric=False gives 0 there"
+            f"gives: the firmware's type goes down to 0, which it gives where {where}; symmetric=False gives 0 there"
         )
     if cls == "quantized_tanh" and int(config["bits"]) == 1:
         # round(tanh(x)) clipped to [-1 + symmetric, 0]; hls4ml types it ap_int<1> (truncating, wrapping)

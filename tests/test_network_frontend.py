@@ -915,6 +915,23 @@ def _quantizer_model(kind: str, quantizer: str):
             r"to \[0, 0\]: it is 0 for every input; hls4ml 1.3.0 would build a HardActivation with result type "
             r"ap_int<1>",
         ),
+        (
+            "activation",
+            "binary(use_01=True)",
+            r"layer 'q' \(binary\(use_01=1\)\) is not supported: use_01=True gives 0 or 1 \(1 where x >= 0\), which no "
+            r"hls4ml activation builds: its binary_tanh gives -1 or \+1; binary\(alpha=1\) computes that .*; hls4ml "
+            r"1.3.0 would build a binary_tanh Activation with result type ap_int<2>",
+        ),
+        ("activation", "binary(alpha='auto')", r".*alpha='auto' scales QKeras's output by a factor computed from each"),
+        ("activation", "binary(alpha=0.5)", r"layer 'q' \(binary\(alpha=0.5\)\) .*: alpha=0.5 multiplies QKeras's"),
+        (
+            "activation",
+            "ternary(alpha=0.5)",
+            r"layer 'q' \(ternary\(alpha=0.5\)\) is not supported: alpha=0.5 multiplies QKeras's output by 0.5, which "
+            r"hls4ml drops; .* hls4ml 1.3.0 would build a TernaryTanh with result type ap_int<2>",
+        ),
+        ("activation", "ternary(alpha='auto_po2')", r".*alpha='auto_po2' scales QKeras's output by a factor computed"),
+        ("dense_activation", "binary(use_01=True)", r"layer 'fc_binary' \(binary\(use_01=1\)\) is not supported"),
         ("dense_activation", "quantized_relu(4,1,negative_slope=0.5)", r"layer 'fc_quantized_relu' \(quantized_relu"),
         (
             "kernel",
@@ -1153,7 +1170,8 @@ def test_qbatchnormalization_computes_with_its_quantized_parameters(tmp_path):
 
 def test_the_quantizer_hints_compute_the_same():
     """The hints synth gives and docs/network.md states, checked with QKeras on a grid:
-    binary(alpha=1) is quantized_bits(1,0) (0 -> +1 included); quantized_relu(b,i) is
+    binary(alpha=1) is quantized_bits(1,0) (0 -> +1 included), binary(use_01=True) its (y + 1) / 2, an alpha
+    scales binary and ternary, a symmetric 1-bit quantized_tanh is 0; quantized_relu(b,i) is
     quantized_bits(b,i,keep_negative=False), whose values the weight type synth gives
     holds exactly; with alpha='auto'/'auto_po2' keep_negative=False computes the same as
     keep_negative=True (QKeras's scaled branch ignores it)."""
@@ -1169,6 +1187,10 @@ def test_the_quantizer_hints_compute_the_same():
         return get_quantizer(text)(values).numpy()
 
     assert np.array_equal(q("binary(alpha=1)"), q("quantized_bits(1,0,alpha=1)"))
+    assert np.array_equal(q("binary(use_01=True)"), (q("binary(alpha=1)") + 1) / 2)  # 1 where x >= 0
+    assert np.array_equal(q("binary(alpha=0.5)"), 0.5 * q("binary(alpha=1)"))
+    assert np.array_equal(q("ternary(alpha=0.5)"), 0.5 * q("ternary(alpha=1)"))
+    assert np.array_equal(q("quantized_tanh(1,symmetric=True)"), np.zeros_like(x))
     for bits, integer in [(6, 2), (4, 6), (1, 0), (8, 3), (4, 4), (1, 1)]:
         text = f"quantized_bits({bits},{integer},keep_negative=False,alpha=1)"
         unsigned = q(text)

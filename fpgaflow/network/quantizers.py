@@ -76,6 +76,8 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
             f"symmetric=True makes {step:g} (one step) QKeras's smallest value, which no fixed-point type's cast "
             f"gives: the firmware's type goes down to 0, which it gives where {where}; symmetric=False gives 0 there"
         )
+    if cls in ("binary_tanh", "ternary_tanh") and "alpha" in config:  # QKeras's binary() / ternary()
+        return None, _binary_refusal(cls.split("_")[0], config)
     if cls == "quantized_tanh" and int(config["bits"]) == 1:
         # round(tanh(x)) clipped to [-1 + symmetric, 0]; hls4ml types it ap_int<1> (truncating, wrapping)
         if config.get("symmetric"):
@@ -185,6 +187,29 @@ def _hls4ml_weight_type(quantizer: Any) -> str:
     return f"the signed {text} ({t.min_value:g}..{t.max_value:g} in steps of {t.lsb:g})"
 
 
+def _binary_refusal(kind: str, config: dict[str, Any]) -> str | None:
+    """Why a binary() / ternary() activation is not hls4ml's binary_tanh / ternary_tanh
+    (-1 or +1; -1, 0 or +1), or None."""
+    if config.get("use_01"):
+        return (
+            "use_01=True gives 0 or 1 (1 where x >= 0), which no hls4ml activation builds: its binary_tanh gives -1 "
+            "or +1; binary(alpha=1) computes that (the next layer's weights and bias can absorb (y + 1) / 2)"
+        )
+    alpha = config.get("alpha")
+    if _alpha_is_one(alpha):
+        return None
+    if isinstance(alpha, str):
+        return (
+            f"alpha={alpha!r} scales QKeras's output by a factor computed from each batch it sees, which no "
+            f"firmware reproduces (hls4ml's {kind}_tanh gives {'-1 or +1' if kind == 'binary' else '-1, 0 or +1'}); "
+            "use alpha=1"
+        )
+    return (
+        f"alpha={float(alpha):g} multiplies QKeras's output by {float(alpha):g}, which hls4ml drops; use alpha=1 "
+        "(the next layer's weights can absorb the scale)"
+    )
+
+
 def weight_refusal(quantizer: Any, role: str) -> str | None:
     """Why a weight quantizer (hls4ml's ``QKerasQuantizer``) cannot be built as QKeras
     computes it, or None.  hls4ml quantizes the weights with QKeras itself, then holds
@@ -262,8 +287,7 @@ def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[
                 right, why = activation_type(quantizer)
                 if why is None and right is None:
                     continue
-                cls = "quantized_bits" if quantizer["class_name"] == "linear" else quantizer["class_name"]
-                spelt = _spelt(cls, quantizer.get("config") or {})
+                spelt = _spelt(_qkeras_class(quantizer), quantizer.get("config") or {})
                 built = _built(quantizer)
                 what = f"layer {name!r} ({spelt})"
                 if why:
@@ -290,6 +314,15 @@ def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[
                 if note:
                     notes.append(f"{what}: {note}")
     return fixes, notes
+
+
+def _qkeras_class(quantizer: dict[str, Any]) -> str:
+    """The QKeras class of an activation quantizer hls4ml renamed (quantized_bits 'linear',
+    binary() 'binary_tanh', ternary() 'ternary_tanh')."""
+    cls, config = quantizer["class_name"], quantizer.get("config") or {}
+    if cls in ("binary_tanh", "ternary_tanh") and "alpha" in config:
+        return cls.split("_")[0]
+    return {"linear": "quantized_bits"}.get(cls, cls)
 
 
 def _activation_kind(layer: dict[str, Any]) -> str:

@@ -668,6 +668,62 @@ def test_relu_options_hls4ml_drops_are_refused(tmp_path, options, message):
             check_supported(model, "config.yml")
 
 
+@pytest.mark.parametrize(
+    ("kind", "activation", "message"),
+    [
+        (
+            "activation",
+            "binary_tanh",
+            r"activation binary_tanh is not supported: QKeras's binary_tanh is 2 \* round\(hard_sigmoid\(x\)\) - 1, "
+            r"which is -1 at x = 0 .* hls4ml's binary_tanh gives \+1 \(it tests x >= 0\).* "
+            r"binary\(alpha=1\) is \+1 at 0",
+        ),
+        ("activation", "binary_sigmoid", r"activation binary_sigmoid is not supported: .* 0 or 1 \(1 where x > 0\)"),
+        (
+            "activation",
+            "stochastic_binary()",
+            r"activation stochastic_binary\(\) is not supported: hls4ml 1.3.0 does not convert it \(Unsupported "
+            r"QKeras activation: stochastic_binary\); it converts quantized_bits, quantized_relu, quantized_tanh, "
+            r"quantized_sigmoid, binary and ternary",
+        ),
+        ("activation", "stochastic_ternary()", r"activation stochastic_ternary\(\) is not supported: hls4ml 1.3.0"),
+        ("activation", "bernoulli()", r"activation bernoulli\(\) is not supported"),
+        ("activation", "hard_tanh", r"activation hard_tanh is not supported: .*\(Unsupported QKeras activation"),
+        ("activation", "quantized_po2(4)", r"activation quantized_po2\(4\) is not supported"),
+        ("activation", "quantized_hswish(4,1)", r"activation quantized_hswish\(4,1\) is not supported"),
+        ("dense_activation", "stochastic_binary()", r"activation stochastic_binary\(.*\) is not supported"),
+        ("activation", "binary(alpha=1)", None),
+        ("activation", "ternary(alpha=1)", None),
+        ("activation", "quantized_tanh(3)", None),
+        ("dense_activation", "quantized_relu(4)", None),
+        ("dense_activation", "relu", None),
+    ],
+)
+def test_qkeras_activations_hls4ml_builds_otherwise_are_refused(kind, activation, message):
+    """QKeras's binary_tanh (-1 at 0) and binary_sigmoid (0 or 1) were built as hls4ml's
+    binary_tanh (+1 at 0; -1 or +1) without a word; stochastic_binary, hard_tanh... made
+    hls4ml raise 'Unsupported QKeras activation', naming no layer (audit).  Refused by
+    layer before conversion; the activations hls4ml builds pass."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+    from qkeras.quantizers import get_quantizer
+
+    from fpgaflow.network.convert import check_supported
+    from fpgaflow.project import ProjectError
+
+    inp = tf.keras.Input((4,), name="x")
+    if kind == "activation":
+        name, model = "q", tf.keras.Model(inp, QActivation(activation, name="q")(inp))
+    else:
+        act = activation if activation == "relu" else get_quantizer(activation)
+        name, model = "fc", tf.keras.Model(inp, QDense(3, name="fc", activation=act)(inp))
+    if message is None:
+        check_supported(model, "config.yml")
+    else:
+        with pytest.raises(ProjectError, match=rf"config.yml: layer '{name}' of type Q\w+: " + message):
+            check_supported(model, "config.yml")
+
+
 def test_a_legacy_softmax_table_type_is_reported_as_not_applied(tmp_path, capsys):
     """hls4ml's softmax config has no table_t: a legacy softmax's Precision table was
     silently replaced by nnet::activ_config::table_t (audit).  synth warns, in its
@@ -1171,7 +1227,8 @@ def test_qbatchnormalization_computes_with_its_quantized_parameters(tmp_path):
 def test_the_quantizer_hints_compute_the_same():
     """The hints synth gives and docs/network.md states, checked with QKeras on a grid:
     binary(alpha=1) is quantized_bits(1,0) (0 -> +1 included), binary(use_01=True) its (y + 1) / 2, an alpha
-    scales binary and ternary, a symmetric 1-bit quantized_tanh is 0; quantized_relu(b,i) is
+    scales binary and ternary, a symmetric 1-bit quantized_tanh is 0, binary_tanh is -1 at 0 and
+    binary_sigmoid 0 or 1; quantized_relu(b,i) is
     quantized_bits(b,i,keep_negative=False), whose values the weight type synth gives
     holds exactly; with alpha='auto'/'auto_po2' keep_negative=False computes the same as
     keep_negative=True (QKeras's scaled branch ignores it)."""
@@ -1191,6 +1248,8 @@ def test_the_quantizer_hints_compute_the_same():
     assert np.array_equal(q("binary(alpha=0.5)"), 0.5 * q("binary(alpha=1)"))
     assert np.array_equal(q("ternary(alpha=0.5)"), 0.5 * q("ternary(alpha=1)"))
     assert np.array_equal(q("quantized_tanh(1,symmetric=True)"), np.zeros_like(x))
+    assert np.array_equal(q("binary_tanh"), np.where(x > 0, 1, -1))  # -1 at 0, where binary(alpha=1) is +1
+    assert np.array_equal(q("binary_sigmoid"), (x > 0).astype(np.float32))
     for bits, integer in [(6, 2), (4, 6), (1, 0), (8, 3), (4, 4), (1, 1)]:
         text = f"quantized_bits({bits},{integer},keep_negative=False,alpha=1)"
         unsigned = q(text)

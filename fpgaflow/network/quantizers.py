@@ -210,6 +210,49 @@ def _binary_refusal(kind: str, config: dict[str, Any]) -> str | None:
     )
 
 
+# QKeras functions hls4ml 1.3 builds as its binary_tanh (its converter matches 'binary' in
+# the function's name), which tests x >= 0: +1 or -1
+_BINARY_FUNCTIONS = {
+    "binary_tanh": (
+        "QKeras's binary_tanh is 2 * round(hard_sigmoid(x)) - 1, which is -1 at x = 0 (round(0.5) is 0, ties to even), "
+        "where hls4ml's binary_tanh gives +1 (it tests x >= 0): the firmware differs from QKeras on every input that "
+        "is exactly 0; binary(alpha=1) is +1 at 0, as the firmware"
+    ),
+    "binary_sigmoid": (
+        "QKeras's binary_sigmoid is round(hard_sigmoid(x)), 0 or 1 (1 where x > 0), but hls4ml builds it as its "
+        "binary_tanh, -1 or +1"
+    ),
+}
+# the activation quantizers hls4ml 1.3's converter builds (converters/keras/qkeras.py)
+_CONVERTED = "quantized_bits, quantized_relu, quantized_tanh, quantized_sigmoid, binary and ternary"
+
+
+def activation_refusal(layer: Any) -> str | None:
+    """Why hls4ml cannot build a Keras layer's QKeras activation (a QActivation's, or a
+    QDense/QConv's ``activation=``) as QKeras computes it, before hls4ml parses the model:
+    QKeras functions it builds as another function, and activations its converter does
+    not know (it raises, naming neither the layer nor what it knows)."""
+    from hls4ml.converters.keras.qkeras import get_activation_quantizer
+
+    activation = layer.get_config().get("activation")
+    if type(layer).__name__ != "QActivation" and not isinstance(activation, dict):
+        return None  # a Keras activation: not a QKeras one
+    function = layer.quantizer if type(layer).__name__ == "QActivation" else layer.activation
+    name = getattr(function, "__name__", None) if not hasattr(function, "get_config") else None
+    if name in _BINARY_FUNCTIONS:
+        return f"activation {name} is not supported: {_BINARY_FUNCTIONS[name]}"
+    try:
+        get_activation_quantizer(
+            {"class_name": "QActivation", "config": {"name": layer.name, "activation": activation}}, None
+        )
+    except Exception as exc:
+        return (
+            f"activation {name or _spelt_quantizer(activation)} is not supported: hls4ml {hls4ml_version()} does "
+            f"not convert it ({exc}); it converts {_CONVERTED}"
+        )
+    return None
+
+
 def weight_refusal(quantizer: Any, role: str) -> str | None:
     """Why a weight quantizer (hls4ml's ``QKerasQuantizer``) cannot be built as QKeras
     computes it, or None.  hls4ml quantizes the weights with QKeras itself, then holds

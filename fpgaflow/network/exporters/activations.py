@@ -93,6 +93,15 @@ def export_activation(layer, ctx) -> dict:
     return spec
 
 
+@keras_check("QActivation", "QDense", "QConv1D", "QConv2D", "QConv2DBatchnorm")
+def qkeras_activation(layer) -> str | None:
+    """A QKeras activation hls4ml builds as another function (binary_tanh's +1 at 0), or
+    whose conversion fails without naming the layer (stochastic_binary, hard_tanh...)."""
+    from fpgaflow.network.quantizers import activation_refusal
+
+    return activation_refusal(layer)
+
+
 # Keras ReLU options hls4ml 1.3 drops (converters/keras/core.py builds a plain relu),
 # with what gives the function instead
 RELU_OPTIONS = {

@@ -204,3 +204,17 @@ def unsigned_weight_model() -> Any:
         centre, spread = (6.0, 6.0) if name == "d_uint" else (0.5, 1.5)
         layer.set_weights([rng.normal(centre, spread, kernel.shape).astype("f4"), rng.normal(0.5, 2, bias.shape)])
     return model
+
+
+def bn_activation_model(activation: str, gamma) -> Any:
+    """BatchNormalization (4 channels) -> a binary or ternary QActivation, which hls4ml
+    merges into thresholds."""
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    k = tf.keras
+    inp = k.Input((4,), name="x")
+    model = k.Model(inp, QActivation(activation, name="q")(k.layers.BatchNormalization(name="bn")(inp)))
+    params = [gamma, [0.31, -0.2, 0.05, 0.4], [0.113, 0.37, -0.52, 0.2], [0.8, 1.7, 0.4, 2.2]]
+    model.get_layer("bn").set_weights([np.asarray(p, dtype=np.float32) for p in params])
+    return model

@@ -724,6 +724,33 @@ def test_qkeras_activations_hls4ml_builds_otherwise_are_refused(kind, activation
             check_supported(model, "config.yml")
 
 
+@pytest.mark.parametrize(
+    ("activation", "message"),
+    [
+        (
+            "binary(alpha=1)",
+            r"layer 'bnbt_bn' \(hls4ml 1.3.0's merge of the BatchNormalization 'bn' and the binary activation 'q'\) is "
+            r"not supported: its scale \(gamma / sqrt\(variance \+ epsilon\)\) is negative in 2 of 4 channels "
+            r"\(1, 3\), where QKeras's output is \+1 below the threshold",
+        ),
+        ("ternary(alpha=1)", r"layer 'bnbt_q_scale' \(.* the ternary activation 'q' .* negative in 2 of 4 channels"),
+    ],
+)
+def test_batchnorm_thresholds_with_a_negative_scale_are_refused(tmp_path, activation, message):
+    """hls4ml 1.3 merges a BatchNormalization and a binary/ternary activation into
+    thresholds compared as x >= t: with a negative gamma QKeras's output is +1 below t,
+    and the firmware gave the opposite sign on 8,191 of 8,192 inputs of those channels,
+    without a word (audit).  Refused by layer, naming the channels."""
+    from network_oracle import bn_activation_model, keras_project
+
+    from fpgaflow.project import ProjectError
+
+    model = bn_activation_model(activation, [1.3, -0.7, 0.9, -1.6])
+    config = keras_project(tmp_path, model, "bnt", {"Model": {"Precision": "ap_fixed<16,6>"}})
+    with pytest.raises(ProjectError, match=r"config.yml: " + message):
+        _synth(config)
+
+
 def test_a_legacy_softmax_table_type_is_reported_as_not_applied(tmp_path, capsys):
     """hls4ml's softmax config has no table_t: a legacy softmax's Precision table was
     silently replaced by nnet::activ_config::table_t (audit).  synth warns, in its

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from network_oracle import keras_project, save_keras, synth_and_build, write_project
+from network_oracle import bn_activation_model, keras_project, save_keras, synth_and_build, write_project
 
 pytestmark = pytest.mark.oracle
 
@@ -339,6 +339,34 @@ def test_hard_tanh_and_sigmoid_quantizers_equal_qkeras(tmp_path_factory, backend
     note = "layer 'tanh1' (quantized_tanh(1)): hls4ml 1.3.0 would give it the type ap_int<1>"
     assert any(note in w for w in warnings), warnings
     _assert_exact(oracle, n=1000)
+
+
+@pytest.mark.parametrize("activation", ["binary(alpha=1)", "ternary(alpha=1)", "ternary(alpha=1,threshold=0.2)"])
+def test_batchnorm_thresholds_equal_qkeras(tmp_path_factory, activation):
+    """hls4ml 1.3 rounds a merged BatchNormalization + binary threshold down to the input's
+    step and compares x >= t: the firmware gave +1 one step below QKeras's threshold in
+    every channel (audit); synth rounds it up and says so.  On every input of the input
+    type from -4 to 4 csim equals QKeras, the emulator csim."""
+    import json
+
+    from fpgaflow.network.verify import csim_trace
+
+    model = bn_activation_model(activation, [1.3, 0.7, 0.9, 1.6])
+    name = "bnt_" + activation.split("(")[0]
+    oracle = _synth(tmp_path_factory, model, name, {"Model": {"Precision": "ap_fixed<16,6>"}})
+    assert [layer.spec["kind"] for layer in oracle.net.layers] == ["input", "bn_quantized_tanh"]
+    x = np.repeat((np.arange(-4 * 1024, 4 * 1024) / 1024)[:, None], 4, axis=1)
+    result = oracle.compare(x)
+    assert result["first_divergence"] is None and result["bit_exact_fraction"] == 1.0, result["first_divergence"]
+    y, _ = csim_trace(oracle.hls_model, x)
+    y = np.asarray(y).reshape(x.shape)
+    if activation.startswith("binary"):
+        y = 2 * y - 1  # ap_uint<1>: 0 is -1
+    keras = model.predict(x, verbose=0)
+    assert np.array_equal(y, keras), [int(np.sum(y[:, c] != keras[:, c])) for c in range(4)]
+    warnings = json.loads((oracle.project.build_dir / "report.json").read_text())["warnings"]
+    moved = [w for w in warnings if "hls4ml rounds the threshold down" in w]
+    assert len(moved) == activation.startswith("binary"), moved
 
 
 def test_dense_model_io_stream(tmp_path_factory):

@@ -182,6 +182,7 @@ def _warn(settings: NetworkSettings, note: str) -> None:
 def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> Any:
     import hls4ml
 
+    from fpgaflow.network.bn_thresholds import qkeras_thresholds
     from fpgaflow.network.folding import qkeras_folded_convolutions
     from fpgaflow.network.quantizers import quantized_batchnorm_parameters, unsigned_weight_types
 
@@ -190,9 +191,10 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
             unsigned_weight_types(),
             quantized_batchnorm_parameters(model) as notes,
             qkeras_folded_convolutions(model) as folded,
+            qkeras_thresholds(str(settings.project.file)) as thresholds,
         ):
             hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
-        for note in notes + folded:
+        for note in notes + folded + thresholds:
             _warn(settings, note)
         return hls_model
     except ProjectError:

@@ -13,7 +13,7 @@ def _cfg(tmp_path, **block):
     return TrainingConfig.from_mapping(block, tmp_path)
 
 
-M = {"Layers": [{"Units": 4}]}
+M = {"Layers": [{"Units": 4, "Activation": "softmax"}]}
 
 
 def test_declared_layers_take_model_defaults_and_per_layer_overrides(tmp_path):
@@ -53,10 +53,10 @@ def test_declared_layers_take_model_defaults_and_per_layer_overrides(tmp_path):
         ({"Model": {"Layers": [{"Units": 4, "Bits": 4, "IntegerBits": 4}]}}, r"IntegerBits \(4\) must be below"),
         ({"Model": {"Layers": [{"Units": 4, "Name": "a"}, {"Units": 2, "Name": "a"}]}}, r"used twice: a"),
         ({"Model": {"Layers": [{"Units": 4, "Width": 3}]}}, r"Layers\[0\]: unknown key\(s\) Width"),
-        ({"Model": {"Layers": [{"Units": 4}]}, "Epochs": "ten"}, r"Epochs: expected an integer"),
-        ({"Model": {"Layers": [{"Units": 4}]}, "ValidationSplit": 1.5}, r"ValidationSplit: must be in \[0, 1\)"),
-        ({"Model": {"Layers": [{"Units": 4}]}, "Pruning": {"Sparsity": 1.2}}, r"0 < Sparsity < 1"),
-        ({"Model": {"Layers": [{"Units": 4}]}, "Epoch": 3}, r"unknown key\(s\) Epoch"),
+        ({"Model": M, "Epochs": "ten"}, r"Epochs: expected an integer"),
+        ({"Model": M, "ValidationSplit": 1.5}, r"ValidationSplit: must be in \[0, 1\)"),
+        ({"Model": M, "Pruning": {"Sparsity": 1.2}}, r"0 < Sparsity < 1"),
+        ({"Model": M, "Epoch": 3}, r"unknown key\(s\) Epoch"),
         # accepted before, then wrong or ignored, or a bare int()/float() error naming no key
         ({"Model": M, "EarlyStopping": {"Monitor": "val_acc"}}, r"Monitor: 'val_acc' is not .* val_accuracy"),
         ({"Model": M, "EarlyStopping": True, "ValidationSplit": 0}, r"Monitor: val_loss needs validation"),
@@ -71,8 +71,16 @@ def test_declared_layers_take_model_defaults_and_per_layer_overrides(tmp_path):
         ({"Model": M, "Verbose": True}, r"Verbose: expected 0"),
         ({"Model": M, "Pruning": {"Sparsity": "50%"}}, r"Pruning\.Sparsity: expected a number, got '50%'"),
         ({"Model": M, "Pruning": {"Sparsity": 0.5, "Frequency": 0}}, r"Pruning\.Frequency: must be at least 1"),
+        # the losses read probabilities (from_logits=False): these trained to 29% / a constant 1.0, without a word
+        ({"Model": {"Layers": [{"Units": 8}, {"Units": 5, "Activation": "linear"}]}},
+         r"Model\.Layers\[1\]\.Activation: the output layer's activation is 'linear', but 5 outputs .* use softmax"),
+        ({"Model": {"Layers": [{"Units": 1, "Activation": "softmax"}]}},
+         r"Layers\[0\]\.Activation: the output layer has 1 unit with activation 'softmax'.* use sigmoid"),
+        ({"Model": {"Layers": [{"Units": 3, "Activation": "sigmoid"}]}}, r"activation is 'sigmoid', but 3 outputs"),
+        ({"Model": {"Layers": [{"Units": 1, "Activation": "tanh"}]}}, r"1 unit with activation 'tanh'"),
+        ({"Model": {"Layers": [{"Units": 4}]}}, r"Layers\[0\]\.Activation: the output layer's activation is 'relu'"),
     ],
-)
+)  # fmt: skip
 def test_bad_training_blocks_name_the_key(tmp_path, block, message):
     with pytest.raises(TrainingError, match=message):
         _cfg(tmp_path, **block)

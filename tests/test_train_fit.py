@@ -188,3 +188,29 @@ def test_binary_classifier_with_one_sigmoid_output(tmp_path):
     from qkeras.utils import load_qmodel
 
     assert load_qmodel(str(root / "model/m.h5"), compile=False).output_shape == (None, 1)
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("tf.keras.layers.Dense(n_classes, name='logits')(x)", r"'logits': .* activation is 'linear', but 3 out"),
+        ("QActivation('quantized_relu(4)', name='q')(tf.keras.layers.Dense(n_classes)(x))", r"'q': .*'quantized_relu'"),
+    ],
+)
+def test_build_model_output_that_the_loss_cannot_train_is_refused(tmp_path, output, message):
+    """The loss reads probabilities (from_logits=False): a linear output trained to chance, without a word."""
+    root = _project(tmp_path / "p")
+    (root / "arch.py").write_text(
+        "import tensorflow as tf\n"
+        "from qkeras import QActivation\n"
+        "def build_model(n_features, n_classes):\n"
+        "    x = inp = tf.keras.Input((n_features,))\n"
+        f"    return tf.keras.Model(inp, {output})\n"
+    )
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    cfg["Training"].pop("Model")
+    cfg["Training"]["BuildModel"] = "arch.py"
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=r"arch\.py: build_model's layer " + message):
+        train_project(load_project(root))
+    assert not (root / "model").exists()

@@ -11,6 +11,8 @@ from typing import Any
 ACTIVATIONS = ("relu", "linear", "softmax", "sigmoid", "tanh")
 # what Keras logs with the loss and metrics=["accuracy"] that training compiles with
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+# output activations whose single unit is a probability (the sigmoids of Keras and QKeras)
+BINARY_OUTPUTS = ("sigmoid", "hard_sigmoid", "quantized_sigmoid")
 
 
 class TrainingError(ValueError):
@@ -205,7 +207,28 @@ def _layers(model: Any, where: str) -> list[LayerSpec]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise TrainingError(f"{where}.Layers: layer name(s) used twice: {', '.join(dupes)}")
+    refuse_untrainable_output(specs[-1].units, specs[-1].activation, f"{where}.Layers[{len(specs) - 1}].Activation")
     return specs
+
+
+def refuse_untrainable_output(units: int | None, activation: str, where: str) -> None:
+    """The losses training compiles with (``fit.py``: binary cross-entropy for one output,
+    sparse categorical cross-entropy for several, ``from_logits=False``) read the outputs
+    as probabilities.  Any other output activation trains to nonsense without an error (a
+    linear output reached 29% where softmax reached 68%; softmax over one unit is always
+    1.0), so it is refused."""
+    if units == 1 and activation not in BINARY_OUTPUTS:
+        raise TrainingError(
+            f"{where}: the output layer has 1 unit with activation {activation!r}, but one output is trained with "
+            "binary cross-entropy, which reads it as the probability of the second class: use sigmoid (two "
+            "classes), or one unit per class with softmax"
+        )
+    if units != 1 and activation != "softmax":
+        raise TrainingError(
+            f"{where}: the output layer's activation is {activation!r}, but {units or 'several'} outputs are trained "
+            "with categorical cross-entropy, which reads them as class probabilities: use softmax over one unit "
+            "per class (or, for two classes, 1 unit with sigmoid)"
+        )
 
 
 def _int(block: dict, key: str, default: int, where: str, minimum: int | None = None) -> int:

@@ -8,7 +8,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.train.config import LayerSpec, TrainingConfig, TrainingError
+from fpgaflow.train.config import LayerSpec, TrainingConfig, TrainingError, refuse_untrainable_output
 
 INPUT_NAME = "inputs"  # hls4ml reserves "input"
 
@@ -83,4 +83,21 @@ def build_model(cfg: TrainingConfig, n_features: int, n_classes: int) -> Any:
             f"{cfg.build_model}: the model takes inputs of shape {model.input_shape[1:]}, the data has {n_features} "
             "features"
         )
+    layer = model.layers[-1]
+    where = f"{cfg.build_model}: build_model's layer {layer.name!r}"
+    refuse_untrainable_output(outputs, output_activation(layer), where)
     return model
+
+
+def output_activation(layer: Any) -> str:
+    """The name of the activation a Keras/QKeras layer applies: ``softmax``, ``sigmoid``,
+    ``linear``, a QKeras quantizer's name (``quantized_relu``)..."""
+    import tensorflow as tf
+
+    if isinstance(layer, tf.keras.layers.Softmax):
+        return "softmax"
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return f"none ({type(layer).__name__})"
+    name = act if isinstance(act, str) else getattr(act, "__name__", None) or type(act).__name__
+    return name.split("(")[0].strip().lower()  # QActivation("quantized_relu(4)")

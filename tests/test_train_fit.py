@@ -214,3 +214,14 @@ def test_build_model_output_that_the_loss_cannot_train_is_refused(tmp_path, outp
     with pytest.raises(ValueError, match=r"arch\.py: build_model's layer " + message):
         train_project(load_project(root))
     assert not (root / "model").exists()
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_epochs_override_follows_the_epochs_rule(tmp_path, capsys, epochs):
+    """``--epochs 0`` printed "0 epochs" and wrote the untrained weights over the model;
+    Training.Epochs was checked (>= 1), its override was not."""
+    root = _project(tmp_path / "p")
+    assert main(["train", str(root), "--epochs", epochs]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"fpgaflow train: error: --epochs: must be at least 1, got {epochs}"
+    assert not (root / "model").exists() and not (root / "scaling.json").exists()

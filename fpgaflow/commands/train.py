@@ -9,7 +9,7 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("project", help="project folder or file with Training: and Data: blocks")
-    p.add_argument("--epochs", type=int, help="override Training.Epochs (e.g. a quick trial)")
+    p.add_argument("--epochs", type=int, help="override Training.Epochs (at least 1; e.g. a quick trial)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bars, 2 one line/epoch")
 
 

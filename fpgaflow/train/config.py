@@ -99,7 +99,7 @@ class TrainingConfig:
                 "or declare the option in Model"
             )
         cfg.model_options = options
-        cfg.epochs = _int(block, "Epochs", cfg.epochs, where, minimum=1)
+        cfg.epochs = epoch_count(block.get("Epochs", cfg.epochs), f"{where}.Epochs")
         cfg.batch_size = _int(block, "BatchSize", cfg.batch_size, where, minimum=1)
         cfg.learning_rate = _float(block, "LearningRate", cfg.learning_rate, where)
         if not cfg.learning_rate > 0 or not math.isfinite(cfg.learning_rate):
@@ -231,12 +231,21 @@ def refuse_untrainable_output(units: int | None, activation: str, where: str) ->
         )
 
 
+def epoch_count(value: Any, where: str) -> int:
+    """``Training.Epochs``, and ``train --epochs`` that overrides it: at least one epoch
+    (with none, training would save the untrained initial weights over the model)."""
+    return _whole(value, where, minimum=1)
+
+
 def _int(block: dict, key: str, default: int, where: str, minimum: int | None = None) -> int:
-    value = block.get(key, default)
+    return _whole(block.get(key, default), f"{where}.{key}", minimum)
+
+
+def _whole(value: Any, where: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TrainingError(f"{where}.{key}: expected an integer, got {value!r}")
+        raise TrainingError(f"{where}: expected an integer, got {value!r}")
     if minimum is not None and value < minimum:
-        raise TrainingError(f"{where}.{key}: must be at least {minimum}, got {value}")
+        raise TrainingError(f"{where}: must be at least {minimum}, got {value}")
     return value
 
 

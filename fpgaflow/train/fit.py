@@ -16,7 +16,7 @@ import numpy as np
 
 from fpgaflow.data import DataConfig, Scaling, fit_scaling, read_dataset
 from fpgaflow.data.dataset import Dataset, generate_missing
-from fpgaflow.train.config import TrainingConfig, TrainingError
+from fpgaflow.train.config import TrainingConfig, TrainingError, epoch_count
 from fpgaflow.train.model import build_model
 from fpgaflow.train.outputs import TrainingOutputs, training_outputs
 
@@ -118,7 +118,7 @@ def train_project(project: Any, epochs: int | None = None, verbose: int | None =
     data_cfg = DataConfig.from_project(project)
     cfg = TrainingConfig.from_project(project)
     if epochs is not None:
-        cfg.epochs = epochs
+        cfg.epochs = epoch_count(epochs, "--epochs")
     outputs = training_outputs(project, cfg.history)
     generate_missing(data_cfg)
     data = read_dataset(data_cfg)

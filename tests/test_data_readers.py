@@ -272,3 +272,39 @@ def test_class_names_consistent_with_the_label_columns_are_kept(tmp_path):
 def test_fixed_scaling_errors_at_train_time_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"p\.yml: Data\.Scaling\.Offset: 2 values for 3 features"):
         fit_scaling({"Offset": [1, 2], "Scale": 1}, np.zeros((2, 3)), ["a", "b", "c"], where="p.yml: Data")
+
+
+WRONG_TYPES = {  # every Data key, given values of kinds it does not take
+    "File": [5, {"a": "b"}, True, None, [5], ["d.npz", {"b": 1}], "", []],
+    "Tree": [5, ["t"], {"a": 1}, True, None, ""],
+    "Features": [5, True, None, [5], [{"Name": 5}], [{"Name": "c", "Length": True}], [], [""], [["X"]]],
+    "Labels": [5, {"a": "b"}, True, None, [5], [""]],
+    "Classes": [5, "abc", {"a": 1}, True, None, [True, False], [[1]], []],
+    "NonFinite": [True, [1], {"a": 1}, None, "x"],
+    "Scaling": [5, [1], True, None],
+    "ChunkSize": ["x", 1.5, True, None, [1]],
+    "MaxEntries": ["x", True, None, 0],
+    "Generator": [5, ["g.py"], True, None, {"a": 1}],
+    "Pad": ["x", True, [1], None, {"a": 1}],
+    "Mask": ["false", 1, None, [True]],
+}
+
+
+@pytest.mark.parametrize(
+    "key, value", [(k, v) for k, values in WRONG_TYPES.items() for v in values] + [("Files", {"a": "b"}), ("Files", 5)]
+)
+def test_every_data_key_of_the_wrong_type_is_one_line_naming_it(tmp_path, key, value):
+    """``Labels: 5`` and ``Features: 5`` were "TypeError: 'int' object is not iterable";
+    ``Files: {a: b}`` ran the Generator for a file named 'a', then refused format ''."""
+    block = {"File": "d.npz", "Features": "X", "Labels": "y", key: value}
+    if key == "Files":
+        del block["File"]
+    with pytest.raises(DataError) as info:
+        DataConfig.from_mapping(block, tmp_path, "p.yml: Data")
+    message = str(info.value)
+    assert message.startswith(f"p.yml: Data.{key}") and "\n" not in message, message
+
+
+def test_file_and_files_together_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"p\.yml: Data: give File or Files, not both"):
+        DataConfig.from_mapping({"File": "a.npz", "Files": ["b.npz"], "Features": "X"}, tmp_path, "p.yml: Data")

@@ -107,3 +107,47 @@ def test_valid_values_still_parse(tmp_path):
                "Patience": 0, "MinDelta": 0.01}, Pruning={"Sparsity": 0.5, "Frequency": 1})  # fmt: skip
     assert cfg.learning_rate == 1e-3 and cfg.verbose == 2 and cfg.pruning.frequency == 1
     assert cfg.early_stopping == {"patience": 0, "monitor": "val_accuracy", "min_delta": 0.01}
+
+
+WRONG_TYPES = {  # every Training key, given values of kinds it does not take
+    "Epochs": ["x", 1.5, True, [1], None],
+    "BatchSize": ["64", True, {"a": 1}, None],
+    "LearningRate": [True, [0.1], {"a": 1}, "fast", None],
+    "ValidationSplit": [False, True, "x", [0.2], None],
+    "EarlyStopping": [5, "yes", [1], 0, "", None, {"Patience": True}],
+    "ClassWeights": [5, True, ["a"], {"a": "x"}, {True: 1}, {"a": -1}, {"a": [1]}, None],
+    "Pruning": [5, "x", [1], 0, True, None, {"Sparsity": True}],
+    "Seed": ["x", True, 1.5, None],
+    "History": [5, ["a"], True, {}, "", None],
+    "Verbose": ["x", True, None],
+    "ModelOptions": ["x", [1], True, None],
+}
+
+
+@pytest.mark.parametrize("key, value", [(k, v) for k, values in WRONG_TYPES.items() for v in values])
+def test_every_training_key_of_the_wrong_type_is_one_line_naming_it(tmp_path, key, value):
+    """``ValidationSplit: false`` trained without validation, ``LearningRate: true`` at 1.0,
+    ``History: [a]`` wrote a file named "['a']", ``EarlyStopping: 0`` and ``Pruning: []``
+    turned them off, ``ClassWeights: {a: x}`` failed at fit time naming no key."""
+    block = {"Model": M, key: value}
+    with pytest.raises(TrainingError) as info:
+        TrainingConfig.from_mapping(block, tmp_path, "p.yml: Training")
+    message = str(info.value)
+    assert message.startswith(f"p.yml: Training.{key}") and "\n" not in message, message
+
+
+@pytest.mark.parametrize(
+    "layer, key",
+    [({"Name": 5}, "Name"), ({"Name": ["a"]}, "Name"), ({"Name": None}, "Name"),
+     ({"ActivationName": 7}, "ActivationName"), ({"Activation": True}, "Activation"),
+     ({"Activation": None}, "Activation"), ({"Units": "4"}, "Units")],
+)  # fmt: skip
+def test_layer_keys_of_the_wrong_type_name_the_layer_key(tmp_path, layer, key):
+    model = {"Layers": [{"Units": 4, **layer}, {"Units": 3, "Activation": "softmax"}]}
+    with pytest.raises(TrainingError, match=rf"^p\.yml: Training\.Model\.Layers\[0\]\.{key}: expected"):
+        TrainingConfig.from_mapping({"Model": model}, tmp_path, "p.yml: Training")
+
+
+def test_build_model_of_the_wrong_type_is_named(tmp_path):
+    with pytest.raises(TrainingError, match=r"^p\.yml: Training\.BuildModel: expected the path of a Python file"):
+        TrainingConfig.from_mapping({"BuildModel": ["m.py"]}, tmp_path, "p.yml: Training")

@@ -225,3 +225,24 @@ def test_epochs_override_follows_the_epochs_rule(tmp_path, capsys, epochs):
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"fpgaflow train: error: --epochs: must be at least 1, got {epochs}"
     assert not (root / "model").exists() and not (root / "scaling.json").exists()
+
+
+def test_data_values_of_the_wrong_type_are_refused_before_any_work(tmp_path, capsys):
+    """``Labels: 5`` ended in "TypeError: 'int' object is not iterable"; ``Files: {a: b}``
+    ran the Generator (35 s for the jet tagger) to write a file named 'a', then refused
+    "unknown data format ''"."""
+    root = _project(tmp_path / "p")
+    (root / "gen.py").write_text("import pathlib, sys\npathlib.Path(sys.argv[0]).with_name('ran').touch()\n")
+    cfg = yaml.safe_load((root / "project.yml").read_text())
+    del cfg["Data"]["File"]
+    cfg["Data"].update(Files={"a": "b"}, Generator="gen.py")
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith("project.yml: Data.Files: expected a path or a list of paths, got {'a': 'b'}"), line
+    assert not (root / "ran").exists() and not (root / "a").exists()
+    cfg["Data"].update(Files=["blobs.npz"], Labels=5)
+    (root / "project.yml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith("Data.Labels: expected a column name or a list of column names, got 5"), line

@@ -60,25 +60,33 @@ class DataConfig:
         unknown = sorted(set(block) - known)
         if unknown:
             raise DataError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-        files = block.get("Files", block.get("File"))
-        if not files:
+        null = next((k for k, v in block.items() if v is None), None)
+        if null is not None:
+            raise DataError(f"{where}.{null}: has no value (null); give one, or leave the key out")
+        if "File" in block and "Files" in block:
+            raise DataError(f"{where}: give File or Files, not both (one of them would be ignored)")
+        if "File" not in block and "Files" not in block:
             raise DataError(f"{where}: key 'File' (or 'Files') is missing")
-        if isinstance(files, str):
-            files = [files]
-        generator = block.get("Generator")
-        gen_path = _resolve(root, generator) if generator else None
+        key = "Files" if "Files" in block else "File"
+        files = _names(block[key], f"{where}.{key}", "a path or a list of paths")
+        if not files:
+            raise DataError(f"{where}.{key}: an empty list; name at least one data file")
+        gen_path = _resolve(root, _name(block["Generator"], f"{where}.Generator")) if "Generator" in block else None
         if gen_path is not None and not gen_path.is_file():
             raise DataError(f"{where}.Generator: {gen_path} does not exist")
         default_pad = _number(block.get("Pad", 0.0), f"{where}.Pad")
         default_mask = _flag(block.get("Mask", False), f"{where}.Mask")
         features = _features(block.get("Features"), default_pad, default_mask, f"{where}.Features")
-        labels = block.get("Labels", [])
-        labels = [labels] if isinstance(labels, str) else list(labels or [])
-        if not all(isinstance(x, str) for x in labels):
-            raise DataError(f"{where}.Labels: expected a column name or a list of column names")
+        labels = _names(block.get("Labels", []), f"{where}.Labels", "a column name or a list of column names")
         classes = block.get("Classes")
         if classes is not None and (not isinstance(classes, list) or not classes):
-            raise DataError(f"{where}.Classes: expected a list of class names")
+            raise DataError(f"{where}.Classes: expected a list of class names, got {classes!r}")
+        odd = [i for i, c in enumerate(classes or []) if isinstance(c, bool) or not isinstance(c, (str, int))]
+        if odd:  # `[yes, no]` reads as booleans
+            raise DataError(
+                f"{where}.Classes[{odd[0]}]: expected a class name, got {classes[odd[0]]!r} (quote names YAML reads as "
+                "true/false or null: yes, no, on, off, ~)"
+            )
         if classes is not None and len(labels) > 1:
             refuse_contradicting_classes([str(c) for c in classes], labels, where)
         non_finite = block.get("NonFinite", "error")
@@ -112,7 +120,7 @@ class DataConfig:
         chunk = _count(block.get("ChunkSize", DEFAULT_CHUNK), f"{where}.ChunkSize")
         max_entries = block.get("MaxEntries")
         max_entries = _count(max_entries, f"{where}.MaxEntries") if max_entries is not None else None
-        tree = block.get("Tree")
+        tree = _name(block["Tree"], f"{where}.Tree") if "Tree" in block else None
         suffixes = {Path(str(f)).suffix.lower() for f in files}
         if tree is not None and ".root" not in suffixes and "" not in suffixes:  # would be ignored
             raise DataError(
@@ -200,10 +208,25 @@ def _resolve(root: Path, value: Any) -> Path:
 
 
 def _number(value: Any, where: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: expected a number, got {value!r}") from None
+    if not _is_number(value):  # float(True) would be 1.0
+        raise DataError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _name(value: Any, where: str, what: str = "a name") -> str:
+    """A file, column or tree name: a non-empty string (``str(5)`` or ``str([...])`` named
+    a file nobody meant)."""
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: expected {what}, got {value!r}")
+    return value
+
+
+def _names(value: Any, where: str, what: str) -> list[str]:
+    """One name, or a list of them (a mapping's keys were taken for names)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) and x.strip() for x in items):
+        raise DataError(f"{where}: expected {what}, got {value!r}")
+    return items
 
 
 def _is_number(value: Any) -> bool:
@@ -234,20 +257,23 @@ def _features(value: Any, pad: float, mask: bool, where: str) -> list[FeatureSpe
         raise DataError(f"{where}: missing (the columns to feed the network)")
     if isinstance(value, (str, dict)):
         value = [value]
+    if not isinstance(value, list) or not value:
+        what = "a column name, a {Name, Length, Pad, Mask} mapping or a list of them"
+        raise DataError(f"{where}: expected {what}, got {value!r}")
     specs: list[FeatureSpec] = []
     for i, item in enumerate(value):
-        if isinstance(item, str):
+        if isinstance(item, str) and item.strip():
             specs.append(FeatureSpec(item, pad=pad, mask=False))
         elif isinstance(item, dict):
             extra = set(item) - {"Name", "Length", "Pad", "Mask"}
             if "Name" not in item or extra:
                 raise DataError(f"{where}[{i}]: expected {{Name, Length, Pad, Mask}}, got {sorted(item)}")
             length = item.get("Length")
-            if length is not None and (not isinstance(length, int) or length < 1):
+            if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
                 raise DataError(f"{where}[{i}].Length: expected a positive integer, got {length!r}")
             specs.append(
                 FeatureSpec(
-                    str(item["Name"]),
+                    _name(item["Name"], f"{where}[{i}].Name", "a column name"),
                     length,
                     _number(item.get("Pad", pad), f"{where}[{i}].Pad"),
                     _flag(item.get("Mask", mask), f"{where}[{i}].Mask"),

@@ -11,6 +11,7 @@ from typing import Any
 ACTIVATIONS = ("relu", "linear", "softmax", "sigmoid", "tanh")
 # what Keras logs with the loss and metrics=["accuracy"] that training compiles with
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+STOP_KEYS = {"Patience", "Monitor", "MinDelta"}
 # output activations whose single unit is a probability (the sigmoids of Keras and QKeras)
 BINARY_OUTPUTS = ("sigmoid", "hard_sigmoid", "quantized_sigmoid")
 
@@ -79,19 +80,24 @@ class TrainingConfig:
         unknown = sorted(set(block) - known)
         if unknown:
             raise TrainingError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        null = next((k for k, v in block.items() if v is None), None)
+        if null is not None:
+            raise TrainingError(f"{where}.{null}: has no value (null); give one, or leave the key out")
         if ("Model" in block) == ("BuildModel" in block):
             raise TrainingError(f"{where}: give exactly one of Model (declared layers) or BuildModel (a Python file)")
         cfg = cls(where=where)
         if "Model" in block:
             cfg.layers = _layers(block["Model"], f"{where}.Model")
         else:
-            path = Path(str(block["BuildModel"]))
+            path = Path(_text(block["BuildModel"], f"{where}.BuildModel", "the path of a Python file"))
             cfg.build_model = path if path.is_absolute() else root / path
             if not cfg.build_model.is_file():
                 raise TrainingError(f"{where}.BuildModel: {cfg.build_model} does not exist")
-        options = block.get("ModelOptions", {}) or {}
-        if not isinstance(options, dict):
-            raise TrainingError(f"{where}.ModelOptions: expected a mapping of keyword arguments for build_model")
+        options = block.get("ModelOptions", {})
+        if not isinstance(options, dict) or not all(isinstance(k, str) and k.isidentifier() for k in options):
+            raise TrainingError(
+                f"{where}.ModelOptions: expected a mapping of keyword arguments for build_model, got {options!r}"
+            )
         if options and "Model" in block:  # would be ignored: the declared layers take no options
             raise TrainingError(
                 f"{where}.ModelOptions: keyword arguments for BuildModel's build_model(); the declared Model "
@@ -111,18 +117,20 @@ class TrainingConfig:
         if not 0 <= cfg.validation_split < 1:
             raise TrainingError(f"{where}.ValidationSplit: must be in [0, 1), got {cfg.validation_split}")
         cfg.seed = _int(block, "Seed", cfg.seed, where, minimum=0)
-        cfg.history = str(block.get("History", cfg.history))
+        cfg.history = _text(block.get("History", cfg.history), f"{where}.History", "a file name")
         verbose = block.get("Verbose")
         if verbose is not None and (isinstance(verbose, bool) or verbose not in (0, 1, 2)):
             raise TrainingError(
                 f"{where}.Verbose: expected 0 (silent), 1 (progress bars) or 2 (one line per epoch), got {verbose!r}"
             )
         cfg.verbose = verbose
-        stop = block.get("EarlyStopping")
-        if stop:
+        stop = block.get("EarlyStopping", False)
+        if not isinstance(stop, (bool, dict)) or set(stop if isinstance(stop, dict) else ()) - STOP_KEYS:
+            raise TrainingError(
+                f"{where}.EarlyStopping: expected true, false or {{Patience, Monitor, MinDelta}}, got {stop!r}"
+            )
+        if stop is not False:
             stop = {} if stop is True else stop
-            if not isinstance(stop, dict) or set(stop) - {"Patience", "Monitor", "MinDelta"}:
-                raise TrainingError(f"{where}.EarlyStopping: expected true or {{Patience, Monitor, MinDelta}}")
             at = f"{where}.EarlyStopping"
             monitor = stop.get("Monitor", "val_loss")
             if monitor not in MONITORS:
@@ -142,10 +150,17 @@ class TrainingConfig:
             }
         weights = block.get("ClassWeights")
         if weights is not None and weights != "balanced" and not isinstance(weights, dict):
-            raise TrainingError(f"{where}.ClassWeights: expected 'balanced' or a mapping class -> weight")
+            raise TrainingError(
+                f"{where}.ClassWeights: expected 'balanced' or a mapping class -> weight, got {weights!r}"
+            )
+        for key, value in weights.items() if isinstance(weights, dict) else ():
+            if isinstance(key, bool) or not isinstance(key, (str, int)):  # `{yes: 2}` reads as a boolean
+                raise TrainingError(f"{where}.ClassWeights: {key!r} is not a class name or index (quote names)")
+            if not 0 <= _number(value, f"{where}.ClassWeights.{key}") < math.inf:
+                raise TrainingError(f"{where}.ClassWeights.{key}: must be a finite weight >= 0, got {value!r}")
         cfg.class_weights = weights
-        pruning = block.get("Pruning")
-        if pruning:
+        pruning = block.get("Pruning", False)
+        if pruning is not False:
             if not isinstance(pruning, dict) or "Sparsity" not in pruning:
                 raise TrainingError(f"{where}.Pruning: expected {{Sparsity: 0.5, Begin: 0.0, End: 0.7, Frequency: 10}}")
             extra = set(pruning) - {"Sparsity", "Begin", "End", "Frequency"}
@@ -187,18 +202,20 @@ def _layers(model: Any, where: str) -> list[LayerSpec]:
         if set(raw) - keys:
             raise TrainingError(f"{at}: unknown key(s) {', '.join(sorted(set(raw) - keys))}; known: {sorted(keys)}")
         item = {**defaults, **raw}
-        activation = str(item.get("Activation", "relu")).lower()
+        activation = _text(item.get("Activation", "relu"), f"{at}.Activation", "an activation name").lower()
         if activation not in ACTIVATIONS:
             raise TrainingError(f"{at}.Activation: {activation!r} is not one of {', '.join(ACTIVATIONS)}")
         spec = LayerSpec(
-            name=str(item.get("Name", f"fc{i + 1}")),
+            name=_text(item.get("Name", f"fc{i + 1}"), f"{at}.Name", "a layer name"),
             units=_int(item, "Units", 0, at, minimum=1),
             activation=activation,
             bits=_int(item, "Bits", 6, at, minimum=2),
             integer_bits=_int(item, "IntegerBits", 0, at, minimum=0),
             activation_bits=_int(item, "ActivationBits", 0, at, minimum=1) if "ActivationBits" in item else None,
             activation_integer_bits=_int(item, "ActivationIntegerBits", 0, at, minimum=0),
-            activation_name=str(item["ActivationName"]) if "ActivationName" in item else None,
+            activation_name=_text(item["ActivationName"], f"{at}.ActivationName", "a layer name")
+            if "ActivationName" in item
+            else None,
         )
         if spec.integer_bits >= spec.bits:
             raise TrainingError(f"{at}: IntegerBits ({spec.integer_bits}) must be below Bits ({spec.bits})")
@@ -250,8 +267,22 @@ def _whole(value: Any, where: str, minimum: int | None = None) -> int:
 
 
 def _float(block: dict, key: str, default: float, where: str) -> float:
-    value = block.get(key, default)
+    return _number(block.get(key, default), f"{where}.{key}")
+
+
+def _number(value: Any, where: str) -> float:
+    """A number, or a string of one (YAML 1.1 reads ``1e-3`` as a string); not a bool,
+    which ``float()`` would take as 0 or 1."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         return float(value)
     except (TypeError, ValueError):
-        raise TrainingError(f"{where}.{key}: expected a number, got {value!r}") from None
+        raise TrainingError(f"{where}: expected a number, got {value!r}") from None
+
+
+def _text(value: Any, where: str, what: str) -> str:
+    """A name or path: a non-empty string (``str()`` of a list or a number named a file nobody meant)."""
+    if not isinstance(value, str) or not value.strip():
+        raise TrainingError(f"{where}: expected {what}, got {value!r}")
+    return value

@@ -328,3 +328,35 @@ def test_verify_refuses_a_project_changed_since_synth(tmp_path, capsys):
     (tmp_path / "project.yml").write_text(text)
     assert main(["verify", str(tmp_path), "--samples", "10"]) == 2
     assert "changed since `fpgaflow synth`" in capsys.readouterr().err
+
+
+def test_synth_replaces_only_an_output_dir_it_wrote(tmp_path, capsys):
+    """``OutputDir: mywork`` holding ``mywork/hls/precious.tcl``: synth removed ``hls``
+    with the user's file in it.  Now a folder synth did not write is refused; its own is
+    replaced (a stale file in ``hls`` goes, a file beside it stays)."""
+    make_project(tmp_path, xgb_binary(3, 2), OutputDir="mywork")
+    (tmp_path / "mywork" / "hls").mkdir(parents=True)
+    (tmp_path / "mywork" / "hls" / "precious.tcl").write_text("keep me\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert f"OutputDir {tmp_path / 'mywork'} is not empty (it holds hls/) and was not written by fpgaflow synth" in line
+    assert (tmp_path / "mywork" / "hls" / "precious.tcl").read_text() == "keep me\n"
+    assert sorted(p.name for p in (tmp_path / "mywork").rglob("*")) == ["hls", "precious.tcl"]
+    shutil.rmtree(tmp_path / "mywork" / "hls")  # empty: synth's to fill
+    assert main(["synth", str(tmp_path)]) == 0
+    (tmp_path / "mywork" / "hls" / "stale.tcl").write_text("from the last synth\n")
+    (tmp_path / "mywork" / "notes.txt").write_text("mine\n")
+    assert main(["synth", str(tmp_path)]) == 0
+    assert not (tmp_path / "mywork" / "hls" / "stale.tcl").exists() and (tmp_path / "mywork" / "hls").is_dir()
+    assert (tmp_path / "mywork" / "notes.txt").read_text() == "mine\n"
+
+
+def test_synth_takes_over_a_build_folder_from_before_the_mark(tmp_path):
+    """A build folder an earlier fpgaflow synth wrote (its manifest, no mark) is still replaced."""
+    make_project(tmp_path, xgb_binary(3, 2))
+    assert main(["synth", str(tmp_path)]) == 0
+    (tmp_path / "build" / ".fpgaflow-synth").unlink()
+    (tmp_path / "build" / "hls" / "stale.tcl").write_text("")
+    assert main(["synth", str(tmp_path)]) == 0
+    build = tmp_path / "build"
+    assert (build / ".fpgaflow-synth").is_file() and not (build / "hls" / "stale.tcl").exists()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fpgaflow.bdt.config import BDTConfig
 from fpgaflow.bdt.toolchain import prepare_conifer_environment
+from fpgaflow.folders import claim_build_dir
 
 
 @contextlib.contextmanager
@@ -73,10 +73,10 @@ class RawConverter:
 
 
 def write_project(ensemble: dict[str, Any], cfg: BDTConfig) -> Any:
-    """Write conifer's project into ``build/hls`` (replacing an older one) and return the model."""
-    if cfg.hls_dir.exists():
-        shutil.rmtree(cfg.hls_dir)
-    cfg.hls_dir.mkdir(parents=True)
+    """Write conifer's project into ``build/hls`` (replacing the one an earlier synth
+    wrote, never a folder of the user's) and return the model."""
+    claim_build_dir(cfg.project.build_dir, str(cfg.project.file), replaced=[cfg.hls_dir.name])
+    cfg.hls_dir.mkdir()
     model = conifer_model(ensemble, cfg.conifer, cfg.hls_dir)
     with working_directory(cfg.hls_dir):
         model.write()

@@ -16,6 +16,7 @@ from fpgaflow.bdt.precision import check_precision
 from fpgaflow.bdt.project_writer import write_project
 from fpgaflow.bdt.report import conifer_estimates, write_report
 from fpgaflow.bdt.trees import n_outputs
+from fpgaflow.folders import refuse_foreign_build_dir
 from fpgaflow.project import Project
 
 PROBE_SAMPLES = 2_000
@@ -75,6 +76,7 @@ def _check_vhdl_shape(ens: dict[str, Any], where: str) -> None:
 def synth(project: Project, args: argparse.Namespace) -> int:
     start = time.monotonic()
     cfg = read_config(project)
+    refuse_foreign_build_dir(project.build_dir, str(project.file))  # before the work, not only at writing
     source = load_model(project)
     ens = source.ensemble
     if ens["n_features"] < 1 or not ens["trees"]:

@@ -5,7 +5,6 @@ event, and write the summary and a plot under the output folder."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from fpgaflow.demo import firmware as firmware_mod
 from fpgaflow.demo import stream
 from fpgaflow.demo.summary import account_path, problems, read_faults, total
+from fpgaflow.folders import ForeignFolderError, mark_folder, owned, remove_outputs
 
 N_BOARDS = 4
 # faults per board role, per project: its first board has a flaky link, its second
@@ -60,18 +60,10 @@ def clear_earlier_run(out: Path) -> None:
     without a demo's mark that is not empty is refused, not emptied (``--out .`` in the
     repository removed the ``node`` package's source) nor marked (a ``node/`` made there
     later would go with the next run)."""
-    if not ((out / MARK).is_file() or _demo_summary(out / "summary.json")):
-        if any(out.iterdir()):
-            raise ValueError(f"--out {out}: a folder that is not empty and not an earlier fpgaflow demo's: "
-                             "give a new or empty folder (an earlier demo's outputs are replaced)")  # fmt: skip
-        return
-    found = [sub for sub in OUTPUTS if (out / sub).exists() or (out / sub).is_symlink()]
-    for sub in found:
-        target = out / sub
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
+    if not owned(out, MARK, lambda folder: _demo_summary(folder / "summary.json")):
+        raise ForeignFolderError(f"--out {out}: a folder that is not empty and not an earlier fpgaflow demo's: "
+                                 "give a new or empty folder (an earlier demo's outputs are replaced)")  # fmt: skip
+    remove_outputs(out, OUTPUTS)
 
 
 def _demo_summary(path: Path) -> bool:
@@ -86,10 +78,8 @@ def _demo_summary(path: Path) -> bool:
 def run_demo(args: Any) -> int:
     t_all = time.monotonic()
     out = Path(args.out).resolve()
-    if out.exists():
-        clear_earlier_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARK).write_text("outputs of fpgaflow demo: a new run replaces them\n")
+    clear_earlier_run(out)
+    mark_folder(out, MARK, "outputs of fpgaflow demo: a new run replaces them\n")
     root = Path(args.projects)
     project_dirs = [Path(p) for p in args.project] or firmware_mod.example_projects(root)
     if not project_dirs:

@@ -109,6 +109,23 @@ def test_collapsing_thresholds_are_counted(tmp_path, capsys):
         # a typo built the defaults with only a warning; refused, as in a network project (review)
         ("Precison: ap_fixed<8,3>\n", "unknown key(s) Precison (did you mean Precision?)"),
         ("ScorePrecison: ap_fixed<8,3>\nUnrol: false\n", "ScorePrecison (did you mean ScorePrecision?), Unrol"),
+        # bool("false") is True: the unrolled firmware; and 0 gave the rolled one
+        ('Unroll: "false"\n', "Unroll: expected true or false, got 'false'"),
+        ('Unroll: "no"\n', "Unroll: expected true or false, got 'no'"),
+        ("Unroll: 0\n", "Unroll: expected true or false, got 0"),
+        # was written to hls_parameters.tcl as `set clock_period fast`; the network projects' rule
+        ("ClockPeriod: fast\n", "ClockPeriod is 'fast'; give the period in ns as a positive number"),
+        ("ClockPeriod: 5ns\n", "ClockPeriod is '5ns'; give the period in ns"),
+        ("ClockPeriod: -2\n", "ClockPeriod is -2; give the period in ns"),
+        # str() of anything, or an empty/false precision silently replaced by the default
+        ("InputPrecision: 0\n", "InputPrecision: expected an HLS fixed-point type such as ap_fixed<18,8>, got 0"),
+        ('ScorePrecision: ""\n', "ScorePrecision: expected an HLS fixed-point type such as ap_fixed<18,8>, got ''"),
+        ("Precision: 18\n", "Precision: expected an HLS fixed-point type such as ap_fixed<18,8>, got 18"),
+        ("XilinxPart: 5\n", "XilinxPart: expected an FPGA part name, got 5"),
+        ("ProjectName: [a]\n", "ProjectName: expected a name, got ['a']"),
+        ("OutputDir: 5\n", "OutputDir: expected the path of a folder, got 5"),
+        ("Backend: [vhdl]\n", "Backend: expected xilinxhls or vhdl, got ['vhdl']"),
+        ("Backend:\n", "Backend: expected xilinxhls or vhdl, got None"),
     ],
 )
 def test_bad_configuration_is_named(tmp_path, capsys, keys, message):
@@ -360,3 +377,21 @@ def test_synth_takes_over_a_build_folder_from_before_the_mark(tmp_path):
     assert main(["synth", str(tmp_path)]) == 0
     build = tmp_path / "build"
     assert (build / ".fpgaflow-synth").is_file() and not (build / "hls" / "stale.tcl").exists()
+
+
+def test_a_model_key_of_the_wrong_type_is_named(tmp_path, capsys):
+    make_project(tmp_path, xgb_binary(3, 2))
+    (tmp_path / "project.yml").write_text("XGBoostModel: [model.json]\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    assert "XGBoostModel: expected the path of the model file, got ['model.json']" in capsys.readouterr().err
+
+
+def test_xilinxhls_settings_on_the_vhdl_backend_are_warned_about(tmp_path, capsys):
+    """conifer's vhdl backend reads neither Unroll nor ClockPeriod: they were dropped without a word."""
+    make_project(tmp_path, xgb_binary(3, 2), backend="vhdl", Unroll="false", ClockPeriod=3)
+    assert main(["synth", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " + str(tmp_path / "project.yml") + ": the vhdl backend ignores ClockPeriod and Unroll" in err
+    assert json.loads((tmp_path / "build" / "emulator" / "manifest.json").read_text())["reduction"]["order"] == (
+        "pairwise"
+    )

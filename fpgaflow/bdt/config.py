@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpgaflow.network.config import _clock_period as clock_period  # one rule for network and BDT projects
 from fpgaflow.project import Project, ProjectError, refuse_unknown_keys
 from sim.fixed import FixedType
 
 BACKENDS = ("xilinxhls", "vhdl")
 DEFAULT_PRECISION = "ap_fixed<18,8>"  # conifer's own default for both backends
 PRECISION_KEYS = ("InputPrecision", "ThresholdPrecision", "ScorePrecision", "WeightPrecision")
+MODEL_KEYS = ("XGBoostModel", "SklearnModel", "ConiferModel")
+XILINXHLS_ONLY = ("ClockPeriod", "Unroll")  # conifer's vhdl backend reads neither
 KNOWN_KEYS = {
     "Backend",
     "ProjectName",
@@ -22,9 +25,7 @@ KNOWN_KEYS = {
     "ClockPeriod",
     "Precision",
     "Unroll",
-    "XGBoostModel",
-    "SklearnModel",
-    "ConiferModel",
+    *MODEL_KEYS,
     *PRECISION_KEYS,
 }
 
@@ -62,17 +63,43 @@ def _precision(project: Project, key: str, text: Any) -> FixedType:
         raise ProjectError(f"{project.file}: {key}: {exc}") from None
 
 
+def _text(project: Project, key: str, what: str) -> str | None:
+    """A key whose value is text (a name, a path, a type), or None when absent: ``str()``
+    of a number or a list named a file or a part nobody meant, and an empty or false
+    precision fell back on the default without a word."""
+    if key not in project.config:
+        return None
+    value = project.config[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ProjectError(f"{project.file}: {key}: expected {what}, got {value!r}")
+    return value
+
+
 def read_config(project: Project) -> BDTConfig:
     """Check the conifer keys of a BDT project and resolve the precisions as conifer does
     (each falls back on ``Precision``; weight and threshold on the input precision)."""
     cfg = project.config
-    backend = str(cfg.get("Backend", "xilinxhls")).lower()
+    backend_text = _text(project, "Backend", "xilinxhls or vhdl") or "xilinxhls"
+    backend = backend_text.lower()
     if backend not in BACKENDS:
-        raise ProjectError(f"{project.file}: Backend {cfg.get('Backend')!r} is not supported; use one of {BACKENDS}")
+        raise ProjectError(f"{project.file}: Backend {backend_text!r} is not supported; use one of {BACKENDS}")
     refuse_unknown_keys(str(project.file), cfg, sorted(KNOWN_KEYS))  # ignored, a typo built the defaults
+    for key in MODEL_KEYS:
+        _text(project, key, "the path of the model file")
+    _text(project, "OutputDir", "the path of a folder")
     warnings: list[str] = []
-    default = cfg.get("Precision", DEFAULT_PRECISION)
-    given = {k: cfg.get(k) for k in PRECISION_KEYS}
+    ignored = [k for k in XILINXHLS_ONLY if k in cfg]
+    if backend == "vhdl" and ignored:
+        warnings.append(
+            f"{project.file}: the vhdl backend ignores {' and '.join(ignored)} (xilinxhls settings): the firmware is "
+            "built without them; remove them, or use Backend: xilinxhls"
+        )
+    unroll = cfg.get("Unroll", True)
+    if not isinstance(unroll, bool):  # bool("false") is True: a string gave the unrolled firmware
+        raise ProjectError(f"{project.file}: Unroll: expected true or false, got {unroll!r}")
+    period = clock_period(str(project.file), cfg.get("ClockPeriod", 5))
+    default = _text(project, "Precision", "an HLS fixed-point type such as ap_fixed<18,8>") or DEFAULT_PRECISION
+    given = {k: _text(project, k, "an HLS fixed-point type such as ap_fixed<18,8>") for k in PRECISION_KEYS}
     texts = {"InputPrecision": given["InputPrecision"] or default}
     texts["ThresholdPrecision"] = given["ThresholdPrecision"] or texts["InputPrecision"]
     texts["WeightPrecision"] = given["WeightPrecision"] or texts["ThresholdPrecision"]
@@ -91,23 +118,22 @@ def read_config(project: Project) -> BDTConfig:
             "multiplies every input by: the firmware compares a garbled input "
             "(set WeightPrecision to e.g. ap_fixed<4,3>)"
         )
-    unroll = bool(cfg.get("Unroll", True))
     # conifer names C++ functions and VHDL files after the project: keep it an identifier
-    name = re.sub(r"\W", "_", str(cfg.get("ProjectName") or project.root.name))
+    name = re.sub(r"\W", "_", _text(project, "ProjectName", "a name") or project.root.name)
     if not name or name[0].isdigit():
         name = "bdt_" + name
     conifer_cfg: dict[str, Any] = {
         "Backend": backend,
         "ProjectName": name,
         "OutputDir": str(project.build_dir / "hls"),
-        "XilinxPart": str(cfg.get("XilinxPart", "xcvu9p-flgb2104-2L-e")),
+        "XilinxPart": _text(project, "XilinxPart", "an FPGA part name") or "xcvu9p-flgb2104-2L-e",
         "InputPrecision": texts["InputPrecision"],
         "ThresholdPrecision": texts["ThresholdPrecision"],
         "WeightPrecision": texts["WeightPrecision"],
         "ScorePrecision": texts["ScorePrecision"],
     }
     if backend == "xilinxhls":
-        conifer_cfg.update({"ClockPeriod": cfg.get("ClockPeriod", 5), "Unroll": unroll})
+        conifer_cfg.update({"ClockPeriod": int(period) if period.is_integer() else period, "Unroll": unroll})
     return BDTConfig(project, backend, name, types, unroll, conifer_cfg, warnings)
 
 

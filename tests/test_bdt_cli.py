@@ -308,7 +308,7 @@ def _without(d: dict, key: str) -> dict:
             "trees[0][0]: fields differ in length (feature: 3, threshold: 3, value: 2,",
         ),
         (lambda e: {**e, "n_features": "2"}, "field 'n_features' must be a positive integer, got '2'"),
-        (lambda e: {**e, "init_predict": 0.5}, "field 'init_predict' must be a list of numbers"),
+        (lambda e: {**e, "init_predict": 0.5}, "field 'init_predict' must be a list of finite numbers"),
         (lambda e: [e], "not a conifer model (a JSON list, not an object)"),
         # these four were an AssertionError traceback from conifer
         (lambda e: {**e, "trees": [[_without(e["trees"][0][0], "weight")]]}, "trees[0][0]: missing field 'weight'"),
@@ -394,4 +394,48 @@ def test_xilinxhls_settings_on_the_vhdl_backend_are_warned_about(tmp_path, capsy
     assert "warning: " + str(tmp_path / "project.yml") + ": the vhdl backend ignores ClockPeriod and Unroll" in err
     assert json.loads((tmp_path / "build" / "emulator" / "manifest.json").read_text())["reduction"]["order"] == (
         "pairwise"
+    )
+
+
+T = "trees[0][0]"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        # these three were KeyError: 1 / KeyError: 3 from computing the depth
+        ({"children_left": [1, 99, -1, -1, -1]},
+         f"{T}.children_left[1] is 99: node 1's child is not a node of the tree (nodes 0 to 4, -1 for a leaf)"),
+        ({"children_left": [1, 0, -1, -1, -1]}, f"{T}.children_left[1] is 0: node 1's child is the root (a cycle"),
+        ({"children_left": [1, 2, -1, -1, -1]},
+         f"{T}.children_left[1] is 2: node 1's child is already the child of node 0"),
+        ({"children_left": [1, 3, -1, -1, -1], "children_right": [2, -1, -1, -1, -1]},
+         f"{T} node 1: children_left is 3 but children_right is -1; a leaf has -1 for both"),
+        ({"feature": [0, -2, -2, -2, -2], "children_left": [1, -1, -1, -1, -1], "children_right": [2, -1, -1, -1, -1]},
+         f"{T} node 3: no node has it as a child, so it is not reachable from the root (2 such node(s))"),
+        # refused as "disagrees ... on 153 of 2000 probe inputs (max difference 0)"
+        ({"value": [0.0, 0.0, float("nan"), 2.0, 3.0]}, f"{T}.value[2] is nan, not a finite number (node 2's leaf"),
+        ({"threshold": [float("inf"), 0.2, 0, 0, 0]}, f"{T}.threshold[0] is inf, not a finite number (node 0's split"),
+    ],
+)  # fmt: skip
+def test_a_conifer_json_whose_nodes_do_not_make_a_tree_is_named(tmp_path, capsys, fields, message):
+    left, right = [1, 3, -1, -1, -1], [2, 4, -1, -1, -1]
+    tree = make_tree([0, 0, -2, -2, -2], [0.5, 0.2, 0, 0, 0], [0, 0, 1, 2, 3], left, right, 2)
+    if "feature" in fields:
+        fields["weight"] = [[1, 0]] + [[0, 0]] * 4
+    ensemble = make_ensemble([[{**tree, **fields}]], 2, 2, [0.0], "conifer", "<=")
+    (tmp_path / "model.json").write_text(json.dumps(ensemble))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"fpgaflow synth: error: {tmp_path / 'model.json'}: {message}" in err and "Traceback" not in err, err
+
+
+def test_a_conifer_json_with_a_nan_intercept_is_named(tmp_path, capsys):
+    tree = make_tree([0, -2, -2], [0.5, 0, 0], [0, 1, 2], [1, -1, -1], [2, -1, -1], 2)
+    (tmp_path / "model.json").write_text(json.dumps(make_ensemble([[tree]], 2, 2, [float("nan")], "conifer", "<=")))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    assert "field 'init_predict' must be a list of finite numbers (one per output), got [nan]" in (
+        capsys.readouterr().err
     )

@@ -3,6 +3,7 @@ built and checked on our side: compact trees, the true depth, a float evaluation
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,8 @@ def float_decision_function(ensemble: dict[str, Any], x: np.ndarray) -> np.ndarr
 
 
 TREE_FIELDS = ("feature", "threshold", "value", "children_left", "children_right", "weight")
+ROLES = {"feature": "split feature", "threshold": "split threshold", "value": "leaf score",
+         "children_left": "left child", "children_right": "right child", "weight": "split weights"}  # fmt: skip
 
 
 def _is_int(v: Any) -> bool:
@@ -96,7 +99,8 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number: JSON's NaN and Infinity would be written into the firmware's arrays."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_fields(ensemble: dict[str, Any], where: str) -> None:
@@ -110,9 +114,11 @@ def check_fields(ensemble: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: field '{key}' must be a positive integer, got {ensemble[key]!r}")
     init = ensemble.get("init_predict")
     if not isinstance(init, list) or not all(_is_number(v) for v in init):
-        raise ValueError(f"{where}: field 'init_predict' must be a list of numbers (one per output), got {init!r}")
+        raise ValueError(
+            f"{where}: field 'init_predict' must be a list of finite numbers (one per output), got {init!r}"
+        )
     if not _is_number(ensemble.get("norm")):
-        raise ValueError(f"{where}: field 'norm' must be a number, got {ensemble.get('norm')!r}")
+        raise ValueError(f"{where}: field 'norm' must be a finite number, got {ensemble.get('norm')!r}")
     if not isinstance(ensemble.get("library"), str):  # conifer's backends assert it is there
         raise ValueError(
             f"{where}: field 'library' must be the name of the library the trees come from "
@@ -144,18 +150,60 @@ def _check_tree(t: Any, where: str) -> None:
         kind, ok = (
             ("an integer", _is_int)
             if key in ("feature", "children_left", "children_right")
-            else ("a list of numbers (one per feature)", lambda v: isinstance(v, list) and all(map(_is_number, v)))
+            else (
+                "a list of finite numbers (one per feature)",
+                lambda v: isinstance(v, list) and all(map(_is_number, v)),
+            )
             if key == "weight"
-            else ("a number", _is_number)
+            else ("a finite number", _is_number)
         )
         bad = next((j for j, v in enumerate(t[key]) if not ok(v)), None)
         if bad is not None:
-            raise ValueError(f"{where}.{key}[{bad}] is {t[key][bad]!r}, not {kind}")
+            raise ValueError(f"{where}.{key}[{bad}] is {t[key][bad]!r}, not {kind} (node {bad}'s {ROLES[key]})")
     lengths = {key: len(t[key]) for key in TREE_FIELDS}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"{where}: fields differ in length ({', '.join(f'{k}: {n}' for k, n in lengths.items())})")
     if not lengths["feature"]:
         raise ValueError(f"{where}: a tree of no nodes")
+    _check_links(t["children_left"], t["children_right"], where)
+
+
+def _check_links(left: list[int], right: list[int], where: str) -> None:
+    """The children must make one tree rooted at node 0: every index a node of the tree
+    (-1 for both children of a leaf), every node reached once.  A child index out of
+    range, a cycle or a shared node was a KeyError from deep inside; a node nothing
+    points at would be a second root to conifer's HLS firmware (leaf activity from
+    ``parent[]``)."""
+    n = len(left)
+    parent: dict[int, int] = {}
+    order = [0]
+    for node in order:
+        lc, rc = left[node], right[node]
+        if (lc == NO_CHILD) != (rc == NO_CHILD):
+            raise ValueError(
+                f"{where} node {node}: children_left is {lc} but children_right is {rc}; a leaf has -1 for both, "
+                "a split neither"
+            )
+        for key, child in (("children_left", lc), ("children_right", rc)) if lc != NO_CHILD else ():
+            if not 0 <= child < n:
+                raise ValueError(
+                    f"{where}.{key}[{node}] is {child}: node {node}'s child is not a node of the tree "
+                    f"(nodes 0 to {n - 1}, -1 for a leaf)"
+                )
+            if child == 0 or child in parent:
+                held = "the root" if child == 0 else f"already the child of node {parent[child]}"
+                raise ValueError(
+                    f"{where}.{key}[{node}] is {child}: node {node}'s child is {held} (a cycle or a shared node; "
+                    "every node but the root has one parent)"
+                )
+            parent[child] = node
+            order.append(child)
+    unreachable = [node for node in range(1, n) if node not in parent]
+    if unreachable:
+        raise ValueError(
+            f"{where} node {unreachable[0]}: no node has it as a child, so it is not reachable from the root "
+            f"({len(unreachable)} such node(s)); conifer's HLS firmware would take it for a second root"
+        )
 
 
 def validate(ensemble: dict[str, Any], where: str) -> None:

@@ -218,3 +218,71 @@ def bn_activation_model(activation: str, gamma) -> Any:
     params = [gamma, [0.31, -0.2, 0.05, 0.4], [0.113, 0.37, -0.52, 0.2], [0.8, 1.7, 0.4, 2.2]]
     model.get_layer("bn").set_weights([np.asarray(p, dtype=np.float32) for p in params])
     return model
+
+
+# signed weight quantizers: integer == bits (QKeras: -2**bits .. 2**bits - 2 in steps of 2,
+# symmetric from -2**bits + 2; hls4ml 1.3 holds them in ap_int<bits>, which wraps half of
+# them, and multiplies by an ap_int<2> as by ternary weights), and beside them the signed
+# ones hls4ml types right (integer > bits, integer == bits - 1 symmetric, a 2-bit fixed<2,2>);
+# name: (kernel, bias, the weight and bias types, the QActivation or None).  c2d (QConv2D)
+# feeds c1d (QConv1D), whose flattened output feeds each QDense; the QActivations' ranges
+# follow each layer's sums, so that QKeras's float32 sums are exact
+SIGNED_WEIGHT_LAYERS = {
+    "c2d": ("quantized_bits(4,4,alpha=1)", "quantized_bits(3,3,alpha=1)",
+            ("ap_fixed<4,5>", "ap_fixed<3,4>"), "quantized_bits(8,7,alpha=1)"),
+    "c1d": ("quantized_bits(3,3,symmetric=True,alpha=1)", "quantized_bits(2,2,alpha=1)",
+            ("ap_fixed<3,4>", "ap_fixed<2,3>"), "quantized_bits(8,12,alpha=1)"),
+    "d22": ("quantized_bits(2,2,alpha=1)", "quantized_bits(6,2,alpha=1)",
+            ("ap_fixed<2,3>", "ap_fixed<6,3>"), "quantized_bits(8,16,alpha=1)"),
+    "d_wide": ("quantized_bits(3,5,alpha=1)", "quantized_bits(4,3,symmetric=True,alpha=1)",
+               ("ap_fixed<3,6>", "ap_fixed<4,4>"), "quantized_bits(8,19,alpha=1)"),
+    "d21": ("quantized_bits(2,1,symmetric=True,alpha=1)", "quantized_bits(5,5,alpha=1)",
+            ("ap_fixed<2,2>", "ap_fixed<5,6>"), "quantized_bits(8,14,alpha=1)"),
+    "d_po2": ("quantized_bits(4,4,alpha='auto_po2')", "quantized_bits(4,3,alpha=1)",
+              ("ap_fixed<4,5>", "ap_fixed<4,4>"), None),
+    "d_alpha": ("quantized_bits(3,3,alpha=0.5)", "quantized_bits(6,2,alpha=1)",
+                ("ap_fixed<3,4>", "ap_fixed<6,3>"), None),
+}  # fmt: skip
+
+
+def signed_weight_model() -> Any:
+    """The SIGNED_WEIGHT_LAYERS model (input (5, 5, 1)); each layer's weights and biases
+    span its quantizer's range evenly and beyond both ends, so every QKeras value is taken,
+    the clipped ends included.  The QDense outputs are concatenated."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QConv2D, QDense
+    from qkeras.quantizers import get_quantizer
+
+    k = tf.keras
+
+    def quantized(name: str, layer: Any, *args: Any) -> Any:
+        kernel, bias, _, activation = SIGNED_WEIGHT_LAYERS[name]
+        q = {"kernel_quantizer": get_quantizer(kernel), "bias_quantizer": get_quantizer(bias)}
+
+        def apply(h: Any) -> Any:
+            h = layer(*args, name=name, **q)(h)
+            return QActivation(activation, name=f"{name}_q")(h) if activation else h
+
+        return apply
+
+    inp = k.Input((5, 5, 1), name="x")
+    h = quantized("c2d", QConv2D, 8, (2, 2))(inp)
+    h = quantized("c1d", QConv1D, 2, 2)(k.layers.Reshape((16, 8), name="rows")(h))
+    flat = k.layers.Flatten(name="flat")(h)
+    branches = [quantized(name, QDense, 4)(flat) for name in SIGNED_WEIGHT_LAYERS if name.startswith("d")]
+    while len(branches) > 1:  # hls4ml's Concatenate takes two inputs
+        pairs = range(0, len(branches) - 1, 2)
+        tail = branches[-1:] if len(branches) % 2 else []
+        branches = [k.layers.Concatenate(name=f"cat{len(branches)}_{i}")(branches[i : i + 2]) for i in pairs] + tail
+    model = k.Model(inp, branches[0])
+    rng = np.random.default_rng(31)
+    for name, (kernel, bias, *_) in SIGNED_WEIGHT_LAYERS.items():
+        layer = model.get_layer(name)
+        values = []
+        for array, spec in zip(layer.get_weights(), (kernel, bias), strict=True):
+            q = get_quantizer(spec)
+            top = 16.0 if isinstance(q.alpha, str) else float(q.max())  # a numeric alpha scales after
+            spread = rng.permutation(np.linspace(-1.2, 1.2, array.size)).reshape(array.shape) * top
+            values.append(spread.astype("f4"))
+        layer.set_weights(values)
+    return model

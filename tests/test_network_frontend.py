@@ -884,38 +884,47 @@ def test_quantizers_hls4ml_types_wrongly_get_their_own_type(tmp_path):
     )
 
 
-def test_unsigned_weight_quantizers_get_their_own_type(tmp_path):
-    """Kernel and bias quantized_bits(keep_negative=False) were refused (hls4ml 1.3 holds
-    them in a signed type that loses their values); synth gives them the unsigned type
-    that holds QKeras's values, says so naming the layer, and the firmware's weights
-    (the manifest's, i.e. the header's strings cast into the type) are QKeras's
-    (csim: test_unsigned_weight_quantizers_hold_qkeras_values)."""
-    from network_oracle import UNSIGNED_WEIGHT_LAYERS, unsigned_weight_model
+def _synth_weight_quantizers(tmp_path, model, layers: dict, hls: dict) -> tuple[dict, list[str], dict]:
+    """Synth ``model`` and check, for each of ``layers`` (name: (kernel, bias, the weight and
+    bias types, ...)), that the firmware's weights and biases (the manifest's, i.e. the
+    header's strings cast into the type) are QKeras's, in the types given; returns the
+    manifest's layer specs, synth's warnings and the report."""
     from qkeras.quantizers import get_quantizer
 
     from sim.fixed import FixedType
     from sim.manifest import read_manifest
 
-    model = unsigned_weight_model()
     files = save_keras(model, tmp_path / "src", "q")
-    hls = {"Model": {"Precision": "ap_fixed<16,6>"}}
     project = _synth(
         write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files)
     )
     manifest = read_manifest(project.build_dir / "emulator")
     specs = {spec["name"]: spec for spec in manifest.meta["layers"]}
-    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
-    for name, (kernel_q, bias_q, types, _) in UNSIGNED_WEIGHT_LAYERS.items():
+    report = json.loads((project.build_dir / "report.json").read_text())
+    for name, (kernel_q, bias_q, types, _) in layers.items():
         kernel, bias = model.get_layer(name).get_weights()
-        alpha = float(get_quantizer(kernel_q).alpha)
         # hls4ml divides a kernel alpha out of the weights and moves the bias to its ApplyAlpha layer
         holders = {"weight": specs[name], "bias": specs.get(f"{name}_alpha", specs[name])}
-        for short, quantizer, values, scale in (("weight", kernel_q, kernel, alpha), ("bias", bias_q, bias, 1.0)):
+        for short, quantizer, values in (("weight", kernel_q, kernel), ("bias", bias_q, bias)):
+            q = get_quantizer(quantizer)
+            expected = q(values).numpy()  # sets q.scale: 1, a numeric alpha, or 'auto_po2''s per-column scales
             spec = holders[short]
             held = FixedType.parse(spec[f"{short}_type"])
-            firmware = held.from_raw(manifest.arrays[spec["arrays"][short]]).reshape(values.shape) * scale
-            assert np.array_equal(firmware, get_quantizer(quantizer)(values).numpy()), (name, short)
+            firmware = held.from_raw(manifest.arrays[spec["arrays"][short]]).reshape(values.shape)
+            assert np.array_equal(firmware * np.asarray(q.scale), expected), (name, short)
         assert (specs[name]["weight_type"], holders["bias"]["bias_type"]) == types, name
+    return specs, report["warnings"], report
+
+
+def test_unsigned_weight_quantizers_get_their_own_type(tmp_path):
+    """Kernel and bias quantized_bits(keep_negative=False) were refused (hls4ml 1.3 holds
+    them in a signed type that loses their values); synth gives them the unsigned type
+    that holds QKeras's values, says so naming the layer, and the firmware's weights are
+    QKeras's (csim: test_unsigned_weight_quantizers_hold_qkeras_values)."""
+    from network_oracle import UNSIGNED_WEIGHT_LAYERS, unsigned_weight_model
+
+    hls = {"Model": {"Precision": "ap_fixed<16,6>"}}
+    _, warnings, _ = _synth_weight_quantizers(tmp_path, unsigned_weight_model(), UNSIGNED_WEIGHT_LAYERS, hls)
     note = next(w for w in warnings if "layer 'd_uint' (QDense, kernel quantizer" in w)
     assert note.endswith(
         "layer 'd_uint' (QDense, kernel quantizer quantized_bits(4,4,0,keep_negative=False,alpha=1)): "
@@ -925,6 +934,40 @@ def test_unsigned_weight_quantizers_get_their_own_type(tmp_path):
     assert any("layer 'd_bit' (QDense, kernel quantizer" in w and "its binary type (ap_uint<1>, 0 standing for -1)" in w
                for w in warnings)  # fmt: skip
     assert any("layer 'qconv' (QConv1D, bias quantizer" in w and "the signed ap_fixed<4,3>" in w for w in warnings)
+
+
+def test_signed_integer_weight_quantizers_get_their_own_type(tmp_path):
+    """Kernel and bias quantized_bits(bits, bits) (QKeras: -2**bits .. 2**bits - 2 in steps
+    of 2) were held in ap_int<bits>, which wraps half of them, with only a warning that
+    values lie outside the type; ap_int<2> also selected hls4ml's ternary product.  synth
+    gives them ap_fixed<bits, bits+1>, says so naming the layer, hls4ml's type and its own,
+    and the firmware's weights are QKeras's; the signed quantizers hls4ml types right keep
+    its type, with no note (csim: test_signed_integer_weight_quantizers_hold_qkeras_values)."""
+    from network_oracle import SIGNED_WEIGHT_LAYERS, signed_weight_model
+
+    hls = {"Model": {"Precision": "ap_fixed<32,22>"}, "LayerName": {"x": {"Precision": "ap_fixed<8,3>"}}}
+    specs, warnings, report = _synth_weight_quantizers(tmp_path, signed_weight_model(), SIGNED_WEIGHT_LAYERS, hls)
+    assert report["weights_not_held"] == []
+    assert {specs[name]["product"] for name in SIGNED_WEIGHT_LAYERS} == {"mult"}  # not weight_ternary
+    notes = [w for w in warnings if "integer == bits gives values" in w]
+    assert notes[0].endswith(
+        "layer 'c2d' (QConv2D, kernel quantizer quantized_bits(4,4,0,alpha=1)): integer == bits gives values "
+        "-16..14 in steps of 2, which hls4ml 1.3.0 would hold in the signed ap_int<4> (-8..7 in steps of 1); "
+        "fpgaflow holds them in ap_fixed<4,5>, which holds each exactly"
+    )
+    assert any(
+        "layer 'd22' (QDense, kernel quantizer quantized_bits(2,2,0,alpha=1)): integer == bits gives values -4..2 in "
+        "steps of 2, which hls4ml 1.3.0 would hold in the signed ap_int<2> (-2..1 in steps of 1) and multiply as by "
+        "ternary weights (its weight_ternary product: 0 gives 0, -1 the negated input, any other value the input); "
+        "fpgaflow holds them in ap_fixed<2,3>" in w
+        for w in notes
+    )
+    assert any("layer 'c1d' (QConv1D, kernel quantizer" in w and "values -6..6 in steps of 2" in w for w in notes)
+    assert any("layer 'd_po2' (QDense, kernel quantizer" in w and "values -14..14 in steps of 2 (before the "
+               "alpha='auto_po2' scale, which hls4ml multiplies back in)" in w for w in notes)  # fmt: skip
+    noted = {(w.split("layer '")[1].split("'")[0], "bias" if "bias quantizer" in w else "kernel") for w in notes}
+    assert noted == {("c2d", "kernel"), ("c2d", "bias"), ("c1d", "kernel"), ("c1d", "bias"), ("d22", "kernel"),
+                     ("d21", "bias"), ("d_po2", "kernel"), ("d_alpha", "kernel")}  # fmt: skip
 
 
 def _quantizer_model(kind: str, quantizer: str):
@@ -1261,7 +1304,7 @@ def test_the_quantizer_hints_compute_the_same():
     keep_negative=True (QKeras's scaled branch ignores it)."""
     from qkeras.quantizers import get_quantizer
 
-    from fpgaflow.network.quantizers import unsigned_weight_precision
+    from fpgaflow.network.quantizers import weight_precision
     from fpgaflow.network.types import ap_type
     from sim.fixed import FixedType
 
@@ -1282,7 +1325,7 @@ def test_the_quantizer_hints_compute_the_same():
         unsigned = q(text)
         assert np.array_equal(q(f"quantized_relu({bits},{integer})"), unsigned)
         config = {"class_name": "quantized_bits", "config": get_quantizer(text).get_config()}
-        held = FixedType.parse(ap_type(unsigned_weight_precision(config), "w"))
+        held = FixedType.parse(ap_type(weight_precision(config), "w"))
         assert np.array_equal(held.quantize(unsigned), unsigned), text
         assert held.max_value == unsigned.max() and unsigned.min() == 0, text  # the whole range, no more
     kernel = x.reshape(-1, 16) * np.linspace(0.1, 1, 16, dtype=np.float32)  # a scale per output column

@@ -369,6 +369,42 @@ def test_batchnorm_thresholds_equal_qkeras(tmp_path_factory, activation):
     assert len(moved) == activation.startswith("binary"), moved
 
 
+def test_signed_integer_weight_quantizers_hold_qkeras_values(tmp_path_factory):
+    """Kernel and bias quantized_bits(bits, bits) (QKeras: -2**bits .. 2**bits - 2 in steps
+    of 2): hls4ml 1.3 held them in ap_int<bits>, which wraps half of them, and multiplied by
+    an ap_int<2> kernel as by ternary weights; synth gives them ap_fixed<bits, bits+1> (and
+    the product is the plain one).  QConv2D, QConv1D and QDense, symmetric, alpha='auto_po2'
+    and a numeric alpha, beside the signed quantizers hls4ml types right.  The emulator
+    equals csim on every layer, and each layer's csim output equals QKeras's on csim's own
+    input to it (the merged quantizing activations included; the alpha layers through
+    hls4ml's ApplyAlpha)."""
+    from network_oracle import SIGNED_WEIGHT_LAYERS, signed_weight_model
+
+    from fpgaflow.network.verify import csim_trace
+
+    model = signed_weight_model()
+    # hls4ml gives an alpha='auto_po2' ApplyAlpha layer the Model's default precision as its result type
+    hls_config = {"Model": {"Precision": "ap_fixed<32,22>"}, "LayerName": {"x": {"Precision": "ap_fixed<8,3>"}}}
+    oracle = _synth(tmp_path_factory, model, "signed_w", hls_config)
+    specs = {layer.name: layer.spec for layer in oracle.net.layers}
+    for name, (*_, types, _) in SIGNED_WEIGHT_LAYERS.items():
+        assert (specs[name]["weight_type"], specs[name]["bias_type"]) == types, name
+        assert specs[name].get("product", "mult") == "mult", name
+    _assert_exact(oracle)
+    x = oracle.random_inputs(2000, seed=2)
+    _, trace = csim_trace(oracle.hls_model, oracle.net._input_raw(x))
+    outputs = {"x": oracle.net.input_type.quantize(oracle.net._input_raw(x))}
+    for name, (*_, activation) in SIGNED_WEIGHT_LAYERS.items():
+        layer = model.get_layer(name)
+        given = outputs[{"c2d": "x", "c1d": "c2d"}.get(name, "c1d")]
+        keras = layer(np.asarray(given, dtype=np.float32).reshape(len(x), *layer.input_shape[1:])).numpy()
+        if activation:
+            keras = model.get_layer(f"{name}_q")(keras).numpy()
+        got = np.asarray(trace[name if activation else f"{name}_alpha"]).reshape(keras.shape)  # ApplyAlpha: the scale
+        assert np.array_equal(got, keras), (name, np.abs(got - keras).max(), np.mean(got != keras))
+        outputs[name] = got
+
+
 def test_dense_model_io_stream(tmp_path_factory):
     import tensorflow as tf
 

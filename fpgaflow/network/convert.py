@@ -43,9 +43,9 @@ def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
     import hls4ml
     import keras
 
-    from fpgaflow.network.quantizers import unsigned_weight_types
+    from fpgaflow.network.quantizers import exact_weight_types
 
-    with unsigned_weight_types():
+    with exact_weight_types():
         if keras.__version__ > "3.0":
             layer_list, _, outputs, _ = hls4ml.converters.parse_keras_v3_model(model)
         else:
@@ -96,9 +96,9 @@ def hls_config(
     """``layer_list``: the model as ``keras_layer_list`` parses it, when the caller has it."""
     import hls4ml
 
-    from fpgaflow.network.quantizers import quantizer_types, unsigned_weight_types
+    from fpgaflow.network.quantizers import exact_weight_types, quantizer_types
 
-    with unsigned_weight_types():
+    with exact_weight_types():
         base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
     if layer_list is None:
         layer_list, _ = keras_layer_list(model)
@@ -184,11 +184,11 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
 
     from fpgaflow.network.bn_thresholds import qkeras_thresholds
     from fpgaflow.network.folding import qkeras_folded_convolutions
-    from fpgaflow.network.quantizers import quantized_batchnorm_parameters, unsigned_weight_types
+    from fpgaflow.network.quantizers import exact_weight_types, quantized_batchnorm_parameters
 
     try:
         with (
-            unsigned_weight_types(),
+            exact_weight_types(),
             quantized_batchnorm_parameters(model) as notes,
             qkeras_folded_convolutions(model) as folded,
             qkeras_thresholds(str(settings.project.file)) as thresholds,

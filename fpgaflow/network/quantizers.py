@@ -7,9 +7,9 @@ values (``qkeras/quantizers.py``) also depend on ``keep_negative``, ``symmetric`
 ``alpha``, ``qnoise_factor``, ``negative_slope``, ``use_sigmoid``.  Where an activation's
 function is one fixed-point cast, synth gives the layer that type; where it is not
 (or a weight type cannot hold the quantizer's values), synth refuses by layer.  A
-weight quantizer with ``keep_negative=False`` gets the unsigned type holding its values
-(``unsigned_weight_types``).  Checked against QKeras on grids of inputs in
-``tests/test_network_frontend.py``."""
+weight quantized_bits whose values hls4ml's type does not hold (``keep_negative=False``,
+or signed with integer == bits) gets the type that holds them (``exact_weight_types``).
+Checked against QKeras on grids of inputs in ``tests/test_network_frontend.py``."""
 
 from __future__ import annotations
 
@@ -126,36 +126,51 @@ def activation_type(quantizer: dict[str, Any]) -> tuple[str | None, str | None]:
     return str(FixedType(bits, integer + 1, True, "AP_RND_CONV", overflow)), None
 
 
-def unsigned_weight_precision(quantizer: dict[str, Any]) -> Any | None:
-    """The hls4ml precision holding a weight ``quantized_bits(bits, integer,
-    keep_negative=False)``'s values, 0 .. 2**integer - step in steps of
-    ``2**(integer - bits)`` (``ap_ufixed<bits, integer>``; ``ap_uint<bits>`` when
-    integer == bits); None for any other quantizer."""
+def weight_precision(quantizer: dict[str, Any]) -> Any | None:
+    """The hls4ml precision holding a weight ``quantized_bits``'s values where hls4ml
+    1.3's own does not; None where it does (or for any other quantizer).
+
+    * ``keep_negative=False``: 0 .. 2**integer - step in steps of ``2**(integer - bits)``,
+      ``ap_ufixed<bits, integer>`` (``ap_uint<bits>`` when integer == bits);
+    * signed with ``integer == bits > 1``: -2**bits .. 2**bits - 2 in steps of 2 (QKeras's
+      ``2**integer * k / 2**(bits - 1)``, ``k`` in ``-2**(bits-1) .. 2**(bits-1) - 1``;
+      ``symmetric`` drops the lowest), ``ap_fixed<bits, bits + 1>``: hls4ml's
+      ``ap_int<bits>`` holds half of them, and for bits == 2 selects its ternary product.
+      Every other signed ``integer`` gets hls4ml's ``fixed<bits, integer + 1>``, whose range
+      and step are QKeras's (a 1-bit signed one is refused: ``weight_refusal``)."""
     from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
 
     config = quantizer.get("config") or {}
-    if quantizer.get("class_name") != "quantized_bits" or not _unsigned(config):
+    if quantizer.get("class_name") != "quantized_bits":
         return None
     bits, integer = int(config["bits"]), int(config.get("integer", 0))
-    if bits == integer:
-        return IntegerPrecisionType(width=bits, signed=False)
-    return FixedPrecisionType(width=bits, integer=integer, signed=False)
+    if _unsigned(config):
+        if bits == integer:
+            return IntegerPrecisionType(width=bits, signed=False)
+        return FixedPrecisionType(width=bits, integer=integer, signed=False)
+    if bits == integer and bits > 1:
+        return FixedPrecisionType(width=bits, integer=bits + 1, signed=True)
+    return None
 
 
 @contextmanager
-def unsigned_weight_types() -> Iterator[None]:
-    """While hls4ml parses or converts a model, a weight quantizer
-    ``quantized_bits(..., keep_negative=False)`` gets the type that holds its values.
+def exact_weight_types() -> Iterator[None]:
+    """While hls4ml parses or converts a model, a weight ``quantized_bits`` whose values
+    hls4ml's type would not hold (``weight_precision``: ``keep_negative=False``, or
+    signed with integer == bits) gets the type that holds them.
 
     hls4ml 1.3's ``QKerasQuantizer._get_type`` gives every quantized_bits the signed
-    ``fixed<bits, integer + 1>`` (``ap_int<bits>`` when integer == bits, its binary type
-    when both are 1): half the values of ``keep_negative=False`` lose their last bit, and
-    with integer == bits the upper half wraps negative.  The weights hls4ml writes are
-    QKeras's values (it quantizes them with QKeras itself), printed with the type's
-    number of fraction digits, which the unsigned type's are exactly; the accumulator
-    and result types hls4ml infers are derived from the weight type, hence the type must
-    be right when the quantizer is made (``add_weights_variable`` and the precision
-    inference read ``quantizer.hls_type``), not patched onto the built graph."""
+    ``fixed<bits, integer + 1>``, except ``ap_int<bits>`` when integer == bits (its binary
+    type when both are 1): half the values of ``keep_negative=False`` lose their last bit;
+    with integer == bits, QKeras's steps of 2 (``-2**bits .. 2**bits - 2``) wrap in
+    ``ap_int<bits>``, and ``ap_int<2>`` also makes hls4ml multiply as by ternary weights
+    (``weight_ternary``: 0, -1, anything else +1).  The weights hls4ml writes are QKeras's
+    values (it quantizes them with QKeras itself), printed with the type's number of
+    fraction digits, which the type given here holds exactly; the accumulator and result
+    types hls4ml infers, and the product it picks, are derived from the weight type, hence
+    the type must be right when the quantizer is made (``add_weights_variable``, the
+    precision inference and ``product_type`` read ``quantizer.hls_type``), not patched onto
+    the built graph."""
     from hls4ml.model.quantizers import QKerasQuantizer
 
     built = QKerasQuantizer._get_type
@@ -165,7 +180,7 @@ def unsigned_weight_types() -> Iterator[None]:
 
     @functools.wraps(built)
     def _get_type(self: Any, quantizer_config: dict[str, Any]) -> Any:
-        right = unsigned_weight_precision(quantizer_config)
+        right = weight_precision(quantizer_config)
         return built(self, quantizer_config) if right is None else right
 
     QKerasQuantizer._get_type = _get_type
@@ -176,7 +191,7 @@ def unsigned_weight_types() -> Iterator[None]:
 
 
 def _hls4ml_weight_type(quantizer: Any) -> str:
-    """The type hls4ml 1.3 itself gives a weight quantizer (``unsigned_weight_types`` aside)."""
+    """The type hls4ml 1.3 itself gives a weight quantizer (``exact_weight_types`` aside)."""
     from hls4ml.model.types import XnorPrecisionType
 
     precision = inspect.unwrap(type(quantizer)._get_type)(quantizer, quantizer.qkeras_config)
@@ -256,8 +271,8 @@ def activation_refusal(layer: Any) -> str | None:
 def weight_refusal(quantizer: Any, role: str) -> str | None:
     """Why a weight quantizer (hls4ml's ``QKerasQuantizer``) cannot be built as QKeras
     computes it, or None.  hls4ml quantizes the weights with QKeras itself, then holds
-    them in ``fixed<bits, integer + 1>`` (``unsigned_weight_types``: ``ufixed<bits,
-    integer>`` for keep_negative=False)."""
+    them in ``fixed<bits, integer + 1>`` (``exact_weight_types``: ``ufixed<bits,
+    integer>`` for keep_negative=False, ``fixed<bits, bits + 1>`` for integer == bits)."""
     if type(quantizer).__name__ != "QKerasQuantizer":
         return None  # binary, ternary, power-of-two: their own types
     config = quantizer.qkeras_config.get("config") or {}
@@ -290,20 +305,32 @@ def weight_refusal(quantizer: Any, role: str) -> str | None:
     return None
 
 
-def unsigned_weight_note(quantizer: Any) -> str | None:
-    """What ``unsigned_weight_types`` changes for this weight quantizer, or None."""
+def weight_type_note(quantizer: Any) -> str | None:
+    """What ``exact_weight_types`` changes for this weight quantizer, or None."""
     if type(quantizer).__name__ != "QKerasQuantizer":
         return None
-    right = unsigned_weight_precision(quantizer.qkeras_config)
+    right = weight_precision(quantizer.qkeras_config)
     if right is None:
         return None
     config = quantizer.qkeras_config.get("config") or {}
-    bits, integer = int(config["bits"]), int(config.get("integer", 0))
-    step = 2.0 ** (integer - bits)
+    bits, integer, alpha = int(config["bits"]), int(config.get("integer", 0)), config.get("alpha")
+    scaled = "" if _alpha_is_one(alpha) else f" (before the alpha={alpha!r} scale, which hls4ml multiplies back in)"
+    if _unsigned(config):
+        step = 2.0 ** (integer - bits)
+        values = f"keep_negative=False gives values 0..{2.0**integer - step:g} in steps of {step:g}"
+    else:
+        symmetric = bool(config.get("symmetric")) or isinstance(alpha, str)  # QKeras: 'auto*' is symmetric
+        low = -(2.0**bits) + 2 * symmetric
+        values = f"integer == bits gives values {low:g}..{2.0**bits - 2:g} in steps of 2"
+    hls4ml_type = _hls4ml_weight_type(quantizer)
+    if bits == 2 and not _unsigned(config):
+        hls4ml_type += (
+            " and multiply as by ternary weights (its weight_ternary product: 0 gives 0, -1 the negated input, any "
+            "other value the input)"
+        )
     return (
-        f"keep_negative=False gives values 0..{2.0**integer - step:g} in steps of {step:g}, which hls4ml "
-        f"{hls4ml_version()} would hold in {_hls4ml_weight_type(quantizer)}; fpgaflow holds them in {ap(right)}, "
-        "which holds each exactly"
+        f"{values}{scaled}, which hls4ml {hls4ml_version()} would hold in {hls4ml_type}; fpgaflow holds them in "
+        f"{ap(right)}, which holds each exactly"
     )
 
 
@@ -353,7 +380,7 @@ def quantizer_types(layer_list: list[dict[str, Any]], where: str) -> tuple[dict[
                 what = f"layer {name!r} ({layer['class_name']}, {role} quantizer {spelt})"
                 if why:
                     raise ProjectError(f"{where}: {what} is not supported: {why}")
-                note = unsigned_weight_note(quantizer)
+                note = weight_type_note(quantizer)
                 if note:
                     notes.append(f"{what}: {note}")
     return fixes, notes

@@ -231,19 +231,66 @@ def test_softmax_on_2d_tensor_in_parallel_warns(tmp_path, capsys):
     assert said in (project.build_dir / "report.md").read_text()
 
 
-@pytest.mark.parametrize("kind, io_type", [("elu", "io_parallel"), ("selu", "io_stream")])
-def test_negative_table_index_out_of_bounds_is_refused(tmp_path, kind, io_type):
-    """elu (and selu in io_stream) clamp their table index above only: a wrapped negative
-    index reads outside the table, which the emulator cannot reproduce."""
+def _elu_model():
     import tensorflow as tf
 
-    from fpgaflow.network.synth import synth
-    from fpgaflow.project import ProjectError, load_project
-
     k = tf.keras
-    inp = k.Input((4,), name="x")
-    model = k.Model(inp, k.layers.Activation(kind, name="act")(inp))
-    hls_config = {"Model": {"Precision": "ap_fixed<16,6>"}, "LayerName": {"x": {"Precision": "ap_fixed<34,30>"}}}
-    project = load_project(_project(tmp_path, model, "wide", hls_config, io_type))
-    with pytest.raises((ProjectError, ValueError), match=rf"'act' .*{kind}, {io_type}.*input type ap_fixed<34,30"):
-        synth(project)
+    inp = k.Input((6,), name="x")
+    elu = k.layers.Activation("elu", name="elu")(inp)
+    elu_alpha = k.layers.ELU(alpha=0.7, name="elu_alpha")(inp)
+    selu = k.layers.Activation("selu", name="selu")(inp)
+    cat = k.layers.Concatenate(name="cat0")([elu, elu_alpha])
+    return k.Model(inp, k.layers.Concatenate(name="cat1")([cat, selu]))
+
+
+# where int index = x * N / -8 wraps (x < 0): the quotient crosses k * 2**31 at x = -k * 2**34 / N
+ELU_TABLE_SIZES = {"elu": 1024, "elu_alpha": 4096, "selu": 512}
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_elu_and_selu_wrapped_negative_index_reads_the_last_entry(tmp_path, io_type):
+    """elu (both io types) and io_stream selu clamp ``int index = x * table_size / -8``
+    above only, ``if (index > CONFIG_T::table_size - 1)``; ``table_size`` is ``static const
+    unsigned``, so the comparison is unsigned and a negative index (the quotient wrapped
+    past 2**31 by the conversion to ``int``) reads the last entry, not outside the table
+    (g++ -O0 to -O3 alike); past 2**32 the index starts again from 0.  io_parallel selu
+    clamps a negative index to 0.  These input types were refused, with the reason that
+    the firmware read outside its table.  Inputs of an ``ap_fixed<40,36>``: every value
+    within 16 of each point where a branch's index wraps (elu 1024 entries, ELU(alpha=0.7)
+    4096, selu 512), and far below."""
+    from fpgaflow.network.verify import compare, csim_trace, raw_of
+
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
+        "LayerName": {
+            "x": {"Precision": {"result": "ap_fixed<40,36>"}},
+            "elu_alpha": {"TableSize": ELU_TABLE_SIZES["elu_alpha"]},
+            "selu": {"TableSize": ELU_TABLE_SIZES["selu"]},
+        },
+    }
+    oracle = synth_and_build(_project(tmp_path, _elu_model(), "elu_wide", hls_config, io_type))
+    offsets = np.arange(-16 * 16, 16 * 16 + 1) / 16  # the input type's every value within 16 of a point
+    points = sorted({-k * 2.0**34 / n for n in ELU_TABLE_SIZES.values() for k in (1, 2, 3)})
+    pool = np.concatenate([(np.asarray(points)[:, None] + offsets[None, :]).ravel(), [-100.0, -(2.0**35)]])
+    pool = np.concatenate([pool, np.full(-len(pool) % 6, -100.0)])
+    x = np.random.default_rng(13).permutation(pool).reshape(-1, 6)
+    y, trace = csim_trace(oracle.hls_model, x)
+    csim = {name: np.asarray(trace[name]).reshape(x.shape) for name in ELU_TABLE_SIZES}
+    last = {name: csim[name][x == -100.0][0] for name in ELU_TABLE_SIZES}  # deep below: the last entry
+    assert last["elu"] == -1.0 and last["selu"] < -1.75
+    wrapped = {name: x == -(2.0**34) / n for name, n in ELU_TABLE_SIZES.items()}  # the index is -2**31
+    assert np.all(csim["elu"][wrapped["elu"]] == last["elu"])
+    assert np.all(csim["elu_alpha"][wrapped["elu_alpha"]] == last["elu_alpha"])
+    assert np.all(csim["selu"][wrapped["selu"]] == (last["selu"] if io_type == "io_stream" else 0))
+    assert np.all(csim["elu"][x == -(2.0**25)] == 0)  # the index 2**32 wraps to 0: entry 0, e**0 - 1
+    ours, layers = oracle.net.trace(x), {layer.name: layer for layer in oracle.net.layers}
+    differ = {
+        name: int(np.sum(ours[name].raw.reshape(x.shape) != raw_of(trace[name], layers[name].result_type)))
+        for name in ELU_TABLE_SIZES
+    }
+    assert not any(differ.values()), differ  # values that differ from csim, per branch
+    result = compare(oracle.net, x, y, trace, None)
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0
+    assert oracle.predict_agrees(x, y) == {"scipy": True, "numpy": True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fpgaflow.network import hls4ml_version
 from fpgaflow.network.exporters import exporter, keras_check
-from fpgaflow.network.types import ap_type, layer_type
+from fpgaflow.network.types import layer_type
 
 TABLE_ACTIVATIONS = ("sigmoid", "tanh", "softplus", "softsign", "elu", "selu")
 NAMES = {
@@ -33,30 +33,6 @@ def _activation_name(layer) -> str:
     return name
 
 
-def _refuse_negative_index(layer, name: str, table_size: int, io_type: str) -> None:
-    """elu (both io types) and io_stream selu index their table with ``int index = x *
-    table_size / -8``, clamped above only.  The conversion to ``int`` keeps the low 32
-    bits, so on an input type wide enough a negative ``x`` can give a negative index: the
-    firmware then reads outside the table (undefined behaviour: C simulation and hardware
-    read whatever lies there), which no emulator can reproduce."""
-    from sim.fixed import FixedType
-
-    text = ap_type(layer.get_input_variable().type.precision, f"layer {layer.name!r} input")
-    t = FixedType.parse(text)
-    if not t.signed:
-        return
-    # the largest exact quotient, from the most negative input -2**(W-1) * 2**-F
-    up, down = max(0, -t.frac_bits), max(0, t.frac_bits)
-    largest = ((1 << (t.width - 1 + up)) * table_size) // (8 << down)
-    if largest >= 1 << 31:
-        raise ValueError(
-            f"layer {layer.name!r} ({layer.class_name}, {name}, {io_type}): its input type {text} is too wide for "
-            f"the firmware's lookup-table index: int index = x * {table_size} / -8 wraps past 2**31 for x <= "
-            f"{-(1 << 31) * 8 / table_size:g} and then reads outside the table (undefined behaviour the emulator "
-            f"cannot reproduce); give the layer before it a result type with fewer integer bits"
-        )
-
-
 @exporter(
     "Activation",
     "ParametrizedActivation",
@@ -77,8 +53,6 @@ def export_activation(layer, ctx) -> dict:
     if name in TABLE_ACTIVATIONS:
         spec["table_size"] = int(layer.get_attr("table_size"))
         spec["table_type"] = layer_type(layer, "table_t")
-        if name == "elu" or (name == "selu" and spec["stream"]):
-            _refuse_negative_index(layer, name, spec["table_size"], ctx.io_type)
     if layer.class_name == "ParametrizedActivation" or (
         name in ("leaky_relu", "thresholded_relu", "elu") and layer.get_attr("param_t") is not None
     ):

@@ -7,7 +7,9 @@ the correctly rounded float32 of the double result) and the mixed float/double
 arithmetic of the header, then the float cast into ``table_t``.  Indexing follows the
 header too: ``index = (int)(x * table_size / 16) + 8 * table_size / 16`` (C
 truncation towards zero, the conversion to ``int`` keeping the low 32 bits, the sum in
-``unsigned`` wrapping modulo 2**32 too, then clipping to the table).  selu's positive
+``unsigned`` wrapping modulo 2**32 too, then clipping to the table); elu's and selu's
+``(int)(x * table_size / -8)`` likewise, clamped above in an unsigned comparison (a
+wrapped negative index reads the last entry; io_parallel's selu clamps it to 0).  selu's positive
 branch multiplies by lambda held in an ``ap_ufixed<16,1>`` in io_parallel but in the
 input type in io_stream.
 
@@ -169,10 +171,7 @@ class Activation(Layer):
         return self._cast(self.table[index], self.table_type)
 
     def _elu(self, x: Fixed) -> np.ndarray:
-        n = self.table_size
-        index = np.minimum(trunc_div(x.raw, x.type, n, -8), n - 1)
-        index = np.maximum(index, 0)  # used for x < 0 only, where it is >= 0 unless wrapped (refused by synth)
-        table = self.table[index]
+        table = self.table[self._clamp_above(trunc_div(x.raw, x.type, self.table_size, -8))]
         alpha_type = FixedType.parse(self.spec.get("param_type", "ap_uint<1>"))
         alpha = int(self.spec.get("param_raw", 1))
         prod = self.result_type.cast(table * alpha, self.table_type.mul_type(alpha_type))
@@ -180,9 +179,9 @@ class Activation(Layer):
 
     def _selu(self, x: Fixed) -> np.ndarray:
         n = self.table_size
-        # io_parallel clamps a negative index to 0; io_stream does not (only reached with a
-        # wrapped index, which synth refuses), so the clip is the same for both
-        index = np.clip(trunc_div(x.raw, x.type, n, -8), 0, n - 1)
+        index = trunc_div(x.raw, x.type, n, -8)
+        # io_parallel clamps a negative (wrapped) index to 0, io_stream clamps it above only
+        index = self._clamp_above(index) if self.stream else np.clip(index, 0, n - 1)
         neg = self._cast(self.table[index], self.table_type)
         # io_parallel: lambda is an ap_ufixed<16,1>; io_stream casts it into the input type,
         # ``(typename data_T::value_type)1.0507009873554804934193349852946 * datareg``
@@ -190,6 +189,14 @@ class Activation(Layer):
         lam = Fixed(np.asarray(lam_t.to_raw(SELU_LAMBDA)), lam_t)
         pos = (Fixed(x.raw, x.type) * lam).cast(self.result_type).raw
         return np.where(x.raw >= 0, pos, neg)
+
+    def _clamp_above(self, index: np.ndarray) -> np.ndarray:
+        """``if (index > CONFIG_T::table_size - 1) index = CONFIG_T::table_size - 1;`` (elu,
+        io_stream selu): ``table_size`` is ``unsigned``, so the comparison is unsigned and a
+        negative index (``x * table_size / -8`` wrapped past 2**31 by the conversion to
+        ``int``, for x < 0 only) compares above: the last entry, not outside the table."""
+        n = self.table_size
+        return np.where((index < 0) | (index > n - 1), n - 1, index)
 
     def _param(self) -> tuple[int, FixedType]:
         return int(self.param("param_raw")), self.type_of("param_type")

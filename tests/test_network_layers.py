@@ -7,6 +7,8 @@ input spans the whole lookup-table range (and beyond, for the clipping)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from network_oracle import bn_activation_model, keras_project, save_keras, synth_and_build, write_project
@@ -403,6 +405,49 @@ def test_signed_integer_weight_quantizers_hold_qkeras_values(tmp_path_factory):
         got = np.asarray(trace[name if activation else f"{name}_alpha"]).reshape(keras.shape)  # ApplyAlpha: the scale
         assert np.array_equal(got, keras), (name, np.abs(got - keras).max(), np.mean(got != keras))
         outputs[name] = got
+
+
+def test_ternary_product_multiplies_a_minus_two_weight_as_plus_one(tmp_path_factory):
+    """A 2-bit signed integer weight type (``ap_int<2>``, e.g. a LayerName weight
+    precision) makes hls4ml multiply with its weight_ternary product: 0 gives 0, -1 the
+    negated input, any other value (the type's -2) the input.  The emulator multiplied by
+    -2; it now reads -2 as +1 as the firmware does, and synth says so naming the layer
+    (``ap_fixed<2,2>`` holds the same values and multiplies by them: csim equals Keras)."""
+    import tensorflow as tf
+
+    from fpgaflow.network.verify import csim_trace
+
+    k = tf.keras
+    inp = k.Input((6,), name="x")
+    heads = [k.layers.Dense(5, name=name)(inp) for name in ("fc_int", "fc_fixed")]
+    model = k.Model(inp, k.layers.Concatenate(name="cat")(heads))
+    weights = np.random.default_rng(41).integers(-2, 2, (6, 5)).astype(np.float32)  # -2..1, each value taken
+    for name in ("fc_int", "fc_fixed"):
+        model.get_layer(name).set_weights([weights, np.zeros(5, np.float32)])
+    types = {"fc_int": "ap_int<2>", "fc_fixed": "ap_fixed<2,2>"}
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<16,6>"},
+        "LayerName": {name: {"Precision": {"weight": t, "bias": "ap_int<2>"}} for name, t in types.items()},
+    }
+    oracle = _synth(tmp_path_factory, model, "ternary_product", hls_config)
+    specs = {layer.name: layer.spec for layer in oracle.net.layers}
+    assert (specs["fc_int"]["product"], specs["fc_fixed"]["product"]) == ("weight_ternary", "mult")
+    _assert_exact(oracle)
+    x = oracle.random_inputs(500, seed=4)
+    _, trace = csim_trace(oracle.hls_model, oracle.net._input_raw(x))
+    given = oracle.net.input_type.quantize(oracle.net._input_raw(x)).astype(np.float32)
+    assert np.array_equal(np.asarray(trace["fc_fixed"]).reshape(-1, 5), given @ weights)
+    assert np.array_equal(np.asarray(trace["fc_int"]).reshape(-1, 5), given @ np.where(weights == -2, 1, weights))
+    warnings = json.loads((oracle.project.build_dir / "report.json").read_text())["warnings"]
+    minus_two = int(np.sum(weights == -2))
+    assert any(
+        "layer 'fc_int' (Dense): its weight type ap_int<2> makes hls4ml 1.3.0 multiply by its weight_ternary product"
+        in w
+        and f"{minus_two} of 30 weights are -2, which it multiplies as +1" in w
+        and "ap_fixed<2,2>" in w
+        for w in warnings
+    ), warnings
+    assert not any("'fc_fixed'" in w for w in warnings)
 
 
 def test_dense_model_io_stream(tmp_path_factory):

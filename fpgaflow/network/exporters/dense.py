@@ -74,6 +74,24 @@ def exponent_weights(
     return raw.astype(np.int64), str(FixedType(width, width - frac)), np.maximum(-c, 0)
 
 
+def _ternary_weights(layer, ctx, w: np.ndarray, w_type: str) -> np.ndarray:
+    """hls4ml picks ``product::weight_ternary`` for any 2-bit signed integer weight type
+    (``ap_int<2>``: a ternary quantizer's, or a Precision the user sets), whose kernel
+    returns 0 for 0, ``-a`` for -1 and ``a`` for anything else: the type's -2 multiplies
+    as +1.  The weights as the kernel uses them, and a warning where one is -2."""
+    from fpgaflow.network import hls4ml_version
+
+    minus_two = int(np.count_nonzero(w == -2))
+    if minus_two:
+        ctx.warnings.append(
+            f"layer {layer.name!r} ({layer.class_name}): its weight type {w_type} makes hls4ml {hls4ml_version()} "
+            "multiply by its weight_ternary product (0 gives 0, -1 the negated input, anything else the input): "
+            f"{minus_two} of {w.size} weights are -2, which it multiplies as +1; the weight type ap_fixed<2,2> holds "
+            "the same values and multiplies by them"
+        )
+    return np.where(w == -2, 1, w)
+
+
 def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> dict:
     strategy = str(layer.get_attr("strategy", "latency")).lower()
     if strategy not in SUPPORTED_STRATEGIES:
@@ -93,6 +111,8 @@ def _mac_fields(layer, ctx, spec: dict, weight_axes: tuple[int, ...] | None) -> 
         w = written_raw(w_var, w_type)
     if product == "weight_binary":  # ap_uint<1> weights: 0 means -1 (the kernel returns -a), 1 means +1
         w, w_type = np.where(w == 0, -1, 1), "ap_int<2>"
+    if product == "weight_ternary":
+        w = _ternary_weights(layer, ctx, w, w_type)
     if layer.get_attr("_weights_transposed", False) and weight_axes is not None:
         w = np.transpose(w, weight_axes)  # back from the Resource kernel's layout
         shift = None if shift is None else np.transpose(shift, weight_axes)

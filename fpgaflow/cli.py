@@ -12,6 +12,7 @@ import os
 import sys
 
 from fpgaflow import __version__
+from fpgaflow.errors import UserError  # here too: fpgaflow.cli.UserError is what older code imports
 
 # name -> one-line help; the module fpgaflow.commands.<name> implements it.
 COMMANDS: dict[str, str] = {
@@ -24,12 +25,6 @@ COMMANDS: dict[str, str] = {
     "board": "an FPGA board stand-in: the project's firmware (emulator) streaming fragments to a node, with faults",
     "demo": "the main job: build and verify the example projects, stream through boards and a node, account for all",
 }
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one clear line, exit status 2.
-
-    ``FPGAFLOW_DEBUG=1`` shows the traceback instead."""
 
 
 def build_parser() -> argparse.ArgumentParser:

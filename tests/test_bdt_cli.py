@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import fake_vendor
@@ -155,6 +157,13 @@ def test_open_synthesis_needs_the_vhdl_backend(tmp_path, capsys):
     make_project(tmp_path, xgb_binary(3, 2))
     assert main(["synth", str(tmp_path), "--open-synth"]) == 2
     assert "Backend: vhdl" in capsys.readouterr().err
+    # as the demo and the tests launch it: fpgaflow.cli is __main__ there, and the ToolError
+    # (a UserError) was not caught: a traceback ending 'fpgaflow.bdt.toolchain.ToolError: ...'
+    r = subprocess.run([sys.executable, "-m", "fpgaflow.cli", "synth", str(tmp_path), "--open-synth"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    errors = [line for line in r.stderr.splitlines() if not line.startswith("synth: ")]  # progress lines
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(errors) == 1 and errors[0].startswith("fpgaflow synth: error: ") and "Backend: vhdl" in errors[0]
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from fpgaflow.cli import UserError
+from fpgaflow.errors import UserError
 
 
 class ToolError(UserError):

@@ -33,6 +33,29 @@ class Emulator(Protocol):
         """Outputs for inputs already given as raw integers of ``input_type`` (from a stream)."""
 
 
+def sample_rows(x: np.ndarray, input_shape: tuple[int, ...], where: str = "inputs") -> np.ndarray:
+    """``x`` as samples of ``input_shape``: given as ``(N, *input_shape)``, or as flat rows
+    ``(N, prod(input_shape))`` (what the wire format, the board's input files and the
+    ``Data:`` columns carry), or, for a firmware of one input, as ``(N,)``.  Anything else
+    is refused naming ``where`` (the file), its shape and the one expected: any array
+    with the right number of values per sample used to be reshaped, so a (50, 2, 10)
+    file for a (10, 2) input ran with its values in the wrong places, and an (8,) file
+    of one sample was taken as that one sample while ``emulate`` counted 8."""
+    x = np.asarray(x)
+    shape = tuple(int(n) for n in input_shape)
+    n = int(np.prod(shape))
+    if x.shape[1:] == shape and x.ndim >= 1:
+        return x
+    if (x.ndim == 2 and x.shape[1] == n) or (x.ndim == 1 and n == 1):
+        return x.reshape((len(x), *shape))
+    expected = f"(N, {', '.join(map(str, shape))})" if len(shape) > 1 else f"(N, {n})"
+    flat = f" or flat rows of shape (N, {n})" if len(shape) > 1 else ""
+    one = f" (a single sample too: shape {(1, *shape)})" if x.shape == shape else ""
+    raise ValueError(
+        f"{where}: shape {x.shape}, but the firmware takes {shape} per sample: an array of shape {expected}{flat}{one}"
+    )
+
+
 def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:
     """The raw range of each input its firmware takes: (low, high), a row per source for a
     firmware per source (``sim.per_source``), else one row for all; inputs a firmware

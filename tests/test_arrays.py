@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from bdt_helpers import one_tree_manifest
 
+import sim
 from fpgaflow.cli import main
 from fpgaflow.data import DataConfig, DataError, read_dataset
 
@@ -125,3 +126,58 @@ def test_zip_member_that_is_no_npy_is_refused(tmp_path):
     cfg = DataConfig.from_mapping({"File": "x.npz", "Features": "x"}, tmp_path)
     with pytest.raises(DataError, match=r"x\.npz: array 'x': not a \.npy array"):
         read_dataset(cfg, need_labels=False)
+
+
+def _grid_network(folder: Path) -> Path:
+    """A network firmware whose input is (3, 2), each value weighted by its position:
+    y = sum_ij x[i, j] * (2 i + j + 1), so values in the wrong places give another y."""
+    from sim.fixed import FixedType
+    from sim.manifest import write_manifest
+
+    w_t = FixedType.parse("ap_fixed<8,4>")
+    layers = [
+        {"name": "x", "kind": "input", "inputs": [], "output_shape": [3, 2], "result_type": "ap_fixed<16,6>"},
+        {"name": "f", "kind": "reshape", "inputs": ["x"], "output_shape": [6], "result_type": "ap_fixed<16,6>"},
+        {
+            "name": "d", "kind": "dense", "inputs": ["f"], "output_shape": [1], "result_type": "ap_fixed<24,12>",
+            "n_in": 6, "n_out": 1, "arrays": {"weight": "d/weight", "bias": "d/bias"}, "weight_type": str(w_t),
+            "bias_type": str(w_t), "accum_type": "ap_fixed<24,12>", "strategy": "latency", "product": "mult",
+            "reuse_factor": 1,
+        },
+    ]  # fmt: skip
+    arrays = {"d/weight": w_t.to_raw(np.arange(1.0, 7.0)[:, None]), "d/bias": w_t.to_raw(np.zeros(1))}
+    write_manifest(folder, {"kind": "network", "input": "x", "output": "d", "layers": layers}, arrays)
+    return folder
+
+
+def test_network_inputs_of_another_layout_are_refused_not_reshaped(tmp_path, capsys):
+    """(N, 2, 3) for a (3, 2) input was reshaped silently (other outputs, no word), and an
+    (8,) file for an (8,) input ran as one sample while emulate said '8 samples'.  Taken:
+    (N, *shape) and flat rows (N, prod(shape)); the rest is one line naming the file."""
+    manifest = _grid_network(tmp_path / "net")
+    x = np.random.default_rng(0).integers(-4, 4, size=(5, 3, 2)).astype(np.float64)
+    want = (x.reshape(5, 6) @ np.arange(1.0, 7.0)).tolist()
+    for name, a in (("x.npy", x), ("flat.npy", x.reshape(5, 6))):
+        np.save(tmp_path / name, a)
+        assert (
+            main(["emulate", str(manifest), "--input", str(tmp_path / name), "--output", str(tmp_path / "y.npy")]) == 0
+        )
+        assert np.load(tmp_path / "y.npy").ravel().tolist() == want
+    capsys.readouterr()
+    expected = "but the firmware takes (3, 2) per sample: an array of shape (N, 3, 2) or flat rows of shape (N, 6)"
+    for name, a in (("t.npy", x.transpose(0, 2, 1)), ("one.npy", x[0]), ("col.npy", x.reshape(-1))):
+        np.save(tmp_path / name, a)
+        line = _emulate(manifest, tmp_path / name, capsys)
+        assert line == f"fpgaflow emulate: error: {tmp_path / name}: shape {a.shape}, {expected}" + (
+            " (a single sample too: shape (1, 3, 2))" if name == "one.npy" else ""
+        )
+    with pytest.raises(ValueError, match=r"^inputs: shape \(5, 2, 3\), but"):
+        sim.load(manifest).predict(x.transpose(0, 2, 1))
+
+
+def test_one_sample_without_its_row_axis_is_refused_for_a_firmware_of_several_inputs(tmp_path, manifest, capsys):
+    """The BDT takes two inputs: (2,) is one sample, not two; (N, 2, 1) is not rows."""
+    for name, a in (("one.npy", np.array([0.25, 1.0])), ("deep.npy", np.zeros((4, 2, 1)))):
+        np.save(tmp_path / name, a)
+        line = _emulate(manifest, tmp_path / name, capsys)
+        assert line.startswith(f"fpgaflow emulate: error: {tmp_path / name}: shape {a.shape}, but the firmware takes")

@@ -97,7 +97,7 @@ def test_readout_from_a_file(tmp_path, manifest):
     r = Readout(emu, manifest, input_file=tmp_path / "x.npy")
     assert np.array_equal(r.inputs(np.array([3, 13], np.uint64)), emu.input_type.to_raw(x[[3, 3]]))
     np.save(tmp_path / "bad.npy", x[:, :4])
-    with pytest.raises(ValueError, match="6 inputs"):
+    with pytest.raises(ValueError, match=r"shape \(10, 4\), but the firmware takes \(6,\) per sample"):
         Readout(emu, manifest, input_file=tmp_path / "bad.npy")
 
 
@@ -131,7 +131,9 @@ def _npy(array: np.ndarray) -> bytes:
         ("x.npy", _npy(np.zeros((5, 6)))[:-8], "truncated: its header promises shape (5, 6)"),  # cut short
         ("x.npy", _npy(np.array(["a", "b"])), "its values are <U1, not numbers"),  # was a bare float() error
         ("x.npy", _npy(np.zeros((0, 6))), "no rows"),  # was 'shape (0, 6), but the firmware takes 6 inputs'
-        ("x.npy", _npy(np.zeros((5, 3))), "shape (5, 3), but the firmware takes 6 inputs"),
+        ("x.npy", _npy(np.zeros((5, 3))), "shape (5, 3), but the firmware takes (6,) per sample"),
+        # was reshaped to (5, 6) (the values in other places), as emulate did
+        ("x.npy", _npy(np.zeros((5, 2, 3))), "shape (5, 2, 3), but the firmware takes (6,) per sample"),
         ("x.npy", _npy(np.where(np.arange(30).reshape(5, 6) == 20, np.nan, 1.0)), "NaN in 1 of 5 rows (row 3 first)"),
     ],
 )  # fmt: skip

@@ -39,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array, refuse_nan, write_arrays
     from fpgaflow.progress import Progress
+    from sim.emulator import sample_rows
 
     model = sim.load(manifest_dir(args.project))
     x = read_array(args.input, args.dataset)
+    where = args.input + (f":{args.dataset}" if args.dataset else "")
+    sample_rows(x, model.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit
     preprocess = getattr(model, "preprocess", None)  # networks: the training's scaling (and NaN replacement)
     features = (model.manifest.meta.get("preprocessing") or {}).get("features")
     progress = Progress(len(x), "emulate")

@@ -149,6 +149,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     from fpgaflow.network.config import read_settings
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model
+    from sim.emulator import sample_rows
     from sim.manifest import MANIFEST_FILE
 
     settings = read_settings(project)
@@ -159,9 +160,12 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     refuse_changed_model(project, net.manifest.meta.get("source_sha256"))
     refuse_stale_preprocessing(project, net.manifest)  # the scaling --input rows go through
     if args.input:
-        x = net.preprocess(read_array(args.input, args.dataset))  # raw features, as `emulate` takes them
+        where = args.input + (f":{args.dataset}" if args.dataset else "")
+        x = read_array(args.input, args.dataset)
+        sample_rows(x, net.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit
+        x = net.preprocess(x)  # raw features, as `emulate` takes them
         features = (net.manifest.meta.get("preprocessing") or {}).get("features")
-        refuse_nan(x, args.input + (f":{args.dataset}" if args.dataset else ""), net.input_type, features)
+        refuse_nan(x, where, net.input_type, features)
     else:
         x = random_inputs(net.input_type, net.input_shape, int(args.samples), int(args.seed))
     x = net._input_raw(x)

@@ -203,6 +203,7 @@ def profile_project(
     from fpgaflow.network.verify import refuse_changed_model
     from fpgaflow.profiling.plots import ranges_plot, roc_plot
     from fpgaflow.profiling.report import write_report
+    from sim.emulator import sample_rows
     from sim.manifest import MANIFEST_FILE
     from sim.network.overflow import count_overflows
 
@@ -220,6 +221,7 @@ def profile_project(
     if inputs.feature_names is not None and isinstance(block, dict) and "features" in block:
         refuse_feature_mismatch(project, block["features"], f"the manifest {emulator}", inputs.feature_names)
     refuse_foreign_labels(inputs, int(np.prod(net.output_shape)))
+    sample_rows(inputs.features, net.input_shape, inputs.source)  # (N, *shape) or flat rows, nothing reshaped
     x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives
     refuse_nan(x, inputs.source, net.input_type, (block or {}).get("features") if isinstance(block, dict) else None)
     _say(f"{len(x)} samples: counting overflows layer by layer in the emulator")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sim.arrays import check_samples, load_npy, npz_member, open_npz
+from sim.emulator import sample_rows
 from sim.manifest import Manifest, read_manifest
 from sim.preprocessing import apply_preprocessing, has_preprocessing
 
@@ -50,7 +51,7 @@ class Readout:
         self.n_inputs = int(np.prod(emulator.input_shape))
         manifest = read_manifest(manifest_path)
         if input_file is not None:
-            features = load_features(input_file, dataset, self.n_inputs)
+            features = load_features(input_file, dataset, tuple(emulator.input_shape))
             self.by_hash = False
         else:
             if pool < 1:
@@ -111,9 +112,10 @@ def generate_features(manifest: Manifest, n: int, n_inputs: int, rng: np.random.
     return z
 
 
-def load_features(path: str | Path, dataset: str | None, n_inputs: int) -> np.ndarray:
-    """Rows of features from a .npy or .npz file, checked against the firmware's inputs;
-    a file that is not what its name says is an error naming it, not NumPy's traceback."""
+def load_features(path: str | Path, dataset: str | None, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Flat rows of features from a .npy or .npz file, checked against the firmware's
+    inputs (``(N, *input_shape)`` or flat rows, as ``fpgaflow emulate`` takes them); a
+    file that is not what its name says is an error naming it, not NumPy's traceback."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such input file")
@@ -128,11 +130,10 @@ def load_features(path: str | Path, dataset: str | None, n_inputs: int) -> np.nd
             x = check_samples(npz_member(npz, path, name), f"{path}: array {name!r}")
     else:
         raise ValueError(f"{path}: board input must be .npy or .npz, got {path.suffix or 'no suffix'}")
-    if x.ndim < 2 or int(np.prod(x.shape[1:])) != n_inputs:
-        raise ValueError(f"{path}: shape {x.shape}, but the firmware takes {n_inputs} inputs per event")
+    x = sample_rows(x, input_shape, str(path))
     if len(x) == 0:
         raise ValueError(f"{path}: no rows (shape {x.shape}), so no event to read")
-    return np.asarray(x, np.float64).reshape(len(x), n_inputs)
+    return np.asarray(x, np.float64).reshape(len(x), -1)
 
 
 def refuse_nan(path: str | Path, scaled: np.ndarray) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.emulator import Prediction
+from sim.emulator import Prediction, sample_rows
 from sim.fixed import Fixed, FixedType
 from sim.manifest import Manifest, ManifestError
 from sim.network.casts import as_int, from_float
@@ -88,17 +88,8 @@ class Network:
 
     # ---------------------------------------------------------------- running
     def _input_raw(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.shape[1:] != self.input_shape:
-            if x.shape == self.input_shape:
-                x = x[None]
-            elif x.ndim >= 2 and int(np.prod(x.shape[1:])) == int(np.prod(self.input_shape)):
-                x = x.reshape((len(x), *self.input_shape))
-            else:
-                raise ValueError(
-                    f"input of shape {x.shape} does not match the network input {self.input_shape} (per sample)"
-                )
-        return x
+        """``x`` as ``(samples, *input_shape)`` (``sim.emulator.sample_rows``: flat rows too)."""
+        return sample_rows(x, self.input_shape)
 
     def _run(self, x_raw: np.ndarray, keep: bool) -> dict[str, Fixed]:
         x_raw = self._input_raw(x_raw)
@@ -132,6 +123,7 @@ class Network:
 
     def predict(self, x: np.ndarray) -> Prediction:
         """Outputs for raw features: preprocessed, then cast into the input type as the port does."""
+        self._input_raw(x)  # its shape named before the scaling reads it
         x = self._input_raw(self.preprocess(x))
         raw = chunked(
             x,

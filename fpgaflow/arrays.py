@@ -6,7 +6,8 @@ one line naming it and what is wrong with it: NumPy, zipfile and HDF5 name no fi
 ("No data left in file", "cannot reshape array of size 24 into shape (4,16)",
 "file signature not found"), and some of their errors are not even ``ValueError``.
 The ``.npy``/``.npz`` readers live in ``sim.arrays``, below both this and the board
-stand-in; HDF5, the writers and the NaN check are the front end's.
+stand-in; HDF5 and the writers are the front end's (the NaN/inf check of the inputs is
+``sim.emulator.refuse_non_finite``, shared with the board).
 """
 
 from __future__ import annotations
@@ -93,29 +94,3 @@ def write_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                 f.create_dataset(name, data=a)
     else:
         raise ProjectError(f"{p}: unknown output format {suffix!r}; use .npy, .npz or .h5")
-
-
-def refuse_nan(
-    x: np.ndarray, where: str, input_type: object, features: list[str] | None = None, first_row: int = 0
-) -> None:
-    """NaN left in inputs about to be cast into the firmware's input type (after the
-    manifest's preprocessing, whose ``fill_non_finite`` replaces them where training
-    did): refused naming ``where`` (the file), the rows and the first bad feature,
-    not only the type (``ap_fixed<16,6>: cannot represent NaN``).  ``first_row``: the
-    file row of ``x[0]`` when ``x`` is a chunk."""
-    x = np.asarray(x)
-    if x.dtype.kind != "f" or not len(x):
-        return
-    flat = x.reshape(len(x), -1)
-    bad_rows = np.flatnonzero(np.isnan(flat).any(axis=1))
-    if not len(bad_rows):
-        return
-    row = int(bad_rows[0])
-    col = int(np.flatnonzero(np.isnan(flat[row]))[0])
-    name = f" {features[col]!r}" if features is not None and x.ndim == 2 and col < len(features) else ""
-    what = "feature" if x.ndim == 2 else "element"
-    raise ProjectError(
-        f"{where}: NaN in {len(bad_rows)} of {len(x)} rows (row {first_row + row} first, {what} {col}{name}), which "
-        f"the firmware's input type {input_type} cannot represent; remove those rows, or train with "
-        "Data.NonFinite: zero (or a number) so that the manifest's preprocessing replaces NaN as training did"
-    )

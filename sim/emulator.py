@@ -56,6 +56,38 @@ def sample_rows(x: np.ndarray, input_shape: tuple[int, ...], where: str = "input
     )
 
 
+def refuse_non_finite(
+    x: np.ndarray, where: str, input_type: object, features: list[str] | None = None, first_row: int = 0
+) -> None:
+    """NaN or ±inf left in inputs about to be cast into the firmware's input type (after the
+    manifest's preprocessing, whose ``fill_non_finite`` replaces both where training did):
+    refused naming ``where`` (the file), the rows and the first bad feature.  One rule for
+    ``emulate``, ``verify``, ``profile`` and the board's files: NaN was refused and inf was
+    not, though training's ``NonFinite: error`` treats them alike and the port's cast of
+    inf is no number the detector sent (``ap_fixed<16,6>`` wraps it to 0: the outputs of
+    the training mean).  ``first_row``: the file row of ``x[0]`` when ``x`` is a chunk."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or not len(x):
+        return
+    flat = x.reshape(len(x), -1)
+    bad = ~np.isfinite(flat)
+    bad_rows = np.flatnonzero(bad.any(axis=1))
+    if not len(bad_rows):
+        return
+    row = int(bad_rows[0])
+    col = int(np.flatnonzero(bad[row])[0])
+    nan = bool(np.isnan(flat[bad_rows]).any())
+    inf = bool(np.isinf(flat[bad_rows]).any())
+    what = "NaN/inf" if nan and inf else "NaN" if nan else "inf"
+    name = f" {features[col]!r}" if features is not None and x.ndim == 2 and col < len(features) else ""
+    part = "feature" if x.ndim == 2 else "element"
+    raise ValueError(
+        f"{where}: {what} in {len(bad_rows)} of {len(x)} rows (row {first_row + row} first, {part} {col}{name}), "
+        f"which the firmware's input type {input_type} cannot represent; remove or replace them (a network "
+        "trained with Data.NonFinite: zero, or a number, has its manifest's preprocessing replace them)"
+    )
+
+
 def input_bounds(emulator: Any) -> tuple[np.ndarray, np.ndarray]:
     """The raw range of each input its firmware takes: (low, high), a row per source for a
     firmware per source (``sim.per_source``), else one row for all; inputs a firmware

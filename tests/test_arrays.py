@@ -181,3 +181,50 @@ def test_one_sample_without_its_row_axis_is_refused_for_a_firmware_of_several_in
         np.save(tmp_path / name, a)
         line = _emulate(manifest, tmp_path / name, capsys)
         assert line.startswith(f"fpgaflow emulate: error: {tmp_path / name}: shape {a.shape}, but the firmware takes")
+
+
+def _dense_network(folder: Path, fill: float | None) -> Path:
+    """y = x0 + 2 x1 on two inputs scaled by (x - 1) / 2, NaN/inf replaced by ``fill`` first."""
+    from sim.fixed import FixedType
+    from sim.manifest import write_manifest
+
+    w_t = FixedType.parse("ap_fixed<8,4>")
+    layers = [
+        {"name": "x", "kind": "input", "inputs": [], "output_shape": [2], "result_type": "ap_fixed<16,6>"},
+        {
+            "name": "d", "kind": "dense", "inputs": ["x"], "output_shape": [1], "result_type": "ap_fixed<24,12>",
+            "n_in": 2, "n_out": 1, "arrays": {"weight": "d/weight", "bias": "d/bias"}, "weight_type": str(w_t),
+            "bias_type": str(w_t), "accum_type": "ap_fixed<24,12>", "strategy": "latency", "product": "mult",
+            "reuse_factor": 1,
+        },
+    ]  # fmt: skip
+    block = {"kind": "affine", "formula": "(x - offset) / scale", "offset": "pre_offset", "scale": "pre_scale",
+             "features": ["a", "b"]}  # fmt: skip
+    if fill is not None:
+        block["fill_non_finite"] = fill
+    arrays = {"d/weight": w_t.to_raw(np.array([[1.0], [2.0]])), "d/bias": w_t.to_raw(np.zeros(1)),
+              "pre_offset": np.ones(2), "pre_scale": np.full(2, 2.0)}  # fmt: skip
+    meta = {"kind": "network", "input": "x", "output": "d", "layers": layers, "preprocessing": block}
+    write_manifest(folder, meta, arrays)
+    return folder
+
+
+def test_inf_inputs_are_refused_as_nan_is_unless_the_preprocessing_fills_them(tmp_path, manifest, capsys):
+    """inf was cast into the input type (AP_WRAP: 0, the training mean's input) where NaN was
+    refused, though training's NonFinite: error refuses both; the manifest's
+    fill_non_finite replaces both, as training did."""
+    x = np.array([[1.0, 3.0], [5.0, np.inf], [-np.inf, 1.0], [1.0, 1.0]])
+    np.save(tmp_path / "x.npy", x)
+    tail = "which the firmware's input type ap_fixed<{}> cannot represent; remove or replace them"
+    line = _emulate(manifest, tmp_path / "x.npy", capsys)  # the BDT: no preprocessing
+    head = f"fpgaflow emulate: error: {tmp_path / 'x.npy'}: inf in 2 of 4 rows (row 1 first, feature 1), "
+    assert line.startswith(head + tail.format("8,4")), line
+    line = _emulate(_dense_network(tmp_path / "strict", None), tmp_path / "x.npy", capsys)
+    assert f"inf in 2 of 4 rows (row 1 first, feature 1 'b'), {tail.format('16,6')}" in line, line
+    x[3, 0] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    line = _emulate(_dense_network(tmp_path / "strict", None), tmp_path / "x.npy", capsys)
+    assert ": NaN/inf in 3 of 4 rows (row 1 first, feature 1 'b')" in line, line
+    filled = _dense_network(tmp_path / "filled", 1.0)  # (1 - 1) / 2 = 0 in place of NaN/inf
+    assert main(["emulate", str(filled), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    assert np.load(tmp_path / "y.npy").ravel().tolist() == [2.0, 2.0, 0.0, 0.0]

@@ -448,3 +448,14 @@ def test_a_conifer_json_with_a_nan_intercept_is_named(tmp_path, capsys):
     assert "field 'init_predict' must be a list of finite numbers (one per output), got [nan]" in (
         capsys.readouterr().err
     )
+
+
+def test_verify_refuses_inf_inputs_as_it_refuses_nan(tau, tmp_path, capsys):
+    """inf was handed to the emulator and conifer, which cast it as the port does."""
+    x = np.random.default_rng(0).uniform(0, 100, size=(20, 6))
+    x[7, 4] = -np.inf
+    np.save(tmp_path / "x.npy", x)
+    assert main(["verify", str(tau), "--input", str(tmp_path / "x.npy")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fpgaflow verify: error: {tmp_path / 'x.npy'}: inf in 1 of 20 rows (row 7 first, "), line
+    assert "feature 4), which the firmware's input type ap_fixed<18,9> cannot represent" in line, line

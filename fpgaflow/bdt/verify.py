@@ -28,12 +28,12 @@ def inputs(args: argparse.Namespace, source: SourceModel, cfg: BDTConfig) -> np.
     n_features = int(source.ensemble["n_features"])
     if args.input:
         from fpgaflow.arrays import read_array
+        from sim.emulator import refuse_non_finite
 
         x = read_array(args.input, args.dataset)
         if x.ndim != 2 or x.shape[1] != n_features:
             raise ValueError(f"{args.input}: inputs have shape {x.shape}; the model takes {n_features} features")
-        if np.isnan(x).any():
-            raise ValueError(f"{args.input}: {int(np.isnan(x).any(axis=1).sum())} samples contain NaN")
+        refuse_non_finite(x, args.input + (f":{args.dataset}" if args.dataset else ""), cfg.types["input"])
         if not len(x):
             raise ValueError(f"{args.input}: no samples")
         return x

@@ -37,26 +37,24 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import sim
-    from fpgaflow.arrays import read_array, refuse_nan, write_arrays
+    from fpgaflow.arrays import read_array, write_arrays
     from fpgaflow.progress import Progress
-    from sim.emulator import sample_rows
+    from sim.emulator import refuse_non_finite, sample_rows
 
     model = sim.load(manifest_dir(args.project))
     x = read_array(args.input, args.dataset)
     where = args.input + (f":{args.dataset}" if args.dataset else "")
     sample_rows(x, model.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit
-    preprocess = getattr(model, "preprocess", None)  # networks: the training's scaling (and NaN replacement)
+    preprocess = getattr(model, "preprocess", None)  # networks: the training's scaling (and NaN/inf replacement)
     features = (model.manifest.meta.get("preprocessing") or {}).get("features")
     progress = Progress(len(x), "emulate")
     raws, values = [], []
     for start in range(0, len(x), CHUNK):
         part = x[start : start + CHUNK]
-        try:
-            pred = model.predict(part)
-        except ValueError:  # NaN left after the preprocessing: name the file, the row and the feature
-            refuse_nan(preprocess(part) if preprocess is not None else part, args.input, model.input_type, features,
-                       first_row=start)  # fmt: skip
-            raise
+        # NaN/inf left after the preprocessing: named (file, row, feature) before the port casts it
+        scaled = preprocess(part) if preprocess is not None else part
+        refuse_non_finite(scaled, where, model.input_type, features, first_row=start)
+        pred = model.predict(part)
         raws.append(pred.raw)
         values.append(pred.values)
         progress.update(len(pred.raw))

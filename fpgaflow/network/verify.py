@@ -144,12 +144,12 @@ def refuse_changed_model(project: Project, synthesized: str | None) -> None:
 
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
-    from fpgaflow.arrays import read_array, refuse_nan
+    from fpgaflow.arrays import read_array
     from fpgaflow.data.scaling import refuse_stale_preprocessing
     from fpgaflow.network.config import read_settings
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model
-    from sim.emulator import sample_rows
+    from sim.emulator import refuse_non_finite, sample_rows
     from sim.manifest import MANIFEST_FILE
 
     settings = read_settings(project)
@@ -165,7 +165,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         sample_rows(x, net.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit
         x = net.preprocess(x)  # raw features, as `emulate` takes them
         features = (net.manifest.meta.get("preprocessing") or {}).get("features")
-        refuse_nan(x, where, net.input_type, features)
+        refuse_non_finite(x, where, net.input_type, features)
     else:
         x = random_inputs(net.input_type, net.input_shape, int(args.samples), int(args.seed))
     x = net._input_raw(x)

@@ -197,13 +197,12 @@ def profile_project(
     samples: int = 20_000,
 ) -> dict[str, Any]:
     import sim
-    from fpgaflow.arrays import refuse_nan
     from fpgaflow.data.scaling import refuse_feature_mismatch, refuse_stale_preprocessing
     from fpgaflow.network.model import load_keras_model
     from fpgaflow.network.verify import refuse_changed_model
     from fpgaflow.profiling.plots import ranges_plot, roc_plot
     from fpgaflow.profiling.report import write_report
-    from sim.emulator import sample_rows
+    from sim.emulator import refuse_non_finite, sample_rows
     from sim.manifest import MANIFEST_FILE
     from sim.network.overflow import count_overflows
 
@@ -223,7 +222,8 @@ def profile_project(
     refuse_foreign_labels(inputs, int(np.prod(net.output_shape)))
     sample_rows(inputs.features, net.input_shape, inputs.source)  # (N, *shape) or flat rows, nothing reshaped
     x = net._input_raw(net.preprocess(inputs.features))  # what the firmware's input port receives
-    refuse_nan(x, inputs.source, net.input_type, (block or {}).get("features") if isinstance(block, dict) else None)
+    names = block.get("features") if isinstance(block, dict) else None
+    refuse_non_finite(x, inputs.source, net.input_type, names)  # NaN/inf the preprocessing left
     _say(f"{len(x)} samples: counting overflows layer by layer in the emulator")
     counts = count_overflows(net, x)
     firmware = net.predict_raw(net.input_type.to_raw(x)).values.reshape(len(x), -1)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sim.arrays import check_samples, load_npy, npz_member, open_npz
-from sim.emulator import sample_rows
+from sim.emulator import refuse_non_finite, sample_rows
 from sim.manifest import Manifest, read_manifest
 from sim.preprocessing import apply_preprocessing, has_preprocessing
 
@@ -59,11 +59,13 @@ class Readout:
             features = generate_features(manifest, pool, self.n_inputs, np.random.default_rng([seed, source_id]))
             self.by_hash = True
         scaled = apply_preprocessing(manifest, features) if has_preprocessing(manifest) else features
-        if input_file is not None:
-            refuse_nan(input_file, scaled)
+        if input_file is not None:  # NaN/inf the preprocessing left: refused as emulate refuses them
+            block = manifest.meta.get("preprocessing")
+            names = block.get("features") if isinstance(block, dict) else None
+            refuse_non_finite(scaled, str(input_file), emulator.input_type, names)
         # the input port's cast, as emulate and the firmware do it: a value beyond the type's
-        # range wraps or saturates as the type says (it was clipped, and inf sent as the
-        # maximum, where an AP_WRAP port makes it 0: the board sent other inputs than the firmware's)
+        # range wraps or saturates as the type says (it was clipped, where an AP_WRAP port
+        # wraps: the board sent other inputs than the firmware's)
         raw = emulator.input_type.to_raw(scaled)
         self.pool_inputs = np.asarray(raw, np.int64).reshape(len(features), self.n_inputs)
         self.pool_results: np.ndarray | None = None
@@ -134,13 +136,3 @@ def load_features(path: str | Path, dataset: str | None, input_shape: tuple[int,
     if len(x) == 0:
         raise ValueError(f"{path}: no rows (shape {x.shape}), so no event to read")
     return np.asarray(x, np.float64).reshape(len(x), -1)
-
-
-def refuse_nan(path: str | Path, scaled: np.ndarray) -> None:
-    """NaN left in a file's features once scaled (the manifest's ``fill_non_finite`` replaces
-    them, where training did): the firmware's inputs cannot hold it, and ``fpgaflow emulate``
-    refuses it, where the board sent zeros in its place."""
-    bad = np.flatnonzero(np.isnan(scaled).any(axis=1))
-    if len(bad):
-        raise ValueError(f"{path}: NaN in {len(bad)} of {len(scaled)} rows (row {bad[0]} first), which the "
-                         f"firmware's inputs cannot represent")  # fmt: skip

@@ -183,8 +183,9 @@ def test_one_sample_without_its_row_axis_is_refused_for_a_firmware_of_several_in
         assert line.startswith(f"fpgaflow emulate: error: {tmp_path / name}: shape {a.shape}, but the firmware takes")
 
 
-def _dense_network(folder: Path, fill: float | None) -> Path:
-    """y = x0 + 2 x1 on two inputs scaled by (x - 1) / 2, NaN/inf replaced by ``fill`` first."""
+def _dense_network(folder: Path, fill: float | None, scaled: bool = True, **meta: object) -> Path:
+    """y = x0 + 2 x1 on two inputs scaled by (x - 1) / 2 (unless not ``scaled``), NaN/inf
+    replaced by ``fill`` first; ``meta``: more manifest metadata."""
     from sim.fixed import FixedType
     from sim.manifest import write_manifest
 
@@ -204,7 +205,9 @@ def _dense_network(folder: Path, fill: float | None) -> Path:
         block["fill_non_finite"] = fill
     arrays = {"d/weight": w_t.to_raw(np.array([[1.0], [2.0]])), "d/bias": w_t.to_raw(np.zeros(1)),
               "pre_offset": np.ones(2), "pre_scale": np.full(2, 2.0)}  # fmt: skip
-    meta = {"kind": "network", "input": "x", "output": "d", "layers": layers, "preprocessing": block}
+    meta = {"kind": "network", "input": "x", "output": "d", "layers": layers, **meta}
+    if scaled:
+        meta["preprocessing"] = block
     write_manifest(folder, meta, arrays)
     return folder
 
@@ -228,3 +231,28 @@ def test_inf_inputs_are_refused_as_nan_is_unless_the_preprocessing_fills_them(tm
     filled = _dense_network(tmp_path / "filled", 1.0)  # (1 - 1) / 2 = 0 in place of NaN/inf
     assert main(["emulate", str(filled), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
     assert np.load(tmp_path / "y.npy").ravel().tolist() == [2.0, 2.0, 0.0, 0.0]
+
+
+def test_emulate_and_board_of_a_project_changed_since_synth_say_so(tmp_path, capsys):
+    """verify refused a model (or scaling) changed since synth, while emulate printed the
+    old firmware's outputs with no word; now one warning line names the file."""
+    from fpgaflow.commands.emulate import manifest_dir
+    from fpgaflow.network.model import source_sha256
+
+    root = tmp_path / "p"
+    (root / "build").mkdir(parents=True)
+    (root / "m.h5").write_bytes(b"the trained model")
+    (root / "project.yml").write_text("KerasH5: m.h5\n")
+    _dense_network(root / "build" / "emulator", None, scaled=False, source_sha256=source_sha256([root / "m.h5"]))
+    np.save(tmp_path / "x.npy", np.ones((3, 2)))
+    args = ["emulate", str(root), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]
+    assert main(args) == 0 and capsys.readouterr().err == ""  # as synthesized: nothing to say
+    (root / "m.h5").write_bytes(b"the model trained again")
+    assert main(args) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fpgaflow emulate: warning: {root / 'm.h5'}: the model file changed since `fpgaflow synth`")
+    assert line.endswith("(running the firmware as synthesized)")
+    assert manifest_dir(str(root), "board") == root / "build" / "emulator"  # what `fpgaflow board --project` runs
+    assert capsys.readouterr().err.startswith(f"fpgaflow board: warning: {root / 'm.h5'}: the model file changed")
+    assert main([*args[:1], str(root / "build" / "emulator"), *args[2:]]) == 0  # a bare manifest folder: no project
+    assert capsys.readouterr().err == ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import fake_vendor
 import numpy as np
 import pytest
-from bdt_helpers import make_project, sklearn_model, xgb_binary
+from bdt_helpers import N_FEATURES, make_project, sklearn_model, xgb_binary
 
 import sim
 from fpgaflow.bdt.trees import make_ensemble, make_tree
@@ -354,6 +354,21 @@ def test_verify_refuses_a_project_changed_since_synth(tmp_path, capsys):
     (tmp_path / "project.yml").write_text(text)
     assert main(["verify", str(tmp_path), "--samples", "10"]) == 2
     assert "changed since `fpgaflow synth`" in capsys.readouterr().err
+    # emulate runs the firmware as synthesized, and now says it is older than the project
+    np.save(tmp_path / "x.npy", np.zeros((4, N_FEATURES)))
+    assert (
+        main(["emulate", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    )
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"fpgaflow emulate: warning: {tmp_path / 'project.yml'} changed since `fpgaflow synth` (backend or "
+                    "precisions); run it again (running the firmware as synthesized)")  # fmt: skip
+    (tmp_path / "project.yml").write_text(text.replace("ap_fixed<20,9>", "ap_fixed<18,9>"))
+    xgb_binary(4, 2).save_model(tmp_path / "model.json")  # retrained
+    assert (
+        main(["emulate", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    )
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fpgaflow emulate: warning: {tmp_path / 'model.json'} changed since `fpgaflow synth`")
 
 
 def test_synth_replaces_only_an_output_dir_it_wrote(tmp_path, capsys):

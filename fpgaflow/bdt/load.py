@@ -38,18 +38,27 @@ class SourceModel:
         return float_decision_function(self.ensemble, x)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """What a manifest's ``source.sha256`` records of the model file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_model(project: Project) -> SourceModel:
-    for key, loader in (("XGBoostModel", _xgboost), ("SklearnModel", _sklearn), ("ConiferModel", _conifer)):
+MODEL_KEYS = ("XGBoostModel", "SklearnModel", "ConiferModel")
+
+
+def model_file(project: Project) -> tuple[str, Path]:
+    """The project key that names the model, and its file (not loaded: for the hash synth recorded)."""
+    for key in MODEL_KEYS:
         if key in project.config:
-            path = project.existing(key)
-            source = loader(key, path)
-            validate(source.ensemble, str(path))
-            return source
+            return key, project.existing(key)
     raise ProjectError(f"{project.file}: names no BDT model (XGBoostModel, SklearnModel or ConiferModel)")
+
+
+def load_model(project: Project) -> SourceModel:
+    key, path = model_file(project)
+    source = {"XGBoostModel": _xgboost, "SklearnModel": _sklearn, "ConiferModel": _conifer}[key](key, path)
+    validate(source.ensemble, str(path))
+    return source
 
 
 def _xgboost(key: str, path: Path) -> SourceModel:
@@ -62,7 +71,7 @@ def _xgboost(key: str, path: Path) -> SourceModel:
     return SourceModel(
         key,
         path,
-        _sha256(path),
+        file_sha256(path),
         "xgboost",
         objective,
         ensemble,
@@ -84,7 +93,7 @@ def _sklearn(key: str, path: Path) -> SourceModel:
     return SourceModel(
         key,
         path,
-        _sha256(path),
+        file_sha256(path),
         "sklearn",
         type(est).__name__,
         ensemble,
@@ -113,7 +122,7 @@ def _conifer(key: str, path: Path) -> SourceModel:
     return SourceModel(
         key,
         path,
-        _sha256(path),
+        file_sha256(path),
         "conifer",
         str(js.get("library", "conifer")),
         ensemble,

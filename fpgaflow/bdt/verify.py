@@ -77,6 +77,20 @@ def _cut(source: SourceModel) -> float:
     return 0.5 if "Forest" in source.estimator or "Trees" in source.estimator else 0.0
 
 
+def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any]) -> None:
+    """The model file and the project's backend and precisions against what synth recorded
+    in the manifest: the firmware built from the old ones is not the project any more."""
+    from fpgaflow.bdt.export import firmware_types
+    from fpgaflow.bdt.load import file_sha256, model_file
+
+    _, path = model_file(cfg.project)
+    if meta["source"]["sha256"] != file_sha256(path):
+        raise ProjectError(f"{path} changed since `fpgaflow synth`; run it again")
+    configured = {k: (str(v) if v is not None else None) for k, v in firmware_types(cfg).items()}
+    if meta["types"] != configured or meta["backend"] != cfg.backend:
+        raise ProjectError(f"{cfg.project.file} changed since `fpgaflow synth` (backend or precisions); run it again")
+
+
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
 
@@ -85,14 +99,8 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     if not (emulator_dir / "manifest.json").is_file():
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.root}` first")
     emulator = sim.load(emulator_dir)
+    refuse_changed_since_synth(cfg, emulator.meta)
     source = load_model(project)
-    if emulator.meta["source"]["sha256"] != source.sha256:
-        raise ProjectError(f"{source.path} changed since `fpgaflow synth`; run it again")
-    from fpgaflow.bdt.export import firmware_types
-
-    configured = {k: (str(v) if v is not None else None) for k, v in firmware_types(cfg).items()}
-    if emulator.meta["types"] != configured or emulator.meta["backend"] != cfg.backend:
-        raise ProjectError(f"{project.file} changed since `fpgaflow synth` (backend or precisions); run it again")
     x = inputs(args, source, cfg)
     _say(f"{len(x)} inputs; emulator {emulator.id}")
     start = time.monotonic()

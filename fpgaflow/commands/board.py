@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.board.runtime import Board
 
     cfg = config_from_args(args, "")  # the arguments first: their errors name the option
-    cfg.manifest = str(manifest_dir(args.project))
+    cfg.manifest = str(manifest_dir(args.project, "board"))
     board = Board(cfg)
     status = board.run()
     c = status["counters"]

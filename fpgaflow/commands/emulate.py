@@ -16,9 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="outputs: .npy (values), .npz or .h5 (values and raw)")
 
 
-def manifest_dir(target: str) -> Path:
-    """A manifest folder given directly, or the one a synthesized project exported."""
+def manifest_dir(target: str, command: str) -> Path:
+    """A manifest folder given directly, or the one a synthesized project exported; of a
+    project, a warning on stderr when files changed since synth (``fpgaflow.stale``)."""
     from fpgaflow.project import ProjectError, load_project
+    from fpgaflow.stale import warn_if_stale
     from sim.manifest import MANIFEST_FILE
 
     p = Path(target)
@@ -30,6 +32,7 @@ def manifest_dir(target: str) -> Path:
     emulator = project.build_dir / "emulator"
     if not (emulator / MANIFEST_FILE).is_file():
         raise ProjectError(f"{emulator}: no manifest; run `fpgaflow synth {target}` first")
+    warn_if_stale(project, emulator, command)
     return emulator
 
 
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from fpgaflow.progress import Progress
     from sim.emulator import refuse_non_finite, sample_rows
 
-    model = sim.load(manifest_dir(args.project))
+    model = sim.load(manifest_dir(args.project, "emulate"))
     x = read_array(args.input, args.dataset)
     where = args.input + (f":{args.dataset}" if args.dataset else "")
     sample_rows(x, model.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit

@@ -145,10 +145,10 @@ def refuse_changed_model(project: Project, synthesized: str | None) -> None:
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array
-    from fpgaflow.data.scaling import refuse_stale_preprocessing
     from fpgaflow.network.config import read_settings
     from fpgaflow.network.manifest import manifest_content
     from fpgaflow.network.model import load_keras_model
+    from fpgaflow.stale import refuse_stale_firmware
     from sim.emulator import refuse_non_finite, sample_rows
     from sim.manifest import MANIFEST_FILE
 
@@ -157,8 +157,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     if not (emulator_dir / MANIFEST_FILE).is_file():
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     net = sim.load(emulator_dir)
-    refuse_changed_model(project, net.manifest.meta.get("source_sha256"))
-    refuse_stale_preprocessing(project, net.manifest)  # the scaling --input rows go through
+    refuse_stale_firmware(project, net.manifest)  # the model, and the scaling --input rows go through
     if args.input:
         where = args.input + (f":{args.dataset}" if args.dataset else "")
         x = read_array(args.input, args.dataset)

@@ -197,11 +197,11 @@ def profile_project(
     samples: int = 20_000,
 ) -> dict[str, Any]:
     import sim
-    from fpgaflow.data.scaling import refuse_feature_mismatch, refuse_stale_preprocessing
+    from fpgaflow.data.scaling import refuse_feature_mismatch
     from fpgaflow.network.model import load_keras_model
-    from fpgaflow.network.verify import refuse_changed_model
     from fpgaflow.profiling.plots import ranges_plot, roc_plot
     from fpgaflow.profiling.report import write_report
+    from fpgaflow.stale import refuse_stale_firmware
     from sim.emulator import refuse_non_finite, sample_rows
     from sim.manifest import MANIFEST_FILE
     from sim.network.overflow import count_overflows
@@ -212,9 +212,9 @@ def profile_project(
     net = sim.load(emulator)
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
-    # profile compares the firmware with the float model: one changed since synth reads as a firmware fault
-    refuse_changed_model(project, net.manifest.meta.get("source_sha256"))
-    refuse_stale_preprocessing(project, net.manifest)  # profile scales the project's data with the manifest's
+    # profile compares the firmware with the float model (one changed since synth reads as a firmware
+    # fault) and scales the project's data with the manifest's preprocessing
+    refuse_stale_firmware(project, net.manifest)
     inputs = read_inputs(project, input_path, dataset, labels, samples)
     block = net.manifest.meta.get("preprocessing")
     if inputs.feature_names is not None and isinstance(block, dict) and "features" in block:

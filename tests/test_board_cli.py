@@ -128,3 +128,25 @@ def test_an_offload_board_with_bad_curve_arguments_says_which(tmp_path, tmp_path
     r = board(*common, "--curve-secret", str(tmp_path / "keys/board.key_secret"), "--curve-clients",
               str(tmp_path / "empty"))  # fmt: skip
     assert r.returncode == 2 and "every node would be refused" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_offload_port_in_use_and_a_missing_status_folder_are_one_line_naming_the_option(tmp_path, tmp_path_factory):
+    """Were a zmq.error.ZMQError traceback, and 'No such file or directory: .../s.json.tmp'
+    after the board had started streaming."""
+    from sim.board.runtime import Board, BoardConfig
+
+    manifest = shared_manifest(tmp_path_factory, "tiny_tau")
+    project = manifest.parent.parent
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = Board(BoardConfig(manifest=str(manifest), offload=endpoint))  # holds the port
+    try:
+        r = board("--project", str(project), "--offload", endpoint)
+    finally:
+        first.context.destroy(linger=0)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == f"fpgaflow board: error: --offload {endpoint}: cannot bind (Address already in use)"
+    status = tmp_path / "nodir" / "s.json"
+    r = board("--project", str(project), "--node", f"tcp://127.0.0.1:{free_port()}", "--events", "10", "--status",
+              str(status))  # fmt: skip
+    assert r.returncode == 2 and r.stdout == "", (r.stdout, r.stderr)
+    assert r.stderr.strip() == f"fpgaflow board: error: --status {status}: the folder {status.parent} does not exist"

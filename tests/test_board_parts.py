@@ -169,7 +169,7 @@ def test_replay_ring_keeps_unacknowledged_fragments_in_event_order():
 
 def test_offload_answer_is_the_firmware_result(manifest):
     emu = sim.load(manifest)
-    board = Board(BoardConfig(manifest=str(manifest), source_id=9, offload="tcp://127.0.0.1:1"))
+    board = Board(BoardConfig(manifest=str(manifest), source_id=9, offload=f"tcp://127.0.0.1:{free_port()}"))
     x = emu.input_type.to_raw(np.random.default_rng(2).normal(size=(50, 6)))
     frags = np.zeros(50, p.fragment_dtype(6, 0, 4))
     frags["event"] = np.arange(100, 150)
@@ -254,3 +254,30 @@ def test_the_fault_log_keeps_every_event_and_counts_as_it_goes():
     log.add("error", np.array([7]))
     assert log.counts()["drop"] == 2000 and log.counts()["error"] == 1 and log.counts()["delay"] == 0
     assert np.array_equal(log.arrays()["drop"], np.arange(2000)) and len(log.events["drop"]) < 256 + 3
+
+
+def test_an_offload_address_in_use_and_a_status_folder_missing_are_one_line_before_the_board_starts(
+    tmp_path, manifest, capsys
+):
+    """A second board on a bound --offload port was a ZMQError traceback ('Address already
+    in use') from serve_offload; a --status in a missing folder a FileNotFoundError naming
+    its .tmp once the board streamed.  Both are refused when the board is made."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = Board(BoardConfig(manifest=str(manifest), source_id=1, offload=endpoint))
+    try:
+        message = f"--offload {endpoint}: cannot bind (Address already in use)"
+        with pytest.raises(ValueError) as refused:  # by Board(), so main() says it in one line
+            Board(BoardConfig(manifest=str(manifest), source_id=2, offload=endpoint))
+        assert str(refused.value) == message
+        assert main(BoardConfig(manifest=str(manifest), source_id=2, offload=endpoint)) == 2
+        assert capsys.readouterr().err.splitlines() == [f"board 2: error: {message}"]
+    finally:
+        first.context.destroy(linger=0)
+    status = tmp_path / "nodir" / "s.json"
+    message = f"--status {status}: the folder {status.parent} does not exist"
+    with pytest.raises(ValueError) as refused:
+        Board(BoardConfig(manifest=str(manifest), offload=f"tcp://127.0.0.1:{free_port()}", status_file=str(status)))
+    assert str(refused.value) == message
+    cfg = BoardConfig(manifest=str(manifest), nodes=["tcp://127.0.0.1:1"], events=10, status_file=str(status))
+    assert main(cfg) == 2
+    assert capsys.readouterr().err.splitlines() == [f"board 0: error: {message}"]

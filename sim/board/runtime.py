@@ -122,6 +122,62 @@ class Board:
         self._next_status = 0.0
         self.started = time.time()
         self.context = zmq.Context()
+        self._offload: tuple[zmq.Socket, Any] | None = None
+        try:  # now, each naming its option: they were tracebacks once the board ran
+            if cfg.offload:
+                self._offload = self._bind_offload()
+            self._first_status()
+        except BaseException:
+            self._close_offload()
+            self.context.destroy(linger=0)
+            raise
+
+    def _bind_offload(self) -> tuple[zmq.Socket, Any]:
+        """The ROUTER the node's offload requests reach (a CURVE server with --curve-secret),
+        bound: an address another board (or anything) holds is refused here, naming it."""
+        cfg = self.cfg
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        auth = None
+        try:
+            if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
+                from sim.wire.security import server_curve, start_authenticator
+
+                auth = start_authenticator(self.context, cfg.curve_clients, peers="node")
+                server_curve(sock, cfg.curve_secret)
+            prepare(sock, cfg.offload)
+            sock.bind(cfg.offload)
+        except BaseException as exc:
+            sock.close(linger=0)
+            if auth is not None:
+                auth.stop()
+            if isinstance(exc, zmq.ZMQError):  # 'Address already in use', as the node says it
+                raise ValueError(f"--offload {cfg.offload}: cannot bind ({zmq.strerror(exc.errno)})") from None
+            raise
+        return sock, auth
+
+    def _close_offload(self) -> None:
+        if self._offload is None:
+            return
+        sock, auth = self._offload
+        self._offload = None
+        sock.close(linger=0)
+        if auth is not None:
+            self.counts["curve_refused"] = len(auth.refused)
+            auth.stop()
+
+    def _first_status(self) -> None:
+        """The status file, written once before the board starts: one it cannot write is
+        an error naming --status, not a FileNotFoundError on its .tmp once it streamed."""
+        if not self.cfg.status_file:
+            return
+        path = Path(self.cfg.status_file)
+        try:
+            self.write_status()
+        except OSError as exc:
+            if not path.parent.is_dir():
+                raise ValueError(f"--status {path}: the folder {path.parent} does not exist") from None
+            raise ValueError(f"--status {path}: cannot write it ({exc.strerror or exc})") from None
 
     # -------------------------------------------------------------- reporting
     def stop(self, *_: Any) -> None:
@@ -300,20 +356,12 @@ class Board:
     # ---------------------------------------------------------------- offload
     def serve_offload(self) -> dict[str, Any]:
         """Answer the node's offload requests (DEALER -> this ROUTER) until stopped."""
-        cfg, faults = self.cfg, self.cfg.faults
-        sock = self.context.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        auth = None
+        faults = self.cfg.faults
+        assert self._offload is not None  # bound when the board was made
+        sock = self._offload[0]
         late: list[tuple[float, int, list[bytes]]] = []
         c = self.counts
         try:
-            if cfg.curve_secret:  # only nodes whose public key is in --curve-clients are answered
-                from sim.wire.security import server_curve, start_authenticator
-
-                auth = start_authenticator(self.context, cfg.curve_clients, peers="node")
-                server_curve(sock, cfg.curve_secret)
-            prepare(sock, cfg.offload)
-            sock.bind(cfg.offload)
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
             self.state = "running"
@@ -347,10 +395,7 @@ class Board:
                     c["offload_answered"] += 1
                 self._tick_status()
         finally:
-            sock.close(linger=0)
-            if auth is not None:
-                self.counts["curve_refused"] = len(auth.refused)
-                auth.stop()
+            self._close_offload()
         self.state = "stopped"
         return self._finish()
 

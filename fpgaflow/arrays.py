@@ -78,14 +78,18 @@ def hdf5_dataset(f: Any, path: Path, name: str, key: Any = ()) -> np.ndarray:
 
 
 def write_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """``.npy`` gets the first array (values); ``.npz`` and ``.h5`` get all of them."""
+    """``.npy`` gets the first array (values); ``.npz`` and ``.h5`` get all of them.  Written
+    to the path as given: NumPy appends ``.npy``/``.npz`` to a name that does not end in
+    exactly that (``y.NPZ`` became ``y.NPZ.npz`` while emulate said ``-> y.NPZ``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        np.save(p, next(iter(arrays.values())))
+        with open(p, "wb") as f:
+            np.save(f, next(iter(arrays.values())))
     elif suffix == ".npz":
-        np.savez(p, **arrays)
+        with open(p, "wb") as f:
+            np.savez(f, **arrays)
     elif suffix in (".h5", ".hdf5"):
         import h5py
 

@@ -256,3 +256,16 @@ def test_emulate_and_board_of_a_project_changed_since_synth_say_so(tmp_path, cap
     assert capsys.readouterr().err.startswith(f"fpgaflow board: warning: {root / 'm.h5'}: the model file changed")
     assert main([*args[:1], str(root / "build" / "emulator"), *args[2:]]) == 0  # a bare manifest folder: no project
     assert capsys.readouterr().err == ""
+
+
+def test_outputs_go_to_the_path_given_whatever_the_case_of_its_suffix(tmp_path, manifest, capsys):
+    """NumPy appends .npz/.npy unless the name ends in exactly that: emulate printed
+    '-> y.NPZ' and wrote y.NPZ.npz."""
+    np.save(tmp_path / "x.npy", ROWS)
+    for name in ("y.NPZ", "y.Npy"):
+        out = tmp_path / name
+        assert main(["emulate", str(manifest), "--input", str(tmp_path / "x.npy"), "--output", str(out)]) == 0
+        assert f"-> {out} " in capsys.readouterr().out
+        assert sorted(p.name for p in tmp_path.glob("y.*")) == sorted({"y.NPZ", name})
+        values = np.load(out)["values"] if name.endswith("Z") else np.load(out)
+        assert values.ravel().tolist() == [2.0] * 4

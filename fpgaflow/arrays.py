@@ -24,12 +24,19 @@ from sim.arrays import ArrayFileError, check_samples, load_npy, npz_member, open
 
 def read_array(path: str | os.PathLike, dataset: str | None = None) -> np.ndarray:
     """One array of samples (one row each) from ``.npy``, ``.npz`` (``dataset`` or its only
-    array) or HDF5, refused unless it holds numbers in at least one dimension."""
+    array) or HDF5, refused unless it holds numbers in at least one dimension.  A ``.npy``
+    is one array named after its file, as the ``Data:`` reader names it: another
+    ``dataset`` is refused, not ignored."""
     p = Path(path)
     if not p.is_file():
         raise ProjectError(f"{p}: input file not found")
     suffix = p.suffix.lower()
     if suffix == ".npy":
+        if dataset is not None and dataset != p.stem:
+            raise ProjectError(
+                f"{p}: holds one array, {p.stem!r} (a .npy is named after its file), not {dataset!r}; "
+                "--dataset names an array inside an .npz or HDF5 file"
+            )
         return check_samples(load_npy(p), str(p))
     if suffix == ".npz":
         with open_npz(p) as npz:

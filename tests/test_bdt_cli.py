@@ -474,3 +474,12 @@ def test_verify_refuses_inf_inputs_as_it_refuses_nan(tau, tmp_path, capsys):
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"fpgaflow verify: error: {tmp_path / 'x.npy'}: inf in 1 of 20 rows (row 7 first, "), line
     assert "feature 4), which the firmware's input type ap_fixed<18,9> cannot represent" in line, line
+
+
+def test_verify_input_with_samples_takes_its_first_rows(tau, tmp_path, capsys):
+    """--samples was ignored with --input (all rows verified); now it takes the first ones,
+    as profile's --samples does."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).uniform(0, 100, size=(30, 6)))
+    assert main(["verify", str(tau), "--input", str(tmp_path / "x.npy"), "--samples", "7", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [c["samples"] for c in result["checks"]] == [7] and result["float_model"]["samples_in_range"] == 7

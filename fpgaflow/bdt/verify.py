@@ -30,15 +30,13 @@ def inputs(args: argparse.Namespace, source: SourceModel, cfg: BDTConfig) -> np.
         from fpgaflow.arrays import read_array
         from sim.emulator import refuse_non_finite
 
-        x = read_array(args.input, args.dataset)
+        x = read_array(args.input, args.dataset)[: args.samples]  # --samples: its first rows
         if x.ndim != 2 or x.shape[1] != n_features:
             raise ValueError(f"{args.input}: inputs have shape {x.shape}; the model takes {n_features} features")
         refuse_non_finite(x, args.input + (f":{args.dataset}" if args.dataset else ""), cfg.types["input"])
         if not len(x):
             raise ValueError(f"{args.input}: no samples")
         return x
-    if args.samples < 1:
-        raise ValueError(f"--samples must be at least 1, got {args.samples}")
     return probe_inputs(source.ensemble, cfg.types["input"], args.samples, args.seed)
 
 

@@ -6,6 +6,10 @@ emulator, suggested types, ROC curves and accuracy of the float model vs the fir
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fpgaflow.project import Project
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +26,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="folder for report.md, report.json and the plots (default: build/profile)")
 
 
+def check_options(args: argparse.Namespace, project: Project) -> None:
+    """Refuse options that would be ignored (``--labels`` with the ``Data:`` columns, which
+    carry their own) or misread (``--samples -5`` dropped the last five samples, 0 meant
+    all, where verify refuses values below 1)."""
+    from fpgaflow.errors import UserError
+
+    if args.samples < 1:
+        raise UserError(f"--samples {args.samples}: must be at least 1 (the most samples profiled)")
+    if args.dataset is not None and args.input is None:
+        raise UserError(f"--dataset {args.dataset!r} names an array inside --input, and no --input is given")
+    if args.labels is not None and args.dataset is None and "Data" in project.config:
+        raise UserError(
+            f"--labels {args.labels}: the inputs are read with the project's Data: columns, whose labels are "
+            "Data.Labels; --labels goes with --dataset (the inputs read as one array)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -30,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     if project.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this project is a {project.kind}")
+    check_options(args, project)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from fpgaflow.profiling.profile import profile_project
 

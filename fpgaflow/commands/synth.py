@@ -23,10 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fpgaflow.project import load_project
+    from fpgaflow.project import ProjectError, load_project
 
     project = load_project(args.project)
     if project.kind == "network":
+        if args.open_synth:  # was ignored: synth ran, and the report had no resource counts
+            raise ProjectError(
+                f"{project.file}: --open-synth runs GHDL + yosys on a BDT's VHDL (Backend: vhdl); a network's "
+                "firmware is HLS C++, synthesized by the vendor's tool (--vendor)"
+            )
         from fpgaflow.network.synth import synth
     else:
         from fpgaflow.bdt.synth import synth

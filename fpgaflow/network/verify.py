@@ -160,7 +160,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     refuse_stale_firmware(project, net.manifest)  # the model, and the scaling --input rows go through
     if args.input:
         where = args.input + (f":{args.dataset}" if args.dataset else "")
-        x = read_array(args.input, args.dataset)
+        x = read_array(args.input, args.dataset)[: args.samples]  # --samples: its first rows
         sample_rows(x, net.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit
         x = net.preprocess(x)  # raw features, as `emulate` takes them
         features = (net.manifest.meta.get("preprocessing") or {}).get("features")

@@ -1,0 +1,81 @@
+"""Command-line options that were ignored or misread without a word: refused in one line
+naming the option, or given the meaning the help says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bdt_helpers import one_tree_manifest
+
+from fpgaflow.cli import main
+
+
+def _error(capsys) -> str:
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+def _network_project(folder: Path, data: bool = False) -> Path:
+    """A network project file (its model need not exist: these options are refused first)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "KerasH5: m.h5\n"
+    if data:
+        text += "Data: {File: d.npz, Features: [a, b], Labels: y}\n"
+    (folder / "project.yml").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--samples", "0"], "--samples 0: must be at least 1"),
+        (["--samples", "-5"], "--samples -5: must be at least 1"),
+        (["--seed", "-1"], "--seed -1: must be a whole number >= 0"),  # was NumPy's 'expected non-negative integer'
+        (["--input", "x.npy", "--seed", "3"], "--seed draws the random inputs; with --input there are none to draw"),
+        (["--dataset", "x"], "--dataset 'x' names an array inside --input, and no --input is given"),
+    ],
+)
+def test_verify_options_that_would_be_ignored_or_misread_are_refused(tmp_path, capsys, args, message):
+    assert main(["verify", str(tmp_path / "nowhere"), *args]) == 2
+    assert _error(capsys) == f"fpgaflow verify: error: {message}"
+
+
+@pytest.mark.parametrize(
+    "args, data, message",
+    [
+        (["--samples", "-5"], False, "--samples -5: must be at least 1 (the most samples profiled)"),  # dropped 5
+        (["--samples", "0"], False, "--samples 0: must be at least 1 (the most samples profiled)"),  # meant all
+        (["--dataset", "x"], True, "--dataset 'x' names an array inside --input, and no --input is given"),
+        (["--input", "d.root", "--labels", "y.npy"], True, "--labels y.npy: the inputs are read with the project's "
+         "Data: columns, whose labels are Data.Labels; --labels goes with --dataset (the inputs read as one array)"),
+    ],
+)  # fmt: skip
+def test_profile_options_that_would_be_ignored_or_misread_are_refused(tmp_path, capsys, args, data, message):
+    project = _network_project(tmp_path / "p", data)
+    assert main(["profile", str(project), *args]) == 2
+    assert _error(capsys) == f"fpgaflow profile: error: {message}"
+
+
+def test_bdt_options_on_a_network_project_are_refused_not_ignored(tmp_path, capsys):
+    project = _network_project(tmp_path / "p")
+    assert main(["synth", str(project), "--open-synth"]) == 2
+    assert _error(capsys).startswith(f"fpgaflow synth: error: {project / 'project.yml'}: --open-synth runs GHDL")
+    assert main(["verify", str(project), "--rtl"]) == 2
+    assert _error(capsys).startswith(f"fpgaflow verify: error: {project / 'project.yml'}: --rtl simulates a BDT's")
+
+
+def test_a_dataset_name_a_npy_file_does_not_hold_is_refused(tmp_path, capsys):
+    """--dataset was ignored for a .npy; its one array is named after the file, as the
+    Data: reader names it (profile reads a .npy as one array with --dataset NAME)."""
+    manifest = one_tree_manifest(tmp_path / "bdt")
+    np.save(tmp_path / "x.npy", np.full((4, 2), 1.5))
+    args = ["emulate", str(manifest), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]
+    assert main([*args, "--dataset", "x"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--dataset", "features"]) == 2
+    assert _error(capsys) == (
+        f"fpgaflow emulate: error: {tmp_path / 'x.npy'}: holds one array, 'x' (a .npy is named after its file), "
+        "not 'features'; --dataset names an array inside an .npz or HDF5 file"
+    )

@@ -79,3 +79,21 @@ def test_a_dataset_name_a_npy_file_does_not_hold_is_refused(tmp_path, capsys):
         f"fpgaflow emulate: error: {tmp_path / 'x.npy'}: holds one array, 'x' (a .npy is named after its file), "
         "not 'features'; --dataset names an array inside an .npz or HDF5 file"
     )
+
+
+def test_network_verify_compares_with_the_float_model_on_the_inputs_the_type_holds():
+    """As BDT verify does: the random inputs reach 25% beyond the input type, where the port
+    wraps or saturates (the firmware's business), and the max |diff| over all of them
+    (7.969 for a 6-bit QKeras model) hid the precision on the others (0 there)."""
+    from types import SimpleNamespace
+
+    from fpgaflow.network.verify import float_agreement
+    from sim.fixed import FixedType
+
+    net = SimpleNamespace(input_type=FixedType.parse("ap_fixed<8,3>"))  # holds -4 .. 3.96875
+    x = np.array([[0.5, 1.0], [10.0, 0.0], [-1.0, -4.0], [1.0, 1.0]])
+    firmware = np.array([[0.5, 0.0], [-6.0, 1.0], [-1.0, 0.0], [2.0, 0.0]])
+    keras = np.array([[0.25, 0.0], [10.0, 0.0], [-1.0, 0.0], [np.nan, 0.0]])
+    got = float_agreement(net, x, firmware, keras)
+    assert got == {"samples_in_range": 3, "max_abs_diff": 0.25, "non_finite_samples": 1, "argmax_agreement": 1.0}
+    assert float_agreement(net, x[1:2], firmware[1:2], keras[1:2])["max_abs_diff"] is None  # none in range

@@ -194,9 +194,10 @@ def test_verify_comparison_with_non_finite_float_outputs_is_valid_json(synthesiz
     x = np.random.default_rng(0).normal(size=(6, 4))
     out = net.trace(x)[net.output_name]
     keras = out.values.astype(np.float64).copy()
-    keras[2] = np.nan  # what Keras answers for an inf input
+    keras[2] = np.nan  # what a float model that overflows answers
     result = compare(net, x, out.values, {}, keras)
     text = json.dumps(result, allow_nan=False)
-    assert json.loads(text)["float_model"] == {"max_abs_diff": 0.0, "non_finite_samples": 1, "argmax_agreement": 1.0}
+    want = {"samples_in_range": 6, "max_abs_diff": 0.0, "non_finite_samples": 1, "argmax_agreement": 1.0}
+    assert json.loads(text)["float_model"] == want
     keras[:] = np.nan
     assert compare(net, x, out.values, {}, keras)["float_model"]["max_abs_diff"] is None

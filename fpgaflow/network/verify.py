@@ -94,20 +94,31 @@ def compare(net: Any, x: np.ndarray, csim_y: np.ndarray, csim_trace: dict, keras
             "got_raw": int(out.raw.reshape(n, -1)[s, i]),
         }
     if keras_y is not None:
-        k = np.asarray(keras_y, dtype=np.float64).reshape(n, -1)
-        v = out.values.reshape(n, -1)
-        finite = np.isfinite(k).all(axis=1)  # an inf input can make the float model answer NaN
-        k, v = k[finite], v[finite]
-        diff = np.abs(k - v)
-        result["float_model"] = {
-            # over the samples with finite float outputs; null when there are none (JSON has no NaN)
-            "max_abs_diff": float(diff.max()) if diff.size else (None if n else 0.0),
-            "non_finite_samples": int(n - finite.sum()),
-            "argmax_agreement": (
-                float(np.mean(k.argmax(axis=1) == v.argmax(axis=1))) if k.shape[1] > 1 and len(k) else None
-            ),
-        }
+        result["float_model"] = float_agreement(net, x, out.values, keras_y)
     return result
+
+
+def float_agreement(net: Any, x: np.ndarray, values: np.ndarray, keras_y: np.ndarray) -> dict[str, Any]:
+    """Firmware vs float model on the inputs the input type can hold, as BDT verify compares
+    them: the others wrap or saturate at the input port, which is the firmware's business,
+    not a precision loss (the random inputs reach 25% beyond the type: a 6-bit QKeras
+    model read max |diff| 7.969 over all of them, 0 over those in range).  Over the samples whose float outputs
+    are finite (a float model can overflow); null where no sample is left (JSON has no NaN)."""
+    n = len(x)
+    t = net.input_type
+    flat = np.asarray(x, dtype=np.float64).reshape(n, -1)
+    inside = np.all((flat >= t.min_value) & (flat <= t.max_value), axis=1)
+    k = np.asarray(keras_y, dtype=np.float64).reshape(n, -1)[inside]
+    v = np.asarray(values).reshape(n, -1)[inside]
+    finite = np.isfinite(k).all(axis=1)
+    k, v = k[finite], v[finite]
+    diff = np.abs(k - v)
+    return {
+        "samples_in_range": int(inside.sum()),
+        "max_abs_diff": float(diff.max()) if diff.size else None,
+        "non_finite_samples": int(len(finite) - finite.sum()),
+        "argmax_agreement": float(np.mean(k.argmax(axis=1) == v.argmax(axis=1))) if k.shape[1] > 1 and len(k) else None,
+    }
 
 
 def csim_model(model: Any, settings: Any, workdir: Path) -> Any:
@@ -202,7 +213,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         if "float_model" in result:
             f = result["float_model"]
             agree = (
-                f" , argmax agreement {f['argmax_agreement'] * 100:.2f}%" if f["argmax_agreement"] is not None else ""
+                f", argmax agreement {f['argmax_agreement'] * 100:.2f}%" if f["argmax_agreement"] is not None else ""
             )
             diff = "n/a" if f["max_abs_diff"] is None else f"{f['max_abs_diff']:.4g}"
             odd = (
@@ -210,5 +221,8 @@ def verify(project: Project, args: argparse.Namespace) -> int:
                 if f["non_finite_samples"]
                 else ""
             )
-            print(f"verify: float Keras model: max |diff| {diff}{odd}{agree}")
+            print(
+                f"verify: float Keras model on the {f['samples_in_range']} inputs inside the input type: "
+                f"max |diff| {diff}{odd}{agree}"
+            )
     return 0 if ok else 1

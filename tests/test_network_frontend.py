@@ -190,7 +190,8 @@ def test_layer_class_unknown_to_keras_is_named(tmp_path):
         if layer["name"] == "inp_q":
             layer.update(class_name="FixedPointQuantizer", module="hls4ml.utils.fixed_point_quantizer")
     (tmp_path / "proxy.json").write_text(json.dumps(config))
-    project = write_project(tmp_path, {"KerasJson": "proxy.json"})
+    model.save_weights(tmp_path / "proxy_weights.h5")
+    project = write_project(tmp_path, {"KerasJson": "proxy.json", "KerasH5": "proxy_weights.h5"})
     with pytest.raises(
         ProjectError,
         match=r"layer 'inp_q' is of class FixedPointQuantizer \(module hls4ml.utils.fixed_point_quantizer\), "
@@ -232,6 +233,18 @@ def test_missing_model_file_names_the_path(tmp_path):
 
     with pytest.raises(ProjectError, match=r"KerasH5 names 'KERAS_3layer_weights.h5', but .*KERAS_3layer_weights.h5"):
         _synth(config)
+
+
+def test_keras_json_without_weights_is_refused(tmp_path, capsys):
+    """Keras builds a JSON-only model with random weights: synth built firmware from them
+    (exit 0), and verify, loading the model again, drew other ones and reported a false
+    emulator divergence."""
+    config = write_project(tmp_path, {"KerasJson": "KERAS_3layer.json"}, JET_FILES)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(f"fpgaflow synth: error: {config}: KerasJson is set without KerasH5"), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "build").exists()
 
 
 @pytest.mark.parametrize(

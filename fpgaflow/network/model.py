@@ -26,13 +26,18 @@ def load_keras_model(project: Project) -> Any:
     import tensorflow as tf
 
     cfg, objects = project.config, custom_objects()
+    if "KerasJson" in cfg and "KerasH5" not in cfg:
+        # Keras would initialise the weights at random: firmware from random numbers, and
+        # verify, which loads the model again, would draw other ones and report a divergence
+        raise ProjectError(
+            f"{project.file}: KerasJson is set without KerasH5: the JSON holds the architecture only; "
+            "name the weights file with KerasH5 (or give the full model with KerasH5 or KerasModel alone)"
+        )
     try:
         if "KerasJson" in cfg:
             path = project.existing("KerasJson")
             model = tf.keras.models.model_from_json(path.read_text(), custom_objects=objects)
-            if "KerasH5" in cfg:
-                weights = project.existing("KerasH5")
-                model.load_weights(str(weights))
+            model.load_weights(str(project.existing("KerasH5")))
             return model
         key = "KerasH5" if "KerasH5" in cfg else "KerasModel"
         path = project.existing(key)

@@ -321,6 +321,30 @@ def test_verify_refuses_a_model_changed_since_synth(tmp_path, capsys):
     )
 
 
+def test_verify_refuses_a_manifest_whose_weights_differ_from_the_model(tmp_path, capsys):
+    """Only the layer metadata was compared: a manifest whose weights are not what hls4ml
+    builds from the model now (a model that loads with other weights each time, another
+    hls4ml) went on to the C simulation and read as an emulator divergence."""
+    from sim.manifest import read_manifest, write_manifest
+
+    config = write_project(tmp_path / "p", dict(JET), JET_FILES)
+    project = _synth(config)
+    emulator = project.build_dir / "emulator"
+    m = read_manifest(emulator)
+    arrays = dict(m.arrays)
+    name = next(s for s in m.meta["layers"] if s["name"] == "fc2_relu")["arrays"]["weight"]
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[5] += 1
+    write_manifest(emulator, {k: v for k, v in m.meta.items() if k != "id"}, arrays)
+    capsys.readouterr()
+    assert _cli("verify", config, "--samples", "10") == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"fpgaflow verify: error: {emulator}: the manifest does not match the project any more (the weights of "
+        "'fc2_relu' differ from what hls4ml builds from the model now); re-run `fpgaflow synth`"
+    ), err
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""
@@ -357,10 +381,15 @@ def test_emulator_threads_survive_fork(jet_project):
 
 
 @pytest.mark.oracle
-def test_verify_exits_1_and_names_the_layer_when_the_firmware_differs(tmp_path, capsys):
-    """A manifest whose fc2 weights no longer match the firmware: ``fpgaflow verify``
-    (real csim) must exit 1 and report fc2_relu as the first diverging layer."""
+def test_verify_exits_1_and_names_the_layer_when_the_firmware_differs(tmp_path, capsys, monkeypatch):
+    """An emulator that computes fc2_relu otherwise than the firmware (a manifest whose fc2
+    weights are off by one LSB, standing in for an emulator bug; verify's stale-manifest
+    check, which refuses such a manifest, is bypassed): ``fpgaflow verify`` (real csim)
+    must exit 1 and report fc2_relu as the first diverging layer."""
+    from fpgaflow.network import verify
     from sim.manifest import read_manifest, write_manifest
+
+    monkeypatch.setattr(verify, "refuse_stale_manifest", lambda *args: None)
 
     config = write_project(tmp_path / "p", dict(JET), JET_FILES)
     _synth(config)

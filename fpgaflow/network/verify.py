@@ -153,6 +153,34 @@ def refuse_changed_model(project: Project, synthesized: str | None) -> None:
         )
 
 
+def refuse_stale_manifest(manifest: Any, meta: dict, arrays: dict, emulator_dir: Path) -> None:
+    """The firmware hls4ml builds now (``meta``, ``arrays``) against the manifest synth
+    wrote: its layers and their weights.  The model files' hash catches a model changed
+    since synth; this catches the rest (another hls4ml, or a model that loads with other
+    weights each time), which would otherwise read as an emulator divergence."""
+    layers = manifest.meta["layers"]
+    stale = [a["name"] for a, b in zip(meta["layers"], layers, strict=False) if a != b]
+    if stale or len(meta["layers"]) != len(layers):
+        raise ProjectError(
+            f"{emulator_dir}: the manifest does not match the project any more "
+            f"(layers differ: {', '.join(stale) or 'layer count'}); re-run `fpgaflow synth`"
+        )
+    differ = [
+        spec["name"]
+        for spec in meta["layers"]
+        if any(
+            name not in manifest.arrays or not np.array_equal(arrays[name], manifest.arrays[name])
+            for name in (spec.get("arrays") or {}).values()
+        )
+    ]
+    if differ:
+        raise ProjectError(
+            f"{emulator_dir}: the manifest does not match the project any more (the weights of "
+            f"{', '.join(map(repr, differ))} differ from what hls4ml builds from the model now); "
+            "re-run `fpgaflow synth`"
+        )
+
+
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array
@@ -182,13 +210,8 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     model = load_keras_model(project)
     with tempfile.TemporaryDirectory(prefix="fpgaflow-csim-") as tmp:
         hls_model = csim_model(model, settings, Path(tmp) / "hls")
-        meta, _ = manifest_content(hls_model, settings, net.manifest.meta.get("source_sha256", ""))
-        stale = [a["name"] for a, b in zip(meta["layers"], net.manifest.meta["layers"], strict=False) if a != b]
-        if stale or len(meta["layers"]) != len(net.manifest.meta["layers"]):
-            raise ProjectError(
-                f"{emulator_dir}: the manifest does not match the project any more "
-                f"(layers differ: {', '.join(stale) or 'layer count'}); re-run `fpgaflow synth`"
-            )
+        meta, arrays = manifest_content(hls_model, settings, net.manifest.meta.get("source_sha256", ""))
+        refuse_stale_manifest(net.manifest, meta, arrays, emulator_dir)
         t0 = time.monotonic()
         _say(f"compiling the C simulation and running {len(x)} samples")
         csim_y, trace = csim_trace(hls_model, x)

@@ -345,6 +345,44 @@ def test_verify_refuses_a_manifest_whose_weights_differ_from_the_model(tmp_path,
     ), err
 
 
+@pytest.mark.parametrize(("name", "suggestion"), [("jet-tagger", "jet_tagger"), ("my project", "my_project"),
+                                                    (123, "n_123"), ("int", "n_int")])  # fmt: skip
+def test_a_project_name_that_is_not_a_cpp_identifier_is_refused(tmp_path, capsys, name, suggestion):
+    """hls4ml names the top function, the files and the csim library after ProjectName:
+    synth built `jet-tagger` (exit 0), verify then failed with g++ errors and a traceback."""
+    config = write_project(tmp_path, {**JET, "ProjectName": name}, JET_FILES)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"fpgaflow synth: error: {config}: ProjectName {str(name)!r} is not a C++ identifier, and hls4ml names the "
+        "firmware's functions, types and variables after it (letters, digits and _, not starting with a digit, "
+        f"not a keyword): give another name, e.g. {suggestion!r}"
+    ]
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("name", ["fc-1", "out.put"])
+def test_a_layer_name_that_is_not_a_cpp_identifier_is_refused(tmp_path, capsys, name):
+    """hls4ml names the layer's variables and types after it (`fc-1_weight_t`): synth
+    built the project, verify failed with g++ errors and a traceback."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input((4,), name="inp")
+    h = tf.keras.layers.Dense(3, activation="relu", name="fc")(inp)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2, name=name)(h))
+    files = save_keras(model, tmp_path / "src", "m")
+    config = write_project(tmp_path / "p", {"KerasJson": "m.json", "KerasH5": "m_weights.h5"}, files)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(
+        f"fpgaflow synth: error: {config}: layer {name!r} (Dense): its name is not a C++ identifier"
+    ), err
+    assert err.splitlines()[-1].endswith(
+        f"rename the layer in the model, e.g. {name.replace('-', '_').replace('.', '_')!r}"
+    )
+    assert "Traceback" not in err and not (tmp_path / "p" / "build").exists()
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""

@@ -94,12 +94,43 @@ def read_settings(project: Project) -> NetworkSettings:
     return NetworkSettings(
         project=project,
         backend=match[0],
-        project_name=str(cfg.get("ProjectName") or "myproject"),
+        project_name=_project_name(where, cfg.get("ProjectName")),
         part=cfg.get("Part"),
         clock_period=_clock_period(where, cfg.get("ClockPeriod")),
         io_type=io_type,
         hls_config=checked,
     )
+
+
+CPP_KEYWORDS = frozenset(
+    "alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class "
+    "compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype "
+    "default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline "
+    "int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public "
+    "register reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch "
+    "template this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile "
+    "wchar_t while xor xor_eq".split()
+)
+
+
+def c_name(where: str, what: str, name: str, hint: str = "") -> str:
+    """``name`` if it can name C++ functions, types and variables, as hls4ml uses the
+    project's and the layers' names; else refused before anything is written (it
+    built, and the C simulation then failed with g++'s errors and a traceback)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name not in CPP_KEYWORDS:
+        return name
+    suggestion = re.sub(r"\W", "_", name)
+    if not suggestion or suggestion[0].isdigit() or suggestion in CPP_KEYWORDS:
+        suggestion = "n_" + suggestion
+    raise ProjectError(
+        f"{where}: {what} is not a C++ identifier, and hls4ml names the firmware's functions, types and variables "
+        f"after it (letters, digits and _, not starting with a digit, not a keyword): {hint}e.g. {suggestion!r}"
+    )
+
+
+def _project_name(where: str, value: Any) -> str:
+    name = str(value or "myproject")
+    return c_name(where, f"ProjectName {name!r}", name, "give another name, ")
 
 
 def _clock_period(where: str, value: Any) -> float | None:

@@ -10,6 +10,7 @@ from fpgaflow.network.config import (
     LAYER_KEYS,
     LayerInfo,
     NetworkSettings,
+    c_name,
     check_table_sizes,
     merge_hls_config,
     normalised,
@@ -120,6 +121,9 @@ def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool
     """``hls4ml.converters.convert_from_keras_model`` with the project's settings."""
     check_supported(model, str(settings.project.file))
     layer_list, outputs = keras_layer_list(model)  # once: the config, then the merged-away layers
+    for layer in layer_list:  # the layers hls4ml builds, split-off activations included
+        what = f"layer {layer['name']!r} ({layer['class_name']}): its name"
+        c_name(str(settings.project.file), what, layer["name"], "rename the layer in the model, ")
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
         "project_name": settings.project_name,

@@ -383,6 +383,49 @@ def test_a_layer_name_that_is_not_a_cpp_identifier_is_refused(tmp_path, capsys, 
     assert "Traceback" not in err and not (tmp_path / "p" / "build").exists()
 
 
+def test_a_merge_of_three_inputs_is_refused_by_layer(tmp_path, capsys):
+    """hls4ml's parser raised 'Merging more than two tensors is not yet supported' as a
+    raw traceback (exit 1)."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input((4,), name="inp")
+    branches = [tf.keras.layers.Dense(3, name=f"d{i}")(inp) for i in range(3)]
+    model = tf.keras.Model(inp, tf.keras.layers.Add(name="sum3")(branches))
+    files = save_keras(model, tmp_path / "src", "m")
+    config = write_project(tmp_path / "p", {"KerasJson": "m.json", "KerasH5": "m_weights.h5"}, files)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"fpgaflow synth: error: {config}: layer 'sum3' of type Add: it merges 3 inputs, hls4ml merges two "
+        "(chain two-input Add layers instead)"
+    ), err
+
+
+def test_an_hls4ml_parser_error_is_one_line_naming_the_layer(tmp_path, capsys):
+    """hls4ml's per-layer parsers raise bare Exceptions ('Unsupported QKeras activation:
+    quantized_ulaw'), which escaped as raw tracebacks (exit 1): they ran outside the
+    conversion's error handling (the parse for the configuration)."""
+    import tensorflow as tf
+    from qkeras import QActivation, quantized_ulaw
+
+    inp = tf.keras.Input((4,), name="inp")
+    h = QActivation(quantized_ulaw(8, 0), name="ul")(tf.keras.layers.Dense(3, name="fc")(inp))
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2, name="out")(h))
+    model.save(tmp_path / "m.h5")  # (its JSON does not load: QKeras cannot deserialize the quantizer)
+    config = write_project(tmp_path / "p", {"KerasH5": str(tmp_path / "m.h5")})
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"fpgaflow synth: error: {config}: hls4ml could not convert the model: layer 'ul' (QActivation): "
+        "Unsupported QKeras activation: quantized_ulaw"
+    ), err
+    from hls4ml.converters import get_supported_keras_layers
+    from hls4ml.converters.keras_v2_to_hls import layer_handlers
+
+    assert all(h.__name__ != "parse" for h in layer_handlers.values())  # hls4ml's own parsers again
+    assert "QActivation" in get_supported_keras_layers()
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""

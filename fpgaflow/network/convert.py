@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,46 @@ def check_supported(model: Any, where: str) -> None:
             why = check(layer)
             if why:
                 raise ProjectError(f"{where}: layer {layer.name!r} of type {cls}: {why}")
+
+
+@contextmanager
+def hls4ml_errors(where: str) -> Iterator[None]:
+    """hls4ml's errors while it parses or converts the model as one line naming the
+    project file and, where the error comes from a layer's parser, that layer (hls4ml
+    raises bare ``Exception('ERROR: ...')`` from its per-layer handlers: 'Merging more
+    than two tensors is not yet supported', 'Unsupported QKeras activation: ...')."""
+    import importlib
+
+    handlers = importlib.import_module("hls4ml.converters.keras_v2_to_hls").layer_handlers
+    saved = dict(handlers)
+    failed: list[dict[str, Any]] = []
+
+    def named(handler: Any) -> Any:
+        def parse(keras_layer: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            try:
+                return handler(keras_layer, *args, **kwargs)
+            except Exception:
+                failed.append(keras_layer)
+                raise
+
+        return parse
+
+    handlers.update({cls: named(handler) for cls, handler in saved.items()})
+    try:
+        yield
+    except ProjectError:
+        raise
+    except Exception as exc:
+        text = str(exc).removeprefix("ERROR: ")
+        why = text if type(exc) is Exception else f"{type(exc).__name__}: {text}"
+        if failed:
+            layer = failed[0]
+            name = (layer.get("config") or {}).get("name", "?")
+            why = f"layer {name!r} ({layer.get('class_name', '?')}): {why}"
+        raise ProjectError(f"{where}: hls4ml could not convert the model: {why}") from None
+    finally:
+        handlers.clear()
+        handlers.update(saved)
 
 
 def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
@@ -99,10 +141,11 @@ def hls_config(
 
     from fpgaflow.network.quantizers import exact_weight_types, quantizer_types
 
-    with exact_weight_types():
+    with hls4ml_errors(str(settings.project.file)), exact_weight_types():
         base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
     if layer_list is None:
-        layer_list, _ = keras_layer_list(model)
+        with hls4ml_errors(str(settings.project.file)):
+            layer_list, _ = keras_layer_list(model)
     fixes, fixed = quantizer_types(layer_list, str(settings.project.file))
     for name, right in fixes.items():  # before the user's entries: a LayerName result type still wins
         base["LayerName"][name]["Precision"]["result"] = right
@@ -120,7 +163,8 @@ def hls_config(
 def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool = False) -> Any:
     """``hls4ml.converters.convert_from_keras_model`` with the project's settings."""
     check_supported(model, str(settings.project.file))
-    layer_list, outputs = keras_layer_list(model)  # once: the config, then the merged-away layers
+    with hls4ml_errors(str(settings.project.file)):
+        layer_list, outputs = keras_layer_list(model)  # once: the config, then the merged-away layers
     for layer in layer_list:  # the layers hls4ml builds, split-off activations included
         what = f"layer {layer['name']!r} ({layer['class_name']}): its name"
         c_name(str(settings.project.file), what, layer["name"], "rename the layer in the model, ")
@@ -190,7 +234,7 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
     from fpgaflow.network.folding import qkeras_folded_convolutions
     from fpgaflow.network.quantizers import exact_weight_types, quantized_batchnorm_parameters
 
-    try:
+    with hls4ml_errors(str(settings.project.file)):
         with (
             exact_weight_types(),
             quantized_batchnorm_parameters(model) as notes,
@@ -198,15 +242,9 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
             qkeras_thresholds(str(settings.project.file)) as thresholds,
         ):
             hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
-        for note in notes + folded + thresholds:
-            _warn(settings, note)
-        return hls_model
-    except ProjectError:
-        raise
-    except Exception as exc:
-        raise ProjectError(
-            f"{settings.project.file}: hls4ml could not convert the model: {type(exc).__name__}: {exc}"
-        ) from None
+    for note in notes + folded + thresholds:
+        _warn(settings, note)
+    return hls_model
 
 
 @dataclass

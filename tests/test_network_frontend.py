@@ -426,6 +426,28 @@ def test_an_hls4ml_parser_error_is_one_line_naming_the_layer(tmp_path, capsys):
     assert "QActivation" in get_supported_keras_layers()
 
 
+@pytest.mark.parametrize("layer", ["Conv2D", "MaxPooling2D"])
+def test_channels_first_layers_are_refused_by_layer(tmp_path, capsys, layer):
+    """A channels_first Conv2D reached hls4ml, which failed with 'cannot reshape array of
+    size 0 into shape (0,newaxis)'; the docs list channels_first among the layers synth
+    refuses by name and type."""
+    import tensorflow as tf
+
+    k = tf.keras.layers
+    inp = tf.keras.Input((2, 6, 6), name="inp")
+    made = k.Conv2D(3, 3, data_format="channels_first", name="c") if layer == "Conv2D" else None
+    made = made or k.MaxPooling2D(2, data_format="channels_first", name="c")
+    model = tf.keras.Model(inp, k.Dense(2, name="out")(k.Flatten(name="flat")(made(inp))))
+    files = save_keras(model, tmp_path / "src", "m")
+    config = write_project(tmp_path / "p", {"KerasJson": "m.json", "KerasH5": "m_weights.h5"}, files)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"fpgaflow synth: error: {config}: layer 'c' of type {layer}: data_format 'channels_first' is not "
+        "supported (supported: channels_last)"
+    ), err
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""

@@ -33,10 +33,21 @@ def check_supported(model: Any, where: str) -> None:
                 f"{where}: layer {layer.name!r} of type {cls} is not supported "
                 f"(supported: {', '.join(sorted(KERAS_CLASSES))})"
             )
-        for check in KERAS_CHECKS.get(cls, ()):
+        checks = [*KERAS_CHECKS.get(cls, ()), channels_last]
+        for check in checks:
             why = check(layer)
             if why:
                 raise ProjectError(f"{where}: layer {layer.name!r} of type {cls}: {why}")
+
+
+def channels_last(layer: Any) -> str | None:
+    """hls4ml 1.3.0 fails deep inside on a ``channels_first`` convolution ('cannot reshape
+    array of size 0'), and a ``channels_first`` Flatten or pooling would order the values
+    otherwise than the emulator: any layer with that data format is refused."""
+    fmt = layer.get_config().get("data_format")
+    if fmt not in (None, "channels_last"):
+        return f"data_format {fmt!r} is not supported (supported: channels_last)"
+    return None
 
 
 @contextmanager

@@ -448,6 +448,23 @@ def test_channels_first_layers_are_refused_by_layer(tmp_path, capsys, layer):
     ), err
 
 
+def test_a_scaling_for_another_number_of_features_is_refused(tmp_path, capsys):
+    """synth exported a 8-feature scaling with the 16-input network; every consumer of
+    the manifest (emulate, verify, the board) refused it later."""
+    from fpgaflow.data import fit_scaling
+
+    fit_scaling("none", np.zeros((1, 8)), [f"f{i}" for i in range(8)]).save(tmp_path / "scaling8.json")
+    config = write_project(tmp_path, {**JET, "Preprocessing": "scaling8.json"}, JET_FILES)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"fpgaflow synth: error: {config}: the input scaling {tmp_path / 'scaling8.json'} is for 8 features, but "
+        "the network takes 16 per sample (input shape (16,)); name the scaling fitted for this model with the "
+        "Preprocessing key, or re-run `fpgaflow train`"
+    ), err
+    assert not (tmp_path / "build").exists()
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""

@@ -167,6 +167,18 @@ def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.nd
     return scaling.manifest_block()
 
 
+def refuse_feature_count(project: Any, features: list[str], input_shape: tuple[int | None, ...]) -> None:
+    """The scaling must be for as many features as the network takes per sample (its
+    input's last axis, which the preprocessing scales): synth exported a 16-feature
+    scaling with an 8-input model, and every consumer of the manifest refused it later."""
+    if input_shape and input_shape[-1] is not None and len(features) != input_shape[-1]:
+        raise DataError(
+            f"{project.file}: the input scaling {scaling_file(project)} is for {len(features)} features, but the "
+            f"network takes {input_shape[-1]} per sample (input shape {tuple(input_shape)}); name the scaling "
+            "fitted for this model with the Preprocessing key, or re-run `fpgaflow train`"
+        )
+
+
 def columns_match(specs: list[Any], recorded: list[str]) -> bool:
     """Whether the feature names a scaling recorded (``f0``, ``c_z[0]``..., ``c_z_mask[0]``...)
     are what ``Data.Features`` (``FeatureSpec`` list) gives, in the same order, without

@@ -45,7 +45,7 @@ def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
 
 
 def synth(project: Project, args: argparse.Namespace | None = None) -> int:
-    from fpgaflow.data.scaling import project_preprocessing
+    from fpgaflow.data.scaling import project_preprocessing, refuse_feature_count
     from fpgaflow.network.config import model_files, read_settings
     from fpgaflow.network.convert import convert
     from fpgaflow.network.manifest import manifest_content
@@ -65,6 +65,8 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     build = project.build_dir
     _say(f"loading {', '.join(str(f) for f in files)}")
     model = load_keras_model(project)
+    if preprocessing is not None and isinstance(model.input_shape, tuple):  # several inputs: refused below
+        refuse_feature_count(project, preprocessing[0]["features"], model.input_shape[1:])
     _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
     hls_model = convert(model, settings, build / "hls")
     checks = weight_checks(hls_model)

@@ -68,3 +68,44 @@ def test_manifest_preprocessing_matches_training_scaling_bit_for_bit(tmp_path):
 def test_manifest_without_preprocessing_passes_inputs_through(tmp_path):
     write_manifest(tmp_path, {"kind": "network"}, {})
     assert np.array_equal(apply_preprocessing(read_manifest(tmp_path), X), X)
+
+
+def _project(tmp_path, **config):
+    from fpgaflow.project import Project
+
+    return Project("network", tmp_path / "project.yml", {"KerasH5": "model.h5", **config})
+
+
+def test_own_model_with_data_and_no_training_needs_no_fitted_scaling(tmp_path):
+    """A project with its own model and a Data block (for profile) but no Training block:
+    synth refused it for want of scaling.json ("run fpgaflow train"), which train cannot
+    write without a Training block.  ``Scaling: none`` means raw features: no
+    preprocessing; any other scaling is refused saying how to give it."""
+    from fpgaflow.data.scaling import project_preprocessing
+
+    data = {"File": "data.npz", "Features": "X", "Labels": "y"}
+    assert project_preprocessing(_project(tmp_path, Data={**data, "Scaling": "none"})) is None
+    for scaling, given in (
+        (None, "'standard'"),
+        ("minmax", "'minmax'"),
+        ({"Offset": 1, "Scale": 2}, "{Offset, Scale}"),
+    ):
+        block = data if scaling is None else {**data, "Scaling": scaling}
+        with pytest.raises(DataError) as err:
+            project_preprocessing(_project(tmp_path, Data=block))
+        assert str(err.value) == (
+            f"{tmp_path / 'project.yml'}: Data.Scaling is {given}, but the project has no Training block, so no "
+            f"scaling was fitted ({tmp_path / 'scaling.json'} does not exist) and `fpgaflow train` cannot fit one: if "
+            "the model takes the raw features, set Data.Scaling: none; if it was trained on scaled features, name a "
+            "scaling file with those numbers with the Preprocessing key (its format: docs/training.md), or add a "
+            "Training block and run `fpgaflow train`"
+        )
+    # a project that trains still needs its training's scaling
+    with pytest.raises(DataError, match=r"scaling\.json does not exist; run `fpgaflow train"):
+        project_preprocessing(_project(tmp_path, Data={**data, "Scaling": "none"}, Training={}))
+    # the scaling a model was trained with, written by hand, as docs/training.md describes it
+    (tmp_path / "mine.json").write_text(
+        '{"format": "fpgaflow-scaling", "features": ["X[0]", "X[1]"], "offset": [1, 2], "scale": [3, 4]}'
+    )
+    meta, arrays = project_preprocessing(_project(tmp_path, Data=data, Preprocessing="mine.json"))
+    assert meta["features"] == ["X[0]", "X[1]"] and arrays["preprocessing_scale"].tolist() == [3, 4]

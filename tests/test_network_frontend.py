@@ -465,6 +465,17 @@ def test_a_scaling_for_another_number_of_features_is_refused(tmp_path, capsys):
     assert not (tmp_path / "build").exists()
 
 
+def test_own_model_with_a_data_block_and_no_training_synthesizes(tmp_path):
+    """A model trained elsewhere with a Data block for profile: synth asked for
+    scaling.json and `fpgaflow train`, which cannot run without a Training block."""
+    from sim.manifest import read_manifest
+
+    np.savez(tmp_path / "data.npz", X=np.zeros((4, 16)), y=np.zeros(4, dtype=int))
+    data = {"File": "data.npz", "Features": "X", "Labels": "y", "Scaling": "none"}
+    project = _synth(write_project(tmp_path, {**JET, "Data": data}, JET_FILES))
+    assert "preprocessing" not in read_manifest(project.build_dir / "emulator").meta
+
+
 def test_ternary_qactivation_without_firmware_call_is_refused(tmp_path):
     """hls4ml 1.3.0 emits no call for a TernaryTanh layer (its output array is read
     uninitialised by the next layer): synth must refuse, naming the layer."""

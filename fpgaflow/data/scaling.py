@@ -157,6 +157,8 @@ def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.nd
     path = scaling_file(project)
     if path is None:
         return None
+    if not path.is_file() and not project.config.get("Preprocessing") and "Training" not in project.config:
+        return _untrained_preprocessing(project, path)
     if not path.is_file():
         raise DataError(
             f"{project.file}: the input scaling {path} does not exist; run `fpgaflow train {project.root}` "
@@ -165,6 +167,26 @@ def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.nd
     scaling = Scaling.load(path)
     refuse_feature_mismatch(project, scaling.features, str(path))
     return scaling.manifest_block()
+
+
+def _untrained_preprocessing(project: Any, path: Path) -> None:
+    """A project with its own model and a ``Data`` block (for ``profile``) but no
+    ``Training`` block: nothing fits a scaling for it (``train`` needs a Training block),
+    so the default ``scaling.json`` never appears.  ``Data.Scaling: none`` says the model
+    takes the raw features: no preprocessing.  Any other scaling would have to come from
+    the model's own training, which fpgaflow cannot know: refused, saying how to give it."""
+    from fpgaflow.data.config import DataConfig
+
+    how = DataConfig.from_project(project).scaling
+    if how == "none":
+        return None
+    given = "{Offset, Scale}" if isinstance(how, dict) else repr(how)
+    raise DataError(
+        f"{project.file}: Data.Scaling is {given}, but the project has no Training block, so no scaling was "
+        f"fitted ({path} does not exist) and `fpgaflow train` cannot fit one: if the model takes the raw features, "
+        "set Data.Scaling: none; if it was trained on scaled features, name a scaling file with those numbers with "
+        "the Preprocessing key (its format: docs/training.md), or add a Training block and run `fpgaflow train`"
+    )
 
 
 def refuse_feature_count(project: Any, features: list[str], input_shape: tuple[int | None, ...]) -> None:

@@ -1559,3 +1559,84 @@ def test_legacy_softmax_exp_and_inv_table_types_are_reported_as_not_applied(tmp_
         (note,) = notes
         assert note.startswith(f"layer 'output_softmax_softmax' (Softmax, Implementation legacy): {message}: "), note
         assert "so the firmware's exp and inverse tables are nnet::activ_config::table_t, ap_fixed<18,8>" in note
+
+
+def _table_model(tmp_path):
+    """Dense -> sigmoid -> Dense -> softmax, saved as JSON + weights."""
+    import tensorflow as tf
+
+    k = tf.keras.layers
+    inp = tf.keras.Input((4,), name="inp")
+    h = k.Activation("sigmoid", name="sig")(k.Dense(6, name="fc1")(inp))
+    model = tf.keras.Model(inp, k.Activation("softmax", name="sm")(k.Dense(3, name="fc2")(h)))
+    return save_keras(model, tmp_path / "src", "t")
+
+
+TABLE_MODEL = {"KerasJson": "t.json", "KerasH5": "t_weights.h5"}
+
+
+@pytest.mark.parametrize(
+    ("hls", "message"),
+    [
+        (
+            {"LayerName": {"sig": {"Precision": {"table": "ap_fixed<10,2>"}}}},
+            "HLSConfig.LayerName.sig.Precision.table is ap_fixed<10,2>, but hls4ml 1.3.0 does not apply a table type "
+            "given in Precision: layer 'sig' (sigmoid) would use ap_fixed<18,8>; set `table_t: ap_fixed<10,2>` in "
+            "HLSConfig.LayerName.sig instead",
+        ),
+        (
+            {"LayerType": {"Activation": {"Precision": {"table": "ap_fixed<10,2>"}}}},
+            "HLSConfig.LayerType.Activation.Precision.table is ap_fixed<10,2>, but hls4ml 1.3.0 does not apply a "
+            "table type given in Precision: layer 'sig' (sigmoid) would use ap_fixed<18,8>; set `table_t: "
+            "ap_fixed<10,2>` in HLSConfig.LayerType.Activation instead",
+        ),
+        (
+            {"Model": {"Precision": {"default": "ap_fixed<16,6>", "table": "ap_fixed<10,2>"}}},
+            "HLSConfig.Model.Precision.table is ap_fixed<10,2>, but hls4ml 1.3.0 does not apply a table type given "
+            "in Precision: layer 'sig' (sigmoid) would use ap_fixed<18,8>; set `table_t: ap_fixed<10,2>` in a "
+            "LayerType or LayerName entry instead",
+        ),
+        (
+            {"LayerName": {"sm": {"Implementation": "latency", "Precision": {"exp_table": "ap_fixed<12,4>"}}}},
+            "HLSConfig.LayerName.sm.Precision.exp_table is ap_fixed<12,4>, but hls4ml 1.3.0 does not apply a "
+            "exp_table type given in Precision: layer 'sm' (Softmax, Implementation latency) would use "
+            "ap_fixed<18,8,AP_RND,AP_SAT>; set `exp_table_t: ap_fixed<12,4>` in HLSConfig.LayerName.sm instead",
+        ),
+    ],
+)
+def test_a_table_type_given_in_precision_is_refused(tmp_path, hls, message):
+    """hls4ml 1.3.0 reads table types only from their *_t keys: `Precision: {table:
+    ap_fixed<10,2>}` on a sigmoid kept table_t ap_fixed<18,8> without a word (and a
+    latency/stable softmax's exp_table and inv_table, which the docs said applied)."""
+    from fpgaflow.project import ProjectError
+
+    with pytest.raises(ProjectError) as err:
+        _hls_config(tmp_path, {**TABLE_MODEL, "HLSConfig": hls}, _table_model(tmp_path))
+    assert str(err.value) == f"{tmp_path / 'config.yml'}: {message}"
+
+
+def test_table_type_keys_reach_the_firmware_and_precision_strings_say_they_do_not(tmp_path):
+    """The *_t keys set the tables (defines.h and the manifest); a Precision string on
+    the layer does not, and a warning says so."""
+    from sim.manifest import read_manifest
+
+    hls = {
+        "LayerName": {
+            "sig": {"table_t": "ap_fixed<10,2>", "Precision": "ap_fixed<12,4>"},
+            "sm": {"exp_table_t": "ap_fixed<12,4>", "inv_table_t": "ap_fixed<14,6>", "Precision": "ap_fixed<16,6>"},
+            "fc1": {"Precision": {"result": "ap_fixed<16,6>"}},
+        },
+        "LayerType": {"Dense": {"Precision": "ap_fixed<16,6>"}},
+    }
+    project = _synth(write_project(tmp_path, {**TABLE_MODEL, "HLSConfig": hls}, _table_model(tmp_path)))
+    layers = {s["name"]: s for s in read_manifest(project.build_dir / "emulator").meta["layers"]}
+    assert layers["sig"]["table_type"] == "ap_fixed<10,2>" and layers["sig"]["result_type"] == "ap_fixed<12,4>"
+    assert (layers["sm"]["exp_table_type"], layers["sm"]["inv_table_type"]) == ("ap_fixed<12,4>", "ap_fixed<14,6>")
+    defines = (project.build_dir / "hls" / "firmware" / "defines.h").read_text()
+    assert "typedef ap_fixed<10,2> sig_table_t;" in defines and "typedef ap_fixed<12,4> sm_exp_table_t;" in defines
+    report = json.loads((project.build_dir / "report.json").read_text())
+    notes = [w for w in report["warnings"] if "does not set" in w]
+    assert notes == [
+        f"{tmp_path / 'config.yml'}: HLSConfig.LayerName.sm.Precision (ap_fixed<16,6>) does not set layer 'sm''s "
+        "inv_inp type (it stays ap_fixed<18,8,AP_RND,AP_SAT>): hls4ml 1.3.0 reads it only from inv_inp_t"
+    ], notes

@@ -81,7 +81,7 @@ def test_table_and_elementwise_activations(tmp_path_factory):
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
         "LayerName": {
             # non-default table sizes/types and rounding/saturating results
-            "tanh": {"TableSize": 512, "Precision": {"table": "ap_fixed<12,2,AP_RND,AP_SAT>"}},
+            "tanh": {"TableSize": 512, "table_t": "ap_fixed<12,2,AP_RND,AP_SAT>"},  # not Precision: hls4ml ignores it
             "sigmoid": {"Precision": {"result": "ap_ufixed<10,1,AP_RND_CONV,AP_SAT>"}},
             "softsign": {"TableSize": 2048},
             "selu": {"Precision": {"result": "ap_fixed<12,4,AP_RND,AP_SAT>"}},
@@ -90,6 +90,8 @@ def test_table_and_elementwise_activations(tmp_path_factory):
     oracle = _synth(tmp_path_factory, model, "activations", hls_config)
     kinds = {layer.spec.get("activation") for layer in oracle.net.layers}
     assert {"sigmoid", "tanh", "softplus", "softsign", "elu", "selu", "leaky_relu", "hard_sigmoid"} <= kinds
+    tanh = next(layer.spec for layer in oracle.net.layers if layer.name == "tanh")
+    assert (tanh["table_type"], tanh["table_size"]) == ("ap_fixed<12,2,AP_RND,AP_SAT>", 512)
     assert "batchnorm" in {layer.spec["kind"] for layer in oracle.net.layers}  # standalone, not folded
     _assert_exact(oracle)
 
@@ -105,13 +107,16 @@ def test_every_softmax_implementation(tmp_path_factory):
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
         "LayerName": {f"softmax_{impl}": {"Implementation": impl} for impl in impls},
     }
-    hls_config["LayerName"]["softmax_latency"].update(
-        {"Precision": {"exp_table": "ap_fixed<18,10,AP_RND,AP_SAT>", "inv_table": "ap_fixed<18,6,AP_RND,AP_SAT>"}}
+    hls_config["LayerName"]["softmax_latency"].update(  # *_t keys: hls4ml ignores a Precision exp_table/inv_table
+        {"exp_table_t": "ap_fixed<18,10,AP_RND,AP_SAT>", "inv_table_t": "ap_fixed<18,6,AP_RND,AP_SAT>"}
     )
     hls_config["LayerName"]["softmax_stable"].update({"TableSize": 512})
     oracle = _synth(tmp_path_factory, model, "softmax", hls_config)
     found = [layer.spec.get("implementation") for layer in oracle.net.layers if layer.spec["kind"] == "softmax"]
     assert found == impls
+    latency = next(layer.spec for layer in oracle.net.layers if layer.name == "softmax_latency")
+    assert latency["exp_table_type"] == "ap_fixed<18,10,AP_RND,AP_SAT>"
+    assert latency["inv_table_type"] == "ap_fixed<18,6,AP_RND,AP_SAT>"
     _assert_exact(oracle)
 
 

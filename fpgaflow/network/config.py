@@ -221,6 +221,7 @@ class LayerInfo:
     keys: dict[str, str]  # normalised key -> the key as hls4ml spells it (TableSize, exp_table_t...)
     precision_vars: tuple[str, ...]  # weight, bias, result, accum, table...
     quantized: frozenset[str] = frozenset()  # the variables a QKeras quantizer of the layer sets
+    activation: str = ""  # an activation layer's function, lower case (sigmoid, elu, softmax...)
 
 
 def normalised(key: str) -> str:
@@ -403,4 +404,83 @@ def _user_path(user: dict[str, Any], info: LayerInfo, key: str) -> str | None:
         for k in (user.get("LayerType") or {}).get(cls) or {}:
             if normalised(k) == key:
                 return f"HLSConfig.LayerType.{cls}.{k}"
+    return None
+
+
+def check_table_types(
+    merged: dict[str, Any], base: dict[str, Any], user: dict[str, Any], layers: list[LayerInfo], where: str
+) -> list[str]:
+    """A table type set through ``Precision`` reached no firmware: hls4ml 1.3 gives a
+    table activation (sigmoid, tanh, softplus, softsign, elu, selu) its ``table_t`` and a
+    latency/stable softmax its ``exp_table_t``, ``inv_table_t`` and ``inv_inp_t`` only
+    from those keys, so ``Precision: {table: ap_fixed<10,2>}`` left the table
+    ap_fixed<18,8> without a word (``Layer.__init__`` copies ``*_t`` keys; nothing asks
+    the configuration's Precision for these).  A variable the user names is refused (the
+    key that works is said); a Precision string or ``default`` that does not reach a
+    table is a note.  Legacy softmax has its own (``unapplied_softmax_table_types``)."""
+    from fpgaflow.network import hls4ml_version
+    from fpgaflow.network.exporters.activations import TABLE_ACTIVATIONS
+
+    notes = []
+    for info in layers:
+        entry = (merged.get("LayerName") or {}).get(info.name) or {}
+        if info.classes[0] in ("Activation", "ParametrizedActivation") and info.activation in TABLE_ACTIVATIONS:
+            what, variables = info.activation, ("table",)
+        elif "Softmax" in info.classes:
+            impl = str(next((v for k, v in entry.items() if normalised(k) == "implementation"), "stable")).lower()
+            if impl not in TOP_BITS_SOFTMAX:
+                continue
+            what, variables = f"Softmax, Implementation {impl}", ("exp_table", "inv_table", "inv_inp")
+        else:
+            continue
+        precision = entry.get("Precision")
+        generated = ((base.get("LayerName") or {}).get(info.name) or {}).get("Precision") or {}
+        unset: list[tuple[str, str]] = []
+        for var in variables:
+            source = _table_source(user, info, var)
+            key = next((k for k in entry if normalised(k) == normalised(f"{var}_t")), None)
+            asked = precision.get(var) if isinstance(precision, dict) else precision
+            if source is None or key is not None or not isinstance(asked, str) or asked == "auto":
+                continue  # not the user's, or the user's own *_t key sets the table
+            if var not in generated:  # hls4ml gives the layer no such type
+                continue
+            used = str(FixedType.parse(generated[var]))
+            if FixedType.parse(asked) == FixedType.parse(used):
+                continue
+            path, explicit = source
+            if explicit:
+                at = path.rsplit(".Precision.", 1)[0]
+                put = f"in {at}" if not at.endswith("Model") else "in a LayerType or LayerName entry"
+                raise ProjectError(
+                    f"{where}: {path} is {asked}, but hls4ml {hls4ml_version()} does not apply a {var} type given in "
+                    f"Precision: layer {info.name!r} ({what}) would use {used}; set `{var}_t: {asked}` {put} instead"
+                )
+            unset.append((var, used))
+        if unset:
+            path, _ = _table_source(user, info, unset[0][0]) or ("", False)
+            names = ", ".join(f"{var}_t" for var, _ in unset)
+            notes.append(
+                f"{path} ({asked}) does not set layer {info.name!r}'s "
+                + ", ".join(f"{var} type (it stays {used})" for var, used in unset)
+                + f": hls4ml {hls4ml_version()} reads {'it' if len(unset) == 1 else 'them'} only from {names}"
+            )
+    return notes
+
+
+def _table_source(user: dict[str, Any], info: LayerInfo, var: str) -> tuple[str, bool] | None:
+    """The user's entry that sets a layer's ``var`` type through Precision, as
+    ``merge_hls_config`` applies them (LayerName, then LayerType with the Keras class
+    first, then a Model.Precision variable), and whether it names the variable."""
+    entries = [(f"HLSConfig.LayerName.{info.name}", (user.get("LayerName") or {}).get(info.name))]
+    entries += [(f"HLSConfig.LayerType.{c}", (user.get("LayerType") or {}).get(c)) for c in reversed(info.classes)]
+    for path, entry in entries:
+        key = next((k for k in entry or {} if normalised(k) == "precision"), None)
+        precision = (entry or {}).get(key) if key else None
+        if isinstance(precision, dict) and var in precision:
+            return f"{path}.{key}.{var}", True
+        if isinstance(precision, str) or (isinstance(precision, dict) and "default" in precision):
+            return f"{path}.{key}", False
+    model = (user.get("Model") or {}).get("Precision")
+    if isinstance(model, dict) and var in model:
+        return f"HLSConfig.Model.Precision.{var}", True
     return None

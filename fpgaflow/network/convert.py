@@ -14,6 +14,7 @@ from fpgaflow.network.config import (
     NetworkSettings,
     c_name,
     check_table_sizes,
+    check_table_types,
     merge_hls_config,
     normalised,
 )
@@ -140,7 +141,8 @@ def layer_catalog(layer_list: list[dict[str, Any]], backend: str, base: dict[str
                 var = key.lower().split("_quantizer")[0]
                 quantized.add("result" if var == "activation" else var)
         classes = tuple(dict.fromkeys((base_cls.__name__, layer["class_name"], cls)))
-        infos.append(LayerInfo(layer["name"], classes, keys, tuple(variables), frozenset(quantized)))
+        activation = "softmax" if cls == "Softmax" else str(layer.get("activation") or "").lower()
+        infos.append(LayerInfo(layer["name"], classes, keys, tuple(variables), frozenset(quantized), activation))
     return infos
 
 
@@ -164,6 +166,7 @@ def hls_config(
     layers = layer_catalog(layer_list, settings.backend, base)
     config, notes = merge_hls_config(base, settings.hls_config, layers, str(settings.project.file))
     check_table_sizes(config, settings.hls_config, layers, str(settings.project.file))
+    notes += check_table_types(config, base, settings.hls_config, layers, str(settings.project.file))
     settings.warnings.extend(f"{settings.project.file}: {n}" for n in notes if n not in settings.warnings)
     if trace:
         for entry in config["LayerName"].values():

@@ -145,7 +145,7 @@ def unapplied_softmax_table_types(hls_model: Any, user: dict[str, Any] | None = 
             f"layer {layer.name!r} (Softmax, Implementation legacy): its {listed} "
             f"{'is' if len(unapplied) == 1 else 'are'} not applied: hls4ml's softmax config has no table_t, so the "
             f"firmware's exp and inverse tables are nnet::activ_config::table_t, {LEGACY_SOFTMAX_TABLE} "
-            "(Implementation latency or stable apply exp_table and inv_table types)"
+            "(Implementation latency or stable apply exp_table_t and inv_table_t)"
         )
     return notes
 

@@ -133,6 +133,29 @@ def test_cli_synth_and_emulate(tmp_path):
         assert np.array_equal(out["raw"], expected.raw)
 
 
+def test_synth_writes_only_into_an_output_dir_of_its_own(tmp_path, capsys):
+    """``OutputDir: mywork`` holding the user's ``hls/firmware/ap_types/precious.h``:
+    hls4ml replaced ``ap_types`` with its own, and synth overwrote ``report.md``, in any
+    folder.  Now a folder synth did not write is refused before any work; its own is
+    replaced (a stale file in ``hls`` goes, a file beside it stays)."""
+    config = write_project(tmp_path / "p", {**JET, "OutputDir": "mywork"}, JET_FILES)
+    mine = tmp_path / "p" / "mywork" / "hls" / "firmware" / "ap_types" / "precious.h"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("keep me\n")
+    assert _cli("synth", config) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"OutputDir {tmp_path / 'p' / 'mywork'} is not empty (it holds hls/) and was not written by" in line
+    assert mine.read_text() == "keep me\n" and sorted(p.name for p in (tmp_path / "p" / "mywork").iterdir()) == ["hls"]
+    (tmp_path / "p" / "mywork" / "hls").rename(tmp_path / "kept")  # an empty folder: synth's to fill
+    assert _cli("synth", config) == 0
+    (tmp_path / "p" / "mywork" / "hls" / "stale.txt").write_text("from the last synth\n")
+    (tmp_path / "p" / "mywork" / "notes.txt").write_text("mine\n")
+    assert _cli("synth", config) == 0
+    assert not (tmp_path / "p" / "mywork" / "hls" / "stale.txt").exists()
+    assert (tmp_path / "p" / "mywork" / "notes.txt").read_text() == "mine\n"
+    assert (tmp_path / "p" / "mywork" / "emulator" / "manifest.json").is_file()
+
+
 def test_model_formats_give_the_same_firmware(tmp_path):
     """JSON + weights, a full .h5 and a SavedModel of one model: same manifest layers and arrays."""
     import tensorflow as tf

@@ -46,6 +46,7 @@ def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
 
 def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from fpgaflow.data.scaling import project_preprocessing, refuse_feature_count
+    from fpgaflow.folders import claim_build_dir, refuse_foreign_build_dir
     from fpgaflow.network.config import model_files, read_settings
     from fpgaflow.network.convert import convert
     from fpgaflow.network.manifest import manifest_content
@@ -60,9 +61,10 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from sim.manifest import read_manifest, write_manifest
 
     settings = read_settings(project)
+    build = project.build_dir
+    refuse_foreign_build_dir(build, str(project.file))  # before the work, not only at writing
     files = model_files(project)
     preprocessing = project_preprocessing(project)  # the input scaling training fitted, if any; checked first
-    build = project.build_dir
     _say(f"loading {', '.join(str(f) for f in files)}")
     model = load_keras_model(project)
     if preprocessing is not None and isinstance(model.input_shape, tuple):  # several inputs: refused below
@@ -80,6 +82,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
         meta["preprocessing"], extra = preprocessing
         arrays = {**arrays, **extra}
     _say(f"writing the HLS project to {build / 'hls'}")
+    claim_build_dir(build, str(project.file), replaced=["hls"])  # never a folder of the user's
     hls_model.write()
     manifest_id = write_manifest(build / "emulator", meta, arrays)
     meta = read_manifest(build / "emulator").meta

@@ -9,6 +9,7 @@ network, conifer's configuration keys with ``XGBoostModel``/``SklearnModel``/
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ def refuse_unknown_keys(
         close = [lowered[text.lower()]] if text.lower() in lowered else difflib.get_close_matches(text, known, 1, 0.6)
         named.append(f"{text} (did you mean {close[0]}?)" if close else text)
     raise ProjectError(f"{where}: unknown {what} {', '.join(named)}; known: {', '.join(map(str, known))}")
+
+
+def clock_period(where: str, value: Any) -> float | None:
+    """A project's ``ClockPeriod`` in ns (None if not given): one rule for network and
+    BDT projects (``5ns``, ``fast``, 0 or a boolean refused, naming the key)."""
+    if value is None:
+        return None
+    try:
+        period = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        period = math.nan
+    if not (math.isfinite(period) and period > 0):
+        raise ProjectError(f"{where}: ClockPeriod is {value!r}; give the period in ns as a positive number, e.g. 5")
+    return period
 
 
 @dataclass

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.network.config import _clock_period as clock_period  # one rule for network and BDT projects
-from fpgaflow.project import Project, ProjectError, refuse_unknown_keys
+from fpgaflow.project import Project, ProjectError, clock_period, refuse_unknown_keys
 from sim.fixed import FixedType
 
 BACKENDS = ("xilinxhls", "vhdl")

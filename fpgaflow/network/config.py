@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fpgaflow.project import Project, ProjectError, refuse_unknown_keys
+from fpgaflow.project import Project, ProjectError, clock_period, refuse_unknown_keys
 from sim.fixed import FixedType
 
 BACKENDS = ("Vivado", "Vitis")
@@ -96,7 +95,7 @@ def read_settings(project: Project) -> NetworkSettings:
         backend=match[0],
         project_name=_project_name(where, cfg.get("ProjectName")),
         part=cfg.get("Part"),
-        clock_period=_clock_period(where, cfg.get("ClockPeriod")),
+        clock_period=clock_period(where, cfg.get("ClockPeriod")),
         io_type=io_type,
         hls_config=checked,
     )
@@ -131,18 +130,6 @@ def c_name(where: str, what: str, name: str, hint: str = "") -> str:
 def _project_name(where: str, value: Any) -> str:
     name = str(value or "myproject")
     return c_name(where, f"ProjectName {name!r}", name, "give another name, ")
-
-
-def _clock_period(where: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        period = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        period = math.nan
-    if not (math.isfinite(period) and period > 0):
-        raise ProjectError(f"{where}: ClockPeriod is {value!r}; give the period in ns as a positive number, e.g. 5")
-    return period
 
 
 def _snake(key: Any) -> str:

@@ -310,8 +310,7 @@ def test_physics_cnn_resource_io_stream(tmp_path_factory, backend):
 
 # ------------------------------------------- QConv2DBatchnorm as QKeras folds it
 # branches: (kernel quantizer, bias quantizer, use_bias); quantized_bits(6,0) is QKeras's
-# default alpha, which it turns into per-filter 'auto_po2' scales (hls4ml's ApplyAlpha);
-# no name holds "bias" or "kernel": hls4ml's KerasModelReader finds weights by substring
+# default alpha, which it turns into per-filter 'auto_po2' scales (hls4ml's ApplyAlpha)
 FOLDED_BRANCHES = {
     "qcbn": ("quantized_bits(6,0,alpha=1)", "quantized_bits(8,3,alpha=1)", True),
     "qcbn_nobq": ("quantized_bits(6,0,alpha=1)", None, True),

@@ -99,8 +99,9 @@ def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
     import keras
 
     from fpgaflow.network.quantizers import exact_weight_types
+    from fpgaflow.network.weight_names import exact_weight_names
 
-    with exact_weight_types():
+    with exact_weight_types(), exact_weight_names():
         if keras.__version__ > "3.0":
             layer_list, _, outputs, _ = hls4ml.converters.parse_keras_v3_model(model)
         else:
@@ -153,8 +154,9 @@ def hls_config(
     import hls4ml
 
     from fpgaflow.network.quantizers import exact_weight_types, quantizer_types
+    from fpgaflow.network.weight_names import exact_weight_names
 
-    with hls4ml_errors(str(settings.project.file)), exact_weight_types():
+    with hls4ml_errors(str(settings.project.file)), exact_weight_types(), exact_weight_names():
         base = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=settings.backend)
     if layer_list is None:
         with hls4ml_errors(str(settings.project.file)):
@@ -247,10 +249,12 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
     from fpgaflow.network.bn_thresholds import qkeras_thresholds
     from fpgaflow.network.folding import qkeras_folded_convolutions
     from fpgaflow.network.quantizers import exact_weight_types, quantized_batchnorm_parameters
+    from fpgaflow.network.weight_names import exact_weight_names
 
     with hls4ml_errors(str(settings.project.file)):
         with (
             exact_weight_types(),
+            exact_weight_names(),
             quantized_batchnorm_parameters(model) as notes,
             qkeras_folded_convolutions(model) as folded,
             qkeras_thresholds(str(settings.project.file)) as thresholds,

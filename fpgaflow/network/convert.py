@@ -248,12 +248,13 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
 
     from fpgaflow.network.bn_thresholds import qkeras_thresholds
     from fpgaflow.network.folding import qkeras_folded_convolutions
-    from fpgaflow.network.quantizers import exact_weight_types, quantized_batchnorm_parameters
+    from fpgaflow.network.quantizers import exact_alpha_results, exact_weight_types, quantized_batchnorm_parameters
     from fpgaflow.network.weight_names import exact_weight_names
 
     with hls4ml_errors(str(settings.project.file)):
         with (
             exact_weight_types(),
+            exact_alpha_results(),
             exact_weight_names(),
             quantized_batchnorm_parameters(model) as notes,
             qkeras_folded_convolutions(model) as folded,

@@ -576,3 +576,93 @@ def alpha_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
             "closer, alpha='auto_po2' (power-of-two scales) exactly"
         )
     return notes
+
+
+@contextmanager
+def exact_alpha_results() -> Iterator[None]:
+    """While hls4ml converts, an ApplyAlpha with power-of-two scales (a kernel quantizer's
+    ``alpha='auto_po2'``, QKeras's default for a QDense/QConv kernel) holds QKeras's
+    scales and gets an automatic result type that holds ``x * 2**e + bias`` exactly.
+
+    hls4ml 1.3 quantizes the scales with ``quantized_po2(bits)``, ``bits`` one more than
+    the largest ``|log2(scale)|``, which holds exponents -2**(bits-2) .. 2**(bits-2) - 1
+    only: scales 2 and 4 became 1 and 2.  It sets the layer's Precision to auto and
+    infers its result type from the input, scale and bias types, but not from a
+    power-of-two scale type: there it takes the Model's default precision, which
+    truncates the layer's output (QKeras's dense or convolution output) below its step
+    and wraps it beyond its range.  A result type not left automatic (a LayerName entry
+    hls4ml reads) is not inferred, so it stays."""
+    from hls4ml.model.layers import ApplyAlpha
+    from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
+
+    built = InferPrecisionTypes._infer_bn_precision
+    if getattr(built, "__wrapped__", None) is not None:  # already inside
+        yield
+        return
+    built_initialize = ApplyAlpha.__dict__["initialize"]
+
+    def initialize(node: Any) -> None:
+        node.set_attr("scale_quantizer", _po2_scale_quantizer(node))
+        built_initialize(node)
+
+    @functools.wraps(built)
+    def _infer_bn_precision(self: Any, node: Any, types_to_infer: list[str]) -> list[str]:
+        inferred = built(self, node, types_to_infer)
+        if node.class_name == "ApplyAlpha" and "result_t" in types_to_infer:
+            exact = _exact_po2_alpha_result(node)
+            if exact is not None:
+                node.types["result_t"].precision = exact
+        return inferred
+
+    InferPrecisionTypes._infer_bn_precision = _infer_bn_precision
+    ApplyAlpha.initialize = initialize
+    try:
+        yield
+    finally:
+        InferPrecisionTypes._infer_bn_precision = built
+        ApplyAlpha.initialize = built_initialize
+
+
+def _po2_scale_quantizer(node: Any) -> Any:
+    """hls4ml's power-of-two scale quantizer, with as many bits as its scales need."""
+    from hls4ml.model.quantizers import QKerasPO2Quantizer
+
+    quantizer, scale = node.get_attr("scale_quantizer"), node.get_attr("scale_data")
+    if not isinstance(quantizer, QKerasPO2Quantizer) or scale is None:
+        return quantizer
+    wanted = np.asarray(scale, dtype=np.float32)
+    bits = quantizer.bits
+    while bits < 32 and not np.array_equal(quantizer(wanted), wanted):
+        bits += 1
+        quantizer = QKerasPO2Quantizer({"class_name": "quantized_po2", "config": {"bits": bits}})
+    return quantizer
+
+
+def _exact_po2_alpha_result(node: Any) -> Any:
+    """The fixed-point type of ``x * (+-2**e) + bias`` for the layer's input type, its
+    exponents (as hls4ml writes them: ``int(log2|scale|)``) and bias type; None unless
+    the scale type is hls4ml's power-of-two one and the others are fixed-point."""
+    from hls4ml.model.types import ExponentPrecisionType, FixedPrecisionType, IntegerPrecisionType
+
+    scale = node.weights["scale"]
+    x, b = node.get_input_variable().type.precision, node.types["bias_t"].precision
+    y = np.asarray(scale.data, dtype=np.float64)
+    if (
+        not isinstance(scale.type.precision, ExponentPrecisionType)
+        or not all(isinstance(p, (FixedPrecisionType, IntegerPrecisionType)) for p in (x, b))
+        or not y.size
+        or np.any(y == 0)
+        or not np.all(np.isfinite(y))
+    ):
+        return None
+    exps = (np.log2(np.abs(y)) / np.log2(2.0)).astype("int")
+    negative = bool(np.any(y < 0))
+    x_int = x.width if isinstance(x, IntegerPrecisionType) else x.integer
+    b_int = b.width if isinstance(b, IntegerPrecisionType) else b.integer
+    signed = bool(x.signed) or negative
+    integer = x_int + int(exps.max()) + (negative and not x.signed)
+    frac = x.width - x_int - int(exps.min())
+    out_signed = signed or bool(b.signed)  # the sum, as hls4ml infers a BatchNormalization's
+    out_integer = max(integer + (b.signed and not signed), b_int + (signed and not b.signed)) + 1
+    out_frac = max(frac, b.width - b_int)
+    return FixedPrecisionType(out_integer + out_frac, out_integer, out_signed)

@@ -88,6 +88,23 @@ def _check_layer(stream, name: str) -> None:
     )
 
 
+def _assert_branches_equal_csim(oracle, x: np.ndarray, y: np.ndarray, trace: dict, branches) -> None:
+    """The emulator equals csim on each branch's output (values that differ, per branch,
+    in the message) and on the model's outputs, through both matrix-product paths."""
+    from fpgaflow.network.verify import compare, raw_of
+
+    ours, layers = oracle.net.trace(x), {layer.name: layer for layer in oracle.net.layers}
+    differ = {
+        name: int(np.sum(ours[name].raw.reshape(len(x), -1) != raw_of(trace[name], layers[name].result_type)))
+        for name in branches
+    }
+    assert not any(differ.values()), differ
+    result = compare(oracle.net, x, y, trace, None)
+    assert result["first_divergence"] is None, result["first_divergence"]
+    assert result["bit_exact_fraction"] == 1.0
+    assert oracle.predict_agrees(x, y) == {"scipy": True, "numpy": True}
+
+
 @pytest.mark.oracle
 def test_table_index_wraps_like_the_conversion_to_int(stream):
     oracle = stream[0]
@@ -122,7 +139,7 @@ def test_table_index_sum_wraps_in_unsigned_int(tmp_path, io_type):
     alike).  The emulator added in 64 bits and read the last entry.  Inputs of an
     ``ap_fixed<40,36>`` on a grid through each branch's wrap points (tanh with 4096
     entries, softsign with 512, the legacy softmax on differences of inputs)."""
-    from fpgaflow.network.verify import compare, csim_trace, raw_of
+    from fpgaflow.network.verify import csim_trace
 
     hls_config = {
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
@@ -144,16 +161,7 @@ def test_table_index_sum_wraps_in_unsigned_int(tmp_path, io_type):
     y, trace = csim_trace(oracle.hls_model, x)
     at = x == 2.0**25 - 1
     assert at.any() and np.all(np.asarray(trace["sigmoid"]).reshape(x.shape)[at] == 0)  # entry 0, not 1
-    ours, layers = oracle.net.trace(x), {layer.name: layer for layer in oracle.net.layers}
-    differ = {
-        name: int(np.sum(ours[name].raw.reshape(len(x), -1) != raw_of(trace[name], layers[name].result_type)))
-        for name in WRAP_POINTS
-    }
-    assert not any(differ.values()), differ  # values that differ from csim, per branch
-    result = compare(oracle.net, x, y, trace, None)
-    assert result["first_divergence"] is None, result["first_divergence"]
-    assert result["bit_exact_fraction"] == 1.0
-    assert oracle.predict_agrees(x, y) == {"scipy": True, "numpy": True}
+    _assert_branches_equal_csim(oracle, x, y, trace, WRAP_POINTS)
 
 
 @pytest.mark.oracle
@@ -259,7 +267,7 @@ def test_elu_and_selu_wrapped_negative_index_reads_the_last_entry(tmp_path, io_t
     the firmware read outside its table.  Inputs of an ``ap_fixed<40,36>``: every value
     within 16 of each point where a branch's index wraps (elu 1024 entries, ELU(alpha=0.7)
     4096, selu 512), and far below."""
-    from fpgaflow.network.verify import compare, csim_trace, raw_of
+    from fpgaflow.network.verify import csim_trace
 
     hls_config = {
         "Model": {"Precision": "ap_fixed<16,6>", "ReuseFactor": 1, "Strategy": "Latency"},
@@ -284,13 +292,4 @@ def test_elu_and_selu_wrapped_negative_index_reads_the_last_entry(tmp_path, io_t
     assert np.all(csim["elu_alpha"][wrapped["elu_alpha"]] == last["elu_alpha"])
     assert np.all(csim["selu"][wrapped["selu"]] == (last["selu"] if io_type == "io_stream" else 0))
     assert np.all(csim["elu"][x == -(2.0**25)] == 0)  # the index 2**32 wraps to 0: entry 0, e**0 - 1
-    ours, layers = oracle.net.trace(x), {layer.name: layer for layer in oracle.net.layers}
-    differ = {
-        name: int(np.sum(ours[name].raw.reshape(x.shape) != raw_of(trace[name], layers[name].result_type)))
-        for name in ELU_TABLE_SIZES
-    }
-    assert not any(differ.values()), differ  # values that differ from csim, per branch
-    result = compare(oracle.net, x, y, trace, None)
-    assert result["first_divergence"] is None, result["first_divergence"]
-    assert result["bit_exact_fraction"] == 1.0
-    assert oracle.predict_agrees(x, y) == {"scipy": True, "numpy": True}
+    _assert_branches_equal_csim(oracle, x, y, trace, ELU_TABLE_SIZES)

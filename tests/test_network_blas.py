@@ -41,29 +41,43 @@ def test_unknown_backend_is_refused(restore_backend):
         blas.use("mkl")
 
 
+CONCURRENT_CALLS = """
+import threading, time
+from sim.network import parallel
+
+controller = parallel._controller()
+assert controller, "threadpoolctl is part of the test install (the speed extra)"
+counts = lambda: [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"]
+before = counts()
+seen = []
+
+def call(delay):
+    with parallel._one_blas_thread():
+        time.sleep(delay)
+        seen.append(counts())
+
+threads = [threading.Thread(target=call, args=(0.02 * (i + 1),)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert seen and all(c == [1] * len(before) for c in seen), seen
+assert counts() == before, (counts(), before)
+print("held", seen, "restored", before)
+"""
+
+
 def test_blas_limit_held_across_concurrent_calls_and_restored():
     """The one-thread limit is process-wide: overlapping emulator calls from several
-    user threads keep it until the last one ends, then the original counts return."""
-    import threading
-    import time
+    user threads keep it until the last one ends, then the original counts return.
+    In a fresh interpreter: once the main thread has set and restored an OpenBLAS
+    limit (an emulator call on it, as every other test makes), a limit set from another
+    thread no longer takes in this OpenBLAS (0.3.23/0.3.30, pthreads): speed only, see
+    docs/network.md."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from sim.network import parallel
-
-    controller = parallel._controller()
-    assert controller, "threadpoolctl is part of the test install (the speed extra)"
-    counts = lambda: [lib["num_threads"] for lib in controller.info() if lib["user_api"] == "blas"]  # noqa: E731
-    before = counts()
-    seen: list[list[int]] = []
-
-    def call(delay: float) -> None:
-        with parallel._one_blas_thread():
-            time.sleep(delay)
-            seen.append(counts())
-
-    threads = [threading.Thread(target=call, args=(0.02 * (i + 1),)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert seen and all(c == [1] * len(before) for c in seen), seen
-    assert counts() == before
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", CONCURRENT_CALLS], cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("held [[1"), (r.stdout, r.stderr)

@@ -112,7 +112,8 @@ def write_summary(results: list[dict[str, Any]], path: Path = DOC) -> None:
         SECTION,
         "",
         f"`bench/run_all.py`, {now}, on {machine()}. Every ratio below is measured within one script's run "
-        "(both sides on the same machine, same inputs); the sections that follow give the absolute numbers.",
+        "(both sides on the same machine, same inputs); the sections that follow give the absolute numbers. "
+        'Rows marked "earlier run" were not rerun this time: their sections name the machine they ran on.',
         "",
         "| benchmark | measurement | ratio | run time |",
         "|---|---|---|---|",

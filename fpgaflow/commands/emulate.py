@@ -54,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     raws, values = [], []
     for start in range(0, len(x), CHUNK):
         part = x[start : start + CHUNK]
-        # NaN/inf left after the preprocessing: named (file, row, feature) before the port casts it
+        # NaN/inf left after the preprocessing: named (file, row, feature) before the port casts it;
+        # a network's chunk is scaled once, for the check and the prediction alike
         scaled = preprocess(part) if preprocess is not None else part
         refuse_non_finite(scaled, where, model.input_type, features, first_row=start)
-        pred = model.predict(part)
+        pred = model.predict_scaled(scaled) if preprocess is not None else model.predict(part)
         raws.append(pred.raw)
         values.append(pred.values)
         progress.update(len(pred.raw))

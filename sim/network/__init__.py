@@ -124,7 +124,12 @@ class Network:
     def predict(self, x: np.ndarray) -> Prediction:
         """Outputs for raw features: preprocessed, then cast into the input type as the port does."""
         self._input_raw(x)  # its shape named before the scaling reads it
-        x = self._input_raw(self.preprocess(x))
+        return self.predict_scaled(self.preprocess(x))
+
+    def predict_scaled(self, x: np.ndarray) -> Prediction:
+        """Outputs for features already preprocessed (``preprocess``): cast into the input
+        type as the port does.  For a caller that checks the scaled values first."""
+        x = self._input_raw(x)
         raw = chunked(
             x,
             lambda part: self._output_raw(from_float(part, self.input_type)),

@@ -179,8 +179,37 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def bench_raw(n_events: int, batch: int, senders: str = "free") -> tuple[float, float]:
-    """Fragments/s through raw pyzmq PUSH/PULL, and per CPU-second of the receiver."""
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a process and its descendants, by kind of thread:
+    ``main`` (each process's own first thread: the node's loop), ``io`` (ZeroMQ's I/O
+    threads, ``ZMQbg/IO/*``: the TCP reads) and ``other`` (the sink's writer, ZeroMQ's
+    reaper, the metrics server).  Python names no OS thread, so the writer is "other"."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"main": 0.0, "io": 0.0, "other": 0.0}
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stat = (task / "stat").read_text()
+                comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+                kind = "main" if task.name == str(p) else "io" if comm.startswith("ZMQbg/IO") else "other"
+                out[kind] += (int(fields[11]) + int(fields[12])) / tick
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def senders_cpu(procs) -> float:
+    """CPU seconds the sender processes have used so far (a sender that has exited but is
+    not yet joined still shows its times)."""
+    return sum(cpu_seconds(p.pid) for p in procs)
+
+
+def bench_raw(n_events: int, batch: int, senders: str = "free") -> tuple[float, float, float]:
+    """Fragments/s through raw pyzmq PUSH/PULL, per CPU-second of the receiver, and the
+    senders' CPU per event (us)."""
     ctx = mp.get_context("fork")
     ep = f"tcp://127.0.0.1:{free_port()}"
     result, ready = ctx.Queue(), ctx.Queue()
@@ -190,11 +219,13 @@ def bench_raw(n_events: int, batch: int, senders: str = "free") -> tuple[float, 
     ready.get(timeout=60)
     # one socket whatever the node has: the cheapest receiver there is
     go, procs = start_senders([ep], n_events, batch, "free" if senders == "own" else senders)
+    sent0 = senders_cpu(procs)
     go.set()
     first, last, cpu = result.get(timeout=600)
+    sent = senders_cpu(procs) - sent0
     for p in procs + [recv]:
         p.join()
-    return N_SOURCES * n_events / (last - first), N_SOURCES * n_events / cpu
+    return N_SOURCES * n_events / (last - first), N_SOURCES * n_events / cpu, 1e6 * sent / n_events
 
 
 def file_write_rate(directory: Path, megabytes: int = 256) -> float:
@@ -281,7 +312,7 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, 
         node = start_node(cfg)
         endpoints = [f"tcp://127.0.0.1:{port + k}" for k in range(max(workers, inputs))]
         go, procs = start_senders(endpoints, n_events, batch, senders)
-        cpu0 = cpu_seconds(node.pid)
+        cpu0, threads0, sent0 = cpu_seconds(node.pid), thread_cpu(node.pid), senders_cpu(procs)
         go.set()
         status_file = cfg.parent / "node-status.json"
         deadline = time.time() + 600
@@ -294,6 +325,8 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, 
                 raise RuntimeError(f"node did not build all events: {s and s['counters']}")
             time.sleep(0.05)
         cpu = cpu_seconds(node.pid) - cpu0  # before the drain at shutdown
+        threads = {k: 1e6 * (v - threads0[k]) / n_events for k, v in thread_cpu(node.pid).items()}  # us per event
+        sent = 1e6 * (senders_cpu(procs) - sent0) / n_events
         for p in procs:
             p.join()
         final = stop_node(node, cfg)
@@ -304,7 +337,8 @@ def bench_node(n_events: int, batch: int, workers: int = 1, files: bool = True, 
             seconds = _span_of_workers(status_file, workers)
     c = final["counters"]
     return {"events_per_s": n_events / seconds, "events_per_cpu_s": n_events / cpu, "counters": c,
-            "write_mb_s": write_mb_s, "direct": c.get("builder_direct", 0) / max(1, c["builder_complete"]),
+            "write_mb_s": write_mb_s, "threads": threads, "senders_us": sent,
+            "direct": c.get("builder_direct", 0) / max(1, c["builder_complete"]),
             "chunks": (c.get("sink_chunks_in_place", 0), c.get("sink_chunks_gathered", 0))}  # fmt: skip
 
 
@@ -601,6 +635,7 @@ def main() -> int:
             r = max(runs_, key=lambda r: r["events_per_s"])
             ratio = r["events_per_s"] / raw
             per_cpu = max(x["events_per_cpu_s"] for x in runs_)
+            sent = (float(np.median([p[0][2] for p in pairs])), float(np.median([x["senders_us"] for x in runs_])))
             c = r["counters"]
             lost = N_SOURCES * args.events - c["received_fragments"]
             sink = "HDF5 files" if files else "no files"
@@ -612,11 +647,14 @@ def main() -> int:
                   f"{per_cpu:,.0f} per node CPU-second = {per_cpu / raw_cpu:.2f} x raw "
                   f"(complete {c['events_complete']}, incomplete {c['events_incomplete']}, lost {lost}; built "
                   f"straight from the receive buffer {r['direct']:.0%}"
-                  + "".join(f", {x['direct']:.0%} in another run" for x in runs_ if x is not r) + f"){probe}; "
+                  + "".join(f", {x['direct']:.0%} in another run" for x in runs_ if x is not r) + "; CPU per event: "
+                  + ", ".join(f"{k} {v:.2f} us" for k, v in r["threads"].items())
+                  + f"; senders' CPU per event {sent[0]:.2f} us in the raw runs, {sent[1]:.2f} in the node's"
+                  + f"){probe}; "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
             rows.append((batch, workers, sink, raw, r["events_per_s"], ratio, raw_cpu, per_cpu, r["write_mb_s"],
                          [x["direct"] for x in runs_], runs_.index(r), senders,
-                         [sum(x["chunks"][k] for x in runs_) for k in (0, 1)]))  # fmt: skip
+                         [sum(x["chunks"][k] for x in runs_) for k in (0, 1)], r["threads"], sent))  # fmt: skip
             if files and senders_ == "step":  # the latency run (sources in step) paces at half the median rate
                 best[batch] = float(np.median([x["events_per_s"] for x in runs_]))
     batch_lat = max(best, key=best.get)
@@ -645,6 +683,23 @@ def main() -> int:
     return 0
 
 
+def bound_sentence(rows) -> str:
+    """What the CPU per event says of the ratio in the 16-fragment, free-running, one-worker
+    run with files: on cores the senders share, the rates go about as the inverse of the
+    CPU every event costs the senders and the receiver together."""
+    for batch, workers, sink, _, _, ratio, raw_cpu, node_cpu, *_, senders, _, _, sent in rows:
+        if (batch, workers, sink, senders) == (16, 1, "HDF5 files", SENDERS["free"]):
+            r, n = 1e6 / raw_cpu, 1e6 / node_cpu
+            need = (sent[0] + r) / 0.8 - sent[1]  # the node's cost for (S_raw + r) / (S_node + n) = 0.8
+            return (f"In the {batch}-fragment free-running run with files, an event cost the senders and the "
+                    f"raw loop {sent[0]:.1f} + {r:.1f} us of CPU, the senders and the node {sent[1]:.1f} + "
+                    f"{n:.1f}: on shared cores that alone puts the ratio near "
+                    f"{(sent[0] + r) / (sent[1] + n):.2f} (measured {ratio:.2f}), and 0.8 would need the node "
+                    f"at ~{need:.1f} us per event (with the senders as dear as in its runs), its main thread "
+                    "and writer at a fraction of their CPU, which is mostly the copies above.")  # fmt: skip
+    return ""
+
+
 def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
     event_kb = N_SOURCES * (N_INPUTS + N_OUTPUTS) * 4 / 1024  # what one built event adds to a file
     probes = [r[8] for r in rows if r[8]] + [lat["write_mb_s"] for lat in lats if lat["write_mb_s"]]
@@ -667,15 +722,18 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "kernel's page cache took then; the node's own chunks go around the page cache, with O_DIRECT).",
         "",
         "| fragments/message | sources | workers | sink | raw events/s | node events/s | ratio "
-        "| raw events per CPU-s | node events per CPU-s | ratio | built straight from the receive buffer "
+        "| raw events per CPU-s | node events per CPU-s | ratio | node CPU per event (us): main / I/O / other "
+        "| senders' CPU per event (us): raw / node runs | built straight from the receive buffer "
         "| file write (MB/s) |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
     ]
-    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best, senders, _ in rows:
+    for batch, workers, sink, raw, node, ratio, raw_cpu, node_cpu, mb_s, direct, best, senders, _, th, sent in rows:
         probe = f"{mb_s:,.0f}" if mb_s else "-"
         shares = ", ".join(f"**{x:.0%}**" if i == best else f"{x:.0%}" for i, x in enumerate(direct))
         lines.append(f"| {batch} | {senders} | {workers} | {sink} | {raw:,.0f} | {node:,.0f} | {ratio:.2f} "
-                     f"| {raw_cpu:,.0f} | {node_cpu:,.0f} | {node_cpu / raw_cpu:.2f} | {shares} "
+                     f"| {raw_cpu:,.0f} | {node_cpu:,.0f} | {node_cpu / raw_cpu:.2f} "
+                     f"| {th['main']:.2f} / {th['io']:.2f} / {th['other']:.2f} | {sent[0]:.2f} / {sent[1]:.2f} "
+                     f"| {shares} "
                      f"| {probe} |")  # fmt: skip
     aim = [r for r in rows if r[1] == 1]
     lines += [
@@ -702,48 +760,39 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "all its workers; raw: the receiving loop): on a machine whose cores the senders and other "
         "work share, that is the rate a receiver would sustain with a core of its own.",
         "",
-        "Where the node's time goes (per-thread CPU times, line profiles and page-fault profiles of the daemon, "
-        "16 fragments per message): the receive costs the node what it costs the raw loop (the ZeroMQ I/O "
-        "thread's TCP reads, ~3.3-3.9 us per event here, and one `recv_into` per message into a reused buffer; "
-        "a drain of alike messages is validated as one array). Beyond that, when most of a drain's events "
-        f"complete in it, the builder copies each event's {event_kb:.1f} KB once, from the receive buffer "
-        "straight into the block it leaves in (with room for a message header, so PUB sends the block as it "
-        'is): the column "built straight from the receive buffer" gives that share of each run, the best '
-        "run's in bold. The senders run free, and at full rate one can be as far ahead of another as their "
-        "queues are deep (here thousands of events); then an event's fragments arrive in different drains, "
-        "wait in the ring, and the event is copied out of it when it completes: two copies (the rows they "
-        "wait in are reused as soon as events leave, so both mostly hit the caches: in process this path "
-        "costs ~1.5 us per event, building straight into the blocks ~1.0). Either copy runs at 4-8 GB/s on "
-        "this VM alone, 2-3 times slower "
-        "while the senders and the kernel stream memory on the other core. Each drain also costs ~70 small "
-        "NumPy calls (~0.3 ms when the cores are busy), which a drain of thousands of fragments amortises at "
-        "full rate. The run is bound by the machine's 2 cores: in a 1-second window of a 16-fragment run "
-        "without files the senders took 0.45-0.60 CPU-s, the node's I/O thread 0.48-0.58 and its main thread "
-        "0.56-0.68, with the cores 77-93% busy and 1-12% stolen by the host, so every microsecond any of them "
-        "spends per event lowers the rate. With files, the events are built in the sink's chunk arena "
-        "(page-aligned memory laid out as the file's chunks, `node/arena.py`), and a writer thread sends each "
-        "~4 MB HDF5 chunk from there to disk with O_DIRECT; before, it first copied every event into its own "
-        "aligned buffer (~0.65 us per event: paired runs in step, 300k events, median 170k -> 185k built "
-        f"events/s, writer thread ~1.05 -> ~0.43 us per event; in this run's runs with files, "
-        f"{in_place:,} chunks were written from where they were built and {gathered:,} gathered). "
-        "What the files still cost the main thread (~0.6 us per event in process at 200k events/s): mostly "
-        "the copy into the arena, whose memory comes back cold (48 MB later): the scatter of the inputs took "
-        "0.64 us per event there against 0.33 into reused heap memory, as a microbenchmark cycling through "
-        "1 GB (0.61-0.66) against a reused 4 MB buffer (0.33); zeroing it first (memset) only moves the cost. "
-        "An arena of 4 chunks instead of 12, reused sooner, was no faster in the daemon (paired runs in "
-        "step, 300k events: 131k-207k against 175k-217k built events/s): the writer, with less slack, "
-        "left fewer chunks to build in place. "
-        "Earlier per-thread CPU in 300k-event runs in step: main thread 4.3-5.0 us per "
-        "event with files or without, I/O thread ~4.2, writer thread 1.7-1.8 (with the copy), the writes ~0.3 "
-        "and the fdatasync of each chunk and its log entry (`sink.fsync`) ~0.3; with 1 MB chunks the writes "
-        "alone cost 0.75, "
-        "each write costing ~150-200 us of CPU however small; on a quiet machine, 300k events from free-running "
-        "senders with files: main thread 3.3-3.6, I/O thread 2.6-2.8, writer thread ~0.9) because new page-cache "
-        "pages on this VM cost from 0.3 to 4.5 ms of CPU per MB from one minute to the next (freed guest "
-        "memory is reported to the host and faulted in again on its next use): in one measurement the "
-        "daemon's thread spent 17-20 us per event writing through the page cache, 8 us with O_DIRECT"
+        "Where the node's time goes (the column \"node CPU per event\": the CPU time of the node's threads in "
+        "the fastest run, divided by its events, from /proc): *main* is the loop that receives (one "
+        "`recv_into` per message into a reused buffer), validates (a drain of alike messages as one array), "
+        "builds and hands on; *I/O* is ZeroMQ's I/O thread, the TCP reads, which the raw loop pays too (its "
+        "whole process costs 1,000,000 / its events per CPU-s, nearly all of it its I/O thread); *other* is "
+        "mainly the sink's writer thread. What the node adds is its main thread and its writer. A profile of "
+        "the daemon's threads (perf, 400k events from free-running senders, 16 fragments/message, with files; "
+        "2026-11-24, AMD EPYC, 2 cores) found half of the main thread's cycles in memcpy: the `recv_into` out "
+        "of ZeroMQ's message (~0.5 us per event), the scatter of each fragment into the record its event "
+        f"leaves in (~0.85 us) and, for an event that waited in the ring, its copy out (~0.3 us); each event "
+        f"is {event_kb:.1f} KB, and a copy runs at 4-8 GB/s on this VM, slower while the other core streams "
+        "memory too. The rest is NumPy's per-call machinery and Python; a drain costs ~70 small NumPy calls "
+        "whatever its size, which drains of thousands of fragments amortise at full rate. "
+        "When most of a drain's events complete in it, the builder copies each fragment once, from the "
+        'receive buffer straight into the block its event leaves in (the column "built straight from the '
+        "receive buffer\", the fastest run's in bold). Free-running senders drift apart by as much as their "
+        "queues hold (thousands of events): then an event's fragments arrive in different drains, wait in the "
+        "ring and are copied out when it completes, one copy more. With files the blocks are built in the "
+        "sink's chunk arena (page-aligned memory laid out as the file's ~4 MB HDF5 chunks, `node/arena.py`) "
+        "and the writer thread sends each chunk from there to the disk with O_DIRECT"
+        f" (in this run's runs with files, {in_place:,} chunks were written from where they were built and "
+        f"{gathered:,} gathered); the arena's memory comes back cold (48 MB later), so the scatter into it "
+        "costs about twice what it costs into reused memory (0.64 against 0.33 us per event, measured "
+        "earlier). O_DIRECT because new page-cache pages on this VM cost from 0.3 to 4.5 ms of CPU per MB "
+        "from one minute to the next (freed guest memory is reported to the host and faulted in again on its "
+        "next use)"
         + (f"; the page-cache probes of this run saw {min(probes):,.0f}-{max(probes):,.0f} MB/s" if probes else "")
-        + ". A second worker adds a process, its own I/O thread and writer, on the same 2 cores the 4 senders "
+        + ". "
+        "The senders, the node and the kernel share the 2 cores, so every microsecond of CPU any of them "
+        "spends per event lowers the rate; and the senders' own CPU per event is not fixed: it was higher "
+        'beside the node than beside the raw loop in most runs (the column "senders\' CPU per event"). '
+        + bound_sentence(rows)
+        + " A second worker adds a process, its own I/O thread and writer, on the same 2 cores the 4 senders "
         "use.",
     ]
     lines += [

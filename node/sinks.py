@@ -39,6 +39,9 @@ DAMAGED = ".damaged"  # NAME.h5.damaged{,.chunks,.tail}: a .tmp's bytes its chun
 # per 256 KB, ~200 us of the writer thread's CPU each
 LATE_CHUNK_BYTES = 256 << 10
 ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the chunks being gathered
+# what follows PREFIX- in a file's name (``_open``): PREFIX-* also matched the files of the
+# prefix PREFIX-wK (node.name "n-w1" against node "n"'s worker 1), which a start then took
+STAMPED = "[0-9]" * 8 + "T" + "[0-9]" * 6 + "-[0-9]*"
 
 
 def _keep(tmp: Path, kept: Path) -> None:
@@ -178,7 +181,7 @@ class RotatingFiles:
         cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a crash is
         finished here."""
         done = []
-        for tmp in sorted(self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp")):
+        for tmp in sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp")):
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             kept = final.with_name(final.name + DAMAGED)
             if not log_path(tmp).exists():
@@ -223,7 +226,7 @@ class RotatingFiles:
             done.append(final)
         finished: dict[Path, Path] = {}  # kept: final
         for suffix in (SUFFIX, TAIL_SUFFIX, TAIL_SUFFIX + ".new"):
-            for log in self.directory.glob(f"{self.prefix}-*{FORMATS['hdf5']}.tmp{suffix}"):
+            for log in self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp{suffix}"):
                 tmp = log.with_name(log.name.removesuffix(suffix))
                 if tmp.exists():
                     continue

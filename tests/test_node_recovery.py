@@ -572,3 +572,17 @@ def test_a_new_file_never_takes_the_name_of_a_file_kept_as_damaged(tmp_path):
     (final,) = sink.files
     assert not final.with_name(final.name + ".damaged").exists(), final.name
     assert all(f.read_bytes() == b"earlier" for f in tmp_path.glob("*.damaged"))
+
+
+def test_a_start_takes_only_its_own_prefixs_files_not_a_longer_prefixs(tmp_path):
+    """A node named "n-w1" writes ``n-w1-w0-*``, which ``n-w1-*`` (worker 1 of node "n" on
+    the same directory) matched too: that start rebuilt the other node's file, or left its
+    log half moved, while the other's own start did the same."""
+    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 10, 20), prefix="n-w1-w0")
+    other = RotatingFiles(tmp_path, "n-w1")
+    other.close()
+    assert other.recovered == [] and other.unrecovered == [] and tmp.exists() and log_path(tmp).exists()
+    own = RotatingFiles(tmp_path, "n-w1-w0")
+    own.close()
+    assert [f.name for f in own.recovered] == ["n-w1-w0-20261123T000000-00000.h5"]
+    assert read_events(own.recovered[0])["event"].tolist() == list(range(30))

@@ -36,7 +36,7 @@ from node.fallback import Fallback
 from node.metrics import WAITING_LOG_S, Log, Metrics, write_status_logged
 from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
-from node.sinks import LATE_CHUNK_BYTES, Publisher, RotatingFiles, late_records
+from node.sinks import LATE_CHUNK_BYTES, PrefixInUse, Publisher, RotatingFiles, late_records
 from node.supervisor import Supervisor
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
@@ -131,6 +131,9 @@ class Node:
         node's own context is destroyed (every socket closed) rather than waited for."""
         for sock in getattr(self, "inputs", None) or []:
             sock.close(linger=0)
+        for sink in (getattr(self, "events_sink", None), getattr(self, "late_sink", None)):
+            if sink is not None:  # nothing written yet: lets go of its prefix for the next start
+                sink.close()
         for part in (getattr(self, "publisher", None), getattr(self, "boards", None)):
             if part is not None:
                 part.close()
@@ -244,17 +247,22 @@ class Node:
                 preflight.check_writable(directory)
             except OSError as exc:
                 raise config_mod.ConfigError(f"sink.directory {directory}: cannot write there ({exc})") from None
-        self.events_sink = None if not s.write_files else RotatingFiles(
-            directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
-            max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-            direct_io=s.direct_io, fsync=s.fsync,
-        )  # fmt: skip
-        self.late_sink = (
-            RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
-                          max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                          direct_io=s.direct_io, fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES)
-            if s.late and s.write_files else None
-        )  # fmt: skip
+        try:
+            self.events_sink = None if not s.write_files else RotatingFiles(
+                directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
+                max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+                direct_io=s.direct_io, fsync=s.fsync,
+            )  # fmt: skip
+            self.late_sink = (
+                RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
+                              max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
+                              direct_io=s.direct_io, fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES)
+                if s.late and s.write_files else None
+            )  # fmt: skip
+        except PrefixInUse as exc:  # a second node of this name on the folder, or a node still stopping
+            raise config_mod.ConfigError(
+                f"node.name {cfg.node.name!r}: {exc}; two nodes on one sink.directory need names of their own"
+            ) from None
         self.sinks = [sink for sink in (self.events_sink, self.late_sink) if sink is not None]
         self._waiting_since: dict[Path, float] = {}  # file -> since when its sink waits for room
         self._waiting_logged = 0.0

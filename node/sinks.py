@@ -12,6 +12,8 @@ written a whole chunk at a time (``node.hdf5file``).  ROOT (uproot) is offered f
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,45 @@ ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the
 # what follows PREFIX- in a file's name (``_open``): PREFIX-* also matched the files of the
 # prefix PREFIX-wK (node.name "n-w1" against node "n"'s worker 1), which a start then took
 STAMPED = "[0-9]" * 8 + "T" + "[0-9]" * 6 + "-[0-9]*"
+
+
+class PrefixInUse(RuntimeError):
+    """Another live sink, of this process or another, writes a directory's files of a prefix."""
+
+    def __init__(self, directory: Path, prefix: str, pid: int | None):
+        self.directory, self.prefix, self.pid = directory, prefix, pid
+        if pid is None:  # (it has the lock, and writes its pid next)
+            holder = "another process (its pid not yet written)"
+        else:
+            holder = f"{'this' if pid == os.getpid() else 'another'} process (pid {pid})"
+        super().__init__(f"{directory}: {holder} writes the files named {prefix}-* there")
+
+
+def hold_prefix(directory: Path, prefix: str) -> int:
+    """Lock ``directory``'s files of ``prefix`` for one sink (the fd; close it to let go):
+    two nodes started on one folder with one ``node.name`` both rebuilt a killed writer's
+    ``.tmp`` (racing on its ``.rebuilt``, the renames and unlinks), and a ``.tmp`` found at
+    start can only be a dead writer's if no live one of the prefix runs beside.  An flock:
+    the kernel drops it when the process dies, so the file a crash leaves blocks no later
+    start.  The holder's pid is written in it, for the error of the one refused."""
+    path = directory / f".{prefix}.lock"
+    try:
+        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+    except PermissionError:  # another user's (a run as root): an flock needs no write access
+        fd, writable = os.open(path, os.O_RDONLY), False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+    except BlockingIOError:
+        written = os.pread(fd, 32, 0).strip()
+        os.close(fd)
+        raise PrefixInUse(directory, prefix, int(written) if written.isdigit() else None) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _keep(tmp: Path, kept: Path) -> None:
@@ -95,7 +136,10 @@ class RotatingFiles:
     (given up, or any error but no room) ends the sink: ``error`` says why, the file keeps
     its ``.tmp`` name (and chunk log: the next start rebuilds the chunks written, counted
     in ``written``), and every record not in a file, then or later, is counted in
-    ``lost``.  No method raises for a failed write: the caller checks ``error``."""
+    ``lost``.  No method raises for a failed write: the caller checks ``error``.
+
+    A directory's files of one prefix are one sink's from its start to its ``close``:
+    another, in this process or another, is refused meanwhile (``PrefixInUse``)."""
 
     def __init__(
         self,
@@ -147,7 +191,13 @@ class RotatingFiles:
         self.gave_up = False
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, or kept as .damaged, why)
-        self.recovered = self._recover() if fmt == "hdf5" else []
+        # the prefix's files are this sink's until ``close``: its start finds only dead writers' .tmp
+        self._prefix_lock = hold_prefix(self.directory, prefix)
+        try:
+            self.recovered = self._recover() if fmt == "hdf5" else []
+        except BaseException:
+            self._let_go()
+            raise
         self.arena: ChunkArena | None = None  # see use_arena
 
     def use_arena(self, dtype: np.dtype) -> bool:
@@ -173,10 +223,17 @@ class RotatingFiles:
             return None
         return self.arena.reserve(row, n)
 
+    def _let_go(self) -> None:
+        """Release the prefix (``hold_prefix``) for the next sink of it; once."""
+        if self._prefix_lock >= 0:
+            os.close(self._prefix_lock)
+            self._prefix_lock = -1
+
     def _recover(self) -> list[Path]:
         """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
         logs (``node.chunklog``), under their final names; a ``.tmp`` without a log, or one
-        another process still writes, is left alone, and so is one whose log cannot be
+        another process still writes (one that does not hold the prefix: an older
+        version), is left alone, and so is one whose log cannot be
         trusted (``distrust``: listed in ``unrecovered`` with the reason).  What a log
         cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a crash is
         finished here."""
@@ -488,13 +545,17 @@ class RotatingFiles:
         self.written += c.records
 
     def close(self) -> None:
-        """Write what is gathered and close the files (see ``error`` for how it went)."""
-        self.flush()
-        while self.closing is not None:
+        """Write what is gathered and close the files (see ``error`` for how it went), then
+        let go of the prefix."""
+        try:
+            self.flush()
+            while self.closing is not None:
+                self._close_written(wait=True)
+                self.flush()  # what waited for that file (after a failure: counted lost)
+            self._rotate()
             self._close_written(wait=True)
-            self.flush()  # what waited for that file (after a failure: counted lost)
-        self._rotate()
-        self._close_written(wait=True)
+        finally:
+            self._let_go()
 
 
 class Publisher:

@@ -721,8 +721,9 @@ def test_workers_blocked_starting_stop_when_their_supervisor_is_killed(tmp_path,
     if blocked_in == "recovery":
         assert statuses == [None, None]  # it never ran
         assert sorted(f.name for f in out.iterdir()) == sorted(
-            f"node-w{k}-20260101T000000-00000.h5.tmp{suffix}" for k in range(2) for suffix in ("", ".chunks")
-        )  # left as they were: no .rebuilt, no probe file
+            [f"node-w{k}-20260101T000000-00000.h5.tmp{suffix}" for k in range(2) for suffix in ("", ".chunks")]
+            + [f".node-w{k}.lock" for k in range(2)]
+        )  # left as they were: no .rebuilt, no probe file; only each worker's lock on its files added
         return
     assert all(s["final"] and not s["failed"] for s in statuses), statuses
     assert sum(s["counters"]["events_complete"] for s in statuses) == n

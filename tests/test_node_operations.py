@@ -421,6 +421,25 @@ def test_an_embedded_node_that_cannot_start_leaves_its_callers_context_free(tmp_
         busy.close(linger=0)
 
 
+def test_an_embedded_node_that_cannot_start_lets_go_of_its_files(tmp_path):
+    """A Node whose start failed after its sinks were made (its input's port taken) kept
+    their locks on the node's files (``node.sinks.hold_prefix``) while the program ran: its
+    retry, once the port was free, was refused as a second node of the same name."""
+    import zmq
+
+    busy = zmq.Context.instance().socket(zmq.PULL)
+    port = busy.bind_to_random_port("tcp://127.0.0.1")
+    cfg = config.load(basic_config(tmp_path, port, sources=[0]))
+    try:
+        with pytest.raises(config.ConfigError, match="cannot bind"):
+            Node(cfg)
+    finally:
+        busy.close(linger=0)
+    node = Node(cfg)  # the port free again
+    node.stop()
+    assert node.run()["final"]
+
+
 def test_node_embedded_in_a_thread_returns_its_final_counters(tmp_path):
     port = free_port()
     cfg = config.load(basic_config(tmp_path, port, sources=[3]))

@@ -14,12 +14,12 @@ import time
 import h5py
 import numpy as np
 import pytest
-from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct
+from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct, wait_for
 
 from node import chunklog, config
 from node.chunklog import boot_id, log_path, tail_path
-from node.hdf5file import rows_per_chunk
-from node.sinks import RotatingFiles, read_events
+from node.hdf5file import HDF5Writer, rows_per_chunk
+from node.sinks import PrefixInUse, RotatingFiles, read_events
 from sim.wire import protocol as p
 from sim.wire.source import Source
 
@@ -250,13 +250,15 @@ def test_a_file_still_closing_is_not_taken_by_a_node_started_meanwhile(tmp_path,
     """The chunk log's lock was let go before HDF5's metadata and the rename (which can wait
     for room on a full disk): a node started on the folder then rebuilt the file under its
     final name while its writer was still closing it.  Now the lock is held until the
-    file has its final name."""
+    file has its final name, and so is the sink's on its prefix (``hold_prefix``)."""
     import node.sinks as sinks_mod
 
     seen = []
 
     def rename(tmp, final, fsync=True):
-        seen.append(RotatingFiles(tmp_path, "ev").recovered)  # a node started right now
+        with pytest.raises(PrefixInUse):  # a node of the same name started right now
+            RotatingFiles(tmp_path, "ev")
+        seen.append(chunklog.writer_alive(tmp))  # what a start not holding the prefix looks at
         return durable_replace(tmp, final, fsync)
 
     durable_replace = sinks_mod.durable_replace
@@ -264,19 +266,30 @@ def test_a_file_still_closing_is_not_taken_by_a_node_started_meanwhile(tmp_path,
     sink = RotatingFiles(tmp_path, "ev", flush_bytes=1)
     sink.write(np.zeros(10, p.event_dtype(2, 3, 1, 4)))
     sink.close()
-    assert seen == [[]] and len(sink.files) == 1 and len(read_events(sink.files[0])["event"]) == 10
+    assert seen == [True] and len(sink.files) == 1 and len(read_events(sink.files[0])["event"]) == 10
 
 
 def test_a_file_another_live_writer_holds_is_not_taken(tmp_path):
     """Two sinks of one prefix on one directory (a misconfiguration, or a restart racing the
-    old process): the new one must not rebuild the file the live one is writing."""
+    old process): the new one must not rebuild the file the live one is writing.  It is
+    refused (in one process too: the lock is the open file's); a live writer that does not
+    hold the prefix (an earlier version's) is still known by its chunk log's lock."""
     dtype = p.event_dtype(2, 8, 1, 4)
     live = RotatingFiles(tmp_path, "ev", flush_bytes=1 << 10, direct_io=False)
     live.write(np.zeros(200_000, dtype))  # several chunks written, the file open
     (tmp,) = tmp_path.glob("ev-*.h5.tmp")
-    assert RotatingFiles(tmp_path, "ev").recovered == [] and tmp.exists()
+    with pytest.raises(PrefixInUse, match=f"this process \\(pid {os.getpid()}\\) writes the files named ev-"):
+        RotatingFiles(tmp_path, "ev")
+    assert tmp.exists()
     live.close()
     assert len(read_events(next(tmp_path.glob("ev-*.h5")))["event"]) == 200_000
+    earlier = HDF5Writer(tmp_path / "ev-20261123T000000-00000.h5.tmp", "events", {}, direct_io=False, dtype=dtype)
+    earlier.write([np.zeros(20_000, dtype)])
+    start = RotatingFiles(tmp_path, "ev")
+    start.close()
+    assert start.recovered == [] and start.unrecovered == [] and earlier.path.exists()
+    earlier.close()
+    earlier.release_log()
 
 
 def test_a_chunk_log_entry_cut_short_is_taken_back_whole(tmp_path):
@@ -455,7 +468,7 @@ def test_a_crash_between_any_two_steps_loses_nothing_and_the_next_start_finishes
         kept = tmp.with_name(tmp.name.removesuffix(".tmp") + ".damaged")
         if scenario == "rebuilt":
             assert got == list(range(35)) and sink.unrecovered == [], k
-            assert sorted(directory.iterdir()) == files, k
+            assert sorted(directory.iterdir()) == [directory / ".ev.lock", *files], k
             continue
         assert got == list(range(10)), k
         assert [path for path, _ in sink.unrecovered] == [kept], k
@@ -586,3 +599,127 @@ def test_a_start_takes_only_its_own_prefixs_files_not_a_longer_prefixs(tmp_path)
     own.close()
     assert [f.name for f in own.recovered] == ["n-w1-w0-20261123T000000-00000.h5"]
     assert read_events(own.recovered[0])["event"].tolist() == list(range(30))
+
+
+# A start of the sink "ev" on DIRECTORY held in its recovery, its rebuilt file written and
+# closed, until a line comes on stdin; then it goes on, closes and names what it rebuilt
+HELD_RECOVERY = """
+import sys
+import node.sinks as sinks
+directory = sys.argv[1]
+replace = sinks.durable_replace
+
+def held(*args, **kwargs):
+    print("rebuilt", flush=True)
+    sys.stdin.readline()
+    return replace(*args, **kwargs)
+
+sinks.durable_replace = held
+sink = sinks.RotatingFiles(directory, "ev")
+sink.close()
+print("recovered", *[f.name for f in sink.recovered], flush=True)
+"""
+
+# Another start of the sink "ev" on DIRECTORY: what it rebuilt, or why it could not start
+START = """
+import sys
+from node.sinks import RotatingFiles
+try:
+    sink = RotatingFiles(sys.argv[1], "ev")
+except Exception as exc:
+    print("refused", exc, flush=True)
+else:
+    sink.close()
+    print("started", *[f.name for f in sink.recovered], flush=True)
+"""
+
+
+@pytest.mark.parametrize("first", ["finishes", "is killed"])
+def test_a_second_start_of_one_prefix_is_refused_while_the_first_recovers(tmp_path, first):
+    """Two starts of one prefix on one directory at once (two nodes of one node.name): both
+    found the killed writer's .tmp unowned and rebuilt it, writing one ``.rebuilt`` file,
+    renaming and deleting under each other.  Now the second is refused, naming the
+    directory, the files and the first's pid; the first's recovery ends as it would alone.
+    The lock it leaves on the disk (finished, or killed in the middle) blocks no later start."""
+    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 10, 20))
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+    held = subprocess.Popen([sys.executable, "-c", HELD_RECOVERY, str(tmp_path)], cwd=ROOT, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert held.stdout.readline().strip() == "rebuilt"
+        second = subprocess.run([sys.executable, "-c", START, str(tmp_path)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+        if first == "finishes":
+            held.stdin.write("\n")
+            held.stdin.close()
+            assert held.stdout.readline().split() == ["recovered", final.name]
+        else:
+            held.kill()
+    finally:
+        held.kill()
+        held.wait()
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("refused"), second.stdout
+    assert f"{tmp_path}: another process (pid {held.pid}) writes the files named ev-* there" in second.stdout
+    lock = tmp_path / ".ev.lock"
+    assert lock.exists()  # left behind, as a crash leaves it
+    again = RotatingFiles(tmp_path, "ev")  # not blocked by it
+    again.close()
+    assert again.recovered == ([] if first == "finishes" else [final]) and again.unrecovered == []
+    assert sorted(tmp_path.iterdir()) == [lock, final]  # no .tmp, .rebuilt, .damaged or log left
+    assert read_events(final)["event"].tolist() == list(range(30))
+
+
+def test_a_second_node_of_one_name_on_one_directory_is_refused_while_the_first_runs(tmp_path):
+    """The daemon's side: a second node started with the first's node.name and
+    sink.directory (its own ports and status file) is refused at start, in one line naming
+    the name, the directory and the first's pid, with the status of a start error (2); the
+    first runs on, and once it has stopped the second starts."""
+    out = tmp_path / "out"
+    first = Daemon(basic_config(tmp_path, free_port()))
+    (tmp_path / "second").mkdir()
+    cfg = basic_config(tmp_path / "second", free_port(), sink={"directory": str(out)})
+    try:
+        with open(tmp_path / "second" / "node.log", "w") as log:
+            second = subprocess.Popen([sys.executable, "-m", "node.daemon", str(cfg)], cwd=tmp_path / "second",
+                                      stderr=log, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+        try:  # its exit, or its status file (started: the test fails)
+            wait_for(lambda: second.poll() is not None or (tmp_path / "second/node-status.json").exists(), 60)
+        finally:
+            second.kill()
+            second.wait()
+        errors = (tmp_path / "second" / "node.log").read_text()
+        assert second.returncode == 2, errors
+        assert errors.splitlines() == [
+            f"node: error: node.name 'node': {out}: another process (pid {first.proc.pid}) writes the files "
+            "named node-w0-* there; two nodes on one sink.directory need names of their own"
+        ]
+        assert first.proc.poll() is None
+        first.stop()
+    finally:
+        first.kill()
+    again = Daemon(cfg)
+    try:
+        again.stop()
+    finally:
+        again.kill()
+
+
+def test_a_lock_file_another_user_left_blocks_no_start(tmp_path, monkeypatch):
+    """The lock file of an earlier run as another user (root, say: 0644) cannot be opened
+    for writing; an flock needs only the file open, so the start takes it all the same,
+    and holds it."""
+    (tmp_path / ".ev.lock").write_text("4242\n")
+    real_open = os.open
+
+    def as_another_user(path, flags, *args):
+        if str(path).endswith(".lock") and flags & os.O_RDWR:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", as_another_user)
+    sink = RotatingFiles(tmp_path, "ev")
+    with pytest.raises(PrefixInUse):
+        RotatingFiles(tmp_path, "ev")
+    sink.close()
+    RotatingFiles(tmp_path, "ev").close()

@@ -278,7 +278,7 @@ class Node:
             sink.on_wait = self._report_waiting
             if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
                 self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
-            for tmp, reason in sink.unrecovered:  # its logs not to be trusted: left as they are
+            for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
                 self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self.auth = None
         if cfg.security.curve_secret_key:  # before any socket binds: none takes a client unchecked

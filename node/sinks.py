@@ -35,6 +35,13 @@ from sim.wire.security import server_curve
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
 DAMAGED = ".damaged"  # NAME.h5.damaged{,.chunks,.tail}: a .tmp's bytes its chunk log could not place, kept
+# why a start leaves a .tmp of its prefix as it is (``unrecovered``): said at every start, until someone acts
+NO_LOG = ("no chunk log beside it: its writer was killed before making one, so before any event went to the file "
+          "(or the log was removed); nothing to rebuild it from, left as it is")  # fmt: skip
+ROOT_NOT_CLOSED = ("a ROOT file its writer never closed (killed, or its sink failed): ROOT files have no chunk log "
+                   "and are not rebuilt; left as it is")  # fmt: skip
+HDF5_NOT_REBUILT = ("an HDF5 file its writer never closed: only a sink with sink.format = \"hdf5\" rebuilds it, "
+                    "this one writes ROOT; left as it is")  # fmt: skip
 # late files hold few records (late fragments are rare), and every HDF5 file takes at least
 # a whole chunk on the disk: ~4 MB chunks made each late file of a soak run ~2 MB for a
 # few KB of fragments (117 MB for 3 MB, rotating every 5 s); a late storm costs a write
@@ -194,7 +201,7 @@ class RotatingFiles:
         # the prefix's files are this sink's until ``close``: its start finds only dead writers' .tmp
         self._prefix_lock = hold_prefix(self.directory, prefix)
         try:
-            self.recovered = self._recover() if fmt == "hdf5" else []
+            self.recovered = self._recover()
         except BaseException:
             self._let_go()
             raise
@@ -231,20 +238,29 @@ class RotatingFiles:
 
     def _recover(self) -> list[Path]:
         """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
-        logs (``node.chunklog``), under their final names; a ``.tmp`` without a log, or one
-        another process still writes (one that does not hold the prefix: an older
-        version), is left alone, and so is one whose log cannot be
-        trusted (``distrust``: listed in ``unrecovered`` with the reason).  What a log
-        cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a crash is
-        finished here."""
+        logs (``node.chunklog``), under their final names.  One another process still
+        writes (one that does not hold the prefix: an older version) is left alone; one
+        that cannot be rebuilt is left as it is and listed in ``unrecovered`` with the
+        reason, so that the operator hears of it: without a log, with a log that cannot be
+        trusted (``distrust``), a ROOT file (no log), an HDF5 file found by a ROOT sink.
+        What a log cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a
+        crash is finished here."""
+        for tmp in sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp")):
+            self.unrecovered.append((tmp, ROOT_NOT_CLOSED))
+        found = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp"))
+        if self.fmt != "hdf5":  # (h5py need not be there)
+            self.unrecovered += [(tmp, HDF5_NOT_REBUILT) for tmp in found]
+            return []
         done = []
-        for tmp in sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp")):
+        for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             kept = final.with_name(final.name + DAMAGED)
             if not log_path(tmp).exists():
                 if log_path(kept).exists():  # a start cut short keeping it: its log was moved, the .tmp not yet
                     _keep(tmp, kept)
                     self.unrecovered.append((kept, _kept_why(kept, final)))
+                else:
+                    self.unrecovered.append((tmp, NO_LOG))
                 continue
             if writer_alive(tmp):
                 continue

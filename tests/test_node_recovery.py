@@ -723,3 +723,57 @@ def test_a_lock_file_another_user_left_blocks_no_start(tmp_path, monkeypatch):
         RotatingFiles(tmp_path, "ev")
     sink.close()
     RotatingFiles(tmp_path, "ev").close()
+
+
+# A sink of PREFIX on DIRECTORY killed (SIGKILL) in its first file: an HDF5 file's before
+# its chunk log is made; a ROOT file's once its first records are in it
+KILLED_IN_FIRST_FILE = """
+import os, signal, sys
+import numpy as np
+import node.hdf5file
+from node.sinks import RotatingFiles
+from sim.wire import protocol as p
+directory, prefix, fmt = sys.argv[1:]
+node.hdf5file.ChunkLog = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sink = RotatingFiles(directory, prefix, fmt=fmt, flush_bytes=1)
+sink.write(np.zeros(10, p.event_dtype(2, 3, 1, 4)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("fmt, why", [("hdf5", "no chunk log beside it"), ("root", "a ROOT file its writer never")])
+def test_the_node_names_a_killed_writers_file_it_cannot_rebuild_at_start(tmp_path, fmt, why):
+    """A .tmp no chunk log can rebuild: an HDF5 file whose writer was killed before it made
+    the log, a ROOT file (none has a log).  The start passed over both without a word; now
+    its warning names the file and why, and leaves it as it is."""
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_FIRST_FILE, str(out), "node-w0", fmt], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (tmp,) = out.glob(f"node-w0-*.{'h5' if fmt == 'hdf5' else 'root'}.tmp")
+    assert not log_path(tmp).exists()
+    left = tmp.read_bytes()
+    d = Daemon(basic_config(tmp_path, free_port(), sink={"format": fmt}))
+    try:
+        d.stop()
+    finally:
+        d.kill()
+    (line,) = [x for x in d.log_lines() if x.get("event") == "unrecovered-file"]
+    assert line["file"] == str(tmp) and line["level"] == "warning", line
+    assert line["reason"].startswith(why) and line["reason"].endswith("left as it is"), line
+    assert tmp.read_bytes() == left
+
+
+def test_a_root_sink_names_an_hdf5_file_it_does_not_rebuild(tmp_path):
+    """A node switched to sink.format = "root" passed over a killed writer's HDF5 .tmp
+    without a word (only an HDF5 sink rebuilds one); an HDF5 sink still does later."""
+    tmp, _ = _killed_writer_tmp(tmp_path, _chunks(0, 10, 20))
+    sink = RotatingFiles(tmp_path, "ev", fmt="root")
+    sink.close()
+    assert sink.recovered == [] and [t for t, _ in sink.unrecovered] == [tmp], sink.unrecovered
+    assert 'only a sink with sink.format = "hdf5" rebuilds it' in sink.unrecovered[0][1]
+    assert tmp.exists() and log_path(tmp).exists()
+    sink = RotatingFiles(tmp_path, "ev")
+    sink.close()
+    assert read_events(sink.recovered[0])["event"].tolist() == list(range(30)) and sink.unrecovered == []

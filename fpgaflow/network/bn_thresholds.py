@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.network import hls4ml_version
+from fpgaflow.network.patching import replaced
 from fpgaflow.network.types import ap_type
 from fpgaflow.project import ProjectError
 from sim.fixed import FixedType
@@ -64,11 +65,8 @@ def qkeras_thresholds(where: str) -> Iterator[list[str]]:
                 "fpgaflow rounds it up, as QKeras computes"
             )
 
-    BatchNormalizationQuantizedTanh.set_thresholds = set_thresholds
-    try:
+    with replaced(BatchNormalizationQuantizedTanh, "set_thresholds", set_thresholds):
         yield notes
-    finally:
-        BatchNormalizationQuantizedTanh.set_thresholds = hls4ml_set_thresholds
 
 
 def _merged(node: Any, kind: str) -> str:

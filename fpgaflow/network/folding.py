@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.network import hls4ml_version
+from fpgaflow.network.patching import replaced
 
 # hls4ml 1.3.0's Conv2DBatchnorm.initialize transposes the folded kernel for these backends
 _PRE_TRANSPOSED = ("Vivado", "VivadoAccelerator", "Catapult")
@@ -54,12 +55,8 @@ def qkeras_folded_convolutions(model: Any) -> Iterator[list[str]]:
         node.set_attr("bias_data", bias)
         Conv2D.initialize(node)
 
-    hls4ml_initialize = Conv2DBatchnorm.__dict__["initialize"]
-    Conv2DBatchnorm.initialize = initialize
-    try:
+    with replaced(Conv2DBatchnorm, "initialize", initialize):
         yield notes
-    finally:
-        Conv2DBatchnorm.initialize = hls4ml_initialize
 
 
 def _quantized(quantizer: Any, values: np.ndarray) -> np.ndarray:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from fpgaflow.network import hls4ml_version
+from fpgaflow.network.patching import replaced
 from fpgaflow.project import ProjectError
 from sim.fixed import FixedType
 
@@ -173,21 +174,25 @@ def exact_weight_types() -> Iterator[None]:
     the built graph."""
     from hls4ml.model.quantizers import QKerasQuantizer
 
-    built = QKerasQuantizer._get_type
-    if getattr(built, "__wrapped__", None) is not None:  # already inside
+    with replaced(QKerasQuantizer, "_get_type", _exact_get_type()):
         yield
-        return
+
+
+@functools.cache
+def _exact_get_type() -> Callable[..., Any]:
+    """``QKerasQuantizer._get_type`` with ``weight_precision`` first: one function for the
+    process, so that a nested ``exact_weight_types`` is re-entry (``replaced``), not a
+    wrapper around the wrapper; ``inspect.unwrap`` finds hls4ml's own."""
+    from hls4ml.model.quantizers import QKerasQuantizer
+
+    built = QKerasQuantizer._get_type
 
     @functools.wraps(built)
     def _get_type(self: Any, quantizer_config: dict[str, Any]) -> Any:
         right = weight_precision(quantizer_config)
         return built(self, quantizer_config) if right is None else right
 
-    QKerasQuantizer._get_type = _get_type
-    try:
-        yield
-    finally:
-        QKerasQuantizer._get_type = built
+    return _get_type
 
 
 def _hls4ml_weight_type(quantizer: Any) -> str:
@@ -595,10 +600,23 @@ def exact_alpha_results() -> Iterator[None]:
     from hls4ml.model.layers import ApplyAlpha
     from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
 
-    built = InferPrecisionTypes._infer_bn_precision
-    if getattr(built, "__wrapped__", None) is not None:  # already inside
+    initialize, infer_bn_precision = _exact_alpha_functions()
+    with (
+        replaced(InferPrecisionTypes, "_infer_bn_precision", infer_bn_precision),
+        replaced(ApplyAlpha, "initialize", initialize),
+    ):
         yield
-        return
+
+
+@functools.cache
+def _exact_alpha_functions() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``ApplyAlpha.initialize`` and ``InferPrecisionTypes._infer_bn_precision`` as
+    ``exact_alpha_results`` has them: one pair for the process, so that a nested
+    ``exact_alpha_results`` is re-entry (``replaced``), not a wrapper around the wrapper."""
+    from hls4ml.model.layers import ApplyAlpha
+    from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
+
+    built = InferPrecisionTypes._infer_bn_precision
     built_initialize = ApplyAlpha.__dict__["initialize"]
 
     def initialize(node: Any) -> None:
@@ -614,13 +632,7 @@ def exact_alpha_results() -> Iterator[None]:
                 node.types["result_t"].precision = exact
         return inferred
 
-    InferPrecisionTypes._infer_bn_precision = _infer_bn_precision
-    ApplyAlpha.initialize = initialize
-    try:
-        yield
-    finally:
-        InferPrecisionTypes._infer_bn_precision = built
-        ApplyAlpha.initialize = built_initialize
+    return initialize, _infer_bn_precision
 
 
 def _po2_scale_quantizer(node: Any) -> Any:

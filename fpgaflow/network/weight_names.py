@@ -12,10 +12,11 @@ the reader matches the weight's own name (the full name without the layer's scop
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from fpgaflow.network.patching import replaced
 
 
 def own_name(weight_name: str, layer_name: str) -> str:
@@ -35,25 +36,18 @@ def weight_index(names: list[str], layer_name: str, var_name: str) -> int | None
     return None
 
 
+def _get_weights_data(self: Any, layer_name: str, var_name: str) -> Any:
+    """``KerasModelReader.get_weights_data``, picking the weight by its own name."""
+    layer = self.model.get_layer(layer_name)
+    i = weight_index([w.name for w in layer.weights], layer.name, var_name)
+    return None if i is None else layer.weights[i].numpy()
+
+
 @contextmanager
 def exact_weight_names() -> Iterator[None]:
     """While hls4ml parses or converts a loaded Keras model, its reader picks weights by
     their own names (``weight_index``)."""
     from hls4ml.converters import KerasModelReader
 
-    built = KerasModelReader.get_weights_data
-    if getattr(built, "__wrapped__", None) is not None:  # already inside
+    with replaced(KerasModelReader, "get_weights_data", _get_weights_data):
         yield
-        return
-
-    @functools.wraps(built)
-    def get_weights_data(self: Any, layer_name: str, var_name: str) -> Any:
-        layer = self.model.get_layer(layer_name)
-        i = weight_index([w.name for w in layer.weights], layer.name, var_name)
-        return None if i is None else layer.weights[i].numpy()
-
-    KerasModelReader.get_weights_data = get_weights_data
-    try:
-        yield
-    finally:
-        KerasModelReader.get_weights_data = built

@@ -1413,11 +1413,125 @@ def test_a_kernel_alpha_scale_its_type_rounds_is_reported(tmp_path):
     assert note.endswith(
         "layer 'f03' (QDense, kernel quantizer quantized_bits(4,0,0,alpha=0.3)): hls4ml 1.3.0 divides the kernel's "
         "scale out of the weights and multiplies it back in its layer 'f03_alpha', which holds it in ap_fixed<18,7> "
-        "(the Model's default precision: hls4ml sets that layer's types itself), so 4 of 4 scales are rounded (0.3 "
-        "-> 0.299805, 0.3 -> 0.299805, 0.3 -> 0.299805, 0.3 -> 0.299805) and the layer's output before the bias "
-        "differs from QKeras's by up to 0.00065 of its value; a wider Model default precision holds the scale "
-        "closer, alpha='auto_po2' (power-of-two scales) exactly"
+        "(the Model's default precision: hls4ml sets that layer's types itself, unless "
+        "HLSConfig.LayerName.f03_alpha.Precision.scale gives one), so 4 of 4 scales are rounded (0.3 -> 0.299805, "
+        "0.3 -> 0.299805, 0.3 -> 0.299805, 0.3 -> 0.299805) and the layer's output before the bias differs from "
+        "QKeras's by up to 0.00065 of its value; a wider scale type holds the scale closer, alpha='auto_po2' "
+        "(power-of-two scales) exactly"
     ), note
+
+
+def _alpha_entries_model():
+    """QDense layers whose kernel alpha hls4ml turns into an ApplyAlpha (``<name>_alpha``):
+    'auto_po2' (scales 1/4 to 2) and 0.3, both with a bias quantizer; one with alpha=1
+    (no ApplyAlpha); one 'auto_po2' whose scales are all 1 and bias 0 (hls4ml removes its
+    ApplyAlpha); and a Dense + QActivation(quantized_bits) that synth converts twice for."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+    from qkeras.quantizers import quantized_bits
+
+    k = tf.keras
+    inp = k.Input((8,), name="x")
+    bias = {"bias_quantizer": quantized_bits(8, 3, alpha=1)}
+    outs = [
+        QDense(4, name="fpo2", kernel_quantizer=quantized_bits(4, 0, alpha="auto_po2"), **bias)(inp),
+        QDense(4, name="f03", kernel_quantizer=quantized_bits(4, 0, alpha=0.3), **bias)(inp),
+        QDense(4, name="f1", kernel_quantizer=quantized_bits(4, 0, alpha=1), **bias)(inp),
+        QDense(4, name="fone", kernel_quantizer=quantized_bits(4, 0, alpha="auto_po2"), use_bias=False)(inp),
+        QActivation("quantized_bits(6,2,alpha=1)", name="qb")(k.layers.Dense(4, name="fc")(inp)),
+    ]
+    while len(outs) > 1:
+        outs = [k.layers.Concatenate(name=f"cat{len(outs)}")(outs[:2]), *outs[2:]]
+    model = k.Model(inp, outs[0])
+    rng = np.random.default_rng(3)
+    for name in ("fpo2", "f03", "f1"):
+        kernel = rng.normal(0, 1, (8, 4)) * 2.0 ** (np.arange(4) - 2)
+        model.get_layer(name).set_weights([kernel.astype("f4"), rng.normal(0, 2, 4).astype("f4")])
+    kernel = rng.uniform(-0.8, 0.8, (8, 4))
+    kernel[0] = 0.8  # QKeras's 'auto_po2' scale 1 in every column
+    model.get_layer("fone").set_weights([kernel.astype("f4")])
+    return model
+
+
+def _synth_alpha_entries(tmp_path, hls: dict):
+    files = save_keras(_alpha_entries_model(), tmp_path / "src", "q")
+    hls = {"Model": {"Precision": "ap_fixed<16,6>"}, **hls}
+    return _synth(write_project(tmp_path, {"KerasJson": "q.json", "KerasH5": "q_weights.h5", "HLSConfig": hls}, files))
+
+
+def test_an_alpha_layer_takes_its_layername_precision(tmp_path):
+    """hls4ml 1.3.0 reads a LayerName entry for the ApplyAlpha layer it inserts for a
+    kernel alpha, but the name is in no generated configuration, and synth refused it as a
+    layer the model does not have (audit).  The types it names are built (also through the
+    second conversion synth makes for the QActivation: hls4ml replaces the entry in the
+    configuration it is given); a result type the linear activation hls4ml then keeps
+    after the layer does not hold is reported."""
+    names = {
+        "fpo2_alpha": {"Precision": {"result": "ap_fixed<30,12>"}},
+        "f03_alpha": {"Precision": {"scale": "ap_fixed<20,1,AP_RND>", "result": "ap_fixed<12,5,AP_RND,AP_SAT>"}},
+    }
+    project = _synth_alpha_entries(tmp_path, {"LayerName": names})
+    manifest = json.loads((project.build_dir / "emulator" / "manifest.json").read_text())
+    layers = {layer["name"]: layer for layer in manifest["layers"]}
+    assert layers["fpo2_alpha"]["result_type"] == "ap_fixed<30,12>"
+    assert layers["f03_alpha"]["scale_type"] == "ap_fixed<20,1,AP_RND>"
+    assert layers["f03_alpha"]["result_type"] == "ap_fixed<12,5,AP_RND,AP_SAT>"
+    assert layers["fc"]["result_type"] == "ap_fixed<6,3,AP_RND_CONV,AP_SAT>"  # the second conversion's
+    warnings = json.loads((project.build_dir / "report.json").read_text())["warnings"]
+    assert any(
+        w.endswith(
+            "HLSConfig.LayerName.fpo2_alpha gives layer 'fpo2_alpha' the result type ap_fixed<30,12>, and hls4ml "
+            "1.3.0 then keeps the linear activation 'fpo2_linear' after it (it removes it only after an automatic "
+            "type), which casts that result again into its own automatic type ap_fixed<16,6>; give "
+            "HLSConfig.LayerName.fpo2_linear.Precision.result a type too"
+        )
+        for w in warnings
+    ), warnings
+    assert not any("f03_linear" in w for w in warnings)  # ap_fixed<16,6> holds ap_fixed<12,5>
+    assert any(
+        "which holds it in ap_fixed<20,1,AP_RND> (HLSConfig.LayerName.f03_alpha gives it)" in w for w in warnings
+    )
+
+
+@pytest.mark.parametrize(
+    ("hls", "message"),
+    [
+        (
+            {"LayerName": {"fpo2_alpha": {"Precision": {"scale": "ap_fixed<8,3>"}}}},
+            r"HLSConfig.LayerName.fpo2_alpha.Precision.scale asks for scale ap_fixed<8,3>, but hls4ml 1.3.0 builds "
+            r"the scale of layer 'fpo2_alpha' as hls4ml's power-of-two type .*: the kernel quantizer's "
+            r"alpha='auto_po2' gives 'fpo2' power-of-two scales, .*; remove it from the entry",
+        ),
+        (
+            {"LayerName": {"f03_alpha": {"Precision": {"bias": "ap_fixed<12,4>"}}}},
+            r"HLSConfig.LayerName.f03_alpha.Precision.bias asks for bias ap_fixed<12,4>, but hls4ml 1.3.0 builds the "
+            r"bias of layer 'f03_alpha' as ap_fixed<8,4>: hls4ml moves 'f03''s bias into 'f03_alpha' with its QKeras "
+            r"bias quantizer, which sets its type",
+        ),
+        (
+            {"LayerName": {"fone_alpha": {"Precision": {"result": "ap_fixed<12,5>"}}}},
+            r"HLSConfig.LayerName.fone_alpha sets the types of hls4ml's ApplyAlpha layer for layer 'fone''s alpha, "
+            r"but hls4ml 1.3.0 built no such layer \(it removes one whose scales are all 1 and bias 0",
+        ),
+        (
+            {"LayerName": {"f03_alpha": {"ReuseFactor": 2}}},
+            r"HLSConfig.LayerName.f03_alpha: unknown key\(s\) ReuseFactor; known: Precision",
+        ),
+        (
+            {"LayerName": {"f1_alpha": {"Precision": "ap_fixed<12,5>"}}},
+            r"LayerName names layer 'f1_alpha', which the model does not have",
+        ),
+        (  # hls4ml gives an ApplyAlpha its own default precision, which a LayerType entry does not reach
+            {"LayerType": {"ApplyAlpha": {"Precision": "ap_fixed<12,5>"}}},
+            r"HLSConfig.LayerType: unknown layer class\(es\) ApplyAlpha",
+        ),
+    ],
+)
+def test_an_alpha_layer_entry_hls4ml_would_not_apply_is_refused(tmp_path, hls, message):
+    from fpgaflow.project import ProjectError
+
+    with pytest.raises(ProjectError, match=message):
+        _synth_alpha_entries(tmp_path, hls)
 
 
 def _batchnorm_model():

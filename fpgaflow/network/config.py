@@ -209,6 +209,7 @@ class LayerInfo:
     precision_vars: tuple[str, ...]  # weight, bias, result, accum, table...
     quantized: frozenset[str] = frozenset()  # the variables a QKeras quantizer of the layer sets
     activation: str = ""  # an activation layer's function, lower case (sigmoid, elu, softmax...)
+    inserted: bool = False  # made by an hls4ml pass (a QKeras alpha's ApplyAlpha): only its LayerName entry reaches it
 
 
 def normalised(key: str) -> str:
@@ -248,19 +249,24 @@ def merge_hls_config(
     if user_types:
         merged["LayerType"] = copy.deepcopy(user_types)  # for layers hls4ml's passes add
     names = merged.setdefault("LayerName", {})
+    known = [*names, *(info.name for info in layers if info.inserted)]
     for layer, entry in user_names.items():
-        if layer not in names:
-            close = difflib.get_close_matches(str(layer), list(names), 1, 0.6)
+        if layer not in known:
+            close = difflib.get_close_matches(str(layer), known, 1, 0.6)
             raise ProjectError(
                 f"{where}: HLSConfig.LayerName names layer {layer!r}, which the model does not have"
                 + (f" (did you mean {close[0]}?)" if close else "")
-                + f"; its layers: {', '.join(sorted(names))}"
+                + f"; its layers: {', '.join(sorted(known))}"
             )
         if not isinstance(entry, dict):
             raise ProjectError(f"{where}: HLSConfig.LayerName.{layer} must be a mapping")
     model_vars = user_model.get("Precision") if isinstance(user_model.get("Precision"), dict) else {}
     model_vars = {k: v for k, v in model_vars.items() if k not in ("default", "maximum")}
     for info in layers:
+        if info.inserted:  # hls4ml gives it its own default precision: Model and LayerType entries do not reach it
+            if info.name in user_names:
+                _apply(names.setdefault(info.name, {}), user_names[info.name], info, None, set())
+            continue
         entry = names.setdefault(info.name, {})
         kept: dict[str, set[str]] = {}  # a Model/LayerType path -> the quantizer types it left alone
         for key in MODEL_LAYER_KEYS:
@@ -291,11 +297,12 @@ def check_layer_keys(user: dict[str, Any], layers: list[LayerInfo], where: str) 
     """Every LayerType class, LayerName layer, key and Precision variable must be one
     hls4ml reads for the model's layers: a misspelt one would be ignored."""
     by_name = {info.name: info for info in layers}
+    own = [info for info in layers if not info.inserted]  # the layers Model and LayerType entries reach
     precision = (user.get("Model") or {}).get("Precision")
     if isinstance(precision, dict):
-        variables = dict.fromkeys(["default", "maximum", *(v for info in layers for v in info.precision_vars)])
+        variables = dict.fromkeys(["default", "maximum", *(v for info in own for v in info.precision_vars)])
         unknown_keys(f"{where}: HLSConfig.Model.Precision", precision, variables, "variable(s)")
-    classes = dict.fromkeys(c for info in layers for c in info.classes)
+    classes = dict.fromkeys(c for info in own for c in info.classes)
     types = user.get("LayerType") or {}
     unknown_keys(f"{where}: HLSConfig.LayerType", types, classes, "layer class(es)")
     for cls, entry in types.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,8 +114,11 @@ def keras_layer_list(model: Any) -> tuple[list[dict[str, Any]], list[str]]:
 def layer_catalog(layer_list: list[dict[str, Any]], backend: str, base: dict[str, Any]) -> list[LayerInfo]:
     """Each layer of ``base`` (hls4ml's name-granularity config) with its classes, the
     keys hls4ml reads for it and the variables its QKeras quantizers set -- from the
-    model parsed as ``config_from_keras_model`` parses it (``keras_layer_list``)."""
+    model parsed as ``config_from_keras_model`` parses it (``keras_layer_list``) -- and
+    the ApplyAlpha layers hls4ml will insert (``alpha_layers``)."""
     import hls4ml
+
+    from fpgaflow.network.alpha_layers import alpha_layers
 
     hls_backend = hls4ml.backends.get_backend(backend)
     infos = []
@@ -144,7 +148,7 @@ def layer_catalog(layer_list: list[dict[str, Any]], backend: str, base: dict[str
         classes = tuple(dict.fromkeys((base_cls.__name__, layer["class_name"], cls)))
         activation = "softmax" if cls == "Softmax" else str(layer.get("activation") or "").lower()
         infos.append(LayerInfo(layer["name"], classes, keys, tuple(variables), frozenset(quantized), activation))
-    return infos
+    return infos + alpha_layers(layer_list)
 
 
 def hls_config(
@@ -229,9 +233,12 @@ def convert(model: Any, settings: NetworkSettings, output_dir: Path, trace: bool
             f"not applied: the firmware uses layer {d.stand_in!r}'s type {d.built} instead; fpgaflow does not give "
             f"{d.stand_in!r} that type because {d.why}",
         )
+    from fpgaflow.network.alpha_layers import alpha_layers, check_alpha_entries
     from fpgaflow.network.quantizers import alpha_notes, table_notes
 
-    for note in table_notes(hls_model, layer_list) + alpha_notes(hls_model, layer_list):
+    user_names = settings.hls_config.get("LayerName") or {}
+    notes = check_alpha_entries(hls_model, settings.hls_config, alpha_layers(layer_list), str(settings.project.file))
+    for note in notes + table_notes(hls_model, layer_list) + alpha_notes(hls_model, layer_list, user_names):
         _warn(settings, note)
     _normalise_softmax(hls_model)
     return hls_model
@@ -260,7 +267,9 @@ def _convert(model: Any, settings: NetworkSettings, kwargs: dict[str, Any]) -> A
             qkeras_folded_convolutions(model) as folded,
             qkeras_thresholds(str(settings.project.file)) as thresholds,
         ):
-            hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
+            # a copy: hls4ml replaces an ApplyAlpha's LayerName entry in the dict it is given
+            hls_config = copy.deepcopy(kwargs["hls_config"])
+            hls_model = hls4ml.converters.convert_from_keras_model(model, **{**kwargs, "hls_config": hls_config})
     for note in notes + folded + thresholds:
         _warn(settings, note)
     return hls_model

@@ -542,13 +542,14 @@ def table_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def alpha_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
+def alpha_notes(hls_model: Any, layer_list: list[dict[str, Any]], user_names: dict[str, Any]) -> list[str]:
     """A kernel quantizer with a numeric or ``'auto'`` alpha: hls4ml 1.3 divides the scale
     out of the weights and multiplies it back in an ApplyAlpha layer (``<name>_alpha``)
     whose scale type is the Model's default precision (it sets that layer's Precision to
-    auto itself).  A scale that type cannot hold is rounded: the layer's output before
-    the bias is QKeras's times ``held / scale``.  The note names the layer, the scales,
-    the type and the largest relative change."""
+    auto itself), or the one its LayerName entry (``user_names``) gives.  A scale that
+    type cannot hold is rounded: the layer's output before the bias is QKeras's times
+    ``held / scale``.  The note names the layer, the scales, the type and the largest
+    relative change."""
     from fpgaflow.network.types import UnsupportedType, ap_type
 
     graph = {layer.name: layer for layer in hls_model.get_layers()}
@@ -571,14 +572,21 @@ def alpha_notes(hls_model: Any, layer_list: list[dict[str, Any]]) -> list[str]:
         shown = ", ".join(f"{scale[i]:.6g} -> {held[i]:.6g}" for i in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
         config = quantizer.qkeras_config
+        precision = (user_names.get(node.name) or {}).get("Precision")
+        given = precision.get("scale", precision.get("default")) if isinstance(precision, dict) else precision
+        source = (
+            f"HLSConfig.LayerName.{node.name} gives it"
+            if given not in (None, "auto")
+            else f"the Model's default precision: hls4ml sets that layer's types itself, unless "
+            f"HLSConfig.LayerName.{node.name}.Precision.scale gives one"
+        )
         notes.append(
             f"layer {layer['name']!r} ({layer['class_name']}, kernel quantizer "
             f"{_spelt(config['class_name'], config.get('config') or {})}): hls4ml {hls4ml_version()} divides the "
             f"kernel's scale out of the weights and multiplies it back in its layer {node.name!r}, which holds it in "
-            f"{t} (the Model's default precision: hls4ml sets that layer's types itself), so {len(changed)} of "
-            f"{scale.size} scales are rounded ({shown}{more}) and the layer's output before the bias differs from "
-            f"QKeras's by up to {relative:.2g} of its value; a wider Model default precision holds the scale "
-            "closer, alpha='auto_po2' (power-of-two scales) exactly"
+            f"{t} ({source}), so {len(changed)} of {scale.size} scales are rounded ({shown}{more}) and the layer's "
+            f"output before the bias differs from QKeras's by up to {relative:.2g} of its value; a wider scale type "
+            "holds the scale closer, alpha='auto_po2' (power-of-two scales) exactly"
         )
     return notes
 

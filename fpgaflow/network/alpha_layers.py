@@ -88,15 +88,6 @@ def check_alpha_entries(hls_model: Any, user: dict[str, Any], layers: list[Layer
     return notes
 
 
-def _asked(precision: Any, var: str) -> tuple[str | None, bool]:
-    """The type an entry's Precision asks for ``var`` and whether it names the variable."""
-    if isinstance(precision, dict):
-        if var in precision:
-            return precision[var], True
-        return precision.get("default"), False
-    return precision, False
-
-
 def _check_variable(node: Any, parent: str, var: str, precision: Any, path: str) -> None:
     from fpgaflow.network.types import UnsupportedType, ap_type
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fpgaflow.network.exporters import EXPORTERS, ExportContext, load_all
+from fpgaflow.network.firmware_settings import settings_digests
 from fpgaflow.network.types import UnsupportedType, result_type
 from fpgaflow.project import ProjectError
 
@@ -63,6 +64,7 @@ def manifest_content(hls_model: Any, settings: Any, source_sha256: str) -> tuple
         "clock_period": hls_model.config.get_config_value("ClockPeriod"),
         "hls4ml_version": hls4ml.__version__,
         "source_sha256": source_sha256,
+        "settings_sha256": settings_digests(settings),  # what the stale check compares the project file with
         "input": layers[0]["name"],
         "output": outputs[0],
         "layers": layers,

@@ -196,7 +196,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     if not (emulator_dir / MANIFEST_FILE).is_file():
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     net = sim.load(emulator_dir)
-    refuse_stale_firmware(project, net.manifest)  # the model, and the scaling --input rows go through
+    refuse_stale_firmware(project, net.manifest, _say)  # model, settings, the scaling --input rows go through
     if args.input:
         where = args.input + (f":{args.dataset}" if args.dataset else "")
         x = read_array(args.input, args.dataset)[: args.samples]  # --samples: its first rows

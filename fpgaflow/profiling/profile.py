@@ -214,7 +214,7 @@ def profile_project(
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")
     # profile compares the firmware with the float model (one changed since synth reads as a firmware
     # fault) and scales the project's data with the manifest's preprocessing
-    refuse_stale_firmware(project, net.manifest)
+    refuse_stale_firmware(project, net.manifest, _say)
     inputs = read_inputs(project, input_path, dataset, labels, samples)
     block = net.manifest.meta.get("preprocessing")
     if inputs.feature_names is not None and isinstance(block, dict) and "features" in block:

@@ -1,0 +1,111 @@
+"""The project-file settings that shape a network's firmware, recorded by ``synth`` in
+the manifest (``settings_sha256``) and compared by the stale check (``fpgaflow.stale``):
+a ClockPeriod or Part edited after synth passed ``verify`` without a word, a precision
+was refused only once hls4ml had converted the model again (naming a layer, not the
+key), and ``emulate`` ran the old firmware silently.
+
+In the record, because each reaches hls4ml's conversion and so the firmware:
+``ProjectName`` (its top function, files and types are named after it), ``Backend``,
+``Part``, ``ClockPeriod``, ``IOType`` and every ``HLSConfig`` entry except ``Trace``
+and ``TraceOutput``.  Left out, in ``NOT_RECORDED`` with the reason, so that editing
+them is no false alarm.
+
+One digest per setting (its path), not one for all: the stale check then names the key
+that changed.  The values are canonical, so that a spelling hls4ml reads alike is no
+change: defaults filled in and types spelt as ``read_settings`` checks them (``fixed<16,6>``
+is ``ap_fixed<16,6>``), ``ClockPeriod`` a float, entry keys as ``normalised`` compares
+them (``TableSize`` is ``table_size``), a ``Precision`` string as ``{default: ...}`` and
+an empty mapping as none, as ``merge_hls_config`` reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fpgaflow.network.config import NetworkSettings, normalised
+from fpgaflow.project import ProjectError
+
+RECORDED = ("ProjectName", "Backend", "Part", "ClockPeriod", "IOType", "HLSConfig")
+NOT_RECORDED = {
+    "KerasJson": "the model's content is recorded (source_sha256), not where it lies",
+    "KerasH5": "the model's content is recorded (source_sha256), not where it lies",
+    "KerasModel": "the model's content is recorded (source_sha256), not where it lies",
+    "Preprocessing": "the scaling's numbers are compared with the manifest's preprocessing instead",
+    "OutputDir": "where the firmware is written, not what it is (another folder holds another build)",
+    "Data": "the data train and profile read; Data.Features is checked against the scaling instead",
+    "Training": "how the model was trained: its result is the model file",
+}
+# HLSConfig keys that change only the C simulation: hls4ml writes the trace calls under
+# `#ifndef __SYNTHESIS__`, and verify traces its own copy of the project anyway
+SIMULATION_ONLY = ("trace", "traceoutput")
+
+
+def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
+    """canonical path -> (the path as the project file spells it, canonical value)."""
+    top = {
+        "ProjectName": settings.project_name,
+        "Backend": settings.backend,
+        "Part": settings.part,
+        "ClockPeriod": settings.clock_period,
+        "IOType": settings.io_type,
+    }
+    out = {key: (key, value) for key, value in top.items()}
+    for section, entries in settings.hls_config.items():
+        if section == "Model":
+            _entry(out, f"HLSConfig.{section}", entries)
+            continue
+        for name, entry in entries.items():
+            if isinstance(entry, dict):
+                _entry(out, f"HLSConfig.{section}.{name}", entry)
+            else:  # not a mapping: merge_hls_config refuses it, synth never records it
+                out[f"HLSConfig.{section}.{name}"] = (f"HLSConfig.{section}.{name}", entry)
+    return out
+
+
+def _entry(out: dict[str, tuple[str, Any]], path: str, entry: dict[str, Any]) -> None:
+    """One Model, LayerType or LayerName entry's settings, a leaf each."""
+    for key, value in entry.items():
+        name = normalised(key)
+        if name in SIMULATION_ONLY:
+            continue
+        if name == "precision" and not isinstance(value, dict):
+            out[f"{path}.precision.default"] = (f"{path}.{key}", value)
+        else:
+            _leaves(out, f"{path}.{name}", f"{path}.{key}", value)
+
+
+def _leaves(out: dict[str, tuple[str, Any]], path: str, shown: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        out[path] = (shown, value)
+        return
+    for key, inner in value.items():
+        _leaves(out, f"{path}.{key}", f"{shown}.{key}", inner)
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)  # default: a YAML date, say
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_digests(settings: NetworkSettings) -> dict[str, str]:
+    """What synth records in the manifest's ``settings_sha256``."""
+    return {path: _digest(value) for path, (_, value) in sorted(firmware_settings(settings).items())}
+
+
+def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str]) -> None:
+    """A ``ProjectError`` naming the settings whose values differ from those synth built
+    the firmware with (``recorded``: the manifest's ``settings_sha256``)."""
+    current = firmware_settings(settings)
+    digests = {path: _digest(value) for path, (_, value) in current.items()}
+    changed = [path for path in recorded.keys() | digests.keys() if recorded.get(path) != digests.get(path)]
+    changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
+    if not changed:
+        return
+    shown = list(dict.fromkeys(current[p][0] if p in current else p for p in changed))
+    named = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+    raise ProjectError(
+        f"{settings.project.file}: {named} changed since `fpgaflow synth` (the manifest records the settings the "
+        f"firmware was built with); re-run `fpgaflow synth {settings.project.file}`"
+    )

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from fpgaflow.project import Project
-from sim.manifest import MANIFEST_FILE, Manifest, ManifestError, read_manifest
+from sim.manifest import MANIFEST_FILE, Manifest, ManifestError
 
 
 def refuse_stale_firmware(project: Project, manifest: Manifest, say: Callable[[str], None] | None = None) -> None:
@@ -53,10 +52,10 @@ def _refuse_changed_network_settings(project: Project, manifest: Manifest, say: 
     refuse_changed_settings(read_settings(project), recorded)
 
 
-def warn_if_stale(project: Project, manifest_dir: Path, command: str) -> None:
-    """One line on stderr when the firmware in ``manifest_dir`` is older than ``project``:
-    ``emulate`` printed its outputs with no word where ``verify`` refused."""
+def warn_if_stale(project: Project, manifest: Manifest, command: str) -> None:
+    """One line on stderr when the firmware ``manifest`` describes is older than
+    ``project``: ``emulate`` printed its outputs with no word where ``verify`` refused."""
     try:
-        refuse_stale_firmware(project, read_manifest(manifest_dir))
+        refuse_stale_firmware(project, manifest)
     except ValueError as exc:  # ProjectError, DataError, ManifestError: the message names the file
         print(f"fpgaflow {command}: warning: {exc} (running the firmware as synthesized)", file=sys.stderr)

@@ -236,7 +236,7 @@ def test_inf_inputs_are_refused_as_nan_is_unless_the_preprocessing_fills_them(tm
 def test_emulate_and_board_of_a_project_changed_since_synth_say_so(tmp_path, capsys):
     """verify refused a model (or scaling) changed since synth, while emulate printed the
     old firmware's outputs with no word; now one warning line names the file."""
-    from fpgaflow.commands.emulate import manifest_dir
+    from fpgaflow.commands.emulate import firmware_manifest
     from fpgaflow.network.model import source_sha256
 
     root = tmp_path / "p"
@@ -252,7 +252,7 @@ def test_emulate_and_board_of_a_project_changed_since_synth_say_so(tmp_path, cap
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"fpgaflow emulate: warning: {root / 'm.h5'}: the model file changed since `fpgaflow synth`")
     assert line.endswith("(running the firmware as synthesized)")
-    assert manifest_dir(str(root), "board") == root / "build" / "emulator"  # what `fpgaflow board --project` runs
+    assert firmware_manifest(str(root), "board").path == root / "build" / "emulator"  # `fpgaflow board --project`
     assert capsys.readouterr().err.startswith(f"fpgaflow board: warning: {root / 'm.h5'}: the model file changed")
     assert main([*args[:1], str(root / "build" / "emulator"), *args[2:]]) == 0  # a bare manifest folder: no project
     assert capsys.readouterr().err == ""

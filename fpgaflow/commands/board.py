@@ -17,12 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fpgaflow.commands.emulate import manifest_dir
+    from fpgaflow.commands.emulate import firmware_manifest
     from sim.board.cli import config_from_args
     from sim.board.runtime import Board
 
     cfg = config_from_args(args, "")  # the arguments first: their errors name the option
-    cfg.manifest = str(manifest_dir(args.project, "board"))
+    cfg.manifest = str(firmware_manifest(args.project, "board").path)
     board = Board(cfg)
     status = board.run()
     c = status["counters"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sim.manifest import Manifest
 
 CHUNK = 65_536
 
@@ -16,24 +20,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="outputs: .npy (values), .npz or .h5 (values and raw)")
 
 
-def manifest_dir(target: str, command: str) -> Path:
-    """A manifest folder given directly, or the one a synthesized project exported; of a
-    project, a warning on stderr when files changed since synth (``fpgaflow.stale``)."""
+def firmware_manifest(target: str, command: str) -> Manifest:
+    """The manifest of a folder given directly, or the one a synthesized project exported,
+    read once for the stale check and the emulator alike; of a project, a warning on
+    stderr when files or settings changed since synth (``fpgaflow.stale``)."""
     from fpgaflow.project import ProjectError, load_project
     from fpgaflow.stale import warn_if_stale
-    from sim.manifest import MANIFEST_FILE
+    from sim.manifest import MANIFEST_FILE, read_manifest
 
     p = Path(target)
-    if (p / MANIFEST_FILE).is_file():
-        return p
-    if p.name == MANIFEST_FILE:
-        return p.parent
+    if (p / MANIFEST_FILE).is_file() or p.name == MANIFEST_FILE:
+        return read_manifest(p)
     project = load_project(p)
     emulator = project.build_dir / "emulator"
     if not (emulator / MANIFEST_FILE).is_file():
         raise ProjectError(f"{emulator}: no manifest; run `fpgaflow synth {target}` first")
-    warn_if_stale(project, emulator, command)
-    return emulator
+    manifest = read_manifest(emulator)
+    warn_if_stale(project, manifest, command)
+    return manifest
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from fpgaflow.progress import Progress
     from sim.emulator import refuse_non_finite, sample_rows
 
-    model = sim.load(manifest_dir(args.project, "emulate"))
+    model = sim.from_manifest(firmware_manifest(args.project, "emulate"))
     x = read_array(args.input, args.dataset)
     where = args.input + (f":{args.dataset}" if args.dataset else "")
     sample_rows(x, model.input_shape, where)  # (N, *shape) or flat rows, nothing reshaped to fit

@@ -78,9 +78,9 @@ def test_bad_fault_settings_are_named(kwargs, word):
 
 def test_readout_is_deterministic_per_event_and_source(manifest):
     emu = sim.load(manifest)
-    a = Readout(emu, manifest, source_id=2, seed=5, pool=300)
-    b = Readout(emu, manifest, source_id=2, seed=5, pool=300, cache=False)
-    other = Readout(emu, manifest, source_id=3, seed=5, pool=300)
+    a = Readout(emu, source_id=2, seed=5, pool=300)
+    b = Readout(emu, source_id=2, seed=5, pool=300, cache=False)
+    other = Readout(emu, source_id=3, seed=5, pool=300)
     events = np.arange(1000, 3000, dtype=np.uint64)
     xa, ya = a.block(events)
     xb, yb = b.block(events[::-1])
@@ -94,11 +94,11 @@ def test_readout_from_a_file(tmp_path, manifest):
     emu = sim.load(manifest)
     x = np.random.default_rng(0).normal(size=(10, 6))
     np.save(tmp_path / "x.npy", x)
-    r = Readout(emu, manifest, input_file=tmp_path / "x.npy")
+    r = Readout(emu, input_file=tmp_path / "x.npy")
     assert np.array_equal(r.inputs(np.array([3, 13], np.uint64)), emu.input_type.to_raw(x[[3, 3]]))
     np.save(tmp_path / "bad.npy", x[:, :4])
     with pytest.raises(ValueError, match=r"shape \(10, 4\), but the firmware takes \(6,\) per sample"):
-        Readout(emu, manifest, input_file=tmp_path / "bad.npy")
+        Readout(emu, input_file=tmp_path / "bad.npy")
 
 
 def test_readout_casts_out_of_range_features_as_the_firmware_does(tmp_path, manifest):
@@ -112,7 +112,7 @@ def test_readout_casts_out_of_range_features_as_the_firmware_does(tmp_path, mani
     x = np.random.default_rng(1).uniform(t.min_value, t.max_value, size=(6, 6))
     x[1, 0], x[3, 2], x[4, 3], x[5, 4] = 3 * t.max_value, -3 * t.max_value, 5 * t.min_value, t.max_value + 1
     np.save(tmp_path / "x.npy", x)
-    inputs, results = Readout(emu, manifest, input_file=tmp_path / "x.npy").block(np.arange(6, dtype=np.uint64))
+    inputs, results = Readout(emu, input_file=tmp_path / "x.npy").block(np.arange(6, dtype=np.uint64))
     want = emu.predict(x)
     assert np.array_equal(inputs, t.to_raw(x)) and np.array_equal(results, want.raw.reshape(6, -1))
 

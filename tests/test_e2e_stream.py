@@ -106,7 +106,7 @@ def test_every_event_accounted_and_every_fault_found(tmp_path, manifest):
     assert len(errors) > 50
     assert (ev["status"][errors] & p.FALLBACK != 0).all() and (ev["cpu_valid"][errors, 3] == 1).all()
     emu = sim.load(manifest)
-    readout = Readout(emu, manifest, source_id=4, seed=0, pool=512)
+    readout = Readout(emu, source_id=4, seed=0, pool=512)
     truth_in, truth_out = readout.block(ev["event"][errors].astype(np.uint64))
     n_out = int(np.prod(emu.output_shape))
     assert np.array_equal(ev["inputs"][errors, 3].astype(np.int64), truth_in)

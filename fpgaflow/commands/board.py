@@ -22,8 +22,9 @@ def run(args: argparse.Namespace) -> int:
     from sim.board.runtime import Board
 
     cfg = config_from_args(args, "")  # the arguments first: their errors name the option
-    cfg.manifest = str(firmware_manifest(args.project, "board").path)
-    board = Board(cfg)
+    manifest = firmware_manifest(args.project, "board")  # read once: the stale check, then the board
+    cfg.manifest = str(manifest.path)
+    board = Board(cfg, manifest)
     status = board.run()
     c = status["counters"]
     print(f"board {cfg.source_id}: {status['state']}, {c['generated']} events, {c['sent_fragments']} fragments sent, "

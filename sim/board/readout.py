@@ -24,7 +24,7 @@ import numpy as np
 
 from sim.arrays import check_samples, load_npy, npz_member, open_npz
 from sim.emulator import refuse_non_finite, sample_rows
-from sim.manifest import Manifest, read_manifest
+from sim.manifest import Manifest
 from sim.preprocessing import apply_preprocessing, has_preprocessing
 
 HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads consecutive events over the pool
@@ -36,7 +36,6 @@ class Readout:
     def __init__(
         self,
         emulator: Any,
-        manifest_path: str | Path,
         *,
         source_id: int = 0,
         seed: int = 0,
@@ -49,7 +48,7 @@ class Readout:
         self.source_id = source_id
         self.cache = cache
         self.n_inputs = int(np.prod(emulator.input_shape))
-        manifest = read_manifest(manifest_path)
+        manifest = emulator.manifest  # the one the emulator was made from: read once
         if input_file is not None:
             features = load_features(input_file, dataset, tuple(emulator.input_shape))
             self.by_hash = False

@@ -32,6 +32,7 @@ from sim.board.offload import compute
 from sim.board.readout import Readout
 from sim.board.replay import Acks, ReplayRing
 from sim.board.sender import Sender
+from sim.manifest import Manifest
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
 
@@ -70,11 +71,13 @@ class BoardConfig:
 
 
 class Board:
-    def __init__(self, cfg: BoardConfig):
+    def __init__(self, cfg: BoardConfig, manifest: Manifest | None = None):
+        """``manifest``: ``cfg.manifest`` already read (``fpgaflow board`` checks it against
+        the project first), so that the board runs the firmware that was checked."""
         import sim
 
         self.cfg = cfg
-        self.emulator = sim.load(cfg.manifest)
+        self.emulator = sim.from_manifest(manifest) if manifest is not None else sim.load(cfg.manifest)
         self.n_inputs = int(np.prod(self.emulator.input_shape))
         self.n_outputs = int(np.prod(self.emulator.output_shape))
         it, ot = self.emulator.input_type, self.emulator.output_type
@@ -108,7 +111,7 @@ class Board:
         self.readout: Readout | None = None
         if not cfg.offload:  # now: a bad --input is an error naming it (``main``), not a traceback once it streams
             self.readout = Readout(
-                self.emulator, cfg.manifest, source_id=cfg.source_id, seed=cfg.seed, pool=cfg.pool,
+                self.emulator, source_id=cfg.source_id, seed=cfg.seed, pool=cfg.pool,
                 input_file=cfg.input_file, dataset=cfg.dataset, cache=cfg.cache,
             )  # fmt: skip
         self.counts: dict[str, Any] = {

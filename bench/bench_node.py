@@ -687,16 +687,18 @@ def bound_sentence(rows) -> str:
     """What the CPU per event says of the ratio in the 16-fragment, free-running, one-worker
     run with files: on cores the senders share, the rates go about as the inverse of the
     CPU every event costs the senders and the receiver together."""
-    for batch, workers, sink, _, _, ratio, raw_cpu, node_cpu, *_, senders, _, _, sent in rows:
+    for batch, workers, sink, _, _, ratio, raw_cpu, node_cpu, *_, senders, _, th, sent in rows:
         if (batch, workers, sink, senders) == (16, 1, "HDF5 files", SENDERS["free"]):
             r, n = 1e6 / raw_cpu, 1e6 / node_cpu
             need = (sent[0] + r) / 0.8 - sent[1]  # the node's cost for (S_raw + r) / (S_node + n) = 0.8
+            own = th["main"] + th["other"]  # what the node adds to the receive (its I/O thread: as raw's)
             return (f"In the {batch}-fragment free-running run with files, an event cost the senders and the "
                     f"raw loop {sent[0]:.1f} + {r:.1f} us of CPU, the senders and the node {sent[1]:.1f} + "
                     f"{n:.1f}: on shared cores that alone puts the ratio near "
                     f"{(sent[0] + r) / (sent[1] + n):.2f} (measured {ratio:.2f}), and 0.8 would need the node "
-                    f"at ~{need:.1f} us per event (with the senders as dear as in its runs), its main thread "
-                    "and writer at a fraction of their CPU, which is mostly the copies above.")  # fmt: skip
+                    f"at ~{need:.1f} us per event (with the senders as dear as in its runs): its main thread "
+                    f"and writer at ~{max(0.0, own - (n - need)):.1f} us instead of {own:.1f}, and what they "
+                    "spend is mostly the copies above.")  # fmt: skip
     return ""
 
 
@@ -789,8 +791,8 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         + (f"; the page-cache probes of this run saw {min(probes):,.0f}-{max(probes):,.0f} MB/s" if probes else "")
         + ". "
         "The senders, the node and the kernel share the 2 cores, so every microsecond of CPU any of them "
-        "spends per event lowers the rate; and the senders' own CPU per event is not fixed: it was higher "
-        'beside the node than beside the raw loop in most runs (the column "senders\' CPU per event"). '
+        "spends per event lowers the rate (the senders' own, the column \"senders' CPU per event\", changes "
+        "from run to run too). "
         + bound_sentence(rows)
         + " A second worker adds a process, its own I/O thread and writer, on the same 2 cores the 4 senders "
         "use.",

@@ -97,9 +97,9 @@ def ratios(result: dict[str, Any]) -> list[tuple[str, str]]:
         walk(data, "")
     context = ""
     for line in result["stdout"].splitlines():
-        c = re.search(r"raw pyzmq PUSH/PULL, (\d+) fragment", line)
-        if c:
-            context = f"{c.group(1)} fragment(s)/message, "
+        c = re.search(r"raw pyzmq PUSH/PULL, (\d+) fragment\(s\)/message(, sources [^:]+)?:", line)
+        if c:  # the sources' mode too: without it the rows of free-running and in-step senders read alike
+            context = f"{c.group(1)} fragment(s)/message{c.group(2) or ''}, "
         m = re.search(r"^\s*(.+?):\s*([\d,]+) events/s = ([\d.]+) x raw", line)
         if m:
             rows.append((f"{context}{m.group(1).strip()} vs raw pyzmq PUSH/PULL", m.group(3)))

@@ -169,3 +169,66 @@ def test_every_project_key_is_recorded_or_says_why_not():
     from fpgaflow.network.firmware_settings import NOT_RECORDED, RECORDED
 
     assert sorted([*RECORDED, *NOT_RECORDED]) == sorted(TOP_KEYS)
+
+
+def test_a_default_written_out_or_left_out_is_no_alarm(project, capsys):
+    """``ClockPeriod: 5`` or hls4ml's Part written out after a synth without them (or a
+    Model ReuseFactor 1 left out, a Strategy re-cased) builds the same firmware: it forced
+    a re-synth ("ClockPeriod changed since `fpgaflow synth`")."""
+    from fpgaflow.project import load_project
+    from fpgaflow.stale import refuse_stale_firmware
+    from sim.manifest import read_manifest
+
+    def defaults(cfg):
+        cfg.update(ClockPeriod=5, Part="xcvu13p-flga2577-2-e")
+        model = cfg["HLSConfig"]["Model"]
+        del model["ReuseFactor"]
+        model.update(Strategy="latency", BramFactor=1_000_000_000)
+
+    _edit(project, defaults)
+    notes: list[str] = []
+    refuse_stale_firmware(load_project(project), read_manifest(project.parent / "build" / "emulator"), notes.append)
+    assert notes == []
+    assert _emulate(project, capsys) == ""
+    _edit(project, lambda cfg: cfg["HLSConfig"]["Model"].update(Strategy="resource", ReuseFactor=2))
+    said = "HLSConfig.Model.ReuseFactor, HLSConfig.Model.Strategy changed since"  # not the defaults
+    assert said in _emulate(project, capsys)
+
+
+def test_a_manifest_that_recorded_a_default_as_written_is_no_alarm(tmp_path):
+    """A manifest synth wrote before defaults were canonical holds ``ClockPeriod: 5`` and
+    ``Strategy: Latency`` as written: the same project file is no alarm, a change still is."""
+    from fpgaflow.network.config import read_settings
+    from fpgaflow.network.firmware_settings import _digest, firmware_settings, refuse_changed_settings
+    from fpgaflow.project import ProjectError, load_project
+
+    cfg = {**PROJECT, "ClockPeriod": 5, "HLSConfig": {"Model": {"ReuseFactor": 1, "Strategy": "Latency"}}}
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(cfg))
+    settings = read_settings(load_project(tmp_path / "config.yml"))
+    before = {path: _digest(value) for path, (_, value) in firmware_settings(settings, True).items()}
+    assert before["ClockPeriod"] == _digest(5.0) and before["HLSConfig.Model.strategy"] == _digest("Latency")
+    refuse_changed_settings(settings, before)
+    settings.clock_period = 4.0
+    with pytest.raises(ProjectError, match="ClockPeriod changed since"):
+        refuse_changed_settings(settings, before)
+
+
+def test_the_defaults_are_hls4mls():
+    """``HLS4ML_DEFAULTS`` (known without importing hls4ml) against hls4ml's own."""
+    import hls4ml
+    from tensorflow import keras
+
+    from fpgaflow.network.config import BACKENDS
+    from fpgaflow.network.firmware_settings import HLS4ML_DEFAULTS
+
+    for backend in BACKENDS:
+        initial = hls4ml.backends.get_backend(backend).create_initial_config()
+        assert (initial["Part"], float(initial["ClockPeriod"])) == (
+            HLS4ML_DEFAULTS["Part"],
+            HLS4ML_DEFAULTS["ClockPeriod"],
+        )
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="fc")])
+    generated = hls4ml.utils.config_from_keras_model(model, granularity="name")["Model"]
+    for key in ("ReuseFactor", "Strategy", "BramFactor"):
+        value = generated[key]
+        assert (value.lower() if isinstance(value, str) else value) == HLS4ML_DEFAULTS[f"HLSConfig.Model.{key.lower()}"]

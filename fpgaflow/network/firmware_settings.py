@@ -15,7 +15,10 @@ that changed.  The values are canonical, so that a spelling hls4ml reads alike i
 change: defaults filled in and types spelt as ``read_settings`` checks them (``fixed<16,6>``
 is ``ap_fixed<16,6>``), ``ClockPeriod`` a float, entry keys as ``normalised`` compares
 them (``TableSize`` is ``table_size``), a ``Precision`` string as ``{default: ...}`` and
-an empty mapping as none, as ``merge_hls_config`` reads them.
+an empty mapping as none, as ``merge_hls_config`` reads them, a ``Strategy`` snake-cased as
+hls4ml reads it (``Latency`` is ``latency``), and a value equal to hls4ml's default as the
+key left out (``HLS4ML_DEFAULTS``: ``ClockPeriod: 5`` written out after a synth without it
+forced a re-synth for the same firmware).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 from typing import Any
 
 from fpgaflow.network.config import NetworkSettings, normalised
+from fpgaflow.network.config import _snake as snake
 from fpgaflow.project import ProjectError
 
 RECORDED = ("ProjectName", "Backend", "Part", "ClockPeriod", "IOType", "HLSConfig")
@@ -40,10 +44,24 @@ NOT_RECORDED = {
 # HLSConfig keys that change only the C simulation: hls4ml writes the trace calls under
 # `#ifndef __SYNTHESIS__`, and verify traces its own copy of the project anyway
 SIMULATION_ONLY = ("trace", "traceoutput")
+# hls4ml 1.3.0's values for a key left out (canonical path -> value): the Vivado and Vitis
+# backends' create_initial_config (part, clock_period) and config_from_keras_model's Model
+# entry; spelling one out builds the same firmware, so it is recorded as the key left out.
+# Known here without importing hls4ml, which emulate and board do not
+# (tests/test_network_stale.py checks them against hls4ml's own).
+HLS4ML_DEFAULTS: dict[str, Any] = {
+    "Part": "xcvu13p-flga2577-2-e",
+    "ClockPeriod": 5.0,
+    "HLSConfig.Model.reusefactor": 1,
+    "HLSConfig.Model.strategy": "latency",
+    "HLSConfig.Model.bramfactor": 1_000_000_000,
+}
 
 
-def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
-    """canonical path -> (the path as the project file spells it, canonical value)."""
+def firmware_settings(settings: NetworkSettings, as_recorded_before: bool = False) -> dict[str, tuple[str, Any]]:
+    """canonical path -> (the path as the project file spells it, canonical value).
+    ``as_recorded_before``: as synth recorded them before defaults and strategies were
+    canonical, so that a manifest written then is no false alarm either."""
     top = {
         "ProjectName": settings.project_name,
         "Backend": settings.backend,
@@ -61,6 +79,17 @@ def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
                 _entry(out, f"HLSConfig.{section}.{name}", entry)
             else:  # not a mapping: merge_hls_config refuses it, synth never records it
                 out[f"HLSConfig.{section}.{name}"] = (f"HLSConfig.{section}.{name}", entry)
+    if as_recorded_before:
+        return out
+    for path, (shown, value) in list(out.items()):
+        if path.endswith(".strategy") and isinstance(value, str):
+            value = snake(value)  # hls4ml snake-cases a strategy wherever it reads one
+            out[path] = (shown, value)
+        if path in HLS4ML_DEFAULTS and value in (HLS4ML_DEFAULTS[path], ""):  # Part "": convert passes none
+            if path in top:
+                out[path] = (shown, None)  # as a key left out: top-level keys are recorded even then
+            else:
+                del out[path]
     return out
 
 
@@ -99,7 +128,12 @@ def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str])
     the firmware with (``recorded``: the manifest's ``settings_sha256``)."""
     current = firmware_settings(settings)
     digests = {path: _digest(value) for path, (_, value) in current.items()}
-    changed = [path for path in recorded.keys() | digests.keys() if recorded.get(path) != digests.get(path)]
+    before = {path: _digest(value) for path, (_, value) in firmware_settings(settings, True).items()}
+    changed = [
+        path
+        for path in recorded.keys() | digests.keys()
+        if recorded.get(path) != digests.get(path) and recorded.get(path) != before.get(path)
+    ]
     changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
     if not changed:
         return

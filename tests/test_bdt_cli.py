@@ -137,6 +137,27 @@ def test_bad_configuration_is_named(tmp_path, capsys, keys, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "keys, named",
+    [
+        ("Precision: ap_fixd<18,8>\n", "Precision is 'ap_fixd<18,8>'; firmware needs an HLS fixed-point type"),
+        ("Precision: ap_fixed<18,8\n", "Precision: ap_fixed<18,8: not a fixed-point type"),
+        ("Backend: vhdl\nPrecision: ap_fixed<10,4,AP_RND,AP_SAT>\n", "Precision is ap_fixed<10,4,AP_RND,AP_SAT>, but"),
+        ("Backend: vhdl\nPrecision: ap_ufixed<10,4>\n", "Precision is ap_ufixed<10,4>; the vhdl backend needs a"),
+        ("InputPrecision: ap_fixd<18,8>\n", "InputPrecision is 'ap_fixd<18,8>'"),
+        ("Precision: ap_fixed<8,3>\nThresholdPrecision: ap_fixd<9,4>\n", "ThresholdPrecision is 'ap_fixd<9,4>'"),
+        ("InputPrecision: ap_fixed<8,3>\nPrecision: ap_fixd<9,4>\n", "Precision is 'ap_fixd<9,4>'"),  # the score's
+    ],
+)
+def test_a_bad_precision_is_named_by_the_key_it_is_written_under(tmp_path, capsys, keys, named):
+    """A type under ``Precision`` (the default of all four) was refused as
+    ``InputPrecision``'s, a key the project file does not have."""
+    make_project(tmp_path, xgb_binary(3, 2))
+    (tmp_path / "project.yml").write_text("XGBoostModel: model.json\n" + keys)
+    assert main(["synth", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"fpgaflow synth: error: {tmp_path / 'project.yml'}: {named}")
+
+
 def test_a_file_that_is_not_an_xgboost_model(tmp_path, capsys):
     (tmp_path / "model.json").write_text('{"hello": 1}')
     (tmp_path / "project.yml").write_text("XGBoostModel: model.json\n")

@@ -103,14 +103,20 @@ def read_config(project: Project) -> BDTConfig:
     texts["ThresholdPrecision"] = given["ThresholdPrecision"] or texts["InputPrecision"]
     texts["WeightPrecision"] = given["WeightPrecision"] or texts["ThresholdPrecision"]
     texts["ScorePrecision"] = given["ScorePrecision"] or default
+    # the key each text was written under, for the errors: `Precision: ap_fixd<18,8>` was
+    # refused as "InputPrecision is 'ap_fixd<18,8>'", a key the file does not have
+    written = {"InputPrecision": "InputPrecision" if given["InputPrecision"] else "Precision"}
+    written["ThresholdPrecision"] = "ThresholdPrecision" if given["ThresholdPrecision"] else written["InputPrecision"]
+    written["WeightPrecision"] = "WeightPrecision" if given["WeightPrecision"] else written["ThresholdPrecision"]
+    written["ScorePrecision"] = "ScorePrecision" if given["ScorePrecision"] else "Precision"
     types = {
-        "input": _precision(project, "InputPrecision", texts["InputPrecision"]),
-        "threshold": _precision(project, "ThresholdPrecision", texts["ThresholdPrecision"]),
-        "weight": _precision(project, "WeightPrecision", texts["WeightPrecision"]),
-        "score": _precision(project, "ScorePrecision", texts["ScorePrecision"]),
+        "input": _precision(project, written["InputPrecision"], texts["InputPrecision"]),
+        "threshold": _precision(project, written["ThresholdPrecision"], texts["ThresholdPrecision"]),
+        "weight": _precision(project, written["WeightPrecision"], texts["WeightPrecision"]),
+        "score": _precision(project, written["ScorePrecision"], texts["ScorePrecision"]),
     }
     if backend == "vhdl":
-        _check_vhdl(project, texts, types)
+        _check_vhdl(project, texts, types, written["InputPrecision"])
     if types["weight"].to_raw(1.0) != round(1 / types["weight"].lsb):
         warnings.append(
             f"{project.file}: WeightPrecision {texts['WeightPrecision']} cannot hold 1.0, the one-hot weight conifer "
@@ -153,7 +159,7 @@ def check_norm(cfg: BDTConfig, norm: float) -> None:
     )
 
 
-def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedType]) -> None:
+def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedType], input_key: str) -> None:
     """conifer's VHDL backend uses the input precision for thresholds and scores, signed,
     wrapping, at most 32 bits: refuse settings it would silently ignore.  Its sums are
     numeric_std additions, which wrap whatever the type says (conifer's cpp and HLS
@@ -166,10 +172,13 @@ def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedT
         )
     t = types["input"]
     if not t.signed or t.integer or t.width > 32:
-        raise ProjectError(f"{project.file}: the vhdl backend needs a signed ap_fixed of at most 32 bits, got {t}")
+        raise ProjectError(
+            f"{project.file}: {input_key} is {texts['InputPrecision']}; the vhdl backend needs a signed ap_fixed of at "
+            "most 32 bits"
+        )
     if t.overflow != "AP_WRAP" or t.sat_bits:
         raise ProjectError(
-            f"{project.file}: InputPrecision is {texts['InputPrecision']}, but the vhdl backend's adders wrap "
+            f"{project.file}: {input_key} is {texts['InputPrecision']}, but the vhdl backend's adders wrap "
             f"(numeric_std), they cannot {t.overflow}{f' with {t.sat_bits} saturation bits' if t.sat_bits else ''}; "
             "use the default overflow mode AP_WRAP, or Backend: xilinxhls"
         )

@@ -838,6 +838,24 @@ def test_a_layer_name_weight_type_a_quantizer_overrides_is_reported(tmp_path, mo
         assert notes == []
 
 
+def test_synth_names_the_project_file_in_an_unapplied_weight_type_warning(tmp_path, capsys):
+    """The warning names a key of the project file: it was the one synth warning without
+    the file (``synth: warning: HLSConfig.LayerName.fc1.Precision asks for ...``)."""
+    from fpgaflow.cli import main
+
+    files = {n: MODELS / n for n in ("qkeras_3layer.json", "qkeras_3layer_weights.h5")}
+    hls = {"LayerName": {"fc1": {"Precision": {"weight": "ap_fixed<10,2>"}}}}
+    project = {"KerasJson": "qkeras_3layer.json", "KerasH5": "qkeras_3layer_weights.h5", "HLSConfig": hls}
+    config = write_project(tmp_path, project, files)
+    assert main(["synth", str(config)]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "asks for weight" in line]
+    assert warned == [
+        f"synth: warning: {config}: HLSConfig.LayerName.fc1.Precision asks for weight ap_fixed<10,2>, but hls4ml "
+        "built it as ap_fixed<6,1>: the layer's QKeras quantizer sets its weights' types (change the quantizer and "
+        "retrain)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -72,8 +72,9 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     _say(f"converting with hls4ml ({settings.backend}, {settings.io_type})")
     hls_model = convert(model, settings, build / "hls")
     checks = weight_checks(hls_model)
-    settings.warnings.extend(unapplied_weight_types(hls_model, settings.hls_config))
-    settings.warnings.extend(unapplied_softmax_table_types(hls_model, settings.hls_config))
+    unapplied = unapplied_weight_types(hls_model, settings.hls_config)
+    unapplied += unapplied_softmax_table_types(hls_model, settings.hls_config)
+    settings.warnings.extend(f"{project.file}: {note}" for note in unapplied)  # a key of this file, as the others
     settings.warnings.extend(weight_warnings(checks))
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
     for warning in settings.warnings:

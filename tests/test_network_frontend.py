@@ -670,6 +670,10 @@ def test_quantizer_types_survive_model_and_layer_type_settings(tmp_path):
             {"HLSConfig": {"LayerName": {"fc1relu": {"ReuseFactor": 4}}}},
             r"LayerName names layer 'fc1relu', which the model does not have \(did you mean fc1_relu\?\)",
         ),
+        (  # hls4ml's own lookup ignores case; the suggestion did not
+            {"HLSConfig": {"LayerName": {"FC1_RELU": {"ReuseFactor": 4}}}},
+            r"LayerName names layer 'FC1_RELU', which the model does not have \(did you mean fc1_relu\?\); its",
+        ),
         (
             {"HLSConfig": {"LayerType": {"Dens": {"Precision": "ap_fixed<8,3>"}}}},
             r"HLSConfig.LayerType: unknown layer class\(es\) Dens \(did you mean Dense\?\)",
@@ -1537,7 +1541,9 @@ def test_an_alpha_layer_takes_its_layername_precision(tmp_path):
         ),
         (
             {"LayerName": {"f1_alpha": {"Precision": "ap_fixed<12,5>"}}},
-            r"LayerName names layer 'f1_alpha', which the model does not have",
+            r"LayerName names layer 'f1_alpha', which the model does not have: hls4ml inserts the ApplyAlpha layer "
+            r"'f1_alpha' only for a QDense/QConv whose kernel or bias quantizer has an alpha other than 1, and layer "
+            r"'f1' has none; its layers: ",
         ),
         (  # hls4ml gives an ApplyAlpha its own default precision, which a LayerType entry does not reach
             {"LayerType": {"ApplyAlpha": {"Precision": "ap_fixed<12,5>"}}},

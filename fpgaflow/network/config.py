@@ -217,6 +217,25 @@ def normalised(key: str) -> str:
     return str(key).replace("_", "").lower()
 
 
+def _why_not(layer: str, known: list[str]) -> str:
+    """The hint after an unknown LayerName: the layer in another case (``FC1``; fc1 was
+    suggested for none), or why ``<layer>_alpha`` is not there (``fc1_relu`` was
+    suggested for ``fc1_alpha`` of a layer whose quantizer has no alpha), then the layers."""
+    same = [name for name in known if name.lower() == layer.lower()]
+    base = layer.removesuffix("_alpha")
+    if same:
+        hint = f" (did you mean {same[0]}?)"
+    elif layer.endswith("_alpha") and base in known:
+        hint = (
+            f": hls4ml inserts the ApplyAlpha layer {layer!r} only for a QDense/QConv whose kernel or bias quantizer "
+            f"has an alpha other than 1, and layer {base!r} has none"
+        )
+    else:
+        close = difflib.get_close_matches(layer, known, 1, 0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+    return hint + f"; its layers: {', '.join(sorted(known))}"
+
+
 def merge_hls_config(
     base: dict[str, Any], user: dict[str, Any], layers: list[LayerInfo], where: str
 ) -> tuple[dict[str, Any], list[str]]:
@@ -252,11 +271,9 @@ def merge_hls_config(
     known = [*names, *(info.name for info in layers if info.inserted)]
     for layer, entry in user_names.items():
         if layer not in known:
-            close = difflib.get_close_matches(str(layer), known, 1, 0.6)
             raise ProjectError(
                 f"{where}: HLSConfig.LayerName names layer {layer!r}, which the model does not have"
-                + (f" (did you mean {close[0]}?)" if close else "")
-                + f"; its layers: {', '.join(sorted(known))}"
+                + _why_not(str(layer), known)
             )
         if not isinstance(entry, dict):
             raise ProjectError(f"{where}: HLSConfig.LayerName.{layer} must be a mapping")

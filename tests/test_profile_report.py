@@ -120,3 +120,27 @@ def test_labels_the_model_has_no_class_for_are_refused(project, capsys):
         (line,) = capsys.readouterr().err.splitlines()
         assert line == f"fpgaflow profile: error: {where}: {tail}"
     assert not (root / "y7").exists()
+
+
+def test_profile_runs_the_data_generator_when_the_data_are_missing(project, tmp_path, capsys):
+    """A project whose ``Data.File`` is made on demand (``Generator``, as the jet tagger's):
+    profile refused it ("does not exist (run its Generator ...)") where train runs it, so
+    ``synth``, ``verify``, ``profile`` on the shipped example failed at the last step."""
+    import shutil
+
+    root, x, y, _ = project
+    copy = shutil.copytree(root, tmp_path / "tiny")
+    np.savez(tmp_path / "made.npz", x=x, y=y)
+    (copy / "gen.py").write_text(
+        "import argparse, shutil\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--output'); args = p.parse_args()\n"
+        f"shutil.copy({str(tmp_path / 'made.npz')!r}, args.output)\n"
+    )
+    cfg = yaml.safe_load((copy / "project.yml").read_text())
+    cfg["Data"] = {"File": "data/made.npz", "Generator": "gen.py", "Features": ["x"], "Labels": "y", "Scaling": "none"}
+    (copy / "project.yml").write_text(yaml.safe_dump(cfg))
+    (copy / "data").mkdir()
+    capsys.readouterr()
+    assert main(["profile", str(copy), "--output", str(copy / "profiled")]) == 0
+    assert "data: made.npz missing, generating it with gen.py" in capsys.readouterr().err
+    assert (copy / "data" / "made.npz").is_file() and (copy / "profiled" / "report.md").is_file()

@@ -68,10 +68,13 @@ def read_inputs(
     feature_names = None
     if path is None or (dataset is None and has_data):
         from fpgaflow.data import DataConfig, read_dataset
+        from fpgaflow.data.dataset import generate_missing
 
         if not has_data:
             raise ProjectError(f"{project.file}: no Data: block, so give the inputs with --input")
         cfg = DataConfig.from_project(project)
+        if path is None:  # the project's own data, made on demand as train makes them (the jet tagger's)
+            generate_missing(cfg)
         ds = read_dataset(cfg, files=[Path(path)] if path else None, need_labels=bool(cfg.labels))
         x, y = ds.features.astype(np.float64), ds.labels
         feature_names = ds.feature_names

@@ -375,14 +375,26 @@ def test_verify_refuses_a_project_changed_since_synth(tmp_path, capsys):
     (tmp_path / "project.yml").write_text(text)
     assert main(["verify", str(tmp_path), "--samples", "10"]) == 2
     assert "changed since `fpgaflow synth`" in capsys.readouterr().err
+    text = text.replace("Backend: xilinxhls", "Backend: vhdl")
+    (tmp_path / "project.yml").write_text(text.replace("Precision: ap_fixed<20,9>", "Precision: ap_fixed<18,9>"))
+    assert main(["verify", str(tmp_path), "--samples", "10"]) == 2
+    file = tmp_path / "project.yml"
+    assert capsys.readouterr().err.splitlines() == [
+        f"fpgaflow verify: error: {file}: Backend (xilinxhls at synth, vhdl now), the weight type (ap_fixed<18,9> at "
+        f"synth, none now) changed since `fpgaflow synth`; re-run `fpgaflow synth {file}`"
+    ]
+    (tmp_path / "project.yml").write_text(text.replace("Backend: vhdl", "Backend: xilinxhls"))
     # emulate runs the firmware as synthesized, and now says it is older than the project
     np.save(tmp_path / "x.npy", np.zeros((4, N_FEATURES)))
     assert (
         main(["emulate", str(tmp_path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
     )
     (line,) = capsys.readouterr().err.splitlines()
-    assert line == (f"fpgaflow emulate: warning: {tmp_path / 'project.yml'} changed since `fpgaflow synth` (backend or "
-                    "precisions); run it again (running the firmware as synthesized)")  # fmt: skip
+    assert line == (
+        f"fpgaflow emulate: warning: {file}: the input, threshold, weight and score types (ap_fixed<18,9> at synth, "
+        f"ap_fixed<20,9> now) changed since `fpgaflow synth`; re-run `fpgaflow synth {file}` (running the firmware as "
+        "synthesized)"
+    )  # named: "(backend or precisions)" left the user to diff the file
     (tmp_path / "project.yml").write_text(text.replace("ap_fixed<20,9>", "ap_fixed<18,9>"))
     xgb_binary(4, 2).save_model(tmp_path / "model.json")  # retrained
     assert (

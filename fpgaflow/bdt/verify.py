@@ -85,8 +85,23 @@ def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any]) -> None:
     if meta["source"]["sha256"] != file_sha256(path):
         raise ProjectError(f"{path} changed since `fpgaflow synth`; run it again")
     configured = {k: (str(v) if v is not None else None) for k, v in firmware_types(cfg).items()}
-    if meta["types"] != configured or meta["backend"] != cfg.backend:
-        raise ProjectError(f"{cfg.project.file} changed since `fpgaflow synth` (backend or precisions); run it again")
+    if meta["types"] == configured and meta["backend"] == cfg.backend:
+        return
+    # named, as a network's settings are: "(backend or precisions)" left the user to diff the file
+    changed = [f"Backend ({meta['backend']} at synth, {cfg.backend} now)"] if meta["backend"] != cfg.backend else []
+    edits: dict[tuple[Any, Any], list[str]] = {}  # (at synth, now) -> the kinds: one Precision sets all four
+    for kind, now in configured.items():
+        if kind != "sum" and meta["types"].get(kind) != now:  # the sum's type follows the score's or the input's
+            edits.setdefault((meta["types"].get(kind), now), []).append(kind)
+    for (then, now), kinds in edits.items():
+        named = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+        changed.append(
+            f"the {named} type{'s' if len(kinds) > 1 else ''} ({then or 'none'} at synth, {now or 'none'} now)"
+        )
+    file = cfg.project.file
+    raise ProjectError(
+        f"{file}: {', '.join(changed) or 'the types'} changed since `fpgaflow synth`; re-run `fpgaflow synth {file}`"
+    )
 
 
 def verify(project: Project, args: argparse.Namespace) -> int:

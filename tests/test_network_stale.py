@@ -182,7 +182,7 @@ def test_a_default_written_out_or_left_out_is_no_alarm(project, capsys):
     def defaults(cfg):
         cfg.update(ClockPeriod=5, Part="xcvu13p-flga2577-2-e")
         model = cfg["HLSConfig"]["Model"]
-        del model["ReuseFactor"]
+        del model["ReuseFactor"], model["Precision"]  # ap_fixed<16,6>: hls4ml's default
         model.update(Strategy="latency", BramFactor=1_000_000_000)
 
     _edit(project, defaults)
@@ -220,6 +220,7 @@ def test_the_defaults_are_hls4mls():
 
     from fpgaflow.network.config import BACKENDS
     from fpgaflow.network.firmware_settings import HLS4ML_DEFAULTS
+    from sim.fixed import FixedType
 
     for backend in BACKENDS:
         initial = hls4ml.backends.get_backend(backend).create_initial_config()
@@ -232,3 +233,5 @@ def test_the_defaults_are_hls4mls():
     for key in ("ReuseFactor", "Strategy", "BramFactor"):
         value = generated[key]
         assert (value.lower() if isinstance(value, str) else value) == HLS4ML_DEFAULTS[f"HLSConfig.Model.{key.lower()}"]
+    default = FixedType.parse(generated["Precision"]["default"])
+    assert str(default) == HLS4ML_DEFAULTS["HLSConfig.Model.precision.default"]

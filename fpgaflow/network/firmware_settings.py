@@ -52,6 +52,7 @@ SIMULATION_ONLY = ("trace", "traceoutput")
 HLS4ML_DEFAULTS: dict[str, Any] = {
     "Part": "xcvu13p-flga2577-2-e",
     "ClockPeriod": 5.0,
+    "HLSConfig.Model.precision.default": "ap_fixed<16,6>",  # as read_settings spells hls4ml's fixed<16,6>
     "HLSConfig.Model.reusefactor": 1,
     "HLSConfig.Model.strategy": "latency",
     "HLSConfig.Model.bramfactor": 1_000_000_000,

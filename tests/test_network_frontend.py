@@ -666,6 +666,16 @@ def test_quantizer_types_survive_model_and_layer_type_settings(tmp_path):
             {"HLSConfig": {"LayerName": {"fc1_relu": {"ReuseFacter": 4}}}},
             r"HLSConfig.LayerName.fc1_relu: unknown key\(s\) ReuseFacter \(did you mean ReuseFactor\?\)",
         ),
+        (  # YAML's flow mapping `{weight: ap_fixed<4,1>}` ends the value at the comma
+            {"HLSConfig": {"LayerName": {"fc1_relu": {"Precision": {"weight": "ap_fixed<4", "1>": None}}}}},
+            r"HLSConfig.LayerName.fc1_relu.Precision.weight: ap_fixed<4: not a fixed-point type; expected e.g. .* "
+            r"\(a type split at its comma: quote types inside \{...\}\)$",
+        ),
+        (  # a '>' left out, not a split: no such hint
+            {"HLSConfig": {"LayerName": {"fc1_relu": {"Precision": {"weight": "ap_fixed<4,1"}}}}},
+            r"HLSConfig.LayerName.fc1_relu.Precision.weight: ap_fixed<4,1: not a fixed-point type; expected e.g. .* "
+            r"or uint<4>$",
+        ),
         (
             {"HLSConfig": {"LayerName": {"fc1relu": {"ReuseFactor": 4}}}},
             r"LayerName names layer 'fc1relu', which the model does not have \(did you mean fc1_relu\?\)",
@@ -694,7 +704,7 @@ def test_misspelt_keys_are_refused_with_their_path(tmp_path, capsys, change, mes
     config = write_project(tmp_path, {**JET, **change}, JET_FILES)
     assert _cli("synth", config) == 2
     err = capsys.readouterr().err
-    assert re.search(message, err) and str(config) in err and "Traceback" not in err
+    assert re.search(message, err, re.M) and str(config) in err and "Traceback" not in err
     assert not (tmp_path / "build").exists()
 
 

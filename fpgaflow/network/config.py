@@ -147,7 +147,10 @@ def _type(where: str, path: str, value: Any, auto: bool = True) -> str:
     try:
         return str(FixedType.parse(value.strip() if isinstance(value, str) else value))
     except ValueError as exc:
-        raise ProjectError(f"{where}: {path}: {exc}") from None
+        cut = isinstance(value, str) and "<" in value and not any(c in value for c in ",>")  # not ap_fixed<8,3
+        # `Precision: {weight: ap_fixed<8,3>}`: YAML ends the value at the comma (and reads `3>` as a key)
+        hint = " (a type split at its comma: quote types inside {...})" if cut else ""
+        raise ProjectError(f"{where}: {path}: {exc}{hint}") from None
 
 
 def _checked_entry(where: str, path: str, entry: dict[str, Any], model: bool = False) -> dict[str, Any]:

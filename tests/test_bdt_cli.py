@@ -106,7 +106,8 @@ def test_collapsing_thresholds_are_counted(tmp_path, capsys):
         ("Backend: vhdl\nPrecision: ap_fixed<10,4,AP_TRN,AP_WRAP,2>\n", "cannot AP_WRAP with 2 saturation bits"),
         # the normalisation 1.0 wrapped to -1.0: every output negated, no warning, verify PASS
         ("ScorePrecision: ap_fixed<16,1>\n", "ScorePrecision ap_fixed<16,1> cannot hold the normalisation 1 every"),
-        ("Backend: vhdl\nPrecision: ap_fixed<16,1>\n", "InputPrecision ap_fixed<16,1> cannot hold the normalisation 1"),
+        ("Backend: vhdl\nPrecision: ap_fixed<16,1>\n", "yml: Precision ap_fixed<16,1> cannot hold the normalisation 1"),
+        ("Precision: ap_fixed<16,1>\n", "yml: Precision ap_fixed<16,1> cannot hold the normalisation 1"),
         ("Precision: ap_fixed<18,8\n", "ap_fixed<18,8"),
         # a typo built the defaults with only a warning; refused, as in a network project (review)
         ("Precison: ap_fixed<8,3>\n", "unknown key(s) Precison (did you mean Precision?)"),

@@ -40,6 +40,8 @@ class BDTConfig:
     unroll: bool
     conifer: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # conifer's key -> the key the project file sets it with (Precision, the default of all four), for errors
+    written: dict[str, str] = field(default_factory=dict)
 
     @property
     def hls_dir(self) -> Path:
@@ -139,7 +141,7 @@ def read_config(project: Project) -> BDTConfig:
     }
     if backend == "xilinxhls":
         conifer_cfg.update({"ClockPeriod": int(period) if period.is_integer() else period, "Unroll": unroll})
-    return BDTConfig(project, backend, name, types, unroll, conifer_cfg, warnings)
+    return BDTConfig(project, backend, name, types, unroll, conifer_cfg, warnings, written)
 
 
 def check_norm(cfg: BDTConfig, norm: float) -> None:
@@ -152,8 +154,9 @@ def check_norm(cfg: BDTConfig, norm: float) -> None:
     if abs(held - norm) <= t.lsb:
         return
     key = "ScorePrecision" if cfg.backend != "vhdl" else "InputPrecision"
+    written = cfg.written.get(key, key)  # Precision, where the file sets all four with it
     raise ProjectError(
-        f"{cfg.project.file}: {key} {cfg.conifer[key]} cannot hold the normalisation {norm:g} every score is "
+        f"{cfg.project.file}: {written} {cfg.conifer[key]} cannot hold the normalisation {norm:g} every score is "
         f"multiplied by (it becomes {held:g}; the type holds {t.min_value:g} to {t.max_value:g}); "
         "give it more integer bits"
     )

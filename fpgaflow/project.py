@@ -118,6 +118,19 @@ def find_project_file(path: str | os.PathLike) -> Path:
     return p
 
 
+def _yaml_error(file: Path, exc: Exception) -> str:
+    """One line naming the file, the line and column and PyYAML's reason: its own message
+    spans six lines, quoting the text with a caret under it."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+        context += f" (line {context_mark.line + 1}, column {context_mark.column + 1})"
+    problem = getattr(exc, "problem", None)
+    what = ": ".join(p for p in (context, problem) if p) or " ".join(str(exc).split())
+    return f"{where}: not valid YAML: {what}"
+
+
 def load_project(path: str | os.PathLike) -> Project:
     """Read a project file (or the project file in a folder) and tell its kind."""
     import yaml
@@ -126,7 +139,7 @@ def load_project(path: str | os.PathLike) -> Project:
     try:
         config = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
-        raise ProjectError(f"{file}: not valid YAML ({exc})") from None
+        raise ProjectError(_yaml_error(file, exc)) from None
     if not isinstance(config, dict):
         raise ProjectError(f"{file}: expected a mapping of configuration keys at the top level")
     net = [k for k in NETWORK_KEYS if k in config]

@@ -97,3 +97,22 @@ def test_network_verify_compares_with_the_float_model_on_the_inputs_the_type_hol
     got = float_agreement(net, x, firmware, keras)
     assert got == {"samples_in_range": 3, "max_abs_diff": 0.25, "non_finite_samples": 1, "argmax_agreement": 1.0}
     assert float_agreement(net, x[1:2], firmware[1:2], keras[1:2])["max_abs_diff"] is None  # none in range
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "KerasH5: [m.h5\n",
+            ":2:1: not valid YAML: while parsing a flow sequence (line 1, column 10): expected ',' or ']', but got "
+            "'<stream end>'",
+        ),
+        ("KerasH5: m.h5\n\tIOType: io_stream\n", ":2:1: not valid YAML: while scanning for the next token: found "),
+    ],
+)
+def test_a_project_file_that_is_not_yaml_is_one_line_naming_the_line(tmp_path, capsys, text, message):
+    """PyYAML's message spans six lines (the text quoted, a caret under it): one line now,
+    with the file, line and column first, as a compiler's."""
+    (tmp_path / "project.yml").write_text(text)
+    assert main(["synth", str(tmp_path)]) == 2
+    assert _error(capsys).startswith(f"fpgaflow synth: error: {tmp_path / 'project.yml'}{message}")

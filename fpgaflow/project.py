@@ -118,6 +118,35 @@ def find_project_file(path: str | os.PathLike) -> Path:
     return p
 
 
+def _unique_key_loader() -> Any:
+    """PyYAML's safe loader refusing a key given twice in one mapping: it kept the last
+    value and dropped the first without a word (a second ``ReuseFactor``, or a layer's
+    LayerName entry pasted twice, built the firmware with only one of them).  A key that
+    overrides a ``<<`` merge is no duplicate."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error names it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice in one mapping (YAML would keep the last)",
+                        key_node.start_mark,
+                    )  # fmt: skip
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _yaml_error(file: Path, exc: Exception) -> str:
     """One line naming the file, the line and column and PyYAML's reason: its own message
     spans six lines, quoting the text with a caret under it."""
@@ -137,7 +166,7 @@ def load_project(path: str | os.PathLike) -> Project:
 
     file = find_project_file(path).resolve()
     try:
-        config = yaml.safe_load(file.read_text())
+        config = yaml.load(file.read_text(), Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         raise ProjectError(_yaml_error(file, exc)) from None
     if not isinstance(config, dict):

@@ -108,6 +108,16 @@ def test_network_verify_compares_with_the_float_model_on_the_inputs_the_type_hol
             "'<stream end>'",
         ),
         ("KerasH5: m.h5\n\tIOType: io_stream\n", ":2:1: not valid YAML: while scanning for the next token: found "),
+        # kept the last value and dropped the first silently
+        (
+            "KerasH5: m.h5\nKerasH5: n.h5\n",
+            ":2:1: not valid YAML: key 'KerasH5' given twice in one mapping (YAML would ",
+        ),
+        (
+            "KerasH5: m.h5\nHLSConfig:\n  LayerName:\n    fc1: {ReuseFactor: 2}\n    fc2: {}\n"
+            "    fc1: {ReuseFactor: 4}\n",
+            ":6:5: not valid YAML: key 'fc1' given twice in one mapping (YAML would keep the last)",
+        ),
     ],
 )
 def test_a_project_file_that_is_not_yaml_is_one_line_naming_the_line(tmp_path, capsys, text, message):
@@ -116,3 +126,11 @@ def test_a_project_file_that_is_not_yaml_is_one_line_naming_the_line(tmp_path, c
     (tmp_path / "project.yml").write_text(text)
     assert main(["synth", str(tmp_path)]) == 2
     assert _error(capsys).startswith(f"fpgaflow synth: error: {tmp_path / 'project.yml'}{message}")
+
+
+def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
+    from fpgaflow.project import load_project
+
+    text = "KerasH5: m.h5\nData: {File: d.npz, Features: [a]}\nTraining:\n  <<: &t {Epochs: 3, Seed: 1}\n  Epochs: 5\n"
+    (tmp_path / "project.yml").write_text(text)
+    assert load_project(tmp_path).config["Training"] == {"Epochs": 5, "Seed": 1}

@@ -159,6 +159,17 @@ def test_a_bad_precision_is_named_by_the_key_it_is_written_under(tmp_path, capsy
     assert capsys.readouterr().err.startswith(f"fpgaflow synth: error: {tmp_path / 'project.yml'}: {named}")
 
 
+def test_hls4ml_spellings_of_a_type_are_taken_as_in_a_network_project(tmp_path, capsys):
+    """``Precision: fixed<18,9>`` (hls4ml's spelling, which a network project takes) was
+    refused as if it were a float precision; conifer now gets ``ap_fixed<18,9>``."""
+    make_project(tmp_path, xgb_binary(3, 2), precision="fixed<18,9>", ScorePrecision="fixed<20,10,RND,SAT>")
+    assert main(["synth", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "build" / "emulator" / "manifest.json").read_text())
+    assert (meta["types"]["input"], meta["types"]["score"]) == ("ap_fixed<18,9>", "ap_fixed<20,10,AP_RND,AP_SAT>")
+    assert main(["verify", str(tmp_path), "--samples", "200"]) == 0  # conifer's cpp compiled with those types
+    assert "200/200 bit-exact" in capsys.readouterr().out
+
+
 def test_a_file_that_is_not_an_xgboost_model(tmp_path, capsys):
     (tmp_path / "model.json").write_text('{"hello": 1}')
     (tmp_path / "project.yml").write_text("XGBoostModel: model.json\n")

@@ -64,6 +64,18 @@ def _precision(project: Project, key: str, text: Any) -> FixedType:
         raise ProjectError(f"{project.file}: {key}: {exc}") from None
 
 
+def _ap_spelling(text: str | None) -> str | None:
+    """hls4ml's spelling of a type (``fixed<18,8>``, ``fixed<18,8,RND,SAT>``), as network
+    projects take it, spelt as conifer writes it into the firmware: ``ap_fixed<18,8>``.
+    It was refused as "(float precision only runs in conifer's software backends)"."""
+    if text is None or not re.match(r"\s*u?(fixed|int)<", text):
+        return text
+    try:
+        return str(FixedType.parse(text.strip()))
+    except ValueError:  # refused by _precision, naming the key
+        return text
+
+
 def _text(project: Project, key: str, what: str) -> str | None:
     """A key whose value is text (a name, a path, a type), or None when absent: ``str()``
     of a number or a list named a file or a part nobody meant, and an empty or false
@@ -99,8 +111,11 @@ def read_config(project: Project) -> BDTConfig:
     if not isinstance(unroll, bool):  # bool("false") is True: a string gave the unrolled firmware
         raise ProjectError(f"{project.file}: Unroll: expected true or false, got {unroll!r}")
     period = clock_period(str(project.file), cfg.get("ClockPeriod", 5))
-    default = _text(project, "Precision", "an HLS fixed-point type such as ap_fixed<18,8>") or DEFAULT_PRECISION
-    given = {k: _text(project, k, "an HLS fixed-point type such as ap_fixed<18,8>") for k in PRECISION_KEYS}
+    default = _ap_spelling(_text(project, "Precision", "an HLS fixed-point type such as ap_fixed<18,8>"))
+    default = default or DEFAULT_PRECISION
+    given = {
+        k: _ap_spelling(_text(project, k, "an HLS fixed-point type such as ap_fixed<18,8>")) for k in PRECISION_KEYS
+    }
     texts = {"InputPrecision": given["InputPrecision"] or default}
     texts["ThresholdPrecision"] = given["ThresholdPrecision"] or texts["InputPrecision"]
     texts["WeightPrecision"] = given["WeightPrecision"] or texts["ThresholdPrecision"]

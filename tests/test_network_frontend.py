@@ -820,8 +820,11 @@ def test_weights_their_type_cannot_hold_are_reported(tmp_path, capsys):
 
 
 def test_weights_their_type_holds_raise_no_warning(jet_project):
+    """No weight warning; the one warning is the softmax's (hls4ml's default types for this
+    plain Keras model give it a wide automatic input: see the coarse exp table test)."""
     report = json.loads((jet_project.build_dir / "report.json").read_text())
-    assert report["weights_not_held"] == [] and report["warnings"] == []
+    assert report["weights_not_held"] == []
+    assert [w.split(":")[0] for w in report["warnings"]] == ["layer 'output_softmax_softmax' (Softmax, stable)"]
 
 
 @pytest.mark.parametrize("model", ["qkeras", "keras"])
@@ -1813,3 +1816,40 @@ def test_table_type_keys_reach_the_firmware_and_precision_strings_say_they_do_no
         f"{tmp_path / 'config.yml'}: HLSConfig.LayerName.sm.Precision (ap_fixed<16,6>) does not set layer 'sm''s "
         "inv_inp type (it stays ap_fixed<18,8,AP_RND,AP_SAT>): hls4ml 1.3.0 reads it only from inv_inp_t"
     ], notes
+
+
+def test_a_softmax_exp_table_too_coarse_for_its_input_is_warned_at_synth(tmp_path, capsys):
+    """A plain Keras model under ``Model.Precision`` gives the softmax hls4ml's automatic
+    accumulator type, ap_fixed<38,18>, and the stable softmax's exp table (indexed by the
+    top 10 bits of x_max - x in ap_ufixed<37,17>) one entry per 128 of input: every class
+    gets the same share, bit-exact with csim and nothing like the model, and synth said
+    nothing.  It warns, naming the layer whose type to narrow; done as it says, the
+    firmware follows the model again."""
+    import tensorflow as tf
+
+    import sim
+    from fpgaflow.cli import main
+
+    wide = write_project(tmp_path / "wide", {**JET, "HLSConfig": {"Model": {"Precision": "ap_fixed<16,6>"}}}, JET_FILES)
+    assert main(["synth", str(wide)]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "exp table" in line]
+    assert warned == [
+        "synth: warning: layer 'output_softmax_softmax' (Softmax, stable): its exp table (1024 entries) is indexed by "
+        "the top 10 bits of x_max - x in inp_norm_t, ap_ufixed<37,17> (hls4ml derives it from the input type): one "
+        "entry serves inputs 128 apart, so inputs within 128 of the largest all read exp(0) and get equal shares; "
+        "give layer 'output_softmax' a narrower result type (HLSConfig.LayerName.output_softmax.Precision.result, "
+        "e.g. ap_fixed<16,6>)"
+    ]
+    narrowed = {"Model": {"Precision": "ap_fixed<16,6>"},
+                "LayerName": {"output_softmax": {"Precision": {"result": "ap_fixed<16,6>"}}}}  # fmt: skip
+    narrow = write_project(tmp_path / "narrow", {**JET, "HLSConfig": narrowed}, JET_FILES)
+    assert main(["synth", str(narrow)]) == 0
+    assert "exp table" not in capsys.readouterr().err
+    model = tf.keras.models.model_from_json((MODELS / "KERAS_3layer.json").read_text())
+    model.load_weights(str(MODELS / "KERAS_3layer_weights.h5"))
+    x = np.random.default_rng(0).random((200, 16)).astype(np.float32)
+    keras = model.predict(x, verbose=0).argmax(axis=1)
+    shares = sim.load(tmp_path / "wide" / "build" / "emulator").predict(x).values
+    assert (shares == shares[:, :1]).all(axis=1).mean() > 0.9  # equal shares: the warned-of firmware
+    narrow_out = sim.load(tmp_path / "narrow" / "build" / "emulator").predict(x).values
+    assert (narrow_out.argmax(axis=1) == keras).mean() > 0.95

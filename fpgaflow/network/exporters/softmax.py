@@ -7,6 +7,9 @@ from fpgaflow.network.exporters import config_constants, exporter
 from fpgaflow.network.types import layer_type
 
 IMPLEMENTATIONS = ("latency", "stable", "legacy", "argmax")
+# an exp-table entry serving inputs a whole unit wide or more: inputs that far apart (a factor
+# e in exp) read one entry, so close logits get equal shares (see coarse_exp_table)
+COARSE_STEP = 1.0
 
 
 @exporter("Softmax", keras=("Softmax",))
@@ -66,4 +69,42 @@ def export_softmax(layer, ctx) -> dict:
             spec["inp_norm_type"] = ap_type(named[text].precision, f"layer {layer.name!r} inp_norm_t")
         else:
             spec["inp_norm_type"] = str(FixedType.parse(text))
+    note = coarse_exp_table(layer, spec)
+    if note:
+        ctx.warnings.append(note)
     return spec
+
+
+def coarse_exp_table(layer, spec: dict) -> str | None:
+    """A latency/stable softmax whose exp table cannot tell close inputs apart.  Its index
+    is the top ceil(log2(exp_table_size)) bits of the input word (latency: the input type;
+    stable: ``x_max - x`` in inp_norm_t, which hls4ml derives from the input type), so an
+    entry serves an interval 2**(integer bits - index bits) wide.  On a wide automatic input
+    type (a plain Keras Dense's accumulator, ap_fixed<38,18>) that is 128: every logit
+    within 128 of the largest reads exp(0), and the firmware gives every class the same
+    share where the model separates them -- bit-exact with csim, and wrong.  Said at synth,
+    naming the layer that sets the type."""
+    from fpgaflow.network.types import ap_type
+    from sim.fixed import FixedType
+    from sim.network.layers.softmax import ceillog2
+
+    if spec["implementation"] == "stable":
+        t = FixedType.parse(spec["inp_norm_type"])
+    else:
+        t = FixedType.parse(ap_type(layer.get_input_variable().type.precision, f"layer {layer.name!r} input"))
+    bits = ceillog2(spec["exp_table_size"])
+    step = float(t.from_raw(1 << (t.width - bits))) * spec["exp_scale"] if t.width > bits else t.lsb
+    if step < COARSE_STEP:
+        return None
+    before = layer.get_input_node().name
+    if spec["implementation"] == "stable":
+        indexed, alike = "x_max - x in inp_norm_t", "the largest all read exp(0) and get equal shares"
+    else:
+        indexed, alike = "its input", "each other read the same exp"
+    return (
+        f"layer {layer.name!r} (Softmax, {spec['implementation']}): its exp table ({spec['exp_table_size']} "
+        f"entries) is indexed by the top {bits} bits of {indexed}, {t} (hls4ml derives it from the input type): "
+        f"one entry serves inputs {step:g} apart, so inputs within {step:g} of {alike}; give layer {before!r} a "
+        f"narrower result type (HLSConfig.LayerName.{before}.Precision.result, "
+        "e.g. ap_fixed<16,6>)"
+    )

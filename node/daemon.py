@@ -36,7 +36,7 @@ from node.fallback import Fallback
 from node.metrics import WAITING_LOG_S, Log, Metrics, write_status_logged
 from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
-from node.sinks import LATE_CHUNK_BYTES, PrefixInUse, Publisher, RotatingFiles, late_records
+from node.sinks import LATE_CHUNK_BYTES, PrefixInUse, Publisher, RotatingFiles, late_records, sink_prefixes
 from node.supervisor import Supervisor
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
@@ -249,20 +249,18 @@ class Node:
                 raise config_mod.ConfigError(f"sink.directory {directory}: cannot write there ({exc})") from None
         try:
             self.events_sink = None if not s.write_files else RotatingFiles(
-                directory, f"{cfg.node.name}-w{worker}", fmt=s.format, tree="events",
+                directory, sink_prefixes(cfg.node.name, worker)[0], fmt=s.format, tree="events",
                 max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
                 direct_io=s.direct_io, fsync=s.fsync,
             )  # fmt: skip
             self.late_sink = (
-                RotatingFiles(directory, f"late-{cfg.node.name}-w{worker}", fmt=s.format, tree="late",
+                RotatingFiles(directory, sink_prefixes(cfg.node.name, worker)[1], fmt=s.format, tree="late",
                               max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
                               direct_io=s.direct_io, fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES)
                 if s.late and s.write_files else None
             )  # fmt: skip
         except PrefixInUse as exc:  # a second node of this name on the folder, or a node still stopping
-            raise config_mod.ConfigError(
-                f"node.name {cfg.node.name!r}: {exc}; two nodes on one sink.directory need names of their own"
-            ) from None
+            raise config_mod.ConfigError(exc.refusal(cfg.node.name)) from None
         self.sinks = [sink for sink in (self.events_sink, self.late_sink) if sink is not None]
         self._waiting_since: dict[Path, float] = {}  # file -> since when its sink waits for room
         self._waiting_logged = 0.0

@@ -53,6 +53,11 @@ ARENA_SLOTS = 12  # chunks of arena (node.arena): the writer's queue (8) and the
 STAMPED = "[0-9]" * 8 + "T" + "[0-9]" * 6 + "-[0-9]*"
 
 
+def sink_prefixes(name: str, worker: int) -> tuple[str, str]:
+    """The file prefixes of worker ``worker`` of node ``name``: its events, its late fragments."""
+    return f"{name}-w{worker}", f"late-{name}-w{worker}"
+
+
 class PrefixInUse(RuntimeError):
     """Another live sink, of this process or another, writes a directory's files of a prefix."""
 
@@ -63,6 +68,34 @@ class PrefixInUse(RuntimeError):
         else:
             holder = f"{'this' if pid == os.getpid() else 'another'} process (pid {pid})"
         super().__init__(f"{directory}: {holder} writes the files named {prefix}-* there")
+
+    def refusal(self, name: str) -> str:
+        """The one line a node of ``node.name`` ``name`` is refused with (its worker or its supervisor)."""
+        return f"node.name {name!r}: {self}; two nodes on one sink.directory need names of their own"
+
+
+def _holder(fd: int) -> int | None:
+    """The pid ``hold_prefix`` wrote in a lock file (None: not yet, or not readable as one)."""
+    written = os.pread(fd, 32, 0).strip()
+    return int(written) if written.isdigit() else None
+
+
+def check_prefix_free(directory: Path, prefix: str) -> None:
+    """Raise ``PrefixInUse`` if a live sink holds ``directory``'s files of ``prefix``,
+    creating and writing nothing: a supervisor asks before it starts its workers, since
+    starting them it deletes their status files, which a running node of the name (the
+    same configuration started twice) reads, and writes the node's status over its own.
+    A lock file that is not there, or does not open, is left to the start to meet."""
+    try:
+        fd = os.open(directory / f".{prefix}.lock", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise PrefixInUse(directory, prefix, _holder(fd)) from None
+    finally:
+        os.close(fd)  # (which lets go of the lock if it was had)
 
 
 def hold_prefix(directory: Path, prefix: str) -> int:
@@ -83,9 +116,9 @@ def hold_prefix(directory: Path, prefix: str) -> int:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
     except BlockingIOError:
-        written = os.pread(fd, 32, 0).strip()
+        pid = _holder(fd)
         os.close(fd)
-        raise PrefixInUse(directory, prefix, int(written) if written.isdigit() else None) from None
+        raise PrefixInUse(directory, prefix, pid) from None
     except BaseException:
         os.close(fd)
         raise

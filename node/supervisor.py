@@ -19,6 +19,7 @@ from typing import Any
 from node import config as config_mod
 from node import metrics as metrics_mod
 from node.metrics import WAITING_LOG_S, Log, write_status_logged
+from node.sinks import PrefixInUse, check_prefix_free, sink_prefixes
 
 
 class Supervisor:
@@ -84,7 +85,26 @@ class Supervisor:
         """Worker ``k`` has its signal handlers (it writes its status file after them)."""
         return self.worker_status(k).exists() or self.procs[k].poll() is not None
 
+    def _refuse_a_second_node(self) -> None:
+        """Refuse to start where a node of this name writes this sink.directory (the same
+        configuration started twice, or again while the first still drains), as its workers
+        would be refused (``node.sinks.hold_prefix``), but before anything is touched:
+        starting them deletes the worker status files, and the supervisor then writes the
+        status file, that node's own (its status read 0 workers, no counters; a final
+        status written meanwhile lost its counters)."""
+        s = self.cfg.sink
+        if not s.write_files:
+            return
+        directory = self.cfg.resolve(s.directory)
+        for k in range(self.cfg.node.workers):
+            for prefix in sink_prefixes(self.cfg.node.name, k)[: 2 if s.late else 1]:
+                try:
+                    check_prefix_free(directory, prefix)
+                except PrefixInUse as exc:
+                    raise config_mod.ConfigError(exc.refusal(self.cfg.node.name)) from None
+
     def run(self) -> dict[str, Any]:
+        self._refuse_a_second_node()
         prom = None  # before the workers: a metrics port taken fails the start with no worker started
         if self.cfg.metrics.port:
             prom = metrics_mod.serve_prometheus(lambda: self.latest, self.cfg.metrics.host, self.cfg.metrics.port)

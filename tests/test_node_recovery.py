@@ -14,7 +14,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from node_helpers import ROOT, Daemon, basic_config, free_port, needs_o_direct, wait_for
+from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, needs_o_direct, read_status, wait_for
 
 from node import chunklog, config
 from node.chunklog import boot_id, log_path, tail_path
@@ -703,6 +703,36 @@ def test_a_second_node_of_one_name_on_one_directory_is_refused_while_the_first_r
         again.stop()
     finally:
         again.kill()
+
+
+def test_a_supervisor_started_twice_is_refused_before_it_touches_the_first_ones_status(tmp_path):
+    """The same configuration with two workers started twice (no metrics port to clash
+    on): the second supervisor deleted the first's worker status files and wrote its own
+    final status over the first's, then its workers were refused; the running node's
+    status read 0 workers and no counters until each worker wrote again (a status
+    interval, here far off).  Now the second is refused first, in one line, as one
+    worker is, and the first's status is untouched."""
+    cfg = basic_config(tmp_path, free_ports(2), node={"workers": 2, "status_interval_s": 30.0})
+    first = Daemon(cfg)
+    try:
+        wait_for(lambda: first.status()["workers"] == 2, 60, "both workers started")
+        worker0 = read_status(tmp_path / "node-status.json.w0")["pid"]
+        second = subprocess.run([sys.executable, "-m", "node.daemon", str(cfg)], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        status = first.status()
+        assert status["pid"] == first.proc.pid and status["workers"] == 2 and not status["final"], status
+        assert second.stderr.splitlines() == [
+            f"node: error: node.name 'node': {tmp_path / 'out'}: another process (pid {worker0}) writes the "
+            "files named node-w0-* there; two nodes on one sink.directory need names of their own"
+        ]
+        assert first.proc.poll() is None
+        first.stop()
+    finally:
+        if first.proc.poll() is None:  # in order: its workers would outlive a killed one by a status interval
+            first.proc.send_signal(signal.SIGTERM)
+            first.proc.wait(90)
+        first.kill()
 
 
 def test_a_lock_file_another_user_left_blocks_no_start(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ import numpy as np
 import zmq
 
 from node import config as config_mod
-from node import heap, preflight
+from node import heap, lockfile, preflight
 from node import metrics as metrics_mod
 from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources
 from node.fallback import Fallback
@@ -141,11 +141,18 @@ class Node:
             self.auth.stop()
         if getattr(self, "prometheus", None) is not None:
             self.prometheus[0].shutdown()
+        self._let_go_of_status()
         if getattr(self, "_own_context", False):
             if cut_short:
                 self.context.destroy(linger=0)
             else:
                 self.context.term()
+
+    def _let_go_of_status(self) -> None:
+        """Release the status file (``metrics.hold_status``) for the next node; once."""
+        if getattr(self, "_status_lock", -1) >= 0:
+            os.close(self._status_lock)
+            self._status_lock = -1
 
     def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,
                context: zmq.Context | None, supervisor: SupervisorWatch | None) -> None:  # fmt: skip
@@ -161,6 +168,14 @@ class Node:
         self._stop = False
         self.supervisor = supervisor  # a supervisor's worker: stop once the supervisor is gone
         self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
+        self._status_lock = -1  # the status file's (metrics.hold_status): a supervisor's worker's is the supervisor's
+        if supervisor is None:  # first: a node refused for it must not have touched anything of the other's
+            try:
+                self._status_lock = metrics_mod.hold_status(self.status_file)
+            except lockfile.Held as held:
+                raise config_mod.ConfigError(metrics_mod.status_in_use(self.status_file, held)) from None
+            except OSError as exc:
+                raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
         if cfg.security.curve_secret_key:  # read before any socket opens: a bad one is named, not met half-open
             from sim.wire.security import load_secret_certificate
 
@@ -907,6 +922,7 @@ class Node:
         snap["final"] = True
         snap["failed"] = self.failed
         self._write_status(snap)
+        self._let_go_of_status()
         self.log("error" if self.failed else "info", "stopped", **{k: snap["counters"].get(k, 0) for k in (
             "received_fragments", "events_out", "events_complete", "events_incomplete", "late_fragments",
             "malformed_messages", "fallback_cpu_fragments", "fallback_mismatches", "events_unwritten")})  # fmt: skip

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from node import lockfile
+
 # end-to-end latency (board timestamp -> event out), seconds
 WAITING_LOG_S = 10.0  # how often a node waiting (a sink for room on the disk, a supervisor for workers) says so
 LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -208,6 +210,22 @@ def write_status(path: str | Path, snapshot: dict[str, Any]) -> None:
     except BaseException:  # no room, or cut short (an exception from a signal handler): no half file left
         tmp.unlink(missing_ok=True)
         raise
+
+
+def hold_status(path: Path) -> int:
+    """Lock the status file ``path`` for this node (or supervisor) until it has written
+    its final status (the fd; close it to let go): two nodes writing one file (two
+    configurations in one folder, each with the default ``status_file``; the same one
+    started twice) made ``node status`` read each in turn, and a second start that failed
+    wrote its final, failed status over a running node's.  ``lockfile.Held`` if another
+    holds it; an OSError if the lock file cannot be made beside it."""
+    return lockfile.hold(path.with_name(f".{path.name}.lock"))
+
+
+def status_in_use(path: Path, held: lockfile.Held) -> str:
+    """The one line a node refused for its status file says."""
+    return (f"node.status_file {path}: {held.holder} writes it (a node running, starting or still stopping); "
+            "two nodes need status files of their own")  # fmt: skip
 
 
 def read_status(path: str | Path) -> dict[str, Any]:

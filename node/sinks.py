@@ -12,7 +12,6 @@ written a whole chunk at a time (``node.hdf5file``).  ROOT (uproot) is offered f
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from node import lockfile
 from node.arena import ChunkArena
 from node.chunkio import until_room
 from node.chunklog import SUFFIX, TAIL_SUFFIX, distrust, log_path, recovered_records, tail_path, writer_alive
@@ -61,68 +61,36 @@ def sink_prefixes(name: str, worker: int) -> tuple[str, str]:
 class PrefixInUse(RuntimeError):
     """Another live sink, of this process or another, writes a directory's files of a prefix."""
 
-    def __init__(self, directory: Path, prefix: str, pid: int | None):
-        self.directory, self.prefix, self.pid = directory, prefix, pid
-        if pid is None:  # (it has the lock, and writes its pid next)
-            holder = "another process (its pid not yet written)"
-        else:
-            holder = f"{'this' if pid == os.getpid() else 'another'} process (pid {pid})"
-        super().__init__(f"{directory}: {holder} writes the files named {prefix}-* there")
+    def __init__(self, directory: Path, prefix: str, held: lockfile.Held):
+        self.directory, self.prefix, self.pid = directory, prefix, held.pid
+        super().__init__(f"{directory}: {held.holder} writes the files named {prefix}-* there")
 
     def refusal(self, name: str) -> str:
         """The one line a node of ``node.name`` ``name`` is refused with (its worker or its supervisor)."""
         return f"node.name {name!r}: {self}; two nodes on one sink.directory need names of their own"
 
 
-def _holder(fd: int) -> int | None:
-    """The pid ``hold_prefix`` wrote in a lock file (None: not yet, or not readable as one)."""
-    written = os.pread(fd, 32, 0).strip()
-    return int(written) if written.isdigit() else None
-
-
 def check_prefix_free(directory: Path, prefix: str) -> None:
     """Raise ``PrefixInUse`` if a live sink holds ``directory``'s files of ``prefix``,
     creating and writing nothing: a supervisor asks before it starts its workers, since
     starting them it deletes their status files, which a running node of the name (the
-    same configuration started twice) reads, and writes the node's status over its own.
-    A lock file that is not there, or does not open, is left to the start to meet."""
+    same configuration started twice) reads, and writes the node's status over its own."""
     try:
-        fd = os.open(directory / f".{prefix}.lock", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise PrefixInUse(directory, prefix, _holder(fd)) from None
-    finally:
-        os.close(fd)  # (which lets go of the lock if it was had)
+        lockfile.check_free(directory / f".{prefix}.lock")
+    except lockfile.Held as held:
+        raise PrefixInUse(directory, prefix, held) from None
 
 
 def hold_prefix(directory: Path, prefix: str) -> int:
     """Lock ``directory``'s files of ``prefix`` for one sink (the fd; close it to let go):
     two nodes started on one folder with one ``node.name`` both rebuilt a killed writer's
     ``.tmp`` (racing on its ``.rebuilt``, the renames and unlinks), and a ``.tmp`` found at
-    start can only be a dead writer's if no live one of the prefix runs beside.  An flock:
-    the kernel drops it when the process dies, so the file a crash leaves blocks no later
-    start.  The holder's pid is written in it, for the error of the one refused."""
-    path = directory / f".{prefix}.lock"
+    start can only be a dead writer's if no live one of the prefix runs beside
+    (``node.lockfile``: the kernel drops the lock with its process)."""
     try:
-        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
-    except PermissionError:  # another user's (a run as root): an flock needs no write access
-        fd, writable = os.open(path, os.O_RDONLY), False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if writable:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-    except BlockingIOError:
-        pid = _holder(fd)
-        os.close(fd)
-        raise PrefixInUse(directory, prefix, pid) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return lockfile.hold(directory / f".{prefix}.lock")
+    except lockfile.Held as held:
+        raise PrefixInUse(directory, prefix, held) from None
 
 
 def _keep(tmp: Path, kept: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from node import config as config_mod
+from node import lockfile
 from node import metrics as metrics_mod
 from node.metrics import WAITING_LOG_S, Log, write_status_logged
 from node.sinks import PrefixInUse, check_prefix_free, sink_prefixes
@@ -86,12 +87,10 @@ class Supervisor:
         return self.worker_status(k).exists() or self.procs[k].poll() is not None
 
     def _refuse_a_second_node(self) -> None:
-        """Refuse to start where a node of this name writes this sink.directory (the same
-        configuration started twice, or again while the first still drains), as its workers
-        would be refused (``node.sinks.hold_prefix``), but before anything is touched:
-        starting them deletes the worker status files, and the supervisor then writes the
-        status file, that node's own (its status read 0 workers, no counters; a final
-        status written meanwhile lost its counters)."""
+        """Refuse to start where a node of this name writes this sink.directory, as its
+        workers would be refused (``node.sinks.hold_prefix``), but in one line, as a single
+        node is, and before a worker starts: each was refused in a line of its own, and the
+        supervisor's final status said failed."""
         s = self.cfg.sink
         if not s.write_files:
             return
@@ -104,6 +103,18 @@ class Supervisor:
                     raise config_mod.ConfigError(exc.refusal(self.cfg.node.name)) from None
 
     def run(self) -> dict[str, Any]:
+        try:  # first: a second start of this configuration touches nothing of the running node's
+            status_lock = metrics_mod.hold_status(self.status_file)
+        except lockfile.Held as held:
+            raise config_mod.ConfigError(metrics_mod.status_in_use(self.status_file, held)) from None
+        except OSError as exc:
+            raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
+        try:
+            return self._run()
+        finally:
+            os.close(status_lock)
+
+    def _run(self) -> dict[str, Any]:
         self._refuse_a_second_node()
         prom = None  # before the workers: a metrics port taken fails the start with no worker started
         if self.cfg.metrics.port:

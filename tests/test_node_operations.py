@@ -14,7 +14,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from node_helpers import ROOT, Daemon, basic_config, free_port, read_sink, wait_for, write_config
+from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, read_sink, wait_for, write_config
 
 from node import config
 from node.daemon import Node
@@ -605,6 +605,56 @@ def test_a_status_file_that_cannot_be_written_is_named_at_start(tmp_path):
         "[sink]\nwrite_files = false\n",
     )
     assert "node.status_file" in err and "cannot write it" in err
+
+
+@pytest.mark.parametrize("write_files", [True, False])
+def test_a_configuration_started_twice_touches_nothing_of_the_running_nodes_status(tmp_path, write_files):
+    """The same configuration with two workers started again while it runs (no metrics
+    port to clash on; with files, or publishing only, where no sink's lock refuses it):
+    the second supervisor deleted the first's worker status files and wrote its own final,
+    failed status over the first's before its workers were refused, so `node status` read
+    "stopped, failed", then 0 workers and no counters until each worker wrote again (a
+    status interval, here far off), and the first's SIGTERM waited that long for its
+    workers to look started.  Now the second is refused at once, naming the status file
+    and the first's pid, and touches nothing."""
+    base = free_ports(2)
+    cfg = basic_config(tmp_path, base, node={"workers": 2, "status_interval_s": 30.0},
+                       sink={"write_files": write_files})  # fmt: skip
+    first = Daemon(cfg)
+    try:
+        wait_for(lambda: first.status()["workers"] == 2, 60, "both workers started")
+        second = cli("node", "--config", str(cfg), timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.splitlines() == [
+            f"fpgaflow node: error: node.status_file {tmp_path / 'node-status.json'}: another process "
+            f"(pid {first.proc.pid}) writes it (a node running, starting or still stopping); two nodes need status "
+            "files of their own"
+        ]
+        status = first.status()
+        assert status["pid"] == first.proc.pid and status["workers"] == 2 and not status["final"], status
+        assert all((tmp_path / f"node-status.json.w{k}").exists() for k in range(2))
+        first.stop()
+    finally:
+        if first.proc.poll() is None:  # in order: its workers would outlive a killed one by a status interval
+            first.proc.send_signal(signal.SIGTERM)
+            first.proc.wait(90)
+        first.kill()
+
+
+def test_two_nodes_of_one_folder_with_the_default_status_file_are_told_apart(tmp_path):
+    """Two configurations in one folder, their own names and ports, and both the default
+    status_file: both ran, writing one file in turn, and `node status` of each read
+    whichever wrote last.  Now the second is refused at start naming the file."""
+    first = Daemon(basic_config(tmp_path, free_port(), node={"name": "a"}).rename(tmp_path / "a.toml"))
+    try:
+        err = cli("node", "--config", str(basic_config(tmp_path, free_port(), node={"name": "b"})), timeout=120)
+        assert err.returncode == 2 and "Traceback" not in err.stderr, err.stderr
+        assert f"node.status_file {tmp_path / 'node-status.json'}: another process (pid {first.proc.pid})" in err.stderr
+        assert first.status()["pid"] == first.proc.pid
+        first.stop()
+    finally:
+        first.kill()
+    assert not list((tmp_path / "out").glob("*b-w0*"))  # (it never started)
 
 
 def test_a_status_file_that_fails_mid_run_is_logged_and_the_node_goes_on(tmp_path):

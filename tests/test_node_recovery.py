@@ -705,33 +705,30 @@ def test_a_second_node_of_one_name_on_one_directory_is_refused_while_the_first_r
         again.kill()
 
 
-def test_a_supervisor_started_twice_is_refused_before_it_touches_the_first_ones_status(tmp_path):
-    """The same configuration with two workers started twice (no metrics port to clash
-    on): the second supervisor deleted the first's worker status files and wrote its own
-    final status over the first's, then its workers were refused; the running node's
-    status read 0 workers and no counters until each worker wrote again (a status
-    interval, here far off).  Now the second is refused first, in one line, as one
-    worker is, and the first's status is untouched."""
-    cfg = basic_config(tmp_path, free_ports(2), node={"workers": 2, "status_interval_s": 30.0})
-    first = Daemon(cfg)
+def test_a_second_supervisor_of_one_name_on_one_directory_is_refused_in_one_line(tmp_path):
+    """With several workers, a second node of the first's node.name and sink.directory (its
+    own ports and status file) started its workers, each refused in a line of its own
+    among the supervisor's JSON lines, and wrote a final, failed status.  Now the
+    supervisor is refused before it starts a worker, in the one line a single node says."""
+    out = tmp_path / "out"
+    first = Daemon(basic_config(tmp_path, free_ports(2), node={"workers": 2}))
+    (tmp_path / "second").mkdir()
+    cfg = basic_config(tmp_path / "second", free_ports(2), node={"workers": 2}, sink={"directory": str(out)})
     try:
         wait_for(lambda: first.status()["workers"] == 2, 60, "both workers started")
         worker0 = read_status(tmp_path / "node-status.json.w0")["pid"]
-        second = subprocess.run([sys.executable, "-m", "node.daemon", str(cfg)], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+        second = subprocess.run([sys.executable, "-m", "node.daemon", str(cfg)], cwd=tmp_path / "second",
+                                capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
         assert second.returncode == 2, second.stderr
-        status = first.status()
-        assert status["pid"] == first.proc.pid and status["workers"] == 2 and not status["final"], status
         assert second.stderr.splitlines() == [
-            f"node: error: node.name 'node': {tmp_path / 'out'}: another process (pid {worker0}) writes the "
-            "files named node-w0-* there; two nodes on one sink.directory need names of their own"
+            f"node: error: node.name 'node': {out}: another process (pid {worker0}) writes the files named "
+            "node-w0-* there; two nodes on one sink.directory need names of their own"
         ]
+        assert not (tmp_path / "second" / "node-status.json").exists()
         assert first.proc.poll() is None
         first.stop()
     finally:
-        if first.proc.poll() is None:  # in order: its workers would outlive a killed one by a status interval
-            first.proc.send_signal(signal.SIGTERM)
-            first.proc.wait(90)
         first.kill()
 
 

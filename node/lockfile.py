@@ -1,0 +1,69 @@
+"""One live process per file: an flock on a lock file beside it, naming its holder.
+
+The node's sinks lock their files of a prefix (``node.sinks.hold_prefix``), and a node
+(or a supervisor) its status file (``node.metrics.hold_status``).  An flock: the kernel
+drops it when the process dies, so the lock file a stop or a crash leaves blocks no later
+start.  The holder writes its pid in it, for the error of the one refused."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+
+class Held(RuntimeError):
+    """A live process holds the lock file ``path``: its ``pid`` (None: not yet written, or
+    a lock file that another user left, in which the pid is not rewritten)."""
+
+    def __init__(self, path: Path, pid: int | None):
+        self.path, self.pid = path, pid
+        if pid is None:
+            holder = "another process (its pid not yet written)"
+        else:
+            holder = f"{'this' if pid == os.getpid() else 'another'} process (pid {pid})"
+        super().__init__(f"{path}: held by {holder}")
+        self.holder = holder
+
+
+def _holder(fd: int) -> int | None:
+    written = os.pread(fd, 32, 0).strip()
+    return int(written) if written.isdigit() else None
+
+
+def hold(path: Path) -> int:
+    """Lock ``path`` (made if need be) for this process: the fd, close it to let go.
+    ``Held`` if another open file holds it, in this process or another."""
+    try:
+        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+    except PermissionError:  # another user's (a run as root): an flock needs no write access
+        fd, writable = os.open(path, os.O_RDONLY), False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+    except BlockingIOError:
+        pid = _holder(fd)
+        os.close(fd)
+        raise Held(path, pid) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_free(path: Path) -> None:
+    """``Held`` if a live process holds ``path``, creating and writing nothing (a question
+    asked before a start that would touch what the holder uses).  A lock file that is not
+    there, or does not open, is left to the start itself to meet."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Held(path, _holder(fd)) from None
+    finally:
+        os.close(fd)  # (which lets go of the lock if it was had)

@@ -47,6 +47,9 @@ def hold(path: Path) -> int:
         pid = _holder(fd)
         os.close(fd)
         raise Held(path, pid) from None
+    except OSError as exc:  # a filesystem that has no locks (ENOLCK, EOPNOTSUPP): said bare, it named nothing
+        os.close(fd)
+        raise OSError(exc.errno, f"{exc.strerror} (the flock that keeps it one node's)", str(path)) from None
     except BaseException:
         os.close(fd)
         raise

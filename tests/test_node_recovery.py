@@ -804,3 +804,19 @@ def test_a_root_sink_names_an_hdf5_file_it_does_not_rebuild(tmp_path):
     sink = RotatingFiles(tmp_path, "ev")
     sink.close()
     assert read_events(sink.recovered[0])["event"].tolist() == list(range(30)) and sink.unrecovered == []
+
+
+def test_a_directory_that_refuses_locks_is_named(tmp_path, monkeypatch):
+    """A sink.directory on a filesystem that refuses flock (ENOLCK: NFS without a lock
+    daemon, say) stopped the start with "[Errno 37] No locks available", naming no file
+    and no key.  Now the error names the lock file it could not lock."""
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError) as refused:
+        RotatingFiles(tmp_path, "ev")
+    assert refused.value.errno == errno.ENOLCK and refused.value.filename == str(tmp_path / ".ev.lock")
+    assert "No locks available" in str(refused.value)

@@ -822,6 +822,9 @@ class Node:
                 self._advance(now)
                 if self.sinks:
                     self._check_sinks()
+                if self.supervisor is not None and self.supervisor.signalled:  # a SIGHUP: look now
+                    self.supervisor.signalled = False
+                    next_status = now
                 if now >= next_status:
                     if self.supervisor is not None and not self._stop and self.supervisor.gone():
                         self.log("error", "supervisor-gone", parent=self.supervisor.pid)  # orphaned: stop in order

@@ -56,6 +56,9 @@ class SupervisorWatch:
     def __init__(self, pid: int):
         self.pid = pid
         self.raising = False  # raise SupervisorGone when the supervisor dies (the worker starts)
+        # the kernel's signal came (running: the loop looks at once, not at its next status
+        # interval, while the worker held its ports and files, and a new node was refused)
+        self.signalled = False
 
     def gone(self) -> bool:
         """The supervisor has died: the worker has another parent now (init, a subreaper)."""
@@ -87,6 +90,7 @@ class SupervisorWatch:
             self.raising = False
 
     def _signalled(self, _signum: int, frame: FrameType | None) -> None:
+        self.signalled = True
         self.check(_where(frame))
 
 

@@ -666,6 +666,27 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path, when):
     assert d.stop()["exit_codes"] == [0, 0]
 
 
+def test_running_workers_stop_at_once_when_their_supervisor_is_killed(tmp_path):
+    """A running worker looked for its supervisor only at its status interval, though the
+    kernel tells it at once (SIGHUP): with a long interval it held its ports and its
+    files' locks for that long, and a new node on the configuration was refused.  Here
+    the interval is an hour: the workers stop, and a new node starts, long before."""
+    base = free_ports(2)
+    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 3600.0})
+    d = Daemon(cfg)
+    pids = []
+    try:
+        pids = _worker_pids(d)
+        wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
+        _kill_supervisor(d, pids, orphans_within=60)
+    finally:
+        _kill_workers(d, pids)
+    gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
+    assert len(gone) == 2 and not any(x.get("starting") for x in gone), gone
+    d = Daemon(cfg)  # the ports and the files free again
+    assert d.stop()["exit_codes"] == [0, 0]
+
+
 def _blocked_opening_a_fifo(pid: int) -> bool:
     """``pid`` waits in open() for the other end of a FIFO (Linux's wait_for_partner)."""
     try:

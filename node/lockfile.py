@@ -27,6 +27,21 @@ class Held(RuntimeError):
 
 
 def _holder(fd: int) -> int | None:
+    """Who holds the lock on ``fd``'s file: the kernel's word where it gives it (Linux's
+    /proc/locks), else the pid the holder wrote, which a holder that could open the file
+    only read-only (another user's) did not: the one left there named a process long gone,
+    or another one since given its number."""
+    st = os.fstat(fd)
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                fields = line.split()  # N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
+                    if int(fields[4]) > 0:  # (0: a holder outside this pid namespace)
+                        return int(fields[4])
+    except OSError:  # not Linux, or no /proc
+        pass
     written = os.pread(fd, 32, 0).strip()
     return int(written) if written.isdigit() else None
 

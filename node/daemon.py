@@ -36,7 +36,15 @@ from node.fallback import Fallback
 from node.metrics import WAITING_LOG_S, Log, Metrics, write_status_logged
 from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
-from node.sinks import LATE_CHUNK_BYTES, PrefixInUse, Publisher, RotatingFiles, late_records, sink_prefixes
+from node.sinks import (
+    LATE_CHUNK_BYTES,
+    PrefixInUse,
+    Publisher,
+    RotatingFiles,
+    late_records,
+    prefixes_found,
+    sink_prefixes,
+)
 from node.supervisor import Supervisor
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
@@ -153,6 +161,32 @@ class Node:
         if getattr(self, "_status_lock", -1) >= 0:
             os.close(self._status_lock)
             self._status_lock = -1
+
+    def _tell_recovery(self, sink: RotatingFiles) -> None:
+        """Log what a sink's start rebuilt of a killed predecessor's files, and what it left."""
+        if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
+            self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
+        for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
+            self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
+
+    def _recover_unowned(self, directory: Path) -> None:
+        """Rebuild (or name) this node's files that no sink of it takes now, as their own
+        sink's start would: a killed worker's of an index beyond ``node.workers`` (the node
+        ran with more), late files with ``sink.late`` off.  Each start looked only at its own
+        sinks' prefixes, so these stayed ``.tmp`` for good, never named."""
+        cfg, s = self.cfg, self.cfg.sink
+        taken = {p for k in range(cfg.node.workers) for p in sink_prefixes(cfg.node.name, k)[: 2 if s.late else 1]}
+        for prefix in sorted(prefixes_found(directory, cfg.node.name) - taken):
+            late = not prefix.startswith(f"{cfg.node.name}-w")
+            try:
+                sink = RotatingFiles(
+                    directory, prefix, fmt=s.format, tree="late" if late else "events", direct_io=False,
+                    fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES if late else None,
+                )  # fmt: skip
+            except PrefixInUse:  # a live sink has them after all (a node of this name with more workers)
+                continue
+            sink.close()
+            self._tell_recovery(sink)
 
     def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,
                context: zmq.Context | None, supervisor: SupervisorWatch | None) -> None:  # fmt: skip
@@ -289,10 +323,9 @@ class Node:
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
-            if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
-                self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
-            for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
-                self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
+            self._tell_recovery(sink)
+        if worker == 0 and s.write_files:
+            self._recover_unowned(directory)
         self.auth = None
         if cfg.security.curve_secret_key:  # before any socket binds: none takes a client unchecked
             from sim.wire.security import start_authenticator

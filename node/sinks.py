@@ -13,6 +13,7 @@ written a whole chunk at a time (``node.hdf5file``).  ROOT (uproot) is offered f
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ STAMPED = "[0-9]" * 8 + "T" + "[0-9]" * 6 + "-[0-9]*"
 def sink_prefixes(name: str, worker: int) -> tuple[str, str]:
     """The file prefixes of worker ``worker`` of node ``name``: its events, its late fragments."""
     return f"{name}-w{worker}", f"late-{name}-w{worker}"
+
+
+def prefixes_found(directory: Path, name: str) -> set[str]:
+    """The prefixes (``sink_prefixes``, any worker) of node ``name``'s files left as
+    ``.tmp`` in ``directory``."""
+    stamped = re.compile(rf"((?:late-)?{re.escape(name)}-w\d+)-\d{{8}}T\d{{6}}-\d+\.(?:h5|root)\.tmp")
+    found = (stamped.fullmatch(path.name) for path in directory.glob(f"*{name}-w*.tmp"))
+    return {m.group(1) for m in found if m}
 
 
 class PrefixInUse(RuntimeError):

@@ -824,3 +824,24 @@ def test_a_directory_that_refuses_locks_is_named(tmp_path, monkeypatch):
         RotatingFiles(tmp_path, "ev")
     assert refused.value.errno == errno.ENOLCK and refused.value.filename == str(tmp_path / ".ev.lock")
     assert "No locks available" in str(refused.value)
+
+
+@pytest.mark.parametrize("left_by", ["worker 1 of a node run with two", "a late sink, now sink.late = false"])
+def test_files_no_sink_of_the_node_takes_now_are_rebuilt_at_its_start(tmp_path, left_by):
+    """Each start looked only at its own sinks' prefixes: a killed writer's file of a worker
+    the node no longer runs (node.workers lowered after a crash), or of its late sink once
+    sink.late is off, stayed a .tmp for good, never named.  Now the node's start (worker 0)
+    rebuilds it as that sink's start would, and says so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    late = left_by.startswith("a late sink")
+    tmp, _ = _killed_writer_tmp(out, _chunks(0, 10, 20), prefix="late-node-w0" if late else "node-w1")
+    node = Daemon(basic_config(tmp_path, free_port(), sink={"late": False} if late else {}))
+    try:
+        node.stop()
+    finally:
+        node.kill()
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+    assert not tmp.exists() and read_events(final)["event"].tolist() == list(range(30))
+    told = [x for x in node.log_lines() if x["event"] in ("recovered-files", "unrecovered-file")]
+    assert [(x["event"], x.get("files")) for x in told] == [("recovered-files", [str(final)])], told

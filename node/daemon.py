@@ -168,6 +168,7 @@ class Node:
             self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
         for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
             self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
+        self._unrecovered += len(sink.unrecovered)
 
     def _recover_unowned(self, directory: Path) -> None:
         """Rebuild (or name) this node's files that no sink of it takes now, as their own
@@ -311,6 +312,9 @@ class Node:
         except PrefixInUse as exc:  # a second node of this name on the folder, or a node still stopping
             raise config_mod.ConfigError(exc.refusal(cfg.node.name)) from None
         self.sinks = [sink for sink in (self.events_sink, self.late_sink) if sink is not None]
+        # files the start left as .tmp or kept as .damaged (gauge sink_unrecovered_files): only a
+        # log line said so, and a node watched by its metrics and status looked whole
+        self._unrecovered = 0
         self._waiting_since: dict[Path, float] = {}  # file -> since when its sink waits for room
         self._waiting_logged = 0.0
         self._waiting_told_stop = False  # logged since the stop: a second SIGTERM gives up
@@ -722,6 +726,7 @@ class Node:
         m.c["log_lines_lost"] = self.log.lost
         m.c["late_unwritten"] = self.late_sink.lost if self.late_sink else 0
         now = time.monotonic()
+        m.g["sink_unrecovered_files"] = self._unrecovered
         m.g["sink_waiting_s"] = max((now - since for since in self._waiting_since.values()), default=0.0)
         m.g["events_in_flight"] = self.builder.n_open
         m.g["events_pending_fallback"] = sum(len(p.events) for p in self.fallback.pending)

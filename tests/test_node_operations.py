@@ -657,6 +657,26 @@ def test_two_nodes_of_one_folder_with_the_default_status_file_are_told_apart(tmp
     assert not list((tmp_path / "out").glob("*b-w0*"))  # (it never started)
 
 
+def test_files_a_start_left_unrecovered_show_in_the_status_and_the_metrics(tmp_path):
+    """A .tmp the start cannot rebuild (here a ROOT file its writer never closed) was named
+    only in a log line: the status, `node status` and the metrics of the node looked
+    whole.  Now the gauge sink_unrecovered_files counts them, and `node status` says so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "node-w0-20261123T000000-00000.root.tmp").write_bytes(b"root, cut short")
+    cfg = basic_config(tmp_path, free_port(), sources=[0])
+    d = Daemon(cfg)
+    try:
+        assert d.status()["gauges"]["sink_unrecovered_files"] == 1
+        shown = cli("node", "status", "--config", str(cfg))
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(r"files left unrecovered at start +1", shown.stdout), shown.stdout
+        status = d.stop()
+    finally:
+        d.kill()
+    assert status["gauges"]["sink_unrecovered_files"] == 1
+
+
 def test_a_status_file_that_fails_mid_run_is_logged_and_the_node_goes_on(tmp_path):
     """A full disk under the status file crashed the loop (and with it the node) at its
     next status write; the status is for people and scrapers, the events do not need it."""

@@ -91,6 +91,8 @@ def _status(args: argparse.Namespace) -> int:
     ]
     for name, value in rows:
         print(f"  {name:<38} {value}")
+    if g.get("sink_unrecovered_files"):  # the start's unrecovered-file log lines name them
+        print(f"  {'files left unrecovered at start':<38} {int(g['sink_unrecovered_files'])}")
     for key, n in sorted(snap.get("malformed", {}).items()):
         print(f"  malformed {key:<28} {n}")
     for key, n in sorted(snap.get("sequence_gaps", {}).items()):

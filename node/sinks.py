@@ -81,9 +81,9 @@ class PrefixInUse(RuntimeError):
 
 def check_prefix_free(directory: Path, prefix: str) -> None:
     """Raise ``PrefixInUse`` if a live sink holds ``directory``'s files of ``prefix``,
-    creating and writing nothing: a supervisor asks before it starts its workers, since
-    starting them it deletes their status files, which a running node of the name (the
-    same configuration started twice) reads, and writes the node's status over its own."""
+    creating and writing nothing: a supervisor asks before it starts its workers, to be
+    refused in the one line a single node is (each worker was refused in a line of its
+    own, and the supervisor wrote a final, failed status)."""
     try:
         lockfile.check_free(directory / f".{prefix}.lock")
     except lockfile.Held as held:

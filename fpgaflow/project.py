@@ -100,11 +100,18 @@ class Project:
 
 
 def find_project_file(path: str | os.PathLike) -> Path:
+    """The project file ``path`` names, or the one in the folder ``path``.  A folder with
+    two of the standard names is refused, naming both: it took the first silently (a
+    ``config.yml`` copied beside ``project.yml`` and edited did nothing)."""
     p = Path(path)
     if p.is_dir():
-        for name in PROJECT_FILE_NAMES:
-            if (p / name).is_file():
-                return p / name
+        standard = [p / name for name in PROJECT_FILE_NAMES if (p / name).is_file()]
+        if len(standard) > 1:
+            raise ProjectError(
+                f"{p}: several project files ({', '.join(f.name for f in standard)}); name the one to use"
+            )
+        if standard:
+            return standard[0]
         ymls = sorted(p.glob("*.yml")) + sorted(p.glob("*.yaml"))
         if len(ymls) == 1:
             return ymls[0]

@@ -134,3 +134,17 @@ def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     text = "KerasH5: m.h5\nData: {File: d.npz, Features: [a]}\nTraining:\n  <<: &t {Epochs: 3, Seed: 1}\n  Epochs: 5\n"
     (tmp_path / "project.yml").write_text(text)
     assert load_project(tmp_path).config["Training"] == {"Epochs": 5, "Seed": 1}
+
+
+def test_a_folder_with_two_project_files_is_refused_naming_both(tmp_path, capsys):
+    """``synth .`` on a folder holding project.yml and a config.yml copied beside it and
+    edited took project.yml without a word; naming the file picks it."""
+    (tmp_path / "project.yml").write_text("KerasH5: m.h5\n")
+    (tmp_path / "config.yml").write_text("KerasH5: n.h5\n")
+    assert main(["synth", str(tmp_path)]) == 2
+    assert _error(capsys) == (
+        f"fpgaflow synth: error: {tmp_path}: several project files (project.yml, config.yml); name the one to use"
+    )
+    from fpgaflow.project import load_project
+
+    assert load_project(tmp_path / "config.yml").config == {"KerasH5": "n.h5"}

@@ -247,6 +247,9 @@ def check(cfg: Config, where: str) -> None:
     if not NAME.match(n.name):
         raise ConfigError(f"{where}: node.name {n.name!r} names the node's files: letters, digits, '_', '.', '-' "
                           f"(not first), no '/'")  # fmt: skip
+    if n.name.startswith("late-"):  # late-X-wK-... are node X's late files: the two nodes' sinks collided
+        raise ConfigError(f"{where}: node.name {n.name!r} begins with 'late-', the prefix of node "
+                          f"{n.name.removeprefix('late-')!r}'s late files; pick a name that does not")  # fmt: skip
     if not n.sources or len(set(n.sources)) != len(n.sources) or not all(0 <= s < 65536 for s in n.sources):
         raise ConfigError(f"{where}: node.sources must be distinct ids in 0..65535, got {n.sources}")
     if len(n.sources) > 64:

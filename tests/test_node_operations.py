@@ -45,6 +45,8 @@ def cli(*args, cwd=ROOT, timeout: float = 300):
         ("[node]\ncoalesce_ms = -1\n", "node.coalesce_ms must be in 0..100, got -1.0"),
         ("[node]\nid = 70000\n", "node.id must be in 0..65535"),  # publishing crashed, events lost
         ("[node]\nname = '../up'\n", "node.name '../up' names the node's files"),
+        # node late-x's event files (late-x-w0-...) are node x's late files: one of them was refused for the other
+        ("[node]\nname = 'late-x'\n", "node.name 'late-x' begins with 'late-', the prefix of node 'x''s late files"),
         ("[node]\nsources = [1.5, 1]\n", "node.sources[0]: expected int, got 1.5"),  # both became source 1
         ("[node]\nsources = [true]\n", "node.sources[0]: expected int, got True"),
         ("[builder]\nwindow = -5\n", "builder.window must be in 1..16777216, got -5"),

@@ -84,10 +84,24 @@ def hdf5_dataset(f: Any, path: Path, name: str, key: Any = ()) -> np.ndarray:
         raise ArrayFileError(f"{path}: dataset {name!r} does not read ({exc})") from None
 
 
+OUTPUT_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse an output path ``write_arrays`` cannot write, before the work that fills it:
+    an unknown format, or a folder (``[Errno 21] Is a directory``, after the whole run)."""
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ProjectError(f"{p}: unknown output format {p.suffix.lower()!r}; use .npy, .npz or .h5")
+    if p.is_dir():
+        raise ProjectError(f"{p}: is a folder; name a file to write the outputs to")
+
+
 def write_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``.npy`` gets the first array (values); ``.npz`` and ``.h5`` get all of them.  Written
     to the path as given: NumPy appends ``.npy``/``.npz`` to a name that does not end in
     exactly that (``y.NPZ`` became ``y.NPZ.npz`` while emulate said ``-> y.NPZ``)."""
+    check_output_path(path)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     suffix = p.suffix.lower()
@@ -103,5 +117,5 @@ def write_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
         with h5py.File(p, "w") as f:
             for name, a in arrays.items():
                 f.create_dataset(name, data=a)
-    else:
-        raise ProjectError(f"{p}: unknown output format {suffix!r}; use .npy, .npz or .h5")
+    else:  # (check_output_path refused it)
+        raise AssertionError(suffix)

@@ -269,3 +269,20 @@ def test_outputs_go_to_the_path_given_whatever_the_case_of_its_suffix(tmp_path, 
         assert sorted(p.name for p in tmp_path.glob("y.*")) == sorted({"y.NPZ", name})
         values = np.load(out)["values"] if name.endswith("Z") else np.load(out)
         assert values.ravel().tolist() == [2.0] * 4
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("out.npy/", "is a folder; name a file to write the outputs to"),  # '[Errno 21] Is a directory', after the run
+        ("out.csv", "unknown output format '.csv'; use .npy, .npz or .h5"),
+    ],
+)
+def test_emulate_refuses_an_output_it_cannot_write_before_the_run(tmp_path, manifest, capsys, output, message):
+    (tmp_path / "out.npy").mkdir()
+    (tmp_path / "x.npy").write_bytes(_npy(ROWS))
+    target = tmp_path / output.rstrip("/")
+    args = ["emulate", str(manifest), "--input", str(tmp_path / "x.npy"), "--output", str(target)]
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"fpgaflow emulate: error: {target}: {message}"

@@ -44,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import sim
-    from fpgaflow.arrays import read_array, write_arrays
+    from fpgaflow.arrays import check_output_path, read_array, write_arrays
     from fpgaflow.progress import Progress
     from sim.emulator import refuse_non_finite, sample_rows
 
+    check_output_path(args.output)  # before the run: a folder was said only after it
     model = sim.from_manifest(firmware_manifest(args.project, "emulate"))
     x = read_array(args.input, args.dataset)
     where = args.input + (f":{args.dataset}" if args.dataset else "")

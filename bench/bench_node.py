@@ -161,19 +161,32 @@ def start_senders(endpoints, n_events, batch, senders: str = "free"):
     return go, procs
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its descendants still alive."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+def _family(pid: int):
+    """``pid`` and its descendants still alive (each task's children, from /proc)."""
     pids = [pid]
     while pids:
         p = pids.pop()
+        yield p
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
             for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pids += [int(c) for c in children]
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+
+
+def _cpu(stat: Path) -> tuple[str, float]:
+    """A process's or thread's name and user + system CPU seconds, from its ``stat`` file."""
+    text = stat.read_text()
+    fields = text.rsplit(")", 1)[1].split()
+    return text[text.index("(") + 1 : text.rindex(")")], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants still alive."""
+    total = 0.0
+    for p in _family(pid):
+        try:
+            total += _cpu(Path(f"/proc/{p}/stat"))[1]
         except (OSError, IndexError, ValueError):
             continue
     return total
@@ -184,18 +197,12 @@ def thread_cpu(pid: int) -> dict[str, float]:
     ``main`` (each process's own first thread: the node's loop), ``io`` (ZeroMQ's I/O
     threads, ``ZMQbg/IO/*``: the TCP reads) and ``other`` (the sink's writer, ZeroMQ's
     reaper, the metrics server).  Python names no OS thread, so the writer is "other"."""
-    tick = os.sysconf("SC_CLK_TCK")
     out = {"main": 0.0, "io": 0.0, "other": 0.0}
-    pids = [pid]
-    while pids:
-        p = pids.pop()
+    for p in _family(pid):
         try:
             for task in Path(f"/proc/{p}/task").iterdir():
-                stat = (task / "stat").read_text()
-                comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-                kind = "main" if task.name == str(p) else "io" if comm.startswith("ZMQbg/IO") else "other"
-                out[kind] += (int(fields[11]) + int(fields[12])) / tick
-                pids += [int(c) for c in (task / "children").read_text().split()]
+                comm, seconds = _cpu(task / "stat")
+                out["main" if task.name == str(p) else "io" if comm.startswith("ZMQbg/IO") else "other"] += seconds
         except (OSError, IndexError, ValueError):
             continue
     return out

@@ -86,14 +86,15 @@ def coarse_exp_table(layer, spec: dict) -> str | None:
     naming the layer that sets the type."""
     from fpgaflow.network.types import ap_type
     from sim.fixed import FixedType
-    from sim.network.layers.softmax import ceillog2
+    from sim.network.layers.softmax import ceillog2, value_of_index
 
     if spec["implementation"] == "stable":
         t = FixedType.parse(spec["inp_norm_type"])
     else:
         t = FixedType.parse(ap_type(layer.get_input_variable().type.precision, f"layer {layer.name!r} input"))
     bits = ceillog2(spec["exp_table_size"])
-    step = float(t.from_raw(1 << (t.width - bits))) * spec["exp_scale"] if t.width > bits else t.lsb
+    # the input the second entry stands for, as the table is built (a word no wider than the index: one entry a step)
+    step = float(value_of_index(t, spec["exp_table_size"])[1]) * spec["exp_scale"] if t.width > bits else t.lsb
     if step < COARSE_STEP:
         return None
     before = layer.get_input_node().name

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -441,6 +442,7 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
                 p.start()
             time.sleep(1.0)
             cpu0, machine0 = cpu_seconds(node.pid), machine_ticks()
+            steal = _StealSampler()
             go.set()
             t0 = time.time()
             if subscriber is not None:
@@ -449,6 +451,7 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
                 for p in procs:
                     p.join(seconds + 60)
             node_cpu, wall, machine = cpu_seconds(node.pid) - cpu0, time.time() - t0, machine_ticks() - machine0
+            steal.stop()
             if subscriber is None:
                 _wait_for_events(cfg.parent / "node-status.json", int(0.9 * events_per_s * seconds))
         finally:  # stop everything even if the subscriber fails
@@ -463,14 +466,15 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
     lat, built = lat[order], out[order] / 1e9 - t0
     warm = lat[len(lat) // 10 :]  # drop the first tenth: connection set-up
     span = float(built.max() - built.min()) if lat.size else 0.0
-    per_second = [float(np.percentile(lat[(built >= k) & (built < k + 1)], 99))
-                  for k in range(int(np.ceil(built.max()))) if ((built >= k) & (built < k + 1)).any()]  # fmt: skip
+    seconds_ = [k for k in range(int(np.ceil(built.max()))) if ((built >= k) & (built < k + 1)).any()]
+    per_second = [float(np.percentile(lat[(built >= k) & (built < k + 1)], 99)) for k in seconds_]
     return {
         "events": int(len(lat)),
         "p50_ms": float(np.percentile(warm, 50)),
         "p99_ms": float(np.percentile(warm, 99)),
         "max_ms": float(warm.max()),
         "p99_per_second_ms": per_second,
+        "steal_per_second_ms": [steal.in_second(t0 + k) for k in seconds_],
         "built_per_s": len(lat) / span if span else 0.0,
         "node_cpu_share": node_cpu / wall,
         "machine_busy": float(machine[0] / (machine.sum() or 1)),  # of all cores' time during the run
@@ -478,6 +482,38 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
         "files": files,
         "write_mb_s": write_mb_s,
     }
+
+
+class _StealSampler:
+    """The host's steal (/proc/stat: time the VM's virtual CPUs did not run, all cores
+    summed) every 50 ms while it runs, so that each second's p99 can be set beside the
+    steal in that second: the stalls behind a high p99 came with steal on both virtual
+    CPUs at once (sampled every 5 ms beside the loop's traces, 2026-11-24)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        ms_per_tick = 1e3 / os.sysconf("SC_CLK_TCK")
+        while True:
+            self.samples.append((time.time(), machine_ticks()[2] * ms_per_tick))
+            if self._done.wait(0.05):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def in_second(self, start: float) -> float:
+        """ms stolen between ``start`` and ``start + 1`` (from the samples around them)."""
+        t = np.array([s[0] for s in self.samples])
+        ms = np.array([s[1] for s in self.samples])
+        if len(t) < 2:
+            return 0.0
+        return float(np.interp(start + 1, t, ms) - np.interp(start, t, ms))
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -675,7 +711,8 @@ def main() -> int:
               f"p99 {lat['p99_ms']:.2f} ms (max {lat['max_ms']:.1f} ms, {lat['events']} events); "
               f"built {lat['built_per_s']:,.0f}/s, node CPU {lat['node_cpu_share']:.0%}, cores busy "
               f"{lat['machine_busy']:.0%}, stolen {lat['machine_stolen']:.0%}{probe}; p99 per second "
-              + ", ".join(f"{x:.1f}" for x in lat["p99_per_second_ms"]) + f" ms; load {os.getloadavg()[0]:.2f}; "
+              + ", ".join(f"{x:.1f}" for x in lat["p99_per_second_ms"]) + " ms (steal "
+              + ", ".join(f"{x:.0f}" for x in lat["steal_per_second_ms"]) + f" ms); load {os.getloadavg()[0]:.2f}; "
               f"p99 of every run " + ", ".join(f"{x:.1f}" for x in lat["p99_of_runs_ms"]) + " ms",
               flush=True)  # fmt: skip
     fb = None
@@ -823,16 +860,18 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "columns but one give every run's p99:",
         "",
         "| sink | p50 (ms) | p99 (ms) | max (ms) | events | built events/s | node CPU | cores busy | stolen by "
-        "the host | p99 in each second of the run (ms) | p99 of every run (ms) | file write (MB/s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "the host | p99 in each second of the run (ms) | stolen in each second (ms, both cores) | p99 of every "
+        "run (ms) | file write (MB/s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
     ]
     for lat in lats:
         sink = "HDF5 files" if lat["files"] else "no files"
         probe = f"{lat['write_mb_s']:,.0f}" if lat["write_mb_s"] else "-"
         per_s = ", ".join(f"{x:.0f}" for x in lat["p99_per_second_ms"])
+        stolen = ", ".join(f"{x:.0f}" for x in lat["steal_per_second_ms"])
         lines.append(f"| {sink} | **{lat['p50_ms']:.2f}** | **{lat['p99_ms']:.2f}** | {lat['max_ms']:.1f} "
                      f"| {lat['events']:,} | {lat['built_per_s']:,.0f} | {lat['node_cpu_share']:.0%} "
-                     f"| {lat['machine_busy']:.0%} | {lat['machine_stolen']:.0%} | {per_s} "
+                     f"| {lat['machine_busy']:.0%} | {lat['machine_stolen']:.0%} | {per_s} | {stolen} "
                      f"| {', '.join(f'{x:.1f}' for x in lat['p99_of_runs_ms'])} | {probe} |")  # fmt: skip
     lines += [
         "",
@@ -863,7 +902,14 @@ def write_docs(rows, lats, lat_rate, lat_batch, fb, args) -> None:
         "column but one). The loop's traces show the stalls behind those swings: a 1 ms sleep that returned "
         "after 27 ms, or a drain of 208 messages (1-2 ms of work) that took 100 ms of the thread's CPU time, "
         "with no page faults: the virtual CPU not running (the host), which the guest's steal counter does not "
-        "fully show. Start-up "
+        "fully show. Sampled every 5 ms beside the loop's traces (18 runs with files, 2026-11-24), 7 of 10 "
+        "stretches of events over 10 ms came with 10-30 ms of steal, mostly on both virtual CPUs at once. In "
+        "some the loop's turns stayed short (under 2 ms), so the fragments reached the loop late (ZeroMQ's I/O "
+        "threads, the sender's or the node's, not running); in others a drain took 15-35 ms for 6 ms of the "
+        "thread's CPU. The column \"stolen in each second\" sets the steal beside each second's p99. With "
+        "the files on tmpfs (no O_DIRECT: the writer goes "
+        "through the page cache, 1.6-1.9 us of CPU per event here against 0.4-0.65) the node's main thread "
+        "also waited for a core, and p99 grew within the run (32-367 ms in 6 runs). Start-up "
         "costs that used to put a backlog in the first seconds are gone (h5py imported, the ring, the receive "
         "buffer and 64 MB of heap faulted in before the first message; freed memory kept for reuse and one "
         "malloc arena for every thread, see `node/heap.py`), and the ~29k objects start-up made no longer "

@@ -165,7 +165,8 @@ class Node:
     def _tell_recovery(self, sink: RotatingFiles) -> None:
         """Log what a sink's start rebuilt of a killed predecessor's files, and what it left."""
         if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
-            self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered])
+            self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered],
+                     events=[sink.recovered_events[f] for f in sink.recovered])  # fmt: skip
         for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
             self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self._unrecovered += len(sink.unrecovered)

@@ -208,6 +208,7 @@ class RotatingFiles:
         self.gave_up = False
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, or kept as .damaged, why)
+        self.recovered_events: dict[Path, int] = {}  # a rebuilt file: the events in it (logged with its name)
         # the prefix's files are this sink's until ``close``: its start finds only dead writers' .tmp
         self._prefix_lock = hold_prefix(self.directory, prefix)
         try:
@@ -300,6 +301,7 @@ class RotatingFiles:
             # on the disk, and its name too, before the .tmp goes, whatever sink.fsync says (it
             # spares the stream its syncs): else a power loss could keep the unlink, not the bytes
             durable_replace(rebuilt, final)
+            self.recovered_events[final] = len(records)
             if left is None:
                 for leftover in (tmp, log_path(tmp), tail_path(tmp)):
                     leftover.unlink(missing_ok=True)

@@ -235,6 +235,8 @@ def test_a_node_killed_at_a_low_rate_loses_seconds_of_events_not_a_chunk(tmp_pat
     (line,) = [x for x in d.log_lines() if x.get("event") == "recovered-files"]
     got = np.concatenate([read_events(f)["event"] for f in sorted((tmp_path / "out").glob("node-w0-*.h5"))])
     assert sorted(got.tolist()) == list(range(300)), line
+    # the line says how many events each rebuilt file holds, not only its name
+    assert line["events"] == [len(read_events(f)["event"]) for f in line["files"]] and sum(line["events"]) == 300
 
 
 def test_a_closed_file_leaves_no_log_and_nothing_to_recover(tmp_path):

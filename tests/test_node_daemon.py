@@ -648,41 +648,26 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path, when):
     """The supervisor killed (SIGKILL): its workers held the ports and took data that no
     status reported, and a new node on the same configuration could not bind.  Now each
     worker stops in order once its supervisor is gone, and a new node starts; also when it
-    died while they were still starting (they took their new parent for it: review)."""
+    died while they were still starting (they took their new parent for it: review).
+    ``running``: with an hour's status interval, as a running worker looked for its
+    supervisor only at its status interval, though the kernel tells it at once (SIGHUP):
+    it held its ports and its files' locks that long, and a new node was refused."""
     base = free_ports(2)
-    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 0.2})
+    interval = 3600.0 if when == "running" else 0.2
+    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": interval})
     d = Daemon(cfg)
     pids = []
     try:
         pids = _worker_pids(d)
         if when == "running":
             wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
-        _kill_supervisor(d, pids, orphans_within=30)
+        _kill_supervisor(d, pids, orphans_within=60 if when == "running" else 30)
     finally:
         _kill_workers(d, pids)
     gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
-    assert len(gone) == 2 and all(x["level"] == "error" for x in gone)
-    d = Daemon(cfg)  # the ports are free again
-    assert d.stop()["exit_codes"] == [0, 0]
-
-
-def test_running_workers_stop_at_once_when_their_supervisor_is_killed(tmp_path):
-    """A running worker looked for its supervisor only at its status interval, though the
-    kernel tells it at once (SIGHUP): with a long interval it held its ports and its
-    files' locks for that long, and a new node on the configuration was refused.  Here
-    the interval is an hour: the workers stop, and a new node starts, long before."""
-    base = free_ports(2)
-    cfg = basic_config(tmp_path, base, sources=[0], node={"workers": 2, "status_interval_s": 3600.0})
-    d = Daemon(cfg)
-    pids = []
-    try:
-        pids = _worker_pids(d)
-        wait_for(lambda: d.status().get("workers") == 2, 30, "both workers' status")
-        _kill_supervisor(d, pids, orphans_within=60)
-    finally:
-        _kill_workers(d, pids)
-    gone = [x for x in d.log_lines() if x["event"] == "supervisor-gone"]
-    assert len(gone) == 2 and not any(x.get("starting") for x in gone), gone
+    assert len(gone) == 2 and all(x["level"] == "error" for x in gone), gone
+    if when == "running":
+        assert not any(x.get("starting") for x in gone), gone
     d = Daemon(cfg)  # the ports and the files free again
     assert d.stop()["exit_codes"] == [0, 0]
 

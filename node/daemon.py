@@ -37,7 +37,10 @@ from node.metrics import WAITING_LOG_S, Log, Metrics, write_status_logged
 from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
 from node.sinks import (
+    FORMATS,
     LATE_CHUNK_BYTES,
+    NO_FILES_WRITTEN,
+    STAMPED,
     PrefixInUse,
     Publisher,
     RotatingFiles,
@@ -190,6 +193,17 @@ class Node:
             sink.close()
             self._tell_recovery(sink)
 
+    def _name_left_behind(self, directory: Path) -> None:
+        """A node that writes no files (``sink.write_files = false``) rebuilds none either:
+        it names the ``.tmp`` files an earlier run of its name left in ``sink.directory``
+        (killed, then started to publish only), which stayed there unnamed, and touches
+        nothing there (no lock, no rebuild)."""
+        for prefix in sorted(prefixes_found(directory, self.cfg.node.name)):
+            for ext in FORMATS.values():
+                for tmp in sorted(directory.glob(f"{prefix}-{STAMPED}{ext}.tmp")):
+                    self.log("warning", "unrecovered-file", file=str(tmp), reason=NO_FILES_WRITTEN)
+                    self._unrecovered += 1
+
     def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,
                context: zmq.Context | None, supervisor: SupervisorWatch | None) -> None:  # fmt: skip
         self.cfg, self.worker = cfg, worker
@@ -331,6 +345,8 @@ class Node:
             self._tell_recovery(sink)
         if worker == 0 and s.write_files:
             self._recover_unowned(directory)
+        elif worker == 0 and directory.is_dir():
+            self._name_left_behind(directory)
         self.auth = None
         if cfg.security.curve_secret_key:  # before any socket binds: none takes a client unchecked
             from sim.wire.security import start_authenticator

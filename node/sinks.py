@@ -43,6 +43,9 @@ ROOT_NOT_CLOSED = ("a ROOT file its writer never closed (killed, or its sink fai
                    "and are not rebuilt; left as it is")  # fmt: skip
 HDF5_NOT_REBUILT = ("an HDF5 file its writer never closed: only a sink with sink.format = \"hdf5\" rebuilds it, "
                     "this one writes ROOT; left as it is")  # fmt: skip
+NO_FILES_WRITTEN = ("a file an earlier run of this node left unclosed; this node writes no files "
+                    "(sink.write_files = false) and so rebuilds none: a start with files rebuilds an HDF5 one "
+                    "from its chunk log (a ROOT one is not rebuilt); left as it is")  # fmt: skip
 # late files hold few records (late fragments are rare), and every HDF5 file takes at least
 # a whole chunk on the disk: ~4 MB chunks made each late file of a soak run ~2 MB for a
 # few KB of fragments (117 MB for 3 MB, rotating every 5 s); a late storm costs a write

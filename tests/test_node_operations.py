@@ -679,6 +679,31 @@ def test_files_a_start_left_unrecovered_show_in_the_status_and_the_metrics(tmp_p
     assert status["gauges"]["sink_unrecovered_files"] == 1
 
 
+def test_a_node_that_writes_no_files_names_the_files_a_killed_run_left(tmp_path):
+    """A node switched to publishing only (sink.write_files = false) after a run with files
+    was killed rebuilt nothing, and said nothing of the .tmp files left in sink.directory:
+    they stayed there unnamed.  Now worker 0 names each (unrecovered-file, with what to do)
+    and counts them in sink_unrecovered_files, and leaves them as they are."""
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / "node-w0-20261123T000000-00000.h5.tmp"
+    left.write_bytes(b"hdf5, cut short")
+    (out / "other-w0-20261123T000000-00000.h5.tmp").write_bytes(b"another node's")
+    cfg = basic_config(tmp_path, free_port(), sources=[0], sink={"write_files": False})
+    d = Daemon(cfg)
+    try:
+        assert d.status()["gauges"]["sink_unrecovered_files"] == 1
+        d.stop()
+    finally:
+        d.kill()
+    (line,) = [x for x in d.log_lines() if x.get("event") == "unrecovered-file"]
+    assert line["file"] == str(left) and line["level"] == "warning", line
+    assert "sink.write_files" in line["reason"] and line["reason"].endswith("left as it is"), line
+    assert left.read_bytes() == b"hdf5, cut short" and sorted(f.name for f in out.iterdir()) == sorted(
+        [left.name, "other-w0-20261123T000000-00000.h5.tmp"]
+    )  # nothing rebuilt, no lock file: a node without files writes nothing there
+
+
 def test_a_status_file_that_fails_mid_run_is_logged_and_the_node_goes_on(tmp_path):
     """A full disk under the status file crashed the loop (and with it the node) at its
     next status write; the status is for people and scrapers, the events do not need it."""

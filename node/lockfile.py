@@ -3,12 +3,14 @@
 The node's sinks lock their files of a prefix (``node.sinks.hold_prefix``), and a node
 (or a supervisor) its status file (``node.metrics.hold_status``).  An flock: the kernel
 drops it when the process dies, so the lock file a stop or a crash leaves blocks no later
-start.  The holder writes its pid in it, for the error of the one refused."""
+start.  The holder writes its pid and its host in it, for the error of the one refused (on
+a directory shared between hosts, NFS, the kernel here does not know another host's holder)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from pathlib import Path
 
 
@@ -16,21 +18,24 @@ class Held(RuntimeError):
     """A live process holds the lock file ``path``: its ``pid`` (None: not yet written, or
     a lock file that another user left, in which the pid is not rewritten)."""
 
-    def __init__(self, path: Path, pid: int | None):
-        self.path, self.pid = path, pid
+    def __init__(self, path: Path, pid: int | None, host: str | None = None):
+        self.path, self.pid, self.host = path, pid, host
+        elsewhere = host is not None and host != socket.gethostname()
         if pid is None:
             holder = "another process (its pid not yet written)"
+        elif elsewhere:
+            holder = f"another process (pid {pid} on host {host})"
         else:
             holder = f"{'this' if pid == os.getpid() else 'another'} process (pid {pid})"
         super().__init__(f"{path}: held by {holder}")
         self.holder = holder
 
 
-def _holder(fd: int) -> int | None:
-    """Who holds the lock on ``fd``'s file: the kernel's word where it gives it (Linux's
-    /proc/locks), else the pid the holder wrote, which a holder that could open the file
-    only read-only (another user's) did not: the one left there named a process long gone,
-    or another one since given its number."""
+def _holder(fd: int) -> tuple[int | None, str | None]:
+    """Who holds the lock on ``fd``'s file, (pid, host): the kernel's word where it gives
+    it (Linux's /proc/locks: this host), else the pid and host the holder wrote, which a
+    holder that could open the file only read-only (another user's) did not: the one left
+    there named a process long gone, or another one since given its number."""
     st = os.fstat(fd)
     where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     try:
@@ -39,11 +44,13 @@ def _holder(fd: int) -> int | None:
                 fields = line.split()  # N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE START END
                 if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit():
                     if int(fields[4]) > 0:  # (0: a holder outside this pid namespace)
-                        return int(fields[4])
+                        return int(fields[4]), None
     except OSError:  # not Linux, or no /proc
         pass
-    written = os.pread(fd, 32, 0).strip()
-    return int(written) if written.isdigit() else None
+    written = os.pread(fd, 320, 0).decode(errors="replace").split()  # "PID HOST" (an older holder: "PID")
+    if not written or not written[0].isdigit():
+        return None, None
+    return int(written[0]), written[1] if len(written) > 1 else None
 
 
 def hold(path: Path) -> int:
@@ -57,11 +64,11 @@ def hold(path: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if writable:
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
     except BlockingIOError:
-        pid = _holder(fd)
+        holder = _holder(fd)
         os.close(fd)
-        raise Held(path, pid) from None
+        raise Held(path, *holder) from None
     except OSError as exc:  # a filesystem that has no locks (ENOLCK, EOPNOTSUPP): said bare, it named nothing
         os.close(fd)
         raise OSError(exc.errno, f"{exc.strerror} (the flock that keeps it one node's)", str(path)) from None
@@ -82,6 +89,6 @@ def check_free(path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise Held(path, _holder(fd)) from None
+        raise Held(path, *_holder(fd)) from None
     finally:
         os.close(fd)  # (which lets go of the lock if it was had)

@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -756,6 +757,32 @@ def test_a_lock_file_another_user_left_blocks_no_start(tmp_path, monkeypatch):
     RotatingFiles(tmp_path, "ev").close()
     if os.path.exists("/proc/locks"):  # the holder, not the pid the earlier run left (4242: a process long gone)
         assert refused.value.pid == os.getpid(), str(refused.value)
+
+
+def test_a_lock_held_from_another_host_names_that_host(tmp_path, monkeypatch):
+    """On a directory shared between hosts (NFS), the kernel here does not list a lock that
+    another host's node holds, and the pid written in the lock file was named as if it were
+    a process on this host (a process of that number here, or none).  The holder writes its
+    host beside its pid, and a refusal names it."""
+    from node import lockfile
+
+    fd = lockfile.hold(tmp_path / ".ev.lock")
+    try:
+        assert (tmp_path / ".ev.lock").read_text().split() == [str(os.getpid()), socket.gethostname()]
+        os.pwrite(fd, b"4242 daq-node-7\n", 0)  # as the other host's node wrote it
+        real_open = open
+
+        def no_proc_locks(path, *args, **kwargs):  # as for a lock held on the NFS server
+            if str(path) == "/proc/locks":
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", no_proc_locks)
+        with pytest.raises(PrefixInUse) as refused:
+            RotatingFiles(tmp_path, "ev")
+    finally:
+        os.close(fd)
+    assert "another process (pid 4242 on host daq-node-7) writes the files named ev-*" in str(refused.value)
 
 
 # A sink of PREFIX on DIRECTORY killed (SIGKILL) in its first file: an HDF5 file's before

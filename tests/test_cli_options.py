@@ -148,3 +148,23 @@ def test_a_folder_with_two_project_files_is_refused_naming_both(tmp_path, capsys
     from fpgaflow.project import load_project
 
     assert load_project(tmp_path / "config.yml").config == {"KerasH5": "n.h5"}
+
+
+def _options_without_help(parser, prog: str):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options_without_help(sub, f"{prog} {name}")
+        elif action.option_strings and not action.help:
+            yield f"{prog} {action.option_strings[0]}"
+
+
+def test_every_option_of_the_board_says_what_it_does():
+    """``fpgaflow board --help`` listed --first-event, --seed, --delay-ms and --fault-seed
+    bare (``python -m sim.board`` shares them: ``sim.board.cli.add_arguments``)."""
+    from fpgaflow.cli import build_parser
+
+    bare = [o for o in _options_without_help(build_parser(), "fpgaflow") if o.startswith("fpgaflow board ")]
+    assert bare == []

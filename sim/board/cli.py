@@ -16,14 +16,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=0.0, help="events per second (default 0: as fast as it can)")
     p.add_argument("--start-at", type=float, help="wall-clock start (Unix seconds), so several boards trigger together")
     p.add_argument("--events", type=int, help="events to send, then exit (default: until SIGTERM)")
-    p.add_argument("--first-event", type=int, default=0)
+    p.add_argument("--first-event", type=int, default=0,
+                   help="number the events from here (default 0): --events counts on from it; the number picks "
+                        "the node, the --input row or generated sample, and the faults")  # fmt: skip
     p.add_argument("--batch", type=int, default=16, help="fragments per message (default 16)")
     p.add_argument("--input", help="detector data from a .npy/.npz file (event e reads row e mod rows)")
     p.add_argument("--dataset", help="array name inside an .npz input")
     p.add_argument("--pool", type=int, default=4096, help="generated readout: distinct detector samples (default 4096)")
     p.add_argument("--no-cache", action="store_true",
                    help="run the emulator on every event instead of once per distinct sample")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="generated readout: draws the --pool samples, with the source id (default 0; unused with "
+                        "--input)")  # fmt: skip
     p.add_argument("--queue", type=int, default=1000,
                    help="messages the board itself buffers while a node is slow or away, before it blocks "
                         "(default 1000)")  # fmt: skip
@@ -45,14 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group("fault injection (fractions of fragments, each counted in the status)")
     f.add_argument("--drop", type=float, default=0.0, help="never send")
     f.add_argument("--delay", type=float, default=0.0, help="send --delay-ms late")
-    f.add_argument("--delay-ms", type=float, default=50.0)
+    f.add_argument("--delay-ms", type=float, default=50.0, help="how late --delay sends (default 50)")
     f.add_argument("--duplicate", type=float, default=0.0, help="send twice")
     f.add_argument("--bitflip", type=float, default=0.0, help="flip one result bit silently")
     f.add_argument("--error", type=float, default=0.0, help="corrupt the result and set the ERROR flag")
     f.add_argument("--stop-after", type=int, help="die after this many events")
     f.add_argument("--offload-delay-ms", type=float, default=0.0, help="answer offload requests this late")
     f.add_argument("--offload-silent-after", type=int, help="stop answering offload requests after this many")
-    f.add_argument("--fault-seed", type=int, default=0)
+    f.add_argument("--fault-seed", type=int, default=0,
+                   help="picks which events' fragments get which fault, with the source id (default 0; the same "
+                        "seed hits the same events every run)")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace, manifest: str) -> Any:

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-samples", type=int, default=2000, help="inputs compared with the C simulation")
     p.add_argument("--no-faults", dest="faults", action="store_false", help="inject no faults")
     p.add_argument("--pool", type=int, default=4096, help="distinct detector samples per board")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the boards' --seed: draws their detector samples (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:

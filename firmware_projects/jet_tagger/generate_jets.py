@@ -225,14 +225,25 @@ def write_root(path: Path, n_jets: int, seed: int) -> None:
     tmp = path.with_suffix(".tmp.root")
     branches = {k: np.float32 for k in (*SCALARS, "j_pt")}
     branches.update(label=np.int32, c_z="var * float32", c_deta="var * float32", c_dphi="var * float32")
+    # one line rewritten in place on a terminal; in a CI log or a file, where a carriage
+    # return leaves one long line of every count, a line per tenth of the jets instead
+    # (standalone, not fpgaflow.progress: this file runs without the package)
+    terminal = sys.stderr.isatty()
+    shown = 0
     with uproot.recreate(tmp) as f:
         tree = f.mktree("jets", branches, title="toy boosted jets: " + ", ".join(CLASSES))
         for start in range(0, n_jets, CHUNK):
             c = jets_chunk(rng, min(CHUNK, n_jets - start))
             jagged = {k: ak.unflatten(c[k], c["counts"]) for k in ("c_z", "c_deta", "c_dphi")}
             tree.extend({**{k: c[k] for k in branches if k not in jagged}, **jagged})
-            print(f"\rgenerate_jets: {min(start + CHUNK, n_jets)}/{n_jets} jets", end="", file=sys.stderr)
-    print(file=sys.stderr)
+            done = min(start + CHUNK, n_jets)
+            if terminal:
+                print(f"\rgenerate_jets: {done}/{n_jets} jets", end="", file=sys.stderr, flush=True)
+            elif done == n_jets or done - shown >= n_jets / 10:
+                print(f"generate_jets: {done}/{n_jets} jets", file=sys.stderr, flush=True)
+                shown = done
+    if terminal:
+        print(file=sys.stderr)
     tmp.replace(path)
 
 

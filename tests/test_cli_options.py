@@ -168,3 +168,16 @@ def test_every_option_of_every_command_says_what_it_does():
     from fpgaflow.cli import build_parser
 
     assert list(_options_without_help(build_parser(), "fpgaflow")) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["emulate", "p", "--input", "x.npy", "--output", "y.npy"], ["board", "--project", "p", "--node", "tcp://h:1"]],
+)
+def test_the_synth_hint_for_a_project_not_synthesized_names_its_project_file(tmp_path, monkeypatch, capsys, command):
+    """It repeated the target as typed (``fpgaflow synth p``); it names the project file,
+    as network verify and the stale warnings do: a command that works wherever one is."""
+    project = _network_project(tmp_path / "p")
+    monkeypatch.chdir(tmp_path)
+    assert main(command) == 2
+    assert _error(capsys).endswith(f": no manifest; run `fpgaflow synth {(project / 'project.yml').resolve()}` first")

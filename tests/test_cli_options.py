@@ -181,3 +181,13 @@ def test_the_synth_hint_for_a_project_not_synthesized_names_its_project_file(tmp
     monkeypatch.chdir(tmp_path)
     assert main(command) == 2
     assert _error(capsys).endswith(f": no manifest; run `fpgaflow synth {(project / 'project.yml').resolve()}` first")
+
+
+@pytest.mark.parametrize("command, model", [("profile", "KerasH5: m.h5"), ("verify", "XGBoostModel: m.json")])
+def test_the_synth_hint_names_the_project_file_of_a_folder_holding_two(tmp_path, capsys, command, model):
+    """profile and BDT verify named the folder, and ``fpgaflow synth FOLDER`` refuses a
+    folder with several project files: the hint's command did not run."""
+    for name in ("project.yml", "config.yml"):
+        (tmp_path / name).write_text(model + "\n")
+    assert main([command, str(tmp_path / "config.yml")]) == 2
+    assert _error(capsys).endswith(f": no manifest; run `fpgaflow synth {(tmp_path / 'config.yml').resolve()}` first")

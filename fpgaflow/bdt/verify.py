@@ -110,7 +110,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     cfg = read_config(project)
     emulator_dir = cfg.emulator_dir
     if not (emulator_dir / "manifest.json").is_file():
-        raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.root}` first")
+        raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     emulator = sim.load(emulator_dir)
     refuse_changed_since_synth(cfg, emulator.meta)
     source = load_model(project)

@@ -101,8 +101,10 @@ def test_own_model_with_data_and_no_training_needs_no_fitted_scaling(tmp_path):
             "Training block and run `fpgaflow train`"
         )
     # a project that trains still needs its training's scaling
-    with pytest.raises(DataError, match=r"scaling\.json does not exist; run `fpgaflow train"):
-        project_preprocessing(_project(tmp_path, Data={**data, "Scaling": "none"}, Training={}))
+    with pytest.raises(DataError, match=r"scaling\.json does not exist; run `fpgaflow train") as refused:
+        trains = _project(tmp_path, Data={**data, "Scaling": "none"}, Training={})
+        project_preprocessing(trains)
+    assert f"run `fpgaflow train {trains.file}`" in str(refused.value)  # the file: a folder may hold two
     # the scaling a model was trained with, written by hand, as docs/training.md describes it
     (tmp_path / "mine.json").write_text(
         '{"format": "fpgaflow-scaling", "features": ["X[0]", "X[1]"], "offset": [1, 2], "scale": [3, 4]}'

@@ -161,7 +161,7 @@ def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.nd
         return _untrained_preprocessing(project, path)
     if not path.is_file():
         raise DataError(
-            f"{project.file}: the input scaling {path} does not exist; run `fpgaflow train {project.root}` "
+            f"{project.file}: the input scaling {path} does not exist; run `fpgaflow train {project.file}` "
             "(or name an existing scaling file with the Preprocessing key)"
         )
     scaling = Scaling.load(path)
@@ -245,7 +245,7 @@ def refuse_feature_mismatch(project: Any, recorded: list[str], source: str, curr
     raise DataError(
         f"{project.file}: Data.Features give the features as [{', '.join(declared)}], but {source} holds the "
         f"scaling training fitted for [{', '.join(recorded)}] (in that order); restore Data.Features to that order, "
-        f"or re-run `fpgaflow train {project.root}` and `fpgaflow synth {project.root}`"
+        f"or re-run `fpgaflow train {project.file}` and `fpgaflow synth {project.file}`"
     )
 
 

@@ -195,24 +195,6 @@ def test_a_default_written_out_or_left_out_is_no_alarm(project, capsys):
     assert said in _emulate(project, capsys)
 
 
-def test_a_manifest_that_recorded_a_default_as_written_is_no_alarm(tmp_path):
-    """A manifest synth wrote before defaults were canonical holds ``ClockPeriod: 5`` and
-    ``Strategy: Latency`` as written: the same project file is no alarm, a change still is."""
-    from fpgaflow.network.config import read_settings
-    from fpgaflow.network.firmware_settings import _digest, firmware_settings, refuse_changed_settings
-    from fpgaflow.project import ProjectError, load_project
-
-    cfg = {**PROJECT, "ClockPeriod": 5, "HLSConfig": {"Model": {"ReuseFactor": 1, "Strategy": "Latency"}}}
-    (tmp_path / "config.yml").write_text(yaml.safe_dump(cfg))
-    settings = read_settings(load_project(tmp_path / "config.yml"))
-    before = {path: _digest(value) for path, (_, value) in firmware_settings(settings, True).items()}
-    assert before["ClockPeriod"] == _digest(5.0) and before["HLSConfig.Model.strategy"] == _digest("Latency")
-    refuse_changed_settings(settings, before)
-    settings.clock_period = 4.0
-    with pytest.raises(ProjectError, match="ClockPeriod changed since"):
-        refuse_changed_settings(settings, before)
-
-
 def test_the_defaults_are_hls4mls():
     """``HLS4ML_DEFAULTS`` (known without importing hls4ml) against hls4ml's own."""
     import hls4ml

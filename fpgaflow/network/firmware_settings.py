@@ -59,10 +59,8 @@ HLS4ML_DEFAULTS: dict[str, Any] = {
 }
 
 
-def firmware_settings(settings: NetworkSettings, as_recorded_before: bool = False) -> dict[str, tuple[str, Any]]:
-    """canonical path -> (the path as the project file spells it, canonical value).
-    ``as_recorded_before``: as synth recorded them before defaults and strategies were
-    canonical, so that a manifest written then is no false alarm either."""
+def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
+    """canonical path -> (the path as the project file spells it, canonical value)."""
     top = {
         "ProjectName": settings.project_name,
         "Backend": settings.backend,
@@ -80,8 +78,6 @@ def firmware_settings(settings: NetworkSettings, as_recorded_before: bool = Fals
                 _entry(out, f"HLSConfig.{section}.{name}", entry)
             else:  # not a mapping: merge_hls_config refuses it, synth never records it
                 out[f"HLSConfig.{section}.{name}"] = (f"HLSConfig.{section}.{name}", entry)
-    if as_recorded_before:
-        return out
     for path, (shown, value) in list(out.items()):
         if path.endswith(".strategy") and isinstance(value, str):
             value = snake(value)  # hls4ml snake-cases a strategy wherever it reads one
@@ -127,18 +123,13 @@ def settings_digests(settings: NetworkSettings) -> dict[str, str]:
 def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str]) -> None:
     """A ``ProjectError`` naming the settings whose values differ from those synth built
     the firmware with (``recorded``: the manifest's ``settings_sha256``)."""
-    current = firmware_settings(settings)
-    digests = {path: _digest(value) for path, (_, value) in current.items()}
-    before = {path: _digest(value) for path, (_, value) in firmware_settings(settings, True).items()}
-    changed = [
-        path
-        for path in recorded.keys() | digests.keys()
-        if recorded.get(path) != digests.get(path) and recorded.get(path) != before.get(path)
-    ]
+    digests = settings_digests(settings)
+    changed = [path for path in recorded.keys() | digests.keys() if recorded.get(path) != digests.get(path)]
     changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
     if not changed:
         return
-    shown = list(dict.fromkeys(current[p][0] if p in current else p for p in changed))
+    spelt = firmware_settings(settings)
+    shown = list(dict.fromkeys(spelt[p][0] if p in spelt else p for p in changed))
     named = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
     raise ProjectError(
         f"{settings.project.file}: {named} changed since `fpgaflow synth` (the manifest records the settings the "

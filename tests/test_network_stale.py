@@ -94,7 +94,7 @@ SHAPING_EDITS = [
         lambda cfg: cfg["HLSConfig"].update(LayerType={"Dense": {"ReuseFactor": 4}}),
     ),
     (  # a removed key is named as the record spells it
-        "HLSConfig.LayerName.fc1_relu.precision.weight, HLSConfig.LayerName.fc1_relu.reusefactor",
+        "HLSConfig.LayerName.fc1_relu.precision.weight",
         lambda cfg: cfg["HLSConfig"]["LayerName"].pop("fc1_relu"),
     ),
     ("IOType", lambda cfg: cfg.update(IOType="io_stream")),
@@ -193,6 +193,52 @@ def test_a_default_written_out_or_left_out_is_no_alarm(project, capsys):
     _edit(project, lambda cfg: cfg["HLSConfig"]["Model"].update(Strategy="resource", ReuseFactor=2))
     said = "HLSConfig.Model.ReuseFactor, HLSConfig.Model.Strategy changed since"  # not the defaults
     assert said in _emulate(project, capsys)
+
+
+def _synth(folder, hls):
+    cfg = {key: value for key, value in PROJECT.items() if key not in ("Data", "Training")}  # no scaling to check
+    config = write_project(folder, {**cfg, "HLSConfig": hls}, FILES)
+    assert _cli("synth", config) == 0
+    firmware = folder / "build" / "hls" / "firmware"
+    files = {str(f.relative_to(firmware)): f.read_bytes() for f in sorted(firmware.rglob("*")) if f.is_file()}
+    return config, files
+
+
+def test_a_layer_setting_equal_to_what_it_inherits_is_no_alarm(tmp_path):
+    """``LayerName.fc1_relu.ReuseFactor: 4`` (or a LayerType entry) beside ``Model.ReuseFactor:
+    4`` builds the same firmware as the Model's alone (hls4ml writes the same files): it was
+    refused as changed, added or deleted.  A LayerName value other than the Model's, or one
+    equal to it while a LayerType entry sets another, is a change."""
+    from fpgaflow.project import ProjectError, load_project
+    from fpgaflow.stale import refuse_stale_firmware
+    from sim.manifest import read_manifest
+
+    model = {"Precision": "ap_fixed<16,6>", "ReuseFactor": 4, "Strategy": "Resource"}
+    spelt = {
+        "Model": model,
+        "LayerType": {"Dense": {"ReuseFactor": 4, "Strategy": "resource"}},
+        "LayerName": {"fc1_relu": {"ReuseFactor": 4, "Strategy": "Resource"}, "fc2_relu": {"reuse_factor": 4}},
+    }
+    inherited, inherited_files = _synth(tmp_path / "inherited", {"Model": model})
+    written, written_files = _synth(tmp_path / "written", spelt)
+    assert written_files == inherited_files  # hls4ml's firmware, file for file
+    for project, built in ((inherited, written), (written, inherited)):  # added, and deleted
+        refuse_stale_firmware(load_project(project), read_manifest(built.parent / "build" / "emulator"))
+
+    changed, changed_files = _synth(
+        tmp_path / "changed", {"Model": model, "LayerName": {"fc1_relu": {"ReuseFactor": 2}}}
+    )
+    assert changed_files != inherited_files
+    with pytest.raises(ProjectError, match=r"config.yml: HLSConfig.LayerName.fc1_relu.ReuseFactor changed since"):
+        refuse_stale_firmware(load_project(changed), read_manifest(inherited.parent / "build" / "emulator"))
+
+    typed = {"Model": model, "LayerType": {"Dense": {"ReuseFactor": 2}}}  # fc1_relu's 4 is the Model's, not its
+    typed_config, typed_files = _synth(tmp_path / "typed", typed)
+    own = {**typed, "LayerName": {"fc1_relu": {"ReuseFactor": 4}}}
+    own_config, own_files = _synth(tmp_path / "own", own)
+    assert own_files != typed_files
+    with pytest.raises(ProjectError, match=r"config.yml: HLSConfig.LayerName.fc1_relu.ReuseFactor changed since"):
+        refuse_stale_firmware(load_project(own_config), read_manifest(typed_config.parent / "build" / "emulator"))
 
 
 def test_the_defaults_are_hls4mls():

@@ -18,7 +18,12 @@ them (``TableSize`` is ``table_size``), a ``Precision`` string as ``{default: ..
 an empty mapping as none, as ``merge_hls_config`` reads them, a ``Strategy`` snake-cased as
 hls4ml reads it (``Latency`` is ``latency``), and a value equal to hls4ml's default as the
 key left out (``HLS4ML_DEFAULTS``: ``ClockPeriod: 5`` written out after a synth without it
-forced a re-synth for the same firmware).
+forced a re-synth for the same firmware).  So is a LayerName or LayerType ``ReuseFactor``
+or ``Strategy`` equal to the Model's (``INHERITED``): ``LayerName.fc1.ReuseFactor: 4``
+beside ``Model.ReuseFactor: 4`` builds the same firmware, but only while no LayerType
+entry sets that key to another value (the settings alone do not say a layer's class).
+A layer's key that is then recorded, or no longer, because the Model's or a LayerType's
+changed is not named beside that one.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ HLS4ML_DEFAULTS: dict[str, Any] = {
     "HLSConfig.Model.strategy": "latency",
     "HLSConfig.Model.bramfactor": 1_000_000_000,
 }
+# layer keys that a layer without its own inherits from its class's LayerType entry, else
+# from the Model entry: hls4ml 1.3.0's get_reuse_factor and get_strategy look them up in that
+# order, and merge_hls_config folds the Model's ReuseFactor into every generated layer entry
+# that has one (they all have ReuseFactor 1, the Model's default).  Not ConvImplementation
+# and TargetCycles, whose LayerType look-up hls4ml makes by another name (the layer's Python
+# class), nor Precision (a layer's variables have defaults of their own, not the Model's).
+INHERITED = ("reusefactor", "strategy")
 
 
 def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
@@ -87,7 +99,25 @@ def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
                 out[path] = (shown, None)  # as a key left out: top-level keys are recorded even then
             else:
                 del out[path]
+    for key in INHERITED:
+        _leave_out_inherited(out, key)
     return out
+
+
+def _leave_out_inherited(out: dict[str, tuple[str, Any]], key: str) -> None:
+    """A LayerName or LayerType ``key`` equal to the Model's (or hls4ml's default) as
+    the key left out, unless a LayerType entry sets it otherwise: a layer of that class
+    then inherits that value instead (of a QDense's two classes, the later one's), and
+    which layers those are the settings alone do not say."""
+    model = f"HLSConfig.Model.{key}"
+    inherited = _digest(out[model][1] if model in out else HLS4ML_DEFAULTS[model])
+    sections = ("HLSConfig.LayerType.", "HLSConfig.LayerName.")
+    layers = [p for p in out if p.startswith(sections) and p.count(".") == 3 and p.endswith(f".{key}")]
+    if any(_digest(out[path][1]) != inherited for path in layers if path.startswith("HLSConfig.LayerType.")):
+        return
+    for path in layers:
+        if _digest(out[path][1]) == inherited:
+            del out[path]
 
 
 def _entry(out: dict[str, tuple[str, Any]], path: str, entry: dict[str, Any]) -> None:
@@ -125,9 +155,10 @@ def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str])
     the firmware with (``recorded``: the manifest's ``settings_sha256``)."""
     digests = settings_digests(settings)
     changed = [path for path in recorded.keys() | digests.keys() if recorded.get(path) != digests.get(path)]
-    changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
     if not changed:
         return
+    changed = [path for path in changed if not _follows(path, changed, recorded, digests)]
+    changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
     spelt = firmware_settings(settings)
     shown = list(dict.fromkeys(spelt[p][0] if p in spelt else p for p in changed))
     named = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
@@ -135,3 +166,20 @@ def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str])
         f"{settings.project.file}: {named} changed since `fpgaflow synth` (the manifest records the settings the "
         f"firmware was built with); re-run `fpgaflow synth {settings.project.file}`"
     )
+
+
+def _follows(path: str, changed: list[str], recorded: dict[str, str], digests: dict[str, str]) -> bool:
+    """A layer's inherited key recorded on one side only while what it inherits changed
+    (the Model's key, or for a LayerName key a LayerType one): the message names that
+    edit, not a ``LayerName.fc1.ReuseFactor: 1`` left as it was when the Model's went
+    from 1 to 2 (recorded as left out at synth, as itself now)."""
+    parts = path.split(".")
+    if len(parts) != 4 or parts[1] not in ("LayerType", "LayerName") or parts[3] not in INHERITED:
+        return False
+    section, key = parts[1], parts[3]
+    if (path in recorded) == (path in digests):
+        return False  # its own value changed
+    above = [f"HLSConfig.Model.{key}"]
+    if section == "LayerName":
+        above += [p for p in changed if p.startswith("HLSConfig.LayerType.") and p.count(".") == 3]
+    return any(p in changed and p.endswith(f".{key}") for p in above)

@@ -241,6 +241,32 @@ def test_a_layer_setting_equal_to_what_it_inherits_is_no_alarm(tmp_path):
         refuse_stale_firmware(load_project(own_config), read_manifest(typed_config.parent / "build" / "emulator"))
 
 
+def test_a_layer_precision_variable_equal_to_its_default_is_no_alarm(tmp_path):
+    """A LayerName ``Precision`` mapping naming variables with the entry's own ``default``
+    type is the string (merge_hls_config gives every variable the default; hls4ml writes
+    the same firmware); one naming ``result`` alone is not (the weights keep theirs)."""
+    from fpgaflow.project import ProjectError, load_project
+    from fpgaflow.stale import refuse_stale_firmware
+    from sim.manifest import read_manifest
+
+    def layer(precision):
+        return {"Model": PROJECT["HLSConfig"]["Model"], "LayerName": {"fc1_relu": {"Precision": precision}}}
+
+    string, string_files = _synth(tmp_path / "string", layer("ap_fixed<12,4>"))
+    spelt = {"default": "ap_fixed<12,4>", "weight": "ap_fixed<12,4>", "result": "fixed<12,4>"}
+    mapping, mapping_files = _synth(tmp_path / "mapping", layer(spelt))
+    assert mapping_files == string_files
+    for project, built in ((string, mapping), (mapping, string)):
+        refuse_stale_firmware(load_project(project), read_manifest(built.parent / "build" / "emulator"))
+
+    result, result_files = _synth(tmp_path / "result", layer({"result": "ap_fixed<12,4>"}))
+    assert result_files != string_files
+    with pytest.raises(ProjectError) as refused:
+        refuse_stale_firmware(load_project(result), read_manifest(string.parent / "build" / "emulator"))
+    named = "HLSConfig.LayerName.fc1_relu.precision.default, HLSConfig.LayerName.fc1_relu.Precision.result"
+    assert f"{result}: {named} changed since" in str(refused.value)
+
+
 def test_the_defaults_are_hls4mls():
     """``HLS4ML_DEFAULTS`` (known without importing hls4ml) against hls4ml's own."""
     import hls4ml

@@ -23,7 +23,10 @@ or ``Strategy`` equal to the Model's (``INHERITED``): ``LayerName.fc1.ReuseFacto
 beside ``Model.ReuseFactor: 4`` builds the same firmware, but only while no LayerType
 entry sets that key to another value (the settings alone do not say a layer's class).
 A layer's key that is then recorded, or no longer, because the Model's or a LayerType's
-changed is not named beside that one.
+changed is not named beside that one.  A LayerName ``Precision`` variable equal to the
+entry's ``default`` is left out as well (``{default: ap_fixed<12,4>, weight: ap_fixed<12,4>}``
+is ``ap_fixed<12,4>``: ``merge_hls_config`` gives every variable of the layer the default);
+``{result: ...}`` alone is not the string, which sets the weights' types too.
 """
 
 from __future__ import annotations
@@ -101,6 +104,10 @@ def firmware_settings(settings: NetworkSettings) -> dict[str, tuple[str, Any]]:
                 del out[path]
     for key in INHERITED:
         _leave_out_inherited(out, key)
+    for path in [p for p in out if p.startswith("HLSConfig.LayerName.") and p.split(".")[3:4] == ["precision"]]:
+        default = path.rsplit(".", 1)[0] + ".default"
+        if path != default and default in out and _digest(out[path][1]) == _digest(out[default][1]):
+            del out[path]  # merge_hls_config gives every variable of the layer its entry's default
     return out
 
 

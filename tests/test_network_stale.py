@@ -232,6 +232,17 @@ def test_a_layer_setting_equal_to_what_it_inherits_is_no_alarm(tmp_path):
     with pytest.raises(ProjectError, match=r"config.yml: HLSConfig.LayerName.fc1_relu.ReuseFactor changed since"):
         refuse_stale_firmware(load_project(changed), read_manifest(inherited.parent / "build" / "emulator"))
 
+    def named(hls):  # the keys named for the project file `inherited` edited so, against its synth
+        _edit(inherited, lambda cfg: cfg.update(HLSConfig=hls))
+        with pytest.raises(ProjectError) as refused:
+            refuse_stale_firmware(load_project(inherited), read_manifest(inherited.parent / "build" / "emulator"))
+        return str(refused.value).removeprefix(f"{inherited}: ").split(" changed since")[0]
+
+    two = {**model, "ReuseFactor": 2}  # fc1_relu keeps the 4 it was built with: the Model's edit is named
+    assert named({"Model": two, "LayerName": {"fc1_relu": {"ReuseFactor": 4}}}) == "HLSConfig.Model.ReuseFactor"
+    eight = {"Model": two, "LayerName": {"fc1_relu": {"ReuseFactor": 8}}}
+    assert named(eight) == "HLSConfig.LayerName.fc1_relu.ReuseFactor, HLSConfig.Model.ReuseFactor"
+
     typed = {"Model": model, "LayerType": {"Dense": {"ReuseFactor": 2}}}  # fc1_relu's 4 is the Model's, not its
     typed_config, typed_files = _synth(tmp_path / "typed", typed)
     own = {**typed, "LayerName": {"fc1_relu": {"ReuseFactor": 4}}}
@@ -258,12 +269,16 @@ def test_a_layer_precision_variable_equal_to_its_default_is_no_alarm(tmp_path):
     assert mapping_files == string_files
     for project, built in ((string, mapping), (mapping, string)):
         refuse_stale_firmware(load_project(project), read_manifest(built.parent / "build" / "emulator"))
+    _edit(mapping, lambda cfg: cfg["HLSConfig"]["LayerName"]["fc1_relu"]["Precision"].update(default="ap_fixed<14,4>"))
+    with pytest.raises(ProjectError) as refused:  # weight and result stay as they were built: only default is named
+        refuse_stale_firmware(load_project(mapping), read_manifest(mapping.parent / "build" / "emulator"))
+    assert f"{mapping}: HLSConfig.LayerName.fc1_relu.Precision.default changed since" in str(refused.value)
 
     result, result_files = _synth(tmp_path / "result", layer({"result": "ap_fixed<12,4>"}))
     assert result_files != string_files
     with pytest.raises(ProjectError) as refused:
         refuse_stale_firmware(load_project(result), read_manifest(string.parent / "build" / "emulator"))
-    named = "HLSConfig.LayerName.fc1_relu.precision.default, HLSConfig.LayerName.fc1_relu.Precision.result"
+    named = "HLSConfig.LayerName.fc1_relu.precision.default"  # the result type is the one built; the weights' not
     assert f"{result}: {named} changed since" in str(refused.value)
 
 

@@ -22,11 +22,12 @@ forced a re-synth for the same firmware).  So is a LayerName or LayerType ``Reus
 or ``Strategy`` equal to the Model's (``INHERITED``): ``LayerName.fc1.ReuseFactor: 4``
 beside ``Model.ReuseFactor: 4`` builds the same firmware, but only while no LayerType
 entry sets that key to another value (the settings alone do not say a layer's class).
-A layer's key that is then recorded, or no longer, because the Model's or a LayerType's
-changed is not named beside that one.  A LayerName ``Precision`` variable equal to the
-entry's ``default`` is left out as well (``{default: ap_fixed<12,4>, weight: ap_fixed<12,4>}``
-is ``ap_fixed<12,4>``: ``merge_hls_config`` gives every variable of the layer the default);
-``{result: ...}`` alone is not the string, which sets the weights' types too.
+A LayerName ``Precision`` variable equal to the entry's ``default`` is left out as well
+(``{default: ap_fixed<12,4>, weight: ap_fixed<12,4>}`` is ``ap_fixed<12,4>``:
+``merge_hls_config`` gives every variable of the layer the default); ``{result: ...}``
+alone is not the string, which sets the weights' types too.  A key recorded now but left
+out at synth (or the other way round) with the value it had then is not named: the
+Model's or the ``default`` it equalled changed, and that is named.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str])
     changed = [path for path in recorded.keys() | digests.keys() if recorded.get(path) != digests.get(path)]
     if not changed:
         return
-    changed = [path for path in changed if not _follows(path, changed, recorded, digests)]
+    changed = [path for path in changed if not _follows(path, recorded, digests)] or changed  # never none named
     changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
     spelt = firmware_settings(settings)
     shown = list(dict.fromkeys(spelt[p][0] if p in spelt else p for p in changed))
@@ -175,18 +176,22 @@ def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str])
     )
 
 
-def _follows(path: str, changed: list[str], recorded: dict[str, str], digests: dict[str, str]) -> bool:
-    """A layer's inherited key recorded on one side only while what it inherits changed
-    (the Model's key, or for a LayerName key a LayerType one): the message names that
-    edit, not a ``LayerName.fc1.ReuseFactor: 1`` left as it was when the Model's went
-    from 1 to 2 (recorded as left out at synth, as itself now)."""
+def _follows(path: str, recorded: dict[str, str], digests: dict[str, str]) -> bool:
+    """A key recorded on one side only, its value the same on both: recorded as left out
+    on the other because it equalled what it is compared with there, which changed (a
+    layer's ``ReuseFactor``/``Strategy`` the Model's, a LayerName ``Precision`` variable
+    its entry's ``default``).  The message names that edit, not a ``LayerName.fc1.ReuseFactor:
+    1`` left as it was when the Model's went from 1 to 2 (left out at synth, itself now)."""
     parts = path.split(".")
-    if len(parts) != 4 or parts[1] not in ("LayerType", "LayerName") or parts[3] not in INHERITED:
+    if len(parts) == 5 and parts[1] == "LayerName" and parts[3] == "precision" and parts[4] != "default":
+        compared = f"{path.rsplit('.', 1)[0]}.default"
+    elif len(parts) == 4 and parts[1] in ("LayerType", "LayerName") and parts[3] in INHERITED:
+        compared = f"HLSConfig.Model.{parts[3]}"
+    else:
         return False
-    section, key = parts[1], parts[3]
-    if (path in recorded) == (path in digests):
-        return False  # its own value changed
-    above = [f"HLSConfig.Model.{key}"]
-    if section == "LayerName":
-        above += [p for p in changed if p.startswith("HLSConfig.LayerType.") and p.count(".") == 3]
-    return any(p in changed and p.endswith(f".{key}") for p in above)
+    default = _digest(HLS4ML_DEFAULTS[compared]) if compared in HLS4ML_DEFAULTS else None
+    if path in digests and path not in recorded:
+        return digests[path] == recorded.get(compared, default)
+    if path in recorded and path not in digests:
+        return recorded[path] == digests.get(compared, default)
+    return False  # its own value changed

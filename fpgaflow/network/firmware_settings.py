@@ -71,7 +71,8 @@ HLS4ML_DEFAULTS: dict[str, Any] = {
 # order, and merge_hls_config folds the Model's ReuseFactor into every generated layer entry
 # that has one (they all have ReuseFactor 1, the Model's default).  Not ConvImplementation
 # and TargetCycles, whose LayerType look-up hls4ml makes by another name (the layer's Python
-# class), nor Precision (a layer's variables have defaults of their own, not the Model's).
+# class), nor Compression (not in HLS4ML_DEFAULTS; hls4ml reads it through bool()), nor
+# Precision (a layer's variables have defaults of their own, not the Model's).
 INHERITED = ("reusefactor", "strategy")
 
 

@@ -3,12 +3,20 @@ settings that shape the firmware (``HLSConfig``, ``IOType``, ``Backend``, ``Part
 ``ClockPeriod``, ``ProjectName``) or (BDT) the backend and precisions changed since
 ``fpgaflow synth``.  One check: ``verify`` and ``profile`` refuse on it, ``emulate`` and
 ``board`` warn (they run the firmware as built, which is what a board holds until it is
-built again)."""
+built again).
+
+The settings that shape the firmware are recorded by synth as one digest per setting
+(its canonical path -> ``setting_digest`` of its canonical value) in the manifest's
+``settings_sha256``; the check names the settings whose digest differs
+(``changed_settings``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from fpgaflow.project import Project
 from sim.manifest import MANIFEST_FILE, Manifest, ManifestError
@@ -32,24 +40,54 @@ def refuse_stale_firmware(project: Project, manifest: Manifest, say: Callable[[s
 
 
 def _refuse_changed_network_settings(project: Project, manifest: Manifest, say: Callable[[str], None] | None) -> None:
-    """The project file's firmware settings against the digests synth recorded.  A manifest
-    written before synth recorded them loads as before: nothing to compare, no alarm;
-    ``say`` (verify, profile) is told so, emulate and board stay quiet."""
+    """The project file's firmware settings against the digests synth recorded."""
     from fpgaflow.network.config import read_settings
     from fpgaflow.network.firmware_settings import refuse_changed_settings
 
+    recorded = _recorded_settings(
+        project, manifest, "HLSConfig, IOType, Backend, Part, ClockPeriod or ProjectName", say
+    )
+    if recorded is not None:
+        refuse_changed_settings(read_settings(project), recorded)
+
+
+def _recorded_settings(
+    project: Project, manifest: Manifest, keys: str, say: Callable[[str], None] | None
+) -> dict[str, str] | None:
+    """The manifest's ``settings_sha256``.  None for a manifest written before synth
+    recorded them, which loads as before: nothing to compare, no alarm; ``say`` (verify,
+    profile) is told that edits to ``keys`` cannot be checked, emulate and board stay quiet."""
     recorded = manifest.meta.get("settings_sha256")
     if recorded is None:
         if say is not None:
             say(
                 f"note: {manifest.path / MANIFEST_FILE} has no settings_sha256 (written by an older synth): edits to "
-                f"{project.file}'s HLSConfig, IOType, Backend, Part, ClockPeriod or ProjectName since then cannot be "
-                f"detected; re-run `fpgaflow synth {project.file}` to record them"
+                f"{project.file}'s {keys} since then cannot be detected; re-run `fpgaflow synth {project.file}` to "
+                "record them"
             )
-        return
+        return None
     if not isinstance(recorded, dict):
         raise ManifestError(f"{manifest.path / MANIFEST_FILE}: field 'settings_sha256' is not a mapping")
-    refuse_changed_settings(read_settings(project), recorded)
+    return recorded
+
+
+def setting_digest(value: Any) -> str:
+    """One setting's digest, as ``settings_sha256`` holds it (``value`` canonical)."""
+    text = json.dumps(value, sort_keys=True, default=str)  # default: a YAML date, say
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def settings_digests(values: dict[str, Any]) -> dict[str, str]:
+    """What synth records in ``settings_sha256``: canonical path -> canonical value, digested."""
+    return {path: setting_digest(value) for path, value in sorted(values.items())}
+
+
+def changed_settings(recorded: dict[str, str], current: dict[str, Any]) -> list[str]:
+    """The canonical paths (sorted) whose value ``current`` (path -> canonical value) is not
+    the one synth ``recorded`` (``settings_sha256``).  A path recorded and now absent, or
+    now set and not recorded, is a change."""
+    now = settings_digests(current)
+    return sorted(path for path in recorded.keys() | now.keys() if recorded.get(path) != now.get(path))
 
 
 def warn_if_stale(project: Project, manifest: Manifest, command: str) -> None:

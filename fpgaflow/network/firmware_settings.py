@@ -32,13 +32,13 @@ Model's or the ``default`` it equalled changed, and that is named.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from fpgaflow.network.config import NetworkSettings, normalised
 from fpgaflow.network.config import _snake as snake
 from fpgaflow.project import ProjectError
+from fpgaflow.stale import setting_digest as _digest
+from fpgaflow.stale import settings_digests as digest_all
 
 RECORDED = ("ProjectName", "Backend", "Part", "ClockPeriod", "IOType", "HLSConfig")
 NOT_RECORDED = {
@@ -149,14 +149,9 @@ def _leaves(out: dict[str, tuple[str, Any]], path: str, shown: str, value: Any) 
         _leaves(out, f"{path}.{key}", f"{shown}.{key}", inner)
 
 
-def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)  # default: a YAML date, say
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def settings_digests(settings: NetworkSettings) -> dict[str, str]:
     """What synth records in the manifest's ``settings_sha256``."""
-    return {path: _digest(value) for path, (_, value) in sorted(firmware_settings(settings).items())}
+    return digest_all({path: value for path, (_, value) in firmware_settings(settings).items()})
 
 
 def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str]) -> None:

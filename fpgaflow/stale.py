@@ -1,9 +1,9 @@
 """Firmware older than its project: the model file, the input scaling, (network) the
 settings that shape the firmware (``HLSConfig``, ``IOType``, ``Backend``, ``Part``,
-``ClockPeriod``, ``ProjectName``) or (BDT) the backend and precisions changed since
-``fpgaflow synth``.  One check: ``verify`` and ``profile`` refuse on it, ``emulate`` and
-``board`` warn (they run the firmware as built, which is what a board holds until it is
-built again).
+``ClockPeriod``, ``ProjectName``) or (BDT) the backend, precisions, ``ProjectName``,
+``XilinxPart``, ``ClockPeriod`` and ``Unroll`` changed since ``fpgaflow synth``.  One
+check: ``verify`` and ``profile`` refuse on it, ``emulate`` and ``board`` warn (they run
+the firmware as built, which is what a board holds until it is built again).
 
 The settings that shape the firmware are recorded by synth as one digest per setting
 (its canonical path -> ``setting_digest`` of its canonical value) in the manifest's
@@ -36,7 +36,9 @@ def refuse_stale_firmware(project: Project, manifest: Manifest, say: Callable[[s
         from fpgaflow.bdt.config import read_config
         from fpgaflow.bdt.verify import refuse_changed_since_synth
 
-        refuse_changed_since_synth(read_config(project), manifest.meta)
+        cfg = read_config(project)
+        recorded = _recorded_settings(project, manifest, "ProjectName, XilinxPart, ClockPeriod or Unroll", say)
+        refuse_changed_since_synth(cfg, manifest.meta, recorded)
 
 
 def _refuse_changed_network_settings(project: Project, manifest: Manifest, say: Callable[[str], None] | None) -> None:

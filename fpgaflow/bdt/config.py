@@ -27,6 +27,21 @@ KNOWN_KEYS = {
     *MODEL_KEYS,
     *PRECISION_KEYS,
 }
+# The keys that reach conifer and shape the firmware beyond the backend and the types:
+# synth records a digest of each in the manifest's settings_sha256 (fpgaflow.stale), as
+# conifer receives it, so that a default written out or another spelling of the same
+# identifier is no change: ProjectName (conifer names the top function, the files and the
+# VHDL netlist after it), XilinxPart (the HLS and Vivado scripts' part), ClockPeriod and
+# Unroll (xilinxhls: the HLS clock; unrolled or rolled trees).  Left out, with the reason,
+# so that editing them is no false alarm.
+RECORDED = ("ProjectName", "XilinxPart", "ClockPeriod", "Unroll")
+NOT_RECORDED = {
+    "Backend": "the manifest records the backend, compared by value",
+    "Precision": "resolved into the manifest's types, compared by value",
+    **{key: "resolved into the manifest's types, compared by value" for key in PRECISION_KEYS},
+    **{key: "the model's content is recorded (source.sha256), not where it lies" for key in MODEL_KEYS},
+    "OutputDir": "where the firmware is written, not what it is (another folder holds another build)",
+}
 
 
 @dataclass
@@ -50,6 +65,13 @@ class BDTConfig:
     @property
     def emulator_dir(self) -> Path:
         return self.project.build_dir / "emulator"
+
+
+def firmware_settings(cfg: BDTConfig) -> dict[str, Any]:
+    """``RECORDED`` as conifer receives them (key -> value): defaults filled in, the
+    project name as the identifier it becomes, ``ClockPeriod`` as one number; the vhdl
+    backend reads neither ``ClockPeriod`` nor ``Unroll``, so they are not among its."""
+    return {key: cfg.conifer[key] for key in RECORDED if key in cfg.conifer}
 
 
 def _precision(project: Project, key: str, text: Any) -> FixedType:

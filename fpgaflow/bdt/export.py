@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from fpgaflow.bdt.config import BDTConfig
+from fpgaflow.bdt.config import BDTConfig, firmware_settings
 from fpgaflow.bdt.load import SourceModel
+from fpgaflow.stale import settings_digests
 from sim.fixed import FixedType
 from sim.manifest import write_manifest
 
@@ -117,5 +118,6 @@ def export_manifest(model: Any, source: SourceModel, cfg: BDTConfig, directory: 
         },
         "init_predict": [float(v) for v in model.init_predict][: int(arrays["n_nodes"].shape[1])],
         "norm": float(model.norm),
+        "settings_sha256": settings_digests(firmware_settings(cfg)),  # what the stale check compares the file with
     }
     return write_manifest(directory, meta, arrays)

@@ -75,20 +75,31 @@ def _cut(source: SourceModel) -> float:
     return 0.5 if "Forest" in source.estimator or "Trees" in source.estimator else 0.0
 
 
-def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any]) -> None:
-    """The model file and the project's backend and precisions against what synth recorded
-    in the manifest: the firmware built from the old ones is not the project any more."""
+def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any], recorded: dict[str, str] | None = None) -> None:
+    """The model file, the project's backend and precisions and (``recorded``: the
+    manifest's ``settings_sha256``, None when an older synth wrote none) the other settings
+    conifer builds from against what synth recorded in the manifest: the firmware built
+    from the old ones is not the project any more."""
+    from fpgaflow.bdt.config import firmware_settings
     from fpgaflow.bdt.export import firmware_types
     from fpgaflow.bdt.load import file_sha256, model_file
+    from fpgaflow.stale import changed_settings
 
     _, path = model_file(cfg.project)
     if meta["source"]["sha256"] != file_sha256(path):
         raise ProjectError(f"{path} changed since `fpgaflow synth`; run it again")
     configured = {k: (str(v) if v is not None else None) for k, v in firmware_types(cfg).items()}
-    if meta["types"] == configured and meta["backend"] == cfg.backend:
+    settings = firmware_settings(cfg)
+    edited = changed_settings(recorded, settings) if recorded is not None else []
+    if meta["backend"] != cfg.backend:  # ClockPeriod and Unroll are xilinxhls settings: the Backend says it
+        edited = [key for key in edited if key in recorded and key in settings]
+    if meta["types"] == configured and meta["backend"] == cfg.backend and not edited:
         return
     # named, as a network's settings are: "(backend or precisions)" left the user to diff the file
     changed = [f"Backend ({meta['backend']} at synth, {cfg.backend} now)"] if meta["backend"] != cfg.backend else []
+    for key in edited:  # the manifest holds the name conifer got; of the others only a digest
+        then = f"{meta['name']} at synth, " if key == "ProjectName" and "name" in meta else ""
+        changed.append(f"{key} ({then}{_shown(settings.get(key))} now)")
     edits: dict[tuple[Any, Any], list[str]] = {}  # (at synth, now) -> the kinds: one Precision sets all four
     for kind, now in configured.items():
         if kind != "sum" and meta["types"].get(kind) != now:  # the sum's type follows the score's or the input's
@@ -104,15 +115,21 @@ def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any]) -> None:
     )
 
 
+def _shown(value: Any) -> str:
+    """A setting's value as the project file spells it (``false``, not ``False``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
+    from fpgaflow.stale import refuse_stale_firmware
 
     cfg = read_config(project)
     emulator_dir = cfg.emulator_dir
     if not (emulator_dir / "manifest.json").is_file():
         raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
     emulator = sim.load(emulator_dir)
-    refuse_changed_since_synth(cfg, emulator.meta)
+    refuse_stale_firmware(project, emulator.manifest, _say)  # model, backend, types and the recorded settings
     source = load_model(project)
     x = inputs(args, source, cfg)
     _say(f"{len(x)} inputs; emulator {emulator.id}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,11 @@ class Project:
     @property
     def name(self) -> str:
         return str(self.config.get("ProjectName") or self.root.name)
+
+    def command(self, verb: str) -> str:
+        """``fpgaflow VERB FILE`` for a hint, the file quoted for a shell where it needs it
+        (a folder with a space in its name gave a command that did not run as pasted)."""
+        return f"fpgaflow {verb} {shlex.quote(str(self.file))}"
 
     @property
     def build_dir(self) -> Path:

@@ -64,7 +64,7 @@ def _recorded_settings(
         if say is not None:
             say(
                 f"note: {manifest.path / MANIFEST_FILE} has no settings_sha256 (written by an older synth): edits to "
-                f"{project.file}'s {keys} since then cannot be detected; re-run `fpgaflow synth {project.file}` to "
+                f"{project.file}'s {keys} since then cannot be detected; re-run `{project.command('synth')}` to "
                 "record them"
             )
         return None

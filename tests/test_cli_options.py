@@ -3,6 +3,7 @@ naming the option, or given the meaning the help says."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,11 @@ def test_the_synth_hint_names_the_project_file_of_a_folder_holding_two(tmp_path,
         (tmp_path / name).write_text(model + "\n")
     assert main([command, str(tmp_path / "config.yml")]) == 2
     assert _error(capsys).endswith(f": no manifest; run `fpgaflow synth {(tmp_path / 'config.yml').resolve()}` first")
+
+
+def test_the_synth_hint_quotes_a_project_file_whose_path_has_a_space(tmp_path, capsys):
+    """A project in "my runs/p": the hint's command split at the space when pasted."""
+    project = _network_project(tmp_path / "my runs" / "p")
+    assert main(["emulate", str(project), "--input", "x.npy", "--output", "y.npy"]) == 2
+    hint = _error(capsys).split("run `")[1].split("` first")[0]
+    assert shlex.split(hint) == ["fpgaflow", "synth", str((project / "project.yml").resolve())], hint

@@ -109,9 +109,9 @@ def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any], recorded: d
         changed.append(
             f"the {named} type{'s' if len(kinds) > 1 else ''} ({then or 'none'} at synth, {now or 'none'} now)"
         )
-    file = cfg.project.file
     raise ProjectError(
-        f"{file}: {', '.join(changed) or 'the types'} changed since `fpgaflow synth`; re-run `fpgaflow synth {file}`"
+        f"{cfg.project.file}: {', '.join(changed) or 'the types'} changed since `fpgaflow synth`; re-run "
+        f"`{cfg.project.command('synth')}`"
     )
 
 
@@ -127,7 +127,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     cfg = read_config(project)
     emulator_dir = cfg.emulator_dir
     if not (emulator_dir / "manifest.json").is_file():
-        raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
+        raise ProjectError(f"{emulator_dir}: no manifest; run `{project.command('synth')}` first")
     emulator = sim.load(emulator_dir)
     refuse_stale_firmware(project, emulator.manifest, _say)  # model, backend, types and the recorded settings
     source = load_model(project)

@@ -34,7 +34,7 @@ def firmware_manifest(target: str, command: str) -> Manifest:
     project = load_project(p)
     emulator = project.build_dir / "emulator"
     if not (emulator / MANIFEST_FILE).is_file():
-        raise ProjectError(f"{emulator}: no manifest; run `fpgaflow synth {project.file}` first")
+        raise ProjectError(f"{emulator}: no manifest; run `{project.command('synth')}` first")
     manifest = read_manifest(emulator)
     warn_if_stale(project, manifest, command)
     return manifest

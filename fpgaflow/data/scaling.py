@@ -161,7 +161,7 @@ def project_preprocessing(project: Any) -> tuple[dict[str, Any], dict[str, np.nd
         return _untrained_preprocessing(project, path)
     if not path.is_file():
         raise DataError(
-            f"{project.file}: the input scaling {path} does not exist; run `fpgaflow train {project.file}` "
+            f"{project.file}: the input scaling {path} does not exist; run `{project.command('train')}` "
             "(or name an existing scaling file with the Preprocessing key)"
         )
     scaling = Scaling.load(path)
@@ -245,7 +245,7 @@ def refuse_feature_mismatch(project: Any, recorded: list[str], source: str, curr
     raise DataError(
         f"{project.file}: Data.Features give the features as [{', '.join(declared)}], but {source} holds the "
         f"scaling training fitted for [{', '.join(recorded)}] (in that order); restore Data.Features to that order, "
-        f"or re-run `fpgaflow train {project.file}` and `fpgaflow synth {project.file}`"
+        f"or re-run `{project.command('train')}` and `{project.command('synth')}`"
     )
 
 
@@ -263,7 +263,7 @@ def refuse_stale_preprocessing(project: Any, manifest: Any) -> None:
         now = f"the project scales its inputs with {path}" if current is not None else "the project has no scaling"
         then = "none" if recorded is None else "one"
         raise DataError(
-            f"{manifest.path}: the manifest has {then} input scaling but {now}; re-run `fpgaflow synth {project.file}`"
+            f"{manifest.path}: the manifest has {then} input scaling but {now}; re-run `{project.command('synth')}`"
         )
     meta, arrays = current
     differ = [k for k in ("features", "source", "fill_non_finite") if meta.get(k) != recorded.get(k)]
@@ -277,5 +277,5 @@ def refuse_stale_preprocessing(project: Any, manifest: Any) -> None:
     if differ:
         raise DataError(
             f"{path}: the input scaling changed since `fpgaflow synth` (the manifest's preprocessing differs in "
-            f"{', '.join(differ)}); re-run `fpgaflow synth {project.file}`"
+            f"{', '.join(differ)}); re-run `{project.command('synth')}`"
         )

@@ -168,7 +168,7 @@ def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str])
     named = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
     raise ProjectError(
         f"{settings.project.file}: {named} changed since `fpgaflow synth` (the manifest records the settings the "
-        f"firmware was built with); re-run `fpgaflow synth {settings.project.file}`"
+        f"firmware was built with); re-run `{settings.project.command('synth')}`"
     )
 
 

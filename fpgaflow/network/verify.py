@@ -149,7 +149,7 @@ def refuse_changed_model(project: Project, synthesized: str | None) -> None:
         named = ", ".join(str(f) for f in files)
         raise ProjectError(
             f"{named}: the model file{'s' if len(files) > 1 else ''} changed since `fpgaflow synth` (the hash it "
-            f"recorded in the manifest differs); re-run `fpgaflow synth {project.file}`"
+            f"recorded in the manifest differs); re-run `{project.command('synth')}`"
         )
 
 
@@ -194,7 +194,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     settings = read_settings(project)
     emulator_dir = project.build_dir / "emulator"
     if not (emulator_dir / MANIFEST_FILE).is_file():
-        raise ProjectError(f"{emulator_dir}: no manifest; run `fpgaflow synth {project.file}` first")
+        raise ProjectError(f"{emulator_dir}: no manifest; run `{project.command('synth')}` first")
     net = sim.load(emulator_dir)
     refuse_stale_firmware(project, net.manifest, _say)  # model, settings, the scaling --input rows go through
     if args.input:

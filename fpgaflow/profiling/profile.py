@@ -211,7 +211,7 @@ def profile_project(
 
     emulator = project.build_dir / "emulator"
     if not (emulator / MANIFEST_FILE).is_file():
-        raise ProjectError(f"{emulator}: no manifest; run `fpgaflow synth {project.file}` first")
+        raise ProjectError(f"{emulator}: no manifest; run `{project.command('synth')}` first")
     net = sim.load(emulator)
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")

@@ -100,6 +100,28 @@ def test_network_verify_compares_with_the_float_model_on_the_inputs_the_type_hol
     assert float_agreement(net, x[1:2], firmware[1:2], keras[1:2])["max_abs_diff"] is None  # none in range
 
 
+def test_network_verify_float_line_on_random_inputs_says_it_is_not_an_accuracy():
+    """Correct (bit-exact) KERAS_3layer firmware read 'argmax agreement 23.00%' against Keras
+    on the random inputs across the input type, with nothing to say those are out of
+    distribution for a trained model: read as a wrong firmware.  The line says which
+    inputs it is on; on random ones, that the figure is no accuracy and how to get one."""
+    from fpgaflow.network.verify import float_line
+
+    numbers = {"samples_in_range": 1600, "max_abs_diff": 0.7998, "non_finite_samples": 0, "argmax_agreement": 0.1125}
+    source = "the 2000 random inputs across ap_fixed<16,6> drawn with seed 0"
+    assert float_line({"inputs": "random", "source": source, "samples": 2000, **numbers}) == (
+        "verify: float Keras model on the 2000 random inputs across ap_fixed<16,6> drawn with seed 0, 1600 of them "
+        "inside the input type: max |diff| 0.7998, argmax agreement 11.25% (random inputs across the input type are "
+        "out of distribution for a trained model: this agreement is not an accuracy figure; for one, give rows of "
+        "your data with --input, or declare them in the project's Data: block)"
+    )
+    source = "the first 2000 rows of the project data in d.npz"
+    assert float_line({"inputs": "project_data", "source": source, "samples": 2000, **numbers}) == (
+        "verify: float Keras model on the first 2000 rows of the project data in d.npz, 1600 of them inside the "
+        "input type: max |diff| 0.7998, argmax agreement 11.25%"
+    )
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -562,6 +562,8 @@ def test_verify_exits_1_and_names_the_layer_when_the_firmware_differs(tmp_path, 
     assert status == 1
     assert result["bit_exact_fraction"] < 1.0
     assert result["first_divergence"]["layer"] == "fc2_relu"
+    # no Data: block: the float model is compared on the random inputs, and the JSON says so
+    assert result["inputs"] == {"random": 500} and result["float_model"]["inputs"] == "random"
 
 
 def test_two_input_network_is_refused(tmp_path):

@@ -35,4 +35,5 @@ def test_train_synth_verify_jet_tagger_from_scratch(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", str(root), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["bit_exact_fraction"] == 1.0 and result["samples"] == 10_000
+    assert result["bit_exact_fraction"] == 1.0 and result["inputs"] == {"random": 10_000, "project_data": 10_000}
+    assert result["float_model"]["inputs"] == "project_data" and result["float_model"]["argmax_agreement"] > 0.95

@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from train_helpers import read_config, tiny_project, write_config
+from train_helpers import FEATURES, read_config, tiny_project, write_config
 
 from fpgaflow.cli import main
 from fpgaflow.data import Scaling
@@ -201,3 +201,52 @@ def test_verify_comparison_with_non_finite_float_outputs_is_valid_json(synthesiz
     assert json.loads(text)["float_model"] == want
     keras[:] = np.nan
     assert compare(net, x, out.values, {}, keras)["float_model"]["max_abs_diff"] is None
+
+
+@pytest.mark.oracle
+def test_verify_without_input_compares_the_float_model_on_the_project_data(synthesized, capsys):
+    """The float model was compared on the random inputs across the input type, out of
+    distribution for a model trained on scaled data (23% argmax agreement on the KERAS_3layer
+    example, read as a wrong firmware): with a Data: block it is compared on the project's
+    own rows, scaled as emulate scales them, and csim checks those rows too."""
+    import sim
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.network.verify import float_agreement
+    from fpgaflow.project import load_project
+
+    capsys.readouterr()
+    assert main(["verify", str(synthesized), "--samples", "200", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["inputs"] == {"random": 200, "project_data": 200} and result["samples"] == 400
+    assert result["bit_exact_fraction"] == 1.0
+    f = result["float_model"]
+    data = synthesized / "d.npz"
+    assert (f["inputs"], f["source"], f["samples"]) == (
+        "project_data",
+        f"the first 200 rows of the project data in {data}",
+        200,
+    )
+    net = sim.load(synthesized / "build" / "emulator")
+    with np.load(data) as d:
+        x = net._input_raw(net.preprocess(np.stack([d[name] for name in FEATURES], axis=1)[:200]))
+    keras = load_keras_model(load_project(synthesized)).predict(x, verbose=0, batch_size=4096)
+    by_hand = float_agreement(net, x, net.trace(x)[net.output_name].values, keras)
+    assert {k: f[k] for k in by_hand} == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize("damage", ["missing", "not an npz"])
+def test_verify_refuses_project_data_it_cannot_read_in_one_line_naming_the_file(copy, capsys, damage):
+    """No fall-back to the random inputs, and nothing compiled: one line naming the file."""
+    data = copy / "d.npz"
+    if damage == "missing":
+        data.unlink()
+    else:
+        data.write_bytes(b"these are not the rows you are looking for")
+    capsys.readouterr()
+    assert main(["verify", str(copy), "--samples", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "C simulation" not in err, err
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert line.startswith("fpgaflow verify: error: ") and str(data) in line, line
+    if damage == "missing":
+        assert line == f"fpgaflow verify: error: {copy / 'project.yml'}: Data.File: {data} does not exist"

@@ -68,3 +68,4 @@ def test_verify_on_raw_features_is_bit_exact_against_csim(synthesized, raw_featu
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["bit_exact_fraction"] == 1.0 and result["samples"] == 300
     assert result["float_model"]["argmax_agreement"] > 0.95  # the 6-bit firmware agrees with the QKeras model
+    assert result["inputs"] == {"input": 300} and result["float_model"]["inputs"] == "input"  # no random inputs

@@ -10,11 +10,14 @@ SAMPLES = 10_000  # random inputs by default
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("project", help="project folder or project file (synthesized with `fpgaflow synth`)")
-    p.add_argument("--input", help="inputs (.npy, .npz or .h5); default: random inputs, see --samples")
+    p.add_argument("--input", help="inputs (.npy, .npz or .h5) for both comparisons; default: random inputs (see "
+                                    "--samples), and for a network with a Data: block its first rows too, on "
+                                    "which the float model is compared")  # fmt: skip
     p.add_argument("--dataset", help="array name inside an .npz/.h5 input")
     p.add_argument("--samples", type=int,
-                   help=f"random inputs across the input type's range (default {SAMPLES:,}); with --input, "
-                        "its first this many rows (default all)")  # fmt: skip
+                   help=f"random inputs across the input type's range (default {SAMPLES:,}), and at most "
+                        "this many rows of a network project's Data: block; with --input, its first this many rows "
+                        "(default all)")  # fmt: skip
     p.add_argument("--seed", type=int, help="seed of the random inputs (default 0)")
     p.add_argument("--rtl", action="store_true", help="BDT: also simulate the VHDL with GHDL (smaller sample)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

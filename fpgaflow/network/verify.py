@@ -71,7 +71,11 @@ def first_divergence(net: Any, ours: dict, theirs: dict) -> dict | None:
     return None
 
 
-def compare(net: Any, x: np.ndarray, csim_y: np.ndarray, csim_trace: dict, keras_y: np.ndarray | None) -> dict:
+def compare(
+    net: Any, x: np.ndarray, csim_y: np.ndarray, csim_trace: dict, keras_y: np.ndarray | None, float_from: int = 0
+) -> dict:
+    """The emulator against the C simulation on every sample of ``x``; against the float
+    model (``keras_y``, its outputs for ``x[float_from:]``) on those samples only."""
     ours = net.trace(x)
     out = ours[net.output_name]
     n = len(x)
@@ -94,7 +98,7 @@ def compare(net: Any, x: np.ndarray, csim_y: np.ndarray, csim_trace: dict, keras
             "got_raw": int(out.raw.reshape(n, -1)[s, i]),
         }
     if keras_y is not None:
-        result["float_model"] = float_agreement(net, x, out.values, keras_y)
+        result["float_model"] = float_agreement(net, x[float_from:], out.values[float_from:], keras_y)
     return result
 
 
@@ -181,6 +185,56 @@ def refuse_stale_manifest(manifest: Any, meta: dict, arrays: dict, emulator_dir:
         )
 
 
+def project_rows(project: Project, net: Any, samples: int) -> tuple[np.ndarray, str] | None:
+    """The first ``samples`` rows of the project's data (its ``Data:`` columns; a missing
+    file made by its ``Generator`` first, as ``train`` and ``profile`` make it),
+    preprocessed as ``emulate`` preprocesses ``--input`` rows, and what they are; None
+    for a project without a ``Data:`` block.  Data that cannot be read is an error naming
+    the file (``DataError``), never a quiet fall-back to the random inputs."""
+    if "Data" not in project.config:
+        return None
+    from dataclasses import replace
+
+    from fpgaflow.data import DataConfig, read_dataset
+    from fpgaflow.data.dataset import generate_missing
+    from fpgaflow.data.scaling import refuse_feature_mismatch
+    from sim.emulator import refuse_non_finite, sample_rows
+
+    cfg = DataConfig.from_project(project)
+    generate_missing(cfg)
+    limit = samples if cfg.max_entries is None else min(samples, cfg.max_entries)
+    ds = read_dataset(replace(cfg, max_entries=limit, labels=[]), need_labels=False)  # the labels are not needed
+    files = ", ".join(str(f) for f in ds.files)
+    block = net.manifest.meta.get("preprocessing")
+    features = block.get("features") if isinstance(block, dict) else None
+    if features is not None:  # the columns in the order the firmware's scaling was fitted for
+        refuse_feature_mismatch(project, features, f"the manifest {project.build_dir / 'emulator'}", ds.feature_names)
+    x = ds.features.astype(np.float64)
+    sample_rows(x, net.input_shape, files)  # (N, *shape) or flat rows, nothing reshaped to fit
+    x = net.preprocess(x)
+    refuse_non_finite(x, files, net.input_type, features)
+    return x, f"the first {len(x)} rows of the project data in {files}"
+
+
+def float_line(f: dict[str, Any]) -> str:
+    """The text line of the firmware against the float model, saying which inputs it is on:
+    on random inputs across the input type the agreement is no accuracy figure, and says so."""
+    agree = f", argmax agreement {f['argmax_agreement'] * 100:.2f}%" if f["argmax_agreement"] is not None else ""
+    diff = "n/a" if f["max_abs_diff"] is None else f"{f['max_abs_diff']:.4g}"
+    odd = f", {f['non_finite_samples']} samples with NaN/inf float outputs left out" if f["non_finite_samples"] else ""
+    line = (
+        f"verify: float Keras model on {f['source']}, {f['samples_in_range']} of them inside the input type: "
+        f"max |diff| {diff}{odd}{agree}"
+    )
+    if f["inputs"] == "random":
+        line += (
+            " (random inputs across the input type are out of distribution for a trained model: this agreement is "
+            "not an accuracy figure; for one, give rows of your data with --input, or declare them in the project's "
+            "Data: block)"
+        )
+    return line
+
+
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array
@@ -197,6 +251,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         raise ProjectError(f"{emulator_dir}: no manifest; run `{project.command('synth')}` first")
     net = sim.load(emulator_dir)
     refuse_stale_firmware(project, net.manifest, _say)  # model, settings, the scaling --input rows go through
+    data = None
     if args.input:
         where = args.input + (f":{args.dataset}" if args.dataset else "")
         x = read_array(args.input, args.dataset)[: args.samples]  # --samples: its first rows
@@ -204,9 +259,22 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         x = net.preprocess(x)  # raw features, as `emulate` takes them
         features = (net.manifest.meta.get("preprocessing") or {}).get("features")
         refuse_non_finite(x, where, net.input_type, features)
+        inputs = {"input": len(x)}
+        float_inputs = ("input", f"the {len(x)} rows of --input {where}")
     else:
         x = random_inputs(net.input_type, net.input_shape, int(args.samples), int(args.seed))
+        inputs = {"random": len(x)}
+        float_inputs = ("random", f"the {len(x)} random inputs across {net.input_type} drawn with seed {args.seed}")
+        # the bit-exact check keeps the random inputs, every corner of the arithmetic; the float model
+        # is compared on the project's own rows (what it was trained for), which csim checks too
+        data = project_rows(project, net, int(args.samples))
     x = net._input_raw(x)
+    float_from = 0
+    if data is not None:
+        float_from = len(x)
+        x = np.concatenate([x, net._input_raw(data[0])])
+        inputs["project_data"] = len(data[0])
+        float_inputs = ("project_data", data[1])
     model = load_keras_model(project)
     with tempfile.TemporaryDirectory(prefix="fpgaflow-csim-") as tmp:
         hls_model = csim_model(model, settings, Path(tmp) / "hls")
@@ -217,35 +285,36 @@ def verify(project: Project, args: argparse.Namespace) -> int:
         csim_y, trace = csim_trace(hls_model, x)
         _say(f"C simulation done in {time.monotonic() - t0:.1f} s")
     with contextlib.redirect_stdout(sys.stderr):
-        keras_y = model.predict(x, verbose=0, batch_size=4096)
-    result = {"project": str(project.file), "manifest_id": net.id, **compare(net, x, csim_y, trace, keras_y)}
+        keras_y = model.predict(x[float_from:], verbose=0, batch_size=4096)
+    result = {
+        "project": str(project.file),
+        "manifest_id": net.id,
+        "inputs": inputs,
+        **compare(net, x, csim_y, trace, keras_y, float_from),
+    }
+    kind, source = float_inputs
+    result["float_model"] = {"inputs": kind, "source": source, "samples": len(x) - float_from, **result["float_model"]}
     ok = result["bit_exact_fraction"] == 1.0
     if args.json:
         print(json.dumps(result, indent=1, allow_nan=False))  # valid JSON, or an error here rather than NaN
     else:
+        which = ""
+        if data is not None:
+            which = f": {inputs['random']} random across the input type, {inputs['project_data']} project data rows"
         print(
             f"verify: {result['bit_exact_fraction'] * 100:.4f}% of {result['outputs_compared']} outputs bit-exact "
-            f"({result['bit_exact_samples']}/{result['samples']} samples) against hls4ml C simulation"
+            f"({result['bit_exact_samples']}/{result['samples']} samples{which}) against hls4ml C simulation"
         )
         if result["first_divergence"]:
             d = result["first_divergence"]
-            print(
-                f"verify: first divergence at layer {d['layer']!r}, sample {d['sample']}, element {d['index']}: "
-                f"expected raw {d['expected_raw']}, got {d['got_raw']}"
-            )
-        if "float_model" in result:
-            f = result["float_model"]
-            agree = (
-                f", argmax agreement {f['argmax_agreement'] * 100:.2f}%" if f["argmax_agreement"] is not None else ""
-            )
-            diff = "n/a" if f["max_abs_diff"] is None else f"{f['max_abs_diff']:.4g}"
-            odd = (
-                f", {f['non_finite_samples']} samples with NaN/inf float outputs left out"
-                if f["non_finite_samples"]
+            row = (
+                f" (project data row {d['sample'] - float_from})"
+                if data is not None and d["sample"] >= float_from
                 else ""
             )
             print(
-                f"verify: float Keras model on the {f['samples_in_range']} inputs inside the input type: "
-                f"max |diff| {diff}{odd}{agree}"
+                f"verify: first divergence at layer {d['layer']!r}, sample {d['sample']}{row}, element {d['index']}: "
+                f"expected raw {d['expected_raw']}, got {d['got_raw']}"
             )
+        print(float_line(result["float_model"]))
     return 0 if ok else 1

@@ -100,6 +100,20 @@ def test_network_verify_compares_with_the_float_model_on_the_inputs_the_type_hol
     assert float_agreement(net, x[1:2], firmware[1:2], keras[1:2])["max_abs_diff"] is None  # none in range
 
 
+def test_network_verify_divergence_in_a_project_data_row_names_the_row():
+    """The project's data rows follow the random ones: a divergence there names its row."""
+    from fpgaflow.network.verify import divergence_line
+
+    d = {"layer": "fc2_relu", "sample": 2003, "index": 5, "expected_raw": 12, "got_raw": 11}
+    assert divergence_line(d, 2000) == (
+        "verify: first divergence at layer 'fc2_relu', sample 2003 (row 3 of the project data), element 5: "
+        "expected raw 12, got 11"
+    )
+    expected = "verify: first divergence at layer 'fc2_relu', sample 2003, element 5: expected raw 12, got 11"
+    assert divergence_line(d, None) == expected  # no project data
+    assert divergence_line(d, 2004) == expected  # a random input: the data rows start at 2004
+
+
 def test_network_verify_float_line_on_random_inputs_says_it_is_not_an_accuracy():
     """Correct (bit-exact) KERAS_3layer firmware read 'argmax agreement 23.00%' against Keras
     on the random inputs across the input type, with nothing to say those are out of

@@ -216,6 +216,20 @@ def project_rows(project: Project, net: Any, samples: int) -> tuple[np.ndarray, 
     return x, f"the first {len(x)} rows of the project data in {files}"
 
 
+def divergence_line(d: dict[str, Any], data_from: int | None) -> str:
+    """The first divergence as a text line; ``data_from``: the first sample that is a row of
+    the project's data (they follow the random inputs), None without them."""
+    row = (
+        f" (row {d['sample'] - data_from} of the project data)"
+        if data_from is not None and d["sample"] >= data_from
+        else ""
+    )
+    return (
+        f"verify: first divergence at layer {d['layer']!r}, sample {d['sample']}{row}, element {d['index']}: "
+        f"expected raw {d['expected_raw']}, got {d['got_raw']}"
+    )
+
+
 def float_line(f: dict[str, Any]) -> str:
     """The text line of the firmware against the float model, saying which inputs it is on:
     on random inputs across the input type the agreement is no accuracy figure, and says so."""
@@ -306,15 +320,6 @@ def verify(project: Project, args: argparse.Namespace) -> int:
             f"({result['bit_exact_samples']}/{result['samples']} samples{which}) against hls4ml C simulation"
         )
         if result["first_divergence"]:
-            d = result["first_divergence"]
-            row = (
-                f" (project data row {d['sample'] - float_from})"
-                if data is not None and d["sample"] >= float_from
-                else ""
-            )
-            print(
-                f"verify: first divergence at layer {d['layer']!r}, sample {d['sample']}{row}, element {d['index']}: "
-                f"expected raw {d['expected_raw']}, got {d['got_raw']}"
-            )
+            print(divergence_line(result["first_divergence"], float_from if data is not None else None))
         print(float_line(result["float_model"]))
     return 0 if ok else 1

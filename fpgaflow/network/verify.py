@@ -189,19 +189,28 @@ def project_rows(project: Project, net: Any, samples: int) -> tuple[np.ndarray, 
     """The first ``samples`` rows of the project's data (its ``Data:`` columns; a missing
     file made by its ``Generator`` first, as ``train`` and ``profile`` make it),
     preprocessed as ``emulate`` preprocesses ``--input`` rows, and what they are; None
-    for a project without a ``Data:`` block.  Data that cannot be read is an error naming
-    the file (``DataError``), never a quiet fall-back to the random inputs."""
+    for a project without a ``Data:`` block, and for one whose data is not on this machine
+    (no file, no ``Generator`` to make it), said in a note: the bit-exact check, verify's
+    first job, needs no data, and the float line then says its inputs are random.  Data
+    that is there but cannot be read is an error naming the file (``DataError``), never a
+    quiet fall-back to the random inputs."""
     if "Data" not in project.config:
         return None
     from dataclasses import replace
 
     from fpgaflow.data import DataConfig, read_dataset
+    from fpgaflow.data.config import DataError
     from fpgaflow.data.dataset import generate_missing
     from fpgaflow.data.scaling import refuse_feature_mismatch
     from sim.emulator import refuse_non_finite, sample_rows
 
     cfg = DataConfig.from_project(project)
     generate_missing(cfg)
+    try:
+        cfg.expand_files()
+    except DataError as exc:  # not here: the float model on the random inputs, said so
+        _say(f"note: {exc}; the float model is compared on the random inputs instead (or give rows with --input)")
+        return None
     limit = samples if cfg.max_entries is None else min(samples, cfg.max_entries)
     ds = read_dataset(replace(cfg, max_entries=limit, labels=[]), need_labels=False)  # the labels are not needed
     files = ", ".join(str(f) for f in ds.files)

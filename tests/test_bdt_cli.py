@@ -528,3 +528,16 @@ def test_verify_input_with_samples_takes_its_first_rows(tau, tmp_path, capsys):
     assert main(["verify", str(tau), "--input", str(tmp_path / "x.npy"), "--samples", "7", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [c["samples"] for c in result["checks"]] == [7] and result["float_model"]["samples_in_range"] == 7
+    assert result["float_model"]["inputs"] == "input"
+
+
+def test_verify_says_its_float_agreement_on_probe_inputs_is_no_accuracy(tau, capsys):
+    """The default inputs sit on and beside the trees' thresholds, where firmware and model
+    part by design: "same decision on 60%" read as a wrong firmware.  The line says what
+    the inputs are and how to get an accuracy figure."""
+    assert main(["verify", str(tau), "--samples", "300"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("float model (")]
+    assert line.endswith("(probe inputs, chosen on and beside the trees' thresholds where firmware and model part: "
+                         "not an accuracy figure; for one, give rows of your data with --input)"), line  # fmt: skip
+    assert main(["verify", str(tau), "--samples", "300", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["float_model"]["inputs"] == "probe"

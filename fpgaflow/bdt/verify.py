@@ -140,7 +140,8 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     result["checks"].append(_firmware_check(cfg, source, emulator, x, pred.raw, t_emu))
     if args.rtl:
         result["checks"].append(_rtl(cfg, emulator, x[:RTL_SAMPLES], pred.raw[:RTL_SAMPLES]))
-    result["float_model"] = float_agreement(source, pred.values, x, emulator.input_type)
+    result["float_model"] = {"inputs": "input" if args.input else "probe",
+                             **float_agreement(source, pred.values, x, emulator.input_type)}  # fmt: skip
     ok = all(c["bit_exact"] == c["samples"] for c in result["checks"])
     result["ok"] = ok
     _print(result, args.json)
@@ -224,5 +225,10 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
         line += f": max |diff| {f['max_abs_diff']:.4g}, mean {f['mean_abs_diff']:.4g}"
     if "same_decision" in f:
         line += f", same decision on {100 * f['same_decision']:.2f}%"
+    if f.get("inputs") == "probe":  # read as an accuracy, a low figure looked like wrong firmware
+        line += (
+            " (probe inputs, chosen on and beside the trees' thresholds where firmware and model part: "
+            "not an accuracy figure; for one, give rows of your data with --input)"
+        )
     print(line)
     print("verify: " + ("PASS (100% bit-exact)" if result["ok"] else "FAIL"))

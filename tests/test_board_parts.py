@@ -154,6 +154,36 @@ def test_a_bad_input_file_is_one_line_naming_it(tmp_path, manifest, capsys, name
     assert line.startswith(f"board 0: error: {path}: ") and message in line, line
 
 
+@pytest.mark.parametrize(
+    "name, dataset, message",
+    [
+        # a .npy holds one array named after its file: another --dataset was ignored, which
+        # `fpgaflow emulate` and `verify` refuse (fpgaflow.arrays.read_array)
+        ("x.npy", "y", "holds one array, 'x' (a .npy is named after its file), not 'y'"),
+        ("x.npz", "y", "no array named 'y'; it holds x"),  # was 'name the array with --dataset'
+    ],
+)
+def test_a_dataset_the_input_does_not_hold_is_refused(tmp_path, manifest, capsys, name, dataset, message):
+    path = tmp_path / name
+    x = np.zeros((5, 6))
+    np.save(path, x) if name.endswith(".npy") else np.savez(path, x=x)
+    cfg = BoardConfig(manifest=str(manifest), nodes=["tcp://127.0.0.1:1"], events=1, input_file=str(path),
+                      dataset=dataset)  # fmt: skip
+    assert main(cfg) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"board 0: error: {path}: ") and message in line, line
+
+
+def test_an_upper_case_suffix_reads_as_its_format(tmp_path, manifest):
+    """``X.NPY`` was refused as 'board input must be .npy or .npz', which emulate reads."""
+    x = np.random.default_rng(2).uniform(-4, 4, size=(3, 6))
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "x.npy").rename(tmp_path / "X.NPY")
+    emu = sim.load(manifest)
+    inputs, _ = Readout(emu, input_file=tmp_path / "X.NPY").block(np.arange(3, dtype=np.uint64))
+    assert np.array_equal(inputs, emu.input_type.to_raw(x))
+
+
 def test_replay_ring_keeps_unacknowledged_fragments_in_event_order():
     ring = ReplayRing(p.fragment_dtype(2, 1, 4), capacity=64)
     frags = p.make_fragments(np.arange(40), np.zeros((40, 2)), np.zeros((40, 1)))

@@ -120,11 +120,19 @@ def load_features(path: str | Path, dataset: str | None, input_shape: tuple[int,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such input file")
-    if path.suffix == ".npy":
+    suffix = path.suffix.lower()  # X.NPY too, as `fpgaflow emulate` reads it
+    if suffix == ".npy":
+        if dataset is not None and dataset != path.stem:  # refused, not ignored, as emulate does
+            raise ValueError(
+                f"{path}: holds one array, {path.stem!r} (a .npy is named after its file), not {dataset!r}; "
+                "--dataset names an array inside an .npz file"
+            )
         x = check_samples(load_npy(path), str(path))
-    elif path.suffix == ".npz":
+    elif suffix == ".npz":
         with open_npz(path) as npz:
             names = list(npz.files)
+            if dataset is not None and dataset not in names:
+                raise ValueError(f"{path}: no array named {dataset!r}; it holds {', '.join(names) or 'nothing'}")
             name = dataset or (names[0] if len(names) == 1 else None)
             if name not in names:
                 raise ValueError(f"{path}: name the array with --dataset (one of {', '.join(names) or 'none'})")

@@ -169,6 +169,7 @@ RANGES: list[tuple[str, float | None, float | None]] = [
     ("security.max_message_bytes", 64, 1 << 30),  # one receive buffer holds 16 MB plus one of these
 ]
 HWM_MAX = (1 << 31) - 1  # ZeroMQ's int option
+LOG_LEVELS = ("debug", "info", "warning", "error")  # node.metrics.Log.LEVELS
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # part of file names in sink.directory: no '/', no '..'
 
 
@@ -262,6 +263,8 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: fallback.source_manifests replaces fallback.manifest and excludes offload")
     if n.workers < 1:
         raise ConfigError(f"{where}: node.workers must be >= 1")
+    if n.log_level not in LOG_LEVELS:  # else refused only when the log opens: in each worker, after the start
+        raise ConfigError(f"{where}: node.log_level must be one of {', '.join(LOG_LEVELS)}, got {n.log_level!r}")
     for i, inp in enumerate(cfg.inputs):
         check_endpoint(inp.endpoint, f"{where}: input[{i}].endpoint")
         if n.workers > 1 and re.match(r"^tcp://.*:\*$", inp.endpoint):

@@ -29,6 +29,12 @@ def cli(*args, cwd=ROOT, timeout: float = 300):
     return subprocess.run([*FPGAFLOW, *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
+def test_the_configuration_takes_the_log_levels_the_log_has():
+    from node.metrics import Log
+
+    assert config.LOG_LEVELS == tuple(Log.LEVELS)
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
@@ -39,6 +45,9 @@ def cli(*args, cwd=ROOT, timeout: float = 300):
         ('[[input]]\nendpoint = "tcp://127.0.0.1:1"\ntype = "req"\n', "input[0].type must be 'pull' or 'sub'"),
         ("[sink]\nformat = 'csv'\n", "sink.format must be 'hdf5' or 'root'"),
         ("[node]\nsources = [1, 1]\n", "node.sources must be distinct"),
+        # was checked only when the log opened: no file named, `node status` took it, and each
+        # of node.workers printed it after the supervisor had started them
+        ("[node]\nlog_level = 'verbose'\n", "node.log_level must be one of debug, info, warning, error, got 'verbose'"),
         ("[node\n", "not valid TOML"),
         # numbers out of range: each once crashed the daemon deep in a library, or ran wrong
         ("[node]\ndrain_max = 0\n", "node.drain_max must be in 1..1048576, got 0"),  # read nothing, spun

@@ -179,7 +179,12 @@ def load_project(path: str | os.PathLike) -> Project:
 
     file = find_project_file(path).resolve()
     try:
-        config = yaml.load(file.read_text(), Loader=_unique_key_loader())
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # a model or data file given for the project
+        raise ProjectError(f"{file}: not a project file: not UTF-8 text, as YAML must be ({exc.reason} at byte "
+                           f"{exc.start})") from None  # fmt: skip
+    try:
+        config = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as exc:
         raise ProjectError(_yaml_error(file, exc)) from None
     if not isinstance(config, dict):

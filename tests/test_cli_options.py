@@ -165,6 +165,17 @@ def test_a_project_file_that_is_not_yaml_is_one_line_naming_the_line(tmp_path, c
     assert _error(capsys).startswith(f"fpgaflow synth: error: {tmp_path / 'project.yml'}{message}")
 
 
+@pytest.mark.parametrize("command", ["synth", "verify", "emulate"])
+def test_a_project_file_that_is_not_text_is_one_line_naming_it(tmp_path, capsys, command):
+    """A model file given for the project (`fpgaflow synth model.h5`) was "'utf-8' codec
+    can't decode byte 0x89 in position 0: invalid start byte", naming no file."""
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)))
+    args = [command, str(path)] + (["--input", "x.npy", "--output", "y.npy"] if command == "emulate" else [])
+    assert main(args) == 2
+    assert _error(capsys).startswith(f"fpgaflow {command}: error: {path}: not a project file: not UTF-8 text")
+
+
 def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     from fpgaflow.project import load_project
 

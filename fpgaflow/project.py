@@ -193,6 +193,11 @@ def load_project(path: str | os.PathLike) -> Project:
     bdt = [k for k in BDT_KEYS if k in config]
     if net and bdt:
         raise ProjectError(f"{file}: names both a network ({', '.join(net)}) and a BDT ({', '.join(bdt)})")
+    if "KerasModel" in net and len(net) > 1:  # else KerasModel was ignored without a word
+        raise ProjectError(
+            f"{file}: names two models ({', '.join(net[:-1])} and {net[-1]}); give KerasJson with KerasH5 "
+            "(architecture and weights), KerasH5 alone (a full model) or KerasModel alone"
+        )
     if not net and not bdt:
         raise ProjectError(
             f"{file}: names no model; a network project needs one of {', '.join(NETWORK_KEYS)}, "

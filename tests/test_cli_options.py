@@ -176,6 +176,25 @@ def test_a_project_file_that_is_not_text_is_one_line_naming_it(tmp_path, capsys,
     assert _error(capsys).startswith(f"fpgaflow {command}: error: {path}: not a project file: not UTF-8 text")
 
 
+@pytest.mark.parametrize(
+    "text, keys",
+    [
+        ("KerasH5: m.h5\nKerasModel: m.keras\n", "KerasH5 and KerasModel"),
+        ("KerasJson: m.json\nKerasH5: w.h5\nKerasModel: m.keras\n", "KerasJson, KerasH5 and KerasModel"),
+    ],
+)
+@pytest.mark.parametrize("command", ["synth", "verify"])
+def test_a_project_naming_two_models_is_refused(tmp_path, capsys, text, keys, command):
+    """KerasModel beside KerasH5 (a .keras file added, the .h5 line left) built the .h5
+    model and ignored KerasModel without a word, and its file was not in the stale check."""
+    (tmp_path / "project.yml").write_text(text)
+    assert main([command, str(tmp_path)]) == 2
+    assert _error(capsys) == (
+        f"fpgaflow {command}: error: {tmp_path / 'project.yml'}: names two models ({keys}); give KerasJson "
+        "with KerasH5 (architecture and weights), KerasH5 alone (a full model) or KerasModel alone"
+    )
+
+
 def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     from fpgaflow.project import load_project
 

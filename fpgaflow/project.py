@@ -198,6 +198,10 @@ def load_project(path: str | os.PathLike) -> Project:
             f"{file}: names two models ({', '.join(net[:-1])} and {net[-1]}); give KerasJson with KerasH5 "
             "(architecture and weights), KerasH5 alone (a full model) or KerasModel alone"
         )
+    if len(bdt) > 1:  # else the first of BDT_KEYS was built and the others ignored
+        raise ProjectError(
+            f"{file}: names two BDT models ({', '.join(bdt[:-1])} and {bdt[-1]}); give one of {', '.join(BDT_KEYS)}"
+        )
     if not net and not bdt:
         raise ProjectError(
             f"{file}: names no model; a network project needs one of {', '.join(NETWORK_KEYS)}, "

@@ -195,6 +195,18 @@ def test_a_project_naming_two_models_is_refused(tmp_path, capsys, text, keys, co
     )
 
 
+@pytest.mark.parametrize("command", ["synth", "verify", "emulate"])
+def test_a_bdt_project_naming_two_models_is_refused(tmp_path, capsys, command):
+    """SklearnModel beside XGBoostModel built the xgboost model and ignored the other."""
+    (tmp_path / "project.yml").write_text("SklearnModel: m.joblib\nXGBoostModel: m.json\n")
+    args = [command, str(tmp_path)] + (["--input", "x.npy", "--output", "y.npy"] if command == "emulate" else [])
+    assert main(args) == 2
+    assert _error(capsys) == (
+        f"fpgaflow {command}: error: {tmp_path / 'project.yml'}: names two BDT models (XGBoostModel and "
+        "SklearnModel); give one of XGBoostModel, SklearnModel, ConiferModel"
+    )
+
+
 def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     from fpgaflow.project import load_project
 

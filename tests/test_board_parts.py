@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -182,6 +183,25 @@ def test_an_upper_case_suffix_reads_as_its_format(tmp_path, manifest):
     emu = sim.load(manifest)
     inputs, _ = Readout(emu, input_file=tmp_path / "X.NPY").block(np.arange(3, dtype=np.uint64))
     assert np.array_equal(inputs, emu.input_type.to_raw(x))
+
+
+def test_a_node_that_never_took_the_connection_costs_the_wait_once(tmp_path):
+    """docs/demo.md: the board waits up to 5 s for a node to take the connection.  After
+    that wait its socket still lingered as long again with the messages no node would
+    take, so the context's end held the board another 5 s (10.4 s for 10 events)."""
+    import zmq
+
+    from sim.board.sender import Sender
+
+    ctx = zmq.Context()
+    sender = Sender(0, [f"tcp://127.0.0.1:{free_port()}"], n_inputs=2, n_outputs=1, raw_bytes=4,
+                    manifest_id="0" * 16, context=ctx)  # fmt: skip
+    sender.send(p.make_fragments(np.arange(4), np.zeros((4, 2)), np.zeros((4, 1))))
+    t0 = time.monotonic()
+    sender.close(linger_ms=1000)
+    ctx.term()
+    assert [why for _, why in sender.undelivered] == ["no node took the connection (none listening there?)"]
+    assert time.monotonic() - t0 < 1.8
 
 
 def test_replay_ring_keeps_unacknowledged_fragments_in_event_order():

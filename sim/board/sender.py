@@ -127,8 +127,10 @@ class Sender:
         node that never took the connection in that time is listed in ``undelivered``
         with the reason (its messages went nowhere)."""
         for k, (s, link) in enumerate(zip(self.sockets, self.links, strict=True)):
+            linger = linger_ms
             if linger_ms and self.sent_to[k] and not link.wait_taken(linger_ms / 1e3):
                 self.undelivered.append((link.endpoint, link.why_not()))
-            s.close(linger=linger_ms)
+                linger = 0  # waited once already: lingering again held the context's end as long
+            s.close(linger=linger)
             link.close()
         self.sockets, self.links = [], []

@@ -118,6 +118,14 @@ def find_project_file(path: str | os.PathLike) -> Path:
             )
         if standard:
             return standard[0]
+        from fpgaflow.folders import SYNTH_MARK
+
+        build = next((b for b in (p, p.parent) if (b / SYNTH_MARK).is_file()), None)
+        if build is not None:  # build/hls holds hls4ml's own hls4ml_config.yml, which is no project file
+            raise ProjectError(
+                f"{p}: in the folder `fpgaflow synth` wrote ({build}), not a project; give the project file or its "
+                f"folder (the emulator's manifest is {build / 'emulator'})"
+            )
         ymls = sorted(p.glob("*.yml")) + sorted(p.glob("*.yaml"))
         if len(ymls) == 1:
             return ymls[0]

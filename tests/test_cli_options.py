@@ -207,6 +207,26 @@ def test_a_bdt_project_naming_two_models_is_refused(tmp_path, capsys, command):
     )
 
 
+@pytest.mark.parametrize("command", ["synth", "verify", "emulate"])
+@pytest.mark.parametrize("given", ["build", "build/hls"])
+def test_synths_output_folder_given_for_the_project_says_so(tmp_path, capsys, command, given):
+    """`fpgaflow emulate build/hls` read hls4ml's generated hls4ml_config.yml as the
+    project ("hls4ml_config.yml:89:13: not valid YAML: could not determine a constructor
+    for the tag '!keras_model'"), and `build` said only "no project file found"."""
+    build = tmp_path / "build"
+    (build / "hls").mkdir(parents=True)
+    (build / ".fpgaflow-synth").write_text("outputs of fpgaflow synth: a new synth replaces them\n")
+    (build / "hls" / "hls4ml_config.yml").write_text("KerasModel: !keras_model 'x'\n")
+    (tmp_path / "project.yml").write_text("KerasH5: m.h5\n")
+    emulate = ["--input", "x.npy", "--output", "y.npy"] if command == "emulate" else []
+    args = [command, str(tmp_path / given), *emulate]
+    assert main(args) == 2
+    assert _error(capsys) == (
+        f"fpgaflow {command}: error: {tmp_path / given}: in the folder `fpgaflow synth` wrote ({build}), not a "
+        f"project; give the project file or its folder (the emulator's manifest is {build / 'emulator'})"
+    )
+
+
 def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     from fpgaflow.project import load_project
 

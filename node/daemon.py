@@ -73,6 +73,19 @@ COUNTED = ("received_messages", "received_bytes", "received_fragments", "drains"
            "status_write_errors", "curve_refused", "refused_fragments")  # fmt: skip
 
 
+def _load_manifest(cfg: config_mod.Config, path: str, key: str) -> Any:
+    """The emulator of a manifest the configuration names; a folder that holds none is an
+    error naming the key (a project folder given for its build/emulator said only "no
+    manifest here (run `fpgaflow synth` ...)")."""
+    import sim
+    from sim.manifest import ManifestError
+
+    try:
+        return sim.load(cfg.resolve(path))
+    except ManifestError as exc:
+        raise config_mod.ConfigError(f"{key}: {exc}") from None
+
+
 def _fragment_layout(cfg: config_mod.Config, emulator: Any) -> tuple[int, int, int]:
     f = cfg.fragment
     n_in, n_out, raw = f.n_inputs, f.n_outputs, f.raw_bytes
@@ -237,15 +250,15 @@ class Node:
         self.emulator = None
         manifest = bytes(8)
         if cfg.fallback.manifest:
-            import sim
-
-            self.emulator = sim.load(cfg.resolve(cfg.fallback.manifest))
+            self.emulator = _load_manifest(cfg, cfg.fallback.manifest, "fallback.manifest")
             manifest = protocol.manifest_bytes(self.emulator.id)
         elif cfg.fallback.source_manifests:  # boards of different firmwares, padded to one layout
-            import sim
             from sim.per_source import PerSource
 
-            self.emulator = PerSource([sim.load(cfg.resolve(m)) for m in cfg.fallback.source_manifests])
+            self.emulator = PerSource([
+                _load_manifest(cfg, m, f"fallback.source_manifests[{i}]")
+                for i, m in enumerate(cfg.fallback.source_manifests)
+            ])  # fmt: skip
         self.n_inputs, self.n_outputs, self.raw_bytes = _fragment_layout(cfg, self.emulator)
         self.limits = protocol.Limits(
             max_message_bytes=cfg.security.max_message_bytes,

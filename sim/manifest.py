@@ -99,6 +99,10 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         path = path.parent
     meta_file = path / MANIFEST_FILE
     if not meta_file.is_file():
+        # a project folder, or its build folder, given for the manifest folder synth exported
+        for near in (path / "emulator", path / "build" / "emulator"):
+            if (near / MANIFEST_FILE).is_file():
+                raise ManifestError(f"{meta_file}: no manifest here; {near} holds the one `fpgaflow synth` exported")
         raise ManifestError(f"{meta_file}: no manifest here (run `fpgaflow synth` to export one)")
     try:
         meta = json.loads(meta_file.read_text())

@@ -402,6 +402,25 @@ def test_a_socket_that_fails_to_set_up_is_closed_with_the_failed_start(tmp_path,
     assert failed and "refused on the socket" in failed[0]
 
 
+@pytest.mark.parametrize(
+    "manifests, key",
+    [({"manifest": "proj"}, "fallback.manifest"), ({"source_manifests": ["proj"]}, "fallback.source_manifests[0]")],
+)
+def test_a_fallback_manifest_that_is_not_one_names_the_key_and_where_synth_put_it(tmp_path, manifests, key):
+    """`manifest = "../jet_tagger"` (the project folder) said "jet_tagger/manifest.json: no
+    manifest here (run `fpgaflow synth` to export one)" for a project synth had exported,
+    naming no key."""
+    (tmp_path / "proj/build/emulator").mkdir(parents=True)
+    (tmp_path / "proj/build/emulator/manifest.json").write_text("{}")
+    cfg = basic_config(tmp_path, free_port(), sources=[0], fallback=manifests)
+    with pytest.raises(config.ConfigError) as err:
+        Node(config.load(cfg))
+    assert str(err.value) == (
+        f"{key}: {tmp_path / 'proj/manifest.json'}: no manifest here; {tmp_path / 'proj/build/emulator'} "
+        "holds the one `fpgaflow synth` exported"
+    )
+
+
 def test_an_embedded_node_that_cannot_start_leaves_its_callers_context_free(tmp_path):
     """A Node that failed to start (its second input's port taken) left its CURVE
     authenticator and first socket open: the embedding program's ``context.term()`` then

@@ -227,6 +227,20 @@ def test_synths_output_folder_given_for_the_project_says_so(tmp_path, capsys, co
     )
 
 
+def test_emulate_does_not_write_its_outputs_over_its_input_file(tmp_path, capsys, monkeypatch):
+    """`--input x.npy --output x.npy` (or `./x.npy`) replaced the user's inputs with the
+    outputs, exit 0."""
+    x = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.chdir(tmp_path)
+    assert main(["emulate", str(tmp_path), "--input", "x.npy", "--output", "./x.npy"]) == 2
+    assert _error(capsys) == (
+        "fpgaflow emulate: error: --output ./x.npy is the --input file: the outputs would replace the inputs; "
+        "name another file"
+    )
+    assert np.array_equal(np.load(tmp_path / "x.npy"), x)
+
+
 def test_a_key_overriding_a_yaml_merge_is_no_duplicate(tmp_path):
     from fpgaflow.project import load_project
 

@@ -46,9 +46,14 @@ def run(args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import check_output_path, read_array, write_arrays
     from fpgaflow.progress import Progress
+    from fpgaflow.project import ProjectError
     from sim.emulator import refuse_non_finite, sample_rows
 
     check_output_path(args.output)  # before the run: a folder was said only after it
+    if Path(args.output).resolve() == Path(args.input).resolve():  # the inputs were replaced, exit 0
+        raise ProjectError(
+            f"--output {args.output} is the --input file: the outputs would replace the inputs; name another file"
+        )
     model = sim.from_manifest(firmware_manifest(args.project, "emulate"))
     x = read_array(args.input, args.dataset)
     where = args.input + (f":{args.dataset}" if args.dataset else "")

@@ -124,6 +124,26 @@ def test_remote_bind_allowed_when_asked(tmp_path):
     assert config.load(path).inputs[0].endpoint == "tcp://0.0.0.0:5555"
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # reported on node.toml's node, whatever the name said
+        (["status", "mynode"], "node status takes no NAME (got 'mynode'): --config names the node's configuration"),
+        (["run", "extra"], "node run takes no NAME (got 'extra'): --config names the node's configuration"),
+        (["--json"], "--json is for `fpgaflow node status`"),  # started the node
+        (["status", "--force"], "--force is for `fpgaflow node keygen`"),
+    ],
+)
+def test_node_options_of_another_action_are_refused_not_ignored(tmp_path, capsys, args, message):
+    from fpgaflow.cli import main
+
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nname = "n"\n[fragment]\nn_inputs = 4\nn_outputs = 1\n')
+    assert main(["node", *args, "--config", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"fpgaflow node: error: {message}"
+    assert not (tmp_path / "node-status.json").exists()
+
+
 def test_keygen_writes_a_key_pair(tmp_path):
     out = cli("node", "keygen", "board7", "--dir", str(tmp_path / "keys"))
     assert out.returncode == 0, out.stderr

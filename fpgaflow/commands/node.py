@@ -24,6 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # an option of another action was ignored: `node status mynode` told of node.toml's node
+    if args.name is not None and args.action != "keygen":
+        raise ValueError(
+            f"node {args.action} takes no NAME (got {args.name!r}): --config names the node's configuration"
+        )
+    if args.json and args.action != "status":
+        raise ValueError("--json is for `fpgaflow node status`")
+    if args.force and args.action != "keygen":
+        raise ValueError("--force is for `fpgaflow node keygen`")
     try:
         if args.action == "keygen":
             return _keygen(args)

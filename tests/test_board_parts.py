@@ -272,6 +272,25 @@ def test_endpoints_the_node_would_refuse_are_refused_naming_the_option(argv, mes
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--events", "10"], "--events"),  # it served requests until SIGTERM
+        (["--node", "tcp://127.0.0.1:5555"], "--node"),  # it streamed nothing there
+        (["--ack", "tcp://127.0.0.1:5560"], "--ack"),
+        (["--start-at", "0"], "--start-at"),
+    ],
+)
+def test_streaming_options_with_offload_are_refused_not_ignored(argv, option):
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    with pytest.raises(ValueError) as info:
+        config_from_args(ap.parse_args(["--offload", "tcp://127.0.0.1:5570", *argv]), "m")
+    assert str(info.value) == (
+        f"{option} is for a streaming board; with --offload the board answers the node's requests until SIGTERM"
+    )
+
+
 @pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5555", "tcp://[::1]:5555", "ipc:///tmp/n0", "tcp://h:65535"])
 def test_endpoints_the_node_takes_are_taken(endpoint):
     ap = argparse.ArgumentParser()

@@ -83,6 +83,14 @@ def config_from_args(args: argparse.Namespace, manifest: str) -> Any:
         except ValueError:
             raise ValueError(f"--layout {args.layout!r}: expected N_INPUTS,N_OUTPUTS,RAW_BYTES") from None
         layout = (n_in, n_out, raw)
+    if args.offload:  # a board answering offload requests streams nothing: these were ignored
+        for option, given in (("--node", args.node), ("--ack", args.ack), ("--events", args.events is not None),
+                              ("--start-at", args.start_at is not None)):  # fmt: skip
+            if given:
+                raise ValueError(
+                    f"{option} is for a streaming board; with --offload the board answers the node's requests "
+                    "until SIGTERM"
+                )
     if not args.offload and not args.node:
         raise ValueError("give --node ENDPOINT (streaming) or --offload ENDPOINT (answer offload requests)")
     for option, endpoints in (("--node", args.node), ("--ack", args.ack)):

@@ -114,6 +114,18 @@ def test_network_verify_divergence_in_a_project_data_row_names_the_row():
     assert divergence_line(d, 2004) == expected  # a random input: the data rows start at 2004
 
 
+def test_network_verify_warns_when_one_output_stands_for_nearly_every_input():
+    """A firmware giving every class 0.2 on every input passed verify without a word."""
+    from fpgaflow.network.verify import alike_line, most_common_share
+
+    constant = np.tile([3, 3, 3], (100, 1))
+    assert most_common_share(constant) == 1.0
+    assert alike_line(1.0, 100).startswith("verify: warning: the firmware gives one and the same output for 100.0% ")
+    varied = np.arange(300).reshape(100, 3)
+    assert most_common_share(varied) == 0.01 and alike_line(0.01, 100) is None
+    assert alike_line(1.0, 5) is None  # too few inputs to tell
+
+
 def test_network_verify_float_line_on_random_inputs_says_it_is_not_an_accuracy():
     """Correct (bit-exact) KERAS_3layer firmware read 'argmax agreement 23.00%' against Keras
     on the random inputs across the input type, with nothing to say those are out of

@@ -86,6 +86,19 @@ def _load_manifest(cfg: config_mod.Config, path: str, key: str) -> Any:
         raise config_mod.ConfigError(f"{key}: {exc}") from None
 
 
+def _fallback_emulator(cfg: config_mod.Config) -> Any:
+    """The emulator of ``fallback.manifest`` (or, boards of different firmwares padded to
+    one layout, of ``fallback.source_manifests``); None without one."""
+    if cfg.fallback.manifest:
+        return _load_manifest(cfg, cfg.fallback.manifest, "fallback.manifest")
+    if cfg.fallback.source_manifests:
+        from sim.per_source import PerSource
+
+        paths = cfg.fallback.source_manifests
+        return PerSource([_load_manifest(cfg, m, f"fallback.source_manifests[{i}]") for i, m in enumerate(paths)])
+    return None
+
+
 def _fragment_layout(cfg: config_mod.Config, emulator: Any) -> tuple[int, int, int]:
     f = cfg.fragment
     n_in, n_out, raw = f.n_inputs, f.n_outputs, f.raw_bytes
@@ -247,18 +260,8 @@ class Node:
             except ValueError as exc:
                 raise config_mod.ConfigError(f"security.curve_secret_key: {exc}") from None
 
-        self.emulator = None
-        manifest = bytes(8)
-        if cfg.fallback.manifest:
-            self.emulator = _load_manifest(cfg, cfg.fallback.manifest, "fallback.manifest")
-            manifest = protocol.manifest_bytes(self.emulator.id)
-        elif cfg.fallback.source_manifests:  # boards of different firmwares, padded to one layout
-            from sim.per_source import PerSource
-
-            self.emulator = PerSource([
-                _load_manifest(cfg, m, f"fallback.source_manifests[{i}]")
-                for i, m in enumerate(cfg.fallback.source_manifests)
-            ])  # fmt: skip
+        self.emulator = _fallback_emulator(cfg)
+        manifest = protocol.manifest_bytes(self.emulator.id) if cfg.fallback.manifest else bytes(8)
         self.n_inputs, self.n_outputs, self.raw_bytes = _fragment_layout(cfg, self.emulator)
         self.limits = protocol.Limits(
             max_message_bytes=cfg.security.max_message_bytes,
@@ -1013,6 +1016,8 @@ def serve(config_path: str | Path, worker: int | None = None, supervisor_pid: in
     config_path = Path(config_path)
     cfg = config_mod.load(config_path)
     if worker is None and cfg.node.workers > 1:
+        # what every worker would refuse, said once before any starts (each said it, after the start)
+        _fragment_layout(cfg, _fallback_emulator(cfg))
         runner: Node | Supervisor = Supervisor(cfg, config_path.resolve())
     elif worker is None:
         runner = Node(cfg)

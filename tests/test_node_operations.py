@@ -1005,3 +1005,27 @@ def test_a_worker_that_cannot_start_fails_the_node_as_a_node_that_cannot_start(t
         taken.close()
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"tcp://127.0.0.1:{port + 1}: cannot bind" in out.stderr
+
+
+@pytest.mark.parametrize("problem", ["no fragment layout", "no manifest there"])
+def test_a_node_with_workers_that_cannot_start_says_why_once_before_starting_any(tmp_path, problem):
+    """With node.workers > 1 a layout or manifest error surfaced only inside the workers:
+    the supervisor started them, each printed the same error, and worker-exited lines
+    followed.  It is now said once, before any worker starts, as a single node says it."""
+    base = free_ports(2)
+    text = (
+        '[node]\nsources = [0]\nworkers = 2\n[sink]\ndirectory = "out"\n'
+        f'[[input]]\nendpoint = "tcp://127.0.0.1:{base}"\n'
+    )
+    if problem == "no manifest there":
+        text += '[fallback]\nmanifest = "nowhere/emulator"\n'
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "node.daemon", str(cfg)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("node: error: "), r.stderr
+    want = "fragment.n_inputs and fragment.n_outputs" if problem == "no fragment layout" else "fallback.manifest: "
+    assert want in lines[0], lines[0]
+    assert not list(tmp_path.glob("node-status.json*")), "no worker (nor the supervisor) started"

@@ -289,6 +289,7 @@ def write_status_logged(log: Log, path: Path, snap: dict[str, Any]) -> bool:
     """The status file; failing to write it (a full disk) is logged, never fatal: building
     and writing events do not depend on it.  Whether it was written."""
     snap["pid"], snap["host"] = os.getpid(), socket.gethostname()  # `status` tells a killed node by them
+    snap["node"] = log.name.split("/", 1)[0]  # node.name (a worker's log adds /K): `status` tells another's file
     try:
         write_status(path, snap)
         return True

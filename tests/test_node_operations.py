@@ -1029,3 +1029,25 @@ def test_a_node_with_workers_that_cannot_start_says_why_once_before_starting_any
     want = "fragment.n_inputs and fragment.n_outputs" if problem == "no fragment layout" else "fallback.manifest: "
     assert want in lines[0], lines[0]
     assert not list(tmp_path.glob("node-status.json*")), "no worker (nor the supervisor) started"
+
+
+def test_node_status_of_a_configuration_whose_status_file_another_node_wrote_says_so(tmp_path):
+    """Two configurations in one folder, each with the default status_file: the second's
+    `node status` showed its own node.name over the first node's status (its counters,
+    its failure).  The status file names the node that wrote it, and `node status` of
+    another node's configuration says whose it is."""
+    first = basic_config(tmp_path, free_port(), sources=[0], node={"name": "alpha"})
+    d = Daemon(first)
+    try:
+        d.stop()
+    finally:
+        d.kill()
+    assert json.loads((tmp_path / "node-status.json").read_text())["node"] == "alpha"
+    other = tmp_path / "beta.toml"
+    other.write_text(first.read_text().replace('name = "alpha"', 'name = "beta"'))
+    shown = cli("node", "status", "--config", str(other))
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    line = shown.stderr.strip().splitlines()[-1]
+    assert "node-status.json holds the status of node 'alpha', not of 'beta'" in line, line
+    assert "node.status_file" in line, line
+    assert cli("node", "status", "--config", str(first)).returncode == 3  # its own: stopped

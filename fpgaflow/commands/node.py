@@ -69,6 +69,11 @@ def _status(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ValueError(f"{path}: no status file; is the node running with {args.config}?")
     snap = metrics.read_status(path)
+    if snap.get("node", cfg.node.name) != cfg.node.name:  # another configuration's node wrote it last
+        raise ValueError(
+            f"{path} holds the status of node {snap['node']!r}, not of {cfg.node.name!r} ({args.config}): two "
+            "configurations share this node.status_file; give each its own"
+        )
     age = time.time() - snap.get("time", 0)
     state = _state(snap, age, cfg.node.status_interval_s)
     code = 1 if snap.get("failed") or state == "dead" else (0 if state == "running" else 3)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 class Held(RuntimeError):
     """A live process holds the lock file ``path``: its ``pid`` (None: not yet written, or
-    a lock file that another user left, in which the pid is not rewritten)."""
+    a lock file that another user left, in which the pid is not rewritten) and, where the
+    kernel here did not name it, the ``host`` it wrote (named when it is not this one)."""
 
     def __init__(self, path: Path, pid: int | None, host: str | None = None):
         self.path, self.pid, self.host = path, pid, host

@@ -487,8 +487,8 @@ def bench_latency(events_per_s: float, batch: int, seconds: float = 4.0, files: 
 class _StealSampler:
     """The host's steal (/proc/stat: time the VM's virtual CPUs did not run, all cores
     summed) every 50 ms while it runs, so that each second's p99 can be set beside the
-    steal in that second: the stalls behind a high p99 came with steal on both virtual
-    CPUs at once (sampled every 5 ms beside the loop's traces, 2026-11-24)."""
+    steal in that second: most stalls behind a high p99 came with steal, mostly on both
+    virtual CPUs at once (sampled every 5 ms beside the loop's traces, 2026-11-24)."""
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []

@@ -8,7 +8,6 @@ network, conifer's configuration keys with ``XGBoostModel``/``SklearnModel``/
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import shlex
@@ -16,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sim.hints import did_you_mean
 
 NETWORK_KEYS = ("KerasJson", "KerasH5", "KerasModel")
 BDT_KEYS = ("XGBoostModel", "SklearnModel", "ConiferModel")
@@ -27,16 +28,21 @@ class ProjectError(ValueError):
 
 
 def refuse_unknown_keys(
-    where: str, given: Any, known: Any, what: str = "key(s)", reasons: Mapping[str, str] | None = None
+    where: str,
+    given: Any,
+    known: Any,
+    what: str = "key(s)",
+    reasons: Mapping[str, str] | None = None,
+    error: type[Exception] = ProjectError,
 ) -> None:
     """Refuse the keys of ``given`` not in ``known``, naming them with a "did you mean"
     (ignored, a misspelt key builds the defaults); ``reasons``: why a known-elsewhere key
-    is refused.  For network and BDT projects alike."""
+    is refused.  For network and BDT projects alike, and (``error``: their exception)
+    the ``Training:`` and ``Data:`` blocks."""
     known, reasons = list(known), reasons or {}
     unknown = [k for k in given if k not in known]
     if not unknown:
         return
-    lowered = {str(k).lower(): k for k in known}
     named = []
     for key in unknown:
         text = str(key)
@@ -46,9 +52,8 @@ def refuse_unknown_keys(
         if text.rstrip().endswith(">"):  # `{Precision: ap_fixed<16,6>}`: YAML split the type at its comma
             named.append(f"{text} (the end of a type split at its comma: quote types inside {{...}})")
             continue
-        close = [lowered[text.lower()]] if text.lower() in lowered else difflib.get_close_matches(text, known, 1, 0.6)
-        named.append(f"{text} (did you mean {close[0]}?)" if close else text)
-    raise ProjectError(f"{where}: unknown {what} {', '.join(named)}; known: {', '.join(map(str, known))}")
+        named.append(text + did_you_mean(text, known))
+    raise error(f"{where}: unknown {what} {', '.join(named)}; known: {', '.join(map(str, known))}")
 
 
 def clock_period(where: str, value: Any) -> float | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.hints import did_you_mean
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -181,7 +183,8 @@ def _section(cls: type, data: Any, where: str) -> Any:
     values = {}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown key; known keys are {', '.join(known)}")
+            hint = did_you_mean(str(key), known)
+            raise ConfigError(f"{where}.{key}: unknown key{hint}; known keys are {', '.join(known)}")
         default = getattr(defaults, key)
         want = int if default is None else type(default)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
@@ -209,7 +212,8 @@ def parse(data: dict[str, Any], where: str = "node.toml", base: Path = Path(".")
         elif key in SECTIONS:
             setattr(cfg, key, _section(SECTIONS[key], value, f"{where}: {key}"))
         else:
-            raise ConfigError(f"{where}: unknown section [{key}]; known: input, {', '.join(SECTIONS)}")
+            hint = did_you_mean(str(key), ["input", *SECTIONS])
+            raise ConfigError(f"{where}: unknown section [{key}]{hint}; known: input, {', '.join(SECTIONS)}")
     check(cfg, where)
     return cfg
 

@@ -38,9 +38,13 @@ def test_the_configuration_takes_the_log_levels_the_log_has():
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("[node]\nsorces = [1]\n", "node.sorces: unknown key"),
+        # a typo says which key was meant, as the project file's keys do; a key like none says no name
+        ("[node]\nsorces = [1]\n", "node.sorces: unknown key (did you mean sources?); known keys are "),
+        ("[node]\nstauts_interval_s = 2\n", "node.stauts_interval_s: unknown key (did you mean status_interval_s?)"),
+        ("[node]\nzzz = 1\n", "node.zzz: unknown key; known keys are "),
         ("[node]\nworkers = 'two'\n", "node.workers: expected int"),
-        ("[nod]\n", "unknown section [nod]"),
+        ("[nod]\n", "unknown section [nod] (did you mean node?); known: input, "),
+        ("[zzz]\n", "unknown section [zzz]; known: input, "),
         ('[[input]]\nendpoint = "tcp://0.0.0.0:5555"\n', "binds beyond loopback"),
         ('[[input]]\nendpoint = "tcp://127.0.0.1:1"\ntype = "req"\n', "input[0].type must be 'pull' or 'sub'"),
         ("[sink]\nformat = 'csv'\n", "sink.format must be 'hdf5' or 'root'"),

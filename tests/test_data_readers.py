@@ -186,8 +186,10 @@ def test_bad_labels_and_config_keys(tmp_path):
         read_dataset(_cfg(tmp_path, File="d.npz", Features="X", Labels="y"))
     with pytest.raises(DataError, match=r"2 entries .* not one-hot"):
         read_dataset(_cfg(tmp_path, File="d.npz", Features="X", Labels="oh"))
-    with pytest.raises(DataError, match=r"unknown key\(s\) Feature;"):
+    with pytest.raises(DataError, match=r"unknown key\(s\) Feature \(did you mean Features\?\); known: "):
         _cfg(tmp_path, File="d.npz", Feature="X")
+    with pytest.raises(DataError, match=r"unknown key\(s\) Zzz; known: "):  # like no key: names none
+        _cfg(tmp_path, File="d.npz", Zzz="X")
     with pytest.raises(DataError, match=r"ChunkSize: expected a positive whole number, got '1e5'"):
         _cfg(tmp_path, File="d.npz", Features="X", ChunkSize="1e5")
     with pytest.raises(DataError, match=r"NonFinite: 'ignore' is not a policy"):

@@ -57,6 +57,15 @@ def test_declared_layers_take_model_defaults_and_per_layer_overrides(tmp_path):
         ({"Model": M, "ValidationSplit": 1.5}, r"ValidationSplit: must be in \[0, 1\)"),
         ({"Model": M, "Pruning": {"Sparsity": 1.2}}, r"0 < Sparsity < 1"),
         ({"Model": M, "Epoch": 3}, r"unknown key\(s\) Epoch"),
+        # a typo names the key meant, as the project file's keys do; a key like none names no key
+        ({"Model": M, "Epcohs": 3}, r"Training: unknown key\(s\) Epcohs \(did you mean Epochs\?\); known: "),
+        ({"Model": M, "batchsize": 3}, r"unknown key\(s\) batchsize \(did you mean BatchSize\?\)"),
+        ({"Model": M, "Zzz": 3}, r"Training: unknown key\(s\) Zzz; known: "),
+        ({"Model": M, "Pruning": {"Sparsity": 0.5, "Frequncy": 5}},
+         r"Pruning: unknown key\(s\) Frequncy \(did you mean Frequency\?\)"),
+        ({"Model": {"Layers": [{"Units": 4, "Activaton": "relu"}]}},
+         r"Layers\[0\]: unknown key\(s\) Activaton \(did you mean Activation\?\)"),
+        ({"Model": {"Layers": [{"Units": 4}], "Bit": 4}}, r"Model: unknown key\(s\) Bit \(did you mean Bits\?\)"),
         # accepted before, then wrong or ignored, or a bare int()/float() error naming no key
         ({"Model": M, "EarlyStopping": {"Monitor": "val_acc"}}, r"Monitor: 'val_acc' is not .* val_accuracy"),
         ({"Model": M, "EarlyStopping": True, "ValidationSplit": 0}, r"Monitor: val_loss needs validation"),

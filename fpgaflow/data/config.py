@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpgaflow.project import refuse_unknown_keys
+
 NON_FINITE_POLICIES = ("error", "drop", "zero")
 SCALING_KINDS = ("standard", "minmax", "none")
 DEFAULT_CHUNK = 100_000
@@ -57,9 +59,7 @@ class DataConfig:
             "File", "Files", "Tree", "Features", "Labels", "Classes", "ChunkSize", "MaxEntries",
             "NonFinite", "Scaling", "Generator", "Pad", "Mask",
         }  # fmt: skip
-        unknown = sorted(set(block) - known)
-        if unknown:
-            raise DataError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        refuse_unknown_keys(where, block, sorted(known), error=DataError)
         null = next((k for k, v in block.items() if v is None), None)
         if null is not None:
             raise DataError(f"{where}.{null}: has no value (null); give one, or leave the key out")

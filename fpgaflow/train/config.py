@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpgaflow.project import refuse_unknown_keys
+
 ACTIVATIONS = ("relu", "linear", "softmax", "sigmoid", "tanh")
 # what Keras logs with the loss and metrics=["accuracy"] that training compiles with
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
@@ -77,9 +79,7 @@ class TrainingConfig:
             "Model", "BuildModel", "ModelOptions", "Epochs", "BatchSize", "LearningRate", "EarlyStopping",
             "ValidationSplit", "ClassWeights", "Pruning", "Seed", "History", "Verbose",
         }  # fmt: skip
-        unknown = sorted(set(block) - known)
-        if unknown:
-            raise TrainingError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        refuse_unknown_keys(where, block, sorted(known), error=TrainingError)
         null = next((k for k, v in block.items() if v is None), None)
         if null is not None:
             raise TrainingError(f"{where}.{null}: has no value (null); give one, or leave the key out")
@@ -163,9 +163,9 @@ class TrainingConfig:
         if pruning is not False:
             if not isinstance(pruning, dict) or "Sparsity" not in pruning:
                 raise TrainingError(f"{where}.Pruning: expected {{Sparsity: 0.5, Begin: 0.0, End: 0.7, Frequency: 10}}")
-            extra = set(pruning) - {"Sparsity", "Begin", "End", "Frequency"}
-            if extra:
-                raise TrainingError(f"{where}.Pruning: unknown key(s) {', '.join(sorted(extra))}")
+            refuse_unknown_keys(
+                f"{where}.Pruning", pruning, ("Sparsity", "Begin", "End", "Frequency"), error=TrainingError
+            )
             at = f"{where}.Pruning"
             spec = PruningSpec(
                 _float(pruning, "Sparsity", 0.0, at),
@@ -188,9 +188,8 @@ class TrainingConfig:
 def _layers(model: Any, where: str) -> list[LayerSpec]:
     if not isinstance(model, dict) or not isinstance(model.get("Layers"), list) or not model["Layers"]:
         raise TrainingError(f"{where}: expected {{Layers: [{{Name, Units, Activation, Bits}}, ...]}}")
-    extra = set(model) - {"Layers", "Bits", "IntegerBits", "ActivationBits", "ActivationIntegerBits"}
-    if extra:
-        raise TrainingError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    known = ("Layers", "Bits", "IntegerBits", "ActivationBits", "ActivationIntegerBits")
+    refuse_unknown_keys(where, model, known, error=TrainingError)
     defaults = {k: model[k] for k in ("Bits", "IntegerBits", "ActivationBits", "ActivationIntegerBits") if k in model}
     keys = {"Name", "Units", "Activation", "ActivationName", *defaults, "Bits", "IntegerBits"}
     keys |= {"ActivationBits", "ActivationIntegerBits"}
@@ -199,8 +198,7 @@ def _layers(model: Any, where: str) -> list[LayerSpec]:
         at = f"{where}.Layers[{i}]"
         if not isinstance(raw, dict) or "Units" not in raw:
             raise TrainingError(f"{at}: expected a mapping with at least Units")
-        if set(raw) - keys:
-            raise TrainingError(f"{at}: unknown key(s) {', '.join(sorted(set(raw) - keys))}; known: {sorted(keys)}")
+        refuse_unknown_keys(at, raw, sorted(keys), error=TrainingError)
         item = {**defaults, **raw}
         activation = _text(item.get("Activation", "relu"), f"{at}.Activation", "an activation name").lower()
         if activation not in ACTIVATIONS:

@@ -223,6 +223,27 @@ def test_layer_class_unknown_to_keras_is_named(tmp_path):
         _synth(project)
 
 
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        # said "cannot load the model from m.json, m_weights.h5", not which of the two
+        ("m_weights.h5", r"cannot load the model's weights from \S*m_weights\.h5 \(KerasH5\) into the architecture "
+         r"of m\.json: OSError: .*file signature not found"),
+        ("m.json", r"cannot load the model's architecture from \S*m\.json \(KerasJson\): JSONDecodeError: "),
+    ],
+)  # fmt: skip
+def test_the_model_file_that_fails_to_load_is_named(tmp_path, broken, message):
+    from fpgaflow.network.model import load_keras_model
+    from fpgaflow.project import ProjectError, load_project
+
+    files = {"m.json": MODELS / "KERAS_3layer.json", "m_weights.h5": MODELS / "KERAS_3layer_weights.h5"}
+    config = write_project(tmp_path, {"KerasJson": "m.json", "KerasH5": "m_weights.h5"}, files)
+    (tmp_path / broken).write_text('{"class_name": "Model", "config": ' if broken == "m.json" else "not HDF5\n")
+    with pytest.raises(ProjectError, match=message) as info:
+        load_keras_model(load_project(config))
+    assert "\n" not in str(info.value) and "m.json, " not in str(info.value)
+
+
 def test_lossy_power_of_two_weights_with_saturating_accumulator_are_refused(tmp_path):
     import tensorflow as tf
     from qkeras import QActivation, QDense

@@ -33,27 +33,33 @@ def load_keras_model(project: Project) -> Any:
             f"{project.file}: KerasJson is set without KerasH5: the JSON holds the architecture only; "
             "name the weights file with KerasH5 (or give the full model with KerasH5 or KerasModel alone)"
         )
+    # what is being read, for the message: with KerasJson + KerasH5, the file that failed
+    what = ""
     try:
         if "KerasJson" in cfg:
             path = project.existing("KerasJson")
+            what = f"the model's architecture from {path} (KerasJson)"
             model = tf.keras.models.model_from_json(path.read_text(), custom_objects=objects)
-            model.load_weights(str(project.existing("KerasH5")))
+            weights = project.existing("KerasH5")
+            what = f"the model's weights from {weights} (KerasH5) into the architecture of {path.name}"
+            model.load_weights(str(weights))
             return model
         key = "KerasH5" if "KerasH5" in cfg else "KerasModel"
         path = project.existing(key)
+        what = f"the model from {path} ({key})"
         return tf.keras.models.load_model(str(path), custom_objects=objects, compile=False)
     except ProjectError:
         raise
     except Exception as exc:  # Keras raises many types; name the file, not the stack
-        files = ", ".join(str(p) for p in _named_files(project))
         unknown = _unknown_layers(project, objects)
         if unknown:  # Keras's own error for these is e.g. "'str' object is not callable"
             raise ProjectError(
-                f"{project.file}: cannot load the model from {files}: "
+                f"{project.file}: cannot load {what}: "
                 + "; ".join(f"{_layers(n)} of class {cls}{src}" for cls, src, n in unknown)
                 + ", which neither Keras nor QKeras defines (fpgaflow reads Keras and QKeras models)"
             ) from None
-        raise ProjectError(f"{project.file}: cannot load the model from {files}: {type(exc).__name__}: {exc}") from None
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line: some of Keras's span several
+        raise ProjectError(f"{project.file}: cannot load {what}: {why}") from None
 
 
 def _layers(names: list[str]) -> str:
@@ -89,10 +95,6 @@ def _unknown_layers(project: Project, objects: dict[str, Any]) -> list[tuple[str
             src = f" (module {module})" if module and not module.startswith("keras") else ""
             unknown.setdefault((cls, src), []).append(layer.get("name") or layer.get("config", {}).get("name", "?"))
     return [(cls, src, names) for (cls, src), names in unknown.items()]
-
-
-def _named_files(project: Project) -> list[Path]:
-    return [project.resolve(project.config[k]) for k in ("KerasJson", "KerasH5", "KerasModel") if k in project.config]
 
 
 def source_sha256(files: list[Path]) -> str:

@@ -4,12 +4,18 @@ that name the culprit, the manifest and report contents, the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import fake_vendor
 import numpy as np
 import pytest
-from network_oracle import MODELS, save_keras, write_project
+from network_oracle import MODELS, keras_project, save_keras, write_project
+
+ROOT = Path(__file__).resolve().parents[1]
 
 JET = {"KerasJson": "KERAS_3layer.json", "KerasH5": "KERAS_3layer_weights.h5", "IOType": "io_parallel"}
 JET_FILES = {
@@ -242,6 +248,36 @@ def test_the_model_file_that_fails_to_load_is_named(tmp_path, broken, message):
     with pytest.raises(ProjectError, match=message) as info:
         load_keras_model(load_project(config))
     assert "\n" not in str(info.value) and "m.json, " not in str(info.value)
+
+
+def test_keras_warning_about_qkeras_quantizers_is_silenced_and_no_other(tmp_path):
+    """Every QKeras synth/verify printed Keras's two-line UserWarning that
+    `keras.constraints.serialize()` found a QKeras quantizer: noise about QKeras, not the
+    user's model.  Only it goes: a warning raised during the conversion still shows."""
+    import tensorflow as tf
+    from qkeras import QDense
+
+    inp = tf.keras.Input((4,), name="x")
+    model = tf.keras.Model(inp, QDense(2, name="q", kernel_quantizer="quantized_bits(6,0,alpha=1)")(inp))
+    config = keras_project(tmp_path, model, "m")
+    script = f"""
+import argparse, warnings
+import fpgaflow.network.convert as convert
+from fpgaflow.network.synth import synth
+from fpgaflow.project import load_project
+
+def noisy(*args, **kwargs):
+    warnings.warn("a warning of the conversion's own", UserWarning)
+    return plain(*args, **kwargs)
+
+plain, convert.convert = convert.convert, noisy
+assert synth(load_project({str(config)!r}), argparse.Namespace(vendor=False)) == 0
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "constraints.serialize" not in out.stderr and "qkeras.quantizers" not in out.stderr, out.stderr
+    assert "UserWarning: a warning of the conversion's own" in out.stderr, out.stderr
 
 
 def test_lossy_power_of_two_weights_with_saturating_accumulator_are_refused(tmp_path):

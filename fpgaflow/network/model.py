@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fpgaflow.project import Project, ProjectError
+
+# Keras's two-line UserWarning each time a QKeras layer serializes its quantizers (every
+# get_config: conversion, hls4ml's write...): about QKeras's code, never the user's model
+QKERAS_SERIALIZE_WARNING = (
+    r"The `keras\.constraints\.serialize\(\)` API should only be used for objects of type "
+    r"`keras\.constraints\.Constraint`\. Found an instance of type <class 'qkeras\."
+)
+
+
+@contextlib.contextmanager
+def quiet_qkeras_serialize() -> Iterator[None]:
+    """Silence Keras's warning about QKeras quantizers, and only it, for the ``with`` block
+    (or, ``@quiet_qkeras_serialize()``, the function) that loads and converts a model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=QKERAS_SERIALIZE_WARNING, category=UserWarning)
+        yield
 
 
 def custom_objects() -> dict[str, Any]:

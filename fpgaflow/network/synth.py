@@ -7,6 +7,7 @@ import shutil
 import sys
 from typing import Any
 
+from fpgaflow.network.model import quiet_qkeras_serialize
 from fpgaflow.project import Project
 
 # the command each hls4ml 1.3 backend's build() runs (Vitis: the unified ``vitis-run --mode hls``)
@@ -44,6 +45,7 @@ def run_vendor(hls_model: Any, backend: str, requested: bool) -> dict[str, Any]:
     return {"ran": True, "tool": tool, "success": True, "results": results}
 
 
+@quiet_qkeras_serialize()  # Keras frets over QKeras quantizers at each serialization
 def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from fpgaflow.data.scaling import project_preprocessing, refuse_feature_count
     from fpgaflow.folders import claim_build_dir, refuse_foreign_build_dir

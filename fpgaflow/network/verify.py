@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fpgaflow.network.model import quiet_qkeras_serialize
 from fpgaflow.project import Project, ProjectError
 
 
@@ -286,6 +287,7 @@ def float_line(f: dict[str, Any]) -> str:
     return line
 
 
+@quiet_qkeras_serialize()  # Keras frets over QKeras quantizers at each serialization
 def verify(project: Project, args: argparse.Namespace) -> int:
     import sim
     from fpgaflow.arrays import read_array

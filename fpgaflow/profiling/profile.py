@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fpgaflow.network.model import quiet_qkeras_serialize
 from fpgaflow.profiling.ranges import Range, observe, suggest_type
 from fpgaflow.profiling.roc import per_class
 from fpgaflow.project import Project, ProjectError
@@ -191,6 +192,7 @@ def weight_ranges(model: Any, net: Any) -> list[Range]:
     return out
 
 
+@quiet_qkeras_serialize()  # Keras frets over QKeras quantizers at each serialization
 def profile_project(
     project: Project,
     input_path: str | None = None,

@@ -246,3 +246,32 @@ def test_data_values_of_the_wrong_type_are_refused_before_any_work(tmp_path, cap
     assert main(["train", str(root)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.endswith("Data.Labels: expected a column name or a list of column names, got 5"), line
+
+
+def test_saving_the_trained_model_hides_only_keras_s_known_noise(tmp_path):
+    """Saving silenced every warning (Keras's HDF5-legacy notice and its QKeras quantizer
+    notice were the aim): any other warning while the model was written went unseen."""
+    import warnings
+
+    import tensorflow as tf
+    from qkeras import QDense, quantized_bits
+
+    from fpgaflow.train.outputs import TrainingOutputs
+
+    inp = tf.keras.Input((4,))
+    model = tf.keras.Model(inp, QDense(3, kernel_quantizer=quantized_bits(4, 0, alpha=1))(inp))
+    real_save = model.save
+
+    def save(*args, **kwargs):
+        warnings.warn("a warning about the user's model", UserWarning, stacklevel=2)
+        return real_save(*args, **kwargs)
+
+    model.save = save
+    out = TrainingOutputs(model=tmp_path / "m.h5", json=None, scaling=tmp_path / "s.json", history=tmp_path / "h.json")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out.save_model(model)
+    said = [str(w.message) for w in seen]
+    assert "a warning about the user's model" in said, said
+    assert not [m for m in said if "considered legacy" in m or "constraints.serialize" in m], said
+    assert (tmp_path / "m.h5").is_file()

@@ -12,6 +12,9 @@ from typing import Any
 from fpgaflow.data.scaling import scaling_file
 from fpgaflow.train.config import TrainingError
 
+# Keras 2.14's notice on every model.save to .h5 (the format the hls4ml keys name)
+HDF5_LEGACY_WARNING = r"You are saving your model as an HDF5 file via `model\.save\(\)`"
+
 
 @dataclass
 class TrainingOutputs:
@@ -21,8 +24,12 @@ class TrainingOutputs:
     history: Path
 
     def save_model(self, model: Any) -> None:
-        with warnings.catch_warnings():  # Keras calls HDF5 legacy and frets over QKeras quantizers; both are fine
-            warnings.simplefilter("ignore")
+        """Keras calls HDF5 legacy and frets over QKeras quantizers, both fine here: those two
+        are silenced, and only they (any other warning while the model is written shows)."""
+        from fpgaflow.network.model import quiet_qkeras_serialize
+
+        with quiet_qkeras_serialize(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=HDF5_LEGACY_WARNING, category=UserWarning)
             self._save(model)
 
     def _save(self, model: Any) -> None:

@@ -7,7 +7,6 @@ configurations, so the keys are interpreted here and the model converted with
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from fpgaflow.project import Project, ProjectError, clock_period, refuse_unknown_keys
 from sim.fixed import FixedType
+from sim.hints import did_you_mean
 
 BACKENDS = ("Vivado", "Vitis")
 IO_TYPES = ("io_parallel", "io_stream")
@@ -174,11 +174,9 @@ def _checked_entry(where: str, path: str, entry: dict[str, Any], model: bool = F
         elif snake == "strategy":
             names = {_snake(s): s for s in STRATEGIES}
             if _snake(value) not in names:
-                close = difflib.get_close_matches(str(value), STRATEGIES, 1, 0.6)
                 raise ProjectError(
-                    f"{where}: {at} is {value!r}"
-                    + (f" (did you mean {close[0]}?)" if close else "")
-                    + f"; hls4ml's strategies: {', '.join(STRATEGIES)}"
+                    f"{where}: {at} is {value!r}{did_you_mean(str(value), STRATEGIES)}; "
+                    f"hls4ml's strategies: {', '.join(STRATEGIES)}"
                 )
     return out
 
@@ -224,18 +222,14 @@ def _why_not(layer: str, known: list[str]) -> str:
     """The hint after an unknown LayerName: the layer in another case (``FC1``; fc1 was
     suggested for none), or why ``<layer>_alpha`` is not there (``fc1_relu`` was
     suggested for ``fc1_alpha`` of a layer whose quantizer has no alpha), then the layers."""
-    same = [name for name in known if name.lower() == layer.lower()]
     base = layer.removesuffix("_alpha")
-    if same:
-        hint = f" (did you mean {same[0]}?)"
-    elif layer.endswith("_alpha") and base in known:
+    if layer.endswith("_alpha") and base in known and not any(name.lower() == layer.lower() for name in known):
         hint = (
             f": hls4ml inserts the ApplyAlpha layer {layer!r} only for a QDense/QConv whose kernel or bias quantizer "
             f"has an alpha other than 1, and layer {base!r} has none"
         )
     else:
-        close = difflib.get_close_matches(layer, known, 1, 0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(layer, known)
     return hint + f"; its layers: {', '.join(sorted(known))}"
 
 

@@ -89,6 +89,16 @@ class Project:
         (a folder with a space in its name gave a command that did not run as pasted)."""
         return f"fpgaflow {verb} {shlex.quote(str(self.file))}"
 
+    def synthesized_emulator(self) -> Path:
+        """``build/emulator``, the manifest folder ``fpgaflow synth`` exports; a
+        ``ProjectError`` with the synth command to run where synth has not run yet."""
+        from sim.manifest import MANIFEST_FILE
+
+        emulator = self.build_dir / "emulator"
+        if not (emulator / MANIFEST_FILE).is_file():
+            raise ProjectError(f"{emulator}: no manifest; run `{self.command('synth')}` first")
+        return emulator
+
     @property
     def build_dir(self) -> Path:
         """``OutputDir`` if the project file names one, else ``build/`` beside it."""

@@ -125,10 +125,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     from fpgaflow.stale import refuse_stale_firmware
 
     cfg = read_config(project)
-    emulator_dir = cfg.emulator_dir
-    if not (emulator_dir / "manifest.json").is_file():
-        raise ProjectError(f"{emulator_dir}: no manifest; run `{project.command('synth')}` first")
-    emulator = sim.load(emulator_dir)
+    emulator = sim.load(project.synthesized_emulator())
     refuse_stale_firmware(project, emulator.manifest, _say)  # model, backend, types and the recorded settings
     source = load_model(project)
     x = inputs(args, source, cfg)

@@ -24,7 +24,7 @@ def firmware_manifest(target: str, command: str) -> Manifest:
     """The manifest of a folder given directly, or the one a synthesized project exported,
     read once for the stale check and the emulator alike; of a project, a warning on
     stderr when files or settings changed since synth (``fpgaflow.stale``)."""
-    from fpgaflow.project import ProjectError, load_project
+    from fpgaflow.project import load_project
     from fpgaflow.stale import warn_if_stale
     from sim.manifest import MANIFEST_FILE, read_manifest
 
@@ -32,10 +32,7 @@ def firmware_manifest(target: str, command: str) -> Manifest:
     if (p / MANIFEST_FILE).is_file() or p.name == MANIFEST_FILE:
         return read_manifest(p)
     project = load_project(p)
-    emulator = project.build_dir / "emulator"
-    if not (emulator / MANIFEST_FILE).is_file():
-        raise ProjectError(f"{emulator}: no manifest; run `{project.command('synth')}` first")
-    manifest = read_manifest(emulator)
+    manifest = read_manifest(project.synthesized_emulator())
     warn_if_stale(project, manifest, command)
     return manifest
 

@@ -296,12 +296,9 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     from fpgaflow.network.model import load_keras_model
     from fpgaflow.stale import refuse_stale_firmware
     from sim.emulator import refuse_non_finite, sample_rows
-    from sim.manifest import MANIFEST_FILE
 
     settings = read_settings(project)
-    emulator_dir = project.build_dir / "emulator"
-    if not (emulator_dir / MANIFEST_FILE).is_file():
-        raise ProjectError(f"{emulator_dir}: no manifest; run `{project.command('synth')}` first")
+    emulator_dir = project.synthesized_emulator()
     net = sim.load(emulator_dir)
     refuse_stale_firmware(project, net.manifest, _say)  # model, settings, the scaling --input rows go through
     data = None

@@ -208,12 +208,9 @@ def profile_project(
     from fpgaflow.profiling.report import write_report
     from fpgaflow.stale import refuse_stale_firmware
     from sim.emulator import refuse_non_finite, sample_rows
-    from sim.manifest import MANIFEST_FILE
     from sim.network.overflow import count_overflows
 
-    emulator = project.build_dir / "emulator"
-    if not (emulator / MANIFEST_FILE).is_file():
-        raise ProjectError(f"{emulator}: no manifest; run `{project.command('synth')}` first")
+    emulator = project.synthesized_emulator()
     net = sim.load(emulator)
     if net.manifest.kind != "network":
         raise ProjectError(f"{project.file}: profiling is for networks; this firmware is a {net.manifest.kind}")

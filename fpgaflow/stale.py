@@ -84,11 +84,10 @@ def settings_digests(values: dict[str, Any]) -> dict[str, str]:
     return {path: setting_digest(value) for path, value in sorted(values.items())}
 
 
-def changed_settings(recorded: dict[str, str], current: dict[str, Any]) -> list[str]:
-    """The canonical paths (sorted) whose value ``current`` (path -> canonical value) is not
-    the one synth ``recorded`` (``settings_sha256``).  A path recorded and now absent, or
-    now set and not recorded, is a change."""
-    now = settings_digests(current)
+def changed_settings(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The canonical paths (sorted) whose digest ``now`` (``settings_digests`` of the
+    project file's settings) is not the one synth ``recorded`` (``settings_sha256``).  A
+    path recorded and now absent, or now set and not recorded, is a change."""
     return sorted(path for path in recorded.keys() | now.keys() if recorded.get(path) != now.get(path))
 
 

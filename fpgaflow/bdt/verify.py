@@ -83,14 +83,14 @@ def refuse_changed_since_synth(cfg: BDTConfig, meta: dict[str, Any], recorded: d
     from fpgaflow.bdt.config import firmware_settings
     from fpgaflow.bdt.export import firmware_types
     from fpgaflow.bdt.load import file_sha256, model_file
-    from fpgaflow.stale import changed_settings
+    from fpgaflow.stale import changed_settings, settings_digests
 
     _, path = model_file(cfg.project)
     if meta["source"]["sha256"] != file_sha256(path):
         raise ProjectError(f"{path} changed since `fpgaflow synth`; run it again")
     configured = {k: (str(v) if v is not None else None) for k, v in firmware_types(cfg).items()}
     settings = firmware_settings(cfg)
-    edited = changed_settings(recorded, settings) if recorded is not None else []
+    edited = changed_settings(recorded, settings_digests(settings)) if recorded is not None else []
     if meta["backend"] != cfg.backend:  # ClockPeriod and Unroll are xilinxhls settings: the Backend says it
         edited = [key for key in edited if key in recorded and key in settings]
     if meta["types"] == configured and meta["backend"] == cfg.backend and not edited:

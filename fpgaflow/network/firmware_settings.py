@@ -37,6 +37,7 @@ from typing import Any
 from fpgaflow.network.config import NetworkSettings, normalised
 from fpgaflow.network.config import _snake as snake
 from fpgaflow.project import ProjectError
+from fpgaflow.stale import changed_settings
 from fpgaflow.stale import setting_digest as _digest
 from fpgaflow.stale import settings_digests as digest_all
 
@@ -151,19 +152,23 @@ def _leaves(out: dict[str, tuple[str, Any]], path: str, shown: str, value: Any) 
 
 def settings_digests(settings: NetworkSettings) -> dict[str, str]:
     """What synth records in the manifest's ``settings_sha256``."""
-    return digest_all({path: value for path, (_, value) in firmware_settings(settings).items()})
+    return _digests(firmware_settings(settings))
+
+
+def _digests(spelt: dict[str, tuple[str, Any]]) -> dict[str, str]:
+    return digest_all({path: value for path, (_, value) in spelt.items()})
 
 
 def refuse_changed_settings(settings: NetworkSettings, recorded: dict[str, str]) -> None:
     """A ``ProjectError`` naming the settings whose values differ from those synth built
     the firmware with (``recorded``: the manifest's ``settings_sha256``)."""
-    digests = settings_digests(settings)
-    changed = [path for path in recorded.keys() | digests.keys() if recorded.get(path) != digests.get(path)]
+    spelt = firmware_settings(settings)
+    digests = _digests(spelt)
+    changed = changed_settings(recorded, digests)
     if not changed:
         return
     changed = [path for path in changed if not _follows(path, recorded, digests)] or changed  # never none named
-    changed.sort(key=lambda path: (path.startswith("HLSConfig."), path))  # IOType before a hundred precisions
-    spelt = firmware_settings(settings)
+    changed.sort(key=lambda path: path.startswith("HLSConfig."))  # (stable) IOType before a hundred precisions
     shown = list(dict.fromkeys(spelt[p][0] if p in spelt else p for p in changed))
     named = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
     raise ProjectError(

@@ -138,16 +138,19 @@ def read_config(project: Project) -> BDTConfig:
     given = {
         k: _ap_spelling(_text(project, k, "an HLS fixed-point type such as ap_fixed<18,8>")) for k in PRECISION_KEYS
     }
-    texts = {"InputPrecision": given["InputPrecision"] or default}
-    texts["ThresholdPrecision"] = given["ThresholdPrecision"] or texts["InputPrecision"]
-    texts["WeightPrecision"] = given["WeightPrecision"] or texts["ThresholdPrecision"]
-    texts["ScorePrecision"] = given["ScorePrecision"] or default
-    # the key each text was written under, for the errors: `Precision: ap_fixd<18,8>` was
-    # refused as "InputPrecision is 'ap_fixd<18,8>'", a key the file does not have
-    written = {"InputPrecision": "InputPrecision" if given["InputPrecision"] else "Precision"}
-    written["ThresholdPrecision"] = "ThresholdPrecision" if given["ThresholdPrecision"] else written["InputPrecision"]
-    written["WeightPrecision"] = "WeightPrecision" if given["WeightPrecision"] else written["ThresholdPrecision"]
-    written["ScorePrecision"] = "ScorePrecision" if given["ScorePrecision"] else "Precision"
+    # each key's text, and the key it was written under, for the errors (`Precision:
+    # ap_fixd<18,8>` was refused as "InputPrecision is 'ap_fixd<18,8>'", a key the file does
+    # not have): a key not given takes the one it falls back to, or Precision
+    texts: dict[str, str] = {}
+    written: dict[str, str] = {}
+    for key, falls_back_to in (("InputPrecision", None), ("ThresholdPrecision", "InputPrecision"),
+                               ("WeightPrecision", "ThresholdPrecision"), ("ScorePrecision", None)):  # fmt: skip
+        if given[key]:
+            texts[key], written[key] = given[key], key
+        elif falls_back_to:
+            texts[key], written[key] = texts[falls_back_to], written[falls_back_to]
+        else:
+            texts[key], written[key] = default, "Precision"
     types = {
         "input": _precision(project, written["InputPrecision"], texts["InputPrecision"]),
         "threshold": _precision(project, written["ThresholdPrecision"], texts["ThresholdPrecision"]),

@@ -37,16 +37,14 @@ from node.metrics import WAITING_LOG_S, Log, Metrics, write_status_logged
 from node.orphan import SupervisorGone, SupervisorWatch
 from node.sequences import Sequences
 from node.sinks import (
-    FORMATS,
     LATE_CHUNK_BYTES,
     NO_FILES_WRITTEN,
-    STAMPED,
     PrefixInUse,
     Publisher,
     RotatingFiles,
     late_records,
-    prefixes_found,
     sink_prefixes,
+    tmp_files_found,
 )
 from node.supervisor import Supervisor
 from sim.wire import protocol
@@ -207,7 +205,7 @@ class Node:
         sinks' prefixes, so these stayed ``.tmp`` for good, never named."""
         cfg, s = self.cfg, self.cfg.sink
         taken = {p for k in range(cfg.node.workers) for p in sink_prefixes(cfg.node.name, k)[: 2 if s.late else 1]}
-        for prefix in sorted(prefixes_found(directory, cfg.node.name) - taken):
+        for prefix in sorted(tmp_files_found(directory, cfg.node.name).keys() - taken):
             late = not prefix.startswith(f"{cfg.node.name}-w")
             try:
                 sink = RotatingFiles(
@@ -224,11 +222,10 @@ class Node:
         it names the ``.tmp`` files an earlier run of its name left in ``sink.directory``
         (killed, then started to publish only), which stayed there unnamed, and touches
         nothing there (no lock, no rebuild)."""
-        for prefix in sorted(prefixes_found(directory, self.cfg.node.name)):
-            for ext in FORMATS.values():
-                for tmp in sorted(directory.glob(f"{prefix}-{STAMPED}{ext}.tmp")):
-                    self.log("warning", "unrecovered-file", file=str(tmp), reason=NO_FILES_WRITTEN)
-                    self._unrecovered += 1
+        for _, files in sorted(tmp_files_found(directory, self.cfg.node.name).items()):
+            for tmp in files:
+                self.log("warning", "unrecovered-file", file=str(tmp), reason=NO_FILES_WRITTEN)
+                self._unrecovered += 1
 
     def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,
                context: zmq.Context | None, supervisor: SupervisorWatch | None) -> None:  # fmt: skip

@@ -62,12 +62,16 @@ def sink_prefixes(name: str, worker: int) -> tuple[str, str]:
     return f"{name}-w{worker}", f"late-{name}-w{worker}"
 
 
-def prefixes_found(directory: Path, name: str) -> set[str]:
-    """The prefixes (``sink_prefixes``, any worker) of node ``name``'s files left as
-    ``.tmp`` in ``directory``."""
+def tmp_files_found(directory: Path, name: str) -> dict[str, list[Path]]:
+    """Node ``name``'s files left as ``.tmp`` in ``directory``, sorted, by their prefix
+    (``sink_prefixes``, any worker)."""
     stamped = re.compile(rf"((?:late-)?{re.escape(name)}-w\d+)-\d{{8}}T\d{{6}}-\d+\.(?:h5|root)\.tmp")
-    found = (stamped.fullmatch(path.name) for path in directory.glob(f"*{name}-w*.tmp"))
-    return {m.group(1) for m in found if m}
+    found: dict[str, list[Path]] = {}
+    for path in sorted(directory.glob(f"*{name}-w*.tmp")):
+        m = stamped.fullmatch(path.name)
+        if m:
+            found.setdefault(m.group(1), []).append(path)
+    return found
 
 
 class PrefixInUse(RuntimeError):

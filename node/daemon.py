@@ -29,7 +29,7 @@ import numpy as np
 import zmq
 
 from node import config as config_mod
-from node import heap, lockfile, preflight
+from node import heap, preflight
 from node import metrics as metrics_mod
 from node.builder import WHY_BAD_FLAGS, WHY_LATE, Builder, Late, missing_sources
 from node.fallback import Fallback
@@ -243,12 +243,7 @@ class Node:
         self.status_file = Path(status_file) if status_file else cfg.resolve(cfg.node.status_file)
         self._status_lock = -1  # the status file's (metrics.hold_status): a supervisor's worker's is the supervisor's
         if supervisor is None:  # first: a node refused for it must not have touched anything of the other's
-            try:
-                self._status_lock = metrics_mod.hold_status(self.status_file)
-            except lockfile.Held as held:
-                raise config_mod.ConfigError(metrics_mod.status_in_use(self.status_file, held)) from None
-            except OSError as exc:
-                raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
+            self._status_lock = metrics_mod.hold_status(self.status_file)
         if cfg.security.curve_secret_key:  # read before any socket opens: a bad one is named, not met half-open
             from sim.wire.security import load_secret_certificate
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from node import lockfile
+from node.config import ConfigError
 
 # end-to-end latency (board timestamp -> event out), seconds
 WAITING_LOG_S = 10.0  # how often a node waiting (a sink for room on the disk, a supervisor for workers) says so
@@ -217,15 +218,16 @@ def hold_status(path: Path) -> int:
     its final status (the fd; close it to let go): two nodes writing one file (two
     configurations in one folder, each with the default ``status_file``; the same one
     started twice) made ``node status`` read each in turn, and a second start that failed
-    wrote its final, failed status over a running node's.  ``lockfile.Held`` if another
-    holds it; an OSError if the lock file cannot be made beside it."""
-    return lockfile.hold(path.with_name(f".{path.name}.lock"))
-
-
-def status_in_use(path: Path, held: lockfile.Held) -> str:
-    """The one line a node refused for its status file says."""
-    return (f"node.status_file {path}: {held.holder} writes it (a node running, starting or still stopping); "
-            "two nodes need status files of their own")  # fmt: skip
+    wrote its final, failed status over a running node's.  A ``ConfigError`` in the one
+    line a node (or supervisor) is refused with, if another holds it or the lock file
+    cannot be made beside it."""
+    try:
+        return lockfile.hold(path.with_name(f".{path.name}.lock"))
+    except lockfile.Held as held:
+        raise ConfigError(f"node.status_file {path}: {held.holder} writes it (a node running, starting or still "
+                          "stopping); two nodes need status files of their own") from None  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(f"node.status_file {path}: cannot write it ({exc})") from None
 
 
 def read_status(path: str | Path) -> dict[str, Any]:

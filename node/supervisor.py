@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from node import config as config_mod
-from node import lockfile
 from node import metrics as metrics_mod
 from node.metrics import WAITING_LOG_S, Log, write_status_logged
 from node.sinks import PrefixInUse, check_prefix_free, sink_prefixes
@@ -103,12 +102,8 @@ class Supervisor:
                     raise config_mod.ConfigError(exc.refusal(self.cfg.node.name)) from None
 
     def run(self) -> dict[str, Any]:
-        try:  # first: a second start of this configuration touches nothing of the running node's
-            status_lock = metrics_mod.hold_status(self.status_file)
-        except lockfile.Held as held:
-            raise config_mod.ConfigError(metrics_mod.status_in_use(self.status_file, held)) from None
-        except OSError as exc:
-            raise config_mod.ConfigError(f"node.status_file {self.status_file}: cannot write it ({exc})") from None
+        # first: a second start of this configuration touches nothing of the running node's
+        status_lock = metrics_mod.hold_status(self.status_file)
         try:
             return self._run()
         finally:

@@ -40,7 +40,8 @@ DAMAGED = ".damaged"  # NAME.h5.damaged{,.chunks,.tail}: a .tmp's bytes its chun
 NO_LOG = ("no chunk log beside it: its writer was killed before making one, so before any event went to the file "
           "(or the log was removed); nothing to rebuild it from, left as it is")  # fmt: skip
 ROOT_NOT_CLOSED = ("a ROOT file its writer never closed (killed, or its sink failed): ROOT files have no chunk log "
-                   "and are not rebuilt; left as it is")  # fmt: skip
+                   "and are not rebuilt (read as it is, its tree may count more entries than its branches give "
+                   "back, or one branch more than another: a write cut short); left as it is")  # fmt: skip
 HDF5_NOT_REBUILT = ("an HDF5 file its writer never closed: only a sink with sink.format = \"hdf5\" rebuilds it, "
                     "this one writes ROOT; left as it is")  # fmt: skip
 NO_FILES_WRITTEN = ("a file an earlier run of this node left unclosed; this node writes no files "

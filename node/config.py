@@ -95,7 +95,7 @@ class SinkSection:
     late: bool = True
     publish: str = ""  # PUB endpoint for downstream consumers; empty: none
     direct_io: bool = True  # HDF5 chunks written by a thread with O_DIRECT (less CPU per MB); false: page cache
-    fsync: bool = True  # files (and each HDF5 chunk, before its log entry) reach the disk: power-loss safe
+    fsync: bool = True  # files (each HDF5 chunk; ROOT: every 4 MB or 1 s) on the disk before log entries name them
 
 
 @dataclass

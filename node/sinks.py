@@ -29,7 +29,7 @@ from node.chunkio import until_room
 from node.chunklog import SUFFIX, TAIL_SUFFIX, distrust, log_path, recovered_records, tail_path, writer_alive
 from node.durable import durable_replace
 from node.hdf5file import HDF5Writer, chunk_layout, import_h5py
-from node.rootfile import ROOTWriter
+from node.rootfile import ENTRIES_SUFFIX, ROOTWriter, entries_path, logged_entries, recovered_columns
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
 from sim.wire.security import server_curve
@@ -39,14 +39,19 @@ DAMAGED = ".damaged"  # NAME.h5.damaged{,.chunks,.tail}: a .tmp's bytes its chun
 # why a start leaves a .tmp of its prefix as it is (``unrecovered``): said at every start, until someone acts
 NO_LOG = ("no chunk log beside it: its writer was killed before making one, so before any event went to the file "
           "(or the log was removed); nothing to rebuild it from, left as it is")  # fmt: skip
-ROOT_NOT_CLOSED = ("a ROOT file its writer never closed (killed, or its sink failed): ROOT files have no chunk log "
-                   "and are not rebuilt (read as it is, its tree may count more entries than its branches give "
-                   "back, or one branch more than another: a write cut short); left as it is")  # fmt: skip
+ROOT_NO_LOG = ("a ROOT file its writer never closed, with no entries log beside it (an earlier version's, or its "
+               "writer was killed before making one); nothing says which of its entries are whole (read as it is, "
+               "its tree may count more entries than its branches give back: a write cut short); "
+               "left as it is")  # fmt: skip
+ROOT_NO_ENTRY = ("a ROOT file its writer never closed, whose entries log names no entries: killed before its first "
+                 "records were whole, so no event went to it; nothing to rebuild, left as it is")  # fmt: skip
+ROOT_NOT_REBUILT = ("a ROOT file its writer never closed: only a sink with sink.format = \"root\" rebuilds it, "
+                    "this one writes HDF5; left as it is")  # fmt: skip
 HDF5_NOT_REBUILT = ("an HDF5 file its writer never closed: only a sink with sink.format = \"hdf5\" rebuilds it, "
                     "this one writes ROOT; left as it is")  # fmt: skip
 NO_FILES_WRITTEN = ("a file an earlier run of this node left unclosed; this node writes no files "
                     "(sink.write_files = false) and so rebuilds none: a start with files rebuilds an HDF5 one "
-                    "from its chunk log (a ROOT one is not rebuilt); left as it is")  # fmt: skip
+                    "from its chunk log, a ROOT one from its entries log; left as it is")  # fmt: skip
 # late files hold few records (late fragments are rare), and every HDF5 file takes at least
 # a whole chunk on the disk: ~4 MB chunks made each late file of a soak run ~2 MB for a
 # few KB of fragments (117 MB for 3 MB, rotating every 5 s); a late storm costs a write
@@ -264,12 +269,12 @@ class RotatingFiles:
         trusted (``distrust``), a ROOT file (no log), an HDF5 file found by a ROOT sink.
         What a log cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a
         crash is finished here."""
-        for tmp in sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp")):
-            self.unrecovered.append((tmp, ROOT_NOT_CLOSED))
+        roots = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp"))
         found = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp"))
         if self.fmt != "hdf5":  # (h5py need not be there)
             self.unrecovered += [(tmp, HDF5_NOT_REBUILT) for tmp in found]
-            return []
+            return self._recover_root(roots)
+        self.unrecovered += [(tmp, ROOT_NOT_REBUILT) for tmp in roots]
         done = []
         for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
@@ -334,6 +339,60 @@ class RotatingFiles:
                 else:
                     log.unlink()  # its file got its final name just before a crash: nothing to recover
         self.unrecovered += [(kept, _kept_why(kept, final)) for kept, final in finished.items()]
+        return done
+
+    def _recover_root(self, found: list[Path]) -> list[Path]:
+        """Rebuild the ROOT files a killed writer of this prefix left as ``.tmp`` from the
+        entries their logs name (``node.rootfile``), under their final names; what a log
+        does not name is not trusted: a file whose tree counts other entries is kept as
+        ``NAME.root.damaged`` beside the rebuilt one.  One that cannot be rebuilt (no log,
+        a tree that does not give back the entries the log names) is left as it is and
+        listed in ``unrecovered``."""
+        done = []
+        for tmp in found:
+            final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+            entries = logged_entries(tmp)
+            if entries is None or isinstance(entries, str):
+                self.unrecovered.append((tmp, ROOT_NO_LOG if entries is None else f"{entries}; left as it is"))
+                continue
+            if entries == 0:  # (a file without its tree cannot be made: the branches' types come with the records)
+                self.unrecovered.append((tmp, ROOT_NO_ENTRY))
+                continue
+            try:
+                attrs, cols, counted = recovered_columns(tmp, self.tree, entries)
+            except Exception as exc:  # uproot's errors are of many kinds: the file is left, named with why
+                why = f"its tree does not give back the {entries} entries its entries log names ({exc}); left as it is"
+                self.unrecovered.append((tmp, why))
+                continue
+            rebuilt = tmp.with_name(tmp.name + ".rebuilt")
+            attrs = {**attrs, "recovered": f"{entries} events from the entries log of a killed writer"}
+            try:
+                writer = ROOTWriter(rebuilt, self.tree, attrs, entries_log=False)
+                try:
+                    writer.write_columns(cols)
+                finally:
+                    writer.close()
+            except BaseException as exc:  # also cut short (an exception from a signal handler): no half file left
+                rebuilt.unlink(missing_ok=True)
+                if not isinstance(exc, Exception):
+                    raise
+                raise OSError(getattr(exc, "errno", None), f"rebuilding it from its entries log failed: {exc}",
+                              str(tmp)) from None  # fmt: skip
+            durable_replace(rebuilt, final)  # on the disk before the .tmp goes, whatever sink.fsync says
+            self.recovered_events[final] = entries
+            if counted == entries:
+                tmp.unlink()
+            else:  # entries written after the log's last: not trusted, not deleted (a name no start takes again)
+                kept = final.with_name(final.name + DAMAGED)
+                tmp.rename(kept)
+                why = (f"{entries} events rebuilt into {final.name}, the entries its log names; its tree counts "
+                       f"{counted} (a write cut short); the .tmp is kept as {kept.name}")  # fmt: skip
+                self.unrecovered.append((kept, why))
+            entries_path(tmp).unlink(missing_ok=True)  # last: a crash before it leaves the .tmp to rebuild again
+            done.append(final)
+        for log in self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp{ENTRIES_SUFFIX}"):
+            if not log.with_name(log.name.removesuffix(ENTRIES_SUFFIX)).exists():
+                log.unlink()  # its file got its final name (or was rebuilt) just before a crash
         return done
 
     @property
@@ -413,16 +472,17 @@ class RotatingFiles:
                 self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
                 self.tmp = self.final.with_name(self.final.name + ".tmp")
                 kept = self.final.with_name(self.final.name + DAMAGED)  # (its NAME.h5 may have been taken away)
-                if not any(p.exists() for p in (self.final, self.tmp, log_path(self.tmp), kept)):
+                taken = (self.final, self.tmp, log_path(self.tmp), entries_path(self.tmp), kept)
+                if not any(p.exists() for p in taken):
                     break
                 self.index += 1
             try:
                 if self.fmt == "hdf5":
                     return HDF5Writer(self.tmp, self.tree, self.attrs, direct_io=self.direct_io, fsync=self.fsync,
                                       dtype=dtype, arena=self.arena, chunk_bytes=self.chunk_bytes)  # fmt: skip
-                return ROOTWriter(self.tmp, self.tree, self.attrs)
+                return ROOTWriter(self.tmp, self.tree, self.attrs, fsync=self.fsync)
             except BaseException:
-                for partial in (self.tmp, log_path(self.tmp)):
+                for partial in (self.tmp, log_path(self.tmp), entries_path(self.tmp)):
                     partial.unlink(missing_ok=True)
                 raise
 
@@ -564,8 +624,11 @@ class RotatingFiles:
             if not c.failed:
                 durable_replace(c.tmp, c.final, self.fsync)
                 whole = True
-                log_path(c.tmp).unlink(missing_ok=True)
-                tail_path(c.tmp).unlink(missing_ok=True)
+                if isinstance(c.writer, ROOTWriter):
+                    entries_path(c.tmp).unlink(missing_ok=True)
+                else:
+                    log_path(c.tmp).unlink(missing_ok=True)
+                    tail_path(c.tmp).unlink(missing_ok=True)
         except Exception as exc:
             self.error = self.error or exc
         finally:

@@ -786,15 +786,16 @@ def test_a_lock_held_from_another_host_names_that_host(tmp_path, monkeypatch):
 
 
 # A sink of PREFIX on DIRECTORY killed (SIGKILL) in its first file: an HDF5 file's before
-# its chunk log is made; a ROOT file's once its first records are in it
+# its chunk log is made; a ROOT file's before its entries log is
 KILLED_IN_FIRST_FILE = """
 import os, signal, sys
 import numpy as np
-import node.hdf5file
+import node.hdf5file, node.rootfile
 from node.sinks import RotatingFiles
 from sim.wire import protocol as p
 directory, prefix, fmt = sys.argv[1:]
 node.hdf5file.ChunkLog = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+node.rootfile.entries_path = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 sink = RotatingFiles(directory, prefix, fmt=fmt, flush_bytes=1)
 sink.write(np.zeros(10, p.event_dtype(2, 3, 1, 4)))
 os.kill(os.getpid(), signal.SIGKILL)
@@ -803,9 +804,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 @pytest.mark.parametrize("fmt, why", [("hdf5", "no chunk log beside it"), ("root", "a ROOT file its writer never")])
 def test_the_node_names_a_killed_writers_file_it_cannot_rebuild_at_start(tmp_path, fmt, why):
-    """A .tmp no chunk log can rebuild: an HDF5 file whose writer was killed before it made
-    the log, a ROOT file (none has a log).  The start passed over both without a word; now
-    its warning names the file and why, and leaves it as it is."""
+    """A .tmp no log can rebuild: an HDF5 file whose writer was killed before it made the
+    chunk log, a ROOT file killed before its entries log.  The start passed over both
+    without a word; now its warning names the file and why, and leaves it as it is."""
     out = tmp_path / "out"
     out.mkdir()
     killed = subprocess.run([sys.executable, "-c", KILLED_IN_FIRST_FILE, str(out), "node-w0", fmt], cwd=ROOT,

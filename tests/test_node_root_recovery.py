@@ -1,0 +1,256 @@
+"""A ROOT writer killed mid-file: the next sink of its prefix rebuilds the file from the
+entries its log names (``node.rootfile``), never more, and leaves one it cannot rebuild
+as it is."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from node_helpers import ROOT, Daemon, basic_config, free_port
+
+from node.rootfile import ENTRY, HEADER, MAGIC, ROOTWriter, entries_path
+from node.sinks import RotatingFiles, read_events
+from sim.wire import protocol as p
+
+uproot = pytest.importorskip("uproot")  # (a dependency of the project: installed with it)
+
+DTYPE = p.event_dtype(2, 3, 1, 4)
+TMP = "ev-20261124T000000-00000.root.tmp"
+
+WRITER = """
+import sys, time
+import numpy as np
+from sim.wire import protocol as p
+from node.sinks import RotatingFiles
+directory, n = sys.argv[1], int(sys.argv[2])
+sink = RotatingFiles(directory, "ev", fmt="root", flush_bytes=1, attrs={"node": "n1", "sources": [1, 2]})
+ev = np.zeros(n, p.event_dtype(2, 3, 1, 4))
+ev["event"] = np.arange(n)
+ev["inputs"] = (np.arange(n) % 1000)[:, None, None]
+for start in range(0, n, 70):
+    sink.write(ev[start : start + 70])
+print("written", flush=True)
+time.sleep(600)
+"""
+
+
+def _records(n: int) -> np.ndarray:
+    ev = np.zeros(n, DTYPE)
+    ev["event"] = np.arange(n)
+    ev["inputs"] = np.random.default_rng(3).integers(-(2**20), 2**20, ev["inputs"].shape)
+    ev["first_ns"] = 10**18 + np.arange(n)
+    return ev
+
+
+def test_a_killed_root_writers_file_is_rebuilt_from_its_entries_log(tmp_path):
+    """A ROOT sink killed with SIGKILL left its .tmp for good (ROOT files had no log):
+    every event in it was lost to the run.  Now the next start rebuilds it, every entry
+    the log names, in order, under the file's final name."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "500"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "written"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (tmp,) = tmp_path.glob("ev-*.root.tmp")
+    assert entries_path(tmp).stat().st_size == HEADER + 8 * ENTRY  # one entry per write of 70 records
+    sink = RotatingFiles(tmp_path, "ev", fmt="root")
+    sink.close()
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+    assert sink.recovered == [final] and sink.unrecovered == [] and sink.recovered_events == {final: 500}
+    ev = read_events(final)
+    assert ev["event"].tolist() == list(range(500))
+    assert (ev["inputs"][:, 0, 0] == np.arange(500) % 1000).all()
+    with uproot.open(final) as f:
+        info = json.loads(f["events_info"])
+    assert info["node"] == "n1" and info["sources"] == [1, 2]
+    assert info["recovered"] == "500 events from the entries log of a killed writer"
+    assert not tmp.exists() and not entries_path(tmp).exists()
+
+
+def test_a_root_file_cut_after_any_write_is_rebuilt_to_its_log_or_left_as_it_is(tmp_path, monkeypatch):
+    """uproot updates a tree in place; a file cut between two of its writes can read back
+    with no error and not add up.  The writer's every write is replayed up to each cut,
+    with the entries log as it stood then (its entry written once the extend's bytes are
+    out, so a cut at an extend's end is tried with and without it): the rebuilt file holds
+    exactly the rows the log names, or the .tmp is left untouched.  Never more, never
+    other values; and every cut with a whole log entry is rebuilt."""
+    from uproot.sink.file import FileSink
+
+    writes: list[tuple[int, bytes]] = []
+    real = FileSink.write
+
+    def recorded(self, location, serialization):
+        writes.append((location, bytes(serialization)))
+        return real(self, location, serialization)
+
+    monkeypatch.setattr(FileSink, "write", recorded)
+    records = _records(600)
+    whole = tmp_path / "whole" / TMP
+    whole.parent.mkdir()
+    writer = ROOTWriter(whole, "events", {"node": "n1"})
+    ends, done = [len(writes)], 0  # the writes before each extend's log entry
+    for n in (100, 100, 50, 150, 100, 100):
+        writer.write([records[done : done + n]])
+        done += n
+        ends.append(len(writes))
+    log = entries_path(whole).read_bytes()  # (read before the close, which leaves it to the sink to delete)
+    writer.close()
+    monkeypatch.setattr(FileSink, "write", real)
+    logged = np.cumsum([0, 100, 100, 50, 150, 100, 100])
+    assert log[HEADER:] == b"".join(int(e).to_bytes(ENTRY, "little") for e in logged[1:])
+
+    states = []  # (writes replayed, the log's entries: None before the log exists)
+    for c in range(len(writes) + 1):
+        k = np.searchsorted(ends, c, side="right") - 1  # extends whose writes are all replayed
+        if k < 0:
+            states.append((c, None))
+            continue
+        states.append((c, int(logged[k])))
+        if c == ends[k] and k > 0:
+            states.append((c, int(logged[k - 1])))  # its entry not yet written
+    rebuilt = left = 0
+    for i, (c, entries) in enumerate(states):
+        folder = tmp_path / f"cut{i}"
+        folder.mkdir()
+        data = bytearray()
+        for location, chunk in writes[:c]:
+            data.extend(b"\0" * max(0, location + len(chunk) - len(data)))
+            data[location : location + len(chunk)] = chunk
+        tmp = folder / TMP
+        tmp.write_bytes(bytes(data))
+        if entries is not None:
+            entries_path(tmp).write_bytes(log[: HEADER + ENTRY * int(np.searchsorted(logged, entries))])
+        sink = RotatingFiles(folder, "ev", fmt="root")
+        sink.close()
+        final = folder / TMP.removesuffix(".tmp")
+        if sink.recovered:
+            rebuilt += 1
+            assert sink.recovered == [final] and entries, (c, entries)
+            ev = read_events(final)
+            assert len(ev["event"]) == entries, (c, entries)
+            for name, column in ev.items():
+                assert np.array_equal(column, records[name][:entries]), (c, entries, name)
+        else:
+            left += 1
+            assert [t for t, _ in sink.unrecovered] == [tmp] and tmp.read_bytes() == bytes(data), (c, entries)
+            assert not entries, (c, entries, sink.unrecovered)  # a whole entry: rebuilt
+    assert rebuilt == sum(1 for _, e in states if e) and left == sum(1 for _, e in states if not e)
+
+
+def test_a_root_file_without_an_entries_log_is_named_and_left(tmp_path):
+    """A ROOT .tmp with no log (an earlier version's, or killed before it made one) is
+    named at the start, with why, and left as it is; an HDF5 sink leaves a ROOT one too,
+    and so does a ROOT sink one whose log names no entries (nothing went to it)."""
+    tmp = tmp_path / TMP
+    writer = ROOTWriter(tmp, "events", {}, entries_log=False)
+    writer.write([_records(10)])  # (not closed: as a killed writer leaves it)
+    writer._out.flush()
+    left = tmp.read_bytes()
+    for fmt, why in (("root", "a ROOT file its writer never closed, with no entries log"),
+                     ("hdf5", 'only a sink with sink.format = "root" rebuilds it')):  # fmt: skip
+        sink = RotatingFiles(tmp_path, "ev", fmt=fmt)
+        sink.close()
+        assert sink.recovered == [] and [t for t, _ in sink.unrecovered] == [tmp], sink.unrecovered
+        assert why in sink.unrecovered[0][1] and sink.unrecovered[0][1].endswith("left as it is")
+        assert tmp.read_bytes() == left
+    for log, why in (((MAGIC + b"S").ljust(HEADER), "names no entries"), (b"", "header does not read"),
+                     (MAGIC[:5], "header does not read")):  # fmt: skip
+        entries_path(tmp).write_bytes(log)
+        sink = RotatingFiles(tmp_path, "ev", fmt="root")
+        sink.close()
+        assert [t for t, _ in sink.unrecovered] == [tmp] and why in sink.unrecovered[0][1], sink.unrecovered
+        assert tmp.read_bytes() == left and sink.unrecovered[0][1].endswith("left as it is")
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+@pytest.mark.parametrize("restarted", [True, False])
+def test_after_a_restart_only_synced_entries_are_trusted(tmp_path, monkeypatch, fsync, restarted):
+    """With fsync the file is synced every few MB or every second, and the entry after a
+    sync says so.  A killed process loses nothing the log names (the kernel wrote it all);
+    after a restart of the machine (the power went) only the synced entries are trusted,
+    and a log written without fsync not at all: its file is named and left."""
+    import node.rootfile
+
+    monkeypatch.setattr(node.rootfile, "SYNC_S", 1e9)
+    tmp = tmp_path / TMP
+    writer = ROOTWriter(tmp, "events", {}, fsync=fsync)
+    records = _records(60)
+    for k, every in enumerate((1, 1, 1 << 40)):  # the third extend comes before its sync is due
+        monkeypatch.setattr(node.rootfile, "SYNC_BYTES", every)
+        writer.write([records[20 * k : 20 * k + 20]])
+    writer._out.flush()
+    if restarted:
+        monkeypatch.setattr(node.rootfile, "boot_id", lambda: "another-boot")
+    sink = RotatingFiles(tmp_path, "ev", fmt="root")
+    sink.close()
+    if fsync or not restarted:
+        assert len(sink.recovered) == 1, sink.unrecovered
+        expected = 40 if restarted else 60
+        assert read_events(sink.recovered[0])["event"].tolist() == list(range(expected))
+        assert [t.name for t, _ in sink.unrecovered] == ([TMP.replace(".tmp", ".damaged")] if restarted else [])
+    else:
+        assert sink.recovered == [] and "without fsync before the machine restarted" in sink.unrecovered[0][1]
+        assert tmp.exists()
+
+
+def test_entries_a_tree_counts_past_its_log_keep_the_tmp_as_damaged(tmp_path):
+    """Killed between an extend and its log entry: the rows the log names are rebuilt, and
+    the .tmp, whose last rows no log vouches for, is kept as NAME.root.damaged (not
+    deleted), named in the warning."""
+    tmp = tmp_path / TMP
+    writer = ROOTWriter(tmp, "events", {})
+    writer.write([_records(30)])
+    entries = entries_path(tmp).read_bytes()
+    writer.write([_records(50)[30:]])
+    writer._out.flush()
+    entries_path(tmp).write_bytes(entries)  # as if killed before the second entry
+    sink = RotatingFiles(tmp_path, "ev", fmt="root")
+    sink.close()
+    final = tmp_path / TMP.removesuffix(".tmp")
+    kept = final.with_name(final.name + ".damaged")
+    assert sink.recovered == [final] and read_events(final)["event"].tolist() == list(range(30))
+    assert [t for t, _ in sink.unrecovered] == [kept] and "its tree counts 50" in sink.unrecovered[0][1]
+    assert not tmp.exists() and kept.exists() and not entries_path(tmp).exists()
+
+
+def test_a_node_with_root_files_names_what_it_rebuilt(tmp_path):
+    """The daemon's start logs the rebuilt ROOT file and its events (``recovered-files``),
+    as it does an HDF5 one."""
+    out = tmp_path / "out"
+    out.mkdir()
+    tmp = out / "node-w0-20261124T000000-00000.root.tmp"
+    writer = ROOTWriter(tmp, "events", {"node": "node"})
+    writer.write([_records(40)])
+    writer._out.flush()  # (not closed: killed)
+    d = Daemon(basic_config(tmp_path, free_port(), sink={"format": "root"}))
+    try:
+        d.stop()
+    finally:
+        d.kill()
+    (line,) = [x for x in d.log_lines() if x.get("event") == "recovered-files"]
+    final = str(tmp.with_name(tmp.name.removesuffix(".tmp")))
+    assert line["files"] == [final] and line["events"] == [40], line
+    assert read_events(final)["event"].tolist() == list(range(40))
+
+
+def test_an_entries_log_left_by_a_close_cut_short_is_deleted_at_the_next_start(tmp_path):
+    """Killed between a file's rename and its log's removal: the next start deletes the
+    log (its file is whole, under its final name) and touches nothing else."""
+    tmp = tmp_path / TMP
+    writer = ROOTWriter(tmp, "events", {})
+    writer.write([_records(5)])
+    writer.close()
+    final = tmp_path / TMP.removesuffix(".tmp")
+    tmp.rename(final)
+    assert entries_path(tmp).exists()
+    sink = RotatingFiles(tmp_path, "ev", fmt="root")
+    sink.close()
+    assert sink.recovered == [] and sink.unrecovered == [] and not entries_path(tmp).exists()
+    assert read_events(final)["event"].tolist() == list(range(5))

@@ -262,11 +262,12 @@ class RotatingFiles:
 
     def _recover(self) -> list[Path]:
         """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
-        logs (``node.chunklog``), under their final names.  One another process still
-        writes (one that does not hold the prefix: an older version) is left alone; one
-        that cannot be rebuilt is left as it is and listed in ``unrecovered`` with the
-        reason, so that the operator hears of it: without a log, with a log that cannot be
-        trusted (``distrust``), a ROOT file (no log), an HDF5 file found by a ROOT sink.
+        logs (``node.chunklog``; ROOT files from their entries logs, ``_recover_root``),
+        under their final names.  One another process still writes (one that does not hold
+        the prefix: an older version) is left alone; one that cannot be rebuilt is left as
+        it is and listed in ``unrecovered`` with the reason, so that the operator hears of
+        it: without a log, with a log that cannot be trusted (``distrust``), a file of the
+        other format than the sink's.
         What a log cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a
         crash is finished here."""
         roots = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp"))

@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 import pytest
-from bdt_helpers import make_project, sklearn_model, xgb_binary, xgb_multiclass, xgb_regressor
+from bdt_helpers import data, make_project, sklearn_model, xgb_binary, xgb_multiclass, xgb_regressor
 
 import sim
 from fpgaflow.bdt.config import read_config
@@ -136,3 +136,28 @@ def test_weight_type_that_cannot_hold_one_is_emulated_as_the_firmware_garbles_it
     assert emulator._weight_one is not None
     x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=13)
     assert np.array_equal(emulator.predict(x).raw, _cpp(project, cfg, source).predict_raw(x))
+
+
+@pytest.mark.parametrize("name", ["RandomForestRegressor", "HistGradientBoostingClassifier"])
+def test_trees_trained_with_missing_values_are_bit_exact(tmp_path, name):
+    """sklearn trees fitted on data with NaN split missing values off with a threshold
+    of +inf (every number goes left, only NaN right); synth stopped with numpy's
+    ``OverflowError: high - low range exceeds valid bounds`` drawing its probe inputs.
+    Such a split sends every input the fixed-point firmware can take left."""
+    from sklearn import ensemble
+
+    x, s = data(2000)
+    x[:400, 5] = np.nan  # missing, and telling: the best split separates them
+    s[:400] += 5
+    est = getattr(ensemble, name)(max_depth=3, random_state=0, **{"max_iter" if "Hist" in name else "n_estimators": 10})
+    model = est.fit(x, s if "Regressor" in name else s > 0)
+    assert np.isinf(source_thresholds(model)).any()
+    project, cfg, source, emulator = _synthesized(tmp_path, model)
+    x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=14)
+    assert np.array_equal(emulator.predict(x).raw, _cpp(project, cfg, source).predict_raw(x))
+
+
+def source_thresholds(model) -> np.ndarray:
+    if hasattr(model, "estimators_"):
+        return np.concatenate([m.tree_.threshold for m in model.estimators_])
+    return np.concatenate([p.nodes["num_threshold"] for stage in model._predictors for p in stage])

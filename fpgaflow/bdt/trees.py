@@ -16,15 +16,27 @@ def make_tree(feature, threshold, value, left, right, n_features: int) -> dict[s
     """One conifer tree dict, reachable nodes only, renumbered breadth-first.
 
     Unreachable nodes (xgboost keeps pruned ones) must go: conifer's HLS code decides
-    leaf activity from ``parent[]`` and would let a stray leaf win."""
+    leaf activity from ``parent[]`` and would let a stray leaf win.  A split on an
+    infinite threshold is replaced by the child every number goes to: sklearn's trees
+    fitted on data with NaN split the missing values off with ``x <= inf`` (only NaN
+    goes right), which the fixed-point firmware cannot carry, and an ``inf`` threshold
+    would reach conifer's C++ and the probe inputs' ranges."""
     feature, left, right = (np.asarray(a, dtype=np.int64) for a in (feature, left, right))
     threshold, value = np.asarray(threshold, dtype=np.float64), np.asarray(value, dtype=np.float64)
-    order, i = [0], 0
+
+    def kept(node: int) -> int:
+        while left[node] != NO_CHILD and np.isinf(threshold[node]):
+            node = int(left[node] if threshold[node] > 0 else right[node])
+        return node
+
+    order, i = [kept(0)], 0
+    children: dict[int, tuple[int, int]] = {}
     while i < len(order):
         node = order[i]
         i += 1
         if left[node] != NO_CHILD:
-            order += [int(left[node]), int(right[node])]
+            children[node] = (kept(int(left[node])), kept(int(right[node])))
+            order += children[node]
     new = {old: k for k, old in enumerate(order)}
     leaf = [left[o] == NO_CHILD for o in order]
     feat = [LEAF if lf else int(feature[o]) for o, lf in zip(order, leaf, strict=False)]
@@ -32,8 +44,8 @@ def make_tree(feature, threshold, value, left, right, n_features: int) -> dict[s
         "feature": feat,
         "threshold": [LEAF * 1.0 if lf else float(threshold[o]) for o, lf in zip(order, leaf, strict=False)],
         "value": [float(value[o]) if lf else 0.0 for o, lf in zip(order, leaf, strict=False)],  # only leaves score
-        "children_left": [NO_CHILD if lf else new[int(left[o])] for o, lf in zip(order, leaf, strict=False)],
-        "children_right": [NO_CHILD if lf else new[int(right[o])] for o, lf in zip(order, leaf, strict=False)],
+        "children_left": [NO_CHILD if lf else new[children[o][0]] for o, lf in zip(order, leaf, strict=False)],
+        "children_right": [NO_CHILD if lf else new[children[o][1]] for o, lf in zip(order, leaf, strict=False)],
         "weight": [[0] * n_features if f < 0 else [int(j == f) for j in range(n_features)] for f in feat],
     }
 

@@ -159,3 +159,16 @@ def test_ubj_and_conifer_json_models_load(tmp_path):
     mine = load_model(load_project(tmp_path))
     assert mine.ensemble["n_trees"] == 4 and mine.ensemble["splitting_convention"] == "<="
     assert np.allclose(mine.float_scores(x), gbc.decision_function(x).reshape(-1, 1))
+
+
+@pytest.mark.parametrize("objective", ["multi:softprob", "multi:softmax"])
+def test_xgboost_two_class_multiclass_is_named(tmp_path, objective):
+    """num_class 2 gives two trees per round; conifer reads n_classes 2 as one output.
+    It was refused as "tree 0 has 2 output trees, expected 1"."""
+    import xgboost as xgb
+
+    x, s = data(300)
+    booster = xgb.train({"objective": objective, "num_class": 2, "max_depth": 2}, xgb.DMatrix(x, s > 0), 3)
+    project = load_project(make_project(tmp_path, booster))
+    with pytest.raises(ValueError, match=f"{objective} with num_class 2: two outputs.*binary:logistic"):
+        load_model(project)

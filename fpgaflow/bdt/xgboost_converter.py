@@ -68,6 +68,11 @@ def convert(model_json: dict[str, Any], where: str = "xgboost model") -> dict[st
         raise ConversionError(f"{where}: {params['num_target']} regression targets; conifer takes one per model")
     n_features = int(params["num_feature"])
     num_class = int(params.get("num_class", 0))
+    if num_class == 2:  # conifer's backends read n_classes 2 as a single output
+        raise ConversionError(
+            f"{where}: {objective} with num_class 2: two outputs (one tree per class and round), but conifer "
+            "takes 2 classes as one output; train a two-class model with binary:logistic"
+        )
     n_outputs = max(num_class, 1)
     info = [int(c) for c in model["tree_info"]]
     by_output: list[list[dict]] = [[] for _ in range(n_outputs)]

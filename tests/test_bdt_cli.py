@@ -108,6 +108,9 @@ def test_collapsing_thresholds_are_counted(tmp_path, capsys):
         ("ScorePrecision: ap_fixed<16,1>\n", "ScorePrecision ap_fixed<16,1> cannot hold the normalisation 1 every"),
         ("Backend: vhdl\nPrecision: ap_fixed<16,1>\n", "yml: Precision ap_fixed<16,1> cannot hold the normalisation 1"),
         ("Precision: ap_fixed<16,1>\n", "yml: Precision ap_fixed<16,1> cannot hold the normalisation 1"),
+        # an LSB coarser than the normalisation: 1.0 became 0 (every output 0) or 2, within "one LSB"
+        ("ScorePrecision: ap_fixed<8,10>\n", "multiplied by (it becomes 0; its LSB is 4): give it fractional bits"),
+        ("Backend: vhdl\nPrecision: ap_fixed<8,9,AP_RND>\n", "(it becomes 2; its LSB is 2): give it fractional"),
         ("Precision: ap_fixed<18,8\n", "ap_fixed<18,8"),
         # a typo built the defaults with only a warning; refused, as in a network project (review)
         ("Precison: ap_fixed<8,3>\n", "unknown key(s) Precison (did you mean Precision?)"),

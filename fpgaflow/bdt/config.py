@@ -188,17 +188,24 @@ def check_norm(cfg: BDTConfig, norm: float) -> None:
     """Every score is multiplied by the model's normalisation cast into the score type
     (conifer's HLS/cpp ``score_t``, the VHDL's input type): a type that cannot hold it
     wraps it (``ap_fixed<16,1>`` turns 1.0 into -1.0: every output negated) or clips it
-    far.  Refused naming the key; a quantisation of up to one LSB passes."""
+    far.  Refused naming the key; a quantisation of up to one LSB passes, unless the LSB
+    is coarser than the normalisation itself (``ap_fixed<8,10>``, LSB 4, turns 1.0 into
+    0: every output 0; or into a multiple of it)."""
     t = cfg.types["score"]
     held = float(t.quantize(float(norm)))
-    if abs(held - norm) <= t.lsb:
+    coarse = t.lsb > abs(norm) and held != norm
+    if abs(held - norm) <= t.lsb and not coarse:
         return
     key = "ScorePrecision" if cfg.backend != "vhdl" else "InputPrecision"
     written = cfg.written.get(key, key)  # Precision, where the file sets all four with it
     raise ProjectError(
         f"{cfg.project.file}: {written} {cfg.conifer[key]} cannot hold the normalisation {norm:g} every score is "
-        f"multiplied by (it becomes {held:g}; the type holds {t.min_value:g} to {t.max_value:g}); "
-        "give it more integer bits"
+        + (
+            f"multiplied by (it becomes {held:g}; its LSB is {t.lsb:g}): give it fractional bits"
+            if coarse
+            else f"multiplied by (it becomes {held:g}; the type holds {t.min_value:g} to {t.max_value:g}); "
+            "give it more integer bits"
+        )
     )
 
 

@@ -161,3 +161,18 @@ def source_thresholds(model) -> np.ndarray:
     if hasattr(model, "estimators_"):
         return np.concatenate([m.tree_.threshold for m in model.estimators_])
     return np.concatenate([p.nodes["num_threshold"] for stage in model._predictors for p in stage])
+
+
+def test_thresholds_near_the_float32_limit_are_probed_with_finite_inputs(tmp_path):
+    """Probe inputs beyond a threshold near float32's maximum overflowed to inf, and synth
+    stopped with xgboost's "Input data contains `inf`" from its float check."""
+    import xgboost as xgb
+
+    x = np.random.default_rng(0).uniform(-3.39e38, 3.39e38, size=(2000, 2)).astype(np.float32)
+    x[:200, 0] = np.float32(3.39e38)
+    y = (x[:, 0] > 3.385e38) + (x[:, 1] > 0.0)
+    model = xgb.XGBRegressor(n_estimators=3, max_depth=2, random_state=0).fit(x, y)
+    project, cfg, source, emulator = _synthesized(tmp_path, model)
+    x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=15)
+    assert np.isfinite(x).all() and x.max() == np.finfo(np.float32).max
+    assert np.array_equal(emulator.predict(x).raw, _cpp(project, cfg, source).predict_raw(x))

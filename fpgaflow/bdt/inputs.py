@@ -41,4 +41,7 @@ def probe_inputs(ensemble: dict[str, Any], input_type: FixedType, n: int, seed: 
             ]
         )
         x[:, f] = candidates[kind[:, f], np.arange(n)]
-    return x.astype(np.float32)
+    # beyond a threshold near float32's limit the candidates would overflow to inf (which
+    # xgboost refuses); float32's largest finite values are outside every input type too
+    limit = float(np.finfo(np.float32).max)
+    return np.clip(x, -limit, limit).astype(np.float32)

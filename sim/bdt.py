@@ -60,6 +60,8 @@ class BDT:
         self.weight_type = FixedType.parse(weight) if weight is not None else None
         self.sum_type = FixedType.parse(f("types", "sum"))
         self.output_type = self.sum_type
+        if not self.sum_type.signed and self.sum_type.width == 64:  # a score past 2**63 overflowed deep inside
+            raise ManifestError(f"{manifest.path}: sum type {self.sum_type}: 64-bit unsigned scores are not supported")
         self.n_features = int(f("n_features"))
         self.n_outputs = int(f("n_outputs"))
         self.n_trees = int(f("n_trees"))

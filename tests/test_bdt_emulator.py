@@ -43,6 +43,14 @@ def test_unknown_split_and_order_are_refused(tmp_path):
         sim.load(one_tree_manifest(tmp_path / "b", reduction={"order": "random", "normalise": True}))
 
 
+def test_a_64_bit_unsigned_sum_is_refused(tmp_path):
+    """A score past 2**63 was "OverflowError: Python int too large to convert to C long"."""
+    types = {k: "ap_ufixed<64,40>" if k in ("score", "sum") else "ap_fixed<8,4>" for k in ("input", "threshold",
+             "score", "weight", "sum")}  # fmt: skip
+    with pytest.raises(ManifestError, match="sum type ap_ufixed<64,40>: 64-bit unsigned scores are not supported"):
+        sim.load(one_tree_manifest(tmp_path, types=types))
+
+
 def test_bad_inputs_are_named(tmp_path):
     bdt = sim.load(one_tree_manifest(tmp_path))
     with pytest.raises(ValueError, match="takes 2 features"):

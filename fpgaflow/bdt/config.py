@@ -157,6 +157,11 @@ def read_config(project: Project) -> BDTConfig:
         "weight": _precision(project, written["WeightPrecision"], texts["WeightPrecision"]),
         "score": _precision(project, written["ScorePrecision"], texts["ScorePrecision"]),
     }
+    if not types["score"].signed and types["score"].width == 64:  # sim.bdt's scores are int64
+        raise ProjectError(
+            f"{project.file}: {written['ScorePrecision']} is {texts['ScorePrecision']}: a 64-bit unsigned score type "
+            "is beyond the emulator (its scores are int64); use at most 63 bits"
+        )
     if backend == "vhdl":
         _check_vhdl(project, texts, types, written["InputPrecision"])
     if types["weight"].to_raw(1.0) != round(1 / types["weight"].lsb):

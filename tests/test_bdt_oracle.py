@@ -176,3 +176,31 @@ def test_thresholds_near_the_float32_limit_are_probed_with_finite_inputs(tmp_pat
     x = probe_inputs(source.ensemble, cfg.types["input"], 3000, seed=15)
     assert np.isfinite(x).all() and x.max() == np.finfo(np.float32).max
     assert np.array_equal(emulator.predict(x).raw, _cpp(project, cfg, source).predict_raw(x))
+
+
+def test_conifer_json_with_children_before_their_parent_follows_the_hls_firmware(tmp_path):
+    """conifer's HLS trees find the active leaf in node order, a node's activity from its
+    parent's: a conifer JSON numbering a node before its parent (here 1 and 2 under 3) gave
+    firmware whose every score was 0 while cpp, and so verify, agreed with the emulator."""
+    import json
+
+    from fpgaflow.bdt.oracle import HlsOracle
+
+    def tree(values):
+        return {"feature": [0, -2, -2, 1, -2], "threshold": [0.0, -2.0, -2.0, 0.5, -2.0],
+                "value": [0.0, values[0], values[1], 0.0, values[2]],
+                "children_left": [3, -1, -1, 1, -1], "children_right": [4, -1, -1, 2, -1],
+                "weight": [[1, 0], [0, 0], [0, 0], [0, 1], [0, 0]]}  # fmt: skip
+
+    trees = [[tree([1.0, 2.0, 3.0])], [tree([0.25, 0.5, 0.75])]]
+    ensemble = {"n_trees": 2, "n_classes": 2, "n_features": 2, "init_predict": [0.0], "norm": 1, "library": "conifer",
+                "splitting_convention": "<=", "trees": trees}  # fmt: skip
+    (tmp_path / "model.json").write_text(json.dumps(ensemble))
+    (tmp_path / "project.yml").write_text("ConiferModel: model.json\nPrecision: ap_fixed<16,6>\n")
+    project = load_project(tmp_path)
+    assert synth(project, NO_SYNTH_OPTIONS) == 0
+    cfg, source, emulator = read_config(project), load_model(project), sim.load(project.build_dir / "emulator")
+    x = probe_inputs(source.ensemble, cfg.types["input"], 500, seed=16)
+    firmware = HlsOracle(source.ensemble, cfg.conifer, cfg.types["score"])
+    assert np.array_equal(emulator.predict(x).raw, firmware.predict_raw(x))
+    assert set(np.unique(emulator.predict(x).values)) == {1.25, 2.5, 3.75}

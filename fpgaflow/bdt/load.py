@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fpgaflow.bdt import sklearn_converter, xgboost_converter
-from fpgaflow.bdt.trees import check_fields, float_decision_function, tree_depth, validate
+from fpgaflow.bdt.trees import check_fields, float_decision_function, parents_first, tree_depth, validate
 from fpgaflow.bdt.xgboost_converter import ConversionError
 from fpgaflow.project import Project, ProjectError
 
@@ -115,6 +115,7 @@ def _conifer(key: str, path: Path) -> SourceModel:
         raise ProjectError(f"{path}: not a conifer model, missing field(s) {', '.join(missing)}")
     check_fields(js, str(path))
     ensemble = {k: v for k, v in js.items() if k not in ("config", "metadata")}
+    ensemble["trees"] = [[parents_first(t) for t in round_trees] for round_trees in ensemble["trees"]]
     ensemble.setdefault("splitting_convention", "<=")
     if ensemble["splitting_convention"] not in ("<", "<="):
         raise ConversionError(f"{path}: splitting_convention {ensemble['splitting_convention']!r} is not < or <=")

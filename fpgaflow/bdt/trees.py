@@ -50,6 +50,29 @@ def make_tree(feature, threshold, value, left, right, n_features: int) -> dict[s
     }
 
 
+def parents_first(tree: dict[str, list]) -> dict[str, list]:
+    """The tree with its nodes renumbered breadth-first if a node comes before its parent.
+
+    conifer's HLS trees decide a node's activity from its parent's in one pass in node
+    order, then take the first active leaf: a node numbered before its parent reads an
+    activity not yet set (firmware scores of 0 where conifer's cpp, walking, is right).
+    Every converter numbers parents first; a conifer JSON need not."""
+    left, right = tree["children_left"], tree["children_right"]
+    if all(c == NO_CHILD or c > node for node, pair in enumerate(zip(left, right, strict=True)) for c in pair):
+        return tree
+    order, i = [0], 0
+    while i < len(order):
+        node = order[i]
+        i += 1
+        if left[node] != NO_CHILD:
+            order += [left[node], right[node]]
+    new = {old: k for k, old in enumerate(order)}
+    renumbered = {**tree, **{key: [tree[key][o] for o in order] for key in TREE_FIELDS}}  # the fields conifer reads
+    for key in ("children_left", "children_right"):
+        renumbered[key] = [NO_CHILD if c == NO_CHILD else new[c] for c in renumbered[key]]
+    return renumbered
+
+
 def tree_depth(tree: dict[str, list]) -> int:
     depth = {0: 0}
     for node, (lc, rc) in enumerate(zip(tree["children_left"], tree["children_right"], strict=False)):

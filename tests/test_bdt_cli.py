@@ -113,6 +113,8 @@ def test_collapsing_thresholds_are_counted(tmp_path, capsys):
         ("Backend: vhdl\nPrecision: ap_fixed<8,9,AP_RND>\n", "(it becomes 2; its LSB is 2): give it fractional"),
         # the emulator's scores are int64: a sum past 2**63 was "OverflowError: Python int too large"
         ("ScorePrecision: ap_ufixed<64,40>\n", "ScorePrecision is ap_ufixed<64,40>: a 64-bit unsigned score type"),
+        ("InputPrecision: ap_fixed<63,30>\n", "yml: InputPrecision ap_fixed<63,30>: compared on one grid they need"),
+        ("InputPrecision: ap_fixed<40,30>\nThresholdPrecision: ap_fixed<40,2>\n", "need more than 62 bits"),
         ("Precision: ap_fixed<18,8\n", "ap_fixed<18,8"),
         # a typo built the defaults with only a warning; refused, as in a network project (review)
         ("Precison: ap_fixed<8,3>\n", "unknown key(s) Precison (did you mean Precision?)"),

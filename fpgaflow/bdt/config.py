@@ -162,6 +162,7 @@ def read_config(project: Project) -> BDTConfig:
             f"{project.file}: {written['ScorePrecision']} is {texts['ScorePrecision']}: a 64-bit unsigned score type "
             "is beyond the emulator (its scores are int64); use at most 63 bits"
         )
+    _check_compare_width(project, texts, types, written)
     if backend == "vhdl":
         _check_vhdl(project, texts, types, written["InputPrecision"])
     if types["weight"].to_raw(1.0) != round(1 / types["weight"].lsb):
@@ -212,6 +213,22 @@ def check_norm(cfg: BDTConfig, norm: float) -> None:
             "give it more integer bits"
         )
     )
+
+
+def _check_compare_width(project: Project, texts: dict[str, str], types: dict[str, FixedType],
+                         written: dict[str, str]) -> None:  # fmt: skip
+    """The emulator compares inputs with thresholds as 64-bit integers on a common grid
+    (``sim.bdt``): types whose aligned values need more than 62 bits are refused here,
+    naming the keys, rather than by the emulator after synth said it had built them."""
+    both = (types["input"], types["threshold"])
+    frac = max(t.frac_bits for t in both)
+    if max(t.width + frac - t.frac_bits for t in both) > 62:
+        # (the threshold type may be the input type's, written once: named once)
+        keys = " and ".join(dict.fromkeys(f"{written[k]} {texts[k]}" for k in ("InputPrecision", "ThresholdPrecision")))
+        raise ProjectError(
+            f"{project.file}: {keys}: compared on one grid they need more than 62 bits, beyond the emulator's "
+            "64-bit comparisons; narrow them"
+        )
 
 
 def _check_vhdl(project: Project, texts: dict[str, str], types: dict[str, FixedType], input_key: str) -> None:

@@ -800,6 +800,11 @@ def test_hls4ml_snake_case_keys_are_accepted(tmp_path):
             {"HLSConfig": {"LayerName": {"output_softmax_softmax": {"exp_table_t": "ap_fixed<18>"}}}},
             r"HLSConfig.LayerName.output_softmax_softmax.exp_table_t: ap_fixed<18>: expected 2 to 5",
         ),
+        (
+            {"HLSConfig": {"LayerName": {"fc1_relu": {"Precision": {"weight": "ap_fixed<6,2,AP_RND,AP_WRAP_SM>"}}}}},
+            r"yml: HLSConfig.LayerName.fc1_relu.Precision.weight: ap_fixed<6,2,AP_RND,AP_WRAP_SM>: hls4ml has "
+            r"no AP_WRAP_SM .*AP_WRAP, AP_SAT, AP_SAT_ZERO or AP_SAT_SYM",
+        ),
         ({"ClockPeriod": "5ns"}, r"yml: ClockPeriod is '5ns'; give the period in ns as a positive number"),
         (
             {"HLSConfig": {"Model": {"Strategy": "Resourse"}}},

@@ -145,12 +145,18 @@ def _type(where: str, path: str, value: Any, auto: bool = True) -> str:
             return "auto"
         raise ProjectError(f"{where}: {path}: the model default must be a type such as ap_fixed<16,6>, not auto")
     try:
-        return str(FixedType.parse(value.strip() if isinstance(value, str) else value))
+        parsed = FixedType.parse(value.strip() if isinstance(value, str) else value)
     except ValueError as exc:
         cut = isinstance(value, str) and "<" in value and not any(c in value for c in ",>")  # not ap_fixed<8,3
         # `Precision: {weight: ap_fixed<8,3>}`: YAML ends the value at the comma (and reads `3>` as a key)
         hint = " (a type split at its comma: quote types inside {...})" if cut else ""
         raise ProjectError(f"{where}: {path}: {exc}{hint}") from None
+    if parsed.overflow == "AP_WRAP_SM":  # hls4ml's parser strips every 'AP_' from it: KeyError 'WRSM', no layer named
+        raise ProjectError(
+            f"{where}: {path}: {value}: hls4ml has no AP_WRAP_SM (sign-magnitude wrap), so it cannot build it; "
+            "its overflow modes are AP_WRAP, AP_SAT, AP_SAT_ZERO or AP_SAT_SYM"
+        )
+    return str(parsed)
 
 
 def _checked_entry(where: str, path: str, entry: dict[str, Any], model: bool = False) -> dict[str, Any]:

@@ -301,6 +301,8 @@ def _fast_cast_ok(src: FixedType, dst: FixedType) -> bool:
 
 
 def _fast_cast(raw: np.ndarray, src: FixedType, dst: FixedType) -> np.ndarray:
+    if raw.ndim == 0:  # NumPy's operators give a 0-d array back as a scalar: no clip(out=), no item assignment
+        return _fast_cast(raw.reshape(1), src, dst).reshape(())
     sh = src.frac_bits - dst.frac_bits
     if sh <= 0:
         q = raw << -sh

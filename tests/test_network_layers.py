@@ -653,3 +653,31 @@ def test_batchnorm_merged_with_binary_and_ternary_tanh(tmp_path_factory):
     assert modes == ["binary", "ternary"]
     assert {layer.spec.get("product") for layer in oracle.net.layers} >= {"data_binary"}
     _assert_exact(oracle)
+
+
+def test_argmax_softmax_with_a_saturating_result_type(tmp_path_factory):
+    """An argmax softmax whose result type saturates (``Model: {Precision:
+    ap_fixed<12,4,AP_RND,AP_SAT>}``, or its own result type): the emulator's cast of its
+    1 went through sim.fixed's clip on a 0-d value and raised numpy's TypeError ('return
+    arrays must be of ArrayType'; AP_SAT_ZERO: item assignment) before any output (found
+    by fuzzing); it now equals csim."""
+    import tensorflow as tf
+
+    k = tf.keras
+    blocks = [(6, k.layers.Activation("softmax", name=f"argmax_{mode}"), 8.0) for mode in ("sat", "sat_zero")]
+    model = _build(k, 5, blocks, seed=13)
+    hls_config = {
+        "Model": {"Precision": "ap_fixed<12,4,AP_RND,AP_SAT>"},
+        "LayerName": {
+            "argmax_sat": {"Implementation": "argmax"},
+            "argmax_sat_zero": {
+                "Implementation": "argmax",
+                "Precision": {"result": "ap_fixed<4,2,AP_TRN,AP_SAT_ZERO>"},
+            },
+        },
+    }
+    oracle = _synth(tmp_path_factory, model, "argmax_sat", hls_config)
+    types = {layer.name: str(layer.result_type) for layer in oracle.net.layers}
+    assert types["argmax_sat"] == "ap_fixed<12,4,AP_RND,AP_SAT>", types
+    assert types["argmax_sat_zero"] == "ap_fixed<4,2,AP_TRN,AP_SAT_ZERO>", types
+    _assert_exact(oracle)

@@ -299,6 +299,49 @@ def test_lossy_power_of_two_weights_with_saturating_accumulator_are_refused(tmp_
         _synth(config)
 
 
+@pytest.mark.parametrize(
+    ("io_type", "layer", "precision", "message"),
+    [
+        (  # wide inputs times 30-bit weights: products over 62 bits, an accumulator with fewer fraction bits
+            "io_parallel",
+            "fc",
+            {"weight": "ap_fixed<30,10>", "accum": "ap_fixed<64,30>", "result": "ap_fixed<24,12,AP_RND,AP_SAT>"},
+            r"'fc': products of \d+ bits with accumulator ap_fixed<64,30> are beyond this emulator's exact slow path",
+        ),
+        (  # a Resource convolution adds in generated code's order
+            "io_stream",
+            "conv",
+            {"accum": "ap_fixed<18,6,AP_RND,AP_SAT>"},
+            r"'conv': a saturating accumulator \(ap_fixed<18,6,AP_RND,AP_SAT>\) with the resource strategy",
+        ),
+    ],
+)
+def test_an_accumulator_the_emulator_cannot_replay_is_refused_by_synth(tmp_path, capsys, io_type, layer, precision,
+                                                                       message):  # fmt: skip
+    """synth accepted these and wrote the firmware; the emulator refused them only when it first
+    ran the layer (verify after the C simulation, a node's first fallback batch): found by
+    fuzzing.  synth now builds the emulator before it writes anything, exit 2 naming the layer."""
+    import tensorflow as tf
+
+    k = tf.keras
+    inp = k.Input((6, 2), name="x")
+    h = k.layers.Conv1D(3, 3, name="conv")(inp)
+    model = k.Model(inp, k.layers.Dense(4, name="fc")(k.layers.Flatten(name="flat")(h)))
+    files = save_keras(model, tmp_path / "src", "m")
+    names = {
+        "x": {"Precision": "ap_fixed<40,20>" if layer == "fc" else "ap_fixed<8,3>"},
+        layer: {"Precision": precision},
+    }
+    names["conv"] = {**names.get("conv", {}), "Strategy": "Resource", "ReuseFactor": 2}
+    hls = {"Model": {"Precision": "ap_fixed<16,6>"}, "LayerName": names}
+    project = {"KerasJson": "m.json", "KerasH5": "m_weights.h5", "IOType": io_type, "HLSConfig": hls}
+    config = write_project(tmp_path / "p", project, files)
+    assert _cli("synth", config) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err
+    assert not (tmp_path / "p" / "build" / "emulator").exists()
+
+
 def test_config_naming_a_missing_layer_is_an_error(tmp_path):
     from fpgaflow.project import ProjectError
 

@@ -51,7 +51,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     from fpgaflow.folders import claim_build_dir, refuse_foreign_build_dir
     from fpgaflow.network.config import model_files, read_settings
     from fpgaflow.network.convert import convert
-    from fpgaflow.network.manifest import manifest_content
+    from fpgaflow.network.manifest import manifest_content, refuse_unemulated
     from fpgaflow.network.model import load_keras_model, source_sha256
     from fpgaflow.network.precision import (
         unapplied_softmax_table_types,
@@ -79,6 +79,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     settings.warnings.extend(f"{project.file}: {note}" for note in unapplied)  # a key of this file, as the others
     settings.warnings.extend(weight_warnings(checks))
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
+    refuse_unemulated(meta, arrays, build / "emulator")
     for warning in settings.warnings:
         _say(f"warning: {warning}")
     if preprocessing is not None:

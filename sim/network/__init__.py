@@ -70,6 +70,11 @@ class Network:
         self.input_type: FixedType = first.result_type
         self.output_shape = tuple(by_name[self.output_name].output_shape)
         self.output_type: FixedType = by_name[self.output_name].result_type
+        # every multiply-accumulate built now, for the type its producer gives it: one this
+        # emulator cannot replay is refused at load (and by synth), not at the first prediction
+        for layer in self.layers:
+            if isinstance(layer, AccumulatorPerInputType):
+                layer.accumulator(by_name[layer.spec["inputs"][0]].result_type)
         # predict only: a layer that takes scratch (relu) may overwrite its input where that
         # is a weighted layer's output (a fresh array, never a view of another value) that
         # nothing else reads and that is not the network's output

@@ -342,6 +342,27 @@ def test_an_accumulator_the_emulator_cannot_replay_is_refused_by_synth(tmp_path,
     assert not (tmp_path / "p" / "build" / "emulator").exists()
 
 
+def test_a_functional_model_ending_in_dropout_is_refused_by_layer(tmp_path, capsys):
+    """hls4ml 1.3.0 skips Dropout layers, and in a functional model the output named after
+    one with it: the firmware had no output (its csim does not compile), and synth said
+    'networks with 0 outputs are not supported (outputs: [])' (found by fuzzing).  A
+    Sequential model takes its last layer as the output, so a Dropout there builds."""
+    import tensorflow as tf
+
+    k = tf.keras
+    inp = k.Input((4,), name="x")
+    functional = k.Model(inp, k.layers.Dropout(0.5, name="do")(k.layers.Dense(3, name="fc")(inp)))
+    sequential = k.Sequential([k.Input((4,)), k.layers.Dense(3, name="fc"), k.layers.Dropout(0.5, name="do")])
+    for name, model in (("functional", functional), ("sequential", sequential)):
+        config = keras_project(tmp_path / name, model, name)
+        status, err = _cli("synth", config), capsys.readouterr().err
+        if name == "sequential":
+            assert status == 0, err
+            continue
+        assert status == 2 and "Traceback" not in err and "0 outputs" not in err, err
+        assert "layer 'do' (Dropout) is the model's output" in err, err
+
+
 def test_config_naming_a_missing_layer_is_an_error(tmp_path):
     from fpgaflow.project import ProjectError
 

@@ -40,6 +40,16 @@ def check_supported(model: Any, where: str) -> None:
             why = check(layer)
             if why:
                 raise ProjectError(f"{where}: layer {layer.name!r} of type {cls}: {why}")
+    if type(model).__name__ != "Sequential":  # a Sequential model's output is its last layer hls4ml builds
+        for name in model.output_names:
+            if type(model.get_layer(name)).__name__ == "Dropout":
+                from fpgaflow.network import hls4ml_version
+
+                raise ProjectError(
+                    f"{where}: layer {name!r} (Dropout) is the model's output: hls4ml {hls4ml_version()} skips "
+                    "Dropout layers, and in a functional model the output named after one with it (the firmware "
+                    "would have no output); end the model with the layer before it (Dropout does nothing at inference)"
+                )
 
 
 def channels_last(layer: Any) -> str | None:

@@ -869,6 +869,10 @@ def test_hls4ml_snake_case_keys_are_accepted(tmp_path):
             r"yml: HLSConfig.LayerName.fc1_relu.Precision.weight: ap_fixed<6,2,AP_RND,AP_WRAP_SM>: hls4ml has "
             r"no AP_WRAP_SM .*AP_WRAP, AP_SAT, AP_SAT_ZERO or AP_SAT_SYM",
         ),
+        (
+            {"HLSConfig": {"Model": {"Strategy": "distributed_arithmetic"}}},
+            r"yml: HLSConfig.Model.Strategy is 'distributed_arithmetic', which the emulator does not compute",
+        ),
         ({"ClockPeriod": "5ns"}, r"yml: ClockPeriod is '5ns'; give the period in ns as a positive number"),
         (
             {"HLSConfig": {"Model": {"Strategy": "Resourse"}}},

@@ -184,6 +184,11 @@ def _checked_entry(where: str, path: str, entry: dict[str, Any], model: bool = F
                     f"{where}: {at} is {value!r}{did_you_mean(str(value), STRATEGIES)}; "
                     f"hls4ml's strategies: {', '.join(STRATEGIES)}"
                 )
+            if _snake(value) == "distributed_arithmetic":  # hls4ml failed on it: "No module named 'da4ml'"
+                raise ProjectError(
+                    f"{where}: {at} is {value!r}, which the emulator does not compute (hls4ml builds it with "
+                    "da4ml's generated code); use Latency, Resource or resource_unrolled"
+                )
     return out
 
 

@@ -38,6 +38,10 @@ MAGIC = b"FFROOT01"
 HEADER = 64  # MAGIC, b"S" (syncs) or b"-", the boot id (ASCII), padded with spaces
 SYNC_BYTES = 4 << 20  # with fsync: the file synced at least every 4 MB (as an HDF5 chunk) ...
 SYNC_S = 1.0  # ... or every second, whichever comes first (at the extend that passes it)
+# a rebuilt file is written this many bytes of records per extend (a basket per branch each):
+# in one extend, a branch of more than 2 GiB (~510k events of 4 KB, half the default
+# max_events_per_file) was refused by uproot ("too large to fit in a TBasket"), and the start failed
+REBUILD_BYTES = 4 << 20
 
 
 def entries_path(tmp: Path) -> Path:
@@ -134,6 +138,16 @@ class ROOTWriter:
         if os.write(self._log, entry) != ENTRY:
             raise OSError(f"{entries_path(self.path)}: short write")
         self.entries += n
+
+    def write_rebuilt(self, cols: dict[str, np.ndarray]) -> None:
+        """A rebuilt file's rows, ``REBUILD_BYTES`` at a time (a basket per branch each, as
+        the sink's own writes of ~1 MB gave it): uproot refuses a basket over 2 GiB, and a
+        reader takes a basket whole."""
+        n = len(next(iter(cols.values())))
+        per_row = sum(a.nbytes // max(1, len(a)) for a in cols.values())
+        step = max(1, REBUILD_BYTES // max(1, per_row))
+        for start in range(0, n, step):
+            self.write_columns({k: a[start : start + step] for k, a in cols.items()})
 
     def close(self, on_wait: Callable[[], None] | None = None) -> None:
         try:

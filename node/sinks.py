@@ -370,7 +370,7 @@ class RotatingFiles:
             try:
                 writer = ROOTWriter(rebuilt, self.tree, attrs, entries_log=False)
                 try:
-                    writer.write_columns(cols)
+                    writer.write_rebuilt(cols)
                 finally:
                     writer.close()
             except BaseException as exc:  # also cut short (an exception from a signal handler): no half file left

@@ -254,3 +254,29 @@ def test_an_entries_log_left_by_a_close_cut_short_is_deleted_at_the_next_start(t
     sink.close()
     assert sink.recovered == [] and sink.unrecovered == [] and not entries_path(tmp).exists()
     assert read_events(final)["event"].tolist() == list(range(5))
+
+
+def test_a_rebuilt_file_is_written_a_few_mb_per_basket(tmp_path):
+    """The rebuild wrote every entry in one extend, so one basket per branch: a branch of
+    more than 2 GiB (a .tmp of ~510k events of 4 KB, half the default max_events_per_file)
+    was refused by uproot ("too large to fit in a TBasket") and the node did not start, at
+    every try.  Now it is written a few MB per extend, as the sink's own writes were."""
+    tmp = tmp_path / TMP
+    records = _records(150_000)  # ~12 MB, written as the sink does: ~1 MB per extend
+    writer = ROOTWriter(tmp, "events", {})
+    step = (1 << 20) // DTYPE.itemsize
+    for start in range(0, len(records), step):
+        writer.write([records[start : start + step]])
+    writer._out.flush()  # (not closed: killed)
+    sink = RotatingFiles(tmp_path, "ev", fmt="root")
+    sink.close()
+    final = tmp_path / TMP.removesuffix(".tmp")
+    assert sink.recovered == [final] and sink.unrecovered == []
+    ev = read_events(final)
+    for name, column in ev.items():
+        assert np.array_equal(column, records[name]), name
+    with uproot.open(final) as f:
+        branch = f["events"]["inputs"]
+        rows = [b - a for a, b in (branch.basket_entry_start_stop(i) for i in range(branch.num_baskets))]
+    row_bytes = sum(column.nbytes for column in ev.values()) // len(records)  # (no reserved field)
+    assert len(rows) > 1 and max(rows) * row_bytes <= 4 << 20, rows  # node.rootfile.REBUILD_BYTES

@@ -314,6 +314,9 @@ class Node:
             "manifest": self.emulator.id if self.emulator is not None else "",
         }  # fmt: skip
         directory = cfg.resolve(s.directory)
+        # files the start left as .tmp or kept as .damaged (gauge sink_unrecovered_files): only a
+        # log line said so, and a node watched by its metrics and status looked whole
+        self._unrecovered = 0
         if s.write_files:  # now, not at the first flush: a directory that cannot be written would lose events then
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -326,6 +329,10 @@ class Node:
                 max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
                 direct_io=s.direct_io, fsync=s.fsync,
             )  # fmt: skip
+            if self.events_sink is not None:
+                # now, not once the late sink has started too: a start cut short while that one
+                # rebuilt its files (killed, or refused) named none of the events files it rebuilt
+                self._tell_recovery(self.events_sink)
             self.late_sink = (
                 RotatingFiles(directory, sink_prefixes(cfg.node.name, worker)[1], fmt=s.format, tree="late",
                               max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
@@ -335,9 +342,6 @@ class Node:
         except PrefixInUse as exc:  # a second node of this name on the folder, or a node still stopping
             raise config_mod.ConfigError(exc.refusal(cfg.node.name)) from None
         self.sinks = [sink for sink in (self.events_sink, self.late_sink) if sink is not None]
-        # files the start left as .tmp or kept as .damaged (gauge sink_unrecovered_files): only a
-        # log line said so, and a node watched by its metrics and status looked whole
-        self._unrecovered = 0
         self._waiting_since: dict[Path, float] = {}  # file -> since when its sink waits for room
         self._waiting_logged = 0.0
         self._waiting_told_stop = False  # logged since the stop: a second SIGTERM gives up
@@ -350,7 +354,8 @@ class Node:
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
-            self._tell_recovery(sink)
+        if self.late_sink is not None:
+            self._tell_recovery(self.late_sink)
         if worker == 0 and s.write_files:
             self._recover_unowned(directory)
         elif worker == 0 and directory.is_dir():

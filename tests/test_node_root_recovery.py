@@ -5,6 +5,7 @@ as it is."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -280,3 +281,32 @@ def test_a_rebuilt_file_is_written_a_few_mb_per_basket(tmp_path):
         rows = [b - a for a, b in (branch.basket_entry_start_stop(i) for i in range(branch.num_baskets))]
     row_bytes = sum(column.nbytes for column in ev.values()) // len(records)  # (no reserved field)
     assert len(rows) > 1 and max(rows) * row_bytes <= 4 << 20, rows  # node.rootfile.REBUILD_BYTES
+
+
+def test_an_events_file_rebuilt_by_a_start_cut_short_after_it_is_named(tmp_path):
+    """A start rebuilt the events sink's files, then the late sink's, and only then logged
+    what both rebuilt: killed while the late sink rebuilt a big file (or refused there),
+    it had rebuilt the events file under its final name and named it in no line, and the
+    next start found nothing to tell (a soak run's 91k-event file).  Now the events
+    sink's rebuild is logged before the late sink starts."""
+    from node.sinks import hold_prefix
+
+    out = tmp_path / "out"
+    out.mkdir()
+    tmp = out / "node-w0-20261124T000000-00000.root.tmp"
+    writer = ROOTWriter(tmp, "events", {"node": "node"})
+    writer.write([_records(40)])
+    writer._out.flush()  # (not closed: killed)
+    held = hold_prefix(out, "late-node-w0")  # the start ends at the late sink: as if killed there
+    try:
+        cfg = basic_config(tmp_path, free_port(), sink={"format": "root"})
+        proc = subprocess.run([sys.executable, "-m", "node.daemon", str(cfg)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    finally:
+        os.close(held)
+    assert proc.returncode == 2 and "late-node-w0" in proc.stderr, proc.stderr
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+    assert read_events(final)["event"].tolist() == list(range(40)) and not tmp.exists()
+    lines = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
+    (line,) = [x for x in lines if x.get("event") == "recovered-files"]
+    assert line["files"] == [str(final)] and line["events"] == [40], line

@@ -7,7 +7,7 @@ branches give, or one branch more than another).  So each ``extend`` is followed
 entry in a log beside the file (``NAME.root.tmp.entries``: the tree's entries so far, 8
 bytes little-endian, behind a header with the boot it was written in and whether it
 syncs), written once the file's bytes are out of the process: the next start rebuilds the
-file from the entries the log names (``recovered_columns``), read basket by basket, and
+file from the entries the log names (``RecoveredTree``), read basket by basket, and
 no further.  With ``fsync`` the file is synced every ``SYNC_BYTES`` or ``SYNC_S`` before
 its entry, which then says so (the top bit): after a restart of the machine only those
 are trusted (a sync per extend, every 1 MB here, cost the node's thread ~25% of a ROOT
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +139,6 @@ class ROOTWriter:
             raise OSError(f"{entries_path(self.path)}: short write")
         self.entries += n
 
-    def write_rebuilt(self, cols: dict[str, np.ndarray]) -> None:
-        """A rebuilt file's rows, ``REBUILD_BYTES`` at a time (a basket per branch each, as
-        the sink's own writes of ~1 MB gave it): uproot refuses a basket over 2 GiB, and a
-        reader takes a basket whole."""
-        n = len(next(iter(cols.values())))
-        per_row = sum(a.nbytes // max(1, len(a)) for a in cols.values())
-        step = max(1, REBUILD_BYTES // max(1, per_row))
-        for start in range(0, n, step):
-            self.write_columns({k: a[start : start + step] for k, a in cols.items()})
-
     def close(self, on_wait: Callable[[], None] | None = None) -> None:
         try:
             self.file.close()
@@ -183,38 +173,104 @@ def logged_entries(tmp: Path) -> int | str | None:
     return int(synced[-1] & ~np.uint64(SYNCED)) if len(synced) else 0
 
 
-def recovered_columns(tmp: Path, tree: str, entries: int) -> tuple[dict[str, Any], dict[str, np.ndarray], int]:
-    """The attributes and the first ``entries`` (at least one) rows of every branch of a
-    killed writer's ROOT file, checked, and the entries its tree counts: a tree that is not there, or a
-    branch that gives fewer rows, is a ``ValueError`` saying so (the file is then left as
-    it is, never rebuilt short)."""
-    uproot = _uproot()
-    with uproot.open(tmp) as f:
-        names = {k.split(";")[0] for k in f.keys()}
-        info = f"{tree}_info"
-        if info not in names:
-            raise ValueError(f"no {info!r} in it (it holds {sorted(names) or 'nothing'})")
-        attrs = json.loads(f[info])
-        if tree not in names:
-            raise ValueError(f"its entries log names {entries} entries, but it has no {tree!r} tree")
-        t = f[tree]
-        if t.num_entries < entries:
-            raise ValueError(f"its entries log names {entries} entries, its tree counts {t.num_entries}")
-        cols = {name: _first_rows(branch, entries) for name, branch in t.items()}
-        counted = t.num_entries
-    short = {k: len(v) for k, v in cols.items() if len(v) != entries}
-    if short:
-        raise ValueError(f"its entries log names {entries} entries, but branches gave {short}")
-    return attrs, cols, counted
+class Unreadable(Exception):
+    """A killed writer's ROOT file does not give back the entries its log names."""
 
 
-def _first_rows(branch: Any, entries: int) -> np.ndarray:
-    """A branch's first ``entries`` rows, read basket by basket: a tree cut mid-``extend``
-    counts entries its baskets do not hold yet, and uproot's reads of a range check the
-    whole branch against that count (and refuse); the baskets before the cut are whole."""
-    parts = []
-    for i in range(branch.num_baskets):
-        if branch.basket_entry_start_stop(i)[0] >= entries:
-            break
-        parts.append(np.asarray(branch.basket(i).array(library="np")))
-    return np.concatenate(parts)[:entries] if parts else np.zeros(0)
+class RecoveredTree:
+    """A killed writer's ROOT file, open for its rebuild: its attributes, the entries its
+    tree counts, and (``batches``) the first ``entries`` rows of every branch, read basket
+    by basket (a tree cut mid-``extend`` counts entries its baskets do not hold yet, and
+    uproot's reads of a range check the whole branch against that count, and refuse; the
+    baskets before the cut are whole) and handed on a few MB at a time, never the whole
+    file in memory (a 2.2 GB file took 4.5 GB read whole).  Anything that does not add up
+    is ``Unreadable`` (the file is then left as it is, never rebuilt short)."""
+
+    def __init__(self, tmp: Path, tree: str, entries: int):
+        uproot = _uproot()
+        self.entries = entries
+        try:
+            self._file = uproot.open(tmp)
+        except Exception as exc:
+            raise Unreadable(exc) from None
+        try:
+            names = {k.split(";")[0] for k in self._file.keys()}
+            info = f"{tree}_info"
+            if info not in names:
+                raise Unreadable(f"no {info!r} in it (it holds {sorted(names) or 'nothing'})")
+            self.attrs: dict[str, Any] = json.loads(self._file[info])
+            if tree not in names:
+                raise Unreadable(f"its entries log names {entries} entries, but it has no {tree!r} tree")
+            t = self._file[tree]
+            self.counted: int = t.num_entries
+            if self.counted < entries:
+                raise Unreadable(f"its entries log names {entries} entries, its tree counts {self.counted}")
+            self._branches = list(t.items())
+            # one basket per branch per extend: the baskets of every branch start at the same entries
+            starts = {name: self._starts(branch) for name, branch in self._branches}
+            if len({tuple(v) for v in starts.values()}) != 1:
+                raise Unreadable(f"its branches' baskets do not start at the same entries ({starts})")
+            self._starts_ = next(iter(starts.values()))
+        except Unreadable:
+            self.close()
+            raise
+        except Exception as exc:  # uproot's errors are of many kinds
+            self.close()
+            raise Unreadable(exc) from None
+
+    def _starts(self, branch: Any) -> list[int]:
+        """The first entry of each of a branch's baskets that start before ``entries``."""
+        out = []
+        for i in range(branch.num_baskets):
+            start = int(branch.basket_entry_start_stop(i)[0])
+            if start >= self.entries:
+                break
+            out.append(start)
+        return out
+
+    def batches(self, max_bytes: int = REBUILD_BYTES) -> Iterator[dict[str, np.ndarray]]:
+        """The first ``entries`` rows, a column dict of about ``max_bytes`` (or one basket)
+        at a time; ``Unreadable`` if a basket does not read or the rows do not add up."""
+        group: list[dict[str, np.ndarray]] = []
+        size = done = 0
+        for i, start in enumerate(self._starts_):
+            if start != done:
+                raise Unreadable(f"basket {i} starts at entry {start}, after {done} entries")
+            try:
+                cols = {name: np.asarray(branch.basket(i).array(library="np")) for name, branch in self._branches}
+            except Exception as exc:
+                raise Unreadable(f"basket {i}: {exc}") from None
+            n = min(len(a) for a in cols.values())
+            if any(len(a) != n for a in cols.values()) or n == 0:
+                rows = {k: len(a) for k, a in cols.items()}
+                raise Unreadable(f"basket {i} gives {rows} rows")
+            take = min(n, self.entries - done)
+            part = {k: a[:take] for k, a in cols.items()}
+            nbytes = sum(a.nbytes for a in part.values())
+            if group and size + nbytes > max_bytes:
+                yield _joined(group)
+                group, size = [], 0
+            group.append(part)
+            size, done = size + nbytes, done + take
+        if done != self.entries:
+            raise Unreadable(f"its entries log names {self.entries} entries, but its baskets gave {done}")
+        if group:
+            yield _joined(group)
+
+    def close(self) -> None:
+        f = getattr(self, "_file", None)
+        if f is not None:
+            f.close()
+            self._file = None
+
+    def __enter__(self) -> RecoveredTree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _joined(group: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(group) == 1:
+        return group[0]
+    return {k: np.concatenate([g[k] for g in group]) for k in group[0]}

@@ -29,7 +29,7 @@ from node.chunkio import until_room
 from node.chunklog import SUFFIX, TAIL_SUFFIX, distrust, log_path, recovered_records, tail_path, writer_alive
 from node.durable import durable_replace
 from node.hdf5file import HDF5Writer, chunk_layout, import_h5py
-from node.rootfile import ENTRIES_SUFFIX, ROOTWriter, entries_path, logged_entries, recovered_columns
+from node.rootfile import ENTRIES_SUFFIX, RecoveredTree, ROOTWriter, Unreadable, entries_path, logged_entries
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
 from sim.wire.security import server_curve
@@ -124,6 +124,11 @@ def _keep(tmp: Path, kept: Path) -> None:
     for leftover, to in ((log_path(tmp), log_path(kept)), (tail_path(tmp), tail_path(kept)), (tmp, kept)):
         if leftover.exists():
             leftover.rename(to)
+
+
+def _root_unreadable(entries: int, exc: Exception) -> str:
+    """What ``unrecovered`` says of a ROOT ``.tmp`` whose tree does not give back what its log names."""
+    return f"its tree does not give back the {entries} entries its entries log names ({exc}); left as it is"
 
 
 def _kept_why(kept: Path, final: Path, records: np.ndarray | None = None, left: str | None = None) -> str:
@@ -360,25 +365,31 @@ class RotatingFiles:
                 self.unrecovered.append((tmp, ROOT_NO_ENTRY))
                 continue
             try:
-                attrs, cols, counted = recovered_columns(tmp, self.tree, entries)
-            except Exception as exc:  # uproot's errors are of many kinds: the file is left, named with why
-                why = f"its tree does not give back the {entries} entries its entries log names ({exc}); left as it is"
-                self.unrecovered.append((tmp, why))
+                source = RecoveredTree(tmp, self.tree, entries)
+            except Unreadable as exc:
+                self.unrecovered.append((tmp, _root_unreadable(entries, exc)))
                 continue
             rebuilt = tmp.with_name(tmp.name + ".rebuilt")
-            attrs = {**attrs, "recovered": f"{entries} events from the entries log of a killed writer"}
-            try:
-                writer = ROOTWriter(rebuilt, self.tree, attrs, entries_log=False)
+            attrs = {**source.attrs, "recovered": f"{entries} events from the entries log of a killed writer"}
+            with source:
                 try:
-                    writer.write_rebuilt(cols)
-                finally:
-                    writer.close()
-            except BaseException as exc:  # also cut short (an exception from a signal handler): no half file left
-                rebuilt.unlink(missing_ok=True)
-                if not isinstance(exc, Exception):
-                    raise
-                raise OSError(getattr(exc, "errno", None), f"rebuilding it from its entries log failed: {exc}",
-                              str(tmp)) from None  # fmt: skip
+                    writer = ROOTWriter(rebuilt, self.tree, attrs, entries_log=False)
+                    try:
+                        for cols in source.batches():  # a few MB at a time: a basket per branch each
+                            writer.write_columns(cols)
+                    finally:
+                        writer.close()
+                except Unreadable as exc:  # found part way: nothing rebuilt, the .tmp left as it is
+                    rebuilt.unlink(missing_ok=True)
+                    self.unrecovered.append((tmp, _root_unreadable(entries, exc)))
+                    continue
+                except BaseException as exc:  # also cut short (an exception from a signal handler): no half file
+                    rebuilt.unlink(missing_ok=True)
+                    if not isinstance(exc, Exception):
+                        raise
+                    raise OSError(getattr(exc, "errno", None), f"rebuilding it from its entries log failed: {exc}",
+                                  str(tmp)) from None  # fmt: skip
+            counted = source.counted
             durable_replace(rebuilt, final)  # on the disk before the .tmp goes, whatever sink.fsync says
             self.recovered_events[final] = entries
             if counted == entries:

@@ -194,6 +194,8 @@ class Node:
         if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
             self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered],
                      events=[sink.recovered_events[f] for f in sink.recovered])  # fmt: skip
+        if sink.removed_empty:  # a killed writer's ROOT .tmp with no entry in it (node.rootfile)
+            self.log("info", "empty-files-removed", files=[str(f) for f in sink.removed_empty])
         for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
             self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self._unrecovered += len(sink.unrecovered)

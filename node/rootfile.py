@@ -173,6 +173,19 @@ def logged_entries(tmp: Path) -> int | str | None:
     return int(synced[-1] & ~np.uint64(SYNCED)) if len(synced) else 0
 
 
+def holds_no_entries(tmp: Path, tree: str) -> bool:
+    """Whether a killed writer's ROOT file reads and holds no entry of ``tree`` (no such
+    tree, or one of 0 entries): killed before its first records were written, it has
+    nothing to lose; one that does not read may hold some."""
+    uproot = _uproot()
+    try:
+        with uproot.open(tmp) as f:
+            names = {k.split(";")[0] for k in f.keys()}
+            return tree not in names or f[tree].num_entries == 0
+    except Exception:  # uproot's errors are of many kinds: it may hold entries
+        return False
+
+
 class Unreadable(Exception):
     """A killed writer's ROOT file does not give back the entries its log names."""
 

@@ -29,7 +29,15 @@ from node.chunkio import until_room
 from node.chunklog import SUFFIX, TAIL_SUFFIX, distrust, log_path, recovered_records, tail_path, writer_alive
 from node.durable import durable_replace
 from node.hdf5file import HDF5Writer, chunk_layout, import_h5py
-from node.rootfile import ENTRIES_SUFFIX, RecoveredTree, ROOTWriter, Unreadable, entries_path, logged_entries
+from node.rootfile import (
+    ENTRIES_SUFFIX,
+    RecoveredTree,
+    ROOTWriter,
+    Unreadable,
+    entries_path,
+    holds_no_entries,
+    logged_entries,
+)
 from sim.wire import protocol
 from sim.wire.endpoint import prepare
 from sim.wire.security import server_curve
@@ -43,8 +51,8 @@ ROOT_NO_LOG = ("a ROOT file its writer never closed, with no entries log beside 
                "writer was killed before making one); nothing says which of its entries are whole (read as it is, "
                "its tree may count more entries than its branches give back: a write cut short); "
                "left as it is")  # fmt: skip
-ROOT_NO_ENTRY = ("a ROOT file its writer never closed, whose entries log names no entries: killed before its first "
-                 "records were whole, so no event went to it; nothing to rebuild, left as it is")  # fmt: skip
+ROOT_NO_ENTRY = ("a ROOT file its writer never closed, whose entries log names no entries but whose tree holds some "
+                 "(killed between its first write and its log entry); none is vouched for, left as it is")  # fmt: skip
 ROOT_NOT_REBUILT = ("a ROOT file its writer never closed: only a sink with sink.format = \"root\" rebuilds it, "
                     "this one writes HDF5; left as it is")  # fmt: skip
 HDF5_NOT_REBUILT = ("an HDF5 file its writer never closed: only a sink with sink.format = \"hdf5\" rebuilds it, "
@@ -227,6 +235,7 @@ class RotatingFiles:
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, or kept as .damaged, why)
         self.recovered_events: dict[Path, int] = {}  # a rebuilt file: the events in it (logged with its name)
+        self.removed_empty: list[Path] = []  # a killed writer's ROOT .tmp that held no entry: deleted
         # the prefix's files are this sink's until ``close``: its start finds only dead writers' .tmp
         self._prefix_lock = hold_prefix(self.directory, prefix)
         try:
@@ -358,11 +367,15 @@ class RotatingFiles:
         for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             entries = logged_entries(tmp)
-            if entries is None or isinstance(entries, str):
-                self.unrecovered.append((tmp, ROOT_NO_LOG if entries is None else f"{entries}; left as it is"))
-                continue
-            if entries == 0:  # (a file without its tree cannot be made: the branches' types come with the records)
-                self.unrecovered.append((tmp, ROOT_NO_ENTRY))
+            if not isinstance(entries, int) or entries == 0:  # nothing the log vouches for
+                if holds_no_entries(tmp, self.tree):  # killed before its first records (at a rotation, mostly)
+                    tmp.unlink()  # nothing in it: named at every start, it counted as unrecovered for good
+                    entries_path(tmp).unlink(missing_ok=True)
+                    self.removed_empty.append(tmp)
+                elif entries is None or isinstance(entries, str):
+                    self.unrecovered.append((tmp, ROOT_NO_LOG if entries is None else f"{entries}; left as it is"))
+                else:  # (a file without its tree cannot be made: the branches' types come with the records)
+                    self.unrecovered.append((tmp, ROOT_NO_ENTRY))
                 continue
             try:
                 source = RecoveredTree(tmp, self.tree, entries)

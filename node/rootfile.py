@@ -6,15 +6,15 @@ can read back with no error and not add up (the tree counting more entries than 
 branches give, or one branch more than another).  So each ``extend`` is followed by an
 entry in a log beside the file (``NAME.root.tmp.entries``: the tree's entries so far, 8
 bytes little-endian, behind a header with the boot it was written in and whether it
-syncs), written once the file's bytes are out of the process: the next start rebuilds the
-file from the entries the log names (``RecoveredTree``), read basket by basket, and
-no further.  With ``fsync`` the file is synced every ``SYNC_BYTES`` or ``SYNC_S`` before
-its entry, which then says so (the top bit): after a restart of the machine only those
-are trusted (a sync per extend, every 1 MB here, cost the node's thread ~25% of a ROOT
-sink's events/s).  Cut after each of its
-writes, the baskets before the cut always gave back the right rows (uproot 5.7.7,
-2026-11-24; ``tests/test_node_root_recovery.py`` replays every cut).  An unsynced log is
-not trusted after the machine restarted (as an HDF5 chunk log, ``node.chunklog.distrust``).
+syncs), written once the file's bytes are out of the process.  The next start rebuilds
+the file from the entries the log names and no further (``RecoveredTree``: read basket by
+basket, a few MB at a time); cut after each of its writes, a tree's baskets before the cut
+always gave back the right rows (uproot 5.7.7, 2026-11-24; ``tests/test_node_root_recovery.py``
+replays every cut).  With ``fsync`` the file is synced every ``SYNC_BYTES`` or ``SYNC_S``
+before an entry, which then says so (its top bit); after a restart of the machine only
+those are trusted, and an unsynced log not at all (as an HDF5 chunk log,
+``node.chunklog.distrust``).  A sync per extend (every 1 MB) cost the node's thread ~25%
+of a ROOT sink's events/s.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ MAGIC = b"FFROOT01"
 HEADER = 64  # MAGIC, b"S" (syncs) or b"-", the boot id (ASCII), padded with spaces
 SYNC_BYTES = 4 << 20  # with fsync: the file synced at least every 4 MB (as an HDF5 chunk) ...
 SYNC_S = 1.0  # ... or every second, whichever comes first (at the extend that passes it)
-# a rebuilt file is written this many bytes of records per extend (a basket per branch each):
-# in one extend, a branch of more than 2 GiB (~510k events of 4 KB, half the default
-# max_events_per_file) was refused by uproot ("too large to fit in a TBasket"), and the start failed
+# a rebuild reads and writes this many bytes of records at a time (a basket per branch per
+# extend): read whole, a 1 GB .tmp took 2 GB of memory at start; written in one extend, a
+# branch of more than 2 GiB (~510k events of 4 KB, half the default max_events_per_file)
+# was refused by uproot ("too large to fit in a TBasket"), and the start failed
 REBUILD_BYTES = 4 << 20
 
 
@@ -75,8 +76,9 @@ class ROOTWriter:
         self.fsync = fsync
         self.entries = 0  # in the tree, and named by the log once ``write`` returns
         self._log = -1
+        self.logged = entries_log  # an entries log is kept (``saved``: what it names outlives a failed close)
         self._synced_at, self._synced_bytes = time.monotonic(), 0  # the last sync (fsync), the file's size then
-        self._out = open(path, "w+b")  # noqa: SIM115 (closed in close): flushed and synced before each log entry
+        self._out = open(path, "w+b")  # noqa: SIM115 (closed in close): flushed before each log entry
         try:
             self.file = uproot.recreate(self._out)
             self.tree_name = tree
@@ -102,7 +104,7 @@ class ROOTWriter:
     def saved(self) -> int:
         """Records that survive a failed close: those the entries log names (the next
         start rebuilds them)."""
-        return self.entries if self._log >= 0 else 0
+        return self.entries if self.logged else 0
 
     def wait_room(self, timeout: float) -> None:
         pass
@@ -133,10 +135,12 @@ class ROOTWriter:
             sync_fd(os.fdatasync, self._out.fileno(), self.path)
             self._synced_at, self._synced_bytes = time.monotonic(), size
             entry |= SYNCED
-        # the log itself is not synced: an entry the disk lost names fewer entries, never ones it lacks
-        entry = entry.to_bytes(ENTRY, "little")
-        if os.write(self._log, entry) != ENTRY:
+        # an entry the disk lost names fewer entries, never ones it lacks; a synced one is synced
+        # itself (the log is a few bytes), so that a power loss keeps what it names rebuildable
+        if os.write(self._log, entry.to_bytes(ENTRY, "little")) != ENTRY:
             raise OSError(f"{entries_path(self.path)}: short write")
+        if entry & SYNCED:
+            sync_fd(os.fdatasync, self._log, entries_path(self.path))
         self.entries += n
 
     def close(self, on_wait: Callable[[], None] | None = None) -> None:

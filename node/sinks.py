@@ -360,9 +360,9 @@ class RotatingFiles:
         """Rebuild the ROOT files a killed writer of this prefix left as ``.tmp`` from the
         entries their logs name (``node.rootfile``), under their final names; what a log
         does not name is not trusted: a file whose tree counts other entries is kept as
-        ``NAME.root.damaged`` beside the rebuilt one.  One that cannot be rebuilt (no log,
-        a tree that does not give back the entries the log names) is left as it is and
-        listed in ``unrecovered``."""
+        ``NAME.root.damaged`` beside the rebuilt one.  One that holds no entry at all is
+        deleted (``removed_empty``); one that cannot be rebuilt (no log, a tree that does not
+        give back the entries the log names) is left as it is and listed in ``unrecovered``."""
         done = []
         for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))

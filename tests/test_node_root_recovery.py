@@ -48,6 +48,17 @@ def _records(n: int) -> np.ndarray:
     return ev
 
 
+def _killed(tmp, records: np.ndarray, attrs: dict | None = None, extend_bytes: int = 0, **kw) -> ROOTWriter:
+    """A ROOT writer on ``tmp`` that wrote ``records`` (in extends of ``extend_bytes``, as
+    the sink does, or in one) and was killed: its bytes out of the process, never closed."""
+    writer = ROOTWriter(tmp, "events", attrs or {}, **kw)
+    step = max(1, extend_bytes // DTYPE.itemsize) if extend_bytes else len(records)
+    for start in range(0, len(records), step):
+        writer.write([records[start : start + step]])
+    writer._out.flush()
+    return writer
+
+
 def test_a_killed_root_writers_file_is_rebuilt_from_its_entries_log(tmp_path):
     """A ROOT sink killed with SIGKILL left its .tmp for good (ROOT files had no log):
     every event in it was lost to the run.  Now the next start rebuilds it, every entry
@@ -154,9 +165,7 @@ def test_a_root_file_without_an_entries_log_is_named_and_left(tmp_path):
     named at the start, with why, and left as it is; an HDF5 sink leaves a ROOT one too,
     and so does a ROOT sink one whose log names no entries (nothing went to it)."""
     tmp = tmp_path / TMP
-    writer = ROOTWriter(tmp, "events", {}, entries_log=False)
-    writer.write([_records(10)])  # (not closed: as a killed writer leaves it)
-    writer._out.flush()
+    _killed(tmp, _records(10), entries_log=False)
     left = tmp.read_bytes()
     for fmt, why in (("root", "a ROOT file its writer never closed, with no entries log"),
                      ("hdf5", 'only a sink with sink.format = "root" rebuilds it')):  # fmt: skip
@@ -231,9 +240,7 @@ def test_a_node_with_root_files_names_what_it_rebuilt(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     tmp = out / "node-w0-20261124T000000-00000.root.tmp"
-    writer = ROOTWriter(tmp, "events", {"node": "node"})
-    writer.write([_records(40)])
-    writer._out.flush()  # (not closed: killed)
+    _killed(tmp, _records(40), {"node": "node"})
     d = Daemon(basic_config(tmp_path, free_port(), sink={"format": "root"}))
     try:
         d.stop()
@@ -268,11 +275,7 @@ def test_a_rebuilt_file_is_written_a_few_mb_per_basket(tmp_path):
     every try.  Now it is written a few MB per extend, as the sink's own writes were."""
     tmp = tmp_path / TMP
     records = _records(150_000)  # ~12 MB, written as the sink does: ~1 MB per extend
-    writer = ROOTWriter(tmp, "events", {})
-    step = (1 << 20) // DTYPE.itemsize
-    for start in range(0, len(records), step):
-        writer.write([records[start : start + step]])
-    writer._out.flush()  # (not closed: killed)
+    _killed(tmp, records, extend_bytes=1 << 20)
     sink = RotatingFiles(tmp_path, "ev", fmt="root")
     sink.close()
     final = tmp_path / TMP.removesuffix(".tmp")
@@ -298,9 +301,7 @@ def test_an_events_file_rebuilt_by_a_start_cut_short_after_it_is_named(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     tmp = out / "node-w0-20261124T000000-00000.root.tmp"
-    writer = ROOTWriter(tmp, "events", {"node": "node"})
-    writer.write([_records(40)])
-    writer._out.flush()  # (not closed: killed)
+    _killed(tmp, _records(40), {"node": "node"})
     held = hold_prefix(out, "late-node-w0")  # the start ends at the late sink: as if killed there
     try:
         cfg = basic_config(tmp_path, free_port(), sink={"format": "root"})
@@ -324,11 +325,7 @@ def test_a_rebuild_reads_a_few_mb_at_a_time_not_the_whole_file(tmp_path):
 
     tmp = tmp_path / TMP
     records = _records(60_000)  # ~5 MB, ~1 MB per extend
-    writer = ROOTWriter(tmp, "events", {})
-    step = (1 << 20) // DTYPE.itemsize
-    for start in range(0, len(records), step):
-        writer.write([records[start : start + step]])
-    writer._out.flush()
+    _killed(tmp, records, extend_bytes=1 << 20)
     with RecoveredTree(tmp, "events", 50_000) as source:
         groups = list(source.batches(max_bytes=2 << 20))
     assert len(groups) > 2 and all(sum(a.nbytes for a in g.values()) <= 2 << 20 for g in groups)

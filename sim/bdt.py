@@ -45,6 +45,16 @@ def balanced_split(n: int) -> int:
     return 1 << _floorlog2(n - 1)
 
 
+MAX_COMPARE_BITS = 62  # an input and a threshold, aligned, compared as int64 with room for the shift
+
+
+def compare_bits(input_type: FixedType, threshold_type: FixedType) -> int:
+    """Bits an input and a threshold need once aligned on the finer of their LSBs, as the
+    emulator compares them (ap_fixed compares values)."""
+    frac = max(input_type.frac_bits, threshold_type.frac_bits)
+    return max(t.width + frac - t.frac_bits for t in (input_type, threshold_type))
+
+
 class BDT:
     """Emulator of one BDT firmware (an :class:`sim.emulator.Emulator`)."""
 
@@ -93,9 +103,8 @@ class BDT:
         self.norm_raw = int(m.array("norm_raw").reshape(()))
         # Compare in a common number of fractional bits: ap_fixed compares values.
         self.compare_frac = max(self.input_type.frac_bits, self.threshold_type.frac_bits)
-        both = (self.input_type, self.threshold_type)
-        self._compare_bits = max(t.width + self.compare_frac - t.frac_bits for t in both)
-        if self._compare_bits > 62:
+        self._compare_bits = compare_bits(self.input_type, self.threshold_type)
+        if self._compare_bits > MAX_COMPARE_BITS:
             raise ManifestError(f"{m.path}: input/threshold types too wide for the emulator's 64-bit comparisons")
         thr = threshold << (self.compare_frac - self.threshold_type.frac_bits)
 

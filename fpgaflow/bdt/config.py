@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fpgaflow.project import Project, ProjectError, clock_period, refuse_unknown_keys
+from sim.bdt import MAX_COMPARE_BITS, compare_bits
 from sim.fixed import FixedType
 
 BACKENDS = ("xilinxhls", "vhdl")
@@ -220,9 +221,7 @@ def _check_compare_width(project: Project, texts: dict[str, str], types: dict[st
     """The emulator compares inputs with thresholds as 64-bit integers on a common grid
     (``sim.bdt``): types whose aligned values need more than 62 bits are refused here,
     naming the keys, rather than by the emulator after synth said it had built them."""
-    both = (types["input"], types["threshold"])
-    frac = max(t.frac_bits for t in both)
-    if max(t.width + frac - t.frac_bits for t in both) > 62:
+    if compare_bits(types["input"], types["threshold"]) > MAX_COMPARE_BITS:
         # (the threshold type may be the input type's, written once: named once)
         keys = " and ".join(dict.fromkeys(f"{written[k]} {texts[k]}" for k in ("InputPrecision", "ThresholdPrecision")))
         raise ProjectError(

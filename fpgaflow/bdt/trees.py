@@ -4,6 +4,7 @@ built and checked on our side: compact trees, the true depth, a float evaluation
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,15 @@ def make_tree(feature, threshold, value, left, right, n_features: int) -> dict[s
             node = int(left[node] if threshold[node] > 0 else right[node])
         return node
 
-    order, i = [kept(0)], 0
-    children: dict[int, tuple[int, int]] = {}
-    while i < len(order):
-        node = order[i]
-        i += 1
-        if left[node] != NO_CHILD:
-            children[node] = (kept(int(left[node])), kept(int(right[node])))
-            order += children[node]
+    children = {}  # node: its children, past the infinite splits
+
+    def kids(node: int) -> tuple[int, int] | None:
+        if left[node] == NO_CHILD:
+            return None
+        children[node] = (kept(int(left[node])), kept(int(right[node])))
+        return children[node]
+
+    order = _breadth_first(kept(0), kids)
     new = {old: k for k, old in enumerate(order)}
     leaf = [left[o] == NO_CHILD for o in order]
     feat = [LEAF if lf else int(feature[o]) for o, lf in zip(order, leaf, strict=False)]
@@ -50,6 +52,18 @@ def make_tree(feature, threshold, value, left, right, n_features: int) -> dict[s
     }
 
 
+def _breadth_first(root: int, children: Callable[[int], tuple[int, int] | None]) -> list[int]:
+    """The nodes reachable from ``root``, breadth-first (``children``: a node's two, or None
+    for a leaf): the order conifer's HLS trees need, parents before their children."""
+    order, i = [root], 0
+    while i < len(order):
+        pair = children(order[i])
+        i += 1
+        if pair is not None:
+            order += pair
+    return order
+
+
 def parents_first(tree: dict[str, list]) -> dict[str, list]:
     """The tree with its nodes renumbered breadth-first if a node comes before its parent.
 
@@ -60,12 +74,7 @@ def parents_first(tree: dict[str, list]) -> dict[str, list]:
     left, right = tree["children_left"], tree["children_right"]
     if all(c == NO_CHILD or c > node for node, pair in enumerate(zip(left, right, strict=True)) for c in pair):
         return tree
-    order, i = [0], 0
-    while i < len(order):
-        node = order[i]
-        i += 1
-        if left[node] != NO_CHILD:
-            order += [left[node], right[node]]
+    order = _breadth_first(0, lambda node: None if left[node] == NO_CHILD else (left[node], right[node]))
     new = {old: k for k, old in enumerate(order)}
     renumbered = {**tree, **{key: [tree[key][o] for o in order] for key in TREE_FIELDS}}  # the fields conifer reads
     for key in ("children_left", "children_right"):

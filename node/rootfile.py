@@ -177,6 +177,11 @@ def logged_entries(tmp: Path) -> int | str | None:
     return int(synced[-1] & ~np.uint64(SYNCED)) if len(synced) else 0
 
 
+def key_names(f: Any) -> set[str]:
+    """The names of an open ROOT file's objects, without their cycle numbers (``;1``)."""
+    return {k.split(";")[0] for k in f.keys()}
+
+
 def holds_no_entries(tmp: Path, tree: str) -> bool:
     """Whether a killed writer's ROOT file reads and holds no entry of ``tree`` (no such
     tree, or one of 0 entries): killed before its first records were written, it has
@@ -184,8 +189,7 @@ def holds_no_entries(tmp: Path, tree: str) -> bool:
     uproot = _uproot()
     try:
         with uproot.open(tmp) as f:
-            names = {k.split(";")[0] for k in f.keys()}
-            return tree not in names or f[tree].num_entries == 0
+            return tree not in key_names(f) or f[tree].num_entries == 0
     except Exception:  # uproot's errors are of many kinds: it may hold entries
         return False
 
@@ -211,7 +215,7 @@ class RecoveredTree:
         except Exception as exc:
             raise Unreadable(exc) from None
         try:
-            names = {k.split(";")[0] for k in self._file.keys()}
+            names = key_names(self._file)
             info = f"{tree}_info"
             if info not in names:
                 raise Unreadable(f"no {info!r} in it (it holds {sorted(names) or 'nothing'})")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from node.rootfile import (
     Unreadable,
     entries_path,
     holds_no_entries,
+    key_names,
     logged_entries,
 )
 from sim.wire import protocol
@@ -132,6 +134,22 @@ def _keep(tmp: Path, kept: Path) -> None:
     for leftover, to in ((log_path(tmp), log_path(kept)), (tail_path(tmp), tail_path(kept)), (tmp, kept)):
         if leftover.exists():
             leftover.rename(to)
+
+
+@contextmanager
+def _rebuilding(tmp: Path, log: str) -> Iterator[Path]:
+    """The ``.rebuilt`` file a killed writer's ``tmp`` is rebuilt into from its ``log``,
+    deleted if the rebuild fails or is cut short (an exception from a signal handler): no
+    half file left.  A failure is an ``OSError`` naming ``tmp``, but ``Unreadable`` (the
+    ``.tmp``'s own rows, not the rebuild, are at fault: the caller leaves it as it is)."""
+    rebuilt = tmp.with_name(tmp.name + ".rebuilt")
+    try:
+        yield rebuilt
+    except BaseException as exc:
+        rebuilt.unlink(missing_ok=True)
+        if not isinstance(exc, Exception) or isinstance(exc, Unreadable):
+            raise
+        raise OSError(getattr(exc, "errno", None), f"rebuilding it from its {log} failed: {exc}", str(tmp)) from None
 
 
 def _root_unreadable(entries: int, exc: Exception) -> str:
@@ -308,9 +326,8 @@ class RotatingFiles:
                 self.unrecovered.append((tmp, reason))
                 continue
             tree, attrs, records, left = recovered_records(tmp)
-            rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**attrs, "recovered": f"{len(records)} events from the chunks of a killed writer"}
-            try:
+            with _rebuilding(tmp, "chunk log") as rebuilt:
                 # the dataset (and its attributes, ``recovered`` among them) even with no chunk to rebuild
                 writer = HDF5Writer(rebuilt, tree, attrs, direct_io=False, crash_log=False, dtype=records.dtype,
                                     chunk_bytes=self.chunk_bytes)  # fmt: skip
@@ -320,12 +337,6 @@ class RotatingFiles:
                         writer.write([records])
                 finally:
                     writer.close()
-            except BaseException as exc:  # also cut short (an exception from a signal handler): no half file left
-                rebuilt.unlink(missing_ok=True)
-                if not isinstance(exc, Exception):
-                    raise
-                raise OSError(getattr(exc, "errno", None), f"rebuilding it from its chunk log failed: {exc}",
-                              str(tmp)) from None  # fmt: skip
             # on the disk, and its name too, before the .tmp goes, whatever sink.fsync says (it
             # spares the stream its syncs): else a power loss could keep the unlink, not the bytes
             durable_replace(rebuilt, final)
@@ -382,26 +393,19 @@ class RotatingFiles:
             except Unreadable as exc:
                 self.unrecovered.append((tmp, _root_unreadable(entries, exc)))
                 continue
-            rebuilt = tmp.with_name(tmp.name + ".rebuilt")
             attrs = {**source.attrs, "recovered": f"{entries} events from the entries log of a killed writer"}
             with source:
                 try:
-                    writer = ROOTWriter(rebuilt, self.tree, attrs, entries_log=False)
-                    try:
-                        for cols in source.batches():  # a few MB at a time: a basket per branch each
-                            writer.write_columns(cols)
-                    finally:
-                        writer.close()
+                    with _rebuilding(tmp, "entries log") as rebuilt:
+                        writer = ROOTWriter(rebuilt, self.tree, attrs, entries_log=False)
+                        try:
+                            for cols in source.batches():  # a few MB at a time: a basket per branch each
+                                writer.write_columns(cols)
+                        finally:
+                            writer.close()
                 except Unreadable as exc:  # found part way: nothing rebuilt, the .tmp left as it is
-                    rebuilt.unlink(missing_ok=True)
                     self.unrecovered.append((tmp, _root_unreadable(entries, exc)))
                     continue
-                except BaseException as exc:  # also cut short (an exception from a signal handler): no half file
-                    rebuilt.unlink(missing_ok=True)
-                    if not isinstance(exc, Exception):
-                        raise
-                    raise OSError(getattr(exc, "errno", None), f"rebuilding it from its entries log failed: {exc}",
-                                  str(tmp)) from None  # fmt: skip
             counted = source.counted
             durable_replace(rebuilt, final)  # on the disk before the .tmp goes, whatever sink.fsync says
             self.recovered_events[final] = entries
@@ -755,7 +759,7 @@ def read_events(path: str | Path, tree: str | None = None) -> dict[str, np.ndarr
         import uproot
 
         with uproot.open(path) as f:
-            names = sorted({k.split(";")[0] for k in f.keys()})
+            names = sorted(key_names(f))
             t = _table(path, tree, names)
             return {k: np.asarray(v) for k, v in f[t].arrays(library="np").items()}
     import h5py

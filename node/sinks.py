@@ -378,15 +378,19 @@ class RotatingFiles:
         for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             entries = logged_entries(tmp)
-            if not isinstance(entries, int) or entries == 0:  # nothing the log vouches for
+            if entries is None:
+                why = ROOT_NO_LOG
+            elif isinstance(entries, str):  # a log that cannot be trusted
+                why = f"{entries}; left as it is"
+            else:  # (a file without its tree cannot be made: the branches' types come with the records)
+                why = ROOT_NO_ENTRY if entries == 0 else None
+            if why is not None:  # nothing the log vouches for
                 if holds_no_entries(tmp, self.tree):  # killed before its first records (at a rotation, mostly)
                     tmp.unlink()  # nothing in it: named at every start, it counted as unrecovered for good
                     entries_path(tmp).unlink(missing_ok=True)
                     self.removed_empty.append(tmp)
-                elif entries is None or isinstance(entries, str):
-                    self.unrecovered.append((tmp, ROOT_NO_LOG if entries is None else f"{entries}; left as it is"))
-                else:  # (a file without its tree cannot be made: the branches' types come with the records)
-                    self.unrecovered.append((tmp, ROOT_NO_ENTRY))
+                else:
+                    self.unrecovered.append((tmp, why))
                 continue
             try:
                 source = RecoveredTree(tmp, self.tree, entries)

@@ -19,6 +19,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def kill_when_written(script: str, *args: str, settle: float = 0.0) -> None:
+    """Run ``script`` (``python -c``) until it prints ``written``, let it go on for ``settle``
+    seconds, then SIGKILL it: a writer killed as the OOM killer would, mid-file."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "written"
+        time.sleep(settle)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

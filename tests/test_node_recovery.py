@@ -15,7 +15,17 @@ import time
 import h5py
 import numpy as np
 import pytest
-from node_helpers import ROOT, Daemon, basic_config, free_port, free_ports, needs_o_direct, read_status, wait_for
+from node_helpers import (
+    ROOT,
+    Daemon,
+    basic_config,
+    free_port,
+    free_ports,
+    kill_when_written,
+    needs_o_direct,
+    read_status,
+    wait_for,
+)
 
 from node import chunklog, config
 from node.chunklog import boot_id, log_path, tail_path
@@ -46,13 +56,7 @@ time.sleep(600)
 
 def kill_writer(directory, direct_io: bool, n: int, fsync: bool = True) -> None:
     args = [str(directory), "1" if direct_io else "0", str(n), "1" if fsync else "0"]
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "written"
-        time.sleep(1.0)  # the writer thread's queue empties
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when_written(WRITER, *args, settle=1.0)  # (the writer thread's queue empties)
 
 
 @pytest.mark.parametrize("direct_io", [True, False])
@@ -196,13 +200,7 @@ def test_a_chunk_that_did_not_fill_is_kept_in_a_tail_and_rebuilt(tmp_path, whole
     TAIL_S goes to a tail file beside the chunk log, and the rebuilt file ends with it."""
     per_chunk = rows_per_chunk(p.event_dtype(4, 248, 2, 4))
     n = whole_chunks * per_chunk + 77
-    proc = subprocess.Popen([sys.executable, "-c", TAIL_WRITER, str(tmp_path), str(n), "5"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert proc.stdout.readline().strip() == "written"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when_written(TAIL_WRITER, str(tmp_path), str(n), "5")
     (tmp,) = tmp_path.glob("ev-*.h5.tmp")
     assert tail_path(tmp).exists()
     sink = RotatingFiles(tmp_path, "ev")

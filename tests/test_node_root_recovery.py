@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from node_helpers import ROOT, Daemon, basic_config, free_port
+from node_helpers import ROOT, Daemon, basic_config, free_port, kill_when_written
 
 from node.rootfile import ENTRY, HEADER, MAGIC, ROOTWriter, entries_path
 from node.sinks import RotatingFiles, read_events
@@ -63,13 +63,7 @@ def test_a_killed_root_writers_file_is_rebuilt_from_its_entries_log(tmp_path):
     """A ROOT sink killed with SIGKILL left its .tmp for good (ROOT files had no log):
     every event in it was lost to the run.  Now the next start rebuilds it, every entry
     the log names, in order, under the file's final name."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "500"], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    try:
-        assert proc.stdout.readline().strip() == "written"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when_written(WRITER, str(tmp_path), "500")
     (tmp,) = tmp_path.glob("ev-*.root.tmp")
     assert entries_path(tmp).stat().st_size == HEADER + 8 * ENTRY  # one entry per write of 70 records
     sink = RotatingFiles(tmp_path, "ev", fmt="root")

@@ -171,7 +171,7 @@ RANGES: list[tuple[str, float | None, float | None]] = [
     ("security.max_message_bytes", 64, 1 << 30),  # one receive buffer holds 16 MB plus one of these
 ]
 HWM_MAX = (1 << 31) - 1  # ZeroMQ's int option
-LOG_LEVELS = ("debug", "info", "warning", "error")  # node.metrics.Log.LEVELS
+LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}  # the log's levels, node.metrics.Log
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # part of file names in sink.directory: no '/', no '..'
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from node import lockfile
-from node.config import ConfigError
+from node.config import LOG_LEVELS, ConfigError
 
 # end-to-end latency (board timestamp -> event out), seconds
 WAITING_LOG_S = 10.0  # how often a node waiting (a sink for room on the disk, a supervisor for workers) says so
@@ -35,7 +35,7 @@ class Log:
     written (stderr a file on a full disk, or a closed pipe) is counted in ``lost``, never
     raised: the node's work must not stop for its log."""
 
-    LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+    LEVELS = LOG_LEVELS  # node.toml's node.log_level is checked against the same names
     LISTED = 100  # events one noted line names at most
 
     def __init__(self, name: str, level: str = "info", interval: float = 1.0, stream=None):

@@ -29,12 +29,6 @@ def cli(*args, cwd=ROOT, timeout: float = 300):
     return subprocess.run([*FPGAFLOW, *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
-def test_the_configuration_takes_the_log_levels_the_log_has():
-    from node.metrics import Log
-
-    assert config.LOG_LEVELS == tuple(Log.LEVELS)
-
-
 @pytest.mark.parametrize(
     "text,message",
     [

@@ -74,7 +74,7 @@ def manifest_content(hls_model: Any, settings: Any, source_sha256: str) -> tuple
 
 def refuse_unemulated(meta: dict, arrays: dict, directory: Path) -> None:
     """The emulator built from the manifest before synth writes anything: a layer it
-    cannot replay (products beyond its exact paths, a saturating accumulator whose
+    cannot replay (products beyond its exact paths, an accumulator that saturates whose
     summation order it does not follow) is refused naming the layer, where it used to be
     found only when the emulator first ran that layer (verify, after the C simulation)."""
     from sim.manifest import Manifest, ManifestError

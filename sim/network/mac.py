@@ -12,7 +12,8 @@ With a wrapping accumulator (``AP_WRAP``, no saturation bits) those casts are
 arithmetic modulo 2**W, so the order of the sums does not matter and, when the cast
 of a product loses no fraction bits, the whole thing is one exact integer matrix
 product followed by one wrap (the *fast path*).  Otherwise products are cast one by
-one; a saturating accumulator is summed in the firmware's exact order.
+one; an accumulator that saturates (``AP_SAT*``, or ``AP_WRAP`` with saturation bits) is
+summed in the firmware's exact order.
 
 Exactness of the matrix product: see ``ExactAffine`` (the float32/float64/int64
 choice is proven per layer from the input type and the actual weights and bias).
@@ -46,6 +47,13 @@ def wrap(raw: np.ndarray, t: FixedType) -> np.ndarray:
 
 def is_wrapping(t: FixedType) -> bool:
     return t.overflow == "AP_WRAP" and t.sat_bits == 0
+
+
+def accumulator_kind(t: FixedType) -> str:
+    """How an accumulator that is not plainly wrapping handles overflow, in a refusal's words."""
+    if t.overflow == "AP_WRAP":
+        return f"an accumulator wrapping with {t.sat_bits} saturation bit(s) ({t})"
+    return f"a saturating accumulator ({t})"
 
 
 def max_abs_raw(t: FixedType) -> int:
@@ -211,7 +219,7 @@ class Accumulator:
                 raise ManifestError(f"layer {layer!r}: {exc}") from None
         if not self.wrapping and strategy != "latency" and (strategy, kernel) != ("resource", "dense"):
             raise ManifestError(
-                f"layer {layer!r}: a saturating accumulator ({accum_type}) with the {strategy} strategy "
+                f"layer {layer!r}: {accumulator_kind(accum_type)} with the {strategy} strategy "
                 "is not emulated (its summation order is generated code); use AP_WRAP for accum"
             )
 
@@ -265,7 +273,7 @@ def shifted_inputs_weight(
         raise ManifestError(f"layer {layer!r}: weight_shift {weight_shift.shape} does not match weight {weight.shape}")
     if not is_wrapping(accum_type):
         raise ManifestError(
-            f"layer {layer!r}: power-of-two weights that drop bits with a saturating accumulator ({accum_type}) "
+            f"layer {layer!r}: power-of-two weights that drop bits with {accumulator_kind(accum_type)} "
             "are not emulated; use AP_WRAP for accum"
         )
     shifts = tuple(int(d) for d in np.unique(weight_shift))

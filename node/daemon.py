@@ -190,15 +190,18 @@ class Node:
             self._status_lock = -1
 
     def _tell_recovery(self, sink: RotatingFiles) -> None:
-        """Log what a sink's start rebuilt of a killed predecessor's files, and what it left."""
-        if sink.recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
-            self.log("warning", "recovered-files", files=[str(f) for f in sink.recovered],
-                     events=[sink.recovered_events[f] for f in sink.recovered])  # fmt: skip
-        if sink.removed_empty:  # a killed writer's ROOT .tmp with no entry in it (node.rootfile)
-            self.log("info", "empty-files-removed", files=[str(f) for f in sink.removed_empty])
-        for tmp, reason in sink.unrecovered:  # left as they are, or kept as .damaged: why
+        """Log what a sink's start rebuilt of a killed predecessor's files, and what it left,
+        since it last told (``RotatingFiles.untold``): the sink's ``on_recovery``, called as
+        each file is done, so that a start cut short has named every file it rebuilt."""
+        recovered, removed_empty, unrecovered = sink.untold()
+        if recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
+            self.log("warning", "recovered-files", files=[str(f) for f in recovered],
+                     events=[sink.recovered_events[f] for f in recovered])  # fmt: skip
+        if removed_empty:  # a killed writer's ROOT .tmp with no entry in it (node.rootfile)
+            self.log("info", "empty-files-removed", files=[str(f) for f in removed_empty])
+        for tmp, reason in unrecovered:  # left as they are, or kept as .damaged: why
             self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
-        self._unrecovered += len(sink.unrecovered)
+        self._unrecovered += len(unrecovered)
 
     def _recover_unowned(self, directory: Path) -> None:
         """Rebuild (or name) this node's files that no sink of it takes now, as their own
@@ -212,12 +215,11 @@ class Node:
             try:
                 sink = RotatingFiles(
                     directory, prefix, fmt=s.format, tree="late" if late else "events", direct_io=False,
-                    fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES if late else None,
+                    fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES if late else None, on_recovery=self._tell_recovery,
                 )  # fmt: skip
             except PrefixInUse:  # a live sink has them after all (a node of this name with more workers)
                 continue
             sink.close()
-            self._tell_recovery(sink)
 
     def _name_left_behind(self, directory: Path) -> None:
         """A node that writes no files (``sink.write_files = false``) rebuilds none either:
@@ -329,16 +331,15 @@ class Node:
             self.events_sink = None if not s.write_files else RotatingFiles(
                 directory, sink_prefixes(cfg.node.name, worker)[0], fmt=s.format, tree="events",
                 max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                direct_io=s.direct_io, fsync=s.fsync,
+                direct_io=s.direct_io, fsync=s.fsync, on_recovery=self._tell_recovery,
             )  # fmt: skip
-            if self.events_sink is not None:
-                # now, not once the late sink has started too: a start cut short while that one
-                # rebuilt its files (killed, or refused) named none of the events files it rebuilt
-                self._tell_recovery(self.events_sink)
+            # (each sink's start logs each file it rebuilt once it has its final name: a start cut
+            # short, killed or refused, at a later file or at the late sink, has named it)
             self.late_sink = (
                 RotatingFiles(directory, sink_prefixes(cfg.node.name, worker)[1], fmt=s.format, tree="late",
                               max_records=s.max_events_per_file, max_seconds=s.max_seconds_per_file, attrs=attrs,
-                              direct_io=s.direct_io, fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES)
+                              direct_io=s.direct_io, fsync=s.fsync, chunk_bytes=LATE_CHUNK_BYTES,
+                              on_recovery=self._tell_recovery)
                 if s.late and s.write_files else None
             )  # fmt: skip
         except PrefixInUse as exc:  # a second node of this name on the folder, or a node still stopping
@@ -356,8 +357,6 @@ class Node:
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
-        if self.late_sink is not None:
-            self._tell_recovery(self.late_sink)
         if worker == 0 and s.write_files:
             self._recover_unowned(directory)
         elif worker == 0 and directory.is_dir():

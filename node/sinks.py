@@ -217,6 +217,7 @@ class RotatingFiles:
         direct_io: bool = True,
         fsync: bool = True,
         chunk_bytes: int | None = None,
+        on_recovery: Callable[[RotatingFiles], None] | None = None,
     ):
         if fmt not in FORMATS:
             raise ValueError(f"sink.format: {fmt!r} is not one of {sorted(FORMATS)}")
@@ -252,12 +253,16 @@ class RotatingFiles:
         self.gave_up = False
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, or kept as .damaged, why)
+        self.recovered: list[Path] = []  # a killed writer's files, rebuilt under their final names
         self.recovered_events: dict[Path, int] = {}  # a rebuilt file: the events in it (logged with its name)
         self.removed_empty: list[Path] = []  # a killed writer's ROOT .tmp that held no entry: deleted
+        # called (with this sink) as each file's recovery is done, before the next: see ``untold``
+        self.on_recovery = on_recovery
+        self._told = (0, 0, 0)  # how much of recovered, removed_empty, unrecovered ``untold`` gave
         # the prefix's files are this sink's until ``close``: its start finds only dead writers' .tmp
         self._prefix_lock = hold_prefix(self.directory, prefix)
         try:
-            self.recovered = self._recover()
+            self._recover()
         except BaseException:
             self._let_go()
             raise
@@ -286,29 +291,50 @@ class RotatingFiles:
             return None
         return self.arena.reserve(row, n)
 
+    def untold(self) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+        """What the start did with a killed writer's files since the last call: the files it
+        rebuilt (``recovered``), removed (``removed_empty``) and left or kept
+        (``unrecovered``).  Asked by ``on_recovery`` as each file is done: a start cut
+        short (killed, or failing on a later file) has told all it did before."""
+        lists = (self.recovered, self.removed_empty, self.unrecovered)
+        told, self._told = self._told, (len(self.recovered), len(self.removed_empty), len(self.unrecovered))
+        return lists[0][told[0] :], lists[1][told[1] :], lists[2][told[2] :]
+
+    def _tell(self) -> None:
+        """Hand what the start did so far to ``on_recovery``."""
+        if self.on_recovery is not None:
+            self.on_recovery(self)
+
     def _let_go(self) -> None:
         """Release the prefix (``hold_prefix``) for the next sink of it; once."""
         if self._prefix_lock >= 0:
             os.close(self._prefix_lock)
             self._prefix_lock = -1
 
-    def _recover(self) -> list[Path]:
-        """Rebuild the files a killed writer of this prefix left as ``.tmp``, from their chunk
-        logs (``node.chunklog``; ROOT files from their entries logs, ``_recover_root``),
-        under their final names.  One another process still writes (one that does not hold
-        the prefix: an older version) is left alone; one that cannot be rebuilt is left as
-        it is and listed in ``unrecovered`` with the reason, so that the operator hears of
-        it: without a log, with a log that cannot be trusted (``distrust``), a file of the
-        other format than the sink's.
-        What a log cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a
-        crash is finished here."""
+    def _recover(self) -> None:
+        """Rebuild the files a killed writer of this prefix left as ``.tmp`` under their
+        final names (``recovered``): HDF5 files from their chunk logs (``_recover_hdf5``),
+        ROOT files from their entries logs (``_recover_root``).  One that cannot be rebuilt
+        is left as it is and listed in ``unrecovered`` with the reason, so that the operator
+        hears of it: a file of the other format than the sink's among them.  Each file is
+        told (``on_recovery``) once it has its final name, before its ``.tmp`` goes."""
         roots = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp"))
         found = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp"))
         if self.fmt != "hdf5":  # (h5py need not be there)
             self.unrecovered += [(tmp, HDF5_NOT_REBUILT) for tmp in found]
-            return self._recover_root(roots)
-        self.unrecovered += [(tmp, ROOT_NOT_REBUILT) for tmp in roots]
-        done = []
+            self._recover_root(roots)
+        else:
+            self.unrecovered += [(tmp, ROOT_NOT_REBUILT) for tmp in roots]
+            self._recover_hdf5(found)
+        self._tell()
+
+    def _recover_hdf5(self, found: list[Path]) -> None:
+        """Rebuild the HDF5 files a killed writer of this prefix left as ``.tmp`` from their
+        chunk logs (``node.chunklog``).  One another process still writes (one that does not
+        hold the prefix: an older version) is left alone; one without a log, or with a log
+        that cannot be trusted (``distrust``), is listed in ``unrecovered``.
+        What a log cannot place is kept as ``.damaged`` (``_keep``); a keep cut short by a
+        crash is finished here."""
         for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             kept = final.with_name(final.name + DAMAGED)
@@ -316,6 +342,7 @@ class RotatingFiles:
                 if log_path(kept).exists():  # a start cut short keeping it: its log was moved, the .tmp not yet
                     _keep(tmp, kept)
                     self.unrecovered.append((kept, _kept_why(kept, final)))
+                    self._tell()  # now: no later start names a file kept as .damaged
                 else:
                     self.unrecovered.append((tmp, NO_LOG))
                 continue
@@ -340,14 +367,18 @@ class RotatingFiles:
             # on the disk, and its name too, before the .tmp goes, whatever sink.fsync says (it
             # spares the stream its syncs): else a power loss could keep the unlink, not the bytes
             durable_replace(rebuilt, final)
+            self.recovered.append(final)
             self.recovered_events[final] = len(records)
+            if left is not None:  # what could not be placed stays on the disk, under a name no recovery takes again
+                self.unrecovered.append((kept, _kept_why(kept, final, records, left)))
+            # told before the .tmp goes: a start cut short from here on has named it (one cut
+            # before its log goes names it again, rebuilt again from the same .tmp)
+            self._tell()
             if left is None:
                 for leftover in (tmp, log_path(tmp), tail_path(tmp)):
                     leftover.unlink(missing_ok=True)
-            else:  # what could not be placed stays on the disk, under a name no recovery takes again
+            else:
                 _keep(tmp, kept)
-                self.unrecovered.append((kept, _kept_why(kept, final, records, left)))
-            done.append(final)
         finished: dict[Path, Path] = {}  # kept: final
         for suffix in (SUFFIX, TAIL_SUFFIX, TAIL_SUFFIX + ".new"):
             for log in self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp{suffix}"):
@@ -365,16 +396,14 @@ class RotatingFiles:
                 else:
                     log.unlink()  # its file got its final name just before a crash: nothing to recover
         self.unrecovered += [(kept, _kept_why(kept, final)) for kept, final in finished.items()]
-        return done
 
-    def _recover_root(self, found: list[Path]) -> list[Path]:
+    def _recover_root(self, found: list[Path]) -> None:
         """Rebuild the ROOT files a killed writer of this prefix left as ``.tmp`` from the
         entries their logs name (``node.rootfile``), under their final names; what a log
         does not name is not trusted: a file whose tree counts other entries is kept as
         ``NAME.root.damaged`` beside the rebuilt one.  One that holds no entry at all is
         deleted (``removed_empty``); one that cannot be rebuilt (no log, a tree that does not
         give back the entries the log names) is left as it is and listed in ``unrecovered``."""
-        done = []
         for tmp in found:
             final = tmp.with_name(tmp.name.removesuffix(".tmp"))
             entries = logged_entries(tmp)
@@ -412,21 +441,23 @@ class RotatingFiles:
                     continue
             counted = source.counted
             durable_replace(rebuilt, final)  # on the disk before the .tmp goes, whatever sink.fsync says
+            self.recovered.append(final)
             self.recovered_events[final] = entries
-            if counted == entries:
-                tmp.unlink()
-            else:  # entries written after the log's last: not trusted, not deleted (a name no start takes again)
-                kept = final.with_name(final.name + DAMAGED)
-                tmp.rename(kept)
+            kept = final.with_name(final.name + DAMAGED)
+            if counted != entries:  # entries written after the log's last: not trusted, not deleted (a name
+                # no start takes again)
                 why = (f"{entries} events rebuilt into {final.name}, the entries its log names; its tree counts "
                        f"{counted} (a write cut short); the .tmp is kept as {kept.name}")  # fmt: skip
                 self.unrecovered.append((kept, why))
+            self._tell()  # before the .tmp goes (see _recover_hdf5)
+            if counted == entries:
+                tmp.unlink()
+            else:
+                tmp.rename(kept)
             entries_path(tmp).unlink(missing_ok=True)  # last: a crash before it leaves the .tmp to rebuild again
-            done.append(final)
         for log in self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp{ENTRIES_SUFFIX}"):
             if not log.with_name(log.name.removesuffix(ENTRIES_SUFFIX)).exists():
                 log.unlink()  # its file got its final name (or was rebuilt) just before a crash
-        return done
 
     @property
     def tail_errors(self) -> int:

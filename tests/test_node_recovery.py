@@ -318,10 +318,11 @@ def test_a_chunk_log_entry_cut_short_is_taken_back_whole(tmp_path):
 SMALL = p.event_dtype(2, 8, 1, 4)  # the records of the hand-written .tmp files below
 
 
-def _killed_writer_tmp(directory, entries, prefix: str = "ev") -> tuple:
-    """A killed writer's ``.tmp`` holding events 0..29 of ``SMALL`` back to back, and its
-    chunk log with ``entries`` (row, rows, byte offset, bytes); (the .tmp, its events)."""
-    tmp = directory / f"{prefix}-20261123T000000-00000.h5.tmp"
+def _killed_writer_tmp(directory, entries, prefix: str = "ev", index: int = 0) -> tuple:
+    """A killed writer's ``.tmp`` (file ``index`` of ``prefix``) holding events 0..29 of
+    ``SMALL`` back to back, and its chunk log with ``entries`` (row, rows, byte offset,
+    bytes); (the .tmp, its events)."""
+    tmp = directory / f"{prefix}-20261123T000000-{index:05d}.h5.tmp"
     ev = np.zeros(30, SMALL)
     ev["event"] = np.arange(30)
     tmp.write_bytes(ev.tobytes())

@@ -378,3 +378,78 @@ def test_a_failed_root_sink_counts_what_its_log_names_as_written(tmp_path, monke
     final = tmp.with_name(tmp.name.removesuffix(".tmp"))
     assert again.recovered_events == {final: 30}
     assert read_events(final)["event"].tolist() == list(range(30))
+
+
+# the node's start (``python -m node.daemon CONFIG``), killed (SIGKILL) just before it gives
+# its N-th rebuilt file (``NAME.tmp.rebuilt``) its final name
+KILLED_AT_REBUILT = """
+import os, signal, sys
+from node import daemon
+config, n = sys.argv[1], int(sys.argv[2])
+real, renamed = os.replace, []
+
+def replace(src, dst, *args, **kwargs):
+    if os.fspath(src).endswith(".rebuilt"):
+        renamed.append(src)
+        if len(renamed) == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+
+os.replace = replace
+sys.exit(daemon.main([config]))
+"""
+
+
+def _killed_writers(out, fmt: str) -> tuple[list, list[int]]:
+    """Two killed writers' ``.tmp`` files of sink ``node-w0`` in ``out``, of ``fmt``, each
+    with its log; (the files, the events each holds)."""
+    from test_node_recovery import _chunks, _killed_writer_tmp
+
+    if fmt == "hdf5":
+        return [_killed_writer_tmp(out, _chunks(0, 10, 20), "node-w0", k)[0] for k in range(2)], [30, 30]
+    tmps = [out / f"node-w0-20261124T000000-{k:05d}.root.tmp" for k in range(2)]
+    for tmp in tmps:
+        _killed(tmp, _records(40), {"node": "node"})
+    return tmps, [40, 40]
+
+
+def _json_lines(text: str, event: str) -> list[dict]:
+    return [x for x in (json.loads(line) for line in text.splitlines() if line.startswith("{")) if x["event"] == event]
+
+
+@pytest.mark.parametrize("then", ["same", "other"])
+@pytest.mark.parametrize("fmt", ["hdf5", "root"])
+def test_a_start_killed_mid_rebuild_has_named_the_files_it_rebuilt_before(tmp_path, fmt, then):
+    """A sink's start logged the files it rebuilt only once it had rebuilt them all: killed
+    while it rebuilt the second of two, it had given the first its final name (and deleted
+    its .tmp) and named it in no line, nor did the next start.  Now each is named once it
+    has its final name; the next start names the second (rebuilt, or left by a sink of
+    the other format), not the first again."""
+    out = tmp_path / "out"
+    out.mkdir()
+    tmps, events = _killed_writers(out, fmt)
+    finals = [tmp.with_name(tmp.name.removesuffix(".tmp")) for tmp in tmps]
+    cfg = basic_config(tmp_path, free_port(), sink={"format": fmt})
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_REBUILT, str(cfg), "2"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    partial = tmps[1].with_name(tmps[1].name + ".rebuilt")
+    assert finals[0].exists() and not tmps[0].exists() and tmps[1].exists() and partial.exists()
+    told = _json_lines(killed.stderr, "recovered-files")
+    assert [(x["files"], x["events"]) for x in told] == [([str(finals[0])], events[:1])], killed.stderr
+    other = {"hdf5": "root", "root": "hdf5"}[fmt]
+    d = Daemon(basic_config(tmp_path, free_port(), sink={"format": fmt if then == "same" else other}))
+    try:
+        d.stop()
+    finally:
+        d.kill()
+    logs = d.logs()
+    assert read_events(finals[0])["event"].tolist() == list(range(events[0]))
+    told = [(x["files"], x["events"]) for x in _json_lines(logs, "recovered-files")]
+    left = [x["file"] for x in _json_lines(logs, "unrecovered-file")]
+    if then == "same":  # the second rebuilt now, the first not named again
+        assert told == [([str(finals[1])], events[1:])] and left == [], logs
+        assert read_events(finals[1])["event"].tolist() == list(range(events[1])) and not tmps[1].exists()
+    else:  # a sink of the other format names the .tmp, as it is
+        assert told == [] and left == [str(tmps[1])] and tmps[1].exists() and not finals[1].exists(), logs

@@ -39,6 +39,8 @@ from node.sequences import Sequences
 from node.sinks import (
     LATE_CHUNK_BYTES,
     NO_FILES_WRITTEN,
+    REBUILT,
+    REBUILT_NO_FILES,
     PrefixInUse,
     Publisher,
     RotatingFiles,
@@ -193,12 +195,14 @@ class Node:
         """Log what a sink's start rebuilt of a killed predecessor's files, and what it left,
         since it last told (``RotatingFiles.untold``): the sink's ``on_recovery``, called as
         each file is done, so that a start cut short has named every file it rebuilt."""
-        recovered, removed_empty, unrecovered = sink.untold()
+        recovered, removed_empty, removed_partial, unrecovered = sink.untold()
         if recovered:  # a killed predecessor's files, rebuilt (node.chunklog)
             self.log("warning", "recovered-files", files=[str(f) for f in recovered],
                      events=[sink.recovered_events[f] for f in recovered])  # fmt: skip
         if removed_empty:  # a killed writer's ROOT .tmp with no entry in it (node.rootfile)
             self.log("info", "empty-files-removed", files=[str(f) for f in removed_empty])
+        if removed_partial:  # a rebuild a start cut short, beside the .tmp and log it came from
+            self.log("info", "partial-rebuilds-removed", files=[str(f) for f in removed_partial])
         for tmp, reason in unrecovered:  # left as they are, or kept as .damaged: why
             self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self._unrecovered += len(unrecovered)
@@ -228,7 +232,8 @@ class Node:
         nothing there (no lock, no rebuild)."""
         for _, files in sorted(tmp_files_found(directory, self.cfg.node.name).items()):
             for tmp in files:
-                self.log("warning", "unrecovered-file", file=str(tmp), reason=NO_FILES_WRITTEN)
+                why = REBUILT_NO_FILES if tmp.name.endswith(REBUILT) else NO_FILES_WRITTEN
+                self.log("warning", "unrecovered-file", file=str(tmp), reason=why)
                 self._unrecovered += 1
 
     def _setup(self, cfg: config_mod.Config, worker: int, status_file: str | Path | None, serve_metrics: bool,

@@ -45,6 +45,7 @@ from sim.wire.endpoint import prepare
 from sim.wire.security import server_curve
 
 FORMATS = {"hdf5": ".h5", "root": ".root"}
+REBUILT = ".rebuilt"  # NAME.h5.tmp.rebuilt, NAME.root.tmp.rebuilt: a killed writer's .tmp being rebuilt (_rebuilding)
 DAMAGED = ".damaged"  # NAME.h5.damaged{,.chunks,.tail}: a .tmp's bytes its chunk log could not place, kept
 # why a start leaves a .tmp of its prefix as it is (``unrecovered``): said at every start, until someone acts
 NO_LOG = ("no chunk log beside it: its writer was killed before making one, so before any event went to the file "
@@ -59,6 +60,13 @@ ROOT_NOT_REBUILT = ("a ROOT file its writer never closed: only a sink with sink.
                     "this one writes HDF5; left as it is")  # fmt: skip
 HDF5_NOT_REBUILT = ("an HDF5 file its writer never closed: only a sink with sink.format = \"hdf5\" rebuilds it, "
                     "this one writes ROOT; left as it is")  # fmt: skip
+REBUILT_LEFT = ("a file a start was rebuilding from a killed writer's .tmp when it was cut short (killed, or its "
+                "rename to its final name failed); its .tmp or its log is no longer there to rebuild it again: it "
+                "may hold some or all of that .tmp's events, nothing says which; left as it is")  # fmt: skip
+REBUILT_NO_FILES = ("a file an earlier start of this node was rebuilding from a killed writer's .tmp when it was cut "
+                    "short; this node writes no files (sink.write_files = false) and touches none: a start with files "
+                    "deletes it if that .tmp and its log are there to rebuild it again, else names it; "
+                    "left as it is")  # fmt: skip
 NO_FILES_WRITTEN = ("a file an earlier run of this node left unclosed; this node writes no files "
                     "(sink.write_files = false) and so rebuilds none: a start with files rebuilds an HDF5 one "
                     "from its chunk log, a ROOT one from its entries log; left as it is")  # fmt: skip
@@ -79,11 +87,11 @@ def sink_prefixes(name: str, worker: int) -> tuple[str, str]:
 
 
 def tmp_files_found(directory: Path, name: str) -> dict[str, list[Path]]:
-    """Node ``name``'s files left as ``.tmp`` in ``directory``, sorted, by their prefix
-    (``sink_prefixes``, any worker)."""
-    stamped = re.compile(rf"((?:late-)?{re.escape(name)}-w\d+)-\d{{8}}T\d{{6}}-\d+\.(?:h5|root)\.tmp")
+    """Node ``name``'s files left as ``.tmp`` in ``directory`` (and rebuilds of them cut
+    short, ``.tmp.rebuilt``), sorted, by their prefix (``sink_prefixes``, any worker)."""
+    stamped = re.compile(rf"((?:late-)?{re.escape(name)}-w\d+)-\d{{8}}T\d{{6}}-\d+\.(?:h5|root)\.tmp(?:\{REBUILT})?")
     found: dict[str, list[Path]] = {}
-    for path in sorted(directory.glob(f"*{name}-w*.tmp")):
+    for path in sorted(directory.glob(f"*{name}-w*.tmp*")):
         m = stamped.fullmatch(path.name)
         if m:
             found.setdefault(m.group(1), []).append(path)
@@ -142,7 +150,7 @@ def _rebuilding(tmp: Path, log: str) -> Iterator[Path]:
     deleted if the rebuild fails or is cut short (an exception from a signal handler): no
     half file left.  A failure is an ``OSError`` naming ``tmp``, but ``Unreadable`` (the
     ``.tmp``'s own rows, not the rebuild, are at fault: the caller leaves it as it is)."""
-    rebuilt = tmp.with_name(tmp.name + ".rebuilt")
+    rebuilt = tmp.with_name(tmp.name + REBUILT)
     try:
         yield rebuilt
     except BaseException as exc:
@@ -256,9 +264,10 @@ class RotatingFiles:
         self.recovered: list[Path] = []  # a killed writer's files, rebuilt under their final names
         self.recovered_events: dict[Path, int] = {}  # a rebuilt file: the events in it (logged with its name)
         self.removed_empty: list[Path] = []  # a killed writer's ROOT .tmp that held no entry: deleted
+        self.removed_partial: list[Path] = []  # a rebuild cut short (.rebuilt) beside its .tmp and log: deleted
         # called (with this sink) as each file's recovery is done, before the next: see ``untold``
         self.on_recovery = on_recovery
-        self._told = (0, 0, 0)  # how much of recovered, removed_empty, unrecovered ``untold`` gave
+        self._told = (0, 0, 0, 0)  # how much of each of ``untold``'s lists it gave
         # the prefix's files are this sink's until ``close``: its start finds only dead writers' .tmp
         self._prefix_lock = hold_prefix(self.directory, prefix)
         try:
@@ -291,14 +300,15 @@ class RotatingFiles:
             return None
         return self.arena.reserve(row, n)
 
-    def untold(self) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    def untold(self) -> tuple[list[Path], list[Path], list[Path], list[tuple[Path, str]]]:
         """What the start did with a killed writer's files since the last call: the files it
-        rebuilt (``recovered``), removed (``removed_empty``) and left or kept
-        (``unrecovered``).  Asked by ``on_recovery`` as each file is done: a start cut
-        short (killed, or failing on a later file) has told all it did before."""
-        lists = (self.recovered, self.removed_empty, self.unrecovered)
-        told, self._told = self._told, (len(self.recovered), len(self.removed_empty), len(self.unrecovered))
-        return lists[0][told[0] :], lists[1][told[1] :], lists[2][told[2] :]
+        rebuilt (``recovered``), removed (``removed_empty``, ``removed_partial``) and left
+        or kept (``unrecovered``).  Asked by ``on_recovery`` as each file is done: a start
+        cut short (killed, or failing on a later file) has told all it did before."""
+        lists = (self.recovered, self.removed_empty, self.removed_partial, self.unrecovered)
+        told, self._told = self._told, tuple(len(x) for x in lists)
+        recovered, empty, partial, unrecovered = (x[n:] for x, n in zip(lists, told, strict=True))
+        return recovered, empty, partial, unrecovered
 
     def _tell(self) -> None:
         """Hand what the start did so far to ``on_recovery``."""
@@ -317,7 +327,9 @@ class RotatingFiles:
         ROOT files from their entries logs (``_recover_root``).  One that cannot be rebuilt
         is left as it is and listed in ``unrecovered`` with the reason, so that the operator
         hears of it: a file of the other format than the sink's among them.  Each file is
-        told (``on_recovery``) once it has its final name, before its ``.tmp`` goes."""
+        told (``on_recovery``) once it has its final name, before its ``.tmp`` goes.
+        First the rebuilds a start cut short left (``_sweep_rebuilt``), of either format."""
+        self._sweep_rebuilt()
         roots = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['root']}.tmp"))
         found = sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{FORMATS['hdf5']}.tmp"))
         if self.fmt != "hdf5":  # (h5py need not be there)
@@ -326,6 +338,25 @@ class RotatingFiles:
         else:
             self.unrecovered += [(tmp, ROOT_NOT_REBUILT) for tmp in roots]
             self._recover_hdf5(found)
+        self._tell()
+
+    def _sweep_rebuilt(self) -> None:
+        """The ``.rebuilt`` files of this prefix, of either format, that a start cut short
+        left (SIGKILL mid-rebuild; a rename that failed): one beside its ``.tmp`` and that
+        one's log is deleted (``removed_partial``), whatever it holds: all of it comes from
+        them, and a start of its format rebuilds it again (a start of the other format names
+        the ``.tmp``).  One without them is all there may be of its events: left as it is and
+        named (``unrecovered``).  Before, a start of the other format named neither, nor did
+        any start one without its ``.tmp``."""
+        for fmt, ext in FORMATS.items():
+            for rebuilt in sorted(self.directory.glob(f"{self.prefix}-{STAMPED}{ext}.tmp{REBUILT}")):
+                tmp = rebuilt.with_name(rebuilt.name.removesuffix(REBUILT))
+                log = entries_path(tmp) if fmt == "root" else log_path(tmp)
+                if tmp.exists() and log.exists():
+                    rebuilt.unlink()
+                    self.removed_partial.append(rebuilt)
+                else:
+                    self.unrecovered.append((rebuilt, REBUILT_LEFT))
         self._tell()
 
     def _recover_hdf5(self, found: list[Path]) -> None:
@@ -536,7 +567,8 @@ class RotatingFiles:
                 self.final = self.directory / f"{self.prefix}-{stamp}-{self.index:05d}{FORMATS[self.fmt]}"
                 self.tmp = self.final.with_name(self.final.name + ".tmp")
                 kept = self.final.with_name(self.final.name + DAMAGED)  # (its NAME.h5 may have been taken away)
-                taken = (self.final, self.tmp, log_path(self.tmp), entries_path(self.tmp), kept)
+                rebuilt = self.tmp.with_name(self.tmp.name + REBUILT)  # (one left without its .tmp: named, kept)
+                taken = (self.final, self.tmp, log_path(self.tmp), entries_path(self.tmp), kept, rebuilt)
                 if not any(p.exists() for p in taken):
                     break
                 self.index += 1

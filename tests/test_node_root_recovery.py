@@ -424,7 +424,10 @@ def test_a_start_killed_mid_rebuild_has_named_the_files_it_rebuilt_before(tmp_pa
     while it rebuilt the second of two, it had given the first its final name (and deleted
     its .tmp) and named it in no line, nor did the next start.  Now each is named once it
     has its final name; the next start names the second (rebuilt, or left by a sink of
-    the other format), not the first again."""
+    the other format), not the first again.  The kill also left the second's
+    ``.rebuilt``: the next start deletes it, its .tmp and log being there to rebuild it
+    from, and says so (``partial-rebuilds-removed``), whichever format it writes (one of
+    the other format passed over it: it stayed, named by no start)."""
     out = tmp_path / "out"
     out.mkdir()
     tmps, events = _killed_writers(out, fmt)
@@ -445,7 +448,9 @@ def test_a_start_killed_mid_rebuild_has_named_the_files_it_rebuilt_before(tmp_pa
     finally:
         d.kill()
     logs = d.logs()
-    assert read_events(finals[0])["event"].tolist() == list(range(events[0]))
+    (removed,) = _json_lines(logs, "partial-rebuilds-removed")
+    assert removed["files"] == [str(partial)] and removed["level"] == "info", removed
+    assert not partial.exists() and read_events(finals[0])["event"].tolist() == list(range(events[0]))
     told = [(x["files"], x["events"]) for x in _json_lines(logs, "recovered-files")]
     left = [x["file"] for x in _json_lines(logs, "unrecovered-file")]
     if then == "same":  # the second rebuilt now, the first not named again
@@ -453,3 +458,64 @@ def test_a_start_killed_mid_rebuild_has_named_the_files_it_rebuilt_before(tmp_pa
         assert read_events(finals[1])["event"].tolist() == list(range(events[1])) and not tmps[1].exists()
     else:  # a sink of the other format names the .tmp, as it is
         assert told == [] and left == [str(tmps[1])] and tmps[1].exists() and not finals[1].exists(), logs
+
+
+@pytest.mark.parametrize("sink_fmt", ["hdf5", "root"])
+@pytest.mark.parametrize("left", [".h5", ".root"])
+def test_a_rebuilt_file_without_its_tmp_is_kept_and_named_by_any_start(tmp_path, left, sink_fmt):
+    """A ``.rebuilt`` whose .tmp (or log) is gone is all that may be left of its events:
+    every start names it, of either format, and leaves it as it is (no start named one)."""
+    from node.chunklog import log_path
+
+    partial = tmp_path / f"ev-20261124T000000-00000{left}.tmp.rebuilt"
+    partial.write_bytes(b"rebuilt in part")
+    without_log = tmp_path / f"ev-20261124T000000-00001{left}.tmp"
+    without_log.write_bytes(b"a .tmp")  # (named too: without its log it is not rebuilt)
+    (tmp_path / f"{without_log.name}.rebuilt").write_bytes(b"rebuilt in part")
+    for _ in range(2):
+        sink = RotatingFiles(tmp_path, "ev", fmt=sink_fmt)
+        sink.close()
+        named = {path.name: why for path, why in sink.unrecovered}
+        for name in (partial.name, f"{without_log.name}.rebuilt"):
+            assert "its .tmp or its log is no longer there" in named[name], sink.unrecovered
+            assert (tmp_path / name).read_bytes() == b"rebuilt in part"
+        assert sink.recovered == [] and not log_path(without_log).exists()
+
+
+def test_a_new_file_never_takes_the_name_of_a_rebuilt_file_left(tmp_path):
+    """A ``NAME.tmp.rebuilt`` left without its .tmp did not count as a name in use: a run
+    stamped the same second took NAME, and its writer killed, the next start took the
+    earlier ``.rebuilt`` for a partial rebuild of the new .tmp and deleted it."""
+    import time
+
+    now = time.time()
+    for t in range(int(now) - 2, int(now) + 60):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t))
+        (tmp_path / f"ev-{stamp}-00000.root.tmp.rebuilt").write_bytes(b"earlier")
+    sink = RotatingFiles(tmp_path, "ev", fmt="root", flush_bytes=1)
+    sink.write(_records(5))
+    sink.close()
+    (final,) = sink.files
+    assert not final.with_name(final.name + ".tmp.rebuilt").exists(), final.name
+    assert all(f.read_bytes() == b"earlier" for f in tmp_path.glob("*.rebuilt"))
+
+
+@pytest.mark.parametrize("write_files", [True, False])
+def test_a_rebuilt_file_no_sink_of_the_node_takes_is_named_at_its_start(tmp_path, write_files):
+    """A ``.rebuilt`` left without its .tmp under a prefix no sink of the node takes now
+    (worker 1 of a node run with two), or by a node that now writes no files, was named by
+    no start (they looked for ``.tmp`` files only).  Worker 0's start names it, counts it
+    in sink_unrecovered_files, and leaves it as it is."""
+    out = tmp_path / "out"
+    out.mkdir()
+    partial = out / "node-w1-20261124T000000-00000.root.tmp.rebuilt"
+    partial.write_bytes(b"rebuilt in part")
+    d = Daemon(basic_config(tmp_path, free_port(), sink={"write_files": write_files}))
+    try:
+        status = d.stop()
+    finally:
+        d.kill()
+    (line,) = _json_lines(d.logs(), "unrecovered-file")
+    assert line["file"] == str(partial) and line["reason"].endswith("left as it is"), line
+    assert ("sink.write_files = false" in line["reason"]) != write_files, line
+    assert status["gauges"]["sink_unrecovered_files"] == 1 and partial.read_bytes() == b"rebuilt in part"

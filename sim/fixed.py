@@ -22,6 +22,9 @@ Doubles into types of up to 62 bits take an exact float64 fast path.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -216,6 +219,7 @@ class FixedType:
 
     def cast(self, raw: RawArray, src: FixedType) -> RawArray:
         """Cast raw integers of type ``src`` into this type, as ``dst_t x = src_t y``."""
+        note_cast(src, self)
         raw = _as_raw(np.asarray(raw), src)
         if raw.dtype == np.int64 and _fast_cast_ok(src, self):
             return _fast_cast(raw, src, self)
@@ -284,6 +288,48 @@ def _as_raw(raw: np.ndarray, t: FixedType) -> RawArray:
     if raw.dtype.kind in "iub":
         return raw.astype(np.int64)
     raise ValueError(f"{t}: raw values must be integers, got an array of {raw.dtype}")
+
+
+# ------------------------------------------------- casts that abort hls4ml's csim
+def reads_beyond_msb(src: FixedType, dst: FixedType) -> bool:
+    """``dst_t x = src_t y`` reads a bit beyond the source's MSB in ``ap_fixed_base::operator=``
+    (docs/fixed_point.md, quirk 8): a rounding cast into an ap_fixed (any mode but AP_TRN,
+    and AP_TRN_ZERO from an unsigned source, which do not round) that drops more fraction
+    bits than the source has bits, ``F2 - F > W2``.  The header reads the rounding bit
+    ``get_bit(F2-F-1)`` before it decides to use the sign instead; ap_private asserts
+    there, so hls4ml's C simulation (built with asserts) aborts.  The value itself is
+    defined (``cast`` computes it, as hardware does).  ``ap_int`` sources count as
+    ``ap_fixed<W,W>`` (the header converts them so); ``ap_int`` targets take another path."""
+    if dst.integer:
+        return False
+    rounds = not (dst.quantization == "AP_TRN" or (dst.quantization == "AP_TRN_ZERO" and not src.signed))
+    return rounds and src.frac_bits - dst.frac_bits > src.width
+
+
+_watch = threading.local()
+
+
+def note_cast(src: FixedType, dst: FixedType) -> None:
+    """Record ``src -> dst`` where a ``watch_csim_aborts`` on this thread is open and the
+    cast aborts hls4ml's C simulation (``reads_beyond_msb``).  Every raw cast calls it."""
+    seen = getattr(_watch, "seen", None)
+    if seen is not None and reads_beyond_msb(src, dst) and (src, dst) not in seen:
+        seen.append((src, dst))
+
+
+@contextmanager
+def watch_csim_aborts() -> Iterator[list[tuple[FixedType, FixedType]]]:
+    """The casts (source, target) made on this thread inside the ``with`` that would abort
+    hls4ml's C simulation, each once, in the order first made."""
+    seen: list[tuple[FixedType, FixedType]] = []
+    outer = getattr(_watch, "seen", None)
+    _watch.seen = seen
+    try:
+        yield seen
+    finally:
+        _watch.seen = outer
+        if outer is not None:
+            outer.extend(c for c in seen if c not in outer)
 
 
 # ---------------------------------------------------------- int64 fast raw cast

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.fixed import FixedType, round_shift
+from sim.fixed import FixedType, note_cast, round_shift
 
 _FAST_MODES_Q = ("AP_TRN", "AP_RND", "AP_RND_CONV", "AP_RND_ZERO", "AP_RND_INF", "AP_RND_MIN_INF", "AP_TRN_ZERO")
 _FAST_MODES_O = ("AP_WRAP", "AP_SAT")
@@ -61,6 +61,7 @@ def cast(raw: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = False)
     is a temporary int64 array the cast may overwrite."""
     if src == dst:
         return np.asarray(raw, dtype=np.int64)
+    note_cast(src, dst)  # the fast path below bypasses FixedType.cast
     if not _fast_ok(src, dst):
         return np.asarray(dst.cast(raw, src)).astype(np.int64)
     raw = np.asarray(raw, dtype=np.int64)
@@ -127,6 +128,7 @@ def cast_float(y: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = Fa
     float64 out.  ``scratch``: ``y`` is a temporary the cast may overwrite."""
     if src == dst:
         return y
+    note_cast(src, dst)
     sh = src.frac_bits - dst.frac_bits
     q = y if scratch else np.empty_like(y)
     if sh:

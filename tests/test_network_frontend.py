@@ -1989,3 +1989,33 @@ def test_a_softmax_exp_table_too_coarse_for_its_input_is_warned_at_synth(tmp_pat
     assert (shares == shares[:, :1]).all(axis=1).mean() > 0.9  # equal shares: the warned-of firmware
     narrow_out = sim.load(tmp_path / "narrow" / "build" / "emulator").predict(x).values
     assert (narrow_out.argmax(axis=1) == keras).mean() > 0.95
+
+
+def test_a_cast_that_aborts_csim_is_a_synth_warning_and_a_verify_error(tmp_path, capsys):
+    """A Dense bias of ap_fixed<18,1> into an accumulator of ap_fixed<6,8,AP_TRN_ZERO,...>
+    rounds away 19 fraction bits of an 18-bit source: ap_types reads a bit beyond its MSB,
+    ap_private asserts, and verify died with SIGABRT and the header's assert text
+    (docs/fixed_point.md, quirk 8).  The firmware is fine for hardware: synth warns,
+    naming the layer and the cast; verify refuses before compiling anything."""
+    import tensorflow as tf
+
+    k = tf.keras
+    inp = k.Input((4,), name="x")
+    model = k.Model(inp, k.layers.Dense(3, name="fc")(inp))
+    accum = "ap_fixed<6,8,AP_TRN_ZERO,AP_WRAP,1>"
+    hls = {"LayerName": {"fc": {"Precision": {"bias": "ap_fixed<18,1>", "accum": accum}}}}
+    config = keras_project(tmp_path, model, "m", hls)
+    cast = (
+        rf"layer 'fc': casting the bias \(bias_type ap_fixed<18,1>\) into the accumulator \(accum_type "
+        rf"{re.escape(accum)}\) rounds away 19 fraction bits, more than the 18 bits of the source"
+    )
+    assert _cli("synth", config) == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"synth: warning: {cast}: on such a cast .*quirk 8\), so `fpgaflow verify` cannot run", err), err
+    report = json.loads((config.parent / "build" / "report.json").read_text())
+    assert any(re.match(cast, w) for w in report["warnings"]), report["warnings"]
+    assert _cli("verify", config, "--samples", "10") == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"verify: error: hls4ml's C simulation cannot run on this firmware: {cast}, where csim needs "
+                     r"a target with at least -1 fraction bits.*quirk 8", err), err  # fmt: skip
+    assert "compiling" not in err and "Traceback" not in err and "Assertion" not in err, err

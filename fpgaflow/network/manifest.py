@@ -72,16 +72,17 @@ def manifest_content(hls_model: Any, settings: Any, source_sha256: str) -> tuple
     return meta, ctx.arrays
 
 
-def refuse_unemulated(meta: dict, arrays: dict, directory: Path) -> None:
+def refuse_unemulated(meta: dict, arrays: dict, directory: Path) -> Any:
     """The emulator built from the manifest before synth writes anything: a layer it
     cannot replay (products beyond its exact paths, an accumulator that saturates whose
     summation order it does not follow) is refused naming the layer, where it used to be
-    found only when the emulator first ran that layer (verify, after the C simulation)."""
+    found only when the emulator first ran that layer (verify, after the C simulation).
+    Returns the emulator (a ``sim.network.Network``)."""
     from sim.manifest import Manifest, ManifestError
     from sim.network import Network
 
     try:
-        Network(Manifest(directory, {**meta, "id": "unwritten"}, arrays))
+        return Network(Manifest(directory, {**meta, "id": "unwritten"}, arrays))
     except ManifestError as exc:
         raise ProjectError(f"the emulator cannot compute this firmware: {exc}") from None
 

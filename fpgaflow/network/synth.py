@@ -60,6 +60,7 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
         weight_warnings,
     )
     from fpgaflow.network.report import build_report, write_report
+    from fpgaflow.network.verify import csim_abort_warnings
     from sim.manifest import read_manifest, write_manifest
 
     settings = read_settings(project)
@@ -79,7 +80,8 @@ def synth(project: Project, args: argparse.Namespace | None = None) -> int:
     settings.warnings.extend(f"{project.file}: {note}" for note in unapplied)  # a key of this file, as the others
     settings.warnings.extend(weight_warnings(checks))
     meta, arrays = manifest_content(hls_model, settings, source_sha256(files))  # may add warnings
-    refuse_unemulated(meta, arrays, build / "emulator")
+    net = refuse_unemulated(meta, arrays, build / "emulator")
+    settings.warnings.extend(csim_abort_warnings(net))  # the firmware is fine; verify refuses it
     for warning in settings.warnings:
         _say(f"warning: {warning}")
     if preprocessing is not None:

@@ -170,6 +170,40 @@ def csim_trace(hls_model: Any, x: np.ndarray) -> tuple[np.ndarray, dict]:
     return np.asarray(y), trace
 
 
+CSIM_ABORT = (
+    "on such a cast ap_types' operator= reads a bit beyond the source's MSB and ap_private's assert aborts hls4ml's "
+    "C simulation (docs/fixed_point.md, quirk 8)"
+)
+
+
+def csim_abort_warnings(net: Any) -> list[str]:
+    """synth's warnings for the casts of ``net`` that abort hls4ml's C simulation: the
+    firmware is fine for hardware (the value is defined, the emulator computes it), so synth
+    goes on, and says that verify will not run csim on it."""
+    from sim.network.csim_casts import aborting_casts
+
+    return [
+        f"{cast}: {CSIM_ABORT}, so `fpgaflow verify` cannot run on this project; the firmware is fine for hardware "
+        f"(it and the emulator compute the defined value); for a project verify can check, use {cast.fix()}"
+        for cast in aborting_casts(net)
+    ]
+
+
+def refuse_csim_aborts(net: Any) -> None:
+    """verify's refusal to start hls4ml's C simulation on a firmware with a cast it aborts on
+    (it died with SIGABRT and ap_private's assert text, no word of ours), naming each cast."""
+    from sim.network.csim_casts import aborting_casts
+
+    casts = aborting_casts(net)
+    if casts:
+        named = "; ".join(f"{cast}, where csim needs {cast.fix()}" for cast in casts)
+        raise ProjectError(
+            f"hls4ml's C simulation cannot run on this firmware: {named}. {CSIM_ABORT[0].upper() + CSIM_ABORT[1:]}. "
+            "The firmware itself is fine: hardware and the emulator (`fpgaflow emulate`) compute the value the code "
+            "means; to verify it against the C simulation, change those types and re-run `fpgaflow synth`"
+        )
+
+
 def refuse_changed_model(project: Project, synthesized: str | None) -> None:
     """The model files against the hash synth recorded: verify compares the firmware built
     from the old model with the C simulation of the new one, and a changed model reads as
@@ -301,6 +335,7 @@ def verify(project: Project, args: argparse.Namespace) -> int:
     emulator_dir = project.synthesized_emulator()
     net = sim.load(emulator_dir)
     refuse_stale_firmware(project, net.manifest, _say)  # model, settings, the scaling --input rows go through
+    refuse_csim_aborts(net)  # before anything is compiled
     data = None
     if args.input:
         where = args.input + (f":{args.dataset}" if args.dataset else "")

@@ -74,8 +74,8 @@ class AbortingCast:
         """What makes the cast one csim can run, in words."""
         need = self.source.frac_bits - self.source.width
         return (
-            f"a target with at least {need} fraction bits (W - I >= {need}; {self.target} has "
-            f"{self.target.frac_bits}) or the truncating AP_TRN"
+            f"a target with at least {need} fraction bits, W - I >= {need} ({self.target} has "
+            f"{self.target.frac_bits}), or the truncating AP_TRN"
         )
 
 

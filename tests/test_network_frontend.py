@@ -2019,3 +2019,44 @@ def test_a_cast_that_aborts_csim_is_a_synth_warning_and_a_verify_error(tmp_path,
     assert re.search(rf"verify: error: hls4ml's C simulation cannot run on this firmware: {cast}, where csim needs "
                      r"a target with at least -1 fraction bits.*quirk 8", err), err  # fmt: skip
     assert "compiling" not in err and "Traceback" not in err and "Assertion" not in err, err
+
+
+class _FakeCsim:
+    """Stands in for a traced hls4ml model: ``trace`` prints, then ``then()``."""
+
+    def __init__(self, then):
+        self.then = then
+
+    def trace(self, x):
+        print("Recompiling myproject with tracing")
+        os.write(2, b"firmware: about to end\n")
+        return self.then(x)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_csim_that_dies_from_a_signal_is_an_error_not_the_end_of_fpgaflow(capfd):
+    """hls4ml runs the firmware in-process (ctypes): an assert the pre-check does not
+    foresee ended fpgaflow itself with SIGABRT.  csim runs in a forked child now."""
+    from fpgaflow.errors import UserError
+    from fpgaflow.network.verify import csim_trace
+
+    with pytest.raises(UserError) as info:
+        csim_trace(_FakeCsim(lambda x: os.abort()), np.zeros((2, 3)))
+    assert str(info.value) == (
+        "hls4ml C simulation aborted (signal 6, SIGABRT); it printed:\n"
+        "Recompiling myproject with tracing\nfirmware: about to end"
+    )
+    # what it returns, and what it raises, reach the caller; its output goes to stderr
+    y, trace = csim_trace(_FakeCsim(lambda x: (x * 2, {"fc": x + 1})), np.ones((2, 3)))
+    assert np.array_equal(y, np.full((2, 3), 2.0)) and np.array_equal(trace["fc"], np.full((2, 3), 2.0))
+    out, err = capfd.readouterr()
+    assert out == "" and err.count("Recompiling myproject with tracing") == 1, (out, err)
+
+    def fails(x):
+        raise KeyError("no such layer")
+
+    with pytest.raises(KeyError, match="no such layer"):
+        csim_trace(_FakeCsim(fails), np.ones((1, 3)))
+    # exit() in the firmware (ap_ufixed with AP_WRAP_SM does that): no result, an error all the same
+    with pytest.raises(UserError, match=r"^hls4ml C simulation exited with status 3; it printed:\nRecompiling"):
+        csim_trace(_FakeCsim(lambda x: os._exit(3)), np.ones((1, 3)))

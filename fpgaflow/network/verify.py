@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import pickle
+import signal
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fpgaflow.errors import UserError
 from fpgaflow.network.model import quiet_qkeras_serialize
 from fpgaflow.project import Project, ProjectError
 
@@ -161,13 +166,94 @@ def csim_model(model: Any, settings: Any, workdir: Path) -> Any:
     return convert(model, settings, workdir, trace=True)
 
 
+class CsimAborted(UserError):
+    """hls4ml's C simulation ended on a signal (an ap_types assert's SIGABRT, a crash)."""
+
+
 def csim_trace(hls_model: Any, x: np.ndarray) -> tuple[np.ndarray, dict]:
     """hls4ml's C simulation with per-layer outputs (compiles first: 10-20 s).
 
-    Double inputs make the bridge run in double, so outputs come back exactly."""
-    with contextlib.redirect_stdout(sys.stderr):
-        y, trace = hls_model.trace(np.ascontiguousarray(x, dtype=np.float64))
-    return np.asarray(y), trace
+    Double inputs make the bridge run in double, so outputs come back exactly.  hls4ml
+    runs the compiled firmware in-process (ctypes), where an assert in the ap_types
+    headers (``refuse_csim_aborts`` finds the one known; docs/fixed_point.md, quirk 8)
+    or a crash ended fpgaflow with SIGABRT and the header's text: it runs in a forked
+    child, whose output is passed on, and a child ended by a signal is a ``CsimAborted``
+    naming the signal, with what the simulation printed."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    with tempfile.TemporaryDirectory(prefix="fpgaflow-csim-run-") as tmp:
+        log, out = Path(tmp) / "output.txt", Path(tmp) / "result.pickle"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with warnings.catch_warnings():  # Python 3.12+ frets over fork with threads: the child only runs csim
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+            _csim_child(hls_model, x, log, out)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except BaseException:  # Ctrl-C: the child goes too
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        printed = log.read_text(errors="replace") if log.exists() else ""
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            try:
+                name = f", {signal.Signals(number).name}"
+            except ValueError:
+                name = ""
+            raise CsimAborted(f"hls4ml C simulation aborted (signal {number}{name}){_printed(printed)}")
+        if not out.exists():  # the firmware called exit()
+            code = os.waitstatus_to_exitcode(status)
+            raise CsimAborted(f"hls4ml C simulation exited with status {code}{_printed(printed)}")
+        sys.stderr.write(printed)  # hls4ml's 'Recompiling ...', a compiler's errors, the firmware's prints
+        sys.stderr.flush()
+        with open(out, "rb") as f:
+            kind, value = pickle.load(f)
+    if kind == "error":
+        raise value
+    return value
+
+
+CSIM_OUTPUT_LINES = 40
+
+
+def _printed(text: str) -> str:
+    """What the C simulation printed, for an error message: its last lines."""
+    lines = text.rstrip().splitlines()
+    if not lines:
+        return "; it printed nothing"
+    if len(lines) > CSIM_OUTPUT_LINES:
+        return f"; the last {CSIM_OUTPUT_LINES} of the {len(lines)} lines it printed:\n" + "\n".join(
+            lines[-CSIM_OUTPUT_LINES:]
+        )
+    return "; it printed:\n" + "\n".join(lines)
+
+
+def _csim_child(hls_model: Any, x: np.ndarray, log: Path, out: Path) -> None:  # pragma: no cover - in the child
+    """``csim_trace``'s child: stdout and stderr into ``log``, the result (or the
+    exception) pickled into ``out``; never returns."""
+    code = 0
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        # line-buffered: what Python printed is in the log even when the firmware aborts
+        sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)  # left open: os._exit ends the child
+        y, trace = hls_model.trace(x)
+        result: tuple[str, Any] = ("ok", (np.asarray(y), trace))
+    except BaseException as exc:  # handed to the parent, which raises it
+        result, code = ("error", exc), 1
+    try:
+        with open(out, "wb") as f:
+            try:
+                pickle.dump(result, f)
+            except Exception:  # an exception that does not pickle: its text
+                f.seek(0)
+                f.truncate()
+                pickle.dump(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]}")), f)
+    finally:
+        os._exit(code)
 
 
 CSIM_ABORT = (

@@ -58,6 +58,12 @@ EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the tim
 LEAD_EVENTS = 64
 MAX_SKIPS = 16
 TURN = 8  # messages a socket gives in its turn
+# the first drain waits this long after the first message: senders that kept sending while
+# the node was down (restarted) each reconnect on their own timer (ZeroMQ retries every
+# reconnect_ivl + up to as much again: 100-200 ms by default) and hand over their backlog
+# at once; read as they came, the first ones' backlogs ran thousands of events ahead of the
+# last one's, and the window evicted what that one's backlog was about to complete
+START_GRACE_S = 0.25
 RECEIVE_BUFFER = 16 << 20  # bytes one drain may take (beyond room for one maximal message)
 # at a stop (see Node._last_intake): the inputs are drained until nothing comes for QUIET_S;
 # senders still sending after STILL_SENDING_S are cut off; and it all ends by LAST_INTAKE_S
@@ -869,6 +875,7 @@ class Node:
             for b in self.boards.boards:
                 poller.register(b.socket, zmq.POLLIN)
         next_expire = next_status = last_drain = 0
+        first = True  # no drain yet: the first waits START_GRACE_S for the senders still reconnecting
         status_every = int(self.cfg.node.status_interval_s * 1e9)
         coalesce = int(self.cfg.node.coalesce_ms * 1e6)
         try:
@@ -883,6 +890,9 @@ class Node:
                     ready = dict(poller.poll(1 if busy else 20))
                 socks = [sock for sock in self.inputs if sock in ready]
                 if socks:
+                    if first:  # every sender's backlog on hand, read in turn (fair queue, turns)
+                        first = False
+                        time.sleep(START_GRACE_S)
                     if coalesce:  # let more arrive: one drain's fixed cost for all of them
                         wait = last_drain + coalesce - time.monotonic_ns()
                         if wait > 0:

@@ -174,6 +174,11 @@ class Builder:
         self._leapt: deque[tuple[int, int]] = deque(maxlen=LEAPS_KEPT)
         self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
         self.last_jump_why = JUMP
+        # the events the window evicted since ``take_evicted``: their lowest and highest numbers,
+        # and per source how many of them lacked it, and of those how many lay beyond its
+        # highest number then (not reached: it runs behind) (for the log line that tells it)
+        self.evicted_range: tuple[int, int] | None = None
+        self.evicted_lacking = np.zeros((2, n_sources), np.int64)
         # a lone fragment beyond the window's reach, waiting to be confirmed: (source index, fragment, ns)
         self.held: tuple[np.ndarray, np.ndarray, int] | None = None
         self.low = 0  # every event below this has left: the window's start
@@ -631,6 +636,14 @@ class Builder:
         slots = candidates[(self.state[candidates] == OPEN) & (self.slot_event[candidates] < np.uint64(low))]
         if len(slots):
             self.counts.evicted += len(slots)
+            events = self.slot_event[slots]
+            first, last = int(events.min()), int(events.max())
+            if self.evicted_range is not None:
+                first, last = min(first, self.evicted_range[0]), max(last, self.evicted_range[1])
+            self.evicted_range = (first, last)
+            lacking = ~self.arrived[slots]
+            self.evicted_lacking[0] += np.count_nonzero(lacking, axis=0)
+            self.evicted_lacking[1] += np.count_nonzero(lacking & (events[:, None] >= self._top), axis=0)
             self._emit(self._by_event(slots, start), protocol.EVICTED)
 
     def expire(self, now_ns: int | None = None) -> None:
@@ -730,6 +743,19 @@ class Builder:
         self.free_rows[self.n_free : self.n_free + len(slots)] = self.store_row[slots]  # for the next claims
         self.n_free += len(slots)
         self.out.append(rec)
+
+    def take_evicted(self) -> tuple[tuple[int, int] | None, np.ndarray]:
+        """The lowest and highest numbers of the events the window evicted since the last
+        call, and per source (columns) how many of them lacked it (row 0), and of those how
+        many it had not reached (row 1: numbered above the highest placed from it then)."""
+        taken = self.evicted_range, self.evicted_lacking
+        self.evicted_range, self.evicted_lacking = None, np.zeros_like(taken[1])
+        return taken
+
+    def highest(self, source_index: int) -> int | None:
+        """The highest event number placed from a source in this numbering (None: none yet)."""
+        top = int(self._top[source_index])
+        return top - 1 if top else None
 
     def take(self) -> list[np.ndarray]:
         """Built events since the last call (lists of event-record arrays)."""

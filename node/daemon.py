@@ -365,6 +365,10 @@ class Node:
         self._reanchors = 0  # the builder's re-anchors logged so far
         self._reanchor_evicted = 0  # evictions told by builder-reanchored lines (not the window's doing)
         self._timed_out_missing = 0  # sources (bits) missing from events timed out since the last line
+        # events evicted since the last events-evicted line: lowest and highest number, and
+        # per source how many lacked it (builder.take_evicted)
+        self._evicted_span: tuple[int, int] | None = None
+        self._evicted_lacking = np.zeros((2, len(self.sources)), np.int64)
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -707,11 +711,14 @@ class Node:
                 source=self.sources[b.last_jump[0]], event_number=b.last_jump[1], high=b.high, why=b.last_jump_why
             ),
         )
-        self.log.tally("evicted", "warning", "events-evicted", counts.evicted - self._reanchor_evicted, lambda: dict(
-            window=b.capacity, open_events=b.n_open,
-            why="a newer event number moved the window past them before they were complete: the numbering "
-                "leapt ahead, or builder.window (in event numbers) is smaller than how far apart the sources "
-                "are, or than rate x timeout x the spacing of the event numbers"))  # fmt: skip
+        span, lacking = b.take_evicted()
+        if span is not None:
+            told = self._evicted_span
+            self._evicted_span = span if told is None else (min(told[0], span[0]), max(told[1], span[1]))
+            self._evicted_lacking += lacking
+        if self.log.tally("evicted", "warning", "events-evicted", counts.evicted - self._reanchor_evicted,
+                          self._evicted_fields):  # fmt: skip
+            self._evicted_span, self._evicted_lacking = None, np.zeros_like(self._evicted_lacking)
         self.log.tally("misrouted", "warning", "misrouted-fragments", counts.misrouted, lambda: dict(
             source=self.sources[b.last_misrouted[0]], event_number=b.last_misrouted[1], worker=self.worker,
             belongs_to=b.last_misrouted[1] % b.stride,
@@ -725,6 +732,32 @@ class Node:
                                  source=self.sources[int(late.source_index[0])])  # fmt: skip
             if self.late_sink is not None:
                 self.late_sink.write(late_records(self.source_ids, late))
+
+    def _evicted_fields(self) -> dict[str, Any]:
+        """What an ``events-evicted`` line tells besides its count: the events' numbers, and
+        each source they lacked: in how many, how many of those it had not reached then (it
+        runs behind: they come late), and how far behind the window's top it is now."""
+        b, span = self.builder, self._evicted_span
+        lacking = []
+        for i in np.flatnonzero(self._evicted_lacking[0]).tolist():
+            highest = b.highest(i)
+            behind = None if highest is None or b.high is None else b.high - highest
+            lacking.append({"source": self.sources[i], "events": int(self._evicted_lacking[0, i]),
+                            "not_reached": int(self._evicted_lacking[1, i]), "highest": highest,
+                            "behind": behind})  # fmt: skip
+        return dict(
+            first_event=None if span is None else span[0], last_event=None if span is None else span[1],
+            high=b.high, window=b.capacity,
+            open_events=b.n_open, lacking=lacking,
+            why="a newer event number moved the window (builder.window event numbers, up to high) past them "
+                "before they were complete",
+            hint="events a source had not reached (not_reached) come late, into the late files: it runs behind "
+                 "the others (by behind; highest null: nothing from it yet), e.g. a sender whose backlog came "
+                 "after the others' (reconnecting late after a node restart) or a stalled board: size "
+                 "builder.window above how far the sources run apart. The others it had passed: they never "
+                 "came here (lost with a killed node: a restart's first events; dropped upstream), the "
+                 "numbering leapt ahead, or builder.window is smaller than rate x timeout x the spacing of "
+                 "the event numbers")  # fmt: skip
 
     def _advance(self, now_ns: int, force: bool = False) -> None:
         self._late()

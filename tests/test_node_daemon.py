@@ -573,7 +573,7 @@ def test_sparse_event_numbers_in_a_small_window_are_evicted_and_the_log_says_why
     c = status["counters"]
     assert c["builder_evicted"] > 0 and c["events_complete"] < 64
     line = next(x for x in d.log_lines() if x["event"] == "events-evicted")
-    assert line["level"] == "warning" and line["window"] == 8192 and "spacing" in line["why"]
+    assert line["level"] == "warning" and line["window"] == 8192 and "spacing" in line["hint"]
 
 
 def _backlogs(port: int, n: int, late_by: float) -> list[Source]:
@@ -611,6 +611,50 @@ def test_backlogs_of_senders_reconnecting_apart_after_a_restart_are_built_togeth
     c = status["counters"]
     assert (c["events_complete"], c["builder_evicted"], c["late_fragments"]) == (n, 0, 0)
     assert not [x for x in d.log_lines() if x["event"] == "events-evicted"]
+
+
+def test_evicted_events_are_told_with_their_numbers_and_the_sources_they_lacked(tmp_path):
+    """A source whose backlog comes a window after the others' (a sender reconnecting late
+    after a restart) has its events evicted, its fragments late: the policy. The line said
+    only that the window moved (``window``, ``open_events``); now it names the events, and
+    each source they lacked: the one that had not reached them (runs behind, its fragments
+    come late: ``not_reached``) and one that had passed them without sending them (lost
+    with a killed node: a restart's first events)."""
+    port = free_port()
+    n, window = 6000, 2048
+    d = Daemon(basic_config(tmp_path, port, builder={"window": window, "timeout_s": 5.0}))
+    lost = np.arange(100, 116)  # source 2's message of these went down with the node before
+    try:
+        srcs = [Source(s, f"tcp://127.0.0.1:{port}", n_inputs=N_IN, n_outputs=N_OUT, batch=16) for s in range(4)]
+        for s in (0, 1, 2):
+            send(srcs[s], np.setdiff1d(np.arange(n), lost) if s == 2 else np.arange(n))
+        d.wait_counter("received_fragments", 3 * n - len(lost))
+        send(srcs[3], np.arange(n))  # its backlog, a window late
+        d.wait_counter("received_fragments", 4 * n - len(lost))
+        for src in srcs:
+            src.close()
+        status = d.stop()
+    finally:
+        d.kill()
+    c = status["counters"]
+    evicted = n - window
+    assert (c["events_complete"], c["builder_evicted"], c["late_fragments"]) == (window, evicted, evicted)
+    ev = read_sink(tmp_path / "out", "node-w0-*.h5", "events")
+    assert c["received_fragments"] == arrived_fragments(ev, 4) + c["late_fragments"]  # nothing lost
+    lines = [x for x in d.log_lines() if x["event"] == "events-evicted"]
+    assert sum(x["count"] for x in lines) == evicted and lines[0]["window"] == window
+    assert (min(x["first_event"] for x in lines), max(x["last_event"] for x in lines)) == (0, evicted - 1)
+    told = {}
+    for x in lines:
+        assert x["high"] == n - 1 and "not_reached" in x["hint"]
+        for lack in x["lacking"]:
+            t = told.setdefault(lack["source"], [0, 0])
+            t[0], t[1] = t[0] + lack["events"], t[1] + lack["not_reached"]
+            if lack["source"] == 3:  # nothing from it yet when its events left
+                assert lack["highest"] is None and lack["behind"] is None
+            else:
+                assert (lack["highest"], lack["behind"]) == (n - 1, 0)
+    assert told == {2: [len(lost), 0], 3: [evicted, evicted]}
 
 
 def test_a_source_sending_to_the_wrong_worker_is_named(tmp_path):

@@ -755,7 +755,8 @@ class Node:
                  "the others (by behind; highest null: nothing from it yet), e.g. a sender whose backlog came "
                  "after the others' (reconnecting late after a node restart) or a stalled board: size "
                  "builder.window above how far the sources run apart. The others it had passed: they never "
-                 "came here (lost with a killed node: a restart's first events; dropped upstream), the "
+                 "came here (sent to this node's predecessor: a restart's first events, DRAINED by a node "
+                 "stopped or lost with one killed; dropped upstream), the "
                  "numbering leapt ahead, or builder.window is smaller than rate x timeout x the spacing of "
                  "the event numbers")  # fmt: skip
 

@@ -58,11 +58,12 @@ EXPIRE_EVERY_NS = 5_000_000  # how often open events are checked against the tim
 LEAD_EVENTS = 64
 MAX_SKIPS = 16
 TURN = 8  # messages a socket gives in its turn
-# the first drain waits this long after the first message: senders that kept sending while
-# the node was down (restarted) each reconnect on their own timer (ZeroMQ retries every
-# reconnect_ivl + up to as much again: 100-200 ms by default) and hand over their backlog
-# at once; read as they came, the first ones' backlogs ran thousands of events ahead of the
-# last one's, and the window evicted what that one's backlog was about to complete
+# no drain starts sooner than this after the inputs are bound: senders that kept sending
+# while the node was down (restarted) each reconnect on their own timer (ZeroMQ retries
+# every reconnect_ivl + up to as much again: 100-200 ms by default) and hand over their
+# backlog at once; read as they came, the first ones' backlogs ran thousands of events
+# ahead of the last one's, and the window evicted what that one's backlog was about to
+# complete.  Senders that connect later (a run starting) find the node reading at once.
 START_GRACE_S = 0.25
 RECEIVE_BUFFER = 16 << 20  # bytes one drain may take (beyond room for one maximal message)
 # at a stop (see Node._last_intake): the inputs are drained until nothing comes for QUIET_S;
@@ -416,6 +417,7 @@ class Node:
         if supervisor is not None:  # from the first input on, what ZeroMQ takes in is the node's: a
             supervisor.raising = False  # supervisor that dies now stops the loop in order (drained, not dropped)
         self.inputs = self._open_inputs()
+        self._bound_ns = time.monotonic_ns()  # (no drain before START_GRACE_S from here)
         self._last_event = dict.fromkeys(self.inputs, -1)  # per input: its last message's first event
         self._skipped = dict.fromkeys(self.inputs, 0)  # per input: turns skipped in a row (see _drain)
         # messages cut for their size in this drain: (place among its messages, first bytes, size),
@@ -909,7 +911,7 @@ class Node:
             for b in self.boards.boards:
                 poller.register(b.socket, zmq.POLLIN)
         next_expire = next_status = last_drain = 0
-        first = True  # no drain yet: the first waits START_GRACE_S for the senders still reconnecting
+        first = True  # no drain yet: none before START_GRACE_S after the bind (senders reconnecting)
         status_every = int(self.cfg.node.status_interval_s * 1e9)
         coalesce = int(self.cfg.node.coalesce_ms * 1e6)
         try:
@@ -926,7 +928,9 @@ class Node:
                 if socks:
                     if first:  # every sender's backlog on hand, read in turn (fair queue, turns)
                         first = False
-                        time.sleep(START_GRACE_S)
+                        wait = self._bound_ns + int(START_GRACE_S * 1e9) - time.monotonic_ns()
+                        if wait > 0:
+                            time.sleep(wait / 1e9)
                     if coalesce:  # let more arrive: one drain's fixed cost for all of them
                         wait = last_drain + coalesce - time.monotonic_ns()
                         if wait > 0:

@@ -2060,3 +2060,30 @@ def test_csim_that_dies_from_a_signal_is_an_error_not_the_end_of_fpgaflow(capfd)
     # exit() in the firmware (ap_ufixed with AP_WRAP_SM does that): no result, an error all the same
     with pytest.raises(UserError, match=r"^hls4ml C simulation exited with status 3; it printed:\nRecompiling"):
         csim_trace(_FakeCsim(lambda x: os._exit(3)), np.ones((1, 3)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_csim_runs_beside_tensorflow_garbage(capfd):
+    """A garbage collection in the forked child that frees TensorFlow's objects (left in
+    cycles by the Keras models the parent built) died with SIGSEGV: their threads are not
+    in the child.  One verify in the whole suite met it (the second csim of a test); the
+    child collects none of the parent's objects now."""
+    import gc
+
+    import tensorflow as tf
+
+    from fpgaflow.network.verify import csim_trace
+
+    was = gc.isenabled()
+    gc.disable()  # TensorFlow's objects left in cycles, as the parent's collections had not yet freed them
+    try:
+        for _ in range(3):
+            model = tf.keras.Sequential([tf.keras.layers.Dense(4, input_shape=(3,)), tf.keras.layers.Dense(2)])
+            model.predict(np.zeros((2, 3)), verbose=0)
+            del model
+        y, _ = csim_trace(_FakeCsim(lambda x: (gc.collect(), (x, {}))[1]), np.ones((2, 3)))
+        assert np.array_equal(y, np.ones((2, 3)))
+    finally:
+        if was:
+            gc.enable()
+        gc.collect()

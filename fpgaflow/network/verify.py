@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import pickle
@@ -184,11 +185,18 @@ def csim_trace(hls_model: Any, x: np.ndarray) -> tuple[np.ndarray, dict]:
         log, out = Path(tmp) / "output.txt", Path(tmp) / "result.pickle"
         sys.stdout.flush()
         sys.stderr.flush()
-        with warnings.catch_warnings():  # Python 3.12+ frets over fork with threads: the child only runs csim
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-            _csim_child(hls_model, x, log, out)
+        # the parent's objects are out of the child's garbage collections: one that freed
+        # TensorFlow's garbage there (its threads are not in the child) died with SIGSEGV
+        gc.freeze()
+        try:
+            with warnings.catch_warnings():  # Python 3.12+ frets over fork with threads: the child only runs csim
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+                gc.disable()
+                _csim_child(hls_model, x, log, out)
+        finally:
+            gc.unfreeze()
         try:
             _, status = os.waitpid(pid, 0)
         except BaseException:  # Ctrl-C: the child goes too

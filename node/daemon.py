@@ -1011,7 +1011,23 @@ class Node:
                 self._advance(time.monotonic_ns())
         except zmq.ZMQError:
             pass  # the context is gone (a stop by its termination): nothing more to read
+        if left:
+            self._tell_cut_off(cut_at - start)
         return c["received_messages"] - before
+
+    def _tell_cut_off(self, after_s: float) -> None:
+        """A stop cut its inputs off (``_last_intake``): say so, with the last message number
+        taken from each source: what a sender sent after it and the kernel still held went
+        with the connections, in no file and no counter here (a sender that keeps its
+        numbers can tell which, and send them again to the next node)."""
+        seq = self.sequences
+        last = [{"source": sid, "last_sequence": int(seq.last[sid])} for sid in self.sources if seq.seen[sid]]
+        self.log("warning", "senders-cut-off", after_s=round(after_s, 3), last_received=last,
+                 why=f"senders still sending {STILL_SENDING_S:g} s after the stop began" if after_s else
+                     "a sink waits for room or has failed: nothing more is taken in",
+                 lost="messages sent after each source's last_sequence that had reached this machine's "
+                      "socket buffers but not the node went with the connections: not written, not counted here",
+                 )  # fmt: skip
 
     def _shutdown(self) -> dict[str, Any]:
         queued = self._last_intake()

@@ -271,6 +271,15 @@ def test_sigterm_mid_stream_accounts_for_every_fragment(tmp_path):
     assert c["sink_built_in_arena"] > 0  # built where the files' chunks are written from (node.arena)
     assert (ev["status"] & (p.DRAINED | p.TIMED_OUT | p.EVICTED | p.COMPLETE)).all()
     assert not list((tmp_path / "out").glob("*.tmp"))
+    # the senders were cut off: the line names each with the last message taken from it (messages
+    # of 4 fragments numbered from 0, none missing: its fragments in the files / 4 - 1)
+    (cut,) = [x for x in d.log_lines() if x["event"] == "senders-cut-off"]
+    assert not status["sequence_gaps"] and cut["after_s"] == 1.0
+    taken = {s: int((ev["inputs"][:, s] != 0).any(axis=1).sum()) for s in range(3)}  # the senders' inputs are ones
+    if late:
+        for s in range(3):
+            taken[s] += int(np.sum(late["source"] == s))
+    assert cut["last_received"] == [{"source": s, "last_sequence": taken[s] // 4 - 1} for s in range(3)]
 
 
 def test_what_reached_the_node_before_a_sigterm_is_built_not_dropped(tmp_path):

@@ -213,6 +213,7 @@ class Node:
         for tmp, reason in unrecovered:  # left as they are, or kept as .damaged: why
             self.log("warning", "unrecovered-file", file=str(tmp), reason=reason)
         self._unrecovered += len(unrecovered)
+        self._recovered[sink.tree] += sum(sink.recovered_events[f] for f in recovered)
 
     def _recover_unowned(self, directory: Path) -> None:
         """Rebuild (or name) this node's files that no sink of it takes now, as their own
@@ -333,6 +334,9 @@ class Node:
         # files the start left as .tmp or kept as .damaged (gauge sink_unrecovered_files): only a
         # log line said so, and a node watched by its metrics and status looked whole
         self._unrecovered = 0
+        # records the start rebuilt from a killed predecessor's files, per sink (counters
+        # events_recovered, late_recovered): only the recovered-files lines told them
+        self._recovered = {"events": 0, "late": 0}
         if s.write_files:  # now, not at the first flush: a directory that cannot be written would lose events then
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -794,6 +798,7 @@ class Node:
             m.g["offload_in_flight"] = self.boards.in_flight()
         m.c["events_written"] = self.events_sink.saved if self.events_sink else 0  # safe: never goes down
         m.c["late_written"] = self.late_sink.saved if self.late_sink else 0
+        m.c["events_recovered"], m.c["late_recovered"] = self._recovered["events"], self._recovered["late"]
         m.c["events_unwritten"] = self.events_sink.lost if self.events_sink else 0
         m.c["sink_tail_errors"] = sum(s.tail_errors for s in self.sinks)
         arena = self.events_sink.arena if self.events_sink else None

@@ -230,12 +230,15 @@ def test_a_node_killed_at_a_low_rate_loses_seconds_of_events_not_a_chunk(tmp_pat
     finally:
         d.kill()
     d = Daemon(cfg)
-    d.stop()
+    status = d.stop()
     (line,) = [x for x in d.log_lines() if x.get("event") == "recovered-files"]
     got = np.concatenate([read_events(f)["event"] for f in sorted((tmp_path / "out").glob("node-w0-*.h5"))])
     assert sorted(got.tolist()) == list(range(300)), line
     # the line says how many events each rebuilt file holds, not only its name
     assert line["events"] == [len(read_events(f)["event"]) for f in line["files"]] and sum(line["events"]) == 300
+    # and so do the counters, apart from what the stream wrote (none here)
+    c = status["counters"]
+    assert (c["events_recovered"], c["late_recovered"], c["events_written"]) == (300, 0, 0)
 
 
 def test_a_closed_file_leaves_no_log_and_nothing_to_recover(tmp_path):
@@ -868,10 +871,12 @@ def test_files_no_sink_of_the_node_takes_now_are_rebuilt_at_its_start(tmp_path, 
     tmp, _ = _killed_writer_tmp(out, _chunks(0, 10, 20), prefix="late-node-w0" if late else "node-w1")
     node = Daemon(basic_config(tmp_path, free_port(), sink={"late": False} if late else {}))
     try:
-        node.stop()
+        status = node.stop()
     finally:
         node.kill()
     final = tmp.with_name(tmp.name.removesuffix(".tmp"))
     assert not tmp.exists() and read_events(final)["event"].tolist() == list(range(30))
     told = [x for x in node.log_lines() if x["event"] in ("recovered-files", "unrecovered-file")]
     assert [(x["event"], x.get("files")) for x in told] == [("recovered-files", [str(final)])], told
+    c = status["counters"]  # counted as the sink's whose prefix it has
+    assert (c["events_recovered"], c["late_recovered"]) == ((0, 30) if late else (30, 0))

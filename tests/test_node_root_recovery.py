@@ -237,12 +237,13 @@ def test_a_node_with_root_files_names_what_it_rebuilt(tmp_path):
     _killed(tmp, _records(40), {"node": "node"})
     d = Daemon(basic_config(tmp_path, free_port(), sink={"format": "root"}))
     try:
-        d.stop()
+        status = d.stop()
     finally:
         d.kill()
     (line,) = [x for x in d.log_lines() if x.get("event") == "recovered-files"]
     final = str(tmp.with_name(tmp.name.removesuffix(".tmp")))
     assert line["files"] == [final] and line["events"] == [40], line
+    assert (status["counters"]["events_recovered"], status["counters"]["late_recovered"]) == (40, 0)
     assert read_events(final)["event"].tolist() == list(range(40))
 
 

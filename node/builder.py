@@ -174,7 +174,7 @@ class Builder:
         self._leapt: deque[tuple[int, int]] = deque(maxlen=LEAPS_KEPT)
         self.last_jump: tuple[int, int] | None = None  # (source index, event number) of the latest jump
         self.last_jump_why = JUMP
-        # the events the window evicted since ``take_evicted``: their lowest and highest numbers,
+        # the events the window evicted since ``forget_evicted``: their lowest and highest numbers,
         # and per source how many of them lacked it, and of those how many lay beyond its
         # highest number then (not reached: it runs behind) (for the log line that tells it)
         self.evicted_range: tuple[int, int] | None = None
@@ -744,13 +744,10 @@ class Builder:
         self.n_free += len(slots)
         self.out.append(rec)
 
-    def take_evicted(self) -> tuple[tuple[int, int] | None, np.ndarray]:
-        """The lowest and highest numbers of the events the window evicted since the last
-        call, and per source (columns) how many of them lacked it (row 0), and of those how
-        many it had not reached (row 1: numbered above the highest placed from it then)."""
-        taken = self.evicted_range, self.evicted_lacking
-        self.evicted_range, self.evicted_lacking = None, np.zeros_like(taken[1])
-        return taken
+    def forget_evicted(self) -> None:
+        """Start ``evicted_range`` and ``evicted_lacking`` anew (their events were told)."""
+        self.evicted_range = None
+        self.evicted_lacking[:] = 0
 
     def highest(self, source_index: int) -> int | None:
         """The highest event number placed from a source in this numbering (None: none yet)."""

@@ -370,10 +370,6 @@ class Node:
         self._reanchors = 0  # the builder's re-anchors logged so far
         self._reanchor_evicted = 0  # evictions told by builder-reanchored lines (not the window's doing)
         self._timed_out_missing = 0  # sources (bits) missing from events timed out since the last line
-        # events evicted since the last events-evicted line: lowest and highest number, and
-        # per source how many lacked it (builder.take_evicted)
-        self._evicted_span: tuple[int, int] | None = None
-        self._evicted_lacking = np.zeros((2, len(self.sources)), np.int64)
         self._failed_sinks: list[RotatingFiles] = []
         for sink in self.sinks:
             sink.on_wait = self._report_waiting
@@ -717,14 +713,9 @@ class Node:
                 source=self.sources[b.last_jump[0]], event_number=b.last_jump[1], high=b.high, why=b.last_jump_why
             ),
         )
-        span, lacking = b.take_evicted()
-        if span is not None:
-            told = self._evicted_span
-            self._evicted_span = span if told is None else (min(told[0], span[0]), max(told[1], span[1]))
-            self._evicted_lacking += lacking
         if self.log.tally("evicted", "warning", "events-evicted", counts.evicted - self._reanchor_evicted,
                           self._evicted_fields):  # fmt: skip
-            self._evicted_span, self._evicted_lacking = None, np.zeros_like(self._evicted_lacking)
+            b.forget_evicted()  # the builder's tally of them runs from one written line to the next
         self.log.tally("misrouted", "warning", "misrouted-fragments", counts.misrouted, lambda: dict(
             source=self.sources[b.last_misrouted[0]], event_number=b.last_misrouted[1], worker=self.worker,
             belongs_to=b.last_misrouted[1] % b.stride,
@@ -743,13 +734,13 @@ class Node:
         """What an ``events-evicted`` line tells besides its count: the events' numbers, and
         each source they lacked: in how many, how many of those it had not reached then (it
         runs behind: they come late), and how far behind the window's top it is now."""
-        b, span = self.builder, self._evicted_span
+        b, span, counted = self.builder, self.builder.evicted_range, self.builder.evicted_lacking
         lacking = []
-        for i in np.flatnonzero(self._evicted_lacking[0]).tolist():
+        for i in np.flatnonzero(counted[0]).tolist():
             highest = b.highest(i)
             behind = None if highest is None or b.high is None else b.high - highest
-            lacking.append({"source": self.sources[i], "events": int(self._evicted_lacking[0, i]),
-                            "not_reached": int(self._evicted_lacking[1, i]), "highest": highest,
+            lacking.append({"source": self.sources[i], "events": int(counted[0, i]),
+                            "not_reached": int(counted[1, i]), "highest": highest,
                             "behind": behind})  # fmt: skip
         return dict(
             first_event=None if span is None else span[0], last_event=None if span is None else span[1],

@@ -261,8 +261,8 @@ class RotatingFiles:
         self.gave_up = False
         self.error: Exception | None = None  # the write failure that ended this sink
         self.unrecovered: list[tuple[Path, str]] = []  # (.tmp left as it is, or kept as .damaged, why)
-        self.recovered: list[Path] = []  # a killed writer's files, rebuilt under their final names
-        self.recovered_events: dict[Path, int] = {}  # a rebuilt file: the events in it (logged with its name)
+        # a killed writer's files, rebuilt under their final names: the events in each (logged with its name)
+        self.recovered_events: dict[Path, int] = {}
         self.removed_empty: list[Path] = []  # a killed writer's ROOT .tmp that held no entry: deleted
         self.removed_partial: list[Path] = []  # a rebuild cut short (.rebuilt) beside its .tmp and log: deleted
         # called (with this sink) as each file's recovery is done, before the next: see ``untold``
@@ -299,6 +299,11 @@ class RotatingFiles:
         if row + n > self.max_records:  # they go (in part) to the next file
             return None
         return self.arena.reserve(row, n)
+
+    @property
+    def recovered(self) -> list[Path]:
+        """The files the start rebuilt, in the order it rebuilt them."""
+        return list(self.recovered_events)
 
     def untold(self) -> tuple[list[Path], list[Path], list[Path], list[tuple[Path, str]]]:
         """What the start did with a killed writer's files since the last call: the files it
@@ -398,7 +403,6 @@ class RotatingFiles:
             # on the disk, and its name too, before the .tmp goes, whatever sink.fsync says (it
             # spares the stream its syncs): else a power loss could keep the unlink, not the bytes
             durable_replace(rebuilt, final)
-            self.recovered.append(final)
             self.recovered_events[final] = len(records)
             if left is not None:  # what could not be placed stays on the disk, under a name no recovery takes again
                 self.unrecovered.append((kept, _kept_why(kept, final, records, left)))
@@ -472,7 +476,6 @@ class RotatingFiles:
                     continue
             counted = source.counted
             durable_replace(rebuilt, final)  # on the disk before the .tmp goes, whatever sink.fsync says
-            self.recovered.append(final)
             self.recovered_events[final] = entries
             kept = final.with_name(final.name + DAMAGED)
             if counted != entries:  # entries written after the log's last: not trusted, not deleted (a name

@@ -61,9 +61,9 @@ def cast(raw: np.ndarray, src: FixedType, dst: FixedType, scratch: bool = False)
     is a temporary int64 array the cast may overwrite."""
     if src == dst:
         return np.asarray(raw, dtype=np.int64)
-    note_cast(src, dst)  # the fast path below bypasses FixedType.cast
     if not _fast_ok(src, dst):
         return np.asarray(dst.cast(raw, src)).astype(np.int64)
+    note_cast(src, dst)  # the fast path below bypasses FixedType.cast, which notes its own
     raw = np.asarray(raw, dtype=np.int64)
     sh = src.frac_bits - dst.frac_bits
     if sh > 0:
